@@ -1,0 +1,15 @@
+//! Vigil's domain: apps, hosts and groups, metrics, releases and batches, samples, findings and
+//! verdicts; the `release-bundle/1` exchange format; and the clock every other crate takes time
+//! from. Nothing here does network IO; the bundle reader and writer touch only the file they are
+//! given.
+#![forbid(unsafe_code)]
+
+pub mod bundle;
+pub mod clock;
+pub mod model;
+pub mod verdict;
+
+pub use bundle::{Bundle, BundleError, Logs, BUNDLE_FORMAT};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use model::{Batch, Direction, Host, HostGroup, LogTemplate, MetricKind, MetricMeta};
+pub use verdict::{Finding, Judgement, Signal, Verdict};

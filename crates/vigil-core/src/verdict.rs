@@ -1,0 +1,99 @@
+//! What the analysis says of a release at one step: a verdict and the findings behind it.
+
+use serde::{Deserialize, Serialize};
+
+/// The decision at one step, from the most to the least severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The release hurts something: pause it.
+    Fault,
+    /// A minor deviation: recommend a look, do not pause.
+    Anomaly,
+    /// Nothing found.
+    Healthy,
+    /// Not enough data to judge; the next batch must wait.
+    InsufficientData,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Fault => "fault",
+            Verdict::Anomaly => "anomaly",
+            Verdict::Healthy => "healthy",
+            Verdict::InsufficientData => "insufficient_data",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a finding is about: a metric or a log template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Signal {
+    Metric {
+        name: String,
+    },
+    Log {
+        template: String,
+        text: String,
+        level: String,
+    },
+}
+
+impl Signal {
+    /// A short label: the metric name, or `log:` and the template text.
+    pub fn label(&self) -> String {
+        match self {
+            Signal::Metric { name } => name.clone(),
+            Signal::Log { text, .. } => format!("log:{text}"),
+        }
+    }
+}
+
+/// One piece of evidence: a signal that moved on some release hosts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// `fault` or `anomaly`.
+    pub severity: Verdict,
+    pub signal: Signal,
+    /// The release hosts that show it.
+    pub hosts: Vec<String>,
+    /// How many deployed release hosts were judged.
+    pub hosts_judged: usize,
+    /// `up` or `down`: the direction of the change.
+    pub direction: String,
+    /// Typical value on the affected hosts, and what was expected from the baseline.
+    pub observed: f64,
+    pub expected: f64,
+    /// Relative size of the change: observed / expected - 1 (for log templates: the rate ratio).
+    pub effect: f64,
+    /// Size of the change in units of the signal's own variability (robust z).
+    pub score: f64,
+    /// What it was compared with: `reference`, `history`.
+    pub baseline: String,
+    /// The test behind it, in a few words with its figures.
+    pub evidence: String,
+    /// Unix time from which the change holds.
+    pub since: i64,
+    /// One line a person understands.
+    pub explanation: String,
+}
+
+/// The verdict at one step with its findings, most severe first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    /// Unix time of the step judged (the last sample looked at).
+    pub at: i64,
+    pub verdict: Verdict,
+    pub findings: Vec<Finding>,
+    /// Why, in one line, when there are no findings to say it (insufficient data, for instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
