@@ -1,0 +1,138 @@
+//! Detect against the host's own history, for releases without a reference group: forecast each
+//! sample after the first deploy from the data before it (the level of the last hour, moved by
+//! the same time of day on earlier days when the history has them), and calibrate the forecast
+//! errors on the history itself: the same forecast made at every earlier moment gives the errors
+//! a quiet change would have, and their quantiles set the bar.
+
+use crate::prepare::{MetricData, Prepared};
+use crate::settings::Settings;
+use crate::stats;
+
+/// One host's forecast errors after the first deploy and the calibrated bars.
+#[derive(Debug)]
+pub struct HistoryTrack {
+    /// Standardised forecast error per step (`NaN` before the first deploy or when missing).
+    pub z: Vec<f64>,
+    /// Forecast error on the transformed scale.
+    pub delta: Vec<f64>,
+    /// The bar a shift (the weakest of `persistence_steps` errors) must clear.
+    pub shift_z: f64,
+    /// The bar one spike must clear.
+    pub spike_z: f64,
+}
+
+/// Most anchors (earlier moments) the calibration replays; the most recent ones are kept.
+const MAX_ANCHORS: usize = 4000;
+/// Horizons calibrated: forecasts further out reuse the last horizon's errors.
+const MAX_HORIZON: usize = 48;
+
+struct Forecaster<'v> {
+    values: &'v [f64],
+    /// Median of the `level_steps` samples before each step.
+    level_before: Vec<f64>,
+    day_steps: Option<usize>,
+    days: usize,
+}
+
+impl<'v> Forecaster<'v> {
+    fn new(values: &'v [f64], level_steps: usize, day_steps: Option<usize>, days: usize, end: usize) -> Self {
+        let mut level_before = vec![f64::NAN; end + 1];
+        for (step, slot) in level_before.iter_mut().enumerate().skip(1) {
+            let from = step.saturating_sub(level_steps);
+            *slot = stats::median(&values[from..step]);
+        }
+        Forecaster { values, level_before, day_steps, days }
+    }
+
+    /// Forecast of sample `target` made with data before `anchor` only.
+    fn forecast(&self, anchor: usize, target: usize, scratch: &mut Vec<f64>) -> f64 {
+        let level = self.level_before[anchor];
+        let Some(day) = self.day_steps else { return level };
+        scratch.clear();
+        for back in 1..=self.days {
+            let Some(earlier_target) = target.checked_sub(back * day) else { break };
+            let Some(earlier_anchor) = anchor.checked_sub(back * day) else { break };
+            if earlier_anchor == 0 {
+                break;
+            }
+            let seasonal = self.values[earlier_target] - self.level_before[earlier_anchor];
+            if seasonal.is_finite() {
+                scratch.push(seasonal);
+            }
+        }
+        if scratch.is_empty() {
+            return level;
+        }
+        level + stats::median_in_place(scratch)
+    }
+}
+
+impl HistoryTrack {
+    pub fn compute(prepared: &Prepared<'_>, metric: &MetricData<'_>, host: usize, settings: &Settings) -> Option<HistoryTrack> {
+        let first_deploy = prepared.first_deploy?;
+        let values = &metric.values[host];
+        let points = values.len();
+        let step = prepared.bundle.step_seconds;
+        let level_steps = usize::try_from(settings.baseline_seconds / step).unwrap_or(1).clamp(3, 288);
+        let day_steps = (86_400 % step == 0).then(|| usize::try_from(86_400 / step).unwrap_or(usize::MAX)).filter(|&day| day + level_steps < first_deploy);
+        let forecaster = Forecaster::new(values, level_steps, day_steps, settings.history_days, first_deploy);
+        let sign = metric.harmful_sign;
+        let persistence = settings.persistence_steps.max(1);
+
+        // Replay the forecast from earlier anchors; errors by horizon.
+        let earliest_anchor = level_steps + day_steps.unwrap_or(0);
+        let horizon = (points - first_deploy).clamp(1, MAX_HORIZON);
+        if first_deploy <= earliest_anchor + persistence {
+            return None;
+        }
+        let last_anchor = first_deploy - persistence;
+        let first_anchor = earliest_anchor.max(last_anchor.saturating_sub(MAX_ANCHORS));
+        let mut scratch = Vec::new();
+        let mut errors: Vec<Vec<f64>> = Vec::with_capacity(last_anchor - first_anchor);
+        for anchor in first_anchor..last_anchor {
+            let reach = horizon.min(first_deploy - anchor);
+            let row: Vec<f64> = (0..reach)
+                .map(|ahead| values[anchor + ahead] - forecaster.forecast(anchor, anchor + ahead, &mut scratch))
+                .collect();
+            errors.push(row);
+        }
+        let pooled: Vec<f64> = errors.iter().flatten().copied().filter(|error| error.is_finite()).collect();
+        if pooled.len() < 8 {
+            return None;
+        }
+        let center = stats::median(&pooled);
+        let floor = match metric.transform.log_offset {
+            Some(_) => 0.005,
+            None => f64::MIN_POSITIVE,
+        };
+        let sigma = stats::mad_sigma(&pooled, center).max(floor);
+        // What a shift statistic and a single error reach at quiet moments of the history.
+        let mut shift_statistics = Vec::new();
+        let mut single = Vec::new();
+        for row in &errors {
+            let harms: Vec<f64> = row.iter().map(|error| crate::hosts::harmful(sign, (error - center) / sigma)).collect();
+            single.extend(harms.iter().copied().filter(|value| value.is_finite()));
+            for window in harms.windows(persistence) {
+                let weakest = window.iter().copied().fold(f64::INFINITY, f64::min);
+                if weakest.is_finite() {
+                    shift_statistics.push(weakest);
+                }
+            }
+        }
+        let shift_bar = stats::quantile(&shift_statistics, settings.history_quantile);
+        let spike_bar = stats::quantile(&single, settings.history_quantile);
+        let mut z = vec![f64::NAN; points];
+        let mut delta = vec![f64::NAN; points];
+        for target in first_deploy..points {
+            let error = values[target] - forecaster.forecast(first_deploy, target, &mut scratch) - center;
+            delta[target] = error;
+            z[target] = error / sigma;
+        }
+        Some(HistoryTrack {
+            z,
+            delta,
+            shift_z: settings.shift_z.max(if shift_bar.is_finite() { shift_bar } else { 0.0 }),
+            spike_z: settings.spike_z.max(if spike_bar.is_finite() { spike_bar } else { 0.0 }),
+        })
+    }
+}

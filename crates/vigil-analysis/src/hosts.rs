@@ -1,0 +1,136 @@
+//! Per-host evidence at one step: a shift that holds, or spikes that keep coming back, after
+//! the host's restart has settled.
+
+use crate::settings::Settings;
+
+/// Scores of one signal on one host, indexed by step, and where the host's judged samples start.
+#[derive(Debug, Clone, Copy)]
+pub struct HostScores<'t> {
+    /// Signed standardised difference per step (`NaN` when missing).
+    pub z: &'t [f64],
+    /// Signed difference on the transformed scale per step.
+    pub delta: &'t [f64],
+    /// First step judged (deploy plus warm-up).
+    pub judged_from: usize,
+    /// Steps since the deploy at which a decaying transient is still expected.
+    pub transient_until: usize,
+}
+
+/// The z a shift must hold, and the z of one spike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub shift_z: f64,
+    pub spike_z: f64,
+}
+
+/// What a host shows at one step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostEvidence {
+    /// The weakest harmful z over the persistence window (shift) or the median spike z.
+    pub z: f64,
+    /// Typical signed difference on the transformed scale over the same samples.
+    pub delta: f64,
+    /// First step of the samples behind it.
+    pub since: usize,
+    pub intermittent: bool,
+}
+
+/// How harmful a signed value is: positive when it moves the harmful way.
+pub fn harmful(sign: f64, value: f64) -> f64 {
+    if sign == 0.0 {
+        value.abs()
+    } else {
+        sign * value
+    }
+}
+
+/// The evidence on one host at step `now`, or `None`.
+pub fn host_evidence(
+    scores: HostScores<'_>,
+    sign: f64,
+    now: usize,
+    thresholds: Thresholds,
+    settings: &Settings,
+) -> Option<HostEvidence> {
+    if now < scores.judged_from {
+        return None;
+    }
+    let persistence = settings.persistence_steps.max(1);
+    // The last `persistence` present samples within a little more than that many steps.
+    let lookback_start = now.saturating_sub(persistence + 1).max(scores.judged_from);
+    let recent: Vec<usize> = (lookback_start..=now).rev().filter(|&step| scores.z[step].is_finite()).take(persistence).collect();
+    if recent.len() == persistence && scores.z[now].is_finite() {
+        let oldest_first: Vec<f64> = recent.iter().rev().map(|&step| harmful(sign, scores.z[step])).collect();
+        let weakest = oldest_first.iter().copied().fold(f64::INFINITY, f64::min);
+        let same_side = sign != 0.0 || recent.iter().all(|&step| scores.z[step].signum() == scores.z[now].signum());
+        let decaying = now < scores.transient_until
+            && oldest_first.windows(2).all(|pair| pair[1] < pair[0])
+            && oldest_first[oldest_first.len() - 1] < 0.75 * oldest_first[0];
+        if weakest >= thresholds.shift_z && same_side && !decaying {
+            let mut deltas: Vec<f64> = recent.iter().map(|&step| scores.delta[step]).collect();
+            let delta = crate::stats::median_in_place(&mut deltas);
+            let since = *recent.last().unwrap_or(&now);
+            return Some(HostEvidence { z: weakest, delta, since, intermittent: false });
+        }
+    }
+    // Intermittent: large spikes that keep coming back.
+    let window_start = now.saturating_sub(settings.spike_window_steps.saturating_sub(1)).max(scores.judged_from);
+    let spikes: Vec<usize> =
+        (window_start..=now).filter(|&step| scores.z[step].is_finite() && harmful(sign, scores.z[step]) >= thresholds.spike_z).collect();
+    if spikes.len() >= settings.spikes_needed.max(1) {
+        let mut zs: Vec<f64> = spikes.iter().map(|&step| harmful(sign, scores.z[step])).collect();
+        let mut deltas: Vec<f64> = spikes.iter().map(|&step| scores.delta[step]).collect();
+        return Some(HostEvidence {
+            z: crate::stats::median_in_place(&mut zs),
+            delta: crate::stats::median_in_place(&mut deltas),
+            since: spikes[0],
+            intermittent: true,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Thresholds = Thresholds { shift_z: 4.0, spike_z: 8.0 };
+
+    fn scores<'a>(z: &'a [f64], delta: &'a [f64]) -> HostScores<'a> {
+        HostScores { z, delta, judged_from: 2, transient_until: 10 }
+    }
+
+    #[test]
+    fn a_held_shift_is_evidence() {
+        let z = [0.0, 0.0, 9.0, 9.5, 9.2, 9.1];
+        let evidence = host_evidence(scores(&z, &z), 1.0, 5, T, &Settings::default()).unwrap();
+        assert!(evidence.z >= 9.0 && !evidence.intermittent);
+    }
+
+    #[test]
+    fn a_decaying_warm_up_tail_is_not() {
+        let z = [0.0, 0.0, 30.0, 15.0, 7.0, 4.5];
+        assert_eq!(host_evidence(scores(&z, &z), 1.0, 4, T, &Settings::default()), None);
+        assert_eq!(host_evidence(scores(&z, &z), 1.0, 5, T, &Settings::default()), None);
+    }
+
+    #[test]
+    fn samples_inside_the_warm_up_are_not_judged() {
+        let z = [50.0, 50.0, 0.0, 0.0];
+        assert_eq!(host_evidence(scores(&z, &z), 1.0, 3, T, &Settings::default()), None);
+    }
+
+    #[test]
+    fn an_improvement_is_not_harmful() {
+        let z = [0.0, 0.0, -9.0, -9.5, -9.2, -9.1];
+        assert_eq!(host_evidence(scores(&z, &z), 1.0, 5, T, &Settings::default()), None);
+    }
+
+    #[test]
+    fn recurring_spikes_are_intermittent_evidence() {
+        let z = [0.0, 0.0, 20.0, 0.0, 0.0, 15.0, 0.0, 0.0, 18.0, 0.0];
+        let evidence = host_evidence(scores(&z, &z), 1.0, 9, T, &Settings::default()).unwrap();
+        assert!(evidence.intermittent);
+        assert_eq!(evidence.since, 2);
+    }
+}

@@ -1,0 +1,365 @@
+//! Attribute and decide: turn per-host evidence into findings and a verdict at one step.
+
+use vigil_core::{Bundle, Finding, Judgement, Signal, Verdict};
+
+use crate::history::HistoryTrack;
+use crate::hosts::{harmful, host_evidence, HostEvidence, HostScores, Thresholds};
+use crate::logs::{log_evidence, LogEvidence};
+use crate::peers::PeerTrack;
+use crate::prepare::{MetricData, Prepared};
+use crate::settings::Settings;
+use crate::stats;
+
+/// Seconds after a deploy during which a shrinking deviation is taken for a restart transient.
+const TRANSIENT_SECONDS: i64 = 900;
+
+/// Scores of one metric: per host z and delta, per-host bars, and what they compare with.
+#[derive(Debug)]
+struct MetricTrack {
+    z: Vec<Vec<f64>>,
+    delta: Vec<Vec<f64>>,
+    thresholds: Vec<Thresholds>,
+    baseline: &'static str,
+}
+
+/// Judges one release at any step, from data up to that step only.
+///
+/// Built once per release; everything it precomputes at step `i` depends on samples at or
+/// before `i` (and on the baseline, before the first deploy), so [`Evaluator::judge_at`] never
+/// looks ahead.
+#[derive(Debug)]
+pub struct Evaluator<'a> {
+    prepared: Prepared<'a>,
+    settings: Settings,
+    tracks: Vec<Option<MetricTrack>>,
+    transient_steps: usize,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(bundle: &'a Bundle, settings: &Settings) -> Evaluator<'a> {
+        let prepared = Prepared::new(bundle, settings);
+        let tracks = prepared.metrics.iter().map(|metric| metric_track(&prepared, metric, settings)).collect();
+        let transient_steps = usize::try_from(TRANSIENT_SECONDS / bundle.step_seconds).unwrap_or(0);
+        Evaluator { prepared, settings: settings.clone(), tracks, transient_steps }
+    }
+
+    /// Index of the first step worth judging (the first deploy), if any.
+    pub fn first_step(&self) -> Option<usize> {
+        self.prepared.first_deploy
+    }
+
+    pub fn points(&self) -> usize {
+        self.prepared.bundle.points
+    }
+
+    /// The verdict and findings at step `now` (index into the bundle's samples).
+    pub fn judge_at(&self, now: usize) -> Judgement {
+        let at = self.prepared.time_of(now);
+        let Some(first_deploy) = self.prepared.first_deploy.filter(|&deploy| deploy <= now) else {
+            return insufficient(at, "no batch has been deployed yet");
+        };
+        let warmup_end = first_deploy + self.prepared.warmup_steps;
+        if now < warmup_end {
+            return insufficient(at, "the first batch is still warming up");
+        }
+        let mut findings = Vec::new();
+        let mut judged_any = false;
+        for (metric, track) in self.prepared.metrics.iter().zip(&self.tracks) {
+            let Some(track) = track else { continue };
+            let (finding, judged) = self.judge_metric(metric, track, now);
+            judged_any |= judged;
+            findings.extend(finding);
+        }
+        for log in &self.prepared.logs {
+            if let Some(evidence) = log_evidence(&self.prepared, log, now, &self.settings) {
+                findings.push(self.log_finding(log.template, &evidence));
+            }
+        }
+        if !judged_any && findings.is_empty() {
+            return insufficient(at, "no samples from the deployed release hosts since their warm-up");
+        }
+        findings.sort_by(|left, right| {
+            left.severity.cmp(&right.severity).then(right.score.partial_cmp(&left.score).unwrap_or(std::cmp::Ordering::Equal))
+        });
+        let verdict = findings.first().map(|finding| finding.severity).unwrap_or(Verdict::Healthy);
+        Judgement { at, verdict, findings, reason: None }
+    }
+
+    /// The finding on one metric at `now`, and whether any host could be judged on it.
+    fn judge_metric(&self, metric: &MetricData<'_>, track: &MetricTrack, now: usize) -> (Option<Finding>, bool) {
+        let settings = &self.settings;
+        let sign = metric.harmful_sign;
+        let fault_effect = if metric.meta.critical { settings.fault_effect_critical } else { settings.fault_effect };
+        let mut judged = 0usize;
+        let mut faulty: Vec<(usize, HostEvidence, f64)> = Vec::new();
+        let mut anomalous: Vec<(usize, HostEvidence, f64)> = Vec::new();
+        for &host in &self.prepared.release {
+            let Some(deploy) = self.prepared.hosts[host].deploy else { continue };
+            let judged_from = deploy + self.prepared.warmup_steps;
+            if now < judged_from || !track.z[host][judged_from..=now].iter().any(|z| z.is_finite()) {
+                continue;
+            }
+            judged += 1;
+            let scores = HostScores {
+                z: &track.z[host],
+                delta: &track.delta[host],
+                judged_from,
+                transient_until: deploy + self.transient_steps,
+            };
+            let thresholds = track.thresholds[host];
+            if let Some(evidence) = host_evidence(scores, sign, now, thresholds, settings) {
+                let effect = self.relative_effect(metric, track, host, now, evidence.delta);
+                if harmful(sign, effect) >= fault_effect {
+                    faulty.push((host, evidence, effect));
+                    continue;
+                }
+            }
+            let gentle = Thresholds { shift_z: thresholds.shift_z * 0.5, spike_z: thresholds.spike_z };
+            if let Some(evidence) = host_evidence(scores, sign, now, gentle, settings) {
+                let effect = self.relative_effect(metric, track, host, now, evidence.delta);
+                if harmful(sign, effect) >= settings.anomaly_effect {
+                    anomalous.push((host, evidence, effect));
+                }
+            }
+        }
+        if judged == 0 {
+            return (None, false);
+        }
+        let needed = ((settings.min_host_share * judged as f64).ceil() as usize).max(1);
+        let reference_share = self.reference_share(metric, track, now, fault_effect);
+        let share = faulty.len() as f64 / judged as f64;
+        if faulty.len() >= needed && share > reference_share + 0.15 {
+            return (Some(self.metric_finding(metric, track, Verdict::Fault, &faulty, judged, now)), true);
+        }
+        // A recommendation: a milder change, on at least half of the judged hosts.
+        anomalous.extend(faulty);
+        let needed_for_anomaly = ((0.5 * judged as f64).ceil() as usize).max(1);
+        if anomalous.len() >= needed_for_anomaly {
+            return (Some(self.metric_finding(metric, track, Verdict::Anomaly, &anomalous, judged, now)), true);
+        }
+        (None, true)
+    }
+
+    /// Share of reference hosts that show the same kind of change at the same time (global
+    /// events, noisy fleets): the release must show it clearly more often to be blamed.
+    fn reference_share(&self, metric: &MetricData<'_>, track: &MetricTrack, now: usize, fault_effect: f64) -> f64 {
+        let Some(first_deploy) = self.prepared.first_deploy else { return 0.0 };
+        let mut judged = 0usize;
+        let mut showing = 0usize;
+        for &host in &self.prepared.reference {
+            let judged_from = first_deploy + self.prepared.warmup_steps;
+            if now < judged_from || !track.z[host][judged_from..=now].iter().any(|z| z.is_finite()) {
+                continue;
+            }
+            judged += 1;
+            let scores = HostScores { z: &track.z[host], delta: &track.delta[host], judged_from, transient_until: 0 };
+            if let Some(evidence) = host_evidence(scores, metric.harmful_sign, now, track.thresholds[host], &self.settings) {
+                let effect = self.relative_effect(metric, track, host, now, evidence.delta);
+                if harmful(metric.harmful_sign, effect) >= fault_effect {
+                    showing += 1;
+                }
+            }
+        }
+        if judged == 0 {
+            0.0
+        } else {
+            showing as f64 / judged as f64
+        }
+    }
+
+    /// Relative change on a host, in the metric's own terms (for a success rate near its bound:
+    /// of its failures).
+    fn relative_effect(&self, metric: &MetricData<'_>, track: &MetricTrack, host: usize, now: usize, delta: f64) -> f64 {
+        let expected = metric.values[host][now] - track.delta[host][now];
+        metric.transform.relative_effect(expected, delta)
+    }
+
+    fn metric_finding(
+        &self,
+        metric: &MetricData<'_>,
+        track: &MetricTrack,
+        severity: Verdict,
+        hosts: &[(usize, HostEvidence, f64)],
+        judged: usize,
+        now: usize,
+    ) -> Finding {
+        let prepared = &self.prepared;
+        let mut observed = Vec::new();
+        let mut expected = Vec::new();
+        for (host, _, _) in hosts {
+            let recent = now.saturating_sub(2)..=now;
+            for step in recent {
+                let value = metric.values[*host][step];
+                let delta = track.delta[*host][step];
+                if value.is_finite() && delta.is_finite() {
+                    observed.push(metric.transform.invert(value));
+                    expected.push(metric.transform.invert(value - delta));
+                }
+            }
+        }
+        let observed = stats::median(&observed);
+        let expected = stats::median(&expected);
+        let effect = stats::median(&hosts.iter().map(|(_, _, effect)| *effect).collect::<Vec<_>>());
+        let score = stats::median(&hosts.iter().map(|(_, evidence, _)| evidence.z).collect::<Vec<_>>());
+        let since = hosts.iter().map(|(_, evidence, _)| evidence.since).min().unwrap_or(now);
+        let intermittent = hosts.iter().filter(|(_, evidence, _)| evidence.intermittent).count() * 2 > hosts.len();
+        let names: Vec<String> = hosts.iter().map(|(host, _, _)| prepared.hosts[*host].name.clone()).collect();
+        let up = observed >= expected;
+        let direction = if up { "up" } else { "down" };
+        let size = describe_change(observed, expected);
+        let pattern = if intermittent { "in recurring spikes" } else { "and holds" };
+        let baseline = track.baseline;
+        let compared = if baseline == "reference" { "the reference" } else { "its own history" };
+        let explanation = format!(
+            "{} on {} of {} release hosts is {} {} ({} vs {}) since {}, {}",
+            metric.meta.name,
+            names.len(),
+            judged,
+            size,
+            if baseline == "reference" { "against the reference" } else { "against its own history" },
+            format_value(observed),
+            format_value(expected),
+            format_time(prepared.time_of(since)),
+            pattern,
+        );
+        let evidence = format!(
+            "difference in differences against {compared}: median robust z {score:.1} over {} steps, relative effect {:+.1} %",
+            self.settings.persistence_steps,
+            effect * 100.0
+        );
+        Finding {
+            severity,
+            signal: Signal::Metric { name: metric.meta.name.clone() },
+            hosts: names,
+            hosts_judged: judged,
+            direction: direction.to_owned(),
+            observed,
+            expected,
+            effect,
+            score,
+            baseline: baseline.to_owned(),
+            evidence,
+            since: prepared.time_of(since),
+            explanation,
+        }
+    }
+
+    fn log_finding(&self, template: &vigil_core::LogTemplate, evidence: &LogEvidence) -> Finding {
+        let prepared = &self.prepared;
+        let exception = template.is_exception();
+        let share = evidence.hosts.len() as f64 / evidence.hosts_judged.max(1) as f64;
+        let severe = exception
+            && evidence.rate_per_minute >= self.settings.log_fault_lines_per_minute
+            && share >= self.settings.min_host_share;
+        let severity = if severe { Verdict::Fault } else { Verdict::Anomaly };
+        let names: Vec<String> = evidence.hosts.iter().map(|&host| prepared.hosts[host].name.clone()).collect();
+        let ratio = evidence.observed / evidence.expected.max(f64::MIN_POSITIVE);
+        let what = if evidence.new { "new".to_owned() } else { format!("{} as frequent as expected", describe_ratio(ratio)) };
+        let explanation = format!(
+            "log template \"{}\" ({}) is {} on {} of {} release hosts since {}: {:.0} lines, {:.1} per minute per host",
+            template.text,
+            if template.level.is_empty() { "no level" } else { template.level.as_str() },
+            what,
+            names.len(),
+            evidence.hosts_judged,
+            format_time(prepared.time_of(evidence.since)),
+            evidence.observed,
+            evidence.rate_per_minute,
+        );
+        Finding {
+            severity,
+            signal: Signal::Log { template: template.id.clone(), text: template.text.clone(), level: template.level.clone() },
+            hosts: names,
+            hosts_judged: evidence.hosts_judged,
+            direction: "up".to_owned(),
+            observed: evidence.observed,
+            expected: evidence.expected,
+            effect: ratio - 1.0,
+            score: -evidence.tail_ln,
+            baseline: if prepared.reference.is_empty() { "history" } else { "reference" }.to_owned(),
+            evidence: format!(
+                "poisson surge test: {:.0} lines seen, {:.2} expected, ln p = {:.1}",
+                evidence.observed, evidence.expected, evidence.tail_ln
+            ),
+            since: prepared.time_of(evidence.since),
+            explanation,
+        }
+    }
+}
+
+fn insufficient(at: i64, reason: &str) -> Judgement {
+    Judgement { at, verdict: Verdict::InsufficientData, findings: Vec::new(), reason: Some(reason.to_owned()) }
+}
+
+fn metric_track(prepared: &Prepared<'_>, metric: &MetricData<'_>, settings: &Settings) -> Option<MetricTrack> {
+    let base = Thresholds { shift_z: settings.shift_z, spike_z: settings.spike_z };
+    if let Some(peers) = PeerTrack::compute(prepared, metric) {
+        let hosts = prepared.hosts.len();
+        return Some(MetricTrack { z: peers.z, delta: peers.delta, thresholds: vec![base; hosts], baseline: "reference" });
+    }
+    if !prepared.reference.is_empty() {
+        return None;
+    }
+    // No reference group: every release host against its own history.
+    let points = prepared.bundle.points;
+    let hosts = prepared.hosts.len();
+    let mut track = MetricTrack {
+        z: vec![vec![f64::NAN; points]; hosts],
+        delta: vec![vec![f64::NAN; points]; hosts],
+        thresholds: vec![base; hosts],
+        baseline: "history",
+    };
+    let mut any = false;
+    for &host in &prepared.release {
+        if let Some(history) = HistoryTrack::compute(prepared, metric, host, settings) {
+            track.z[host] = history.z;
+            track.delta[host] = history.delta;
+            track.thresholds[host] = Thresholds { shift_z: history.shift_z, spike_z: history.spike_z };
+            any = true;
+        }
+    }
+    any.then_some(track)
+}
+
+fn describe_change(observed: f64, expected: f64) -> String {
+    if expected.abs() > f64::EPSILON && observed.signum() == expected.signum() {
+        let ratio = observed / expected;
+        if ratio >= 2.0 {
+            return format!("{ratio:.1}x");
+        }
+        if ratio <= 0.5 {
+            return format!("{:.0} % lower", (1.0 - ratio) * 100.0);
+        }
+        let percent = (ratio - 1.0) * 100.0;
+        return format!("{:+.0} %", percent);
+    }
+    format!("{:+}", format_value(observed - expected))
+}
+
+fn describe_ratio(ratio: f64) -> String {
+    if ratio >= 10.0 {
+        format!("{ratio:.0}x")
+    } else {
+        format!("{ratio:.1}x")
+    }
+}
+
+fn format_value(value: f64) -> String {
+    if !value.is_finite() {
+        return "n/a".to_owned();
+    }
+    let magnitude = value.abs();
+    if magnitude >= 100.0 {
+        format!("{value:.0}")
+    } else if magnitude >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// `HH:MM` in UTC: enough for a one-line explanation.
+fn format_time(unix: i64) -> String {
+    let seconds_of_day = unix.rem_euclid(86_400);
+    format!("{:02}:{:02} UTC", seconds_of_day / 3600, (seconds_of_day % 3600) / 60)
+}

@@ -1,0 +1,237 @@
+//! Clean: align the bundle onto dense per-host arrays, find each host's deploy step, the baseline
+//! window, and the transform that puts each metric on a scale where changes compare across hosts.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use vigil_core::{Bundle, HostGroup, LogTemplate, MetricMeta};
+
+use crate::settings::Settings;
+use crate::stats;
+
+/// A host as the analysis sees it.
+#[derive(Debug, Clone)]
+pub struct HostView {
+    pub name: String,
+    pub group: HostGroup,
+    /// Index of the step at which the host got the new version (release hosts in a batch).
+    pub deploy: Option<usize>,
+}
+
+/// How a metric's values are turned into the scale the detectors work on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transform {
+    /// Values are a share near its upper bound whose fall hurts (a success rate): the detectors
+    /// look at the headroom `bound - value` (the failure share), whose rise hurts.
+    pub headroom_of: Option<f64>,
+    /// Work on `ln(value + offset)` (relative changes) rather than on the raw value.
+    pub log_offset: Option<f64>,
+}
+
+impl Transform {
+    pub fn apply(&self, value: f64) -> f64 {
+        let shifted = match self.headroom_of {
+            Some(bound) => (bound - value).max(0.0),
+            None => value,
+        };
+        match self.log_offset {
+            Some(offset) => (shifted.max(0.0) + offset).ln(),
+            None => shifted,
+        }
+    }
+
+    /// Back from a transformed level to the metric's own unit.
+    pub fn invert(&self, transformed: f64) -> f64 {
+        let shifted = match self.log_offset {
+            Some(offset) => transformed.exp() - offset,
+            None => transformed,
+        };
+        match self.headroom_of {
+            Some(bound) => bound - shifted,
+            None => shifted,
+        }
+    }
+
+    /// Relative size of a difference `delta` of transformed values around `level`.
+    pub fn relative_effect(&self, level: f64, delta: f64) -> f64 {
+        match self.log_offset {
+            Some(_) => delta.exp() - 1.0,
+            None => delta / level.abs().max(f64::MIN_POSITIVE),
+        }
+    }
+}
+
+/// One metric on dense arrays: `values[host][step]`, `NaN` where missing.
+#[derive(Debug)]
+pub struct MetricData<'a> {
+    pub meta: &'a MetricMeta,
+    pub transform: Transform,
+    /// Transformed values, per host index then step.
+    pub values: Vec<Vec<f64>>,
+    /// Harmful direction on the transformed scale: +1 up, -1 down, 0 either.
+    pub harmful_sign: f64,
+}
+
+/// One log template: lines per host and step (0 where a host logged none).
+#[derive(Debug)]
+pub struct LogData<'a> {
+    pub template: &'a LogTemplate,
+    pub counts: Vec<Vec<f64>>,
+}
+
+/// The bundle, cleaned and aligned.
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    pub bundle: &'a Bundle,
+    pub hosts: Vec<HostView>,
+    pub release: Vec<usize>,
+    pub reference: Vec<usize>,
+    /// Index of the first deploy step, if any batch is in the window.
+    pub first_deploy: Option<usize>,
+    /// The baseline: up to `baseline_seconds` before the first deploy.
+    pub baseline: Range<usize>,
+    pub metrics: Vec<MetricData<'a>>,
+    pub logs: Vec<LogData<'a>>,
+    pub warmup_steps: usize,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(bundle: &'a Bundle, settings: &Settings) -> Prepared<'a> {
+        let points = bundle.points;
+        let deploy_of: HashMap<&str, usize> = bundle
+            .batches
+            .iter()
+            .flat_map(|batch| {
+                let offset = (batch.at - bundle.start).max(0);
+                let index = usize::try_from((offset + bundle.step_seconds - 1) / bundle.step_seconds).unwrap_or(usize::MAX);
+                batch.hosts.iter().map(move |host| (host.as_str(), index))
+            })
+            .filter(|(_, index)| *index < points)
+            .collect();
+        let hosts: Vec<HostView> = bundle
+            .hosts
+            .iter()
+            .map(|host| HostView {
+                name: host.name.clone(),
+                group: host.group,
+                deploy: deploy_of.get(host.name.as_str()).copied(),
+            })
+            .collect();
+        let release = (0..hosts.len()).filter(|&index| hosts[index].group == HostGroup::Release).collect();
+        let reference = (0..hosts.len()).filter(|&index| hosts[index].group == HostGroup::Reference).collect();
+        let first_deploy = hosts.iter().filter_map(|host| host.deploy).min();
+        let baseline_steps = usize::try_from(settings.baseline_seconds / bundle.step_seconds).unwrap_or(0).max(1);
+        let baseline_end = first_deploy.unwrap_or(points);
+        let baseline = baseline_end.saturating_sub(baseline_steps)..baseline_end;
+        let host_index: HashMap<&str, usize> =
+            hosts.iter().enumerate().map(|(index, host)| (host.name.as_str(), index)).collect();
+
+        let dense = |by_host: Option<&vigil_core::bundle::SeriesByHost<f64>>, fill: f64| -> Vec<Vec<f64>> {
+            let mut rows = vec![vec![fill; points]; hosts.len()];
+            if let Some(by_host) = by_host {
+                for (host, values) in by_host {
+                    let Some(&index) = host_index.get(host.as_str()) else { continue };
+                    for (slot, value) in rows[index].iter_mut().zip(values) {
+                        *slot = value.filter(|value| value.is_finite()).unwrap_or(f64::NAN);
+                    }
+                }
+            }
+            rows
+        };
+
+        let metrics = bundle
+            .metrics
+            .iter()
+            .map(|meta| {
+                let raw = dense(bundle.series.get(&meta.name), f64::NAN);
+                let history_end = baseline_end.max(1).min(points);
+                let transform = choose_transform(meta, &raw, history_end);
+                let values =
+                    raw.iter().map(|row| row.iter().map(|&value| if value.is_nan() { value } else { transform.apply(value) }).collect()).collect();
+                let harmful_sign = match transform.headroom_of {
+                    Some(_) => 1.0,
+                    None => meta.direction.sign(),
+                };
+                MetricData { meta, transform, values, harmful_sign }
+            })
+            .collect();
+        let logs = bundle
+            .logs
+            .templates
+            .iter()
+            .map(|template| {
+                let mut counts = dense(bundle.logs.counts.get(&template.id), 0.0);
+                for row in &mut counts {
+                    for count in row.iter_mut() {
+                        if count.is_nan() {
+                            *count = 0.0;
+                        }
+                    }
+                }
+                LogData { template, counts }
+            })
+            .collect();
+        Prepared {
+            bundle,
+            hosts,
+            release,
+            reference,
+            first_deploy,
+            baseline,
+            metrics,
+            logs,
+            warmup_steps: settings.warmup_steps(bundle.step_seconds),
+        }
+    }
+
+    /// Unix time of step `index`.
+    pub fn time_of(&self, index: usize) -> i64 {
+        self.bundle.time_of(index)
+    }
+}
+
+/// Picks the scale for a metric from its metadata and the data before the first deploy.
+fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> Transform {
+    let history: Vec<f64> = raw.iter().flat_map(|row| row[..history_end].iter().copied()).filter(|v| v.is_finite()).collect();
+    let all: Vec<f64> = if history.is_empty() {
+        raw.iter().flat_map(|row| row.iter().copied()).filter(|v| v.is_finite()).collect()
+    } else {
+        history
+    };
+    if all.is_empty() {
+        return Transform { headroom_of: None, log_offset: None };
+    }
+    let minimum = all.iter().copied().fold(f64::INFINITY, f64::min);
+    let maximum = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let typical = stats::median(&all);
+    // A share (by unit, or by every value lying in [0, 1]) whose harmful direction is down and
+    // which sits near its upper bound: its failures are the headroom.
+    let bound = if meta.unit_is_share() && maximum <= 100.0 + 1e-9 && minimum >= 0.0 {
+        Some(if maximum <= 1.0 + 1e-9 && !meta.unit.contains('%') && meta.unit.to_ascii_lowercase() != "percent" { 1.0 } else { 100.0 })
+    } else if minimum >= 0.0 && maximum <= 1.0 {
+        Some(1.0)
+    } else {
+        None
+    };
+    let headroom_of = bound.filter(|bound| meta.direction == vigil_core::Direction::Decrease && typical >= 0.8 * bound);
+    let shifted: Vec<f64> = match headroom_of {
+        Some(bound) => all.iter().map(|value| (bound - value).max(0.0)).collect(),
+        None => all,
+    };
+    let shifted_minimum = shifted.iter().copied().fold(f64::INFINITY, f64::min);
+    if shifted_minimum < 0.0 {
+        return Transform { headroom_of, log_offset: None };
+    }
+    // Relative scale for non-negative metrics, with an offset that keeps zeros finite: the
+    // series' resolution (one event per step for counts) or a small share of its typical level.
+    let level = stats::median(&shifted).abs();
+    let resolution = stats::resolution(&shifted).unwrap_or(0.0);
+    let mut offset = resolution.max(0.05 * level);
+    if !(offset > 0.0) {
+        offset = stats::quantile(&shifted, 0.9).max(1e-9) * 0.05;
+    }
+    if !(offset > 0.0) || !offset.is_finite() {
+        offset = 1e-9;
+    }
+    Transform { headroom_of, log_offset: Some(offset) }
+}

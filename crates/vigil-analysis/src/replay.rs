@@ -1,0 +1,74 @@
+//! The replay driver: walk a release forward step by step, as a live guard would, and keep the
+//! first pause.
+
+use serde::Serialize;
+use vigil_core::{Bundle, Finding, Judgement, Verdict};
+
+use crate::judge::Evaluator;
+use crate::settings::Settings;
+
+/// What one replayed release ended with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayOutcome {
+    pub id: String,
+    /// `fault` once paused; else `anomaly` once recommended; else the last step's verdict.
+    pub verdict: Verdict,
+    /// Unix time of the first pause.
+    pub paused_at: Option<i64>,
+    /// Unix time of the first recommendation.
+    pub recommended_at: Option<i64>,
+    /// The findings behind the verdict (at the pause, the last recommendation, or the end).
+    pub findings: Vec<Finding>,
+    /// Steps judged.
+    pub steps: usize,
+}
+
+/// Judges the release at every step from its first batch on, each time with data up to that
+/// step only. Calls `on_step` with every judgement (for live views and tests).
+pub fn replay_with(bundle: &Bundle, settings: &Settings, mut on_step: impl FnMut(&Judgement)) -> ReplayOutcome {
+    let evaluator = Evaluator::new(bundle, settings);
+    let mut outcome = ReplayOutcome {
+        id: bundle.id.clone(),
+        verdict: Verdict::InsufficientData,
+        paused_at: None,
+        recommended_at: None,
+        findings: Vec::new(),
+        steps: 0,
+    };
+    let Some(first) = evaluator.first_step() else {
+        return outcome;
+    };
+    let mut last = None;
+    for now in first..evaluator.points() {
+        let judgement = evaluator.judge_at(now);
+        on_step(&judgement);
+        outcome.steps += 1;
+        match judgement.verdict {
+            Verdict::Fault if outcome.paused_at.is_none() => {
+                outcome.paused_at = Some(judgement.at);
+                outcome.findings = judgement.findings.clone();
+            }
+            Verdict::Anomaly if outcome.paused_at.is_none() => {
+                outcome.recommended_at.get_or_insert(judgement.at);
+                outcome.findings = judgement.findings.clone();
+            }
+            _ => {}
+        }
+        last = Some(judgement);
+    }
+    outcome.verdict = if outcome.paused_at.is_some() {
+        Verdict::Fault
+    } else if outcome.recommended_at.is_some() {
+        Verdict::Anomaly
+    } else {
+        let last = last.unwrap_or(Judgement { at: bundle.start, verdict: Verdict::InsufficientData, findings: Vec::new(), reason: None });
+        outcome.findings = last.findings;
+        last.verdict
+    };
+    outcome
+}
+
+/// [`replay_with`] without a per-step callback.
+pub fn replay(bundle: &Bundle, settings: &Settings) -> ReplayOutcome {
+    replay_with(bundle, settings, |_| {})
+}

@@ -1,0 +1,45 @@
+//! A progress bar on standard error, drawn only when it is a terminal.
+
+use std::io::{IsTerminal, Write};
+
+#[derive(Debug)]
+pub struct Progress {
+    total: usize,
+    done: usize,
+    enabled: bool,
+    label: &'static str,
+}
+
+impl Progress {
+    pub fn new(label: &'static str, total: usize) -> Self {
+        Progress { total, done: 0, enabled: std::io::stderr().is_terminal(), label }
+    }
+
+    pub fn advance(&mut self) {
+        self.done += 1;
+        if !self.enabled {
+            return;
+        }
+        let width = 30;
+        let filled = if self.total == 0 { width } else { self.done * width / self.total };
+        let mut stderr = std::io::stderr().lock();
+        let _ = write!(
+            stderr,
+            "\r{} [{}{}] {}/{}",
+            self.label,
+            "#".repeat(filled),
+            " ".repeat(width - filled.min(width)),
+            self.done,
+            self.total
+        );
+        let _ = stderr.flush();
+    }
+
+    pub fn finish(&mut self) {
+        if self.enabled {
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "\r{}\r", " ".repeat(60));
+            let _ = stderr.flush();
+        }
+    }
+}
