@@ -21,6 +21,8 @@ pub struct HostScores<'t> {
 pub struct Thresholds {
     pub shift_z: f64,
     pub spike_z: f64,
+    /// Consecutive samples a shift must hold.
+    pub persistence: usize,
 }
 
 /// What a host shows at one step.
@@ -55,7 +57,7 @@ pub fn host_evidence(
     if now < scores.judged_from {
         return None;
     }
-    let persistence = settings.persistence_steps.max(1);
+    let persistence = thresholds.persistence.max(1);
     // The last `persistence` present samples within a little more than that many steps.
     let lookback_start = now.saturating_sub(persistence + 1).max(scores.judged_from);
     let recent: Vec<usize> = (lookback_start..=now).rev().filter(|&step| scores.z[step].is_finite()).take(persistence).collect();
@@ -63,9 +65,13 @@ pub fn host_evidence(
         let oldest_first: Vec<f64> = recent.iter().rev().map(|&step| harmful(sign, scores.z[step])).collect();
         let weakest = oldest_first.iter().copied().fold(f64::INFINITY, f64::min);
         let same_side = sign != 0.0 || recent.iter().all(|&step| scores.z[step].signum() == scores.z[now].signum());
-        let decaying = now < scores.transient_until
-            && oldest_first.windows(2).all(|pair| pair[1] < pair[0])
-            && oldest_first[oldest_first.len() - 1] < 0.75 * oldest_first[0];
+        // While a restart transient may still be settling, a shift must look like a new level
+        // (its samples agree within a factor of two) or keep growing; a peak that is fading is
+        // the restart, not the release.
+        let strongest = oldest_first.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let growing = oldest_first.windows(2).all(|pair| pair[1] >= pair[0]);
+        let settled = weakest >= 0.5 * strongest || growing;
+        let decaying = now < scores.transient_until && !settled;
         if weakest >= thresholds.shift_z && same_side && !decaying {
             let mut deltas: Vec<f64> = recent.iter().map(|&step| scores.delta[step]).collect();
             let delta = crate::stats::median_in_place(&mut deltas);
@@ -73,17 +79,30 @@ pub fn host_evidence(
             return Some(HostEvidence { z: weakest, delta, since, intermittent: false });
         }
     }
-    // Intermittent: large spikes that keep coming back.
-    let window_start = now.saturating_sub(settings.spike_window_steps.saturating_sub(1)).max(scores.judged_from);
-    let spikes: Vec<usize> =
-        (window_start..=now).filter(|&step| scores.z[step].is_finite() && harmful(sign, scores.z[step]) >= thresholds.spike_z).collect();
-    if spikes.len() >= settings.spikes_needed.max(1) {
-        let mut zs: Vec<f64> = spikes.iter().map(|&step| harmful(sign, scores.z[step])).collect();
-        let mut deltas: Vec<f64> = spikes.iter().map(|&step| scores.delta[step]).collect();
+    // Intermittent: large spikes that keep coming back. Spikes are counted as separate
+    // excursions, each starting from a sample below the bar, so a restart peak that is already
+    // there when judging starts, and that fades over several samples, counts for nothing.
+    let window_start = now.saturating_sub(settings.spike_window_steps.saturating_sub(1)).max(scores.judged_from + 1);
+    let is_spike = |step: usize| scores.z[step].is_finite() && harmful(sign, scores.z[step]) >= thresholds.spike_z;
+    let mut excursions: Vec<usize> = Vec::new();
+    for step in window_start..=now {
+        if !is_spike(step) {
+            continue;
+        }
+        let previous = (scores.judged_from..step).rev().find(|&earlier| scores.z[earlier].is_finite());
+        if let Some(previous) = previous {
+            if !is_spike(previous) {
+                excursions.push(step);
+            }
+        }
+    }
+    if excursions.len() >= settings.spikes_needed.max(1) {
+        let mut zs: Vec<f64> = excursions.iter().map(|&step| harmful(sign, scores.z[step])).collect();
+        let mut deltas: Vec<f64> = excursions.iter().map(|&step| scores.delta[step]).collect();
         return Some(HostEvidence {
             z: crate::stats::median_in_place(&mut zs),
             delta: crate::stats::median_in_place(&mut deltas),
-            since: spikes[0],
+            since: excursions[0],
             intermittent: true,
         });
     }
@@ -94,7 +113,7 @@ pub fn host_evidence(
 mod tests {
     use super::*;
 
-    const T: Thresholds = Thresholds { shift_z: 4.0, spike_z: 8.0 };
+    const T: Thresholds = Thresholds { shift_z: 4.0, spike_z: 8.0, persistence: 3 };
 
     fn scores<'a>(z: &'a [f64], delta: &'a [f64]) -> HostScores<'a> {
         HostScores { z, delta, judged_from: 2, transient_until: 10 }
@@ -115,6 +134,12 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_peak_fading_over_several_samples_is_not_intermittent() {
+        let z = [0.0, 0.0, 40.0, 30.0, 20.0, 12.0, 9.0, 3.0, 1.0, 0.0];
+        assert_eq!(host_evidence(scores(&z, &z), 1.0, 9, T, &Settings::default()), None);
+    }
+
+    #[test]
     fn samples_inside_the_warm_up_are_not_judged() {
         let z = [50.0, 50.0, 0.0, 0.0];
         assert_eq!(host_evidence(scores(&z, &z), 1.0, 3, T, &Settings::default()), None);
@@ -128,9 +153,9 @@ mod tests {
 
     #[test]
     fn recurring_spikes_are_intermittent_evidence() {
-        let z = [0.0, 0.0, 20.0, 0.0, 0.0, 15.0, 0.0, 0.0, 18.0, 0.0];
+        let z = [0.0, 0.0, 0.0, 20.0, 0.0, 15.0, 0.0, 0.0, 18.0, 0.0];
         let evidence = host_evidence(scores(&z, &z), 1.0, 9, T, &Settings::default()).unwrap();
         assert!(evidence.intermittent);
-        assert_eq!(evidence.since, 2);
+        assert_eq!(evidence.since, 3);
     }
 }

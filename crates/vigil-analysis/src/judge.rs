@@ -48,6 +48,16 @@ impl<'a> Evaluator<'a> {
         self.prepared.first_deploy
     }
 
+    /// The per-host standardised scores of metric `metric` (for tracing and charts).
+    pub fn metric_scores(&self, metric: usize) -> Option<&[Vec<f64>]> {
+        self.tracks.get(metric)?.as_ref().map(|track| track.z.as_slice())
+    }
+
+    /// The cleaned view the evaluator works on.
+    pub fn prepared(&self) -> &Prepared<'a> {
+        &self.prepared
+    }
+
     pub fn points(&self) -> usize {
         self.prepared.bundle.points
     }
@@ -114,7 +124,7 @@ impl<'a> Evaluator<'a> {
                     continue;
                 }
             }
-            let gentle = Thresholds { shift_z: thresholds.shift_z * 0.5, spike_z: thresholds.spike_z };
+            let gentle = Thresholds { shift_z: thresholds.shift_z * 0.5, ..thresholds };
             if let Some(evidence) = host_evidence(scores, sign, now, gentle, settings) {
                 let effect = self.relative_effect(metric, track, host, now, evidence.delta);
                 if harmful(sign, effect) >= settings.anomaly_effect {
@@ -125,9 +135,34 @@ impl<'a> Evaluator<'a> {
         if judged == 0 {
             return (None, false);
         }
-        let needed = ((settings.min_host_share * judged as f64).ceil() as usize).max(1);
+        // While the batch may still be settling from its restart, only a majority of the judged
+        // hosts is evidence: a restart tail is one host's, a fault is the version's.
+        let settling = faulty.iter().any(|(host, _, _)| {
+            self.prepared.hosts[*host].deploy.is_some_and(|deploy| now < deploy + self.transient_steps)
+        });
+        let share_needed = if settling { 0.5_f64.max(settings.min_host_share) } else { settings.min_host_share };
+        let mut needed = ((share_needed * judged as f64).ceil() as usize).max(1);
+        if settling && judged >= 2 && needed * 2 <= judged {
+            needed += 1;
+        }
         let reference_share = self.reference_share(metric, track, now, fault_effect);
         let share = faulty.len() as f64 / judged as f64;
+        // One host alone is weak evidence (one of many hosts, metrics and steps will stray):
+        // its shift must hold twice as long.
+        if faulty.len() == 1 && !faulty[0].1.intermittent {
+            let (host, _, _) = faulty[0];
+            let deploy = self.prepared.hosts[host].deploy.unwrap_or(now);
+            let scores = HostScores {
+                z: &track.z[host],
+                delta: &track.delta[host],
+                judged_from: deploy + self.prepared.warmup_steps,
+                transient_until: deploy + self.transient_steps,
+            };
+            let longer = Thresholds { persistence: 2 * settings.persistence_steps, ..track.thresholds[host] };
+            if host_evidence(scores, sign, now, longer, settings).is_none_or(|evidence| evidence.intermittent) {
+                faulty.clear();
+            }
+        }
         if faulty.len() >= needed && share > reference_share + 0.15 {
             return (Some(self.metric_finding(metric, track, Verdict::Fault, &faulty, judged, now)), true);
         }
@@ -292,7 +327,7 @@ fn insufficient(at: i64, reason: &str) -> Judgement {
 }
 
 fn metric_track(prepared: &Prepared<'_>, metric: &MetricData<'_>, settings: &Settings) -> Option<MetricTrack> {
-    let base = Thresholds { shift_z: settings.shift_z, spike_z: settings.spike_z };
+    let base = Thresholds { shift_z: settings.shift_z, spike_z: settings.spike_z, persistence: settings.persistence_steps };
     if let Some(peers) = PeerTrack::compute(prepared, metric) {
         let hosts = prepared.hosts.len();
         return Some(MetricTrack { z: peers.z, delta: peers.delta, thresholds: vec![base; hosts], baseline: "reference" });
@@ -314,7 +349,7 @@ fn metric_track(prepared: &Prepared<'_>, metric: &MetricData<'_>, settings: &Set
         if let Some(history) = HistoryTrack::compute(prepared, metric, host, settings) {
             track.z[host] = history.z;
             track.delta[host] = history.delta;
-            track.thresholds[host] = Thresholds { shift_z: history.shift_z, spike_z: history.spike_z };
+            track.thresholds[host] = Thresholds { shift_z: history.shift_z, spike_z: history.spike_z, ..base };
             any = true;
         }
     }

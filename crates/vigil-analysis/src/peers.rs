@@ -20,6 +20,8 @@ pub struct PeerTrack {
 
 /// Smallest standard deviation a host may be given, on a relative (log) scale: 0.5 %.
 const MIN_RELATIVE_SIGMA: f64 = 0.005;
+/// Fewest samples just before a deploy that can set a host's level on their own.
+const RECENT_LEVEL_STEPS: usize = 8;
 
 impl PeerTrack {
     /// Needs at least one reference host; returns `None` without one.
@@ -96,7 +98,22 @@ impl PeerTrack {
             if !bias.is_finite() {
                 continue;
             }
-            let sigma = stats::mad_sigma(&residual[baseline.clone()], bias);
+            let mut sigma = stats::mad_sigma(&residual[baseline.clone()], bias);
+            // A host that was already ill before its deploy: when the last samples before it
+            // sit clearly away from the rest of the baseline, they are the host's level now.
+            let own_end = prepared.hosts[host].deploy.unwrap_or(baseline.end).max(baseline.end);
+            let recent_steps = (baseline.len() / 6).max(RECENT_LEVEL_STEPS);
+            let recent = own_end.saturating_sub(recent_steps).max(baseline.start)..own_end;
+            let recent_bias = stats::median(&residual[recent.clone()]);
+            let mut level_bias = bias;
+            if recent_bias.is_finite() && (recent_bias - bias).abs() > 3.0 * sigma.max(f64::MIN_POSITIVE) {
+                level_bias = recent_bias;
+                let earlier = baseline.start..recent.start.min(baseline.end);
+                let mut deviations: Vec<f64> = residual[earlier].iter().map(|value| value - bias).collect();
+                deviations.extend(residual[recent].iter().map(|value| value - recent_bias));
+                sigma = stats::mad_sigma(&deviations, 0.0);
+            }
+            let bias = level_bias;
             sigmas[host] = sigma;
             for step in 0..points {
                 delta[host][step] = residual[step] - bias;

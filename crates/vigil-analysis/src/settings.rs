@@ -49,7 +49,7 @@ impl Default for Settings {
             persistence_steps: 3,
             shift_z: 4.0,
             spike_z: 8.0,
-            spikes_needed: 3,
+            spikes_needed: 2,
             spike_window_steps: 10,
             fault_effect_critical: 0.2,
             fault_effect: 0.35,
