@@ -23,6 +23,9 @@ pub struct Thresholds {
     pub spike_z: f64,
     /// Consecutive samples a shift must hold.
     pub persistence: usize,
+    /// Separate spikes needed within `spike_window` steps.
+    pub spikes: usize,
+    pub spike_window: usize,
 }
 
 /// What a host shows at one step.
@@ -82,7 +85,7 @@ pub fn host_evidence(
     // Intermittent: large spikes that keep coming back. Spikes are counted as separate
     // excursions, each starting from a sample below the bar, so a restart peak that is already
     // there when judging starts, and that fades over several samples, counts for nothing.
-    let window_start = now.saturating_sub(settings.spike_window_steps.saturating_sub(1)).max(scores.judged_from + 1);
+    let window_start = now.saturating_sub(thresholds.spike_window.saturating_sub(1)).max(scores.judged_from + 1);
     let is_spike = |step: usize| scores.z[step].is_finite() && harmful(sign, scores.z[step]) >= thresholds.spike_z;
     let mut excursions: Vec<usize> = Vec::new();
     for step in window_start..=now {
@@ -96,7 +99,7 @@ pub fn host_evidence(
             }
         }
     }
-    if excursions.len() >= settings.spikes_needed.max(1) {
+    if excursions.len() >= thresholds.spikes.max(1) {
         let mut zs: Vec<f64> = excursions.iter().map(|&step| harmful(sign, scores.z[step])).collect();
         let mut deltas: Vec<f64> = excursions.iter().map(|&step| scores.delta[step]).collect();
         return Some(HostEvidence {
@@ -113,7 +116,7 @@ pub fn host_evidence(
 mod tests {
     use super::*;
 
-    const T: Thresholds = Thresholds { shift_z: 4.0, spike_z: 8.0, persistence: 3 };
+    const T: Thresholds = Thresholds { shift_z: 4.0, spike_z: 8.0, persistence: 3, spikes: 2, spike_window: 10 };
 
     fn scores<'a>(z: &'a [f64], delta: &'a [f64]) -> HostScores<'a> {
         HostScores { z, delta, judged_from: 2, transient_until: 10 }

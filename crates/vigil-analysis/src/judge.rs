@@ -11,7 +11,7 @@ use crate::settings::Settings;
 use crate::stats;
 
 /// Seconds after a deploy during which a shrinking deviation is taken for a restart transient.
-const TRANSIENT_SECONDS: i64 = 900;
+const TRANSIENT_SECONDS: i64 = 600;
 
 /// Scores of one metric: per host z and delta, per-host bars, and what they compare with.
 #[derive(Debug)]
@@ -149,7 +149,7 @@ impl<'a> Evaluator<'a> {
         let share = faulty.len() as f64 / judged as f64;
         // One host alone is weak evidence (one of many hosts, metrics and steps will stray):
         // its shift must hold twice as long.
-        if faulty.len() == 1 && !faulty[0].1.intermittent {
+        if faulty.len() == 1 {
             let (host, _, _) = faulty[0];
             let deploy = self.prepared.hosts[host].deploy.unwrap_or(now);
             let scores = HostScores {
@@ -158,8 +158,15 @@ impl<'a> Evaluator<'a> {
                 judged_from: deploy + self.prepared.warmup_steps,
                 transient_until: deploy + self.transient_steps,
             };
-            let longer = Thresholds { persistence: 2 * settings.persistence_steps, ..track.thresholds[host] };
-            if host_evidence(scores, sign, now, longer, settings).is_none_or(|evidence| evidence.intermittent) {
+            let thresholds = track.thresholds[host];
+            let stricter = Thresholds {
+                persistence: 2 * thresholds.persistence,
+                spikes: thresholds.spikes + 1,
+                spike_window: 2 * thresholds.spike_window,
+                ..thresholds
+            };
+            let towering = faulty[0].1.intermittent && faulty[0].1.z >= 2.0 * thresholds.spike_z;
+            if !towering && host_evidence(scores, sign, now, stricter, settings).is_none() {
                 faulty.clear();
             }
         }
@@ -327,7 +334,10 @@ fn insufficient(at: i64, reason: &str) -> Judgement {
 }
 
 fn metric_track(prepared: &Prepared<'_>, metric: &MetricData<'_>, settings: &Settings) -> Option<MetricTrack> {
-    let base = Thresholds { shift_z: settings.shift_z, spike_z: settings.spike_z, persistence: settings.persistence_steps };
+    let base = Thresholds { shift_z: settings.shift_z, spike_z: settings.spike_z, persistence: settings.persistence_steps,
+        spikes: settings.spikes_needed,
+        spike_window: settings.spike_window_steps,
+    };
     if let Some(peers) = PeerTrack::compute(prepared, metric) {
         let hosts = prepared.hosts.len();
         return Some(MetricTrack { z: peers.z, delta: peers.delta, thresholds: vec![base; hosts], baseline: "reference" });
