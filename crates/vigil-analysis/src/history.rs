@@ -131,8 +131,8 @@ impl HistoryTrack {
         Some(HistoryTrack {
             z,
             delta,
-            shift_z: settings.shift_z.max(if shift_bar.is_finite() { shift_bar } else { 0.0 }),
-            spike_z: settings.spike_z.max(if spike_bar.is_finite() { spike_bar } else { 0.0 }),
+            shift_z: (0.5 * settings.shift_z).max(if shift_bar.is_finite() { shift_bar } else { settings.shift_z }),
+            spike_z: settings.shift_z.max(if spike_bar.is_finite() { spike_bar } else { settings.spike_z }),
         })
     }
 }

@@ -1,8 +1,6 @@
 //! Per-host evidence at one step: a shift that holds, or spikes that keep coming back, after
 //! the host's restart has settled.
 
-use crate::settings::Settings;
-
 /// Scores of one signal on one host, indexed by step, and where the host's judged samples start.
 #[derive(Debug, Clone, Copy)]
 pub struct HostScores<'t> {
@@ -55,7 +53,6 @@ pub fn host_evidence(
     sign: f64,
     now: usize,
     thresholds: Thresholds,
-    settings: &Settings,
 ) -> Option<HostEvidence> {
     if now < scores.judged_from {
         return None;
@@ -85,7 +82,8 @@ pub fn host_evidence(
     // Intermittent: large spikes that keep coming back. Spikes are counted as separate
     // excursions, each starting from a sample below the bar, so a restart peak that is already
     // there when judging starts, and that fades over several samples, counts for nothing.
-    let window_start = now.saturating_sub(thresholds.spike_window.saturating_sub(1)).max(scores.judged_from + 1);
+    let first_candidate = if thresholds.spikes == 1 { scores.judged_from } else { scores.judged_from + 1 };
+    let window_start = now.saturating_sub(thresholds.spike_window.saturating_sub(1)).max(first_candidate);
     let is_spike = |step: usize| scores.z[step].is_finite() && harmful(sign, scores.z[step]) >= thresholds.spike_z;
     let mut excursions: Vec<usize> = Vec::new();
     for step in window_start..=now {
@@ -93,10 +91,14 @@ pub fn host_evidence(
             continue;
         }
         let previous = (scores.judged_from..step).rev().find(|&earlier| scores.z[earlier].is_finite());
-        if let Some(previous) = previous {
-            if !is_spike(previous) {
-                excursions.push(step);
-            }
+        let starts_an_excursion = match previous {
+            Some(previous) => !is_spike(previous),
+            // At the first judged sample only a lone spike counts (a restart peak is already
+            // there and fades over the next samples).
+            None => thresholds.spikes == 1,
+        };
+        if starts_an_excursion {
+            excursions.push(step);
         }
     }
     if excursions.len() >= thresholds.spikes.max(1) {
@@ -125,39 +127,39 @@ mod tests {
     #[test]
     fn a_held_shift_is_evidence() {
         let z = [0.0, 0.0, 9.0, 9.5, 9.2, 9.1];
-        let evidence = host_evidence(scores(&z, &z), 1.0, 5, T, &Settings::default()).unwrap();
+        let evidence = host_evidence(scores(&z, &z), 1.0, 5, T).unwrap();
         assert!(evidence.z >= 9.0 && !evidence.intermittent);
     }
 
     #[test]
     fn a_decaying_warm_up_tail_is_not() {
         let z = [0.0, 0.0, 30.0, 15.0, 7.0, 4.5];
-        assert_eq!(host_evidence(scores(&z, &z), 1.0, 4, T, &Settings::default()), None);
-        assert_eq!(host_evidence(scores(&z, &z), 1.0, 5, T, &Settings::default()), None);
+        assert_eq!(host_evidence(scores(&z, &z), 1.0, 4, T), None);
+        assert_eq!(host_evidence(scores(&z, &z), 1.0, 5, T), None);
     }
 
     #[test]
     fn a_restart_peak_fading_over_several_samples_is_not_intermittent() {
         let z = [0.0, 0.0, 40.0, 30.0, 20.0, 12.0, 9.0, 3.0, 1.0, 0.0];
-        assert_eq!(host_evidence(scores(&z, &z), 1.0, 9, T, &Settings::default()), None);
+        assert_eq!(host_evidence(scores(&z, &z), 1.0, 9, T), None);
     }
 
     #[test]
     fn samples_inside_the_warm_up_are_not_judged() {
         let z = [50.0, 50.0, 0.0, 0.0];
-        assert_eq!(host_evidence(scores(&z, &z), 1.0, 3, T, &Settings::default()), None);
+        assert_eq!(host_evidence(scores(&z, &z), 1.0, 3, T), None);
     }
 
     #[test]
     fn an_improvement_is_not_harmful() {
         let z = [0.0, 0.0, -9.0, -9.5, -9.2, -9.1];
-        assert_eq!(host_evidence(scores(&z, &z), 1.0, 5, T, &Settings::default()), None);
+        assert_eq!(host_evidence(scores(&z, &z), 1.0, 5, T), None);
     }
 
     #[test]
     fn recurring_spikes_are_intermittent_evidence() {
         let z = [0.0, 0.0, 0.0, 20.0, 0.0, 15.0, 0.0, 0.0, 18.0, 0.0];
-        let evidence = host_evidence(scores(&z, &z), 1.0, 9, T, &Settings::default()).unwrap();
+        let evidence = host_evidence(scores(&z, &z), 1.0, 9, T).unwrap();
         assert!(evidence.intermittent);
         assert_eq!(evidence.since, 3);
     }

@@ -117,7 +117,7 @@ impl<'a> Evaluator<'a> {
                 transient_until: deploy + self.transient_steps,
             };
             let thresholds = track.thresholds[host];
-            if let Some(evidence) = host_evidence(scores, sign, now, thresholds, settings) {
+            if let Some(evidence) = host_evidence(scores, sign, now, thresholds) {
                 let effect = self.relative_effect(metric, track, host, now, evidence.delta);
                 if harmful(sign, effect) >= fault_effect {
                     faulty.push((host, evidence, effect));
@@ -125,7 +125,7 @@ impl<'a> Evaluator<'a> {
                 }
             }
             let gentle = Thresholds { shift_z: thresholds.shift_z * 0.5, ..thresholds };
-            if let Some(evidence) = host_evidence(scores, sign, now, gentle, settings) {
+            if let Some(evidence) = host_evidence(scores, sign, now, gentle) {
                 let effect = self.relative_effect(metric, track, host, now, evidence.delta);
                 if harmful(sign, effect) >= settings.anomaly_effect {
                     anomalous.push((host, evidence, effect));
@@ -149,7 +149,8 @@ impl<'a> Evaluator<'a> {
         let share = faulty.len() as f64 / judged as f64;
         // One host alone is weak evidence (one of many hosts, metrics and steps will stray):
         // its shift must hold twice as long.
-        if faulty.len() == 1 {
+        // (Bars calibrated on the host's own history already price that in.)
+        if faulty.len() == 1 && track.baseline == "reference" {
             let (host, _, _) = faulty[0];
             let deploy = self.prepared.hosts[host].deploy.unwrap_or(now);
             let scores = HostScores {
@@ -166,7 +167,7 @@ impl<'a> Evaluator<'a> {
                 ..thresholds
             };
             let towering = faulty[0].1.intermittent && faulty[0].1.z >= 2.0 * thresholds.spike_z;
-            if !towering && host_evidence(scores, sign, now, stricter, settings).is_none() {
+            if !towering && host_evidence(scores, sign, now, stricter).is_none() {
                 faulty.clear();
             }
         }
@@ -195,7 +196,7 @@ impl<'a> Evaluator<'a> {
             }
             judged += 1;
             let scores = HostScores { z: &track.z[host], delta: &track.delta[host], judged_from, transient_until: 0 };
-            if let Some(evidence) = host_evidence(scores, metric.harmful_sign, now, track.thresholds[host], &self.settings) {
+            if let Some(evidence) = host_evidence(scores, metric.harmful_sign, now, track.thresholds[host]) {
                 let effect = self.relative_effect(metric, track, host, now, evidence.delta);
                 if harmful(metric.harmful_sign, effect) >= fault_effect {
                     showing += 1;
@@ -359,7 +360,9 @@ fn metric_track(prepared: &Prepared<'_>, metric: &MetricData<'_>, settings: &Set
         if let Some(history) = HistoryTrack::compute(prepared, metric, host, settings) {
             track.z[host] = history.z;
             track.delta[host] = history.delta;
-            track.thresholds[host] = Thresholds { shift_z: history.shift_z, spike_z: history.spike_z, ..base };
+            // Bars calibrated on the history: one spike above what the history ever shows at
+            // quiet moments is evidence by itself.
+            track.thresholds[host] = Thresholds { shift_z: history.shift_z, spike_z: history.spike_z, spikes: 1, ..base };
             any = true;
         }
     }

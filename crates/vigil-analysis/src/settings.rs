@@ -58,15 +58,16 @@ impl Default for Settings {
             log_fault_lines_per_minute: 2.0,
             log_min_ratio: 4.0,
             log_max_tail_ln: -13.8,
-            history_quantile: 0.995,
+            history_quantile: 0.99,
             history_days: 7,
         }
     }
 }
 
 impl Settings {
-    /// Whole steps of warm-up for a given step length.
+    /// Steps of warm-up for a given step length: the samples whose whole step falls inside the
+    /// warm-up (a sample covers its step from the deploy on) are not judged.
     pub fn warmup_steps(&self, step_seconds: i64) -> usize {
-        usize::try_from((self.warmup_seconds + step_seconds - 1) / step_seconds.max(1)).unwrap_or(0)
+        usize::try_from(self.warmup_seconds.max(0) / step_seconds.max(1)).unwrap_or(0)
     }
 }
