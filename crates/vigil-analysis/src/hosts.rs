@@ -70,7 +70,8 @@ pub fn host_evidence(
         // the restart, not the release.
         let strongest = oldest_first.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let growing = oldest_first.windows(2).all(|pair| pair[1] >= pair[0]);
-        let settled = weakest >= 0.5 * strongest || growing;
+        let fading = oldest_first.windows(2).all(|pair| pair[1] < pair[0]) && oldest_first[oldest_first.len() - 1] < 0.8 * oldest_first[0];
+        let settled = (weakest >= 0.5 * strongest && !fading) || growing;
         let decaying = now < scores.transient_until && !settled;
         if weakest >= thresholds.shift_z && same_side && !decaying {
             let mut deltas: Vec<f64> = recent.iter().map(|&step| scores.delta[step]).collect();

@@ -57,7 +57,9 @@ impl PeerTrack {
         }
         // How much more the reference hosts disagree now than they did in the baseline: a global
         // event that moves hosts unevenly widens every host's band by that factor.
-        let baseline_spread = stats::median(&spread[baseline.clone()]);
+        // Measured against the baseline's high (90th percentile) spread, so that the ordinary
+        // wobble of a few reference hosts does not move every host's z.
+        let baseline_spread = stats::quantile(&spread[baseline.clone()], 0.9);
         let turbulence: Vec<f64> = (0..points)
             .map(|step| {
                 if !(baseline_spread > 0.0) {

@@ -1,0 +1,206 @@
+//! Hand-built releases: what must pause, and what must not (a global surge, a reference host
+//! glitch, a host ill before its deploy, an improvement, a warm-up spike).
+
+use std::collections::BTreeMap;
+
+use vigil_analysis::{replay, Settings};
+use vigil_core::{Batch, Bundle, Direction, Host, HostGroup, LogTemplate, Logs, MetricKind, MetricMeta, Verdict};
+
+const START: i64 = 1_700_000_000;
+const STEP: i64 = 60;
+const POINTS: usize = 100;
+const DEPLOY: usize = 60;
+const RELEASE_HOSTS: usize = 4;
+const REFERENCE_HOSTS: usize = 8;
+
+/// A deterministic noise source (no dependency needed for a few thousand numbers).
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        // Sum of uniforms: roughly normal, mean 0, sd 1.
+        let mut sum = 0.0;
+        for shift in [0, 16, 32, 48] {
+            sum += ((self.0 >> shift) & 0xffff) as f64 / 65535.0;
+        }
+        (sum - 2.0) * 1.7
+    }
+}
+
+fn host_name(index: usize) -> String {
+    format!("h{index:02}")
+}
+
+/// A fleet with one latency metric (critical, harmful up) around `level`, 2 % noise, the restart
+/// transient of every deploy, and `shape(host, step, value) -> value` applied on top.
+fn fleet(shape: impl Fn(usize, usize, f64) -> f64) -> Bundle {
+    let mut noise = Noise(42);
+    let hosts: Vec<Host> = (0..RELEASE_HOSTS + REFERENCE_HOSTS)
+        .map(|index| Host {
+            name: host_name(index),
+            group: if index < RELEASE_HOSTS { HostGroup::Release } else { HostGroup::Reference },
+        })
+        .collect();
+    let mut latency = BTreeMap::new();
+    for index in 0..hosts.len() {
+        let level = 100.0 + 5.0 * index as f64;
+        let values: Vec<Option<f64>> = (0..POINTS)
+            .map(|step| {
+                let mut value = level * (1.0 + 0.02 * noise.next());
+                if index < RELEASE_HOSTS {
+                    // Restart: out of rotation, then a warm-up peak that fades.
+                    match step.checked_sub(DEPLOY) {
+                        Some(0) => return None,
+                        Some(age @ 1..=5) => value *= 1.0 + 2.0 / age as f64,
+                        _ => {}
+                    }
+                }
+                Some(shape(index, step, value))
+            })
+            .collect();
+        latency.insert(host_name(index), values);
+    }
+    Bundle {
+        format: vigil_core::BUNDLE_FORMAT.to_owned(),
+        id: "scenario".to_owned(),
+        app: "scenario-app".to_owned(),
+        step_seconds: STEP,
+        start: START,
+        points: POINTS,
+        hosts,
+        batches: vec![Batch { index: 0, at: START + DEPLOY as i64 * STEP, hosts: (0..RELEASE_HOSTS).map(host_name).collect() }],
+        metrics: vec![MetricMeta {
+            name: "latency".to_owned(),
+            kind: MetricKind::Middleware,
+            unit: "ms".to_owned(),
+            direction: Direction::Increase,
+            critical: true,
+        }],
+        series: [("latency".to_owned(), latency)].into_iter().collect(),
+        logs: Logs::default(),
+    }
+}
+
+fn is_release(host: usize) -> bool {
+    host < RELEASE_HOSTS
+}
+
+fn verdict_of(bundle: &Bundle) -> (Verdict, Option<i64>) {
+    bundle.validate("scenario").unwrap();
+    let outcome = replay(bundle, &Settings::default());
+    (outcome.verdict, outcome.paused_at)
+}
+
+#[test]
+fn a_quiet_release_passes() {
+    let (verdict, paused_at) = verdict_of(&fleet(|_, _, value| value));
+    assert_eq!(paused_at, None);
+    assert_eq!(verdict, Verdict::Healthy);
+}
+
+#[test]
+fn latency_doubling_on_the_release_hosts_pauses_within_minutes() {
+    let bundle = fleet(|host, step, value| if is_release(host) && step > DEPLOY { value * 2.0 } else { value });
+    let (verdict, paused_at) = verdict_of(&bundle);
+    assert_eq!(verdict, Verdict::Fault);
+    let delay_minutes = (paused_at.unwrap() - (START + DEPLOY as i64 * STEP)) / 60;
+    assert!(delay_minutes <= 6, "paused after {delay_minutes} min");
+}
+
+#[test]
+fn a_fault_on_half_of_the_release_hosts_pauses() {
+    let bundle = fleet(|host, step, value| if host < 2 && step > DEPLOY { value * 1.8 } else { value });
+    assert_eq!(verdict_of(&bundle).0, Verdict::Fault);
+}
+
+#[test]
+fn a_global_surge_does_not_pause() {
+    let bundle = fleet(|_, step, value| if step > DEPLOY + 3 { value * 1.9 } else { value });
+    assert_eq!(verdict_of(&bundle).1, None);
+}
+
+#[test]
+fn a_reference_host_glitch_does_not_pause() {
+    let bundle = fleet(|host, step, value| if host == RELEASE_HOSTS + 1 && step > DEPLOY { value * 5.0 } else { value });
+    assert_eq!(verdict_of(&bundle).1, None);
+}
+
+#[test]
+fn a_host_ill_before_its_deploy_is_not_the_release() {
+    let bundle = fleet(|host, step, value| if host == 0 && step > DEPLOY - 15 { value * 1.7 } else { value });
+    assert_eq!(verdict_of(&bundle).1, None);
+}
+
+#[test]
+fn an_improvement_does_not_pause() {
+    let bundle = fleet(|host, step, value| if is_release(host) && step > DEPLOY { value * 0.5 } else { value });
+    let (verdict, paused_at) = verdict_of(&bundle);
+    assert_eq!(paused_at, None);
+    assert_ne!(verdict, Verdict::Fault);
+}
+
+#[test]
+fn a_warm_up_spike_alone_does_not_pause() {
+    let bundle = fleet(|host, step, value| if is_release(host) && (DEPLOY + 1..DEPLOY + 4).contains(&step) { value * 3.0 } else { value });
+    assert_eq!(verdict_of(&bundle).1, None);
+}
+
+#[test]
+fn missing_samples_after_the_deploy_are_insufficient_data_not_a_pause() {
+    let bundle = fleet(|host, step, value| if is_release(host) && step >= DEPLOY { f64::NAN } else { value });
+    let mut bundle = bundle;
+    for values in bundle.series.get_mut("latency").unwrap().values_mut() {
+        for value in values.iter_mut() {
+            if value.is_some_and(f64::is_nan) {
+                *value = None;
+            }
+        }
+    }
+    let (verdict, paused_at) = verdict_of(&bundle);
+    assert_eq!(paused_at, None);
+    assert_eq!(verdict, Verdict::InsufficientData);
+}
+
+#[test]
+fn a_new_exception_on_the_release_hosts_pauses_and_a_global_burst_does_not() {
+    let template = LogTemplate { id: "t1".to_owned(), text: "NullPointerException at Cart.add(<*>)".to_owned(), level: "ERROR".to_owned() };
+    let with_logs = |release_only: bool| {
+        let mut bundle = fleet(|_, _, value| value);
+        bundle.logs.templates = vec![template.clone()];
+        let mut counts = BTreeMap::new();
+        for index in 0..RELEASE_HOSTS + REFERENCE_HOSTS {
+            if release_only && !is_release(index) {
+                continue;
+            }
+            let values = (0..POINTS).map(|step| Some(if step > DEPLOY + 2 { 12.0 } else { 0.0 })).collect();
+            counts.insert(host_name(index), values);
+        }
+        bundle.logs.counts.insert("t1".to_owned(), counts);
+        bundle
+    };
+    assert_eq!(verdict_of(&with_logs(true)).0, Verdict::Fault);
+    assert_eq!(verdict_of(&with_logs(false)).1, None);
+}
+
+#[test]
+fn without_a_reference_group_the_history_is_the_baseline() {
+    let mut bundle = fleet(|host, step, value| if is_release(host) && step > DEPLOY { value * 2.5 } else { value });
+    bundle.hosts.retain(|host| host.group == HostGroup::Release);
+    for by_host in bundle.series.values_mut() {
+        by_host.retain(|host, _| host.as_str() < host_name(RELEASE_HOSTS).as_str());
+    }
+    assert_eq!(verdict_of(&bundle).0, Verdict::Fault);
+    let mut quiet = fleet(|_, _, value| value);
+    quiet.hosts.retain(|host| host.group == HostGroup::Release);
+    for by_host in quiet.series.values_mut() {
+        by_host.retain(|host, _| host.as_str() < host_name(RELEASE_HOSTS).as_str());
+    }
+    assert_eq!(verdict_of(&quiet).1, None);
+}
+
+#[test]
+#[ignore]
+fn dump_quiet_fleet() {
+    fleet(|_, _, value| value).write(std::path::Path::new("/tmp/quiet.json")).unwrap();
+}
