@@ -73,7 +73,8 @@ impl HistoryTrack {
         let values = &metric.values[host];
         let points = values.len();
         let step = prepared.bundle.step_seconds;
-        let level_steps = usize::try_from(settings.baseline_seconds / step).unwrap_or(1).clamp(3, 288);
+        // The level is the last hour, or a third of a shorter history (the rest calibrates).
+        let level_steps = usize::try_from(settings.baseline_seconds / step).unwrap_or(1).min(first_deploy / 3).clamp(3, 288);
         let day_steps = (86_400 % step == 0).then(|| usize::try_from(86_400 / step).unwrap_or(usize::MAX)).filter(|&day| day + level_steps < first_deploy);
         let forecaster = Forecaster::new(values, level_steps, day_steps, settings.history_days, first_deploy);
         let sign = metric.harmful_sign;

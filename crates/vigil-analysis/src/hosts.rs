@@ -12,6 +12,8 @@ pub struct HostScores<'t> {
     pub judged_from: usize,
     /// Steps since the deploy at which a decaying transient is still expected.
     pub transient_until: usize,
+    /// Whether samples after the deploy were skipped as warm-up.
+    pub warmup_skipped: bool,
 }
 
 /// The z a shift must hold, and the z of one spike.
@@ -94,9 +96,9 @@ pub fn host_evidence(
         let previous = (scores.judged_from..step).rev().find(|&earlier| scores.z[earlier].is_finite());
         let starts_an_excursion = match previous {
             Some(previous) => !is_spike(previous),
-            // At the first judged sample only a lone spike counts (a restart peak is already
-            // there and fades over the next samples).
-            None => thresholds.spikes == 1,
+            // At the first judged sample only a lone spike counts, and only when the warm-up
+            // skipped nothing: after skipped samples, a peak still there is the restart's.
+            None => thresholds.spikes == 1 && !scores.warmup_skipped,
         };
         if starts_an_excursion {
             excursions.push(step);
@@ -122,7 +124,7 @@ mod tests {
     const T: Thresholds = Thresholds { shift_z: 4.0, spike_z: 8.0, persistence: 3, spikes: 2, spike_window: 10 };
 
     fn scores<'a>(z: &'a [f64], delta: &'a [f64]) -> HostScores<'a> {
-        HostScores { z, delta, judged_from: 2, transient_until: 10 }
+        HostScores { z, delta, judged_from: 2, transient_until: 10, warmup_skipped: true }
     }
 
     #[test]

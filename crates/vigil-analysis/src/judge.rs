@@ -115,6 +115,7 @@ impl<'a> Evaluator<'a> {
                 delta: &track.delta[host],
                 judged_from,
                 transient_until: deploy + self.transient_steps,
+                warmup_skipped: self.prepared.warmup_steps > 0,
             };
             let thresholds = track.thresholds[host];
             if let Some(evidence) = host_evidence(scores, sign, now, thresholds) {
@@ -158,6 +159,7 @@ impl<'a> Evaluator<'a> {
                 delta: &track.delta[host],
                 judged_from: deploy + self.prepared.warmup_steps,
                 transient_until: deploy + self.transient_steps,
+                warmup_skipped: self.prepared.warmup_steps > 0,
             };
             let thresholds = track.thresholds[host];
             let stricter = Thresholds {
@@ -195,7 +197,13 @@ impl<'a> Evaluator<'a> {
                 continue;
             }
             judged += 1;
-            let scores = HostScores { z: &track.z[host], delta: &track.delta[host], judged_from, transient_until: 0 };
+            let scores = HostScores {
+                z: &track.z[host],
+                delta: &track.delta[host],
+                judged_from,
+                transient_until: 0,
+                warmup_skipped: self.prepared.warmup_steps > 0,
+            };
             if let Some(evidence) = host_evidence(scores, metric.harmful_sign, now, track.thresholds[host]) {
                 let effect = self.relative_effect(metric, track, host, now, evidence.delta);
                 if harmful(metric.harmful_sign, effect) >= fault_effect {

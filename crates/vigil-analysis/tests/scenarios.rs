@@ -199,8 +199,3 @@ fn without_a_reference_group_the_history_is_the_baseline() {
     assert_eq!(verdict_of(&quiet).1, None);
 }
 
-#[test]
-#[ignore]
-fn dump_quiet_fleet() {
-    fleet(|_, _, value| value).write(std::path::Path::new("/tmp/quiet.json")).unwrap();
-}
