@@ -17,17 +17,34 @@ fn main() {
         if only.as_deref().is_some_and(|name| name != metric.meta.name) {
             continue;
         }
-        let Some(z) = evaluator.metric_scores(index) else { continue };
+        let Some(z) = evaluator.metric_scores(index) else {
+            continue;
+        };
         println!("== {}", metric.meta.name);
-        for &host in prepared.release.iter().chain(prepared.reference.iter().take(3)) {
+        for &host in prepared
+            .release
+            .iter()
+            .chain(prepared.reference.iter().take(3))
+        {
             let from = prepared.hosts[host].deploy.unwrap_or(first);
-            let row: Vec<String> = (from..bundle.points.min(from + 30)).map(|step| format!("{:6.1}", z[host][step])).collect();
+            let row: Vec<String> = (from..bundle.points.min(from + 30))
+                .map(|step| format!("{:6.1}", z[host][step]))
+                .collect();
             println!("{:>12} {}", prepared.hosts[host].name, row.join(""));
         }
     }
     for now in first..bundle.points {
         let judgement = evaluator.judge_at(now);
-        let labels: Vec<String> = judgement.findings.iter().map(|finding| format!("{}:{}", finding.severity, finding.signal.label())).collect();
-        println!("+{:3} {} {}", now - first, judgement.verdict, labels.join(" "));
+        let labels: Vec<String> = judgement
+            .findings
+            .iter()
+            .map(|finding| format!("{}:{}", finding.severity, finding.signal.label()))
+            .collect();
+        println!(
+            "+{:3} {} {}",
+            now - first,
+            judgement.verdict,
+            labels.join(" ")
+        );
     }
 }

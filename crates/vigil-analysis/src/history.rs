@@ -35,23 +35,40 @@ struct Forecaster<'v> {
 }
 
 impl<'v> Forecaster<'v> {
-    fn new(values: &'v [f64], level_steps: usize, day_steps: Option<usize>, days: usize, end: usize) -> Self {
+    fn new(
+        values: &'v [f64],
+        level_steps: usize,
+        day_steps: Option<usize>,
+        days: usize,
+        end: usize,
+    ) -> Self {
         let mut level_before = vec![f64::NAN; end + 1];
         for (step, slot) in level_before.iter_mut().enumerate().skip(1) {
             let from = step.saturating_sub(level_steps);
             *slot = stats::median(&values[from..step]);
         }
-        Forecaster { values, level_before, day_steps, days }
+        Forecaster {
+            values,
+            level_before,
+            day_steps,
+            days,
+        }
     }
 
     /// Forecast of sample `target` made with data before `anchor` only.
     fn forecast(&self, anchor: usize, target: usize, scratch: &mut Vec<f64>) -> f64 {
         let level = self.level_before[anchor];
-        let Some(day) = self.day_steps else { return level };
+        let Some(day) = self.day_steps else {
+            return level;
+        };
         scratch.clear();
         for back in 1..=self.days {
-            let Some(earlier_target) = target.checked_sub(back * day) else { break };
-            let Some(earlier_anchor) = anchor.checked_sub(back * day) else { break };
+            let Some(earlier_target) = target.checked_sub(back * day) else {
+                break;
+            };
+            let Some(earlier_anchor) = anchor.checked_sub(back * day) else {
+                break;
+            };
             if earlier_anchor == 0 {
                 break;
             }
@@ -68,21 +85,38 @@ impl<'v> Forecaster<'v> {
 }
 
 impl HistoryTrack {
-    pub fn compute(prepared: &Prepared<'_>, metric: &MetricData<'_>, host: usize, settings: &Settings) -> Option<HistoryTrack> {
+    pub fn compute(
+        prepared: &Prepared<'_>,
+        metric: &MetricData<'_>,
+        host: usize,
+        settings: &Settings,
+    ) -> Option<HistoryTrack> {
         let first_deploy = prepared.first_deploy?;
         let values = &metric.values[host];
         let points = values.len();
         let step = prepared.bundle.step_seconds;
         // The level is the last hour, or a third of a shorter history (the rest calibrates).
-        let level_steps = usize::try_from(settings.baseline_seconds / step).unwrap_or(1).min(first_deploy / 3).clamp(3, 288);
-        let day_steps = (86_400 % step == 0).then(|| usize::try_from(86_400 / step).unwrap_or(usize::MAX)).filter(|&day| day + level_steps < first_deploy);
-        let forecaster = Forecaster::new(values, level_steps, day_steps, settings.history_days, first_deploy);
+        let level_steps = usize::try_from(settings.baseline_seconds / step)
+            .unwrap_or(1)
+            .min(first_deploy / 3)
+            .clamp(3, 288);
+        let day_steps = (86_400 % step == 0)
+            .then(|| usize::try_from(86_400 / step).unwrap_or(usize::MAX))
+            .filter(|&day| day + level_steps < first_deploy);
+        let forecaster = Forecaster::new(
+            values,
+            level_steps,
+            day_steps,
+            settings.history_days,
+            first_deploy,
+        );
         let sign = metric.harmful_sign;
         let persistence = settings.persistence_steps.max(1);
 
         // Replay the forecast from earlier anchors; errors by horizon.
         let earliest_anchor = level_steps + day_steps.unwrap_or(0);
-        let horizon = (points - first_deploy).clamp(1, MAX_HORIZON);
+        // A fixed horizon: how far the bundle happens to reach must not change the bars.
+        let horizon = MAX_HORIZON;
         if first_deploy <= earliest_anchor + persistence {
             return None;
         }
@@ -93,11 +127,19 @@ impl HistoryTrack {
         for anchor in first_anchor..last_anchor {
             let reach = horizon.min(first_deploy - anchor);
             let row: Vec<f64> = (0..reach)
-                .map(|ahead| values[anchor + ahead] - forecaster.forecast(anchor, anchor + ahead, &mut scratch))
+                .map(|ahead| {
+                    values[anchor + ahead]
+                        - forecaster.forecast(anchor, anchor + ahead, &mut scratch)
+                })
                 .collect();
             errors.push(row);
         }
-        let pooled: Vec<f64> = errors.iter().flatten().copied().filter(|error| error.is_finite()).collect();
+        let pooled: Vec<f64> = errors
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|error| error.is_finite())
+            .collect();
         if pooled.len() < 8 {
             return None;
         }
@@ -111,7 +153,10 @@ impl HistoryTrack {
         let mut shift_statistics = Vec::new();
         let mut single = Vec::new();
         for row in &errors {
-            let harms: Vec<f64> = row.iter().map(|error| crate::hosts::harmful(sign, (error - center) / sigma)).collect();
+            let harms: Vec<f64> = row
+                .iter()
+                .map(|error| crate::hosts::harmful(sign, (error - center) / sigma))
+                .collect();
             single.extend(harms.iter().copied().filter(|value| value.is_finite()));
             for window in harms.windows(persistence) {
                 let weakest = window.iter().copied().fold(f64::INFINITY, f64::min);
@@ -125,15 +170,24 @@ impl HistoryTrack {
         let mut z = vec![f64::NAN; points];
         let mut delta = vec![f64::NAN; points];
         for target in first_deploy..points {
-            let error = values[target] - forecaster.forecast(first_deploy, target, &mut scratch) - center;
+            let error =
+                values[target] - forecaster.forecast(first_deploy, target, &mut scratch) - center;
             delta[target] = error;
             z[target] = error / sigma;
         }
         Some(HistoryTrack {
             z,
             delta,
-            shift_z: (0.5 * settings.shift_z).max(if shift_bar.is_finite() { shift_bar } else { settings.shift_z }),
-            spike_z: settings.shift_z.max(if spike_bar.is_finite() { spike_bar } else { settings.spike_z }),
+            shift_z: (0.5 * settings.shift_z).max(if shift_bar.is_finite() {
+                shift_bar
+            } else {
+                settings.shift_z
+            }),
+            spike_z: settings.shift_z.max(if spike_bar.is_finite() {
+                spike_bar
+            } else {
+                settings.spike_z
+            }),
         })
     }
 }

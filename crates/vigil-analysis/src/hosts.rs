@@ -62,38 +62,68 @@ pub fn host_evidence(
     let persistence = thresholds.persistence.max(1);
     // The last `persistence` present samples within a little more than that many steps.
     let lookback_start = now.saturating_sub(persistence + 1).max(scores.judged_from);
-    let recent: Vec<usize> = (lookback_start..=now).rev().filter(|&step| scores.z[step].is_finite()).take(persistence).collect();
+    let recent: Vec<usize> = (lookback_start..=now)
+        .rev()
+        .filter(|&step| scores.z[step].is_finite())
+        .take(persistence)
+        .collect();
     if recent.len() == persistence && scores.z[now].is_finite() {
-        let oldest_first: Vec<f64> = recent.iter().rev().map(|&step| harmful(sign, scores.z[step])).collect();
+        let oldest_first: Vec<f64> = recent
+            .iter()
+            .rev()
+            .map(|&step| harmful(sign, scores.z[step]))
+            .collect();
         let weakest = oldest_first.iter().copied().fold(f64::INFINITY, f64::min);
-        let same_side = sign != 0.0 || recent.iter().all(|&step| scores.z[step].signum() == scores.z[now].signum());
+        let same_side = sign != 0.0
+            || recent
+                .iter()
+                .all(|&step| scores.z[step].signum() == scores.z[now].signum());
         // While a restart transient may still be settling, a shift must look like a new level
         // (its samples agree within a factor of two) or keep growing; a peak that is fading is
         // the restart, not the release.
-        let strongest = oldest_first.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let strongest = oldest_first
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
         let growing = oldest_first.windows(2).all(|pair| pair[1] >= pair[0]);
-        let fading = oldest_first.windows(2).all(|pair| pair[1] < pair[0]) && oldest_first[oldest_first.len() - 1] < 0.8 * oldest_first[0];
+        let fading = oldest_first.windows(2).all(|pair| pair[1] < pair[0])
+            && oldest_first[oldest_first.len() - 1] < 0.8 * oldest_first[0];
         let settled = (weakest >= 0.5 * strongest && !fading) || growing;
         let decaying = now < scores.transient_until && !settled;
         if weakest >= thresholds.shift_z && same_side && !decaying {
             let mut deltas: Vec<f64> = recent.iter().map(|&step| scores.delta[step]).collect();
             let delta = crate::stats::median_in_place(&mut deltas);
             let since = *recent.last().unwrap_or(&now);
-            return Some(HostEvidence { z: weakest, delta, since, intermittent: false });
+            return Some(HostEvidence {
+                z: weakest,
+                delta,
+                since,
+                intermittent: false,
+            });
         }
     }
     // Intermittent: large spikes that keep coming back. Spikes are counted as separate
     // excursions, each starting from a sample below the bar, so a restart peak that is already
     // there when judging starts, and that fades over several samples, counts for nothing.
-    let first_candidate = if thresholds.spikes == 1 { scores.judged_from } else { scores.judged_from + 1 };
-    let window_start = now.saturating_sub(thresholds.spike_window.saturating_sub(1)).max(first_candidate);
-    let is_spike = |step: usize| scores.z[step].is_finite() && harmful(sign, scores.z[step]) >= thresholds.spike_z;
+    let first_candidate = if thresholds.spikes == 1 {
+        scores.judged_from
+    } else {
+        scores.judged_from + 1
+    };
+    let window_start = now
+        .saturating_sub(thresholds.spike_window.saturating_sub(1))
+        .max(first_candidate);
+    let is_spike = |step: usize| {
+        scores.z[step].is_finite() && harmful(sign, scores.z[step]) >= thresholds.spike_z
+    };
     let mut excursions: Vec<usize> = Vec::new();
     for step in window_start..=now {
         if !is_spike(step) {
             continue;
         }
-        let previous = (scores.judged_from..step).rev().find(|&earlier| scores.z[earlier].is_finite());
+        let previous = (scores.judged_from..step)
+            .rev()
+            .find(|&earlier| scores.z[earlier].is_finite());
         let starts_an_excursion = match previous {
             Some(previous) => !is_spike(previous),
             // At the first judged sample only a lone spike counts, and only when the warm-up
@@ -105,7 +135,10 @@ pub fn host_evidence(
         }
     }
     if excursions.len() >= thresholds.spikes.max(1) {
-        let mut zs: Vec<f64> = excursions.iter().map(|&step| harmful(sign, scores.z[step])).collect();
+        let mut zs: Vec<f64> = excursions
+            .iter()
+            .map(|&step| harmful(sign, scores.z[step]))
+            .collect();
         let mut deltas: Vec<f64> = excursions.iter().map(|&step| scores.delta[step]).collect();
         return Some(HostEvidence {
             z: crate::stats::median_in_place(&mut zs),
@@ -121,10 +154,22 @@ pub fn host_evidence(
 mod tests {
     use super::*;
 
-    const T: Thresholds = Thresholds { shift_z: 4.0, spike_z: 8.0, persistence: 3, spikes: 2, spike_window: 10 };
+    const T: Thresholds = Thresholds {
+        shift_z: 4.0,
+        spike_z: 8.0,
+        persistence: 3,
+        spikes: 2,
+        spike_window: 10,
+    };
 
     fn scores<'a>(z: &'a [f64], delta: &'a [f64]) -> HostScores<'a> {
-        HostScores { z, delta, judged_from: 2, transient_until: 10, warmup_skipped: true }
+        HostScores {
+            z,
+            delta,
+            judged_from: 2,
+            transient_until: 10,
+            warmup_skipped: true,
+        }
     }
 
     #[test]

@@ -38,9 +38,18 @@ pub struct Evaluator<'a> {
 impl<'a> Evaluator<'a> {
     pub fn new(bundle: &'a Bundle, settings: &Settings) -> Evaluator<'a> {
         let prepared = Prepared::new(bundle, settings);
-        let tracks = prepared.metrics.iter().map(|metric| metric_track(&prepared, metric, settings)).collect();
+        let tracks = prepared
+            .metrics
+            .iter()
+            .map(|metric| metric_track(&prepared, metric, settings))
+            .collect();
         let transient_steps = usize::try_from(TRANSIENT_SECONDS / bundle.step_seconds).unwrap_or(0);
-        Evaluator { prepared, settings: settings.clone(), tracks, transient_steps }
+        Evaluator {
+            prepared,
+            settings: settings.clone(),
+            tracks,
+            transient_steps,
+        }
     }
 
     /// Index of the first step worth judging (the first deploy), if any.
@@ -50,7 +59,10 @@ impl<'a> Evaluator<'a> {
 
     /// The per-host standardised scores of metric `metric` (for tracing and charts).
     pub fn metric_scores(&self, metric: usize) -> Option<&[Vec<f64>]> {
-        self.tracks.get(metric)?.as_ref().map(|track| track.z.as_slice())
+        self.tracks
+            .get(metric)?
+            .as_ref()
+            .map(|track| track.z.as_slice())
     }
 
     /// The cleaned view the evaluator works on.
@@ -86,27 +98,58 @@ impl<'a> Evaluator<'a> {
             }
         }
         if !judged_any && findings.is_empty() {
-            return insufficient(at, "no samples from the deployed release hosts since their warm-up");
+            return insufficient(
+                at,
+                "no samples from the deployed release hosts since their warm-up",
+            );
         }
         findings.sort_by(|left, right| {
-            left.severity.cmp(&right.severity).then(right.score.partial_cmp(&left.score).unwrap_or(std::cmp::Ordering::Equal))
+            left.severity.cmp(&right.severity).then(
+                right
+                    .score
+                    .partial_cmp(&left.score)
+                    .unwrap_or(std::cmp::Ordering::Equal),
+            )
         });
-        let verdict = findings.first().map(|finding| finding.severity).unwrap_or(Verdict::Healthy);
-        Judgement { at, verdict, findings, reason: None }
+        let verdict = findings
+            .first()
+            .map(|finding| finding.severity)
+            .unwrap_or(Verdict::Healthy);
+        Judgement {
+            at,
+            verdict,
+            findings,
+            reason: None,
+        }
     }
 
     /// The finding on one metric at `now`, and whether any host could be judged on it.
-    fn judge_metric(&self, metric: &MetricData<'_>, track: &MetricTrack, now: usize) -> (Option<Finding>, bool) {
+    fn judge_metric(
+        &self,
+        metric: &MetricData<'_>,
+        track: &MetricTrack,
+        now: usize,
+    ) -> (Option<Finding>, bool) {
         let settings = &self.settings;
         let sign = metric.harmful_sign;
-        let fault_effect = if metric.meta.critical { settings.fault_effect_critical } else { settings.fault_effect };
+        let fault_effect = if metric.meta.critical {
+            settings.fault_effect_critical
+        } else {
+            settings.fault_effect
+        };
         let mut judged = 0usize;
         let mut faulty: Vec<(usize, HostEvidence, f64)> = Vec::new();
         let mut anomalous: Vec<(usize, HostEvidence, f64)> = Vec::new();
         for &host in &self.prepared.release {
-            let Some(deploy) = self.prepared.hosts[host].deploy else { continue };
+            let Some(deploy) = self.prepared.hosts[host].deploy else {
+                continue;
+            };
             let judged_from = deploy + self.prepared.warmup_steps;
-            if now < judged_from || !track.z[host][judged_from..=now].iter().any(|z| z.is_finite()) {
+            if now < judged_from
+                || !track.z[host][judged_from..=now]
+                    .iter()
+                    .any(|z| z.is_finite())
+            {
                 continue;
             }
             judged += 1;
@@ -125,7 +168,10 @@ impl<'a> Evaluator<'a> {
                     continue;
                 }
             }
-            let gentle = Thresholds { shift_z: thresholds.shift_z * 0.5, ..thresholds };
+            let gentle = Thresholds {
+                shift_z: thresholds.shift_z * 0.5,
+                ..thresholds
+            };
             if let Some(evidence) = host_evidence(scores, sign, now, gentle) {
                 let effect = self.relative_effect(metric, track, host, now, evidence.delta);
                 if harmful(sign, effect) >= settings.anomaly_effect {
@@ -139,9 +185,15 @@ impl<'a> Evaluator<'a> {
         // While the batch may still be settling from its restart, only a majority of the judged
         // hosts is evidence: a restart tail is one host's, a fault is the version's.
         let settling = faulty.iter().any(|(host, _, _)| {
-            self.prepared.hosts[*host].deploy.is_some_and(|deploy| now < deploy + self.transient_steps)
+            self.prepared.hosts[*host]
+                .deploy
+                .is_some_and(|deploy| now < deploy + self.transient_steps)
         });
-        let share_needed = if settling { 0.5_f64.max(settings.min_host_share) } else { settings.min_host_share };
+        let share_needed = if settling {
+            0.5_f64.max(settings.min_host_share)
+        } else {
+            settings.min_host_share
+        };
         let mut needed = ((share_needed * judged as f64).ceil() as usize).max(1);
         if settling && judged >= 2 && needed * 2 <= judged {
             needed += 1;
@@ -174,26 +226,44 @@ impl<'a> Evaluator<'a> {
             }
         }
         if faulty.len() >= needed && share > reference_share + 0.15 {
-            return (Some(self.metric_finding(metric, track, Verdict::Fault, &faulty, judged, now)), true);
+            return (
+                Some(self.metric_finding(metric, track, Verdict::Fault, &faulty, judged, now)),
+                true,
+            );
         }
         // A recommendation: a milder change, on at least half of the judged hosts.
         anomalous.extend(faulty);
         let needed_for_anomaly = ((0.5 * judged as f64).ceil() as usize).max(1);
         if anomalous.len() >= needed_for_anomaly {
-            return (Some(self.metric_finding(metric, track, Verdict::Anomaly, &anomalous, judged, now)), true);
+            return (
+                Some(self.metric_finding(metric, track, Verdict::Anomaly, &anomalous, judged, now)),
+                true,
+            );
         }
         (None, true)
     }
 
     /// Share of reference hosts that show the same kind of change at the same time (global
     /// events, noisy fleets): the release must show it clearly more often to be blamed.
-    fn reference_share(&self, metric: &MetricData<'_>, track: &MetricTrack, now: usize, fault_effect: f64) -> f64 {
-        let Some(first_deploy) = self.prepared.first_deploy else { return 0.0 };
+    fn reference_share(
+        &self,
+        metric: &MetricData<'_>,
+        track: &MetricTrack,
+        now: usize,
+        fault_effect: f64,
+    ) -> f64 {
+        let Some(first_deploy) = self.prepared.first_deploy else {
+            return 0.0;
+        };
         let mut judged = 0usize;
         let mut showing = 0usize;
         for &host in &self.prepared.reference {
             let judged_from = first_deploy + self.prepared.warmup_steps;
-            if now < judged_from || !track.z[host][judged_from..=now].iter().any(|z| z.is_finite()) {
+            if now < judged_from
+                || !track.z[host][judged_from..=now]
+                    .iter()
+                    .any(|z| z.is_finite())
+            {
                 continue;
             }
             judged += 1;
@@ -204,7 +274,9 @@ impl<'a> Evaluator<'a> {
                 transient_until: 0,
                 warmup_skipped: self.prepared.warmup_steps > 0,
             };
-            if let Some(evidence) = host_evidence(scores, metric.harmful_sign, now, track.thresholds[host]) {
+            if let Some(evidence) =
+                host_evidence(scores, metric.harmful_sign, now, track.thresholds[host])
+            {
                 let effect = self.relative_effect(metric, track, host, now, evidence.delta);
                 if harmful(metric.harmful_sign, effect) >= fault_effect {
                     showing += 1;
@@ -220,7 +292,14 @@ impl<'a> Evaluator<'a> {
 
     /// Relative change on a host, in the metric's own terms (for a success rate near its bound:
     /// of its failures).
-    fn relative_effect(&self, metric: &MetricData<'_>, track: &MetricTrack, host: usize, now: usize, delta: f64) -> f64 {
+    fn relative_effect(
+        &self,
+        metric: &MetricData<'_>,
+        track: &MetricTrack,
+        host: usize,
+        now: usize,
+        delta: f64,
+    ) -> f64 {
         let expected = metric.values[host][now] - track.delta[host][now];
         metric.transform.relative_effect(expected, delta)
     }
@@ -250,24 +329,58 @@ impl<'a> Evaluator<'a> {
         }
         let observed = stats::median(&observed);
         let expected = stats::median(&expected);
-        let effect = stats::median(&hosts.iter().map(|(_, _, effect)| *effect).collect::<Vec<_>>());
-        let score = stats::median(&hosts.iter().map(|(_, evidence, _)| evidence.z).collect::<Vec<_>>());
-        let since = hosts.iter().map(|(_, evidence, _)| evidence.since).min().unwrap_or(now);
-        let intermittent = hosts.iter().filter(|(_, evidence, _)| evidence.intermittent).count() * 2 > hosts.len();
-        let names: Vec<String> = hosts.iter().map(|(host, _, _)| prepared.hosts[*host].name.clone()).collect();
+        let effect = stats::median(
+            &hosts
+                .iter()
+                .map(|(_, _, effect)| *effect)
+                .collect::<Vec<_>>(),
+        );
+        let score = stats::median(
+            &hosts
+                .iter()
+                .map(|(_, evidence, _)| evidence.z)
+                .collect::<Vec<_>>(),
+        );
+        let since = hosts
+            .iter()
+            .map(|(_, evidence, _)| evidence.since)
+            .min()
+            .unwrap_or(now);
+        let intermittent = hosts
+            .iter()
+            .filter(|(_, evidence, _)| evidence.intermittent)
+            .count()
+            * 2
+            > hosts.len();
+        let names: Vec<String> = hosts
+            .iter()
+            .map(|(host, _, _)| prepared.hosts[*host].name.clone())
+            .collect();
         let up = observed >= expected;
         let direction = if up { "up" } else { "down" };
         let size = describe_change(observed, expected);
-        let pattern = if intermittent { "in recurring spikes" } else { "and holds" };
+        let pattern = if intermittent {
+            "in recurring spikes"
+        } else {
+            "and holds"
+        };
         let baseline = track.baseline;
-        let compared = if baseline == "reference" { "the reference" } else { "its own history" };
+        let compared = if baseline == "reference" {
+            "the reference"
+        } else {
+            "its own history"
+        };
         let explanation = format!(
             "{} on {} of {} release hosts is {} {} ({} vs {}) since {}, {}",
             metric.meta.name,
             names.len(),
             judged,
             size,
-            if baseline == "reference" { "against the reference" } else { "against its own history" },
+            if baseline == "reference" {
+                "against the reference"
+            } else {
+                "against its own history"
+            },
             format_value(observed),
             format_value(expected),
             format_time(prepared.time_of(since)),
@@ -280,7 +393,9 @@ impl<'a> Evaluator<'a> {
         );
         Finding {
             severity,
-            signal: Signal::Metric { name: metric.meta.name.clone() },
+            signal: Signal::Metric {
+                name: metric.meta.name.clone(),
+            },
             hosts: names,
             hosts_judged: judged,
             direction: direction.to_owned(),
@@ -302,10 +417,22 @@ impl<'a> Evaluator<'a> {
         let severe = exception
             && evidence.rate_per_minute >= self.settings.log_fault_lines_per_minute
             && share >= self.settings.min_host_share;
-        let severity = if severe { Verdict::Fault } else { Verdict::Anomaly };
-        let names: Vec<String> = evidence.hosts.iter().map(|&host| prepared.hosts[host].name.clone()).collect();
+        let severity = if severe {
+            Verdict::Fault
+        } else {
+            Verdict::Anomaly
+        };
+        let names: Vec<String> = evidence
+            .hosts
+            .iter()
+            .map(|&host| prepared.hosts[host].name.clone())
+            .collect();
         let ratio = evidence.observed / evidence.expected.max(f64::MIN_POSITIVE);
-        let what = if evidence.new { "new".to_owned() } else { format!("{} as frequent as expected", describe_ratio(ratio)) };
+        let what = if evidence.new {
+            "new".to_owned()
+        } else {
+            format!("{} as frequent as expected", describe_ratio(ratio))
+        };
         let explanation = format!(
             "log template \"{}\" ({}) is {} on {} of {} release hosts since {}: {:.0} lines, {:.1} per minute per host",
             template.text,
@@ -319,7 +446,11 @@ impl<'a> Evaluator<'a> {
         );
         Finding {
             severity,
-            signal: Signal::Log { template: template.id.clone(), text: template.text.clone(), level: template.level.clone() },
+            signal: Signal::Log {
+                template: template.id.clone(),
+                text: template.text.clone(),
+                level: template.level.clone(),
+            },
             hosts: names,
             hosts_judged: evidence.hosts_judged,
             direction: "up".to_owned(),
@@ -327,7 +458,12 @@ impl<'a> Evaluator<'a> {
             expected: evidence.expected,
             effect: ratio - 1.0,
             score: -evidence.tail_ln,
-            baseline: if prepared.reference.is_empty() { "history" } else { "reference" }.to_owned(),
+            baseline: if prepared.reference.is_empty() {
+                "history"
+            } else {
+                "reference"
+            }
+            .to_owned(),
             evidence: format!(
                 "poisson surge test: {:.0} lines seen, {:.2} expected, ln p = {:.1}",
                 evidence.observed, evidence.expected, evidence.tail_ln
@@ -339,17 +475,34 @@ impl<'a> Evaluator<'a> {
 }
 
 fn insufficient(at: i64, reason: &str) -> Judgement {
-    Judgement { at, verdict: Verdict::InsufficientData, findings: Vec::new(), reason: Some(reason.to_owned()) }
+    Judgement {
+        at,
+        verdict: Verdict::InsufficientData,
+        findings: Vec::new(),
+        reason: Some(reason.to_owned()),
+    }
 }
 
-fn metric_track(prepared: &Prepared<'_>, metric: &MetricData<'_>, settings: &Settings) -> Option<MetricTrack> {
-    let base = Thresholds { shift_z: settings.shift_z, spike_z: settings.spike_z, persistence: settings.persistence_steps,
+fn metric_track(
+    prepared: &Prepared<'_>,
+    metric: &MetricData<'_>,
+    settings: &Settings,
+) -> Option<MetricTrack> {
+    let base = Thresholds {
+        shift_z: settings.shift_z,
+        spike_z: settings.spike_z,
+        persistence: settings.persistence_steps,
         spikes: settings.spikes_needed,
         spike_window: settings.spike_window_steps,
     };
     if let Some(peers) = PeerTrack::compute(prepared, metric) {
         let hosts = prepared.hosts.len();
-        return Some(MetricTrack { z: peers.z, delta: peers.delta, thresholds: vec![base; hosts], baseline: "reference" });
+        return Some(MetricTrack {
+            z: peers.z,
+            delta: peers.delta,
+            thresholds: vec![base; hosts],
+            baseline: "reference",
+        });
     }
     if !prepared.reference.is_empty() {
         return None;
@@ -370,7 +523,12 @@ fn metric_track(prepared: &Prepared<'_>, metric: &MetricData<'_>, settings: &Set
             track.delta[host] = history.delta;
             // Bars calibrated on the history: one spike above what the history ever shows at
             // quiet moments is evidence by itself.
-            track.thresholds[host] = Thresholds { shift_z: history.shift_z, spike_z: history.spike_z, spikes: 1, ..base };
+            track.thresholds[host] = Thresholds {
+                shift_z: history.shift_z,
+                spike_z: history.spike_z,
+                spikes: 1,
+                ..base
+            };
             any = true;
         }
     }
@@ -417,5 +575,9 @@ fn format_value(value: f64) -> String {
 /// `HH:MM` in UTC: enough for a one-line explanation.
 fn format_time(unix: i64) -> String {
     let seconds_of_day = unix.rem_euclid(86_400);
-    format!("{:02}:{:02} UTC", seconds_of_day / 3600, (seconds_of_day % 3600) / 60)
+    format!(
+        "{:02}:{:02} UTC",
+        seconds_of_day / 3600,
+        (seconds_of_day % 3600) / 60
+    )
 }

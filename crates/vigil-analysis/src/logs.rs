@@ -28,7 +28,12 @@ pub fn window_steps(settings: &Settings) -> usize {
     settings.persistence_steps.max(1) + 2
 }
 
-pub fn log_evidence(prepared: &Prepared<'_>, log: &LogData<'_>, now: usize, settings: &Settings) -> Option<LogEvidence> {
+pub fn log_evidence(
+    prepared: &Prepared<'_>,
+    log: &LogData<'_>,
+    now: usize,
+    settings: &Settings,
+) -> Option<LogEvidence> {
     let window = window_steps(settings);
     let window_start = (now + 1).saturating_sub(window);
     let step_minutes = prepared.bundle.step_seconds as f64 / 60.0;
@@ -36,15 +41,33 @@ pub fn log_evidence(prepared: &Prepared<'_>, log: &LogData<'_>, now: usize, sett
 
     // Expected lines per host and step: the most of the release hosts' own rate before the
     // deploy, the reference hosts' rate now, and less than one line in the whole baseline.
-    let baseline_lines: f64 = prepared.release.iter().map(|&host| log.counts[host][baseline.clone()].iter().sum::<f64>()).sum();
+    let baseline_lines: f64 = prepared
+        .release
+        .iter()
+        .map(|&host| log.counts[host][baseline.clone()].iter().sum::<f64>())
+        .sum();
     let baseline_exposure = (prepared.release.len() * baseline.len()) as f64;
-    let own_rate = if baseline_exposure > 0.0 { baseline_lines / baseline_exposure } else { 0.0 };
-    let reference_lines: f64 =
-        prepared.reference.iter().map(|&host| log.counts[host][window_start..=now].iter().sum::<f64>()).sum();
+    let own_rate = if baseline_exposure > 0.0 {
+        baseline_lines / baseline_exposure
+    } else {
+        0.0
+    };
+    let reference_lines: f64 = prepared
+        .reference
+        .iter()
+        .map(|&host| log.counts[host][window_start..=now].iter().sum::<f64>())
+        .sum();
     let reference_exposure = (prepared.reference.len() * (now + 1 - window_start)) as f64;
-    let reference_rate = if reference_exposure > 0.0 { reference_lines / reference_exposure } else { 0.0 };
-    let reference_baseline_lines: f64 =
-        prepared.reference.iter().map(|&host| log.counts[host][baseline.clone()].iter().sum::<f64>()).sum();
+    let reference_rate = if reference_exposure > 0.0 {
+        reference_lines / reference_exposure
+    } else {
+        0.0
+    };
+    let reference_baseline_lines: f64 = prepared
+        .reference
+        .iter()
+        .map(|&host| log.counts[host][baseline.clone()].iter().sum::<f64>())
+        .sum();
     let all_baseline_exposure = (prepared.hosts.len() * baseline.len()).max(1) as f64;
     let prior_rate = 1.0 / all_baseline_exposure;
     let expected_rate = own_rate.max(reference_rate).max(prior_rate);
@@ -58,7 +81,9 @@ pub fn log_evidence(prepared: &Prepared<'_>, log: &LogData<'_>, now: usize, sett
     let mut affected_exposure = 0usize;
     let mut steps_with_lines = std::collections::BTreeSet::new();
     for &host in &prepared.release {
-        let Some(deploy) = prepared.hosts[host].deploy else { continue };
+        let Some(deploy) = prepared.hosts[host].deploy else {
+            continue;
+        };
         let judged_from = deploy + prepared.warmup_steps;
         if now < judged_from {
             continue;
@@ -97,5 +122,14 @@ pub fn log_evidence(prepared: &Prepared<'_>, log: &LogData<'_>, now: usize, sett
     let surplus = affected_lines - expected_rate * affected_exposure as f64;
     let rate_per_minute = surplus / (affected_exposure.max(1) as f64 * step_minutes);
     let since = steps_with_lines.iter().next().copied().unwrap_or(now);
-    Some(LogEvidence { hosts: affected, hosts_judged, observed, expected, tail_ln, rate_per_minute, new, since })
+    Some(LogEvidence {
+        hosts: affected,
+        hosts_judged,
+        observed,
+        expected,
+        tail_ln,
+        rate_per_minute,
+        new,
+        since,
+    })
 }

@@ -32,9 +32,17 @@ impl PeerTrack {
         let points = prepared.bundle.points;
         let hosts = prepared.hosts.len();
         let baseline = prepared.baseline.clone();
-        let level: Vec<f64> = metric.values.iter().map(|row| stats::median(&row[baseline.clone()])).collect();
+        let level: Vec<f64> = metric
+            .values
+            .iter()
+            .map(|row| stats::median(&row[baseline.clone()]))
+            .collect();
         // Each reference host's movement away from its own baseline level.
-        let reference_moves: Vec<&usize> = prepared.reference.iter().filter(|&&host| level[host].is_finite()).collect();
+        let reference_moves: Vec<&usize> = prepared
+            .reference
+            .iter()
+            .filter(|&&host| level[host].is_finite())
+            .collect();
         if reference_moves.is_empty() {
             return None;
         }
@@ -45,7 +53,12 @@ impl PeerTrack {
         let mut scratch = Vec::with_capacity(reference_moves.len());
         for step in 0..points {
             scratch.clear();
-            scratch.extend(reference_moves.iter().map(|&&host| moves(host, step)).filter(|value| value.is_finite()));
+            scratch.extend(
+                reference_moves
+                    .iter()
+                    .map(|&&host| moves(host, step))
+                    .filter(|value| value.is_finite()),
+            );
             if scratch.is_empty() {
                 continue;
             }
@@ -66,7 +79,11 @@ impl PeerTrack {
                     return 1.0;
                 }
                 let recent = stats::median(&spread[step.saturating_sub(2)..=step]);
-                if recent.is_finite() { (recent / baseline_spread).max(1.0) } else { 1.0 }
+                if recent.is_finite() {
+                    (recent / baseline_spread).max(1.0)
+                } else {
+                    1.0
+                }
             })
             .collect();
         let mut z = vec![vec![f64::NAN; points]; hosts];
@@ -95,7 +112,9 @@ impl PeerTrack {
             } else {
                 common.clone()
             };
-            let residual: Vec<f64> = (0..points).map(|step| moves(host, step) - peer_common[step]).collect();
+            let residual: Vec<f64> = (0..points)
+                .map(|step| moves(host, step) - peer_common[step])
+                .collect();
             let bias = stats::median(&residual[baseline.clone()]);
             if !bias.is_finite() {
                 continue;
@@ -103,15 +122,21 @@ impl PeerTrack {
             let mut sigma = stats::mad_sigma(&residual[baseline.clone()], bias);
             // A host that was already ill before its deploy: when the last samples before it
             // sit clearly away from the rest of the baseline, they are the host's level now.
-            let own_end = prepared.hosts[host].deploy.unwrap_or(baseline.end).max(baseline.end);
+            let own_end = prepared.hosts[host]
+                .deploy
+                .unwrap_or(baseline.end)
+                .max(baseline.end);
             let recent_steps = (baseline.len() / 6).max(RECENT_LEVEL_STEPS);
             let recent = own_end.saturating_sub(recent_steps).max(baseline.start)..own_end;
             let recent_bias = stats::median(&residual[recent.clone()]);
             let mut level_bias = bias;
-            if recent_bias.is_finite() && (recent_bias - bias).abs() > 3.0 * sigma.max(f64::MIN_POSITIVE) {
+            if recent_bias.is_finite()
+                && (recent_bias - bias).abs() > 3.0 * sigma.max(f64::MIN_POSITIVE)
+            {
                 level_bias = recent_bias;
                 let earlier = baseline.start..recent.start.min(baseline.end);
-                let mut deviations: Vec<f64> = residual[earlier].iter().map(|value| value - bias).collect();
+                let mut deviations: Vec<f64> =
+                    residual[earlier].iter().map(|value| value - bias).collect();
                 deviations.extend(residual[recent].iter().map(|value| value - recent_bias));
                 sigma = stats::mad_sigma(&deviations, 0.0);
             }

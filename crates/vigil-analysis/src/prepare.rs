@@ -103,7 +103,9 @@ impl<'a> Prepared<'a> {
             .iter()
             .flat_map(|batch| {
                 let offset = (batch.at - bundle.start).max(0);
-                let index = usize::try_from((offset + bundle.step_seconds - 1) / bundle.step_seconds).unwrap_or(usize::MAX);
+                let index =
+                    usize::try_from((offset + bundle.step_seconds - 1) / bundle.step_seconds)
+                        .unwrap_or(usize::MAX);
                 batch.hosts.iter().map(move |host| (host.as_str(), index))
             })
             .filter(|(_, index)| *index < points)
@@ -117,27 +119,39 @@ impl<'a> Prepared<'a> {
                 deploy: deploy_of.get(host.name.as_str()).copied(),
             })
             .collect();
-        let release = (0..hosts.len()).filter(|&index| hosts[index].group == HostGroup::Release).collect();
-        let reference = (0..hosts.len()).filter(|&index| hosts[index].group == HostGroup::Reference).collect();
+        let release = (0..hosts.len())
+            .filter(|&index| hosts[index].group == HostGroup::Release)
+            .collect();
+        let reference = (0..hosts.len())
+            .filter(|&index| hosts[index].group == HostGroup::Reference)
+            .collect();
         let first_deploy = hosts.iter().filter_map(|host| host.deploy).min();
-        let baseline_steps = usize::try_from(settings.baseline_seconds / bundle.step_seconds).unwrap_or(0).max(1);
+        let baseline_steps = usize::try_from(settings.baseline_seconds / bundle.step_seconds)
+            .unwrap_or(0)
+            .max(1);
         let baseline_end = first_deploy.unwrap_or(points);
         let baseline = baseline_end.saturating_sub(baseline_steps)..baseline_end;
-        let host_index: HashMap<&str, usize> =
-            hosts.iter().enumerate().map(|(index, host)| (host.name.as_str(), index)).collect();
+        let host_index: HashMap<&str, usize> = hosts
+            .iter()
+            .enumerate()
+            .map(|(index, host)| (host.name.as_str(), index))
+            .collect();
 
-        let dense = |by_host: Option<&vigil_core::bundle::SeriesByHost<f64>>, fill: f64| -> Vec<Vec<f64>> {
-            let mut rows = vec![vec![fill; points]; hosts.len()];
-            if let Some(by_host) = by_host {
-                for (host, values) in by_host {
-                    let Some(&index) = host_index.get(host.as_str()) else { continue };
-                    for (slot, value) in rows[index].iter_mut().zip(values) {
-                        *slot = value.filter(|value| value.is_finite()).unwrap_or(f64::NAN);
+        let dense =
+            |by_host: Option<&vigil_core::bundle::SeriesByHost<f64>>, fill: f64| -> Vec<Vec<f64>> {
+                let mut rows = vec![vec![fill; points]; hosts.len()];
+                if let Some(by_host) = by_host {
+                    for (host, values) in by_host {
+                        let Some(&index) = host_index.get(host.as_str()) else {
+                            continue;
+                        };
+                        for (slot, value) in rows[index].iter_mut().zip(values) {
+                            *slot = value.filter(|value| value.is_finite()).unwrap_or(f64::NAN);
+                        }
                     }
                 }
-            }
-            rows
-        };
+                rows
+            };
 
         let metrics = bundle
             .metrics
@@ -146,13 +160,30 @@ impl<'a> Prepared<'a> {
                 let raw = dense(bundle.series.get(&meta.name), f64::NAN);
                 let history_end = baseline_end.max(1).min(points);
                 let transform = choose_transform(meta, &raw, history_end);
-                let values =
-                    raw.iter().map(|row| row.iter().map(|&value| if value.is_nan() { value } else { transform.apply(value) }).collect()).collect();
+                let values = raw
+                    .iter()
+                    .map(|row| {
+                        row.iter()
+                            .map(|&value| {
+                                if value.is_nan() {
+                                    value
+                                } else {
+                                    transform.apply(value)
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
                 let harmful_sign = match transform.headroom_of {
                     Some(_) => 1.0,
                     None => meta.direction.sign(),
                 };
-                MetricData { meta, transform, values, harmful_sign }
+                MetricData {
+                    meta,
+                    transform,
+                    values,
+                    harmful_sign,
+                }
             })
             .collect();
         let logs = bundle
@@ -192,14 +223,24 @@ impl<'a> Prepared<'a> {
 
 /// Picks the scale for a metric from its metadata and the data before the first deploy.
 fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> Transform {
-    let history: Vec<f64> = raw.iter().flat_map(|row| row[..history_end].iter().copied()).filter(|v| v.is_finite()).collect();
+    let history: Vec<f64> = raw
+        .iter()
+        .flat_map(|row| row[..history_end].iter().copied())
+        .filter(|v| v.is_finite())
+        .collect();
     let all: Vec<f64> = if history.is_empty() {
-        raw.iter().flat_map(|row| row.iter().copied()).filter(|v| v.is_finite()).collect()
+        raw.iter()
+            .flat_map(|row| row.iter().copied())
+            .filter(|v| v.is_finite())
+            .collect()
     } else {
         history
     };
     if all.is_empty() {
-        return Transform { headroom_of: None, log_offset: None };
+        return Transform {
+            headroom_of: None,
+            log_offset: None,
+        };
     }
     let minimum = all.iter().copied().fold(f64::INFINITY, f64::min);
     let maximum = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -207,20 +248,34 @@ fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> 
     // A share (by unit, or by every value lying in [0, 1]) whose harmful direction is down and
     // which sits near its upper bound: its failures are the headroom.
     let bound = if meta.unit_is_share() && maximum <= 100.0 + 1e-9 && minimum >= 0.0 {
-        Some(if maximum <= 1.0 + 1e-9 && !meta.unit.contains('%') && meta.unit.to_ascii_lowercase() != "percent" { 1.0 } else { 100.0 })
+        Some(
+            if maximum <= 1.0 + 1e-9
+                && !meta.unit.contains('%')
+                && meta.unit.to_ascii_lowercase() != "percent"
+            {
+                1.0
+            } else {
+                100.0
+            },
+        )
     } else if minimum >= 0.0 && maximum <= 1.0 {
         Some(1.0)
     } else {
         None
     };
-    let headroom_of = bound.filter(|bound| meta.direction == vigil_core::Direction::Decrease && typical >= 0.8 * bound);
+    let headroom_of = bound.filter(|bound| {
+        meta.direction == vigil_core::Direction::Decrease && typical >= 0.8 * bound
+    });
     let shifted: Vec<f64> = match headroom_of {
         Some(bound) => all.iter().map(|value| (bound - value).max(0.0)).collect(),
         None => all,
     };
     let shifted_minimum = shifted.iter().copied().fold(f64::INFINITY, f64::min);
     if shifted_minimum < 0.0 {
-        return Transform { headroom_of, log_offset: None };
+        return Transform {
+            headroom_of,
+            log_offset: None,
+        };
     }
     // Relative scale for non-negative metrics, with an offset that keeps zeros finite: the
     // series' resolution (one event per step for counts) or a small share of its typical level.
@@ -233,5 +288,8 @@ fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> 
     if !(offset > 0.0) || !offset.is_finite() {
         offset = 1e-9;
     }
-    Transform { headroom_of, log_offset: Some(offset) }
+    Transform {
+        headroom_of,
+        log_offset: Some(offset),
+    }
 }

@@ -25,7 +25,11 @@ pub struct ReplayOutcome {
 
 /// Judges the release at every step from its first batch on, each time with data up to that
 /// step only. Calls `on_step` with every judgement (for live views and tests).
-pub fn replay_with(bundle: &Bundle, settings: &Settings, mut on_step: impl FnMut(&Judgement)) -> ReplayOutcome {
+pub fn replay_with(
+    bundle: &Bundle,
+    settings: &Settings,
+    mut on_step: impl FnMut(&Judgement),
+) -> ReplayOutcome {
     let evaluator = Evaluator::new(bundle, settings);
     let mut outcome = ReplayOutcome {
         id: bundle.id.clone(),
@@ -61,7 +65,12 @@ pub fn replay_with(bundle: &Bundle, settings: &Settings, mut on_step: impl FnMut
     } else if outcome.recommended_at.is_some() {
         Verdict::Anomaly
     } else {
-        let last = last.unwrap_or(Judgement { at: bundle.start, verdict: Verdict::InsufficientData, findings: Vec::new(), reason: None });
+        let last = last.unwrap_or(Judgement {
+            at: bundle.start,
+            verdict: Verdict::InsufficientData,
+            findings: Vec::new(),
+            reason: None,
+        });
         outcome.findings = last.findings;
         last.verdict
     };

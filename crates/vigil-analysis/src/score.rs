@@ -24,7 +24,10 @@ pub fn parse_labels(text: &str) -> Result<Vec<Label>, String> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(number, line)| serde_json::from_str::<Label>(line).map_err(|error| format!("line {}: {error}", number + 1)))
+        .map(|(number, line)| {
+            serde_json::from_str::<Label>(line)
+                .map_err(|error| format!("line {}: {error}", number + 1))
+        })
         .collect()
 }
 
@@ -77,7 +80,10 @@ pub fn score(labels: &[Label], decisions: &HashMap<String, Decision>) -> Score {
         let key = label.cause.clone().unwrap_or_else(|| {
             let mut confounders = label.confounders.clone().unwrap_or_default();
             confounders.sort();
-            format!("healthy:{}", confounders.first().cloned().unwrap_or_default())
+            format!(
+                "healthy:{}",
+                confounders.first().cloned().unwrap_or_default()
+            )
         });
         let row = per_cause.entry(key).or_default();
         row.1 += 1;
@@ -104,10 +110,20 @@ pub fn score(labels: &[Label], decisions: &HashMap<String, Decision>) -> Score {
             }
         }
     }
-    let ratio = |numerator: usize, denominator: usize| if denominator == 0 { 0.0 } else { numerator as f64 / denominator as f64 };
+    let ratio = |numerator: usize, denominator: usize| {
+        if denominator == 0 {
+            0.0
+        } else {
+            numerator as f64 / denominator as f64
+        }
+    };
     let precision = ratio(tp, tp + fp);
     let recall = ratio(tp, tp + fn_);
-    let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+    let f1 = if precision + recall > 0.0 {
+        2.0 * precision * recall / (precision + recall)
+    } else {
+        0.0
+    };
     let round = |value: f64| (value * 10_000.0).round() / 10_000.0;
     let percentile = |q: f64| -> Option<f64> {
         if delays.is_empty() {
@@ -129,7 +145,8 @@ pub fn score(labels: &[Label], decisions: &HashMap<String, Decision>) -> Score {
             f1: round(f1),
             delay_min_median: percentile(0.5),
             delay_min_p90: percentile(0.9),
-            anomaly_recommended: (anomalies > 0).then(|| round(ratio(anomalies_recommended, anomalies))),
+            anomaly_recommended: (anomalies > 0)
+                .then(|| round(ratio(anomalies_recommended, anomalies))),
         },
         per_cause,
     }
@@ -160,7 +177,16 @@ mod tests {
         .collect();
         let score = score(&labels, &decisions);
         let figures = &score.overall;
-        assert_eq!((figures.tp, figures.fp, figures.fn_, figures.tn, figures.missing), (1, 1, 1, 1, 1));
+        assert_eq!(
+            (
+                figures.tp,
+                figures.fp,
+                figures.fn_,
+                figures.tn,
+                figures.missing
+            ),
+            (1, 1, 1, 1, 1)
+        );
         assert_eq!(figures.precision, 0.5);
         assert_eq!(figures.recall, 0.5);
         assert_eq!(figures.delay_min_median, Some(5.0));

@@ -2,7 +2,11 @@
 
 /// Median of the finite values, or `NaN` when there are none. Reorders a scratch copy only.
 pub fn median(values: &[f64]) -> f64 {
-    let mut finite: Vec<f64> = values.iter().copied().filter(|value| value.is_finite()).collect();
+    let mut finite: Vec<f64> = values
+        .iter()
+        .copied()
+        .filter(|value| value.is_finite())
+        .collect();
     median_in_place(&mut finite)
 }
 
@@ -17,20 +21,30 @@ pub fn median_in_place(values: &mut [f64]) -> f64 {
     if values.len() % 2 == 1 {
         return upper;
     }
-    let lower = values[..middle].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let lower = values[..middle]
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
     (lower + upper) / 2.0
 }
 
 /// Median absolute deviation around `center`, scaled to estimate a normal standard deviation.
 pub fn mad_sigma(values: &[f64], center: f64) -> f64 {
-    let mut deviations: Vec<f64> =
-        values.iter().filter(|value| value.is_finite()).map(|value| (value - center).abs()).collect();
+    let mut deviations: Vec<f64> = values
+        .iter()
+        .filter(|value| value.is_finite())
+        .map(|value| (value - center).abs())
+        .collect();
     1.4826 * median_in_place(&mut deviations)
 }
 
 /// The `q` quantile (0..=1) of the finite values by linear interpolation; `NaN` when none.
 pub fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut finite: Vec<f64> = values.iter().copied().filter(|value| value.is_finite()).collect();
+    let mut finite: Vec<f64> = values
+        .iter()
+        .copied()
+        .filter(|value| value.is_finite())
+        .collect();
     if finite.is_empty() {
         return f64::NAN;
     }
@@ -46,7 +60,11 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
 /// by the Chernoff bound (tight enough to rank evidence, never optimistic).
 pub fn poisson_upper_tail_ln(observed: f64, expected: f64) -> f64 {
     if observed <= expected || expected <= 0.0 {
-        return if expected <= 0.0 && observed > 0.0 { f64::NEG_INFINITY } else { 0.0 };
+        return if expected <= 0.0 && observed > 0.0 {
+            f64::NEG_INFINITY
+        } else {
+            0.0
+        };
     }
     -(observed * (observed / expected).ln() - observed + expected)
 }
@@ -54,10 +72,18 @@ pub fn poisson_upper_tail_ln(observed: f64, expected: f64) -> f64 {
 /// The smallest positive gap between distinct finite values: the resolution of a quantised
 /// series (counts per step divided by the step, say). `None` when every value is the same.
 pub fn resolution(values: &[f64]) -> Option<f64> {
-    let mut finite: Vec<f64> = values.iter().copied().filter(|value| value.is_finite()).collect();
+    let mut finite: Vec<f64> = values
+        .iter()
+        .copied()
+        .filter(|value| value.is_finite())
+        .collect();
     finite.sort_by(f64::total_cmp);
     finite.dedup();
-    finite.windows(2).map(|pair| pair[1] - pair[0]).filter(|gap| *gap > 0.0).reduce(f64::min)
+    finite
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .filter(|gap| *gap > 0.0)
+        .reduce(f64::min)
 }
 
 #[cfg(test)]

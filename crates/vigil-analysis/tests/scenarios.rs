@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use vigil_analysis::{replay, Settings};
-use vigil_core::{Batch, Bundle, Direction, Host, HostGroup, LogTemplate, Logs, MetricKind, MetricMeta, Verdict};
+use vigil_core::{
+    Batch, Bundle, Direction, Host, HostGroup, LogTemplate, Logs, MetricKind, MetricMeta, Verdict,
+};
 
 const START: i64 = 1_700_000_000;
 const STEP: i64 = 60;
@@ -18,7 +20,10 @@ struct Noise(u64);
 
 impl Noise {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         // Sum of uniforms: roughly normal, mean 0, sd 1.
         let mut sum = 0.0;
         for shift in [0, 16, 32, 48] {
@@ -39,7 +44,11 @@ fn fleet(shape: impl Fn(usize, usize, f64) -> f64) -> Bundle {
     let hosts: Vec<Host> = (0..RELEASE_HOSTS + REFERENCE_HOSTS)
         .map(|index| Host {
             name: host_name(index),
-            group: if index < RELEASE_HOSTS { HostGroup::Release } else { HostGroup::Reference },
+            group: if index < RELEASE_HOSTS {
+                HostGroup::Release
+            } else {
+                HostGroup::Reference
+            },
         })
         .collect();
     let mut latency = BTreeMap::new();
@@ -69,7 +78,11 @@ fn fleet(shape: impl Fn(usize, usize, f64) -> f64) -> Bundle {
         start: START,
         points: POINTS,
         hosts,
-        batches: vec![Batch { index: 0, at: START + DEPLOY as i64 * STEP, hosts: (0..RELEASE_HOSTS).map(host_name).collect() }],
+        batches: vec![Batch {
+            index: 0,
+            at: START + DEPLOY as i64 * STEP,
+            hosts: (0..RELEASE_HOSTS).map(host_name).collect(),
+        }],
         metrics: vec![MetricMeta {
             name: "latency".to_owned(),
             kind: MetricKind::Middleware,
@@ -101,7 +114,13 @@ fn a_quiet_release_passes() {
 
 #[test]
 fn latency_doubling_on_the_release_hosts_pauses_within_minutes() {
-    let bundle = fleet(|host, step, value| if is_release(host) && step > DEPLOY { value * 2.0 } else { value });
+    let bundle = fleet(|host, step, value| {
+        if is_release(host) && step > DEPLOY {
+            value * 2.0
+        } else {
+            value
+        }
+    });
     let (verdict, paused_at) = verdict_of(&bundle);
     assert_eq!(verdict, Verdict::Fault);
     let delay_minutes = (paused_at.unwrap() - (START + DEPLOY as i64 * STEP)) / 60;
@@ -110,31 +129,61 @@ fn latency_doubling_on_the_release_hosts_pauses_within_minutes() {
 
 #[test]
 fn a_fault_on_half_of_the_release_hosts_pauses() {
-    let bundle = fleet(|host, step, value| if host < 2 && step > DEPLOY { value * 1.8 } else { value });
+    let bundle = fleet(|host, step, value| {
+        if host < 2 && step > DEPLOY {
+            value * 1.8
+        } else {
+            value
+        }
+    });
     assert_eq!(verdict_of(&bundle).0, Verdict::Fault);
 }
 
 #[test]
 fn a_global_surge_does_not_pause() {
-    let bundle = fleet(|_, step, value| if step > DEPLOY + 3 { value * 1.9 } else { value });
+    let bundle = fleet(|_, step, value| {
+        if step > DEPLOY + 3 {
+            value * 1.9
+        } else {
+            value
+        }
+    });
     assert_eq!(verdict_of(&bundle).1, None);
 }
 
 #[test]
 fn a_reference_host_glitch_does_not_pause() {
-    let bundle = fleet(|host, step, value| if host == RELEASE_HOSTS + 1 && step > DEPLOY { value * 5.0 } else { value });
+    let bundle = fleet(|host, step, value| {
+        if host == RELEASE_HOSTS + 1 && step > DEPLOY {
+            value * 5.0
+        } else {
+            value
+        }
+    });
     assert_eq!(verdict_of(&bundle).1, None);
 }
 
 #[test]
 fn a_host_ill_before_its_deploy_is_not_the_release() {
-    let bundle = fleet(|host, step, value| if host == 0 && step > DEPLOY - 15 { value * 1.7 } else { value });
+    let bundle = fleet(|host, step, value| {
+        if host == 0 && step > DEPLOY - 15 {
+            value * 1.7
+        } else {
+            value
+        }
+    });
     assert_eq!(verdict_of(&bundle).1, None);
 }
 
 #[test]
 fn an_improvement_does_not_pause() {
-    let bundle = fleet(|host, step, value| if is_release(host) && step > DEPLOY { value * 0.5 } else { value });
+    let bundle = fleet(|host, step, value| {
+        if is_release(host) && step > DEPLOY {
+            value * 0.5
+        } else {
+            value
+        }
+    });
     let (verdict, paused_at) = verdict_of(&bundle);
     assert_eq!(paused_at, None);
     assert_ne!(verdict, Verdict::Fault);
@@ -142,13 +191,25 @@ fn an_improvement_does_not_pause() {
 
 #[test]
 fn a_warm_up_spike_alone_does_not_pause() {
-    let bundle = fleet(|host, step, value| if is_release(host) && (DEPLOY + 1..DEPLOY + 4).contains(&step) { value * 3.0 } else { value });
+    let bundle = fleet(|host, step, value| {
+        if is_release(host) && (DEPLOY + 1..DEPLOY + 4).contains(&step) {
+            value * 3.0
+        } else {
+            value
+        }
+    });
     assert_eq!(verdict_of(&bundle).1, None);
 }
 
 #[test]
 fn missing_samples_after_the_deploy_are_insufficient_data_not_a_pause() {
-    let bundle = fleet(|host, step, value| if is_release(host) && step >= DEPLOY { f64::NAN } else { value });
+    let bundle = fleet(|host, step, value| {
+        if is_release(host) && step >= DEPLOY {
+            f64::NAN
+        } else {
+            value
+        }
+    });
     let mut bundle = bundle;
     for values in bundle.series.get_mut("latency").unwrap().values_mut() {
         for value in values.iter_mut() {
@@ -164,7 +225,11 @@ fn missing_samples_after_the_deploy_are_insufficient_data_not_a_pause() {
 
 #[test]
 fn a_new_exception_on_the_release_hosts_pauses_and_a_global_burst_does_not() {
-    let template = LogTemplate { id: "t1".to_owned(), text: "NullPointerException at Cart.add(<*>)".to_owned(), level: "ERROR".to_owned() };
+    let template = LogTemplate {
+        id: "t1".to_owned(),
+        text: "NullPointerException at Cart.add(<*>)".to_owned(),
+        level: "ERROR".to_owned(),
+    };
     let with_logs = |release_only: bool| {
         let mut bundle = fleet(|_, _, value| value);
         bundle.logs.templates = vec![template.clone()];
@@ -173,7 +238,9 @@ fn a_new_exception_on_the_release_hosts_pauses_and_a_global_burst_does_not() {
             if release_only && !is_release(index) {
                 continue;
             }
-            let values = (0..POINTS).map(|step| Some(if step > DEPLOY + 2 { 12.0 } else { 0.0 })).collect();
+            let values = (0..POINTS)
+                .map(|step| Some(if step > DEPLOY + 2 { 12.0 } else { 0.0 }))
+                .collect();
             counts.insert(host_name(index), values);
         }
         bundle.logs.counts.insert("t1".to_owned(), counts);
@@ -185,7 +252,13 @@ fn a_new_exception_on_the_release_hosts_pauses_and_a_global_burst_does_not() {
 
 #[test]
 fn without_a_reference_group_the_history_is_the_baseline() {
-    let mut bundle = fleet(|host, step, value| if is_release(host) && step > DEPLOY { value * 2.5 } else { value });
+    let mut bundle = fleet(|host, step, value| {
+        if is_release(host) && step > DEPLOY {
+            value * 2.5
+        } else {
+            value
+        }
+    });
     bundle.hosts.retain(|host| host.group == HostGroup::Release);
     for by_host in bundle.series.values_mut() {
         by_host.retain(|host, _| host.as_str() < host_name(RELEASE_HOSTS).as_str());
@@ -198,4 +271,3 @@ fn without_a_reference_group_the_history_is_the_baseline() {
     }
     assert_eq!(verdict_of(&quiet).1, None);
 }
-

@@ -8,7 +8,11 @@ mod replay_cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "vigil", version, about = "Vigil, the release guard: watches releases and pauses the ones that hurt.")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Vigil, the release guard: watches releases and pauses the ones that hurt."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -12,7 +12,12 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: &'static str, total: usize) -> Self {
-        Progress { total, done: 0, enabled: std::io::stderr().is_terminal(), label }
+        Progress {
+            total,
+            done: 0,
+            enabled: std::io::stderr().is_terminal(),
+            label,
+        }
     }
 
     pub fn advance(&mut self) {
@@ -21,7 +26,11 @@ impl Progress {
             return;
         }
         let width = 30;
-        let filled = if self.total == 0 { width } else { self.done * width / self.total };
+        let filled = if self.total == 0 {
+            width
+        } else {
+            self.done * width / self.total
+        };
         let mut stderr = std::io::stderr().lock();
         let _ = write!(
             stderr,

@@ -43,8 +43,10 @@ struct OutputLine<'a> {
 pub fn run(args: ReplayArgs) -> Result<()> {
     let settings = match &args.settings {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read settings {}", path.display()))?;
-            serde_json::from_str::<Settings>(&text).with_context(|| format!("invalid settings in {}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read settings {}", path.display()))?;
+            serde_json::from_str::<Settings>(&text)
+                .with_context(|| format!("invalid settings in {}", path.display()))?
         }
         None => Settings::default(),
     };
@@ -55,12 +57,23 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     });
     let labels = match &labels_path {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read labels {}", path.display()))?;
-            Some(score::parse_labels(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?)
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read labels {}", path.display()))?;
+            Some(
+                score::parse_labels(&text)
+                    .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?,
+            )
         }
         None => None,
     };
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(1)).max(1);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1)
+        })
+        .max(1);
 
     let started = std::time::Instant::now();
     let outcomes = replay_files(&files, &settings, jobs)?;
@@ -69,11 +82,17 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     let mut writer: Box<dyn Write> = if args.out == "-" {
         Box::new(std::io::stdout().lock())
     } else {
-        let file = std::fs::File::create(&args.out).with_context(|| format!("cannot create {}", args.out))?;
+        let file = std::fs::File::create(&args.out)
+            .with_context(|| format!("cannot create {}", args.out))?;
         Box::new(std::io::BufWriter::new(file))
     };
     for outcome in &outcomes {
-        let line = OutputLine { id: &outcome.id, verdict: outcome.verdict, paused_at: outcome.paused_at, findings: &outcome.findings };
+        let line = OutputLine {
+            id: &outcome.id,
+            verdict: outcome.verdict,
+            paused_at: outcome.paused_at,
+            findings: &outcome.findings,
+        };
         serde_json::to_writer(&mut writer, &line)?;
         writer.write_all(b"\n")?;
     }
@@ -81,8 +100,14 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     drop(writer);
 
     let mut report = String::new();
-    let paused = outcomes.iter().filter(|outcome| outcome.paused_at.is_some()).count();
-    let recommended = outcomes.iter().filter(|outcome| outcome.verdict == vigil_core::Verdict::Anomaly).count();
+    let paused = outcomes
+        .iter()
+        .filter(|outcome| outcome.paused_at.is_some())
+        .count();
+    let recommended = outcomes
+        .iter()
+        .filter(|outcome| outcome.verdict == vigil_core::Verdict::Anomaly)
+        .count();
     report.push_str(&format!(
         "replayed {} releases in {:.2} s ({:.0} releases/s, {} jobs): {} paused, {} recommended\n",
         outcomes.len(),
@@ -95,7 +120,15 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     if let Some(labels) = &labels {
         let decisions: HashMap<String, Decision> = outcomes
             .iter()
-            .map(|outcome| (outcome.id.clone(), Decision { verdict: outcome.verdict, paused_at: outcome.paused_at }))
+            .map(|outcome| {
+                (
+                    outcome.id.clone(),
+                    Decision {
+                        verdict: outcome.verdict,
+                        paused_at: outcome.paused_at,
+                    },
+                )
+            })
             .collect();
         let scored = score::score(labels, &decisions);
         report.push_str(&render_score(&scored));
@@ -117,7 +150,11 @@ pub fn run(args: ReplayArgs) -> Result<()> {
 
 fn render_score(scored: &score::Score) -> String {
     let figures = &scored.overall;
-    let minutes = |value: Option<f64>| value.map(|value| format!("{value:.1} min")).unwrap_or_else(|| "n/a".to_owned());
+    let minutes = |value: Option<f64>| {
+        value
+            .map(|value| format!("{value:.1} min"))
+            .unwrap_or_else(|| "n/a".to_owned())
+    };
     let mut text = format!(
         "precision {:.3}  recall {:.3}  f1 {:.3}  (tp {} fp {} fn {} tn {}{})\n\
          detection delay: median {}, p90 {}\n\
@@ -129,35 +166,56 @@ fn render_score(scored: &score::Score) -> String {
         figures.fp,
         figures.fn_,
         figures.tn,
-        if figures.missing > 0 { format!(", {} labelled releases not replayed", figures.missing) } else { String::new() },
+        if figures.missing > 0 {
+            format!(", {} labelled releases not replayed", figures.missing)
+        } else {
+            String::new()
+        },
         minutes(figures.delay_min_median),
         minutes(figures.delay_min_p90),
-        figures.anomaly_recommended.map(|rate| format!("{rate:.3}")).unwrap_or_else(|| "n/a".to_owned()),
+        figures
+            .anomaly_recommended
+            .map(|rate| format!("{rate:.3}"))
+            .unwrap_or_else(|| "n/a".to_owned()),
     );
     text.push_str("paused per cause (healthy releases by their first confounder):\n");
     for (cause, (paused, total)) in &scored.per_cause {
         text.push_str(&format!("  {cause:40} {paused:4} / {total:4}\n"));
     }
-    text.push_str(&format!("summary {}\n", serde_json::to_string(figures).unwrap_or_default()));
+    text.push_str(&format!(
+        "summary {}\n",
+        serde_json::to_string(figures).unwrap_or_default()
+    ));
     text
 }
 
 /// The bundle files of a corpus folder or a folder of bundles, in name order.
 fn bundle_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let releases = dir.join("releases");
-    let folder = if releases.is_dir() { releases } else { dir.to_path_buf() };
-    let entries = std::fs::read_dir(&folder).with_context(|| format!("cannot read folder {}", folder.display()))?;
+    let folder = if releases.is_dir() {
+        releases
+    } else {
+        dir.to_path_buf()
+    };
+    let entries = std::fs::read_dir(&folder)
+        .with_context(|| format!("cannot read folder {}", folder.display()))?;
     let mut files = Vec::new();
     for entry in entries {
         let path = entry?.path();
-        let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default();
         if path.is_file() && (name.ends_with(".json") || name.ends_with(".json.gz")) {
             files.push(path);
         }
     }
     files.sort();
     if files.is_empty() {
-        bail!("no release bundles (.json or .json.gz) in {}", folder.display());
+        bail!(
+            "no release bundles (.json or .json.gz) in {}",
+            folder.display()
+        );
     }
     Ok(files)
 }
@@ -176,7 +234,9 @@ fn replay_files(files: &[PathBuf], settings: &Settings, jobs: usize) -> Result<V
             scope.spawn(move || loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = files.get(index) else { break };
-                let outcome = Bundle::read(path).map(|bundle| replay(&bundle, settings)).map_err(anyhow::Error::from);
+                let outcome = Bundle::read(path)
+                    .map(|bundle| replay(&bundle, settings))
+                    .map_err(anyhow::Error::from);
                 if sender.send((index, outcome)).is_err() {
                     break;
                 }
