@@ -75,7 +75,7 @@ impl PeerTrack {
         let baseline_spread = stats::quantile(&spread[baseline.clone()], 0.9);
         let turbulence: Vec<f64> = (0..points)
             .map(|step| {
-                if !(baseline_spread > 0.0) {
+                if baseline_spread.is_nan() || baseline_spread <= 0.0 {
                     return 1.0;
                 }
                 let recent = stats::median(&spread[step.saturating_sub(2)..=step]);

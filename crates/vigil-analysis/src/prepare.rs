@@ -251,7 +251,7 @@ fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> 
         Some(
             if maximum <= 1.0 + 1e-9
                 && !meta.unit.contains('%')
-                && meta.unit.to_ascii_lowercase() != "percent"
+                && !meta.unit.eq_ignore_ascii_case("percent")
             {
                 1.0
             } else {
@@ -282,10 +282,10 @@ fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> 
     let level = stats::median(&shifted).abs();
     let resolution = stats::resolution(&shifted).unwrap_or(0.0);
     let mut offset = resolution.max(0.05 * level);
-    if !(offset > 0.0) {
+    if offset.is_nan() || offset <= 0.0 {
         offset = stats::quantile(&shifted, 0.9).max(1e-9) * 0.05;
     }
-    if !(offset > 0.0) || !offset.is_finite() {
+    if !offset.is_finite() || offset <= 0.0 {
         offset = 1e-9;
     }
     Transform {

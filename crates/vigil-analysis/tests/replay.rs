@@ -1,6 +1,8 @@
 //! Replay over the example bundles kept in the repository, the no-look-ahead guarantee, bundles
 //! that must never panic, and (when present) the whole public corpus.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;

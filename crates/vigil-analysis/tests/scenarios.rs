@@ -1,6 +1,8 @@
 //! Hand-built releases: what must pause, and what must not (a global surge, a reference host
 //! glitch, a host ill before its deploy, an improvement, a warm-up spike).
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
 use std::collections::BTreeMap;
 
 use vigil_analysis::{replay, Settings};

@@ -26,11 +26,10 @@ impl Progress {
             return;
         }
         let width = 30;
-        let filled = if self.total == 0 {
-            width
-        } else {
-            self.done * width / self.total
-        };
+        let filled = (self.done * width)
+            .checked_div(self.total)
+            .unwrap_or(width)
+            .min(width);
         let mut stderr = std::io::stderr().lock();
         let _ = write!(
             stderr,
