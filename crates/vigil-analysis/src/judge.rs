@@ -144,22 +144,12 @@ impl<'a> Evaluator<'a> {
             let Some(deploy) = self.prepared.hosts[host].deploy else {
                 continue;
             };
-            let judged_from = deploy + self.prepared.warmup_steps;
-            if now < judged_from
-                || !track.z[host][judged_from..=now]
-                    .iter()
-                    .any(|z| z.is_finite())
-            {
+            let Some(scores) =
+                self.judged_scores(track, host, deploy, deploy + self.transient_steps, now)
+            else {
                 continue;
-            }
-            judged += 1;
-            let scores = HostScores {
-                z: &track.z[host],
-                delta: &track.delta[host],
-                judged_from,
-                transient_until: deploy + self.transient_steps,
-                warmup_skipped: self.prepared.warmup_steps > 0,
             };
+            judged += 1;
             let thresholds = track.thresholds[host];
             if let Some(evidence) = host_evidence(scores, sign, now, thresholds) {
                 let effect = self.relative_effect(metric, track, host, now, evidence.delta);
@@ -206,13 +196,8 @@ impl<'a> Evaluator<'a> {
         if faulty.len() == 1 && track.baseline == "reference" {
             let (host, _, _) = faulty[0];
             let deploy = self.prepared.hosts[host].deploy.unwrap_or(now);
-            let scores = HostScores {
-                z: &track.z[host],
-                delta: &track.delta[host],
-                judged_from: deploy + self.prepared.warmup_steps,
-                transient_until: deploy + self.transient_steps,
-                warmup_skipped: self.prepared.warmup_steps > 0,
-            };
+            let scores =
+                self.judged_scores(track, host, deploy, deploy + self.transient_steps, now);
             let thresholds = track.thresholds[host];
             let stricter = Thresholds {
                 persistence: 2 * thresholds.persistence,
@@ -221,7 +206,9 @@ impl<'a> Evaluator<'a> {
                 ..thresholds
             };
             let towering = faulty[0].1.intermittent && faulty[0].1.z >= 2.0 * thresholds.spike_z;
-            if !towering && host_evidence(scores, sign, now, stricter).is_none() {
+            let holds =
+                scores.is_some_and(|scores| host_evidence(scores, sign, now, stricter).is_some());
+            if !towering && !holds {
                 faulty.clear();
             }
         }
@@ -258,22 +245,11 @@ impl<'a> Evaluator<'a> {
         let mut judged = 0usize;
         let mut showing = 0usize;
         for &host in &self.prepared.reference {
-            let judged_from = first_deploy + self.prepared.warmup_steps;
-            if now < judged_from
-                || !track.z[host][judged_from..=now]
-                    .iter()
-                    .any(|z| z.is_finite())
-            {
+            // Reference hosts did not restart: no transient to allow for.
+            let Some(scores) = self.judged_scores(track, host, first_deploy, 0, now) else {
                 continue;
-            }
-            judged += 1;
-            let scores = HostScores {
-                z: &track.z[host],
-                delta: &track.delta[host],
-                judged_from,
-                transient_until: 0,
-                warmup_skipped: self.prepared.warmup_steps > 0,
             };
+            judged += 1;
             if let Some(evidence) =
                 host_evidence(scores, metric.harmful_sign, now, track.thresholds[host])
             {
@@ -288,6 +264,33 @@ impl<'a> Evaluator<'a> {
         } else {
             showing as f64 / judged as f64
         }
+    }
+
+    /// A host's scores as judged from `deploy` plus the warm-up, or `None` when nothing of it
+    /// can be judged yet at `now`.
+    fn judged_scores<'t>(
+        &self,
+        track: &'t MetricTrack,
+        host: usize,
+        deploy: usize,
+        transient_until: usize,
+        now: usize,
+    ) -> Option<HostScores<'t>> {
+        let judged_from = deploy + self.prepared.warmup_steps;
+        if now < judged_from
+            || !track.z[host][judged_from..=now]
+                .iter()
+                .any(|z| z.is_finite())
+        {
+            return None;
+        }
+        Some(HostScores {
+            z: &track.z[host],
+            delta: &track.delta[host],
+            judged_from,
+            transient_until,
+            warmup_skipped: self.prepared.warmup_steps > 0,
+        })
     }
 
     /// Relative change on a host, in the metric's own terms (for a success rate near its bound:
