@@ -95,11 +95,12 @@ impl PeerTrack {
             }
             let is_reference = prepared.reference.contains(&host);
             // A reference host is compared with the others only (leave one out).
-            let peer_common: Vec<f64> = if is_reference {
+            let leave_one_out: Vec<f64>;
+            let peer_common: &[f64] = if is_reference {
                 if reference_moves.len() < 2 {
                     continue;
                 }
-                (0..points)
+                leave_one_out = (0..points)
                     .map(|step| {
                         let others: Vec<f64> = reference_moves
                             .iter()
@@ -108,9 +109,10 @@ impl PeerTrack {
                             .collect();
                         stats::median(&others)
                     })
-                    .collect()
+                    .collect();
+                &leave_one_out
             } else {
-                common.clone()
+                &common
             };
             let residual: Vec<f64> = (0..points)
                 .map(|step| moves(host, step) - peer_common[step])
