@@ -254,22 +254,27 @@ fn a_new_exception_on_the_release_hosts_pauses_and_a_global_burst_does_not() {
 
 #[test]
 fn without_a_reference_group_the_history_is_the_baseline() {
-    let mut bundle = fleet(|host, step, value| {
+    let bundle = fleet(|host, step, value| {
         if is_release(host) && step > DEPLOY {
             value * 2.5
         } else {
             value
         }
     });
+    assert_eq!(
+        verdict_of(&without_reference_group(bundle)).0,
+        Verdict::Fault
+    );
+    let quiet = fleet(|_, _, value| value);
+    assert_eq!(verdict_of(&without_reference_group(quiet)).1, None);
+}
+
+/// The same fleet with its reference hosts and their series removed.
+fn without_reference_group(mut bundle: Bundle) -> Bundle {
     bundle.hosts.retain(|host| host.group == HostGroup::Release);
+    let release: Vec<String> = bundle.hosts.iter().map(|host| host.name.clone()).collect();
     for by_host in bundle.series.values_mut() {
-        by_host.retain(|host, _| host.as_str() < host_name(RELEASE_HOSTS).as_str());
+        by_host.retain(|host, _| release.contains(host));
     }
-    assert_eq!(verdict_of(&bundle).0, Verdict::Fault);
-    let mut quiet = fleet(|_, _, value| value);
-    quiet.hosts.retain(|host| host.group == HostGroup::Release);
-    for by_host in quiet.series.values_mut() {
-        by_host.retain(|host, _| host.as_str() < host_name(RELEASE_HOSTS).as_str());
-    }
-    assert_eq!(verdict_of(&quiet).1, None);
+    bundle
 }
