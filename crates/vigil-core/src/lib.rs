@@ -7,6 +7,8 @@
 pub mod bundle;
 pub mod clock;
 pub mod model;
+pub mod release;
+pub mod samples;
 pub mod verdict;
 
 pub use bundle::{Bundle, BundleError, Logs, BUNDLE_FORMAT};

@@ -1,0 +1,363 @@
+//! Release orders and everything the release layer records about them: state, batches,
+//! transitions, verdicts, feedback, notifications and API tokens.
+//!
+//! These are plain values shared by the store, the guard and the API; the rules of which
+//! transition is allowed live in `vigil-deploy`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Batch, MetricMeta};
+use crate::verdict::{Finding, Verdict};
+
+/// Where a release stands. `Observing` covers the time between batches and after the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseState {
+    /// Created; no batch deployed yet.
+    Pending,
+    /// A batch is being deployed (Vigil's own executor only).
+    Deploying,
+    /// Deployed batches are being watched; the guard judges the release at every step.
+    Observing,
+    /// Stopped by the guard or by a person: no further batch may start.
+    Paused,
+    RollingBack,
+    RolledBack,
+    /// Every batch deployed and the observation ended without a fault.
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl ReleaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseState::Pending => "pending",
+            ReleaseState::Deploying => "deploying",
+            ReleaseState::Observing => "observing",
+            ReleaseState::Paused => "paused",
+            ReleaseState::RollingBack => "rolling_back",
+            ReleaseState::RolledBack => "rolled_back",
+            ReleaseState::Succeeded => "succeeded",
+            ReleaseState::Failed => "failed",
+            ReleaseState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Every state, for parsing and for documentation.
+    pub const ALL: [ReleaseState; 9] = [
+        ReleaseState::Pending,
+        ReleaseState::Deploying,
+        ReleaseState::Observing,
+        ReleaseState::Paused,
+        ReleaseState::RollingBack,
+        ReleaseState::RolledBack,
+        ReleaseState::Succeeded,
+        ReleaseState::Failed,
+        ReleaseState::Cancelled,
+    ];
+
+    pub fn parse(text: &str) -> Option<ReleaseState> {
+        ReleaseState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == text)
+    }
+
+    /// No transition leaves a terminal state.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ReleaseState::RolledBack
+                | ReleaseState::Succeeded
+                | ReleaseState::Failed
+                | ReleaseState::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for ReleaseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which hosts the release hosts are compared with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ReferenceHosts {
+    /// These hosts keep the old version for the whole window.
+    Hosts { hosts: Vec<String> },
+    /// Every host of the app that sends data and is not a release host.
+    EveryOtherHost,
+    /// No reference group: each host is compared with its own history.
+    None,
+}
+
+/// One planned batch: the hosts it deploys to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedBatch {
+    pub hosts: Vec<String>,
+}
+
+/// What a person or a pipeline asks for when creating a release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseSpec {
+    pub app: String,
+    pub version: String,
+    /// The hosts that get the new version, in the order of the batch plan.
+    pub hosts: Vec<String>,
+    pub reference: ReferenceHosts,
+    /// Batches in order; their hosts together are `hosts`.
+    pub batches: Vec<PlannedBatch>,
+    /// Analysis step, in seconds.
+    pub step_seconds: i64,
+    /// How long to keep watching after the last batch, in seconds.
+    pub observe_seconds: i64,
+    /// Metadata of the metrics this release is judged on; metrics not listed get
+    /// [`MetricMeta`] defaults (either direction, not critical).
+    #[serde(default)]
+    pub metrics: Vec<MetricMeta>,
+    /// Overrides of the analysis settings (a JSON object of `vigil-analysis` settings fields).
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A release order with its current state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: String,
+    pub spec: ReleaseSpec,
+    pub state: ReleaseState,
+    /// Who created it (the token's name).
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Batches reported or executed so far, in order.
+    pub deployed: Vec<Batch>,
+    /// The latest verdict of the guard, if any.
+    pub verdict: Option<Verdict>,
+    /// One line: why the release is in its state (the pause reason, the missing data...).
+    pub reason: String,
+}
+
+impl Release {
+    /// Start of the data window: an hour before the first batch (or before creation while no
+    /// batch was deployed), given the baseline length.
+    pub fn window_start(&self, baseline_seconds: i64) -> i64 {
+        let first = self
+            .deployed
+            .first()
+            .map(|batch| batch.at)
+            .unwrap_or(self.created_at);
+        first - baseline_seconds
+    }
+}
+
+/// What made a release change state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    BatchDeployed,
+    Pause,
+    Resume,
+    Rollback,
+    RollbackDone,
+    Cancel,
+    Succeed,
+    Fail,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::BatchDeployed => "batch_deployed",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Rollback => "rollback",
+            Action::RollbackDone => "rollback_done",
+            Action::Cancel => "cancel",
+            Action::Succeed => "succeed",
+            Action::Fail => "fail",
+        }
+    }
+}
+
+/// One audited state change: who, when, why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub release_id: String,
+    /// 1, 2, ... per release.
+    pub seq: i64,
+    pub from: ReleaseState,
+    pub to: ReleaseState,
+    pub action: Action,
+    /// The token name of a person or pipeline, or `guard` for Vigil itself.
+    pub actor: String,
+    pub at: i64,
+    pub reason: String,
+}
+
+/// The guard's verdict at one step, with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictRecord {
+    pub release_id: String,
+    /// Unix seconds of the step judged.
+    pub at: i64,
+    pub verdict: Verdict,
+    pub findings: Vec<Finding>,
+    pub explanation: String,
+}
+
+/// What people say about a release's outcome; it trains the next model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackKind {
+    /// The pause was right: the release was faulty.
+    ConfirmFault,
+    /// The pause or recommendation was wrong.
+    FalseAlarm,
+    /// The release was faulty and Vigil let it pass.
+    MissedFault,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    pub release_id: String,
+    pub kind: FeedbackKind,
+    #[serde(default)]
+    pub note: String,
+    pub actor: String,
+    pub at: i64,
+}
+
+/// The events people are told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationEvent {
+    Paused,
+    Recommendation,
+    Resumed,
+    RolledBack,
+}
+
+impl NotificationEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationEvent::Paused => "paused",
+            NotificationEvent::Recommendation => "recommendation",
+            NotificationEvent::Resumed => "resumed",
+            NotificationEvent::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// A message to send, as written into the outbox in the same transaction as its cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewNotification {
+    pub release_id: String,
+    pub event: NotificationEvent,
+    /// Name of the configured channel to send it to.
+    pub channel: String,
+    /// One-line summary, the release link and the details, as the sender formats them.
+    pub title: String,
+    pub text: String,
+    pub link: String,
+}
+
+/// Where an outbox item stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    Sent,
+    /// Given up after the last retry.
+    Dead,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub notification: NewNotification,
+    pub created_at: i64,
+    pub state: DeliveryState,
+    pub attempts: i64,
+    /// Unix seconds before which it is not retried.
+    pub next_attempt_at: i64,
+    pub last_error: String,
+}
+
+/// What a token may do. Each role can do what the ones before it can, but `Ingest`, which can
+/// only push data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Ingest,
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        [Role::Ingest, Role::Viewer, Role::Operator, Role::Admin]
+            .into_iter()
+            .find(|role| role.as_str() == text)
+    }
+
+    /// True when a token of this role may do what `needed` allows.
+    pub fn allows(self, needed: Role) -> bool {
+        match (self, needed) {
+            (Role::Ingest, Role::Ingest) => true,
+            (Role::Ingest, _) => false,
+            (_, Role::Ingest) => self == Role::Admin,
+            _ => self >= needed,
+        }
+    }
+}
+
+/// A stored API token: only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    /// Hex SHA-256 of the secret.
+    pub hash: String,
+    pub created_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_allow_what_they_should() {
+        assert!(Role::Admin.allows(Role::Operator));
+        assert!(Role::Operator.allows(Role::Viewer));
+        assert!(!Role::Viewer.allows(Role::Operator));
+        assert!(!Role::Ingest.allows(Role::Viewer));
+        assert!(Role::Ingest.allows(Role::Ingest));
+        assert!(!Role::Operator.allows(Role::Ingest));
+        assert!(Role::Admin.allows(Role::Ingest));
+    }
+
+    #[test]
+    fn states_parse_back() {
+        for state in ReleaseState::ALL {
+            assert_eq!(ReleaseState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(ReleaseState::parse("nope"), None);
+    }
+}

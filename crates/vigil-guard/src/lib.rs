@@ -1,0 +1,1 @@
+//! Vigil's guard layer: assembles each observing release's window and acts on its verdict.

@@ -1,0 +1,1 @@
+//! Vigil's ingestion: Prometheus remote write and queries, JSON samples, log template mining.

@@ -1,0 +1,1 @@
+//! Vigil's notifications: Slack, DingTalk, Feishu and signed webhooks, from a durable outbox.

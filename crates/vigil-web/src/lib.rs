@@ -1,0 +1,1 @@
+//! Vigil's REST API.
