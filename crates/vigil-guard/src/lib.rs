@@ -1,1 +1,12 @@
-//! Vigil's guard layer: assembles each observing release's window and acts on its verdict.
+//! Vigil's guard layer: keeps the recent data of every host in memory, assembles each observing
+//! release's window into a `release-bundle/1`, judges it with the analysis engine at every step
+//! and acts on the verdict through the store (pause, recommendation, success).
+#![forbid(unsafe_code)]
+
+pub mod assemble;
+pub mod guard;
+pub mod index;
+
+pub use assemble::{assemble, AssembleError};
+pub use guard::{Guard, GuardConfig, GuardError, Judged, Route};
+pub use index::DataIndex;

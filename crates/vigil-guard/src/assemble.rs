@@ -1,0 +1,382 @@
+//! Turn a release and the data index into the `release-bundle/1` the analysis judges: the
+//! window from the baseline before the first batch to the step being judged, one value per
+//! step and series.
+//!
+//! Step `i` stands for time `t_i = start + i * step` and takes the last sample in
+//! `(t_i - step, t_i]`; a counter becomes its rate per second since its previous sample (a drop
+//! is a reset: the new value is the increase); log lines are summed over the same interval.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use vigil_core::release::{ReferenceHosts, Release};
+use vigil_core::{Bundle, Direction, Host, HostGroup, LogTemplate, MetricKind, MetricMeta};
+
+use crate::index::{DataIndex, Series};
+
+/// Why a window cannot be assembled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssembleError {
+    #[error("release {id} has a step of {step} s; it must be positive")]
+    BadStep { id: String, step: i64 },
+    #[error("release {id}: the window from {start} to {end} holds no step")]
+    EmptyWindow { id: String, start: i64, end: i64 },
+    #[error("release {id}: the window would hold {points} steps, more than {max}")]
+    WindowTooLong {
+        id: String,
+        points: usize,
+        max: usize,
+    },
+}
+
+/// The metadata a metric gets when the release does not describe it.
+pub fn default_meta(name: &str) -> MetricMeta {
+    MetricMeta {
+        name: name.to_string(),
+        kind: MetricKind::Middleware,
+        unit: String::new(),
+        direction: Direction::Either,
+        critical: false,
+    }
+}
+
+/// First step of a release's window: its baseline before the first batch (or before its
+/// creation while no batch is deployed), aligned to the step.
+pub fn window_start(release: &Release, baseline_seconds: i64) -> i64 {
+    let step = release.spec.step_seconds.max(1);
+    release.window_start(baseline_seconds).div_euclid(step) * step
+}
+
+/// The reference hosts of a release, as of the data in the index.
+pub fn reference_hosts(release: &Release, index: &DataIndex, since_ms: i64) -> Vec<String> {
+    match &release.spec.reference {
+        ReferenceHosts::Hosts { hosts } => hosts.clone(),
+        ReferenceHosts::None => Vec::new(),
+        ReferenceHosts::EveryOtherHost => {
+            let release_hosts: BTreeSet<&str> =
+                release.spec.hosts.iter().map(String::as_str).collect();
+            index
+                .hosts_of_app(&release.spec.app, since_ms)
+                .into_iter()
+                .filter(|host| !release_hosts.contains(host.as_str()))
+                .collect()
+        }
+    }
+}
+
+/// The bundle of `release` with steps up to `until` (Unix seconds; the last step is the latest
+/// `t_i <= until`).
+pub fn assemble(
+    release: &Release,
+    index: &DataIndex,
+    templates: &HashMap<String, LogTemplate>,
+    baseline_seconds: i64,
+    until: i64,
+) -> Result<Bundle, AssembleError> {
+    let step = release.spec.step_seconds;
+    if step <= 0 {
+        return Err(AssembleError::BadStep {
+            id: release.id.clone(),
+            step,
+        });
+    }
+    let start = window_start(release, baseline_seconds);
+    if until < start {
+        return Err(AssembleError::EmptyWindow {
+            id: release.id.clone(),
+            start,
+            end: until,
+        });
+    }
+    let points = usize::try_from((until - start) / step + 1).unwrap_or(usize::MAX);
+    if points > vigil_core::bundle::MAX_POINTS {
+        return Err(AssembleError::WindowTooLong {
+            id: release.id.clone(),
+            points,
+            max: vigil_core::bundle::MAX_POINTS,
+        });
+    }
+
+    let mut hosts: Vec<Host> = Vec::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for name in &release.spec.hosts {
+        if seen.insert(name.clone()) {
+            hosts.push(Host {
+                name: name.clone(),
+                group: HostGroup::Release,
+            });
+        }
+    }
+    for name in reference_hosts(release, index, start * 1000) {
+        if seen.insert(name.clone()) {
+            hosts.push(Host {
+                name,
+                group: HostGroup::Reference,
+            });
+        }
+    }
+
+    let step_ends: Vec<i64> = (0..points)
+        .map(|i| (start + i as i64 * step) * 1000)
+        .collect();
+    let step_ms = step * 1000;
+
+    let mut series: BTreeMap<String, BTreeMap<String, Vec<Option<f64>>>> = BTreeMap::new();
+    let mut log_counts: BTreeMap<String, BTreeMap<String, Vec<Option<f64>>>> = BTreeMap::new();
+    for host in &hosts {
+        let Some(data) = index.host(&host.name) else {
+            continue;
+        };
+        for (metric, samples) in &data.series {
+            let values = step_values(samples, &step_ends, step_ms);
+            if values.iter().any(Option::is_some) {
+                series
+                    .entry(metric.clone())
+                    .or_default()
+                    .insert(host.name.clone(), values);
+            }
+        }
+        for (template, counts) in &data.logs {
+            let values: Vec<Option<f64>> = step_ends
+                .iter()
+                .map(|&end| {
+                    let total: u64 = counts.range(end - step_ms + 1..=end).map(|(_, n)| n).sum();
+                    Some(total as f64)
+                })
+                .collect();
+            if values
+                .iter()
+                .any(|value| value.is_some_and(|count| count > 0.0))
+            {
+                log_counts
+                    .entry(template.clone())
+                    .or_default()
+                    .insert(host.name.clone(), values);
+            }
+        }
+    }
+
+    let described: HashMap<&str, &MetricMeta> = release
+        .spec
+        .metrics
+        .iter()
+        .map(|meta| (meta.name.as_str(), meta))
+        .collect();
+    let metrics: Vec<MetricMeta> = series
+        .keys()
+        .map(|name| {
+            described
+                .get(name.as_str())
+                .map_or_else(|| default_meta(name), |meta| (*meta).clone())
+        })
+        .collect();
+    let log_templates: Vec<LogTemplate> = log_counts
+        .keys()
+        .map(|id| {
+            templates.get(id).cloned().unwrap_or_else(|| LogTemplate {
+                id: id.clone(),
+                text: id.clone(),
+                level: String::new(),
+            })
+        })
+        .collect();
+
+    let deployed_hosts: BTreeSet<&str> = hosts
+        .iter()
+        .filter(|host| host.group == HostGroup::Release)
+        .map(|host| host.name.as_str())
+        .collect();
+    let batches = release
+        .deployed
+        .iter()
+        .map(|batch| vigil_core::Batch {
+            index: batch.index,
+            at: batch.at,
+            hosts: batch
+                .hosts
+                .iter()
+                .filter(|host| deployed_hosts.contains(host.as_str()))
+                .cloned()
+                .collect(),
+        })
+        .collect();
+
+    Ok(Bundle {
+        format: vigil_core::BUNDLE_FORMAT.to_string(),
+        id: release.id.clone(),
+        app: release.spec.app.clone(),
+        step_seconds: step,
+        start,
+        points,
+        hosts,
+        batches,
+        metrics,
+        series,
+        logs: vigil_core::Logs {
+            templates: log_templates,
+            counts: log_counts,
+        },
+    })
+}
+
+/// One value per step: the last sample of each step, or a counter's rate per second.
+fn step_values(samples: &Series, step_ends: &[i64], step_ms: i64) -> Vec<Option<f64>> {
+    step_ends
+        .iter()
+        .map(|&end| {
+            let (ms, value) = samples.last_in(end - step_ms, end)?;
+            if !value.is_finite() {
+                return None;
+            }
+            if !samples.counter {
+                return Some(value);
+            }
+            // The sample before it, no further back than a few steps.
+            let previous = samples.last_in(end - 4 * step_ms, ms - 1)?;
+            let seconds = (ms - previous.0) as f64 / 1000.0;
+            if seconds <= 0.0 || !previous.1.is_finite() {
+                return None;
+            }
+            let increase = if value >= previous.1 {
+                value - previous.1
+            } else {
+                value
+            };
+            Some(increase / seconds)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::release::{PlannedBatch, ReleaseSpec, ReleaseState};
+    use vigil_core::samples::{LogChunk, LogCount, MetricChunk, Point, SeriesKey};
+    use vigil_core::Batch;
+
+    fn release() -> Release {
+        Release {
+            id: "r1".into(),
+            spec: ReleaseSpec {
+                app: "shop".into(),
+                version: "2".into(),
+                hosts: vec!["a".into()],
+                reference: ReferenceHosts::EveryOtherHost,
+                batches: vec![PlannedBatch {
+                    hosts: vec!["a".into()],
+                }],
+                step_seconds: 10,
+                observe_seconds: 600,
+                metrics: vec![],
+                settings: Default::default(),
+            },
+            state: ReleaseState::Observing,
+            created_by: "ci".into(),
+            created_at: 50,
+            updated_at: 50,
+            deployed: vec![Batch {
+                index: 0,
+                at: 100,
+                hosts: vec!["a".into()],
+            }],
+            verdict: None,
+            reason: String::new(),
+        }
+    }
+
+    fn key(host: &str, metric: &str, counter: bool) -> SeriesKey {
+        SeriesKey {
+            app: "shop".into(),
+            host: host.into(),
+            metric: metric.into(),
+            counter,
+        }
+    }
+
+    #[test]
+    fn steps_take_the_last_sample_and_counters_become_rates() {
+        let mut index = DataIndex::new();
+        index.insert_metrics(&MetricChunk {
+            series: vec![key("a", "cpu", false), key("b", "req_total", true)],
+            points: vec![
+                Point {
+                    series: 0,
+                    ms: 41_000,
+                    value: 1.0,
+                },
+                Point {
+                    series: 0,
+                    ms: 49_000,
+                    value: 2.0,
+                },
+                Point {
+                    series: 0,
+                    ms: 60_000,
+                    value: 3.0,
+                },
+                Point {
+                    series: 1,
+                    ms: 40_000,
+                    value: 100.0,
+                },
+                Point {
+                    series: 1,
+                    ms: 50_000,
+                    value: 150.0,
+                },
+                Point {
+                    series: 1,
+                    ms: 60_000,
+                    value: 20.0,
+                },
+            ],
+        });
+        index.insert_logs(&LogChunk {
+            counts: vec![
+                LogCount {
+                    app: "shop".into(),
+                    host: "a".into(),
+                    template: "t1".into(),
+                    ms: 52_000,
+                    count: 3,
+                },
+                LogCount {
+                    app: "shop".into(),
+                    host: "a".into(),
+                    template: "t1".into(),
+                    ms: 60_000,
+                    count: 2,
+                },
+            ],
+        });
+        let bundle = assemble(&release(), &index, &HashMap::new(), 60, 60).unwrap();
+        bundle.validate("live").unwrap();
+        assert_eq!(bundle.start, 40);
+        assert_eq!(bundle.points, 3);
+        assert_eq!(bundle.series["cpu"]["a"], vec![None, Some(2.0), Some(3.0)]);
+        assert_eq!(
+            bundle.series["req_total"]["b"],
+            vec![None, Some(5.0), Some(2.0)]
+        );
+        assert_eq!(
+            bundle.logs.counts["t1"]["a"],
+            vec![Some(0.0), Some(0.0), Some(5.0)]
+        );
+        assert_eq!(
+            bundle
+                .hosts
+                .iter()
+                .map(|h| (h.name.as_str(), h.group))
+                .collect::<Vec<_>>(),
+            vec![("a", HostGroup::Release), ("b", HostGroup::Reference)]
+        );
+    }
+
+    #[test]
+    fn a_window_before_its_start_is_refused() {
+        let index = DataIndex::new();
+        assert!(matches!(
+            assemble(&release(), &index, &HashMap::new(), 60, 10),
+            Err(AssembleError::EmptyWindow { .. })
+        ));
+    }
+}

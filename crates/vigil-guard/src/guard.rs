@@ -1,0 +1,432 @@
+//! The live guard: at every step, judge each observing release on its window and act.
+//!
+//! A `fault` pauses the release (no further batch may start) and tells people; an `anomaly` is
+//! stored as a recommendation; `insufficient_data` holds the next batch and says why; a release
+//! whose last batch has been watched for its observation time without a fault succeeds.
+//!
+//! Step `t_i` is judged as soon as every series that reported in the step before has reported
+//! in it, or, failing that, once `grace_seconds` have passed since `t_i`. Ingestion wakes the
+//! guard, so a pause follows the last sample of a step within a pass.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use vigil_analysis::{Evaluator, Settings};
+use vigil_core::release::{
+    Action, NewNotification, NotificationEvent, Release, ReleaseState, VerdictRecord,
+};
+use vigil_core::{Clock, Judgement, LogTemplate, Verdict};
+use vigil_store::{Change, ReleaseFilter, Store, StoreError};
+
+use crate::assemble::{assemble, window_start, AssembleError};
+use crate::index::DataIndex;
+
+/// Why a guard pass failed for a release.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Assemble(#[from] AssembleError),
+    #[error("release {id} has invalid analysis settings: {reason}")]
+    Settings { id: String, reason: String },
+}
+
+/// Which channel gets which events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub channel: String,
+    pub events: Vec<NotificationEvent>,
+}
+
+/// How the guard behaves.
+#[derive(Debug, Clone)]
+pub struct GuardConfig {
+    /// Base of the links in notifications (`{public_url}/releases/{id}`).
+    pub public_url: String,
+    pub routes: Vec<Route>,
+    /// A step is judged at the latest this long after its time, complete or not.
+    pub grace_seconds: i64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            public_url: "http://127.0.0.1:7070".to_string(),
+            routes: Vec::new(),
+            grace_seconds: 10,
+        }
+    }
+}
+
+/// What the guard did with one release in a pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub release_id: String,
+    pub at: i64,
+    pub verdict: Verdict,
+    /// The state change it made, if any.
+    pub moved_to: Option<ReleaseState>,
+}
+
+/// The parsed settings of a release, with the defaults for what it leaves out.
+pub fn release_settings(release: &Release) -> Result<Settings, GuardError> {
+    serde_json::from_value(serde_json::Value::Object(release.spec.settings.clone())).map_err(
+        |error| GuardError::Settings {
+            id: release.id.clone(),
+            reason: error.to_string(),
+        },
+    )
+}
+
+/// Seconds of data before the first batch a release needs: its baseline, or the days of
+/// history it is compared with when it has no reference group.
+pub fn lookback_seconds(release: &Release, settings: &Settings) -> i64 {
+    match release.spec.reference {
+        vigil_core::release::ReferenceHosts::None => settings
+            .baseline_seconds
+            .max(settings.history_days as i64 * 86_400),
+        _ => settings.baseline_seconds,
+    }
+}
+
+/// The notifications an event of a release gives, one per channel that wants it.
+pub fn notifications_for(
+    routes: &[Route],
+    public_url: &str,
+    release: &Release,
+    event: NotificationEvent,
+    title: &str,
+    text: &str,
+) -> Vec<NewNotification> {
+    let link = format!(
+        "{}/releases/{}",
+        public_url.trim_end_matches('/'),
+        release.id
+    );
+    routes
+        .iter()
+        .filter(|route| route.events.contains(&event))
+        .map(|route| NewNotification {
+            release_id: release.id.clone(),
+            event,
+            channel: route.channel.clone(),
+            title: title.to_string(),
+            text: text.to_string(),
+            link: link.clone(),
+        })
+        .collect()
+}
+
+/// The latest step time at or before `now` of a release's window.
+fn latest_step(release: &Release, lookback: i64, now: i64) -> i64 {
+    let step = release.spec.step_seconds.max(1);
+    let start = window_start(release, lookback);
+    start + (now - start).div_euclid(step) * step
+}
+
+/// What was last recorded of a release: its verdict and the signals behind it.
+type Recorded = (Verdict, Vec<String>);
+
+/// The live guard of one server.
+#[derive(Debug)]
+pub struct Guard {
+    store: Arc<dyn Store>,
+    index: Arc<RwLock<DataIndex>>,
+    clock: Arc<dyn Clock>,
+    config: GuardConfig,
+    /// Step last judged, per release.
+    judged: Mutex<HashMap<String, i64>>,
+    /// Last verdict recorded, per release (read from the store on first sight).
+    recorded: Mutex<HashMap<String, Recorded>>,
+}
+
+impl Guard {
+    pub fn new(
+        store: Arc<dyn Store>,
+        index: Arc<RwLock<DataIndex>>,
+        clock: Arc<dyn Clock>,
+        config: GuardConfig,
+    ) -> Guard {
+        Guard {
+            store,
+            index,
+            clock,
+            config,
+            judged: Mutex::new(HashMap::new()),
+            recorded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &GuardConfig {
+        &self.config
+    }
+
+    pub fn index(&self) -> &Arc<RwLock<DataIndex>> {
+        &self.index
+    }
+
+    /// Judges every observing release whose latest step is ready. Errors of one release are
+    /// logged and do not stop the others.
+    pub fn pass(&self) -> Result<Vec<Judged>, GuardError> {
+        let now = self.clock.now();
+        let observing = self.store.releases(&ReleaseFilter {
+            states: vec![ReleaseState::Observing],
+            ..ReleaseFilter::default()
+        })?;
+        let mut judged = Vec::new();
+        for release in observing {
+            match self.judge_if_ready(&release, now) {
+                Ok(Some(outcome)) => judged.push(outcome),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(release = %release.id, %error, "guard could not judge release");
+                }
+            }
+        }
+        Ok(judged)
+    }
+
+    /// Forgets what was judged of a release, so that the next pass judges it again (after a
+    /// resume, for instance).
+    pub fn forget(&self, release_id: &str) {
+        lock(&self.judged).remove(release_id);
+    }
+
+    fn judge_if_ready(&self, release: &Release, now: i64) -> Result<Option<Judged>, GuardError> {
+        let settings = release_settings(release)?;
+        let lookback = lookback_seconds(release, &settings);
+        let step_time = latest_step(release, lookback, now);
+        if lock(&self.judged)
+            .get(&release.id)
+            .is_some_and(|&last| last >= step_time)
+        {
+            return Ok(None);
+        }
+        let templates = self.templates(&release.spec.app)?;
+        let bundle = {
+            let index = self
+                .index
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let ready = now >= step_time + self.config.grace_seconds
+                || step_complete(release, &index, lookback, step_time);
+            if !ready {
+                return Ok(None);
+            }
+            assemble(release, &index, &templates, lookback, step_time)?
+        };
+        let evaluator = Evaluator::new(&bundle, &settings);
+        let judgement = evaluator.judge_at(bundle.points - 1);
+        lock(&self.judged).insert(release.id.clone(), step_time);
+        let moved_to = self.act(release, &judgement)?;
+        Ok(Some(Judged {
+            release_id: release.id.clone(),
+            at: judgement.at,
+            verdict: judgement.verdict,
+            moved_to,
+        }))
+    }
+
+    fn templates(&self, app: &str) -> Result<HashMap<String, LogTemplate>, GuardError> {
+        Ok(self
+            .store
+            .templates(app)?
+            .into_iter()
+            .map(|template| (template.id.clone(), template))
+            .collect())
+    }
+
+    /// Stores the verdict when it changed, and pauses, recommends or ends the release.
+    fn act(
+        &self,
+        release: &Release,
+        judgement: &Judgement,
+    ) -> Result<Option<ReleaseState>, GuardError> {
+        let explanation = explain(judgement);
+        let signals: Vec<String> = judgement
+            .findings
+            .iter()
+            .map(|finding| finding.signal.label())
+            .collect();
+        let previous = self.last_recorded(&release.id)?;
+        let changed = previous
+            .as_ref()
+            .is_none_or(|(verdict, labels)| *verdict != judgement.verdict || *labels != signals);
+        let mut moved_to = None;
+
+        if judgement.verdict == Verdict::Fault {
+            let title = format!(
+                "{} {} paused by Vigil",
+                release.spec.app, release.spec.version
+            );
+            let change = Change {
+                release_id: release.id.clone(),
+                expected: ReleaseState::Observing,
+                to: ReleaseState::Paused,
+                action: Action::Pause,
+                actor: "guard".to_string(),
+                at: judgement.at.max(self.clock.now()),
+                reason: explanation.clone(),
+                deployed: None,
+                notifications: notifications_for(
+                    &self.config.routes,
+                    &self.config.public_url,
+                    release,
+                    NotificationEvent::Paused,
+                    &title,
+                    &evidence_text(judgement),
+                ),
+            };
+            match self.store.apply(&change) {
+                Ok(_) => {
+                    tracing::info!(release = %release.id, at = judgement.at, reason = %explanation, "guard paused release");
+                    moved_to = Some(ReleaseState::Paused);
+                }
+                Err(StoreError::StateConflict { .. }) => {
+                    // A person acted first; their state stands.
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+
+        if changed || moved_to.is_some() {
+            let recommend = judgement.verdict == Verdict::Anomaly
+                && previous
+                    .as_ref()
+                    .is_none_or(|(verdict, _)| *verdict != Verdict::Anomaly);
+            let notifications = if recommend {
+                notifications_for(
+                    &self.config.routes,
+                    &self.config.public_url,
+                    release,
+                    NotificationEvent::Recommendation,
+                    &format!(
+                        "{} {}: Vigil recommends a look",
+                        release.spec.app, release.spec.version
+                    ),
+                    &evidence_text(judgement),
+                )
+            } else {
+                Vec::new()
+            };
+            self.store.record_verdict(
+                &VerdictRecord {
+                    release_id: release.id.clone(),
+                    at: judgement.at,
+                    verdict: judgement.verdict,
+                    findings: judgement.findings.clone(),
+                    explanation: explanation.clone(),
+                },
+                &notifications,
+            )?;
+            lock(&self.recorded).insert(release.id.clone(), (judgement.verdict, signals));
+        }
+
+        if moved_to.is_none()
+            && matches!(judgement.verdict, Verdict::Healthy | Verdict::Anomaly)
+            && vigil_deploy::all_batches_deployed(release)
+            && release
+                .deployed
+                .last()
+                .is_some_and(|last| judgement.at >= last.at + release.spec.observe_seconds)
+        {
+            let change = Change {
+                release_id: release.id.clone(),
+                expected: ReleaseState::Observing,
+                to: ReleaseState::Succeeded,
+                action: Action::Succeed,
+                actor: "guard".to_string(),
+                at: judgement.at.max(self.clock.now()),
+                reason: format!(
+                    "watched for {} s after the last batch: {}",
+                    release.spec.observe_seconds, explanation
+                ),
+                deployed: None,
+                notifications: Vec::new(),
+            };
+            match self.store.apply(&change) {
+                Ok(_) => moved_to = Some(ReleaseState::Succeeded),
+                Err(StoreError::StateConflict { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(moved_to)
+    }
+
+    fn last_recorded(&self, release_id: &str) -> Result<Option<Recorded>, GuardError> {
+        if let Some(known) = lock(&self.recorded).get(release_id) {
+            return Ok(Some(known.clone()));
+        }
+        let stored = self.store.verdicts(release_id)?.pop().map(|record| {
+            let labels = record
+                .findings
+                .iter()
+                .map(|finding| finding.signal.label())
+                .collect();
+            (record.verdict, labels)
+        });
+        if let Some(known) = &stored {
+            lock(&self.recorded).insert(release_id.to_string(), known.clone());
+        }
+        Ok(stored)
+    }
+}
+
+/// True when every series of the release's hosts that reported in the step before `step_time`
+/// has reported in it too.
+fn step_complete(release: &Release, index: &DataIndex, lookback: i64, step_time: i64) -> bool {
+    let step_ms = release.spec.step_seconds * 1000;
+    let end = step_time * 1000;
+    let since = window_start(release, lookback) * 1000;
+    let hosts = release
+        .spec
+        .hosts
+        .iter()
+        .cloned()
+        .chain(crate::assemble::reference_hosts(release, index, since));
+    let mut expected = 0usize;
+    for host in hosts {
+        let Some(data) = index.host(&host) else {
+            continue;
+        };
+        for series in data.series.values() {
+            if series.last_in(end - 2 * step_ms, end - step_ms).is_none() {
+                continue;
+            }
+            expected += 1;
+            if series.last_in(end - step_ms, end).is_none() {
+                return false;
+            }
+        }
+    }
+    expected > 0
+}
+
+/// One line: the most severe finding's explanation, or the judgement's reason.
+pub fn explain(judgement: &Judgement) -> String {
+    if let Some(finding) = judgement.findings.first() {
+        return finding.explanation.clone();
+    }
+    judgement
+        .reason
+        .clone()
+        .unwrap_or_else(|| format!("{}: nothing found", judgement.verdict))
+}
+
+/// The findings as a few lines for a notification.
+fn evidence_text(judgement: &Judgement) -> String {
+    judgement
+        .findings
+        .iter()
+        .take(5)
+        .map(|finding| format!("- {}", finding.explanation))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

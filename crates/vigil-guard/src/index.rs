@@ -1,0 +1,208 @@
+//! The data the guard judges from, in memory: every series' recent samples and every host's log
+//! template counts, filled by ingestion (after the store has acknowledged the chunk) and at start
+//! from the stored chunks.
+//!
+//! Samples are keyed by their time, so a duplicate sample replaces the one with the same time
+//! (idempotent) and a late or out-of-order sample lands in its place. Log counts add up: a log
+//! batch sent twice counts twice unless it carries an idempotency key (the store refuses the
+//! second copy before it reaches here).
+
+use std::collections::{BTreeMap, HashMap};
+
+use vigil_core::samples::{LogChunk, MetricChunk};
+
+/// Samples of one series, sorted by time.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    pub counter: bool,
+    /// (Unix milliseconds, value), sorted by time, one value per time.
+    pub points: Vec<(i64, f64)>,
+}
+
+impl Series {
+    fn insert(&mut self, ms: i64, value: f64) {
+        match self.points.last() {
+            Some(&(last_ms, _)) if last_ms < ms => self.points.push((ms, value)),
+            None => self.points.push((ms, value)),
+            _ => match self.points.binary_search_by_key(&ms, |&(time, _)| time) {
+                Ok(position) => self.points[position].1 = value,
+                Err(position) => self.points.insert(position, (ms, value)),
+            },
+        }
+    }
+
+    /// The last sample in `(from_ms, to_ms]`.
+    pub fn last_in(&self, from_ms: i64, to_ms: i64) -> Option<(i64, f64)> {
+        let end = self.points.partition_point(|&(time, _)| time <= to_ms);
+        let candidate = *self.points.get(end.checked_sub(1)?)?;
+        (candidate.0 > from_ms).then_some(candidate)
+    }
+
+    /// Samples in `(from_ms, to_ms]`.
+    pub fn between(&self, from_ms: i64, to_ms: i64) -> &[(i64, f64)] {
+        let start = self.points.partition_point(|&(time, _)| time <= from_ms);
+        let end = self.points.partition_point(|&(time, _)| time <= to_ms);
+        &self.points[start..end.max(start)]
+    }
+}
+
+/// Everything known about one host.
+#[derive(Debug, Clone, Default)]
+pub struct HostData {
+    /// The app the host's samples said it belongs to (the last one seen).
+    pub app: String,
+    pub series: HashMap<String, Series>,
+    /// Template id to line counts by the Unix millisecond their second ends at.
+    pub logs: HashMap<String, BTreeMap<i64, u64>>,
+    /// Time of the newest sample or log count from this host.
+    pub last_ms: i64,
+}
+
+/// Every host's recent data.
+#[derive(Debug, Default)]
+pub struct DataIndex {
+    hosts: HashMap<String, HostData>,
+}
+
+impl DataIndex {
+    pub fn new() -> DataIndex {
+        DataIndex::default()
+    }
+
+    pub fn insert_metrics(&mut self, chunk: &MetricChunk) {
+        // Resolve each series of the chunk once, then add its points.
+        let mut targets: Vec<(&str, &str)> = Vec::with_capacity(chunk.series.len());
+        for key in &chunk.series {
+            let host = self.hosts.entry(key.host.clone()).or_default();
+            if !key.app.is_empty() && host.app != key.app {
+                host.app.clone_from(&key.app);
+            }
+            let series = host.series.entry(key.metric.clone()).or_default();
+            series.counter |= key.counter;
+            targets.push((key.host.as_str(), key.metric.as_str()));
+        }
+        for point in &chunk.points {
+            let Some(&(host_name, metric)) = targets.get(point.series as usize) else {
+                continue;
+            };
+            let Some(host) = self.hosts.get_mut(host_name) else {
+                continue;
+            };
+            host.last_ms = host.last_ms.max(point.ms);
+            if let Some(series) = host.series.get_mut(metric) {
+                series.insert(point.ms, point.value);
+            }
+        }
+    }
+
+    pub fn insert_logs(&mut self, chunk: &LogChunk) {
+        for count in &chunk.counts {
+            let host = self.hosts.entry(count.host.clone()).or_default();
+            if !count.app.is_empty() && host.app != count.app {
+                host.app.clone_from(&count.app);
+            }
+            host.last_ms = host.last_ms.max(count.ms);
+            *host
+                .logs
+                .entry(count.template.clone())
+                .or_default()
+                .entry(count.ms)
+                .or_default() += u64::from(count.count);
+        }
+    }
+
+    pub fn host(&self, name: &str) -> Option<&HostData> {
+        self.hosts.get(name)
+    }
+
+    /// Hosts of `app` with data after `since_ms`, sorted by name.
+    pub fn hosts_of_app(&self, app: &str, since_ms: i64) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|(_, data)| data.app == app && data.last_ms > since_ms)
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Number of samples held, for metrics and tests.
+    pub fn sample_count(&self) -> usize {
+        self.hosts
+            .values()
+            .flat_map(|host| host.series.values())
+            .map(|series| series.points.len())
+            .sum()
+    }
+
+    /// Drops samples and counts older than `before_ms` unless a host is in `keep_hosts`
+    /// (hosts of releases still judged), and hosts left with nothing.
+    pub fn prune(&mut self, before_ms: i64, keep_from_ms: &HashMap<String, i64>) {
+        self.hosts.retain(|name, host| {
+            let cut = keep_from_ms
+                .get(name)
+                .map_or(before_ms, |&keep| keep.min(before_ms));
+            for series in host.series.values_mut() {
+                let start = series.points.partition_point(|&(time, _)| time < cut);
+                series.points.drain(..start);
+            }
+            host.series.retain(|_, series| !series.points.is_empty());
+            for counts in host.logs.values_mut() {
+                counts.retain(|&time, _| time >= cut);
+            }
+            host.logs.retain(|_, counts| !counts.is_empty());
+            !host.series.is_empty() || !host.logs.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::samples::{Point, SeriesKey};
+
+    fn chunk(points: &[(i64, f64)]) -> MetricChunk {
+        MetricChunk {
+            series: vec![SeriesKey {
+                app: "shop".into(),
+                host: "h1".into(),
+                metric: "cpu".into(),
+                counter: false,
+            }],
+            points: points
+                .iter()
+                .map(|&(ms, value)| Point {
+                    series: 0,
+                    ms,
+                    value,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn duplicates_replace_and_late_samples_land_in_place() {
+        let mut index = DataIndex::new();
+        index.insert_metrics(&chunk(&[(1000, 1.0), (3000, 3.0)]));
+        index.insert_metrics(&chunk(&[(2000, 2.0), (3000, 3.5)]));
+        let series = &index.host("h1").unwrap().series["cpu"];
+        assert_eq!(series.points, vec![(1000, 1.0), (2000, 2.0), (3000, 3.5)]);
+        assert_eq!(series.last_in(1000, 2500), Some((2000, 2.0)));
+        assert_eq!(series.last_in(2000, 2500), None);
+        assert_eq!(index.hosts_of_app("shop", 0), vec!["h1".to_string()]);
+        assert!(index.hosts_of_app("shop", 3000).is_empty());
+    }
+
+    #[test]
+    fn pruning_keeps_hosts_of_judged_releases() {
+        let mut index = DataIndex::new();
+        index.insert_metrics(&chunk(&[(1000, 1.0), (5000, 5.0)]));
+        index.prune(4000, &HashMap::from([("h1".to_string(), 500)]));
+        assert_eq!(index.sample_count(), 2);
+        index.prune(4000, &HashMap::new());
+        assert_eq!(index.sample_count(), 1);
+        index.prune(9000, &HashMap::new());
+        assert!(index.host("h1").is_none());
+    }
+}
