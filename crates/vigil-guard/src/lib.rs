@@ -6,6 +6,8 @@
 pub mod assemble;
 pub mod guard;
 pub mod index;
+pub mod intake;
+pub mod pull;
 
 pub use assemble::{assemble, AssembleError};
 pub use guard::{Guard, GuardConfig, GuardError, Judged, Route};

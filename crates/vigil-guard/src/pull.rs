@@ -1,0 +1,253 @@
+//! Apps' settings, and the pull source: per app, PromQL queries with a host label, fetched from
+//! a Prometheus server every step and fed through the same intake as pushed data.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use vigil_core::samples::MetricChunk;
+use vigil_core::Clock;
+use vigil_store::Store;
+
+use crate::intake::Intake;
+
+/// An app's settings, as stored and as sent to `PUT /api/v1/apps/{app}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Fetch the app's metrics from a Prometheus server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PullSource>,
+    /// A regular expression with named groups `message` (and optionally `level`) for the app's
+    /// log lines, when the miner does not find the message part itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_pattern: Option<String>,
+}
+
+fn default_host_label() -> String {
+    "host".to_string()
+}
+
+fn default_pull_step() -> i64 {
+    30
+}
+
+/// Where and what to pull.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullSource {
+    /// Base URL of the Prometheus server (`http://127.0.0.1:9090`).
+    pub url: String,
+    /// The label of the query results that names the host.
+    #[serde(default = "default_host_label")]
+    pub host_label: String,
+    /// Seconds between two pulls, and the resolution asked for.
+    #[serde(default = "default_pull_step")]
+    pub step_seconds: i64,
+    pub queries: Vec<PullQuery>,
+}
+
+/// One query: its results are stored as metric `metric` of each host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullQuery {
+    pub metric: String,
+    pub query: String,
+}
+
+/// Why app settings were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppConfigError {
+    #[error("prometheus.url must start with http:// or https://")]
+    Url,
+    #[error("prometheus.step_seconds must be between 1 and 3600")]
+    Step,
+    #[error("prometheus.queries must hold at least one query")]
+    NoQuery,
+    #[error("prometheus.queries[{0}] needs a metric name and a query")]
+    EmptyQuery(usize),
+    #[error("prometheus.queries[{index}] repeats metric {metric:?}")]
+    DuplicateMetric { index: usize, metric: String },
+    #[error("log_pattern is not a valid regular expression: {0}")]
+    Pattern(String),
+    #[error("log_pattern needs a named group `message`")]
+    PatternWithoutMessage,
+}
+
+impl AppConfig {
+    pub fn validate(&self) -> Result<(), AppConfigError> {
+        if let Some(source) = &self.prometheus {
+            if !(source.url.starts_with("http://") || source.url.starts_with("https://")) {
+                return Err(AppConfigError::Url);
+            }
+            if !(1..=3600).contains(&source.step_seconds) {
+                return Err(AppConfigError::Step);
+            }
+            if source.queries.is_empty() {
+                return Err(AppConfigError::NoQuery);
+            }
+            let mut metrics = std::collections::HashSet::new();
+            for (index, query) in source.queries.iter().enumerate() {
+                if query.metric.trim().is_empty() || query.query.trim().is_empty() {
+                    return Err(AppConfigError::EmptyQuery(index));
+                }
+                if !metrics.insert(query.metric.as_str()) {
+                    return Err(AppConfigError::DuplicateMetric {
+                        index,
+                        metric: query.metric.clone(),
+                    });
+                }
+            }
+        }
+        if let Some(pattern) = &self.log_pattern {
+            let compiled = regex::Regex::new(pattern)
+                .map_err(|error| AppConfigError::Pattern(error.to_string()))?;
+            if !compiled.capture_names().flatten().any(|name| name == "message") {
+                return Err(AppConfigError::PatternWithoutMessage);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fetches one query's results over `[start, end]` (Unix seconds) at `step` seconds, as samples
+/// of `query.metric` on each host of `app`.
+pub type Fetch = dyn Fn(&str, &PullSource, &PullQuery, i64, i64) -> Result<MetricChunk, String>
+    + Send
+    + Sync;
+
+/// What a pull round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullReport {
+    pub queries: usize,
+    pub samples: usize,
+    pub failures: Vec<String>,
+}
+
+/// Pulls every app's queries when their step is due.
+pub struct Puller {
+    store: Arc<dyn Store>,
+    intake: Arc<Intake>,
+    clock: Arc<dyn Clock>,
+    fetch: Arc<Fetch>,
+    /// How far back the first pull of an app reaches, in seconds.
+    backfill_seconds: i64,
+    /// End of the last successful pull, per app and metric.
+    pulled_until: Mutex<HashMap<(String, String), i64>>,
+}
+
+impl std::fmt::Debug for Puller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Puller")
+            .field("backfill_seconds", &self.backfill_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Puller {
+    pub fn new(
+        store: Arc<dyn Store>,
+        intake: Arc<Intake>,
+        clock: Arc<dyn Clock>,
+        fetch: Arc<Fetch>,
+        backfill_seconds: i64,
+    ) -> Puller {
+        Puller {
+            store,
+            intake,
+            clock,
+            fetch,
+            backfill_seconds,
+            pulled_until: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Pulls every query whose step has come since its last pull.
+    pub fn pull_due(&self) -> PullReport {
+        let mut report = PullReport::default();
+        let apps = match self.store.apps() {
+            Ok(apps) => apps,
+            Err(error) => {
+                report.failures.push(format!("cannot read apps: {error}"));
+                return report;
+            }
+        };
+        let now = self.clock.now();
+        for (app, value) in apps {
+            let Ok(config) = serde_json::from_value::<AppConfig>(value) else {
+                report
+                    .failures
+                    .push(format!("app {app}: stored settings are not valid"));
+                continue;
+            };
+            let Some(source) = config.prometheus else {
+                continue;
+            };
+            let step = source.step_seconds.max(1);
+            let end = now.div_euclid(step) * step;
+            for query in &source.queries {
+                let key = (app.clone(), query.metric.clone());
+                let since = self
+                    .pulled_until
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .get(&key)
+                    .copied();
+                let start = match since {
+                    Some(last) if last >= end => continue,
+                    Some(last) => last + step,
+                    None => end - self.backfill_seconds,
+                };
+                report.queries += 1;
+                let chunk = match (self.fetch)(&app, &source, query, start, end) {
+                    Ok(chunk) => chunk,
+                    Err(error) => {
+                        tracing::warn!(app = %app, metric = %query.metric, %error, "prometheus pull failed");
+                        report
+                            .failures
+                            .push(format!("app {app}, metric {}: {error}", query.metric));
+                        continue;
+                    }
+                };
+                match self.intake.metrics(&chunk, None, now) {
+                    Ok(accepted) => {
+                        report.samples += accepted.items;
+                        self.pulled_until
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .insert(key, end);
+                    }
+                    Err(error) => report
+                        .failures
+                        .push(format!("app {app}, metric {}: {error}", query.metric)),
+                }
+            }
+        }
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_settings_are_checked() {
+        let good: AppConfig = serde_json::from_str(
+            r#"{"prometheus": {"url": "http://127.0.0.1:9090", "queries": [{"metric": "cpu", "query": "rate(x[1m])"}]},
+                "log_pattern": "^(?P<level>\\w+) (?P<message>.*)$"}"#,
+        )
+        .unwrap();
+        assert_eq!(good.validate(), Ok(()));
+        assert_eq!(good.prometheus.as_ref().unwrap().host_label, "host");
+        let mut bad = good.clone();
+        bad.log_pattern = Some("(".into());
+        assert!(matches!(bad.validate(), Err(AppConfigError::Pattern(_))));
+        bad.log_pattern = Some("^(?P<msg>.*)$".into());
+        assert_eq!(bad.validate(), Err(AppConfigError::PatternWithoutMessage));
+        let mut no_url = good;
+        no_url.prometheus.as_mut().unwrap().url = "ftp://x".into();
+        assert_eq!(no_url.validate(), Err(AppConfigError::Url));
+        assert!(serde_json::from_str::<AppConfig>(r#"{"prometheus": {"url": "http://a", "queries": [], "extra": 1}}"#).is_err());
+    }
+}
