@@ -180,33 +180,23 @@ impl Notifier {
         } else {
             self.retry.retry_at(attempt, item.created_at, now)
         };
-        match retry_at {
-            Some(retry_at) => {
-                report.retried += 1;
-                tracing::warn!(
-                    release,
-                    channel,
-                    notification = item.id,
-                    attempt,
-                    outcome = "retry",
-                    retry_at,
-                    error = %failure,
-                    "notification failed, will retry"
-                );
-            }
-            None => {
-                report.dead += 1;
-                tracing::warn!(
-                    release,
-                    channel,
-                    notification = item.id,
-                    attempt,
-                    outcome = "dead",
-                    error = %failure,
-                    "notification failed, giving up"
-                );
-            }
-        }
+        let outcome = if retry_at.is_some() {
+            report.retried += 1;
+            "retry"
+        } else {
+            report.dead += 1;
+            "dead"
+        };
+        tracing::warn!(
+            release,
+            channel,
+            notification = item.id,
+            attempt,
+            outcome,
+            retry_at,
+            error = %failure,
+            "notification failed"
+        );
         if let Err(error) = outbox.mark_failed(item.id, &failure.to_string(), retry_at) {
             report.store_errors += 1;
             tracing::warn!(notification = item.id, error = %error, "cannot record a failed notification");
