@@ -24,6 +24,8 @@ pub struct Notice<'a> {
 }
 
 impl Notice<'_> {
+    /// The title names Vigil, the app and the version (DingTalk robots with the keyword
+    /// setting can use `Vigil` as their keyword).
     pub fn title(&self) -> String {
         let spec = &self.release.spec;
         let release = format!("{} {}", spec.app, spec.version);
@@ -32,8 +34,10 @@ impl Notice<'_> {
             NotificationEvent::Recommendation => {
                 format!("Vigil recommends a look at the release of {release}")
             }
-            NotificationEvent::Resumed => format!("The release of {release} was resumed"),
-            NotificationEvent::RolledBack => format!("The release of {release} was rolled back"),
+            NotificationEvent::Resumed => format!("Vigil: the release of {release} was resumed"),
+            NotificationEvent::RolledBack => {
+                format!("Vigil: the release of {release} was rolled back")
+            }
         }
     }
 

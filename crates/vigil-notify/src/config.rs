@@ -1,28 +1,4 @@
 //! Channel configuration, read from the server's configuration file.
-//!
-//! ```json
-//! {
-//!   "timeout_seconds": 10,
-//!   "batch_size": 50,
-//!   "retry": { "delays_seconds": [10, 30, 120, 600, 1800, 3600], "max_attempts": 10,
-//!              "max_age_seconds": 86400 },
-//!   "channels": [
-//!     { "name": "ops", "kind": "slack",
-//!       "webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX" },
-//!     { "name": "oncall", "kind": "dingtalk", "events": ["paused", "rolled_back"],
-//!       "webhook_url": "https://oapi.dingtalk.com/robot/send?access_token=XXXX",
-//!       "secret": "SECxxxx" },
-//!     { "name": "team", "kind": "feishu",
-//!       "webhook_url": "https://open.feishu.cn/open-apis/bot/v2/hook/XXXX", "secret": "xxxx" },
-//!     { "name": "audit", "kind": "webhook", "url": "https://audit.example.com/vigil",
-//!       "secret": "a long random string" }
-//!   ]
-//! }
-//! ```
-//!
-//! Every field but `channels` has a default; a channel without `events` gets every event.
-//! Unknown fields, and fields that belong to another kind, are errors, so that a misspelt
-//! `secret` does not silently send unsigned messages.
 
 use std::collections::HashSet;
 
@@ -39,7 +15,32 @@ pub const ALL_EVENTS: [NotificationEvent; 4] = [
     NotificationEvent::RolledBack,
 ];
 
-/// The notification settings of the server.
+/// The notification settings of the server, for example:
+///
+/// ```json
+/// {
+///   "timeout_seconds": 10,
+///   "batch_size": 50,
+///   "retry": { "delays_seconds": [10, 30, 120, 600, 1800, 3600], "max_attempts": 10,
+///              "max_age_seconds": 86400 },
+///   "channels": [
+///     { "name": "ops", "kind": "slack",
+///       "webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX" },
+///     { "name": "oncall", "kind": "dingtalk", "events": ["paused", "rolled_back"],
+///       "webhook_url": "https://oapi.dingtalk.com/robot/send?access_token=XXXX",
+///       "secret": "SECxxxx" },
+///     { "name": "team", "kind": "feishu",
+///       "webhook_url": "https://open.feishu.cn/open-apis/bot/v2/hook/XXXX", "secret": "xxxx" },
+///     { "name": "audit", "kind": "webhook", "url": "https://audit.example.com/vigil",
+///       "secret": "a long random string" }
+///   ]
+/// }
+/// ```
+///
+/// Every field has a default (no channels: nothing is sent); a channel without `events` gets
+/// every event.
+/// Unknown fields, and fields that belong to another kind, are errors, so that a misspelt
+/// `secret` does not silently send unsigned messages.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {

@@ -53,12 +53,27 @@ pub struct DeliveryReport {
 }
 
 /// The configured channels and how to reach them.
-#[derive(Debug)]
 pub struct Notifier {
     channels: Vec<ChannelConfig>,
     retry: RetryPolicy,
     batch_size: usize,
     agent: ureq::Agent,
+}
+
+/// Names and kinds only: a bot's webhook URL is its credential.
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let channels: Vec<String> = self
+            .channels
+            .iter()
+            .map(|channel| format!("{} ({})", channel.name, channel.target.kind()))
+            .collect();
+        f.debug_struct("Notifier")
+            .field("channels", &channels)
+            .field("retry", &self.retry)
+            .field("batch_size", &self.batch_size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Notifier {
@@ -107,6 +122,17 @@ impl Notifier {
 
     /// Sends every item due at `now` (the caller's clock, Unix seconds) and records each
     /// outcome in the outbox. No lock is held while sending.
+    ///
+    /// It blocks while sending, one item after the other (each within the configured timeout):
+    /// call it from a blocking thread, and again while it reports a full batch.
+    ///
+    /// ```
+    /// # fn run(notifier: &vigil_notify::Notifier, store: &dyn vigil_store::Store,
+    /// #        clock: &dyn vigil_core::Clock) {
+    /// let report = notifier.deliver_due(store, clock.now());
+    /// # let _ = report;
+    /// # }
+    /// ```
     pub fn deliver_due<O: Outbox + ?Sized>(&self, outbox: &O, now: i64) -> DeliveryReport {
         let items = match outbox.due(now, self.batch_size) {
             Ok(items) => items,
@@ -258,5 +284,8 @@ mod tests {
         let resumed = notifier.notifications_for(&notice(NotificationEvent::Resumed));
         assert_eq!(resumed.len(), 1);
         assert_eq!(resumed[0].channel, "all");
+        let shown = format!("{notifier:?}");
+        assert!(shown.contains("pauses (dingtalk)"), "{shown}");
+        assert!(!shown.contains("https://y"), "{shown}");
     }
 }
