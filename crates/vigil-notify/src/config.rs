@@ -173,6 +173,8 @@ enum ChannelKind {
     Slack,
     #[serde(rename = "dingtalk")]
     DingTalk,
+    /// Lark is Feishu's international name; the custom bot protocol is the same.
+    #[serde(alias = "lark")]
     Feishu,
     Webhook,
 }
@@ -209,51 +211,55 @@ impl TryFrom<RawChannel> for ChannelConfig {
             return Err(invalid("events is empty; leave it out to get every event"));
         }
         let secret = match &raw.secret {
-            Some(secret) if secret.expose().is_empty() => {
+            Some(given) if given.expose().is_empty() => {
                 return Err(invalid("the secret is empty; leave it out or set one"))
             }
             other => other.clone(),
         };
+        let bot_url = || {
+            if raw.url.is_some() {
+                return Err(invalid("this kind takes webhook_url, not url"));
+            }
+            raw.webhook_url
+                .clone()
+                .ok_or_else(|| invalid("webhook_url is missing"))
+        };
         let target = match raw.kind {
+            ChannelKind::Slack => {
+                if secret.is_some() {
+                    return Err(invalid("a slack channel takes no secret"));
+                }
+                ChannelTarget::Slack {
+                    webhook_url: bot_url()?,
+                }
+            }
+            ChannelKind::DingTalk => ChannelTarget::DingTalk {
+                webhook_url: bot_url()?,
+                secret,
+            },
+            ChannelKind::Feishu => ChannelTarget::Feishu {
+                webhook_url: bot_url()?,
+                secret,
+            },
             ChannelKind::Webhook => {
                 if raw.webhook_url.is_some() {
                     return Err(invalid("a webhook channel takes url, not webhook_url"));
                 }
                 let url = raw.url.clone().ok_or_else(|| invalid("url is missing"))?;
-                let secret = secret.ok_or_else(|| invalid("a webhook channel needs a secret"))?;
-                ChannelTarget::Webhook { url, secret }
-            }
-            bot_kind => {
-                if raw.url.is_some() {
-                    return Err(invalid("this kind takes webhook_url, not url"));
-                }
-                let webhook_url = raw
-                    .webhook_url
-                    .clone()
-                    .ok_or_else(|| invalid("webhook_url is missing"))?;
-                match bot_kind {
-                    ChannelKind::Slack if secret.is_some() => {
-                        return Err(invalid("a slack channel takes no secret"))
-                    }
-                    ChannelKind::DingTalk => ChannelTarget::DingTalk {
-                        webhook_url,
-                        secret,
-                    },
-                    ChannelKind::Feishu => ChannelTarget::Feishu {
-                        webhook_url,
-                        secret,
-                    },
-                    _ => ChannelTarget::Slack { webhook_url },
+                let required = secret.ok_or_else(|| invalid("a webhook channel needs a secret"))?;
+                ChannelTarget::Webhook {
+                    url,
+                    secret: required,
                 }
             }
         };
-        let url = match &target {
+        let target_url = match &target {
             ChannelTarget::Slack { webhook_url }
             | ChannelTarget::DingTalk { webhook_url, .. }
             | ChannelTarget::Feishu { webhook_url, .. } => webhook_url,
             ChannelTarget::Webhook { url, .. } => url,
         };
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
+        if !(target_url.starts_with("https://") || target_url.starts_with("http://")) {
             return Err(invalid("the url must start with https:// or http://"));
         }
         Ok(ChannelConfig {
@@ -390,6 +396,9 @@ mod tests {
             }
         );
         assert_eq!(config.retry, RetryPolicy::default());
+        let lark = parse(r#"{"channels":[{"name":"l","kind":"lark","webhook_url":"https://x"}]}"#)
+            .unwrap();
+        assert_eq!(lark.channels[0].target.kind(), "feishu");
     }
 
     #[test]

@@ -53,7 +53,6 @@ pub use deliver::{DeliveryReport, Notifier, Outbox};
 pub use render::{WEBHOOK_DELIVERY_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER};
 
 use vigil_core::release::NotificationEvent;
-use vigil_store::StoreError;
 
 /// Why configuring or delivering notifications failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +78,6 @@ pub enum NotifyError {
     Rejected { code: i64, message: String },
     #[error("cannot encode the message: {0}")]
     Encode(#[from] serde_json::Error),
-    #[error("store error: {0}")]
-    Store(#[from] StoreError),
 }
 
 impl NotifyError {

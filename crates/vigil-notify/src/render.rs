@@ -78,7 +78,7 @@ pub(crate) fn render(
             secret,
         } => {
             let url = match secret {
-                Some(secret) => dingtalk_signed_url(webhook_url, secret.expose(), now),
+                Some(key) => dingtalk_signed_url(webhook_url, key.expose(), now),
                 None => webhook_url.clone(),
             };
             json_request(url, &dingtalk(&message))
@@ -88,9 +88,9 @@ pub(crate) fn render(
             secret,
         } => {
             let mut body = feishu(&message);
-            if let Some(secret) = secret {
+            if let Some(key) = secret {
                 body["timestamp"] = json!(now.to_string());
-                body["sign"] = json!(feishu_sign(secret.expose(), now));
+                body["sign"] = json!(feishu_sign(key.expose(), now));
             }
             json_request(webhook_url.clone(), &body)
         }
