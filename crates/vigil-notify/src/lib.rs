@@ -47,7 +47,7 @@ mod deliver;
 mod encode;
 mod render;
 
-pub use compose::Notice;
+pub use compose::{release_link, Notice, TOP_FINDINGS};
 pub use config::{ChannelConfig, ChannelTarget, NotifyConfig, RetryPolicy, Secret, ALL_EVENTS};
 pub use deliver::{DeliveryReport, Notifier, Outbox};
 pub use render::{WEBHOOK_DELIVERY_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER};
