@@ -4,7 +4,21 @@
 //! held to the same behaviour by one conformance suite (`tests/conformance.rs`). The trait is
 //! synchronous: the server calls it from blocking threads. Every method that changes something
 //! does it in one transaction, so a crash (even `kill -9`) leaves either all of it or none.
+//!
+//! [`open`] picks the implementation from a URL and brings the schema up to date.
 #![forbid(unsafe_code)]
+
+mod codec;
+pub mod postgres_store;
+mod schema;
+pub mod sqlite_store;
+pub mod testing;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use crate::postgres_store::PostgresStore;
+pub use crate::sqlite_store::{SqliteStore, Synchronous};
 
 use vigil_core::release::{
     ApiToken, Feedback, NewNotification, OutboxItem, Release, ReleaseState, Role, Transition,
@@ -166,4 +180,173 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// An app's settings (pull source, host label, log format), as a JSON document.
     fn put_app(&self, app: &str, config: &serde_json::Value) -> Result<(), StoreError>;
     fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+}
+
+/// The URL of a private in-memory SQLite database (tests).
+pub const SQLITE_MEMORY: &str = "sqlite::memory:";
+
+/// Opens the store a URL names, creating and migrating its schema as needed:
+///
+/// - `postgres://user:password@host:port/database` (or `postgresql://`, or any connection
+///   string the `postgres` crate reads): PostgreSQL;
+/// - `sqlite://path` or `sqlite:path` (`sqlite:///var/lib/vigil.db` for an absolute path), with
+///   an optional `?synchronous=full` (see [`sqlite_store`] for the durability trade-off): SQLite;
+/// - `sqlite::memory:`: a private SQLite database in memory;
+/// - anything else without a `scheme://`: the path of a SQLite file (`./vigil.db`).
+///
+/// Migrations run here, each in its own transaction; a database whose schema is newer than
+/// this build knows is refused with [`StoreError::Migration`].
+pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    match parse_url(url)? {
+        StoreUrl::Postgres => Ok(Arc::new(PostgresStore::connect(url)?)),
+        StoreUrl::SqliteMemory => Ok(Arc::new(SqliteStore::open_in_memory()?)),
+        StoreUrl::SqliteFile { path, synchronous } => {
+            Ok(Arc::new(SqliteStore::open(Path::new(&path), synchronous)?))
+        }
+    }
+}
+
+/// What a store URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StoreUrl {
+    Postgres,
+    SqliteMemory,
+    SqliteFile {
+        path: String,
+        synchronous: Synchronous,
+    },
+}
+
+fn parse_url(url: &str) -> Result<StoreUrl, StoreError> {
+    let refuse = |reason: &str| StoreError::Open {
+        url: redact_password(url),
+        reason: reason.to_owned(),
+    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(StoreUrl::Postgres);
+    }
+    if url == SQLITE_MEMORY {
+        return Ok(StoreUrl::SqliteMemory);
+    }
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        if url.contains("://") {
+            return Err(refuse(
+                "unknown scheme (expected sqlite://, postgres:// or a file path)",
+            ));
+        }
+        if url.is_empty() {
+            return Err(refuse("empty store url"));
+        }
+        return Ok(StoreUrl::SqliteFile {
+            path: url.to_owned(),
+            synchronous: Synchronous::Normal,
+        });
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(refuse("no database file in the url"));
+    }
+    let mut synchronous = Synchronous::Normal;
+    for parameter in query.into_iter().flat_map(|query| query.split('&')) {
+        synchronous = match parameter.to_ascii_lowercase().as_str() {
+            "synchronous=normal" => Synchronous::Normal,
+            "synchronous=full" => Synchronous::Full,
+            _ => {
+                return Err(refuse(&format!(
+                    "unknown parameter {parameter:?} (only synchronous=normal|full)"
+                )))
+            }
+        };
+    }
+    Ok(StoreUrl::SqliteFile {
+        path: path.to_owned(),
+        synchronous,
+    })
+}
+
+/// The URL with the password, if any, replaced by `***`, for messages and logs.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((credentials, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let Some((user, _password)) = credentials.split_once(':') else {
+        return url.to_owned();
+    };
+    format!("{scheme}://{user}:***@{host}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_backend() {
+        assert_eq!(
+            parse_url("postgres://vigil:secret@db:5432/vigil").unwrap(),
+            StoreUrl::Postgres
+        );
+        assert_eq!(
+            parse_url("postgresql://db/vigil").unwrap(),
+            StoreUrl::Postgres
+        );
+        assert_eq!(
+            parse_url("sqlite::memory:").unwrap(),
+            StoreUrl::SqliteMemory
+        );
+        let file = |path: &str, synchronous| StoreUrl::SqliteFile {
+            path: path.to_owned(),
+            synchronous,
+        };
+        assert_eq!(
+            parse_url("./vigil.db").unwrap(),
+            file("./vigil.db", Synchronous::Normal)
+        );
+        assert_eq!(
+            parse_url("sqlite://vigil.db").unwrap(),
+            file("vigil.db", Synchronous::Normal)
+        );
+        assert_eq!(
+            parse_url("sqlite:///var/lib/vigil/vigil.db?synchronous=full").unwrap(),
+            file("/var/lib/vigil/vigil.db", Synchronous::Full)
+        );
+        assert_eq!(
+            parse_url("sqlite:data/vigil.db").unwrap(),
+            file("data/vigil.db", Synchronous::Normal)
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_the_reason() {
+        let unknown = parse_url("mysql://root:hunter2@db/vigil").unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "cannot open store mysql://root:***@db/vigil: unknown scheme (expected sqlite://, \
+             postgres:// or a file path)"
+        );
+        assert!(parse_url("").is_err());
+        assert!(parse_url("sqlite://").is_err());
+        assert!(parse_url("sqlite://x.db?journal=off").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_password("postgres://vigil:secret@db:5432/vigil?sslmode=disable"),
+            "postgres://vigil:***@db:5432/vigil?sslmode=disable"
+        );
+        assert_eq!(
+            redact_password("postgres://vigil@db/vigil"),
+            "postgres://vigil@db/vigil"
+        );
+        assert_eq!(redact_password("./vigil.db"), "./vigil.db");
+    }
 }
