@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier, Once};
 
@@ -14,6 +15,9 @@ use vigil_core::release::{
 use vigil_core::{Batch, Direction, Finding, LogTemplate, MetricKind, MetricMeta, Signal, Verdict};
 use vigil_store::testing::{ScratchPostgres, TempDir, POSTGRES_TEST_ENV};
 use vigil_store::{Appended, Change, DataChunk, DataKind, ReleaseFilter, Store, StoreError};
+
+/// The store URL the child process of the kill test writes to.
+const KILLED_CHILD_URL_ENV: &str = "VIGIL_STORE_KILLED_CHILD_URL";
 
 /// Set (by CI) to fail instead of skipping when no PostgreSQL server is given.
 const REQUIRE_POSTGRES_ENV: &str = "VIGIL_REQUIRE_POSTGRES";
@@ -190,6 +194,7 @@ conformance! {
         a_reopened_store_still_has_everything,
         opening_again_migrates_nothing_and_keeps_data,
         a_newer_schema_is_refused_with_a_clear_error,
+        committed_changes_survive_a_killed_process,
     ],
 }
 
@@ -1240,4 +1245,88 @@ fn a_newer_schema_is_refused_with_a_clear_error(backend: &dyn Backend) {
     let message = error.to_string();
     assert!(message.contains("schema version 9999"), "{message}");
     assert!(message.contains("newer vigil"), "{message}");
+}
+
+fn committed_changes_survive_a_killed_process(backend: &dyn Backend) {
+    drop(backend.open());
+    let test_binary = std::env::current_exe().unwrap();
+    let status = std::process::Command::new(test_binary)
+        .args([
+            "--exact",
+            "killed_child_writes_then_dies",
+            "--test-threads",
+            "1",
+            "--nocapture",
+        ])
+        .env(KILLED_CHILD_URL_ENV, backend.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the child dies by SIGKILL: {status:?}"
+    );
+    let reopened = backend.open();
+    let survived = reopened
+        .release("r1")
+        .unwrap()
+        .expect("the release survives");
+    assert_eq!(survived.state, ReleaseState::Observing);
+    assert_eq!(reopened.transitions("r1").unwrap().len(), 2);
+    assert_eq!(reopened.notifications("r1").unwrap().len(), 1);
+    assert_eq!(
+        reopened
+            .data_between(DataKind::Metrics, i64::MIN, i64::MAX)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// The child of `committed_changes_survive_a_killed_process`: writes, then has itself killed
+/// with SIGKILL while the store is still open. Does nothing in an ordinary test run.
+#[test]
+fn killed_child_writes_then_dies() {
+    let Ok(url) = std::env::var(KILLED_CHILD_URL_ENV) else {
+        return;
+    };
+    let store = vigil_store::open(&url).unwrap();
+    let mut deploy = create_r1_and_its_first_batch(&*store);
+    deploy.notifications = vec![notification("r1", NotificationEvent::Resumed, "out")];
+    store.apply(&deploy).unwrap();
+    store
+        .append_data(&chunk(DataKind::Metrics, Some("k"), 1, 2, &[1, 2, 3]))
+        .unwrap();
+    let pid = std::process::id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status();
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    panic!("kill -KILL did not end the process");
+}
+
+/// PostgreSQL only: a store whose connection the server ended connects again on a later call.
+#[test]
+fn postgres_store_connects_again_after_the_server_ends_its_connection() {
+    let Some(backend) = PostgresBackend::from_env() else {
+        return;
+    };
+    let store = backend.open();
+    store.create_release(&release("r1", "shop", 1)).unwrap();
+    let mut admin = ::postgres::Client::connect(&backend.url(), ::postgres::NoTls).unwrap();
+    let ended = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'vigil'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(ended.len(), 1, "the store's one connection");
+    // The call that meets the broken connection may fail; the ones after it must not.
+    let attempts: Vec<bool> = (0..3)
+        .map(|_| store.release("r1").is_ok_and(|found| found.is_some()))
+        .collect();
+    assert!(attempts[1] && attempts[2], "{attempts:?}");
 }
