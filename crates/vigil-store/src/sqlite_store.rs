@@ -1,8 +1,11 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
-//! One connection behind a mutex serves every thread; SQLite has a single writer anyway, and
-//! statements are prepared once and cached, so the ingestion hot path (`append_data`) is one
-//! cached `INSERT` and one commit.
+//! One writer connection behind a mutex serves every thread's changes (SQLite has a single
+//! writer anyway); a second connection, read-only, serves the reads, so that reading a
+//! release's data window does not hold up ingestion (WAL lets a reader and the writer work at
+//! once, and a read sees every change committed before it started). Statements are prepared
+//! once and cached, so the ingestion hot path (`append_data`) is one cached `INSERT` and one
+//! commit. An in-memory database has the one connection only.
 //!
 //! Durability: with the default `synchronous = NORMAL` in WAL mode, a committed transaction
 //! survives the process being killed (`kill -9`, a panic, an abort), because the commit is in
@@ -68,6 +71,8 @@ pub enum SqliteLocation {
 pub struct SqliteStore {
     location: SqliteLocation,
     connection: Mutex<Connection>,
+    /// The read-only connection of a database file.
+    reader: Option<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -102,7 +107,13 @@ impl SqliteStore {
         connection
             .pragma_update(None, "synchronous", synchronous.pragma_value())
             .map_err(open_error)?;
-        SqliteStore::prepare(SqliteLocation::File(path.to_owned()), connection)
+        let mut store = SqliteStore::prepare(SqliteLocation::File(path.to_owned()), connection)?;
+        let reader = Connection::open(path).map_err(open_error)?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
+        reader.pragma_update(None, "query_only", "ON")?;
+        reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        store.reader = Some(Mutex::new(reader));
+        Ok(store)
     }
 
     /// A fresh database in memory, gone when the store is dropped.
@@ -127,6 +138,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             location,
             connection: Mutex::new(connection),
+            reader: None,
         })
     }
 
@@ -136,6 +148,14 @@ impl SqliteStore {
         self.connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection for reads: the read-only one when there is one.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(reader) => reader.lock().unwrap_or_else(PoisonError::into_inner),
+            None => self.connection(),
+        }
     }
 }
 
@@ -312,7 +332,7 @@ impl Store for SqliteStore {
     }
 
     fn release(&self, id: &str) -> Result<Option<Release>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         select_release(&connection, id)?
             .map(ReleaseRow::into_release)
             .transpose()
@@ -329,7 +349,7 @@ impl Store for SqliteStore {
         } else {
             i64::try_from(filter.limit).unwrap_or(i64::MAX)
         };
-        let connection = self.connection();
+        let connection = self.reader();
         collect(
             &connection,
             concat!(
@@ -404,7 +424,7 @@ impl Store for SqliteStore {
     }
 
     fn transitions(&self, release_id: &str) -> Result<Vec<Transition>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         collect(
             &connection,
             concat!(
@@ -452,7 +472,7 @@ impl Store for SqliteStore {
     }
 
     fn verdicts(&self, release_id: &str) -> Result<Vec<VerdictRecord>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         collect(
             &connection,
             concat!(
@@ -492,7 +512,7 @@ impl Store for SqliteStore {
     }
 
     fn feedback(&self, release_id: &str) -> Result<Vec<Feedback>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         collect(
             &connection,
             concat!(
@@ -507,7 +527,7 @@ impl Store for SqliteStore {
 
     fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let connection = self.connection();
+        let connection = self.reader();
         collect(
             &connection,
             concat!(
@@ -556,7 +576,7 @@ impl Store for SqliteStore {
     }
 
     fn notifications(&self, release_id: &str) -> Result<Vec<OutboxItem>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         collect(
             &connection,
             concat!(
@@ -593,7 +613,7 @@ impl Store for SqliteStore {
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         first(
             &connection,
             concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = ?1"),
@@ -603,7 +623,7 @@ impl Store for SqliteStore {
     }
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         collect(
             &connection,
             concat!("SELECT ", token_columns!(), " FROM tokens ORDER BY id"),
@@ -640,7 +660,7 @@ impl Store for SqliteStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<DataChunk>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         collect(
             &connection,
             concat!(
@@ -685,7 +705,7 @@ impl Store for SqliteStore {
     }
 
     fn templates(&self, app: &str) -> Result<Vec<LogTemplate>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         collect(
             &connection,
             "SELECT id, text, level FROM templates WHERE app = ?1 ORDER BY id",
@@ -706,7 +726,7 @@ impl Store for SqliteStore {
     }
 
     fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         collect(
             &connection,
             "SELECT name, config FROM apps ORDER BY name",
