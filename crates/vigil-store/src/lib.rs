@@ -232,8 +232,9 @@ pub const SQLITE_MEMORY: &str = "sqlite::memory:";
 
 /// Opens the store a URL names, creating and migrating its schema as needed:
 ///
-/// - `postgres://user:password@host:port/database` (or `postgresql://`, or any connection
-///   string the `postgres` crate reads): PostgreSQL;
+/// - `postgres://user:password@host:port/database` or `postgresql://...`, with the `postgres`
+///   crate's query parameters (`?connect_timeout=5&sslmode=disable`...): PostgreSQL, without
+///   TLS;
 /// - `sqlite://path` or `sqlite:path` (`sqlite:///var/lib/vigil.db` for an absolute path), with
 ///   an optional `?synchronous=full` (see [`sqlite_store`] for the durability trade-off): SQLite;
 /// - `sqlite::memory:`: a private SQLite database in memory;

@@ -84,8 +84,8 @@ impl Columns for Row {
 }
 
 impl PostgresStore {
-    /// Connects to the server a `postgres://` URL (or key=value connection string) names and
-    /// brings the schema up to date.
+    /// Connects to the server a `postgres://` URL names (also a `host=... dbname=...`
+    /// connection string) and brings the schema up to date.
     pub fn connect(url: &str) -> Result<PostgresStore, StoreError> {
         let target = redact_password(url);
         let mut config: postgres::Config = url.parse().map_err(|error| StoreError::Open {
