@@ -1318,12 +1318,14 @@ fn postgres_store_connects_again_after_the_server_ends_its_connection() {
     let mut admin = ::postgres::Client::connect(&backend.url(), ::postgres::NoTls).unwrap();
     let ended = admin
         .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+            // Waits (up to 10 s) for the server process to be gone.
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
              WHERE datname = current_database() AND application_name = 'vigil'",
             &[],
         )
         .unwrap();
     assert_eq!(ended.len(), 1, "the store's one connection");
+    assert!(ended[0].get::<_, bool>(0), "the connection ended in time");
     // The call that meets the broken connection may fail; the ones after it must not.
     let attempts: Vec<bool> = (0..3)
         .map(|_| store.release("r1").is_ok_and(|found| found.is_some()))
