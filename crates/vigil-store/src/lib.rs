@@ -4,7 +4,21 @@
 //! held to the same behaviour by one conformance suite (`tests/conformance.rs`). The trait is
 //! synchronous: the server calls it from blocking threads. Every method that changes something
 //! does it in one transaction, so a crash (even `kill -9`) leaves either all of it or none.
+//!
+//! [`open`] picks the implementation from a URL and brings the schema up to date.
 #![forbid(unsafe_code)]
+
+mod codec;
+pub mod postgres_store;
+mod schema;
+pub mod sqlite_store;
+pub mod testing;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use crate::postgres_store::PostgresStore;
+pub use crate::sqlite_store::{SqliteStore, Synchronous};
 
 use vigil_core::release::{
     ApiToken, Feedback, NewNotification, OutboxItem, Release, ReleaseState, Role, Transition,
@@ -96,12 +110,29 @@ pub enum Appended {
 pub trait Store: Send + Sync + std::fmt::Debug {
     // ---- releases
     /// Stores a new release in its initial state, with a `create` transition by its creator.
+    ///
+    /// The release is stored as given (spec, state, deployed batches, verdict, reason). The
+    /// transition has `seq` 1, `from` = `to` = the release's state, `actor` = `created_by`,
+    /// `at` = `created_at` and the release's reason. A release with the same id already stored
+    /// gives [`StoreError::ReleaseExists`] and changes nothing.
     fn create_release(&self, release: &Release) -> Result<(), StoreError>;
+    /// The release with this id, `None` when there is none.
     fn release(&self, id: &str) -> Result<Option<Release>, StoreError>;
+    /// Releases of the filter's app (all apps when `None`) in any of its states (all when
+    /// empty), newest first: by `created_at` descending, then by id ascending; at most `limit`
+    /// (0: no limit).
     fn releases(&self, filter: &ReleaseFilter) -> Result<Vec<Release>, StoreError>;
     /// Applies a state change: checks the expected state, updates the release (state, reason,
     /// `updated_at`, deployed batches), appends the audited transition and queues the
     /// notifications, all in one transaction.
+    ///
+    /// Compare-and-set: [`StoreError::UnknownRelease`] when there is no such release,
+    /// [`StoreError::StateConflict`] (with the actual state) when it is not in `expected`; in
+    /// both cases, as on any other failure, nothing is changed. On success the release has
+    /// state `to`, the change's reason, `updated_at` = `at` and `deployed` extended by the
+    /// change's batch if any; the transition gets the release's next `seq`; each notification
+    /// is queued pending and due at once (`created_at` = `next_attempt_at` = `at`). Returns
+    /// the release as stored and the transition.
     fn apply(&self, change: &Change) -> Result<(Release, Transition), StoreError>;
     /// Every transition of a release, oldest first.
     fn transitions(&self, release_id: &str) -> Result<Vec<Transition>, StoreError>;
@@ -109,6 +140,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // ---- verdicts
     /// Appends a verdict to the release's history, sets it as the release's latest verdict and
     /// queues the notifications, in one transaction.
+    ///
+    /// The notifications are due at once (`created_at` = `next_attempt_at` = the record's
+    /// `at`). The release's state and `updated_at` are left alone. No such release:
+    /// [`StoreError::UnknownRelease`], and nothing is stored.
     fn record_verdict(
         &self,
         record: &VerdictRecord,
@@ -118,14 +153,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn verdicts(&self, release_id: &str) -> Result<Vec<VerdictRecord>, StoreError>;
 
     // ---- feedback
+    /// Stores feedback on a release; [`StoreError::UnknownRelease`] when there is none.
     fn add_feedback(&self, feedback: &Feedback) -> Result<(), StoreError>;
+    /// The feedback on a release, in the order it was added.
     fn feedback(&self, release_id: &str) -> Result<Vec<Feedback>, StoreError>;
 
     // ---- notification outbox
-    /// Pending items whose `next_attempt_at` is at or before `now`, oldest first.
+    /// Pending items whose `next_attempt_at` is at or before `now`, oldest first (in the
+    /// order they were queued), at most `limit` of them (0 gives none).
     fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Marks an item sent: it is never due again. [`StoreError::UnknownNotification`] when
+    /// there is no such item.
     fn notification_sent(&self, id: i64, at: i64) -> Result<(), StoreError>;
     /// Records a failed attempt; `retry_at: None` gives up (the item becomes dead).
+    ///
+    /// Adds one to `attempts` and keeps `error` as `last_error`; with `retry_at` the item stays
+    /// pending and is due again from then on, without it the item becomes
+    /// [`DeliveryState::Dead`](vigil_core::release::DeliveryState::Dead) and is never due
+    /// again. [`StoreError::UnknownNotification`] when there is no such item.
     fn notification_failed(
         &self,
         id: i64,
@@ -136,6 +181,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn notifications(&self, release_id: &str) -> Result<Vec<OutboxItem>, StoreError>;
 
     // ---- tokens
+    /// Stores a token by the hash of its secret (the secret itself is never stored) and
+    /// returns it with its new id. Names need not be unique; hashes must be (a second token
+    /// with the same hash is a database error).
     fn create_token(
         &self,
         name: &str,
@@ -143,12 +191,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         hash: &str,
         at: i64,
     ) -> Result<ApiToken, StoreError>;
+    /// The token with this hash, `None` when there is none.
     fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// Every token, in the order created.
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
 
     // ---- ingested data
+    /// Stores a chunk, the ingestion hot path (one cached statement, one commit). A chunk
+    /// whose `key` is already stored for the same kind is not stored again:
+    /// [`Appended::Duplicate`]. Chunks without a key are always stored. A key stays known
+    /// until its chunk is pruned.
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError>;
-    /// Chunks of `kind` whose time range overlaps `[from_ms, to_ms]`, in the order stored.
+    /// Chunks of `kind` whose time range overlaps `[from_ms, to_ms]`, in the order stored
+    /// (ranges that only touch at an end overlap).
     fn data_between(
         &self,
         kind: DataKind,
@@ -160,10 +215,184 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn prune_data(&self, before_ms: i64, keep: &[(i64, i64)]) -> Result<usize, StoreError>;
 
     // ---- log templates and app settings
-    /// Inserts or replaces templates of an app, by id.
+    /// Inserts or replaces templates of an app, by id (in one transaction); templates not
+    /// named are kept.
     fn upsert_templates(&self, app: &str, templates: &[LogTemplate]) -> Result<(), StoreError>;
+    /// An app's templates, by id.
     fn templates(&self, app: &str) -> Result<Vec<LogTemplate>, StoreError>;
-    /// An app's settings (pull source, host label, log format), as a JSON document.
+    /// An app's settings (pull source, host label, log format), as a JSON document; replaces
+    /// what was stored under that name.
     fn put_app(&self, app: &str, config: &serde_json::Value) -> Result<(), StoreError>;
+    /// Every app's settings, by name.
     fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+}
+
+/// The URL of a private in-memory SQLite database (tests).
+pub const SQLITE_MEMORY: &str = "sqlite::memory:";
+
+/// Opens the store a URL names, creating and migrating its schema as needed:
+///
+/// - `postgres://user:password@host:port/database` or `postgresql://...`, with the `postgres`
+///   crate's query parameters (`?connect_timeout=5&sslmode=disable`...): PostgreSQL, without
+///   TLS;
+/// - `sqlite://path` or `sqlite:path` (`sqlite:///var/lib/vigil.db` for an absolute path), with
+///   an optional `?synchronous=full` (see [`sqlite_store`] for the durability trade-off): SQLite;
+/// - `sqlite::memory:`: a private SQLite database in memory;
+/// - anything else without a `scheme://`: the path of a SQLite file (`./vigil.db`).
+///
+/// Migrations run here, each in its own transaction; a database whose schema is newer than
+/// this build knows is refused with [`StoreError::Migration`].
+pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    match parse_url(url)? {
+        StoreUrl::Postgres => Ok(Arc::new(PostgresStore::connect(url)?)),
+        StoreUrl::SqliteMemory => Ok(Arc::new(SqliteStore::open_in_memory()?)),
+        StoreUrl::SqliteFile { path, synchronous } => {
+            Ok(Arc::new(SqliteStore::open(Path::new(&path), synchronous)?))
+        }
+    }
+}
+
+/// What a store URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StoreUrl {
+    Postgres,
+    SqliteMemory,
+    SqliteFile {
+        path: String,
+        synchronous: Synchronous,
+    },
+}
+
+fn parse_url(url: &str) -> Result<StoreUrl, StoreError> {
+    let refuse = |reason: &str| StoreError::Open {
+        url: redact_password(url),
+        reason: reason.to_owned(),
+    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(StoreUrl::Postgres);
+    }
+    if url == SQLITE_MEMORY {
+        return Ok(StoreUrl::SqliteMemory);
+    }
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        if url.contains("://") {
+            return Err(refuse(
+                "unknown scheme (expected sqlite://, postgres:// or a file path)",
+            ));
+        }
+        if url.is_empty() {
+            return Err(refuse("empty store url"));
+        }
+        return Ok(StoreUrl::SqliteFile {
+            path: url.to_owned(),
+            synchronous: Synchronous::Normal,
+        });
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(refuse("no database file in the url"));
+    }
+    let mut synchronous = Synchronous::Normal;
+    for parameter in query.into_iter().flat_map(|query| query.split('&')) {
+        synchronous = match parameter.to_ascii_lowercase().as_str() {
+            "synchronous=normal" => Synchronous::Normal,
+            "synchronous=full" => Synchronous::Full,
+            _ => {
+                return Err(refuse(&format!(
+                    "unknown parameter {parameter:?} (only synchronous=normal|full)"
+                )))
+            }
+        };
+    }
+    Ok(StoreUrl::SqliteFile {
+        path: path.to_owned(),
+        synchronous,
+    })
+}
+
+/// The URL with the password, if any, replaced by `***`, for messages and logs.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((credentials, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let Some((user, _password)) = credentials.split_once(':') else {
+        return url.to_owned();
+    };
+    format!("{scheme}://{user}:***@{host}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_backend() {
+        assert_eq!(
+            parse_url("postgres://vigil:secret@db:5432/vigil").unwrap(),
+            StoreUrl::Postgres
+        );
+        assert_eq!(
+            parse_url("postgresql://db/vigil").unwrap(),
+            StoreUrl::Postgres
+        );
+        assert_eq!(
+            parse_url("sqlite::memory:").unwrap(),
+            StoreUrl::SqliteMemory
+        );
+        let file = |path: &str, synchronous| StoreUrl::SqliteFile {
+            path: path.to_owned(),
+            synchronous,
+        };
+        assert_eq!(
+            parse_url("./vigil.db").unwrap(),
+            file("./vigil.db", Synchronous::Normal)
+        );
+        assert_eq!(
+            parse_url("sqlite://vigil.db").unwrap(),
+            file("vigil.db", Synchronous::Normal)
+        );
+        assert_eq!(
+            parse_url("sqlite:///var/lib/vigil/vigil.db?synchronous=full").unwrap(),
+            file("/var/lib/vigil/vigil.db", Synchronous::Full)
+        );
+        assert_eq!(
+            parse_url("sqlite:data/vigil.db").unwrap(),
+            file("data/vigil.db", Synchronous::Normal)
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_the_reason() {
+        let unknown = parse_url("mysql://root:hunter2@db/vigil").unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "cannot open store mysql://root:***@db/vigil: unknown scheme (expected sqlite://, \
+             postgres:// or a file path)"
+        );
+        assert!(parse_url("").is_err());
+        assert!(parse_url("sqlite://").is_err());
+        assert!(parse_url("sqlite://x.db?journal=off").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_password("postgres://vigil:secret@db:5432/vigil?sslmode=disable"),
+            "postgres://vigil:***@db:5432/vigil?sslmode=disable"
+        );
+        assert_eq!(
+            redact_password("postgres://vigil@db/vigil"),
+            "postgres://vigil@db/vigil"
+        );
+        assert_eq!(redact_password("./vigil.db"), "./vigil.db");
+    }
 }

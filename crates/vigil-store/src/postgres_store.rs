@@ -1,0 +1,770 @@
+//! The shared store: PostgreSQL, for several Vigil replicas.
+//!
+//! One connection behind a mutex, with its prepared statements cached; when the connection is
+//! found broken, the next call connects again (the call that met the break fails: a write is
+//! never silently retried, since its commit may have happened). Every change of more than one
+//! statement runs in a transaction; `apply` locks the release row (`FOR UPDATE`), so replicas
+//! racing on the same release see a clean `StateConflict`. Migrations hold an advisory lock, so
+//! replicas starting together migrate once.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
+use vigil_core::release::{
+    ApiToken, Feedback, NewNotification, OutboxItem, Release, ReleaseState, Role, Transition,
+    VerdictRecord,
+};
+use vigil_core::LogTemplate;
+
+use crate::codec::{
+    chunk_columns, create_transition, deployed_with, describe, enum_name, feedback_columns,
+    kind_name, outbox_columns, parse_enum, read_app, read_chunk, read_feedback, read_outbox_item,
+    read_release, read_template, read_token, read_transition, read_verdict, release_columns,
+    to_json, token_columns, transition_columns, verdict_columns, Columns, FeedbackRow, ReleaseRow,
+    TransitionRow, VerdictRow,
+};
+use crate::schema;
+use crate::{
+    redact_password, Appended, Change, DataChunk, DataKind, ReleaseFilter, Store, StoreError,
+};
+
+/// How long to wait for the server when the URL does not say (`connect_timeout=`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The advisory lock key that serialises migrations ("vigil" in ASCII).
+const MIGRATION_LOCK: i64 = 0x76_69_67_69_6c;
+
+/// The connection and the statements prepared on it.
+struct Session {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    /// The URL with its password hidden, for messages.
+    target: String,
+    config: postgres::Config,
+    session: Mutex<Session>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(error: postgres::Error) -> StoreError {
+        StoreError::Database(describe(&error))
+    }
+}
+
+impl Columns for Row {
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+
+    fn optional_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+
+    fn integer(&self, index: usize) -> Result<i64, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+
+    fn bytes(&self, index: usize) -> Result<Vec<u8>, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the server a `postgres://` URL names (also a `host=... dbname=...`
+    /// connection string) and brings the schema up to date.
+    pub fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let target = redact_password(url);
+        let mut config: postgres::Config = url.parse().map_err(|error| StoreError::Open {
+            url: target.clone(),
+            reason: describe(&error),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("vigil");
+        }
+        let mut client = config.connect(NoTls).map_err(|error| StoreError::Open {
+            url: target.clone(),
+            reason: describe(&error),
+        })?;
+        let version = migrate(&mut client)?;
+        tracing::info!(target = %target, schema_version = version, "postgres store open");
+        Ok(PostgresStore {
+            target,
+            config,
+            session: Mutex::new(Session {
+                client,
+                statements: HashMap::new(),
+            }),
+        })
+    }
+
+    /// The session, connected again first if the connection broke since the last call.
+    fn session(&self) -> Result<MutexGuard<'_, Session>, StoreError> {
+        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        if session.client.is_closed() {
+            tracing::warn!(target = %self.target, "postgres connection lost, connecting again");
+            session.client = self
+                .config
+                .connect(NoTls)
+                .map_err(|error| StoreError::Open {
+                    url: self.target.clone(),
+                    reason: describe(&error),
+                })?;
+            session.statements.clear();
+        }
+        Ok(session)
+    }
+}
+
+/// The statement for `sql`, prepared on this connection once and then taken from `statements`.
+fn prepared(
+    statements: &mut HashMap<&'static str, Statement>,
+    client: &mut impl GenericClient,
+    sql: &'static str,
+) -> Result<Statement, StoreError> {
+    if let Some(statement) = statements.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = client.prepare(sql)?;
+    statements.insert(sql, statement.clone());
+    Ok(statement)
+}
+
+/// Applies the migrations the database lacks, each in its own transaction under an advisory
+/// lock; returns the schema version.
+fn migrate(client: &mut Client) -> Result<i64, StoreError> {
+    let migration_error = |error: postgres::Error| StoreError::Migration(describe(&error));
+    loop {
+        let mut transaction = client.transaction().map_err(migration_error)?;
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(migration_error)?;
+        transaction
+            .batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY)")
+            .map_err(migration_error)?;
+        let current: i64 = transaction
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .map_err(migration_error)?
+            .get(0);
+        schema::check_version(current)?;
+        let Some(script) = schema::migration_from(&schema::POSTGRES, current) else {
+            return Ok(current);
+        };
+        transaction
+            .batch_execute(&script)
+            .map_err(migration_error)?;
+        transaction
+            .execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&(current + 1)],
+            )
+            .map_err(migration_error)?;
+        transaction.commit().map_err(migration_error)?;
+        tracing::info!(
+            from_version = current,
+            to_version = current + 1,
+            "postgres store migrated"
+        );
+    }
+}
+
+/// Runs a cached statement and reads every row with `read`.
+fn collect<Value>(
+    session: &mut Session,
+    sql: &'static str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+    read: fn(&dyn Columns) -> Result<Value, StoreError>,
+) -> Result<Vec<Value>, StoreError> {
+    let statement = prepared(&mut session.statements, &mut session.client, sql)?;
+    session
+        .client
+        .query(&statement, params)?
+        .iter()
+        .map(|row| read(row))
+        .collect()
+}
+
+/// Runs a cached statement and returns how many rows it changed.
+fn execute(
+    session: &mut Session,
+    sql: &'static str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = prepared(&mut session.statements, &mut session.client, sql)?;
+    Ok(session.client.execute(&statement, params)?)
+}
+
+/// Puts `notifications` in the outbox, due at once (`at`).
+fn queue_notifications(
+    statements: &mut HashMap<&'static str, Statement>,
+    transaction: &mut postgres::Transaction<'_>,
+    notifications: &[NewNotification],
+    at: i64,
+) -> Result<(), StoreError> {
+    let insert = prepared(
+        statements,
+        transaction,
+        "INSERT INTO outbox (release_id, event, channel, title, text, link, created_at, state, \
+         next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $7)",
+    )?;
+    for notification in notifications {
+        transaction.execute(
+            &insert,
+            &[
+                &notification.release_id,
+                &enum_name(&notification.event)?,
+                &notification.channel,
+                &notification.title,
+                &notification.text,
+                &notification.link,
+                &at,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn insert_transition(
+    statements: &mut HashMap<&'static str, Statement>,
+    transaction: &mut postgres::Transaction<'_>,
+    row: &TransitionRow,
+) -> Result<(), StoreError> {
+    let insert = prepared(
+        statements,
+        transaction,
+        concat!(
+            "INSERT INTO transitions (",
+            transition_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ),
+    )?;
+    transaction.execute(
+        &insert,
+        &[
+            &row.release_id,
+            &row.seq,
+            &row.from_state,
+            &row.to_state,
+            &row.action,
+            &row.actor,
+            &row.at,
+            &row.reason,
+        ],
+    )?;
+    Ok(())
+}
+
+impl Store for PostgresStore {
+    fn create_release(&self, release: &Release) -> Result<(), StoreError> {
+        let row = ReleaseRow::from_release(release)?;
+        let transition = TransitionRow::from_transition(&create_transition(release))?;
+        let mut guard = self.session()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let insert = prepared(
+            statements,
+            &mut transaction,
+            concat!(
+                "INSERT INTO releases (app, ",
+                release_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
+            ),
+        )?;
+        let inserted = transaction.execute(
+            &insert,
+            &[
+                &release.spec.app,
+                &row.id,
+                &row.spec,
+                &row.state,
+                &row.created_by,
+                &row.created_at,
+                &row.updated_at,
+                &row.deployed,
+                &row.verdict,
+                &row.reason,
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::ReleaseExists {
+                id: release.id.clone(),
+            });
+        }
+        insert_transition(statements, &mut transaction, &transition)?;
+        transaction.commit()?;
+        tracing::debug!(release_id = %release.id, state = %release.state, "release created");
+        Ok(())
+    }
+
+    fn release(&self, id: &str) -> Result<Option<Release>, StoreError> {
+        let mut session = self.session()?;
+        let found = collect(
+            &mut session,
+            concat!(
+                "SELECT ",
+                release_columns!(),
+                " FROM releases WHERE id = $1"
+            ),
+            &[&id],
+            read_release,
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn releases(&self, filter: &ReleaseFilter) -> Result<Vec<Release>, StoreError> {
+        let states = filter
+            .states
+            .iter()
+            .map(enum_name)
+            .collect::<Result<Vec<_>, _>>()?;
+        let limit = match filter.limit {
+            0 => None,
+            limit => Some(i64::try_from(limit).unwrap_or(i64::MAX)),
+        };
+        let mut session = self.session()?;
+        collect(
+            &mut session,
+            concat!(
+                "SELECT ",
+                release_columns!(),
+                " FROM releases WHERE ($1::TEXT IS NULL OR app = $1) \
+                 AND (cardinality($2::TEXT[]) = 0 OR state = ANY($2)) \
+                 ORDER BY created_at DESC, id LIMIT $3"
+            ),
+            &[&filter.app, &states, &limit],
+            read_release,
+        )
+    }
+
+    fn apply(&self, change: &Change) -> Result<(Release, Transition), StoreError> {
+        let mut guard = self.session()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let select = prepared(
+            statements,
+            &mut transaction,
+            concat!(
+                "SELECT ",
+                release_columns!(),
+                " FROM releases WHERE id = $1 FOR UPDATE"
+            ),
+        )?;
+        let Some(found) = transaction.query_opt(&select, &[&change.release_id])? else {
+            return Err(StoreError::UnknownRelease {
+                id: change.release_id.clone(),
+            });
+        };
+        let mut row = ReleaseRow::read(&found)?;
+        let actual: ReleaseState = parse_enum(&row.state, "release state")?;
+        if actual != change.expected {
+            return Err(StoreError::StateConflict {
+                id: change.release_id.clone(),
+                expected: change.expected,
+                actual,
+            });
+        }
+        let next_seq = prepared(
+            statements,
+            &mut transaction,
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE release_id = $1",
+        )?;
+        let seq: i64 = transaction
+            .query_one(&next_seq, &[&change.release_id])?
+            .try_get(0)?;
+        row.state = enum_name(&change.to)?;
+        row.reason = change.reason.clone();
+        row.updated_at = change.at;
+        row.deployed = deployed_with(&row.deployed, change.deployed.as_ref())?;
+        let update = prepared(
+            statements,
+            &mut transaction,
+            "UPDATE releases SET state = $2, reason = $3, updated_at = $4, deployed = $5 \
+             WHERE id = $1",
+        )?;
+        transaction.execute(
+            &update,
+            &[
+                &row.id,
+                &row.state,
+                &row.reason,
+                &row.updated_at,
+                &row.deployed,
+            ],
+        )?;
+        let transition = Transition {
+            release_id: change.release_id.clone(),
+            seq,
+            from: actual,
+            to: change.to,
+            action: change.action,
+            actor: change.actor.clone(),
+            at: change.at,
+            reason: change.reason.clone(),
+        };
+        insert_transition(
+            statements,
+            &mut transaction,
+            &TransitionRow::from_transition(&transition)?,
+        )?;
+        queue_notifications(
+            statements,
+            &mut transaction,
+            &change.notifications,
+            change.at,
+        )?;
+        transaction.commit()?;
+        tracing::debug!(
+            release_id = %change.release_id,
+            from = %actual,
+            to = %change.to,
+            seq,
+            "release changed"
+        );
+        Ok((row.into_release()?, transition))
+    }
+
+    fn transitions(&self, release_id: &str) -> Result<Vec<Transition>, StoreError> {
+        let mut session = self.session()?;
+        collect(
+            &mut session,
+            concat!(
+                "SELECT ",
+                transition_columns!(),
+                " FROM transitions WHERE release_id = $1 ORDER BY seq"
+            ),
+            &[&release_id],
+            read_transition,
+        )
+    }
+
+    fn record_verdict(
+        &self,
+        record: &VerdictRecord,
+        notifications: &[NewNotification],
+    ) -> Result<(), StoreError> {
+        let row = VerdictRow::from_record(record)?;
+        let mut guard = self.session()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let update = prepared(
+            statements,
+            &mut transaction,
+            "UPDATE releases SET verdict = $2 WHERE id = $1",
+        )?;
+        let updated = transaction.execute(&update, &[&row.release_id, &row.verdict])?;
+        if updated == 0 {
+            return Err(StoreError::UnknownRelease {
+                id: record.release_id.clone(),
+            });
+        }
+        let insert = prepared(
+            statements,
+            &mut transaction,
+            concat!(
+                "INSERT INTO verdicts (",
+                verdict_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5)"
+            ),
+        )?;
+        transaction.execute(
+            &insert,
+            &[
+                &row.release_id,
+                &row.at,
+                &row.verdict,
+                &row.findings,
+                &row.explanation,
+            ],
+        )?;
+        queue_notifications(statements, &mut transaction, notifications, record.at)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn verdicts(&self, release_id: &str) -> Result<Vec<VerdictRecord>, StoreError> {
+        let mut session = self.session()?;
+        collect(
+            &mut session,
+            concat!(
+                "SELECT ",
+                verdict_columns!(),
+                " FROM verdicts WHERE release_id = $1 ORDER BY id"
+            ),
+            &[&release_id],
+            read_verdict,
+        )
+    }
+
+    fn add_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
+        let row = FeedbackRow::from_feedback(feedback)?;
+        let mut session = self.session()?;
+        // One statement: inserts only when the release exists.
+        let inserted = execute(
+            &mut session,
+            concat!(
+                "INSERT INTO feedback (",
+                feedback_columns!(),
+                ") SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM releases WHERE id = $1)"
+            ),
+            &[&row.release_id, &row.kind, &row.note, &row.actor, &row.at],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::UnknownRelease {
+                id: feedback.release_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn feedback(&self, release_id: &str) -> Result<Vec<Feedback>, StoreError> {
+        let mut session = self.session()?;
+        collect(
+            &mut session,
+            concat!(
+                "SELECT ",
+                feedback_columns!(),
+                " FROM feedback WHERE release_id = $1 ORDER BY id"
+            ),
+            &[&release_id],
+            read_feedback,
+        )
+    }
+
+    fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut session = self.session()?;
+        collect(
+            &mut session,
+            concat!(
+                "SELECT ",
+                outbox_columns!(),
+                " FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY id \
+                 LIMIT $2"
+            ),
+            &[&now, &limit],
+            read_outbox_item,
+        )
+    }
+
+    fn notification_sent(&self, id: i64, at: i64) -> Result<(), StoreError> {
+        let mut session = self.session()?;
+        let updated = execute(
+            &mut session,
+            "UPDATE outbox SET state = 'sent', sent_at = $2 WHERE id = $1",
+            &[&id, &at],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::UnknownNotification { id });
+        }
+        Ok(())
+    }
+
+    fn notification_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut session = self.session()?;
+        let updated = execute(
+            &mut session,
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
+             state = CASE WHEN $3::BIGINT IS NULL THEN 'dead' ELSE state END, \
+             next_attempt_at = COALESCE($3, next_attempt_at) WHERE id = $1",
+            &[&id, &error, &retry_at],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::UnknownNotification { id });
+        }
+        if retry_at.is_none() {
+            tracing::warn!(notification_id = id, error, "notification given up");
+        }
+        Ok(())
+    }
+
+    fn notifications(&self, release_id: &str) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut session = self.session()?;
+        collect(
+            &mut session,
+            concat!(
+                "SELECT ",
+                outbox_columns!(),
+                " FROM outbox WHERE release_id = $1 ORDER BY id"
+            ),
+            &[&release_id],
+            read_outbox_item,
+        )
+    }
+
+    fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        hash: &str,
+        at: i64,
+    ) -> Result<ApiToken, StoreError> {
+        let mut session = self.session()?;
+        let created = collect(
+            &mut session,
+            concat!(
+                "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4) \
+                 RETURNING ",
+                token_columns!()
+            ),
+            &[&name, &enum_name(&role)?, &hash, &at],
+            read_token,
+        )?;
+        created
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Database("token insert returned no row".to_owned()))
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        let mut session = self.session()?;
+        let found = collect(
+            &mut session,
+            concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = $1"),
+            &[&hash],
+            read_token,
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let mut session = self.session()?;
+        collect(
+            &mut session,
+            concat!("SELECT ", token_columns!(), " FROM tokens ORDER BY id"),
+            &[],
+            read_token,
+        )
+    }
+
+    fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
+        let mut session = self.session()?;
+        let inserted = execute(
+            &mut session,
+            concat!(
+                "INSERT INTO data_chunks (",
+                chunk_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+            ),
+            &[
+                &kind_name(chunk.kind),
+                &chunk.key,
+                &chunk.min_ms,
+                &chunk.max_ms,
+                &chunk.received_at,
+                &chunk.body,
+            ],
+        )?;
+        if inserted == 0 {
+            return Ok(Appended::Duplicate);
+        }
+        Ok(Appended::Stored)
+    }
+
+    fn data_between(
+        &self,
+        kind: DataKind,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<DataChunk>, StoreError> {
+        let mut session = self.session()?;
+        collect(
+            &mut session,
+            concat!(
+                "SELECT ",
+                chunk_columns!(),
+                " FROM data_chunks WHERE kind = $1 AND max_ms >= $2 AND min_ms <= $3 ORDER BY id"
+            ),
+            &[&kind_name(kind), &from_ms, &to_ms],
+            read_chunk,
+        )
+    }
+
+    fn prune_data(&self, before_ms: i64, keep: &[(i64, i64)]) -> Result<usize, StoreError> {
+        let keep_from: Vec<i64> = keep.iter().map(|&(from, _)| from).collect();
+        let keep_to: Vec<i64> = keep.iter().map(|&(_, to)| to).collect();
+        let mut session = self.session()?;
+        let deleted = execute(
+            &mut session,
+            "DELETE FROM data_chunks WHERE kind IN ('metrics', 'logs') AND max_ms < $1 \
+             AND NOT EXISTS (SELECT 1 FROM unnest($2::BIGINT[], $3::BIGINT[]) \
+             AS keep (from_ms, to_ms) \
+             WHERE data_chunks.min_ms <= keep.to_ms AND data_chunks.max_ms >= keep.from_ms)",
+            &[&before_ms, &keep_from, &keep_to],
+        )?;
+        tracing::debug!(before_ms, deleted, "data pruned");
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+    }
+
+    fn upsert_templates(&self, app: &str, templates: &[LogTemplate]) -> Result<(), StoreError> {
+        let mut guard = self.session()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let upsert = prepared(
+            statements,
+            &mut transaction,
+            "INSERT INTO templates (app, id, text, level) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (app, id) DO UPDATE SET text = excluded.text, level = excluded.level",
+        )?;
+        for template in templates {
+            transaction.execute(
+                &upsert,
+                &[&app, &template.id, &template.text, &template.level],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn templates(&self, app: &str) -> Result<Vec<LogTemplate>, StoreError> {
+        let mut session = self.session()?;
+        collect(
+            &mut session,
+            "SELECT id, text, level FROM templates WHERE app = $1 ORDER BY id",
+            &[&app],
+            read_template,
+        )
+    }
+
+    fn put_app(&self, app: &str, config: &serde_json::Value) -> Result<(), StoreError> {
+        let config_json = to_json(config)?;
+        let mut session = self.session()?;
+        execute(
+            &mut session,
+            "INSERT INTO apps (name, config) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET config = excluded.config",
+            &[&app, &config_json],
+        )?;
+        Ok(())
+    }
+
+    fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let mut session = self.session()?;
+        collect(
+            &mut session,
+            "SELECT name, config FROM apps ORDER BY name",
+            &[],
+            read_app,
+        )
+    }
+}

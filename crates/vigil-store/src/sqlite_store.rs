@@ -1,0 +1,757 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! One writer connection behind a mutex serves every thread's changes (SQLite has a single
+//! writer anyway); a second connection, read-only, serves the reads, so that reading a
+//! release's data window does not hold up ingestion (WAL lets a reader and the writer work at
+//! once, and a read sees every change committed before it started). Statements are prepared
+//! once and cached, so the ingestion hot path (`append_data`) is one cached `INSERT` and one
+//! commit. An in-memory database has the one connection only.
+//!
+//! Durability: with the default `synchronous = NORMAL` in WAL mode, a committed transaction
+//! survives the process being killed (`kill -9`, a panic, an abort), because the commit is in
+//! the WAL file as soon as the write returns. A power loss or an operating-system crash can lose
+//! the last transactions committed before it (never corrupt the database). Open with
+//! `sqlite://path?synchronous=full` to fsync the WAL at every commit and survive those too, at
+//! the price of one fsync per change.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, Row, TransactionBehavior};
+use vigil_core::release::{
+    ApiToken, Feedback, NewNotification, OutboxItem, Release, ReleaseState, Role, Transition,
+    VerdictRecord,
+};
+use vigil_core::LogTemplate;
+
+use crate::codec::{
+    chunk_columns, create_transition, deployed_with, describe, enum_name, feedback_columns,
+    keep_ranges_json, kind_name, outbox_columns, parse_enum, read_app, read_chunk, read_feedback,
+    read_outbox_item, read_release, read_template, read_token, read_transition, read_verdict,
+    release_columns, to_json, token_columns, transition_columns, verdict_columns, Columns,
+    FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
+};
+use crate::schema;
+use crate::{Appended, Change, DataChunk, DataKind, ReleaseFilter, Store, StoreError};
+
+/// How long a statement waits for another process holding the database's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many prepared statements the connection keeps: every statement of this file fits.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+/// How hard SQLite works to keep a commit through a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    /// Survives a killed process; a power loss may drop the last commits.
+    Normal,
+    /// Survives a power loss too: one fsync per commit.
+    Full,
+}
+
+impl Synchronous {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqliteLocation {
+    File(PathBuf),
+    /// A private database that lives as long as the store (tests).
+    Memory,
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    location: SqliteLocation,
+    connection: Mutex<Connection>,
+    /// The read-only connection of a database file.
+    reader: Option<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SqliteStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Database(describe(&error))
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) the database file at `path` and brings its schema up to
+    /// date.
+    pub fn open(path: &Path, synchronous: Synchronous) -> Result<SqliteStore, StoreError> {
+        let open_error = |error: rusqlite::Error| StoreError::Open {
+            url: path.display().to_string(),
+            reason: describe(&error),
+        };
+        let connection = Connection::open(path).map_err(open_error)?;
+        connection
+            .query_row("PRAGMA journal_mode = WAL", [], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(open_error)?;
+        connection
+            .pragma_update(None, "synchronous", synchronous.pragma_value())
+            .map_err(open_error)?;
+        let mut store = SqliteStore::prepare(SqliteLocation::File(path.to_owned()), connection)?;
+        let reader = Connection::open(path).map_err(open_error)?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
+        reader.pragma_update(None, "query_only", "ON")?;
+        reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        store.reader = Some(Mutex::new(reader));
+        Ok(store)
+    }
+
+    /// A fresh database in memory, gone when the store is dropped.
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        let connection = Connection::open_in_memory().map_err(|error| StoreError::Open {
+            url: crate::SQLITE_MEMORY.to_owned(),
+            reason: describe(&error),
+        })?;
+        SqliteStore::prepare(SqliteLocation::Memory, connection)
+    }
+
+    fn prepare(
+        location: SqliteLocation,
+        connection: Connection,
+    ) -> Result<SqliteStore, StoreError> {
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        let mut connection = connection;
+        let version = migrate(&mut connection)?;
+        tracing::info!(location = ?location, schema_version = version, "sqlite store open");
+        Ok(SqliteStore {
+            location,
+            connection: Mutex::new(connection),
+            reader: None,
+        })
+    }
+
+    /// The connection; a thread that panicked while holding it left no transaction open
+    /// (dropping a transaction rolls it back), so a poisoned lock is still usable.
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection for reads: the read-only one when there is one.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(reader) => reader.lock().unwrap_or_else(PoisonError::into_inner),
+            None => self.connection(),
+        }
+    }
+}
+
+/// Applies the migrations the database lacks, each in its own transaction; returns the schema
+/// version.
+fn migrate(connection: &mut Connection) -> Result<i64, StoreError> {
+    let migration_error = |error: rusqlite::Error| StoreError::Migration(describe(&error));
+    loop {
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(migration_error)?;
+        transaction
+            .execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)",
+                [],
+            )
+            .map_err(migration_error)?;
+        let current: i64 = transaction
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(migration_error)?;
+        schema::check_version(current)?;
+        let Some(script) = schema::migration_from(&schema::SQLITE, current) else {
+            return Ok(current);
+        };
+        transaction
+            .execute_batch(&script)
+            .map_err(migration_error)?;
+        transaction
+            .execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [current + 1],
+            )
+            .map_err(migration_error)?;
+        transaction.commit().map_err(migration_error)?;
+        tracing::info!(
+            from_version = current,
+            to_version = current + 1,
+            "sqlite store migrated"
+        );
+    }
+}
+
+impl Columns for Row<'_> {
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        Ok(self.get(index)?)
+    }
+
+    fn optional_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(index)?)
+    }
+
+    fn integer(&self, index: usize) -> Result<i64, StoreError> {
+        Ok(self.get(index)?)
+    }
+
+    fn bytes(&self, index: usize) -> Result<Vec<u8>, StoreError> {
+        Ok(self.get(index)?)
+    }
+}
+
+/// Runs a query with `params` and reads every row with `read`.
+fn collect<Value>(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: fn(&dyn Columns) -> Result<Value, StoreError>,
+) -> Result<Vec<Value>, StoreError> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut values = Vec::new();
+    while let Some(row) = rows.next()? {
+        values.push(read(row)?);
+    }
+    Ok(values)
+}
+
+/// Runs a query with `params` and reads its first row, if any, with `read`.
+fn first<Value>(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: fn(&dyn Columns) -> Result<Value, StoreError>,
+) -> Result<Option<Value>, StoreError> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    rows.next()?.map(|row| read(row)).transpose()
+}
+
+/// Puts `notifications` in the outbox, due at once (`at`).
+fn queue_notifications(
+    connection: &Connection,
+    notifications: &[NewNotification],
+    at: i64,
+) -> Result<(), StoreError> {
+    let mut statement = connection.prepare_cached(
+        "INSERT INTO outbox (release_id, event, channel, title, text, link, created_at, state, \
+         next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?7)",
+    )?;
+    for notification in notifications {
+        statement.execute(params![
+            notification.release_id,
+            enum_name(&notification.event)?,
+            notification.channel,
+            notification.title,
+            notification.text,
+            notification.link,
+            at,
+        ])?;
+    }
+    Ok(())
+}
+
+fn select_release(connection: &Connection, id: &str) -> Result<Option<ReleaseRow>, StoreError> {
+    first(
+        connection,
+        concat!(
+            "SELECT ",
+            release_columns!(),
+            " FROM releases WHERE id = ?1"
+        ),
+        [id],
+        |row| ReleaseRow::read(row),
+    )
+}
+
+fn release_exists(connection: &Connection, id: &str) -> Result<bool, StoreError> {
+    let found = first(
+        connection,
+        "SELECT 1 FROM releases WHERE id = ?1",
+        [id],
+        |row| row.integer(0),
+    )?;
+    Ok(found.is_some())
+}
+
+impl Store for SqliteStore {
+    fn create_release(&self, release: &Release) -> Result<(), StoreError> {
+        let row = ReleaseRow::from_release(release)?;
+        let create = create_transition(release);
+        let transition = TransitionRow::from_transition(&create)?;
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let inserted = transaction
+            .prepare_cached(concat!(
+                "INSERT INTO releases (app, ",
+                release_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING"
+            ))?
+            .execute(params![
+                release.spec.app,
+                row.id,
+                row.spec,
+                row.state,
+                row.created_by,
+                row.created_at,
+                row.updated_at,
+                row.deployed,
+                row.verdict,
+                row.reason,
+            ])?;
+        if inserted == 0 {
+            return Err(StoreError::ReleaseExists {
+                id: release.id.clone(),
+            });
+        }
+        insert_transition(&transaction, &transition)?;
+        transaction.commit()?;
+        tracing::debug!(release_id = %release.id, state = %release.state, "release created");
+        Ok(())
+    }
+
+    fn release(&self, id: &str) -> Result<Option<Release>, StoreError> {
+        let connection = self.reader();
+        select_release(&connection, id)?
+            .map(ReleaseRow::into_release)
+            .transpose()
+    }
+
+    fn releases(&self, filter: &ReleaseFilter) -> Result<Vec<Release>, StoreError> {
+        let states = filter
+            .states
+            .iter()
+            .map(enum_name)
+            .collect::<Result<Vec<_>, _>>()?;
+        let limit = if filter.limit == 0 {
+            -1
+        } else {
+            i64::try_from(filter.limit).unwrap_or(i64::MAX)
+        };
+        let connection = self.reader();
+        collect(
+            &connection,
+            concat!(
+                "SELECT ",
+                release_columns!(),
+                " FROM releases WHERE (?1 IS NULL OR app = ?1) AND (?2 = 0 OR state IN \
+                 (SELECT value FROM json_each(?3))) ORDER BY created_at DESC, id LIMIT ?4"
+            ),
+            params![filter.app, states.len(), to_json(&states)?, limit],
+            read_release,
+        )
+    }
+
+    fn apply(&self, change: &Change) -> Result<(Release, Transition), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(mut row) = select_release(&transaction, &change.release_id)? else {
+            return Err(StoreError::UnknownRelease {
+                id: change.release_id.clone(),
+            });
+        };
+        let actual: ReleaseState = parse_enum(&row.state, "release state")?;
+        if actual != change.expected {
+            return Err(StoreError::StateConflict {
+                id: change.release_id.clone(),
+                expected: change.expected,
+                actual,
+            });
+        }
+        let seq: i64 = transaction
+            .prepare_cached(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE release_id = ?1",
+            )?
+            .query_row([&change.release_id], |result| result.get(0))?;
+        row.state = enum_name(&change.to)?;
+        row.reason = change.reason.clone();
+        row.updated_at = change.at;
+        row.deployed = deployed_with(&row.deployed, change.deployed.as_ref())?;
+        transaction
+            .prepare_cached(
+                "UPDATE releases SET state = ?2, reason = ?3, updated_at = ?4, deployed = ?5 \
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                row.id,
+                row.state,
+                row.reason,
+                row.updated_at,
+                row.deployed
+            ])?;
+        let transition = Transition {
+            release_id: change.release_id.clone(),
+            seq,
+            from: actual,
+            to: change.to,
+            action: change.action,
+            actor: change.actor.clone(),
+            at: change.at,
+            reason: change.reason.clone(),
+        };
+        insert_transition(&transaction, &TransitionRow::from_transition(&transition)?)?;
+        queue_notifications(&transaction, &change.notifications, change.at)?;
+        transaction.commit()?;
+        tracing::debug!(
+            release_id = %change.release_id,
+            from = %actual,
+            to = %change.to,
+            seq,
+            "release changed"
+        );
+        Ok((row.into_release()?, transition))
+    }
+
+    fn transitions(&self, release_id: &str) -> Result<Vec<Transition>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            concat!(
+                "SELECT ",
+                transition_columns!(),
+                " FROM transitions WHERE release_id = ?1 ORDER BY seq"
+            ),
+            [release_id],
+            read_transition,
+        )
+    }
+
+    fn record_verdict(
+        &self,
+        record: &VerdictRecord,
+        notifications: &[NewNotification],
+    ) -> Result<(), StoreError> {
+        let row = VerdictRow::from_record(record)?;
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let updated = transaction
+            .prepare_cached("UPDATE releases SET verdict = ?2 WHERE id = ?1")?
+            .execute(params![row.release_id, row.verdict])?;
+        if updated == 0 {
+            return Err(StoreError::UnknownRelease {
+                id: record.release_id.clone(),
+            });
+        }
+        transaction
+            .prepare_cached(concat!(
+                "INSERT INTO verdicts (",
+                verdict_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))?
+            .execute(params![
+                row.release_id,
+                row.at,
+                row.verdict,
+                row.findings,
+                row.explanation
+            ])?;
+        queue_notifications(&transaction, notifications, record.at)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn verdicts(&self, release_id: &str) -> Result<Vec<VerdictRecord>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            concat!(
+                "SELECT ",
+                verdict_columns!(),
+                " FROM verdicts WHERE release_id = ?1 ORDER BY id"
+            ),
+            [release_id],
+            read_verdict,
+        )
+    }
+
+    fn add_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
+        let row = FeedbackRow::from_feedback(feedback)?;
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !release_exists(&transaction, &feedback.release_id)? {
+            return Err(StoreError::UnknownRelease {
+                id: feedback.release_id.clone(),
+            });
+        }
+        transaction
+            .prepare_cached(concat!(
+                "INSERT INTO feedback (",
+                feedback_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))?
+            .execute(params![
+                row.release_id,
+                row.kind,
+                row.note,
+                row.actor,
+                row.at
+            ])?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn feedback(&self, release_id: &str) -> Result<Vec<Feedback>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            concat!(
+                "SELECT ",
+                feedback_columns!(),
+                " FROM feedback WHERE release_id = ?1 ORDER BY id"
+            ),
+            [release_id],
+            read_feedback,
+        )
+    }
+
+    fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let connection = self.reader();
+        collect(
+            &connection,
+            concat!(
+                "SELECT ",
+                outbox_columns!(),
+                " FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id \
+                 LIMIT ?2"
+            ),
+            params![now, limit],
+            read_outbox_item,
+        )
+    }
+
+    fn notification_sent(&self, id: i64, at: i64) -> Result<(), StoreError> {
+        let connection = self.connection();
+        let updated = connection
+            .prepare_cached("UPDATE outbox SET state = 'sent', sent_at = ?2 WHERE id = ?1")?
+            .execute(params![id, at])?;
+        if updated == 0 {
+            return Err(StoreError::UnknownNotification { id });
+        }
+        Ok(())
+    }
+
+    fn notification_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let connection = self.connection();
+        let updated = connection
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, \
+                 state = CASE WHEN ?3 IS NULL THEN 'dead' ELSE state END, \
+                 next_attempt_at = COALESCE(?3, next_attempt_at) WHERE id = ?1",
+            )?
+            .execute(params![id, error, retry_at])?;
+        if updated == 0 {
+            return Err(StoreError::UnknownNotification { id });
+        }
+        if retry_at.is_none() {
+            tracing::warn!(notification_id = id, error, "notification given up");
+        }
+        Ok(())
+    }
+
+    fn notifications(&self, release_id: &str) -> Result<Vec<OutboxItem>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            concat!(
+                "SELECT ",
+                outbox_columns!(),
+                " FROM outbox WHERE release_id = ?1 ORDER BY id"
+            ),
+            [release_id],
+            read_outbox_item,
+        )
+    }
+
+    fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        hash: &str,
+        at: i64,
+    ) -> Result<ApiToken, StoreError> {
+        let connection = self.connection();
+        let id: i64 = connection
+            .prepare_cached(
+                "INSERT INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4) \
+                 RETURNING id",
+            )?
+            .query_row(params![name, enum_name(&role)?, hash, at], |row| row.get(0))?;
+        Ok(ApiToken {
+            id,
+            name: name.to_owned(),
+            role,
+            hash: hash.to_owned(),
+            created_at: at,
+        })
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        let connection = self.reader();
+        first(
+            &connection,
+            concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = ?1"),
+            [hash],
+            read_token,
+        )
+    }
+
+    fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            concat!("SELECT ", token_columns!(), " FROM tokens ORDER BY id"),
+            [],
+            read_token,
+        )
+    }
+
+    fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
+        let connection = self.connection();
+        let inserted = connection
+            .prepare_cached(concat!(
+                "INSERT INTO data_chunks (",
+                chunk_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
+            ))?
+            .execute(params![
+                kind_name(chunk.kind),
+                chunk.key,
+                chunk.min_ms,
+                chunk.max_ms,
+                chunk.received_at,
+                chunk.body,
+            ])?;
+        if inserted == 0 {
+            return Ok(Appended::Duplicate);
+        }
+        Ok(Appended::Stored)
+    }
+
+    fn data_between(
+        &self,
+        kind: DataKind,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<DataChunk>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            concat!(
+                "SELECT ",
+                chunk_columns!(),
+                " FROM data_chunks WHERE kind = ?1 AND max_ms >= ?2 AND min_ms <= ?3 ORDER BY id"
+            ),
+            params![kind_name(kind), from_ms, to_ms],
+            read_chunk,
+        )
+    }
+
+    fn prune_data(&self, before_ms: i64, keep: &[(i64, i64)]) -> Result<usize, StoreError> {
+        let keep_json = keep_ranges_json(keep)?;
+        let connection = self.connection();
+        let deleted = connection
+            .prepare_cached(
+                "DELETE FROM data_chunks WHERE kind IN ('metrics', 'logs') AND max_ms < ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM json_each(?2) AS keep \
+                 WHERE data_chunks.min_ms <= json_extract(keep.value, '$[1]') \
+                 AND data_chunks.max_ms >= json_extract(keep.value, '$[0]'))",
+            )?
+            .execute(params![before_ms, keep_json])?;
+        tracing::debug!(before_ms, deleted, "data pruned");
+        Ok(deleted)
+    }
+
+    fn upsert_templates(&self, app: &str, templates: &[LogTemplate]) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut statement = transaction.prepare_cached(
+                "INSERT INTO templates (app, id, text, level) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (app, id) DO UPDATE SET text = excluded.text, level = excluded.level",
+            )?;
+            for template in templates {
+                statement.execute(params![app, template.id, template.text, template.level])?;
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn templates(&self, app: &str) -> Result<Vec<LogTemplate>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            "SELECT id, text, level FROM templates WHERE app = ?1 ORDER BY id",
+            [app],
+            read_template,
+        )
+    }
+
+    fn put_app(&self, app: &str, config: &serde_json::Value) -> Result<(), StoreError> {
+        let connection = self.connection();
+        connection
+            .prepare_cached(
+                "INSERT INTO apps (name, config) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET config = excluded.config",
+            )?
+            .execute(params![app, to_json(config)?])?;
+        Ok(())
+    }
+
+    fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            "SELECT name, config FROM apps ORDER BY name",
+            [],
+            read_app,
+        )
+    }
+}
+
+fn insert_transition(connection: &Connection, row: &TransitionRow) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(concat!(
+            "INSERT INTO transitions (",
+            transition_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ))?
+        .execute(params![
+            row.release_id,
+            row.seq,
+            row.from_state,
+            row.to_state,
+            row.action,
+            row.actor,
+            row.at,
+            row.reason,
+        ])?;
+    Ok(())
+}

@@ -1,0 +1,1334 @@
+//! One behaviour for every store: each test below takes a `&dyn Store` (or a backend that can
+//! open its store again) and runs against SQLite always, and against PostgreSQL when
+//! `VIGIL_TEST_POSTGRES` holds a server URL (each test gets a database of its own there).
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Barrier, Once};
+
+use vigil_core::release::{
+    Action, DeliveryState, Feedback, FeedbackKind, NewNotification, NotificationEvent,
+    PlannedBatch, ReferenceHosts, Release, ReleaseSpec, ReleaseState, Role, VerdictRecord,
+};
+use vigil_core::{Batch, Direction, Finding, LogTemplate, MetricKind, MetricMeta, Signal, Verdict};
+use vigil_store::testing::{ScratchPostgres, TempDir, POSTGRES_TEST_ENV};
+use vigil_store::{Appended, Change, DataChunk, DataKind, ReleaseFilter, Store, StoreError};
+
+/// The store URL the child process of the kill test writes to.
+const KILLED_CHILD_URL_ENV: &str = "VIGIL_STORE_KILLED_CHILD_URL";
+
+/// Set (by CI) to fail instead of skipping when no PostgreSQL server is given.
+const REQUIRE_POSTGRES_ENV: &str = "VIGIL_REQUIRE_POSTGRES";
+
+// ---------------------------------------------------------------- backends
+
+/// A place a store lives, which can be opened again and tampered with.
+trait Backend {
+    /// The URL that [`vigil_store::open`] takes.
+    fn url(&self) -> String;
+    fn open_result(&self) -> Result<Arc<dyn Store>, StoreError> {
+        vigil_store::open(&self.url())
+    }
+    fn open(&self) -> Arc<dyn Store> {
+        self.open_result().unwrap()
+    }
+    /// Writes a schema version into the database as a newer build would.
+    fn set_schema_version(&self, version: i64);
+}
+
+struct SqliteBackend {
+    directory: TempDir,
+}
+
+impl SqliteBackend {
+    fn new() -> SqliteBackend {
+        SqliteBackend {
+            directory: TempDir::new("vigil_store_conformance").unwrap(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.directory.path().join("vigil.db")
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.path().display())
+    }
+
+    fn set_schema_version(&self, version: i64) {
+        let connection = rusqlite::Connection::open(self.path()).unwrap();
+        connection
+            .execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [version],
+            )
+            .unwrap();
+    }
+}
+
+struct PostgresBackend {
+    scratch: ScratchPostgres,
+}
+
+impl PostgresBackend {
+    /// The backend, or `None` (after saying so loudly, once) when no server is configured.
+    fn from_env() -> Option<PostgresBackend> {
+        match ScratchPostgres::from_env("vigil_conformance") {
+            Ok(Some(scratch)) => Some(PostgresBackend { scratch }),
+            Ok(None) => {
+                if std::env::var_os(REQUIRE_POSTGRES_ENV).is_some() {
+                    panic!("{REQUIRE_POSTGRES_ENV} is set but {POSTGRES_TEST_ENV} is not");
+                }
+                static SAY_SKIPPED: Once = Once::new();
+                SAY_SKIPPED.call_once(|| {
+                    // Written past the test harness's capture so that it is seen.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "\n*** SKIPPED: PostgreSQL conformance ({POSTGRES_TEST_ENV} not set) ***\n"
+                    );
+                });
+                None
+            }
+            Err(error) => panic!("cannot prepare a PostgreSQL test database: {error}"),
+        }
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn url(&self) -> String {
+        self.scratch.url().to_owned()
+    }
+
+    fn set_schema_version(&self, version: i64) {
+        let mut client =
+            ::postgres::Client::connect(self.scratch.url(), ::postgres::NoTls).unwrap();
+        client
+            .execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&version],
+            )
+            .unwrap();
+    }
+}
+
+/// Declares every conformance test once per backend: `stores` take a `&dyn Store`, `backends`
+/// take the `&dyn Backend` (to reopen the store).
+macro_rules! conformance {
+    (stores: [$($store_test:ident),* $(,)?], backends: [$($backend_test:ident),* $(,)?] $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $store_test() {
+                    let backend = super::SqliteBackend::new();
+                    let store = super::Backend::open(&backend);
+                    super::$store_test(&*store);
+                }
+            )*
+            $(
+                #[test]
+                fn $backend_test() {
+                    let backend = super::SqliteBackend::new();
+                    super::$backend_test(&backend);
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[test]
+                fn $store_test() {
+                    let Some(backend) = super::PostgresBackend::from_env() else {
+                        return;
+                    };
+                    let store = super::Backend::open(&backend);
+                    super::$store_test(&*store);
+                }
+            )*
+            $(
+                #[test]
+                fn $backend_test() {
+                    let Some(backend) = super::PostgresBackend::from_env() else {
+                        return;
+                    };
+                    super::$backend_test(&backend);
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    stores: [
+        a_created_release_reads_back_whole,
+        creating_a_release_records_the_create_transition,
+        a_duplicate_release_id_is_refused_and_changes_nothing,
+        a_missing_release_is_none_and_has_no_history,
+        apply_moves_the_state_and_records_everything_it_implies,
+        apply_numbers_transitions_in_order,
+        a_state_conflict_changes_nothing,
+        apply_to_a_missing_release_is_unknown,
+        a_change_that_fails_midway_leaves_nothing,
+        one_of_many_racing_changes_wins,
+        releases_are_listed_newest_first_by_app_and_state,
+        verdicts_are_kept_oldest_first_and_the_latest_is_on_the_release,
+        a_verdict_that_fails_midway_leaves_nothing,
+        a_verdict_for_a_missing_release_is_unknown,
+        feedback_reads_back_in_order,
+        new_notifications_are_due_at_once_oldest_first,
+        a_failed_notification_is_retried_later_or_given_up,
+        a_sent_notification_is_no_longer_due,
+        unknown_notifications_are_reported,
+        tokens_are_found_by_hash_and_names_may_repeat,
+        a_chunk_with_a_known_key_is_a_duplicate_and_stores_nothing,
+        chunks_are_found_by_overlapping_range_in_insertion_order,
+        pruning_spares_recent_chunks_and_kept_windows,
+        concurrent_appends_from_many_threads_are_all_stored,
+        templates_are_upserted_by_app_and_id,
+        apps_are_put_and_replaced_by_name,
+    ],
+    backends: [
+        a_reopened_store_still_has_everything,
+        opening_again_migrates_nothing_and_keeps_data,
+        a_newer_schema_is_refused_with_a_clear_error,
+        committed_changes_survive_a_killed_process,
+    ],
+}
+
+// ---------------------------------------------------------------- samples
+
+fn spec(app: &str) -> ReleaseSpec {
+    let mut settings = serde_json::Map::new();
+    settings.insert("min_hosts".to_owned(), serde_json::json!(2));
+    ReleaseSpec {
+        app: app.to_owned(),
+        version: "1.2.3".to_owned(),
+        hosts: vec!["h1".to_owned(), "h2".to_owned()],
+        reference: ReferenceHosts::Hosts {
+            hosts: vec!["r1".to_owned()],
+        },
+        batches: vec![
+            PlannedBatch {
+                hosts: vec!["h1".to_owned()],
+            },
+            PlannedBatch {
+                hosts: vec!["h2".to_owned()],
+            },
+        ],
+        step_seconds: 60,
+        observe_seconds: 1800,
+        metrics: vec![MetricMeta {
+            name: "latency_p99".to_owned(),
+            kind: MetricKind::Middleware,
+            unit: "ms".to_owned(),
+            direction: Direction::Increase,
+            critical: true,
+        }],
+        settings,
+    }
+}
+
+fn release(id: &str, app: &str, created_at: i64) -> Release {
+    Release {
+        id: id.to_owned(),
+        spec: spec(app),
+        state: ReleaseState::Pending,
+        created_by: "pipeline".to_owned(),
+        created_at,
+        updated_at: created_at,
+        deployed: Vec::new(),
+        verdict: None,
+        reason: "created by the pipeline".to_owned(),
+    }
+}
+
+fn notification(release_id: &str, event: NotificationEvent, title: &str) -> NewNotification {
+    NewNotification {
+        release_id: release_id.to_owned(),
+        event,
+        channel: "ops-slack".to_owned(),
+        title: title.to_owned(),
+        text: format!("{title}: details"),
+        link: format!("https://vigil.example/releases/{release_id}"),
+    }
+}
+
+fn batch(index: u32, at: i64) -> Batch {
+    Batch {
+        index,
+        at,
+        hosts: vec![format!("h{}", index + 1)],
+    }
+}
+
+fn change(release_id: &str, expected: ReleaseState, to: ReleaseState, at: i64) -> Change {
+    let action = match to {
+        ReleaseState::Observing => Action::BatchDeployed,
+        ReleaseState::Paused => Action::Pause,
+        ReleaseState::Cancelled => Action::Cancel,
+        ReleaseState::Succeeded => Action::Succeed,
+        _ => Action::Resume,
+    };
+    Change {
+        release_id: release_id.to_owned(),
+        expected,
+        to,
+        action,
+        actor: "alice".to_owned(),
+        at,
+        reason: format!("to {to}"),
+        deployed: None,
+        notifications: Vec::new(),
+    }
+}
+
+fn finding() -> Finding {
+    Finding {
+        severity: Verdict::Fault,
+        signal: Signal::Metric {
+            name: "latency_p99".to_owned(),
+        },
+        hosts: vec!["h1".to_owned()],
+        hosts_judged: 1,
+        direction: "up".to_owned(),
+        observed: 250.5,
+        expected: 100.25,
+        effect: 1.5,
+        score: 7.75,
+        baseline: "reference".to_owned(),
+        evidence: "shift of 7.8 sigma for 5 steps".to_owned(),
+        since: 1_000_120,
+        explanation: "latency doubled on h1".to_owned(),
+    }
+}
+
+fn verdict_record(release_id: &str, at: i64, verdict: Verdict) -> VerdictRecord {
+    let findings = if verdict == Verdict::Fault {
+        vec![finding()]
+    } else {
+        Vec::new()
+    };
+    VerdictRecord {
+        release_id: release_id.to_owned(),
+        at,
+        verdict,
+        findings,
+        explanation: format!("{verdict} at {at}"),
+    }
+}
+
+fn chunk(kind: DataKind, key: Option<&str>, min_ms: i64, max_ms: i64, body: &[u8]) -> DataChunk {
+    DataChunk {
+        kind,
+        key: key.map(str::to_owned),
+        min_ms,
+        max_ms,
+        received_at: max_ms / 1000 + 1,
+        body: body.to_vec(),
+    }
+}
+
+fn all_releases() -> ReleaseFilter {
+    ReleaseFilter::default()
+}
+
+/// Creates release `r1` (pending) and returns the change that deploys its first batch.
+fn create_r1_and_its_first_batch(store: &dyn Store) -> Change {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    let mut deploy = change(
+        "r1",
+        ReleaseState::Pending,
+        ReleaseState::Observing,
+        1_000_060,
+    );
+    deploy.deployed = Some(batch(0, 1_000_060));
+    deploy
+}
+
+/// Everything the store says about a release, to compare before and after.
+fn snapshot(store: &dyn Store, release_id: &str) -> String {
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        store.release(release_id).unwrap(),
+        store.transitions(release_id).unwrap(),
+        store.verdicts(release_id).unwrap(),
+        store.notifications(release_id).unwrap(),
+        store.feedback(release_id).unwrap(),
+    )
+}
+
+// ---------------------------------------------------------------- releases
+
+fn a_created_release_reads_back_whole(store: &dyn Store) {
+    let mut created = release("r1", "shop", 1_000_000);
+    created.deployed = vec![batch(0, 1_000_060)];
+    created.verdict = Some(Verdict::Healthy);
+    created.state = ReleaseState::Observing;
+    store.create_release(&created).unwrap();
+    assert_eq!(store.release("r1").unwrap(), Some(created));
+}
+
+fn creating_a_release_records_the_create_transition(store: &dyn Store) {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    let transitions = store.transitions("r1").unwrap();
+    assert_eq!(transitions.len(), 1);
+    let create = &transitions[0];
+    assert_eq!(create.seq, 1);
+    assert_eq!(create.action, Action::Create);
+    assert_eq!(create.from, ReleaseState::Pending);
+    assert_eq!(create.to, ReleaseState::Pending);
+    assert_eq!(create.actor, "pipeline");
+    assert_eq!(create.at, 1_000_000);
+    assert_eq!(create.release_id, "r1");
+}
+
+fn a_duplicate_release_id_is_refused_and_changes_nothing(store: &dyn Store) {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    let before = snapshot(store, "r1");
+    let mut again = release("r1", "other-app", 2_000_000);
+    again.created_by = "mallory".to_owned();
+    let error = store.create_release(&again).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::ReleaseExists { id } if id == "r1"),
+        "{error:?}"
+    );
+    assert_eq!(error.to_string(), "release r1 already exists");
+    assert_eq!(snapshot(store, "r1"), before);
+    assert_eq!(store.releases(&all_releases()).unwrap().len(), 1);
+}
+
+fn a_missing_release_is_none_and_has_no_history(store: &dyn Store) {
+    assert_eq!(store.release("nope").unwrap(), None);
+    assert!(store.transitions("nope").unwrap().is_empty());
+    assert!(store.verdicts("nope").unwrap().is_empty());
+    assert!(store.notifications("nope").unwrap().is_empty());
+    assert!(store.feedback("nope").unwrap().is_empty());
+    assert!(store.releases(&all_releases()).unwrap().is_empty());
+}
+
+fn apply_moves_the_state_and_records_everything_it_implies(store: &dyn Store) {
+    let mut deploy = create_r1_and_its_first_batch(store);
+    deploy.notifications = vec![
+        notification("r1", NotificationEvent::Resumed, "batch 1 out"),
+        notification("r1", NotificationEvent::Recommendation, "look at it"),
+    ];
+    let (changed, transition) = store.apply(&deploy).unwrap();
+
+    assert_eq!(changed.state, ReleaseState::Observing);
+    assert_eq!(changed.reason, "to observing");
+    assert_eq!(changed.updated_at, 1_000_060);
+    assert_eq!(changed.created_at, 1_000_000);
+    assert_eq!(changed.deployed, vec![batch(0, 1_000_060)]);
+    assert_eq!(store.release("r1").unwrap(), Some(changed.clone()));
+
+    assert_eq!(transition.seq, 2);
+    assert_eq!(transition.from, ReleaseState::Pending);
+    assert_eq!(transition.to, ReleaseState::Observing);
+    assert_eq!(transition.action, Action::BatchDeployed);
+    assert_eq!(transition.actor, "alice");
+    assert_eq!(transition.at, 1_000_060);
+    assert_eq!(transition.reason, "to observing");
+    assert_eq!(store.transitions("r1").unwrap()[1], transition);
+
+    let queued = store.notifications("r1").unwrap();
+    assert_eq!(queued.len(), 2);
+    assert_eq!(queued[0].notification, deploy.notifications[0]);
+    assert_eq!(queued[1].notification, deploy.notifications[1]);
+    for item in &queued {
+        assert_eq!(item.state, DeliveryState::Pending);
+        assert_eq!(item.created_at, 1_000_060);
+        assert_eq!(item.next_attempt_at, 1_000_060);
+        assert_eq!(item.attempts, 0);
+        assert_eq!(item.last_error, "");
+    }
+
+    let mut second = change(
+        "r1",
+        ReleaseState::Observing,
+        ReleaseState::Observing,
+        1_000_120,
+    );
+    second.deployed = Some(batch(1, 1_000_120));
+    let (after_second, _) = store.apply(&second).unwrap();
+    assert_eq!(
+        after_second.deployed,
+        vec![batch(0, 1_000_060), batch(1, 1_000_120)]
+    );
+}
+
+fn apply_numbers_transitions_in_order(store: &dyn Store) {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    store
+        .create_release(&release("r2", "shop", 1_000_001))
+        .unwrap();
+    let path = [
+        ReleaseState::Observing,
+        ReleaseState::Paused,
+        ReleaseState::Observing,
+        ReleaseState::Succeeded,
+    ];
+    let mut state = ReleaseState::Pending;
+    for (step, next) in path.into_iter().enumerate() {
+        let at = 1_000_100 + step as i64;
+        let (_, transition) = store.apply(&change("r1", state, next, at)).unwrap();
+        assert_eq!(transition.seq, step as i64 + 2);
+        state = next;
+    }
+    let seqs: Vec<i64> = store
+        .transitions("r1")
+        .unwrap()
+        .iter()
+        .map(|transition| transition.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    let (_, other) = store
+        .apply(&change(
+            "r2",
+            ReleaseState::Pending,
+            ReleaseState::Cancelled,
+            1_000_200,
+        ))
+        .unwrap();
+    assert_eq!(other.seq, 2, "sequences are per release");
+}
+
+fn a_state_conflict_changes_nothing(store: &dyn Store) {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    store
+        .apply(&change(
+            "r1",
+            ReleaseState::Pending,
+            ReleaseState::Observing,
+            1_000_060,
+        ))
+        .unwrap();
+    let before = snapshot(store, "r1");
+    let mut stale = change(
+        "r1",
+        ReleaseState::Pending,
+        ReleaseState::Cancelled,
+        1_000_090,
+    );
+    stale.deployed = Some(batch(1, 1_000_090));
+    stale.notifications = vec![notification("r1", NotificationEvent::Paused, "stale")];
+    let error = store.apply(&stale).unwrap_err();
+    match &error {
+        StoreError::StateConflict {
+            id,
+            expected,
+            actual,
+        } => {
+            assert_eq!(id, "r1");
+            assert_eq!(*expected, ReleaseState::Pending);
+            assert_eq!(*actual, ReleaseState::Observing);
+        }
+        other => panic!("expected a state conflict, got {other:?}"),
+    }
+    assert_eq!(error.to_string(), "release r1 is observing, not pending");
+    assert_eq!(snapshot(store, "r1"), before);
+    assert!(store.due_notifications(i64::MAX, 100).unwrap().is_empty());
+}
+
+fn apply_to_a_missing_release_is_unknown(store: &dyn Store) {
+    let error = store
+        .apply(&change(
+            "ghost",
+            ReleaseState::Pending,
+            ReleaseState::Observing,
+            1,
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::UnknownRelease { id } if id == "ghost"),
+        "{error:?}"
+    );
+    assert!(store.transitions("ghost").unwrap().is_empty());
+}
+
+fn a_change_that_fails_midway_leaves_nothing(store: &dyn Store) {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    let before = snapshot(store, "r1");
+    // The second notification names a release that does not exist: the outbox refuses it
+    // after the state, the batch and the transition were written.
+    let mut doomed = change(
+        "r1",
+        ReleaseState::Pending,
+        ReleaseState::Observing,
+        1_000_060,
+    );
+    doomed.deployed = Some(batch(0, 1_000_060));
+    doomed.notifications = vec![
+        notification("r1", NotificationEvent::Resumed, "fine"),
+        notification("ghost", NotificationEvent::Resumed, "dangling"),
+    ];
+    assert!(store.apply(&doomed).is_err());
+    assert_eq!(snapshot(store, "r1"), before);
+    assert!(store.due_notifications(i64::MAX, 100).unwrap().is_empty());
+    // The store is still usable and the same change without the bad part goes through.
+    doomed.notifications.truncate(1);
+    let (changed, transition) = store.apply(&doomed).unwrap();
+    assert_eq!(changed.state, ReleaseState::Observing);
+    assert_eq!(transition.seq, 2);
+}
+
+fn one_of_many_racing_changes_wins(store: &dyn Store) {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    let racers = 8;
+    let barrier = Barrier::new(racers);
+    let outcomes: Vec<Result<(Release, vigil_core::release::Transition), StoreError>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..racers)
+                .map(|racer| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        let mut pause =
+                            change("r1", ReleaseState::Pending, ReleaseState::Paused, 1_000_060);
+                        pause.actor = format!("racer-{racer}");
+                        pause.notifications =
+                            vec![notification("r1", NotificationEvent::Paused, "paused")];
+                        barrier.wait();
+                        store.apply(&pause)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().unwrap())
+                .collect()
+        });
+    let winners = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+    assert_eq!(winners, 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        if let Err(error) = outcome {
+            assert!(
+                matches!(error, StoreError::StateConflict { .. }),
+                "{error:?}"
+            );
+        }
+    }
+    assert_eq!(store.transitions("r1").unwrap().len(), 2);
+    assert_eq!(store.notifications("r1").unwrap().len(), 1);
+}
+
+fn releases_are_listed_newest_first_by_app_and_state(store: &dyn Store) {
+    store
+        .create_release(&release("a-old", "shop", 100))
+        .unwrap();
+    store
+        .create_release(&release("a-new", "shop", 300))
+        .unwrap();
+    store
+        .create_release(&release("b-tie", "shop", 200))
+        .unwrap();
+    store
+        .create_release(&release("a-tie", "shop", 200))
+        .unwrap();
+    store
+        .create_release(&release("other", "search", 250))
+        .unwrap();
+    store
+        .apply(&change(
+            "a-new",
+            ReleaseState::Pending,
+            ReleaseState::Paused,
+            310,
+        ))
+        .unwrap();
+    store
+        .apply(&change(
+            "other",
+            ReleaseState::Pending,
+            ReleaseState::Observing,
+            260,
+        ))
+        .unwrap();
+    let ids = |filter: ReleaseFilter| -> Vec<String> {
+        store
+            .releases(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|found| found.id)
+            .collect()
+    };
+    assert_eq!(
+        ids(all_releases()),
+        vec!["a-new", "other", "a-tie", "b-tie", "a-old"]
+    );
+    let shop = ReleaseFilter {
+        app: Some("shop".to_owned()),
+        ..ReleaseFilter::default()
+    };
+    assert_eq!(ids(shop.clone()), vec!["a-new", "a-tie", "b-tie", "a-old"]);
+    assert_eq!(
+        ids(ReleaseFilter {
+            limit: 2,
+            ..shop.clone()
+        }),
+        vec!["a-new", "a-tie"]
+    );
+    assert_eq!(
+        ids(ReleaseFilter {
+            states: vec![ReleaseState::Paused, ReleaseState::Observing],
+            ..ReleaseFilter::default()
+        }),
+        vec!["a-new", "other"]
+    );
+    assert_eq!(
+        ids(ReleaseFilter {
+            states: vec![ReleaseState::Pending],
+            ..shop
+        }),
+        vec!["a-tie", "b-tie", "a-old"]
+    );
+    assert!(ids(ReleaseFilter {
+        app: Some("nobody".to_owned()),
+        ..ReleaseFilter::default()
+    })
+    .is_empty());
+}
+
+// ---------------------------------------------------------------- verdicts and feedback
+
+fn verdicts_are_kept_oldest_first_and_the_latest_is_on_the_release(store: &dyn Store) {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    let healthy = verdict_record("r1", 1_000_060, Verdict::Healthy);
+    let fault = verdict_record("r1", 1_000_120, Verdict::Fault);
+    store.record_verdict(&healthy, &[]).unwrap();
+    let pause_note = notification("r1", NotificationEvent::Paused, "fault found");
+    store
+        .record_verdict(&fault, std::slice::from_ref(&pause_note))
+        .unwrap();
+    assert_eq!(store.verdicts("r1").unwrap(), vec![healthy, fault]);
+    let stored = store.release("r1").unwrap().unwrap();
+    assert_eq!(stored.verdict, Some(Verdict::Fault));
+    assert_eq!(
+        stored.state,
+        ReleaseState::Pending,
+        "a verdict is no state change"
+    );
+    let queued = store.notifications("r1").unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].notification, pause_note);
+    assert_eq!(queued[0].created_at, 1_000_120);
+    assert_eq!(queued[0].next_attempt_at, 1_000_120);
+}
+
+fn a_verdict_that_fails_midway_leaves_nothing(store: &dyn Store) {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    store
+        .record_verdict(&verdict_record("r1", 1_000_060, Verdict::Healthy), &[])
+        .unwrap();
+    let before = snapshot(store, "r1");
+    let result = store.record_verdict(
+        &verdict_record("r1", 1_000_120, Verdict::Fault),
+        &[
+            notification("r1", NotificationEvent::Paused, "fine"),
+            notification("ghost", NotificationEvent::Paused, "dangling"),
+        ],
+    );
+    assert!(result.is_err());
+    assert_eq!(snapshot(store, "r1"), before);
+}
+
+fn a_verdict_for_a_missing_release_is_unknown(store: &dyn Store) {
+    let error = store
+        .record_verdict(
+            &verdict_record("ghost", 1, Verdict::Fault),
+            &[notification("ghost", NotificationEvent::Paused, "x")],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::UnknownRelease { id } if id == "ghost"),
+        "{error:?}"
+    );
+    assert!(store.verdicts("ghost").unwrap().is_empty());
+    assert!(store.due_notifications(i64::MAX, 10).unwrap().is_empty());
+}
+
+fn feedback_reads_back_in_order(store: &dyn Store) {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    let first = Feedback {
+        release_id: "r1".to_owned(),
+        kind: FeedbackKind::FalseAlarm,
+        note: "the spike was a cron job".to_owned(),
+        actor: "bob".to_owned(),
+        at: 1_000_500,
+    };
+    let second = Feedback {
+        kind: FeedbackKind::ConfirmFault,
+        note: String::new(),
+        at: 1_000_400,
+        ..first.clone()
+    };
+    store.add_feedback(&first).unwrap();
+    store.add_feedback(&second).unwrap();
+    assert_eq!(store.feedback("r1").unwrap(), vec![first.clone(), second]);
+    let error = store
+        .add_feedback(&Feedback {
+            release_id: "ghost".to_owned(),
+            ..first
+        })
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::UnknownRelease { .. }),
+        "{error:?}"
+    );
+}
+
+// ---------------------------------------------------------------- outbox
+
+/// A release with one queued notification per `at`, each from its own change.
+fn queue_at(store: &dyn Store, release_id: &str, times: &[i64]) -> Vec<i64> {
+    store
+        .create_release(&release(release_id, "shop", 1_000))
+        .unwrap();
+    let mut state = ReleaseState::Pending;
+    for &at in times {
+        let next = if state == ReleaseState::Paused {
+            ReleaseState::Observing
+        } else {
+            ReleaseState::Paused
+        };
+        let mut step = change(release_id, state, next, at);
+        step.notifications = vec![notification(
+            release_id,
+            NotificationEvent::Paused,
+            &format!("at {at}"),
+        )];
+        store.apply(&step).unwrap();
+        state = next;
+    }
+    store
+        .notifications(release_id)
+        .unwrap()
+        .iter()
+        .map(|item| item.id)
+        .collect()
+}
+
+fn new_notifications_are_due_at_once_oldest_first(store: &dyn Store) {
+    let ids = queue_at(store, "r1", &[2_000, 2_010, 2_020]);
+    assert_eq!(ids.len(), 3);
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+    let due_ids = |now: i64, limit: usize| -> Vec<i64> {
+        store
+            .due_notifications(now, limit)
+            .unwrap()
+            .iter()
+            .map(|item| item.id)
+            .collect()
+    };
+    assert!(due_ids(1_999, 10).is_empty());
+    assert_eq!(due_ids(2_000, 10), vec![ids[0]]);
+    assert_eq!(due_ids(2_015, 10), vec![ids[0], ids[1]]);
+    assert_eq!(due_ids(9_999, 10), ids);
+    assert_eq!(due_ids(9_999, 2), vec![ids[0], ids[1]]);
+    assert!(due_ids(9_999, 0).is_empty());
+    let first = &store.due_notifications(2_000, 1).unwrap()[0];
+    assert_eq!(first.notification.title, "at 2000");
+    assert_eq!(first.notification.release_id, "r1");
+}
+
+fn a_failed_notification_is_retried_later_or_given_up(store: &dyn Store) {
+    let ids = queue_at(store, "r1", &[2_000, 2_000]);
+    store
+        .notification_failed(ids[0], "http 503 from hooks", Some(2_060))
+        .unwrap();
+    let due: Vec<i64> = store
+        .due_notifications(2_030, 10)
+        .unwrap()
+        .iter()
+        .map(|item| item.id)
+        .collect();
+    assert_eq!(due, vec![ids[1]], "a retried item waits for its time");
+    let retried = store.due_notifications(2_060, 10).unwrap();
+    assert_eq!(retried.len(), 2);
+    assert_eq!(retried[0].id, ids[0]);
+    assert_eq!(retried[0].attempts, 1);
+    assert_eq!(retried[0].last_error, "http 503 from hooks");
+    assert_eq!(retried[0].next_attempt_at, 2_060);
+    assert_eq!(retried[0].state, DeliveryState::Pending);
+
+    store
+        .notification_failed(ids[0], "http 500", Some(2_120))
+        .unwrap();
+    store.notification_failed(ids[0], "http 410", None).unwrap();
+    let items = store.notifications("r1").unwrap();
+    assert_eq!(items[0].state, DeliveryState::Dead);
+    assert_eq!(items[0].attempts, 3);
+    assert_eq!(items[0].last_error, "http 410");
+    let still_due: Vec<i64> = store
+        .due_notifications(i64::MAX, 10)
+        .unwrap()
+        .iter()
+        .map(|item| item.id)
+        .collect();
+    assert_eq!(still_due, vec![ids[1]], "a dead item is never due again");
+}
+
+fn a_sent_notification_is_no_longer_due(store: &dyn Store) {
+    let ids = queue_at(store, "r1", &[2_000, 2_001]);
+    store.notification_sent(ids[0], 2_005).unwrap();
+    let items = store.notifications("r1").unwrap();
+    assert_eq!(items[0].state, DeliveryState::Sent);
+    assert_eq!(items[1].state, DeliveryState::Pending);
+    let due: Vec<i64> = store
+        .due_notifications(i64::MAX, 10)
+        .unwrap()
+        .iter()
+        .map(|item| item.id)
+        .collect();
+    assert_eq!(due, vec![ids[1]]);
+}
+
+fn unknown_notifications_are_reported(store: &dyn Store) {
+    let error = store.notification_sent(424_242, 1).unwrap_err();
+    assert!(
+        matches!(error, StoreError::UnknownNotification { id: 424_242 }),
+        "{error:?}"
+    );
+    let error = store
+        .notification_failed(424_242, "boom", Some(5))
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::UnknownNotification { id: 424_242 }),
+        "{error:?}"
+    );
+}
+
+// ---------------------------------------------------------------- tokens
+
+fn tokens_are_found_by_hash_and_names_may_repeat(store: &dyn Store) {
+    let admin = store
+        .create_token("deployer", Role::Admin, "aa11", 1_000)
+        .unwrap();
+    let ingest = store
+        .create_token("deployer", Role::Ingest, "bb22", 1_001)
+        .unwrap();
+    assert_ne!(admin.id, ingest.id);
+    assert_eq!(admin.name, "deployer");
+    assert_eq!(admin.role, Role::Admin);
+    assert_eq!(admin.hash, "aa11");
+    assert_eq!(admin.created_at, 1_000);
+    assert_eq!(store.token_by_hash("bb22").unwrap(), Some(ingest.clone()));
+    assert_eq!(store.token_by_hash("aa11").unwrap(), Some(admin.clone()));
+    assert_eq!(store.token_by_hash("cc33").unwrap(), None);
+    assert_eq!(store.tokens().unwrap(), vec![admin, ingest]);
+}
+
+// ---------------------------------------------------------------- data chunks
+
+fn a_chunk_with_a_known_key_is_a_duplicate_and_stores_nothing(store: &dyn Store) {
+    let original = chunk(DataKind::Metrics, Some("req-1"), 1_000, 2_000, b"first");
+    assert_eq!(store.append_data(&original).unwrap(), Appended::Stored);
+    let resent = chunk(DataKind::Metrics, Some("req-1"), 5_000, 6_000, b"second");
+    assert_eq!(store.append_data(&resent).unwrap(), Appended::Duplicate);
+    assert_eq!(
+        store
+            .data_between(DataKind::Metrics, i64::MIN, i64::MAX)
+            .unwrap(),
+        vec![original.clone()]
+    );
+    let same_key_other_kind = chunk(DataKind::Logs, Some("req-1"), 1_000, 2_000, b"logs");
+    assert_eq!(
+        store.append_data(&same_key_other_kind).unwrap(),
+        Appended::Stored
+    );
+    let keyless = chunk(DataKind::Metrics, None, 1_000, 2_000, b"no key");
+    assert_eq!(store.append_data(&keyless).unwrap(), Appended::Stored);
+    assert_eq!(store.append_data(&keyless).unwrap(), Appended::Stored);
+    assert_eq!(
+        store
+            .data_between(DataKind::Metrics, i64::MIN, i64::MAX)
+            .unwrap(),
+        vec![original, keyless.clone(), keyless]
+    );
+}
+
+fn chunks_are_found_by_overlapping_range_in_insertion_order(store: &dyn Store) {
+    let late = chunk(DataKind::Metrics, Some("a"), 5_000, 6_000, b"late");
+    let early = chunk(DataKind::Metrics, Some("b"), 1_000, 2_000, b"early");
+    let wide = chunk(DataKind::Metrics, Some("c"), 0, 10_000, &[7u8; 4096]);
+    let logs = chunk(DataKind::Logs, Some("d"), 1_000, 2_000, b"logs");
+    for stored in [&late, &early, &wide, &logs] {
+        assert_eq!(store.append_data(stored).unwrap(), Appended::Stored);
+    }
+    let between = |from: i64, to: i64| -> Vec<Vec<u8>> {
+        store
+            .data_between(DataKind::Metrics, from, to)
+            .unwrap()
+            .into_iter()
+            .map(|found| found.body)
+            .collect()
+    };
+    let late_body = b"late".to_vec();
+    let early_body = b"early".to_vec();
+    let wide_body = vec![7u8; 4096];
+    assert_eq!(
+        between(0, 10_000),
+        vec![late_body.clone(), early_body.clone(), wide_body.clone()]
+    );
+    assert_eq!(
+        between(2_000, 5_000),
+        vec![late_body.clone(), early_body.clone(), wide_body.clone()],
+        "touching ends overlap"
+    );
+    assert_eq!(between(2_001, 4_999), vec![wide_body.clone()]);
+    assert_eq!(between(5_500, 5_600), vec![late_body, wide_body.clone()]);
+    assert_eq!(between(10_001, 20_000), Vec::<Vec<u8>>::new());
+    assert_eq!(
+        store.data_between(DataKind::Logs, 0, 10_000).unwrap(),
+        vec![logs]
+    );
+    assert_eq!(
+        store.data_between(DataKind::Metrics, 1_500, 1_500).unwrap(),
+        vec![early, wide]
+    );
+}
+
+fn pruning_spares_recent_chunks_and_kept_windows(store: &dyn Store) {
+    let chunks = [
+        chunk(DataKind::Metrics, Some("old"), 100, 200, b"old"),
+        chunk(DataKind::Logs, Some("old-logs"), 150, 250, b"old logs"),
+        chunk(DataKind::Metrics, Some("kept"), 300, 400, b"kept"),
+        chunk(
+            DataKind::Metrics,
+            Some("straddles"),
+            900,
+            1_100,
+            b"straddles",
+        ),
+        chunk(DataKind::Metrics, Some("recent"), 1_200, 1_300, b"recent"),
+        chunk(DataKind::Logs, Some("kept-logs"), 550, 560, b"kept logs"),
+    ];
+    for stored in &chunks {
+        store.append_data(stored).unwrap();
+    }
+    let deleted = store.prune_data(1_000, &[(350, 360), (500, 600)]).unwrap();
+    assert_eq!(deleted, 2, "old and old-logs");
+    let bodies = |kind: DataKind| -> Vec<Vec<u8>> {
+        store
+            .data_between(kind, i64::MIN, i64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|found| found.body)
+            .collect()
+    };
+    assert_eq!(
+        bodies(DataKind::Metrics),
+        vec![b"kept".to_vec(), b"straddles".to_vec(), b"recent".to_vec()]
+    );
+    assert_eq!(bodies(DataKind::Logs), vec![b"kept logs".to_vec()]);
+    // A pruned key may come again: it is stored anew.
+    assert_eq!(store.append_data(&chunks[0]).unwrap(), Appended::Stored);
+    assert_eq!(store.prune_data(1_000, &[]).unwrap(), 3);
+    assert_eq!(
+        bodies(DataKind::Metrics),
+        vec![b"straddles".to_vec(), b"recent".to_vec()]
+    );
+    assert_eq!(store.prune_data(1_000, &[]).unwrap(), 0);
+}
+
+fn concurrent_appends_from_many_threads_are_all_stored(store: &dyn Store) {
+    let threads = 4;
+    let per_thread = 25;
+    std::thread::scope(|scope| {
+        for thread in 0..threads {
+            scope.spawn(move || {
+                for index in 0..per_thread {
+                    let key = format!("t{thread}-{index}");
+                    let body = vec![thread as u8; 1_000 + index];
+                    let at = (index as i64) * 10;
+                    let stored = chunk(DataKind::Metrics, Some(&key), at, at + 5, &body);
+                    assert_eq!(store.append_data(&stored).unwrap(), Appended::Stored);
+                    assert_eq!(store.append_data(&stored).unwrap(), Appended::Duplicate);
+                }
+            });
+        }
+    });
+    let all = store
+        .data_between(DataKind::Metrics, i64::MIN, i64::MAX)
+        .unwrap();
+    assert_eq!(all.len(), threads * per_thread);
+    for (thread, index) in (0..threads).flat_map(|thread| (0..per_thread).map(move |i| (thread, i)))
+    {
+        let key = format!("t{thread}-{index}");
+        let found: Vec<_> = all
+            .iter()
+            .filter(|found| found.key.as_deref() == Some(key.as_str()))
+            .collect();
+        assert_eq!(found.len(), 1, "{key}");
+        assert_eq!(found[0].body.len(), 1_000 + index);
+    }
+}
+
+// ---------------------------------------------------------------- templates and apps
+
+fn templates_are_upserted_by_app_and_id(store: &dyn Store) {
+    let template = |id: &str, text: &str, level: &str| LogTemplate {
+        id: id.to_owned(),
+        text: text.to_owned(),
+        level: level.to_owned(),
+    };
+    store
+        .upsert_templates(
+            "shop",
+            &[
+                template("t2", "timeout calling <*>", "ERROR"),
+                template("t1", "started in <*> ms", "INFO"),
+            ],
+        )
+        .unwrap();
+    store
+        .upsert_templates("search", &[template("t1", "index <*> loaded", "INFO")])
+        .unwrap();
+    store
+        .upsert_templates(
+            "shop",
+            &[
+                template("t2", "timeout calling <*> after <*>", "WARN"),
+                template("t3", "panic: <*>", "FATAL"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        store.templates("shop").unwrap(),
+        vec![
+            template("t1", "started in <*> ms", "INFO"),
+            template("t2", "timeout calling <*> after <*>", "WARN"),
+            template("t3", "panic: <*>", "FATAL"),
+        ]
+    );
+    assert_eq!(
+        store.templates("search").unwrap(),
+        vec![template("t1", "index <*> loaded", "INFO")]
+    );
+    assert!(store.templates("nobody").unwrap().is_empty());
+    store.upsert_templates("shop", &[]).unwrap();
+    assert_eq!(store.templates("shop").unwrap().len(), 3);
+}
+
+fn apps_are_put_and_replaced_by_name(store: &dyn Store) {
+    assert!(store.apps().unwrap().is_empty());
+    let shop = serde_json::json!({"pull": {"url": "http://prom:9090"}, "host_label": "instance"});
+    let search = serde_json::json!({"log_format": "json", "nested": [1, 2.5, null, "x"]});
+    store.put_app("shop", &shop).unwrap();
+    store.put_app("search", &search).unwrap();
+    let replaced = serde_json::json!({"host_label": "pod"});
+    store.put_app("shop", &replaced).unwrap();
+    assert_eq!(
+        store.apps().unwrap(),
+        vec![("search".to_owned(), search), ("shop".to_owned(), replaced)]
+    );
+}
+
+// ---------------------------------------------------------------- reopening and migrations
+
+fn a_reopened_store_still_has_everything(backend: &dyn Backend) {
+    let store = backend.open();
+    let mut deploy = create_r1_and_its_first_batch(&*store);
+    deploy.notifications = vec![notification("r1", NotificationEvent::Resumed, "out")];
+    store.apply(&deploy).unwrap();
+    store
+        .record_verdict(&verdict_record("r1", 1_000_120, Verdict::Fault), &[])
+        .unwrap();
+    store
+        .add_feedback(&Feedback {
+            release_id: "r1".to_owned(),
+            kind: FeedbackKind::ConfirmFault,
+            note: "yes".to_owned(),
+            actor: "bob".to_owned(),
+            at: 1_000_200,
+        })
+        .unwrap();
+    let queued_id = store.notifications("r1").unwrap()[0].id;
+    store
+        .notification_failed(queued_id, "timeout", Some(1_000_300))
+        .unwrap();
+    let token = store
+        .create_token("ci", Role::Operator, "feed", 1_000)
+        .unwrap();
+    store
+        .append_data(&chunk(DataKind::Metrics, Some("k"), 1, 2, &[1, 2, 3]))
+        .unwrap();
+    store
+        .upsert_templates(
+            "shop",
+            &[LogTemplate {
+                id: "t1".to_owned(),
+                text: "x".to_owned(),
+                level: "ERROR".to_owned(),
+            }],
+        )
+        .unwrap();
+    store.put_app("shop", &serde_json::json!({"a": 1})).unwrap();
+    let before = snapshot(&*store, "r1");
+    let data_before = store
+        .data_between(DataKind::Metrics, i64::MIN, i64::MAX)
+        .unwrap();
+    drop(store);
+
+    let reopened = backend.open();
+    assert_eq!(snapshot(&*reopened, "r1"), before);
+    assert_eq!(reopened.tokens().unwrap(), vec![token]);
+    assert_eq!(
+        reopened
+            .data_between(DataKind::Metrics, i64::MIN, i64::MAX)
+            .unwrap(),
+        data_before
+    );
+    assert_eq!(
+        reopened
+            .append_data(&chunk(DataKind::Metrics, Some("k"), 1, 2, &[9]))
+            .unwrap(),
+        Appended::Duplicate,
+        "idempotency keys survive a restart"
+    );
+    assert_eq!(reopened.templates("shop").unwrap().len(), 1);
+    assert_eq!(reopened.apps().unwrap().len(), 1);
+    let (_, transition) = reopened
+        .apply(&change(
+            "r1",
+            ReleaseState::Observing,
+            ReleaseState::Paused,
+            1_000_400,
+        ))
+        .unwrap();
+    assert_eq!(transition.seq, 3);
+}
+
+fn opening_again_migrates_nothing_and_keeps_data(backend: &dyn Backend) {
+    let first = backend.open();
+    first.create_release(&release("r1", "shop", 1)).unwrap();
+    // Two stores open on the same database at once, as two replicas or a restart would.
+    let second = backend.open();
+    assert!(second.release("r1").unwrap().is_some());
+    second.create_release(&release("r2", "shop", 2)).unwrap();
+    assert_eq!(first.releases(&all_releases()).unwrap().len(), 2);
+    drop(first);
+    drop(second);
+    let third = backend.open();
+    assert_eq!(third.releases(&all_releases()).unwrap().len(), 2);
+}
+
+fn a_newer_schema_is_refused_with_a_clear_error(backend: &dyn Backend) {
+    drop(backend.open());
+    backend.set_schema_version(9_999);
+    let error = match backend.open_result() {
+        Ok(store) => panic!("a newer schema was accepted: {store:?}"),
+        Err(error) => error,
+    };
+    assert!(matches!(error, StoreError::Migration(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("schema version 9999"), "{message}");
+    assert!(message.contains("newer vigil"), "{message}");
+}
+
+fn committed_changes_survive_a_killed_process(backend: &dyn Backend) {
+    drop(backend.open());
+    let test_binary = std::env::current_exe().unwrap();
+    let status = std::process::Command::new(test_binary)
+        .args([
+            "--exact",
+            "killed_child_writes_then_dies",
+            "--test-threads",
+            "1",
+            "--nocapture",
+        ])
+        .env(KILLED_CHILD_URL_ENV, backend.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the child dies by SIGKILL: {status:?}"
+    );
+    let reopened = backend.open();
+    let survived = reopened
+        .release("r1")
+        .unwrap()
+        .expect("the release survives");
+    assert_eq!(survived.state, ReleaseState::Observing);
+    assert_eq!(reopened.transitions("r1").unwrap().len(), 2);
+    assert_eq!(reopened.notifications("r1").unwrap().len(), 1);
+    assert_eq!(
+        reopened
+            .data_between(DataKind::Metrics, i64::MIN, i64::MAX)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// The child of `committed_changes_survive_a_killed_process`: writes, then has itself killed
+/// with SIGKILL while the store is still open. Does nothing in an ordinary test run.
+#[test]
+fn killed_child_writes_then_dies() {
+    let Ok(url) = std::env::var(KILLED_CHILD_URL_ENV) else {
+        return;
+    };
+    let store = vigil_store::open(&url).unwrap();
+    let mut deploy = create_r1_and_its_first_batch(&*store);
+    deploy.notifications = vec![notification("r1", NotificationEvent::Resumed, "out")];
+    store.apply(&deploy).unwrap();
+    store
+        .append_data(&chunk(DataKind::Metrics, Some("k"), 1, 2, &[1, 2, 3]))
+        .unwrap();
+    let pid = std::process::id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status();
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    panic!("kill -KILL did not end the process");
+}
+
+/// PostgreSQL only: a store whose connection the server ended connects again on a later call.
+#[test]
+fn postgres_store_connects_again_after_the_server_ends_its_connection() {
+    let Some(backend) = PostgresBackend::from_env() else {
+        return;
+    };
+    let store = backend.open();
+    store.create_release(&release("r1", "shop", 1)).unwrap();
+    let mut admin = ::postgres::Client::connect(&backend.url(), ::postgres::NoTls).unwrap();
+    let ended = admin
+        .query(
+            // Waits (up to 10 s) for the server process to be gone.
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'vigil'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(ended.len(), 1, "the store's one connection");
+    assert!(ended[0].get::<_, bool>(0), "the connection ended in time");
+    // The call that meets the broken connection may fail; the ones after it must not.
+    let attempts: Vec<bool> = (0..3)
+        .map(|_| store.release("r1").is_ok_and(|found| found.is_some()))
+        .collect();
+    assert!(attempts[1] && attempts[2], "{attempts:?}");
+}
