@@ -174,16 +174,38 @@ impl Guard {
             states: vec![ReleaseState::Observing],
             ..ReleaseFilter::default()
         })?;
-        let mut judged = Vec::new();
-        for release in observing {
-            match self.judge_if_ready(&release, now) {
-                Ok(Some(outcome)) => judged.push(outcome),
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!(release = %release.id, %error, "guard could not judge release");
-                }
-            }
-        }
+        // Releases are judged on as many threads as the machine has cores.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |cores| cores.get())
+            .clamp(1, observing.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut judged: Vec<Judged> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let position = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(release) = observing.get(position) else {
+                                return done;
+                            };
+                            match self.judge_if_ready(release, now) {
+                                Ok(Some(outcome)) => done.push(outcome),
+                                Ok(None) => {}
+                                Err(error) => {
+                                    tracing::warn!(release = %release.id, %error, "guard could not judge release");
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|handle| handle.join().unwrap_or_default())
+                .collect()
+        });
+        judged.sort_by(|left, right| left.release_id.cmp(&right.release_id));
         Ok(judged)
     }
 
@@ -315,7 +337,7 @@ impl Guard {
                     release_id: release.id.clone(),
                     at: judgement.at,
                     verdict: judgement.verdict,
-                    findings: judgement.findings.clone(),
+                    findings: finite_findings(&judgement.findings),
                     explanation: explanation.clone(),
                 },
                 &notifications,
@@ -401,6 +423,22 @@ fn step_complete(release: &Release, index: &DataIndex, lookback: i64, step_time:
         }
     }
     expected > 0
+}
+
+/// Findings with every number finite, so that they can be stored as JSON and read back
+/// (a value the analysis could not compute is stored as 0).
+pub fn finite_findings(findings: &[vigil_core::Finding]) -> Vec<vigil_core::Finding> {
+    let finite = |value: f64| if value.is_finite() { value } else { 0.0 };
+    findings
+        .iter()
+        .map(|finding| vigil_core::Finding {
+            observed: finite(finding.observed),
+            expected: finite(finding.expected),
+            effect: finite(finding.effect),
+            score: finite(finding.score),
+            ..finding.clone()
+        })
+        .collect()
 }
 
 /// One line: the most severe finding's explanation, or the judgement's reason.

@@ -102,7 +102,11 @@ impl AppConfig {
         if let Some(pattern) = &self.log_pattern {
             let compiled = regex::Regex::new(pattern)
                 .map_err(|error| AppConfigError::Pattern(error.to_string()))?;
-            if !compiled.capture_names().flatten().any(|name| name == "message") {
+            if !compiled
+                .capture_names()
+                .flatten()
+                .any(|name| name == "message")
+            {
                 return Err(AppConfigError::PatternWithoutMessage);
             }
         }
@@ -112,9 +116,8 @@ impl AppConfig {
 
 /// Fetches one query's results over `[start, end]` (Unix seconds) at `step` seconds, as samples
 /// of `query.metric` on each host of `app`.
-pub type Fetch = dyn Fn(&str, &PullSource, &PullQuery, i64, i64) -> Result<MetricChunk, String>
-    + Send
-    + Sync;
+pub type Fetch =
+    dyn Fn(&str, &PullSource, &PullQuery, i64, i64) -> Result<MetricChunk, String> + Send + Sync;
 
 /// What a pull round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -248,6 +251,9 @@ mod tests {
         let mut no_url = good;
         no_url.prometheus.as_mut().unwrap().url = "ftp://x".into();
         assert_eq!(no_url.validate(), Err(AppConfigError::Url));
-        assert!(serde_json::from_str::<AppConfig>(r#"{"prometheus": {"url": "http://a", "queries": [], "extra": 1}}"#).is_err());
+        assert!(serde_json::from_str::<AppConfig>(
+            r#"{"prometheus": {"url": "http://a", "queries": [], "extra": 1}}"#
+        )
+        .is_err());
     }
 }

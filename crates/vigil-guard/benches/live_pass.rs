@@ -1,0 +1,119 @@
+//! One live guard pass over many observing releases: each release has 50 hosts (25 release,
+//! 25 reference) × 20 metrics at 30 s steps, an hour of baseline and half an hour since its
+//! batch. Prints the time of a pass (every release judged once), median of runs.
+//!
+//! `cargo bench -p vigil-guard --bench live_pass -- [--releases N] [--runs N]`
+#![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::unwrap_used)]
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use vigil_core::release::{PlannedBatch, ReferenceHosts, Release, ReleaseSpec, ReleaseState};
+use vigil_core::samples::{MetricChunk, Point, SeriesKey};
+use vigil_core::{Batch, ManualClock};
+use vigil_guard::{DataIndex, Guard, GuardConfig};
+
+const HOSTS: usize = 50;
+const METRICS: usize = 20;
+const STEP: i64 = 30;
+
+fn argument(name: &str, default: usize) -> usize {
+    let arguments: Vec<String> = std::env::args().collect();
+    arguments
+        .iter()
+        .position(|argument| argument == name)
+        .and_then(|position| arguments.get(position + 1))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let releases = argument("--releases", 200);
+    let runs = argument("--runs", 3);
+    let deploy = 1_700_000_000i64;
+    let start = deploy - 3600;
+    let now = deploy + 1800;
+    let dir = vigil_store::testing::TempDir::new("live-pass").unwrap();
+    let store = vigil_store::open(&dir.path().join("vigil.db").display().to_string()).unwrap();
+    let index = Arc::new(RwLock::new(DataIndex::new()));
+    let mut seed = 7u64;
+    let mut noise = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as f64 / (1u64 << 31) as f64
+    };
+    for release_number in 0..releases {
+        let app = format!("app{release_number}");
+        let host_names: Vec<String> = (0..HOSTS).map(|h| format!("{app}-h{h}")).collect();
+        let mut chunk = MetricChunk::default();
+        for host in &host_names {
+            for metric in 0..METRICS {
+                let series = chunk.series.len() as u32;
+                chunk.series.push(SeriesKey {
+                    app: app.clone(),
+                    host: host.clone(),
+                    metric: format!("m{metric}"),
+                    counter: false,
+                });
+                let mut t = start;
+                while t <= now {
+                    chunk.points.push(Point {
+                        series,
+                        ms: t * 1000,
+                        value: 100.0 + 10.0 * noise(),
+                    });
+                    t += STEP;
+                }
+            }
+        }
+        index.write().unwrap().insert_metrics(&chunk);
+        let release_hosts: Vec<String> = host_names[..HOSTS / 2].to_vec();
+        let release = Release {
+            id: format!("r{release_number}"),
+            spec: ReleaseSpec {
+                app,
+                version: "2".into(),
+                hosts: release_hosts.clone(),
+                reference: ReferenceHosts::EveryOtherHost,
+                batches: vec![PlannedBatch {
+                    hosts: release_hosts.clone(),
+                }],
+                step_seconds: STEP,
+                observe_seconds: 7200,
+                metrics: Vec::new(),
+                settings: Default::default(),
+            },
+            state: ReleaseState::Observing,
+            created_by: "bench".into(),
+            created_at: deploy,
+            updated_at: deploy,
+            deployed: vec![Batch {
+                index: 0,
+                at: deploy,
+                hosts: release_hosts,
+            }],
+            verdict: None,
+            reason: String::new(),
+        };
+        store.create_release(&release).unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(now));
+    let guard = Guard::new(store, index, clock.clone(), GuardConfig::default());
+    let mut timings = Vec::new();
+    for run in 0..runs {
+        clock.set(now + run as i64 * STEP);
+        let started = Instant::now();
+        let judged = guard.pass().unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        assert_eq!(judged.len(), releases, "every release judged once");
+        println!("run {run}: {releases} releases judged in {seconds:.3} s");
+        timings.push(seconds);
+    }
+    timings.sort_by(|a, b| a.total_cmp(b));
+    let median = timings[timings.len() / 2];
+    println!(
+        "live pass: {releases} releases of {HOSTS} hosts x {METRICS} metrics: median {median:.3} s ({:.1} ms per release)",
+        median * 1000.0 / releases as f64
+    );
+}
