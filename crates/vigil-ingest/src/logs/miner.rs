@@ -1,0 +1,530 @@
+//! The online template miner: one pass over the lines, bounded memory, stable ids.
+//!
+//! Each message is tokenised and masked (see [`super::token`]); the sequence of masked
+//! tokens is its *shape*. A shape seen before goes straight to its template through a hash
+//! table, which is the path nearly every line takes. A new shape is compared with the
+//! templates of the same token count: when it is close enough to one (most of its tokens
+//! equal, the differing ones plausibly values of a variable) the template takes it and
+//! generalises the differing positions to `<*>`, keeping its id; otherwise it starts a new
+//! template.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use serde::{Deserialize, Serialize};
+
+use super::header::{HeaderFormat, Level};
+use super::token::{self, ShapeHasher, TokenKind, WILDCARD};
+
+/// Identifies a template for the life of a miner and across restarts
+/// ([`Miner::from_templates`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TemplateId(pub u64);
+
+impl std::fmt::Display for TemplateId {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}", self.0)
+    }
+}
+
+/// Settings of a [`Miner`]; the defaults suit ordinary application and system logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MinerConfig {
+    /// Share of a template's tokens a new shape must match (equal, or a value where the
+    /// template has a variable) to join it.
+    pub similarity: f64,
+    /// Templates kept at most; past it, a new shape joins its closest template, or the
+    /// catch-all `<*>` template when none has its length.
+    pub max_templates: usize,
+    /// Shapes remembered for the fast path; the table is emptied when it fills up.
+    pub max_shapes: usize,
+    /// Tokens looked at per message; the last one takes the rest of the message.
+    pub max_tokens: usize,
+    /// Bytes looked at per message; the rest is ignored.
+    pub max_message_bytes: usize,
+}
+
+impl Default for MinerConfig {
+    fn default() -> MinerConfig {
+        MinerConfig {
+            similarity: 0.5,
+            max_templates: 20_000,
+            max_shapes: 200_000,
+            max_tokens: 96,
+            max_message_bytes: 4096,
+        }
+    }
+}
+
+/// What adding a line did to its template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The line fits a template as it was.
+    None,
+    /// The line started a new template.
+    New,
+    /// The line joined a template whose text became more general.
+    Generalised,
+}
+
+/// The outcome of [`Miner::add`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Added {
+    pub id: TemplateId,
+    pub change: Change,
+}
+
+/// A template as the miner reports and stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    pub id: TemplateId,
+    /// The constant text, with `<*>` where the lines vary.
+    pub text: String,
+    /// Lines that fell in the template.
+    pub count: u64,
+    /// The most severe level seen on its lines, when the lines had one.
+    #[serde(default)]
+    pub level: Option<Level>,
+}
+
+impl Template {
+    /// The template in the form release bundles carry.
+    pub fn to_log_template(&self) -> vigil_core::LogTemplate {
+        vigil_core::LogTemplate {
+            id: self.id.to_string(),
+            text: self.text.clone(),
+            level: self
+                .level
+                .map(Level::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+}
+
+/// One position of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    /// A variable: any token.
+    Wild,
+    /// A token in its masked form (`uid=<*>`, `<*>]`), with its kind; a token of kind
+    /// [`TokenKind::Masked`] is a variable with its punctuation.
+    Const { text: Box<str>, kind: TokenKind },
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    id: TemplateId,
+    pieces: Vec<Piece>,
+    count: u64,
+    level: Option<Level>,
+}
+
+impl Slot {
+    fn text(&self) -> String {
+        let mut text = String::new();
+        for (index, piece) in self.pieces.iter().enumerate() {
+            if index > 0 {
+                text.push(' ');
+            }
+            match piece {
+                Piece::Wild => text.push_str(WILDCARD),
+                Piece::Const { text: constant, .. } => text.push_str(constant),
+            }
+        }
+        text
+    }
+
+    fn template(&self) -> Template {
+        Template {
+            id: self.id,
+            text: self.text(),
+            count: self.count,
+            level: self.level,
+        }
+    }
+
+    fn note_level(&mut self, level: Option<Level>) {
+        if level > self.level {
+            self.level = level;
+        }
+    }
+}
+
+/// The shape hashes are already mixed: the table uses them as they are.
+#[derive(Debug, Default, Clone, Copy)]
+struct PassThroughHasher {
+    value: u64,
+}
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.value
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.value = self.value.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.value = value;
+    }
+}
+
+type ShapeTable = HashMap<u64, u32, BuildHasherDefault<PassThroughHasher>>;
+
+/// A masked token of a new shape.
+#[derive(Debug)]
+struct MaskedToken {
+    text: String,
+    kind: TokenKind,
+}
+
+/// The online template miner. See the module documentation.
+#[derive(Debug)]
+pub struct Miner {
+    config: MinerConfig,
+    slots: Vec<Slot>,
+    /// Slot indices by token count.
+    by_length: HashMap<usize, Vec<u32>>,
+    shapes: ShapeTable,
+    next_id: u64,
+    catch_all: Option<u32>,
+    token_ranges: Vec<(u32, u32)>,
+    token_kinds: Vec<TokenKind>,
+}
+
+impl Default for Miner {
+    fn default() -> Miner {
+        Miner::new(MinerConfig::default())
+    }
+}
+
+impl Miner {
+    /// An empty miner.
+    pub fn new(config: MinerConfig) -> Miner {
+        Miner {
+            config,
+            slots: Vec::new(),
+            by_length: HashMap::new(),
+            shapes: ShapeTable::default(),
+            next_id: 1,
+            catch_all: None,
+            token_ranges: Vec::new(),
+            token_kinds: Vec::new(),
+        }
+    }
+
+    /// A miner that goes on from stored templates: they keep their ids, texts, counts and
+    /// levels, and new templates get ids above theirs. A stored id met twice keeps its first
+    /// template.
+    pub fn from_templates(
+        config: MinerConfig,
+        templates: impl IntoIterator<Item = Template>,
+    ) -> Miner {
+        let mut miner = Miner::new(config);
+        let mut seen = std::collections::HashSet::new();
+        for template in templates {
+            if !seen.insert(template.id) {
+                continue;
+            }
+            let pieces = template
+                .text
+                .split_ascii_whitespace()
+                .map(|text| {
+                    if text == WILDCARD {
+                        Piece::Wild
+                    } else {
+                        let kind = token::kind_of_masked(text);
+                        Piece::Const {
+                            text: text.into(),
+                            kind,
+                        }
+                    }
+                })
+                .collect::<Vec<_>>();
+            miner.next_id = miner.next_id.max(template.id.0.saturating_add(1));
+            let is_catch_all = template.text == WILDCARD;
+            let index = miner.push_slot(Slot {
+                id: template.id,
+                pieces,
+                count: template.count,
+                level: template.level,
+            });
+            if is_catch_all && miner.catch_all.is_none() {
+                miner.catch_all = Some(index);
+            }
+        }
+        miner
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &MinerConfig {
+        &self.config
+    }
+
+    /// Adds one message (a line without its header) with no level.
+    pub fn add(&mut self, message: &str) -> Added {
+        self.add_with_level(message, None)
+    }
+
+    /// Splits a whole line with `format` and adds its message with its level.
+    pub fn add_line(&mut self, line: &str, format: &HeaderFormat) -> Added {
+        let split = format.split(line);
+        self.add_with_level(split.message, split.level)
+    }
+
+    /// Adds one message seen at `level`.
+    pub fn add_with_level(&mut self, message: &str, level: Option<Level>) -> Added {
+        let message = clip(message, self.config.max_message_bytes);
+        token::tokenize(
+            message,
+            self.config.max_tokens.max(1),
+            &mut self.token_ranges,
+        );
+        self.token_kinds.clear();
+        let mut hasher = ShapeHasher::new();
+        hasher.write_u64(self.token_ranges.len() as u64);
+        let bytes = message.as_bytes();
+        for &(start, end) in &self.token_ranges {
+            let kind = token::hash_masked(&bytes[start as usize..end as usize], &mut hasher);
+            self.token_kinds.push(kind);
+        }
+        let shape = hasher.finish();
+        if let Some(&index) = self.shapes.get(&shape) {
+            let slot = &mut self.slots[index as usize];
+            slot.count += 1;
+            slot.note_level(level);
+            return Added {
+                id: slot.id,
+                change: Change::None,
+            };
+        }
+        let masked = self
+            .token_ranges
+            .iter()
+            .zip(&self.token_kinds)
+            .map(|(&(start, end), &kind)| MaskedToken {
+                text: token::masked_text(&message[start as usize..end as usize]),
+                kind,
+            })
+            .collect::<Vec<_>>();
+        let (index, change) = self.place(&masked);
+        if self.shapes.len() >= self.config.max_shapes {
+            self.shapes.clear();
+        }
+        self.shapes.insert(shape, index);
+        let slot = &mut self.slots[index as usize];
+        slot.count += 1;
+        slot.note_level(level);
+        Added {
+            id: slot.id,
+            change,
+        }
+    }
+
+    /// The templates, in the order they were first seen.
+    pub fn templates(&self) -> Vec<Template> {
+        self.slots.iter().map(Slot::template).collect()
+    }
+
+    /// How many templates there are.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True before the first template.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The template with this id, if any.
+    pub fn template(&self, id: TemplateId) -> Option<Template> {
+        self.slots
+            .iter()
+            .find(|slot| slot.id == id)
+            .map(Slot::template)
+    }
+
+    fn push_slot(&mut self, slot: Slot) -> u32 {
+        let index = self.slots.len() as u32;
+        self.by_length
+            .entry(slot.pieces.len())
+            .or_default()
+            .push(index);
+        self.slots.push(slot);
+        index
+    }
+
+    /// Finds or makes the template of a new shape.
+    fn place(&mut self, masked: &[MaskedToken]) -> (u32, Change) {
+        let full = self.slots.len() >= self.config.max_templates;
+        let best = self.closest(masked, full);
+        if let Some(index) = best {
+            let changed = generalise(&mut self.slots[index as usize], masked);
+            let change = if changed {
+                Change::Generalised
+            } else {
+                Change::None
+            };
+            return (index, change);
+        }
+        if full {
+            return (self.catch_all_slot(), Change::None);
+        }
+        let pieces = masked
+            .iter()
+            .map(|token| {
+                if token.text == WILDCARD {
+                    Piece::Wild
+                } else {
+                    Piece::Const {
+                        text: token.text.as_str().into(),
+                        kind: token.kind,
+                    }
+                }
+            })
+            .collect();
+        let id = self.take_id();
+        let index = self.push_slot(Slot {
+            id,
+            pieces,
+            count: 0,
+            level: None,
+        });
+        (index, Change::New)
+    }
+
+    fn take_id(&mut self) -> TemplateId {
+        let id = TemplateId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    fn catch_all_slot(&mut self) -> u32 {
+        if let Some(index) = self.catch_all {
+            return index;
+        }
+        let id = self.take_id();
+        let index = self.push_slot(Slot {
+            id,
+            pieces: vec![Piece::Wild],
+            count: 0,
+            level: None,
+        });
+        self.catch_all = Some(index);
+        index
+    }
+
+    /// The closest template of the same length that may take the shape; with `forced`, the
+    /// closest one whatever its similarity.
+    fn closest(&self, masked: &[MaskedToken], forced: bool) -> Option<u32> {
+        let candidates = self.by_length.get(&masked.len())?;
+        let mut best: Option<(u32, Score)> = None;
+        for &index in candidates {
+            let slot = &self.slots[index as usize];
+            let Some(score) = score(&slot.pieces, masked, self.config.similarity, forced) else {
+                continue;
+            };
+            let improves = match &best {
+                Some((_, best_score)) => score.better_than(best_score),
+                None => true,
+            };
+            if improves {
+                best = Some((index, score));
+            }
+        }
+        best.map(|(index, _)| index)
+    }
+}
+
+/// How well a shape fits a template.
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    /// Positions equal in both (a masked token under a variable counts).
+    same: usize,
+    /// Positions where the template has a variable and the shape a constant.
+    wild: usize,
+}
+
+impl Score {
+    fn better_than(&self, other: &Score) -> bool {
+        (self.same, usize::MAX - self.wild) > (other.same, usize::MAX - other.wild)
+    }
+}
+
+fn score(pieces: &[Piece], masked: &[MaskedToken], similarity: f64, forced: bool) -> Option<Score> {
+    let mut same = 0usize;
+    let mut wild = 0usize;
+    let mut compared = 0usize;
+    let mut word_differences = 0usize;
+    for (position, (piece, token)) in pieces.iter().zip(masked).enumerate() {
+        let line_variable = token.kind == TokenKind::Masked;
+        match piece {
+            Piece::Wild => {
+                if !line_variable {
+                    wild += 1;
+                    compared += 1;
+                }
+            }
+            Piece::Const { kind, .. } if *kind == TokenKind::Masked && line_variable => {}
+            Piece::Const { text, kind } => {
+                compared += 1;
+                if **text == *token.text {
+                    same += 1;
+                    continue;
+                }
+                if *kind == TokenKind::Word && token.kind == TokenKind::Word {
+                    if position == 0 && !forced {
+                        return None;
+                    }
+                    word_differences += 1;
+                }
+            }
+        }
+    }
+    let score = Score { same, wild };
+    if forced {
+        return Some(score);
+    }
+    if pieces.len() <= 2 && word_differences > 0 {
+        return None;
+    }
+    if compared == 0 {
+        return Some(score);
+    }
+    if same == 0 || (same as f64) < similarity * compared as f64 {
+        return None;
+    }
+    Some(score)
+}
+
+/// Turns the positions where the shape differs into variables; true when the text changed.
+fn generalise(slot: &mut Slot, masked: &[MaskedToken]) -> bool {
+    let mut changed = false;
+    for (piece, token) in slot.pieces.iter_mut().zip(masked) {
+        if let Piece::Const { text, .. } = piece {
+            if **text != *token.text {
+                *piece = Piece::Wild;
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// The longest prefix of `text` of at most `limit` bytes that ends on a character boundary.
+fn clip(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

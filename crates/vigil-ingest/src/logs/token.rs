@@ -1,0 +1,263 @@
+//! Tokens of a message and the masking of their obvious variable parts.
+//!
+//! A message is split on whitespace into tokens. Each token is further cut at punctuation
+//! (`= : , ; ( ) [ ] { } < > " ' |`) into segments; a segment holding a digit (numbers, hex
+//! ids, IP addresses, UUIDs, timestamps, paths with numbers...) is masked as `<*>`. The
+//! masked token keeps its punctuation and its constant segments: `uid=0` becomes `uid=<*>`,
+//! `[10.0.0.1]` becomes `[<*>]`. Masking works on the bytes of the message without
+//! allocating; only a new shape pays for building the masked strings.
+
+/// The text a masked segment or a variable token shows in a template.
+pub const WILDCARD: &str = "<*>";
+
+/// Marker mixed into a shape hash for a masked segment: not a byte a message can hold in
+/// that position of the hash stream.
+const MASK_MARK: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// What a masked token looks like, used to judge whether two different tokens may be two
+/// values of one variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Every segment was masked: `1234`, `10.0.0.1:80`, `0x1f`.
+    Masked,
+    /// Words only (letters with `-`, `_` or `'` inside, between punctuation): the words of
+    /// the constant text, `failure;`, `user=root`.
+    Word,
+    /// Anything else: identifiers with dots or slashes, partly masked tokens, symbols.
+    Other,
+}
+
+pub(crate) fn is_delimiter(byte: u8) -> bool {
+    matches!(
+        byte,
+        b'=' | b':'
+            | b','
+            | b';'
+            | b'('
+            | b')'
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'<'
+            | b'>'
+            | b'"'
+            | b'\''
+            | b'|'
+    )
+}
+
+/// Whether a segment (a run of bytes between delimiters) is a variable by its look alone.
+fn segment_is_variable(segment: &[u8]) -> bool {
+    segment.iter().any(u8::is_ascii_digit)
+}
+
+/// Small, fast hash for shape keys (a multiply-rotate mix, in the family of Fx hashes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShapeHasher {
+    state: u64,
+}
+
+impl ShapeHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    pub(crate) fn new() -> ShapeHasher {
+        ShapeHasher { state: 0 }
+    }
+
+    #[inline]
+    pub(crate) fn write_u64(&mut self, value: u64) {
+        self.state = (self.state.rotate_left(5) ^ value).wrapping_mul(Self::SEED);
+    }
+
+    #[inline]
+    pub(crate) fn write_bytes(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.write_u64(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    pub(crate) fn finish(self) -> u64 {
+        // A final avalanche so that nearby states spread over the table.
+        let mut value = self.state;
+        value ^= value >> 33;
+        value = value.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        value ^= value >> 33;
+        value
+    }
+}
+
+/// Feeds the masked form of `token` to `hasher` and tells its kind, without allocating.
+#[inline]
+pub(crate) fn hash_masked(token: &[u8], hasher: &mut ShapeHasher) -> TokenKind {
+    let mut start = 0usize;
+    let mut masked_segments = 0usize;
+    let mut kept_segments = 0usize;
+    let mut all_letters = true;
+    let mut index = 0usize;
+    while index <= token.len() {
+        let at_end = index == token.len();
+        if at_end || is_delimiter(token[index]) {
+            let segment = &token[start..index];
+            if !segment.is_empty() {
+                if segment_is_variable(segment) {
+                    masked_segments += 1;
+                    hasher.write_u64(MASK_MARK);
+                } else {
+                    kept_segments += 1;
+                    if !is_word(segment) {
+                        all_letters = false;
+                    }
+                    hasher.write_bytes(segment);
+                }
+            }
+            if !at_end {
+                hasher.write_u64(u64::from(token[index]) | 0x100);
+            }
+            start = index + 1;
+        }
+        index += 1;
+    }
+    hasher.write_u64(0x2000);
+    if masked_segments > 0 && kept_segments == 0 {
+        TokenKind::Masked
+    } else if masked_segments == 0 && kept_segments > 0 && all_letters {
+        TokenKind::Word
+    } else {
+        TokenKind::Other
+    }
+}
+
+/// Letters with inner `-`, `_` or `'`: `failure`, `pre-auth`, `can't`.
+fn is_word(segment: &[u8]) -> bool {
+    let Some(first) = segment.first() else {
+        return false;
+    };
+    (first.is_ascii_alphabetic() || *first >= 0x80)
+        && segment.iter().all(|byte| {
+            byte.is_ascii_alphabetic() || matches!(byte, b'-' | b'_' | b'\'') || *byte >= 0x80
+        })
+}
+
+/// The masked form of a token: `uid=0` gives `uid=<*>`, `42` gives `<*>`.
+pub(crate) fn masked_text(token: &str) -> String {
+    let bytes = token.as_bytes();
+    let mut text = String::with_capacity(token.len());
+    let mut start = 0usize;
+    for index in 0..=bytes.len() {
+        let at_end = index == bytes.len();
+        if at_end || is_delimiter(bytes[index]) {
+            // Delimiters are ASCII, so `start` and `index` fall on character boundaries.
+            let segment = &token[start..index];
+            if !segment.is_empty() {
+                if segment_is_variable(segment.as_bytes()) {
+                    text.push_str(WILDCARD);
+                } else {
+                    text.push_str(segment);
+                }
+            }
+            if !at_end {
+                text.push(char::from(bytes[index]));
+            }
+            start = index + 1;
+        }
+    }
+    text
+}
+
+/// The kind of a token already in masked form (`uid=<*>`, `<*>]`), as stored in a template.
+pub(crate) fn kind_of_masked(text: &str) -> TokenKind {
+    let unmasked = text.replace(WILDCARD, "0");
+    hash_masked(unmasked.as_bytes(), &mut ShapeHasher::new())
+}
+
+/// Splits a message into whitespace-separated tokens as byte ranges, into `out`.
+#[inline]
+pub(crate) fn tokenize(message: &str, limit: usize, out: &mut Vec<(u32, u32)>) {
+    out.clear();
+    let bytes = message.as_bytes();
+    let mut index = 0usize;
+    while index < bytes.len() {
+        while index < bytes.len() && bytes[index].is_ascii_whitespace() {
+            index += 1;
+        }
+        if index >= bytes.len() {
+            break;
+        }
+        let start = index;
+        while index < bytes.len() && !bytes[index].is_ascii_whitespace() {
+            index += 1;
+        }
+        if out.len() + 1 == limit {
+            // The last token takes the rest of the message; it is masked like any other.
+            out.push((start as u32, bytes.len() as u32));
+            return;
+        }
+        out.push((start as u32, index as u32));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(token: &str) -> TokenKind {
+        hash_masked(token.as_bytes(), &mut ShapeHasher::new())
+    }
+
+    fn hash(token: &str) -> u64 {
+        let mut hasher = ShapeHasher::new();
+        hash_masked(token.as_bytes(), &mut hasher);
+        hasher.finish()
+    }
+
+    #[test]
+    fn masks_segments_with_digits() {
+        assert_eq!(masked_text("uid=0"), "uid=<*>");
+        assert_eq!(masked_text("10.251.73.220:50010"), "<*>:<*>");
+        assert_eq!(masked_text("[173.234.31.186]"), "[<*>]");
+        assert_eq!(masked_text("blk_-6952295868487656571"), "<*>");
+        assert_eq!(masked_text("failure;"), "failure;");
+        assert_eq!(
+            masked_text("IOThunderboltSwitch<0>(0x0)::x"),
+            "IOThunderboltSwitch<<*>>(<*>)::x"
+        );
+    }
+
+    #[test]
+    fn same_masked_text_same_hash() {
+        assert_eq!(hash("uid=0"), hash("uid=42"));
+        assert_ne!(hash("uid=0"), hash("gid=0"));
+        assert_ne!(hash("a:b"), hash("a;b"));
+        assert_eq!(hash("10.0.0.1"), hash("7"));
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(kind("1234"), TokenKind::Masked);
+        assert_eq!(kind("[10.0.0.1]"), TokenKind::Masked);
+        assert_eq!(kind("failure"), TokenKind::Word);
+        assert_eq!(kind("pre-auth"), TokenKind::Word);
+        assert_eq!(kind("failure;"), TokenKind::Word);
+        assert_eq!(kind("uid=0"), TokenKind::Other);
+        assert_eq!(kind("www.example.com"), TokenKind::Other);
+    }
+
+    #[test]
+    fn tokens_are_whitespace_separated_and_limited() {
+        let mut tokens = Vec::new();
+        tokenize("  a bb\tccc  ", 10, &mut tokens);
+        assert_eq!(tokens, vec![(2, 3), (4, 6), (7, 10)]);
+        tokenize("a b c d", 3, &mut tokens);
+        assert_eq!(tokens, vec![(0, 1), (2, 3), (4, 7)]);
+    }
+}
