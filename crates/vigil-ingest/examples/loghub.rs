@@ -63,10 +63,11 @@ fn main() -> std::process::ExitCode {
             continue;
         };
         let mut miner = Miner::new(MinerConfig::default());
-        let predicted = contents
+        let added = contents
             .iter()
             .map(|content| miner.add(content).id)
             .collect::<Vec<_>>();
+        let predicted = resolve_all(&miner, &added);
         let content_accuracy = grouping_accuracy(&predicted, &events);
         if show.as_deref() == Some(system) {
             show_errors(&miner, &contents, &predicted, &events);
@@ -81,7 +82,7 @@ fn main() -> std::process::ExitCode {
                     .map(|line| raw_miner.add_line(line, &format).id)
                     .collect::<Vec<_>>();
                 if ids.len() == events.len() {
-                    grouping_accuracy(&ids, &events)
+                    grouping_accuracy(&resolve_all(&raw_miner, &ids), &events)
                 } else {
                     f64::NAN
                 }
@@ -106,6 +107,13 @@ fn main() -> std::process::ExitCode {
         raw_total / measured as f64
     );
     std::process::ExitCode::SUCCESS
+}
+
+/// The ids the lines' templates go by at the end (templates found to be one are merged).
+fn resolve_all(miner: &Miner, ids: &[TemplateId]) -> Vec<TemplateId> {
+    ids.iter()
+        .map(|id| miner.resolve(*id).unwrap_or(*id))
+        .collect()
 }
 
 /// The `Content` and `EventId` columns of a structured loghub file.

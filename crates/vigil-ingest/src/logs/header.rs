@@ -478,14 +478,19 @@ fn after_level(line: &str, level_unit: Unit<'_>) -> usize {
     position
 }
 
-/// When `unit` is followed by a lone `-` (` - `), the offset after that dash.
+/// When `unit` is followed by a lone `-` (` - `), the offset after that dash; not when a
+/// level follows the dash (`12:00:01 - INFO [main] - message`).
 fn dash_after(line: &str, unit: Unit<'_>) -> Option<usize> {
     let next = next_unit(line, unit.end)?;
-    if next.text == "-" && !unit.text.ends_with(':') {
-        Some(next.end)
-    } else {
-        None
+    if next.text != "-" || unit.text.ends_with(':') {
+        return None;
     }
+    if let Some(after) = next_unit(line, next.end) {
+        if Level::from_word(strip_field_punctuation(after.text)).is_some() {
+            return None;
+        }
+    }
+    Some(next.end)
 }
 
 /// Headers made of `|`-separated fields (`20171223-22:15:29:606|Step_LSC|30002312|message`):

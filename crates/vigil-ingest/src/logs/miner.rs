@@ -40,8 +40,14 @@ pub struct MinerConfig {
     pub max_templates: usize,
     /// Shapes remembered for the fast path; the table is emptied when it fills up.
     pub max_shapes: usize,
-    /// Tokens looked at per message; the last one takes the rest of the message.
+    /// Tokens looked at per message (at most 128); the last one takes the rest of the
+    /// message.
     pub max_tokens: usize,
+    /// Distinct words seen at the same positions of otherwise equal templates before those
+    /// positions become variables. Words are usually the constant text, so one or two
+    /// variants (`GET` and `POST`, `opened` and `closed`) stay apart, while user names or
+    /// states with many values merge.
+    pub min_word_values: usize,
     /// Bytes looked at per message; the rest is ignored.
     pub max_message_bytes: usize,
 }
@@ -53,6 +59,7 @@ impl Default for MinerConfig {
             max_templates: 20_000,
             max_shapes: 200_000,
             max_tokens: 96,
+            min_word_values: 4,
             max_message_bytes: 4096,
         }
     }
@@ -120,6 +127,11 @@ struct Slot {
     pieces: Vec<Piece>,
     count: u64,
     level: Option<Level>,
+    /// Set when the template was absorbed into another one.
+    merged_into: Option<u32>,
+    /// Templates that differ from this one in words at the same positions (the key, a bit per
+    /// position): candidates for one template with variables there.
+    families: Vec<(u128, Vec<u32>)>,
 }
 
 impl Slot {
@@ -177,22 +189,17 @@ impl Hasher for PassThroughHasher {
 
 type ShapeTable = HashMap<u64, u32, BuildHasherDefault<PassThroughHasher>>;
 
-/// A masked token of a new shape.
-#[derive(Debug)]
-struct MaskedToken {
-    text: String,
-    kind: TokenKind,
-}
-
 /// The online template miner. See the module documentation.
 #[derive(Debug)]
 pub struct Miner {
     config: MinerConfig,
     slots: Vec<Slot>,
-    /// Slot indices by token count.
+    by_id: HashMap<TemplateId, u32>,
+    /// Indices of the live slots by token count.
     by_length: HashMap<usize, Vec<u32>>,
     shapes: ShapeTable,
     next_id: u64,
+    live: usize,
     catch_all: Option<u32>,
     token_ranges: Vec<(u32, u32)>,
     token_kinds: Vec<TokenKind>,
@@ -210,9 +217,11 @@ impl Miner {
         Miner {
             config,
             slots: Vec::new(),
+            by_id: HashMap::new(),
             by_length: HashMap::new(),
             shapes: ShapeTable::default(),
             next_id: 1,
+            live: 0,
             catch_all: None,
             token_ranges: Vec::new(),
             token_kinds: Vec::new(),
@@ -227,9 +236,8 @@ impl Miner {
         templates: impl IntoIterator<Item = Template>,
     ) -> Miner {
         let mut miner = Miner::new(config);
-        let mut seen = std::collections::HashSet::new();
         for template in templates {
-            if !seen.insert(template.id) {
+            if miner.by_id.contains_key(&template.id) {
                 continue;
             }
             let pieces = template
@@ -239,22 +247,19 @@ impl Miner {
                     if text == WILDCARD {
                         Piece::Wild
                     } else {
-                        let kind = token::kind_of_masked(text);
                         Piece::Const {
                             text: text.into(),
-                            kind,
+                            kind: token::kind_of_masked(text),
                         }
                     }
                 })
                 .collect::<Vec<_>>();
             miner.next_id = miner.next_id.max(template.id.0.saturating_add(1));
             let is_catch_all = template.text == WILDCARD;
-            let index = miner.push_slot(Slot {
-                id: template.id,
-                pieces,
-                count: template.count,
-                level: template.level,
-            });
+            let index = miner.push_slot(template.id, pieces);
+            let slot = &mut miner.slots[index as usize];
+            slot.count = template.count;
+            slot.level = template.level;
             if is_catch_all && miner.catch_all.is_none() {
                 miner.catch_all = Some(index);
             }
@@ -281,11 +286,8 @@ impl Miner {
     /// Adds one message seen at `level`.
     pub fn add_with_level(&mut self, message: &str, level: Option<Level>) -> Added {
         let message = clip(message, self.config.max_message_bytes);
-        token::tokenize(
-            message,
-            self.config.max_tokens.max(1),
-            &mut self.token_ranges,
-        );
+        let token_limit = self.config.max_tokens.clamp(1, 128);
+        token::tokenize(message, token_limit, &mut self.token_ranges);
         self.token_kinds.clear();
         let mut hasher = ShapeHasher::new();
         hasher.write_u64(self.token_ranges.len() as u64);
@@ -296,7 +298,8 @@ impl Miner {
         }
         let shape = hasher.finish();
         if let Some(&index) = self.shapes.get(&shape) {
-            let slot = &mut self.slots[index as usize];
+            let root = self.root(index);
+            let slot = &mut self.slots[root as usize];
             slot.count += 1;
             slot.note_level(level);
             return Added {
@@ -304,21 +307,29 @@ impl Miner {
                 change: Change::None,
             };
         }
-        let masked = self
+        let pieces = self
             .token_ranges
             .iter()
             .zip(&self.token_kinds)
-            .map(|(&(start, end), &kind)| MaskedToken {
-                text: token::masked_text(&message[start as usize..end as usize]),
-                kind,
+            .map(|(&(start, end), &kind)| {
+                let text = token::masked_text(&message[start as usize..end as usize]);
+                if text == WILDCARD {
+                    Piece::Wild
+                } else {
+                    Piece::Const {
+                        text: text.into(),
+                        kind,
+                    }
+                }
             })
             .collect::<Vec<_>>();
-        let (index, change) = self.place(&masked);
+        let (index, change) = self.place(pieces);
         if self.shapes.len() >= self.config.max_shapes {
             self.shapes.clear();
         }
         self.shapes.insert(shape, index);
-        let slot = &mut self.slots[index as usize];
+        let root = self.root(index);
+        let slot = &mut self.slots[root as usize];
         slot.count += 1;
         slot.note_level(level);
         Added {
@@ -327,76 +338,123 @@ impl Miner {
         }
     }
 
-    /// The templates, in the order they were first seen.
+    /// The live templates, in the order they were first seen.
     pub fn templates(&self) -> Vec<Template> {
-        self.slots.iter().map(Slot::template).collect()
+        self.slots
+            .iter()
+            .filter(|slot| slot.merged_into.is_none())
+            .map(Slot::template)
+            .collect()
     }
 
-    /// How many templates there are.
+    /// How many live templates there are.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.live
     }
 
     /// True before the first template.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.live == 0
     }
 
-    /// The template with this id, if any.
+    /// The id a template goes by now: its own, or the id of the template that absorbed it
+    /// when several templates turned out to be one with a variable. `None` for an id this
+    /// miner never gave.
+    pub fn resolve(&self, id: TemplateId) -> Option<TemplateId> {
+        let index = *self.by_id.get(&id)?;
+        Some(self.slots[self.root(index) as usize].id)
+    }
+
+    /// The template an id goes by now (see [`Miner::resolve`]).
     pub fn template(&self, id: TemplateId) -> Option<Template> {
-        self.slots
-            .iter()
-            .find(|slot| slot.id == id)
-            .map(Slot::template)
+        let index = *self.by_id.get(&id)?;
+        Some(self.slots[self.root(index) as usize].template())
     }
 
-    fn push_slot(&mut self, slot: Slot) -> u32 {
-        let index = self.slots.len() as u32;
-        self.by_length
-            .entry(slot.pieces.len())
-            .or_default()
-            .push(index);
-        self.slots.push(slot);
+    fn root(&self, mut index: u32) -> u32 {
+        while let Some(parent) = self.slots[index as usize].merged_into {
+            index = parent;
+        }
         index
     }
 
-    /// Finds or makes the template of a new shape.
-    fn place(&mut self, masked: &[MaskedToken]) -> (u32, Change) {
-        let full = self.slots.len() >= self.config.max_templates;
-        let best = self.closest(masked, full);
-        if let Some(index) = best {
-            let changed = generalise(&mut self.slots[index as usize], masked);
-            let change = if changed {
-                Change::Generalised
-            } else {
-                Change::None
-            };
-            return (index, change);
-        }
-        if full {
-            return (self.catch_all_slot(), Change::None);
-        }
-        let pieces = masked
-            .iter()
-            .map(|token| {
-                if token.text == WILDCARD {
-                    Piece::Wild
-                } else {
-                    Piece::Const {
-                        text: token.text.as_str().into(),
-                        kind: token.kind,
-                    }
-                }
-            })
-            .collect();
-        let id = self.take_id();
-        let index = self.push_slot(Slot {
+    fn push_slot(&mut self, id: TemplateId, pieces: Vec<Piece>) -> u32 {
+        let index = self.slots.len() as u32;
+        self.by_length.entry(pieces.len()).or_default().push(index);
+        self.by_id.insert(id, index);
+        self.slots.push(Slot {
             id,
             pieces,
             count: 0,
             level: None,
+            merged_into: None,
+            families: Vec::new(),
         });
-        (index, Change::New)
+        self.live += 1;
+        index
+    }
+
+    /// Finds or makes the template of a new shape.
+    fn place(&mut self, pieces: Vec<Piece>) -> (u32, Change) {
+        let full = self.slots.len() >= self.config.max_templates;
+        let Some((index, score)) = self.closest(&pieces, full) else {
+            if full {
+                return (self.catch_all_slot(), Change::None);
+            }
+            let id = self.take_id();
+            return (self.push_slot(id, pieces), Change::New);
+        };
+        if score.word_positions == 0 || full {
+            let changed = generalise(&mut self.slots[index as usize].pieces, &pieces);
+            return (index, change_of(changed));
+        }
+        // Differing words: a template of its own until enough variants show the positions
+        // hold a variable.
+        let id = self.take_id();
+        let sibling = self.push_slot(id, pieces);
+        let min_values = self.config.min_word_values.max(2);
+        let families = &mut self.slots[index as usize].families;
+        let family = match families
+            .iter_mut()
+            .position(|(positions, _)| *positions == score.word_positions)
+        {
+            Some(found) => &mut families[found].1,
+            None => {
+                families.push((score.word_positions, Vec::new()));
+                let last = families.len() - 1;
+                &mut families[last].1
+            }
+        };
+        family.push(sibling);
+        if family.len() + 1 < min_values {
+            return (sibling, Change::New);
+        }
+        let members = std::mem::take(family);
+        for member in members {
+            self.absorb(index, member);
+        }
+        (index, Change::Generalised)
+    }
+
+    /// Merges the template at `member` into the one at `into`.
+    fn absorb(&mut self, into: u32, member: u32) {
+        let member_slot = &mut self.slots[member as usize];
+        if member_slot.merged_into.is_some() {
+            return;
+        }
+        let pieces = std::mem::take(&mut member_slot.pieces);
+        let count = member_slot.count;
+        let level = member_slot.level;
+        member_slot.families = Vec::new();
+        member_slot.merged_into = Some(into);
+        if let Some(list) = self.by_length.get_mut(&pieces.len()) {
+            list.retain(|&candidate| candidate != member);
+        }
+        self.live -= 1;
+        let target = &mut self.slots[into as usize];
+        generalise(&mut target.pieces, &pieces);
+        target.count += count;
+        target.note_level(level);
     }
 
     fn take_id(&mut self) -> TemplateId {
@@ -410,24 +468,19 @@ impl Miner {
             return index;
         }
         let id = self.take_id();
-        let index = self.push_slot(Slot {
-            id,
-            pieces: vec![Piece::Wild],
-            count: 0,
-            level: None,
-        });
+        let index = self.push_slot(id, vec![Piece::Wild]);
         self.catch_all = Some(index);
         index
     }
 
     /// The closest template of the same length that may take the shape; with `forced`, the
     /// closest one whatever its similarity.
-    fn closest(&self, masked: &[MaskedToken], forced: bool) -> Option<u32> {
-        let candidates = self.by_length.get(&masked.len())?;
+    fn closest(&self, pieces: &[Piece], forced: bool) -> Option<(u32, Score)> {
+        let candidates = self.by_length.get(&pieces.len())?;
         let mut best: Option<(u32, Score)> = None;
         for &index in candidates {
             let slot = &self.slots[index as usize];
-            let Some(score) = score(&slot.pieces, masked, self.config.similarity, forced) else {
+            let Some(score) = score(&slot.pieces, pieces, self.config.similarity, forced) else {
                 continue;
             };
             let improves = match &best {
@@ -438,17 +491,27 @@ impl Miner {
                 best = Some((index, score));
             }
         }
-        best.map(|(index, _)| index)
+        best
+    }
+}
+
+fn change_of(changed: bool) -> Change {
+    if changed {
+        Change::Generalised
+    } else {
+        Change::None
     }
 }
 
 /// How well a shape fits a template.
 #[derive(Debug, Clone, Copy)]
 struct Score {
-    /// Positions equal in both (a masked token under a variable counts).
+    /// Constant positions equal in both.
     same: usize,
     /// Positions where the template has a variable and the shape a constant.
     wild: usize,
+    /// Positions (a bit each) where a word of the template meets another token.
+    word_positions: u128,
 }
 
 impl Score {
@@ -457,41 +520,57 @@ impl Score {
     }
 }
 
-fn score(pieces: &[Piece], masked: &[MaskedToken], similarity: f64, forced: bool) -> Option<Score> {
+fn is_variable(piece: &Piece) -> bool {
+    match piece {
+        Piece::Wild => true,
+        Piece::Const { kind, .. } => *kind == TokenKind::Masked,
+    }
+}
+
+fn is_word(piece: &Piece) -> bool {
+    matches!(
+        piece,
+        Piece::Const {
+            kind: TokenKind::Word,
+            ..
+        }
+    )
+}
+
+fn score(template: &[Piece], line: &[Piece], similarity: f64, forced: bool) -> Option<Score> {
     let mut same = 0usize;
     let mut wild = 0usize;
     let mut compared = 0usize;
-    let mut word_differences = 0usize;
-    for (position, (piece, token)) in pieces.iter().zip(masked).enumerate() {
-        let line_variable = token.kind == TokenKind::Masked;
-        match piece {
-            Piece::Wild => {
-                if !line_variable {
-                    wild += 1;
-                    compared += 1;
-                }
+    let mut word_positions = 0u128;
+    for (position, (piece, token)) in template.iter().zip(line).enumerate() {
+        if is_variable(piece) && is_variable(token) {
+            continue;
+        }
+        compared += 1;
+        if *piece == Piece::Wild {
+            wild += 1;
+            continue;
+        }
+        if piece == token {
+            same += 1;
+            continue;
+        }
+        if is_word(piece) || is_word(token) {
+            if position == 0 && !forced {
+                return None;
             }
-            Piece::Const { kind, .. } if *kind == TokenKind::Masked && line_variable => {}
-            Piece::Const { text, kind } => {
-                compared += 1;
-                if **text == *token.text {
-                    same += 1;
-                    continue;
-                }
-                if *kind == TokenKind::Word && token.kind == TokenKind::Word {
-                    if position == 0 && !forced {
-                        return None;
-                    }
-                    word_differences += 1;
-                }
-            }
+            word_positions |= 1u128 << position.min(127);
         }
     }
-    let score = Score { same, wild };
+    let score = Score {
+        same,
+        wild,
+        word_positions,
+    };
     if forced {
         return Some(score);
     }
-    if pieces.len() <= 2 && word_differences > 0 {
+    if template.len() <= 2 && word_positions != 0 {
         return None;
     }
     if compared == 0 {
@@ -503,15 +582,13 @@ fn score(pieces: &[Piece], masked: &[MaskedToken], similarity: f64, forced: bool
     Some(score)
 }
 
-/// Turns the positions where the shape differs into variables; true when the text changed.
-fn generalise(slot: &mut Slot, masked: &[MaskedToken]) -> bool {
+/// Turns the positions where `other` differs into variables; true when the text changed.
+fn generalise(pieces: &mut [Piece], other: &[Piece]) -> bool {
     let mut changed = false;
-    for (piece, token) in slot.pieces.iter_mut().zip(masked) {
-        if let Piece::Const { text, .. } = piece {
-            if **text != *token.text {
-                *piece = Piece::Wild;
-                changed = true;
-            }
+    for (piece, token) in pieces.iter_mut().zip(other) {
+        if *piece != Piece::Wild && piece != token {
+            *piece = Piece::Wild;
+            changed = true;
         }
     }
     changed
