@@ -59,7 +59,7 @@ impl Default for MinerConfig {
             max_templates: 20_000,
             max_shapes: 200_000,
             max_tokens: 96,
-            min_word_values: 4,
+            min_word_values: 5,
             max_message_bytes: 4096,
         }
     }
@@ -527,14 +527,15 @@ fn is_variable(piece: &Piece) -> bool {
     }
 }
 
-fn is_word(piece: &Piece) -> bool {
-    matches!(
-        piece,
-        Piece::Const {
-            kind: TokenKind::Word,
-            ..
-        }
-    )
+fn piece_text(piece: &Piece) -> &str {
+    match piece {
+        Piece::Wild => WILDCARD,
+        Piece::Const { text, .. } => text,
+    }
+}
+
+fn same_skeleton_pieces(left: &Piece, right: &Piece) -> bool {
+    token::same_skeleton(piece_text(left), piece_text(right))
 }
 
 fn score(template: &[Piece], line: &[Piece], similarity: f64, forced: bool) -> Option<Score> {
@@ -555,7 +556,7 @@ fn score(template: &[Piece], line: &[Piece], similarity: f64, forced: bool) -> O
             same += 1;
             continue;
         }
-        if is_word(piece) || is_word(token) {
+        if !same_skeleton_pieces(piece, token) {
             if position == 0 && !forced {
                 return None;
             }
@@ -570,7 +571,7 @@ fn score(template: &[Piece], line: &[Piece], similarity: f64, forced: bool) -> O
     if forced {
         return Some(score);
     }
-    if template.len() <= 2 && word_positions != 0 {
+    if template.len() <= 1 && word_positions != 0 {
         return None;
     }
     if compared == 0 {

@@ -47,9 +47,46 @@ pub(crate) fn is_delimiter(byte: u8) -> bool {
     )
 }
 
-/// Whether a segment (a run of bytes between delimiters) is a variable by its look alone.
+/// Whether a segment (a run of bytes between delimiters) is a variable by its look alone:
+/// it holds a digit, or it is the name of a month or a weekday (a date inside the message).
 fn segment_is_variable(segment: &[u8]) -> bool {
-    segment.iter().any(u8::is_ascii_digit)
+    segment.iter().any(u8::is_ascii_digit) || is_calendar_word(segment)
+}
+
+/// `Jan`, `January`, `MON`, `Monday`...: capitalised or upper-case month and weekday names.
+fn is_calendar_word(segment: &[u8]) -> bool {
+    const NAMES: [&[u8]; 19] = [
+        b"january",
+        b"february",
+        b"march",
+        b"april",
+        b"may",
+        b"june",
+        b"july",
+        b"august",
+        b"september",
+        b"october",
+        b"november",
+        b"december",
+        b"monday",
+        b"tuesday",
+        b"wednesday",
+        b"thursday",
+        b"friday",
+        b"saturday",
+        b"sunday",
+    ];
+    if segment.len() < 3 || segment.len() > 9 || !segment[0].is_ascii_uppercase() {
+        return false;
+    }
+    let mut lower = [0u8; 9];
+    let lower = &mut lower[..segment.len()];
+    lower.copy_from_slice(segment);
+    lower.make_ascii_lowercase();
+    NAMES.iter().any(|name| {
+        // The full name, or its three-letter abbreviation (`Sept` and `Thur` too).
+        *name == &*lower || (lower.len() <= 4 && name.starts_with(lower))
+    })
 }
 
 /// Small, fast hash for shape keys (a multiply-rotate mix, in the family of Fx hashes).
@@ -137,15 +174,115 @@ pub(crate) fn hash_masked(token: &[u8], hasher: &mut ShapeHasher) -> TokenKind {
     }
 }
 
-/// Letters with inner `-`, `_` or `'`: `failure`, `pre-auth`, `can't`.
+/// Letters with inner `-`, `_` or `'`, maybe ending a sentence: `failure`, `pre-auth`,
+/// `can't`, `done.`.
 fn is_word(segment: &[u8]) -> bool {
-    let Some(first) = segment.first() else {
+    let end = segment
+        .iter()
+        .rposition(|byte| !matches!(byte, b'.' | b'!' | b'?'))
+        .map_or(0, |last| last + 1);
+    let core = &segment[..end];
+    let Some(first) = core.first() else {
         return false;
     };
     (first.is_ascii_alphabetic() || *first >= 0x80)
-        && segment.iter().all(|byte| {
+        && core.iter().all(|byte| {
             byte.is_ascii_alphabetic() || matches!(byte, b'-' | b'_' | b'\'') || *byte >= 0x80
         })
+}
+
+/// One segment of a masked token: a word, a variable (`<*>` or any other non-word run), or a
+/// delimiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part<'a> {
+    Word(&'a [u8]),
+    Variable,
+    Delimiter(u8),
+}
+
+/// Walks the parts of a masked token, reading `<*>` as a variable.
+fn next_part<'a>(text: &'a [u8], position: &mut usize) -> Option<Part<'a>> {
+    let start = *position;
+    let rest = text.get(start..)?;
+    if rest.is_empty() {
+        return None;
+    }
+    if rest.starts_with(WILDCARD.as_bytes()) {
+        *position += WILDCARD.len();
+        return Some(Part::Variable);
+    }
+    if is_delimiter(rest[0]) {
+        *position += 1;
+        return Some(Part::Delimiter(rest[0]));
+    }
+    let mut end = start;
+    while end < text.len()
+        && !is_delimiter(text[end])
+        && !text[end..].starts_with(WILDCARD.as_bytes())
+    {
+        end += 1;
+    }
+    *position = end;
+    let segment = &text[start..end];
+    if is_word(segment) {
+        Some(Part::Word(segment))
+    } else {
+        Some(Part::Variable)
+    }
+}
+
+/// Whether two masked tokens differ only in their variable-looking parts (numbers,
+/// identifiers with dots or slashes, maybe empty): `www.example.org:<*>` and `<*>:<*>` do, so
+/// do `()` and `(<*>)`, and a value that is all variable against one that holds a variable
+/// (`<*>,` and `LOCAL(<*>),`); `user=root` and `user=admin` do not, nor do `(uid=<*>)` and
+/// `LOGIN(uid=<*>)`, nor `HTTPS` and `<*>`.
+pub(crate) fn same_skeleton(left: &str, right: &str) -> bool {
+    let (left, right) = (left.as_bytes(), right.as_bytes());
+    if skeletons_equal(left, right) {
+        return true;
+    }
+    let (left_words, left_variables) = word_and_variable_parts(left);
+    let (right_words, right_variables) = word_and_variable_parts(right);
+    (left_words == 0 && left_variables > 0 && right_variables > 0)
+        || (right_words == 0 && right_variables > 0 && left_variables > 0)
+}
+
+/// The words and delimiters of both tokens, in order, are the same.
+fn skeletons_equal(left: &[u8], right: &[u8]) -> bool {
+    let (mut left_position, mut right_position) = (0usize, 0usize);
+    loop {
+        let left_part = next_fixed_part(left, &mut left_position);
+        let right_part = next_fixed_part(right, &mut right_position);
+        if left_part != right_part {
+            return false;
+        }
+        if left_part.is_none() {
+            return true;
+        }
+    }
+}
+
+/// The next part of a masked token that is not a variable.
+fn next_fixed_part<'a>(text: &'a [u8], position: &mut usize) -> Option<Part<'a>> {
+    loop {
+        match next_part(text, position)? {
+            Part::Variable => continue,
+            fixed => return Some(fixed),
+        }
+    }
+}
+
+fn word_and_variable_parts(text: &[u8]) -> (usize, usize) {
+    let mut position = 0usize;
+    let (mut words, mut variables) = (0usize, 0usize);
+    while let Some(part) = next_part(text, &mut position) {
+        match part {
+            Part::Word(_) => words += 1,
+            Part::Variable => variables += 1,
+            Part::Delimiter(_) => {}
+        }
+    }
+    (words, variables)
 }
 
 /// The masked form of a token: `uid=0` gives `uid=<*>`, `42` gives `<*>`.
@@ -239,6 +376,27 @@ mod tests {
         assert_ne!(hash("uid=0"), hash("gid=0"));
         assert_ne!(hash("a:b"), hash("a;b"));
         assert_eq!(hash("10.0.0.1"), hash("7"));
+    }
+
+    #[test]
+    fn skeletons() {
+        assert!(same_skeleton("www.example.org:<*>", "<*>:<*>"));
+        assert!(same_skeleton("/var/log/a", "/usr/lib/b.so"));
+        assert!(!same_skeleton("user=root", "user=admin"));
+        assert!(!same_skeleton("(uid=<*>)", "LOGIN(uid=<*>)"));
+        assert!(!same_skeleton("HTTPS", "<*>"));
+        assert!(same_skeleton("a.b", "<*>"));
+        assert!(same_skeleton("()", "(<*>)"));
+        assert!(same_skeleton("LOCAL(<*>),", "<*>,"));
+        assert!(!same_skeleton("(<*>)", "(LOCAL)"));
+    }
+
+    #[test]
+    fn calendar_words_are_variables() {
+        assert_eq!(masked_text("Sat"), WILDCARD);
+        assert_eq!(masked_text("July"), WILDCARD);
+        assert_eq!(masked_text("may"), "may");
+        assert_eq!(masked_text("Mayday"), "Mayday");
     }
 
     #[test]
