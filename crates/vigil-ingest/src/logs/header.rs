@@ -59,7 +59,7 @@ impl Level {
     /// Reads a level word in any case (`info`, `Warning`, `ERR`, `crit`...); `None` for
     /// anything else. Single letters are not read here: see [`Level::from_letter`].
     pub fn from_word(word: &str) -> Option<Level> {
-        if word.len() < 3 || word.len() > 11 {
+        if word.len() < 3 || word.len() > 11 || !word.as_bytes()[0].is_ascii_alphabetic() {
             return None;
         }
         let mut buffer = [0u8; 11];
@@ -263,12 +263,22 @@ fn next_unit(line: &str, start: usize) -> Option<Unit<'_>> {
 
 /// Characters that may surround a field in a header: `[INFO]`, `<warn>`, `INFO:`, `(E)`.
 fn strip_field_punctuation(text: &str) -> &str {
-    text.trim_matches(|character: char| {
+    let is_punctuation = |byte: &u8| {
         matches!(
-            character,
-            '[' | ']' | '(' | ')' | '<' | '>' | ':' | ',' | '|' | '{' | '}'
+            byte,
+            b'[' | b']' | b'(' | b')' | b'<' | b'>' | b':' | b',' | b'|' | b'{' | b'}'
         )
-    })
+    };
+    let bytes = text.as_bytes();
+    let Some(start) = bytes.iter().position(|byte| !is_punctuation(byte)) else {
+        return "";
+    };
+    let end = bytes
+        .iter()
+        .rposition(|byte| !is_punctuation(byte))
+        .map_or(start, |last| last + 1);
+    // The trimmed bytes are ASCII, so both ends fall on character boundaries.
+    text.get(start..end).unwrap_or("")
 }
 
 fn is_month_or_weekday(word: &str) -> bool {
@@ -276,21 +286,27 @@ fn is_month_or_weekday(word: &str) -> bool {
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec", "mon",
         "tue", "wed", "thu", "fri", "sat", "sun",
     ];
-    if word.len() < 3 || !word.is_ascii() {
+    if word.len() < 3 || word.len() > 10 || !word.as_bytes()[0].is_ascii_alphabetic() {
+        return false;
+    }
+    if !word
+        .bytes()
+        .all(|byte| byte.is_ascii_alphabetic() || byte == b',' || byte == b'.')
+    {
         return false;
     }
     let prefix = &word[..3];
     NAMES.iter().any(|name| prefix.eq_ignore_ascii_case(name))
-        && word
-            .bytes()
-            .all(|byte| byte.is_ascii_alphabetic() || byte == b',' || byte == b'.')
-        && word.len() <= 10
 }
 
 /// A unit made of digits and date or time separators: `2015-10-18`, `18:01:47,978`, `081109`,
 /// `[10.30`, `16:49:06]`, `2005-06-03-15.42.50.675872`, `20171223-22:15:29:606`.
 fn is_time_like(text: &str) -> bool {
-    let core = strip_field_punctuation(text);
+    is_time_core(strip_field_punctuation(text))
+}
+
+/// [`is_time_like`] on a unit already stripped of its surrounding punctuation.
+fn is_time_core(core: &str) -> bool {
     let mut digits = 0usize;
     for byte in core.bytes() {
         match byte {
@@ -318,14 +334,11 @@ fn is_bracketed_time(text: &str) -> bool {
 }
 
 /// Header-ish units that carry no decision: numbers, times, host names with digits, ids.
-fn is_header_value(text: &str) -> bool {
-    let core = strip_field_punctuation(text);
+fn is_header_value(text: &str, core: &str, time_unit: bool, calendar: bool) -> bool {
     if core.is_empty() || text == "-" {
         return true;
     }
-    is_time_like(text)
-        || is_month_or_weekday(core)
-        || core.bytes().any(|byte| byte.is_ascii_digit())
+    time_unit || calendar || core.bytes().any(|byte| byte.is_ascii_digit())
 }
 
 fn is_plain_word(text: &str) -> bool {
@@ -410,16 +423,17 @@ pub fn split_header(line: &str) -> SplitLine<'_> {
                 };
             }
         }
-        let time_unit = is_time_like(text) || is_bracketed_time(text);
+        let time_unit = is_time_core(core) || is_bracketed_time(text);
+        let calendar = is_month_or_weekday(core);
         if time_unit {
             seen_time = true;
         }
-        if only_times_so_far && (time_unit || is_month_or_weekday(core) || text == "-") {
+        if only_times_so_far && (time_unit || calendar || text == "-") {
             time_prefix_end = unit.end;
         } else {
             only_times_so_far = false;
         }
-        if !is_header_value(text) && !is_bracketed(text) {
+        if !is_header_value(text, core, time_unit, calendar) && !is_bracketed(text) {
             if !is_plain_word(text) {
                 break;
             }

@@ -139,35 +139,38 @@ pub(crate) fn hash_masked(token: &[u8], hasher: &mut ShapeHasher) -> TokenKind {
     let mut start = 0usize;
     let mut masked_segments = 0usize;
     let mut kept_segments = 0usize;
-    let mut all_letters = true;
-    let mut index = 0usize;
-    while index <= token.len() {
-        let at_end = index == token.len();
-        if at_end || is_delimiter(token[index]) {
-            let segment = &token[start..index];
-            if !segment.is_empty() {
-                if segment_is_variable(segment) {
-                    masked_segments += 1;
-                    hasher.write_u64(MASK_MARK);
-                } else {
-                    kept_segments += 1;
-                    if !is_word(segment) {
-                        all_letters = false;
-                    }
-                    hasher.write_bytes(segment);
-                }
+    let mut all_words = true;
+    let mut has_digit = false;
+    for index in 0..=token.len() {
+        let byte = token.get(index).copied();
+        match byte {
+            Some(byte) if !is_delimiter(byte) => {
+                has_digit |= byte.is_ascii_digit();
+                continue;
             }
-            if !at_end {
-                hasher.write_u64(u64::from(token[index]) | 0x100);
-            }
-            start = index + 1;
+            _ => {}
         }
-        index += 1;
+        let segment = &token[start..index];
+        if !segment.is_empty() {
+            if has_digit || is_calendar_word(segment) {
+                masked_segments += 1;
+                hasher.write_u64(MASK_MARK);
+            } else {
+                kept_segments += 1;
+                all_words &= is_word(segment);
+                hasher.write_bytes(segment);
+            }
+        }
+        if let Some(delimiter) = byte {
+            hasher.write_u64(u64::from(delimiter) | 0x100);
+        }
+        start = index + 1;
+        has_digit = false;
     }
     hasher.write_u64(0x2000);
     if masked_segments > 0 && kept_segments == 0 {
         TokenKind::Masked
-    } else if masked_segments == 0 && kept_segments > 0 && all_letters {
+    } else if masked_segments == 0 && kept_segments > 0 && all_words {
         TokenKind::Word
     } else {
         TokenKind::Other
@@ -243,8 +246,8 @@ pub(crate) fn same_skeleton(left: &str, right: &str) -> bool {
     }
     let (left_words, left_variables) = word_and_variable_parts(left);
     let (right_words, right_variables) = word_and_variable_parts(right);
-    (left_words == 0 && left_variables > 0 && right_variables > 0)
-        || (right_words == 0 && right_variables > 0 && left_variables > 0)
+    let both_hold_variables = left_variables > 0 && right_variables > 0;
+    both_hold_variables && (left_words == 0 || right_words == 0)
 }
 
 /// The words and delimiters of both tokens, in order, are the same.
