@@ -14,7 +14,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::{Deserialize, Serialize};
 
 use super::header::{HeaderFormat, Level};
-use super::token::{self, ShapeHasher, TokenKind, WILDCARD};
+use super::token::{self, ShapeHasher, Skeleton, TokenKind, WILDCARD};
 
 /// Identifies a template for the life of a miner and across restarts
 /// ([`Miner::from_templates`]).
@@ -112,13 +112,28 @@ impl Template {
 }
 
 /// One position of a template.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Piece {
     /// A variable: any token.
     Wild,
-    /// A token in its masked form (`uid=<*>`, `<*>]`), with its kind; a token of kind
-    /// [`TokenKind::Masked`] is a variable with its punctuation.
-    Const { text: Box<str>, kind: TokenKind },
+    /// A token in its masked form (`uid=<*>`, `<*>]`), with its kind and skeleton; a token
+    /// of kind [`TokenKind::Masked`] is a variable with its punctuation.
+    Const {
+        text: Box<str>,
+        kind: TokenKind,
+        skeleton: Skeleton,
+    },
+}
+
+impl PartialEq for Piece {
+    /// Pieces are equal when their texts are: kind and skeleton follow from the text.
+    fn eq(&self, other: &Piece) -> bool {
+        match (self, other) {
+            (Piece::Wild, Piece::Wild) => true,
+            (Piece::Const { text: left, .. }, Piece::Const { text: right, .. }) => left == right,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -250,6 +265,7 @@ impl Miner {
                         Piece::Const {
                             text: text.into(),
                             kind: token::kind_of_masked(text),
+                            skeleton: Skeleton::of(text),
                         }
                     }
                 })
@@ -316,9 +332,11 @@ impl Miner {
                 if text == WILDCARD {
                     Piece::Wild
                 } else {
+                    let skeleton = Skeleton::of(&text);
                     Piece::Const {
                         text: text.into(),
                         kind,
+                        skeleton,
                     }
                 }
             })
@@ -527,15 +545,11 @@ fn is_variable(piece: &Piece) -> bool {
     }
 }
 
-fn piece_text(piece: &Piece) -> &str {
+fn skeleton_of(piece: &Piece, wild: Skeleton) -> Skeleton {
     match piece {
-        Piece::Wild => WILDCARD,
-        Piece::Const { text, .. } => text,
+        Piece::Wild => wild,
+        Piece::Const { skeleton, .. } => *skeleton,
     }
-}
-
-fn same_skeleton_pieces(left: &Piece, right: &Piece) -> bool {
-    token::same_skeleton(piece_text(left), piece_text(right))
 }
 
 fn score(template: &[Piece], line: &[Piece], similarity: f64, forced: bool) -> Option<Score> {
@@ -543,6 +557,7 @@ fn score(template: &[Piece], line: &[Piece], similarity: f64, forced: bool) -> O
     let mut wild = 0usize;
     let mut compared = 0usize;
     let mut word_positions = 0u128;
+    let wild_skeleton = Skeleton::of(WILDCARD);
     for (position, (piece, token)) in template.iter().zip(line).enumerate() {
         if is_variable(piece) && is_variable(token) {
             continue;
@@ -556,7 +571,7 @@ fn score(template: &[Piece], line: &[Piece], similarity: f64, forced: bool) -> O
             same += 1;
             continue;
         }
-        if !same_skeleton_pieces(piece, token) {
+        if !skeleton_of(piece, wild_skeleton).matches(&skeleton_of(token, wild_skeleton)) {
             if position == 0 && !forced {
                 return None;
             }

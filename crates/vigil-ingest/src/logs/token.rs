@@ -234,58 +234,58 @@ fn next_part<'a>(text: &'a [u8], position: &mut usize) -> Option<Part<'a>> {
     }
 }
 
-/// Whether two masked tokens differ only in their variable-looking parts (numbers,
-/// identifiers with dots or slashes, maybe empty): `www.example.org:<*>` and `<*>:<*>` do, so
-/// do `()` and `(<*>)`, and a value that is all variable against one that holds a variable
-/// (`<*>,` and `LOCAL(<*>),`); `user=root` and `user=admin` do not, nor do `(uid=<*>)` and
-/// `LOGIN(uid=<*>)`, nor `HTTPS` and `<*>`.
-pub(crate) fn same_skeleton(left: &str, right: &str) -> bool {
-    let (left, right) = (left.as_bytes(), right.as_bytes());
-    if skeletons_equal(left, right) {
-        return true;
-    }
-    let (left_words, left_variables) = word_and_variable_parts(left);
-    let (right_words, right_variables) = word_and_variable_parts(right);
-    let both_hold_variables = left_variables > 0 && right_variables > 0;
-    both_hold_variables && (left_words == 0 || right_words == 0)
+/// The fixed parts of a masked token (its words and punctuation, variables left out), hashed,
+/// with how many words and variables it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Skeleton {
+    hash: u64,
+    words: u32,
+    variables: u32,
 }
 
-/// The words and delimiters of both tokens, in order, are the same.
-fn skeletons_equal(left: &[u8], right: &[u8]) -> bool {
-    let (mut left_position, mut right_position) = (0usize, 0usize);
-    loop {
-        let left_part = next_fixed_part(left, &mut left_position);
-        let right_part = next_fixed_part(right, &mut right_position);
-        if left_part != right_part {
-            return false;
+impl Skeleton {
+    /// The skeleton of a token in masked form (`uid=<*>`, `<*>]`).
+    pub(crate) fn of(text: &str) -> Skeleton {
+        let bytes = text.as_bytes();
+        let mut hasher = ShapeHasher::new();
+        let (mut words, mut variables) = (0u32, 0u32);
+        let mut position = 0usize;
+        while let Some(part) = next_part(bytes, &mut position) {
+            match part {
+                Part::Word(word) => {
+                    words += 1;
+                    hasher.write_bytes(word);
+                    hasher.write_u64(0x3000);
+                }
+                Part::Variable => variables += 1,
+                Part::Delimiter(delimiter) => hasher.write_u64(u64::from(delimiter) | 0x100),
+            }
         }
-        if left_part.is_none() {
+        Skeleton {
+            hash: hasher.finish(),
+            words,
+            variables,
+        }
+    }
+
+    /// Whether two tokens differ only in their variable-looking parts (numbers, identifiers
+    /// with dots or slashes, maybe empty): `www.example.org:<*>` and `<*>:<*>` do, so do `()`
+    /// and `(<*>)`, and a value that is all variable against one that holds a variable
+    /// (`<*>,` and `LOCAL(<*>),`); `user=root` and `user=admin` do not, nor do `(uid=<*>)`
+    /// and `LOGIN(uid=<*>)`, nor `HTTPS` and `<*>`.
+    pub(crate) fn matches(&self, other: &Skeleton) -> bool {
+        if self.hash == other.hash && self.words == other.words {
             return true;
         }
+        let both_hold_variables = self.variables > 0 && other.variables > 0;
+        both_hold_variables && (self.words == 0 || other.words == 0)
     }
 }
 
-/// The next part of a masked token that is not a variable.
-fn next_fixed_part<'a>(text: &'a [u8], position: &mut usize) -> Option<Part<'a>> {
-    loop {
-        match next_part(text, position)? {
-            Part::Variable => continue,
-            fixed => return Some(fixed),
-        }
-    }
-}
-
-fn word_and_variable_parts(text: &[u8]) -> (usize, usize) {
-    let mut position = 0usize;
-    let (mut words, mut variables) = (0usize, 0usize);
-    while let Some(part) = next_part(text, &mut position) {
-        match part {
-            Part::Word(_) => words += 1,
-            Part::Variable => variables += 1,
-            Part::Delimiter(_) => {}
-        }
-    }
-    (words, variables)
+/// [`Skeleton::matches`] on two masked tokens.
+#[cfg(test)]
+fn same_skeleton(left: &str, right: &str) -> bool {
+    Skeleton::of(left).matches(&Skeleton::of(right))
 }
 
 /// The masked form of a token: `uid=0` gives `uid=<*>`, `42` gives `<*>`.
