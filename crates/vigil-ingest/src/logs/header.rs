@@ -724,4 +724,19 @@ mod tests {
             Err(LogsError::InvalidPattern { .. })
         ));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_splits_into_a_part_of_itself(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let line = String::from_utf8_lossy(&bytes);
+            let split = split_header(&line);
+            proptest::prop_assert!(line.contains(split.message));
+        }
+
+        #[test]
+        fn header_like_text_splits_into_a_part_of_itself(line in "[A-Za-z0-9 :\\[\\]|,.-]{0,120}") {
+            let split = split_header(&line);
+            proptest::prop_assert!(line.contains(split.message));
+        }
+    }
 }

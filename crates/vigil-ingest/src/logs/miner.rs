@@ -621,3 +621,145 @@ fn clip(text: &str, limit: usize) -> &str {
     }
     &text[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn lines_that_differ_in_numbers_share_a_template() {
+        let mut miner = Miner::default();
+        let first = miner.add("connection to 10.0.0.1:80 lost after 30 s");
+        let second = miner.add("connection to 10.0.0.2:443 lost after 7 s");
+        assert_eq!(first.change, Change::New);
+        assert_eq!(second.change, Change::None);
+        assert_eq!(first.id, second.id);
+        let template = miner.template(first.id).unwrap();
+        assert_eq!(template.text, "connection to <*>:<*> lost after <*> s");
+        assert_eq!(template.count, 2);
+    }
+
+    #[test]
+    fn different_messages_get_different_templates() {
+        let mut miner = Miner::default();
+        let opened = miner.add("session opened for user root");
+        let closed = miner.add("cache flushed in 12 ms");
+        assert_ne!(opened.id, closed.id);
+        assert_eq!(miner.len(), 2);
+    }
+
+    #[test]
+    fn ids_stay_when_the_text_generalises() {
+        let mut miner = Miner::default();
+        let first = miner.add("Invalid user webmaster from 10.1.1.1");
+        let mut last = first;
+        for user in ["admin", "oracle", "test", "guest", "postgres", "ubuntu"] {
+            last = miner.add(&format!("Invalid user {user} from 10.1.1.2"));
+        }
+        assert_eq!(miner.resolve(first.id), Some(last.id));
+        assert_eq!(last.id, first.id);
+        let template = miner.template(first.id).unwrap();
+        assert_eq!(template.text, "Invalid user <*> from <*>");
+        assert_eq!(template.count, 7);
+        assert_eq!(miner.len(), 1);
+    }
+
+    #[test]
+    fn one_word_apart_stays_apart_until_many_values() {
+        let mut miner = Miner::default();
+        let get = miner.add("request GET /orders took 12 ms");
+        let post = miner.add("request POST /orders took 15 ms");
+        assert_ne!(get.id, post.id);
+        assert_eq!(miner.resolve(post.id), Some(post.id));
+    }
+
+    #[test]
+    fn levels_keep_the_most_severe() {
+        let mut miner = Miner::default();
+        let first = miner.add_with_level("disk 1 is slow", Some(Level::Warn));
+        miner.add_with_level("disk 2 is slow", Some(Level::Error));
+        miner.add_with_level("disk 3 is slow", Some(Level::Info));
+        let template = miner.template(first.id).unwrap();
+        assert_eq!(template.level, Some(Level::Error));
+        assert_eq!(template.to_log_template().level, "ERROR");
+        assert!(template.to_log_template().is_exception());
+    }
+
+    #[test]
+    fn a_rebuilt_miner_keeps_ids_and_counts() {
+        let lines = [
+            "worker 3 started",
+            "queue orders has 12 items",
+            "worker 4 started",
+            "payment 991 refused: card expired",
+        ];
+        let mut miner = Miner::default();
+        let ids = lines.map(|line| miner.add(line).id);
+        let stored = serde_json::to_string(&miner.templates()).unwrap();
+        let templates: Vec<Template> = serde_json::from_str(&stored).unwrap();
+        let mut rebuilt = Miner::from_templates(MinerConfig::default(), templates);
+        assert_eq!(rebuilt.templates(), miner.templates());
+        for (line, id) in lines.iter().zip(ids) {
+            let again = rebuilt.add(line);
+            assert_eq!(again.id, id, "{line}");
+            assert_eq!(again.change, Change::None);
+        }
+        let fresh = rebuilt.add("cache warmed in 40 ms");
+        assert_eq!(fresh.change, Change::New);
+        assert!(ids.iter().all(|id| fresh.id > *id));
+    }
+
+    #[test]
+    fn the_template_count_is_bounded() {
+        let config = MinerConfig {
+            max_templates: 3,
+            ..MinerConfig::default()
+        };
+        let mut miner = Miner::new(config);
+        for word in ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"] {
+            miner.add(&format!("{word} is unknown here"));
+            miner.add(word);
+        }
+        assert!(miner.templates().len() <= 4, "{:?}", miner.templates());
+    }
+
+    #[test]
+    fn long_messages_are_clipped_on_a_character_boundary() {
+        let config = MinerConfig {
+            max_message_bytes: 5,
+            max_tokens: 2,
+            ..MinerConfig::default()
+        };
+        let mut miner = Miner::new(config);
+        let added = miner.add("ééé a b c d");
+        assert_eq!(miner.template(added.id).unwrap().text, "éé");
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..20)) {
+            let mut miner = Miner::default();
+            let format = HeaderFormat::Auto;
+            for bytes in &lines {
+                let line = String::from_utf8_lossy(bytes);
+                let added = miner.add_line(&line, &format);
+                prop_assert!(miner.template(added.id).is_some());
+            }
+            let total: u64 = miner.templates().iter().map(|template| template.count).sum();
+            prop_assert_eq!(total, lines.len() as u64);
+        }
+
+        #[test]
+        fn log_like_text_never_panics(lines in proptest::collection::vec("[a-zA-Z0-9 :\\[\\]()<>=,.|*/-]{0,80}", 1..30)) {
+            let mut miner = Miner::default();
+            for line in &lines {
+                let added = miner.add_line(line, &HeaderFormat::Auto);
+                let resolved = miner.resolve(added.id);
+                prop_assert_eq!(resolved, Some(added.id));
+            }
+            let rebuilt = Miner::from_templates(MinerConfig::default(), miner.templates());
+            prop_assert_eq!(rebuilt.templates(), miner.templates());
+        }
+    }
+}
