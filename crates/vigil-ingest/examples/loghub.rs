@@ -1,0 +1,228 @@
+//! Grouping accuracy of the template miner on the loghub benchmark (Zhu et al., "Tools and
+//! Benchmarks for Automated Log Parsing", 2019): a line counts as correct when the lines its
+//! template groups are exactly the lines its true event groups.
+//!
+//! ```text
+//! LOGHUB_DIR=/path/to/loghub cargo run --release -p vigil-ingest --example loghub
+//! ```
+//!
+//! `LOGHUB_DIR` is a checkout of the public loghub repository: one folder per system holding
+//! `<System>_2k.log_structured.csv` (and `<System>_2k.log` for the `raw` column, which mines
+//! whole lines through the automatic header split). `LOGHUB_SHOW=<System>` prints that
+//! system's wrongly grouped lines. One default configuration serves every system.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use vigil_ingest::logs::{HeaderFormat, Miner, MinerConfig, TemplateId};
+
+const SYSTEMS: [&str; 16] = [
+    "Android",
+    "Apache",
+    "BGL",
+    "HDFS",
+    "HPC",
+    "Hadoop",
+    "HealthApp",
+    "Linux",
+    "Mac",
+    "OpenSSH",
+    "OpenStack",
+    "Proxifier",
+    "Spark",
+    "Thunderbird",
+    "Windows",
+    "Zookeeper",
+];
+
+fn main() -> std::process::ExitCode {
+    let Some(root) = std::env::var_os("LOGHUB_DIR") else {
+        eprintln!("LOGHUB_DIR is not set: nothing measured.");
+        eprintln!("Set it to a checkout of the public loghub repository (one folder per system with <System>_2k.log_structured.csv).");
+        return std::process::ExitCode::FAILURE;
+    };
+    let show = std::env::var("LOGHUB_SHOW").ok();
+    let root = Path::new(&root);
+    let mut content_total = 0.0;
+    let mut raw_total = 0.0;
+    let mut measured = 0usize;
+    println!(
+        "{:<12} {:>8} {:>8} {:>10}",
+        "system", "content", "raw", "templates"
+    );
+    for system in SYSTEMS {
+        let folder = root.join(system);
+        let structured = folder.join(format!("{system}_2k.log_structured.csv"));
+        let Ok(text) = std::fs::read_to_string(&structured) else {
+            println!("{system:<12} missing {}", structured.display());
+            continue;
+        };
+        let Some((contents, events)) = read_structured(&text) else {
+            println!("{system:<12} no Content or EventId column");
+            continue;
+        };
+        let mut miner = Miner::new(MinerConfig::default());
+        let added = contents
+            .iter()
+            .map(|content| miner.add(content).id)
+            .collect::<Vec<_>>();
+        let predicted = resolve_all(&miner, &added);
+        let content_accuracy = grouping_accuracy(&predicted, &events);
+        if show.as_deref() == Some(system) {
+            show_errors(&miner, &contents, &predicted, &events);
+        }
+        let raw_accuracy = std::fs::read_to_string(folder.join(format!("{system}_2k.log")))
+            .ok()
+            .map(|raw| {
+                let mut raw_miner = Miner::new(MinerConfig::default());
+                let format = HeaderFormat::Auto;
+                let ids = raw
+                    .lines()
+                    .map(|line| raw_miner.add_line(line, &format).id)
+                    .collect::<Vec<_>>();
+                if ids.len() == events.len() {
+                    grouping_accuracy(&resolve_all(&raw_miner, &ids), &events)
+                } else {
+                    f64::NAN
+                }
+            })
+            .unwrap_or(f64::NAN);
+        println!(
+            "{system:<12} {content_accuracy:>8.4} {raw_accuracy:>8.4} {:>10}",
+            miner.len()
+        );
+        content_total += content_accuracy;
+        raw_total += raw_accuracy;
+        measured += 1;
+    }
+    if measured == 0 {
+        eprintln!("no system measured under {}", root.display());
+        return std::process::ExitCode::FAILURE;
+    }
+    println!(
+        "{:<12} {:>8.4} {:>8.4}   ({measured} systems)",
+        "mean",
+        content_total / measured as f64,
+        raw_total / measured as f64
+    );
+    std::process::ExitCode::SUCCESS
+}
+
+/// The ids the lines' templates go by at the end (templates found to be one are merged).
+fn resolve_all(miner: &Miner, ids: &[TemplateId]) -> Vec<TemplateId> {
+    ids.iter()
+        .map(|id| miner.resolve(*id).unwrap_or(*id))
+        .collect()
+}
+
+/// The `Content` and `EventId` columns of a structured loghub file.
+fn read_structured(text: &str) -> Option<(Vec<String>, Vec<String>)> {
+    let mut lines = text.lines();
+    let header = split_csv(lines.next()?);
+    let content_column = header.iter().position(|name| name == "Content")?;
+    let event_column = header.iter().position(|name| name == "EventId")?;
+    let mut contents = Vec::new();
+    let mut events = Vec::new();
+    for line in lines {
+        if line.is_empty() {
+            continue;
+        }
+        let fields = split_csv(line);
+        contents.push(fields.get(content_column).cloned().unwrap_or_default());
+        events.push(fields.get(event_column).cloned().unwrap_or_default());
+    }
+    Some((contents, events))
+}
+
+/// One CSV record: commas separate fields, double quotes protect them, `""` is a quote.
+fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut characters = line.chars().peekable();
+    while let Some(character) = characters.next() {
+        match (character, quoted) {
+            ('"', true) if characters.peek() == Some(&'"') => {
+                field.push('"');
+                characters.next();
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if field.is_empty() => quoted = true,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            _ => field.push(character),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+/// Share of lines whose predicted group holds exactly the lines of their true group.
+fn grouping_accuracy(predicted: &[TemplateId], events: &[String]) -> f64 {
+    let mut predicted_groups: HashMap<TemplateId, Vec<usize>> = HashMap::new();
+    for (line, id) in predicted.iter().enumerate() {
+        predicted_groups.entry(*id).or_default().push(line);
+    }
+    let mut event_sizes: HashMap<&str, usize> = HashMap::new();
+    for event in events {
+        *event_sizes.entry(event.as_str()).or_default() += 1;
+    }
+    let mut correct = 0usize;
+    for lines in predicted_groups.values() {
+        let first_event = events[lines[0]].as_str();
+        let one_event = lines.iter().all(|&line| events[line] == first_event);
+        if one_event && event_sizes[first_event] == lines.len() {
+            correct += lines.len();
+        }
+    }
+    correct as f64 / events.len().max(1) as f64
+}
+
+/// Prints the templates that group lines wrongly, with the true events they mix or split.
+fn show_errors(miner: &Miner, contents: &[String], predicted: &[TemplateId], events: &[String]) {
+    let mut by_template: HashMap<TemplateId, Vec<usize>> = HashMap::new();
+    for (line, id) in predicted.iter().enumerate() {
+        by_template.entry(*id).or_default().push(line);
+    }
+    let mut by_event: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (line, event) in events.iter().enumerate() {
+        by_event.entry(event.as_str()).or_default().push(line);
+    }
+    let templates = miner
+        .templates()
+        .into_iter()
+        .map(|template| (template.id, template.text))
+        .collect::<HashMap<_, _>>();
+    let mut wrong = by_template
+        .iter()
+        .filter(|(_, lines)| {
+            let event = events[lines[0]].as_str();
+            !(lines.iter().all(|&line| events[line] == event)
+                && by_event[event].len() == lines.len())
+        })
+        .collect::<Vec<_>>();
+    wrong.sort_by_key(|(_, lines)| std::cmp::Reverse(lines.len()));
+    for (id, lines) in wrong {
+        let mut events_here: HashMap<&str, usize> = HashMap::new();
+        for &line in lines {
+            *events_here.entry(events[line].as_str()).or_default() += 1;
+        }
+        println!(
+            "-- template {id} ({} lines): {}",
+            lines.len(),
+            templates.get(id).map(String::as_str).unwrap_or("?")
+        );
+        for (event, count) in events_here {
+            let example = by_event[event]
+                .iter()
+                .find(|&&line| predicted[line] == *id)
+                .map(|&line| contents[line].as_str())
+                .unwrap_or("");
+            println!(
+                "     {event} {count}/{} e.g. {}",
+                by_event[event].len(),
+                example.chars().take(160).collect::<String>()
+            );
+        }
+    }
+}
