@@ -1,1 +1,3 @@
 //! Vigil's ingestion: Prometheus remote write and queries, JSON samples, log template mining.
+
+pub mod remote_write;
