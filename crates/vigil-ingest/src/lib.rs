@@ -1,3 +1,4 @@
 //! Vigil's ingestion: Prometheus remote write and queries, JSON samples, log template mining.
 
+pub mod json;
 pub mod remote_write;
