@@ -1,4 +1,5 @@
 //! Vigil's ingestion: Prometheus remote write and queries, JSON samples, log template mining.
 
 pub mod json;
+pub mod prometheus;
 pub mod remote_write;

@@ -597,7 +597,7 @@ fn read_label(buffer: &[u8], range: Range<usize>) -> Result<(&str, &str), WireEr
 
 /// `name{label="value",...}` with values escaped as Prometheus prints them; just `name` when
 /// there are no labels.
-fn prometheus_notation<'a>(
+pub(crate) fn prometheus_notation<'a>(
     name: &str,
     labels: impl Iterator<Item = &'a (&'a str, &'a str)>,
 ) -> String {
