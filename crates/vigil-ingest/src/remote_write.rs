@@ -94,6 +94,8 @@ pub enum RemoteWriteError {
     Snappy(snap::Error),
     #[error("snappy: body decompresses to {size} bytes, more than the limit of {limit}")]
     DecompressedTooLarge { size: usize, limit: usize },
+    #[error("snappy: header claims {claimed} bytes, more than a body of {size} bytes can hold")]
+    SnappyLengthImpossible { claimed: usize, size: usize },
     #[error("protobuf: {place} of {message} {problem} at byte {offset}")]
     Protobuf {
         /// The protobuf message being read (`WriteRequest`, `TimeSeries`, `Label`, ...).
@@ -210,6 +212,9 @@ pub struct RemoteWriteDecoder {
     previous_sizes: (usize, usize),
 }
 
+/// Most bytes one byte of snappy's block format can decompress to (64 from a 3-byte copy),
+/// rounded up.
+const MAX_SNAPPY_RATIO: usize = 22;
 /// Decompressed buffers larger than this are not kept between requests.
 const KEPT_BUFFER_BYTES: usize = 16 << 20;
 /// Label bytes and series text remembered between requests, at the most (beside
@@ -265,6 +270,14 @@ impl RemoteWriteDecoder {
             return Err(RemoteWriteError::DecompressedTooLarge {
                 size: length,
                 limit: self.options.max_decompressed_bytes,
+            });
+        }
+        // A snappy copy element of 3 bytes makes at most 64: a header that claims more than
+        // that ratio is a lie, refused before its buffer is allocated and cleared.
+        if length > body.len().saturating_mul(MAX_SNAPPY_RATIO) {
+            return Err(RemoteWriteError::SnappyLengthImpossible {
+                claimed: length,
+                size: body.len(),
             });
         }
         let mut buffer = std::mem::take(&mut self.buffer);
@@ -386,6 +399,8 @@ impl RemoteWriteDecoder {
             });
         }
         match self.resolve(buffer, index)? {
+            // A series without samples is checked but not added.
+            Resolution::Series(_) if samples == 0 => {}
             Resolution::Series(id) => {
                 let chunk_index = self.cache.chunk_index(id, self.request, &mut request.chunk);
                 for point in &mut request.chunk.points[first_point..] {

@@ -470,6 +470,12 @@ fn label_and_limit_errors_name_the_series() {
 
 #[test]
 fn snappy_errors_say_snappy() {
+    let lying = decode_remote_write(b"\xc0\x84\x3d\x00", &RemoteWriteOptions::default())
+        .expect_err("lying header");
+    assert_eq!(
+        lying.to_string(),
+        "snappy: header claims 1000000 bytes, more than a body of 4 bytes can hold"
+    );
     for body in [&b""[..], b"\xff\xff\xff", b"\x0a\x00"] {
         let error = decode_remote_write(body, &RemoteWriteOptions::default()).expect_err("bad");
         assert!(error.to_string().starts_with("snappy: "), "{error}");
