@@ -1,3 +1,6 @@
 //! Vigil's ingestion: Prometheus remote write and queries, JSON samples, log template mining.
 
+pub mod json;
 pub mod logs;
+pub mod prometheus;
+pub mod remote_write;

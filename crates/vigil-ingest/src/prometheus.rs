@@ -1,0 +1,355 @@
+//! Pulls a metric from Prometheus' HTTP API: one `/api/v1/query_range` call, its matrix turned
+//! into a [`MetricChunk`] with one series per host under a metric name the caller chooses.
+//!
+//! The client is blocking (the server runs it on a blocking thread) with a connect timeout and
+//! a timeout for the whole call, which is also passed to Prometheus as the query's own
+//! `timeout`. It never goes through a proxy and never follows redirects.
+//!
+//! What it refuses: an address that is not `http://` or `https://`; a range whose point count
+//! would pass Prometheus' own 11 000 points per series; an answer larger than
+//! [`PrometheusOptions::max_response_bytes`], with more series or points than the limits, or
+//! with two series for the same host (the query must aggregate by the host label). Prometheus'
+//! error answers (`{"status": "error", "errorType": ..., "error": ...}`) become
+//! [`PrometheusError::Query`]. Result series without the host label are left out and listed in
+//! [`RangeResult::without_host`]. Values `"NaN"`, `"+Inf"` and `"-Inf"` are kept as such.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::Deserialize;
+use vigil_core::samples::{MetricChunk, Point, SeriesKey};
+
+use crate::remote_write::prometheus_notation;
+
+/// Timeouts and limits of the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrometheusOptions {
+    /// Default 5 s.
+    pub connect_timeout: Duration,
+    /// The whole call, answer included. Default 60 s.
+    pub request_timeout: Duration,
+    /// Default 64 MiB.
+    pub max_response_bytes: u64,
+    /// Most series in one answer. Default 10 000.
+    pub max_series: usize,
+    /// Most points in one answer, all series together. Default 2 000 000.
+    pub max_points: usize,
+}
+
+impl Default for PrometheusOptions {
+    fn default() -> Self {
+        PrometheusOptions {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+            max_response_bytes: 64 << 20,
+            max_series: 10_000,
+            max_points: 2_000_000,
+        }
+    }
+}
+
+/// Prometheus refuses ranges with more points per series than this.
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// One range query and how to name what it returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeQuery {
+    /// PromQL; each result series must carry the host label.
+    pub query: String,
+    /// The label that names the host in the result.
+    pub host_label: String,
+    /// The metric name the series get in the chunk.
+    pub metric: String,
+    /// The app the series get in the chunk (may be empty).
+    pub app: String,
+    /// Whether the values are a cumulative counter.
+    pub counter: bool,
+    /// Unix seconds, both ends included.
+    pub start: i64,
+    pub end: i64,
+    pub step_seconds: u32,
+}
+
+/// A query's answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RangeResult {
+    /// One series per host.
+    pub chunk: MetricChunk,
+    /// The labels, in Prometheus' notation, of result series without the host label.
+    pub without_host: Vec<String>,
+    /// Warnings Prometheus sent with the answer.
+    pub warnings: Vec<String>,
+}
+
+/// Why a query gave no result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrometheusError {
+    #[error("prometheus address {url:?} must start with http:// or https://")]
+    InvalidUrl { url: String },
+    #[error("invalid range query: {0}")]
+    InvalidQuery(String),
+    #[error("request to prometheus at {url} failed: {message}")]
+    Transport { url: String, message: String },
+    #[error("prometheus refused the query (http {status}, {error_type}): {message}")]
+    Query {
+        status: u16,
+        error_type: String,
+        message: String,
+    },
+    #[error("prometheus answered http {status}: {body}")]
+    Http { status: u16, body: String },
+    #[error("prometheus answer is not valid: {0}")]
+    Response(String),
+    #[error("prometheus answer has more than {limit} {what}")]
+    TooLarge { what: &'static str, limit: usize },
+    #[error(
+        "query returned several series for host {host:?}; aggregate by the host label, \
+         e.g. sum by ({label}) (...)"
+    )]
+    DuplicateHost { host: String, label: String },
+}
+
+/// A client for one Prometheus server.
+#[derive(Debug)]
+pub struct PrometheusClient {
+    agent: ureq::Agent,
+    base_url: String,
+    options: PrometheusOptions,
+}
+
+#[derive(Deserialize)]
+struct ApiAnswer {
+    status: String,
+    #[serde(default)]
+    data: Option<ApiData>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct MatrixSeries {
+    metric: BTreeMap<String, String>,
+    values: Vec<(f64, String)>,
+}
+
+/// Longest piece of a non-JSON answer quoted in an error.
+const QUOTED_BODY_CHARS: usize = 200;
+
+impl PrometheusClient {
+    /// A client for the Prometheus at `base_url` (`http://127.0.0.1:9090`, a path prefix
+    /// allowed).
+    pub fn new(base_url: &str, options: PrometheusOptions) -> Result<Self, PrometheusError> {
+        let trimmed = base_url.trim_end_matches('/');
+        if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+            return Err(PrometheusError::InvalidUrl {
+                url: base_url.to_owned(),
+            });
+        }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+            .max_redirects(0)
+            .timeout_connect(Some(options.connect_timeout))
+            .timeout_global(Some(options.request_timeout))
+            .build();
+        Ok(PrometheusClient {
+            agent: ureq::Agent::new_with_config(config),
+            base_url: trimmed.to_owned(),
+            options,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Runs one range query and returns its series by host.
+    pub fn query_range(&self, query: &RangeQuery) -> Result<RangeResult, PrometheusError> {
+        check_range(query)?;
+        let url = format!("{}/api/v1/query_range", self.base_url);
+        let timeout = format!("{}s", self.options.request_timeout.as_secs().max(1));
+        let form = [
+            ("query", query.query.clone()),
+            ("start", query.start.to_string()),
+            ("end", query.end.to_string()),
+            ("step", query.step_seconds.to_string()),
+            ("timeout", timeout),
+        ];
+        let transport = |error: ureq::Error| PrometheusError::Transport {
+            url: url.clone(),
+            message: error.to_string(),
+        };
+        let mut response = self.agent.post(&url).send_form(form).map_err(transport)?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(self.options.max_response_bytes)
+            .read_to_vec()
+            .map_err(transport)?;
+        let answer = read_answer(status, &body)?;
+        self.matrix_to_chunk(query, answer)
+    }
+
+    fn matrix_to_chunk(
+        &self,
+        query: &RangeQuery,
+        answer: ApiAnswer,
+    ) -> Result<RangeResult, PrometheusError> {
+        let Some(data) = answer.data else {
+            return Err(PrometheusError::Response("no data".to_owned()));
+        };
+        if data.result_type != "matrix" {
+            return Err(PrometheusError::Response(format!(
+                "result type {:?} where a matrix was expected",
+                data.result_type
+            )));
+        }
+        let matrix: Vec<MatrixSeries> = serde_json::from_value(data.result)
+            .map_err(|error| PrometheusError::Response(format!("matrix: {error}")))?;
+        if matrix.len() > self.options.max_series {
+            return Err(PrometheusError::TooLarge {
+                what: "series",
+                limit: self.options.max_series,
+            });
+        }
+        let total_points: usize = matrix.iter().map(|series| series.values.len()).sum();
+        if total_points > self.options.max_points {
+            return Err(PrometheusError::TooLarge {
+                what: "points",
+                limit: self.options.max_points,
+            });
+        }
+        let mut result = RangeResult {
+            chunk: MetricChunk {
+                series: Vec::with_capacity(matrix.len()),
+                points: Vec::with_capacity(total_points),
+            },
+            without_host: Vec::new(),
+            warnings: answer.warnings,
+        };
+        let mut hosts_seen: HashMap<String, u32> = HashMap::new();
+        for series in matrix {
+            let Some(host) = series.metric.get(&query.host_label) else {
+                result.without_host.push(labels_notation(&series.metric));
+                continue;
+            };
+            let index = result.chunk.series.len() as u32;
+            if hosts_seen.insert(host.clone(), index).is_some() {
+                return Err(PrometheusError::DuplicateHost {
+                    host: host.clone(),
+                    label: query.host_label.clone(),
+                });
+            }
+            result.chunk.series.push(SeriesKey {
+                app: query.app.clone(),
+                host: host.clone(),
+                metric: query.metric.clone(),
+                counter: query.counter,
+            });
+            for (seconds, text) in &series.values {
+                let value = parse_value(text).ok_or_else(|| {
+                    PrometheusError::Response(format!("sample value {text:?} is not a number"))
+                })?;
+                result.chunk.points.push(Point {
+                    series: index,
+                    ms: (seconds * 1000.0).round() as i64,
+                    value,
+                });
+            }
+        }
+        Ok(result)
+    }
+}
+
+fn check_range(query: &RangeQuery) -> Result<(), PrometheusError> {
+    if query.step_seconds == 0 {
+        return Err(PrometheusError::InvalidQuery(
+            "step must be positive".to_owned(),
+        ));
+    }
+    if query.end < query.start {
+        return Err(PrometheusError::InvalidQuery(
+            "end is before start".to_owned(),
+        ));
+    }
+    if query.query.trim().is_empty() {
+        return Err(PrometheusError::InvalidQuery("query is empty".to_owned()));
+    }
+    let points = (query.end - query.start) / i64::from(query.step_seconds) + 1;
+    if points > MAX_POINTS_PER_SERIES {
+        return Err(PrometheusError::InvalidQuery(format!(
+            "{points} points per series, more than Prometheus' {MAX_POINTS_PER_SERIES}: \
+             use a longer step or a shorter range"
+        )));
+    }
+    Ok(())
+}
+
+/// The answer's JSON, or the error it carries.
+fn read_answer(status: u16, body: &[u8]) -> Result<ApiAnswer, PrometheusError> {
+    let parsed: Result<ApiAnswer, _> = serde_json::from_slice(body);
+    let answer = match parsed {
+        Ok(answer) => answer,
+        Err(error) if (200..300).contains(&status) => {
+            return Err(PrometheusError::Response(error.to_string()));
+        }
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            return Err(PrometheusError::Http {
+                status,
+                body: text.trim().chars().take(QUOTED_BODY_CHARS).collect(),
+            });
+        }
+    };
+    if answer.status != "success" {
+        return Err(PrometheusError::Query {
+            status,
+            error_type: answer.error_type.unwrap_or_else(|| "unknown".to_owned()),
+            message: answer.error.unwrap_or_default(),
+        });
+    }
+    Ok(answer)
+}
+
+/// A sample value as Prometheus writes it: a decimal number, `NaN`, `+Inf` or `-Inf`.
+fn parse_value(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        _ => text.parse::<f64>().ok().filter(|value| value.is_finite()),
+    }
+}
+
+fn labels_notation(labels: &BTreeMap<String, String>) -> String {
+    let name = labels
+        .get("__name__")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let pairs: Vec<(&str, &str)> = labels
+        .iter()
+        .filter(|(label, _)| label.as_str() != "__name__")
+        .map(|(label, value)| (label.as_str(), value.as_str()))
+        .collect();
+    let notation = prometheus_notation(name, pairs.iter());
+    if notation.is_empty() {
+        return "{}".to_owned();
+    }
+    notation
+}
+
+#[cfg(test)]
+mod tests;

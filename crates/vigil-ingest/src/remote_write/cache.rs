@@ -1,0 +1,186 @@
+//! The decoder's memory of label sets and series between requests.
+//!
+//! A sender repeats the same label sets in about the same order request after request, so the
+//! cache keeps everything in insertion order in flat arrays: the raw label bytes one after the
+//! other, the series' strings one after the other, and an open-addressing table of small slots
+//! pointing into them. A request that repeats the order then reads these arrays front to back,
+//! which the processor's prefetcher follows, instead of chasing one heap pointer per label set.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::ops::Range;
+use std::sync::Arc;
+
+use vigil_core::samples::{MetricChunk, SeriesKey};
+
+use super::label_hash::LabelHashBuilder;
+
+/// How a label set resolves.
+#[derive(Debug, Clone)]
+pub(super) enum Resolution {
+    /// A series, by its id in the cache.
+    Series(u32),
+    /// No host label: skipped; the labels in Prometheus' notation, for the sender.
+    WithoutHost(Arc<str>),
+    /// No `__name__`: skipped.
+    WithoutName,
+}
+
+#[derive(Debug)]
+struct LabelSet {
+    bytes: Range<usize>,
+    hash: u64,
+    resolution: Resolution,
+}
+
+#[derive(Debug)]
+struct CachedSeries {
+    app: Range<usize>,
+    host: Range<usize>,
+    metric: Range<usize>,
+    counter: bool,
+    /// The request whose chunk last got this series, and its index there.
+    request: u64,
+    chunk_index: u32,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct SeriesCache {
+    hasher: LabelHashBuilder,
+    /// Open addressing with linear probing: 0 is empty, otherwise the hash's high 32 bits
+    /// above the label set's index plus one. Never more than half full.
+    slots: Vec<u64>,
+    label_sets: Vec<LabelSet>,
+    label_bytes: Vec<u8>,
+    series: Vec<CachedSeries>,
+    series_text: String,
+    /// Series by their key, so that label sets that name the same series share it.
+    by_key: HashMap<SeriesKey, u32>,
+}
+
+const EMPTY: u64 = 0;
+const SMALLEST_TABLE: usize = 1024;
+
+impl SeriesCache {
+    /// Label sets remembered.
+    pub fn len(&self) -> usize {
+        self.label_sets.len()
+    }
+
+    /// Bytes of label sets and series text remembered.
+    pub fn text_bytes(&self) -> usize {
+        self.label_bytes.len() + self.series_text.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.slots.clear();
+        self.label_sets.clear();
+        self.label_bytes.clear();
+        self.series.clear();
+        self.series_text.clear();
+        self.by_key.clear();
+    }
+
+    pub fn hash(&self, raw: &[u8]) -> u64 {
+        self.hasher.hash_one(raw)
+    }
+
+    pub fn find(&self, raw: &[u8], hash: u64) -> Option<&Resolution> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let tag = hash >> 32;
+        let mut slot = hash as usize & mask;
+        loop {
+            let value = self.slots[slot];
+            if value == EMPTY {
+                return None;
+            }
+            if value >> 32 == tag {
+                let set = &self.label_sets[(value as u32 - 1) as usize];
+                if self.label_bytes[set.bytes.clone()] == *raw {
+                    return Some(&set.resolution);
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// Remembers a label set not found by [`SeriesCache::find`].
+    pub fn insert(&mut self, raw: &[u8], hash: u64, resolution: Resolution) {
+        if (self.label_sets.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let start = self.label_bytes.len();
+        self.label_bytes.extend_from_slice(raw);
+        let index = self.label_sets.len();
+        self.label_sets.push(LabelSet {
+            bytes: start..self.label_bytes.len(),
+            hash,
+            resolution,
+        });
+        self.place(hash, index);
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(SMALLEST_TABLE);
+        self.slots = vec![EMPTY; size];
+        for index in 0..self.label_sets.len() {
+            self.place(self.label_sets[index].hash, index);
+        }
+    }
+
+    fn place(&mut self, hash: u64, index: usize) {
+        let mask = self.slots.len() - 1;
+        let mut slot = hash as usize & mask;
+        while self.slots[slot] != EMPTY {
+            slot = (slot + 1) & mask;
+        }
+        // Indexes stay below u32::MAX: the decoder forgets everything long before.
+        self.slots[slot] = ((hash >> 32) << 32) | (index as u64 + 1);
+    }
+
+    /// The id of a series, shared by every label set that names it.
+    pub fn intern(&mut self, key: SeriesKey) -> u32 {
+        if let Some(&id) = self.by_key.get(&key) {
+            return id;
+        }
+        let id = self.series.len() as u32;
+        let app = self.push_text(&key.app);
+        let host = self.push_text(&key.host);
+        let metric = self.push_text(&key.metric);
+        self.series.push(CachedSeries {
+            app,
+            host,
+            metric,
+            counter: key.counter,
+            request: 0,
+            chunk_index: 0,
+        });
+        self.by_key.insert(key, id);
+        id
+    }
+
+    fn push_text(&mut self, text: &str) -> Range<usize> {
+        let start = self.series_text.len();
+        self.series_text.push_str(text);
+        start..self.series_text.len()
+    }
+
+    /// The index of a series in the chunk of request `request`, added on its first sample.
+    pub fn chunk_index(&mut self, id: u32, request: u64, chunk: &mut MetricChunk) -> u32 {
+        let cached = &mut self.series[id as usize];
+        if cached.request != request {
+            cached.request = request;
+            cached.chunk_index = chunk.series.len() as u32;
+            chunk.series.push(SeriesKey {
+                app: self.series_text[cached.app.clone()].to_owned(),
+                host: self.series_text[cached.host.clone()].to_owned(),
+                metric: self.series_text[cached.metric.clone()].to_owned(),
+                counter: cached.counter,
+            });
+        }
+        cached.chunk_index
+    }
+}

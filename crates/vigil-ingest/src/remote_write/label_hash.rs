@@ -1,0 +1,106 @@
+//! A fast seeded hash for raw label bytes, the key of the decoder's series cache.
+//!
+//! std's SipHash costs more than the rest of a cache hit on the 60 to 100 bytes of an agent's
+//! label set. This hash folds 16 bytes at a time through a 128-bit multiply, with two seeds
+//! drawn from std's random state per decoder, so a sender cannot aim collisions at it without
+//! knowing the seeds.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+
+#[derive(Debug, Clone)]
+pub(super) struct LabelHashBuilder {
+    seeds: [u64; 2],
+}
+
+impl Default for LabelHashBuilder {
+    fn default() -> Self {
+        let random = RandomState::new();
+        let first = random.hash_one(0x9e37_79b9_7f4a_7c15_u64);
+        let second = random.hash_one(first);
+        LabelHashBuilder {
+            seeds: [first, second | 1],
+        }
+    }
+}
+
+impl BuildHasher for LabelHashBuilder {
+    type Hasher = LabelHasher;
+
+    fn build_hasher(&self) -> LabelHasher {
+        LabelHasher {
+            state: self.seeds[0],
+            seeds: self.seeds,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct LabelHasher {
+    state: u64,
+    seeds: [u64; 2],
+}
+
+fn folded_multiply(left: u64, right: u64) -> u64 {
+    let full = u128::from(left) * u128::from(right);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+fn word(bytes: &[u8]) -> u64 {
+    let mut padded = [0u8; 8];
+    padded[..bytes.len()].copy_from_slice(bytes);
+    u64::from_le_bytes(padded)
+}
+
+impl Hasher for LabelHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut state = self.state;
+        let mut blocks = bytes.chunks_exact(16);
+        for block in &mut blocks {
+            let low = word(&block[..8]);
+            let high = word(&block[8..]);
+            state = folded_multiply(low ^ state ^ self.seeds[0], high ^ self.seeds[1]);
+        }
+        let rest = blocks.remainder();
+        if !rest.is_empty() {
+            let split = rest.len().min(8);
+            let low = word(&rest[..split]);
+            let high = word(&rest[split..]);
+            state = folded_multiply(low ^ state ^ self.seeds[0], high ^ self.seeds[1]);
+        }
+        self.state = state.rotate_left(23) ^ bytes.len() as u64;
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.state = folded_multiply(self.state ^ value as u64, self.seeds[1]);
+    }
+
+    fn finish(&self) -> u64 {
+        folded_multiply(self.state, self.seeds[1] ^ self.seeds[0].rotate_left(32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn nearby_keys_hash_apart() {
+        let builder = LabelHashBuilder::default();
+        let mut keys: HashSet<Vec<u8>> = HashSet::new();
+        for length in 0..40usize {
+            keys.insert(vec![0u8; length]);
+            for flipped in 0..length {
+                let mut key = vec![0u8; length];
+                key[flipped] = 1;
+                keys.insert(key);
+            }
+        }
+        let hashes: HashSet<u64> = keys
+            .iter()
+            .map(|key| builder.hash_one(key.as_slice()))
+            .collect();
+        assert_eq!(hashes.len(), keys.len());
+    }
+}
