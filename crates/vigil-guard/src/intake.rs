@@ -1,12 +1,26 @@
 //! Ingested data on its way in: stored first (so an acknowledged chunk survives a crash), then
 //! added to the in-memory index, then the guard is woken.
 
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 
-use vigil_core::samples::{LogChunk, MetricChunk};
+use vigil_core::samples::{LogChunk, LogCount, MetricChunk};
+use vigil_core::LogTemplate;
+use vigil_ingest::json::LogLine;
+use vigil_ingest::logs::{
+    Change, HeaderFormat, HeaderPattern, Level, Miner, MinerConfig, Template, TemplateId,
+};
 use vigil_store::{Appended, DataChunk, DataKind, Store, StoreError};
 
 use crate::index::DataIndex;
+use crate::pull::AppConfig;
+
+/// An app's template miner and the way its lines are split.
+#[derive(Debug)]
+struct AppMiner {
+    miner: Miner,
+    format: HeaderFormat,
+}
 
 /// What happened to an ingested chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +39,8 @@ pub struct Intake {
     store: Arc<dyn Store>,
     index: Arc<RwLock<DataIndex>>,
     wake: Wake,
+    /// One miner per app, rebuilt from the stored templates on first use.
+    miners: Mutex<HashMap<String, AppMiner>>,
 }
 
 impl std::fmt::Debug for Intake {
@@ -35,7 +51,12 @@ impl std::fmt::Debug for Intake {
 
 impl Intake {
     pub fn new(store: Arc<dyn Store>, index: Arc<RwLock<DataIndex>>, wake: Wake) -> Intake {
-        Intake { store, index, wake }
+        Intake {
+            store,
+            index,
+            wake,
+            miners: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Stores a chunk of samples and adds it to the index.
@@ -112,6 +133,125 @@ impl Intake {
             items: chunk.counts.len(),
             duplicate: false,
         })
+    }
+
+    /// Mines log lines into their apps' templates, stores new and changed templates, then the
+    /// lines' counts per template, host and second (the end of the second they fall in).
+    pub fn log_lines(
+        &self,
+        lines: &[LogLine],
+        key: Option<String>,
+        received_at: i64,
+    ) -> Result<Accepted, StoreError> {
+        let mut counts: BTreeMap<(String, String, String, i64), u32> = BTreeMap::new();
+        let mut changed: BTreeMap<String, BTreeMap<TemplateId, ()>> = BTreeMap::new();
+        let mut templates: Vec<(String, Vec<LogTemplate>)> = Vec::new();
+        {
+            let mut miners = self
+                .miners
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for line in lines {
+                if !miners.contains_key(&line.app) {
+                    let created = self.app_miner(&line.app)?;
+                    miners.insert(line.app.clone(), created);
+                }
+                let Some(app_miner) = miners.get_mut(&line.app) else {
+                    continue;
+                };
+                let added = app_miner.miner.add_line(&line.line, &app_miner.format);
+                if added.change != Change::None {
+                    changed
+                        .entry(line.app.clone())
+                        .or_default()
+                        .insert(added.id, ());
+                }
+                let second_end_ms = line
+                    .ms
+                    .div_euclid(1000)
+                    .saturating_add(i64::from(line.ms.rem_euclid(1000) > 0))
+                    .saturating_mul(1000);
+                let slot = counts
+                    .entry((
+                        line.app.clone(),
+                        line.host.clone(),
+                        added.id.to_string(),
+                        second_end_ms,
+                    ))
+                    .or_default();
+                *slot = slot.saturating_add(1);
+            }
+            for (app, ids) in &changed {
+                let Some(app_miner) = miners.get(app) else {
+                    continue;
+                };
+                let listed: Vec<LogTemplate> = ids
+                    .keys()
+                    .filter_map(|id| app_miner.miner.template(*id))
+                    .map(|template| template.to_log_template())
+                    .collect();
+                templates.push((app.clone(), listed));
+            }
+        }
+        for (app, listed) in &templates {
+            self.store.upsert_templates(app, listed)?;
+        }
+        let chunk = LogChunk {
+            counts: counts
+                .into_iter()
+                .map(|((app, host, template, ms), count)| LogCount {
+                    app,
+                    host,
+                    template,
+                    ms,
+                    count,
+                })
+                .collect(),
+        };
+        let accepted = self.logs(&chunk, key, received_at)?;
+        Ok(Accepted {
+            items: lines.len(),
+            duplicate: accepted.duplicate,
+        })
+    }
+
+    /// An app's miner, from its stored templates and its configured log pattern.
+    fn app_miner(&self, app: &str) -> Result<AppMiner, StoreError> {
+        let stored = self.store.templates(app)?;
+        let restored = stored.into_iter().filter_map(|template| {
+            let id = template.id.parse::<u64>().ok()?;
+            Some(Template {
+                id: TemplateId(id),
+                text: template.text,
+                count: 0,
+                level: Level::from_word(&template.level),
+            })
+        });
+        let miner = Miner::from_templates(MinerConfig::default(), restored);
+        let pattern = self
+            .store
+            .apps()?
+            .into_iter()
+            .find(|(name, _)| name == app)
+            .and_then(|(_, value)| serde_json::from_value::<AppConfig>(value).ok())
+            .and_then(|config| config.log_pattern);
+        let format = match pattern.map(|text| HeaderPattern::new(&text)) {
+            Some(Ok(compiled)) => HeaderFormat::Pattern(compiled),
+            Some(Err(error)) => {
+                tracing::warn!(app = %app, %error, "ignoring the app's invalid log pattern");
+                HeaderFormat::Auto
+            }
+            None => HeaderFormat::Auto,
+        };
+        Ok(AppMiner { miner, format })
+    }
+
+    /// Forgets an app's miner so that its settings are read again (after they changed).
+    pub fn reload_app(&self, app: &str) {
+        self.miners
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(app);
     }
 
     /// Fills the index from the stored chunks overlapping `[from_ms, to_ms]` (at start).

@@ -1,1 +1,173 @@
-//! Vigil's REST API.
+//! Vigil's REST API under `/api/v1`, described by the OpenAPI document it serves at
+//! `/api/v1/openapi.json`.
+//!
+//! Handlers check the token, validate the request and call the store, the guard and the intake;
+//! they never write SQL and hold no analysis logic. Store calls run on blocking threads.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod error;
+mod ingest;
+mod releases;
+pub mod server;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderMap;
+use axum::routing::{get, post, put};
+use axum::Router;
+use vigil_core::release::{ApiToken, Role};
+use vigil_core::Clock;
+use vigil_guard::intake::Intake;
+use vigil_guard::Guard;
+use vigil_store::Store;
+
+pub use auth::{hash_token, new_token};
+pub use error::ApiError;
+
+/// The OpenAPI document of the API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Limits on what a request may carry.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body, in bytes (compressed, for remote write).
+    pub max_body_bytes: usize,
+    /// Most samples or log lines in one ingestion request.
+    pub max_items: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_items: 1_000_000,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub guard: Arc<Guard>,
+    pub intake: Arc<Intake>,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+    pub tokens: Arc<auth::TokenCache>,
+    pub ingest: Arc<ingest::IngestState>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        guard: Arc<Guard>,
+        intake: Arc<Intake>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        ingest_options: IngestOptions,
+    ) -> AppState {
+        AppState {
+            store,
+            guard,
+            intake,
+            clock,
+            limits,
+            tokens: Arc::new(auth::TokenCache::default()),
+            ingest: Arc::new(ingest::IngestState::new(ingest_options)),
+        }
+    }
+
+    /// The token of a request, checked against `needed`.
+    pub async fn authorize(&self, headers: &HeaderMap, needed: Role) -> Result<ApiToken, ApiError> {
+        let secret = auth::bearer(headers)?;
+        let hash = hash_token(secret);
+        let token = match self.tokens.get(&hash) {
+            Some(token) => token,
+            None => {
+                let lookup_hash = hash.clone();
+                let found = self
+                    .blocking(move |store| Ok(store.token_by_hash(&lookup_hash)?))
+                    .await?;
+                let token = found.ok_or_else(|| {
+                    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unknown api token")
+                })?;
+                self.tokens.put(token.clone());
+                token
+            }
+        };
+        auth::require(&token, needed)?;
+        Ok(token)
+    }
+
+    /// Runs a store call on a blocking thread.
+    pub async fn blocking<T, F>(&self, call: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, ApiError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || call(store.as_ref()))
+            .await
+            .map_err(|error| ApiError::internal(format!("store task failed: {error}")))?
+    }
+}
+
+pub use ingest::IngestOptions;
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route(
+            "/api/v1/releases",
+            post(releases::create).get(releases::list),
+        )
+        .route("/api/v1/releases/import", post(releases::import))
+        .route("/api/v1/releases/{id}", get(releases::show))
+        .route("/api/v1/releases/{id}/verdict", get(releases::verdict))
+        .route("/api/v1/releases/{id}/findings", get(releases::findings))
+        .route(
+            "/api/v1/releases/{id}/transitions",
+            get(releases::transitions),
+        )
+        .route("/api/v1/releases/{id}/series", get(releases::series))
+        .route("/api/v1/releases/{id}/export", get(releases::export))
+        .route(
+            "/api/v1/releases/{id}/batches/{n}/deployed",
+            post(releases::batch_deployed),
+        )
+        .route("/api/v1/releases/{id}/pause", post(releases::pause))
+        .route("/api/v1/releases/{id}/resume", post(releases::resume))
+        .route("/api/v1/releases/{id}/rollback", post(releases::rollback))
+        .route(
+            "/api/v1/releases/{id}/rolled-back",
+            post(releases::rolled_back),
+        )
+        .route("/api/v1/releases/{id}/cancel", post(releases::cancel))
+        .route(
+            "/api/v1/releases/{id}/feedback",
+            post(releases::add_feedback).get(releases::list_feedback),
+        )
+        .route(
+            "/api/v1/releases/{id}/notifications",
+            get(releases::notifications),
+        )
+        .route("/api/v1/apps", get(ingest::list_apps))
+        .route("/api/v1/apps/{app}", put(ingest::put_app))
+        .route("/api/v1/ingest/samples", post(ingest::samples))
+        .route("/api/v1/ingest/prometheus", post(ingest::remote_write))
+        .route("/api/v1/ingest/logs", post(ingest::logs))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}

@@ -2,9 +2,13 @@
 //! crates; no analysis logic lives here.
 #![forbid(unsafe_code)]
 
+mod gate_cmd;
+mod logging;
 mod logs_cmd;
 mod progress;
 mod replay_cmd;
+mod serve_cmd;
+mod token_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -21,18 +25,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the live guard: the API, ingestion, the guard and notifications.
+    Serve(serve_cmd::ServeArgs),
     /// Replay recorded releases through the analysis, step by step, and score them.
     Replay(replay_cmd::ReplayArgs),
     /// Mine the templates of log lines (a file or standard input) and print them with their
     /// counts, or the template id of each line.
     Logs(logs_cmd::LogsArgs),
+    /// Manage API tokens.
+    Token(token_cmd::TokenArgs),
+    /// Wait for a release's outcome: exit 0 when it passed, 1 when it was stopped.
+    Gate(gate_cmd::GateArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve_cmd::run(args),
         Command::Replay(args) => replay_cmd::run(args),
         Command::Logs(args) => logs_cmd::run(args),
+        Command::Token(args) => token_cmd::run(args),
+        Command::Gate(args) => match gate_cmd::run(args) {
+            Ok(gate_cmd::GateOutcome::Passed) => Ok(()),
+            Ok(gate_cmd::GateOutcome::Stopped) => return std::process::ExitCode::from(1),
+            Ok(gate_cmd::GateOutcome::TimedOut) => return std::process::ExitCode::from(2),
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -43,5 +61,13 @@ fn main() -> std::process::ExitCode {
             }
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints a line for the person at the terminal.
+pub(crate) fn say(line: &str) {
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{line}");
     }
 }

@@ -1,0 +1,906 @@
+//! Release routes: create, read, act, report batches, feedback, export and import.
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use vigil_core::release::{
+    Action, Feedback, FeedbackKind, NotificationEvent, PlannedBatch, ReferenceHosts, Release,
+    ReleaseSpec, ReleaseState, Role, VerdictRecord,
+};
+use vigil_core::samples::{LogChunk, LogCount, MetricChunk, Point, SeriesKey};
+use vigil_core::{Batch, Bundle, HostGroup, MetricMeta, Verdict};
+use vigil_guard::guard::{lookback_seconds, notifications_for, release_settings};
+use vigil_store::{Change, ReleaseFilter};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Most hosts in one release.
+const MAX_HOSTS: usize = 10_000;
+
+fn default_reference() -> ReferenceHosts {
+    ReferenceHosts::EveryOtherHost
+}
+
+fn default_step() -> i64 {
+    30
+}
+
+fn default_observe() -> i64 {
+    1800
+}
+
+/// The body of `POST /api/v1/releases`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRelease {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub app: String,
+    pub version: String,
+    pub hosts: Vec<String>,
+    #[serde(default = "default_reference")]
+    pub reference: ReferenceHosts,
+    /// Default: one batch of every host.
+    #[serde(default)]
+    pub batches: Vec<PlannedBatch>,
+    #[serde(default = "default_step")]
+    pub step_seconds: i64,
+    #[serde(default = "default_observe")]
+    pub observe_seconds: i64,
+    #[serde(default)]
+    pub metrics: Vec<MetricMeta>,
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("invalid json: {inner}"))
+        } else {
+            ApiError::bad_request(format!("invalid json at {path}: {inner}"))
+        }
+    })
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::bad_request(format!(
+            "{what} must be 1 to 200 characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "{what} {name:?} holds control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    let valid = !id.is_empty()
+        && id.len() <= 100
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        return Err(ApiError::bad_request(format!(
+            "release id {id:?} must be 1 to 100 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a release spec and fills its defaults.
+pub fn validate_spec(request: CreateRelease) -> Result<(Option<String>, ReleaseSpec), ApiError> {
+    check_name("app", &request.app)?;
+    check_name("version", &request.version)?;
+    if let Some(id) = &request.id {
+        check_id(id)?;
+    }
+    if request.hosts.is_empty() {
+        return Err(ApiError::bad_request("hosts must name at least one host"));
+    }
+    if request.hosts.len() > MAX_HOSTS {
+        return Err(ApiError::bad_request(format!(
+            "hosts holds {} hosts, more than {MAX_HOSTS}",
+            request.hosts.len()
+        )));
+    }
+    let mut release_hosts = BTreeSet::new();
+    for host in &request.hosts {
+        check_name("host", host)?;
+        if !release_hosts.insert(host.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "host {host:?} is listed twice"
+            )));
+        }
+    }
+    let batches = if request.batches.is_empty() {
+        vec![PlannedBatch {
+            hosts: request.hosts.clone(),
+        }]
+    } else {
+        request.batches.clone()
+    };
+    let mut planned = BTreeSet::new();
+    for (index, batch) in batches.iter().enumerate() {
+        if batch.hosts.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "batches[{index}] has no host"
+            )));
+        }
+        for host in &batch.hosts {
+            if !release_hosts.contains(host.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "batches[{index}] names {host:?}, which is not in hosts"
+                )));
+            }
+            if !planned.insert(host.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "host {host:?} is in two batches"
+                )));
+            }
+        }
+    }
+    if planned.len() != release_hosts.len() {
+        return Err(ApiError::bad_request(
+            "every host must be in exactly one batch",
+        ));
+    }
+    if let ReferenceHosts::Hosts { hosts } = &request.reference {
+        if hosts.is_empty() {
+            return Err(ApiError::bad_request(
+                "reference hosts is empty: use {\"type\": \"none\"} to compare with history",
+            ));
+        }
+        for host in hosts {
+            check_name("reference host", host)?;
+            if release_hosts.contains(host.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "host {host:?} is both a release and a reference host"
+                )));
+            }
+        }
+    }
+    if !(1..=3600).contains(&request.step_seconds) {
+        return Err(ApiError::bad_request(
+            "step_seconds must be between 1 and 3600",
+        ));
+    }
+    if !(0..=30 * 86_400).contains(&request.observe_seconds) {
+        return Err(ApiError::bad_request(
+            "observe_seconds must be between 0 and 30 days",
+        ));
+    }
+    let spec = ReleaseSpec {
+        app: request.app,
+        version: request.version,
+        hosts: request.hosts,
+        reference: request.reference,
+        batches,
+        step_seconds: request.step_seconds,
+        observe_seconds: request.observe_seconds,
+        metrics: request.metrics,
+        settings: request.settings,
+    };
+    let probe = Release {
+        id: "probe".into(),
+        spec: spec.clone(),
+        state: ReleaseState::Pending,
+        created_by: String::new(),
+        created_at: 0,
+        updated_at: 0,
+        deployed: Vec::new(),
+        verdict: None,
+        reason: String::new(),
+    };
+    release_settings(&probe).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    Ok((request.id, spec))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Release>), ApiError> {
+    let token = state.authorize(&headers, Role::Operator).await?;
+    let request: CreateRelease = parse_body(&body)?;
+    let (id, spec) = validate_spec(request)?;
+    let now = state.clock.now();
+    let id = match id {
+        Some(id) => id,
+        None => format!("rel-{now}-{}", &crate::auth::new_token()?[4..12]),
+    };
+    let release = Release {
+        id,
+        spec,
+        state: ReleaseState::Pending,
+        created_by: token.name,
+        created_at: now,
+        updated_at: now,
+        deployed: Vec::new(),
+        verdict: None,
+        reason: "waiting for the first batch".to_string(),
+    };
+    let stored = release.clone();
+    state
+        .blocking(move |store| Ok(store.create_release(&stored)?))
+        .await?;
+    tracing::info!(release = %release.id, app = %release.spec.app, "release created");
+    Ok((StatusCode::CREATED, Json(release)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    app: Option<String>,
+    /// Comma-separated states.
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<Release>>, ApiError> {
+    state.authorize(&headers, Role::Viewer).await?;
+    let mut states = Vec::new();
+    for name in query.state.iter().flat_map(|text| text.split(',')) {
+        let parsed = ReleaseState::parse(name.trim())
+            .ok_or_else(|| ApiError::bad_request(format!("unknown state {name:?}")))?;
+        states.push(parsed);
+    }
+    let filter = ReleaseFilter {
+        app: query.app,
+        states,
+        limit: query.limit.unwrap_or(100).min(1000),
+    };
+    let releases = state
+        .blocking(move |store| Ok(store.releases(&filter)?))
+        .await?;
+    Ok(Json(releases))
+}
+
+async fn load(state: &AppState, id: String) -> Result<Release, ApiError> {
+    state
+        .blocking(move |store| {
+            store
+                .release(&id)?
+                .ok_or_else(|| ApiError::not_found(format!("no release {id}")))
+        })
+        .await
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Release>, ApiError> {
+    state.authorize(&headers, Role::Viewer).await?;
+    Ok(Json(load(&state, id).await?))
+}
+
+/// What a pipeline (or Argo Rollouts' Web metric) reads to decide whether to go on.
+#[derive(Debug, Serialize)]
+pub struct VerdictAnswer {
+    pub release: String,
+    pub state: ReleaseState,
+    pub verdict: Option<Verdict>,
+    /// `proceed`: the next batch may start; `hold`: wait (data missing or no verdict yet);
+    /// `stop`: paused, rolled back, cancelled or failed; `passed`: the release succeeded.
+    pub decision: &'static str,
+    /// True once the release failed its guard or was stopped (Argo: `failureCondition`).
+    pub failed: bool,
+    /// True once the release succeeded.
+    pub passed: bool,
+    /// True when the outcome is final.
+    pub done: bool,
+    pub reason: String,
+}
+
+pub fn verdict_answer(release: &Release, latest: Option<&VerdictRecord>) -> VerdictAnswer {
+    let (decision, failed, passed) = match release.state {
+        ReleaseState::Succeeded => ("passed", false, true),
+        ReleaseState::Paused
+        | ReleaseState::RollingBack
+        | ReleaseState::RolledBack
+        | ReleaseState::Failed
+        | ReleaseState::Cancelled => ("stop", true, false),
+        ReleaseState::Pending | ReleaseState::Deploying | ReleaseState::Observing => {
+            match release.verdict {
+                None if !release.deployed.is_empty() => ("hold", false, false),
+                Some(Verdict::InsufficientData) => ("hold", false, false),
+                _ => ("proceed", false, false),
+            }
+        }
+    };
+    let reason = latest
+        .map(|record| record.explanation.clone())
+        .filter(|text| !text.is_empty() && release.state != ReleaseState::Paused)
+        .unwrap_or_else(|| release.reason.clone());
+    VerdictAnswer {
+        release: release.id.clone(),
+        state: release.state,
+        verdict: release.verdict,
+        decision,
+        failed,
+        passed,
+        done: release.state.is_terminal() || release.state == ReleaseState::Paused,
+        reason,
+    }
+}
+
+pub async fn verdict(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<VerdictAnswer>, ApiError> {
+    state.authorize(&headers, Role::Viewer).await?;
+    let (release, latest) = state
+        .blocking(move |store| {
+            let release = store
+                .release(&id)?
+                .ok_or_else(|| ApiError::not_found(format!("no release {id}")))?;
+            let latest = store.verdicts(&id)?.pop();
+            Ok((release, latest))
+        })
+        .await?;
+    Ok(Json(verdict_answer(&release, latest.as_ref())))
+}
+
+#[derive(Debug, Serialize)]
+pub struct FindingsAnswer {
+    pub latest: Option<VerdictRecord>,
+    pub history: Vec<VerdictRecord>,
+}
+
+pub async fn findings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<FindingsAnswer>, ApiError> {
+    state.authorize(&headers, Role::Viewer).await?;
+    let history = state
+        .blocking(move |store| {
+            if store.release(&id)?.is_none() {
+                return Err(ApiError::not_found(format!("no release {id}")));
+            }
+            Ok(store.verdicts(&id)?)
+        })
+        .await?;
+    // The verdict that decided: the pause if there was one, else the newest.
+    let latest = history
+        .iter()
+        .rev()
+        .find(|record| record.verdict == Verdict::Fault)
+        .or(history.last())
+        .cloned();
+    Ok(Json(FindingsAnswer { latest, history }))
+}
+
+pub async fn transitions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<vigil_core::release::Transition>>, ApiError> {
+    state.authorize(&headers, Role::Viewer).await?;
+    let found = state
+        .blocking(move |store| {
+            if store.release(&id)?.is_none() {
+                return Err(ApiError::not_found(format!("no release {id}")));
+            }
+            Ok(store.transitions(&id)?)
+        })
+        .await?;
+    Ok(Json(found))
+}
+
+pub async fn notifications(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<vigil_core::release::OutboxItem>>, ApiError> {
+    state.authorize(&headers, Role::Viewer).await?;
+    let found = state
+        .blocking(move |store| Ok(store.notifications(&id)?))
+        .await?;
+    Ok(Json(found))
+}
+
+/// The release's window as a bundle, up to now or to the end of the release.
+async fn window(state: &AppState, release: &Release) -> Result<Bundle, ApiError> {
+    let settings =
+        release_settings(release).map_err(|error| ApiError::internal(error.to_string()))?;
+    let lookback = lookback_seconds(release, &settings);
+    let until = if release.state.is_terminal() {
+        release.updated_at
+    } else {
+        state.clock.now()
+    };
+    let app = release.spec.app.clone();
+    let templates: HashMap<String, vigil_core::LogTemplate> = state
+        .blocking(move |store| Ok(store.templates(&app)?))
+        .await?
+        .into_iter()
+        .map(|template| (template.id.clone(), template))
+        .collect();
+    let index = state
+        .guard
+        .index()
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    vigil_guard::assemble(release, &index, &templates, lookback, until)
+        .map_err(|error| ApiError::conflict(error.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SeriesQuery {
+    metric: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostSeries {
+    pub host: String,
+    pub group: HostGroup,
+    pub values: Vec<Option<f64>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SeriesAnswer {
+    pub metric: String,
+    pub start: i64,
+    pub step_seconds: i64,
+    pub points: usize,
+    pub batches: Vec<Batch>,
+    pub hosts: Vec<HostSeries>,
+}
+
+pub async fn series(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<SeriesQuery>,
+) -> Result<Json<SeriesAnswer>, ApiError> {
+    state.authorize(&headers, Role::Viewer).await?;
+    let release = load(&state, id).await?;
+    let bundle = window(&state, &release).await?;
+    let by_host = bundle
+        .series
+        .get(&query.metric)
+        .or_else(|| bundle.logs.counts.get(&query.metric))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "release {} has no metric or log template {:?}",
+                release.id, query.metric
+            ))
+        })?;
+    let hosts = bundle
+        .hosts
+        .iter()
+        .filter_map(|host| {
+            by_host.get(&host.name).map(|values| HostSeries {
+                host: host.name.clone(),
+                group: host.group,
+                values: values.clone(),
+            })
+        })
+        .collect();
+    Ok(Json(SeriesAnswer {
+        metric: query.metric,
+        start: bundle.start,
+        step_seconds: bundle.step_seconds,
+        points: bundle.points,
+        batches: bundle.batches,
+        hosts,
+    }))
+}
+
+pub async fn export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Bundle>, ApiError> {
+    state.authorize(&headers, Role::Viewer).await?;
+    let release = load(&state, id).await?;
+    Ok(Json(window(&state, &release).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployed {
+    /// Unix seconds; default now.
+    #[serde(default)]
+    at: Option<i64>,
+    /// Default: the batch's planned hosts.
+    #[serde(default)]
+    hosts: Option<Vec<String>>,
+}
+
+pub async fn batch_deployed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, index)): Path<(String, u32)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Release>, ApiError> {
+    let token = state.authorize(&headers, Role::Operator).await?;
+    let request: Deployed = if body.is_empty() {
+        Deployed::default()
+    } else {
+        parse_body(&body)?
+    };
+    let release = load(&state, id).await?;
+    vigil_deploy::check_batch_report(&release, index)?;
+    let planned = &release.spec.batches[index as usize].hosts;
+    let hosts = request.hosts.unwrap_or_else(|| planned.clone());
+    for host in &hosts {
+        if !release.spec.hosts.contains(host) {
+            return Err(ApiError::bad_request(format!(
+                "host {host:?} is not a host of release {}",
+                release.id
+            )));
+        }
+        if release
+            .deployed
+            .iter()
+            .any(|batch| batch.hosts.contains(host))
+        {
+            return Err(ApiError::bad_request(format!(
+                "host {host:?} was already deployed in an earlier batch"
+            )));
+        }
+    }
+    let at = request.at.unwrap_or_else(|| state.clock.now());
+    if let Some(last) = release.deployed.last() {
+        if at < last.at {
+            return Err(ApiError::bad_request(format!(
+                "batch {index} deployed at {at}, before batch {} at {}",
+                last.index, last.at
+            )));
+        }
+    }
+    let change = Change {
+        release_id: release.id.clone(),
+        expected: release.state,
+        to: vigil_deploy::next_state(release.state, Action::BatchDeployed)?,
+        action: Action::BatchDeployed,
+        actor: token.name,
+        at: state.clock.now(),
+        reason: format!("batch {index} deployed to {} hosts", hosts.len()),
+        deployed: Some(Batch { index, at, hosts }),
+        notifications: Vec::new(),
+    };
+    let (updated, _) = state
+        .blocking(move |store| Ok(store.apply(&change)?))
+        .await?;
+    Ok(Json(updated))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn act(
+    state: AppState,
+    headers: HeaderMap,
+    id: String,
+    body: axum::body::Bytes,
+    action: Action,
+) -> Result<Json<Release>, ApiError> {
+    let token = state.authorize(&headers, Role::Operator).await?;
+    let request: ActionBody = if body.is_empty() {
+        ActionBody::default()
+    } else {
+        parse_body(&body)?
+    };
+    let release = load(&state, id).await?;
+    let to = vigil_deploy::next_state(release.state, action)?;
+    let reason = request
+        .reason
+        .filter(|text| !text.trim().is_empty())
+        .unwrap_or_else(|| format!("{} by {}", action.as_str(), token.name));
+    let event = match action {
+        Action::Pause => Some(NotificationEvent::Paused),
+        Action::Resume => Some(NotificationEvent::Resumed),
+        Action::Rollback | Action::RollbackDone => Some(NotificationEvent::RolledBack),
+        _ => None,
+    };
+    let notifications = match event {
+        Some(event) if action != Action::RollbackDone => notifications_for(
+            &state.guard.config().routes,
+            &state.guard.config().public_url,
+            &release,
+            event,
+            &format!(
+                "{} {}: {} by {}",
+                release.spec.app,
+                release.spec.version,
+                action.as_str(),
+                token.name
+            ),
+            &reason,
+        ),
+        _ => Vec::new(),
+    };
+    let change = Change {
+        release_id: release.id.clone(),
+        expected: release.state,
+        to,
+        action,
+        actor: token.name,
+        at: state.clock.now(),
+        reason,
+        deployed: None,
+        notifications,
+    };
+    let (updated, _) = state
+        .blocking(move |store| Ok(store.apply(&change)?))
+        .await?;
+    if action == Action::Resume {
+        state.guard.forget(&updated.id);
+    }
+    Ok(Json(updated))
+}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Release>, ApiError> {
+    act(state, headers, id, body, Action::Pause).await
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Release>, ApiError> {
+    act(state, headers, id, body, Action::Resume).await
+}
+
+pub async fn rollback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Release>, ApiError> {
+    act(state, headers, id, body, Action::Rollback).await
+}
+
+pub async fn rolled_back(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Release>, ApiError> {
+    act(state, headers, id, body, Action::RollbackDone).await
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Release>, ApiError> {
+    act(state, headers, id, body, Action::Cancel).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackBody {
+    kind: FeedbackKind,
+    #[serde(default)]
+    note: String,
+}
+
+pub async fn add_feedback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Feedback>), ApiError> {
+    let token = state.authorize(&headers, Role::Operator).await?;
+    let request: FeedbackBody = parse_body(&body)?;
+    if request.note.len() > 10_000 {
+        return Err(ApiError::bad_request("note is longer than 10000 bytes"));
+    }
+    let release = load(&state, id).await?;
+    let feedback = Feedback {
+        release_id: release.id,
+        kind: request.kind,
+        note: request.note,
+        actor: token.name,
+        at: state.clock.now(),
+    };
+    let stored = feedback.clone();
+    state
+        .blocking(move |store| Ok(store.add_feedback(&stored)?))
+        .await?;
+    Ok((StatusCode::CREATED, Json(feedback)))
+}
+
+pub async fn list_feedback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Feedback>>, ApiError> {
+    state.authorize(&headers, Role::Viewer).await?;
+    let found = state
+        .blocking(move |store| Ok(store.feedback(&id)?))
+        .await?;
+    Ok(Json(found))
+}
+
+/// Imports a `release-bundle/1`: stores the release, its data and templates, replays it and
+/// leaves it paused (when the replay paused it) or succeeded.
+pub async fn import(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Release>), ApiError> {
+    let token = state.authorize(&headers, Role::Operator).await?;
+    let bundle = Bundle::from_bytes(&body, "request body")
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    check_id(&bundle.id)?;
+    let release_hosts: Vec<String> = bundle
+        .hosts
+        .iter()
+        .filter(|host| host.group == HostGroup::Release)
+        .map(|host| host.name.clone())
+        .collect();
+    let reference: Vec<String> = bundle
+        .hosts
+        .iter()
+        .filter(|host| host.group == HostGroup::Reference)
+        .map(|host| host.name.clone())
+        .collect();
+    if bundle.batches.is_empty() {
+        return Err(ApiError::bad_request("the bundle has no batch"));
+    }
+    let end = bundle.start + (bundle.points as i64 - 1) * bundle.step_seconds;
+    let last_batch = bundle.batches.last().map_or(end, |batch| batch.at);
+    let spec = ReleaseSpec {
+        app: bundle.app.clone(),
+        version: format!("imported {}", bundle.id),
+        hosts: release_hosts,
+        reference: if reference.is_empty() {
+            ReferenceHosts::None
+        } else {
+            ReferenceHosts::Hosts { hosts: reference }
+        },
+        batches: bundle
+            .batches
+            .iter()
+            .map(|batch| PlannedBatch {
+                hosts: batch.hosts.clone(),
+            })
+            .collect(),
+        step_seconds: bundle.step_seconds,
+        observe_seconds: (end - last_batch).max(0),
+        metrics: bundle.metrics.clone(),
+        settings: serde_json::Map::new(),
+    };
+    let outcome = vigil_analysis::replay(&bundle, &vigil_analysis::Settings::default());
+    let now = state.clock.now();
+    let release = Release {
+        id: bundle.id.clone(),
+        spec,
+        state: ReleaseState::Observing,
+        created_by: token.name.clone(),
+        created_at: now,
+        updated_at: now,
+        deployed: bundle.batches.clone(),
+        verdict: None,
+        reason: "imported".to_string(),
+    };
+    let (metrics, logs) = bundle_data(&bundle);
+    let paused = outcome.paused_at.is_some();
+    let record = VerdictRecord {
+        release_id: bundle.id.clone(),
+        at: outcome.paused_at.or(outcome.recommended_at).unwrap_or(end),
+        verdict: outcome.verdict,
+        explanation: outcome
+            .findings
+            .first()
+            .map(|finding| finding.explanation.clone())
+            .unwrap_or_else(|| format!("replay: {}", outcome.verdict)),
+        findings: vigil_guard::guard::finite_findings(&outcome.findings),
+    };
+    let templates = bundle.logs.templates.clone();
+    let app = bundle.app.clone();
+    let intake = state.intake.clone();
+    let actor = token.name;
+    let created = release.clone();
+    let final_release = state
+        .blocking(move |store| {
+            store.create_release(&created)?;
+            store.upsert_templates(&app, &templates)?;
+            intake.metrics(
+                &metrics,
+                Some(format!("import:{}:metrics", created.id)),
+                now,
+            )?;
+            intake.logs(&logs, Some(format!("import:{}:logs", created.id)), now)?;
+            store.record_verdict(&record, &[])?;
+            let change = Change {
+                release_id: created.id.clone(),
+                expected: ReleaseState::Observing,
+                to: if paused {
+                    ReleaseState::Paused
+                } else {
+                    ReleaseState::Succeeded
+                },
+                action: if paused {
+                    Action::Pause
+                } else {
+                    Action::Succeed
+                },
+                actor,
+                at: now,
+                reason: format!("imported and replayed: {}", record.explanation),
+                deployed: None,
+                notifications: Vec::new(),
+            };
+            Ok(store.apply(&change)?.0)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(final_release)))
+}
+
+/// A bundle's series and log counts as ingested chunks.
+fn bundle_data(bundle: &Bundle) -> (MetricChunk, LogChunk) {
+    let mut metrics = MetricChunk::default();
+    for (metric, by_host) in &bundle.series {
+        for (host, values) in by_host {
+            let series = metrics.series.len() as u32;
+            metrics.series.push(SeriesKey {
+                app: bundle.app.clone(),
+                host: host.clone(),
+                metric: metric.clone(),
+                counter: false,
+            });
+            for (step, value) in values.iter().enumerate() {
+                if let Some(value) = value {
+                    metrics.points.push(Point {
+                        series,
+                        ms: bundle.time_of(step) * 1000,
+                        value: *value,
+                    });
+                }
+            }
+        }
+    }
+    let mut logs = LogChunk::default();
+    for (template, by_host) in &bundle.logs.counts {
+        for (host, values) in by_host {
+            for (step, value) in values.iter().enumerate() {
+                let count = value.unwrap_or(0.0).round();
+                if count >= 1.0 {
+                    logs.counts.push(LogCount {
+                        app: bundle.app.clone(),
+                        host: host.clone(),
+                        template: template.clone(),
+                        ms: bundle.time_of(step) * 1000,
+                        count: count.min(u32::MAX as f64) as u32,
+                    });
+                }
+            }
+        }
+    }
+    (metrics, logs)
+}

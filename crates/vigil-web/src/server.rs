@@ -1,0 +1,306 @@
+//! `vigil serve`: the store, the data index, the guard, the notifier and the API, wired
+//! together and run until a shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+use vigil_core::release::{NotificationEvent, ReleaseState};
+use vigil_core::Clock;
+use vigil_guard::guard::{lookback_seconds, release_settings};
+use vigil_guard::intake::Intake;
+use vigil_guard::pull::{PullQuery, PullSource, Puller};
+use vigil_guard::{DataIndex, Guard, GuardConfig, Route};
+use vigil_ingest::prometheus::{PrometheusClient, PrometheusOptions, RangeQuery};
+use vigil_notify::{Notifier, NotifyConfig};
+use vigil_store::{ReleaseFilter, Store};
+
+use crate::{AppState, IngestOptions, Limits};
+
+/// Everything `vigil serve` can be told, from flags and an optional JSON config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub database: String,
+    /// Base of the links to releases in notifications.
+    pub public_url: String,
+    pub notifications: NotifyConfig,
+    /// Recent data kept for every host (in memory and in the store) whether or not a release
+    /// uses it, in seconds: enough for the baseline of a release created now.
+    pub recent_seconds: i64,
+    /// How long data of finished releases is kept, in seconds.
+    pub retention_seconds: i64,
+    /// A step is judged at the latest this long after its time.
+    pub grace_seconds: i64,
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:7070".to_string(),
+            database: "./vigil.db".to_string(),
+            public_url: String::new(),
+            notifications: NotifyConfig::default(),
+            recent_seconds: 2 * 3600,
+            retention_seconds: 30 * 86_400,
+            grace_seconds: 10,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] vigil_store::StoreError),
+    #[error("invalid notification settings: {0}")]
+    Notify(#[from] vigil_notify::NotifyError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A started server: its address and the state its parts share.
+#[derive(Debug)]
+pub struct Started {
+    pub address: SocketAddr,
+    pub state: AppState,
+    pub notifier: Arc<Notifier>,
+    pub puller: Arc<Puller>,
+    listener: tokio::net::TcpListener,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// Opens the store, fills the data index from it and binds the listener.
+pub async fn start(
+    config: &ServerConfig,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<Started, ServeError> {
+    let notifier = Arc::new(Notifier::new(config.notifications.clone())?);
+    let routes: Vec<Route> = notifier
+        .channels()
+        .iter()
+        .map(|channel| Route {
+            channel: channel.name.clone(),
+            events: [
+                NotificationEvent::Paused,
+                NotificationEvent::Recommendation,
+                NotificationEvent::Resumed,
+                NotificationEvent::RolledBack,
+            ]
+            .into_iter()
+            .filter(|event| channel.wants(*event))
+            .collect(),
+        })
+        .collect();
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            address: config.listen.clone(),
+            source,
+        })?;
+    let address = listener.local_addr()?;
+    let public_url = if config.public_url.is_empty() {
+        format!("http://{address}")
+    } else {
+        config.public_url.clone()
+    };
+    let index = Arc::new(RwLock::new(DataIndex::new()));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let wake_guard = Arc::clone(&wake);
+    let intake = Arc::new(Intake::new(
+        Arc::clone(&store),
+        Arc::clone(&index),
+        Arc::new(move || wake_guard.notify_one()),
+    ));
+    let guard = Arc::new(Guard::new(
+        Arc::clone(&store),
+        Arc::clone(&index),
+        Arc::clone(&clock),
+        GuardConfig {
+            public_url,
+            routes,
+            grace_seconds: config.grace_seconds,
+        },
+    ));
+
+    let now = clock.now();
+    let load_from = earliest_needed(store.as_ref(), now, config.recent_seconds)?;
+    let loading_store = Arc::clone(&store);
+    let loading_intake = Arc::clone(&intake);
+    let loaded = tokio::task::spawn_blocking(move || {
+        let _ = &loading_store;
+        loading_intake.load(load_from * 1000, i64::MAX)
+    })
+    .await
+    .map_err(|error| std::io::Error::other(error.to_string()))??;
+    tracing::info!(
+        chunks = loaded,
+        from = load_from,
+        "data index filled from the store"
+    );
+
+    let puller = Arc::new(Puller::new(
+        Arc::clone(&store),
+        Arc::clone(&intake),
+        Arc::clone(&clock),
+        Arc::new(fetch_from_prometheus),
+        config.recent_seconds,
+    ));
+    let state = AppState::new(
+        store,
+        guard,
+        intake,
+        clock,
+        Limits {
+            max_body_bytes: config.max_body_bytes,
+            ..Limits::default()
+        },
+        IngestOptions::default(),
+    );
+    Ok(Started {
+        address,
+        state,
+        notifier,
+        puller,
+        listener,
+        wake,
+    })
+}
+
+/// Start of the data the server must hold: the recent window, or the window of the oldest
+/// release still being judged.
+fn earliest_needed(store: &dyn Store, now: i64, recent_seconds: i64) -> Result<i64, ServeError> {
+    let mut earliest = now - recent_seconds;
+    let active = store.releases(&ReleaseFilter {
+        states: vec![
+            ReleaseState::Pending,
+            ReleaseState::Deploying,
+            ReleaseState::Observing,
+            ReleaseState::Paused,
+        ],
+        ..ReleaseFilter::default()
+    })?;
+    for release in active {
+        let Ok(settings) = release_settings(&release) else {
+            continue;
+        };
+        let lookback = lookback_seconds(&release, &settings);
+        earliest = earliest.min(vigil_guard::assemble::window_start(&release, lookback));
+    }
+    Ok(earliest)
+}
+
+impl Started {
+    /// Runs the API, the guard loop and the notifier until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let state = self.state.clone();
+        let guard_task = tokio::spawn(guard_loop(Arc::clone(&state.guard), self.wake));
+        let notify_task = tokio::spawn(notify_loop(
+            Arc::clone(&self.notifier),
+            Arc::clone(&state.store),
+            Arc::clone(&state.clock),
+        ));
+        let pull_task = tokio::spawn(pull_loop(Arc::clone(&self.puller)));
+        let app = crate::router(state);
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        guard_task.abort();
+        notify_task.abort();
+        pull_task.abort();
+        served?;
+        Ok(())
+    }
+}
+
+/// Judges releases when data arrives (after a short pause to gather the rest of a burst) and
+/// at least every second.
+async fn guard_loop(guard: Arc<Guard>, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        let woken = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+        if woken.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let pass_guard = Arc::clone(&guard);
+        match tokio::task::spawn_blocking(move || pass_guard.pass()).await {
+            Ok(Ok(judged)) => {
+                for outcome in judged.iter().filter(|outcome| outcome.moved_to.is_some()) {
+                    tracing::info!(release = %outcome.release_id, verdict = %outcome.verdict, at = outcome.at, "guard moved release");
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "guard pass failed"),
+            Err(error) => tracing::error!(%error, "guard pass panicked"),
+        }
+    }
+}
+
+/// One range query to an app's Prometheus server.
+fn fetch_from_prometheus(
+    app: &str,
+    source: &PullSource,
+    query: &PullQuery,
+    start: i64,
+    end: i64,
+) -> Result<vigil_core::samples::MetricChunk, String> {
+    let client = PrometheusClient::new(&source.url, PrometheusOptions::default())
+        .map_err(|error| error.to_string())?;
+    let result = client
+        .query_range(&RangeQuery {
+            query: query.query.clone(),
+            host_label: source.host_label.clone(),
+            metric: query.metric.clone(),
+            app: app.to_string(),
+            counter: false,
+            start,
+            end,
+            step_seconds: u32::try_from(source.step_seconds).unwrap_or(30),
+        })
+        .map_err(|error| error.to_string())?;
+    if !result.without_host.is_empty() {
+        tracing::warn!(app = %app, metric = %query.metric, series = result.without_host.len(), "pulled series without the host label were left out");
+    }
+    Ok(result.chunk)
+}
+
+/// Pulls the apps' Prometheus queries when their step is due.
+async fn pull_loop(puller: Arc<Puller>) {
+    loop {
+        let pulling = Arc::clone(&puller);
+        match tokio::task::spawn_blocking(move || pulling.pull_due()).await {
+            Ok(report) if !report.failures.is_empty() => {
+                tracing::warn!(failures = report.failures.len(), first = %report.failures[0], "some pulls failed");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "pull round panicked"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Sends due notifications every few seconds.
+async fn notify_loop(notifier: Arc<Notifier>, store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
+    loop {
+        let now = clock.now();
+        let sending = Arc::clone(&notifier);
+        let outbox = Arc::clone(&store);
+        let report =
+            tokio::task::spawn_blocking(move || sending.deliver_due(outbox.as_ref(), now)).await;
+        if let Err(error) = report {
+            tracing::error!(%error, "notification delivery panicked");
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}

@@ -1,0 +1,92 @@
+//! `vigil serve`: the live guard with its API.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use vigil_web::server::{start, ServerConfig};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7070].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Store: a SQLite file path or `sqlite://PATH`, or `postgres://USER:PASS@HOST/DB`
+    /// [default: ./vigil.db].
+    #[arg(long)]
+    database: Option<String>,
+    /// A JSON file with further settings (notifications, retention, public URL).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Base URL of this server in links sent to people.
+    #[arg(long)]
+    public_url: Option<String>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read(path)
+                .with_context(|| format!("cannot read config {}", path.display()))?;
+            serde_json::from_slice::<ServerConfig>(&text)
+                .with_context(|| format!("invalid config {}", path.display()))?
+        }
+        None => ServerConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(database) = args.database {
+        config.database = database;
+    }
+    if let Some(public_url) = args.public_url {
+        config.public_url = public_url;
+    }
+    crate::logging::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store = vigil_store::open(&config.database)
+            .with_context(|| format!("cannot open store {}", config.database))?;
+        if store.tokens()?.is_empty() {
+            crate::say(&format!(
+                "no API token exists yet: create one with\n  vigil token create --role admin --database {}",
+                config.database
+            ));
+        }
+        let clock: Arc<dyn vigil_core::Clock> = Arc::new(vigil_core::SystemClock);
+        let started = start(&config, store, clock).await?;
+        crate::say(&format!(
+            "vigil listening on http://{} (store {})",
+            started.address, config.database
+        ));
+        started.run(shutdown_signal()).await?;
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
