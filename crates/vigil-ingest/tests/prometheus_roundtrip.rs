@@ -119,6 +119,10 @@ fn value_of(host_index: usize, step: i64) -> f64 {
 #[test]
 fn samples_pushed_by_remote_write_come_back_through_the_pull_client() {
     let Some(binary) = find_prometheus() else {
+        assert!(
+            std::env::var_os("VIGIL_REQUIRE_PROMETHEUS").is_none(),
+            "VIGIL_REQUIRE_PROMETHEUS is set but no prometheus binary was found"
+        );
         eprintln!(
             "\n*** SKIPPED: prometheus not installed (apt-get install prometheus, or set \
              VIGIL_PROMETHEUS to the binary) ***\n"

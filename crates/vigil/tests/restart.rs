@@ -200,7 +200,7 @@ fn a_server_killed_mid_release_resumes_it_and_pauses_on_the_fault() {
 
     let fault_from = start + 20;
     let mut last_fed = start;
-    let mut feed_until = |port: u16, until: f64, last_fed: &mut i64| {
+    let feed_until = |port: u16, until: f64, last_fed: &mut i64| {
         while now_seconds() < until {
             let t = now_seconds() as i64;
             if t > *last_fed {
