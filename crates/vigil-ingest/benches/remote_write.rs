@@ -104,15 +104,20 @@ fn measure(samples_per_body: usize, bodies: &[Vec<u8>], mut decode_one: impl FnM
 }
 
 fn main() {
-    // For profilers: a fixed number of kept-decoder passes over the 10 000-series bodies only.
+    // For profilers: a fixed number of passes over the 10 000-series bodies only, with a kept
+    // decoder, or a fresh one per request when REMOTE_WRITE_BENCH_FRESH is set.
     if let Some(passes) = std::env::var("REMOTE_WRITE_BENCH_PASSES")
         .ok()
         .and_then(|text| text.parse::<usize>().ok())
     {
         let bodies = payloads(500);
+        let fresh = std::env::var_os("REMOTE_WRITE_BENCH_FRESH").is_some();
         let mut kept = RemoteWriteDecoder::new(RemoteWriteOptions::default());
         for _ in 0..passes {
             for body in &bodies {
+                if fresh {
+                    kept = RemoteWriteDecoder::new(RemoteWriteOptions::default());
+                }
                 black_box(kept.decode(body).expect("decodes"));
             }
         }

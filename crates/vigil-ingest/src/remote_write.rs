@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use vigil_core::samples::{MetricChunk, Point, SeriesKey};
 
-use cache::{Resolution, SeriesCache};
+use cache::{Found, Resolution, SeriesCache, NO_LABEL_SET};
 pub use encode::{
     compress_body, encode_remote_write, encode_write_request, MetricType, WriteMetadata,
     WriteSample, WriteSeries,
@@ -210,6 +210,8 @@ pub struct RemoteWriteDecoder {
     key_scratch: Vec<u8>,
     /// Series and points of the previous request: the next chunk reserves as much.
     previous_sizes: (usize, usize),
+    /// The label set of the previous `TimeSeries` of the request under way.
+    previous_label_set: u32,
 }
 
 /// Most bytes one byte of snappy's block format can decompress to (64 from a 3-byte copy),
@@ -250,6 +252,7 @@ impl RemoteWriteDecoder {
             label_spans: Vec::new(),
             key_scratch: Vec::new(),
             previous_sizes: (0, 0),
+            previous_label_set: NO_LABEL_SET,
         }
     }
 
@@ -310,6 +313,7 @@ impl RemoteWriteDecoder {
             self.cache.clear();
         }
         self.request += 1;
+        self.previous_label_set = NO_LABEL_SET;
         // The sizes of the previous request, but never more than this body can hold: a
         // `TimeSeries` takes at least 2 bytes, a sample 2.
         let (previous_series, previous_points) = self.previous_sizes;
@@ -323,13 +327,27 @@ impl RemoteWriteDecoder {
             samples: 0,
             metadata: Vec::new(),
         };
+        self.write_request(protobuf, &mut request)?;
+        self.learn_families(&request.metadata, &mut request.chunk);
+        self.previous_sizes = (request.chunk.series.len(), request.chunk.points.len());
+        Ok(RemoteWriteBatch {
+            chunk: request.chunk,
+            skipped: request.skipped,
+        })
+    }
+
+    fn write_request(
+        &mut self,
+        protobuf: &[u8],
+        request: &mut Request,
+    ) -> Result<(), RemoteWriteError> {
         let mut reader = MessageReader::new(protobuf, 0..protobuf.len(), "WriteRequest");
         while reader.has_more() {
             let tag = reader.tag()?;
             match tag.number {
                 1 => {
                     let range = reader.length_delimited(tag)?;
-                    self.time_series(protobuf, range, &mut request)?;
+                    self.time_series(protobuf, range, request)?;
                 }
                 3 => {
                     let range = reader.length_delimited(tag)?;
@@ -338,12 +356,7 @@ impl RemoteWriteDecoder {
                 _ => reader.skip(tag)?,
             }
         }
-        self.learn_families(&request.metadata, &mut request.chunk);
-        self.previous_sizes = (request.chunk.series.len(), request.chunk.points.len());
-        Ok(RemoteWriteBatch {
-            chunk: request.chunk,
-            skipped: request.skipped,
-        })
+        Ok(())
     }
 
     fn time_series(
@@ -443,10 +456,13 @@ impl RemoteWriteDecoder {
             }
             _ => &[],
         };
-        let hash = self.cache.hash(raw_key);
-        if let Some(known) = self.cache.find(raw_key, hash) {
-            return Ok(known.clone());
-        }
+        let hash = match self.cache.find(self.previous_label_set, raw_key) {
+            Found::Known(label_set) => {
+                self.previous_label_set = label_set;
+                return Ok(self.cache.resolution(label_set).clone());
+            }
+            Found::New(hash) => hash,
+        };
         let built = build_series(
             buffer,
             &self.label_spans,
@@ -460,7 +476,9 @@ impl RemoteWriteDecoder {
             Built::WithoutHost(example) => Resolution::WithoutHost(Arc::from(example)),
             Built::WithoutName => Resolution::WithoutName,
         };
-        self.cache.insert(raw_key, hash, resolution.clone());
+        self.previous_label_set =
+            self.cache
+                .insert(self.previous_label_set, raw_key, hash, resolution.clone());
         Ok(resolution)
     }
 
@@ -490,6 +508,10 @@ impl RemoteWriteDecoder {
 }
 
 fn read_sample(buffer: &[u8], range: Range<usize>) -> Result<(i64, f64), WireError> {
+    // The usual encoding, value then timestamp and nothing else, read in one go.
+    if let Some(sample) = usual_sample(&buffer[range.clone()]) {
+        return Ok(sample);
+    }
     let mut reader = MessageReader::new(buffer, range, "Sample");
     let mut value = 0.0;
     let mut ms = 0;
@@ -502,6 +524,18 @@ fn read_sample(buffer: &[u8], range: Range<usize>) -> Result<(i64, f64), WireErr
         }
     }
     Ok((ms, value))
+}
+
+/// `0x09` and 8 value bytes, `0x10` and a varint timestamp that ends the sample.
+fn usual_sample(bytes: &[u8]) -> Option<(i64, f64)> {
+    let (head, time) = bytes.split_at_checked(10)?;
+    if head[0] != 0x09 || head[9] != 0x10 {
+        return None;
+    }
+    let ms = wire::whole_varint(time)? as i64;
+    let mut value = [0u8; 8];
+    value.copy_from_slice(&head[1..9]);
+    Some((ms, f64::from_le_bytes(value)))
 }
 
 fn read_metadata(

@@ -3,8 +3,10 @@
 //! A sender repeats the same label sets in about the same order request after request, so the
 //! cache keeps everything in insertion order in flat arrays: the raw label bytes one after the
 //! other, the series' strings one after the other, and an open-addressing table of small slots
-//! pointing into them. A request that repeats the order then reads these arrays front to back,
-//! which the processor's prefetcher follows, instead of chasing one heap pointer per label set.
+//! pointing into them. Each label set also remembers which one came after it last time: when a
+//! request repeats the order, a label set is found by comparing its bytes with the predicted
+//! one, without hashing and without a random probe into the table, and the arrays are read front
+//! to back, which the processor's prefetcher follows.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -31,7 +33,12 @@ struct LabelSet {
     bytes: Range<usize>,
     hash: u64,
     resolution: Resolution,
+    /// The label set that followed this one last time, or [`NO_LABEL_SET`].
+    next: u32,
 }
+
+/// No label set: the start of a request, or nothing learned yet.
+pub(super) const NO_LABEL_SET: u32 = u32::MAX;
 
 #[derive(Debug)]
 struct CachedSeries {
@@ -42,6 +49,14 @@ struct CachedSeries {
     /// The request whose chunk last got this series, and its index there.
     request: u64,
     chunk_index: u32,
+}
+
+/// What [`SeriesCache::find`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Found {
+    Known(u32),
+    /// Not known: its hash, for [`SeriesCache::insert`].
+    New(u64),
 }
 
 #[derive(Debug, Default)]
@@ -55,7 +70,7 @@ pub(super) struct SeriesCache {
     series: Vec<CachedSeries>,
     series_text: String,
     /// Series by their key, so that label sets that name the same series share it.
-    by_key: HashMap<SeriesKey, u32>,
+    by_key: HashMap<SeriesKey, u32, LabelHashBuilder>,
 }
 
 const EMPTY: u64 = 0;
@@ -81,11 +96,30 @@ impl SeriesCache {
         self.by_key.clear();
     }
 
-    pub fn hash(&self, raw: &[u8]) -> u64 {
-        self.hasher.hash_one(raw)
+    /// The label set with these bytes, trying first the one that followed `previous` last
+    /// time; `previous` then learns what followed it this time.
+    pub fn find(&mut self, previous: u32, raw: &[u8]) -> Found {
+        let predicted = self
+            .label_sets
+            .get(previous as usize)
+            .map_or(NO_LABEL_SET, |set| set.next);
+        if let Some(set) = self.label_sets.get(predicted as usize) {
+            if self.label_bytes[set.bytes.clone()] == *raw {
+                return Found::Known(predicted);
+            }
+        }
+        let hash = self.hasher.hash_one(raw);
+        let found = self.probe(raw, hash);
+        if let (Some(index), Some(set)) = (found, self.label_sets.get_mut(previous as usize)) {
+            set.next = index;
+        }
+        match found {
+            Some(index) => Found::Known(index),
+            None => Found::New(hash),
+        }
     }
 
-    pub fn find(&self, raw: &[u8], hash: u64) -> Option<&Resolution> {
+    fn probe(&self, raw: &[u8], hash: u64) -> Option<u32> {
         if self.slots.is_empty() {
             return None;
         }
@@ -98,17 +132,22 @@ impl SeriesCache {
                 return None;
             }
             if value >> 32 == tag {
-                let set = &self.label_sets[(value as u32 - 1) as usize];
+                let index = value as u32 - 1;
+                let set = &self.label_sets[index as usize];
                 if self.label_bytes[set.bytes.clone()] == *raw {
-                    return Some(&set.resolution);
+                    return Some(index);
                 }
             }
             slot = (slot + 1) & mask;
         }
     }
 
-    /// Remembers a label set not found by [`SeriesCache::find`].
-    pub fn insert(&mut self, raw: &[u8], hash: u64, resolution: Resolution) {
+    pub fn resolution(&self, index: u32) -> &Resolution {
+        &self.label_sets[index as usize].resolution
+    }
+
+    /// Remembers a label set that [`SeriesCache::find`] did not know, as following `previous`.
+    pub fn insert(&mut self, previous: u32, raw: &[u8], hash: u64, resolution: Resolution) -> u32 {
         if (self.label_sets.len() + 1) * 2 > self.slots.len() {
             self.grow();
         }
@@ -119,8 +158,15 @@ impl SeriesCache {
             bytes: start..self.label_bytes.len(),
             hash,
             resolution,
+            next: NO_LABEL_SET,
         });
         self.place(hash, index);
+        // Indexes stay below u32::MAX: the decoder forgets everything long before.
+        let index = index as u32;
+        if let Some(set) = self.label_sets.get_mut(previous as usize) {
+            set.next = index;
+        }
+        index
     }
 
     fn grow(&mut self) {
@@ -137,7 +183,6 @@ impl SeriesCache {
         while self.slots[slot] != EMPTY {
             slot = (slot + 1) & mask;
         }
-        // Indexes stay below u32::MAX: the decoder forgets everything long before.
         self.slots[slot] = ((hash >> 32) << 32) | (index as u64 + 1);
     }
 

@@ -293,6 +293,20 @@ impl<'a> MessageReader<'a> {
     }
 }
 
+/// A varint that takes exactly these bytes, or `None`.
+#[inline]
+pub(super) fn whole_varint(bytes: &[u8]) -> Option<u64> {
+    let (&last, body) = bytes.split_last()?;
+    if last >= 0x80 || body.len() >= 10 || body.iter().any(|byte| *byte < 0x80) {
+        return None;
+    }
+    let mut value = 0u64;
+    for (index, &byte) in body.iter().enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * index);
+    }
+    Some(value | (u64::from(last) << (7 * body.len())))
+}
+
 pub(super) fn put_varint(out: &mut Vec<u8>, value: u64) {
     let mut rest = value;
     while rest >= 0x80 {
@@ -387,6 +401,19 @@ mod tests {
             tags_of(&long).expect_err("long").problem,
             WireProblem::VarintTooLong
         );
+    }
+
+    #[test]
+    fn whole_varints_take_all_their_bytes() {
+        for value in [0, 1, 127, 128, 1_700_000_000_000, u64::MAX] {
+            let mut bytes = Vec::new();
+            put_varint(&mut bytes, value);
+            assert_eq!(whole_varint(&bytes), Some(value));
+            bytes.push(0);
+            assert_eq!(whole_varint(&bytes), None);
+        }
+        assert_eq!(whole_varint(&[]), None);
+        assert_eq!(whole_varint(&[0x80]), None);
     }
 
     #[test]
