@@ -254,6 +254,23 @@ impl Intake {
             .remove(app);
     }
 
+    /// A fresh index holding only the stored data overlapping `[from_ms, to_ms]` (for a
+    /// finished release, whose data may have left the live index).
+    pub fn stored_window(&self, from_ms: i64, to_ms: i64) -> Result<DataIndex, StoreError> {
+        let mut window = DataIndex::new();
+        for stored in self.store.data_between(DataKind::Metrics, from_ms, to_ms)? {
+            if let Ok(chunk) = MetricChunk::decode(&stored.body) {
+                window.insert_metrics(&chunk);
+            }
+        }
+        for stored in self.store.data_between(DataKind::Logs, from_ms, to_ms)? {
+            if let Ok(chunk) = LogChunk::decode(&stored.body) {
+                window.insert_logs(&chunk);
+            }
+        }
+        Ok(window)
+    }
+
     /// Fills the index from the stored chunks overlapping `[from_ms, to_ms]` (at start).
     /// Returns how many chunks were loaded; corrupt ones are logged and skipped.
     pub fn load(&self, from_ms: i64, to_ms: i64) -> Result<usize, StoreError> {

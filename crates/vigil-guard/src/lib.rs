@@ -8,6 +8,7 @@ pub mod guard;
 pub mod index;
 pub mod intake;
 pub mod pull;
+pub mod retention;
 
 pub use assemble::{assemble, AssembleError};
 pub use guard::{Guard, GuardConfig, GuardError, Judged, Route};

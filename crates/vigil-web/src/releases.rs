@@ -1,6 +1,7 @@
 //! Release routes: create, read, act, report batches, feedback, export and import.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -423,11 +424,17 @@ async fn window(state: &AppState, release: &Release) -> Result<Bundle, ApiError>
     let settings =
         release_settings(release).map_err(|error| ApiError::internal(error.to_string()))?;
     let lookback = lookback_seconds(release, &settings);
-    let until = if release.state.is_terminal() {
+    let mut until = if release.state.is_terminal() {
         release.updated_at
     } else {
         state.clock.now()
     };
+    // The window ends with the observation after the last batch.
+    if vigil_deploy::all_batches_deployed(release) {
+        if let Some(last) = release.deployed.last() {
+            until = until.min(last.at + release.spec.observe_seconds);
+        }
+    }
     let app = release.spec.app.clone();
     let templates: HashMap<String, vigil_core::LogTemplate> = state
         .blocking(move |store| Ok(store.templates(&app)?))
@@ -435,6 +442,16 @@ async fn window(state: &AppState, release: &Release) -> Result<Bundle, ApiError>
         .into_iter()
         .map(|template| (template.id.clone(), template))
         .collect();
+    if release.state.is_terminal() {
+        // A finished release's data may have been pruned from memory: read it from the store.
+        let start = vigil_guard::assemble::window_start(release, lookback);
+        let intake = Arc::clone(&state.intake);
+        let stored = state
+            .blocking(move |_| Ok(intake.stored_window(start * 1000, until * 1000)?))
+            .await?;
+        return vigil_guard::assemble(release, &stored, &templates, lookback, until)
+            .map_err(|error| ApiError::conflict(error.to_string()));
+    }
     let index = state
         .guard
         .index()

@@ -11,6 +11,7 @@ use vigil_core::Clock;
 use vigil_guard::guard::{lookback_seconds, release_settings};
 use vigil_guard::intake::Intake;
 use vigil_guard::pull::{PullQuery, PullSource, Puller};
+use vigil_guard::retention::{prune, Retention};
 use vigil_guard::{DataIndex, Guard, GuardConfig, Route};
 use vigil_ingest::prometheus::{PrometheusClient, PrometheusOptions, RangeQuery};
 use vigil_notify::{Notifier, NotifyConfig};
@@ -75,6 +76,7 @@ pub struct Started {
     pub state: AppState,
     pub notifier: Arc<Notifier>,
     pub puller: Arc<Puller>,
+    retention: Retention,
     listener: tokio::net::TcpListener,
     wake: Arc<tokio::sync::Notify>,
 }
@@ -172,6 +174,10 @@ pub async fn start(
         state,
         notifier,
         puller,
+        retention: Retention {
+            recent_seconds: config.recent_seconds,
+            finished_seconds: config.retention_seconds,
+        },
         listener,
         wake,
     })
@@ -214,6 +220,12 @@ impl Started {
             Arc::clone(&state.clock),
         ));
         let pull_task = tokio::spawn(pull_loop(Arc::clone(&self.puller)));
+        let prune_task = tokio::spawn(prune_loop(
+            Arc::clone(&state.store),
+            Arc::clone(state.guard.index()),
+            Arc::clone(&state.clock),
+            self.retention,
+        ));
         let app = crate::router(state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -221,6 +233,7 @@ impl Started {
         guard_task.abort();
         notify_task.abort();
         pull_task.abort();
+        prune_task.abort();
         served?;
         Ok(())
     }
@@ -287,6 +300,36 @@ async fn pull_loop(puller: Arc<Puller>) {
             Err(error) => tracing::error!(%error, "pull round panicked"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Prunes data no release needs any more, every ten minutes.
+async fn prune_loop(
+    store: Arc<dyn Store>,
+    index: Arc<RwLock<DataIndex>>,
+    clock: Arc<dyn Clock>,
+    retention: Retention,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let now = clock.now();
+        let pruning_store = Arc::clone(&store);
+        let pruning_index = Arc::clone(&index);
+        match tokio::task::spawn_blocking(move || {
+            prune(pruning_store.as_ref(), &pruning_index, now, retention)
+        })
+        .await
+        {
+            Ok(Ok(pruned)) => {
+                tracing::info!(
+                    chunks = pruned.chunks,
+                    kept_windows = pruned.kept_windows,
+                    "pruned data outside release windows"
+                );
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "pruning failed"),
+            Err(error) => tracing::error!(%error, "pruning panicked"),
+        }
     }
 }
 

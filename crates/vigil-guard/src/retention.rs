@@ -1,0 +1,81 @@
+//! Only data around releases is kept: every host's recent data (for the baseline of a release
+//! created now), the window of every release not yet finished, and the windows of finished
+//! releases younger than the retention time. Everything else is pruned, from the store and from
+//! the in-memory index.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use vigil_store::{ReleaseFilter, Store, StoreError};
+
+use crate::assemble::window_start;
+use crate::guard::{lookback_seconds, release_settings};
+use crate::index::DataIndex;
+
+/// How long data is kept, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Every host's data younger than this is kept.
+    pub recent_seconds: i64,
+    /// Windows of finished releases younger than this are kept.
+    pub finished_seconds: i64,
+}
+
+/// What a pruning round removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub chunks: usize,
+    pub kept_windows: usize,
+}
+
+/// Prunes the store's chunks and the index's samples that no kept window needs.
+pub fn prune(
+    store: &dyn Store,
+    index: &RwLock<DataIndex>,
+    now: i64,
+    retention: Retention,
+) -> Result<Pruned, StoreError> {
+    let releases = store.releases(&ReleaseFilter::default())?;
+    let mut keep: Vec<(i64, i64)> = Vec::new();
+    let mut keep_hosts_from: HashMap<String, i64> = HashMap::new();
+    for release in &releases {
+        let finished = release.state.is_terminal();
+        if finished && release.updated_at < now - retention.finished_seconds {
+            continue;
+        }
+        let lookback = release_settings(release)
+            .map(|settings| lookback_seconds(release, &settings))
+            .unwrap_or(3600);
+        let start = window_start(release, lookback);
+        let end = if finished {
+            release.updated_at
+        } else {
+            i64::MAX / 1000
+        };
+        keep.push((start.saturating_mul(1000), end.saturating_mul(1000)));
+        if !finished {
+            let hosts = release
+                .spec
+                .hosts
+                .iter()
+                .chain(match &release.spec.reference {
+                    vigil_core::release::ReferenceHosts::Hosts { hosts } => hosts.iter(),
+                    _ => [].iter(),
+                });
+            for host in hosts {
+                let from = keep_hosts_from.entry(host.clone()).or_insert(start * 1000);
+                *from = (*from).min(start * 1000);
+            }
+        }
+    }
+    let before_ms = (now - retention.recent_seconds).saturating_mul(1000);
+    let chunks = store.prune_data(before_ms, &keep)?;
+    index
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .prune(before_ms, &keep_hosts_from);
+    Ok(Pruned {
+        chunks,
+        kept_windows: keep.len(),
+    })
+}

@@ -1,0 +1,327 @@
+//! The API's contract: tokens and roles, clear 4xx answers to bad input that change nothing
+//! stored, idempotent ingestion, export and import.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::json;
+use support::{examples_dir, request, TestServer};
+
+const NOW: i64 = 1_700_000_000;
+
+fn release_body(id: &str) -> serde_json::Value {
+    json!({
+        "id": id, "app": "shop", "version": "2",
+        "hosts": ["a", "b"], "batches": [{"hosts": ["a"]}, {"hosts": ["b"]}],
+        "reference": {"type": "hosts", "hosts": ["c"]},
+    })
+}
+
+#[test]
+fn every_route_but_health_needs_a_token_with_the_right_role() {
+    let server = TestServer::start(NOW);
+    let (status, answer) = request(&server.base, "GET", "/api/v1/releases", "", None);
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("token"));
+    let (status, _) = server.get("/api/v1/releases", "vgl_not_a_token");
+    assert_eq!(status, 401);
+    let (status, answer) = server.post("/api/v1/releases", &server.viewer, &release_body("r1"));
+    assert_eq!(status, 403, "{answer}");
+    let (status, _) = server.get("/api/v1/releases", &server.ingest);
+    assert_eq!(status, 403, "ingest tokens cannot read releases");
+    let (status, _) = server.post(
+        "/api/v1/ingest/samples",
+        &server.viewer,
+        &json!({"samples": []}),
+    );
+    assert_eq!(status, 403, "viewers cannot ingest");
+    let (status, _) = server.get("/api/v1/releases", &server.viewer);
+    assert_eq!(status, 200);
+    let (status, document) = request(&server.base, "GET", "/api/v1/openapi.json", "", None);
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.0.3");
+}
+
+#[test]
+fn the_openapi_document_lists_every_route() {
+    let document: serde_json::Value = serde_json::from_str(vigil_web::OPENAPI).unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    let source = include_str!("../src/lib.rs");
+    let mut routes = 0;
+    for line in source.lines() {
+        let Some(start) = line.find("\"/") else {
+            continue;
+        };
+        let rest = &line[start + 1..];
+        let Some(end) = rest.find('"') else { continue };
+        let route = &rest[..end];
+        routes += 1;
+        assert!(
+            paths.contains_key(route),
+            "{route} is missing from openapi.json"
+        );
+    }
+    assert!(routes >= 20, "found only {routes} routes in the router");
+}
+
+#[test]
+fn bad_requests_get_a_clear_4xx_and_change_nothing() {
+    let server = TestServer::start(NOW);
+    let (status, _) = server.post("/api/v1/releases", &server.admin, &release_body("r1"));
+    assert_eq!(status, 201);
+
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "/api/v1/releases",
+            b"{not json".to_vec(),
+            400,
+            "invalid json",
+        ),
+        (
+            "/api/v1/releases",
+            json!({"app": "shop", "version": "1", "hosts": []})
+                .to_string()
+                .into_bytes(),
+            400,
+            "hosts",
+        ),
+        (
+            "/api/v1/releases",
+            json!({"app": "shop", "version": "1", "hosts": ["a"], "settings": {"shift_zz": 1}})
+                .to_string()
+                .into_bytes(),
+            400,
+            "shift_zz",
+        ),
+        (
+            "/api/v1/releases",
+            release_body("r1").to_string().into_bytes(),
+            409,
+            "already exists",
+        ),
+        (
+            "/api/v1/releases/nope/pause",
+            Vec::new(),
+            404,
+            "no release nope",
+        ),
+        (
+            "/api/v1/releases/r1/batches/1/deployed",
+            Vec::new(),
+            409,
+            "before batch 0",
+        ),
+        (
+            "/api/v1/releases/r1/batches/7/deployed",
+            Vec::new(),
+            409,
+            "not in the release's plan",
+        ),
+        (
+            "/api/v1/releases/r1/resume",
+            Vec::new(),
+            409,
+            "cannot resume",
+        ),
+        ("/api/v1/ingest/samples", b"[1,2".to_vec(), 400, ""),
+        (
+            "/api/v1/ingest/samples",
+            json!({"samples": [{"host": "a", "metric": "cpu", "time": NOW, "value": "x"}]})
+                .to_string()
+                .into_bytes(),
+            400,
+            "samples[0]",
+        ),
+        (
+            "/api/v1/ingest/prometheus",
+            b"definitely not snappy".to_vec(),
+            400,
+            "snappy",
+        ),
+        (
+            "/api/v1/ingest/prometheus",
+            snap::raw::Encoder::new()
+                .compress_vec(b"\x0a\xff\xff\xff\x0f")
+                .unwrap(),
+            400,
+            "protobuf",
+        ),
+        (
+            "/api/v1/ingest/logs",
+            json!({"lines": [{"host": "a", "time": NOW}]})
+                .to_string()
+                .into_bytes(),
+            400,
+            "line",
+        ),
+    ];
+    for (path, body, expected, words) in cases {
+        let token = if path.contains("ingest") {
+            &server.ingest
+        } else {
+            &server.admin
+        };
+        let (status, answer) = server.post_bytes(path, token, body);
+        assert_eq!(status, expected, "{path}: {answer}");
+        let message = answer["error"].as_str().unwrap_or_default();
+        assert!(
+            !message.is_empty() && message.contains(words),
+            "{path}: {message:?} should say {words:?}"
+        );
+        assert!(
+            message.starts_with(|c: char| !c.is_uppercase()),
+            "{path}: {message:?} starts in lowercase"
+        );
+    }
+    let oversized = vec![b' '; 17 * 1024 * 1024];
+    let (status, _) = server.post_bytes("/api/v1/ingest/samples", &server.ingest, oversized);
+    assert_eq!(status, 413);
+
+    // Nothing changed: the release is as created, no data was stored.
+    let (_, release) = server.get("/api/v1/releases/r1", &server.viewer);
+    assert_eq!(release["state"], "pending");
+    let (_, transitions) = server.get("/api/v1/releases/r1/transitions", &server.viewer);
+    assert_eq!(transitions.as_array().unwrap().len(), 1);
+    let stored = server
+        .state
+        .store
+        .data_between(vigil_store::DataKind::Metrics, 0, i64::MAX)
+        .unwrap();
+    assert!(stored.is_empty(), "refused requests stored nothing");
+}
+
+#[test]
+fn resent_samples_and_keyed_log_batches_are_not_counted_twice() {
+    let server = TestServer::start(NOW);
+    let samples = json!({"samples": [
+        {"host": "a", "app": "shop", "metric": "cpu", "time": NOW, "value": 1.0},
+        {"host": "a", "app": "shop", "metric": "cpu", "time": NOW + 30, "value": 2.0},
+    ]});
+    for _ in 0..2 {
+        let (status, answer) = server.post("/api/v1/ingest/samples", &server.ingest, &samples);
+        assert_eq!(status, 200, "{answer}");
+    }
+    let index = server.state.guard.index().read().unwrap();
+    assert_eq!(index.sample_count(), 2, "a resent sample replaces itself");
+    drop(index);
+
+    let lines = json!({"key": "batch-1", "lines": [
+        {"host": "a", "app": "shop", "time": NOW, "line": "2024-01-01 00:00:00 ERROR failed to charge order 17"},
+        {"host": "a", "app": "shop", "time": NOW, "line": "2024-01-01 00:00:00 ERROR failed to charge order 18"},
+    ]});
+    let (status, first) = server.post("/api/v1/ingest/logs", &server.ingest, &lines);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["duplicate"], false);
+    let (status, second) = server.post("/api/v1/ingest/logs", &server.ingest, &lines);
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["duplicate"], true);
+    let index = server.state.guard.index().read().unwrap();
+    let logs = &index.host("a").unwrap().logs;
+    assert_eq!(logs.len(), 1, "both lines fall in one template: {logs:?}");
+    let total: u64 = logs.values().flat_map(|counts| counts.values()).sum();
+    assert_eq!(total, 2, "the resent batch was not counted again");
+    drop(index);
+    let templates = server.state.store.templates("shop").unwrap();
+    assert_eq!(templates.len(), 1);
+    assert_eq!(templates[0].level, "ERROR");
+}
+
+#[test]
+fn actions_are_audited_and_the_verdict_tells_a_pipeline_what_to_do() {
+    let server = TestServer::start(NOW);
+    server.post("/api/v1/releases", &server.admin, &release_body("r1"));
+    let (_, verdict) = server.get("/api/v1/releases/r1/verdict", &server.viewer);
+    assert_eq!(verdict["decision"], "proceed");
+    let (status, _) = server.post(
+        "/api/v1/releases/r1/batches/0/deployed",
+        &server.admin,
+        &json!({}),
+    );
+    assert_eq!(status, 200);
+    let (_, verdict) = server.get("/api/v1/releases/r1/verdict", &server.viewer);
+    assert_eq!(
+        verdict["decision"], "hold",
+        "no verdict yet after a deploy: {verdict}"
+    );
+    let (status, paused) = server.post(
+        "/api/v1/releases/r1/pause",
+        &server.admin,
+        &json!({"reason": "looks odd"}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(paused["state"], "paused");
+    let (_, verdict) = server.get("/api/v1/releases/r1/verdict", &server.viewer);
+    assert_eq!(verdict["failed"], true);
+    assert_eq!(verdict["decision"], "stop");
+    let (status, answer) = server.post(
+        "/api/v1/releases/r1/batches/1/deployed",
+        &server.admin,
+        &json!({}),
+    );
+    assert_eq!(status, 409, "a paused release takes no batch: {answer}");
+    server.post("/api/v1/releases/r1/resume", &server.admin, &json!({}));
+    let (status, feedback) = server.post(
+        "/api/v1/releases/r1/feedback",
+        &server.admin,
+        &json!({"kind": "false_alarm", "note": "load test"}),
+    );
+    assert_eq!(status, 201, "{feedback}");
+    let (_, transitions) = server.get("/api/v1/releases/r1/transitions", &server.viewer);
+    let steps: Vec<(String, String, String)> = transitions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["action"].as_str().unwrap().into(),
+                t["actor"].as_str().unwrap().into(),
+                t["to"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("create".into(), "admin".into(), "pending".into()),
+            ("batch_deployed".into(), "admin".into(), "observing".into()),
+            ("pause".into(), "admin".into(), "paused".into()),
+            ("resume".into(), "admin".into(), "observing".into()),
+        ]
+    );
+    assert_eq!(transitions[2]["reason"], "looks odd");
+    let (_, feedback) = server.get("/api/v1/releases/r1/feedback", &server.viewer);
+    assert_eq!(feedback[0]["kind"], "false_alarm");
+}
+
+#[test]
+fn an_imported_bundle_is_replayed_and_exports_back() {
+    // Imported long after it happened.
+    let server = TestServer::start(1_800_000_000);
+    let bytes = std::fs::read(examples_dir().join("releases/pub0031.json.gz")).unwrap();
+    let (status, release) =
+        server.post_bytes("/api/v1/releases/import", &server.admin, bytes.clone());
+    assert_eq!(status, 201, "{release}");
+    assert_eq!(release["state"], "paused");
+    let (status, again) = server.post_bytes("/api/v1/releases/import", &server.admin, bytes);
+    assert_eq!(status, 409, "{again}");
+    let (status, exported) = server.get("/api/v1/releases/pub0031/export", &server.viewer);
+    assert_eq!(status, 200);
+    let bundle = vigil_core::Bundle::from_bytes(exported.to_string().as_bytes(), "export").unwrap();
+    let original =
+        vigil_core::Bundle::read(&examples_dir().join("releases/pub0031.json.gz")).unwrap();
+    assert_eq!(
+        bundle.series, original.series,
+        "the exported window holds the imported data"
+    );
+    let settings = vigil_analysis::Settings::default();
+    assert_eq!(
+        vigil_analysis::replay(&bundle, &settings).paused_at,
+        vigil_analysis::replay(&original, &settings).paused_at
+    );
+    let (status, series) = server.get(
+        "/api/v1/releases/pub0031/series?metric=http.rt_ms",
+        &server.viewer,
+    );
+    assert_eq!(status, 200, "{series}");
+    assert!(!series["hosts"].as_array().unwrap().is_empty());
+}
