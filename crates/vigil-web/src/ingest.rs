@@ -71,9 +71,10 @@ pub struct IngestAnswer {
 pub async fn samples(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     body: axum::body::Bytes,
 ) -> Result<Json<IngestAnswer>, ApiError> {
-    state.authorize(&headers, Role::Ingest).await?;
+    state.authorize_ingest(&headers, &uri).await?;
     let parsed = vigil_ingest::json::parse_samples(&body, &state.ingest.options.json)
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
     let intake = Arc::clone(&state.intake);
@@ -91,9 +92,10 @@ pub async fn samples(
 pub async fn remote_write(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<IngestAnswer>), ApiError> {
-    state.authorize(&headers, Role::Ingest).await?;
+    state.authorize_ingest(&headers, &uri).await?;
     let ingest = Arc::clone(&state.ingest);
     let intake = Arc::clone(&state.intake);
     let now = state.clock.now();
@@ -132,9 +134,10 @@ pub async fn remote_write(
 pub async fn logs(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     body: axum::body::Bytes,
 ) -> Result<Json<IngestAnswer>, ApiError> {
-    state.authorize(&headers, Role::Ingest).await?;
+    state.authorize_ingest(&headers, &uri).await?;
     let parsed = vigil_ingest::json::parse_log_lines(&body, &state.ingest.options.json)
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
     let intake = Arc::clone(&state.intake);

@@ -101,6 +101,37 @@ impl AppState {
         Ok(token)
     }
 
+    /// The token of an ingestion request: the bearer token, or, for senders that cannot set
+    /// headers, a `token` query parameter (`/api/v1/ingest/prometheus?token=...`).
+    pub async fn authorize_ingest(
+        &self,
+        headers: &HeaderMap,
+        uri: &axum::http::Uri,
+    ) -> Result<ApiToken, ApiError> {
+        if headers.contains_key(axum::http::header::AUTHORIZATION) {
+            return self.authorize(headers, Role::Ingest).await;
+        }
+        let from_query = uri.query().and_then(|query| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("token="))
+                .map(str::to_string)
+        });
+        let Some(token) = from_query else {
+            return self.authorize(headers, Role::Ingest).await;
+        };
+        let mut with_header = HeaderMap::new();
+        let value =
+            axum::http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "token is not valid text",
+                )
+            })?;
+        with_header.insert(axum::http::header::AUTHORIZATION, value);
+        self.authorize(&with_header, Role::Ingest).await
+    }
+
     /// Runs a store call on a blocking thread.
     pub async fn blocking<T, F>(&self, call: F) -> Result<T, ApiError>
     where
