@@ -1,6 +1,8 @@
 //! The live path end to end: a recorded fault release fed step by step through the ingestion
 //! API to a server with a test clock pauses at the step `vigil replay` pauses at.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 mod support;
 
 use serde_json::json;
