@@ -23,6 +23,50 @@ const MIN_RELATIVE_SIGMA: f64 = 0.005;
 /// Fewest samples just before a deploy that can set a host's level on their own.
 const RECENT_LEVEL_STEPS: usize = 8;
 
+/// The reference hosts' finite movements at every step, each step's sorted ascending: the
+/// group's common movement, and the same without any one host, are read off them.
+struct SortedMoves {
+    values: Vec<f64>,
+    /// The movements at step `step` are `values[starts[step]..starts[step + 1]]`.
+    starts: Vec<usize>,
+}
+
+impl SortedMoves {
+    fn new(hosts: &[usize], points: usize, moves: impl Fn(usize, usize) -> f64) -> SortedMoves {
+        let mut values = Vec::with_capacity(hosts.len() * points);
+        let mut starts = Vec::with_capacity(points + 1);
+        starts.push(0);
+        for step in 0..points {
+            let step_start = values.len();
+            values.extend(
+                hosts
+                    .iter()
+                    .map(|&host| moves(host, step))
+                    .filter(|value| value.is_finite()),
+            );
+            values[step_start..].sort_unstable_by(f64::total_cmp);
+            starts.push(values.len());
+        }
+        SortedMoves { values, starts }
+    }
+
+    /// The movements at `step`, ascending.
+    fn at(&self, step: usize) -> &[f64] {
+        &self.values[self.starts[step]..self.starts[step + 1]]
+    }
+
+    /// The median movement at `step` without `own` (one host's movement): all of them when
+    /// `own` is missing, since it is not among them.
+    fn median_without(&self, step: usize, own: f64) -> f64 {
+        let sorted = self.at(step);
+        if !own.is_finite() {
+            return stats::median_of_sorted(sorted);
+        }
+        let position = sorted.partition_point(|value| value.total_cmp(&own).is_lt());
+        stats::median_of_sorted_without(sorted, position)
+    }
+}
+
 impl PeerTrack {
     /// Needs at least one reference host; returns `None` without one.
     pub fn compute(prepared: &Prepared<'_>, metric: &MetricData<'_>) -> Option<PeerTrack> {
@@ -32,40 +76,36 @@ impl PeerTrack {
         let points = prepared.bundle.points;
         let hosts = prepared.hosts.len();
         let baseline = prepared.baseline.clone();
+        let mut scratch = Vec::with_capacity(points);
         let level: Vec<f64> = metric
             .values
             .iter()
-            .map(|row| stats::median(&row[baseline.clone()]))
+            .map(|row| stats::median_with(&row[baseline.clone()], &mut scratch))
             .collect();
         // Each reference host's movement away from its own baseline level.
-        let reference_moves: Vec<&usize> = prepared
+        let reference_moves: Vec<usize> = prepared
             .reference
             .iter()
-            .filter(|&&host| level[host].is_finite())
+            .copied()
+            .filter(|&host| level[host].is_finite())
             .collect();
         if reference_moves.is_empty() {
             return None;
         }
         let moves = |host: usize, step: usize| metric.values[host][step] - level[host];
-        // The reference group's common movement at each step (median), and without each host.
+        let sorted_moves = SortedMoves::new(&reference_moves, points, moves);
+        // The reference group's common movement at each step (median), and its spread.
         let mut common = vec![f64::NAN; points];
         let mut spread = vec![f64::NAN; points];
-        let mut scratch = Vec::with_capacity(reference_moves.len());
         for step in 0..points {
-            scratch.clear();
-            scratch.extend(
-                reference_moves
-                    .iter()
-                    .map(|&&host| moves(host, step))
-                    .filter(|value| value.is_finite()),
-            );
-            if scratch.is_empty() {
+            let at_step = sorted_moves.at(step);
+            if at_step.is_empty() {
                 continue;
             }
-            let center = stats::median_in_place(&mut scratch);
+            let center = stats::median_of_sorted(at_step);
             common[step] = center;
-            if scratch.len() >= 3 {
-                spread[step] = stats::mad_sigma(&scratch, center);
+            if at_step.len() >= 3 {
+                spread[step] = stats::mad_sigma_with(at_step, center, &mut scratch);
             }
         }
         // How much more the reference hosts disagree now than they did in the baseline: a global
@@ -78,7 +118,8 @@ impl PeerTrack {
                 if baseline_spread.is_nan() || baseline_spread <= 0.0 {
                     return 1.0;
                 }
-                let recent = stats::median(&spread[step.saturating_sub(2)..=step]);
+                let recent =
+                    stats::median_with(&spread[step.saturating_sub(2)..=step], &mut scratch);
                 if recent.is_finite() {
                     (recent / baseline_spread).max(1.0)
                 } else {
@@ -89,39 +130,33 @@ impl PeerTrack {
         let mut z = vec![vec![f64::NAN; points]; hosts];
         let mut delta = vec![vec![f64::NAN; points]; hosts];
         let mut sigmas = vec![f64::NAN; hosts];
+        let mut leave_one_out = vec![f64::NAN; points];
+        let mut residual = vec![f64::NAN; points];
         for host in 0..hosts {
             if !level[host].is_finite() {
                 continue;
             }
             let is_reference = prepared.reference.contains(&host);
             // A reference host is compared with the others only (leave one out).
-            let leave_one_out: Vec<f64>;
             let peer_common: &[f64] = if is_reference {
                 if reference_moves.len() < 2 {
                     continue;
                 }
-                leave_one_out = (0..points)
-                    .map(|step| {
-                        let others: Vec<f64> = reference_moves
-                            .iter()
-                            .filter(|&&&other| other != host)
-                            .map(|&&other| moves(other, step))
-                            .collect();
-                        stats::median(&others)
-                    })
-                    .collect();
+                for (step, slot) in leave_one_out.iter_mut().enumerate() {
+                    *slot = sorted_moves.median_without(step, moves(host, step));
+                }
                 &leave_one_out
             } else {
                 &common
             };
-            let residual: Vec<f64> = (0..points)
-                .map(|step| moves(host, step) - peer_common[step])
-                .collect();
-            let bias = stats::median(&residual[baseline.clone()]);
+            for (step, slot) in residual.iter_mut().enumerate() {
+                *slot = moves(host, step) - peer_common[step];
+            }
+            let bias = stats::median_with(&residual[baseline.clone()], &mut scratch);
             if !bias.is_finite() {
                 continue;
             }
-            let mut sigma = stats::mad_sigma(&residual[baseline.clone()], bias);
+            let mut sigma = stats::mad_sigma_with(&residual[baseline.clone()], bias, &mut scratch);
             // A host that was already ill before its deploy: when the last samples before it
             // sit clearly away from the rest of the baseline, they are the host's level now.
             let own_end = prepared.hosts[host]
@@ -130,7 +165,7 @@ impl PeerTrack {
                 .max(baseline.end);
             let recent_steps = (baseline.len() / 6).max(RECENT_LEVEL_STEPS);
             let recent = own_end.saturating_sub(recent_steps).max(baseline.start)..own_end;
-            let recent_bias = stats::median(&residual[recent.clone()]);
+            let recent_bias = stats::median_with(&residual[recent.clone()], &mut scratch);
             let mut level_bias = bias;
             if recent_bias.is_finite()
                 && (recent_bias - bias).abs() > 3.0 * sigma.max(f64::MIN_POSITIVE)
@@ -144,8 +179,8 @@ impl PeerTrack {
             }
             let bias = level_bias;
             sigmas[host] = sigma;
-            for step in 0..points {
-                delta[host][step] = residual[step] - bias;
+            for (slot, value) in delta[host].iter_mut().zip(&residual) {
+                *slot = value - bias;
             }
         }
         // Floors: no host is trusted to be quieter than half the typical host, nor than 0.5 %.

@@ -2,12 +2,14 @@
 
 /// Median of the finite values, or `NaN` when there are none. Reorders a scratch copy only.
 pub fn median(values: &[f64]) -> f64 {
-    let mut finite: Vec<f64> = values
-        .iter()
-        .copied()
-        .filter(|value| value.is_finite())
-        .collect();
-    median_in_place(&mut finite)
+    median_with(values, &mut Vec::new())
+}
+
+/// [`median`], with the finite values copied into `scratch` (reused across calls).
+pub fn median_with(values: &[f64], scratch: &mut Vec<f64>) -> f64 {
+    scratch.clear();
+    scratch.extend(values.iter().copied().filter(|value| value.is_finite()));
+    median_in_place(scratch)
 }
 
 /// Median of `values` (all finite), reordering them; `NaN` when empty.
@@ -28,14 +30,55 @@ pub fn median_in_place(values: &mut [f64]) -> f64 {
     (lower + upper) / 2.0
 }
 
+/// Median of `sorted` (all finite, ascending by `f64::total_cmp`); `NaN` when empty. The same
+/// value as [`median_in_place`] gives for the same values.
+pub fn median_of_sorted(sorted: &[f64]) -> f64 {
+    middle_of_sorted(sorted.len(), |index| sorted[index])
+}
+
+/// Median of `sorted` (all finite, ascending) without the element at `left_out`: the
+/// leave-one-out median, read off the sorted order of all elements.
+pub fn median_of_sorted_without(sorted: &[f64], left_out: usize) -> f64 {
+    let Some(remaining) = sorted.len().checked_sub(1) else {
+        return f64::NAN;
+    };
+    middle_of_sorted(remaining, |index| {
+        if index < left_out {
+            sorted[index]
+        } else {
+            sorted[index + 1]
+        }
+    })
+}
+
+/// Median of `len` ascending values, the `index`-th read by `nth`.
+fn middle_of_sorted(len: usize, nth: impl Fn(usize) -> f64) -> f64 {
+    if len == 0 {
+        return f64::NAN;
+    }
+    let middle = len / 2;
+    let upper = nth(middle);
+    if len % 2 == 1 {
+        return upper;
+    }
+    (nth(middle - 1) + upper) / 2.0
+}
+
 /// Median absolute deviation around `center`, scaled to estimate a normal standard deviation.
 pub fn mad_sigma(values: &[f64], center: f64) -> f64 {
-    let mut deviations: Vec<f64> = values
-        .iter()
-        .filter(|value| value.is_finite())
-        .map(|value| (value - center).abs())
-        .collect();
-    1.4826 * median_in_place(&mut deviations)
+    mad_sigma_with(values, center, &mut Vec::new())
+}
+
+/// [`mad_sigma`], with the deviations written into `scratch` (reused across calls).
+pub fn mad_sigma_with(values: &[f64], center: f64, scratch: &mut Vec<f64>) -> f64 {
+    scratch.clear();
+    scratch.extend(
+        values
+            .iter()
+            .filter(|value| value.is_finite())
+            .map(|value| (value - center).abs()),
+    );
+    1.4826 * median_in_place(scratch)
 }
 
 /// The `q` quantile (0..=1) of the finite values by linear interpolation; `NaN` when none.
@@ -95,6 +138,27 @@ mod tests {
         assert_eq!(median(&[3.0, f64::NAN, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(&[f64::NAN]).is_nan());
+    }
+
+    #[test]
+    fn medians_read_off_sorted_values_match_median() {
+        let odd = [5.0, -1.0, 3.5, 3.5, 0.25, 8.0, -2.0];
+        let even = [4.0, 1.0, 2.0, 3.0];
+        for values in [&odd[..], &even[..], &[7.0]] {
+            let mut sorted = values.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            assert_eq!(
+                median_of_sorted(&sorted).to_bits(),
+                median(values).to_bits()
+            );
+            for left_out in 0..sorted.len() {
+                let mut others = sorted.clone();
+                others.remove(left_out);
+                let without = median_of_sorted_without(&sorted, left_out);
+                assert_eq!(without.to_bits(), median(&others).to_bits());
+            }
+        }
+        assert!(median_of_sorted(&[]).is_nan());
     }
 
     #[test]
