@@ -5,6 +5,8 @@
 //! Everything at step `i` uses only samples at `i` and the baseline, which lies before the first
 //! deploy; so computing the whole track at once never looks ahead of the step being judged.
 
+use std::ops::Range;
+
 use crate::prepare::{MetricData, Prepared};
 use crate::stats;
 
@@ -23,47 +25,55 @@ const MIN_RELATIVE_SIGMA: f64 = 0.005;
 /// Fewest samples just before a deploy that can set a host's level on their own.
 const RECENT_LEVEL_STEPS: usize = 8;
 
-/// The reference hosts' finite movements at every step, each step's sorted ascending: the
-/// group's common movement, and the same without any one host, are read off them.
-struct SortedMoves {
-    values: Vec<f64>,
-    /// The movements at step `step` are `values[starts[step]..starts[step + 1]]`.
-    starts: Vec<usize>,
+/// The reference group at each step, from its hosts' finite movements: their common movement
+/// (median), their spread, and their median without any one of them.
+struct ReferenceSteps {
+    common: Vec<f64>,
+    /// Robust standard deviation of the movements, from three movements on.
+    spread: Vec<f64>,
+    leave_one_out: Vec<stats::LeaveOneOutMedian>,
 }
 
-impl SortedMoves {
-    fn new(hosts: &[usize], points: usize, moves: impl Fn(usize, usize) -> f64) -> SortedMoves {
-        let mut values = Vec::with_capacity(hosts.len() * points);
-        let mut starts = Vec::with_capacity(points + 1);
-        starts.push(0);
+impl ReferenceSteps {
+    fn new(hosts: &[usize], points: usize, moves: impl Fn(usize, usize) -> f64) -> ReferenceSteps {
+        let mut common = vec![f64::NAN; points];
+        let mut spread = vec![f64::NAN; points];
+        let mut leave_one_out = Vec::with_capacity(points);
+        let mut sorted = Vec::with_capacity(hosts.len());
+        let mut keys = Vec::with_capacity(hosts.len());
         for step in 0..points {
-            let step_start = values.len();
-            values.extend(
+            sorted.clear();
+            sorted.extend(
                 hosts
                     .iter()
                     .map(|&host| moves(host, step))
                     .filter(|value| value.is_finite()),
             );
-            values[step_start..].sort_unstable_by(f64::total_cmp);
-            starts.push(values.len());
+            stats::sort_total(&mut sorted, &mut keys);
+            leave_one_out.push(stats::LeaveOneOutMedian::of_sorted(&sorted));
+            if sorted.is_empty() {
+                continue;
+            }
+            let center = stats::median_of_sorted(&sorted);
+            common[step] = center;
+            if sorted.len() >= 3 {
+                spread[step] = stats::mad_sigma_of_sorted(&sorted, center);
+            }
         }
-        SortedMoves { values, starts }
-    }
-
-    /// The movements at `step`, ascending.
-    fn at(&self, step: usize) -> &[f64] {
-        &self.values[self.starts[step]..self.starts[step + 1]]
+        ReferenceSteps {
+            common,
+            spread,
+            leave_one_out,
+        }
     }
 
     /// The median movement at `step` without `own` (one host's movement): all of them when
     /// `own` is missing, since it is not among them.
     fn median_without(&self, step: usize, own: f64) -> f64 {
-        let sorted = self.at(step);
         if !own.is_finite() {
-            return stats::median_of_sorted(sorted);
+            return self.common[step];
         }
-        let position = sorted.partition_point(|value| value.total_cmp(&own).is_lt());
-        stats::median_of_sorted_without(sorted, position)
+        self.leave_one_out[step].without(own)
     }
 }
 
@@ -93,45 +103,12 @@ impl PeerTrack {
             return None;
         }
         let moves = |host: usize, step: usize| metric.values[host][step] - level[host];
-        let sorted_moves = SortedMoves::new(&reference_moves, points, moves);
-        // The reference group's common movement at each step (median), and its spread.
-        let mut common = vec![f64::NAN; points];
-        let mut spread = vec![f64::NAN; points];
-        for step in 0..points {
-            let at_step = sorted_moves.at(step);
-            if at_step.is_empty() {
-                continue;
-            }
-            let center = stats::median_of_sorted(at_step);
-            common[step] = center;
-            if at_step.len() >= 3 {
-                spread[step] = stats::mad_sigma_with(at_step, center, &mut scratch);
-            }
-        }
-        // How much more the reference hosts disagree now than they did in the baseline: a global
-        // event that moves hosts unevenly widens every host's band by that factor.
-        // Measured against the baseline's high (90th percentile) spread, so that the ordinary
-        // wobble of a few reference hosts does not move every host's z.
-        let baseline_spread = stats::quantile(&spread[baseline.clone()], 0.9);
-        let turbulence: Vec<f64> = (0..points)
-            .map(|step| {
-                if baseline_spread.is_nan() || baseline_spread <= 0.0 {
-                    return 1.0;
-                }
-                let recent =
-                    stats::median_with(&spread[step.saturating_sub(2)..=step], &mut scratch);
-                if recent.is_finite() {
-                    (recent / baseline_spread).max(1.0)
-                } else {
-                    1.0
-                }
-            })
-            .collect();
+        let reference = ReferenceSteps::new(&reference_moves, points, moves);
+        let turbulence = turbulence(&reference.spread, baseline.clone());
         let mut z = vec![vec![f64::NAN; points]; hosts];
         let mut delta = vec![vec![f64::NAN; points]; hosts];
         let mut sigmas = vec![f64::NAN; hosts];
         let mut leave_one_out = vec![f64::NAN; points];
-        let mut residual = vec![f64::NAN; points];
         for host in 0..hosts {
             if !level[host].is_finite() {
                 continue;
@@ -143,44 +120,31 @@ impl PeerTrack {
                     continue;
                 }
                 for (step, slot) in leave_one_out.iter_mut().enumerate() {
-                    *slot = sorted_moves.median_without(step, moves(host, step));
+                    *slot = reference.median_without(step, moves(host, step));
                 }
                 &leave_one_out
             } else {
-                &common
+                &reference.common
             };
+            // The residual first, then less its level: the host's difference in differences.
+            let residual = &mut delta[host];
             for (step, slot) in residual.iter_mut().enumerate() {
                 *slot = moves(host, step) - peer_common[step];
             }
-            let bias = stats::median_with(&residual[baseline.clone()], &mut scratch);
-            if !bias.is_finite() {
-                continue;
-            }
-            let mut sigma = stats::mad_sigma_with(&residual[baseline.clone()], bias, &mut scratch);
-            // A host that was already ill before its deploy: when the last samples before it
-            // sit clearly away from the rest of the baseline, they are the host's level now.
             let own_end = prepared.hosts[host]
                 .deploy
                 .unwrap_or(baseline.end)
                 .max(baseline.end);
-            let recent_steps = (baseline.len() / 6).max(RECENT_LEVEL_STEPS);
-            let recent = own_end.saturating_sub(recent_steps).max(baseline.start)..own_end;
-            let recent_bias = stats::median_with(&residual[recent.clone()], &mut scratch);
-            let mut level_bias = bias;
-            if recent_bias.is_finite()
-                && (recent_bias - bias).abs() > 3.0 * sigma.max(f64::MIN_POSITIVE)
-            {
-                level_bias = recent_bias;
-                let earlier = baseline.start..recent.start.min(baseline.end);
-                let mut deviations: Vec<f64> =
-                    residual[earlier].iter().map(|value| value - bias).collect();
-                deviations.extend(residual[recent].iter().map(|value| value - recent_bias));
-                sigma = stats::mad_sigma(&deviations, 0.0);
-            }
-            let bias = level_bias;
+            let Some((bias, sigma)) =
+                residual_level(residual, baseline.clone(), own_end, &mut scratch)
+            else {
+                // No level to measure from: the host has no scores.
+                residual.fill(f64::NAN);
+                continue;
+            };
             sigmas[host] = sigma;
-            for (slot, value) in delta[host].iter_mut().zip(&residual) {
-                *slot = value - bias;
+            for value in residual.iter_mut() {
+                *value -= bias;
             }
         }
         // Floors: no host is trusted to be quieter than half the typical host, nor than 0.5 %.
@@ -200,4 +164,58 @@ impl PeerTrack {
         }
         Some(PeerTrack { z, delta, level })
     }
+}
+
+/// How much more the reference hosts disagree now than they did in the baseline, per step (1
+/// at least): a global event that moves hosts unevenly widens every host's band by that factor.
+/// Measured against the baseline's high (90th percentile) spread, so that the ordinary wobble
+/// of a few reference hosts does not move every host's z.
+fn turbulence(spread: &[f64], baseline: Range<usize>) -> Vec<f64> {
+    let baseline_spread = stats::quantile(&spread[baseline], 0.9);
+    if baseline_spread.is_nan() || baseline_spread <= 0.0 {
+        return vec![1.0; spread.len()];
+    }
+    let mut scratch = Vec::with_capacity(3);
+    (0..spread.len())
+        .map(|step| {
+            let recent = stats::median_with(&spread[step.saturating_sub(2)..=step], &mut scratch);
+            if recent.is_finite() {
+                (recent / baseline_spread).max(1.0)
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// A host's level in its `residual` (movement less the reference's) and the residual's
+/// variability around it, from the baseline; `None` when the baseline has no residual.
+///
+/// A host that was already ill before its deploy (at `own_end`): when the last samples before
+/// it sit clearly away from the rest of the baseline, they are the host's level now.
+fn residual_level(
+    residual: &[f64],
+    baseline: Range<usize>,
+    own_end: usize,
+    scratch: &mut Vec<f64>,
+) -> Option<(f64, f64)> {
+    let bias = stats::median_with(&residual[baseline.clone()], scratch);
+    if !bias.is_finite() {
+        return None;
+    }
+    let sigma = stats::mad_sigma_with(&residual[baseline.clone()], bias, scratch);
+    let recent_steps = (baseline.len() / 6).max(RECENT_LEVEL_STEPS);
+    let recent = own_end.saturating_sub(recent_steps).max(baseline.start)..own_end;
+    let recent_bias = stats::median_with(&residual[recent.clone()], scratch);
+    let moved =
+        recent_bias.is_finite() && (recent_bias - bias).abs() > 3.0 * sigma.max(f64::MIN_POSITIVE);
+    if !moved {
+        return Some((bias, sigma));
+    }
+    let earlier = baseline.start..recent.start.min(baseline.end);
+    scratch.clear();
+    scratch.extend(residual[earlier].iter().map(|value| value - bias));
+    scratch.extend(residual[recent].iter().map(|value| value - recent_bias));
+    let recent_sigma = stats::mad_sigma(scratch, 0.0);
+    Some((recent_bias, recent_sigma))
 }

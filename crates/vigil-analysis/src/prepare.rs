@@ -157,23 +157,14 @@ impl<'a> Prepared<'a> {
             .metrics
             .iter()
             .map(|meta| {
-                let raw = dense(bundle.series.get(&meta.name), f64::NAN);
+                let mut values = dense(bundle.series.get(&meta.name), f64::NAN);
                 let history_end = baseline_end.max(1).min(points);
-                let transform = choose_transform(meta, &raw, history_end);
-                let values = raw
-                    .iter()
-                    .map(|row| {
-                        row.iter()
-                            .map(|&value| {
-                                if value.is_nan() {
-                                    value
-                                } else {
-                                    transform.apply(value)
-                                }
-                            })
-                            .collect()
-                    })
-                    .collect();
+                let transform = choose_transform(meta, &values, history_end);
+                for value in values.iter_mut().flatten() {
+                    if !value.is_nan() {
+                        *value = transform.apply(*value);
+                    }
+                }
                 let harmful_sign = match transform.headroom_of {
                     Some(_) => 1.0,
                     None => meta.direction.sign(),
@@ -279,9 +270,20 @@ fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> 
     }
     // Relative scale for non-negative metrics, with an offset that keeps zeros finite: the
     // series' resolution (one event per step for counts) or a small share of its typical level.
-    let level = stats::median(&shifted).abs();
-    let resolution = stats::resolution(&shifted).unwrap_or(0.0);
-    let mut offset = resolution.max(0.05 * level);
+    let level = match headroom_of {
+        Some(_) => stats::median(&shifted).abs(),
+        // The same values as `all`: their median is `typical`.
+        None => typical.abs(),
+    };
+    let share_of_level = 0.05 * level;
+    let mut offset = if stats::neighbours_within(&shifted, share_of_level) {
+        // The resolution is at most that share, which is then the offset: no need to sort.
+        share_of_level
+    } else {
+        stats::resolution(&shifted)
+            .unwrap_or(0.0)
+            .max(share_of_level)
+    };
     if offset.is_nan() || offset <= 0.0 {
         offset = stats::quantile(&shifted, 0.9).max(1e-9) * 0.05;
     }

@@ -51,6 +51,74 @@ pub fn median_of_sorted_without(sorted: &[f64], left_out: usize) -> f64 {
     })
 }
 
+/// The median of sorted values without any one of them. Which of equal values is left out does
+/// not change what remains, and only the side of the middle it is taken from changes the
+/// median: so it is one of three values, and one comparison picks it.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaveOneOutMedian {
+    /// The value at the middle of those that remain once one is left out.
+    pivot: f64,
+    /// The median when the value left out is below the pivot, equal to it, above it.
+    without_lower: f64,
+    without_pivot: f64,
+    without_upper: f64,
+}
+
+impl LeaveOneOutMedian {
+    /// For `sorted` (all finite, ascending by `f64::total_cmp`); every median `NaN` when fewer
+    /// than two values remain.
+    pub fn of_sorted(sorted: &[f64]) -> LeaveOneOutMedian {
+        let Some(remaining) = sorted.len().checked_sub(1) else {
+            return LeaveOneOutMedian {
+                pivot: f64::NAN,
+                without_lower: f64::NAN,
+                without_pivot: f64::NAN,
+                without_upper: f64::NAN,
+            };
+        };
+        let middle = remaining / 2;
+        LeaveOneOutMedian {
+            pivot: sorted[middle],
+            without_lower: median_of_sorted_without(sorted, 0),
+            without_pivot: median_of_sorted_without(sorted, middle),
+            without_upper: median_of_sorted_without(sorted, remaining),
+        }
+    }
+
+    /// The median without one value equal to `left_out`, which must be among the values.
+    pub fn without(&self, left_out: f64) -> f64 {
+        match left_out.total_cmp(&self.pivot) {
+            std::cmp::Ordering::Less => self.without_lower,
+            std::cmp::Ordering::Equal => self.without_pivot,
+            std::cmp::Ordering::Greater => self.without_upper,
+        }
+    }
+}
+
+/// Sorts finite `values` ascending in the order of `f64::total_cmp`, through integer keys that
+/// sort the same way and compare faster; `keys` is scratch, reused across calls.
+pub fn sort_total(values: &mut [f64], keys: &mut Vec<i64>) {
+    keys.clear();
+    keys.extend(values.iter().map(|&value| total_order_key(value)));
+    keys.sort_unstable();
+    for (value, &key) in values.iter_mut().zip(keys.iter()) {
+        *value = from_total_order_key(key);
+    }
+}
+
+/// An integer that orders like `value` under `f64::total_cmp`, by the same transformation:
+/// the magnitude bits of a negative number are flipped, so that larger magnitudes sort lower.
+fn total_order_key(value: f64) -> i64 {
+    let bits = value.to_bits() as i64;
+    bits ^ ((((bits >> 63) as u64) >> 1) as i64)
+}
+
+/// The value of a [`total_order_key`]: the transformation is its own inverse, since it keeps
+/// the sign bit that selects it.
+fn from_total_order_key(key: i64) -> f64 {
+    f64::from_bits((key ^ ((((key >> 63) as u64) >> 1) as i64)) as u64)
+}
+
 /// Median of `len` ascending values, the `index`-th read by `nth`.
 fn middle_of_sorted(len: usize, nth: impl Fn(usize) -> f64) -> f64 {
     if len == 0 {
@@ -67,6 +135,40 @@ fn middle_of_sorted(len: usize, nth: impl Fn(usize) -> f64) -> f64 {
 /// Median absolute deviation around `center`, scaled to estimate a normal standard deviation.
 pub fn mad_sigma(values: &[f64], center: f64) -> f64 {
     mad_sigma_with(values, center, &mut Vec::new())
+}
+
+/// [`mad_sigma`] of values sorted ascending (all finite): their deviations from `center` grow
+/// outwards on either side of it, so the median deviation is found by merging the two sides
+/// from the center out, halfway, with no selection.
+pub fn mad_sigma_of_sorted(sorted: &[f64], center: f64) -> f64 {
+    let count = sorted.len();
+    if count == 0 {
+        return f64::NAN;
+    }
+    let deviation = |index: usize| (sorted[index] - center).abs();
+    // The next deviation on each side: at `below - 1` (values under the center), at `above`.
+    let split = sorted.partition_point(|value| *value < center);
+    let mut below = split;
+    let mut above = split;
+    let mut previous = f64::NAN;
+    let mut current = f64::NAN;
+    for _ in 0..=count / 2 {
+        previous = current;
+        let take_below = below > 0 && (above == count || deviation(below - 1) <= deviation(above));
+        if take_below {
+            below -= 1;
+            current = deviation(below);
+        } else {
+            current = deviation(above);
+            above += 1;
+        }
+    }
+    let median = if count % 2 == 1 {
+        current
+    } else {
+        (previous + current) / 2.0
+    };
+    1.4826 * median
 }
 
 /// [`mad_sigma`], with the deviations written into `scratch` (reused across calls).
@@ -120,13 +222,24 @@ pub fn resolution(values: &[f64]) -> Option<f64> {
         .copied()
         .filter(|value| value.is_finite())
         .collect();
-    finite.sort_by(f64::total_cmp);
+    finite.sort_unstable_by(f64::total_cmp);
     finite.dedup();
     finite
         .windows(2)
         .map(|pair| pair[1] - pair[0])
         .filter(|gap| *gap > 0.0)
         .reduce(f64::min)
+}
+
+/// Whether two neighbours in `values` (all finite, in the order given) differ, by `gap` at
+/// most: then the [`resolution`] of the values is at most `gap` too (two distinct values
+/// enclose a gap between sorted neighbours no wider than theirs). A check without sorting:
+/// `false` says only that no neighbours in this order are that close.
+pub fn neighbours_within(values: &[f64], gap: f64) -> bool {
+    values.windows(2).any(|pair| {
+        let distance = (pair[1] - pair[0]).abs();
+        distance > 0.0 && distance <= gap
+    })
 }
 
 #[cfg(test)]
@@ -143,8 +256,8 @@ mod tests {
     #[test]
     fn medians_read_off_sorted_values_match_median() {
         let odd = [5.0, -1.0, 3.5, 3.5, 0.25, 8.0, -2.0];
-        let even = [4.0, 1.0, 2.0, 3.0];
-        for values in [&odd[..], &even[..], &[7.0]] {
+        let even = [4.0, 1.0, 2.0, 3.0, 2.0, 2.0];
+        for values in [&odd[..], &even[..], &[7.0], &[7.0, 7.5], &[1.0, 1.0, 1.0]] {
             let mut sorted = values.to_vec();
             sorted.sort_by(f64::total_cmp);
             assert_eq!(
@@ -156,9 +269,46 @@ mod tests {
                 others.remove(left_out);
                 let without = median_of_sorted_without(&sorted, left_out);
                 assert_eq!(without.to_bits(), median(&others).to_bits());
+                let leave_one_out = LeaveOneOutMedian::of_sorted(&sorted);
+                let without_value = leave_one_out.without(sorted[left_out]);
+                assert_eq!(without_value.to_bits(), median(&others).to_bits());
             }
         }
         assert!(median_of_sorted(&[]).is_nan());
+    }
+
+    #[test]
+    fn sorting_by_keys_is_sorting_by_total_order() {
+        let mut values = vec![3.5, -0.0, 0.0, -7.25, 1e-300, -1e-300, 42.0, -0.0, f64::MAX];
+        let mut expected = values.clone();
+        expected.sort_by(f64::total_cmp);
+        sort_total(&mut values, &mut Vec::new());
+        let bits = |values: &[f64]| {
+            values
+                .iter()
+                .map(|value| value.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&values), bits(&expected));
+    }
+
+    #[test]
+    fn mad_sigma_of_sorted_values_matches_mad_sigma() {
+        let lists: [&[f64]; 5] = [
+            &[-3.0, -1.0, 0.5, 0.5, 2.0, 7.0, 7.5],
+            &[1.0, 2.0, 4.0, 8.0],
+            &[5.0],
+            &[2.0, 2.0, 2.0],
+            &[-10.0, -9.0, -8.5, 0.0, 0.1],
+        ];
+        for values in lists {
+            let center = median_of_sorted(values);
+            for center in [center, center + 0.3, center - 4.0] {
+                let merged = mad_sigma_of_sorted(values, center);
+                assert_eq!(merged.to_bits(), mad_sigma(values, center).to_bits());
+            }
+        }
+        assert!(mad_sigma_of_sorted(&[], 0.0).is_nan());
     }
 
     #[test]
@@ -184,5 +334,15 @@ mod tests {
         let values = [0.0, 1.0 / 60.0, 3.0 / 60.0, 1.0 / 60.0];
         assert!((resolution(&values).unwrap() - 1.0 / 60.0).abs() < 1e-12);
         assert_eq!(resolution(&[2.0, 2.0]), None);
+    }
+
+    #[test]
+    fn close_neighbours_bound_the_resolution() {
+        let values = [0.0, 3.0, 3.0, 1.0, 1.5];
+        assert!(neighbours_within(&values, 0.5));
+        assert!(resolution(&values).unwrap() <= 0.5);
+        // 1.0 and 1.5 are not neighbours once 3.0 is between them in this order.
+        assert!(!neighbours_within(&[0.0, 1.0, 3.0, 1.5], 0.5));
+        assert!(!neighbours_within(&[2.0, 2.0], 1.0));
     }
 }
