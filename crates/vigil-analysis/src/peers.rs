@@ -110,17 +110,19 @@ impl PeerTrack {
         let mut sigmas = vec![f64::NAN; hosts];
         let mut leave_one_out = vec![f64::NAN; points];
         for host in 0..hosts {
-            if !level[host].is_finite() {
+            let host_level = level[host];
+            if !host_level.is_finite() {
                 continue;
             }
+            let values = &metric.values[host];
             let is_reference = prepared.reference.contains(&host);
             // A reference host is compared with the others only (leave one out).
             let peer_common: &[f64] = if is_reference {
                 if reference_moves.len() < 2 {
                     continue;
                 }
-                for (step, slot) in leave_one_out.iter_mut().enumerate() {
-                    *slot = reference.median_without(step, moves(host, step));
+                for (step, (slot, value)) in leave_one_out.iter_mut().zip(values).enumerate() {
+                    *slot = reference.median_without(step, value - host_level);
                 }
                 &leave_one_out
             } else {
@@ -128,8 +130,8 @@ impl PeerTrack {
             };
             // The residual first, then less its level: the host's difference in differences.
             let residual = &mut delta[host];
-            for (step, slot) in residual.iter_mut().enumerate() {
-                *slot = moves(host, step) - peer_common[step];
+            for ((slot, value), common) in residual.iter_mut().zip(values).zip(peer_common) {
+                *slot = (value - host_level) - common;
             }
             let own_end = prepared.hosts[host]
                 .deploy
@@ -153,13 +155,13 @@ impl PeerTrack {
             Some(_) => MIN_RELATIVE_SIGMA.max(0.5 * typical_sigma),
             None => (0.5 * typical_sigma).max(f64::MIN_POSITIVE),
         };
-        for host in 0..hosts {
-            if !sigmas[host].is_finite() {
+        for ((z_row, delta_row), host_sigma) in z.iter_mut().zip(&delta).zip(&sigmas) {
+            if !host_sigma.is_finite() {
                 continue;
             }
-            let sigma = sigmas[host].max(floor);
-            for step in 0..points {
-                z[host][step] = delta[host][step] / (sigma * turbulence[step]);
+            let sigma = host_sigma.max(floor);
+            for ((slot, difference), widening) in z_row.iter_mut().zip(delta_row).zip(&turbulence) {
+                *slot = difference / (sigma * widening);
             }
         }
         Some(PeerTrack { z, delta, level })

@@ -214,12 +214,12 @@ impl<'a> Prepared<'a> {
 
 /// Picks the scale for a metric from its metadata and the data before the first deploy.
 fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> Transform {
-    let history: Vec<f64> = raw
-        .iter()
-        .flat_map(|row| row[..history_end].iter().copied())
-        .filter(|v| v.is_finite())
-        .collect();
-    let all: Vec<f64> = if history.is_empty() {
+    let mut history = Vec::with_capacity(raw.len() * history_end);
+    for row in raw {
+        history.extend(row[..history_end].iter().copied().filter(|v| v.is_finite()));
+    }
+    // Reordered below (medians select in place); nothing after depends on the order.
+    let mut all: Vec<f64> = if history.is_empty() {
         raw.iter()
             .flat_map(|row| row.iter().copied())
             .filter(|v| v.is_finite())
@@ -235,7 +235,7 @@ fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> 
     }
     let minimum = all.iter().copied().fold(f64::INFINITY, f64::min);
     let maximum = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let typical = stats::median(&all);
+    let typical = stats::median_in_place(&mut all);
     // A share (by unit, or by every value lying in [0, 1]) whose harmful direction is down and
     // which sits near its upper bound: its failures are the headroom.
     let bound = if meta.unit_is_share() && maximum <= 100.0 + 1e-9 && minimum >= 0.0 {
@@ -257,7 +257,7 @@ fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> 
     let headroom_of = bound.filter(|bound| {
         meta.direction == vigil_core::Direction::Decrease && typical >= 0.8 * bound
     });
-    let shifted: Vec<f64> = match headroom_of {
+    let mut shifted: Vec<f64> = match headroom_of {
         Some(bound) => all.iter().map(|value| (bound - value).max(0.0)).collect(),
         None => all,
     };
@@ -271,7 +271,7 @@ fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> 
     // Relative scale for non-negative metrics, with an offset that keeps zeros finite: the
     // series' resolution (one event per step for counts) or a small share of its typical level.
     let level = match headroom_of {
-        Some(_) => stats::median(&shifted).abs(),
+        Some(_) => stats::median_in_place(&mut shifted).abs(),
         // The same values as `all`: their median is `typical`.
         None => typical.abs(),
     };

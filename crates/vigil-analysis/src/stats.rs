@@ -193,7 +193,7 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
     if finite.is_empty() {
         return f64::NAN;
     }
-    finite.sort_by(f64::total_cmp);
+    sort_total(&mut finite, &mut Vec::new());
     let position = q.clamp(0.0, 1.0) * (finite.len() - 1) as f64;
     let below = position.floor() as usize;
     let above = position.ceil() as usize;
@@ -222,7 +222,7 @@ pub fn resolution(values: &[f64]) -> Option<f64> {
         .copied()
         .filter(|value| value.is_finite())
         .collect();
-    finite.sort_unstable_by(f64::total_cmp);
+    sort_total(&mut finite, &mut Vec::new());
     finite.dedup();
     finite
         .windows(2)
