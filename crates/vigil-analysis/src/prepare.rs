@@ -77,6 +77,9 @@ pub struct MetricData<'a> {
 pub struct LogData<'a> {
     pub template: &'a LogTemplate,
     pub counts: Vec<Vec<f64>>,
+    /// Lines over the baseline, on all release hosts and on all reference hosts.
+    pub release_baseline_lines: f64,
+    pub reference_baseline_lines: f64,
 }
 
 /// The bundle, cleaned and aligned.
@@ -119,10 +122,10 @@ impl<'a> Prepared<'a> {
                 deploy: deploy_of.get(host.name.as_str()).copied(),
             })
             .collect();
-        let release = (0..hosts.len())
+        let release: Vec<usize> = (0..hosts.len())
             .filter(|&index| hosts[index].group == HostGroup::Release)
             .collect();
-        let reference = (0..hosts.len())
+        let reference: Vec<usize> = (0..hosts.len())
             .filter(|&index| hosts[index].group == HostGroup::Reference)
             .collect();
         let first_deploy = hosts.iter().filter_map(|host| host.deploy).min();
@@ -190,7 +193,18 @@ impl<'a> Prepared<'a> {
                         }
                     }
                 }
-                LogData { template, counts }
+                let baseline_lines = |hosts: &[usize]| -> f64 {
+                    hosts
+                        .iter()
+                        .map(|&host| counts[host][baseline.clone()].iter().sum::<f64>())
+                        .sum()
+                };
+                LogData {
+                    template,
+                    release_baseline_lines: baseline_lines(&release),
+                    reference_baseline_lines: baseline_lines(&reference),
+                    counts,
+                }
             })
             .collect();
         Prepared {
