@@ -104,7 +104,7 @@ impl PeerTrack {
         }
         let moves = |host: usize, step: usize| metric.values[host][step] - level[host];
         let reference = ReferenceSteps::new(&reference_moves, points, moves);
-        let turbulence = turbulence(&reference.spread, baseline.clone());
+        let turbulence = turbulence_by_step(&reference.spread, baseline.clone());
         let mut z = vec![vec![f64::NAN; points]; hosts];
         let mut delta = vec![vec![f64::NAN; points]; hosts];
         let mut sigmas = vec![f64::NAN; hosts];
@@ -172,7 +172,7 @@ impl PeerTrack {
 /// at least): a global event that moves hosts unevenly widens every host's band by that factor.
 /// Measured against the baseline's high (90th percentile) spread, so that the ordinary wobble
 /// of a few reference hosts does not move every host's z.
-fn turbulence(spread: &[f64], baseline: Range<usize>) -> Vec<f64> {
+fn turbulence_by_step(spread: &[f64], baseline: Range<usize>) -> Vec<f64> {
     let baseline_spread = stats::quantile(&spread[baseline], 0.9);
     if baseline_spread.is_nan() || baseline_spread <= 0.0 {
         return vec![1.0; spread.len()];
