@@ -86,11 +86,11 @@ impl PeerTrack {
         let points = prepared.bundle.points;
         let hosts = prepared.hosts.len();
         let baseline = prepared.baseline.clone();
-        let mut scratch = Vec::with_capacity(points);
+        let mut keys = Vec::with_capacity(points);
         let level: Vec<f64> = metric
             .values
             .iter()
-            .map(|row| stats::median_with(&row[baseline.clone()], &mut scratch))
+            .map(|row| stats::median_with(&row[baseline.clone()], &mut keys))
             .collect();
         // Each reference host's movement away from its own baseline level.
         let reference_moves: Vec<usize> = prepared
@@ -138,7 +138,7 @@ impl PeerTrack {
                 .unwrap_or(baseline.end)
                 .max(baseline.end);
             let Some((bias, sigma)) =
-                residual_level(residual, baseline.clone(), own_end, &mut scratch)
+                residual_level(residual, baseline.clone(), own_end, &mut keys)
             else {
                 // No level to measure from: the host has no scores.
                 residual.fill(f64::NAN);
@@ -177,10 +177,10 @@ fn turbulence_by_step(spread: &[f64], baseline: Range<usize>) -> Vec<f64> {
     if baseline_spread.is_nan() || baseline_spread <= 0.0 {
         return vec![1.0; spread.len()];
     }
-    let mut scratch = Vec::with_capacity(3);
+    let mut keys = Vec::with_capacity(3);
     (0..spread.len())
         .map(|step| {
-            let recent = stats::median_with(&spread[step.saturating_sub(2)..=step], &mut scratch);
+            let recent = stats::median_with(&spread[step.saturating_sub(2)..=step], &mut keys);
             if recent.is_finite() {
                 (recent / baseline_spread).max(1.0)
             } else {
@@ -199,25 +199,24 @@ fn residual_level(
     residual: &[f64],
     baseline: Range<usize>,
     own_end: usize,
-    scratch: &mut Vec<f64>,
+    keys: &mut Vec<i64>,
 ) -> Option<(f64, f64)> {
-    let bias = stats::median_with(&residual[baseline.clone()], scratch);
+    let bias = stats::median_with(&residual[baseline.clone()], keys);
     if !bias.is_finite() {
         return None;
     }
-    let sigma = stats::mad_sigma_with(&residual[baseline.clone()], bias, scratch);
+    let sigma = stats::mad_sigma_with(&residual[baseline.clone()], bias, keys);
     let recent_steps = (baseline.len() / 6).max(RECENT_LEVEL_STEPS);
     let recent = own_end.saturating_sub(recent_steps).max(baseline.start)..own_end;
-    let recent_bias = stats::median_with(&residual[recent.clone()], scratch);
+    let recent_bias = stats::median_with(&residual[recent.clone()], keys);
     let moved =
         recent_bias.is_finite() && (recent_bias - bias).abs() > 3.0 * sigma.max(f64::MIN_POSITIVE);
     if !moved {
         return Some((bias, sigma));
     }
     let earlier = baseline.start..recent.start.min(baseline.end);
-    scratch.clear();
-    scratch.extend(residual[earlier].iter().map(|value| value - bias));
-    scratch.extend(residual[recent].iter().map(|value| value - recent_bias));
-    let recent_sigma = stats::mad_sigma(scratch, 0.0);
+    let mut deviations: Vec<f64> = residual[earlier].iter().map(|value| value - bias).collect();
+    deviations.extend(residual[recent].iter().map(|value| value - recent_bias));
+    let recent_sigma = stats::mad_sigma_with(&deviations, 0.0, keys);
     Some((recent_bias, recent_sigma))
 }

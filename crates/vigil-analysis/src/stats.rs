@@ -5,11 +5,36 @@ pub fn median(values: &[f64]) -> f64 {
     median_with(values, &mut Vec::new())
 }
 
-/// [`median`], with the finite values copied into `scratch` (reused across calls).
-pub fn median_with(values: &[f64], scratch: &mut Vec<f64>) -> f64 {
-    scratch.clear();
-    scratch.extend(values.iter().copied().filter(|value| value.is_finite()));
-    median_in_place(scratch)
+/// [`median`], with the finite values' order keys written into `keys` (reused across calls).
+pub fn median_with(values: &[f64], keys: &mut Vec<i64>) -> f64 {
+    keys.clear();
+    keys.extend(
+        values
+            .iter()
+            .filter(|value| value.is_finite())
+            .map(|&value| total_order_key(value)),
+    );
+    median_of_keys(keys)
+}
+
+/// Median of the values whose [`total_order_key`]s are `keys`, reordering them; `NaN` when
+/// empty. The value [`median_in_place`] gives for the values: integers compare faster.
+fn median_of_keys(keys: &mut [i64]) -> f64 {
+    let count = keys.len();
+    if count == 0 {
+        return f64::NAN;
+    }
+    let (lower_half, upper, _) = keys.select_nth_unstable(count / 2);
+    let upper_value = from_total_order_key(*upper);
+    if count % 2 == 1 {
+        return upper_value;
+    }
+    let lower_value = lower_half
+        .iter()
+        .copied()
+        .max()
+        .map_or(f64::NEG_INFINITY, from_total_order_key);
+    (lower_value + upper_value) / 2.0
 }
 
 /// Median of `values` (all finite), reordering them; `NaN` when empty.
@@ -171,16 +196,16 @@ pub fn mad_sigma_of_sorted(sorted: &[f64], center: f64) -> f64 {
     1.4826 * median
 }
 
-/// [`mad_sigma`], with the deviations written into `scratch` (reused across calls).
-pub fn mad_sigma_with(values: &[f64], center: f64, scratch: &mut Vec<f64>) -> f64 {
-    scratch.clear();
-    scratch.extend(
+/// [`mad_sigma`], with the deviations' order keys written into `keys` (reused across calls).
+pub fn mad_sigma_with(values: &[f64], center: f64, keys: &mut Vec<i64>) -> f64 {
+    keys.clear();
+    keys.extend(
         values
             .iter()
             .filter(|value| value.is_finite())
-            .map(|value| (value - center).abs()),
+            .map(|value| total_order_key((value - center).abs())),
     );
-    1.4826 * median_in_place(scratch)
+    1.4826 * median_of_keys(keys)
 }
 
 /// The `q` quantile (0..=1) of the finite values by linear interpolation; `NaN` when none.
@@ -275,6 +300,32 @@ mod tests {
             }
         }
         assert!(median_of_sorted(&[]).is_nan());
+    }
+
+    #[test]
+    fn medians_of_keys_match_medians_of_values() {
+        let lists: [&[f64]; 5] = [
+            &[3.5, -0.0, 0.0, -7.25, 1e-300, -1e-300, 42.0, -0.0],
+            &[0.0, -0.0],
+            &[-0.0, 1.0, 0.0, -1.0],
+            &[2.0, f64::NAN, 1.0],
+            &[],
+        ];
+        for values in lists {
+            let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+            let expected = median_in_place(&mut finite);
+            assert_eq!(median(values).to_bits(), expected.to_bits());
+            for center in [0.0, 1.5, -2.0] {
+                let mut deviations: Vec<f64> = values
+                    .iter()
+                    .filter(|v| v.is_finite())
+                    .map(|v| (v - center).abs())
+                    .collect();
+                let expected_sigma = 1.4826 * median_in_place(&mut deviations);
+                let sigma = mad_sigma(values, center);
+                assert_eq!(sigma.to_bits(), expected_sigma.to_bits());
+            }
+        }
     }
 
     #[test]
