@@ -210,20 +210,32 @@ pub fn mad_sigma_with(values: &[f64], center: f64, keys: &mut Vec<i64>) -> f64 {
 
 /// The `q` quantile (0..=1) of the finite values by linear interpolation; `NaN` when none.
 pub fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut finite: Vec<f64> = values
+    let mut keys: Vec<i64> = values
         .iter()
-        .copied()
         .filter(|value| value.is_finite())
+        .map(|&value| total_order_key(value))
         .collect();
-    if finite.is_empty() {
+    if keys.is_empty() {
         return f64::NAN;
     }
-    sort_total(&mut finite, &mut Vec::new());
-    let position = q.clamp(0.0, 1.0) * (finite.len() - 1) as f64;
+    let position = q.clamp(0.0, 1.0) * (keys.len() - 1) as f64;
     let below = position.floor() as usize;
     let above = position.ceil() as usize;
     let weight = position - below as f64;
-    finite[below] * (1.0 - weight) + finite[above] * weight
+    // The two order statistics around the position, selected rather than sorted: the value
+    // just above the one at `below` is the least of those after it.
+    let (_, at_below, after) = keys.select_nth_unstable(below);
+    let lower = from_total_order_key(*at_below);
+    let upper = if above == below {
+        lower
+    } else {
+        after
+            .iter()
+            .copied()
+            .min()
+            .map_or(f64::NAN, from_total_order_key)
+    };
+    lower * (1.0 - weight) + upper * weight
 }
 
 /// Natural log of the upper tail P(X >= observed) of a Poisson variable with mean `expected`,
@@ -372,6 +384,9 @@ mod tests {
     fn quantile_interpolates() {
         assert_eq!(quantile(&[0.0, 10.0], 0.5), 5.0);
         assert_eq!(quantile(&[1.0, 2.0, 3.0], 1.0), 3.0);
+        assert_eq!(quantile(&[3.0, f64::NAN, 1.0, 2.0], 0.0), 1.0);
+        assert_eq!(quantile(&[9.0, 1.0, 5.0, 3.0, 7.0], 0.9), 8.2);
+        assert!(quantile(&[f64::NAN], 0.5).is_nan());
     }
 
     #[test]
