@@ -40,6 +40,48 @@ pub struct HostEvidence {
     pub intermittent: bool,
 }
 
+/// The shape of a run of harmful values, taken oldest first in one pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RunShape {
+    weakest: f64,
+    strongest: f64,
+    /// Every value at least the one before it.
+    growing: bool,
+    /// Every value below the one before it, and the last below 80 % of the first.
+    fading: bool,
+}
+
+impl RunShape {
+    fn of(oldest_first: impl Iterator<Item = f64>) -> RunShape {
+        let mut weakest = f64::INFINITY;
+        let mut strongest = f64::NEG_INFINITY;
+        let mut growing = true;
+        let mut falling = true;
+        let mut first = None;
+        let mut previous = None;
+        for value in oldest_first {
+            weakest = weakest.min(value);
+            strongest = strongest.max(value);
+            if let Some(earlier) = previous {
+                growing &= value >= earlier;
+                falling &= value < earlier;
+            }
+            first.get_or_insert(value);
+            previous = Some(value);
+        }
+        let fading = match (first, previous) {
+            (Some(first), Some(last)) => falling && last < 0.8 * first,
+            _ => false,
+        };
+        RunShape {
+            weakest,
+            strongest,
+            growing,
+            fading,
+        }
+    }
+}
+
 /// How harmful a signed value is: positive when it moves the harmful way.
 pub fn harmful(sign: f64, value: f64) -> f64 {
     if sign == 0.0 {
@@ -73,23 +115,21 @@ pub fn host_evidence(
         recent_newest_first().fold((0, now), |(count, _), step| (count + 1, step));
     if recent_count == persistence && present(now) {
         // The same samples, oldest first: every present one from the oldest on.
-        let oldest_first = || {
+        let RunShape {
+            weakest,
+            strongest,
+            growing,
+            fading,
+        } = RunShape::of(
             (oldest..=now)
                 .filter(|&step| present(step))
-                .map(|step| harmful(sign, scores.z[step]))
-        };
-        let consecutive = || oldest_first().zip(oldest_first().skip(1));
-        let weakest = oldest_first().fold(f64::INFINITY, f64::min);
+                .map(|step| harmful(sign, scores.z[step])),
+        );
         let same_side = sign != 0.0
             || recent_newest_first().all(|step| scores.z[step].signum() == scores.z[now].signum());
         // While a restart transient may still be settling, a shift must look like a new level
         // (its samples agree within a factor of two) or keep growing; a peak that is fading is
         // the restart, not the release.
-        let strongest = oldest_first().fold(f64::NEG_INFINITY, f64::max);
-        let growing = consecutive().all(|(earlier, later)| later >= earlier);
-        let first = oldest_first().next().unwrap_or(f64::NAN);
-        let last = oldest_first().next_back().unwrap_or(f64::NAN);
-        let fading = consecutive().all(|(earlier, later)| later < earlier) && last < 0.8 * first;
         let settled = (weakest >= 0.5 * strongest && !fading) || growing;
         let decaying = now < scores.transient_until && !settled;
         if weakest >= thresholds.shift_z && same_side && !decaying {
