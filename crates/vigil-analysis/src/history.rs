@@ -43,9 +43,10 @@ impl<'v> Forecaster<'v> {
         end: usize,
     ) -> Self {
         let mut level_before = vec![f64::NAN; end + 1];
+        let mut keys = Vec::with_capacity(level_steps);
         for (step, slot) in level_before.iter_mut().enumerate().skip(1) {
             let from = step.saturating_sub(level_steps);
-            *slot = stats::median(&values[from..step]);
+            *slot = stats::median_with(&values[from..step], &mut keys);
         }
         Forecaster {
             values,

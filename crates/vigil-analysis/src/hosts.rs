@@ -40,6 +40,48 @@ pub struct HostEvidence {
     pub intermittent: bool,
 }
 
+/// The shape of a run of harmful values, taken oldest first in one pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RunShape {
+    weakest: f64,
+    strongest: f64,
+    /// Every value at least the one before it.
+    growing: bool,
+    /// Every value below the one before it, and the last below 80 % of the first.
+    fading: bool,
+}
+
+impl RunShape {
+    fn of(oldest_first: impl Iterator<Item = f64>) -> RunShape {
+        let mut weakest = f64::INFINITY;
+        let mut strongest = f64::NEG_INFINITY;
+        let mut growing = true;
+        let mut falling = true;
+        let mut first = None;
+        let mut previous = None;
+        for value in oldest_first {
+            weakest = weakest.min(value);
+            strongest = strongest.max(value);
+            if let Some(earlier) = previous {
+                growing &= value >= earlier;
+                falling &= value < earlier;
+            }
+            first.get_or_insert(value);
+            previous = Some(value);
+        }
+        let fading = match (first, previous) {
+            (Some(first), Some(last)) => falling && last < 0.8 * first,
+            _ => false,
+        };
+        RunShape {
+            weakest,
+            strongest,
+            growing,
+            fading,
+        }
+    }
+}
+
 /// How harmful a signed value is: positive when it moves the harmful way.
 pub fn harmful(sign: f64, value: f64) -> f64 {
     if sign == 0.0 {
@@ -60,44 +102,45 @@ pub fn host_evidence(
         return None;
     }
     let persistence = thresholds.persistence.max(1);
+    let present = |step: usize| scores.z[step].is_finite();
     // The last `persistence` present samples within a little more than that many steps.
     let lookback_start = now.saturating_sub(persistence + 1).max(scores.judged_from);
-    let recent: Vec<usize> = (lookback_start..=now)
-        .rev()
-        .filter(|&step| scores.z[step].is_finite())
-        .take(persistence)
-        .collect();
-    if recent.len() == persistence && scores.z[now].is_finite() {
-        let oldest_first: Vec<f64> = recent
-            .iter()
+    let recent_newest_first = || {
+        (lookback_start..=now)
             .rev()
-            .map(|&step| harmful(sign, scores.z[step]))
-            .collect();
-        let weakest = oldest_first.iter().copied().fold(f64::INFINITY, f64::min);
+            .filter(|&step| present(step))
+            .take(persistence)
+    };
+    let (recent_count, oldest) =
+        recent_newest_first().fold((0, now), |(count, _), step| (count + 1, step));
+    if recent_count == persistence && present(now) {
+        // The same samples, oldest first: every present one from the oldest on.
+        let RunShape {
+            weakest,
+            strongest,
+            growing,
+            fading,
+        } = RunShape::of(
+            (oldest..=now)
+                .filter(|&step| present(step))
+                .map(|step| harmful(sign, scores.z[step])),
+        );
         let same_side = sign != 0.0
-            || recent
-                .iter()
-                .all(|&step| scores.z[step].signum() == scores.z[now].signum());
+            || recent_newest_first().all(|step| scores.z[step].signum() == scores.z[now].signum());
         // While a restart transient may still be settling, a shift must look like a new level
         // (its samples agree within a factor of two) or keep growing; a peak that is fading is
         // the restart, not the release.
-        let strongest = oldest_first
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
-        let growing = oldest_first.windows(2).all(|pair| pair[1] >= pair[0]);
-        let fading = oldest_first.windows(2).all(|pair| pair[1] < pair[0])
-            && oldest_first[oldest_first.len() - 1] < 0.8 * oldest_first[0];
         let settled = (weakest >= 0.5 * strongest && !fading) || growing;
         let decaying = now < scores.transient_until && !settled;
         if weakest >= thresholds.shift_z && same_side && !decaying {
-            let mut deltas: Vec<f64> = recent.iter().map(|&step| scores.delta[step]).collect();
+            let mut deltas: Vec<f64> = recent_newest_first()
+                .map(|step| scores.delta[step])
+                .collect();
             let delta = crate::stats::median_in_place(&mut deltas);
-            let since = *recent.last().unwrap_or(&now);
             return Some(HostEvidence {
                 z: weakest,
                 delta,
-                since,
+                since: oldest,
                 intermittent: false,
             });
         }

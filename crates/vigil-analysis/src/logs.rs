@@ -41,11 +41,7 @@ pub fn log_evidence(
 
     // Expected lines per host and step: the most of the release hosts' own rate before the
     // deploy, the reference hosts' rate now, and less than one line in the whole baseline.
-    let baseline_lines: f64 = prepared
-        .release
-        .iter()
-        .map(|&host| log.counts[host][baseline.clone()].iter().sum::<f64>())
-        .sum();
+    let baseline_lines = log.release_baseline_lines;
     let baseline_exposure = (prepared.release.len() * baseline.len()) as f64;
     let own_rate = if baseline_exposure > 0.0 {
         baseline_lines / baseline_exposure
@@ -63,11 +59,7 @@ pub fn log_evidence(
     } else {
         0.0
     };
-    let reference_baseline_lines: f64 = prepared
-        .reference
-        .iter()
-        .map(|&host| log.counts[host][baseline.clone()].iter().sum::<f64>())
-        .sum();
+    let reference_baseline_lines = log.reference_baseline_lines;
     let all_baseline_exposure = (prepared.hosts.len() * baseline.len()).max(1) as f64;
     let prior_rate = 1.0 / all_baseline_exposure;
     let expected_rate = own_rate.max(reference_rate).max(prior_rate);

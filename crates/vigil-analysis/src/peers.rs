@@ -5,6 +5,8 @@
 //! Everything at step `i` uses only samples at `i` and the baseline, which lies before the first
 //! deploy; so computing the whole track at once never looks ahead of the step being judged.
 
+use std::ops::Range;
+
 use crate::prepare::{MetricData, Prepared};
 use crate::stats;
 
@@ -23,6 +25,58 @@ const MIN_RELATIVE_SIGMA: f64 = 0.005;
 /// Fewest samples just before a deploy that can set a host's level on their own.
 const RECENT_LEVEL_STEPS: usize = 8;
 
+/// The reference group at each step, from its hosts' finite movements: their common movement
+/// (median), their spread, and their median without any one of them.
+struct ReferenceSteps {
+    common: Vec<f64>,
+    /// Robust standard deviation of the movements, from three movements on.
+    spread: Vec<f64>,
+    leave_one_out: Vec<stats::LeaveOneOutMedian>,
+}
+
+impl ReferenceSteps {
+    fn new(hosts: &[usize], points: usize, moves: impl Fn(usize, usize) -> f64) -> ReferenceSteps {
+        let mut common = vec![f64::NAN; points];
+        let mut spread = vec![f64::NAN; points];
+        let mut leave_one_out = Vec::with_capacity(points);
+        let mut sorted = Vec::with_capacity(hosts.len());
+        let mut keys = Vec::with_capacity(hosts.len());
+        for step in 0..points {
+            sorted.clear();
+            sorted.extend(
+                hosts
+                    .iter()
+                    .map(|&host| moves(host, step))
+                    .filter(|value| value.is_finite()),
+            );
+            stats::sort_total(&mut sorted, &mut keys);
+            leave_one_out.push(stats::LeaveOneOutMedian::of_sorted(&sorted));
+            if sorted.is_empty() {
+                continue;
+            }
+            let center = stats::median_of_sorted(&sorted);
+            common[step] = center;
+            if sorted.len() >= 3 {
+                spread[step] = stats::mad_sigma_of_sorted(&sorted, center);
+            }
+        }
+        ReferenceSteps {
+            common,
+            spread,
+            leave_one_out,
+        }
+    }
+
+    /// The median movement at `step` without `own` (one host's movement): all of them when
+    /// `own` is missing, since it is not among them.
+    fn median_without(&self, step: usize, own: f64) -> f64 {
+        if !own.is_finite() {
+            return self.common[step];
+        }
+        self.leave_one_out[step].without(own)
+    }
+}
+
 impl PeerTrack {
     /// Needs at least one reference host; returns `None` without one.
     pub fn compute(prepared: &Prepared<'_>, metric: &MetricData<'_>) -> Option<PeerTrack> {
@@ -32,120 +86,67 @@ impl PeerTrack {
         let points = prepared.bundle.points;
         let hosts = prepared.hosts.len();
         let baseline = prepared.baseline.clone();
+        let mut keys = Vec::with_capacity(points);
         let level: Vec<f64> = metric
             .values
             .iter()
-            .map(|row| stats::median(&row[baseline.clone()]))
+            .map(|row| stats::median_with(&row[baseline.clone()], &mut keys))
             .collect();
         // Each reference host's movement away from its own baseline level.
-        let reference_moves: Vec<&usize> = prepared
+        let reference_moves: Vec<usize> = prepared
             .reference
             .iter()
-            .filter(|&&host| level[host].is_finite())
+            .copied()
+            .filter(|&host| level[host].is_finite())
             .collect();
         if reference_moves.is_empty() {
             return None;
         }
         let moves = |host: usize, step: usize| metric.values[host][step] - level[host];
-        // The reference group's common movement at each step (median), and without each host.
-        let mut common = vec![f64::NAN; points];
-        let mut spread = vec![f64::NAN; points];
-        let mut scratch = Vec::with_capacity(reference_moves.len());
-        for step in 0..points {
-            scratch.clear();
-            scratch.extend(
-                reference_moves
-                    .iter()
-                    .map(|&&host| moves(host, step))
-                    .filter(|value| value.is_finite()),
-            );
-            if scratch.is_empty() {
-                continue;
-            }
-            let center = stats::median_in_place(&mut scratch);
-            common[step] = center;
-            if scratch.len() >= 3 {
-                spread[step] = stats::mad_sigma(&scratch, center);
-            }
-        }
-        // How much more the reference hosts disagree now than they did in the baseline: a global
-        // event that moves hosts unevenly widens every host's band by that factor.
-        // Measured against the baseline's high (90th percentile) spread, so that the ordinary
-        // wobble of a few reference hosts does not move every host's z.
-        let baseline_spread = stats::quantile(&spread[baseline.clone()], 0.9);
-        let turbulence: Vec<f64> = (0..points)
-            .map(|step| {
-                if baseline_spread.is_nan() || baseline_spread <= 0.0 {
-                    return 1.0;
-                }
-                let recent = stats::median(&spread[step.saturating_sub(2)..=step]);
-                if recent.is_finite() {
-                    (recent / baseline_spread).max(1.0)
-                } else {
-                    1.0
-                }
-            })
-            .collect();
+        let reference = ReferenceSteps::new(&reference_moves, points, moves);
+        let turbulence = turbulence_by_step(&reference.spread, baseline.clone());
         let mut z = vec![vec![f64::NAN; points]; hosts];
         let mut delta = vec![vec![f64::NAN; points]; hosts];
         let mut sigmas = vec![f64::NAN; hosts];
+        let mut leave_one_out = vec![f64::NAN; points];
         for host in 0..hosts {
-            if !level[host].is_finite() {
+            let host_level = level[host];
+            if !host_level.is_finite() {
                 continue;
             }
+            let values = &metric.values[host];
             let is_reference = prepared.reference.contains(&host);
             // A reference host is compared with the others only (leave one out).
-            let leave_one_out: Vec<f64>;
             let peer_common: &[f64] = if is_reference {
                 if reference_moves.len() < 2 {
                     continue;
                 }
-                leave_one_out = (0..points)
-                    .map(|step| {
-                        let others: Vec<f64> = reference_moves
-                            .iter()
-                            .filter(|&&&other| other != host)
-                            .map(|&&other| moves(other, step))
-                            .collect();
-                        stats::median(&others)
-                    })
-                    .collect();
+                for (step, (slot, value)) in leave_one_out.iter_mut().zip(values).enumerate() {
+                    *slot = reference.median_without(step, value - host_level);
+                }
                 &leave_one_out
             } else {
-                &common
+                &reference.common
             };
-            let residual: Vec<f64> = (0..points)
-                .map(|step| moves(host, step) - peer_common[step])
-                .collect();
-            let bias = stats::median(&residual[baseline.clone()]);
-            if !bias.is_finite() {
-                continue;
+            // The residual first, then less its level: the host's difference in differences.
+            let residual = &mut delta[host];
+            for ((slot, value), common) in residual.iter_mut().zip(values).zip(peer_common) {
+                *slot = (value - host_level) - common;
             }
-            let mut sigma = stats::mad_sigma(&residual[baseline.clone()], bias);
-            // A host that was already ill before its deploy: when the last samples before it
-            // sit clearly away from the rest of the baseline, they are the host's level now.
             let own_end = prepared.hosts[host]
                 .deploy
                 .unwrap_or(baseline.end)
                 .max(baseline.end);
-            let recent_steps = (baseline.len() / 6).max(RECENT_LEVEL_STEPS);
-            let recent = own_end.saturating_sub(recent_steps).max(baseline.start)..own_end;
-            let recent_bias = stats::median(&residual[recent.clone()]);
-            let mut level_bias = bias;
-            if recent_bias.is_finite()
-                && (recent_bias - bias).abs() > 3.0 * sigma.max(f64::MIN_POSITIVE)
-            {
-                level_bias = recent_bias;
-                let earlier = baseline.start..recent.start.min(baseline.end);
-                let mut deviations: Vec<f64> =
-                    residual[earlier].iter().map(|value| value - bias).collect();
-                deviations.extend(residual[recent].iter().map(|value| value - recent_bias));
-                sigma = stats::mad_sigma(&deviations, 0.0);
-            }
-            let bias = level_bias;
+            let Some((bias, sigma)) =
+                residual_level(residual, baseline.clone(), own_end, &mut keys)
+            else {
+                // No level to measure from: the host has no scores.
+                residual.fill(f64::NAN);
+                continue;
+            };
             sigmas[host] = sigma;
-            for step in 0..points {
-                delta[host][step] = residual[step] - bias;
+            for value in residual.iter_mut() {
+                *value -= bias;
             }
         }
         // Floors: no host is trusted to be quieter than half the typical host, nor than 0.5 %.
@@ -154,15 +155,68 @@ impl PeerTrack {
             Some(_) => MIN_RELATIVE_SIGMA.max(0.5 * typical_sigma),
             None => (0.5 * typical_sigma).max(f64::MIN_POSITIVE),
         };
-        for host in 0..hosts {
-            if !sigmas[host].is_finite() {
+        for ((z_row, delta_row), host_sigma) in z.iter_mut().zip(&delta).zip(&sigmas) {
+            if !host_sigma.is_finite() {
                 continue;
             }
-            let sigma = sigmas[host].max(floor);
-            for step in 0..points {
-                z[host][step] = delta[host][step] / (sigma * turbulence[step]);
+            let sigma = host_sigma.max(floor);
+            for ((slot, difference), widening) in z_row.iter_mut().zip(delta_row).zip(&turbulence) {
+                *slot = difference / (sigma * widening);
             }
         }
         Some(PeerTrack { z, delta, level })
     }
+}
+
+/// How much more the reference hosts disagree now than they did in the baseline, per step (1
+/// at least): a global event that moves hosts unevenly widens every host's band by that factor.
+/// Measured against the baseline's high (90th percentile) spread, so that the ordinary wobble
+/// of a few reference hosts does not move every host's z.
+fn turbulence_by_step(spread: &[f64], baseline: Range<usize>) -> Vec<f64> {
+    let baseline_spread = stats::quantile(&spread[baseline], 0.9);
+    if baseline_spread.is_nan() || baseline_spread <= 0.0 {
+        return vec![1.0; spread.len()];
+    }
+    let mut keys = Vec::with_capacity(3);
+    (0..spread.len())
+        .map(|step| {
+            let recent = stats::median_with(&spread[step.saturating_sub(2)..=step], &mut keys);
+            if recent.is_finite() {
+                (recent / baseline_spread).max(1.0)
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// A host's level in its `residual` (movement less the reference's) and the residual's
+/// variability around it, from the baseline; `None` when the baseline has no residual.
+///
+/// A host that was already ill before its deploy (at `own_end`): when the last samples before
+/// it sit clearly away from the rest of the baseline, they are the host's level now.
+fn residual_level(
+    residual: &[f64],
+    baseline: Range<usize>,
+    own_end: usize,
+    keys: &mut Vec<i64>,
+) -> Option<(f64, f64)> {
+    let bias = stats::median_with(&residual[baseline.clone()], keys);
+    if !bias.is_finite() {
+        return None;
+    }
+    let sigma = stats::mad_sigma_with(&residual[baseline.clone()], bias, keys);
+    let recent_steps = (baseline.len() / 6).max(RECENT_LEVEL_STEPS);
+    let recent = own_end.saturating_sub(recent_steps).max(baseline.start)..own_end;
+    let recent_bias = stats::median_with(&residual[recent.clone()], keys);
+    let moved =
+        recent_bias.is_finite() && (recent_bias - bias).abs() > 3.0 * sigma.max(f64::MIN_POSITIVE);
+    if !moved {
+        return Some((bias, sigma));
+    }
+    let earlier = baseline.start..recent.start.min(baseline.end);
+    let mut deviations: Vec<f64> = residual[earlier].iter().map(|value| value - bias).collect();
+    deviations.extend(residual[recent].iter().map(|value| value - recent_bias));
+    let recent_sigma = stats::mad_sigma_with(&deviations, 0.0, keys);
+    Some((recent_bias, recent_sigma))
 }

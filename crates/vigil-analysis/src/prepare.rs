@@ -77,6 +77,9 @@ pub struct MetricData<'a> {
 pub struct LogData<'a> {
     pub template: &'a LogTemplate,
     pub counts: Vec<Vec<f64>>,
+    /// Lines over the baseline, on all release hosts and on all reference hosts.
+    pub release_baseline_lines: f64,
+    pub reference_baseline_lines: f64,
 }
 
 /// The bundle, cleaned and aligned.
@@ -119,10 +122,10 @@ impl<'a> Prepared<'a> {
                 deploy: deploy_of.get(host.name.as_str()).copied(),
             })
             .collect();
-        let release = (0..hosts.len())
+        let release: Vec<usize> = (0..hosts.len())
             .filter(|&index| hosts[index].group == HostGroup::Release)
             .collect();
-        let reference = (0..hosts.len())
+        let reference: Vec<usize> = (0..hosts.len())
             .filter(|&index| hosts[index].group == HostGroup::Reference)
             .collect();
         let first_deploy = hosts.iter().filter_map(|host| host.deploy).min();
@@ -157,23 +160,14 @@ impl<'a> Prepared<'a> {
             .metrics
             .iter()
             .map(|meta| {
-                let raw = dense(bundle.series.get(&meta.name), f64::NAN);
+                let mut values = dense(bundle.series.get(&meta.name), f64::NAN);
                 let history_end = baseline_end.max(1).min(points);
-                let transform = choose_transform(meta, &raw, history_end);
-                let values = raw
-                    .iter()
-                    .map(|row| {
-                        row.iter()
-                            .map(|&value| {
-                                if value.is_nan() {
-                                    value
-                                } else {
-                                    transform.apply(value)
-                                }
-                            })
-                            .collect()
-                    })
-                    .collect();
+                let transform = choose_transform(meta, &values, history_end);
+                for value in values.iter_mut().flatten() {
+                    if !value.is_nan() {
+                        *value = transform.apply(*value);
+                    }
+                }
                 let harmful_sign = match transform.headroom_of {
                     Some(_) => 1.0,
                     None => meta.direction.sign(),
@@ -199,7 +193,18 @@ impl<'a> Prepared<'a> {
                         }
                     }
                 }
-                LogData { template, counts }
+                let baseline_lines = |hosts: &[usize]| -> f64 {
+                    hosts
+                        .iter()
+                        .map(|&host| counts[host][baseline.clone()].iter().sum::<f64>())
+                        .sum()
+                };
+                LogData {
+                    template,
+                    release_baseline_lines: baseline_lines(&release),
+                    reference_baseline_lines: baseline_lines(&reference),
+                    counts,
+                }
             })
             .collect();
         Prepared {
@@ -223,12 +228,12 @@ impl<'a> Prepared<'a> {
 
 /// Picks the scale for a metric from its metadata and the data before the first deploy.
 fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> Transform {
-    let history: Vec<f64> = raw
-        .iter()
-        .flat_map(|row| row[..history_end].iter().copied())
-        .filter(|v| v.is_finite())
-        .collect();
-    let all: Vec<f64> = if history.is_empty() {
+    let mut history = Vec::with_capacity(raw.len() * history_end);
+    for row in raw {
+        history.extend(row[..history_end].iter().copied().filter(|v| v.is_finite()));
+    }
+    // Reordered below (medians select in place); nothing after depends on the order.
+    let mut all: Vec<f64> = if history.is_empty() {
         raw.iter()
             .flat_map(|row| row.iter().copied())
             .filter(|v| v.is_finite())
@@ -244,7 +249,7 @@ fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> 
     }
     let minimum = all.iter().copied().fold(f64::INFINITY, f64::min);
     let maximum = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let typical = stats::median(&all);
+    let typical = stats::median_in_place(&mut all);
     // A share (by unit, or by every value lying in [0, 1]) whose harmful direction is down and
     // which sits near its upper bound: its failures are the headroom.
     let bound = if meta.unit_is_share() && maximum <= 100.0 + 1e-9 && minimum >= 0.0 {
@@ -266,7 +271,7 @@ fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> 
     let headroom_of = bound.filter(|bound| {
         meta.direction == vigil_core::Direction::Decrease && typical >= 0.8 * bound
     });
-    let shifted: Vec<f64> = match headroom_of {
+    let mut shifted: Vec<f64> = match headroom_of {
         Some(bound) => all.iter().map(|value| (bound - value).max(0.0)).collect(),
         None => all,
     };
@@ -279,9 +284,20 @@ fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> 
     }
     // Relative scale for non-negative metrics, with an offset that keeps zeros finite: the
     // series' resolution (one event per step for counts) or a small share of its typical level.
-    let level = stats::median(&shifted).abs();
-    let resolution = stats::resolution(&shifted).unwrap_or(0.0);
-    let mut offset = resolution.max(0.05 * level);
+    let level = match headroom_of {
+        Some(_) => stats::median_in_place(&mut shifted).abs(),
+        // The same values as `all`: their median is `typical`.
+        None => typical.abs(),
+    };
+    let share_of_level = 0.05 * level;
+    let mut offset = if stats::neighbours_within(&shifted, share_of_level) {
+        // The resolution is at most that share, which is then the offset: no need to sort.
+        share_of_level
+    } else {
+        stats::resolution(&shifted)
+            .unwrap_or(0.0)
+            .max(share_of_level)
+    };
     if offset.is_nan() || offset <= 0.0 {
         offset = stats::quantile(&shifted, 0.9).max(1e-9) * 0.05;
     }
