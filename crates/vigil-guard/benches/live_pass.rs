@@ -98,6 +98,22 @@ fn main() {
         };
         store.create_release(&release).unwrap();
     }
+    // The share of a pass spent assembling windows (one thread, every release once).
+    let releases_stored = store.releases(&Default::default()).unwrap();
+    let assembling = Instant::now();
+    {
+        let held = index.read().unwrap();
+        for release in &releases_stored {
+            let bundle =
+                vigil_guard::assemble(release, &held, &Default::default(), 3600, now).unwrap();
+            std::hint::black_box(bundle);
+        }
+    }
+    println!(
+        "assembling {} windows on one thread: {:.3} s",
+        releases_stored.len(),
+        assembling.elapsed().as_secs_f64()
+    );
     let clock = Arc::new(ManualClock::new(now));
     let guard = Guard::new(store, index, clock.clone(), GuardConfig::default());
     let mut timings = Vec::new();

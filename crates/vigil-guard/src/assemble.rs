@@ -63,11 +63,57 @@ pub fn reference_hosts(release: &Release, index: &DataIndex, since_ms: i64) -> V
     }
 }
 
+/// [`reference_hosts`] from the hosts of every app found in one scan
+/// ([`DataIndex::hosts_by_app`]).
+pub fn reference_hosts_among(
+    release: &Release,
+    apps: &HashMap<String, Vec<(String, i64)>>,
+    since_ms: i64,
+) -> Vec<String> {
+    match &release.spec.reference {
+        ReferenceHosts::Hosts { hosts } => hosts.clone(),
+        ReferenceHosts::None => Vec::new(),
+        ReferenceHosts::EveryOtherHost => {
+            let release_hosts: BTreeSet<&str> =
+                release.spec.hosts.iter().map(String::as_str).collect();
+            apps.get(&release.spec.app)
+                .into_iter()
+                .flatten()
+                .filter(|(host, last_ms)| {
+                    *last_ms > since_ms && !release_hosts.contains(host.as_str())
+                })
+                .map(|(host, _)| host.clone())
+                .collect()
+        }
+    }
+}
+
 /// The bundle of `release` with steps up to `until` (Unix seconds; the last step is the latest
 /// `t_i <= until`).
 pub fn assemble(
     release: &Release,
     index: &DataIndex,
+    templates: &HashMap<String, LogTemplate>,
+    baseline_seconds: i64,
+    until: i64,
+) -> Result<Bundle, AssembleError> {
+    let start = window_start(release, baseline_seconds);
+    let reference = reference_hosts(release, index, start * 1000);
+    assemble_with(
+        release,
+        index,
+        &reference,
+        templates,
+        baseline_seconds,
+        until,
+    )
+}
+
+/// [`assemble`] with the reference hosts already found.
+pub fn assemble_with(
+    release: &Release,
+    index: &DataIndex,
+    reference: &[String],
     templates: &HashMap<String, LogTemplate>,
     baseline_seconds: i64,
     until: i64,
@@ -106,10 +152,10 @@ pub fn assemble(
             });
         }
     }
-    for name in reference_hosts(release, index, start * 1000) {
+    for name in reference {
         if seen.insert(name.clone()) {
             hosts.push(Host {
-                name,
+                name: name.clone(),
                 group: HostGroup::Reference,
             });
         }
@@ -219,31 +265,57 @@ pub fn assemble(
 }
 
 /// One value per step: the last sample of each step, or a counter's rate per second.
+///
+/// One walk over the samples and the steps together (both sorted by time).
 fn step_values(samples: &Series, step_ends: &[i64], step_ms: i64) -> Vec<Option<f64>> {
-    step_ends
-        .iter()
-        .map(|&end| {
-            let (ms, value) = samples.last_in(end - step_ms, end)?;
-            if !value.is_finite() {
-                return None;
-            }
-            if !samples.counter {
-                return Some(value);
-            }
-            // The sample before it, no further back than a few steps.
-            let previous = samples.last_in(end - 4 * step_ms, ms - 1)?;
-            let seconds = (ms - previous.0) as f64 / 1000.0;
-            if seconds <= 0.0 || !previous.1.is_finite() {
-                return None;
-            }
-            let increase = if value >= previous.1 {
-                value - previous.1
-            } else {
-                value
-            };
-            Some(increase / seconds)
-        })
-        .collect()
+    let points = &samples.points;
+    let mut values = Vec::with_capacity(step_ends.len());
+    // Index of the first sample after the current step's end.
+    let mut after = match step_ends.first() {
+        Some(&first_end) => points.partition_point(|&(time, _)| time <= first_end),
+        None => return values,
+    };
+    for &end in step_ends {
+        while after < points.len() && points[after].0 <= end {
+            after += 1;
+        }
+        values.push(step_value(points, after, end, step_ms, samples.counter));
+    }
+    values
+}
+
+/// The value of the step ending at `end`, given that `points[..after]` are the samples at or
+/// before it.
+fn step_value(
+    points: &[(i64, f64)],
+    after: usize,
+    end: i64,
+    step_ms: i64,
+    counter: bool,
+) -> Option<f64> {
+    let last = after.checked_sub(1)?;
+    let (ms, value) = points[last];
+    if ms <= end - step_ms || !value.is_finite() {
+        return None;
+    }
+    if !counter {
+        return Some(value);
+    }
+    // The sample before it, no further back than a few steps.
+    let (previous_ms, previous_value) = points[last.checked_sub(1)?];
+    if previous_ms <= end - 4 * step_ms || !previous_value.is_finite() {
+        return None;
+    }
+    let seconds = (ms - previous_ms) as f64 / 1000.0;
+    if seconds <= 0.0 {
+        return None;
+    }
+    let increase = if value >= previous_value {
+        value - previous_value
+    } else {
+        value
+    };
+    Some(increase / seconds)
 }
 
 #[cfg(test)]

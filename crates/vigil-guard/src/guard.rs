@@ -18,7 +18,7 @@ use vigil_core::release::{
 use vigil_core::{Clock, Judgement, LogTemplate, Verdict};
 use vigil_store::{Change, ReleaseFilter, Store, StoreError};
 
-use crate::assemble::{assemble, window_start, AssembleError};
+use crate::assemble::{assemble_with, reference_hosts_among, window_start, AssembleError};
 use crate::index::DataIndex;
 
 /// Why a guard pass failed for a release.
@@ -174,6 +174,12 @@ impl Guard {
             states: vec![ReleaseState::Observing],
             ..ReleaseFilter::default()
         })?;
+        // Every app's hosts, found once for all the releases' reference groups.
+        let apps = self
+            .index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .hosts_by_app();
         // Releases are judged on as many threads as the machine has cores.
         let workers = std::thread::available_parallelism()
             .map_or(1, |cores| cores.get())
@@ -189,7 +195,7 @@ impl Guard {
                             let Some(release) = observing.get(position) else {
                                 return done;
                             };
-                            match self.judge_if_ready(release, now) {
+                            match self.judge_if_ready(release, &apps, now) {
                                 Ok(Some(outcome)) => done.push(outcome),
                                 Ok(None) => {}
                                 Err(error) => {
@@ -215,7 +221,12 @@ impl Guard {
         lock(&self.judged).remove(release_id);
     }
 
-    fn judge_if_ready(&self, release: &Release, now: i64) -> Result<Option<Judged>, GuardError> {
+    fn judge_if_ready(
+        &self,
+        release: &Release,
+        apps: &HashMap<String, Vec<(String, i64)>>,
+        now: i64,
+    ) -> Result<Option<Judged>, GuardError> {
         let settings = release_settings(release)?;
         let lookback = lookback_seconds(release, &settings);
         let step_time = latest_step(release, lookback, now);
@@ -225,18 +236,25 @@ impl Guard {
         {
             return Ok(None);
         }
+        let start_ms = window_start(release, lookback) * 1000;
+        let reference = reference_hosts_among(release, apps, start_ms);
+        let ready = now >= step_time + self.config.grace_seconds || {
+            let index = self
+                .index
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            step_complete(release, &index, &reference, step_time)
+        };
+        if !ready {
+            return Ok(None);
+        }
         let templates = self.templates(&release.spec.app)?;
         let bundle = {
             let index = self
                 .index
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let ready = now >= step_time + self.config.grace_seconds
-                || step_complete(release, &index, lookback, step_time);
-            if !ready {
-                return Ok(None);
-            }
-            assemble(release, &index, &templates, lookback, step_time)?
+            assemble_with(release, &index, &reference, &templates, lookback, step_time)?
         };
         let evaluator = Evaluator::new(&bundle, &settings);
         let judgement = evaluator.judge_at(bundle.points - 1);
@@ -397,19 +415,17 @@ impl Guard {
 
 /// True when every series of the release's hosts that reported in the step before `step_time`
 /// has reported in it too.
-fn step_complete(release: &Release, index: &DataIndex, lookback: i64, step_time: i64) -> bool {
+fn step_complete(
+    release: &Release,
+    index: &DataIndex,
+    reference: &[String],
+    step_time: i64,
+) -> bool {
     let step_ms = release.spec.step_seconds * 1000;
     let end = step_time * 1000;
-    let since = window_start(release, lookback) * 1000;
-    let hosts = release
-        .spec
-        .hosts
-        .iter()
-        .cloned()
-        .chain(crate::assemble::reference_hosts(release, index, since));
     let mut expected = 0usize;
-    for host in hosts {
-        let Some(data) = index.host(&host) else {
+    for host in release.spec.hosts.iter().chain(reference) {
+        let Some(data) = index.host(host) else {
             continue;
         };
         for series in data.series.values() {

@@ -127,6 +127,21 @@ impl DataIndex {
         names
     }
 
+    /// Every app's hosts with the time of their newest data, in one scan (a guard pass asks
+    /// for the reference hosts of many releases).
+    pub fn hosts_by_app(&self) -> HashMap<String, Vec<(String, i64)>> {
+        let mut apps: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+        for (name, data) in &self.hosts {
+            apps.entry(data.app.clone())
+                .or_default()
+                .push((name.clone(), data.last_ms));
+        }
+        for hosts in apps.values_mut() {
+            hosts.sort();
+        }
+        apps
+    }
+
     /// Number of samples held, for metrics and tests.
     pub fn sample_count(&self) -> usize {
         self.hosts
