@@ -3,112 +3,14 @@
 //! pauses when the fault comes.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::Duration;
 
 use serde_json::json;
+use support::{call, create_token, free_port, now_seconds, serve, Dir};
 
 const STEP: i64 = 2;
-
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn vigil() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn serve(database: &Path, port: u16) -> Server {
-    let child = vigil()
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database",
-        ])
-        .arg(database)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("vigil serve did not start listening on {port}");
-}
-
-#[allow(clippy::disallowed_methods)] // the server runs on the wall clock; so does its feeder
-fn now_seconds() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn call(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(20)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let url = format!("http://127.0.0.1:{port}{path}");
-    let authorization = format!("Bearer {token}");
-    let result = match body {
-        None if method == "GET" => agent
-            .get(&url)
-            .header("Authorization", &authorization)
-            .call(),
-        None => agent
-            .post(&url)
-            .header("Authorization", &authorization)
-            .send_empty(),
-        Some(value) => agent
-            .post(&url)
-            .header("Authorization", &authorization)
-            .header("Content-Type", "application/json")
-            .send(value.to_string().as_bytes()),
-    };
-    let mut response = result.unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(json!({ "text": text })),
-    )
-}
 
 const RELEASE_HOSTS: [&str; 4] = ["r1", "r2", "r3", "r4"];
 const REFERENCE_HOSTS: [&str; 4] = ["k1", "k2", "k3", "k4"];
@@ -146,21 +48,9 @@ fn samples_at(t: i64, fault_from: Option<i64>) -> serde_json::Value {
 
 #[test]
 fn a_server_killed_mid_release_resumes_it_and_pauses_on_the_fault() {
-    let dir = Dir(std::env::temp_dir().join(format!("vigil-restart-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Dir::new("restart");
     let database = dir.0.join("vigil.db");
-    let output = vigil()
-        .args(["token", "create", "--role", "admin", "--database"])
-        .arg(&database)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    let token = create_token(&database, "admin");
 
     let port = free_port();
     let first = serve(&database, port);
