@@ -58,12 +58,14 @@ fn receiver() -> (u16, mpsc::Receiver<String>) {
 #[test]
 fn a_pause_is_delivered_to_a_signed_webhook() {
     let (port, received) = receiver();
-    let mut config = ServerConfig::default();
-    config.notifications = serde_json::from_value(json!({"channels": [
-        {"name": "oncall", "kind": "webhook", "url": format!("http://127.0.0.1:{port}/vigil"), "secret": "s3cret"}
-    ]}))
-    .unwrap();
-    config.public_url = "https://vigil.example".to_string();
+    let config = ServerConfig {
+        notifications: serde_json::from_value(json!({"channels": [
+            {"name": "oncall", "kind": "webhook", "url": format!("http://127.0.0.1:{port}/vigil"), "secret": "s3cret"}
+        ]}))
+        .unwrap(),
+        public_url: "https://vigil.example".to_string(),
+        ..ServerConfig::default()
+    };
     let dir = TempDir::new("notify");
     let database = dir.0.join("vigil.db").display().to_string();
     let bundle =
