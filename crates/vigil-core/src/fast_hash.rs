@@ -1,34 +1,36 @@
-//! A fast seeded hash for raw label bytes, the key of the decoder's series cache.
+//! A fast seeded hash for the maps that ingestion fills from what senders name: raw label
+//! bytes in the remote-write decoder's series cache, host and metric names in the guard's data
+//! index.
 //!
 //! std's SipHash costs more than the rest of a cache hit on the 60 to 100 bytes of an agent's
 //! label set. This hash folds 16 bytes at a time through a 128-bit multiply, with two seeds
-//! drawn from std's random state per decoder, so a sender cannot aim collisions at it without
+//! drawn from std's random state per map, so a sender cannot aim collisions at it without
 //! knowing the seeds.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
 #[derive(Debug, Clone)]
-pub(super) struct LabelHashBuilder {
+pub struct FastHashBuilder {
     seeds: [u64; 2],
 }
 
-impl Default for LabelHashBuilder {
+impl Default for FastHashBuilder {
     fn default() -> Self {
         let random = RandomState::new();
         let first = random.hash_one(0x9e37_79b9_7f4a_7c15_u64);
         let second = random.hash_one(first);
-        LabelHashBuilder {
+        FastHashBuilder {
             seeds: [first, second | 1],
         }
     }
 }
 
-impl BuildHasher for LabelHashBuilder {
-    type Hasher = LabelHasher;
+impl BuildHasher for FastHashBuilder {
+    type Hasher = FastHasher;
 
-    fn build_hasher(&self) -> LabelHasher {
-        LabelHasher {
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher {
             state: self.seeds[0],
             seeds: self.seeds,
         }
@@ -36,7 +38,7 @@ impl BuildHasher for LabelHashBuilder {
 }
 
 #[derive(Debug)]
-pub(super) struct LabelHasher {
+pub struct FastHasher {
     state: u64,
     seeds: [u64; 2],
 }
@@ -52,7 +54,7 @@ fn word(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(padded)
 }
 
-impl Hasher for LabelHasher {
+impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut state = self.state;
         let mut blocks = bytes.chunks_exact(16);
@@ -71,8 +73,20 @@ impl Hasher for LabelHasher {
         self.state = state.rotate_left(23) ^ bytes.len() as u64;
     }
 
+    fn write_u8(&mut self, value: u8) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.state = folded_multiply(self.state ^ value, self.seeds[1]);
+    }
+
     fn write_usize(&mut self, value: usize) {
-        self.state = folded_multiply(self.state ^ value as u64, self.seeds[1]);
+        self.write_u64(value as u64);
     }
 
     fn finish(&self) -> u64 {
@@ -87,7 +101,7 @@ mod tests {
 
     #[test]
     fn nearby_keys_hash_apart() {
-        let builder = LabelHashBuilder::default();
+        let builder = FastHashBuilder::default();
         let mut keys: HashSet<Vec<u8>> = HashSet::new();
         for length in 0..40usize {
             keys.insert(vec![0u8; length]);
@@ -102,5 +116,20 @@ mod tests {
             .map(|key| builder.hash_one(key.as_slice()))
             .collect();
         assert_eq!(hashes.len(), keys.len());
+    }
+
+    #[test]
+    fn names_hash_apart_and_maps_find_them() {
+        let builder = FastHashBuilder::default();
+        let names: Vec<String> = (0..10_000).map(|n| format!("host-{n}")).collect();
+        let hashes: HashSet<u64> = names.iter().map(|name| builder.hash_one(name)).collect();
+        assert_eq!(hashes.len(), names.len());
+        let mut map: std::collections::HashMap<String, usize, FastHashBuilder> =
+            std::collections::HashMap::default();
+        for (position, name) in names.iter().enumerate() {
+            map.insert(name.clone(), position);
+        }
+        assert_eq!(map.get("host-4321"), Some(&4321));
+        assert_eq!(map.get("host-10000"), None);
     }
 }
