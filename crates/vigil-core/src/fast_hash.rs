@@ -48,10 +48,33 @@ fn folded_multiply(left: u64, right: u64) -> u64 {
     (full as u64) ^ ((full >> 64) as u64)
 }
 
-fn word(bytes: &[u8]) -> u64 {
-    let mut padded = [0u8; 8];
-    padded[..bytes.len()].copy_from_slice(bytes);
-    u64::from_le_bytes(padded)
+/// The first 8 bytes of `bytes`, which has at least 8.
+fn first_eight(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(word)
+}
+
+/// The first 4 bytes of `bytes`, which has at least 4.
+fn first_four(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[..4]);
+    u64::from(u32::from_le_bytes(word))
+}
+
+/// The 1 to 15 bytes after the last whole block as two words, read in fixed-size pieces (the
+/// first and last 8 or 4 bytes, which may overlap) rather than copied byte by byte; the length,
+/// mixed in afterwards, tells apart the inputs that overlapping reads alone would not.
+fn tail_words(rest: &[u8]) -> (u64, u64) {
+    let length = rest.len();
+    if length >= 8 {
+        return (first_eight(rest), first_eight(&rest[length - 8..]));
+    }
+    if length >= 4 {
+        return (first_four(rest), first_four(&rest[length - 4..]));
+    }
+    let spread = u64::from(rest[0]) | u64::from(rest[length / 2]) << 8;
+    (spread | u64::from(rest[length - 1]) << 16, 0)
 }
 
 impl Hasher for FastHasher {
@@ -59,15 +82,13 @@ impl Hasher for FastHasher {
         let mut state = self.state;
         let mut blocks = bytes.chunks_exact(16);
         for block in &mut blocks {
-            let low = word(&block[..8]);
-            let high = word(&block[8..]);
+            let low = first_eight(block);
+            let high = first_eight(&block[8..]);
             state = folded_multiply(low ^ state ^ self.seeds[0], high ^ self.seeds[1]);
         }
         let rest = blocks.remainder();
         if !rest.is_empty() {
-            let split = rest.len().min(8);
-            let low = word(&rest[..split]);
-            let high = word(&rest[split..]);
+            let (low, high) = tail_words(rest);
             state = folded_multiply(low ^ state ^ self.seeds[0], high ^ self.seeds[1]);
         }
         self.state = state.rotate_left(23) ^ bytes.len() as u64;

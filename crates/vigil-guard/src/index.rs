@@ -59,6 +59,23 @@ pub struct HostData {
     pub last_ms: i64,
 }
 
+impl HostData {
+    fn insert_run(&mut self, key: &SeriesKey, run: &[Point]) {
+        if !key.app.is_empty() && self.app != key.app {
+            self.app.clone_from(&key.app);
+        }
+        let series = match self.series.get_mut(key.metric.as_str()) {
+            Some(found) => found,
+            None => self.series.entry(key.metric.clone()).or_default(),
+        };
+        series.counter |= key.counter;
+        for point in run {
+            self.last_ms = self.last_ms.max(point.ms);
+            series.insert(point.ms, point.value);
+        }
+    }
+}
+
 /// Every host's recent data.
 #[derive(Debug, Default)]
 pub struct DataIndex {
@@ -71,9 +88,11 @@ impl DataIndex {
     }
 
     /// Adds a chunk's samples. A run of points of the same series (the usual layout: a
-    /// sender's samples of one series come together) finds its series once; names are copied
-    /// only for a host or series seen for the first time.
+    /// sender's samples of one series come together) finds its series once, and consecutive
+    /// series of one host (an agent sends its host's series together) find their host once;
+    /// names are copied only for a host or series seen for the first time.
     pub fn insert_metrics(&mut self, chunk: &MetricChunk) {
+        let mut current_host: Option<(&str, &mut HostData)> = None;
         let mut rest: &[Point] = &chunk.points;
         while let Some(first) = rest.first() {
             let run_length = rest
@@ -85,26 +104,15 @@ impl DataIndex {
             let Some(key) = chunk.series.get(first.series as usize) else {
                 continue;
             };
-            self.insert_run(key, run);
-        }
-    }
-
-    fn insert_run(&mut self, key: &SeriesKey, run: &[Point]) {
-        let host = match self.hosts.get_mut(key.host.as_str()) {
-            Some(found) => found,
-            None => self.hosts.entry(key.host.clone()).or_default(),
-        };
-        if !key.app.is_empty() && host.app != key.app {
-            host.app.clone_from(&key.app);
-        }
-        let series = match host.series.get_mut(key.metric.as_str()) {
-            Some(found) => found,
-            None => host.series.entry(key.metric.clone()).or_default(),
-        };
-        series.counter |= key.counter;
-        for point in run {
-            host.last_ms = host.last_ms.max(point.ms);
-            series.insert(point.ms, point.value);
+            let host = match current_host.take() {
+                Some((name, host)) if name == key.host => host,
+                _ => match self.hosts.get_mut(key.host.as_str()) {
+                    Some(found) => found,
+                    None => self.hosts.entry(key.host.clone()).or_default(),
+                },
+            };
+            host.insert_run(key, run);
+            current_host = Some((key.host.as_str(), host));
         }
     }
 
