@@ -5,6 +5,8 @@
 //! is private to Vigil (the store keeps it as an opaque body); it starts with a magic and a
 //! version so that a later layout can be read beside this one.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// One series: a metric on a host of an app.
@@ -30,9 +32,12 @@ pub struct Point {
 }
 
 /// Samples of several series.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// The series keys are shared: a decoder that knows a series hands out the same key to every
+/// chunk that has it, so a repeated series costs no allocation.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricChunk {
-    pub series: Vec<SeriesKey>,
+    pub series: Vec<Arc<SeriesKey>>,
     pub points: Vec<Point>,
 }
 
@@ -122,12 +127,12 @@ impl MetricChunk {
                 1 => true,
                 _ => return Err(ChunkError::Invalid("counter flag")),
             };
-            series.push(SeriesKey {
+            series.push(Arc::new(SeriesKey {
                 app,
                 host,
                 metric,
                 counter,
-            });
+            }));
         }
         let point_count = reader.count("point count")?;
         let mut points = Vec::with_capacity(point_count);
@@ -276,18 +281,18 @@ mod tests {
     fn metric_chunks_round_trip() {
         let chunk = MetricChunk {
             series: vec![
-                SeriesKey {
+                Arc::new(SeriesKey {
                     app: "shop".into(),
                     host: "h1".into(),
                     metric: "cpu".into(),
                     counter: false,
-                },
-                SeriesKey {
+                }),
+                Arc::new(SeriesKey {
                     app: String::new(),
                     host: "h2".into(),
                     metric: "req_total{code=\"500\"}".into(),
                     counter: true,
-                },
+                }),
             ],
             points: vec![
                 Point {
@@ -333,12 +338,12 @@ mod tests {
     #[test]
     fn truncated_and_garbled_chunks_are_refused() {
         let chunk = MetricChunk {
-            series: vec![SeriesKey {
+            series: vec![Arc::new(SeriesKey {
                 app: "a".into(),
                 host: "h".into(),
                 metric: "m".into(),
                 counter: false,
-            }],
+            })],
             points: vec![Point {
                 series: 0,
                 ms: 1,

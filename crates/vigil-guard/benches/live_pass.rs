@@ -50,12 +50,15 @@ fn main() {
         for host in &host_names {
             for metric in 0..METRICS {
                 let series = chunk.series.len() as u32;
-                chunk.series.push(SeriesKey {
-                    app: app.clone(),
-                    host: host.clone(),
-                    metric: format!("m{metric}"),
-                    counter: false,
-                });
+                chunk.series.push(
+                    SeriesKey {
+                        app: app.clone(),
+                        host: host.clone(),
+                        metric: format!("m{metric}"),
+                        counter: false,
+                    }
+                    .into(),
+                );
                 let mut t = start;
                 while t <= now {
                     chunk.points.push(Point {

@@ -355,13 +355,13 @@ mod tests {
         }
     }
 
-    fn key(host: &str, metric: &str, counter: bool) -> SeriesKey {
-        SeriesKey {
+    fn key(host: &str, metric: &str, counter: bool) -> std::sync::Arc<SeriesKey> {
+        std::sync::Arc::new(SeriesKey {
             app: "shop".into(),
             host: host.into(),
             metric: metric.into(),
             counter,
-        }
+        })
     }
 
     #[test]

@@ -9,7 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use vigil_core::samples::{LogChunk, MetricChunk};
+use vigil_core::fast_hash::FastHashBuilder;
+use vigil_core::samples::{LogChunk, MetricChunk, Point, SeriesKey};
 
 /// Samples of one series, sorted by time.
 #[derive(Debug, Clone, Default)]
@@ -51,17 +52,34 @@ impl Series {
 pub struct HostData {
     /// The app the host's samples said it belongs to (the last one seen).
     pub app: String,
-    pub series: HashMap<String, Series>,
+    pub series: HashMap<String, Series, FastHashBuilder>,
     /// Template id to line counts by the Unix millisecond their second ends at.
     pub logs: HashMap<String, BTreeMap<i64, u64>>,
     /// Time of the newest sample or log count from this host.
     pub last_ms: i64,
 }
 
+impl HostData {
+    fn insert_run(&mut self, key: &SeriesKey, run: &[Point]) {
+        if !key.app.is_empty() && self.app != key.app {
+            self.app.clone_from(&key.app);
+        }
+        let series = match self.series.get_mut(key.metric.as_str()) {
+            Some(found) => found,
+            None => self.series.entry(key.metric.clone()).or_default(),
+        };
+        series.counter |= key.counter;
+        for point in run {
+            self.last_ms = self.last_ms.max(point.ms);
+            series.insert(point.ms, point.value);
+        }
+    }
+}
+
 /// Every host's recent data.
 #[derive(Debug, Default)]
 pub struct DataIndex {
-    hosts: HashMap<String, HostData>,
+    hosts: HashMap<String, HostData, FastHashBuilder>,
 }
 
 impl DataIndex {
@@ -69,29 +87,32 @@ impl DataIndex {
         DataIndex::default()
     }
 
+    /// Adds a chunk's samples. A run of points of the same series (the usual layout: a
+    /// sender's samples of one series come together) finds its series once, and consecutive
+    /// series of one host (an agent sends its host's series together) find their host once;
+    /// names are copied only for a host or series seen for the first time.
     pub fn insert_metrics(&mut self, chunk: &MetricChunk) {
-        // Resolve each series of the chunk once, then add its points.
-        let mut targets: Vec<(&str, &str)> = Vec::with_capacity(chunk.series.len());
-        for key in &chunk.series {
-            let host = self.hosts.entry(key.host.clone()).or_default();
-            if !key.app.is_empty() && host.app != key.app {
-                host.app.clone_from(&key.app);
-            }
-            let series = host.series.entry(key.metric.clone()).or_default();
-            series.counter |= key.counter;
-            targets.push((key.host.as_str(), key.metric.as_str()));
-        }
-        for point in &chunk.points {
-            let Some(&(host_name, metric)) = targets.get(point.series as usize) else {
+        let mut current_host: Option<(&str, &mut HostData)> = None;
+        let mut rest: &[Point] = &chunk.points;
+        while let Some(first) = rest.first() {
+            let run_length = rest
+                .iter()
+                .take_while(|point| point.series == first.series)
+                .count();
+            let (run, after) = rest.split_at(run_length);
+            rest = after;
+            let Some(key) = chunk.series.get(first.series as usize) else {
                 continue;
             };
-            let Some(host) = self.hosts.get_mut(host_name) else {
-                continue;
+            let host = match current_host.take() {
+                Some((name, host)) if name == key.host => host,
+                _ => match self.hosts.get_mut(key.host.as_str()) {
+                    Some(found) => found,
+                    None => self.hosts.entry(key.host.clone()).or_default(),
+                },
             };
-            host.last_ms = host.last_ms.max(point.ms);
-            if let Some(series) = host.series.get_mut(metric) {
-                series.insert(point.ms, point.value);
-            }
+            host.insert_run(key, run);
+            current_host = Some((key.host.as_str(), host));
         }
     }
 
@@ -175,16 +196,10 @@ impl DataIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_core::samples::{Point, SeriesKey};
 
     fn chunk(points: &[(i64, f64)]) -> MetricChunk {
         MetricChunk {
-            series: vec![SeriesKey {
-                app: "shop".into(),
-                host: "h1".into(),
-                metric: "cpu".into(),
-                counter: false,
-            }],
+            series: vec![key("h1", "cpu", false)],
             points: points
                 .iter()
                 .map(|&(ms, value)| Point {
@@ -207,6 +222,72 @@ mod tests {
         assert_eq!(series.last_in(2000, 2500), None);
         assert_eq!(index.hosts_of_app("shop", 0), vec!["h1".to_string()]);
         assert!(index.hosts_of_app("shop", 3000).is_empty());
+    }
+
+    fn key(host: &str, metric: &str, counter: bool) -> std::sync::Arc<SeriesKey> {
+        std::sync::Arc::new(SeriesKey {
+            app: "shop".into(),
+            host: host.into(),
+            metric: metric.into(),
+            counter,
+        })
+    }
+
+    fn point(series: u32, ms: i64, value: f64) -> Point {
+        Point { series, ms, value }
+    }
+
+    #[test]
+    fn interleaved_runs_of_several_series_land_in_their_series() {
+        let mut index = DataIndex::new();
+        index.insert_metrics(&MetricChunk {
+            series: vec![
+                key("h1", "cpu", false),
+                key("h1", "req_total", true),
+                key("h2", "cpu", false),
+            ],
+            points: vec![
+                point(0, 2000, 2.0),
+                point(0, 1000, 1.0),
+                point(1, 1000, 10.0),
+                point(2, 1000, 5.0),
+                point(0, 3000, 3.0),
+                point(1, 1000, 11.0),
+                point(7, 1000, 99.0),
+            ],
+        });
+        let first = index.host("h1").unwrap();
+        assert_eq!(
+            first.series["cpu"].points,
+            vec![(1000, 1.0), (2000, 2.0), (3000, 3.0)]
+        );
+        assert_eq!(first.series["req_total"].points, vec![(1000, 11.0)]);
+        assert!(first.series["req_total"].counter);
+        assert_eq!(first.last_ms, 3000);
+        assert_eq!(
+            index.host("h2").unwrap().series["cpu"].points,
+            vec![(1000, 5.0)]
+        );
+        assert_eq!(index.sample_count(), 5);
+    }
+
+    #[test]
+    fn a_series_once_a_counter_stays_one_and_the_app_follows_the_last_chunk() {
+        let mut index = DataIndex::new();
+        index.insert_metrics(&MetricChunk {
+            series: vec![key("h1", "req_total", true)],
+            points: vec![point(0, 1000, 1.0)],
+        });
+        let mut moved = SeriesKey::clone(&key("h1", "req_total", false));
+        moved.app = "cart".into();
+        index.insert_metrics(&MetricChunk {
+            series: vec![moved.into()],
+            points: vec![point(0, 2000, 2.0)],
+        });
+        let host = index.host("h1").unwrap();
+        assert!(host.series["req_total"].counter);
+        assert_eq!(host.app, "cart");
+        assert_eq!(index.hosts_of_app("cart", 0), vec!["h1".to_string()]);
     }
 
     #[test]

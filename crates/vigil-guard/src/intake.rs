@@ -1,5 +1,14 @@
 //! Ingested data on its way in: stored first (so an acknowledged chunk survives a crash), then
 //! added to the in-memory index, then the guard is woken.
+//!
+//! What the store keeps of a metric chunk is one of two bodies, told apart by their magic:
+//! - `VMC1`: the chunk in Vigil's own encoding ([`MetricChunk::encode`]), for JSON samples and
+//!   pulled data;
+//! - `VRW1`: a remote-write request's body as it was received (snappy-compressed protobuf),
+//!   about a quarter of the size of its chunk's encoding and free to produce. It is decoded
+//!   again when the index is filled from the store, with the remote-write options the intake
+//!   was given, the stored requests read in the order they came so that the metric families'
+//!   types declared by metadata are learned as they were.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -10,6 +19,7 @@ use vigil_ingest::json::LogLine;
 use vigil_ingest::logs::{
     Change, HeaderFormat, HeaderPattern, Level, Miner, MinerConfig, Template, TemplateId,
 };
+use vigil_ingest::remote_write::{RemoteWriteDecoder, RemoteWriteOptions};
 use vigil_store::{Appended, DataChunk, DataKind, Store, StoreError};
 
 use crate::index::DataIndex;
@@ -41,6 +51,26 @@ pub struct Intake {
     wake: Wake,
     /// One miner per app, rebuilt from the stored templates on first use.
     miners: Mutex<HashMap<String, AppMiner>>,
+    /// How stored remote-write bodies are read again.
+    remote_write: RemoteWriteOptions,
+}
+
+/// The magic of a stored remote-write body: the request's body follows as received.
+const REMOTE_WRITE_MAGIC: &[u8; 4] = b"VRW1";
+
+/// Reads a stored metric body of either kind; `decoder` reads remote-write bodies, and must see
+/// them in the order they were stored.
+fn decode_stored_metrics(
+    body: &[u8],
+    decoder: &mut RemoteWriteDecoder,
+) -> Result<MetricChunk, String> {
+    let Some(received) = body.strip_prefix(REMOTE_WRITE_MAGIC) else {
+        return MetricChunk::decode(body).map_err(|error| error.to_string());
+    };
+    decoder
+        .decode(received)
+        .map(|batch| batch.chunk)
+        .map_err(|error| format!("stored remote-write body: {error}"))
 }
 
 impl std::fmt::Debug for Intake {
@@ -50,12 +80,20 @@ impl std::fmt::Debug for Intake {
 }
 
 impl Intake {
-    pub fn new(store: Arc<dyn Store>, index: Arc<RwLock<DataIndex>>, wake: Wake) -> Intake {
+    /// `remote_write`: the options remote-write bodies were decoded with when they came, to
+    /// read the stored ones again.
+    pub fn new(
+        store: Arc<dyn Store>,
+        index: Arc<RwLock<DataIndex>>,
+        wake: Wake,
+        remote_write: RemoteWriteOptions,
+    ) -> Intake {
         Intake {
             store,
             index,
             wake,
             miners: Mutex::new(HashMap::new()),
+            remote_write,
         }
     }
 
@@ -65,6 +103,33 @@ impl Intake {
         chunk: &MetricChunk,
         key: Option<String>,
         received_at: i64,
+    ) -> Result<Accepted, StoreError> {
+        self.store_metrics(chunk, key, received_at, MetricChunk::encode)
+    }
+
+    /// Stores a remote-write request's body as received and adds `chunk`, what the body decoded
+    /// to with this intake's remote-write options, to the index.
+    pub fn remote_write(
+        &self,
+        received: &[u8],
+        chunk: &MetricChunk,
+        received_at: i64,
+    ) -> Result<Accepted, StoreError> {
+        self.store_metrics(chunk, None, received_at, |_| {
+            let mut body = Vec::with_capacity(REMOTE_WRITE_MAGIC.len() + received.len());
+            body.extend_from_slice(REMOTE_WRITE_MAGIC);
+            body.extend_from_slice(received);
+            body
+        })
+    }
+
+    /// Stores `stored_body(chunk)`, then adds the chunk to the index.
+    fn store_metrics(
+        &self,
+        chunk: &MetricChunk,
+        key: Option<String>,
+        received_at: i64,
+        stored_body: impl FnOnce(&MetricChunk) -> Vec<u8>,
     ) -> Result<Accepted, StoreError> {
         let Some((min_ms, max_ms)) = chunk.time_range() else {
             return Ok(Accepted {
@@ -78,7 +143,7 @@ impl Intake {
             min_ms,
             max_ms,
             received_at,
-            body: chunk.encode(),
+            body: stored_body(chunk),
         })?;
         if appended == Appended::Duplicate {
             return Ok(Accepted {
@@ -258,8 +323,9 @@ impl Intake {
     /// finished release, whose data may have left the live index).
     pub fn stored_window(&self, from_ms: i64, to_ms: i64) -> Result<DataIndex, StoreError> {
         let mut window = DataIndex::new();
+        let mut decoder = RemoteWriteDecoder::new(self.remote_write.clone());
         for stored in self.store.data_between(DataKind::Metrics, from_ms, to_ms)? {
-            if let Ok(chunk) = MetricChunk::decode(&stored.body) {
+            if let Ok(chunk) = decode_stored_metrics(&stored.body, &mut decoder) {
                 window.insert_metrics(&chunk);
             }
         }
@@ -281,8 +347,9 @@ impl Intake {
             .index
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut decoder = RemoteWriteDecoder::new(self.remote_write.clone());
         for stored in metric_chunks {
-            match MetricChunk::decode(&stored.body) {
+            match decode_stored_metrics(&stored.body, &mut decoder) {
                 Ok(chunk) => {
                     index.insert_metrics(&chunk);
                     loaded += 1;

@@ -49,7 +49,8 @@ fn chunk(host: &str, at: i64) -> MetricChunk {
             host: host.into(),
             metric: "cpu".into(),
             counter: false,
-        }],
+        }
+        .into()],
         points: vec![Point {
             series: 0,
             ms: at * 1000,

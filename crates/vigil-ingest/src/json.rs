@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
@@ -171,7 +172,7 @@ pub fn parse_samples(body: &[u8], options: &JsonOptions) -> Result<JsonSamples, 
         let series = *series_index
             .entry(series_key)
             .or_insert_with_key(|new_key| {
-                chunk.series.push(new_key.clone());
+                chunk.series.push(Arc::new(new_key.clone()));
                 next
             });
         chunk.points.push(Point {
@@ -381,18 +382,18 @@ mod tests {
         assert_eq!(
             parsed.chunk.series,
             vec![
-                SeriesKey {
+                Arc::new(SeriesKey {
                     app: "shop".into(),
                     host: "h1".into(),
                     metric: "cpu".into(),
                     counter: false
-                },
-                SeriesKey {
+                }),
+                Arc::new(SeriesKey {
                     app: String::new(),
                     host: "h2".into(),
                     metric: "errors".into(),
                     counter: true
-                },
+                }),
             ]
         );
         let point = |series, ms, value| Point { series, ms, value };

@@ -14,6 +14,7 @@
 //! [`RangeResult::without_host`]. Values `"NaN"`, `"+Inf"` and `"-Inf"` are kept as such.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -253,12 +254,12 @@ impl PrometheusClient {
                     label: query.host_label.clone(),
                 });
             }
-            result.chunk.series.push(SeriesKey {
+            result.chunk.series.push(Arc::new(SeriesKey {
                 app: query.app.clone(),
                 host: host.clone(),
                 metric: query.metric.clone(),
                 counter: query.counter,
-            });
+            }));
             for (seconds, text) in &series.values {
                 let value = parse_value(text).ok_or_else(|| {
                     PrometheusError::Response(format!("sample value {text:?} is not a number"))

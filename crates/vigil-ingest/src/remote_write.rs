@@ -30,7 +30,6 @@
 
 mod cache;
 mod encode;
-mod label_hash;
 mod wire;
 
 use std::collections::HashMap;
@@ -501,7 +500,10 @@ impl RemoteWriteDecoder {
         }
         for key in &mut chunk.series {
             let name = key.metric.split('{').next().unwrap_or_default();
-            key.counter = self.families.is_counter(name);
+            let counter = self.families.is_counter(name);
+            if key.counter != counter {
+                Arc::make_mut(key).counter = counter;
+            }
         }
         self.cache.clear();
     }

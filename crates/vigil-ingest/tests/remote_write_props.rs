@@ -94,7 +94,7 @@ fn expected_chunk(all: &[Generated]) -> MetricChunk {
         }
         let next = chunk.series.len() as u32;
         let series = *index_of.entry(key.clone()).or_insert_with(|| {
-            chunk.series.push(key);
+            chunk.series.push(key.into());
             next
         });
         for &(ms, value) in &generated.samples {

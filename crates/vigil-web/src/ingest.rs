@@ -105,7 +105,7 @@ pub async fn remote_write(
             let decoded = decoder.decode(&body);
             ingest.give_back(decoder);
             let batch = decoded.map_err(|error| ApiError::bad_request(error.to_string()))?;
-            let accepted = intake.metrics(&batch.chunk, None, now)?;
+            let accepted = intake.remote_write(&body, &batch.chunk, now)?;
             let mut skipped = Vec::new();
             if batch.skipped.series_without_host > 0 {
                 skipped.push(format!(

@@ -885,12 +885,12 @@ fn bundle_data(bundle: &Bundle) -> (MetricChunk, LogChunk) {
     for (metric, by_host) in &bundle.series {
         for (host, values) in by_host {
             let series = metrics.series.len() as u32;
-            metrics.series.push(SeriesKey {
+            metrics.series.push(Arc::new(SeriesKey {
                 app: bundle.app.clone(),
                 host: host.clone(),
                 metric: metric.clone(),
                 counter: false,
-            });
+            }));
             for (step, value) in values.iter().enumerate() {
                 if let Some(value) = value {
                     metrics.points.push(Point {

@@ -119,10 +119,12 @@ pub async fn start(
     let index = Arc::new(RwLock::new(DataIndex::new()));
     let wake = Arc::new(tokio::sync::Notify::new());
     let wake_guard = Arc::clone(&wake);
+    let ingest_options = IngestOptions::default();
     let intake = Arc::new(Intake::new(
         Arc::clone(&store),
         Arc::clone(&index),
         Arc::new(move || wake_guard.notify_one()),
+        ingest_options.remote_write.clone(),
     ));
     let guard = Arc::new(Guard::new(
         Arc::clone(&store),
@@ -167,7 +169,7 @@ pub async fn start(
             max_body_bytes: config.max_body_bytes,
             ..Limits::default()
         },
-        IngestOptions::default(),
+        ingest_options,
     );
     Ok(Started {
         address,

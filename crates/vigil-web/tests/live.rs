@@ -119,7 +119,7 @@ fn feed(bundle: &Bundle) -> Option<i64> {
         server
             .clock
             .set(at + server.state.guard.config().grace_seconds);
-        server.state.guard.pass().unwrap();
+        server.state.guard.pass().expect("a guard pass");
         let (_, release) = server.get(&format!("/api/v1/releases/{}", bundle.id), &server.viewer);
         if release["state"] == "paused" {
             let (_, findings) = server.get(

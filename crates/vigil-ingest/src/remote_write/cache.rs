@@ -2,8 +2,8 @@
 //!
 //! A sender repeats the same label sets in about the same order request after request, so the
 //! cache keeps everything in insertion order in flat arrays: the raw label bytes one after the
-//! other, the series' strings one after the other, and an open-addressing table of small slots
-//! pointing into them. Each label set also remembers which one came after it last time: when a
+//! other, the series' shared keys, and an open-addressing table of small slots pointing into
+//! them. Each label set also remembers which one came after it last time: when a
 //! request repeats the order, a label set is found by comparing its bytes with the predicted
 //! one, without hashing and without a random probe into the table, and the arrays are read front
 //! to back, which the processor's prefetcher follows.
@@ -13,9 +13,8 @@ use std::hash::BuildHasher;
 use std::ops::Range;
 use std::sync::Arc;
 
+use vigil_core::fast_hash::FastHashBuilder;
 use vigil_core::samples::{MetricChunk, SeriesKey};
-
-use super::label_hash::LabelHashBuilder;
 
 /// How a label set resolves.
 #[derive(Debug, Clone)]
@@ -42,10 +41,8 @@ pub(super) const NO_LABEL_SET: u32 = u32::MAX;
 
 #[derive(Debug)]
 struct CachedSeries {
-    app: Range<usize>,
-    host: Range<usize>,
-    metric: Range<usize>,
-    counter: bool,
+    /// Shared with every chunk that has the series.
+    key: Arc<SeriesKey>,
     /// The request whose chunk last got this series, and its index there.
     request: u64,
     chunk_index: u32,
@@ -61,16 +58,17 @@ pub(super) enum Found {
 
 #[derive(Debug, Default)]
 pub(super) struct SeriesCache {
-    hasher: LabelHashBuilder,
+    hasher: FastHashBuilder,
     /// Open addressing with linear probing: 0 is empty, otherwise the hash's high 32 bits
     /// above the label set's index plus one. Never more than half full.
     slots: Vec<u64>,
     label_sets: Vec<LabelSet>,
     label_bytes: Vec<u8>,
     series: Vec<CachedSeries>,
-    series_text: String,
+    /// Bytes of the series' app, host and metric names.
+    series_text_bytes: usize,
     /// Series by their key, so that label sets that name the same series share it.
-    by_key: HashMap<SeriesKey, u32, LabelHashBuilder>,
+    by_key: HashMap<Arc<SeriesKey>, u32, FastHashBuilder>,
 }
 
 const EMPTY: u64 = 0;
@@ -84,7 +82,7 @@ impl SeriesCache {
 
     /// Bytes of label sets and series text remembered.
     pub fn text_bytes(&self) -> usize {
-        self.label_bytes.len() + self.series_text.len()
+        self.label_bytes.len() + self.series_text_bytes
     }
 
     pub fn clear(&mut self) {
@@ -92,7 +90,7 @@ impl SeriesCache {
         self.label_sets.clear();
         self.label_bytes.clear();
         self.series.clear();
-        self.series_text.clear();
+        self.series_text_bytes = 0;
         self.by_key.clear();
     }
 
@@ -192,25 +190,15 @@ impl SeriesCache {
             return id;
         }
         let id = self.series.len() as u32;
-        let app = self.push_text(&key.app);
-        let host = self.push_text(&key.host);
-        let metric = self.push_text(&key.metric);
+        self.series_text_bytes += key.app.len() + key.host.len() + key.metric.len();
+        let key = Arc::new(key);
         self.series.push(CachedSeries {
-            app,
-            host,
-            metric,
-            counter: key.counter,
+            key: Arc::clone(&key),
             request: 0,
             chunk_index: 0,
         });
         self.by_key.insert(key, id);
         id
-    }
-
-    fn push_text(&mut self, text: &str) -> Range<usize> {
-        let start = self.series_text.len();
-        self.series_text.push_str(text);
-        start..self.series_text.len()
     }
 
     /// The index of a series in the chunk of request `request`, added on its first sample.
@@ -219,12 +207,7 @@ impl SeriesCache {
         if cached.request != request {
             cached.request = request;
             cached.chunk_index = chunk.series.len() as u32;
-            chunk.series.push(SeriesKey {
-                app: self.series_text[cached.app.clone()].to_owned(),
-                host: self.series_text[cached.host.clone()].to_owned(),
-                metric: self.series_text[cached.metric.clone()].to_owned(),
-                counter: cached.counter,
-            });
+            chunk.series.push(Arc::clone(&cached.key));
         }
         cached.chunk_index
     }

@@ -16,13 +16,13 @@ fn decode(series: &[WriteSeries]) -> RemoteWriteBatch {
     decode_remote_write(&body, &RemoteWriteOptions::default()).expect("decodes")
 }
 
-fn key(app: &str, host: &str, metric: &str, counter: bool) -> SeriesKey {
-    SeriesKey {
+fn key(app: &str, host: &str, metric: &str, counter: bool) -> Arc<SeriesKey> {
+    Arc::new(SeriesKey {
         app: app.into(),
         host: host.into(),
         metric: metric.into(),
         counter,
-    }
+    })
 }
 
 #[test]

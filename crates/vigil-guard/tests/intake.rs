@@ -1,0 +1,150 @@
+//! What the intake stores reads back into the same index: remote-write bodies kept as received
+//! and chunks in Vigil's own encoding, side by side.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, RwLock};
+
+use vigil_core::samples::{MetricChunk, Point, SeriesKey};
+use vigil_guard::intake::Intake;
+use vigil_guard::DataIndex;
+use vigil_ingest::remote_write::{
+    encode_remote_write, MetricType, RemoteWriteDecoder, RemoteWriteOptions, WriteMetadata,
+    WriteSeries,
+};
+use vigil_store::{DataChunk, DataKind, Store};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn intake(store: &Arc<dyn Store>) -> (Intake, Arc<RwLock<DataIndex>>) {
+    let index = Arc::new(RwLock::new(DataIndex::new()));
+    let intake = Intake::new(
+        Arc::clone(store),
+        Arc::clone(&index),
+        Arc::new(|| {}),
+        RemoteWriteOptions::default(),
+    );
+    (intake, index)
+}
+
+fn received(intake: &Intake, decoder: &mut RemoteWriteDecoder, body: &[u8]) -> usize {
+    let batch = decoder.decode(body).unwrap();
+    intake.remote_write(body, &batch.chunk, 0).unwrap().items
+}
+
+fn points(index: &RwLock<DataIndex>, host: &str, metric: &str) -> (bool, Vec<(i64, f64)>) {
+    let index = index.read().unwrap();
+    let series = &index.host(host).unwrap().series[metric];
+    (series.counter, series.points.clone())
+}
+
+#[test]
+fn stored_remote_write_bodies_and_chunks_fill_a_fresh_index_alike() {
+    let dir = vigil_store::testing::TempDir::new("intake").unwrap();
+    let store = vigil_store::open(&dir.path().join("vigil.db").display().to_string()).unwrap();
+    let (live, live_index) = intake(&store);
+    let mut decoder = RemoteWriteDecoder::new(RemoteWriteOptions::default());
+
+    let json_like = MetricChunk {
+        series: vec![SeriesKey {
+            app: "shop".into(),
+            host: "h1".into(),
+            metric: "cpu".into(),
+            counter: false,
+        }
+        .into()],
+        points: vec![Point {
+            series: 0,
+            ms: T0,
+            value: 0.5,
+        }],
+    };
+    live.metrics(&json_like, None, 0).unwrap();
+
+    let jobs = |ms: i64, value: f64| {
+        WriteSeries::new(&[("__name__", "jobs_done"), ("host", "h1"), ("app", "shop")])
+            .with_sample(ms, value)
+    };
+    // A family declared a counter by metadata only, in an earlier request than its samples.
+    let declared = encode_remote_write(
+        &[jobs(T0, 1.0)],
+        &[WriteMetadata {
+            metric_type: MetricType::Counter,
+            family: "jobs_done".into(),
+            help: String::new(),
+            unit: String::new(),
+        }],
+    )
+    .unwrap();
+    assert_eq!(received(&live, &mut decoder, &declared), 1);
+    let later = encode_remote_write(
+        &[
+            jobs(T0 + 30_000, 4.0),
+            jobs(T0 + 15_000, 2.0),
+            WriteSeries::new(&[("__name__", "cpu"), ("host", "h1"), ("app", "shop")])
+                .with_sample(T0 + 30_000, 0.75),
+            WriteSeries::new(&[("__name__", "cpu"), ("host", "h2")]).with_sample(T0, 0.1),
+            WriteSeries::new(&[("__name__", "cpu"), ("pod", "p1")]).with_sample(T0, 9.0),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(received(&live, &mut decoder, &later), 4);
+    // A resent request changes nothing.
+    assert_eq!(received(&live, &mut decoder, &later), 4);
+
+    let stored = store.data_between(DataKind::Metrics, 0, i64::MAX).unwrap();
+    assert_eq!(stored.len(), 4);
+    assert!(stored[0].body.starts_with(b"VMC1"));
+    assert!(stored[1].body.starts_with(b"VRW1"));
+    assert_eq!(
+        &stored[1].body[4..],
+        declared.as_slice(),
+        "kept as received"
+    );
+
+    // Something unreadable on the way is skipped, the rest still loads.
+    store
+        .append_data(&DataChunk {
+            kind: DataKind::Metrics,
+            key: None,
+            min_ms: T0,
+            max_ms: T0,
+            received_at: 0,
+            body: b"VRW1not snappy at all".to_vec(),
+        })
+        .unwrap();
+
+    let (restarted, restarted_index) = intake(&store);
+    assert_eq!(restarted.load(0, i64::MAX).unwrap(), 4);
+    for (host, metric) in [("h1", "cpu"), ("h1", "jobs_done"), ("h2", "cpu")] {
+        assert_eq!(
+            points(&restarted_index, host, metric),
+            points(&live_index, host, metric),
+            "{host} {metric}"
+        );
+    }
+    assert_eq!(
+        points(&restarted_index, "h1", "jobs_done"),
+        (
+            true,
+            vec![(T0, 1.0), (T0 + 15_000, 2.0), (T0 + 30_000, 4.0)]
+        )
+    );
+    assert_eq!(
+        points(&restarted_index, "h1", "cpu").1,
+        vec![(T0, 0.5), (T0 + 30_000, 0.75)]
+    );
+    let restarted_index = restarted_index.read().unwrap();
+    assert!(
+        restarted_index.host("p1").is_none(),
+        "no host label: skipped"
+    );
+    assert_eq!(restarted_index.sample_count(), 6);
+    assert_eq!(
+        restarted
+            .stored_window(T0, T0 + 60_000)
+            .unwrap()
+            .sample_count(),
+        6
+    );
+}
