@@ -139,6 +139,8 @@ pub struct Guard {
     judged: Mutex<HashMap<String, i64>>,
     /// Last verdict recorded, per release (read from the store on first sight).
     recorded: Mutex<HashMap<String, Recorded>>,
+    /// One pass at a time, so that a step is judged and acted on once.
+    passing: Mutex<()>,
 }
 
 impl Guard {
@@ -155,6 +157,7 @@ impl Guard {
             config,
             judged: Mutex::new(HashMap::new()),
             recorded: Mutex::new(HashMap::new()),
+            passing: Mutex::new(()),
         }
     }
 
@@ -169,6 +172,7 @@ impl Guard {
     /// Judges every observing release whose latest step is ready. Errors of one release are
     /// logged and do not stop the others.
     pub fn pass(&self) -> Result<Vec<Judged>, GuardError> {
+        let _one_pass_at_a_time = lock(&self.passing);
         let now = self.clock.now();
         let observing = self.store.releases(&ReleaseFilter {
             states: vec![ReleaseState::Observing],

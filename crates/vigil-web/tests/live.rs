@@ -74,23 +74,8 @@ fn feed(bundle: &Bundle) -> Option<i64> {
             assert_eq!(status, 200, "{answer}");
             reported += 1;
         }
-        let mut samples = Vec::new();
-        for (metric, by_host) in &bundle.series {
-            for (host, values) in by_host {
-                if let Some(value) = values[step] {
-                    samples.push(json!({
-                        "host": host, "app": bundle.app, "metric": metric,
-                        "time": at, "value": value,
-                    }));
-                }
-            }
-        }
-        let (status, answer) = server.post(
-            "/api/v1/ingest/samples",
-            &server.ingest,
-            &json!({ "samples": samples, "key": format!("step-{step}") }),
-        );
-        assert_eq!(status, 200, "{answer}");
+        // Log lines first: a step whose every series has reported is judged at once, and its
+        // log counts must be in by then.
         let mut lines = Vec::new();
         for template in &bundle.logs.templates {
             let Some(by_host) = bundle.logs.counts.get(&template.id) else {
@@ -115,6 +100,23 @@ fn feed(bundle: &Bundle) -> Option<i64> {
             );
             assert_eq!(status, 200, "{answer}");
         }
+        let mut samples = Vec::new();
+        for (metric, by_host) in &bundle.series {
+            for (host, values) in by_host {
+                if let Some(value) = values[step] {
+                    samples.push(json!({
+                        "host": host, "app": bundle.app, "metric": metric,
+                        "time": at, "value": value,
+                    }));
+                }
+            }
+        }
+        let (status, answer) = server.post(
+            "/api/v1/ingest/samples",
+            &server.ingest,
+            &json!({ "samples": samples, "key": format!("step-{step}") }),
+        );
+        assert_eq!(status, 200, "{answer}");
         // Past the grace time, the step is judged whether or not every series reported.
         server
             .clock
