@@ -1,6 +1,8 @@
 //! One live guard pass over many observing releases: each release has 50 hosts (25 release,
 //! 25 reference) × 20 metrics at 30 s steps, an hour of baseline and half an hour since its
-//! batch. Prints the time of a pass (every release judged once), median of runs.
+//! batch; every run after the first brings a new step of data for every series first (the
+//! guard keeps each release's window between passes and extends it). Prints the time of a pass
+//! (every release judged once), median of runs.
 //!
 //! `cargo bench -p vigil-guard --bench live_pass -- [--releases N] [--runs N]`
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::unwrap_used)]
@@ -27,6 +29,18 @@ fn argument(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`; `None` where
+/// there is no such file.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports clock ticks, 100 per second on every common configuration.
+    Some((user + system) / 100.0)
+}
+
 fn main() {
     let releases = argument("--releases", 200);
     let runs = argument("--runs", 3);
@@ -43,6 +57,7 @@ fn main() {
             .wrapping_add(1442695040888963407);
         (seed >> 33) as f64 / (1u64 << 31) as f64
     };
+    let mut all_series: Vec<std::sync::Arc<SeriesKey>> = Vec::new();
     for release_number in 0..releases {
         let app = format!("app{release_number}");
         let host_names: Vec<String> = (0..HOSTS).map(|h| format!("{app}-h{h}")).collect();
@@ -71,6 +86,7 @@ fn main() {
             }
         }
         index.write().unwrap().insert_metrics(&chunk);
+        all_series.extend(chunk.series.iter().cloned());
         let release_hosts: Vec<String> = host_names[..HOSTS / 2].to_vec();
         let release = Release {
             id: format!("r{release_number}"),
@@ -120,17 +136,44 @@ fn main() {
     let clock = Arc::new(ManualClock::new(now));
     let guard = Guard::new(store, index, clock.clone(), GuardConfig::default());
     let mut timings = Vec::new();
+    let mut cpu_timings = Vec::new();
     for run in 0..runs {
-        clock.set(now + run as i64 * STEP);
+        let step_time = now + run as i64 * STEP;
+        if run > 0 {
+            // A new step of data for every series, as ingestion brings between passes.
+            let mut chunk = MetricChunk::default();
+            for (position, key) in all_series.iter().enumerate() {
+                chunk.series.push(std::sync::Arc::clone(key));
+                chunk.points.push(Point {
+                    series: position as u32,
+                    ms: step_time * 1000,
+                    value: 100.0 + 10.0 * noise(),
+                });
+            }
+            guard.index().write().unwrap().insert_metrics(&chunk);
+        }
+        clock.set(step_time);
         let started = Instant::now();
+        let cpu_before = cpu_seconds();
         let judged = guard.pass().unwrap();
         let seconds = started.elapsed().as_secs_f64();
+        let cpu = cpu_before
+            .zip(cpu_seconds())
+            .map(|(before, after)| after - before);
         assert_eq!(judged.len(), releases, "every release judged once");
-        println!("run {run}: {releases} releases judged in {seconds:.3} s");
+        let cpu_text = cpu.map_or(String::new(), |used| format!(" ({used:.2} CPU-s)"));
+        println!("run {run}: {releases} releases judged in {seconds:.3} s{cpu_text}");
         timings.push(seconds);
+        cpu_timings.push(cpu.unwrap_or(f64::NAN));
     }
     timings.sort_by(|a, b| a.total_cmp(b));
+    cpu_timings.sort_by(|a, b| a.total_cmp(b));
     let median = timings[timings.len() / 2];
+    println!(
+        "CPU per pass: median {:.2} CPU-s ({:.1} ms per release)",
+        cpu_timings[cpu_timings.len() / 2],
+        cpu_timings[cpu_timings.len() / 2] * 1000.0 / releases as f64
+    );
     println!(
         "live pass: {releases} releases of {HOSTS} hosts x {METRICS} metrics: median {median:.3} s ({:.1} ms per release)",
         median * 1000.0 / releases as f64
