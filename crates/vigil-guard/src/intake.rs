@@ -25,6 +25,17 @@ use vigil_store::{Appended, DataChunk, DataKind, Store, StoreError};
 use crate::index::DataIndex;
 use crate::pull::AppConfig;
 
+/// What an ingested chunk is, before it is stored.
+#[derive(Debug)]
+struct Arriving {
+    kind: DataKind,
+    key: Option<String>,
+    /// Time range of its samples, Unix milliseconds; `None` when it holds none.
+    range: Option<(i64, i64)>,
+    items: usize,
+    received_at: i64,
+}
+
 /// An app's template miner and the way its lines are split.
 #[derive(Debug)]
 struct AppMiner {
@@ -131,35 +142,18 @@ impl Intake {
         received_at: i64,
         stored_body: impl FnOnce(&MetricChunk) -> Vec<u8>,
     ) -> Result<Accepted, StoreError> {
-        let Some((min_ms, max_ms)) = chunk.time_range() else {
-            return Ok(Accepted {
-                items: 0,
-                duplicate: false,
-            });
-        };
-        let appended = self.store.append_data(&DataChunk {
+        let arriving = Arriving {
             kind: DataKind::Metrics,
             key,
-            min_ms,
-            max_ms,
-            received_at,
-            body: stored_body(chunk),
-        })?;
-        if appended == Appended::Duplicate {
-            return Ok(Accepted {
-                items: chunk.points.len(),
-                duplicate: true,
-            });
-        }
-        self.index
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert_metrics(chunk);
-        (self.wake)();
-        Ok(Accepted {
+            range: chunk.time_range(),
             items: chunk.points.len(),
-            duplicate: false,
-        })
+            received_at,
+        };
+        self.store_then_index(
+            arriving,
+            || stored_body(chunk),
+            |index| index.insert_metrics(chunk),
+        )
     }
 
     /// Stores a chunk of log template counts and adds it to the index.
@@ -169,34 +163,53 @@ impl Intake {
         key: Option<String>,
         received_at: i64,
     ) -> Result<Accepted, StoreError> {
-        let Some((min_ms, max_ms)) = chunk.time_range() else {
+        let arriving = Arriving {
+            kind: DataKind::Logs,
+            key,
+            range: chunk.time_range(),
+            items: chunk.counts.len(),
+            received_at,
+        };
+        self.store_then_index(
+            arriving,
+            || chunk.encode(),
+            |index| index.insert_logs(chunk),
+        )
+    }
+
+    /// Stores the body (unless its key was stored before), then adds the data to the index and
+    /// wakes the guard. Nothing reaches the index that the store has not kept.
+    fn store_then_index(
+        &self,
+        arriving: Arriving,
+        body: impl FnOnce() -> Vec<u8>,
+        add: impl FnOnce(&mut DataIndex),
+    ) -> Result<Accepted, StoreError> {
+        let Some((min_ms, max_ms)) = arriving.range else {
             return Ok(Accepted {
                 items: 0,
                 duplicate: false,
             });
         };
         let appended = self.store.append_data(&DataChunk {
-            kind: DataKind::Logs,
-            key,
+            kind: arriving.kind,
+            key: arriving.key,
             min_ms,
             max_ms,
-            received_at,
-            body: chunk.encode(),
+            received_at: arriving.received_at,
+            body: body(),
         })?;
-        if appended == Appended::Duplicate {
-            return Ok(Accepted {
-                items: chunk.counts.len(),
-                duplicate: true,
-            });
+        let duplicate = appended == Appended::Duplicate;
+        if !duplicate {
+            add(&mut self
+                .index
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()));
+            (self.wake)();
         }
-        self.index
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert_logs(chunk);
-        (self.wake)();
         Ok(Accepted {
-            items: chunk.counts.len(),
-            duplicate: false,
+            items: arriving.items,
+            duplicate,
         })
     }
 

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Serialize;
 use vigil_core::release::Role;
+use vigil_guard::intake::{Accepted, Intake};
 use vigil_ingest::json::JsonOptions;
 use vigil_ingest::remote_write::{RemoteWriteDecoder, RemoteWriteOptions};
 
@@ -74,13 +75,34 @@ pub async fn samples(
     uri: axum::http::Uri,
     body: axum::body::Bytes,
 ) -> Result<Json<IngestAnswer>, ApiError> {
+    accept_json(
+        state,
+        headers,
+        uri,
+        body,
+        vigil_ingest::json::parse_samples,
+        |intake, parsed, now| intake.metrics(&parsed.chunk, parsed.key, now),
+    )
+    .await
+}
+
+/// A JSON ingestion request: authorize, parse (a 400 names the bad value), then hand it to the
+/// intake on a blocking thread.
+async fn accept_json<Parsed: Send + 'static>(
+    state: AppState,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+    parse: fn(&[u8], &JsonOptions) -> Result<Parsed, vigil_ingest::json::JsonError>,
+    take: fn(&Intake, Parsed, i64) -> Result<Accepted, vigil_store::StoreError>,
+) -> Result<Json<IngestAnswer>, ApiError> {
     state.authorize_ingest(&headers, &uri).await?;
-    let parsed = vigil_ingest::json::parse_samples(&body, &state.ingest.options.json)
+    let parsed = parse(&body, &state.ingest.options.json)
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
     let intake = Arc::clone(&state.intake);
     let now = state.clock.now();
     let accepted = state
-        .blocking(move |_| Ok(intake.metrics(&parsed.chunk, parsed.key, now)?))
+        .blocking(move |_| Ok(take(&intake, parsed, now)?))
         .await?;
     Ok(Json(IngestAnswer {
         accepted: accepted.items,
@@ -137,19 +159,15 @@ pub async fn logs(
     uri: axum::http::Uri,
     body: axum::body::Bytes,
 ) -> Result<Json<IngestAnswer>, ApiError> {
-    state.authorize_ingest(&headers, &uri).await?;
-    let parsed = vigil_ingest::json::parse_log_lines(&body, &state.ingest.options.json)
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    let intake = Arc::clone(&state.intake);
-    let now = state.clock.now();
-    let accepted = state
-        .blocking(move |_| Ok(intake.log_lines(&parsed.lines, parsed.key, now)?))
-        .await?;
-    Ok(Json(IngestAnswer {
-        accepted: accepted.items,
-        duplicate: accepted.duplicate,
-        skipped: Vec::new(),
-    }))
+    accept_json(
+        state,
+        headers,
+        uri,
+        body,
+        vigil_ingest::json::parse_log_lines,
+        |intake, parsed, now| intake.log_lines(&parsed.lines, parsed.key, now),
+    )
+    .await
 }
 
 pub async fn list_apps(
