@@ -81,7 +81,11 @@ impl AppState {
 
     /// The token of a request, checked against `needed`.
     pub async fn authorize(&self, headers: &HeaderMap, needed: Role) -> Result<ApiToken, ApiError> {
-        let secret = auth::bearer(headers)?;
+        self.authorize_secret(auth::bearer(headers)?, needed).await
+    }
+
+    /// The token whose secret is `secret`, checked against `needed`.
+    async fn authorize_secret(&self, secret: &str, needed: Role) -> Result<ApiToken, ApiError> {
         let hash = hash_token(secret);
         let token = match self.tokens.get(&hash) {
             Some(token) => token,
@@ -115,21 +119,11 @@ impl AppState {
             query
                 .split('&')
                 .find_map(|pair| pair.strip_prefix("token="))
-                .map(str::to_string)
         });
-        let Some(token) = from_query else {
-            return self.authorize(headers, Role::Ingest).await;
-        };
-        let mut with_header = HeaderMap::new();
-        let value =
-            axum::http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                ApiError::new(
-                    axum::http::StatusCode::UNAUTHORIZED,
-                    "token is not valid text",
-                )
-            })?;
-        with_header.insert(axum::http::header::AUTHORIZATION, value);
-        self.authorize(&with_header, Role::Ingest).await
+        match from_query {
+            Some(secret) => self.authorize_secret(secret, Role::Ingest).await,
+            None => self.authorize(headers, Role::Ingest).await,
+        }
     }
 
     /// Runs a store call on a blocking thread.

@@ -139,14 +139,11 @@ pub async fn start(
 
     let now = clock.now();
     let load_from = earliest_needed(store.as_ref(), now, config.recent_seconds)?;
-    let loading_store = Arc::clone(&store);
     let loading_intake = Arc::clone(&intake);
-    let loaded = tokio::task::spawn_blocking(move || {
-        let _ = &loading_store;
-        loading_intake.load(load_from * 1000, i64::MAX)
-    })
-    .await
-    .map_err(|error| std::io::Error::other(error.to_string()))??;
+    let loaded =
+        tokio::task::spawn_blocking(move || loading_intake.load(load_from * 1000, i64::MAX))
+            .await
+            .map_err(|error| std::io::Error::other(error.to_string()))??;
     tracing::info!(
         chunks = loaded,
         from = load_from,

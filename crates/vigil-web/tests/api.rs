@@ -43,6 +43,48 @@ fn every_route_but_health_needs_a_token_with_the_right_role() {
 }
 
 #[test]
+fn ingestion_takes_the_token_as_a_query_parameter_too() {
+    let server = TestServer::start(NOW);
+    let samples = json!({"samples": [{"host": "a", "metric": "cpu", "time": NOW, "value": 1.0}]});
+    let body = samples.to_string().into_bytes();
+    let path = |token: &str| format!("/api/v1/ingest/samples?token={token}");
+    let (status, answer) = request(
+        &server.base,
+        "POST",
+        &path(&server.ingest),
+        "",
+        Some(body.clone()),
+    );
+    // The empty bearer header of `request` is absent here only when the token is empty.
+    assert_eq!(
+        status, 401,
+        "a present but empty authorization header wins: {answer}"
+    );
+    let (status, answer) =
+        request_without_header(&server.base, &path(&server.ingest), body.clone());
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) = request_without_header(&server.base, &path("vgl_unknown"), body.clone());
+    assert_eq!(status, 401);
+    let (status, _) = request_without_header(&server.base, &path(&server.viewer), body);
+    assert_eq!(status, 403);
+}
+
+/// A POST with no authorization header at all.
+fn request_without_header(base: &str, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let mut response = support::agent()
+        .post(&format!("{base}{path}"))
+        .header("Content-Type", "application/json")
+        .send(&body[..])
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(json!({ "text": text })),
+    )
+}
+
+#[test]
 fn the_openapi_document_lists_every_route() {
     let document: serde_json::Value = serde_json::from_str(vigil_web::OPENAPI).unwrap();
     let paths = document["paths"].as_object().unwrap();
