@@ -35,7 +35,7 @@ fn main() {
 }
 
 /// Every metric's transform, transformed values and z scores.
-fn scores_hash(evaluator: &Evaluator<'_>) -> u64 {
+fn scores_hash(evaluator: &Evaluator) -> u64 {
     let mut hasher = DefaultHasher::new();
     for (index, metric) in evaluator.prepared().metrics.iter().enumerate() {
         format!("{:?}", metric.transform).hash(&mut hasher);
@@ -55,7 +55,7 @@ fn hash_rows(rows: &[Vec<f64>], hasher: &mut DefaultHasher) {
 }
 
 /// The judgement at every step from the first deploy on, as written out (floats in full).
-fn judgements_hash(evaluator: &Evaluator<'_>) -> u64 {
+fn judgements_hash(evaluator: &Evaluator) -> u64 {
     let mut hasher = DefaultHasher::new();
     let first = evaluator.first_step().unwrap_or(0);
     for now in first..evaluator.points() {

@@ -19,6 +19,12 @@ pub struct HistoryTrack {
     pub shift_z: f64,
     /// The bar one spike must clear.
     pub spike_z: f64,
+    /// What scoring one more step needs: the forecast made at the first deploy, and the
+    /// calibrated center and scale of its errors.
+    forecaster: Forecaster,
+    first_deploy: usize,
+    center: f64,
+    sigma: f64,
 }
 
 /// Most anchors (earlier moments) the calibration replays; the most recent ones are kept.
@@ -26,17 +32,17 @@ const MAX_ANCHORS: usize = 4000;
 /// Horizons calibrated: forecasts further out reuse the last horizon's errors.
 const MAX_HORIZON: usize = 48;
 
-struct Forecaster<'v> {
-    values: &'v [f64],
-    /// Median of the `level_steps` samples before each step.
+#[derive(Debug)]
+struct Forecaster {
+    /// Median of the `level_steps` samples before each step, up to the first deploy.
     level_before: Vec<f64>,
     day_steps: Option<usize>,
     days: usize,
 }
 
-impl<'v> Forecaster<'v> {
+impl Forecaster {
     fn new(
-        values: &'v [f64],
+        values: &[f64],
         level_steps: usize,
         day_steps: Option<usize>,
         days: usize,
@@ -49,15 +55,20 @@ impl<'v> Forecaster<'v> {
             *slot = stats::median_with(&values[from..step], &mut keys);
         }
         Forecaster {
-            values,
             level_before,
             day_steps,
             days,
         }
     }
 
-    /// Forecast of sample `target` made with data before `anchor` only.
-    fn forecast(&self, anchor: usize, target: usize, scratch: &mut Vec<f64>) -> f64 {
+    /// Forecast of sample `target` of `values` made with data before `anchor` only.
+    fn forecast(
+        &self,
+        values: &[f64],
+        anchor: usize,
+        target: usize,
+        scratch: &mut Vec<f64>,
+    ) -> f64 {
         let level = self.level_before[anchor];
         let Some(day) = self.day_steps else {
             return level;
@@ -73,7 +84,7 @@ impl<'v> Forecaster<'v> {
             if earlier_anchor == 0 {
                 break;
             }
-            let seasonal = self.values[earlier_target] - self.level_before[earlier_anchor];
+            let seasonal = values[earlier_target] - self.level_before[earlier_anchor];
             if seasonal.is_finite() {
                 scratch.push(seasonal);
             }
@@ -87,15 +98,15 @@ impl<'v> Forecaster<'v> {
 
 impl HistoryTrack {
     pub fn compute(
-        prepared: &Prepared<'_>,
-        metric: &MetricData<'_>,
+        prepared: &Prepared,
+        metric: &MetricData,
         host: usize,
         settings: &Settings,
     ) -> Option<HistoryTrack> {
         let first_deploy = prepared.first_deploy?;
         let values = &metric.values[host];
         let points = values.len();
-        let step = prepared.bundle.step_seconds;
+        let step = prepared.step_seconds;
         // The level is the last hour, or a third of a shorter history (the rest calibrates).
         let level_steps = usize::try_from(settings.baseline_seconds / step)
             .unwrap_or(1)
@@ -130,7 +141,7 @@ impl HistoryTrack {
             let row: Vec<f64> = (0..reach)
                 .map(|ahead| {
                     values[anchor + ahead]
-                        - forecaster.forecast(anchor, anchor + ahead, &mut scratch)
+                        - forecaster.forecast(values, anchor, anchor + ahead, &mut scratch)
                 })
                 .collect();
             errors.push(row);
@@ -168,17 +179,9 @@ impl HistoryTrack {
         }
         let shift_bar = stats::quantile(&shift_statistics, settings.history_quantile);
         let spike_bar = stats::quantile(&single, settings.history_quantile);
-        let mut z = vec![f64::NAN; points];
-        let mut delta = vec![f64::NAN; points];
-        for target in first_deploy..points {
-            let error =
-                values[target] - forecaster.forecast(first_deploy, target, &mut scratch) - center;
-            delta[target] = error;
-            z[target] = error / sigma;
-        }
-        Some(HistoryTrack {
-            z,
-            delta,
+        let mut track = HistoryTrack {
+            z: vec![f64::NAN; points],
+            delta: vec![f64::NAN; points],
             shift_z: (0.5 * settings.shift_z).max(if shift_bar.is_finite() {
                 shift_bar
             } else {
@@ -189,6 +192,35 @@ impl HistoryTrack {
             } else {
                 settings.spike_z
             }),
-        })
+            forecaster,
+            first_deploy,
+            center,
+            sigma,
+        };
+        let (mut z, mut delta) = (
+            std::mem::take(&mut track.z),
+            std::mem::take(&mut track.delta),
+        );
+        track.score(values, &mut z, &mut delta, first_deploy);
+        track.z = z;
+        track.delta = delta;
+        Some(track)
+    }
+
+    /// Writes the forecast errors of samples `from..` of `values` (those after the first deploy)
+    /// into `z` and `delta`, grown to the length of `values`.
+    pub fn score(&self, values: &[f64], z: &mut Vec<f64>, delta: &mut Vec<f64>, from: usize) {
+        z.resize(values.len(), f64::NAN);
+        delta.resize(values.len(), f64::NAN);
+        let mut scratch = Vec::new();
+        for target in from.max(self.first_deploy)..values.len() {
+            let error = values[target]
+                - self
+                    .forecaster
+                    .forecast(values, self.first_deploy, target, &mut scratch)
+                - self.center;
+            delta[target] = error;
+            z[target] = error / self.sigma;
+        }
     }
 }

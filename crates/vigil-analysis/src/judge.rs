@@ -6,7 +6,9 @@ use crate::history::HistoryTrack;
 use crate::hosts::{harmful, host_evidence, HostEvidence, HostScores, Thresholds};
 use crate::logs::{log_evidence, LogEvidence};
 use crate::peers::PeerTrack;
-use crate::prepare::{MetricData, Prepared};
+use crate::prepare::{
+    fold_step_fingerprints, host_views, prepare_logs, DenseRows, MetricData, Prepared,
+};
 use crate::settings::Settings;
 use crate::stats;
 
@@ -16,10 +18,70 @@ const TRANSIENT_SECONDS: i64 = 600;
 /// Scores of one metric: per host z and delta, per-host bars, and what they compare with.
 #[derive(Debug)]
 struct MetricTrack {
-    z: Vec<Vec<f64>>,
-    delta: Vec<Vec<f64>>,
+    scorer: Scorer,
     thresholds: Vec<Thresholds>,
     baseline: &'static str,
+}
+
+/// Where a metric's scores come from, with what scoring later steps needs.
+#[derive(Debug)]
+enum Scorer {
+    Peers(PeerTrack),
+    /// One forecast per release host (`None` for the others).
+    History {
+        z: Vec<Vec<f64>>,
+        delta: Vec<Vec<f64>>,
+        hosts: Vec<Option<HistoryTrack>>,
+    },
+}
+
+impl MetricTrack {
+    fn z(&self) -> &[Vec<f64>] {
+        match &self.scorer {
+            Scorer::Peers(peers) => &peers.z,
+            Scorer::History { z, .. } => z,
+        }
+    }
+
+    fn delta(&self) -> &[Vec<f64>] {
+        match &self.scorer {
+            Scorer::Peers(peers) => &peers.delta,
+            Scorer::History { delta, .. } => delta,
+        }
+    }
+
+    /// Scores steps `from..` of `metric` again (the model stays), growing to its length.
+    fn rescore(&mut self, metric: &MetricData, from: usize) {
+        match &mut self.scorer {
+            Scorer::Peers(peers) => peers.rescore(metric, from),
+            Scorer::History { z, delta, hosts } => {
+                for (host, forecast) in hosts.iter().enumerate() {
+                    let points = metric.values[host].len();
+                    match forecast {
+                        Some(forecast) => forecast.score(
+                            &metric.values[host],
+                            &mut z[host],
+                            &mut delta[host],
+                            from,
+                        ),
+                        None => {
+                            z[host].resize(points, f64::NAN);
+                            delta[host].resize(points, f64::NAN);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What [`Evaluator::advance`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    /// Built anew: something the fitted models rest on changed.
+    Rebuilt,
+    /// Steps `from..` scored again; the models stayed.
+    Rescored { from: usize },
 }
 
 /// Judges one release at any step, from data up to that step only.
@@ -28,15 +90,15 @@ struct MetricTrack {
 /// before `i` (and on the baseline, before the first deploy), so [`Evaluator::judge_at`] never
 /// looks ahead.
 #[derive(Debug)]
-pub struct Evaluator<'a> {
-    prepared: Prepared<'a>,
+pub struct Evaluator {
+    prepared: Prepared,
     settings: Settings,
     tracks: Vec<Option<MetricTrack>>,
     transient_steps: usize,
 }
 
-impl<'a> Evaluator<'a> {
-    pub fn new(bundle: &'a Bundle, settings: &Settings) -> Evaluator<'a> {
+impl Evaluator {
+    pub fn new(bundle: &Bundle, settings: &Settings) -> Evaluator {
         let prepared = Prepared::new(bundle, settings);
         let tracks = prepared
             .metrics
@@ -52,6 +114,107 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Brings the evaluator to `bundle`, a later (or corrected) view of the window it was built
+    /// on, as the live guard sees a release step after step. Only the steps from the first one
+    /// whose samples changed are scored again, when nothing the fitted models rest on changed:
+    /// the hosts, batches, metrics and settings, and the samples before the last deploy.
+    /// Otherwise the evaluator is built anew. Either way it then judges exactly as
+    /// [`Evaluator::new`] on `bundle` would.
+    pub fn advance(&mut self, bundle: &Bundle, settings: &Settings) -> Advance {
+        match self.rescore_from(bundle, settings) {
+            Some(from) => Advance::Rescored { from },
+            None => {
+                *self = Evaluator::new(bundle, settings);
+                Advance::Rebuilt
+            }
+        }
+    }
+
+    /// Scores `bundle`'s changed and new steps, or `None` (nothing changed in `self`) when it
+    /// has to be built anew.
+    fn rescore_from(&mut self, bundle: &Bundle, settings: &Settings) -> Option<usize> {
+        let prepared = &self.prepared;
+        let old_points = prepared.points;
+        let same_frame = *settings == self.settings
+            && bundle.start == prepared.start
+            && bundle.step_seconds == prepared.step_seconds
+            && bundle.points >= old_points
+            && bundle.metrics.len() == prepared.metrics.len()
+            && bundle
+                .metrics
+                .iter()
+                .zip(&prepared.metrics)
+                .all(|(meta, metric)| *meta == metric.meta);
+        // A transform taken from the whole window (no samples before the first deploy) moves
+        // with every sample.
+        let fitted_before_deploy = prepared.first_deploy.is_some()
+            && prepared
+                .metrics
+                .iter()
+                .all(|metric| metric.transform_from_history);
+        if !same_frame || !fitted_before_deploy {
+            return None;
+        }
+        let hosts = host_views(bundle);
+        if hosts != prepared.hosts {
+            return None;
+        }
+        let points = bundle.points;
+        let rows = DenseRows::new(&hosts, points);
+        let raw: Vec<Vec<Vec<f64>>> = bundle
+            .metrics
+            .iter()
+            .map(|meta| rows.dense(bundle.series.get(&meta.name), f64::NAN))
+            .collect();
+        let mut step_fingerprints = vec![0u64; points];
+        for metric_rows in &raw {
+            fold_step_fingerprints(&mut step_fingerprints, metric_rows);
+        }
+        let from = (0..old_points)
+            .find(|&step| step_fingerprints[step] != prepared.step_fingerprints[step])
+            .unwrap_or(old_points);
+        // The models rest on every sample before the last deploy (each host's level just
+        // before its own deploy, the history forecasts before the first).
+        let last_deploy = hosts
+            .iter()
+            .filter_map(|host| host.deploy)
+            .chain(std::iter::once(prepared.baseline.end))
+            .max()
+            .unwrap_or(0);
+        if from < last_deploy {
+            return None;
+        }
+        let prepared = &mut self.prepared;
+        for (metric, raw_rows) in prepared.metrics.iter_mut().zip(raw) {
+            let transform = metric.transform;
+            for (row, raw_row) in metric.values.iter_mut().zip(raw_rows) {
+                row.truncate(from);
+                row.extend(raw_row[from..].iter().map(|&value| {
+                    if value.is_nan() {
+                        value
+                    } else {
+                        transform.apply(value)
+                    }
+                }));
+            }
+        }
+        prepared.points = points;
+        prepared.step_fingerprints = step_fingerprints;
+        prepared.logs = prepare_logs(
+            bundle,
+            &rows,
+            &prepared.release,
+            &prepared.reference,
+            &prepared.baseline,
+        );
+        for (track, metric) in self.tracks.iter_mut().zip(&prepared.metrics) {
+            if let Some(track) = track {
+                track.rescore(metric, from);
+            }
+        }
+        Some(from)
+    }
+
     /// Index of the first step worth judging (the first deploy), if any.
     pub fn first_step(&self) -> Option<usize> {
         self.prepared.first_deploy
@@ -59,19 +222,16 @@ impl<'a> Evaluator<'a> {
 
     /// The per-host standardised scores of metric `metric` (for tracing and charts).
     pub fn metric_scores(&self, metric: usize) -> Option<&[Vec<f64>]> {
-        self.tracks
-            .get(metric)?
-            .as_ref()
-            .map(|track| track.z.as_slice())
+        self.tracks.get(metric)?.as_ref().map(|track| track.z())
     }
 
     /// The cleaned view the evaluator works on.
-    pub fn prepared(&self) -> &Prepared<'a> {
+    pub fn prepared(&self) -> &Prepared {
         &self.prepared
     }
 
     pub fn points(&self) -> usize {
-        self.prepared.bundle.points
+        self.prepared.points
     }
 
     /// The verdict and findings at step `now` (index into the bundle's samples).
@@ -94,7 +254,7 @@ impl<'a> Evaluator<'a> {
         }
         for log in &self.prepared.logs {
             if let Some(evidence) = log_evidence(&self.prepared, log, now, &self.settings) {
-                findings.push(self.log_finding(log.template, &evidence));
+                findings.push(self.log_finding(&log.template, &evidence));
             }
         }
         if !judged_any && findings.is_empty() {
@@ -126,7 +286,7 @@ impl<'a> Evaluator<'a> {
     /// The finding on one metric at `now`, and whether any host could be judged on it.
     fn judge_metric(
         &self,
-        metric: &MetricData<'_>,
+        metric: &MetricData,
         track: &MetricTrack,
         now: usize,
     ) -> (Option<Finding>, bool) {
@@ -234,7 +394,7 @@ impl<'a> Evaluator<'a> {
     /// events, noisy fleets): the release must show it clearly more often to be blamed.
     fn reference_share(
         &self,
-        metric: &MetricData<'_>,
+        metric: &MetricData,
         track: &MetricTrack,
         now: usize,
         fault_effect: f64,
@@ -278,15 +438,15 @@ impl<'a> Evaluator<'a> {
     ) -> Option<HostScores<'t>> {
         let judged_from = deploy + self.prepared.warmup_steps;
         if now < judged_from
-            || !track.z[host][judged_from..=now]
+            || !track.z()[host][judged_from..=now]
                 .iter()
                 .any(|z| z.is_finite())
         {
             return None;
         }
         Some(HostScores {
-            z: &track.z[host],
-            delta: &track.delta[host],
+            z: &track.z()[host],
+            delta: &track.delta()[host],
             judged_from,
             transient_until,
             warmup_skipped: self.prepared.warmup_steps > 0,
@@ -297,19 +457,19 @@ impl<'a> Evaluator<'a> {
     /// of its failures).
     fn relative_effect(
         &self,
-        metric: &MetricData<'_>,
+        metric: &MetricData,
         track: &MetricTrack,
         host: usize,
         now: usize,
         delta: f64,
     ) -> f64 {
-        let expected = metric.values[host][now] - track.delta[host][now];
+        let expected = metric.values[host][now] - track.delta()[host][now];
         metric.transform.relative_effect(expected, delta)
     }
 
     fn metric_finding(
         &self,
-        metric: &MetricData<'_>,
+        metric: &MetricData,
         track: &MetricTrack,
         severity: Verdict,
         hosts: &[(usize, HostEvidence, f64)],
@@ -323,7 +483,7 @@ impl<'a> Evaluator<'a> {
             let recent = now.saturating_sub(2)..=now;
             for step in recent {
                 let value = metric.values[*host][step];
-                let delta = track.delta[*host][step];
+                let delta = track.delta()[*host][step];
                 if value.is_finite() && delta.is_finite() {
                     observed.push(metric.transform.invert(value));
                     expected.push(metric.transform.invert(value - delta));
@@ -487,8 +647,8 @@ fn insufficient(at: i64, reason: &str) -> Judgement {
 }
 
 fn metric_track(
-    prepared: &Prepared<'_>,
-    metric: &MetricData<'_>,
+    prepared: &Prepared,
+    metric: &MetricData,
     settings: &Settings,
 ) -> Option<MetricTrack> {
     let base = Thresholds {
@@ -501,8 +661,7 @@ fn metric_track(
     if let Some(peers) = PeerTrack::compute(prepared, metric) {
         let hosts = prepared.hosts.len();
         return Some(MetricTrack {
-            z: peers.z,
-            delta: peers.delta,
+            scorer: Scorer::Peers(peers),
             thresholds: vec![base; hosts],
             baseline: "reference",
         });
@@ -511,31 +670,40 @@ fn metric_track(
         return None;
     }
     // No reference group: every release host against its own history.
-    let points = prepared.bundle.points;
+    let points = prepared.points;
     let hosts = prepared.hosts.len();
-    let mut track = MetricTrack {
-        z: vec![vec![f64::NAN; points]; hosts],
-        delta: vec![vec![f64::NAN; points]; hosts],
-        thresholds: vec![base; hosts],
-        baseline: "history",
-    };
-    let mut any = false;
+    let mut z = vec![vec![f64::NAN; points]; hosts];
+    let mut delta = vec![vec![f64::NAN; points]; hosts];
+    let mut forecasts: Vec<Option<HistoryTrack>> = (0..hosts).map(|_| None).collect();
+    let mut thresholds = vec![base; hosts];
     for &host in &prepared.release {
-        if let Some(history) = HistoryTrack::compute(prepared, metric, host, settings) {
-            track.z[host] = history.z;
-            track.delta[host] = history.delta;
-            // Bars calibrated on the history: one spike above what the history ever shows at
-            // quiet moments is evidence by itself.
-            track.thresholds[host] = Thresholds {
-                shift_z: history.shift_z,
-                spike_z: history.spike_z,
-                spikes: 1,
-                ..base
-            };
-            any = true;
-        }
+        let Some(mut history) = HistoryTrack::compute(prepared, metric, host, settings) else {
+            continue;
+        };
+        z[host] = std::mem::take(&mut history.z);
+        delta[host] = std::mem::take(&mut history.delta);
+        // Bars calibrated on the history: one spike above what the history ever shows at
+        // quiet moments is evidence by itself.
+        thresholds[host] = Thresholds {
+            shift_z: history.shift_z,
+            spike_z: history.spike_z,
+            spikes: 1,
+            ..base
+        };
+        forecasts[host] = Some(history);
     }
-    any.then_some(track)
+    if forecasts.iter().all(Option::is_none) {
+        return None;
+    }
+    Some(MetricTrack {
+        scorer: Scorer::History {
+            z,
+            delta,
+            hosts: forecasts,
+        },
+        thresholds,
+        baseline: "history",
+    })
 }
 
 fn describe_change(observed: f64, expected: f64) -> String {

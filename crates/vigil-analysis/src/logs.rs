@@ -29,14 +29,14 @@ pub fn window_steps(settings: &Settings) -> usize {
 }
 
 pub fn log_evidence(
-    prepared: &Prepared<'_>,
-    log: &LogData<'_>,
+    prepared: &Prepared,
+    log: &LogData,
     now: usize,
     settings: &Settings,
 ) -> Option<LogEvidence> {
     let window = window_steps(settings);
     let window_start = (now + 1).saturating_sub(window);
-    let step_minutes = prepared.bundle.step_seconds as f64 / 60.0;
+    let step_minutes = prepared.step_seconds as f64 / 60.0;
     let baseline = prepared.baseline.clone();
 
     // Expected lines per host and step: the most of the release hosts' own rate before the

@@ -18,6 +18,24 @@ pub struct PeerTrack {
     pub delta: Vec<Vec<f64>>,
     /// Each host's level over the baseline, on the transformed scale.
     pub level: Vec<f64>,
+    model: PeerModel,
+}
+
+/// What scoring one step needs besides that step's samples: fitted once, on the data before
+/// the last deploy (the baseline, and each host's samples just before its own deploy).
+#[derive(Debug)]
+struct PeerModel {
+    /// Reference hosts with a baseline level: the group each step's movement is taken from.
+    reference_moves: Vec<usize>,
+    /// Per host: whether it is a reference host (compared with the others only).
+    is_reference: Vec<bool>,
+    /// Per host: the residual level subtracted, and the standard deviation the difference is
+    /// divided by (`NaN`: no z); `None` for a host that cannot be scored.
+    scale: Vec<Option<(f64, f64)>>,
+    /// The reference hosts' high (90th percentile) spread over the baseline.
+    baseline_spread: f64,
+    /// The reference hosts' spread at every step scored so far.
+    spread: Vec<f64>,
 }
 
 /// Smallest standard deviation a host may be given, on a relative (log) scale: 0.5 %.
@@ -25,9 +43,11 @@ const MIN_RELATIVE_SIGMA: f64 = 0.005;
 /// Fewest samples just before a deploy that can set a host's level on their own.
 const RECENT_LEVEL_STEPS: usize = 8;
 
-/// The reference group at each step, from its hosts' finite movements: their common movement
-/// (median), their spread, and their median without any one of them.
+/// The reference group at each of some steps, from its hosts' finite movements: their common
+/// movement (median), their spread, and their median without any one of them. Indexed from the
+/// first step of the range they were computed for.
 struct ReferenceSteps {
+    first: usize,
     common: Vec<f64>,
     /// Robust standard deviation of the movements, from three movements on.
     spread: Vec<f64>,
@@ -35,13 +55,18 @@ struct ReferenceSteps {
 }
 
 impl ReferenceSteps {
-    fn new(hosts: &[usize], points: usize, moves: impl Fn(usize, usize) -> f64) -> ReferenceSteps {
-        let mut common = vec![f64::NAN; points];
-        let mut spread = vec![f64::NAN; points];
-        let mut leave_one_out = Vec::with_capacity(points);
+    fn new(
+        hosts: &[usize],
+        steps: Range<usize>,
+        moves: impl Fn(usize, usize) -> f64,
+    ) -> ReferenceSteps {
+        let count = steps.len();
+        let mut common = vec![f64::NAN; count];
+        let mut spread = vec![f64::NAN; count];
+        let mut leave_one_out = Vec::with_capacity(count);
         let mut sorted = Vec::with_capacity(hosts.len());
         let mut keys = Vec::with_capacity(hosts.len());
-        for step in 0..points {
+        for (offset, step) in steps.clone().enumerate() {
             sorted.clear();
             sorted.extend(
                 hosts
@@ -55,12 +80,13 @@ impl ReferenceSteps {
                 continue;
             }
             let center = stats::median_of_sorted(&sorted);
-            common[step] = center;
+            common[offset] = center;
             if sorted.len() >= 3 {
-                spread[step] = stats::mad_sigma_of_sorted(&sorted, center);
+                spread[offset] = stats::mad_sigma_of_sorted(&sorted, center);
             }
         }
         ReferenceSteps {
+            first: steps.start,
             common,
             spread,
             leave_one_out,
@@ -70,20 +96,25 @@ impl ReferenceSteps {
     /// The median movement at `step` without `own` (one host's movement): all of them when
     /// `own` is missing, since it is not among them.
     fn median_without(&self, step: usize, own: f64) -> f64 {
+        let offset = step - self.first;
         if !own.is_finite() {
-            return self.common[step];
+            return self.common[offset];
         }
-        self.leave_one_out[step].without(own)
+        self.leave_one_out[offset].without(own)
+    }
+
+    fn common_at(&self, step: usize) -> f64 {
+        self.common[step - self.first]
     }
 }
 
 impl PeerTrack {
     /// Needs at least one reference host; returns `None` without one.
-    pub fn compute(prepared: &Prepared<'_>, metric: &MetricData<'_>) -> Option<PeerTrack> {
+    pub fn compute(prepared: &Prepared, metric: &MetricData) -> Option<PeerTrack> {
         if prepared.reference.is_empty() || prepared.baseline.is_empty() {
             return None;
         }
-        let points = prepared.bundle.points;
+        let points = prepared.points;
         let hosts = prepared.hosts.len();
         let baseline = prepared.baseline.clone();
         let mut keys = Vec::with_capacity(points);
@@ -103,82 +134,147 @@ impl PeerTrack {
             return None;
         }
         let moves = |host: usize, step: usize| metric.values[host][step] - level[host];
-        let reference = ReferenceSteps::new(&reference_moves, points, moves);
-        let turbulence = turbulence_by_step(&reference.spread, baseline.clone());
-        let mut z = vec![vec![f64::NAN; points]; hosts];
-        let mut delta = vec![vec![f64::NAN; points]; hosts];
-        let mut sigmas = vec![f64::NAN; hosts];
-        let mut leave_one_out = vec![f64::NAN; points];
+        let reference = ReferenceSteps::new(&reference_moves, 0..points, moves);
+        let is_reference: Vec<bool> = (0..hosts)
+            .map(|host| prepared.reference.contains(&host))
+            .collect();
+        // Each host's residual level and variability, from its residuals before its deploy.
+        let mut fitted: Vec<Option<(f64, f64)>> = vec![None; hosts];
+        let mut residual = vec![f64::NAN; points];
         for host in 0..hosts {
             let host_level = level[host];
             if !host_level.is_finite() {
                 continue;
             }
-            let values = &metric.values[host];
-            let is_reference = prepared.reference.contains(&host);
             // A reference host is compared with the others only (leave one out).
-            let peer_common: &[f64] = if is_reference {
-                if reference_moves.len() < 2 {
-                    continue;
-                }
-                for (step, (slot, value)) in leave_one_out.iter_mut().zip(values).enumerate() {
-                    *slot = reference.median_without(step, value - host_level);
-                }
-                &leave_one_out
-            } else {
-                &reference.common
-            };
-            // The residual first, then less its level: the host's difference in differences.
-            let residual = &mut delta[host];
-            for ((slot, value), common) in residual.iter_mut().zip(values).zip(peer_common) {
-                *slot = (value - host_level) - common;
+            if is_reference[host] && reference_moves.len() < 2 {
+                continue;
+            }
+            for (step, slot) in residual.iter_mut().enumerate() {
+                *slot = raw_residual(
+                    &reference,
+                    &metric.values[host],
+                    host_level,
+                    is_reference[host],
+                    step,
+                );
             }
             let own_end = prepared.hosts[host]
                 .deploy
                 .unwrap_or(baseline.end)
                 .max(baseline.end);
-            let Some((bias, sigma)) =
-                residual_level(residual, baseline.clone(), own_end, &mut keys)
-            else {
-                // No level to measure from: the host has no scores.
-                residual.fill(f64::NAN);
-                continue;
-            };
-            sigmas[host] = sigma;
-            for value in residual.iter_mut() {
-                *value -= bias;
-            }
+            // Without a level to measure from, the host has no scores.
+            fitted[host] = residual_level(&residual, baseline.clone(), own_end, &mut keys);
         }
         // Floors: no host is trusted to be quieter than half the typical host, nor than 0.5 %.
+        let sigmas: Vec<f64> = fitted
+            .iter()
+            .map(|fit| fit.map_or(f64::NAN, |(_, sigma)| sigma))
+            .collect();
         let typical_sigma = stats::median(&sigmas);
         let floor = match metric.transform.log_offset {
             Some(_) => MIN_RELATIVE_SIGMA.max(0.5 * typical_sigma),
             None => (0.5 * typical_sigma).max(f64::MIN_POSITIVE),
         };
-        for ((z_row, delta_row), host_sigma) in z.iter_mut().zip(&delta).zip(&sigmas) {
-            if !host_sigma.is_finite() {
+        let scale = fitted
+            .iter()
+            .map(|fit| {
+                fit.map(|(bias, sigma)| {
+                    let floored = if sigma.is_finite() {
+                        sigma.max(floor)
+                    } else {
+                        f64::NAN
+                    };
+                    (bias, floored)
+                })
+            })
+            .collect();
+        let mut track = PeerTrack {
+            z: vec![vec![f64::NAN; points]; hosts],
+            delta: vec![vec![f64::NAN; points]; hosts],
+            level,
+            model: PeerModel {
+                reference_moves,
+                is_reference,
+                scale,
+                baseline_spread: stats::quantile(&reference.spread[baseline], 0.9),
+                spread: reference.spread.clone(),
+            },
+        };
+        track.score(metric, &reference, 0..points);
+        Some(track)
+    }
+
+    /// Scores steps `from..` again, and every step the metric's rows gained: after samples at or
+    /// after `from` changed or arrived. The model (fitted before the last deploy) stays.
+    pub fn rescore(&mut self, metric: &MetricData, from: usize) {
+        let points = metric.values.first().map_or(0, Vec::len);
+        let moves = |host: usize, step: usize| metric.values[host][step] - self.level[host];
+        let reference = ReferenceSteps::new(&self.model.reference_moves, from..points, moves);
+        self.model.spread.truncate(from);
+        self.model.spread.extend_from_slice(&reference.spread);
+        for row in self.z.iter_mut().chain(self.delta.iter_mut()) {
+            row.resize(points, f64::NAN);
+        }
+        self.score(metric, &reference, from..points);
+    }
+
+    /// Writes `delta` and `z` of every scored host at `steps`, which `reference` covers.
+    fn score(&mut self, metric: &MetricData, reference: &ReferenceSteps, steps: Range<usize>) {
+        let turbulence = turbulence(
+            &self.model.spread,
+            self.model.baseline_spread,
+            steps.clone(),
+        );
+        for (host, scale) in self.model.scale.iter().enumerate() {
+            let Some((bias, sigma)) = *scale else {
                 continue;
-            }
-            let sigma = host_sigma.max(floor);
-            for ((slot, difference), widening) in z_row.iter_mut().zip(delta_row).zip(&turbulence) {
-                *slot = difference / (sigma * widening);
+            };
+            let values = &metric.values[host];
+            let host_level = self.level[host];
+            let is_reference = self.model.is_reference[host];
+            for (step, widening) in steps.clone().zip(&turbulence) {
+                let difference =
+                    raw_residual(reference, values, host_level, is_reference, step) - bias;
+                self.delta[host][step] = difference;
+                self.z[host][step] = if sigma.is_finite() {
+                    difference / (sigma * widening)
+                } else {
+                    f64::NAN
+                };
             }
         }
-        Some(PeerTrack { z, delta, level })
     }
 }
 
-/// How much more the reference hosts disagree now than they did in the baseline, per step (1
-/// at least): a global event that moves hosts unevenly widens every host's band by that factor.
-/// Measured against the baseline's high (90th percentile) spread, so that the ordinary wobble
-/// of a few reference hosts does not move every host's z.
-fn turbulence_by_step(spread: &[f64], baseline: Range<usize>) -> Vec<f64> {
-    let baseline_spread = stats::quantile(&spread[baseline], 0.9);
+/// A host's movement from its level at `step`, less the reference group's (the others' for a
+/// reference host).
+fn raw_residual(
+    reference: &ReferenceSteps,
+    values: &[f64],
+    host_level: f64,
+    is_reference: bool,
+    step: usize,
+) -> f64 {
+    let movement = values[step] - host_level;
+    let common = if is_reference {
+        reference.median_without(step, movement)
+    } else {
+        reference.common_at(step)
+    };
+    movement - common
+}
+
+/// How much more the reference hosts disagree at each of `steps` than they did in the
+/// baseline (1 at least): a global event that moves hosts unevenly widens every host's band by
+/// that factor. Measured against the baseline's high spread, so that the ordinary wobble of a
+/// few reference hosts does not move every host's z.
+fn turbulence(spread: &[f64], baseline_spread: f64, steps: Range<usize>) -> Vec<f64> {
     if baseline_spread.is_nan() || baseline_spread <= 0.0 {
-        return vec![1.0; spread.len()];
+        return vec![1.0; steps.len()];
     }
     let mut keys = Vec::with_capacity(3);
-    (0..spread.len())
+    steps
         .map(|step| {
             let recent = stats::median_with(&spread[step.saturating_sub(2)..=step], &mut keys);
             if recent.is_finite() {

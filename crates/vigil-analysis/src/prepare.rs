@@ -10,7 +10,7 @@ use crate::settings::Settings;
 use crate::stats;
 
 /// A host as the analysis sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostView {
     pub name: String,
     pub group: HostGroup,
@@ -63,9 +63,12 @@ impl Transform {
 
 /// One metric on dense arrays: `values[host][step]`, `NaN` where missing.
 #[derive(Debug)]
-pub struct MetricData<'a> {
-    pub meta: &'a MetricMeta,
+pub struct MetricData {
+    pub meta: MetricMeta,
     pub transform: Transform,
+    /// Whether the transform was chosen from the samples before the first deploy only (else
+    /// from the whole window, for want of earlier samples).
+    pub transform_from_history: bool,
     /// Transformed values, per host index then step.
     pub values: Vec<Vec<f64>>,
     /// Harmful direction on the transformed scale: +1 up, -1 down, 0 either.
@@ -74,8 +77,8 @@ pub struct MetricData<'a> {
 
 /// One log template: lines per host and step (0 where a host logged none).
 #[derive(Debug)]
-pub struct LogData<'a> {
-    pub template: &'a LogTemplate,
+pub struct LogData {
+    pub template: LogTemplate,
     pub counts: Vec<Vec<f64>>,
     /// Lines over the baseline, on all release hosts and on all reference hosts.
     pub release_baseline_lines: f64,
@@ -84,8 +87,11 @@ pub struct LogData<'a> {
 
 /// The bundle, cleaned and aligned.
 #[derive(Debug)]
-pub struct Prepared<'a> {
-    pub bundle: &'a Bundle,
+pub struct Prepared {
+    /// Unix time of the first step, the step, and the steps in the window.
+    pub start: i64,
+    pub step_seconds: i64,
+    pub points: usize,
     pub hosts: Vec<HostView>,
     pub release: Vec<usize>,
     pub reference: Vec<usize>,
@@ -93,35 +99,18 @@ pub struct Prepared<'a> {
     pub first_deploy: Option<usize>,
     /// The baseline: up to `baseline_seconds` before the first deploy.
     pub baseline: Range<usize>,
-    pub metrics: Vec<MetricData<'a>>,
-    pub logs: Vec<LogData<'a>>,
+    pub metrics: Vec<MetricData>,
+    pub logs: Vec<LogData>,
     pub warmup_steps: usize,
+    /// Per step, a hash of every metric's raw samples at that step: tells which steps a later
+    /// view of the same window changed.
+    pub step_fingerprints: Vec<u64>,
 }
 
-impl<'a> Prepared<'a> {
-    pub fn new(bundle: &'a Bundle, settings: &Settings) -> Prepared<'a> {
+impl Prepared {
+    pub fn new(bundle: &Bundle, settings: &Settings) -> Prepared {
         let points = bundle.points;
-        let deploy_of: HashMap<&str, usize> = bundle
-            .batches
-            .iter()
-            .flat_map(|batch| {
-                let offset = (batch.at - bundle.start).max(0);
-                let index =
-                    usize::try_from((offset + bundle.step_seconds - 1) / bundle.step_seconds)
-                        .unwrap_or(usize::MAX);
-                batch.hosts.iter().map(move |host| (host.as_str(), index))
-            })
-            .filter(|(_, index)| *index < points)
-            .collect();
-        let hosts: Vec<HostView> = bundle
-            .hosts
-            .iter()
-            .map(|host| HostView {
-                name: host.name.clone(),
-                group: host.group,
-                deploy: deploy_of.get(host.name.as_str()).copied(),
-            })
-            .collect();
+        let hosts = host_views(bundle);
         let release: Vec<usize> = (0..hosts.len())
             .filter(|&index| hosts[index].group == HostGroup::Release)
             .collect();
@@ -134,35 +123,18 @@ impl<'a> Prepared<'a> {
             .max(1);
         let baseline_end = first_deploy.unwrap_or(points);
         let baseline = baseline_end.saturating_sub(baseline_steps)..baseline_end;
-        let host_index: HashMap<&str, usize> = hosts
-            .iter()
-            .enumerate()
-            .map(|(index, host)| (host.name.as_str(), index))
-            .collect();
-
-        let dense =
-            |by_host: Option<&vigil_core::bundle::SeriesByHost<f64>>, fill: f64| -> Vec<Vec<f64>> {
-                let mut rows = vec![vec![fill; points]; hosts.len()];
-                if let Some(by_host) = by_host {
-                    for (host, values) in by_host {
-                        let Some(&index) = host_index.get(host.as_str()) else {
-                            continue;
-                        };
-                        for (slot, value) in rows[index].iter_mut().zip(values) {
-                            *slot = value.filter(|value| value.is_finite()).unwrap_or(f64::NAN);
-                        }
-                    }
-                }
-                rows
-            };
+        let rows = DenseRows::new(&hosts, points);
+        let mut step_fingerprints = vec![0u64; points];
 
         let metrics = bundle
             .metrics
             .iter()
             .map(|meta| {
-                let mut values = dense(bundle.series.get(&meta.name), f64::NAN);
+                let mut values = rows.dense(bundle.series.get(&meta.name), f64::NAN);
+                fold_step_fingerprints(&mut step_fingerprints, &values);
                 let history_end = baseline_end.max(1).min(points);
-                let transform = choose_transform(meta, &values, history_end);
+                let (transform, transform_from_history) =
+                    choose_transform(meta, &values, history_end);
                 for value in values.iter_mut().flatten() {
                     if !value.is_nan() {
                         *value = transform.apply(*value);
@@ -173,42 +145,19 @@ impl<'a> Prepared<'a> {
                     None => meta.direction.sign(),
                 };
                 MetricData {
-                    meta,
+                    meta: meta.clone(),
                     transform,
+                    transform_from_history,
                     values,
                     harmful_sign,
                 }
             })
             .collect();
-        let logs = bundle
-            .logs
-            .templates
-            .iter()
-            .map(|template| {
-                let mut counts = dense(bundle.logs.counts.get(&template.id), 0.0);
-                for row in &mut counts {
-                    for count in row.iter_mut() {
-                        if count.is_nan() {
-                            *count = 0.0;
-                        }
-                    }
-                }
-                let baseline_lines = |hosts: &[usize]| -> f64 {
-                    hosts
-                        .iter()
-                        .map(|&host| counts[host][baseline.clone()].iter().sum::<f64>())
-                        .sum()
-                };
-                LogData {
-                    template,
-                    release_baseline_lines: baseline_lines(&release),
-                    reference_baseline_lines: baseline_lines(&reference),
-                    counts,
-                }
-            })
-            .collect();
+        let logs = prepare_logs(bundle, &rows, &release, &reference, &baseline);
         Prepared {
-            bundle,
+            start: bundle.start,
+            step_seconds: bundle.step_seconds,
+            points,
             hosts,
             release,
             reference,
@@ -217,30 +166,162 @@ impl<'a> Prepared<'a> {
             metrics,
             logs,
             warmup_steps: settings.warmup_steps(bundle.step_seconds),
+            step_fingerprints,
         }
     }
 
     /// Unix time of step `index`.
     pub fn time_of(&self, index: usize) -> i64 {
-        self.bundle.time_of(index)
+        self.start + self.step_seconds * index as i64
     }
 }
 
+/// Folds raw rows (one per host) into per-step fingerprints, in host order.
+pub fn fold_step_fingerprints(fingerprints: &mut [u64], rows: &[Vec<f64>]) {
+    const MULTIPLIER: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835;
+    for row in rows {
+        for (fingerprint, value) in fingerprints.iter_mut().zip(row) {
+            let product = u128::from(*fingerprint ^ value.to_bits()) * MULTIPLIER;
+            *fingerprint = (product as u64) ^ ((product >> 64) as u64);
+        }
+    }
+}
+
+/// The bundle's hosts as the analysis sees them, with each one's deploy step.
+pub fn host_views(bundle: &Bundle) -> Vec<HostView> {
+    let points = bundle.points;
+    let deploy_of: HashMap<&str, usize> = bundle
+        .batches
+        .iter()
+        .flat_map(|batch| {
+            let offset = (batch.at - bundle.start).max(0);
+            let index = usize::try_from((offset + bundle.step_seconds - 1) / bundle.step_seconds)
+                .unwrap_or(usize::MAX);
+            batch.hosts.iter().map(move |host| (host.as_str(), index))
+        })
+        .filter(|(_, index)| *index < points)
+        .collect();
+    bundle
+        .hosts
+        .iter()
+        .map(|host| HostView {
+            name: host.name.clone(),
+            group: host.group,
+            deploy: deploy_of.get(host.name.as_str()).copied(),
+        })
+        .collect()
+}
+
+/// Turns a bundle's per-host series into rows indexed by host then step.
+pub struct DenseRows {
+    host_index: HashMap<String, usize>,
+    hosts: usize,
+    points: usize,
+}
+
+impl DenseRows {
+    pub fn new(hosts: &[HostView], points: usize) -> DenseRows {
+        DenseRows {
+            host_index: hosts
+                .iter()
+                .enumerate()
+                .map(|(index, host)| (host.name.clone(), index))
+                .collect(),
+            hosts: hosts.len(),
+            points,
+        }
+    }
+
+    /// One row per host: the finite values of `by_host`, `fill` elsewhere (`NaN` for missing
+    /// or non-finite samples).
+    pub fn dense(
+        &self,
+        by_host: Option<&vigil_core::bundle::SeriesByHost<f64>>,
+        fill: f64,
+    ) -> Vec<Vec<f64>> {
+        let mut rows = vec![vec![fill; self.points]; self.hosts];
+        let Some(by_host) = by_host else {
+            return rows;
+        };
+        for (host, values) in by_host {
+            let Some(&index) = self.host_index.get(host.as_str()) else {
+                continue;
+            };
+            for (slot, value) in rows[index].iter_mut().zip(values) {
+                *slot = value.filter(|value| value.is_finite()).unwrap_or(f64::NAN);
+            }
+        }
+        rows
+    }
+}
+
+impl std::fmt::Debug for DenseRows {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DenseRows")
+            .field("hosts", &self.hosts)
+            .field("points", &self.points)
+            .finish()
+    }
+}
+
+/// Every log template's lines per host and step, with the lines over the baseline.
+pub fn prepare_logs(
+    bundle: &Bundle,
+    rows: &DenseRows,
+    release: &[usize],
+    reference: &[usize],
+    baseline: &Range<usize>,
+) -> Vec<LogData> {
+    bundle
+        .logs
+        .templates
+        .iter()
+        .map(|template| {
+            let mut counts = rows.dense(bundle.logs.counts.get(&template.id), 0.0);
+            for row in &mut counts {
+                for count in row.iter_mut() {
+                    if count.is_nan() {
+                        *count = 0.0;
+                    }
+                }
+            }
+            let baseline_lines = |hosts: &[usize]| -> f64 {
+                hosts
+                    .iter()
+                    .map(|&host| counts[host][baseline.clone()].iter().sum::<f64>())
+                    .sum()
+            };
+            LogData {
+                template: template.clone(),
+                release_baseline_lines: baseline_lines(release),
+                reference_baseline_lines: baseline_lines(reference),
+                counts,
+            }
+        })
+        .collect()
+}
+
 /// Picks the scale for a metric from its metadata and the data before the first deploy.
-fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> Transform {
+/// Also says whether the data before the first deploy were enough (else the whole window served).
+fn choose_transform(meta: &MetricMeta, raw: &[Vec<f64>], history_end: usize) -> (Transform, bool) {
     let mut history = Vec::with_capacity(raw.len() * history_end);
     for row in raw {
         history.extend(row[..history_end].iter().copied().filter(|v| v.is_finite()));
     }
-    // Reordered below (medians select in place); nothing after depends on the order.
-    let mut all: Vec<f64> = if history.is_empty() {
-        raw.iter()
-            .flat_map(|row| row.iter().copied())
-            .filter(|v| v.is_finite())
-            .collect()
-    } else {
-        history
-    };
+    if !history.is_empty() {
+        return (transform_of_values(meta, history), true);
+    }
+    let all: Vec<f64> = raw
+        .iter()
+        .flat_map(|row| row.iter().copied())
+        .filter(|v| v.is_finite())
+        .collect();
+    (transform_of_values(meta, all), false)
+}
+
+/// The scale for a metric with these finite values (reordered: medians select in place).
+fn transform_of_values(meta: &MetricMeta, mut all: Vec<f64>) -> Transform {
     if all.is_empty() {
         return Transform {
             headroom_of: None,

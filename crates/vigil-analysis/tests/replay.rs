@@ -10,21 +10,8 @@ use vigil_analysis::score::{self, Decision};
 use vigil_analysis::{judge, replay, replay_with, Settings};
 use vigil_core::Bundle;
 
-fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-fn bundles_in(dir: &Path) -> Vec<Bundle> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir.join("releases"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    paths.sort();
-    paths
-        .iter()
-        .map(|path| Bundle::read(path).unwrap())
-        .collect()
-}
+mod support;
+use support::{bundles_in, examples_dir};
 
 #[test]
 fn a_bundle_cut_after_step_t_gets_the_same_verdicts_up_to_t() {

@@ -141,6 +141,9 @@ pub struct Guard {
     recorded: Mutex<HashMap<String, Recorded>>,
     /// One pass at a time, so that a step is judged and acted on once.
     passing: Mutex<()>,
+    /// Each observing release's evaluator, kept between passes and advanced to each new
+    /// window: only the steps that changed are scored again (`Evaluator::advance`).
+    evaluators: Mutex<HashMap<String, Evaluator>>,
 }
 
 impl Guard {
@@ -158,6 +161,7 @@ impl Guard {
             judged: Mutex::new(HashMap::new()),
             recorded: Mutex::new(HashMap::new()),
             passing: Mutex::new(()),
+            evaluators: Mutex::new(HashMap::new()),
         }
     }
 
@@ -216,6 +220,12 @@ impl Guard {
                 .collect()
         });
         judged.sort_by(|left, right| left.release_id.cmp(&right.release_id));
+        // Releases no longer observing leave their evaluators behind.
+        let observing_ids: std::collections::HashSet<&str> = observing
+            .iter()
+            .map(|release| release.id.as_str())
+            .collect();
+        lock(&self.evaluators).retain(|id, _| observing_ids.contains(id.as_str()));
         Ok(judged)
     }
 
@@ -260,8 +270,17 @@ impl Guard {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             assemble_with(release, &index, &reference, &templates, lookback, step_time)?
         };
-        let evaluator = Evaluator::new(&bundle, &settings);
+        // Taken out of the map while in use: each release is judged by one thread at a time.
+        let kept = lock(&self.evaluators).remove(&release.id);
+        let evaluator = match kept {
+            Some(mut evaluator) => {
+                evaluator.advance(&bundle, &settings);
+                evaluator
+            }
+            None => Evaluator::new(&bundle, &settings),
+        };
         let judgement = evaluator.judge_at(bundle.points - 1);
+        lock(&self.evaluators).insert(release.id.clone(), evaluator);
         lock(&self.judged).insert(release.id.clone(), step_time);
         let moved_to = self.act(release, &judgement)?;
         Ok(Some(Judged {
