@@ -4,7 +4,7 @@
 //! errors on the history itself: the same forecast made at every earlier moment gives the errors
 //! a quiet change would have, and their quantiles set the bar.
 
-use crate::prepare::{MetricData, Prepared};
+use crate::prepare::{room_for, MetricData, Prepared};
 use crate::settings::Settings;
 use crate::stats;
 
@@ -210,8 +210,10 @@ impl HistoryTrack {
     /// Writes the forecast errors of samples `from..` of `values` (those after the first deploy)
     /// into `z` and `delta`, grown to the length of `values`.
     pub fn score(&self, values: &[f64], z: &mut Vec<f64>, delta: &mut Vec<f64>, from: usize) {
-        z.resize(values.len(), f64::NAN);
-        delta.resize(values.len(), f64::NAN);
+        for row in [&mut *z, &mut *delta] {
+            room_for(row, values.len());
+            row.resize(values.len(), f64::NAN);
+        }
         let mut scratch = Vec::new();
         for target in from.max(self.first_deploy)..values.len() {
             let error = values[target]

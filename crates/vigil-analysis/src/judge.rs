@@ -6,9 +6,11 @@ use crate::history::HistoryTrack;
 use crate::hosts::{harmful, host_evidence, HostEvidence, HostScores, Thresholds};
 use crate::logs::{log_evidence, LogEvidence};
 use crate::peers::PeerTrack;
-use crate::prepare::{
-    fold_step_fingerprints, host_views, prepare_logs, DenseRows, MetricData, Prepared,
-};
+use std::collections::HashMap;
+
+use vigil_core::MetricMeta;
+
+use crate::prepare::{host_views_in, room_for, DenseRows, LogData, MetricData, Prepared};
 use crate::settings::Settings;
 use crate::stats;
 
@@ -65,8 +67,10 @@ impl MetricTrack {
                             from,
                         ),
                         None => {
-                            z[host].resize(points, f64::NAN);
-                            delta[host].resize(points, f64::NAN);
+                            for row in [&mut z[host], &mut delta[host]] {
+                                room_for(row, points);
+                                row.resize(points, f64::NAN);
+                            }
                         }
                     }
                 }
@@ -75,14 +79,10 @@ impl MetricTrack {
     }
 }
 
-/// What [`Evaluator::advance`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Advance {
-    /// Built anew: something the fitted models rest on changed.
-    Rebuilt,
-    /// Steps `from..` scored again; the models stayed.
-    Rescored { from: usize },
-}
+/// Why [`Evaluator::extend`] refused a tail: the evaluator has to be built on the whole window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the evaluator must be built anew: {0}")]
+pub struct RebuildNeeded(pub &'static str);
 
 /// Judges one release at any step, from data up to that step only.
 ///
@@ -114,82 +114,84 @@ impl Evaluator {
         }
     }
 
-    /// Brings the evaluator to `bundle`, a later (or corrected) view of the window it was built
-    /// on, as the live guard sees a release step after step. Only the steps from the first one
-    /// whose samples changed are scored again, when nothing the fitted models rest on changed:
-    /// the hosts, batches, metrics and settings, and the samples before the last deploy.
-    /// Otherwise the evaluator is built anew. Either way it then judges exactly as
-    /// [`Evaluator::new`] on `bundle` would.
-    pub fn advance(&mut self, bundle: &Bundle, settings: &Settings) -> Advance {
-        match self.rescore_from(bundle, settings) {
-            Some(from) => Advance::Rescored { from },
-            None => {
-                *self = Evaluator::new(bundle, settings);
-                Advance::Rebuilt
-            }
-        }
-    }
-
-    /// Scores `bundle`'s changed and new steps, or `None` (nothing changed in `self`) when it
-    /// has to be built anew.
-    fn rescore_from(&mut self, bundle: &Bundle, settings: &Settings) -> Option<usize> {
-        let prepared = &self.prepared;
-        let old_points = prepared.points;
-        let same_frame = *settings == self.settings
-            && bundle.start == prepared.start
-            && bundle.step_seconds == prepared.step_seconds
-            && bundle.points >= old_points
-            && bundle.metrics.len() == prepared.metrics.len()
-            && bundle
-                .metrics
-                .iter()
-                .zip(&prepared.metrics)
-                .all(|(meta, metric)| *meta == metric.meta);
-        // A transform taken from the whole window (no samples before the first deploy) moves
-        // with every sample.
-        let fitted_before_deploy = prepared.first_deploy.is_some()
-            && prepared
-                .metrics
-                .iter()
-                .all(|metric| metric.transform_from_history);
-        if !same_frame || !fitted_before_deploy {
-            return None;
-        }
-        let hosts = host_views(bundle);
-        if hosts != prepared.hosts {
-            return None;
-        }
-        let points = bundle.points;
-        let rows = DenseRows::new(&hosts, points);
-        let raw: Vec<Vec<Vec<f64>>> = bundle
-            .metrics
-            .iter()
-            .map(|meta| rows.dense(bundle.series.get(&meta.name), f64::NAN))
-            .collect();
-        let mut step_fingerprints = vec![0u64; points];
-        for metric_rows in &raw {
-            fold_step_fingerprints(&mut step_fingerprints, metric_rows);
-        }
-        let from = (0..old_points)
-            .find(|&step| step_fingerprints[step] != prepared.step_fingerprints[step])
-            .unwrap_or(old_points);
-        // The models rest on every sample before the last deploy (each host's level just
-        // before its own deploy, the history forecasts before the first).
-        let last_deploy = hosts
+    /// The first step whose samples may change (or arrive) without the evaluator having to be
+    /// built anew: its models rest on every sample before the last deploy (each host's level
+    /// just before its own deploy, the history forecasts before the first one).
+    pub fn horizon(&self) -> usize {
+        self.prepared
+            .hosts
             .iter()
             .filter_map(|host| host.deploy)
-            .chain(std::iter::once(prepared.baseline.end))
+            .chain(std::iter::once(self.prepared.baseline.end))
             .max()
-            .unwrap_or(0);
-        if from < last_deploy {
-            return None;
+            .unwrap_or(0)
+    }
+
+    /// Brings the evaluator to a later (or corrected) view of its window, as the live guard
+    /// sees a release step after step: `tail` holds the window's steps from `from` on (its
+    /// `start` is step `from`'s time), and the samples before `from` are those the evaluator
+    /// has already seen. Only steps `from..` are scored again; the models stay. Afterwards it
+    /// judges exactly as [`Evaluator::new`] on the whole window would.
+    ///
+    /// Refused, with nothing changed, when the evaluator has to be built anew on the whole
+    /// window: other settings, hosts, batches or metrics, or `from` before [`Self::horizon`].
+    /// Log templates are kept in id order, the order of an assembled live window.
+    pub fn extend(
+        &mut self,
+        tail: &Bundle,
+        from: usize,
+        settings: &Settings,
+    ) -> Result<(), RebuildNeeded> {
+        let prepared = &self.prepared;
+        if *settings != self.settings {
+            return Err(RebuildNeeded("the settings changed"));
         }
+        if tail.step_seconds != prepared.step_seconds
+            || from > prepared.points
+            || tail.start != prepared.time_of(from)
+        {
+            return Err(RebuildNeeded("the tail does not continue the window"));
+        }
+        if prepared.first_deploy.is_none() || from < self.horizon() {
+            return Err(RebuildNeeded("samples before the last deploy changed"));
+        }
+        // A transform taken from the whole window (no samples before the first deploy) moves
+        // with every sample.
+        if !prepared
+            .metrics
+            .iter()
+            .all(|metric| metric.transform_from_history)
+        {
+            return Err(RebuildNeeded(
+                "a metric has no samples before the first deploy",
+            ));
+        }
+        let points = from + tail.points;
+        if host_views_in(tail, prepared.start, points) != prepared.hosts {
+            return Err(RebuildNeeded("the hosts or their batches changed"));
+        }
+        let known: HashMap<&str, &MetricMeta> = prepared
+            .metrics
+            .iter()
+            .map(|metric| (metric.meta.name.as_str(), &metric.meta))
+            .collect();
+        if !tail
+            .metrics
+            .iter()
+            .all(|meta| known.get(meta.name.as_str()) == Some(&meta))
+        {
+            return Err(RebuildNeeded("a metric appeared or changed"));
+        }
+
         let prepared = &mut self.prepared;
-        for (metric, raw_rows) in prepared.metrics.iter_mut().zip(raw) {
+        let rows = DenseRows::new(&prepared.hosts, tail.points);
+        for metric in &mut prepared.metrics {
             let transform = metric.transform;
-            for (row, raw_row) in metric.values.iter_mut().zip(raw_rows) {
+            let tail_rows = rows.dense(tail.series.get(&metric.meta.name), f64::NAN);
+            for (row, tail_row) in metric.values.iter_mut().zip(tail_rows) {
                 row.truncate(from);
-                row.extend(raw_row[from..].iter().map(|&value| {
+                room_for(row, points);
+                row.extend(tail_row.into_iter().map(|value| {
                     if value.is_nan() {
                         value
                     } else {
@@ -198,21 +200,44 @@ impl Evaluator {
                 }));
             }
         }
+        let hosts = prepared.hosts.len();
+        for template in &tail.logs.templates {
+            let position = prepared
+                .logs
+                .partition_point(|log| log.template.id < template.id);
+            match prepared.logs.get_mut(position) {
+                Some(log) if log.template.id == template.id => log.template = template.clone(),
+                // New since `from`: no line before it, none in the baseline.
+                _ => prepared.logs.insert(
+                    position,
+                    LogData {
+                        template: template.clone(),
+                        counts: vec![vec![0.0; from]; hosts],
+                        release_baseline_lines: 0.0,
+                        reference_baseline_lines: 0.0,
+                    },
+                ),
+            }
+        }
+        for log in &mut prepared.logs {
+            let tail_rows = rows.dense(tail.logs.counts.get(&log.template.id), 0.0);
+            for (row, tail_row) in log.counts.iter_mut().zip(tail_rows) {
+                row.truncate(from);
+                room_for(row, points);
+                row.extend(
+                    tail_row
+                        .into_iter()
+                        .map(|count| if count.is_nan() { 0.0 } else { count }),
+                );
+            }
+        }
         prepared.points = points;
-        prepared.step_fingerprints = step_fingerprints;
-        prepared.logs = prepare_logs(
-            bundle,
-            &rows,
-            &prepared.release,
-            &prepared.reference,
-            &prepared.baseline,
-        );
         for (track, metric) in self.tracks.iter_mut().zip(&prepared.metrics) {
             if let Some(track) = track {
                 track.rescore(metric, from);
             }
         }
-        Some(from)
+        Ok(())
     }
 
     /// Index of the first step worth judging (the first deploy), if any.

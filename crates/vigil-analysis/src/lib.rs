@@ -16,7 +16,7 @@ pub mod score;
 pub mod settings;
 pub mod stats;
 
-pub use judge::{Advance, Evaluator};
+pub use judge::{Evaluator, RebuildNeeded};
 pub use replay::{replay, replay_with, ReplayOutcome};
 pub use settings::Settings;
 

@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use crate::prepare::{MetricData, Prepared};
+use crate::prepare::{room_for, MetricData, Prepared};
 use crate::stats;
 
 /// Scores of one metric on every host: `z[host][step]` is the signed, standardised difference in
@@ -212,8 +212,10 @@ impl PeerTrack {
         let moves = |host: usize, step: usize| metric.values[host][step] - self.level[host];
         let reference = ReferenceSteps::new(&self.model.reference_moves, from..points, moves);
         self.model.spread.truncate(from);
+        room_for(&mut self.model.spread, points);
         self.model.spread.extend_from_slice(&reference.spread);
         for row in self.z.iter_mut().chain(self.delta.iter_mut()) {
+            room_for(row, points);
             row.resize(points, f64::NAN);
         }
         self.score(metric, &reference, from..points);

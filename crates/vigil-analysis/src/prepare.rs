@@ -102,9 +102,6 @@ pub struct Prepared {
     pub metrics: Vec<MetricData>,
     pub logs: Vec<LogData>,
     pub warmup_steps: usize,
-    /// Per step, a hash of every metric's raw samples at that step: tells which steps a later
-    /// view of the same window changed.
-    pub step_fingerprints: Vec<u64>,
 }
 
 impl Prepared {
@@ -124,14 +121,12 @@ impl Prepared {
         let baseline_end = first_deploy.unwrap_or(points);
         let baseline = baseline_end.saturating_sub(baseline_steps)..baseline_end;
         let rows = DenseRows::new(&hosts, points);
-        let mut step_fingerprints = vec![0u64; points];
 
         let metrics = bundle
             .metrics
             .iter()
             .map(|meta| {
                 let mut values = rows.dense(bundle.series.get(&meta.name), f64::NAN);
-                fold_step_fingerprints(&mut step_fingerprints, &values);
                 let history_end = baseline_end.max(1).min(points);
                 let (transform, transform_from_history) =
                     choose_transform(meta, &values, history_end);
@@ -166,7 +161,6 @@ impl Prepared {
             metrics,
             logs,
             warmup_steps: settings.warmup_steps(bundle.step_seconds),
-            step_fingerprints,
         }
     }
 
@@ -176,27 +170,32 @@ impl Prepared {
     }
 }
 
-/// Folds raw rows (one per host) into per-step fingerprints, in host order.
-pub fn fold_step_fingerprints(fingerprints: &mut [u64], rows: &[Vec<f64>]) {
-    const MULTIPLIER: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835;
-    for row in rows {
-        for (fingerprint, value) in fingerprints.iter_mut().zip(row) {
-            let product = u128::from(*fingerprint ^ value.to_bits()) * MULTIPLIER;
-            *fingerprint = (product as u64) ^ ((product >> 64) as u64);
-        }
+/// Steps of room a growing row gets at a time: a live window grows by a step per pass, and
+/// room for many steps spares copying the row at every step without doubling its size.
+const ROW_GROWTH_STEPS: usize = 64;
+
+/// Makes room in `row` for `points` values.
+pub fn room_for(row: &mut Vec<f64>, points: usize) {
+    if row.capacity() < points {
+        row.reserve_exact(points.saturating_sub(row.len()) + ROW_GROWTH_STEPS);
     }
 }
 
 /// The bundle's hosts as the analysis sees them, with each one's deploy step.
 pub fn host_views(bundle: &Bundle) -> Vec<HostView> {
-    let points = bundle.points;
+    host_views_in(bundle, bundle.start, bundle.points)
+}
+
+/// [`host_views`] with deploy steps counted in a window that starts at `start` (Unix seconds)
+/// and holds `points` steps of the bundle's step.
+pub fn host_views_in(bundle: &Bundle, start: i64, points: usize) -> Vec<HostView> {
+    let step = bundle.step_seconds;
     let deploy_of: HashMap<&str, usize> = bundle
         .batches
         .iter()
         .flat_map(|batch| {
-            let offset = (batch.at - bundle.start).max(0);
-            let index = usize::try_from((offset + bundle.step_seconds - 1) / bundle.step_seconds)
-                .unwrap_or(usize::MAX);
+            let offset = (batch.at - start).max(0);
+            let index = usize::try_from((offset + step - 1) / step).unwrap_or(usize::MAX);
             batch.hosts.iter().map(move |host| (host.as_str(), index))
         })
         .filter(|(_, index)| *index < points)

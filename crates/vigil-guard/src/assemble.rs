@@ -118,6 +118,41 @@ pub fn assemble_with(
     baseline_seconds: i64,
     until: i64,
 ) -> Result<Bundle, AssembleError> {
+    let window = Window {
+        reference,
+        templates,
+        baseline_seconds,
+        until,
+    };
+    assemble_steps(release, index, &window, 0)
+}
+
+/// What a release's window is assembled from, besides the release and the index.
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a> {
+    pub reference: &'a [String],
+    pub templates: &'a HashMap<String, LogTemplate>,
+    pub baseline_seconds: i64,
+    /// The last step is the latest `t_i <= until` (Unix seconds).
+    pub until: i64,
+}
+
+/// The steps of a release's window from `first_step` on (all of it from 0): a bundle that
+/// starts at step `first_step`'s time, with the window's hosts and batches, and the metrics
+/// and log templates that have data in those steps. The live guard extends a kept evaluator
+/// with it (`Evaluator::extend`).
+pub fn assemble_steps(
+    release: &Release,
+    index: &DataIndex,
+    window: &Window<'_>,
+    first_step: usize,
+) -> Result<Bundle, AssembleError> {
+    let Window {
+        reference,
+        templates,
+        baseline_seconds,
+        until,
+    } = *window;
     let step = release.spec.step_seconds;
     if step <= 0 {
         return Err(AssembleError::BadStep {
@@ -161,7 +196,14 @@ pub fn assemble_with(
         }
     }
 
-    let step_ends: Vec<i64> = (0..points)
+    if first_step >= points {
+        return Err(AssembleError::EmptyWindow {
+            id: release.id.clone(),
+            start: start + first_step as i64 * step,
+            end: until,
+        });
+    }
+    let step_ends: Vec<i64> = (first_step..points)
         .map(|i| (start + i as i64 * step) * 1000)
         .collect();
     let step_ms = step * 1000;
@@ -251,8 +293,8 @@ pub fn assemble_with(
         id: release.id.clone(),
         app: release.spec.app.clone(),
         step_seconds: step,
-        start,
-        points,
+        start: start + first_step as i64 * step,
+        points: points - first_step,
         hosts,
         batches,
         metrics,

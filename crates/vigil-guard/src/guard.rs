@@ -18,7 +18,7 @@ use vigil_core::release::{
 use vigil_core::{Clock, Judgement, LogTemplate, Verdict};
 use vigil_store::{Change, ReleaseFilter, Store, StoreError};
 
-use crate::assemble::{assemble_with, reference_hosts_among, window_start, AssembleError};
+use crate::assemble::{assemble_steps, reference_hosts_among, window_start, AssembleError, Window};
 use crate::index::DataIndex;
 
 /// Why a guard pass failed for a release.
@@ -141,9 +141,19 @@ pub struct Guard {
     recorded: Mutex<HashMap<String, Recorded>>,
     /// One pass at a time, so that a step is judged and acted on once.
     passing: Mutex<()>,
-    /// Each observing release's evaluator, kept between passes and advanced to each new
-    /// window: only the steps that changed are scored again (`Evaluator::advance`).
-    evaluators: Mutex<HashMap<String, Evaluator>>,
+    /// Each observing release's evaluator, kept between passes and extended with the steps
+    /// that changed or arrived since (`Evaluator::extend`).
+    evaluators: Mutex<HashMap<String, Kept>>,
+    /// Judgements made by extending a kept evaluator, and by building one on the whole window.
+    extended: std::sync::atomic::AtomicU64,
+    built: std::sync::atomic::AtomicU64,
+}
+
+/// A release's evaluator between passes, and the index generation its data was read at.
+#[derive(Debug)]
+struct Kept {
+    evaluator: Evaluator,
+    generation: u64,
 }
 
 impl Guard {
@@ -162,7 +172,16 @@ impl Guard {
             recorded: Mutex::new(HashMap::new()),
             passing: Mutex::new(()),
             evaluators: Mutex::new(HashMap::new()),
+            extended: Default::default(),
+            built: Default::default(),
         }
+    }
+
+    /// Judgements so far that extended a kept evaluator, and that built one on the whole
+    /// window (a release's first, or after a change before its last deploy).
+    pub fn evaluator_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.extended.load(Relaxed), self.built.load(Relaxed))
     }
 
     pub fn config(&self) -> &GuardConfig {
@@ -263,24 +282,23 @@ impl Guard {
             return Ok(None);
         }
         let templates = self.templates(&release.spec.app)?;
-        let bundle = {
-            let index = self
-                .index
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            assemble_with(release, &index, &reference, &templates, lookback, step_time)?
+        let window = Window {
+            reference: &reference,
+            templates: &templates,
+            baseline_seconds: lookback,
+            until: step_time,
         };
         // Taken out of the map while in use: each release is judged by one thread at a time.
         let kept = lock(&self.evaluators).remove(&release.id);
-        let evaluator = match kept {
-            Some(mut evaluator) => {
-                evaluator.advance(&bundle, &settings);
-                evaluator
-            }
-            None => Evaluator::new(&bundle, &settings),
-        };
-        let judgement = evaluator.judge_at(bundle.points - 1);
-        lock(&self.evaluators).insert(release.id.clone(), evaluator);
+        let (evaluator, generation) = self.evaluator_for(release, &window, &settings, kept)?;
+        let judgement = evaluator.judge_at(evaluator.points() - 1);
+        lock(&self.evaluators).insert(
+            release.id.clone(),
+            Kept {
+                evaluator,
+                generation,
+            },
+        );
         lock(&self.judged).insert(release.id.clone(), step_time);
         let moved_to = self.act(release, &judgement)?;
         Ok(Some(Judged {
@@ -289,6 +307,62 @@ impl Guard {
             verdict: judgement.verdict,
             moved_to,
         }))
+    }
+
+    /// The release's evaluator brought to its window: the kept one extended with the steps
+    /// that changed or arrived since it was last read, or, when that is refused, one built on
+    /// the whole window. With the index generation its data was read at.
+    fn evaluator_for(
+        &self,
+        release: &Release,
+        window: &Window<'_>,
+        settings: &Settings,
+        kept: Option<Kept>,
+    ) -> Result<(Evaluator, u64), GuardError> {
+        if let Some(mut kept) = kept {
+            // What changed and the steps from it, read under one lock: nothing lands between.
+            let tail = {
+                let index = self
+                    .index
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let from = first_changed_step(release, window, &index, &kept);
+                if from >= kept.evaluator.horizon() {
+                    Some((
+                        assemble_steps(release, &index, window, from)?,
+                        from,
+                        index.generation(),
+                    ))
+                } else {
+                    None
+                }
+            };
+            if let Some((tail, from, generation)) = tail {
+                match kept.evaluator.extend(&tail, from, settings) {
+                    Ok(()) => {
+                        self.extended
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return Ok((kept.evaluator, generation));
+                    }
+                    Err(reason) => {
+                        tracing::debug!(release = %release.id, %reason, "guard rebuilds evaluator");
+                    }
+                }
+            }
+        }
+        let (bundle, generation) = {
+            let index = self
+                .index
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            (
+                assemble_steps(release, &index, window, 0)?,
+                index.generation(),
+            )
+        };
+        self.built
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok((Evaluator::new(&bundle, settings), generation))
     }
 
     fn templates(&self, app: &str) -> Result<HashMap<String, LogTemplate>, GuardError> {
@@ -438,6 +512,33 @@ impl Guard {
 
 /// True when every series of the release's hosts that reported in the step before `step_time`
 /// has reported in it too.
+/// The first step of the window a kept evaluator has to see again: the earliest step whose
+/// data changed since it was read (a step `i` holds the data of `(t_i - step, t_i]`), or the
+/// first step it has not seen.
+fn first_changed_step(
+    release: &Release,
+    window: &Window<'_>,
+    index: &DataIndex,
+    kept: &Kept,
+) -> usize {
+    let seen = kept.evaluator.points();
+    let earliest_change = release
+        .spec
+        .hosts
+        .iter()
+        .chain(window.reference)
+        .filter_map(|host| index.earliest_change(host, kept.generation))
+        .min();
+    let Some(earliest_ms) = earliest_change else {
+        return seen;
+    };
+    let start_ms = window_start(release, window.baseline_seconds) * 1000;
+    let step_ms = release.spec.step_seconds.max(1) * 1000;
+    let since_start = (earliest_ms - start_ms).max(0);
+    let step = usize::try_from((since_start + step_ms - 1) / step_ms).unwrap_or(usize::MAX);
+    step.min(seen)
+}
+
 fn step_complete(
     release: &Release,
     index: &DataIndex,
@@ -506,4 +607,173 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::release::{PlannedBatch, ReferenceHosts, ReleaseSpec};
+    use vigil_core::samples::{LogChunk, LogCount, MetricChunk, Point, SeriesKey};
+    use vigil_core::{Batch, ManualClock};
+
+    const STEP: i64 = 30;
+    const DEPLOY: i64 = 1_700_000_010;
+    const HOSTS: [&str; 6] = ["h0", "h1", "h2", "h3", "h4", "h5"];
+
+    fn release() -> Release {
+        let release_hosts: Vec<String> = HOSTS[..3].iter().map(|host| host.to_string()).collect();
+        Release {
+            id: "r1".into(),
+            spec: ReleaseSpec {
+                app: "shop".into(),
+                version: "2".into(),
+                hosts: release_hosts.clone(),
+                reference: ReferenceHosts::EveryOtherHost,
+                batches: vec![PlannedBatch {
+                    hosts: release_hosts.clone(),
+                }],
+                step_seconds: STEP,
+                observe_seconds: 7200,
+                metrics: Vec::new(),
+                settings: Default::default(),
+            },
+            state: ReleaseState::Observing,
+            created_by: "test".into(),
+            created_at: DEPLOY,
+            updated_at: DEPLOY,
+            deployed: vec![Batch {
+                index: 0,
+                at: DEPLOY,
+                hosts: release_hosts,
+            }],
+            verdict: None,
+            reason: String::new(),
+        }
+    }
+
+    /// A sample of every host's latency and request counter at `at` (Unix seconds), or of
+    /// the hosts in `only`.
+    fn samples(at: i64, only: &[&str], latency_offset: f64) -> MetricChunk {
+        let mut chunk = MetricChunk::default();
+        for (number, host) in HOSTS.iter().enumerate() {
+            if !only.is_empty() && !only.contains(host) {
+                continue;
+            }
+            for (metric, counter) in [("latency", false), ("requests", true)] {
+                let series = chunk.series.len() as u32;
+                chunk.series.push(
+                    SeriesKey {
+                        app: "shop".into(),
+                        host: (*host).into(),
+                        metric: metric.into(),
+                        counter,
+                    }
+                    .into(),
+                );
+                // Deterministic wobble, different per host, metric and time.
+                let wobble = ((at / STEP) as f64 * 0.7 + number as f64 * 1.3).sin();
+                let value = if counter {
+                    (at - DEPLOY + 10_000) as f64 * (5.0 + number as f64) + wobble
+                } else {
+                    100.0 + 5.0 * wobble + latency_offset
+                };
+                chunk.points.push(Point {
+                    series,
+                    ms: (at - 5) * 1000,
+                    value,
+                });
+            }
+        }
+        chunk
+    }
+
+    fn log_lines(at: i64, host: &str, count: u32) -> LogChunk {
+        LogChunk {
+            counts: vec![LogCount {
+                app: "shop".into(),
+                host: host.into(),
+                template: "t-timeout".into(),
+                ms: (at - 3) * 1000,
+                count,
+            }],
+        }
+    }
+
+    /// The guard, after every pass, holds the evaluator a fresh build on the whole window
+    /// gives, to the bit: with late samples, a resent sample, log lines starting after the
+    /// deploy and a changed baseline sample along the way.
+    #[test]
+    fn a_kept_evaluator_equals_one_built_on_the_whole_window_after_every_pass() {
+        let dir = vigil_store::testing::TempDir::new("guard-extend").unwrap();
+        let store: Arc<dyn Store> =
+            vigil_store::open(&dir.path().join("vigil.db").display().to_string()).unwrap();
+        store.create_release(&release()).unwrap();
+        let index = Arc::new(RwLock::new(DataIndex::new()));
+        let clock = Arc::new(ManualClock::new(DEPLOY));
+        let guard = Guard::new(
+            Arc::clone(&store),
+            Arc::clone(&index),
+            clock.clone(),
+            GuardConfig::default(),
+        );
+        let insert = |chunk: MetricChunk| index.write().unwrap().insert_metrics(&chunk);
+        let mut at = DEPLOY - 3600;
+        while at <= DEPLOY {
+            insert(samples(at, &[], 0.0));
+            at += STEP;
+        }
+        for step in 1..=24 {
+            let at = DEPLOY + step * STEP;
+            match step {
+                // h1 is late by two steps.
+                5 => insert(samples(at, &["h0", "h2", "h3", "h4", "h5"], 0.0)),
+                7 => {
+                    insert(samples(DEPLOY + 5 * STEP, &["h1"], 0.0));
+                    insert(samples(at, &[], 0.0));
+                }
+                // h4 resends the previous step with another value.
+                9 => {
+                    insert(samples(DEPLOY + 8 * STEP, &["h4"], 40.0));
+                    insert(samples(at, &[], 0.0));
+                }
+                // A sample before the deploy changes: the evaluator is built anew.
+                15 => {
+                    insert(samples(DEPLOY - 600, &["h3"], 25.0));
+                    insert(samples(at, &[], 0.0));
+                }
+                _ => insert(samples(at, &[], if step >= 18 { 3.0 } else { 0.0 })),
+            }
+            if step >= 12 {
+                index
+                    .write()
+                    .unwrap()
+                    .insert_logs(&log_lines(at, "h0", step as u32));
+            }
+            clock.set(at + GuardConfig::default().grace_seconds);
+            guard.pass().unwrap();
+            let kept = format!("{:?}", lock(&guard.evaluators)["r1"].evaluator);
+            let release = store.release("r1").unwrap().unwrap();
+            let settings = release_settings(&release).unwrap();
+            let lookback = lookback_seconds(&release, &settings);
+            let fresh = {
+                let held = index.read().unwrap();
+                let start_ms = window_start(&release, lookback) * 1000;
+                let reference = reference_hosts_among(&release, &held.hosts_by_app(), start_ms);
+                let bundle = crate::assemble_with(
+                    &release,
+                    &held,
+                    &reference,
+                    &HashMap::new(),
+                    lookback,
+                    at,
+                )
+                .unwrap();
+                format!("{:?}", Evaluator::new(&bundle, &settings))
+            };
+            assert_eq!(kept, fresh, "after the pass at step {step}");
+        }
+        let (extended, built) = guard.evaluator_counts();
+        assert_eq!(built, 2, "the first pass and the changed baseline build");
+        assert_eq!(extended, 22);
+    }
 }

@@ -57,10 +57,23 @@ pub struct HostData {
     pub logs: HashMap<String, BTreeMap<i64, u64>>,
     /// Time of the newest sample or log count from this host.
     pub last_ms: i64,
+    /// What recent insertions changed: (the index's generation at the insertion, the
+    /// earliest time it wrote), oldest first; trimmed by [`DataIndex::forget_changes_through`].
+    changes: Vec<(u64, i64)>,
 }
 
 impl HostData {
-    fn insert_run(&mut self, key: &SeriesKey, run: &[Point]) {
+    /// Notes that insertion `generation` wrote data of time `ms`.
+    fn note_change(&mut self, generation: u64, ms: i64) {
+        match self.changes.last_mut() {
+            Some((last_generation, earliest)) if *last_generation == generation => {
+                *earliest = (*earliest).min(ms);
+            }
+            _ => self.changes.push((generation, ms)),
+        }
+    }
+
+    fn insert_run(&mut self, key: &SeriesKey, run: &[Point], generation: u64) {
         if !key.app.is_empty() && self.app != key.app {
             self.app.clone_from(&key.app);
         }
@@ -69,9 +82,14 @@ impl HostData {
             None => self.series.entry(key.metric.clone()).or_default(),
         };
         series.counter |= key.counter;
+        let mut earliest = i64::MAX;
         for point in run {
             self.last_ms = self.last_ms.max(point.ms);
+            earliest = earliest.min(point.ms);
             series.insert(point.ms, point.value);
+        }
+        if earliest != i64::MAX {
+            self.note_change(generation, earliest);
         }
     }
 }
@@ -80,6 +98,9 @@ impl HostData {
 #[derive(Debug, Default)]
 pub struct DataIndex {
     hosts: HashMap<String, HostData, FastHashBuilder>,
+    /// Count of insertions so far: what a reader has seen is named by this number, and
+    /// [`DataIndex::earliest_change`] tells what changed since.
+    generation: u64,
 }
 
 impl DataIndex {
@@ -92,6 +113,8 @@ impl DataIndex {
     /// series of one host (an agent sends its host's series together) find their host once;
     /// names are copied only for a host or series seen for the first time.
     pub fn insert_metrics(&mut self, chunk: &MetricChunk) {
+        self.generation += 1;
+        let generation = self.generation;
         let mut current_host: Option<(&str, &mut HostData)> = None;
         let mut rest: &[Point] = &chunk.points;
         while let Some(first) = rest.first() {
@@ -111,24 +134,50 @@ impl DataIndex {
                     None => self.hosts.entry(key.host.clone()).or_default(),
                 },
             };
-            host.insert_run(key, run);
+            host.insert_run(key, run, generation);
             current_host = Some((key.host.as_str(), host));
         }
     }
 
     pub fn insert_logs(&mut self, chunk: &LogChunk) {
+        self.generation += 1;
+        let generation = self.generation;
         for count in &chunk.counts {
             let host = self.hosts.entry(count.host.clone()).or_default();
             if !count.app.is_empty() && host.app != count.app {
                 host.app.clone_from(&count.app);
             }
             host.last_ms = host.last_ms.max(count.ms);
+            host.note_change(generation, count.ms);
             *host
                 .logs
                 .entry(count.template.clone())
                 .or_default()
                 .entry(count.ms)
                 .or_default() += u64::from(count.count);
+        }
+    }
+
+    /// The number of insertions so far.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The earliest time of the data `host` got from insertions after `generation`, if any
+    /// (as long as [`DataIndex::forget_changes_through`] kept them).
+    pub fn earliest_change(&self, host: &str, generation: u64) -> Option<i64> {
+        let changes = &self.hosts.get(host)?.changes;
+        let first_newer = changes.partition_point(|&(change, _)| change <= generation);
+        changes[first_newer..].iter().map(|&(_, ms)| ms).min()
+    }
+
+    /// Forgets what insertions up to `generation` changed: no reader asks about them any more.
+    pub fn forget_changes_through(&mut self, generation: u64) {
+        for host in self.hosts.values_mut() {
+            let first_kept = host
+                .changes
+                .partition_point(|&(change, _)| change <= generation);
+            host.changes.drain(..first_kept);
         }
     }
 

@@ -10,6 +10,6 @@ pub mod intake;
 pub mod pull;
 pub mod retention;
 
-pub use assemble::{assemble, assemble_with, AssembleError};
+pub use assemble::{assemble, assemble_steps, assemble_with, AssembleError, Window};
 pub use guard::{Guard, GuardConfig, GuardError, Judged, Route};
 pub use index::DataIndex;
