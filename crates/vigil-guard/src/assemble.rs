@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use vigil_core::release::{ReferenceHosts, Release};
 use vigil_core::{Bundle, Direction, Host, HostGroup, LogTemplate, MetricKind, MetricMeta};
 
-use crate::index::{DataIndex, Series};
+use crate::index::{first_after, DataIndex, Series};
 
 /// Why a window cannot be assembled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -314,7 +314,7 @@ fn step_values(samples: &Series, step_ends: &[i64], step_ms: i64) -> Vec<Option<
     let mut values = Vec::with_capacity(step_ends.len());
     // Index of the first sample after the current step's end.
     let mut after = match step_ends.first() {
-        Some(&first_end) => points.partition_point(|&(time, _)| time <= first_end),
+        Some(&first_end) => first_after(points, first_end),
         None => return values,
     };
     for &end in step_ends {
@@ -363,6 +363,7 @@ fn step_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use vigil_core::release::{PlannedBatch, ReleaseSpec, ReleaseState};
     use vigil_core::samples::{LogChunk, LogCount, MetricChunk, Point, SeriesKey};
     use vigil_core::Batch;

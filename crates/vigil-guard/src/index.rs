@@ -34,7 +34,7 @@ impl Series {
 
     /// The last sample in `(from_ms, to_ms]`.
     pub fn last_in(&self, from_ms: i64, to_ms: i64) -> Option<(i64, f64)> {
-        let end = self.points.partition_point(|&(time, _)| time <= to_ms);
+        let end = first_after(&self.points, to_ms);
         let candidate = *self.points.get(end.checked_sub(1)?)?;
         (candidate.0 > from_ms).then_some(candidate)
     }
@@ -45,6 +45,26 @@ impl Series {
         let end = self.points.partition_point(|&(time, _)| time <= to_ms);
         &self.points[start..end.max(start)]
     }
+}
+
+/// Index of the first sample after `time`. Searched from the newest sample back, in growing
+/// strides, then by halves: the steps the live guard assembles are the last few, and the
+/// samples it then touches are the few at the end of the series (a search from the middle
+/// would wait on memory for every halving).
+pub fn first_after(points: &[(i64, f64)], time: i64) -> usize {
+    let mut newer_than = points.len();
+    let mut stride = 1;
+    while newer_than > 0 {
+        let probe = newer_than.saturating_sub(stride);
+        if points[probe].0 <= time {
+            return probe
+                + 1
+                + points[probe + 1..newer_than].partition_point(|&(at, _)| at <= time);
+        }
+        newer_than = probe;
+        stride *= 2;
+    }
+    0
 }
 
 /// Everything known about one host.
@@ -245,6 +265,16 @@ impl DataIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_sample_after_a_time_is_found_from_either_end() {
+        let points: Vec<(i64, f64)> = (0..100).map(|i| (i * 10, 0.0)).collect();
+        for time in -5..1_005 {
+            let expected = points.partition_point(|&(at, _)| at <= time);
+            assert_eq!(first_after(&points, time), expected, "at {time}");
+        }
+        assert_eq!(first_after(&[], 3), 0);
+    }
 
     fn chunk(points: &[(i64, f64)]) -> MetricChunk {
         MetricChunk {
