@@ -510,8 +510,6 @@ impl Guard {
     }
 }
 
-/// True when every series of the release's hosts that reported in the step before `step_time`
-/// has reported in it too.
 /// The first step of the window a kept evaluator has to see again: the earliest step whose
 /// data changed since it was read (a step `i` holds the data of `(t_i - step, t_i]`), or the
 /// first step it has not seen.
@@ -539,6 +537,8 @@ fn first_changed_step(
     step.min(seen)
 }
 
+/// True when every series of the release's hosts that reported in the step before `step_time`
+/// has reported in it too.
 fn step_complete(
     release: &Release,
     index: &DataIndex,
