@@ -135,9 +135,11 @@ impl MetricChart<'_> {
         let width = points.div_ceil(MAX_COLUMNS).max(1);
         let release_steps = step_quantiles(&release, points, &[0.5]);
         let reference_steps = step_quantiles(&reference, points, &[0.25, 0.5, 0.75]);
+        // One host's line would be its median's: hosts are drawn one by one only when several.
+        let single_lines = if release.len() > 1 { MAX_HOST_LINES } else { 0 };
         let hosts = release
             .iter()
-            .take(MAX_HOST_LINES)
+            .take(single_lines)
             .map(|values| {
                 let raw: Vec<f64> = values
                     .iter()
@@ -249,10 +251,10 @@ impl MetricChart<'_> {
                 .map_or_else(|| "no value".to_string(), |value| number(*value))
         };
         let mut text = format!(
-            "From {} to {} UTC. Median of the {} release hosts with the finding: {} at the end.",
+            "From {} to {} UTC. {}: {} at the end.",
             clock_time(bundle.start),
             clock_time(end),
-            self.host_count(),
+            self.release_words(),
             last(&columns.release_median)
         );
         if has_reference {
@@ -281,6 +283,14 @@ impl MetricChart<'_> {
             let _ = write!(text, " Paused at {}.", pauses.join(", "));
         }
         text
+    }
+
+    /// What the thick line is: the one release host with the finding, or their median.
+    fn release_words(&self) -> String {
+        match self.host_count() {
+            1 => "The release host with the finding".to_string(),
+            count => format!("Median of the {count} release hosts with the finding"),
+        }
     }
 
     fn host_count(&self) -> usize {
@@ -357,21 +367,23 @@ impl MetricChart<'_> {
         out.push_str("<figcaption><ul class=\"legend\">");
         let _ = write!(
             out,
-            "<li>{}Median of the {} release hosts with the finding (solid, thick)</li>",
+            "<li>{}{} (solid, thick)</li>",
             swatch("release-median", ""),
-            self.host_count()
+            self.release_words()
         );
         let drawn = columns.hosts.len();
-        let _ = write!(
-            out,
-            "<li>{}{} (solid, thin)</li>",
-            swatch("release-host", ""),
-            if drawn < self.host_count() {
-                format!("{drawn} of those hosts, one line each")
-            } else {
-                "Each of those hosts".to_string()
-            }
-        );
+        if drawn > 0 {
+            let _ = write!(
+                out,
+                "<li>{}{} (solid, thin)</li>",
+                swatch("release-host", ""),
+                if drawn < self.host_count() {
+                    format!("{drawn} of those hosts, one line each")
+                } else {
+                    "Each of those hosts".to_string()
+                }
+            );
+        }
         if has_reference {
             let _ = write!(
                 out,
@@ -444,14 +456,15 @@ impl Scale {
         HEIGHT - BOTTOM - share * (HEIGHT - TOP - BOTTOM)
     }
 
-    /// Round values (1, 2 or 5 times a power of ten apart) inside the value range.
+    /// Round values (1, 2, 2.5 or 5 times a power of ten apart) inside the value range, three
+    /// to six of them.
     fn value_ticks(&self) -> Vec<f64> {
-        let rough = (self.high - self.low) / 4.0;
+        let rough = (self.high - self.low) / 5.0;
         if rough.is_nan() || rough <= 0.0 {
             return Vec::new();
         }
         let power = 10f64.powf(rough.log10().floor());
-        let step = [1.0, 2.0, 5.0, 10.0]
+        let step = [1.0, 2.0, 2.5, 5.0, 10.0]
             .into_iter()
             .map(|factor| factor * power)
             .find(|candidate| *candidate >= rough)
@@ -481,23 +494,23 @@ impl Scale {
     }
 }
 
-/// A vertical line at `time` (when inside the window) with a short label at its top: batch
-/// labels sit right of their line, others left of it and lower, so the two do not collide.
+/// A vertical line at `time` (when inside the window) with a short label: batch labels above
+/// the plot, others inside its top, so that a pause soon after a batch does not hide it.
 fn write_marker(out: &mut String, scale: &Scale, time: i64, class: &str, dash: &str, label: &str) {
     if !scale.contains(time) {
         return;
     }
     let x = scale.x(time);
-    let (label_x, label_y, anchor) = if class == "batch" {
-        (x + 3.0, TOP - 14.0, "start")
+    let (label_x, label_y) = if class == "batch" {
+        (x + 3.0, TOP - 8.0)
     } else {
-        (x - 3.0, TOP - 4.0, "end")
+        (x + 3.0, TOP + 12.0)
     };
     let _ = write!(
         out,
         "<line class=\"{class}\" stroke-dasharray=\"{dash}\" x1=\"{x:.1}\" x2=\"{x:.1}\" \
          y1=\"{TOP}\" y2=\"{:.1}\"/><text class=\"marker-label\" x=\"{label_x:.1}\" \
-         y=\"{label_y:.1}\" text-anchor=\"{anchor}\">{label}</text>",
+         y=\"{label_y:.1}\">{label}</text>",
         HEIGHT - BOTTOM
     );
 }

@@ -2,6 +2,8 @@
 //! directory and a manual clock, and a small HTTP client for the tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod webdriver;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -306,7 +308,8 @@ pub fn input_value(html: &str, name: &str) -> Option<String> {
     Some(html[start..end].to_string())
 }
 
-/// The first example bundle whose replay pauses on a metric finding, with its replay.
+/// The first example bundle whose replay pauses on a metric finding against reference hosts,
+/// with its replay.
 pub fn paused_example() -> (PathBuf, vigil_core::Bundle, vigil_analysis::ReplayOutcome) {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(examples_dir().join("releases"))
         .unwrap()
@@ -316,15 +319,15 @@ pub fn paused_example() -> (PathBuf, vigil_core::Bundle, vigil_analysis::ReplayO
     for path in paths {
         let bundle = vigil_core::Bundle::read(&path).unwrap();
         let outcome = vigil_analysis::replay(&bundle, &vigil_analysis::Settings::default());
-        let metric_first = matches!(
-            outcome.findings.first().map(|finding| &finding.signal),
-            Some(vigil_core::Signal::Metric { .. })
-        );
+        let metric_first = outcome.findings.first().is_some_and(|finding| {
+            matches!(finding.signal, vigil_core::Signal::Metric { .. })
+                && finding.baseline == "reference"
+        });
         if outcome.paused_at.is_some() && metric_first {
             return (path, bundle, outcome);
         }
     }
-    panic!("no example bundle pauses on a metric finding");
+    panic!("no example bundle pauses on a metric finding against reference hosts");
 }
 
 /// A server with the first pausing example imported, its clock just after the bundle's end.
