@@ -573,7 +573,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn bundle() -> Bundle {
+    fn sample_bundle() -> Bundle {
         let points = 10;
         let mut by_host = BTreeMap::new();
         by_host.insert(
@@ -607,7 +607,7 @@ mod tests {
 
     #[test]
     fn the_chart_draws_hosts_band_and_markers_and_says_what_it_shows() {
-        let bundle = bundle();
+        let bundle = sample_bundle();
         let hosts = vec!["r1".to_string()];
         let pauses = [1_700_000_420];
         let chart = MetricChart {
@@ -641,7 +641,7 @@ mod tests {
 
     #[test]
     fn a_metric_without_samples_gets_a_sentence_instead() {
-        let bundle = bundle();
+        let bundle = sample_bundle();
         let chart = MetricChart {
             bundle: &bundle,
             metric: "absent",
@@ -657,7 +657,7 @@ mod tests {
 
     #[test]
     fn ticks_are_round_and_inside_the_range() {
-        let bundle = bundle();
+        let bundle = sample_bundle();
         let scale = Scale::new(&bundle, 95.0, 305.0);
         let ticks = scale.value_ticks();
         assert!(ticks
