@@ -3,7 +3,7 @@
 //! A viewer sees a paused release but no action, and a cancel forged from the viewer's own page
 //! is refused. An operator signs in (with the keyboard), finds the paused release in the list,
 //! reads why it was paused beside its chart, resumes it and reports a false alarm; the store
-//! then holds both.
+//! then holds both. Last, the open list follows a running release's pause without a reload.
 //! Screenshots of each stage go to `target/browser-artifacts/`.
 //!
 //! Needs `/usr/bin/chromedriver` and `/usr/bin/chromium` (Debian's `chromium-driver` and
@@ -239,4 +239,52 @@ fn an_operator_resumes_a_paused_release_and_a_viewer_cannot() {
     assert_eq!(feedback[0].kind, FeedbackKind::FalseAlarm);
     assert_eq!(feedback[0].note, "a load test on the reference hosts");
     assert_eq!(feedback[0].actor, "operator");
+
+    the_list_refreshes_itself_while_a_release_runs(&browser, &server);
+}
+
+/// A running release's row changes on the open list page, without a reload, when the release
+/// is paused through the API.
+fn the_list_refreshes_itself_while_a_release_runs(browser: &Browser, server: &TestServer) {
+    let (status, created) = server.post(
+        "/api/v1/releases",
+        &server.admin,
+        &json!({"id": "live-1", "app": "cart", "version": "9", "hosts": ["c1"]}),
+    );
+    assert_eq!(status, 201, "{created}");
+    browser
+        .goto(&format!("{}/releases?app=cart", server.base))
+        .unwrap();
+    let region = browser
+        .wait_for("#releases[data-running='true']", 20)
+        .unwrap();
+    let row = "#releases a[href='/releases/live-1']";
+    browser.wait_for(row, 20).unwrap();
+    assert!(browser.text(&region).unwrap().contains("pending"));
+    browser
+        .execute("window.stillTheSamePage = true;", json!([]))
+        .unwrap();
+    let (status, paused) = server.post(
+        "/api/v1/releases/live-1/pause",
+        &server.admin,
+        &json!({"reason": "maintenance window"}),
+    );
+    assert_eq!(status, 200, "{paused}");
+    wait_for_text(browser, "#releases tbody", "paused");
+    let same_page = browser
+        .execute("return window.stillTheSamePage === true;", json!([]))
+        .unwrap();
+    assert_eq!(same_page, json!(true), "the list changed without a reload");
+    let running = browser
+        .execute(
+            "return document.getElementById('releases').dataset.running;",
+            json!([]),
+        )
+        .unwrap();
+    assert_eq!(
+        running,
+        json!("false"),
+        "nothing runs: the refreshing stops"
+    );
+    screenshot(browser, "09-list-refreshed");
 }

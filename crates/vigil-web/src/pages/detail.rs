@@ -57,7 +57,14 @@ pub async fn page(
 ) -> Result<Response, PageError> {
     let session = signed_in(&state, &headers, &uri).await?;
     let record = release_record(&state, id).await?;
-    let bundle = window(&state, &record.release).await;
+    // The data window is assembled only when findings need it (for charts and log counts).
+    let has_findings =
+        deciding_verdict(&record.verdicts).is_some_and(|verdict| !verdict.findings.is_empty());
+    let bundle = if has_findings {
+        window(&state, &record.release).await
+    } else {
+        Err(ApiError::conflict("no finding needs the release's data"))
+    };
     let view = Detail {
         record: &record,
         bundle: bundle.as_ref(),
