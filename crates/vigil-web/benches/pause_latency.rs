@@ -8,33 +8,16 @@
 //! `cargo bench -p vigil-web --bench pause_latency -- [--releases N]`
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::post;
 use vigil_core::release::Role;
-use vigil_core::ManualClock;
-use vigil_web::server::{start, ServerConfig};
 
 const STEP: i64 = 30;
 const METRICS: usize = 20;
-
-fn post(
-    agent: &ureq::Agent,
-    url: &str,
-    token: &str,
-    body: &serde_json::Value,
-) -> serde_json::Value {
-    let mut response = agent
-        .post(url)
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .send(body.to_string().as_bytes())
-        .unwrap();
-    let text = response.body_mut().read_to_string().unwrap();
-    assert!(response.status().is_success(), "{url}: {text}");
-    serde_json::from_str(&text).unwrap()
-}
 
 fn get(agent: &ureq::Agent, url: &str, token: &str) -> serde_json::Value {
     let mut response = agent
@@ -46,42 +29,14 @@ fn get(agent: &ureq::Agent, url: &str, token: &str) -> serde_json::Value {
 }
 
 fn main() {
-    let arguments: Vec<String> = std::env::args().collect();
-    let releases: usize = arguments
-        .iter()
-        .position(|argument| argument == "--releases")
-        .and_then(|position| arguments.get(position + 1))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(5);
-    let dir = vigil_store::testing::TempDir::new("pause-latency").unwrap();
-    let database = dir.path().join("vigil.db").display().to_string();
-    let store = vigil_store::open(&database).unwrap();
-    let token = vigil_web::new_token().unwrap();
-    store
-        .create_token("bench", Role::Admin, &vigil_web::hash_token(&token), 0)
-        .unwrap();
+    let releases = support::number_argument("releases", 5);
     let deploy = 1_700_000_040i64 / STEP * STEP;
     let start_time = deploy - 3600;
-    let clock = Arc::new(ManualClock::new(start_time));
-    let server_clock: Arc<dyn vigil_core::Clock> = clock.clone();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let config = ServerConfig {
-                listen: "127.0.0.1:0".to_string(),
-                ..ServerConfig::default()
-            };
-            let started = start(&config, store, server_clock).await.unwrap();
-            sender.send(started.address).unwrap();
-            started.run(std::future::pending()).await.unwrap();
-        });
-    });
-    let address = receiver.recv().unwrap();
-    let base = format!("http://{address}");
+    let (server, tokens) =
+        support::start_server("pause-latency", start_time, &[("bench", Role::Admin)]);
+    let token = tokens[0].as_str();
+    let clock = &server.clock;
+    let base = &server.base;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
@@ -97,7 +52,7 @@ fn main() {
         post(
             &agent,
             &format!("{base}/api/v1/releases"),
-            &token,
+            token,
             &json!({
                 "id": app, "app": app, "version": "2", "hosts": release_hosts,
                 "reference": {"type": "hosts", "hosts": reference_hosts}, "step_seconds": STEP,
@@ -125,7 +80,7 @@ fn main() {
             post(
                 &agent,
                 &format!("{base}/api/v1/ingest/samples"),
-                &token,
+                token,
                 &samples_at(t, false),
             );
             t += STEP;
@@ -134,7 +89,7 @@ fn main() {
         post(
             &agent,
             &format!("{base}/api/v1/releases/{app}/batches/0/deployed"),
-            &token,
+            token,
             &json!({"at": deployed_at}),
         );
         let mut paused_after = None;
@@ -144,13 +99,13 @@ fn main() {
             post(
                 &agent,
                 &format!("{base}/api/v1/ingest/samples"),
-                &token,
+                token,
                 &samples_at(t, faulty),
             );
             let sent = Instant::now();
             // Wait for this step's judgement (or give up after 3 s, before the next step).
             while sent.elapsed() < Duration::from_secs(3) {
-                let release = get(&agent, &format!("{base}/api/v1/releases/{app}"), &token);
+                let release = get(&agent, &format!("{base}/api/v1/releases/{app}"), token);
                 if release["state"] == "paused" {
                     paused_after = Some(sent.elapsed());
                     break;
@@ -158,7 +113,7 @@ fn main() {
                 let verdict = get(
                     &agent,
                     &format!("{base}/api/v1/releases/{app}/findings"),
-                    &token,
+                    token,
                 );
                 if !faulty
                     && verdict["history"]

@@ -1,5 +1,5 @@
 //! Vigil's REST API under `/api/v1`, described by the OpenAPI document it serves at
-//! `/api/v1/openapi.json`.
+//! `/api/v1/openapi.json`, and the release pages (`pages`) for people.
 //!
 //! Handlers check the token, validate the request and call the store, the guard and the intake;
 //! they never write SQL and hold no analysis logic. Store calls run on blocking threads.
@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod error;
 mod ingest;
+mod pages;
 mod releases;
 pub mod server;
 
@@ -85,7 +86,11 @@ impl AppState {
     }
 
     /// The token whose secret is `secret`, checked against `needed`.
-    async fn authorize_secret(&self, secret: &str, needed: Role) -> Result<ApiToken, ApiError> {
+    pub(crate) async fn authorize_secret(
+        &self,
+        secret: &str,
+        needed: Role,
+    ) -> Result<ApiToken, ApiError> {
         let hash = hash_token(secret);
         let token = match self.tokens.get(&hash) {
             Some(token) => token,
@@ -186,6 +191,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ingest/samples", post(ingest::samples))
         .route("/api/v1/ingest/prometheus", post(ingest::remote_write))
         .route("/api/v1/ingest/logs", post(ingest::logs))
+        .merge(pages::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

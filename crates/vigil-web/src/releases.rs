@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use vigil_core::release::{
-    Action, Feedback, FeedbackKind, NotificationEvent, PlannedBatch, ReferenceHosts, Release,
-    ReleaseSpec, ReleaseState, Role, VerdictRecord,
+    Action, ApiToken, Feedback, FeedbackKind, NotificationEvent, PlannedBatch, ReferenceHosts,
+    Release, ReleaseSpec, ReleaseState, Role, VerdictRecord,
 };
 use vigil_core::samples::{LogChunk, LogCount, MetricChunk, Point, SeriesKey};
 use vigil_core::{Batch, Bundle, HostGroup, MetricMeta, Verdict};
@@ -18,6 +18,9 @@ use vigil_store::{Change, ReleaseFilter};
 
 use crate::error::ApiError;
 use crate::AppState;
+
+/// Longest feedback note, in bytes.
+pub(crate) const MAX_NOTE_BYTES: usize = 10_000;
 
 /// Most hosts in one release.
 const MAX_HOSTS: usize = 10_000;
@@ -256,24 +259,45 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<Release>>, ApiError> {
     state.authorize(&headers, Role::Viewer).await?;
+    let filter = release_filter(query.app, query.state.as_deref(), query.limit)?;
+    Ok(Json(find_releases(&state, filter).await?))
+}
+
+/// The filter of a release list: an app (none or empty: every app), comma-separated states
+/// (none: every state) and a limit (default 100, at most 1000).
+pub(crate) fn release_filter(
+    app: Option<String>,
+    states_text: Option<&str>,
+    limit: Option<usize>,
+) -> Result<ReleaseFilter, ApiError> {
     let mut states = Vec::new();
-    for name in query.state.iter().flat_map(|text| text.split(',')) {
-        let parsed = ReleaseState::parse(name.trim())
+    for name in states_text.iter().flat_map(|text| text.split(',')) {
+        let trimmed = name.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let parsed = ReleaseState::parse(trimmed)
             .ok_or_else(|| ApiError::bad_request(format!("unknown state {name:?}")))?;
         states.push(parsed);
     }
-    let filter = ReleaseFilter {
-        app: query.app,
+    Ok(ReleaseFilter {
+        app: app.filter(|name| !name.trim().is_empty()),
         states,
-        limit: query.limit.unwrap_or(100).min(1000),
-    };
-    let releases = state
-        .blocking(move |store| Ok(store.releases(&filter)?))
-        .await?;
-    Ok(Json(releases))
+        limit: limit.unwrap_or(100).min(1000),
+    })
 }
 
-async fn load(state: &AppState, id: String) -> Result<Release, ApiError> {
+/// The releases a filter selects, newest first.
+pub(crate) async fn find_releases(
+    state: &AppState,
+    filter: ReleaseFilter,
+) -> Result<Vec<Release>, ApiError> {
+    state
+        .blocking(move |store| Ok(store.releases(&filter)?))
+        .await
+}
+
+pub(crate) async fn load(state: &AppState, id: String) -> Result<Release, ApiError> {
     state
         .blocking(move |store| {
             store
@@ -290,6 +314,36 @@ pub async fn show(
 ) -> Result<Json<Release>, ApiError> {
     state.authorize(&headers, Role::Viewer).await?;
     Ok(Json(load(&state, id).await?))
+}
+
+/// What is stored of one release: itself, its verdicts, transitions and feedback, each oldest
+/// first.
+#[derive(Debug)]
+pub(crate) struct ReleaseRecord {
+    pub release: Release,
+    pub verdicts: Vec<VerdictRecord>,
+    pub transitions: Vec<vigil_core::release::Transition>,
+    pub feedback: Vec<Feedback>,
+}
+
+/// The release `id` with its history, read in one store call.
+pub(crate) async fn release_record(
+    state: &AppState,
+    id: String,
+) -> Result<ReleaseRecord, ApiError> {
+    state
+        .blocking(move |store| {
+            let release = store
+                .release(&id)?
+                .ok_or_else(|| ApiError::not_found(format!("no release {id}")))?;
+            Ok(ReleaseRecord {
+                verdicts: store.verdicts(&id)?,
+                transitions: store.transitions(&id)?,
+                feedback: store.feedback(&id)?,
+                release,
+            })
+        })
+        .await
 }
 
 /// What a pipeline (or Argo Rollouts' Web metric) reads to decide whether to go on.
@@ -380,14 +434,17 @@ pub async fn findings(
             Ok(store.verdicts(&id)?)
         })
         .await?;
-    // The verdict that decided: the pause if there was one, else the newest.
-    let latest = history
+    let latest = deciding_verdict(&history).cloned();
+    Ok(Json(FindingsAnswer { latest, history }))
+}
+
+/// The verdict that decided: the newest fault (the pause) if there was one, else the newest.
+pub(crate) fn deciding_verdict(history: &[VerdictRecord]) -> Option<&VerdictRecord> {
+    history
         .iter()
         .rev()
         .find(|record| record.verdict == Verdict::Fault)
         .or(history.last())
-        .cloned();
-    Ok(Json(FindingsAnswer { latest, history }))
 }
 
 pub async fn transitions(
@@ -420,7 +477,7 @@ pub async fn notifications(
 }
 
 /// The release's window as a bundle, up to now or to the end of the release.
-async fn window(state: &AppState, release: &Release) -> Result<Bundle, ApiError> {
+pub(crate) async fn window(state: &AppState, release: &Release) -> Result<Bundle, ApiError> {
     let settings =
         release_settings(release).map_err(|error| ApiError::internal(error.to_string()))?;
     let lookback = lookback_seconds(release, &settings);
@@ -623,10 +680,25 @@ async fn act(
     } else {
         parse_body(&body)?
     };
-    let release = load(&state, id).await?;
+    Ok(Json(
+        perform(&state, &token, id, action, request.reason).await?,
+    ))
+}
+
+/// Applies a person's action (pause, resume, roll back, cancel...) to a release: checks the
+/// token's role and the transition, stores it with its audit row and notifications, and
+/// returns the release as stored. Without a reason, the reason is the action and its actor.
+pub(crate) async fn perform(
+    state: &AppState,
+    token: &ApiToken,
+    id: String,
+    action: Action,
+    reason: Option<String>,
+) -> Result<Release, ApiError> {
+    crate::auth::require(token, Role::Operator)?;
+    let release = load(state, id).await?;
     let to = vigil_deploy::next_state(release.state, action)?;
-    let reason = request
-        .reason
+    let reason = reason
         .filter(|text| !text.trim().is_empty())
         .unwrap_or_else(|| format!("{} by {}", action.as_str(), token.name));
     let event = match action {
@@ -657,7 +729,7 @@ async fn act(
         expected: release.state,
         to,
         action,
-        actor: token.name,
+        actor: token.name.clone(),
         at: state.clock.now(),
         reason,
         deployed: None,
@@ -669,7 +741,7 @@ async fn act(
     if action == Action::Resume {
         state.guard.forget(&updated.id);
     }
-    Ok(Json(updated))
+    Ok(updated)
 }
 
 pub async fn pause(
@@ -733,22 +805,37 @@ pub async fn add_feedback(
 ) -> Result<(StatusCode, Json<Feedback>), ApiError> {
     let token = state.authorize(&headers, Role::Operator).await?;
     let request: FeedbackBody = parse_body(&body)?;
-    if request.note.len() > 10_000 {
-        return Err(ApiError::bad_request("note is longer than 10000 bytes"));
+    let feedback = record_feedback(&state, &token, id, request.kind, request.note).await?;
+    Ok((StatusCode::CREATED, Json(feedback)))
+}
+
+/// Stores a person's feedback on a release (operators only) and returns it.
+pub(crate) async fn record_feedback(
+    state: &AppState,
+    token: &ApiToken,
+    id: String,
+    kind: FeedbackKind,
+    note: String,
+) -> Result<Feedback, ApiError> {
+    crate::auth::require(token, Role::Operator)?;
+    if note.len() > MAX_NOTE_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "note is longer than {MAX_NOTE_BYTES} bytes"
+        )));
     }
-    let release = load(&state, id).await?;
+    let release = load(state, id).await?;
     let feedback = Feedback {
         release_id: release.id,
-        kind: request.kind,
-        note: request.note,
-        actor: token.name,
+        kind,
+        note,
+        actor: token.name.clone(),
         at: state.clock.now(),
     };
     let stored = feedback.clone();
     state
         .blocking(move |store| Ok(store.add_feedback(&stored)?))
         .await?;
-    Ok((StatusCode::CREATED, Json(feedback)))
+    Ok(feedback)
 }
 
 pub async fn list_feedback(

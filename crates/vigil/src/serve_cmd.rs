@@ -1,4 +1,4 @@
-//! `vigil serve`: the live guard with its API.
+//! `vigil serve`: the live guard with its API and release pages.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,7 +60,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let clock: Arc<dyn vigil_core::Clock> = Arc::new(vigil_core::SystemClock);
         let started = start(&config, store, clock).await?;
         crate::say(&format!(
-            "vigil listening on http://{} (store {})",
+            "vigil listening on http://{} (store {}): release pages at /, API under /api/v1",
             started.address, config.database
         ));
         started.run(shutdown_signal()).await?;

@@ -2,6 +2,8 @@
 //! directory and a manual clock, and a small HTTP client for the tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod webdriver;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +43,7 @@ pub struct TestServer {
     pub admin: String,
     pub ingest: String,
     pub viewer: String,
+    pub operator: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: Option<TempDir>,
@@ -63,7 +66,7 @@ impl TestServer {
         config.database = database.to_string();
         let clock = Arc::new(ManualClock::new(now));
         let store = vigil_store::open(database).unwrap();
-        let tokens: Vec<String> = [Role::Admin, Role::Ingest, Role::Viewer]
+        let tokens: Vec<String> = [Role::Admin, Role::Ingest, Role::Viewer, Role::Operator]
             .into_iter()
             .map(|role| {
                 let secret = vigil_web::new_token().unwrap();
@@ -103,6 +106,7 @@ impl TestServer {
             admin: tokens[0].clone(),
             ingest: tokens[1].clone(),
             viewer: tokens[2].clone(),
+            operator: tokens[3].clone(),
             shutdown: Some(shutdown),
             thread: Some(thread),
             _dir: dir,
@@ -188,4 +192,155 @@ pub fn request(
 /// The repository's example bundles.
 pub fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// What a page request answered: status, the `Location` and `Set-Cookie` headers, the body.
+#[derive(Debug)]
+pub struct PageAnswer {
+    pub status: u16,
+    pub location: Option<String>,
+    pub set_cookie: Option<String>,
+    pub body: String,
+}
+
+/// A client of the pages as a browser would be: it keeps the session cookie, sends its
+/// server's origin with forms, and does not follow redirects (the tests look at them).
+pub struct PageClient {
+    pub base: String,
+    pub cookie: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl PageClient {
+    pub fn new(base: &str) -> PageClient {
+        PageClient {
+            base: base.to_string(),
+            cookie: None,
+            agent: ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(60)))
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .build()
+                .into(),
+        }
+    }
+
+    fn answer(mut response: ureq::http::Response<ureq::Body>) -> PageAnswer {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string)
+        };
+        let location = header("location");
+        let set_cookie = header("set-cookie");
+        PageAnswer {
+            status: response.status().as_u16(),
+            location,
+            set_cookie,
+            body: response.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> PageAnswer {
+        let mut request = self.agent.get(&format!("{}{path}", self.base));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("Cookie", cookie);
+        }
+        PageClient::answer(request.call().unwrap())
+    }
+
+    /// Posts a form as if from `origin` (the server's own base for a form of its pages).
+    pub fn post_form_from(&self, origin: &str, path: &str, fields: &[(&str, &str)]) -> PageAnswer {
+        let body = fields
+            .iter()
+            .map(|(name, value)| format!("{}={}", form_encode(name), form_encode(value)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut request = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Origin", origin);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("Cookie", cookie);
+        }
+        PageClient::answer(request.send(body.as_bytes()).unwrap())
+    }
+
+    pub fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> PageAnswer {
+        let origin = self.base.clone();
+        self.post_form_from(&origin, path, fields)
+    }
+
+    /// Signs in with `token` and keeps the session cookie; returns the sign-in answer.
+    pub fn sign_in(&mut self, token: &str) -> PageAnswer {
+        let answer = self.post_form("/signin", &[("token", token), ("next", "/releases")]);
+        if let Some(set_cookie) = &answer.set_cookie {
+            let pair = set_cookie.split(';').next().unwrap().to_string();
+            self.cookie = Some(pair);
+        }
+        answer
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one name or value.
+pub fn form_encode(text: &str) -> String {
+    let mut encoded = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                encoded.push(char::from(byte))
+            }
+            b' ' => encoded.push('+'),
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    encoded
+}
+
+/// The value of the first `<input name="NAME" value="...">` in a page.
+pub fn input_value(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
+/// The first example bundle whose replay pauses on a metric finding against reference hosts,
+/// with its replay.
+pub fn paused_example() -> (PathBuf, vigil_core::Bundle, vigil_analysis::ReplayOutcome) {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(examples_dir().join("releases"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let bundle = vigil_core::Bundle::read(&path).unwrap();
+        let outcome = vigil_analysis::replay(&bundle, &vigil_analysis::Settings::default());
+        let metric_first = outcome.findings.first().is_some_and(|finding| {
+            matches!(finding.signal, vigil_core::Signal::Metric { .. })
+                && finding.baseline == "reference"
+        });
+        if outcome.paused_at.is_some() && metric_first {
+            return (path, bundle, outcome);
+        }
+    }
+    panic!("no example bundle pauses on a metric finding against reference hosts");
+}
+
+/// A server with the first pausing example imported, its clock just after the bundle's end.
+pub fn server_with_paused_release() -> (TestServer, vigil_core::Bundle) {
+    let (path, bundle, _) = paused_example();
+    let end = bundle.time_of(bundle.points - 1);
+    let server = TestServer::start(end + 60);
+    let (status, answer) = server.post_bytes(
+        "/api/v1/releases/import",
+        &server.admin,
+        std::fs::read(&path).unwrap(),
+    );
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["state"], "paused", "{answer}");
+    (server, bundle)
 }

@@ -1,0 +1,676 @@
+//! A metric finding's chart as inline SVG: the release hosts that show the finding (each host
+//! thin, their median thick) against the reference hosts' median and middle half (the band
+//! between their 25th and 75th percentiles) over the release's window, with a vertical line
+//! at each batch's deploy and at each pause. Lines differ by dash pattern as well as colour,
+//! a legend names them, and the SVG's title and description say what it shows.
+
+use std::fmt::Write;
+
+use vigil_core::{Bundle, HostGroup};
+
+use super::html::{clock_time, esc, number};
+
+const WIDTH: f64 = 760.0;
+const HEIGHT: f64 = 260.0;
+const LEFT: f64 = 64.0;
+const RIGHT: f64 = 16.0;
+const TOP: f64 = 26.0;
+const BOTTOM: f64 = 28.0;
+
+/// Most columns drawn: longer windows are averaged into this many.
+const MAX_COLUMNS: usize = 480;
+
+/// Most single release hosts drawn beside their median.
+const MAX_HOST_LINES: usize = 8;
+
+/// Dash patterns (SVG `stroke-dasharray`); the release hosts' lines are solid.
+const REFERENCE_DASH: &str = "7 4";
+const BATCH_DASH: &str = "2 3";
+const PAUSE_DASH: &str = "9 3 2 3";
+
+/// What one chart shows.
+#[derive(Debug)]
+pub struct MetricChart<'a> {
+    pub bundle: &'a Bundle,
+    pub metric: &'a str,
+    pub unit: &'a str,
+    /// The release hosts that show the finding (all release hosts when empty).
+    pub finding_hosts: &'a [String],
+    /// Times the release was paused.
+    pub pauses: &'a [i64],
+    /// Prefix of the element ids of this chart, unique on the page.
+    pub id: &'a str,
+}
+
+/// The values of the drawn lines, one per column.
+struct Columns {
+    times: Vec<i64>,
+    release_median: Vec<f64>,
+    reference_low: Vec<f64>,
+    reference_median: Vec<f64>,
+    reference_high: Vec<f64>,
+    hosts: Vec<Vec<f64>>,
+}
+
+/// The `q`-quantile (0 to 1) of sorted values, interpolated between neighbours.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let position = q * (sorted.len() - 1) as f64;
+    let below = position.floor() as usize;
+    let above = position.ceil() as usize;
+    let weight = position - below as f64;
+    sorted[below] * (1.0 - weight) + sorted[above] * weight
+}
+
+/// Per step, the quantiles `levels` of the hosts' values (NaN where no host has one).
+fn step_quantiles(series: &[&Vec<Option<f64>>], points: usize, levels: &[f64]) -> Vec<Vec<f64>> {
+    let mut result = vec![Vec::with_capacity(points); levels.len()];
+    let mut values = Vec::with_capacity(series.len());
+    for step in 0..points {
+        values.clear();
+        values.extend(
+            series
+                .iter()
+                .filter_map(|host| host.get(step).copied().flatten())
+                .filter(|value| value.is_finite()),
+        );
+        values.sort_by(f64::total_cmp);
+        for (level, column) in levels.iter().zip(result.iter_mut()) {
+            column.push(quantile(&values, *level));
+        }
+    }
+    result
+}
+
+/// The mean of each run of `width` values (NaN for a run without a finite value).
+fn column_means(values: &[f64], width: usize) -> Vec<f64> {
+    values
+        .chunks(width.max(1))
+        .map(|run| {
+            let (sum, count) = run
+                .iter()
+                .filter(|value| value.is_finite())
+                .fold((0.0, 0usize), |(sum, count), value| {
+                    (sum + value, count + 1)
+                });
+            if count == 0 {
+                f64::NAN
+            } else {
+                sum / count as f64
+            }
+        })
+        .collect()
+}
+
+impl MetricChart<'_> {
+    fn columns(&self) -> Option<Columns> {
+        let bundle = self.bundle;
+        let by_host = bundle.series.get(self.metric)?;
+        let release_names: Vec<&String> = if self.finding_hosts.is_empty() {
+            bundle
+                .hosts
+                .iter()
+                .filter(|host| host.group == HostGroup::Release)
+                .map(|host| &host.name)
+                .collect()
+        } else {
+            self.finding_hosts.iter().collect()
+        };
+        let release: Vec<&Vec<Option<f64>>> = release_names
+            .iter()
+            .filter_map(|name| by_host.get(*name))
+            .collect();
+        if release.is_empty() {
+            return None;
+        }
+        let reference: Vec<&Vec<Option<f64>>> = bundle
+            .hosts
+            .iter()
+            .filter(|host| host.group == HostGroup::Reference)
+            .filter_map(|host| by_host.get(&host.name))
+            .collect();
+        let points = bundle.points;
+        let width = points.div_ceil(MAX_COLUMNS).max(1);
+        let release_steps = step_quantiles(&release, points, &[0.5]);
+        let reference_steps = step_quantiles(&reference, points, &[0.25, 0.5, 0.75]);
+        // One host's line would be its median's: hosts are drawn one by one only when several.
+        let single_lines = if release.len() > 1 { MAX_HOST_LINES } else { 0 };
+        let hosts = release
+            .iter()
+            .take(single_lines)
+            .map(|values| {
+                let raw: Vec<f64> = values
+                    .iter()
+                    .map(|value| value.unwrap_or(f64::NAN))
+                    .collect();
+                column_means(&raw, width)
+            })
+            .collect();
+        Some(Columns {
+            times: (0..points)
+                .step_by(width)
+                .map(|step| bundle.time_of(step))
+                .collect(),
+            release_median: column_means(&release_steps[0], width),
+            reference_low: column_means(&reference_steps[0], width),
+            reference_median: column_means(&reference_steps[1], width),
+            reference_high: column_means(&reference_steps[2], width),
+            hosts,
+        })
+    }
+
+    /// Writes the chart (a figure with the SVG and its legend), or a sentence saying why there
+    /// is none.
+    pub fn write(&self, out: &mut String) {
+        let Some(columns) = self.columns() else {
+            let _ = write!(
+                out,
+                "<p class=\"help\">No samples of {} on the release hosts in this window.</p>",
+                esc(self.metric)
+            );
+            return;
+        };
+        let drawn = columns
+            .release_median
+            .iter()
+            .chain(&columns.reference_low)
+            .chain(&columns.reference_high)
+            .chain(columns.hosts.iter().flatten())
+            .filter(|value| value.is_finite());
+        let (low, high) = drawn.fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), value| {
+            (low.min(*value), high.max(*value))
+        });
+        if !low.is_finite() {
+            let _ = write!(
+                out,
+                "<p class=\"help\">No samples of {} in this window.</p>",
+                esc(self.metric)
+            );
+            return;
+        }
+        let scale = Scale::new(self.bundle, low, high);
+        let has_reference = columns
+            .reference_median
+            .iter()
+            .any(|value| value.is_finite());
+        let _ = write!(
+            out,
+            "<figure class=\"chart\"><svg class=\"chart-svg\" role=\"img\" \
+             viewBox=\"0 0 {WIDTH} {HEIGHT}\" aria-labelledby=\"{id}-title {id}-desc\">\
+             <title id=\"{id}-title\">{title}</title><desc id=\"{id}-desc\">{desc}</desc>",
+            id = self.id,
+            title = esc(&self.title()),
+            desc = esc(&self.description(&columns, has_reference)),
+        );
+        self.write_axes(out, &scale);
+        if has_reference {
+            write_band(out, &scale, &columns);
+            out.push_str("<path class=\"reference-median\" stroke-dasharray=\"");
+            out.push_str(REFERENCE_DASH);
+            out.push_str("\" d=\"");
+            write_line(out, &scale, &columns.times, &columns.reference_median);
+            out.push_str("\"/>");
+        }
+        for host in &columns.hosts {
+            out.push_str("<path class=\"release-host\" d=\"");
+            write_line(out, &scale, &columns.times, host);
+            out.push_str("\"/>");
+        }
+        out.push_str("<path class=\"release-median\" d=\"");
+        write_line(out, &scale, &columns.times, &columns.release_median);
+        out.push_str("\"/>");
+        self.write_markers(out, &scale);
+        out.push_str("</svg>");
+        self.write_legend(out, &columns, has_reference);
+        out.push_str("</figure>");
+    }
+
+    fn title(&self) -> String {
+        let unit = if self.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.unit)
+        };
+        format!(
+            "{}{unit}: release hosts against the reference hosts",
+            self.metric
+        )
+    }
+
+    /// What the chart shows, in words: the window, the last values and the markers.
+    fn description(&self, columns: &Columns, has_reference: bool) -> String {
+        let bundle = self.bundle;
+        let end = bundle.time_of(bundle.points.saturating_sub(1));
+        let last = |values: &[f64]| {
+            values
+                .iter()
+                .rev()
+                .find(|value| value.is_finite())
+                .map_or_else(|| "no value".to_string(), |value| number(*value))
+        };
+        let mut text = format!(
+            "From {} to {} UTC. {}: {} at the end.",
+            clock_time(bundle.start),
+            clock_time(end),
+            self.release_words(),
+            last(&columns.release_median)
+        );
+        if has_reference {
+            let _ = write!(
+                text,
+                " Reference hosts: median {}, middle half {} to {}.",
+                last(&columns.reference_median),
+                last(&columns.reference_low),
+                last(&columns.reference_high)
+            );
+        } else {
+            text.push_str(
+                " No reference hosts: the release hosts were compared with their own history.",
+            );
+        }
+        let batches: Vec<String> = bundle
+            .batches
+            .iter()
+            .map(|batch| format!("batch {} at {}", batch.index + 1, clock_time(batch.at)))
+            .collect();
+        if !batches.is_empty() {
+            let _ = write!(text, " Deployed: {}.", batches.join(", "));
+        }
+        let pauses: Vec<String> = self.pauses.iter().map(|at| clock_time(*at)).collect();
+        if !pauses.is_empty() {
+            let _ = write!(text, " Paused at {}.", pauses.join(", "));
+        }
+        text
+    }
+
+    /// What the thick line is: the one release host with the finding, or their median.
+    fn release_words(&self) -> String {
+        match self.host_count() {
+            1 => "The release host with the finding".to_string(),
+            count => format!("Median of the {count} release hosts with the finding"),
+        }
+    }
+
+    fn host_count(&self) -> usize {
+        if self.finding_hosts.is_empty() {
+            self.bundle
+                .hosts
+                .iter()
+                .filter(|host| host.group == HostGroup::Release)
+                .count()
+        } else {
+            self.finding_hosts.len()
+        }
+    }
+
+    fn write_axes(&self, out: &mut String, scale: &Scale) {
+        out.push_str("<g class=\"axes\" aria-hidden=\"true\">");
+        for value in scale.value_ticks() {
+            let y = scale.y(value);
+            let _ = write!(
+                out,
+                "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
+                 <text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+                WIDTH - RIGHT,
+                LEFT - 6.0,
+                y + 4.0,
+                number(value)
+            );
+        }
+        for time in scale.time_ticks() {
+            let x = scale.x(time);
+            let _ = write!(
+                out,
+                "<line class=\"grid\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/>\
+                 <text class=\"tick\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                HEIGHT - BOTTOM,
+                HEIGHT - BOTTOM + 4.0,
+                HEIGHT - 8.0,
+                clock_time(time)
+            );
+        }
+        let _ = write!(
+            out,
+            "<rect class=\"frame\" x=\"{LEFT}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\"/></g>",
+            WIDTH - LEFT - RIGHT,
+            HEIGHT - TOP - BOTTOM
+        );
+    }
+
+    fn write_markers(&self, out: &mut String, scale: &Scale) {
+        out.push_str("<g class=\"markers\">");
+        for batch in &self.bundle.batches {
+            let label = format!("B{}", batch.index + 1);
+            write_marker(out, scale, batch.at, "batch", BATCH_DASH, &label);
+        }
+        for at in self.pauses {
+            write_marker(out, scale, *at, "pause", PAUSE_DASH, "paused");
+        }
+        out.push_str("</g>");
+    }
+
+    fn write_legend(&self, out: &mut String, columns: &Columns, has_reference: bool) {
+        let swatch = |class: &str, dash: &str| {
+            let dash_attribute = if dash.is_empty() {
+                String::new()
+            } else {
+                format!(" stroke-dasharray=\"{dash}\"")
+            };
+            format!(
+                "<svg class=\"swatch\" viewBox=\"0 0 32 12\" aria-hidden=\"true\" \
+                 focusable=\"false\"><line class=\"{class}\"{dash_attribute} x1=\"1\" y1=\"6\" \
+                 x2=\"31\" y2=\"6\"/></svg>"
+            )
+        };
+        out.push_str("<figcaption><ul class=\"legend\">");
+        let _ = write!(
+            out,
+            "<li>{}{} (solid, thick)</li>",
+            swatch("release-median", ""),
+            self.release_words()
+        );
+        let drawn = columns.hosts.len();
+        if drawn > 0 {
+            let _ = write!(
+                out,
+                "<li>{}{} (solid, thin)</li>",
+                swatch("release-host", ""),
+                if drawn < self.host_count() {
+                    format!("{drawn} of those hosts, one line each")
+                } else {
+                    "Each of those hosts".to_string()
+                }
+            );
+        }
+        if has_reference {
+            let _ = write!(
+                out,
+                "<li>{}Median of the reference hosts (dashed)</li>\
+                 <li><svg class=\"swatch\" viewBox=\"0 0 32 12\" aria-hidden=\"true\" \
+                 focusable=\"false\"><rect class=\"band\" x=\"1\" y=\"1\" width=\"30\" \
+                 height=\"10\"/></svg>Middle half of the reference hosts, 25th to 75th \
+                 percentile (shaded band)</li>",
+                swatch("reference-median", REFERENCE_DASH)
+            );
+        }
+        let _ = write!(
+            out,
+            "<li>{}A batch deployed, B1 being the first (dotted)</li>",
+            swatch("batch", BATCH_DASH)
+        );
+        if !self.pauses.is_empty() {
+            let _ = write!(
+                out,
+                "<li>{}The release was paused (dash and dot)</li>",
+                swatch("pause", PAUSE_DASH)
+            );
+        }
+        out.push_str("</ul></figcaption>");
+    }
+}
+
+/// Maps times and values to the plot area.
+struct Scale {
+    start: i64,
+    end: i64,
+    low: f64,
+    high: f64,
+}
+
+impl Scale {
+    fn new(bundle: &Bundle, low: f64, high: f64) -> Scale {
+        let end = bundle.time_of(bundle.points.saturating_sub(1));
+        let spread = high - low;
+        let margin = if spread > 0.0 {
+            spread * 0.06
+        } else {
+            low.abs().max(1.0) * 0.1
+        };
+        // A series that never goes below zero keeps zero at the bottom when it is near.
+        let padded_low = if low >= 0.0 && low - margin < 0.0 {
+            0.0
+        } else {
+            low - margin
+        };
+        Scale {
+            start: bundle.start,
+            end: end.max(bundle.start + 1),
+            low: padded_low,
+            high: high + margin,
+        }
+    }
+
+    fn contains(&self, time: i64) -> bool {
+        (self.start..=self.end).contains(&time)
+    }
+
+    fn x(&self, time: i64) -> f64 {
+        let share = (time - self.start) as f64 / (self.end - self.start) as f64;
+        LEFT + share * (WIDTH - LEFT - RIGHT)
+    }
+
+    fn y(&self, value: f64) -> f64 {
+        let share = (value - self.low) / (self.high - self.low);
+        HEIGHT - BOTTOM - share * (HEIGHT - TOP - BOTTOM)
+    }
+
+    /// Round values (1, 2, 2.5 or 5 times a power of ten apart) inside the value range, three
+    /// to six of them.
+    fn value_ticks(&self) -> Vec<f64> {
+        let rough = (self.high - self.low) / 5.0;
+        if rough.is_nan() || rough <= 0.0 {
+            return Vec::new();
+        }
+        let power = 10f64.powf(rough.log10().floor());
+        let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+            .into_iter()
+            .map(|factor| factor * power)
+            .find(|candidate| *candidate >= rough)
+            .unwrap_or(10.0 * power);
+        let first = (self.low / step).ceil() as i64;
+        let last = (self.high / step).floor() as i64;
+        (first..=last)
+            .map(|multiple| multiple as f64 * step)
+            .collect()
+    }
+
+    /// Round times (whole minutes or hours) inside the window, at most about eight.
+    fn time_ticks(&self) -> Vec<i64> {
+        const STEPS: [i64; 12] = [
+            60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400,
+        ];
+        let span = self.end - self.start;
+        let step = STEPS
+            .into_iter()
+            .find(|candidate| span / candidate <= 8)
+            .unwrap_or(span.max(1));
+        let first = self.start.div_euclid(step) * step + step;
+        (0..)
+            .map(|multiple| first + multiple * step)
+            .take_while(|time| *time <= self.end)
+            .collect()
+    }
+}
+
+/// A vertical line at `time` (when inside the window) with a short label: batch labels above
+/// the plot, others inside its top, so that a pause soon after a batch does not hide it.
+fn write_marker(out: &mut String, scale: &Scale, time: i64, class: &str, dash: &str, label: &str) {
+    if !scale.contains(time) {
+        return;
+    }
+    let x = scale.x(time);
+    let (label_x, label_y) = if class == "batch" {
+        (x + 3.0, TOP - 8.0)
+    } else {
+        (x + 3.0, TOP + 12.0)
+    };
+    let _ = write!(
+        out,
+        "<line class=\"{class}\" stroke-dasharray=\"{dash}\" x1=\"{x:.1}\" x2=\"{x:.1}\" \
+         y1=\"{TOP}\" y2=\"{:.1}\"/><text class=\"marker-label\" x=\"{label_x:.1}\" \
+         y=\"{label_y:.1}\">{label}</text>",
+        HEIGHT - BOTTOM
+    );
+}
+
+/// SVG path data of a line through the finite values, broken where values are missing.
+fn write_line(out: &mut String, scale: &Scale, times: &[i64], values: &[f64]) {
+    let mut drawing = false;
+    for (time, value) in times.iter().zip(values) {
+        if !value.is_finite() {
+            drawing = false;
+            continue;
+        }
+        let command = if drawing { 'L' } else { 'M' };
+        let _ = write!(out, "{command}{:.1} {:.1}", scale.x(*time), scale.y(*value));
+        drawing = true;
+    }
+}
+
+/// The reference band: one closed shape per run of columns where both its edges are known.
+fn write_band(out: &mut String, scale: &Scale, columns: &Columns) {
+    out.push_str("<path class=\"band\" d=\"");
+    let known = |index: usize| {
+        columns.reference_low[index].is_finite() && columns.reference_high[index].is_finite()
+    };
+    let mut index = 0;
+    let count = columns.times.len();
+    while index < count {
+        if !known(index) {
+            index += 1;
+            continue;
+        }
+        let run_start = index;
+        while index < count && known(index) {
+            index += 1;
+        }
+        for (position, column) in (run_start..index).enumerate() {
+            let command = if position == 0 { 'M' } else { 'L' };
+            let _ = write!(
+                out,
+                "{command}{:.1} {:.1}",
+                scale.x(columns.times[column]),
+                scale.y(columns.reference_high[column])
+            );
+        }
+        for column in (run_start..index).rev() {
+            let _ = write!(
+                out,
+                "L{:.1} {:.1}",
+                scale.x(columns.times[column]),
+                scale.y(columns.reference_low[column])
+            );
+        }
+        out.push('Z');
+    }
+    out.push_str("\"/>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn sample_bundle() -> Bundle {
+        let points = 10;
+        let mut by_host = BTreeMap::new();
+        by_host.insert(
+            "r1".to_string(),
+            (0..points)
+                .map(|step| Some(if step >= 5 { 300.0 } else { 100.0 }))
+                .collect(),
+        );
+        by_host.insert("k1".to_string(), vec![Some(98.0); points]);
+        by_host.insert(
+            "k2".to_string(),
+            (0..points)
+                .map(|step| if step == 3 { None } else { Some(102.0) })
+                .collect(),
+        );
+        let mut bundle = crate::pages::test_bundle(60, 1_700_000_000, points, 1_700_000_240);
+        bundle.series.insert("latency".to_string(), by_host);
+        bundle
+    }
+
+    #[test]
+    fn quantiles_interpolate_between_neighbours() {
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0);
+        assert_eq!(quantile(&[1.0, 2.0], 0.25), 1.25);
+        assert!(quantile(&[], 0.5).is_nan());
+        let means = column_means(&[1.0, f64::NAN, 3.0, f64::NAN, f64::NAN], 2);
+        assert_eq!(means[0], 1.0);
+        assert_eq!(means[1], 3.0);
+        assert!(means[2].is_nan());
+    }
+
+    #[test]
+    fn the_chart_draws_hosts_band_and_markers_and_says_what_it_shows() {
+        let bundle = sample_bundle();
+        let hosts = vec!["r1".to_string()];
+        let pauses = [1_700_000_420];
+        let chart = MetricChart {
+            bundle: &bundle,
+            metric: "latency",
+            unit: "ms",
+            finding_hosts: &hosts,
+            pauses: &pauses,
+            id: "chart-0",
+        };
+        let mut out = String::new();
+        chart.write(&mut out);
+        assert!(out.contains("role=\"img\""));
+        assert!(out.contains("<title id=\"chart-0-title\">latency (ms): release hosts"));
+        assert!(out.contains("300 at the end"), "{out}");
+        assert!(
+            out.contains("Reference hosts: median 100, middle half 99.0 to 101"),
+            "{out}"
+        );
+        assert!(out.contains("class=\"band\""));
+        assert!(out.contains("stroke-dasharray=\"7 4\""));
+        let plot = &out[..out.find("</svg>").unwrap()];
+        assert_eq!(plot.matches("<line class=\"batch\"").count(), 1);
+        assert_eq!(plot.matches("<line class=\"pause\"").count(), 1);
+        assert!(
+            out.contains("The release was paused"),
+            "the legend names the pause"
+        );
+        assert!(out.contains("Paused at 22:20."), "{out}");
+    }
+
+    #[test]
+    fn a_metric_without_samples_gets_a_sentence_instead() {
+        let bundle = sample_bundle();
+        let chart = MetricChart {
+            bundle: &bundle,
+            metric: "absent",
+            unit: "",
+            finding_hosts: &[],
+            pauses: &[],
+            id: "chart-1",
+        };
+        let mut out = String::new();
+        chart.write(&mut out);
+        assert!(out.starts_with("<p class=\"help\">No samples of absent"));
+    }
+
+    #[test]
+    fn ticks_are_round_and_inside_the_range() {
+        let bundle = sample_bundle();
+        let scale = Scale::new(&bundle, 95.0, 305.0);
+        let ticks = scale.value_ticks();
+        assert!(ticks
+            .iter()
+            .all(|tick| *tick >= scale.low && *tick <= scale.high));
+        assert!(
+            ticks.contains(&100.0) && ticks.contains(&300.0),
+            "{ticks:?}"
+        );
+        let times = scale.time_ticks();
+        assert!(!times.is_empty());
+        assert!(times
+            .iter()
+            .all(|time| time % 60 == 0 && scale.contains(*time)));
+    }
+}

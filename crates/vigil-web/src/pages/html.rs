@@ -1,0 +1,317 @@
+//! Small pieces of HTML shared by the pages: escaping, URL components, times, numbers and the
+//! badges that tell a state or a verdict by text and shape, never by colour alone.
+
+use std::fmt::{self, Write};
+
+use vigil_core::release::ReleaseState;
+use vigil_core::Verdict;
+
+/// Text made safe for HTML content and quoted attribute values.
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0;
+        let mut written = 0;
+        for (position, character) in text.char_indices() {
+            let entity = match character {
+                '&' => "&amp;",
+                '<' => "&lt;",
+                '>' => "&gt;",
+                '"' => "&quot;",
+                '\'' => "&#39;",
+                _ => continue,
+            };
+            formatter.write_str(&text[written..position])?;
+            formatter.write_str(entity)?;
+            written = position + character.len_utf8();
+        }
+        formatter.write_str(&text[written..])
+    }
+}
+
+/// Escapes `text` for HTML.
+pub fn esc(text: &str) -> Escaped<'_> {
+    Escaped(text)
+}
+
+/// Text made safe for one component of a URL (a path segment or a query value): every byte
+/// but the unreserved ones is percent-encoded.
+#[derive(Debug, Clone, Copy)]
+pub struct UrlComponent<'a>(pub &'a str);
+
+impl fmt::Display for UrlComponent<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0.bytes() {
+            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+                formatter.write_char(char::from(byte))?;
+            } else {
+                write!(formatter, "%{byte:02X}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encodes `text` for a URL path segment or query value.
+pub fn url(text: &str) -> UrlComponent<'_> {
+    UrlComponent(text)
+}
+
+/// Year, month and day of a count of days since 1970-01-01 (proleptic Gregorian calendar).
+fn civil_date(days_since_epoch: i64) -> (i64, u32, u32) {
+    // Count from 0000-03-01 so that the leap day ends each 4-, 100- and 400-year cycle.
+    let days = days_since_epoch + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `2024-03-01 10:15:00 UTC`.
+pub fn utc(unix: i64) -> String {
+    let (year, month, day) = civil_date(unix.div_euclid(86_400));
+    let seconds_of_day = unix.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        seconds_of_day / 3600,
+        (seconds_of_day % 3600) / 60,
+        seconds_of_day % 60
+    )
+}
+
+/// `10:15` (UTC), for chart axes and short labels.
+pub fn clock_time(unix: i64) -> String {
+    let seconds_of_day = unix.rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}",
+        seconds_of_day / 3600,
+        (seconds_of_day % 3600) / 60
+    )
+}
+
+/// A `<time>` element with the full UTC time as text and its machine-readable form.
+pub fn time_element(out: &mut String, unix: i64) {
+    let text = utc(unix);
+    let machine = format!("{}Z", text.trim_end_matches(" UTC").replace(' ', "T"));
+    let _ = write!(out, "<time datetime=\"{machine}\">{text}</time>");
+}
+
+/// A value with about three significant digits.
+pub fn number(value: f64) -> String {
+    if !value.is_finite() {
+        return "n/a".to_string();
+    }
+    let magnitude = value.abs();
+    if magnitude >= 1e6 {
+        format!("{value:.3e}")
+    } else if magnitude >= 100.0 || magnitude == 0.0 {
+        format!("{value:.0}")
+    } else if magnitude >= 10.0 {
+        format!("{value:.1}")
+    } else if magnitude >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// A relative change as a signed percentage: `+203 %`.
+pub fn percent_change(effect: f64) -> String {
+    if !effect.is_finite() {
+        return "n/a".to_string();
+    }
+    format!("{:+.0} %", effect * 100.0)
+}
+
+/// Shapes of the small icons beside a state or verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// An octagon with a bar: stopped, fault.
+    Stop,
+    /// A triangle with a bar: anomaly.
+    Warning,
+    /// A circle with a tick: healthy, succeeded.
+    Tick,
+    /// Two bars: paused.
+    Pause,
+    /// A filled circle: running.
+    Running,
+    /// A hollow circle: pending, unknown.
+    Hollow,
+    /// A circle with a question mark's dot: not enough data.
+    Question,
+}
+
+/// The shapes inside an icon's 16 × 16 box.
+fn icon_paths(shape: Shape) -> &'static str {
+    match shape {
+        Shape::Stop => {
+            "<path d=\"M5 1h6l4 4v6l-4 4H5l-4-4V5z\"/>\
+             <path class=\"icon-cut\" d=\"M4.5 7h7v2h-7z\"/>"
+        }
+        Shape::Warning => {
+            "<path d=\"M8 1l7.5 14H.5z\"/>\
+             <path class=\"icon-cut\" d=\"M7 6h2v4.5H7zM7 11.5h2v2H7z\"/>"
+        }
+        Shape::Tick => {
+            "<circle cx=\"8\" cy=\"8\" r=\"7.5\"/>\
+             <path class=\"icon-cut\" d=\"M4 8.2l1.4-1.4 1.8 1.8 3.6-3.6 1.4 1.4-5 5z\"/>"
+        }
+        Shape::Pause => "<path d=\"M3 2h4v12H3zM9 2h4v12H9z\"/>",
+        Shape::Running => "<path d=\"M3 1.5l11 6.5-11 6.5z\"/>",
+        Shape::Hollow => "<circle cx=\"8\" cy=\"8\" r=\"6\" fill=\"none\" stroke-width=\"2.5\"/>",
+        Shape::Question => {
+            "<circle cx=\"8\" cy=\"8\" r=\"6\" fill=\"none\" stroke-width=\"2.5\" \
+             stroke-dasharray=\"3 2\"/><circle cx=\"8\" cy=\"8\" r=\"1.8\"/>"
+        }
+    }
+}
+
+/// Writes a badge: an icon of `shape` (hidden from assistive technology: the text beside it
+/// says it), then `text`, in a span whose class sets its colour.
+fn badge(out: &mut String, class: &str, shape: Shape, text: &str) {
+    let _ = write!(
+        out,
+        "<span class=\"badge {class}\"><svg class=\"icon\" viewBox=\"0 0 16 16\" \
+         aria-hidden=\"true\" focusable=\"false\">{}</svg><span>{}</span></span>",
+        icon_paths(shape),
+        esc(text)
+    );
+}
+
+/// True while a release may still change by itself (the guard or a pipeline moves it on).
+pub fn is_running(state: ReleaseState) -> bool {
+    matches!(
+        state,
+        ReleaseState::Pending
+            | ReleaseState::Deploying
+            | ReleaseState::Observing
+            | ReleaseState::RollingBack
+    )
+}
+
+/// A state in words, as a person reads it.
+pub fn state_words(state: ReleaseState) -> &'static str {
+    match state {
+        ReleaseState::Pending => "pending",
+        ReleaseState::Deploying => "deploying",
+        ReleaseState::Observing => "observing",
+        ReleaseState::Paused => "paused",
+        ReleaseState::RollingBack => "rolling back",
+        ReleaseState::RolledBack => "rolled back",
+        ReleaseState::Succeeded => "succeeded",
+        ReleaseState::Failed => "failed",
+        ReleaseState::Cancelled => "cancelled",
+    }
+}
+
+/// The badge of a release state.
+pub fn state_badge(out: &mut String, state: ReleaseState) {
+    let (class, shape) = match state {
+        ReleaseState::Pending => ("neutral", Shape::Hollow),
+        ReleaseState::Deploying | ReleaseState::Observing | ReleaseState::RollingBack => {
+            ("running", Shape::Running)
+        }
+        ReleaseState::Paused => ("bad", Shape::Pause),
+        ReleaseState::Succeeded => ("good", Shape::Tick),
+        ReleaseState::RolledBack | ReleaseState::Failed | ReleaseState::Cancelled => {
+            ("bad", Shape::Stop)
+        }
+    };
+    badge(out, class, shape, state_words(state));
+}
+
+/// A verdict in words.
+pub fn verdict_words(verdict: Option<Verdict>) -> &'static str {
+    match verdict {
+        Some(Verdict::Fault) => "fault",
+        Some(Verdict::Anomaly) => "anomaly",
+        Some(Verdict::Healthy) => "healthy",
+        Some(Verdict::InsufficientData) => "insufficient data",
+        None => "no verdict yet",
+    }
+}
+
+/// The badge of a verdict (or of its absence).
+pub fn verdict_badge(out: &mut String, verdict: Option<Verdict>) {
+    let (class, shape) = match verdict {
+        Some(Verdict::Fault) => ("bad", Shape::Stop),
+        Some(Verdict::Anomaly) => ("warn", Shape::Warning),
+        Some(Verdict::Healthy) => ("good", Shape::Tick),
+        Some(Verdict::InsufficientData) => ("neutral", Shape::Question),
+        None => ("neutral", Shape::Hollow),
+    };
+    badge(out, class, shape, verdict_words(verdict));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_markup_and_quotes() {
+        assert_eq!(
+            esc("<a href=\"x\">Tom & 'Jerry'</a>").to_string(),
+            "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;"
+        );
+        assert_eq!(esc("plain ünïcode").to_string(), "plain ünïcode");
+        assert_eq!(esc("").to_string(), "");
+    }
+
+    #[test]
+    fn url_components_encode_everything_but_unreserved_bytes() {
+        assert_eq!(url("shop-42_a.b~c").to_string(), "shop-42_a.b~c");
+        assert_eq!(url("a b/c?d=é").to_string(), "a%20b%2Fc%3Fd%3D%C3%A9");
+    }
+
+    #[test]
+    fn times_are_utc_calendar_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(-1), "1969-12-31 23:59:59 UTC");
+        assert_eq!(utc(4_107_542_399), "2100-02-28 23:59:59 UTC");
+        assert_eq!(clock_time(1_700_000_000), "22:13");
+        let mut out = String::new();
+        time_element(&mut out, 1_700_000_000);
+        assert_eq!(
+            out,
+            "<time datetime=\"2023-11-14T22:13:20Z\">2023-11-14 22:13:20 UTC</time>"
+        );
+    }
+
+    #[test]
+    fn numbers_keep_about_three_digits() {
+        assert_eq!(number(302.4), "302");
+        assert_eq!(number(12.345), "12.3");
+        assert_eq!(number(1.2345), "1.23");
+        assert_eq!(number(0.012345), "0.012");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(f64::NAN), "n/a");
+        assert_eq!(percent_change(2.03), "+203 %");
+        assert_eq!(percent_change(-0.5), "-50 %");
+    }
+
+    #[test]
+    fn badges_say_the_state_in_words_beside_a_hidden_icon() {
+        let mut out = String::new();
+        state_badge(&mut out, ReleaseState::RollingBack);
+        assert!(out.contains("aria-hidden=\"true\""));
+        assert!(out.ends_with("<span>rolling back</span></span>"));
+        let mut verdict = String::new();
+        verdict_badge(&mut verdict, None);
+        assert!(verdict.contains("no verdict yet"));
+    }
+}

@@ -1,0 +1,290 @@
+//! The release pages in a real browser: headless Chromium driven over WebDriver.
+//!
+//! A viewer sees a paused release but no action, and a cancel forged from the viewer's own page
+//! is refused. An operator signs in (with the keyboard), finds the paused release in the list,
+//! reads why it was paused beside its chart, resumes it and reports a false alarm; the store
+//! then holds both. Last, the open list follows a running release's pause without a reload.
+//! Screenshots of each stage go to `target/browser-artifacts/`.
+//!
+//! Needs `/usr/bin/chromedriver` and `/usr/bin/chromium` (Debian's `chromium-driver` and
+//! `chromium`); without them the test says so loudly and passes, unless
+//! `VIGIL_REQUIRE_BROWSER=1` (as `.ci/run` sets), when it fails.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod support;
+
+use serde_json::json;
+use support::webdriver::{artifacts_dir, missing_browser, Browser};
+use support::{server_with_paused_release, TestServer};
+use vigil_core::release::{Action, FeedbackKind, ReleaseState};
+
+/// The WebDriver code of the Enter key.
+const ENTER: &str = "\u{E007}";
+
+/// A browser, or `None` (after a loud message) when none is installed and none is required.
+fn browser_or_skip() -> Option<Browser> {
+    if let Some(missing) = missing_browser() {
+        let required = std::env::var("VIGIL_REQUIRE_BROWSER").is_ok_and(|value| value == "1");
+        assert!(
+            !required,
+            "VIGIL_REQUIRE_BROWSER=1 but {missing} is missing (install Debian chromium and chromium-driver)"
+        );
+        eprintln!(
+            "\n==========\nSKIPPED: browser tests: {missing} not found (install Debian chromium and chromium-driver)\n==========\n"
+        );
+        return None;
+    }
+    Some(Browser::start().unwrap_or_else(|error| panic!("cannot start the browser: {error}")))
+}
+
+/// Waits up to 20 s for an element matching `css` whose text contains `wanted`; returns the
+/// text.
+fn wait_for_text(browser: &Browser, css: &str, wanted: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        if let Ok(element) = browser.find(css) {
+            if let Ok(text) = browser.text(&element) {
+                if text.contains(wanted) {
+                    return text;
+                }
+                last = text;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let url = browser.current_url().unwrap_or_default();
+    panic!("no {css} with {wanted:?} at {url}; last text: {last:?}");
+}
+
+fn screenshot(browser: &Browser, name: &str) {
+    let path = artifacts_dir().join(format!("{name}.png"));
+    browser.screenshot(&path).unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size > 1000, "{} is only {size} bytes", path.display());
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// Signs in through the form, typing the token and pressing Enter.
+fn sign_in(browser: &Browser, server: &TestServer, token: &str) {
+    browser.goto(&format!("{}/releases", server.base)).unwrap();
+    let field = browser.wait_for("form.signin #token", 20).unwrap();
+    assert!(browser.current_url().unwrap().contains("/signin?next="));
+    browser
+        .type_text(&field, &format!("{token}{ENTER}"))
+        .unwrap();
+    browser.wait_for("table.releases", 20).unwrap();
+}
+
+#[test]
+fn an_operator_resumes_a_paused_release_and_a_viewer_cannot() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let (server, bundle) = server_with_paused_release();
+    let id = bundle.id.clone();
+    let (_, verdict) = server.get(&format!("/api/v1/releases/{id}/verdict"), &server.viewer);
+    let reason = verdict["reason"].as_str().unwrap().to_string();
+
+    // A viewer signs in and sees the paused release, but no action.
+    browser.goto(&format!("{}/releases", server.base)).unwrap();
+    browser.wait_for("form.signin", 20).unwrap();
+    screenshot(&browser, "01-signin");
+    sign_in(&browser, &server, &server.viewer);
+    browser
+        .goto(&format!("{}/releases/{id}", server.base))
+        .unwrap();
+    wait_for_text(&browser, "#summary", "signed in as a viewer");
+    assert!(browser
+        .find_all("button[name='action']")
+        .unwrap()
+        .is_empty());
+    assert!(browser.find_all("form.feedback-form").unwrap().is_empty());
+    screenshot(&browser, "02-viewer");
+    let store = &server.state.store;
+    let state_before = store.release(&id).unwrap().unwrap().state;
+    assert_eq!(state_before, ReleaseState::Paused);
+
+    // The viewer forges the cancel form on their own page, with their own session value.
+    let forged = browser
+        .execute(
+            "const form = document.createElement('form');
+             form.method = 'post';
+             form.action = '/releases/' + arguments[0] + '/actions';
+             const fields = {
+               form_key: document.querySelector('input[name=form_key]').value,
+               action: 'cancel',
+             };
+             for (const [name, value] of Object.entries(fields)) {
+               const input = document.createElement('input');
+               input.type = 'hidden';
+               input.name = name;
+               input.value = value;
+               form.appendChild(input);
+             }
+             document.body.appendChild(form);
+             form.submit();
+             return fields.form_key.length;",
+            json!([id]),
+        )
+        .unwrap();
+    assert_eq!(
+        forged,
+        json!(64),
+        "the forged form carries the session value"
+    );
+    let refusal = wait_for_text(&browser, "p.notice.error", "needs operator");
+    assert!(refusal.contains("role viewer"), "{refusal}");
+    screenshot(&browser, "03-viewer-forged-cancel-refused");
+    let state_after = store.release(&id).unwrap().unwrap().state;
+    assert_eq!(
+        state_after, state_before,
+        "the viewer's cancel changed nothing"
+    );
+    assert!(
+        store
+            .transitions(&id)
+            .unwrap()
+            .iter()
+            .all(|transition| transition.action != Action::Cancel),
+        "the viewer's cancel was refused"
+    );
+
+    // Back to the list, then the operator signs in instead.
+    let back = browser.find("main a[href='/releases']").unwrap();
+    browser.click(&back).unwrap();
+    browser.wait_for("table.releases", 20).unwrap();
+    let sign_out = browser.find("header .who button").unwrap();
+    browser.click(&sign_out).unwrap();
+    browser.wait_for("form.signin", 20).unwrap();
+    sign_in(&browser, &server, &server.operator);
+    let who = browser.text(&browser.find("header .who").unwrap()).unwrap();
+    assert!(who.contains("operator"), "{who}");
+    let row = browser
+        .text(&browser.find("table.releases tbody tr").unwrap())
+        .unwrap();
+    assert!(
+        row.contains(&id) && row.contains("paused") && row.contains("fault"),
+        "{row}"
+    );
+    screenshot(&browser, "04-list");
+
+    let link = browser.find(&format!("a[href='/releases/{id}']")).unwrap();
+    browser.click(&link).unwrap();
+    let why = wait_for_text(&browser, "#summary .reason", "Why:");
+    assert!(why.contains(&reason), "{why} does not say {reason}");
+    let chart = browser.find("figure.chart svg[role='img']").unwrap();
+    let labelled_by = browser.attribute(&chart, "aria-labelledby").unwrap();
+    assert_eq!(labelled_by.as_deref(), Some("chart-0-title chart-0-desc"));
+    let (_, findings) = server.get(&format!("/api/v1/releases/{id}/findings"), &server.viewer);
+    let metric = findings["latest"]["findings"][0]["signal"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let title = browser
+        .execute(
+            "return document.getElementById('chart-0-title').textContent;",
+            json!([]),
+        )
+        .unwrap();
+    assert!(
+        title.as_str().unwrap().starts_with(&metric),
+        "the chart's title {title} names {metric}"
+    );
+    assert!(!browser
+        .find_all("figure.chart .legend li")
+        .unwrap()
+        .is_empty());
+    screenshot(&browser, "05-paused-release");
+    browser
+        .execute(
+            "document.querySelector('figure.chart').scrollIntoView({block: 'center'});",
+            json!([]),
+        )
+        .unwrap();
+    screenshot(&browser, "06-paused-release-chart");
+
+    let resume = browser
+        .find("button[name='action'][value='resume']")
+        .unwrap();
+    browser.click(&resume).unwrap();
+    wait_for_text(&browser, "p.notice", "Resumed");
+    screenshot(&browser, "07-resumed");
+
+    let false_alarm = browser.find("#feedback-false_alarm").unwrap();
+    browser.click(&false_alarm).unwrap();
+    let note = browser.find("#feedback-note").unwrap();
+    browser
+        .type_text(&note, "a load test on the reference hosts")
+        .unwrap();
+    let send = browser
+        .find("form.feedback-form button[type='submit']")
+        .unwrap();
+    browser.click(&send).unwrap();
+    wait_for_text(&browser, "p.notice", "feedback is stored");
+    let listed = browser.text(&browser.find("ul.feedback").unwrap()).unwrap();
+    assert!(listed.contains("false alarm by operator"), "{listed}");
+    screenshot(&browser, "08-feedback");
+
+    let transitions = store.transitions(&id).unwrap();
+    assert!(
+        transitions
+            .iter()
+            .any(|transition| transition.action == Action::Resume
+                && transition.actor == "operator"
+                && transition.from == ReleaseState::Paused),
+        "no resume by the operator in {transitions:?}"
+    );
+    let feedback = store.feedback(&id).unwrap();
+    assert_eq!(feedback.len(), 1, "{feedback:?}");
+    assert_eq!(feedback[0].kind, FeedbackKind::FalseAlarm);
+    assert_eq!(feedback[0].note, "a load test on the reference hosts");
+    assert_eq!(feedback[0].actor, "operator");
+
+    the_list_refreshes_itself_while_a_release_runs(&browser, &server);
+}
+
+/// A running release's row changes on the open list page, without a reload, when the release
+/// is paused through the API.
+fn the_list_refreshes_itself_while_a_release_runs(browser: &Browser, server: &TestServer) {
+    let (status, created) = server.post(
+        "/api/v1/releases",
+        &server.admin,
+        &json!({"id": "live-1", "app": "cart", "version": "9", "hosts": ["c1"]}),
+    );
+    assert_eq!(status, 201, "{created}");
+    browser
+        .goto(&format!("{}/releases?app=cart", server.base))
+        .unwrap();
+    let region = browser
+        .wait_for("#releases[data-running='true']", 20)
+        .unwrap();
+    let row = "#releases a[href='/releases/live-1']";
+    browser.wait_for(row, 20).unwrap();
+    assert!(browser.text(&region).unwrap().contains("pending"));
+    browser
+        .execute("window.stillTheSamePage = true;", json!([]))
+        .unwrap();
+    let (status, paused) = server.post(
+        "/api/v1/releases/live-1/pause",
+        &server.admin,
+        &json!({"reason": "maintenance window"}),
+    );
+    assert_eq!(status, 200, "{paused}");
+    wait_for_text(browser, "#releases tbody", "paused");
+    let same_page = browser
+        .execute("return window.stillTheSamePage === true;", json!([]))
+        .unwrap();
+    assert_eq!(same_page, json!(true), "the list changed without a reload");
+    let running = browser
+        .execute(
+            "return document.getElementById('releases').dataset.running;",
+            json!([]),
+        )
+        .unwrap();
+    assert_eq!(
+        running,
+        json!("false"),
+        "nothing runs: the refreshing stops"
+    );
+    screenshot(browser, "09-list-refreshed");
+}

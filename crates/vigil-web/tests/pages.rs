@@ -1,0 +1,258 @@
+//! The release pages over HTTP: signing in, the list and its fragment, a paused release's
+//! page, and the rules on who may act and from where. (`browser.rs` drives the same pages in a
+//! real browser.)
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::json;
+use support::{input_value, server_with_paused_release, PageClient, TestServer};
+
+const NOW: i64 = 1_700_000_000;
+
+#[test]
+fn pages_need_a_session_and_ingest_tokens_cannot_sign_in() {
+    let server = TestServer::start(NOW);
+    let mut client = PageClient::new(&server.base);
+    let root = client.get("/");
+    assert_eq!(root.status, 303);
+    assert_eq!(root.location.as_deref(), Some("/releases"));
+    let list = client.get("/releases?app=shop");
+    assert_eq!(list.status, 303, "no session: sent to sign in");
+    assert_eq!(
+        list.location.as_deref(),
+        Some("/signin?next=%2Freleases%3Fapp%3Dshop")
+    );
+    assert_eq!(client.get("/fragment/releases").status, 401);
+    let form = client.get("/signin?next=/releases");
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("<label for=\"token\">API token</label>"));
+
+    let ingest = client.sign_in(&server.ingest);
+    assert_eq!(ingest.status, 403, "{}", ingest.body);
+    assert!(ingest.body.contains("can only push data"));
+    assert!(ingest.set_cookie.is_none());
+    let unknown = client.sign_in("vgl_0123456789abcdef");
+    assert_eq!(unknown.status, 401);
+    assert!(unknown.set_cookie.is_none());
+    let odd = client.sign_in("vgl; Path=/evil");
+    assert_eq!(odd.status, 401, "a token with cookie syntax is refused");
+    assert!(client.cookie.is_none());
+
+    let elsewhere = client.post_form_from(
+        "https://evil.example",
+        "/signin",
+        &[("token", &server.viewer)],
+    );
+    assert_eq!(elsewhere.status, 403, "sign-in from another site");
+    assert!(elsewhere.set_cookie.is_none());
+
+    let signed_in = client.sign_in(&server.viewer);
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert_eq!(signed_in.location.as_deref(), Some("/releases"));
+    let cookie = signed_in.set_cookie.unwrap();
+    assert!(cookie.starts_with(&format!("vigil_session={}", server.viewer)));
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert_eq!(client.get("/releases").status, 200);
+
+    let out = client.post_form("/signout", &[]);
+    assert_eq!(out.status, 303);
+    assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
+}
+
+#[test]
+fn the_list_filters_escapes_and_says_when_it_refreshes() {
+    let server = TestServer::start(NOW);
+    for (id, app) in [("a1", "shop"), ("a2", "<b>cart</b>")] {
+        let (status, answer) = server.post(
+            "/api/v1/releases",
+            &server.admin,
+            &json!({"id": id, "app": app, "version": "7", "hosts": ["h1", "h2"],
+                    "batches": [{"hosts": ["h1"]}, {"hosts": ["h2"]}]}),
+        );
+        assert_eq!(status, 201, "{answer}");
+    }
+    let (status, _) = server.post(
+        "/api/v1/releases/a1/batches/0/deployed",
+        &server.admin,
+        &json!({}),
+    );
+    assert_eq!(status, 200);
+    let mut client = PageClient::new(&server.base);
+    client.sign_in(&server.viewer);
+
+    let all = client.get("/releases");
+    assert_eq!(all.status, 200);
+    assert!(all.body.contains("<a href=\"/releases/a1\">a1</a>"));
+    assert!(
+        all.body.contains("&lt;b&gt;cart&lt;/b&gt;"),
+        "app names are escaped"
+    );
+    assert!(!all.body.contains("<b>cart</b>"));
+    assert!(all.body.contains("data-running=\"true\""));
+    assert!(all.body.contains("<td>1 of 2</td>"), "batches done");
+    assert!(all.body.contains("<span>observing</span>"));
+
+    let shop = client.get("/releases?app=shop&state=observing");
+    assert!(shop.body.contains("/releases/a1\""));
+    assert!(!shop.body.contains("/releases/a2\""));
+    assert!(shop.body.contains("<option value=\"observing\" selected>"));
+    let none = client.get("/releases?state=paused");
+    assert!(none.body.contains("No release matches this filter."));
+    assert!(none.body.contains("data-running=\"false\""));
+    let bad = client.get("/releases?state=sleeping");
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("unknown state"));
+
+    let fragment = client.get("/fragment/releases?app=shop");
+    assert_eq!(fragment.status, 200);
+    assert!(fragment.body.starts_with("<section id=\"releases\""));
+    assert!(fragment
+        .body
+        .contains("data-fragment=\"/fragment/releases?app=shop\""));
+    assert!(!fragment.body.contains("<html"));
+}
+
+#[test]
+fn a_paused_release_shows_why_with_a_chart_and_only_operators_act() {
+    let (server, bundle) = server_with_paused_release();
+    let path = format!("/releases/{}", bundle.id);
+    let (_, verdict) = server.get(
+        &format!("/api/v1/releases/{}/verdict", bundle.id),
+        &server.viewer,
+    );
+    let reason = verdict["reason"].as_str().unwrap().to_string();
+
+    let mut viewer = PageClient::new(&server.base);
+    viewer.sign_in(&server.viewer);
+    let seen = viewer.get(&path);
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert!(seen.body.contains("<span>paused</span>"));
+    assert!(seen.body.contains("<span>fault</span>"));
+    let escaped_reason = reason.replace('&', "&amp;").replace('\'', "&#39;");
+    assert!(seen.body.contains(&escaped_reason), "the reason: {reason}");
+    assert!(seen.body.contains("role=\"img\""), "a chart");
+    assert!(seen.body.contains("<desc id=\"chart-0-desc\">"));
+    assert!(seen.body.contains("class=\"pause\""), "the pause is marked");
+    assert!(
+        !seen.body.contains("name=\"action\""),
+        "viewers get no action buttons"
+    );
+    assert!(
+        !seen.body.contains("name=\"kind\""),
+        "nor the feedback form"
+    );
+
+    // A viewer who forges the form anyway (with their own session value) is refused.
+    let viewer_key = input_value(&seen.body, "form_key").unwrap();
+    let forged = viewer.post_form(
+        &format!("{path}/actions"),
+        &[("form_key", &viewer_key), ("action", "cancel")],
+    );
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(forged.body.contains("needs operator"));
+    let forged_feedback = viewer.post_form(
+        &format!("{path}/feedback"),
+        &[("form_key", &viewer_key), ("kind", "false_alarm")],
+    );
+    assert_eq!(forged_feedback.status, 403);
+
+    let mut operator = PageClient::new(&server.base);
+    operator.sign_in(&server.operator);
+    let page = operator.get(&path);
+    assert!(page
+        .body
+        .contains("<button type=\"submit\" name=\"action\" value=\"resume\">"));
+    assert!(page
+        .body
+        .contains("value=\"rollback\" class=\"danger\">Roll back</button>"));
+    assert!(
+        !page.body.contains("value=\"pause\""),
+        "a paused release cannot be paused"
+    );
+    let key = input_value(&page.body, "form_key").unwrap();
+    assert_ne!(key, viewer_key);
+
+    // Requests from elsewhere are refused: another origin, or no session value.
+    let cross_site = operator.post_form_from(
+        "https://evil.example",
+        &format!("{path}/actions"),
+        &[("form_key", &key), ("action", "cancel")],
+    );
+    assert_eq!(cross_site.status, 403);
+    let without_key = operator.post_form(&format!("{path}/actions"), &[("action", "cancel")]);
+    assert_eq!(without_key.status, 403);
+    assert!(without_key.body.contains("session value"));
+    let (_, still) = server.get(&format!("/api/v1/releases/{}", bundle.id), &server.viewer);
+    assert_eq!(
+        still["state"], "paused",
+        "nothing refused changed the release"
+    );
+
+    let resumed = operator.post_form(
+        &format!("{path}/actions"),
+        &[
+            ("form_key", &key),
+            ("action", "resume"),
+            ("reason", "checked: a load test"),
+        ],
+    );
+    assert_eq!(resumed.status, 303, "{}", resumed.body);
+    assert_eq!(
+        resumed.location.as_deref(),
+        Some(format!("{path}?done=resume#summary").as_str())
+    );
+    let again = operator.post_form(
+        &format!("{path}/actions"),
+        &[("form_key", &key), ("action", "resume")],
+    );
+    assert_eq!(again.status, 409, "an observing release cannot be resumed");
+    let sent = operator.post_form(
+        &format!("{path}/feedback"),
+        &[
+            ("form_key", &key),
+            ("kind", "false_alarm"),
+            ("note", "a <load> test"),
+        ],
+    );
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let after = operator.get(&format!("{path}?done=feedback"));
+    assert!(after.body.contains("Thank you: your feedback is stored."));
+    assert!(after.body.contains("<q>a &lt;load&gt; test</q>"));
+    assert!(
+        after.body.contains("checked: a load test"),
+        "the transition's reason"
+    );
+
+    let (_, transitions) = server.get(
+        &format!("/api/v1/releases/{}/transitions", bundle.id),
+        &server.viewer,
+    );
+    let resume = transitions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|transition| transition["action"] == "resume")
+        .unwrap();
+    assert_eq!(resume["actor"], "operator");
+    assert_eq!(resume["reason"], "checked: a load test");
+    let (_, feedback) = server.get(
+        &format!("/api/v1/releases/{}/feedback", bundle.id),
+        &server.viewer,
+    );
+    assert_eq!(feedback[0]["kind"], "false_alarm");
+    assert_eq!(feedback[0]["actor"], "operator");
+}
+
+#[test]
+fn an_unknown_release_is_a_404_page() {
+    let server = TestServer::start(NOW);
+    let mut client = PageClient::new(&server.base);
+    client.sign_in(&server.admin);
+    let missing = client.get("/releases/nope");
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("no release nope"));
+    let static_css = client.get("/static/vigil.css");
+    assert_eq!(static_css.status, 200);
+    assert!(static_css.body.contains(":focus-visible"));
+}
