@@ -391,8 +391,17 @@ impl Guard {
             .as_ref()
             .is_none_or(|(verdict, labels)| *verdict != judgement.verdict || *labels != signals);
         let mut moved_to = None;
+        // A fault a person already saw and resumed past does not pause the release again,
+        // unless it grew or another signal faults.
+        let acknowledged = judgement.verdict == Verdict::Fault
+            && self
+                .acknowledged_faults(&release.id)?
+                .is_some_and(|seen| all_acknowledged(judgement, &seen));
+        if acknowledged {
+            tracing::info!(release = %release.id, at = judgement.at, reason = %explanation, "guard holds back a fault acknowledged at resume");
+        }
 
-        if judgement.verdict == Verdict::Fault {
+        if judgement.verdict == Verdict::Fault && !acknowledged {
             let title = format!(
                 "{} {} paused by Vigil",
                 release.spec.app, release.spec.version
@@ -461,7 +470,7 @@ impl Guard {
         }
 
         if moved_to.is_none()
-            && matches!(judgement.verdict, Verdict::Healthy | Verdict::Anomaly)
+            && (matches!(judgement.verdict, Verdict::Healthy | Verdict::Anomaly) || acknowledged)
             && vigil_deploy::all_batches_deployed(release)
             && release
                 .deployed
@@ -489,6 +498,42 @@ impl Guard {
             }
         }
         Ok(moved_to)
+    }
+
+    /// The fault findings a person resumed the release past: when its last transition is a
+    /// resume, those of the last fault verdict at or before the pause it ended.
+    fn acknowledged_faults(
+        &self,
+        release_id: &str,
+    ) -> Result<Option<Vec<vigil_core::Finding>>, GuardError> {
+        let transitions = self.store.transitions(release_id)?;
+        let Some((last, earlier)) = transitions.split_last() else {
+            return Ok(None);
+        };
+        if last.action != Action::Resume {
+            return Ok(None);
+        }
+        let Some(pause) = earlier
+            .iter()
+            .rev()
+            .find(|transition| transition.action == Action::Pause)
+        else {
+            return Ok(None);
+        };
+        let seen = self
+            .store
+            .verdicts(release_id)?
+            .into_iter()
+            .rev()
+            .find(|record| record.verdict == Verdict::Fault && record.at <= pause.at)
+            .map(|record| {
+                record
+                    .findings
+                    .into_iter()
+                    .filter(|finding| finding.severity == Verdict::Fault)
+                    .collect()
+            });
+        Ok(seen)
     }
 
     fn last_recorded(&self, release_id: &str) -> Result<Option<Recorded>, GuardError> {
@@ -535,6 +580,25 @@ fn first_changed_step(
     let since_start = (earliest_ms - start_ms).max(0);
     let step = usize::try_from((since_start + step_ms - 1) / step_ms).unwrap_or(usize::MAX);
     step.min(seen)
+}
+
+/// How much larger than when it was acknowledged a fault must grow to pause the release again.
+const ACKNOWLEDGED_GROWTH: f64 = 1.5;
+
+/// Whether every fault finding of `judgement` was among those `seen` at a resume, and has not
+/// grown by more than [`ACKNOWLEDGED_GROWTH`] since.
+fn all_acknowledged(judgement: &Judgement, seen: &[vigil_core::Finding]) -> bool {
+    judgement
+        .findings
+        .iter()
+        .filter(|finding| finding.severity == Verdict::Fault)
+        .all(|finding| {
+            let label = finding.signal.label();
+            seen.iter().any(|earlier| {
+                earlier.signal.label() == label
+                    && finding.effect.abs() <= ACKNOWLEDGED_GROWTH * earlier.effect.abs()
+            })
+        })
 }
 
 /// True when every series of the release's hosts that reported in the step before `step_time`
@@ -699,16 +763,29 @@ mod tests {
         }
     }
 
-    /// The guard, after every pass, holds the evaluator a fresh build on the whole window
-    /// gives, to the bit: with late samples, a resent sample, log lines starting after the
-    /// deploy and a changed baseline sample along the way.
-    #[test]
-    fn a_kept_evaluator_equals_one_built_on_the_whole_window_after_every_pass() {
-        let dir = vigil_store::testing::TempDir::new("guard-extend").unwrap();
+    struct Setup {
+        _dir: vigil_store::testing::TempDir,
+        store: Arc<dyn Store>,
+        index: Arc<RwLock<DataIndex>>,
+        clock: Arc<ManualClock>,
+        guard: Guard,
+    }
+
+    /// A store with the release, and an index with an hour of quiet data before its deploy.
+    fn setup(name: &str) -> Setup {
+        let dir = vigil_store::testing::TempDir::new(name).unwrap();
         let store: Arc<dyn Store> =
             vigil_store::open(&dir.path().join("vigil.db").display().to_string()).unwrap();
         store.create_release(&release()).unwrap();
         let index = Arc::new(RwLock::new(DataIndex::new()));
+        let mut at = DEPLOY - 3600;
+        while at <= DEPLOY {
+            index
+                .write()
+                .unwrap()
+                .insert_metrics(&samples(at, &[], 0.0));
+            at += STEP;
+        }
         let clock = Arc::new(ManualClock::new(DEPLOY));
         let guard = Guard::new(
             Arc::clone(&store),
@@ -716,12 +793,80 @@ mod tests {
             clock.clone(),
             GuardConfig::default(),
         );
-        let insert = |chunk: MetricChunk| index.write().unwrap().insert_metrics(&chunk);
-        let mut at = DEPLOY - 3600;
-        while at <= DEPLOY {
-            insert(samples(at, &[], 0.0));
-            at += STEP;
+        Setup {
+            _dir: dir,
+            store,
+            index,
+            clock,
+            guard,
         }
+    }
+
+    #[test]
+    fn a_fault_acknowledged_at_resume_pauses_again_only_once_it_grows() {
+        let Setup {
+            _dir,
+            store,
+            index,
+            clock,
+            guard,
+        } = setup("guard-acknowledge");
+        let mut step = 0;
+X
+        let mut step_with = |latency_up: f64| -> ReleaseState {
+            step += 1;
+            let at = DEPLOY + step * STEP;
+            let mut held = index.write().unwrap();
+            held.insert_metrics(&samples(at, &["h0", "h1", "h2"], latency_up));
+            held.insert_metrics(&samples(at, &["h3", "h4", "h5"], 0.0));
+            drop(held);
+            clock.set(at + GuardConfig::default().grace_seconds);
+            guard.pass().unwrap();
+            store.release("r1").unwrap().unwrap().state
+        };
+        let paused_after = (0..20).position(|_| step_with(60.0) == ReleaseState::Paused);
+        assert!(paused_after.is_some(), "the fault never paused the release");
+        store
+            .apply(&Change {
+                release_id: "r1".into(),
+                expected: ReleaseState::Paused,
+                to: ReleaseState::Observing,
+                action: Action::Resume,
+                actor: "ops".into(),
+                at: clock.now(),
+                reason: "known: a cache warms up".into(),
+                deployed: None,
+                notifications: Vec::new(),
+            })
+            .unwrap();
+        guard.forget("r1");
+        for _ in 0..8 {
+            assert_eq!(
+                step_with(60.0),
+                ReleaseState::Observing,
+                "the acknowledged fault paused the release again"
+            );
+        }
+        let paused_again = (0..10).position(|_| step_with(200.0) == ReleaseState::Paused);
+        assert!(
+            paused_again.is_some(),
+            "a fault three times as large did not pause"
+        );
+    }
+
+    /// The guard, after every pass, holds the evaluator a fresh build on the whole window
+    /// gives, to the bit: with late samples, a resent sample, log lines starting after the
+    /// deploy and a changed baseline sample along the way.
+    #[test]
+    fn a_kept_evaluator_equals_one_built_on_the_whole_window_after_every_pass() {
+        let Setup {
+            _dir,
+            store,
+            index,
+            clock,
+            guard,
+        } = setup("guard-extend");
+        let insert = |chunk: MetricChunk| index.write().unwrap().insert_metrics(&chunk);
         for step in 1..=24 {
             let at = DEPLOY + step * STEP;
             match step {
