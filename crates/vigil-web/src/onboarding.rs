@@ -30,6 +30,8 @@ pub struct DiscoveryQuery {
     pub selector: Option<String>,
     pub host_label: Option<String>,
     pub step_seconds: Option<i64>,
+    /// `false` skips discovery (a list of many apps wants the report from data only).
+    pub discover: Option<bool>,
 }
 
 /// The body of an apply request; every field may be left out.
@@ -185,7 +187,7 @@ pub async fn show(
         })
         .await?;
     let params = discovery_params(&app, &asked, report.pull.as_ref())?;
-    let Some(params) = params else {
+    let Some(params) = params.filter(|_| asked.discover != Some(false)) else {
         if !known {
             return Err(ApiError::not_found(format!(
                 "app {app} is unknown: no data arrived from it and it has no settings; give \
@@ -221,6 +223,7 @@ pub async fn apply(
         selector: request.selector.clone(),
         host_label: request.host_label.clone(),
         step_seconds: request.step_seconds,
+        discover: None,
     };
     let configured = current
         .as_ref()

@@ -395,6 +395,13 @@ fn prometheus_discovery_proposes_queries_that_the_puller_fetches_for_every_host(
         .unwrap();
     assert_eq!(logs_step["action"], "send_logs");
 
+    let (status, from_data) = server.get(
+        "/api/v1/apps/checkout/onboarding?discover=false",
+        &server.viewer,
+    );
+    assert_eq!(status, 200, "{from_data}");
+    assert!(from_data.get("discovery").is_none());
+
     // Apply: the six proposals join the app's own query.
     let (status, applied) = server.post(
         "/api/v1/apps/checkout/onboarding/apply",

@@ -252,16 +252,24 @@ impl Inventory {
         }
     }
 
-    /// The metadata of a metric name's family: the name itself, without its histogram part,
-    /// or without `_total` (OpenMetrics names the family without it).
+    /// The metadata of a metric name's family.
     pub fn metadata_of(&self, name: &str) -> Option<&FamilyMetadata> {
-        let (_, base) = Part::split(name);
-        let without_total = name.strip_suffix("_total");
-        [Some(name), Some(base), without_total]
-            .into_iter()
-            .flatten()
-            .find_map(|family| self.metadata.get(family))
+        family_metadata(&self.metadata, name)
     }
+}
+
+/// The metadata of a metric name's family: the name itself, without its histogram part, or
+/// without `_total` (OpenMetrics names the family without it).
+fn family_metadata<'a>(
+    metadata: &'a BTreeMap<String, FamilyMetadata>,
+    name: &str,
+) -> Option<&'a FamilyMetadata> {
+    let (_, base) = Part::split(name);
+    let without_total = name.strip_suffix("_total");
+    [Some(name), Some(base), without_total]
+        .into_iter()
+        .flatten()
+        .find_map(|family| metadata.get(family))
 }
 
 /// The names worth asking labels for: those the conventions say fill a signal, the known
@@ -270,14 +278,10 @@ pub fn names_to_inspect(
     names: &[String],
     metadata: &BTreeMap<String, FamilyMetadata>,
 ) -> Vec<String> {
-    let lookup = Inventory {
-        metadata: metadata.clone(),
-        ..Inventory::default()
-    };
     let mut ranked: Vec<(usize, &String)> = names
         .iter()
         .filter_map(|name| {
-            let declared = lookup.metadata_of(name);
+            let declared = family_metadata(metadata, name);
             let classified = names::classify(&Facts {
                 name,
                 labels: None,
