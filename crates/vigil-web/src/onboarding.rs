@@ -2,6 +2,9 @@
 //! (`GET /api/v1/apps/{app}/onboarding`, with the discovery of the app's Prometheus when it has
 //! a pull source or when `prometheus=URL` is given), and the discovered pull queries stored in
 //! the app's settings (`POST /api/v1/apps/{app}/onboarding/apply`).
+//!
+//! A Prometheus given in the request that does not answer makes a 502; the app's configured
+//! one only a `discovery_error` beside the report from data.
 
 use std::sync::Arc;
 
@@ -196,8 +199,16 @@ pub async fn show(
         }
         return Ok(Json(report));
     };
-    let discovery = run_discovery(params, now).await?;
-    Ok(Json(report.with_discovery(discovery)))
+    // Asked for, a failing server is the answer; configured, the report still comes.
+    let asked_for = asked.prometheus.is_some();
+    match run_discovery(params, now).await {
+        Ok(discovery) => Ok(Json(report.with_discovery(discovery))),
+        Err(error) if !asked_for => Ok(Json(Onboarding {
+            discovery_error: Some(error.message),
+            ..report
+        })),
+        Err(error) => Err(error),
+    }
 }
 
 /// `POST /api/v1/apps/{app}/onboarding/apply`.

@@ -176,6 +176,22 @@ fn bad_requests_get_a_clear_answer() {
         &format!("cannot query prometheus at {closed}: "),
     );
 
+    // The configured server failing does not hide the report.
+    let (status, answer) = server.put(
+        "/api/v1/apps/shadow",
+        &server.admin,
+        &json!({"prometheus": {"url": closed, "queries": [{"metric": "m", "query": "q"}]}}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (status, report) = server.get("/api/v1/apps/shadow/onboarding", &server.viewer);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["state"], "not_connected");
+    let failure = report["discovery_error"].as_str().unwrap();
+    assert!(
+        failure.starts_with(&format!("cannot query prometheus at {closed}: ")),
+        "{failure}"
+    );
+
     let cases = [
         ("prometheus=prom%3A9090", "must start with http"),
         (
@@ -234,7 +250,10 @@ fn bad_requests_get_a_clear_answer() {
     );
     assert_eq!(status, 502, "{answer}");
     let (_, apps) = server.get("/api/v1/apps", &server.viewer);
-    assert_eq!(apps, json!({}), "a failed apply stores nothing");
+    assert!(
+        apps.get("ghost").is_none(),
+        "a failed apply stores nothing: {apps}"
+    );
 }
 
 const FLEET: [&str; 3] = ["web1", "web2", "web3"];

@@ -69,6 +69,7 @@ pub fn report(input: &ReportInput<'_>) -> Onboarding {
         next_steps: next,
         pull,
         discovery: None,
+        discovery_error: None,
     }
 }
 

@@ -173,6 +173,9 @@ pub struct Onboarding {
     /// What the app's Prometheus holds and the queries proposed for it, when asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovery: Option<Discovery>,
+    /// Why discovery from the app's configured pull source failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_error: Option<String>,
 }
 
 /// The app's hosts with data in the index.

@@ -331,7 +331,7 @@ fn known_classified(signal: Signal, rank: usize, family: &KnownFamily, part: Par
         convention: Some(family.convention),
         rank,
         part,
-        evidence: vec![format!("{} of {}", family.name, family.convention)],
+        evidence: vec![format!("{} ({})", family.name, family.convention)],
     }
 }
 
