@@ -812,7 +812,7 @@ mod tests {
             guard,
         } = setup("guard-acknowledge");
         let mut step = 0;
-X
+        // One more step of data, the release hosts' latency up by `latency_up` (of 100).
         let mut step_with = |latency_up: f64| -> ReleaseState {
             step += 1;
             let at = DEPLOY + step * STEP;

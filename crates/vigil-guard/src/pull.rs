@@ -10,6 +10,7 @@ use vigil_core::Clock;
 use vigil_store::Store;
 
 use crate::intake::Intake;
+use crate::onboarding::discover::normalize_selector;
 
 /// An app's settings, as stored and as sent to `PUT /api/v1/apps/{app}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -45,10 +46,14 @@ pub struct PullSource {
     #[serde(default = "default_pull_step")]
     pub step_seconds: i64,
     pub queries: Vec<PullQuery>,
+    /// The app's label matchers on this server (`job="checkout"`), where onboarding looks for
+    /// the app's metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
 }
 
 /// One query: its results are stored as metric `metric` of each host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PullQuery {
     pub metric: String,
@@ -68,6 +73,8 @@ pub enum AppConfigError {
     EmptyQuery(usize),
     #[error("prometheus.queries[{index}] repeats metric {metric:?}")]
     DuplicateMetric { index: usize, metric: String },
+    #[error("prometheus.selector must be label matchers such as job=\"checkout\"")]
+    Selector,
     #[error("log_pattern is not a valid regular expression: {0}")]
     Pattern(String),
     #[error("log_pattern needs a named group `message`")]
@@ -85,6 +92,10 @@ impl AppConfig {
             }
             if source.queries.is_empty() {
                 return Err(AppConfigError::NoQuery);
+            }
+            let selector = source.selector.as_deref();
+            if selector.is_some_and(|text| normalize_selector(text).is_none()) {
+                return Err(AppConfigError::Selector);
             }
             let mut metrics = std::collections::HashSet::new();
             for (index, query) in source.queries.iter().enumerate() {
@@ -248,9 +259,14 @@ mod tests {
         assert!(matches!(bad.validate(), Err(AppConfigError::Pattern(_))));
         bad.log_pattern = Some("^(?P<msg>.*)$".into());
         assert_eq!(bad.validate(), Err(AppConfigError::PatternWithoutMessage));
-        let mut no_url = good;
+        let mut no_url = good.clone();
         no_url.prometheus.as_mut().unwrap().url = "ftp://x".into();
         assert_eq!(no_url.validate(), Err(AppConfigError::Url));
+        let mut selected = good;
+        selected.prometheus.as_mut().unwrap().selector = Some("{job=\"shop\"}".into());
+        assert_eq!(selected.validate(), Ok(()));
+        selected.prometheus.as_mut().unwrap().selector = Some("shop".into());
+        assert_eq!(selected.validate(), Err(AppConfigError::Selector));
         assert!(serde_json::from_str::<AppConfig>(
             r#"{"prometheus": {"url": "http://a", "queries": [], "extra": 1}}"#
         )

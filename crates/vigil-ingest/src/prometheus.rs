@@ -12,11 +12,17 @@
 //! error answers (`{"status": "error", "errorType": ..., "error": ...}`) become
 //! [`PrometheusError::Query`]. Result series without the host label are left out and listed in
 //! [`RangeResult::without_host`]. Values `"NaN"`, `"+Inf"` and `"-Inf"` are kept as such.
+//!
+//! For onboarding an app, the client also asks what a server holds: the values of a label
+//! (`/api/v1/label/<name>/values`, metric names with `__name__`), the label names of matching
+//! series (`/api/v1/labels`), both with `match[]` selectors over a time range, and a metric
+//! family's type and help (`/api/v1/metadata`). Their answers are bounded by the same limits.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use vigil_core::samples::{MetricChunk, Point, SeriesKey};
 
@@ -110,6 +116,18 @@ pub enum PrometheusError {
     DuplicateHost { host: String, label: String },
 }
 
+/// One declaration of a metric family by a scraped target (`/api/v1/metadata`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct FamilyMetadata {
+    /// `counter`, `gauge`, `histogram`, `summary`, `unknown`, ...
+    #[serde(rename = "type", default)]
+    pub metric_type: String,
+    #[serde(default)]
+    pub help: String,
+    #[serde(default)]
+    pub unit: String,
+}
+
 /// A client for one Prometheus server.
 #[derive(Debug)]
 pub struct PrometheusClient {
@@ -118,11 +136,12 @@ pub struct PrometheusClient {
     options: PrometheusOptions,
 }
 
+/// Prometheus' answer envelope; `Data` is what `data` holds for the endpoint asked.
 #[derive(Deserialize)]
-struct ApiAnswer {
+struct ApiAnswer<Data> {
     status: String,
-    #[serde(default)]
-    data: Option<ApiData>,
+    #[serde(default = "Option::default")]
+    data: Option<Data>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
     #[serde(default)]
@@ -188,11 +207,88 @@ impl PrometheusClient {
             ("step", query.step_seconds.to_string()),
             ("timeout", timeout),
         ];
+        let sent = self.agent.post(&url).send_form(form);
+        let answer = self.read_response(&url, sent)?;
+        self.matrix_to_chunk(query, answer)
+    }
+
+    /// The values of `label` (`__name__` for metric names) on the series matching any of
+    /// `selectors` with samples in `[start, end]` (Unix seconds), sorted.
+    pub fn label_values(
+        &self,
+        label: &str,
+        selectors: &[String],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, PrometheusError> {
+        if !is_label_name(label) {
+            return Err(PrometheusError::InvalidQuery(format!(
+                "{label:?} is not a label name"
+            )));
+        }
+        let path = format!("/api/v1/label/{label}/values");
+        let mut values: Vec<String> =
+            self.get_data(&path, &selector_params(selectors, start, end))?;
+        values.sort();
+        Ok(values)
+    }
+
+    /// The label names of the series matching any of `selectors` with samples in
+    /// `[start, end]`, sorted (`__name__` included).
+    pub fn label_names(
+        &self,
+        selectors: &[String],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, PrometheusError> {
+        let mut names: Vec<String> =
+            self.get_data("/api/v1/labels", &selector_params(selectors, start, end))?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// What the scraped targets declare of metric families (type, help, unit), by family, one
+    /// entry per distinct declaration: of `family` only, or of every family.
+    pub fn metadata(
+        &self,
+        family: Option<&str>,
+    ) -> Result<BTreeMap<String, Vec<FamilyMetadata>>, PrometheusError> {
+        let params: Vec<(&str, String)> = family
+            .map(|name| ("metric", name.to_owned()))
+            .into_iter()
+            .collect();
+        self.get_data("/api/v1/metadata", &params)
+    }
+
+    /// A GET of `path` with `params`, and the `data` of its answer.
+    fn get_data<Data: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Data, PrometheusError> {
+        let url = format!("{}{path}", self.base_url);
+        let request = params
+            .iter()
+            .fold(self.agent.get(&url), |request, (key, value)| {
+                request.query(key, value)
+            });
+        let answer: ApiAnswer<Data> = self.read_response(&url, request.call())?;
+        answer
+            .data
+            .ok_or_else(|| PrometheusError::Response("no data".to_owned()))
+    }
+
+    /// Reads an answer within the size limit and parses its envelope.
+    fn read_response<Data: DeserializeOwned>(
+        &self,
+        url: &str,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ApiAnswer<Data>, PrometheusError> {
         let transport = |error: ureq::Error| PrometheusError::Transport {
-            url: url.clone(),
+            url: url.to_owned(),
             message: error.to_string(),
         };
-        let mut response = self.agent.post(&url).send_form(form).map_err(transport)?;
+        let mut response = sent.map_err(transport)?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -200,14 +296,13 @@ impl PrometheusClient {
             .limit(self.options.max_response_bytes)
             .read_to_vec()
             .map_err(transport)?;
-        let answer = read_answer(status, &body)?;
-        self.matrix_to_chunk(query, answer)
+        read_answer(status, &body)
     }
 
     fn matrix_to_chunk(
         &self,
         query: &RangeQuery,
-        answer: ApiAnswer,
+        answer: ApiAnswer<ApiData>,
     ) -> Result<RangeResult, PrometheusError> {
         let Some(data) = answer.data else {
             return Err(PrometheusError::Response("no data".to_owned()));
@@ -300,8 +395,11 @@ fn check_range(query: &RangeQuery) -> Result<(), PrometheusError> {
 }
 
 /// The answer's JSON, or the error it carries.
-fn read_answer(status: u16, body: &[u8]) -> Result<ApiAnswer, PrometheusError> {
-    let parsed: Result<ApiAnswer, _> = serde_json::from_slice(body);
+fn read_answer<Data: DeserializeOwned>(
+    status: u16,
+    body: &[u8],
+) -> Result<ApiAnswer<Data>, PrometheusError> {
+    let parsed: Result<ApiAnswer<Data>, _> = serde_json::from_slice(body);
     let answer = match parsed {
         Ok(answer) => answer,
         Err(error) if (200..300).contains(&status) => {
@@ -323,6 +421,27 @@ fn read_answer(status: u16, body: &[u8]) -> Result<ApiAnswer, PrometheusError> {
         });
     }
     Ok(answer)
+}
+
+/// The `match[]`, `start` and `end` parameters of a label query.
+fn selector_params(selectors: &[String], start: i64, end: i64) -> Vec<(&'static str, String)> {
+    let mut params: Vec<(&'static str, String)> = selectors
+        .iter()
+        .map(|selector| ("match[]", selector.clone()))
+        .collect();
+    params.push(("start", start.to_string()));
+    params.push(("end", end.to_string()));
+    params
+}
+
+/// A Prometheus label name: a letter or `_`, then letters, digits or `_`.
+pub fn is_label_name(text: &str) -> bool {
+    let mut characters = text.chars();
+    let Some(first) = characters.next() else {
+        return false;
+    };
+    (first.is_ascii_alphabetic() || first == '_')
+        && characters.all(|character| character.is_ascii_alphanumeric() || character == '_')
 }
 
 /// A sample value as Prometheus writes it: a decimal number, `NaN`, `+Inf` or `-Inf`.

@@ -676,5 +676,51 @@ pub(crate) fn prometheus_notation<'a>(
     out
 }
 
+/// A metric in Prometheus' notation (`http_requests_total{code="500",method="get"}`, as
+/// [`SeriesKey::metric`] holds it) split into its name and its labels, escapes undone. A name
+/// without labels (JSON samples) has none; text after a malformed label set is left out, with
+/// the labels read before it kept.
+pub fn split_notation(metric: &str) -> (&str, Vec<(String, String)>) {
+    let Some((name, rest)) = metric.split_once('{') else {
+        return (metric, Vec::new());
+    };
+    let mut labels = Vec::new();
+    let mut characters = rest.chars().peekable();
+    loop {
+        let before_equals: String = characters
+            .by_ref()
+            .take_while(|&character| character != '=')
+            .collect();
+        let label = before_equals.trim_start_matches(',').trim().to_owned();
+        if label.is_empty() || characters.next() != Some('"') {
+            break;
+        }
+        let mut value = String::new();
+        let mut closed = false;
+        while let Some(character) = characters.next() {
+            match character {
+                '"' => {
+                    closed = true;
+                    break;
+                }
+                '\\' => match characters.next() {
+                    Some('n') => value.push('\n'),
+                    Some(escaped) => value.push(escaped),
+                    None => break,
+                },
+                other => value.push(other),
+            }
+        }
+        if !closed {
+            break;
+        }
+        labels.push((label, value));
+        if characters.peek() != Some(&',') {
+            break;
+        }
+    }
+    (name, labels)
+}
+
 #[cfg(test)]
 mod tests;

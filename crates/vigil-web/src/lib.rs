@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod error;
 mod ingest;
+mod onboarding;
 mod pages;
 mod releases;
 pub mod server;
@@ -188,6 +189,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/apps", get(ingest::list_apps))
         .route("/api/v1/apps/{app}", put(ingest::put_app))
+        .route("/api/v1/apps/{app}/onboarding", get(onboarding::show))
+        .route(
+            "/api/v1/apps/{app}/onboarding/apply",
+            post(onboarding::apply),
+        )
         .route("/api/v1/ingest/samples", post(ingest::samples))
         .route("/api/v1/ingest/prometheus", post(ingest::remote_write))
         .route("/api/v1/ingest/logs", post(ingest::logs))

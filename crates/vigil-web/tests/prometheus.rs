@@ -10,104 +10,18 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{TempDir, TestServer};
+use support::prometheus::{prometheus_or_skip, serve_text, Prometheus};
+use support::TestServer;
 use vigil_core::Clock;
 use vigil_ingest::remote_write::{encode_remote_write, WriteSample, WriteSeries};
 
 const RELEASE_HOSTS: [&str; 4] = ["r1", "r2", "r3", "r4"];
 const REFERENCE_HOSTS: [&str; 4] = ["k1", "k2", "k3", "k4"];
-
-fn find_prometheus() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("VIGIL_PROMETHEUS") {
-        return Some(PathBuf::from(path));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("prometheus"))
-        .find(|candidate| candidate.is_file())
-}
-
-fn prometheus_or_skip(test: &str) -> Option<PathBuf> {
-    let found = find_prometheus();
-    if found.is_none() {
-        assert!(
-            std::env::var_os("VIGIL_REQUIRE_PROMETHEUS").is_none(),
-            "VIGIL_REQUIRE_PROMETHEUS is set but no prometheus binary was found"
-        );
-        eprintln!("\n*** SKIPPED: {test}: prometheus not installed (apt-get install prometheus, or set VIGIL_PROMETHEUS) ***\n");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Prometheus on a loopback port with its data in a temporary directory, killed on drop.
-struct Prometheus {
-    child: Child,
-    url: String,
-    _dir: TempDir,
-}
-
-impl Prometheus {
-    fn start(binary: &PathBuf, config: &str) -> Prometheus {
-        let dir = TempDir::new("prometheus");
-        let config_path = dir.0.join("prometheus.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let port = free_port();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.0.join("prometheus.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let prometheus = Prometheus {
-            child,
-            url,
-            _dir: dir,
-        };
-        for _ in 0..200 {
-            if let Ok(response) = support::agent()
-                .get(&format!("{}/-/ready", prometheus.url))
-                .call()
-            {
-                if response.status() == 200 {
-                    return prometheus;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("prometheus did not become ready");
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn latency(host_index: usize, step: i64, faulty: bool) -> f64 {
     let noise = ((step * 7 + host_index as i64 * 13) % 11) as f64 - 5.0;
@@ -208,10 +122,10 @@ fn vigil_pulls_a_faulty_fleet_from_prometheus_and_pauses() {
     assert_eq!(response.status(), 204);
 
     let server = TestServer::start(now);
-    let (status, answer) = request_put(
-        &server,
+    let (status, answer) = server.put(
         "/api/v1/apps/shop",
-        json!({"prometheus": {"url": prometheus.url, "host_label": "host", "step_seconds": step,
+        &server.admin,
+        &json!({"prometheus": {"url": prometheus.url, "host_label": "host", "step_seconds": step,
             "queries": [{"metric": "latency_ms", "query": "latency_ms"}]}}),
     );
     assert_eq!(status, 200, "{answer}");
@@ -231,58 +145,24 @@ fn vigil_pulls_a_faulty_fleet_from_prometheus_and_pauses() {
     assert!(at >= deploy + 60 && at <= now, "paused at {at}");
 }
 
-fn request_put(
-    server: &TestServer,
-    path: &str,
-    body: serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let mut response = support::agent()
-        .put(&format!("{}{path}", server.base))
-        .header("Authorization", &format!("Bearer {}", server.admin))
-        .header("Content-Type", "application/json")
-        .send(body.to_string().as_bytes())
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(json!({ "text": text })),
-    )
-}
-
 /// Serves `/metrics/<host>` in Prometheus' text format: each host's latency, tripled on the
 /// release hosts once `faulty` is set.
 fn serve_fleet(faulty: Arc<AtomicBool>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut scrape = 0i64;
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buffer = [0u8; 4096];
-            let read = stream.read(&mut buffer).unwrap_or(0);
-            let request = String::from_utf8_lossy(&buffer[..read]).to_string();
-            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
-            let host = path.trim_start_matches("/metrics/");
-            let index = RELEASE_HOSTS
-                .iter()
-                .chain(REFERENCE_HOSTS.iter())
-                .position(|name| *name == host)
-                .unwrap_or(0);
-            scrape += 1;
-            let bad = index < RELEASE_HOSTS.len() && faulty.load(Ordering::SeqCst);
-            let body = format!(
-                "# TYPE latency_ms gauge\nlatency_ms {}\n",
-                latency(index, scrape / 8, bad)
-            );
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
+    let mut scrape = 0i64;
+    serve_text(move |path| {
+        let host = path.trim_start_matches("/metrics/");
+        let index = RELEASE_HOSTS
+            .iter()
+            .chain(REFERENCE_HOSTS.iter())
+            .position(|name| *name == host)
+            .unwrap_or(0);
+        scrape += 1;
+        let bad = index < RELEASE_HOSTS.len() && faulty.load(Ordering::SeqCst);
+        format!(
+            "# TYPE latency_ms gauge\nlatency_ms {}\n",
+            latency(index, scrape / 8, bad)
+        )
+    })
 }
 
 #[test]

@@ -265,3 +265,84 @@ fn a_silent_server_times_out_and_a_closed_port_is_a_transport_error() {
         "{error}"
     );
 }
+
+/// A client for a server answering one request with `status` and `body`.
+fn client_once(status: &str, body: &str) -> (PrometheusClient, JoinHandle<String>) {
+    let (url, server) = serve_once(status, body);
+    let client = PrometheusClient::new(&url, PrometheusOptions::default()).expect("client");
+    (client, server)
+}
+
+#[test]
+fn label_values_send_the_selectors_and_come_back_sorted() {
+    let (client, server) = client_once(
+        "200 OK",
+        r#"{"status":"success","data":["node_load1","http_requests_total"]}"#,
+    );
+    let names = client
+        .label_values("__name__", &[r#"{job="shop"}"#.to_owned()], 100, 200)
+        .expect("names");
+    assert_eq!(names, vec!["http_requests_total", "node_load1"]);
+    let request = server.join().expect("server");
+    let first_line = request.lines().next().expect("request line");
+    assert!(
+        first_line.starts_with("GET /api/v1/label/__name__/values?match%5B%5D=%7Bjob%3D%22shop%22%7D&start=100&end=200 "),
+        "{first_line}"
+    );
+    let (client, _) = client_once("200 OK", "{}");
+    assert_eq!(
+        client
+            .label_values("bad label", &[], 0, 1)
+            .expect_err("refused")
+            .to_string(),
+        r#"invalid range query: "bad label" is not a label name"#
+    );
+}
+
+#[test]
+fn label_names_and_metadata_are_read_and_errors_passed_on() {
+    let (client, server) = client_once(
+        "200 OK",
+        r#"{"status":"success","data":["le","__name__","instance","job"]}"#,
+    );
+    let labels = client
+        .label_names(&["http_x_bucket".to_owned()], 1, 2)
+        .expect("labels");
+    assert_eq!(labels, vec!["__name__", "instance", "job", "le"]);
+    assert!(server
+        .join()
+        .expect("server")
+        .starts_with("GET /api/v1/labels?match%5B%5D=http_x_bucket&start=1&end=2 "));
+
+    let (client, server) = client_once(
+        "200 OK",
+        r#"{"status":"success","data":{"http_x":[{"type":"histogram","help":"Request time.","unit":""}]}}"#,
+    );
+    let declared = client.metadata(Some("http_x")).expect("metadata");
+    assert_eq!(
+        declared["http_x"],
+        vec![FamilyMetadata {
+            metric_type: "histogram".into(),
+            help: "Request time.".into(),
+            unit: String::new(),
+        }]
+    );
+    assert!(server
+        .join()
+        .expect("server")
+        .starts_with("GET /api/v1/metadata?metric=http_x "));
+    let (client, _) = client_once("200 OK", r#"{"status":"success","data":{}}"#);
+    assert!(client.metadata(None).expect("empty").is_empty());
+
+    let (client, _) = client_once(
+        "400 Bad Request",
+        r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"match[]\""}"#,
+    );
+    assert_eq!(
+        client
+            .label_names(&["{".to_owned()], 1, 2)
+            .expect_err("refused")
+            .to_string(),
+        r#"prometheus refused the query (http 400, bad_data): invalid parameter "match[]""#
+    );
+}

@@ -481,3 +481,20 @@ fn snappy_errors_say_snappy() {
         assert!(error.to_string().starts_with("snappy: "), "{error}");
     }
 }
+
+#[test]
+fn the_notation_splits_back_into_name_and_labels() {
+    let labels = [("code", "5\"0\\0"), ("path", "/a\nb"), ("z", "")];
+    let written = prometheus_notation("http_requests_total", labels.iter());
+    let (name, read) = split_notation(&written);
+    assert_eq!(name, "http_requests_total");
+    let expected: Vec<(String, String)> = labels
+        .iter()
+        .map(|(label, value)| (label.to_string(), value.to_string()))
+        .collect();
+    assert_eq!(read, expected);
+    assert_eq!(split_notation("cpu"), ("cpu", Vec::new()));
+    let (broken_name, kept) = split_notation(r#"x{a="1",b="open"#);
+    assert_eq!(broken_name, "x");
+    assert_eq!(kept, vec![("a".to_string(), "1".to_string())]);
+}

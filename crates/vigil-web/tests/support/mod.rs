@@ -2,6 +2,7 @@
 //! directory and a manual clock, and a small HTTP client for the tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod prometheus;
 pub mod webdriver;
 
 use std::path::PathBuf;
@@ -123,9 +124,28 @@ impl TestServer {
         token: &str,
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
+        self.send_json("POST", path, token, body)
+    }
+
+    pub fn put(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.send_json("PUT", path, token, body)
+    }
+
+    fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
         request(
             &self.base,
-            "POST",
+            method,
             path,
             token,
             Some(body.to_string().into_bytes()),
@@ -172,6 +192,11 @@ pub fn request(
             .get(&url)
             .header("Authorization", &authorization)
             .call(),
+        ("PUT", Some(bytes)) => agent
+            .put(&url)
+            .header("Authorization", &authorization)
+            .header("Content-Type", "application/json")
+            .send(&bytes[..]),
         (_, Some(bytes)) => agent
             .post(&url)
             .header("Authorization", &authorization)

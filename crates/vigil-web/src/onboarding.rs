@@ -1,0 +1,309 @@
+//! App onboarding: what Vigil receives from an app and what to configure next
+//! (`GET /api/v1/apps/{app}/onboarding`, with the discovery of the app's Prometheus when it has
+//! a pull source or when `prometheus=URL` is given), and the discovered pull queries stored in
+//! the app's settings (`POST /api/v1/apps/{app}/onboarding/apply`).
+//!
+//! A Prometheus given in the request that does not answer makes a 502; the app's configured
+//! one only a `discovery_error` beside the report from data.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use vigil_core::release::Role;
+use vigil_guard::onboarding::apply::{merge_queries, ApplyError, SkippedQuery};
+use vigil_guard::onboarding::discover::{self, Discovery, DiscoveryParams, MissingSignal};
+use vigil_guard::onboarding::{self, Onboarding, ReportInput, Signal};
+use vigil_guard::pull::{AppConfig, PullQuery, PullSource};
+use vigil_ingest::prometheus::PrometheusError;
+use vigil_store::Store;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Where to look for the app's metrics; each left out is taken from the app's pull source,
+/// else the defaults (`job="<app>"`, `instance`, 30 s).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryQuery {
+    pub prometheus: Option<String>,
+    pub selector: Option<String>,
+    pub host_label: Option<String>,
+    pub step_seconds: Option<i64>,
+    /// `false` skips discovery (a list of many apps wants the report from data only).
+    pub discover: Option<bool>,
+}
+
+/// The body of an apply request; every field may be left out.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    pub prometheus: Option<String>,
+    pub selector: Option<String>,
+    pub host_label: Option<String>,
+    pub step_seconds: Option<i64>,
+    /// Apply only the proposals for these signals (default: every one found); an empty list
+    /// skips discovery and applies `queries` only.
+    pub signals: Option<Vec<Signal>>,
+    /// The user's own queries, for signals discovery did not find.
+    #[serde(default)]
+    pub queries: Vec<PullQuery>,
+}
+
+/// The answer to an apply request.
+#[derive(Debug, Serialize)]
+pub struct ApplyAnswer {
+    pub app: String,
+    /// Queries added to the pull source.
+    pub added: Vec<PullQuery>,
+    /// Queries left out, with the reason.
+    pub skipped: Vec<SkippedQuery>,
+    /// Signals asked for that discovery did not find, with what to give.
+    pub missing: Vec<MissingSignal>,
+    /// The app's settings as stored now.
+    pub settings: AppConfig,
+}
+
+const DEFAULT_HOST_LABEL: &str = "instance";
+const DEFAULT_STEP_SECONDS: i64 = 30;
+
+/// The app's stored settings, if any.
+fn stored_config(store: &dyn Store, app: &str) -> Result<Option<AppConfig>, ApiError> {
+    let Some((_, value)) = store.apps()?.into_iter().find(|(name, _)| name == app) else {
+        return Ok(None);
+    };
+    serde_json::from_value(value).map(Some).map_err(|error| {
+        tracing::error!(app = %app, %error, "stored app settings are not valid");
+        ApiError::internal(format!(
+            "stored settings of app {app} are not valid: {error}"
+        ))
+    })
+}
+
+/// `job="<app>"`, quoted for PromQL.
+fn default_selector(app: &str) -> String {
+    let escaped = app.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("job=\"{escaped}\"")
+}
+
+/// The discovery parameters from what the request gave and the app's pull source; `None`
+/// when neither names a Prometheus server.
+fn discovery_params(
+    app: &str,
+    asked: &DiscoveryQuery,
+    configured: Option<&PullSource>,
+) -> Result<Option<DiscoveryParams>, ApiError> {
+    let url = match (&asked.prometheus, configured) {
+        (Some(url), _) => url.clone(),
+        (None, Some(source)) => source.url.clone(),
+        (None, None) if asked.selector.is_some() || asked.host_label.is_some() => {
+            return Err(ApiError::bad_request(
+                "selector and host_label need prometheus=URL or a configured pull source",
+            ));
+        }
+        (None, None) => return Ok(None),
+    };
+    let same_server = configured
+        .filter(|source| source.url.trim_end_matches('/') == url.trim().trim_end_matches('/'));
+    let selector = asked
+        .selector
+        .clone()
+        .or_else(|| same_server.and_then(|source| source.selector.clone()))
+        .unwrap_or_else(|| default_selector(app));
+    let host_label = asked
+        .host_label
+        .clone()
+        .or_else(|| same_server.map(|source| source.host_label.clone()))
+        .unwrap_or_else(|| DEFAULT_HOST_LABEL.to_owned());
+    let step_seconds = asked
+        .step_seconds
+        .or_else(|| same_server.map(|source| source.step_seconds))
+        .unwrap_or(DEFAULT_STEP_SECONDS);
+    DiscoveryParams::new(&url, &selector, &host_label, step_seconds)
+        .map(Some)
+        .map_err(|error| ApiError::bad_request(error.to_string()))
+}
+
+/// Runs discovery on a blocking thread; an unreachable server is a 502 naming it.
+async fn run_discovery(params: DiscoveryParams, now: i64) -> Result<Discovery, ApiError> {
+    let url = params.prometheus.clone();
+    let discovered = tokio::task::spawn_blocking(move || discover::run(&params, now))
+        .await
+        .map_err(|error| ApiError::internal(format!("discovery task failed: {error}")))?;
+    discovered.map_err(|error| {
+        tracing::warn!(prometheus = %url, %error, "prometheus discovery failed");
+        match error {
+            PrometheusError::Query { status, .. } if (400..500).contains(&status) => {
+                ApiError::bad_request(format!("prometheus at {url} refused the request: {error}"))
+            }
+            PrometheusError::InvalidUrl { .. } | PrometheusError::InvalidQuery(_) => {
+                ApiError::bad_request(error.to_string())
+            }
+            _ => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("cannot query prometheus at {url}: {error}"),
+            ),
+        }
+    })
+}
+
+fn query_parameters<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(parsed)| parsed).map_err(|rejection| {
+        ApiError::bad_request(format!(
+            "invalid query parameters: {}",
+            rejection.body_text()
+        ))
+    })
+}
+
+/// `GET /api/v1/apps/{app}/onboarding`.
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    query: Result<Query<DiscoveryQuery>, QueryRejection>,
+) -> Result<Json<Onboarding>, ApiError> {
+    state.authorize(&headers, Role::Viewer).await?;
+    let asked = query_parameters(query)?;
+    let now = state.clock.now();
+    let index = Arc::clone(state.guard.index());
+    let report_app = app.clone();
+    let (report, known) = state
+        .blocking(move |store| {
+            let config = stored_config(store, &report_app)?;
+            let templates = store.templates(&report_app)?;
+            let held = index
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let report = onboarding::report(&ReportInput {
+                app: &report_app,
+                index: &held,
+                config: config.as_ref(),
+                templates: &templates,
+                now,
+            });
+            let known = config.is_some() || report.hosts.count > 0 || !templates.is_empty();
+            Ok((report, known))
+        })
+        .await?;
+    let params = discovery_params(&app, &asked, report.pull.as_ref())?;
+    let Some(params) = params.filter(|_| asked.discover != Some(false)) else {
+        if !known {
+            return Err(ApiError::not_found(format!(
+                "app {app} is unknown: no data arrived from it and it has no settings; give \
+                 prometheus=URL&selector=... to discover its metrics"
+            )));
+        }
+        return Ok(Json(report));
+    };
+    // Asked for, a failing server is the answer; configured, the report still comes.
+    let asked_for = asked.prometheus.is_some();
+    match run_discovery(params, now).await {
+        Ok(discovery) => Ok(Json(report.with_discovery(discovery))),
+        Err(error) if !asked_for => Ok(Json(Onboarding {
+            discovery_error: Some(error.message),
+            ..report
+        })),
+        Err(error) => Err(error),
+    }
+}
+
+/// `POST /api/v1/apps/{app}/onboarding/apply`.
+pub async fn apply(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ApplyAnswer>, ApiError> {
+    state.authorize(&headers, Role::Admin).await?;
+    let request: ApplyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ApplyRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|error| ApiError::bad_request(format!("invalid apply request: {error}")))?
+    };
+    let lookup_app = app.clone();
+    let current = state
+        .blocking(move |store| stored_config(store, &lookup_app))
+        .await?;
+    let asked = DiscoveryQuery {
+        prometheus: request.prometheus.clone(),
+        selector: request.selector.clone(),
+        host_label: request.host_label.clone(),
+        step_seconds: request.step_seconds,
+        discover: None,
+    };
+    let configured = current
+        .as_ref()
+        .and_then(|config| config.prometheus.as_ref());
+    let params = discovery_params(&app, &asked, configured)?.ok_or_else(|| {
+        ApiError::bad_request(
+            "no prometheus server: give \"prometheus\" (and \"selector\"), or configure the \
+             app's pull source first",
+        )
+    })?;
+    let wanted = |signal: Signal| {
+        request
+            .signals
+            .as_ref()
+            .is_none_or(|signals| signals.contains(&signal))
+    };
+    let mut queries = Vec::new();
+    let mut skipped = Vec::new();
+    let mut missing = Vec::new();
+    if request
+        .signals
+        .as_ref()
+        .is_none_or(|signals| !signals.is_empty())
+    {
+        let discovery = run_discovery(params.clone(), state.clock.now()).await?;
+        for found in discovery.found.iter().filter(|found| wanted(found.signal)) {
+            match found.check.as_ref().and_then(|check| check.error.as_ref()) {
+                Some(error) => skipped.push(SkippedQuery {
+                    query: found.query.clone(),
+                    reason: format!("the query failed when tried: {error}"),
+                }),
+                None => queries.push(found.query.clone()),
+            }
+        }
+        let asked_for = |entry: &&MissingSignal| request.signals.is_some() && wanted(entry.signal);
+        missing.extend(discovery.missing.iter().filter(asked_for).cloned());
+    }
+    queries.extend(request.queries.iter().cloned());
+    let intake = Arc::clone(&state.intake);
+    let store_app = app.clone();
+    let merged = state
+        .blocking(move |store| {
+            let latest = stored_config(store, &store_app)?;
+            let merged =
+                merge_queries(latest.as_ref(), &params, &queries).map_err(|error| match error {
+                    ApplyError::OtherServer { .. } | ApplyError::OtherHostLabel { .. } => {
+                        ApiError::conflict(error.to_string())
+                    }
+                    ApplyError::Nothing => ApiError::bad_request(format!(
+                        "nothing to apply: discovery found no metric for {} on {} and no \
+                         queries were given",
+                        params.selector, params.prometheus
+                    )),
+                    ApplyError::Invalid(_) => ApiError::bad_request(error.to_string()),
+                })?;
+            let value = serde_json::to_value(&merged.settings)
+                .map_err(|error| ApiError::internal(error.to_string()))?;
+            store.put_app(&store_app, &value)?;
+            intake.reload_app(&store_app);
+            Ok(merged)
+        })
+        .await?;
+    tracing::info!(app = %app, added = merged.added.len(), skipped = merged.skipped.len(), "onboarding queries applied");
+    skipped.extend(merged.skipped);
+    Ok(Json(ApplyAnswer {
+        app,
+        added: merged.added,
+        skipped,
+        missing,
+        settings: merged.settings,
+    }))
+}
