@@ -212,6 +212,7 @@ pub fn host_views_in(bundle: &Bundle, start: i64, points: usize) -> Vec<HostView
 }
 
 /// Turns a bundle's per-host series into rows indexed by host then step.
+#[derive(Debug)]
 pub struct DenseRows {
     host_index: HashMap<String, usize>,
     hosts: usize,
@@ -251,16 +252,6 @@ impl DenseRows {
             }
         }
         rows
-    }
-}
-
-impl std::fmt::Debug for DenseRows {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("DenseRows")
-            .field("hosts", &self.hosts)
-            .field("points", &self.points)
-            .finish()
     }
 }
 
