@@ -1,15 +1,13 @@
 //! Attribute and decide: turn per-host evidence into findings and a verdict at one step.
 
-use vigil_core::{Bundle, Finding, Judgement, Signal, Verdict};
+use std::collections::HashMap;
+
+use vigil_core::{Bundle, Finding, Judgement, MetricMeta, Signal, Verdict};
 
 use crate::history::HistoryTrack;
 use crate::hosts::{harmful, host_evidence, HostEvidence, HostScores, Thresholds};
 use crate::logs::{log_evidence, LogEvidence};
 use crate::peers::PeerTrack;
-use std::collections::HashMap;
-
-use vigil_core::MetricMeta;
-
 use crate::prepare::{host_views_in, room_for, DenseRows, LogData, MetricData, Prepared};
 use crate::settings::Settings;
 use crate::stats;
