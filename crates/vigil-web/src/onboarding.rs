@@ -5,7 +5,11 @@
 //!
 //! A Prometheus given in the request that does not answer makes a 502; the app's configured
 //! one only a `discovery_error` beside the report from data.
+//!
+//! The Apps pages (`pages/apps.rs`) call the same functions: [`reports_from_data`],
+//! [`app_report`] and [`apply_onboarding`], which checks the admin role itself.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
@@ -13,7 +17,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use vigil_core::release::Role;
+use vigil_core::release::{ApiToken, Role};
 use vigil_guard::onboarding::apply::{merge_queries, ApplyError, SkippedQuery};
 use vigil_guard::onboarding::discover::{self, Discovery, DiscoveryParams, MissingSignal};
 use vigil_guard::onboarding::{self, Onboarding, ReportInput, Signal};
@@ -67,7 +71,7 @@ pub struct ApplyAnswer {
     pub settings: AppConfig,
 }
 
-const DEFAULT_HOST_LABEL: &str = "instance";
+pub(crate) const DEFAULT_HOST_LABEL: &str = "instance";
 const DEFAULT_STEP_SECONDS: i64 = 30;
 
 /// The app's stored settings, if any.
@@ -75,7 +79,12 @@ fn stored_config(store: &dyn Store, app: &str) -> Result<Option<AppConfig>, ApiE
     let Some((_, value)) = store.apps()?.into_iter().find(|(name, _)| name == app) else {
         return Ok(None);
     };
-    serde_json::from_value(value).map(Some).map_err(|error| {
+    parse_config(app, value).map(Some)
+}
+
+/// An app's settings as stored.
+fn parse_config(app: &str, value: serde_json::Value) -> Result<AppConfig, ApiError> {
+    serde_json::from_value(value).map_err(|error| {
         tracing::error!(app = %app, %error, "stored app settings are not valid");
         ApiError::internal(format!(
             "stored settings of app {app} are not valid: {error}"
@@ -84,7 +93,7 @@ fn stored_config(store: &dyn Store, app: &str) -> Result<Option<AppConfig>, ApiE
 }
 
 /// `job="<app>"`, quoted for PromQL.
-fn default_selector(app: &str) -> String {
+pub(crate) fn default_selector(app: &str) -> String {
     let escaped = app.replace('\\', "\\\\").replace('"', "\\\"");
     format!("job=\"{escaped}\"")
 }
@@ -159,19 +168,59 @@ fn query_parameters<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Api
     })
 }
 
-/// `GET /api/v1/apps/{app}/onboarding`.
-pub async fn show(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(app): Path<String>,
-    query: Result<Query<DiscoveryQuery>, QueryRejection>,
-) -> Result<Json<Onboarding>, ApiError> {
-    state.authorize(&headers, Role::Viewer).await?;
-    let asked = query_parameters(query)?;
+/// An app's report and what came of the discovery.
+#[derive(Debug)]
+pub(crate) struct AppReport {
+    pub report: Onboarding,
+    /// Data arrived from the app, or it has settings.
+    pub known: bool,
+    /// Why the discovery the request asked for (a Prometheus server, selector or host label
+    /// given) could not run; a configured server's failure is the report's `discovery_error`.
+    pub asked_failure: Option<ApiError>,
+}
+
+/// The reports of every app, from ingested data only (no Prometheus call): the apps whose
+/// hosts sent data and those with stored settings, by name.
+pub(crate) async fn reports_from_data(state: &AppState) -> Result<Vec<Onboarding>, ApiError> {
     let now = state.clock.now();
     let index = Arc::clone(state.guard.index());
-    let report_app = app.clone();
-    let (report, known) = state
+    state
+        .blocking(move |store| {
+            let mut configs = BTreeMap::new();
+            for (app, value) in store.apps()? {
+                let config = parse_config(&app, value)?;
+                configs.insert(app, Some(config));
+            }
+            let held = index
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for app in held.hosts_by_app().into_keys() {
+                if !app.is_empty() {
+                    configs.entry(app).or_insert(None);
+                }
+            }
+            let mut reports = Vec::with_capacity(configs.len());
+            for (app, config) in &configs {
+                let templates = store.templates(app)?;
+                reports.push(onboarding::report(&ReportInput {
+                    app,
+                    index: &held,
+                    config: config.as_ref(),
+                    templates: &templates,
+                    now,
+                }));
+            }
+            Ok(reports)
+        })
+        .await
+}
+
+/// An app's report from ingested data, and whether the app is known at all.
+async fn report_from_data(state: &AppState, app: &str) -> Result<(Onboarding, bool), ApiError> {
+    let now = state.clock.now();
+    let index = Arc::clone(state.guard.index());
+    let report_app = app.to_owned();
+    state
         .blocking(move |store| {
             let config = stored_config(store, &report_app)?;
             let templates = store.templates(&report_app)?;
@@ -188,27 +237,83 @@ pub async fn show(
             let known = config.is_some() || report.hosts.count > 0 || !templates.is_empty();
             Ok((report, known))
         })
-        .await?;
-    let params = discovery_params(&app, &asked, report.pull.as_ref())?;
-    let Some(params) = params.filter(|_| asked.discover != Some(false)) else {
-        if !known {
-            return Err(ApiError::not_found(format!(
-                "app {app} is unknown: no data arrived from it and it has no settings; give \
-                 prometheus=URL&selector=... to discover its metrics"
-            )));
+        .await
+}
+
+/// An app's report, with the discovery of its Prometheus when the request names one or the
+/// app pulls from one (unless `discover=false`).
+pub(crate) async fn app_report(
+    state: &AppState,
+    app: &str,
+    asked: &DiscoveryQuery,
+) -> Result<AppReport, ApiError> {
+    let (report, known) = report_from_data(state, app).await?;
+    let params = match discovery_params(app, asked, report.pull.as_ref()) {
+        Ok(params) => params,
+        Err(error) => {
+            return Ok(AppReport {
+                report,
+                known,
+                asked_failure: Some(error),
+            })
         }
-        return Ok(Json(report));
+    };
+    let Some(params) = params.filter(|_| asked.discover != Some(false)) else {
+        return Ok(AppReport {
+            report,
+            known,
+            asked_failure: None,
+        });
     };
     // Asked for, a failing server is the answer; configured, the report still comes.
     let asked_for = asked.prometheus.is_some();
-    match run_discovery(params, now).await {
-        Ok(discovery) => Ok(Json(report.with_discovery(discovery))),
-        Err(error) if !asked_for => Ok(Json(Onboarding {
-            discovery_error: Some(error.message),
-            ..report
-        })),
-        Err(error) => Err(error),
+    match run_discovery(params, state.clock.now()).await {
+        Ok(discovery) => Ok(AppReport {
+            report: report.with_discovery(discovery),
+            known,
+            asked_failure: None,
+        }),
+        Err(error) if !asked_for => Ok(AppReport {
+            report: Onboarding {
+                discovery_error: Some(error.message),
+                ..report
+            },
+            known,
+            asked_failure: None,
+        }),
+        Err(error) => Ok(AppReport {
+            report,
+            known,
+            asked_failure: Some(error),
+        }),
     }
+}
+
+/// The answer for an app nobody knows of.
+pub(crate) fn unknown_app(app: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "app {app} is unknown: no data arrived from it and it has no settings; give \
+         prometheus=URL&selector=... to discover its metrics"
+    ))
+}
+
+/// `GET /api/v1/apps/{app}/onboarding`.
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    query: Result<Query<DiscoveryQuery>, QueryRejection>,
+) -> Result<Json<Onboarding>, ApiError> {
+    state.authorize(&headers, Role::Viewer).await?;
+    let asked = query_parameters(query)?;
+    let found = app_report(&state, &app, &asked).await?;
+    if let Some(error) = found.asked_failure {
+        return Err(error);
+    }
+    if !found.known && found.report.discovery.is_none() {
+        return Err(unknown_app(&app));
+    }
+    Ok(Json(found.report))
 }
 
 /// `POST /api/v1/apps/{app}/onboarding/apply`.
@@ -218,13 +323,26 @@ pub async fn apply(
     Path(app): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<ApplyAnswer>, ApiError> {
-    state.authorize(&headers, Role::Admin).await?;
+    let token = state.authorize(&headers, Role::Admin).await?;
     let request: ApplyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ApplyRequest::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|error| ApiError::bad_request(format!("invalid apply request: {error}")))?
     };
+    Ok(Json(apply_onboarding(&state, &token, app, request).await?))
+}
+
+/// Discovers the app's Prometheus (unless `signals` is empty), merges the proposals asked for
+/// and the request's own queries into the app's pull source and stores it. Needs an admin
+/// token, checked here.
+pub(crate) async fn apply_onboarding(
+    state: &AppState,
+    token: &ApiToken,
+    app: String,
+    request: ApplyRequest,
+) -> Result<ApplyAnswer, ApiError> {
+    crate::auth::require(token, Role::Admin)?;
     let lookup_app = app.clone();
     let current = state
         .blocking(move |store| stored_config(store, &lookup_app))
@@ -297,13 +415,13 @@ pub async fn apply(
             Ok(merged)
         })
         .await?;
-    tracing::info!(app = %app, added = merged.added.len(), skipped = merged.skipped.len(), "onboarding queries applied");
+    tracing::info!(app = %app, by = %token.name, added = merged.added.len(), skipped = merged.skipped.len(), "onboarding queries applied");
     skipped.extend(merged.skipped);
-    Ok(Json(ApplyAnswer {
+    Ok(ApplyAnswer {
         app,
         added: merged.added,
         skipped,
         missing,
         settings: merged.settings,
-    }))
+    })
 }

@@ -3,7 +3,8 @@
 //! A viewer sees a paused release but no action, and a cancel forged from the viewer's own page
 //! is refused. An operator signs in (with the keyboard), finds the paused release in the list,
 //! reads why it was paused beside its chart, resumes it and reports a false alarm; the store
-//! then holds both. Last, the open list follows a running release's pause without a reload.
+//! then holds both. The open list follows a running release's pause without a reload. Last,
+//! the operator goes to Apps with the keyboard and reads an app's coverage.
 //! Screenshots of each stage go to `target/browser-artifacts/`.
 //!
 //! Needs `/usr/bin/chromedriver` and `/usr/bin/chromium` (Debian's `chromium-driver` and
@@ -17,6 +18,7 @@ use serde_json::json;
 use support::webdriver::{artifacts_dir, missing_browser, Browser};
 use support::{server_with_paused_release, TestServer};
 use vigil_core::release::{Action, FeedbackKind, ReleaseState};
+use vigil_core::Clock;
 
 /// The WebDriver code of the Enter key.
 const ENTER: &str = "\u{E007}";
@@ -241,6 +243,7 @@ fn an_operator_resumes_a_paused_release_and_a_viewer_cannot() {
     assert_eq!(feedback[0].actor, "operator");
 
     the_list_refreshes_itself_while_a_release_runs(&browser, &server);
+    the_apps_page_shows_an_app_s_coverage(&browser, &server);
 }
 
 /// A running release's row changes on the open list page, without a reload, when the release
@@ -287,4 +290,73 @@ fn the_list_refreshes_itself_while_a_release_runs(browser: &Browser, server: &Te
         "nothing runs: the refreshing stops"
     );
     screenshot(browser, "09-list-refreshed");
+}
+
+/// An app fed through the API appears on Apps, reached from the header with the keyboard;
+/// its page says which signals are found and which are missing.
+fn the_apps_page_shows_an_app_s_coverage(browser: &Browser, server: &TestServer) {
+    let now = server.clock.now();
+    let mut samples = Vec::new();
+    for host in ["c1", "c2"] {
+        for step in 0..5 {
+            for (metric, value) in [("cpu", 0.4), ("latency_ms", 120.0)] {
+                samples.push(json!({"host": host, "app": "cart", "metric": metric,
+                    "time": now - 300 + step * 60, "value": value + step as f64 * 0.01}));
+            }
+        }
+    }
+    let (status, answer) = server.post(
+        "/api/v1/ingest/samples",
+        &server.ingest,
+        &json!({ "samples": samples }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = server.post(
+        "/api/v1/ingest/logs",
+        &server.ingest,
+        &json!({"key": "cart-logs", "lines": [{"host": "c1", "app": "cart", "time": now - 10,
+            "line": "2023-11-14 22:12:50 ERROR payment gateway refused order 8812: timeout"}]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+
+    let apps_link = browser.find("header nav a[href='/apps']").unwrap();
+    browser.type_text(&apps_link, ENTER).unwrap();
+    browser.wait_for("table.apps", 20).unwrap();
+    let row = wait_for_text(browser, "table.apps tbody", "cart");
+    assert!(row.contains("connected"), "{row}");
+    screenshot(browser, "10-apps");
+
+    let app_link = browser.find("a[href='/apps/cart']").unwrap();
+    browser.click(&app_link).unwrap();
+    wait_for_text(browser, "table.coverage", "CPU");
+    let rows: Vec<String> = browser
+        .find_all("table.coverage tbody tr")
+        .unwrap()
+        .iter()
+        .map(|row| browser.text(row).unwrap().replace('\n', " "))
+        .collect();
+    let row_of = |signal: &str| {
+        rows.iter()
+            .find(|row| row.contains(&format!(" {signal} ")))
+            .unwrap_or_else(|| panic!("no {signal} in {rows:?}"))
+    };
+    assert!(row_of("CPU").contains("found"), "{rows:?}");
+    assert!(row_of("load").contains("missing"), "{rows:?}");
+    assert!(row_of("request latency").contains("found"), "{rows:?}");
+    assert!(row_of("logs").contains("found c1"), "{rows:?}");
+    let exceptions = browser
+        .text(&browser.find("table.exceptions").unwrap())
+        .unwrap();
+    assert!(
+        exceptions.contains("payment gateway refused"),
+        "{exceptions}"
+    );
+    assert!(
+        browser
+            .find_all("form.apply, form.own-query")
+            .unwrap()
+            .is_empty(),
+        "an operator changes no app settings"
+    );
+    screenshot(browser, "11-app");
 }

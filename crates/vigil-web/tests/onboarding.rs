@@ -9,11 +9,12 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::prometheus::{free_port, prometheus_or_skip, serve_text, Prometheus};
-use support::TestServer;
+use support::prometheus::{
+    free_port, node_exporter_text, prometheus_or_skip, scrape_config, serve_hosts, Prometheus,
+};
+use support::{wait_until, TestServer};
 use vigil_core::Clock;
 
 const NOW: i64 = 1_700_000_000;
@@ -262,21 +263,10 @@ const FLEET: [&str; 3] = ["web1", "web2", "web3"];
 /// scrape; only the first host answers some requests with 500.
 fn exporter_text(host: &str, scrape: u64) -> String {
     let n = scrape as f64;
-    let mut text = format!(
-        "# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.\n\
-         # TYPE node_cpu_seconds_total counter\n\
-         node_cpu_seconds_total{{cpu=\"0\",mode=\"idle\"}} {idle}\n\
-         node_cpu_seconds_total{{cpu=\"0\",mode=\"user\"}} {user}\n\
-         # TYPE node_memory_MemAvailable_bytes gauge\n\
-         node_memory_MemAvailable_bytes 3.0e+09\n\
-         # TYPE node_memory_MemTotal_bytes gauge\n\
-         node_memory_MemTotal_bytes 8.0e+09\n\
-         # TYPE node_load1 gauge\n\
-         node_load1 0.75\n\
-         # HELP http_request_duration_seconds Time spent serving HTTP requests.\n\
+    let mut text = node_exporter_text(scrape);
+    text.push_str(
+        "# HELP http_request_duration_seconds Time spent serving HTTP requests.\n\
          # TYPE http_request_duration_seconds histogram\n",
-        idle = 0.7 * n,
-        user = 0.3 * n,
     );
     let mut codes = vec![("200", 20.0)];
     if host == FLEET[0] {
@@ -299,51 +289,13 @@ fn exporter_text(host: &str, scrape: u64) -> String {
     text
 }
 
-/// Serves every host of the fleet at `/metrics/<host>`, counting each host's scrapes.
-fn serve_fleet() -> u16 {
-    let mut scrapes = std::collections::HashMap::<String, u64>::new();
-    serve_text(move |path| {
-        let host = path.trim_start_matches("/metrics/").to_string();
-        let scrape = scrapes.entry(host.clone()).or_default();
-        *scrape += 1;
-        exporter_text(&host, *scrape)
-    })
-}
-
-/// Calls `ask` every half second, keeping the server's clock on real time, until `done`
-/// holds for its answer; panics with the last answer after `seconds`.
-fn wait_until(
-    server: &TestServer,
-    seconds: u64,
-    mut ask: impl FnMut() -> Value,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..seconds * 2 {
-        server.clock.set(vigil_core::SystemClock.now());
-        last = ask();
-        if done(&last) {
-            return last;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!("gave up waiting; last answer: {last:#}");
-}
-
 #[test]
 fn prometheus_discovery_proposes_queries_that_the_puller_fetches_for_every_host() {
     let Some(binary) = prometheus_or_skip("onboarding with prometheus") else {
         return;
     };
-    let fleet_port = serve_fleet();
-    let mut config = String::from(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: checkout\n    static_configs:\n",
-    );
-    for host in FLEET {
-        config.push_str(&format!(
-            "      - targets: ['127.0.0.1:{fleet_port}']\n        labels: {{__metrics_path__: /metrics/{host}, instance: {host}}}\n"
-        ));
-    }
+    let fleet_port = serve_hosts(exporter_text);
+    let config = scrape_config("checkout", fleet_port, &FLEET);
     let prometheus = Prometheus::start(&binary, &config);
     let server = TestServer::start(vigil_core::SystemClock.now());
     // The app pulls one query of its own already: it must survive the apply.

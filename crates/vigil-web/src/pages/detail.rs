@@ -18,7 +18,7 @@ use super::html::{
     esc, is_running, number, percent_change, state_badge, time_element, url, verdict_badge,
     verdict_words,
 };
-use super::session::{check_form, signed_in, Session};
+use super::session::{checked_form, signed_in, Session, SessionForm};
 use super::{html_page, PageError};
 use crate::error::ApiError;
 use crate::releases::{
@@ -111,9 +111,14 @@ pub struct ReleaseForm {
     note: String,
 }
 
-/// The session and the fields of an operator's form post, after every check: signed in (else
-/// sent to sign in, then back to the release), an operator, and sent from this server's pages
-/// with the session's form value. The role is checked first, so that a viewer learns why.
+impl SessionForm for ReleaseForm {
+    fn form_key(&self) -> &str {
+        &self.form_key
+    }
+}
+
+/// The session and the fields of an operator's form post on a release's page (see
+/// [`checked_form`]).
 async fn operator_form(
     state: &AppState,
     headers: &HeaderMap,
@@ -121,18 +126,8 @@ async fn operator_form(
     id: &str,
     form: Result<Form<ReleaseForm>, FormRejection>,
 ) -> Result<(Session, ReleaseForm), PageError> {
-    let session = match signed_in(state, headers, uri).await {
-        Err(PageError::SignIn { .. }) => {
-            return Err(PageError::SignIn {
-                next: format!("/releases/{}", url(id)),
-            })
-        }
-        other => other?,
-    };
-    crate::auth::require(&session.token, Role::Operator)?;
-    let Form(request) = form.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
-    check_form(state, headers, &session, &request.form_key)?;
-    Ok((session, request))
+    let back_to = format!("/releases/{}", url(id));
+    checked_form(state, headers, uri, back_to, Role::Operator, form).await
 }
 
 /// An action button: pause, resume, roll back or cancel (operators only).

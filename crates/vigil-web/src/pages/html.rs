@@ -1,10 +1,12 @@
 //! Small pieces of HTML shared by the pages: escaping, URL components, times, numbers and the
-//! badges that tell a state or a verdict by text and shape, never by colour alone.
+//! badges that tell a state, a verdict or an app's onboarding by text and shape, never by
+//! colour alone.
 
 use std::fmt::{self, Write};
 
 use vigil_core::release::ReleaseState;
 use vigil_core::Verdict;
+use vigil_guard::onboarding::ConnectionState;
 
 /// Text made safe for HTML content and quoted attribute values.
 #[derive(Debug, Clone, Copy)]
@@ -256,6 +258,35 @@ pub fn verdict_badge(out: &mut String, verdict: Option<Verdict>) {
     badge(out, class, shape, verdict_words(verdict));
 }
 
+/// An app's onboarding state in words.
+pub fn connection_words(state: ConnectionState) -> &'static str {
+    match state {
+        ConnectionState::Connected => "connected",
+        ConnectionState::Partial => "partly connected",
+        ConnectionState::NotConnected => "not connected",
+    }
+}
+
+/// The badge of an app's onboarding state.
+pub fn connection_badge(out: &mut String, state: ConnectionState) {
+    let (class, shape) = match state {
+        ConnectionState::Connected => ("good", Shape::Tick),
+        ConnectionState::Partial => ("warn", Shape::Warning),
+        ConnectionState::NotConnected => ("bad", Shape::Stop),
+    };
+    badge(out, class, shape, connection_words(state));
+}
+
+/// The badge of a signal or family that arrives (`found`) or not, with `text` as its words.
+pub fn found_badge(out: &mut String, found: bool, text: &str) {
+    let (class, shape) = if found {
+        ("good", Shape::Tick)
+    } else {
+        ("warn", Shape::Warning)
+    };
+    badge(out, class, shape, text);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,5 +344,12 @@ mod tests {
         let mut verdict = String::new();
         verdict_badge(&mut verdict, None);
         assert!(verdict.contains("no verdict yet"));
+        let mut connection = String::new();
+        connection_badge(&mut connection, ConnectionState::Partial);
+        assert!(
+            connection.contains("<path d=\"M8 1l7.5 14H.5z\"/>"),
+            "a triangle"
+        );
+        assert!(connection.ends_with("<span>partly connected</span></span>"));
     }
 }

@@ -1,14 +1,19 @@
-//! The release pages: HTML rendered here, on the server, by plain Rust.
+//! The pages for people: HTML rendered here, on the server, by plain Rust.
 //!
 //! - `/releases`: the list, filtered by app and state; a small script re-fetches it
 //!   (`/fragment/releases`) every few seconds while a release runs.
 //! - `/releases/{id}`: one release: summary, batches, findings with their charts (inline SVG),
 //!   log templates, actions (operators only), feedback and transitions.
+//! - `/apps`: every app with its onboarding state, hosts and the signal families covered, from
+//!   ingested data alone; `/apps/{app}`: one app's whole onboarding report and the discovery of
+//!   its Prometheus, where admins apply the proposed queries or add their own.
 //! - `/signin`, `/signout`: a session cookie holding an API token (see [`session`]).
 //!
-//! The pages call the same functions as the JSON handlers (`crate::releases`), never the
-//! store's SQL. The stylesheet and the script are embedded in the binary.
+//! The pages call the same functions as the JSON handlers (`crate::releases`,
+//! `crate::onboarding`), never the store's SQL. The stylesheet and the script are embedded in
+//! the binary.
 
+mod apps;
 mod chart;
 mod detail;
 pub mod html;
@@ -47,6 +52,10 @@ pub fn router() -> Router<AppState> {
         .route("/releases/{id}", get(detail::page))
         .route("/releases/{id}/actions", post(detail::act))
         .route("/releases/{id}/feedback", post(detail::feedback))
+        .route("/apps", get(apps::list))
+        .route("/apps/{app}", get(apps::page))
+        .route("/apps/{app}/apply", post(apps::apply))
+        .route("/apps/{app}/queries", post(apps::add_query))
         .route("/signin", get(session::form).post(session::sign_in))
         .route(
             "/signout",
@@ -130,7 +139,10 @@ pub fn html_page(
     page.push_str("\" defer></script></head><body>");
     page.push_str("<a class=\"skip\" href=\"#main\">Skip to the content</a>");
     page.push_str("<header class=\"top\"><a class=\"brand\" href=\"/releases\">Vigil</a>");
-    page.push_str("<nav aria-label=\"Main\"><a href=\"/releases\">Releases</a></nav>");
+    page.push_str(
+        "<nav aria-label=\"Main\"><a href=\"/releases\">Releases</a> \
+         <a href=\"/apps\">Apps</a></nav>",
+    );
     if let Some(session) = session {
         page.push_str("<form class=\"who\" method=\"post\" action=\"/signout\">");
         page.push_str("<span>Signed in as <strong>");

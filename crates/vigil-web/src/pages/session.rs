@@ -40,6 +40,11 @@ impl Session {
         self.token.role.allows(Role::Operator)
     }
 
+    /// True when the person may also configure apps (apply onboarding proposals).
+    pub fn is_admin(&self) -> bool {
+        self.token.role.allows(Role::Admin)
+    }
+
     /// The hidden field every form of this session carries.
     pub fn form_field(&self) -> String {
         format!(
@@ -176,6 +181,34 @@ pub fn check_form(
     Ok(())
 }
 
+/// A page form: it carries the session's form value.
+pub trait SessionForm {
+    /// The posted `form_key` field.
+    fn form_key(&self) -> &str;
+}
+
+/// The session and the fields of a page's form post, after every check: signed in (else sent
+/// to sign in, then to `back_to`), a role that allows `needed`, and sent from this server's
+/// pages with the session's form value. The role is checked first, so that a viewer learns
+/// why.
+pub async fn checked_form<T: SessionForm>(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    back_to: String,
+    needed: Role,
+    form: Result<Form<T>, FormRejection>,
+) -> Result<(Session, T), PageError> {
+    let session = match signed_in(state, headers, uri).await {
+        Err(PageError::SignIn { .. }) => return Err(PageError::SignIn { next: back_to }),
+        other => other?,
+    };
+    crate::auth::require(&session.token, needed)?;
+    let Form(request) = form.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    check_form(state, headers, &session, request.form_key())?;
+    Ok((session, request))
+}
+
 /// A path to go back to after signing in: only a path on this server.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
@@ -224,8 +257,9 @@ fn signin_page(status: StatusCode, next: &str, problem: Option<&str>) -> Respons
          <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" \
          required autofocus aria-describedby=\"{described_by}\">\
          <p id=\"signin-help\" class=\"help\">A viewer, operator or admin token, as printed by \
-         <code>vigil token create --role operator</code>. Viewers see releases; operators \
-         also pause, resume, roll back, cancel and leave feedback.</p>\
+         <code>vigil token create --role operator</code>. Viewers see releases and apps; \
+         operators also pause, resume, roll back, cancel and leave feedback; admins also \
+         change an app's pull source.</p>\
          <button type=\"submit\">Sign in</button></form>",
         esc(next)
     );

@@ -369,3 +369,25 @@ pub fn server_with_paused_release() -> (TestServer, vigil_core::Bundle) {
     assert_eq!(answer["state"], "paused", "{answer}");
     (server, bundle)
 }
+
+/// Calls `ask` every half second, keeping the server's clock on real time, until `done`
+/// holds for its answer; panics with the last answer after `seconds`.
+pub fn wait_until<T: std::fmt::Debug>(
+    server: &TestServer,
+    seconds: u64,
+    mut ask: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    use vigil_core::Clock;
+    let mut last = None;
+    for _ in 0..seconds * 2 {
+        server.clock.set(vigil_core::SystemClock.now());
+        let answer = ask();
+        if done(&answer) {
+            return answer;
+        }
+        last = Some(answer);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("gave up waiting; last answer: {last:#?}");
+}

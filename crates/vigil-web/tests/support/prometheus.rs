@@ -118,3 +118,49 @@ pub fn serve_text(mut body: impl FnMut(&str) -> String + Send + 'static) -> u16 
     });
     port
 }
+
+/// Serves each host's text at `/metrics/<host>`: `text_of(host, scrape)` with the count of that
+/// host's scrapes so far (from 1). Returns the port.
+pub fn serve_hosts(text_of: impl Fn(&str, u64) -> String + Send + 'static) -> u16 {
+    let mut scrapes = std::collections::HashMap::<String, u64>::new();
+    serve_text(move |path| {
+        let host = path.trim_start_matches("/metrics/").to_string();
+        let scrape = scrapes.entry(host.clone()).or_default();
+        *scrape += 1;
+        text_of(&host, *scrape)
+    })
+}
+
+/// A Prometheus configuration scraping every second, as job `job`, each of `hosts` at
+/// `/metrics/<host>` on `port`, labelled `instance: <host>`.
+pub fn scrape_config(job: &str, port: u16, hosts: &[&str]) -> String {
+    let mut config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n"
+    );
+    for host in hosts {
+        config.push_str(&format!(
+            "      - targets: ['127.0.0.1:{port}']\n        labels: {{__metrics_path__: /metrics/{host}, instance: {host}}}\n"
+        ));
+    }
+    config
+}
+
+/// Node exporter families (CPU seconds by mode, memory, load) of one host at its `scrape`-th
+/// scrape.
+pub fn node_exporter_text(scrape: u64) -> String {
+    let n = scrape as f64;
+    format!(
+        "# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.\n\
+         # TYPE node_cpu_seconds_total counter\n\
+         node_cpu_seconds_total{{cpu=\"0\",mode=\"idle\"}} {idle}\n\
+         node_cpu_seconds_total{{cpu=\"0\",mode=\"user\"}} {user}\n\
+         # TYPE node_memory_MemAvailable_bytes gauge\n\
+         node_memory_MemAvailable_bytes 3.0e+09\n\
+         # TYPE node_memory_MemTotal_bytes gauge\n\
+         node_memory_MemTotal_bytes 8.0e+09\n\
+         # TYPE node_load1 gauge\n\
+         node_load1 0.75\n",
+        idle = 0.7 * n,
+        user = 0.3 * n,
+    )
+}
