@@ -131,8 +131,9 @@ fn the_list_shows_every_app_with_its_state_hosts_and_coverage() {
     let list = client.get("/apps");
     assert_eq!(list.status, 200, "{}", list.body);
     assert!(
-        list.body.contains("<a href=\"/apps\">Apps</a>"),
-        "in the header"
+        list.body
+            .contains("<a href=\"/apps\" aria-current=\"page\">Apps</a>"),
+        "in the header, marked as the current page"
     );
     assert!(list.body.contains("<caption>Apps by name"));
 

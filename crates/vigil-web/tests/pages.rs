@@ -85,6 +85,12 @@ fn the_list_filters_escapes_and_says_when_it_refreshes() {
     assert_eq!(all.status, 200);
     assert!(all.body.contains("<a href=\"/releases/a1\">a1</a>"));
     assert!(
+        all.body
+            .contains("<a href=\"/releases\" aria-current=\"page\">Releases</a>"),
+        "the header marks the current part of the pages"
+    );
+    assert!(all.body.contains("<a href=\"/apps\">Apps</a>"));
+    assert!(
         all.body.contains("&lt;b&gt;cart&lt;/b&gt;"),
         "app names are escaped"
     );

@@ -25,7 +25,7 @@ use vigil_guard::pull::PullQuery;
 
 use super::html::{connection_badge, esc, found_badge, time_element, url};
 use super::session::{checked_form, signed_in, Session, SessionForm};
-use super::{html_page, PageError};
+use super::{html_page, PageError, Section};
 use crate::error::ApiError;
 use crate::onboarding::{
     app_report, apply_onboarding, default_selector, reports_from_data, unknown_app, AppReport,
@@ -136,7 +136,13 @@ pub async fn list(
         ". Open an app for its whole report and to look for its metrics in Prometheus.</p>",
     );
     apps_table(&mut body, &reports);
-    Ok(html_page(StatusCode::OK, "Apps", Some(&session), &body))
+    Ok(html_page(
+        StatusCode::OK,
+        "Apps",
+        Some(&session),
+        Some(Section::Apps),
+        &body,
+    ))
 }
 
 fn apps_table(out: &mut String, reports: &[Onboarding]) {
@@ -306,7 +312,13 @@ pub async fn page(
     let mut body = String::with_capacity(32 * 1024);
     view.write(&mut body, unknown);
     let title = format!("{app} (onboarding)");
-    Ok(html_page(status, &title, Some(&session), &body))
+    Ok(html_page(
+        status,
+        &title,
+        Some(&session),
+        Some(Section::Apps),
+        &body,
+    ))
 }
 
 /// The fields of the forms of an app's page; each form sends some of them.

@@ -19,7 +19,7 @@ use super::html::{
     verdict_words,
 };
 use super::session::{checked_form, signed_in, Session, SessionForm};
-use super::{html_page, PageError};
+use super::{html_page, PageError, Section};
 use crate::error::ApiError;
 use crate::releases::{
     deciding_verdict, perform, record_feedback, release_record, verdict_answer, window,
@@ -79,7 +79,13 @@ pub async fn page(
         record.release.spec.version,
         record.release.state.as_str()
     );
-    Ok(html_page(StatusCode::OK, &title, Some(&session), &body))
+    Ok(html_page(
+        StatusCode::OK,
+        &title,
+        Some(&session),
+        Some(Section::Releases),
+        &body,
+    ))
 }
 
 fn notice_text(done: &str) -> Option<&'static str> {

@@ -12,7 +12,7 @@ use vigil_core::release::{Release, ReleaseState};
 
 use super::html::{esc, is_running, state_badge, state_words, time_element, url, verdict_badge};
 use super::session::signed_in;
-use super::{html_page, html_response, PageError};
+use super::{html_page, html_response, PageError, Section};
 use crate::releases::{find_releases, release_filter};
 use crate::AppState;
 
@@ -70,7 +70,13 @@ pub async fn page(
     body.push_str("<h1>Releases</h1>");
     filter_form(&mut body, &query);
     list_region(&mut body, &releases, &query, state.clock.now());
-    Ok(html_page(StatusCode::OK, "Releases", Some(&session), &body))
+    Ok(html_page(
+        StatusCode::OK,
+        "Releases",
+        Some(&session),
+        Some(Section::Releases),
+        &body,
+    ))
 }
 
 /// The list region alone, for the script; `401` without a session so that the script stops.

@@ -114,10 +114,17 @@ impl IntoResponse for PageError {
                     esc(title),
                     esc(&error.message)
                 );
-                html_page(error.status, title, None, &body)
+                html_page(error.status, title, None, None, &body)
             }
         }
     }
+}
+
+/// The part of the pages a page belongs to, marked as current in the header's navigation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Releases,
+    Apps,
 }
 
 /// A whole page: the layout around `body`, with the headers every page gets.
@@ -125,6 +132,7 @@ pub fn html_page(
     status: StatusCode,
     title: &str,
     session: Option<&Session>,
+    section: Option<Section>,
     body: &str,
 ) -> Response {
     let mut page = String::with_capacity(body.len() + 2048);
@@ -139,10 +147,19 @@ pub fn html_page(
     page.push_str("\" defer></script></head><body>");
     page.push_str("<a class=\"skip\" href=\"#main\">Skip to the content</a>");
     page.push_str("<header class=\"top\"><a class=\"brand\" href=\"/releases\">Vigil</a>");
-    page.push_str(
-        "<nav aria-label=\"Main\"><a href=\"/releases\">Releases</a> \
-         <a href=\"/apps\">Apps</a></nav>",
-    );
+    page.push_str("<nav aria-label=\"Main\">");
+    for (link_section, href, label) in [
+        (Section::Releases, "/releases", "Releases"),
+        (Section::Apps, "/apps", "Apps"),
+    ] {
+        let current = if section == Some(link_section) {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        page.push_str(&format!("<a href=\"{href}\"{current}>{label}</a> "));
+    }
+    page.push_str("</nav>");
     if let Some(session) = session {
         page.push_str("<form class=\"who\" method=\"post\" action=\"/signout\">");
         page.push_str("<span>Signed in as <strong>");

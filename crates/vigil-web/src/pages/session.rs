@@ -263,7 +263,7 @@ fn signin_page(status: StatusCode, next: &str, problem: Option<&str>) -> Respons
          <button type=\"submit\">Sign in</button></form>",
         esc(next)
     );
-    html_page(status, "Sign in", None, &body)
+    html_page(status, "Sign in", None, None, &body)
 }
 
 #[derive(Debug, Deserialize)]
@@ -347,7 +347,13 @@ pub async fn signout_form(State(state): State<AppState>, headers: HeaderMap, uri
     body.push_str(
         "<form method=\"post\" action=\"/signout\"><button type=\"submit\">Sign out</button></form>",
     );
-    html_page(StatusCode::OK, "Sign out", signed_in_now.as_ref(), &body)
+    html_page(
+        StatusCode::OK,
+        "Sign out",
+        signed_in_now.as_ref(),
+        None,
+        &body,
+    )
 }
 
 /// Forgets the session cookie. Only a form from this server's pages may sign out.
