@@ -184,6 +184,14 @@ impl Guard {
         (self.extended.load(Relaxed), self.built.load(Relaxed))
     }
 
+    /// The data index, read; a lock poisoned by a panic elsewhere is used as it is, as
+    /// everywhere in the guard.
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, DataIndex> {
+        self.index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub fn config(&self) -> &GuardConfig {
         &self.config
     }
@@ -202,11 +210,7 @@ impl Guard {
             ..ReleaseFilter::default()
         })?;
         // Every app's hosts, found once for all the releases' reference groups.
-        let apps = self
-            .index
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .hosts_by_app();
+        let apps = self.read_index().hosts_by_app();
         // Releases are judged on as many threads as the machine has cores.
         let workers = std::thread::available_parallelism()
             .map_or(1, |cores| cores.get())
@@ -272,10 +276,7 @@ impl Guard {
         let start_ms = window_start(release, lookback) * 1000;
         let reference = reference_hosts_among(release, apps, start_ms);
         let ready = now >= step_time + self.config.grace_seconds || {
-            let index = self
-                .index
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let index = self.read_index();
             step_complete(release, &index, &reference, step_time)
         };
         if !ready {
@@ -322,10 +323,7 @@ impl Guard {
         if let Some(mut kept) = kept {
             // What changed and the steps from it, read under one lock: nothing lands between.
             let tail = {
-                let index = self
-                    .index
-                    .read()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let index = self.read_index();
                 let from = first_changed_step(release, window, &index, &kept);
                 if from >= kept.evaluator.horizon() {
                     Some((
@@ -351,10 +349,7 @@ impl Guard {
             }
         }
         let (bundle, generation) = {
-            let index = self
-                .index
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let index = self.read_index();
             (
                 assemble_steps(release, &index, window, 0)?,
                 index.generation(),
