@@ -1,14 +1,16 @@
 //! The shared store: PostgreSQL, for several Vigil replicas.
 //!
-//! One connection behind a mutex, with its prepared statements cached; when the connection is
-//! found broken, the next call connects again (the call that met the break fails: a write is
-//! never silently retried, since its commit may have happened). Every change of more than one
-//! statement runs in a transaction; `apply` locks the release row (`FOR UPDATE`), so replicas
+//! A pool of connections (at most [`MAX_CONNECTIONS`], opened as calls need them), each with its
+//! prepared statements cached: a call takes a connection for its whole length, so a
+//! transaction stays on one connection, and calls from several threads run at once. A
+//! connection found broken is closed and the next call opens another (the call that met the
+//! break fails: a write is never silently retried, since its commit may have happened). Every
+//! change of more than one statement runs in a transaction; `apply` locks the release row (`FOR UPDATE`), so replicas
 //! racing on the same release see a clean `StateConflict`. Migrations hold an advisory lock, so
 //! replicas starting together migrate once.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
@@ -33,6 +35,13 @@ use crate::{
 /// How long to wait for the server when the URL does not say (`connect_timeout=`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most connections one store opens to the server: the API's blocking threads, the guard, the
+/// puller and the notifier share them.
+pub const MAX_CONNECTIONS: usize = 8;
+
+/// How long a call waits for a free connection when all of them are busy.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The advisory lock key that serialises migrations ("vigil" in ASCII).
 const MIGRATION_LOCK: i64 = 0x76_69_67_69_6c;
 
@@ -44,18 +53,139 @@ struct Session {
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
-    /// The URL with its password hidden, for messages.
-    target: String,
-    config: postgres::Config,
-    session: Mutex<Session>,
+    pool: Pool,
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("PostgresStore")
-            .field("target", &self.target)
+            .field("target", &self.pool.target)
             .finish_non_exhaustive()
+    }
+}
+
+/// The connections of a store: the idle ones, and how many are open in all (idle or taken).
+struct Pool {
+    /// The URL with its password hidden, for messages.
+    target: String,
+    config: postgres::Config,
+    state: Mutex<PoolState>,
+    /// Signalled whenever a connection is given back or closed.
+    given_back: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Session>,
+    open: usize,
+}
+
+/// A connection taken from the pool for one call; given back when dropped.
+struct PooledSession<'pool> {
+    pool: &'pool Pool,
+    session: Option<Session>,
+}
+
+impl std::ops::Deref for PooledSession<'_> {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        // Only `Drop` takes the session out.
+        self.session.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for PooledSession<'_> {
+    fn deref_mut(&mut self) -> &mut Session {
+        self.session.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for PooledSession<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.pool.give_back(session);
+        }
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn connect(&self) -> Result<Session, StoreError> {
+        let client = self
+            .config
+            .connect(NoTls)
+            .map_err(|error| StoreError::Open {
+                url: self.target.clone(),
+                reason: describe(&error),
+            })?;
+        Ok(Session {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// An idle connection that is still open, or a new one while fewer than
+    /// [`MAX_CONNECTIONS`] are open, or else the first one given back.
+    fn take(&self) -> Result<PooledSession<'_>, StoreError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(session) = state.idle.pop() {
+                if session.client.is_closed() {
+                    state.open -= 1;
+                    tracing::warn!(target = %self.target, "postgres connection lost, closing it");
+                    continue;
+                }
+                return Ok(PooledSession {
+                    pool: self,
+                    session: Some(session),
+                });
+            }
+            if state.open < MAX_CONNECTIONS {
+                state.open += 1;
+                drop(state);
+                return match self.connect() {
+                    Ok(session) => Ok(PooledSession {
+                        pool: self,
+                        session: Some(session),
+                    }),
+                    Err(error) => {
+                        self.lock().open -= 1;
+                        self.given_back.notify_one();
+                        Err(error)
+                    }
+                };
+            }
+            let (next_state, waited) = self
+                .given_back
+                .wait_timeout(state, CHECKOUT_TIMEOUT)
+                .unwrap_or_else(PoisonError::into_inner);
+            state = next_state;
+            if waited.timed_out() && state.idle.is_empty() && state.open >= MAX_CONNECTIONS {
+                return Err(StoreError::Database(format!(
+                    "all {MAX_CONNECTIONS} connections to {} stayed busy for {} s",
+                    self.target,
+                    CHECKOUT_TIMEOUT.as_secs()
+                )));
+            }
+        }
+    }
+
+    /// Keeps a connection for the next call, or closes it when it broke.
+    fn give_back(&self, session: Session) {
+        let mut state = self.lock();
+        if session.client.is_closed() {
+            state.open -= 1;
+            drop(state);
+            drop(session);
+        } else {
+            state.idle.push(session);
+            drop(state);
+        }
+        self.given_back.notify_one();
     }
 }
 
@@ -98,37 +228,30 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("vigil");
         }
-        let mut client = config.connect(NoTls).map_err(|error| StoreError::Open {
-            url: target.clone(),
-            reason: describe(&error),
-        })?;
-        let version = migrate(&mut client)?;
-        tracing::info!(target = %target, schema_version = version, "postgres store open");
-        Ok(PostgresStore {
+        let pool = Pool {
             target,
             config,
-            session: Mutex::new(Session {
-                client,
-                statements: HashMap::new(),
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 1,
             }),
-        })
+            given_back: Condvar::new(),
+        };
+        let mut first = pool.connect()?;
+        let version = migrate(&mut first.client)?;
+        tracing::info!(
+            target = %pool.target,
+            schema_version = version,
+            max_connections = MAX_CONNECTIONS,
+            "postgres store open"
+        );
+        pool.give_back(first);
+        Ok(PostgresStore { pool })
     }
 
-    /// The session, connected again first if the connection broke since the last call.
-    fn session(&self) -> Result<MutexGuard<'_, Session>, StoreError> {
-        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-        if session.client.is_closed() {
-            tracing::warn!(target = %self.target, "postgres connection lost, connecting again");
-            session.client = self
-                .config
-                .connect(NoTls)
-                .map_err(|error| StoreError::Open {
-                    url: self.target.clone(),
-                    reason: describe(&error),
-                })?;
-            session.statements.clear();
-        }
-        Ok(session)
+    /// A connection of the pool for one call.
+    fn session(&self) -> Result<PooledSession<'_>, StoreError> {
+        self.pool.take()
     }
 }
 

@@ -1324,11 +1324,60 @@ fn postgres_store_connects_again_after_the_server_ends_its_connection() {
             &[],
         )
         .unwrap();
-    assert_eq!(ended.len(), 1, "the store's one connection");
+    assert_eq!(ended.len(), 1, "the one connection a single caller needs");
     assert!(ended[0].get::<_, bool>(0), "the connection ended in time");
     // The call that meets the broken connection may fail; the ones after it must not.
     let attempts: Vec<bool> = (0..3)
         .map(|_| store.release("r1").is_ok_and(|found| found.is_some()))
         .collect();
     assert!(attempts[1] && attempts[2], "{attempts:?}");
+}
+
+#[test]
+fn postgres_store_serves_other_calls_while_one_waits_on_a_lock() {
+    let Some(backend) = PostgresBackend::from_env() else {
+        return;
+    };
+    let store = backend.open();
+    store.create_release(&release("r1", "shop", 1)).unwrap();
+    // Another client locks the releases table: a read of a release waits on it, holding the
+    // connection it took.
+    let mut locker = ::postgres::Client::connect(&backend.url(), ::postgres::NoTls).unwrap();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE releases IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let waiting_store = Arc::clone(&store);
+    let waiting = std::thread::spawn(move || waiting_store.release("r1").unwrap());
+    let mut watcher = ::postgres::Client::connect(&backend.url(), ::postgres::NoTls).unwrap();
+    let mut waits_on_lock = || {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'vigil' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    };
+    let mut polls = 0;
+    while !waits_on_lock() {
+        polls += 1;
+        assert!(polls < 500, "the read never waited on the lock");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Meanwhile other calls go on, on other connections.
+    let (done, finished) = std::sync::mpsc::channel();
+    let other_store = Arc::clone(&store);
+    std::thread::spawn(move || {
+        let stored = other_store.append_data(&chunk(DataKind::Metrics, Some("k"), 1, 2, b"x"));
+        let _ = done.send(stored.map_err(|error| error.to_string()));
+    });
+    let appended = finished.recv_timeout(std::time::Duration::from_secs(10));
+    lock.commit().unwrap();
+    assert_eq!(
+        appended.expect("an append waited for a read held up by a lock elsewhere"),
+        Ok(Appended::Stored)
+    );
+    assert!(waiting.join().unwrap().is_some());
 }
