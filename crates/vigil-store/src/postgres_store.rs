@@ -23,13 +23,14 @@ use vigil_core::LogTemplate;
 use crate::codec::{
     chunk_columns, create_transition, deployed_with, describe, enum_name, feedback_columns,
     kind_name, outbox_columns, parse_enum, read_app, read_chunk, read_feedback, read_outbox_item,
-    read_release, read_template, read_token, read_transition, read_verdict, release_columns,
-    to_json, token_columns, transition_columns, verdict_columns, Columns, FeedbackRow, ReleaseRow,
-    TransitionRow, VerdictRow,
+    read_release, read_session, read_template, read_token, read_transition, read_verdict,
+    release_columns, session_select, to_json, token_columns, transition_columns, verdict_columns,
+    Columns, FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
 };
 use crate::schema;
 use crate::{
-    redact_password, Appended, Change, DataChunk, DataKind, ReleaseFilter, Store, StoreError,
+    redact_password, Appended, Change, DataChunk, DataKind, PageSession, ReleaseFilter, Store,
+    StoreError,
 };
 
 /// How long to wait for the server when the URL does not say (`connect_timeout=`).
@@ -205,6 +206,10 @@ impl Columns for Row {
     }
 
     fn integer(&self, index: usize) -> Result<i64, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+
+    fn optional_integer(&self, index: usize) -> Result<Option<i64>, StoreError> {
         Ok(self.try_get(index)?)
     }
 
@@ -778,6 +783,83 @@ impl Store for PostgresStore {
             &[],
             read_token,
         )
+    }
+
+    fn revoke_token(&self, id: i64, at: i64) -> Result<ApiToken, StoreError> {
+        let mut guard = self.session()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let revoke = prepared(
+            statements,
+            &mut transaction,
+            concat!(
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
+                 RETURNING ",
+                token_columns!()
+            ),
+        )?;
+        let Some(row) = transaction.query_opt(&revoke, &[&id, &at])? else {
+            return Err(StoreError::UnknownToken { id });
+        };
+        let token = read_token(&row)?;
+        let end_sessions = prepared(
+            statements,
+            &mut transaction,
+            "DELETE FROM sessions WHERE token_id = $1",
+        )?;
+        let ended = transaction.execute(&end_sessions, &[&id])?;
+        transaction.commit()?;
+        tracing::info!(token_id = id, sessions_ended = ended, "token revoked");
+        Ok(token)
+    }
+
+    fn create_session(&self, page_session: &PageSession) -> Result<(), StoreError> {
+        let mut guard = self.session()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let expire = prepared(
+            statements,
+            &mut transaction,
+            "DELETE FROM sessions WHERE expires_at <= $1",
+        )?;
+        transaction.execute(&expire, &[&page_session.created_at])?;
+        let insert = prepared(
+            statements,
+            &mut transaction,
+            "INSERT INTO sessions (hash, token_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )?;
+        transaction.execute(
+            &insert,
+            &[
+                &page_session.hash,
+                &page_session.token_id,
+                &page_session.created_at,
+                &page_session.expires_at,
+            ],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn session(&self, hash: &str) -> Result<Option<(ApiToken, PageSession)>, StoreError> {
+        let mut session = self.session()?;
+        let found = collect(
+            &mut session,
+            concat!(session_select!(), "$1"),
+            &[&hash],
+            read_session,
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
+        let mut session = self.session()?;
+        let ended = execute(
+            &mut session,
+            "DELETE FROM sessions WHERE hash = $1",
+            &[&hash],
+        )?;
+        Ok(ended > 0)
     }
 
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
