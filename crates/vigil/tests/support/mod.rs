@@ -125,8 +125,21 @@ pub fn call(
 
 /// Creates a token with `vigil token create` and returns it.
 pub fn create_token(database: impl AsRef<OsStr>, role: &str) -> String {
+    create_named_token(database, role, role)
+}
+
+/// Creates a token named `name` with `vigil token create` and returns it.
+pub fn create_named_token(database: impl AsRef<OsStr>, role: &str, name: &str) -> String {
     let output = vigil()
-        .args(["token", "create", "--role", role, "--database"])
+        .args([
+            "token",
+            "create",
+            "--role",
+            role,
+            "--name",
+            name,
+            "--database",
+        ])
         .arg(database)
         .output()
         .unwrap();
