@@ -255,7 +255,7 @@ impl PostgresStore {
     }
 
     /// A connection of the pool for one call.
-    fn session(&self) -> Result<PooledSession<'_>, StoreError> {
+    fn connection(&self) -> Result<PooledSession<'_>, StoreError> {
         self.pool.take()
     }
 }
@@ -402,7 +402,7 @@ impl Store for PostgresStore {
     fn create_release(&self, release: &Release) -> Result<(), StoreError> {
         let row = ReleaseRow::from_release(release)?;
         let transition = TransitionRow::from_transition(&create_transition(release))?;
-        let mut guard = self.session()?;
+        let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
         let insert = prepared(
@@ -441,7 +441,7 @@ impl Store for PostgresStore {
     }
 
     fn release(&self, id: &str) -> Result<Option<Release>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let found = collect(
             &mut session,
             concat!(
@@ -465,7 +465,7 @@ impl Store for PostgresStore {
             0 => None,
             limit => Some(i64::try_from(limit).unwrap_or(i64::MAX)),
         };
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -481,7 +481,7 @@ impl Store for PostgresStore {
     }
 
     fn apply(&self, change: &Change) -> Result<(Release, Transition), StoreError> {
-        let mut guard = self.session()?;
+        let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
         let select = prepared(
@@ -568,7 +568,7 @@ impl Store for PostgresStore {
     }
 
     fn transitions(&self, release_id: &str) -> Result<Vec<Transition>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -587,7 +587,7 @@ impl Store for PostgresStore {
         notifications: &[NewNotification],
     ) -> Result<(), StoreError> {
         let row = VerdictRow::from_record(record)?;
-        let mut guard = self.session()?;
+        let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
         let update = prepared(
@@ -626,7 +626,7 @@ impl Store for PostgresStore {
     }
 
     fn verdicts(&self, release_id: &str) -> Result<Vec<VerdictRecord>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -641,7 +641,7 @@ impl Store for PostgresStore {
 
     fn add_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
         let row = FeedbackRow::from_feedback(feedback)?;
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         // One statement: inserts only when the release exists.
         let inserted = execute(
             &mut session,
@@ -661,7 +661,7 @@ impl Store for PostgresStore {
     }
 
     fn feedback(&self, release_id: &str) -> Result<Vec<Feedback>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -676,7 +676,7 @@ impl Store for PostgresStore {
 
     fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -691,7 +691,7 @@ impl Store for PostgresStore {
     }
 
     fn notification_sent(&self, id: i64, at: i64) -> Result<(), StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let updated = execute(
             &mut session,
             "UPDATE outbox SET state = 'sent', sent_at = $2 WHERE id = $1",
@@ -709,7 +709,7 @@ impl Store for PostgresStore {
         error: &str,
         retry_at: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let updated = execute(
             &mut session,
             "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
@@ -727,7 +727,7 @@ impl Store for PostgresStore {
     }
 
     fn notifications(&self, release_id: &str) -> Result<Vec<OutboxItem>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -747,7 +747,7 @@ impl Store for PostgresStore {
         hash: &str,
         at: i64,
     ) -> Result<ApiToken, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let created = collect(
             &mut session,
             concat!(
@@ -765,7 +765,7 @@ impl Store for PostgresStore {
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let found = collect(
             &mut session,
             concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = $1"),
@@ -776,7 +776,7 @@ impl Store for PostgresStore {
     }
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!("SELECT ", token_columns!(), " FROM tokens ORDER BY id"),
@@ -786,7 +786,7 @@ impl Store for PostgresStore {
     }
 
     fn revoke_token(&self, id: i64, at: i64) -> Result<ApiToken, StoreError> {
-        let mut guard = self.session()?;
+        let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
         let revoke = prepared(
@@ -814,7 +814,7 @@ impl Store for PostgresStore {
     }
 
     fn create_session(&self, page_session: &PageSession) -> Result<(), StoreError> {
-        let mut guard = self.session()?;
+        let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
         let expire = prepared(
@@ -842,7 +842,7 @@ impl Store for PostgresStore {
     }
 
     fn session(&self, hash: &str) -> Result<Option<(ApiToken, PageSession)>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let found = collect(
             &mut session,
             concat!(session_select!(), "$1"),
@@ -853,7 +853,7 @@ impl Store for PostgresStore {
     }
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let ended = execute(
             &mut session,
             "DELETE FROM sessions WHERE hash = $1",
@@ -863,7 +863,7 @@ impl Store for PostgresStore {
     }
 
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let inserted = execute(
             &mut session,
             concat!(
@@ -892,7 +892,7 @@ impl Store for PostgresStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<DataChunk>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -908,7 +908,7 @@ impl Store for PostgresStore {
     fn prune_data(&self, before_ms: i64, keep: &[(i64, i64)]) -> Result<usize, StoreError> {
         let keep_from: Vec<i64> = keep.iter().map(|&(from, _)| from).collect();
         let keep_to: Vec<i64> = keep.iter().map(|&(_, to)| to).collect();
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let deleted = execute(
             &mut session,
             "DELETE FROM data_chunks WHERE kind IN ('metrics', 'logs') AND max_ms < $1 \
@@ -922,7 +922,7 @@ impl Store for PostgresStore {
     }
 
     fn upsert_templates(&self, app: &str, templates: &[LogTemplate]) -> Result<(), StoreError> {
-        let mut guard = self.session()?;
+        let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
         let upsert = prepared(
@@ -942,7 +942,7 @@ impl Store for PostgresStore {
     }
 
     fn templates(&self, app: &str) -> Result<Vec<LogTemplate>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             "SELECT id, text, level FROM templates WHERE app = $1 ORDER BY id",
@@ -953,7 +953,7 @@ impl Store for PostgresStore {
 
     fn put_app(&self, app: &str, config: &serde_json::Value) -> Result<(), StoreError> {
         let config_json = to_json(config)?;
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         execute(
             &mut session,
             "INSERT INTO apps (name, config) VALUES ($1, $2) \
@@ -964,7 +964,7 @@ impl Store for PostgresStore {
     }
 
     fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             "SELECT name, config FROM apps ORDER BY name",
