@@ -329,6 +329,7 @@ fn a_session_ends_on_sign_out_on_revoke_and_after_twelve_hours() {
     let mut revoked_client = PageClient::new(&server.base);
     let refused_sign_in = revoked_client.sign_in(&server.operator);
     assert_eq!(refused_sign_in.status, 401);
+    assert!(refused_sign_in.body.contains("api token was revoked"));
     assert!(refused_sign_in.set_cookie.is_none());
 
     // A session lasts twelve hours.

@@ -318,10 +318,11 @@ pub async fn sign_in(
             ));
         }
         Err(error) if error.status == StatusCode::UNAUTHORIZED => {
+            // "unknown api token" or "api token was revoked".
             return Ok(signin_page(
                 StatusCode::UNAUTHORIZED,
                 next,
-                Some("unknown api token"),
+                Some(&error.message),
             ));
         }
         Err(error) => return Err(error.into()),
