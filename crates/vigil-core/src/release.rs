@@ -336,6 +336,9 @@ pub struct ApiToken {
     /// Hex SHA-256 of the secret.
     pub hash: String,
     pub created_at: i64,
+    /// When the token was revoked; a revoked token is refused everywhere.
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
 }
 
 #[cfg(test)]

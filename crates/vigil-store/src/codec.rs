@@ -12,7 +12,7 @@ use vigil_core::release::{
 };
 use vigil_core::{Batch, LogTemplate};
 
-use crate::{DataChunk, DataKind, StoreError};
+use crate::{DataChunk, DataKind, PageSession, StoreError};
 
 /// Columns of `releases`, in the order [`ReleaseRow`] reads them.
 macro_rules! release_columns {
@@ -53,7 +53,7 @@ macro_rules! outbox_columns {
 /// Columns of `tokens`, in the order [`TokenRow`] reads them.
 macro_rules! token_columns {
     () => {
-        "id, name, role, hash, created_at"
+        "id, name, role, hash, created_at, revoked_at"
     };
 }
 
@@ -64,9 +64,18 @@ macro_rules! chunk_columns {
     };
 }
 
+/// The session of a hash joined with its token, as [`read_session`] reads it; the hash's
+/// placeholder follows.
+macro_rules! session_select {
+    () => {
+        "SELECT t.id, t.name, t.role, t.hash, t.created_at, t.revoked_at, s.hash, s.created_at, \
+         s.expires_at FROM sessions s JOIN tokens t ON t.id = s.token_id WHERE s.hash = "
+    };
+}
+
 pub(crate) use {
-    chunk_columns, feedback_columns, outbox_columns, release_columns, token_columns,
-    transition_columns, verdict_columns,
+    chunk_columns, feedback_columns, outbox_columns, release_columns, session_select,
+    token_columns, transition_columns, verdict_columns,
 };
 
 /// The stored name of a unit enum variant (`ReleaseState::RollingBack` is `rolling_back`).
@@ -139,6 +148,7 @@ pub(crate) trait Columns {
     fn text(&self, index: usize) -> Result<String, StoreError>;
     fn optional_text(&self, index: usize) -> Result<Option<String>, StoreError>;
     fn integer(&self, index: usize) -> Result<i64, StoreError>;
+    fn optional_integer(&self, index: usize) -> Result<Option<i64>, StoreError>;
     fn bytes(&self, index: usize) -> Result<Vec<u8>, StoreError>;
 }
 
@@ -415,6 +425,7 @@ pub(crate) struct TokenRow {
     pub role: String,
     pub hash: String,
     pub created_at: i64,
+    pub revoked_at: Option<i64>,
 }
 
 impl TokenRow {
@@ -425,6 +436,7 @@ impl TokenRow {
             role: row.text(2)?,
             hash: row.text(3)?,
             created_at: row.integer(4)?,
+            revoked_at: row.optional_integer(5)?,
         })
     }
 
@@ -435,6 +447,7 @@ impl TokenRow {
             name: self.name,
             hash: self.hash,
             created_at: self.created_at,
+            revoked_at: self.revoked_at,
         })
     }
 }
@@ -497,6 +510,19 @@ pub(crate) fn read_outbox_item(row: &dyn Columns) -> Result<OutboxItem, StoreErr
 
 pub(crate) fn read_token(row: &dyn Columns) -> Result<ApiToken, StoreError> {
     TokenRow::read(row)?.into_token()
+}
+
+/// A session joined with its token: the token's columns first (as [`token_columns`]), then the
+/// session's `hash`, `created_at` and `expires_at`.
+pub(crate) fn read_session(row: &dyn Columns) -> Result<(ApiToken, PageSession), StoreError> {
+    let token = read_token(row)?;
+    let session = PageSession {
+        hash: row.text(6)?,
+        token_id: token.id,
+        created_at: row.integer(7)?,
+        expires_at: row.integer(8)?,
+    };
+    Ok((token, session))
 }
 
 pub(crate) fn read_chunk(row: &dyn Columns) -> Result<DataChunk, StoreError> {

@@ -42,6 +42,8 @@ pub enum StoreError {
     },
     #[error("no outbox item {id}")]
     UnknownNotification { id: i64 },
+    #[error("no token {id}")]
+    UnknownToken { id: i64 },
     #[error("cannot open store {url}: {reason}")]
     Open { url: String, reason: String },
     #[error("store migration failed: {0}")]
@@ -97,6 +99,17 @@ pub struct DataChunk {
     pub max_ms: i64,
     pub received_at: i64,
     pub body: Vec<u8>,
+}
+
+/// A signed-in session of the pages: the hash of its random id (the id itself is only in the
+/// person's cookie), the token it was opened with, and when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageSession {
+    /// Hex SHA-256 of the session id.
+    pub hash: String,
+    pub token_id: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
 }
 
 /// Whether a chunk was stored or was a duplicate of one already stored.
@@ -193,8 +206,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<ApiToken, StoreError>;
     /// The token with this hash, `None` when there is none.
     fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
-    /// Every token, in the order created.
+    /// Every token, in the order created (revoked ones too).
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+    /// Revokes a token and ends its sessions, in one transaction; returns the token as stored.
+    ///
+    /// The token keeps its first `revoked_at`: revoking it again changes nothing.
+    /// [`StoreError::UnknownToken`] when there is no such token.
+    fn revoke_token(&self, id: i64, at: i64) -> Result<ApiToken, StoreError>;
+
+    // ---- page sessions
+    /// Stores a new session of a token (a database error when the token does not exist), and
+    /// deletes the sessions that expired at or before the new one's `created_at`.
+    fn create_session(&self, session: &PageSession) -> Result<(), StoreError>;
+    /// The session with this hash and its token (whatever their expiry or revocation, which
+    /// the caller checks), `None` when there is none.
+    fn session(&self, hash: &str) -> Result<Option<(ApiToken, PageSession)>, StoreError>;
+    /// Ends a session (signing out); false when there was none.
+    fn end_session(&self, hash: &str) -> Result<bool, StoreError>;
 
     // ---- ingested data
     /// Stores a chunk, the ingestion hot path (one cached statement, one commit). A chunk

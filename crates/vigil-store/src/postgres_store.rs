@@ -1,14 +1,16 @@
 //! The shared store: PostgreSQL, for several Vigil replicas.
 //!
-//! One connection behind a mutex, with its prepared statements cached; when the connection is
-//! found broken, the next call connects again (the call that met the break fails: a write is
-//! never silently retried, since its commit may have happened). Every change of more than one
-//! statement runs in a transaction; `apply` locks the release row (`FOR UPDATE`), so replicas
+//! A pool of connections (at most [`MAX_CONNECTIONS`], opened as calls need them), each with its
+//! prepared statements cached: a call takes a connection for its whole length, so a
+//! transaction stays on one connection, and calls from several threads run at once. A
+//! connection found broken is closed and the next call opens another (the call that met the
+//! break fails: a write is never silently retried, since its commit may have happened). Every
+//! change of more than one statement runs in a transaction; `apply` locks the release row (`FOR UPDATE`), so replicas
 //! racing on the same release see a clean `StateConflict`. Migrations hold an advisory lock, so
 //! replicas starting together migrate once.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
@@ -21,17 +23,25 @@ use vigil_core::LogTemplate;
 use crate::codec::{
     chunk_columns, create_transition, deployed_with, describe, enum_name, feedback_columns,
     kind_name, outbox_columns, parse_enum, read_app, read_chunk, read_feedback, read_outbox_item,
-    read_release, read_template, read_token, read_transition, read_verdict, release_columns,
-    to_json, token_columns, transition_columns, verdict_columns, Columns, FeedbackRow, ReleaseRow,
-    TransitionRow, VerdictRow,
+    read_release, read_session, read_template, read_token, read_transition, read_verdict,
+    release_columns, session_select, to_json, token_columns, transition_columns, verdict_columns,
+    Columns, FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
 };
 use crate::schema;
 use crate::{
-    redact_password, Appended, Change, DataChunk, DataKind, ReleaseFilter, Store, StoreError,
+    redact_password, Appended, Change, DataChunk, DataKind, PageSession, ReleaseFilter, Store,
+    StoreError,
 };
 
 /// How long to wait for the server when the URL does not say (`connect_timeout=`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most connections one store opens to the server: the API's blocking threads, the guard, the
+/// puller and the notifier share them.
+pub const MAX_CONNECTIONS: usize = 8;
+
+/// How long a call waits for a free connection when all of them are busy.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The advisory lock key that serialises migrations ("vigil" in ASCII).
 const MIGRATION_LOCK: i64 = 0x76_69_67_69_6c;
@@ -44,18 +54,139 @@ struct Session {
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
-    /// The URL with its password hidden, for messages.
-    target: String,
-    config: postgres::Config,
-    session: Mutex<Session>,
+    pool: Pool,
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("PostgresStore")
-            .field("target", &self.target)
+            .field("target", &self.pool.target)
             .finish_non_exhaustive()
+    }
+}
+
+/// The connections of a store: the idle ones, and how many are open in all (idle or taken).
+struct Pool {
+    /// The URL with its password hidden, for messages.
+    target: String,
+    config: postgres::Config,
+    state: Mutex<PoolState>,
+    /// Signalled whenever a connection is given back or closed.
+    given_back: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Session>,
+    open: usize,
+}
+
+/// A connection taken from the pool for one call; given back when dropped.
+struct PooledSession<'pool> {
+    pool: &'pool Pool,
+    session: Option<Session>,
+}
+
+impl std::ops::Deref for PooledSession<'_> {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        // Only `Drop` takes the session out.
+        self.session.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for PooledSession<'_> {
+    fn deref_mut(&mut self) -> &mut Session {
+        self.session.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for PooledSession<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.pool.give_back(session);
+        }
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn connect(&self) -> Result<Session, StoreError> {
+        let client = self
+            .config
+            .connect(NoTls)
+            .map_err(|error| StoreError::Open {
+                url: self.target.clone(),
+                reason: describe(&error),
+            })?;
+        Ok(Session {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// An idle connection that is still open, or a new one while fewer than
+    /// [`MAX_CONNECTIONS`] are open, or else the first one given back.
+    fn take(&self) -> Result<PooledSession<'_>, StoreError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(session) = state.idle.pop() {
+                if session.client.is_closed() {
+                    state.open -= 1;
+                    tracing::warn!(target = %self.target, "postgres connection lost, closing it");
+                    continue;
+                }
+                return Ok(PooledSession {
+                    pool: self,
+                    session: Some(session),
+                });
+            }
+            if state.open < MAX_CONNECTIONS {
+                state.open += 1;
+                drop(state);
+                return match self.connect() {
+                    Ok(session) => Ok(PooledSession {
+                        pool: self,
+                        session: Some(session),
+                    }),
+                    Err(error) => {
+                        self.lock().open -= 1;
+                        self.given_back.notify_one();
+                        Err(error)
+                    }
+                };
+            }
+            let (next_state, waited) = self
+                .given_back
+                .wait_timeout(state, CHECKOUT_TIMEOUT)
+                .unwrap_or_else(PoisonError::into_inner);
+            state = next_state;
+            if waited.timed_out() && state.idle.is_empty() && state.open >= MAX_CONNECTIONS {
+                return Err(StoreError::Database(format!(
+                    "all {MAX_CONNECTIONS} connections to {} stayed busy for {} s",
+                    self.target,
+                    CHECKOUT_TIMEOUT.as_secs()
+                )));
+            }
+        }
+    }
+
+    /// Keeps a connection for the next call, or closes it when it broke.
+    fn give_back(&self, session: Session) {
+        let mut state = self.lock();
+        if session.client.is_closed() {
+            state.open -= 1;
+            drop(state);
+            drop(session);
+        } else {
+            state.idle.push(session);
+            drop(state);
+        }
+        self.given_back.notify_one();
     }
 }
 
@@ -75,6 +206,10 @@ impl Columns for Row {
     }
 
     fn integer(&self, index: usize) -> Result<i64, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+
+    fn optional_integer(&self, index: usize) -> Result<Option<i64>, StoreError> {
         Ok(self.try_get(index)?)
     }
 
@@ -98,37 +233,30 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("vigil");
         }
-        let mut client = config.connect(NoTls).map_err(|error| StoreError::Open {
-            url: target.clone(),
-            reason: describe(&error),
-        })?;
-        let version = migrate(&mut client)?;
-        tracing::info!(target = %target, schema_version = version, "postgres store open");
-        Ok(PostgresStore {
+        let pool = Pool {
             target,
             config,
-            session: Mutex::new(Session {
-                client,
-                statements: HashMap::new(),
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 1,
             }),
-        })
+            given_back: Condvar::new(),
+        };
+        let mut first = pool.connect()?;
+        let version = migrate(&mut first.client)?;
+        tracing::info!(
+            target = %pool.target,
+            schema_version = version,
+            max_connections = MAX_CONNECTIONS,
+            "postgres store open"
+        );
+        pool.give_back(first);
+        Ok(PostgresStore { pool })
     }
 
-    /// The session, connected again first if the connection broke since the last call.
-    fn session(&self) -> Result<MutexGuard<'_, Session>, StoreError> {
-        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-        if session.client.is_closed() {
-            tracing::warn!(target = %self.target, "postgres connection lost, connecting again");
-            session.client = self
-                .config
-                .connect(NoTls)
-                .map_err(|error| StoreError::Open {
-                    url: self.target.clone(),
-                    reason: describe(&error),
-                })?;
-            session.statements.clear();
-        }
-        Ok(session)
+    /// A connection of the pool for one call.
+    fn connection(&self) -> Result<PooledSession<'_>, StoreError> {
+        self.pool.take()
     }
 }
 
@@ -274,7 +402,7 @@ impl Store for PostgresStore {
     fn create_release(&self, release: &Release) -> Result<(), StoreError> {
         let row = ReleaseRow::from_release(release)?;
         let transition = TransitionRow::from_transition(&create_transition(release))?;
-        let mut guard = self.session()?;
+        let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
         let insert = prepared(
@@ -313,7 +441,7 @@ impl Store for PostgresStore {
     }
 
     fn release(&self, id: &str) -> Result<Option<Release>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let found = collect(
             &mut session,
             concat!(
@@ -337,7 +465,7 @@ impl Store for PostgresStore {
             0 => None,
             limit => Some(i64::try_from(limit).unwrap_or(i64::MAX)),
         };
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -353,7 +481,7 @@ impl Store for PostgresStore {
     }
 
     fn apply(&self, change: &Change) -> Result<(Release, Transition), StoreError> {
-        let mut guard = self.session()?;
+        let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
         let select = prepared(
@@ -440,7 +568,7 @@ impl Store for PostgresStore {
     }
 
     fn transitions(&self, release_id: &str) -> Result<Vec<Transition>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -459,7 +587,7 @@ impl Store for PostgresStore {
         notifications: &[NewNotification],
     ) -> Result<(), StoreError> {
         let row = VerdictRow::from_record(record)?;
-        let mut guard = self.session()?;
+        let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
         let update = prepared(
@@ -498,7 +626,7 @@ impl Store for PostgresStore {
     }
 
     fn verdicts(&self, release_id: &str) -> Result<Vec<VerdictRecord>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -513,7 +641,7 @@ impl Store for PostgresStore {
 
     fn add_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
         let row = FeedbackRow::from_feedback(feedback)?;
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         // One statement: inserts only when the release exists.
         let inserted = execute(
             &mut session,
@@ -533,7 +661,7 @@ impl Store for PostgresStore {
     }
 
     fn feedback(&self, release_id: &str) -> Result<Vec<Feedback>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -548,7 +676,7 @@ impl Store for PostgresStore {
 
     fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -563,7 +691,7 @@ impl Store for PostgresStore {
     }
 
     fn notification_sent(&self, id: i64, at: i64) -> Result<(), StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let updated = execute(
             &mut session,
             "UPDATE outbox SET state = 'sent', sent_at = $2 WHERE id = $1",
@@ -581,7 +709,7 @@ impl Store for PostgresStore {
         error: &str,
         retry_at: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let updated = execute(
             &mut session,
             "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
@@ -599,7 +727,7 @@ impl Store for PostgresStore {
     }
 
     fn notifications(&self, release_id: &str) -> Result<Vec<OutboxItem>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -619,7 +747,7 @@ impl Store for PostgresStore {
         hash: &str,
         at: i64,
     ) -> Result<ApiToken, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let created = collect(
             &mut session,
             concat!(
@@ -637,7 +765,7 @@ impl Store for PostgresStore {
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let found = collect(
             &mut session,
             concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = $1"),
@@ -648,7 +776,7 @@ impl Store for PostgresStore {
     }
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!("SELECT ", token_columns!(), " FROM tokens ORDER BY id"),
@@ -657,8 +785,85 @@ impl Store for PostgresStore {
         )
     }
 
+    fn revoke_token(&self, id: i64, at: i64) -> Result<ApiToken, StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let revoke = prepared(
+            statements,
+            &mut transaction,
+            concat!(
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
+                 RETURNING ",
+                token_columns!()
+            ),
+        )?;
+        let Some(row) = transaction.query_opt(&revoke, &[&id, &at])? else {
+            return Err(StoreError::UnknownToken { id });
+        };
+        let token = read_token(&row)?;
+        let end_sessions = prepared(
+            statements,
+            &mut transaction,
+            "DELETE FROM sessions WHERE token_id = $1",
+        )?;
+        let ended = transaction.execute(&end_sessions, &[&id])?;
+        transaction.commit()?;
+        tracing::info!(token_id = id, sessions_ended = ended, "token revoked");
+        Ok(token)
+    }
+
+    fn create_session(&self, page_session: &PageSession) -> Result<(), StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let expire = prepared(
+            statements,
+            &mut transaction,
+            "DELETE FROM sessions WHERE expires_at <= $1",
+        )?;
+        transaction.execute(&expire, &[&page_session.created_at])?;
+        let insert = prepared(
+            statements,
+            &mut transaction,
+            "INSERT INTO sessions (hash, token_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )?;
+        transaction.execute(
+            &insert,
+            &[
+                &page_session.hash,
+                &page_session.token_id,
+                &page_session.created_at,
+                &page_session.expires_at,
+            ],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn session(&self, hash: &str) -> Result<Option<(ApiToken, PageSession)>, StoreError> {
+        let mut session = self.connection()?;
+        let found = collect(
+            &mut session,
+            concat!(session_select!(), "$1"),
+            &[&hash],
+            read_session,
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
+        let mut session = self.connection()?;
+        let ended = execute(
+            &mut session,
+            "DELETE FROM sessions WHERE hash = $1",
+            &[&hash],
+        )?;
+        Ok(ended > 0)
+    }
+
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let inserted = execute(
             &mut session,
             concat!(
@@ -687,7 +892,7 @@ impl Store for PostgresStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<DataChunk>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             concat!(
@@ -703,7 +908,7 @@ impl Store for PostgresStore {
     fn prune_data(&self, before_ms: i64, keep: &[(i64, i64)]) -> Result<usize, StoreError> {
         let keep_from: Vec<i64> = keep.iter().map(|&(from, _)| from).collect();
         let keep_to: Vec<i64> = keep.iter().map(|&(_, to)| to).collect();
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         let deleted = execute(
             &mut session,
             "DELETE FROM data_chunks WHERE kind IN ('metrics', 'logs') AND max_ms < $1 \
@@ -717,7 +922,7 @@ impl Store for PostgresStore {
     }
 
     fn upsert_templates(&self, app: &str, templates: &[LogTemplate]) -> Result<(), StoreError> {
-        let mut guard = self.session()?;
+        let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
         let upsert = prepared(
@@ -737,7 +942,7 @@ impl Store for PostgresStore {
     }
 
     fn templates(&self, app: &str) -> Result<Vec<LogTemplate>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             "SELECT id, text, level FROM templates WHERE app = $1 ORDER BY id",
@@ -748,7 +953,7 @@ impl Store for PostgresStore {
 
     fn put_app(&self, app: &str, config: &serde_json::Value) -> Result<(), StoreError> {
         let config_json = to_json(config)?;
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         execute(
             &mut session,
             "INSERT INTO apps (name, config) VALUES ($1, $2) \
@@ -759,7 +964,7 @@ impl Store for PostgresStore {
     }
 
     fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        let mut session = self.session()?;
+        let mut session = self.connection()?;
         collect(
             &mut session,
             "SELECT name, config FROM apps ORDER BY name",

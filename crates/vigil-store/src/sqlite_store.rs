@@ -28,12 +28,12 @@ use vigil_core::LogTemplate;
 use crate::codec::{
     chunk_columns, create_transition, deployed_with, describe, enum_name, feedback_columns,
     keep_ranges_json, kind_name, outbox_columns, parse_enum, read_app, read_chunk, read_feedback,
-    read_outbox_item, read_release, read_template, read_token, read_transition, read_verdict,
-    release_columns, to_json, token_columns, transition_columns, verdict_columns, Columns,
-    FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
+    read_outbox_item, read_release, read_session, read_template, read_token, read_transition,
+    read_verdict, release_columns, session_select, to_json, token_columns, transition_columns,
+    verdict_columns, Columns, FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
 };
 use crate::schema;
-use crate::{Appended, Change, DataChunk, DataKind, ReleaseFilter, Store, StoreError};
+use crate::{Appended, Change, DataChunk, DataKind, PageSession, ReleaseFilter, Store, StoreError};
 
 /// How long a statement waits for another process holding the database's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -212,6 +212,10 @@ impl Columns for Row<'_> {
     }
 
     fn integer(&self, index: usize) -> Result<i64, StoreError> {
+        Ok(self.get(index)?)
+    }
+
+    fn optional_integer(&self, index: usize) -> Result<Option<i64>, StoreError> {
         Ok(self.get(index)?)
     }
 
@@ -609,6 +613,7 @@ impl Store for SqliteStore {
             role,
             hash: hash.to_owned(),
             created_at: at,
+            revoked_at: None,
         })
     }
 
@@ -630,6 +635,70 @@ impl Store for SqliteStore {
             [],
             read_token,
         )
+    }
+
+    fn revoke_token(&self, id: i64, at: i64) -> Result<ApiToken, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        transaction
+            .prepare_cached(
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            )?
+            .execute(params![id, at])?;
+        let Some(token) = first(
+            &transaction,
+            concat!("SELECT ", token_columns!(), " FROM tokens WHERE id = ?1"),
+            [id],
+            read_token,
+        )?
+        else {
+            return Err(StoreError::UnknownToken { id });
+        };
+        let ended = transaction
+            .prepare_cached("DELETE FROM sessions WHERE token_id = ?1")?
+            .execute([id])?;
+        transaction.commit()?;
+        tracing::info!(token_id = id, sessions_ended = ended, "token revoked");
+        Ok(token)
+    }
+
+    fn create_session(&self, session: &PageSession) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        transaction
+            .prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
+            .execute([session.created_at])?;
+        transaction
+            .prepare_cached(
+                "INSERT INTO sessions (hash, token_id, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                session.hash,
+                session.token_id,
+                session.created_at,
+                session.expires_at
+            ])?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn session(&self, hash: &str) -> Result<Option<(ApiToken, PageSession)>, StoreError> {
+        let connection = self.reader();
+        first(
+            &connection,
+            concat!(session_select!(), "?1"),
+            [hash],
+            read_session,
+        )
+    }
+
+    fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
+        let connection = self.connection();
+        let ended = connection
+            .prepare_cached("DELETE FROM sessions WHERE hash = ?1")?
+            .execute([hash])?;
+        Ok(ended > 0)
     }
 
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
@@ -754,4 +823,39 @@ fn insert_transition(connection: &Connection, row: &TransitionRow) -> Result<(),
             row.reason,
         ])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_the_first_version_keeps_its_tokens_when_migrated() {
+        let connection = Connection::open_in_memory().unwrap();
+        let first_version = schema::migration_from(&schema::SQLITE, 0).unwrap();
+        connection
+            .execute_batch(&format!(
+                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY); \
+                 INSERT INTO schema_version (version) VALUES (1); {first_version} \
+                 INSERT INTO tokens (name, role, hash, created_at) \
+                 VALUES ('alice', 'operator', 'aa11', 1000);"
+            ))
+            .unwrap();
+        let store = SqliteStore::prepare(SqliteLocation::Memory, connection).unwrap();
+        let token = store.token_by_hash("aa11").unwrap().unwrap();
+        assert_eq!(token.name, "alice");
+        assert_eq!(token.revoked_at, None);
+        let session = PageSession {
+            hash: "s1".to_owned(),
+            token_id: token.id,
+            created_at: 1_100,
+            expires_at: 2_000,
+        };
+        store.create_session(&session).unwrap();
+        assert_eq!(
+            store.revoke_token(token.id, 1_200).unwrap().revoked_at,
+            Some(1_200)
+        );
+        assert_eq!(store.session("s1").unwrap(), None);
+    }
 }

@@ -14,7 +14,9 @@ use vigil_core::release::{
 };
 use vigil_core::{Batch, Direction, Finding, LogTemplate, MetricKind, MetricMeta, Signal, Verdict};
 use vigil_store::testing::{ScratchPostgres, TempDir, POSTGRES_TEST_ENV};
-use vigil_store::{Appended, Change, DataChunk, DataKind, ReleaseFilter, Store, StoreError};
+use vigil_store::{
+    Appended, Change, DataChunk, DataKind, PageSession, ReleaseFilter, Store, StoreError,
+};
 
 /// The store URL the child process of the kill test writes to.
 const KILLED_CHILD_URL_ENV: &str = "VIGIL_STORE_KILLED_CHILD_URL";
@@ -183,6 +185,11 @@ conformance! {
         a_sent_notification_is_no_longer_due,
         unknown_notifications_are_reported,
         tokens_are_found_by_hash_and_names_may_repeat,
+        a_revoked_token_keeps_its_first_revocation_and_loses_its_sessions,
+        revoking_an_unknown_token_changes_nothing,
+        sessions_are_found_by_hash_with_their_token_and_end_on_sign_out,
+        a_new_session_clears_the_expired_ones,
+        a_session_needs_an_existing_token,
         a_chunk_with_a_known_key_is_a_duplicate_and_stores_nothing,
         chunks_are_found_by_overlapping_range_in_insertion_order,
         pruning_spares_recent_chunks_and_kept_windows,
@@ -939,6 +946,120 @@ fn tokens_are_found_by_hash_and_names_may_repeat(store: &dyn Store) {
     assert_eq!(store.tokens().unwrap(), vec![admin, ingest]);
 }
 
+fn page_session(hash: &str, token_id: i64, created_at: i64, expires_at: i64) -> PageSession {
+    PageSession {
+        hash: hash.to_owned(),
+        token_id,
+        created_at,
+        expires_at,
+    }
+}
+
+fn a_revoked_token_keeps_its_first_revocation_and_loses_its_sessions(store: &dyn Store) {
+    let alice = store
+        .create_token("alice", Role::Operator, "aa11", 1_000)
+        .unwrap();
+    let bob = store
+        .create_token("bob", Role::Viewer, "bb22", 1_000)
+        .unwrap();
+    assert_eq!(alice.revoked_at, None);
+    store
+        .create_session(&page_session("s1", alice.id, 1_100, 9_000))
+        .unwrap();
+    store
+        .create_session(&page_session("s2", alice.id, 1_200, 9_000))
+        .unwrap();
+    store
+        .create_session(&page_session("s3", bob.id, 1_200, 9_000))
+        .unwrap();
+
+    let revoked = store.revoke_token(alice.id, 2_000).unwrap();
+    assert_eq!(revoked.revoked_at, Some(2_000));
+    assert_eq!(revoked.id, alice.id);
+    assert_eq!(store.token_by_hash("aa11").unwrap(), Some(revoked.clone()));
+    assert_eq!(store.session("s1").unwrap(), None);
+    assert_eq!(store.session("s2").unwrap(), None);
+    assert!(
+        store.session("s3").unwrap().is_some(),
+        "other tokens' sessions stay"
+    );
+    assert_eq!(store.token_by_hash("bb22").unwrap(), Some(bob));
+
+    let again = store.revoke_token(alice.id, 3_000).unwrap();
+    assert_eq!(
+        again.revoked_at,
+        Some(2_000),
+        "the first revocation is kept"
+    );
+    let listed = store.tokens().unwrap();
+    assert_eq!(listed[0].revoked_at, Some(2_000));
+    assert_eq!(listed[1].revoked_at, None);
+}
+
+fn revoking_an_unknown_token_changes_nothing(store: &dyn Store) {
+    let kept = store
+        .create_token("ci", Role::Ingest, "cc33", 1_000)
+        .unwrap();
+    let missing = store.revoke_token(kept.id + 100, 2_000).unwrap_err();
+    assert!(
+        matches!(missing, StoreError::UnknownToken { id } if id == kept.id + 100),
+        "{missing:?}"
+    );
+    assert_eq!(store.tokens().unwrap(), vec![kept]);
+}
+
+fn sessions_are_found_by_hash_with_their_token_and_end_on_sign_out(store: &dyn Store) {
+    let token = store
+        .create_token("alice", Role::Admin, "aa11", 1_000)
+        .unwrap();
+    let opened = page_session("s1", token.id, 1_100, 44_300);
+    store.create_session(&opened).unwrap();
+    assert_eq!(
+        store.session("s1").unwrap(),
+        Some((token.clone(), opened.clone()))
+    );
+    assert_eq!(
+        store.session("aa11").unwrap(),
+        None,
+        "a token hash is no session"
+    );
+    assert!(store.end_session("s1").unwrap());
+    assert_eq!(store.session("s1").unwrap(), None);
+    assert!(!store.end_session("s1").unwrap(), "already ended");
+    assert!(
+        store.create_session(&opened).is_ok(),
+        "the same hash after it ended"
+    );
+}
+
+fn a_new_session_clears_the_expired_ones(store: &dyn Store) {
+    let token = store
+        .create_token("alice", Role::Viewer, "aa11", 1_000)
+        .unwrap();
+    store
+        .create_session(&page_session("old", token.id, 1_000, 2_000))
+        .unwrap();
+    store
+        .create_session(&page_session("current", token.id, 1_500, 5_000))
+        .unwrap();
+    assert!(
+        store.session("old").unwrap().is_some(),
+        "kept until a later sign-in"
+    );
+    store
+        .create_session(&page_session("new", token.id, 2_000, 6_000))
+        .unwrap();
+    assert_eq!(store.session("old").unwrap(), None);
+    assert!(store.session("current").unwrap().is_some());
+    assert!(store.session("new").unwrap().is_some());
+}
+
+fn a_session_needs_an_existing_token(store: &dyn Store) {
+    let refused = store.create_session(&page_session("s1", 4_242, 1_000, 2_000));
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(store.session("s1").unwrap(), None);
+}
+
 // ---------------------------------------------------------------- data chunks
 
 fn a_chunk_with_a_known_key_is_a_duplicate_and_stores_nothing(store: &dyn Store) {
@@ -1171,6 +1292,8 @@ fn a_reopened_store_still_has_everything(backend: &dyn Backend) {
     let token = store
         .create_token("ci", Role::Operator, "feed", 1_000)
         .unwrap();
+    let session = page_session("cafe", token.id, 1_000, 9_000);
+    store.create_session(&session).unwrap();
     store
         .append_data(&chunk(DataKind::Metrics, Some("k"), 1, 2, &[1, 2, 3]))
         .unwrap();
@@ -1193,6 +1316,10 @@ fn a_reopened_store_still_has_everything(backend: &dyn Backend) {
 
     let reopened = backend.open();
     assert_eq!(snapshot(&*reopened, "r1"), before);
+    assert_eq!(
+        reopened.session("cafe").unwrap(),
+        Some((token.clone(), session))
+    );
     assert_eq!(reopened.tokens().unwrap(), vec![token]);
     assert_eq!(
         reopened
@@ -1324,11 +1451,60 @@ fn postgres_store_connects_again_after_the_server_ends_its_connection() {
             &[],
         )
         .unwrap();
-    assert_eq!(ended.len(), 1, "the store's one connection");
+    assert_eq!(ended.len(), 1, "the one connection a single caller needs");
     assert!(ended[0].get::<_, bool>(0), "the connection ended in time");
     // The call that meets the broken connection may fail; the ones after it must not.
     let attempts: Vec<bool> = (0..3)
         .map(|_| store.release("r1").is_ok_and(|found| found.is_some()))
         .collect();
     assert!(attempts[1] && attempts[2], "{attempts:?}");
+}
+
+#[test]
+fn postgres_store_serves_other_calls_while_one_waits_on_a_lock() {
+    let Some(backend) = PostgresBackend::from_env() else {
+        return;
+    };
+    let store = backend.open();
+    store.create_release(&release("r1", "shop", 1)).unwrap();
+    // Another client locks the releases table: a read of a release waits on it, holding the
+    // connection it took.
+    let mut locker = ::postgres::Client::connect(&backend.url(), ::postgres::NoTls).unwrap();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE releases IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let waiting_store = Arc::clone(&store);
+    let waiting = std::thread::spawn(move || waiting_store.release("r1").unwrap());
+    let mut watcher = ::postgres::Client::connect(&backend.url(), ::postgres::NoTls).unwrap();
+    let mut waits_on_lock = || {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'vigil' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    };
+    let mut polls = 0;
+    while !waits_on_lock() {
+        polls += 1;
+        assert!(polls < 500, "the read never waited on the lock");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Meanwhile other calls go on, on other connections.
+    let (done, finished) = std::sync::mpsc::channel();
+    let other_store = Arc::clone(&store);
+    std::thread::spawn(move || {
+        let stored = other_store.append_data(&chunk(DataKind::Metrics, Some("k"), 1, 2, b"x"));
+        let _ = done.send(stored.map_err(|error| error.to_string()));
+    });
+    let appended = finished.recv_timeout(std::time::Duration::from_secs(10));
+    lock.commit().unwrap();
+    assert_eq!(
+        appended.expect("an append waited for a read held up by a lock elsewhere"),
+        Ok(Appended::Stored)
+    );
+    assert!(waiting.join().unwrap().is_some());
 }

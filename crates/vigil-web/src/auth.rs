@@ -1,7 +1,7 @@
 //! API tokens: `Authorization: Bearer <token>`; only the SHA-256 of a token is stored.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use axum::http::{HeaderMap, StatusCode};
 use ring::rand::SecureRandom;
@@ -20,11 +20,20 @@ pub fn hash_token(token: &str) -> String {
 
 /// A new random token (`vgl_` and 48 hex digits).
 pub fn new_token() -> Result<String, ApiError> {
+    new_secret("vgl_")
+}
+
+/// A new random id of a page session (`vgs_` and 48 hex digits): what the session cookie holds.
+pub fn new_session_id() -> Result<String, ApiError> {
+    new_secret("vgs_")
+}
+
+fn new_secret(prefix: &str) -> Result<String, ApiError> {
     let mut secret = [0u8; SECRET_BYTES];
     ring::rand::SystemRandom::new()
         .fill(&mut secret)
         .map_err(|_| ApiError::internal("the system random generator failed"))?;
-    Ok(format!("vgl_{}", to_hex(&secret)))
+    Ok(format!("{prefix}{}", to_hex(&secret)))
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -37,26 +46,43 @@ fn to_hex(bytes: &[u8]) -> String {
     text
 }
 
-/// Tokens already looked up, by hash (tokens are never changed once created).
+/// Tokens already looked up, by hash, each kept for the rest of the clock second it was read
+/// in: a busy sender is looked up once a second, and a token revoked elsewhere (by
+/// `vigil token revoke`, or another replica) is refused within a second. A revocation through
+/// this server's API forgets the token at once.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    known: Mutex<HashMap<String, ApiToken>>,
+    known: Mutex<HashMap<String, (ApiToken, i64)>>,
 }
 
 impl TokenCache {
-    pub fn get(&self, hash: &str) -> Option<ApiToken> {
-        self.known
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(hash)
-            .cloned()
+    /// The token with this hash if it was read during second `now`.
+    pub fn get(&self, hash: &str, now: i64) -> Option<ApiToken> {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        match known.get(hash) {
+            Some((token, read_at)) if *read_at == now => Some(token.clone()),
+            Some(_) => {
+                known.remove(hash);
+                None
+            }
+            None => None,
+        }
     }
 
-    pub fn put(&self, token: ApiToken) {
+    /// Keeps a token read from the store during second `now`.
+    pub fn put(&self, token: ApiToken, now: i64) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        // Entries of earlier seconds are never used again.
+        known.retain(|_, (_, read_at)| *read_at == now);
+        known.insert(token.hash.clone(), (token, now));
+    }
+
+    /// Forgets a token (it was just revoked).
+    pub fn forget(&self, hash: &str) {
         self.known
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(token.hash.clone(), token);
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(hash);
     }
 }
 
@@ -84,6 +110,17 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
+/// Refuses a revoked token.
+pub fn require_not_revoked(token: &ApiToken) -> Result<(), ApiError> {
+    if token.revoked_at.is_some() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "api token was revoked",
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a token whose role does not allow `needed`.
 pub fn require(token: &ApiToken, needed: Role) -> Result<(), ApiError> {
     if token.role.allows(needed) {
@@ -103,6 +140,41 @@ pub fn require(token: &ApiToken, needed: Role) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn token(hash: &str) -> ApiToken {
+        ApiToken {
+            id: 1,
+            name: "ci".to_owned(),
+            role: Role::Ingest,
+            hash: hash.to_owned(),
+            created_at: 0,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn cached_tokens_last_until_the_clock_second_changes_or_they_are_forgotten() {
+        let cache = TokenCache::default();
+        cache.put(token("aa"), 100);
+        cache.put(token("bb"), 100);
+        assert_eq!(cache.get("aa", 100), Some(token("aa")));
+        assert_eq!(cache.get("aa", 101), None);
+        assert_eq!(cache.get("aa", 100), None, "an expired entry is dropped");
+        cache.forget("bb");
+        assert_eq!(cache.get("bb", 100), None);
+        cache.put(token("cc"), 100);
+        cache.put(token("dd"), 102);
+        assert_eq!(cache.get("cc", 100), None, "older seconds are cleared");
+        assert_eq!(cache.get("dd", 102), Some(token("dd")));
+    }
+
+    #[test]
+    fn session_ids_are_random_and_unlike_tokens() {
+        let session = new_session_id().unwrap();
+        assert!(session.starts_with("vgs_"), "{session}");
+        assert_eq!(session.len(), 4 + 2 * SECRET_BYTES);
+        assert_ne!(session, new_session_id().unwrap());
+    }
 
     #[test]
     fn tokens_are_random_and_hash_to_hex() {

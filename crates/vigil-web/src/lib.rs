@@ -12,6 +12,7 @@ mod onboarding;
 mod pages;
 mod releases;
 pub mod server;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use vigil_guard::intake::Intake;
 use vigil_guard::Guard;
 use vigil_store::Store;
 
-pub use auth::{hash_token, new_token};
+pub use auth::{hash_token, new_session_id, new_token};
 pub use error::ApiError;
 
 /// The OpenAPI document of the API.
@@ -93,7 +94,8 @@ impl AppState {
         needed: Role,
     ) -> Result<ApiToken, ApiError> {
         let hash = hash_token(secret);
-        let token = match self.tokens.get(&hash) {
+        let now = self.clock.now();
+        let token = match self.tokens.get(&hash, now) {
             Some(token) => token,
             None => {
                 let lookup_hash = hash.clone();
@@ -103,10 +105,11 @@ impl AppState {
                 let token = found.ok_or_else(|| {
                     ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unknown api token")
                 })?;
-                self.tokens.put(token.clone());
+                self.tokens.put(token.clone(), now);
                 token
             }
         };
+        auth::require_not_revoked(&token)?;
         auth::require(&token, needed)?;
         Ok(token)
     }
@@ -187,6 +190,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/releases/{id}/notifications",
             get(releases::notifications),
         )
+        .route("/api/v1/tokens", get(tokens::list))
+        .route("/api/v1/tokens/{id}/revoke", post(tokens::revoke))
         .route("/api/v1/apps", get(ingest::list_apps))
         .route("/api/v1/apps/{app}", put(ingest::put_app))
         .route("/api/v1/apps/{app}/onboarding", get(onboarding::show))

@@ -138,7 +138,13 @@ pub async fn start(
     ));
 
     let now = clock.now();
-    let load_from = earliest_needed(store.as_ref(), now, config.recent_seconds)?;
+    let recent_seconds = config.recent_seconds;
+    let window_store = Arc::clone(&store);
+    let load_from = tokio::task::spawn_blocking(move || {
+        earliest_needed(window_store.as_ref(), now, recent_seconds)
+    })
+    .await
+    .map_err(|error| std::io::Error::other(error.to_string()))??;
     let loading_intake = Arc::clone(&intake);
     let loaded =
         tokio::task::spawn_blocking(move || loading_intake.load(load_from * 1000, i64::MAX))

@@ -51,7 +51,11 @@ fn pages_need_a_session_and_ingest_tokens_cannot_sign_in() {
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
     assert_eq!(signed_in.location.as_deref(), Some("/releases"));
     let cookie = signed_in.set_cookie.unwrap();
-    assert!(cookie.starts_with(&format!("vigil_session={}", server.viewer)));
+    assert!(cookie.starts_with("vigil_session=vgs_"), "{cookie}");
+    assert!(
+        !cookie.contains(&server.viewer),
+        "the cookie holds no api token"
+    );
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     assert_eq!(client.get("/releases").status, 200);
 
@@ -261,4 +265,78 @@ fn an_unknown_release_is_a_404_page() {
     let static_css = client.get("/static/vigil.css");
     assert_eq!(static_css.status, 200);
     assert!(static_css.body.contains(":focus-visible"));
+}
+
+/// The id of the token named `name`, as the admin API lists it.
+fn token_id(server: &TestServer, name: &str) -> i64 {
+    let (status, tokens) = server.get("/api/v1/tokens", &server.admin);
+    assert_eq!(status, 200, "{tokens}");
+    tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|token| token["name"] == name)
+        .and_then(|token| token["id"].as_i64())
+        .unwrap()
+}
+
+#[test]
+fn a_session_ends_on_sign_out_on_revoke_and_after_twelve_hours() {
+    let server = TestServer::start(NOW);
+    let mut client = PageClient::new(&server.base);
+    assert_eq!(client.sign_in(&server.operator).status, 303);
+    let cookie = client.cookie.clone().unwrap();
+    let session_id = cookie.trim_start_matches("vigil_session=");
+    assert!(session_id.starts_with("vgs_"), "{cookie}");
+    let (status, _) = server.get("/api/v1/releases", session_id);
+    assert_eq!(status, 401, "a session id is no api token");
+    assert_eq!(client.get("/releases").status, 200);
+
+    // Signing out ends the session on the server: a copy of its cookie signs nobody in.
+    let mut copy = PageClient::new(&server.base);
+    copy.cookie = Some(cookie.clone());
+    assert_eq!(copy.get("/releases").status, 200);
+    let out = client.post_form("/signout", &[]);
+    assert_eq!(out.status, 303);
+    let after_sign_out = copy.get("/releases");
+    assert_eq!(after_sign_out.status, 303, "{}", after_sign_out.body);
+    assert!(after_sign_out
+        .location
+        .unwrap()
+        .starts_with("/signin?next="));
+
+    // Revoking the token ends its sessions, and the token stops working at once.
+    let mut again = PageClient::new(&server.base);
+    assert_eq!(again.sign_in(&server.operator).status, 303);
+    assert_eq!(again.get("/releases").status, 200);
+    let (status, _) = server.get("/api/v1/releases", &server.operator);
+    assert_eq!(status, 200);
+    let operator_id = token_id(&server, "operator");
+    let (status, revoked) = server.post(
+        &format!("/api/v1/tokens/{operator_id}/revoke"),
+        &server.admin,
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["revoked_at"], NOW);
+    assert_eq!(again.get("/releases").status, 303, "the session ended");
+    let (status, refused) = server.get("/api/v1/releases", &server.operator);
+    assert_eq!(status, 401, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("revoked"),
+        "{refused}"
+    );
+    let mut revoked_client = PageClient::new(&server.base);
+    let refused_sign_in = revoked_client.sign_in(&server.operator);
+    assert_eq!(refused_sign_in.status, 401);
+    assert!(refused_sign_in.body.contains("api token was revoked"));
+    assert!(refused_sign_in.set_cookie.is_none());
+
+    // A session lasts twelve hours.
+    let mut viewer = PageClient::new(&server.base);
+    assert_eq!(viewer.sign_in(&server.viewer).status, 303);
+    server.clock.advance(12 * 3600 - 1);
+    assert_eq!(viewer.get("/releases").status, 200);
+    server.clock.advance(1);
+    assert_eq!(viewer.get("/releases").status, 303, "the session expired");
 }

@@ -44,28 +44,40 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.public_url = public_url;
     }
     crate::logging::init();
+    // The store is opened, and later dropped, outside the async runtime: the PostgreSQL client
+    // blocks on a runtime of its own, which cannot start (or end) on an async worker.
+    let store = vigil_store::open(&config.database).with_context(|| {
+        format!(
+            "cannot open store {}",
+            vigil_store::redact_password(&config.database)
+        )
+    })?;
+    if store.tokens()?.is_empty() {
+        crate::say(&format!(
+            "no API token exists yet: create one with\n  vigil token create --role admin --database {}",
+            config.database
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let store = vigil_store::open(&config.database)
-            .with_context(|| format!("cannot open store {}", config.database))?;
-        if store.tokens()?.is_empty() {
-            crate::say(&format!(
-                "no API token exists yet: create one with\n  vigil token create --role admin --database {}",
-                config.database
-            ));
-        }
-        let clock: Arc<dyn vigil_core::Clock> = Arc::new(vigil_core::SystemClock);
-        let started = start(&config, store, clock).await?;
-        crate::say(&format!(
-            "vigil listening on http://{} (store {}): release pages at /, API under /api/v1",
-            started.address, config.database
-        ));
-        started.run(shutdown_signal()).await?;
-        anyhow::Ok(())
-    })
+    let served = runtime.block_on(serve(config, Arc::clone(&store)));
+    drop(runtime);
+    drop(store);
+    served
+}
+
+async fn serve(config: ServerConfig, store: Arc<dyn vigil_store::Store>) -> anyhow::Result<()> {
+    let clock: Arc<dyn vigil_core::Clock> = Arc::new(vigil_core::SystemClock);
+    let started = start(&config, store, clock).await?;
+    crate::say(&format!(
+        "vigil listening on http://{} (store {}): release pages at /, API under /api/v1",
+        started.address,
+        vigil_store::redact_password(&config.database)
+    ));
+    started.run(shutdown_signal()).await?;
+    Ok(())
 }
 
 async fn shutdown_signal() {

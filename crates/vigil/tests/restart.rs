@@ -1,6 +1,7 @@
 //! Restart safety: `vigil serve` killed with SIGKILL in the middle of a live release, then
 //! started again on the same store, carries on: the release keeps its state and its data, and
-//! pauses when the fault comes.
+//! pauses when the fault comes. On SQLite, and on PostgreSQL when `VIGIL_TEST_POSTGRES` names a
+//! server (a database of its own).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod support;
@@ -8,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{call, create_token, free_port, now_seconds, serve, Dir};
+use support::{call, create_token, free_port, now_seconds, scratch_postgres, serve, Dir};
 
 const STEP: i64 = 2;
 
@@ -47,13 +48,25 @@ fn samples_at(t: i64, fault_from: Option<i64>) -> serde_json::Value {
 }
 
 #[test]
-fn a_server_killed_mid_release_resumes_it_and_pauses_on_the_fault() {
+fn a_server_killed_mid_release_resumes_it_and_pauses_on_the_fault_on_sqlite() {
     let dir = Dir::new("restart");
     let database = dir.0.join("vigil.db");
-    let token = create_token(&database, "admin");
+    killed_mid_release_resumes_and_pauses(&database.display().to_string());
+}
+
+#[test]
+fn a_server_killed_mid_release_resumes_it_and_pauses_on_the_fault_on_postgres() {
+    let Some(scratch) = scratch_postgres("the restart test") else {
+        return;
+    };
+    killed_mid_release_resumes_and_pauses(scratch.url());
+}
+
+fn killed_mid_release_resumes_and_pauses(database: &str) {
+    let token = create_token(database, "admin");
 
     let port = free_port();
-    let first = serve(&database, port);
+    let first = serve(database, port);
     let start = now_seconds() as i64;
     // Two minutes of baseline, already past.
     for t in (start - 130..=start).step_by(1) {
@@ -116,7 +129,7 @@ fn a_server_killed_mid_release_resumes_it_and_pauses_on_the_fault() {
     killed.0.wait().unwrap();
     drop(killed);
 
-    let _second = serve(&database, port);
+    let _second = serve(database, port);
     let (_, after) = call(port, "GET", "/api/v1/releases/restart-1", &token, None);
     assert_eq!(after["state"], "observing", "{after}");
     assert_eq!(after["deployed"], before["deployed"]);

@@ -1,10 +1,13 @@
 //! Signing in to the pages with an API token.
 //!
 //! `/signin` takes a token, checks it with the same hashed lookup as a bearer token
-//! ([`AppState::authorize_secret`]) and keeps it in an `HttpOnly`, `SameSite=Strict` cookie.
+//! ([`AppState::authorize_secret`]) and opens a session: a random id kept in an `HttpOnly`,
+//! `SameSite=Strict` cookie, stored only as its hash, bound to the token and ending after
+//! twelve hours, on sign-out, or when the token is revoked. The cookie never holds the token.
 //! Ingest tokens cannot sign in. Every form a page posts is checked twice against requests
 //! from other sites: its `Origin` (or, without one, its `Referer`) must be this server, and it
-//! must carry the session's form value, a hash of the token that another site cannot know.
+//! must carry the session's form value, a hash of the session id that another site cannot
+//! know.
 
 use std::fmt::Write;
 
@@ -15,17 +18,21 @@ use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
 use vigil_core::release::{ApiToken, Role};
+use vigil_store::PageSession;
 
 use super::html::{esc, url};
 use super::{html_page, PageError};
 use crate::error::ApiError;
 use crate::AppState;
 
-/// Name of the cookie that holds the signed-in token.
+/// Name of the cookie that holds the session id.
 pub const COOKIE: &str = "vigil_session";
 
 /// How long a sign-in lasts, in seconds.
 const SESSION_SECONDS: u32 = 12 * 3600;
+
+/// Longest session id a cookie may carry (ours are 52 characters).
+const MAX_SESSION_ID_BYTES: usize = 200;
 
 /// A signed-in person: their token and the value their forms must carry.
 #[derive(Debug, Clone)]
@@ -54,14 +61,14 @@ impl Session {
     }
 }
 
-/// The value a session's forms carry: derived from the token's secret (which another site
-/// cannot read), and different from the stored hash of the token.
-fn form_key(secret: &str) -> String {
-    crate::hash_token(&format!("vigil-form:{secret}"))
+/// The value a session's forms carry: derived from the session id (which another site cannot
+/// read), and different from the stored hash of the session.
+fn form_key(session_id: &str) -> String {
+    crate::hash_token(&format!("vigil-form:{session_id}"))
 }
 
-/// The token secret in the request's session cookie, if any.
-fn cookie_secret(headers: &HeaderMap) -> Option<&str> {
+/// The session id in the request's session cookie, if any.
+fn cookie_session_id(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -83,25 +90,29 @@ pub async fn signed_in(
     let back_to = uri
         .path_and_query()
         .map_or_else(|| "/releases".to_string(), |path| path.as_str().to_string());
-    let Some(secret) = cookie_secret(headers) else {
+    let Some(session_id) = cookie_session_id(headers) else {
         return Err(PageError::SignIn { next: back_to });
     };
-    match state.authorize_secret(secret, Role::Viewer).await {
-        Ok(token) => Ok(Session {
-            token,
-            form_key: form_key(secret),
-        }),
-        Err(error) if is_refusal(&error) => Err(PageError::SignIn { next: back_to }),
-        Err(error) => Err(PageError::Api(error)),
+    if session_id.len() > MAX_SESSION_ID_BYTES {
+        return Err(PageError::SignIn { next: back_to });
     }
-}
-
-/// True for an unknown token or a role that may not read pages (not for a store failure).
-fn is_refusal(error: &ApiError) -> bool {
-    matches!(
-        error.status,
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-    )
+    let hash = crate::hash_token(session_id);
+    let found = state
+        .blocking(move |store| Ok(store.session(&hash)?))
+        .await?;
+    let Some((token, stored)) = found else {
+        return Err(PageError::SignIn { next: back_to });
+    };
+    let live = stored.expires_at > state.clock.now()
+        && token.revoked_at.is_none()
+        && token.role.allows(Role::Viewer);
+    if !live {
+        return Err(PageError::SignIn { next: back_to });
+    }
+    Ok(Session {
+        token,
+        form_key: form_key(session_id),
+    })
 }
 
 /// Refuses a form posted from another site: the `Origin` header (or, without one, the
@@ -307,14 +318,16 @@ pub async fn sign_in(
             ));
         }
         Err(error) if error.status == StatusCode::UNAUTHORIZED => {
+            // "unknown api token" or "api token was revoked".
             return Ok(signin_page(
                 StatusCode::UNAUTHORIZED,
                 next,
-                Some("unknown api token"),
+                Some(&error.message),
             ));
         }
         Err(error) => return Err(error.into()),
     };
+    let session_id = open_session(&state, &token).await?;
     tracing::info!(token = %token.name, role = token.role.as_str(), "signed in to the pages");
     let secure = if state.guard.config().public_url.starts_with("https://") {
         "; Secure"
@@ -322,9 +335,25 @@ pub async fn sign_in(
         ""
     };
     let cookie = format!(
-        "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}{secure}"
+        "{COOKIE}={session_id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}{secure}"
     );
     Ok(redirect_with_cookie(next, &cookie))
+}
+
+/// Stores a new session of `token` (by the hash of its id) and returns its id.
+async fn open_session(state: &AppState, token: &ApiToken) -> Result<String, ApiError> {
+    let session_id = crate::new_session_id()?;
+    let now = state.clock.now();
+    let session = PageSession {
+        hash: crate::hash_token(&session_id),
+        token_id: token.id,
+        created_at: now,
+        expires_at: now + i64::from(SESSION_SECONDS),
+    };
+    state
+        .blocking(move |store| Ok(store.create_session(&session)?))
+        .await?;
+    Ok(session_id)
 }
 
 /// A `303 See Other` to `location` that sets `cookie`.
@@ -356,12 +385,20 @@ pub async fn signout_form(State(state): State<AppState>, headers: HeaderMap, uri
     )
 }
 
-/// Forgets the session cookie. Only a form from this server's pages may sign out.
+/// Ends the session on the server and forgets its cookie. Only a form from this server's pages
+/// may sign out.
 pub async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     check_same_origin(&state, &headers)?;
+    if let Some(session_id) = cookie_session_id(&headers) {
+        let hash = crate::hash_token(session_id);
+        let ended = state
+            .blocking(move |store| Ok(store.end_session(&hash)?))
+            .await?;
+        tracing::info!(ended, "signed out of the pages");
+    }
     let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     Ok(redirect_with_cookie("/signin", &cookie))
 }
@@ -382,11 +419,11 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; vigil_session=vgl_x"),
         );
-        assert_eq!(cookie_secret(&headers), Some("vgl_x"));
+        assert_eq!(cookie_session_id(&headers), Some("vgl_x"));
         let mut empty = HeaderMap::new();
         empty.append(header::COOKIE, HeaderValue::from_static("vigil_session="));
-        assert_eq!(cookie_secret(&empty), None);
-        assert_eq!(cookie_secret(&HeaderMap::new()), None);
+        assert_eq!(cookie_session_id(&empty), None);
+        assert_eq!(cookie_session_id(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Helpers of the binary's tests: a temporary directory, a `vigil serve` child process on a free
-//! loopback port, and a small JSON client.
+//! Helpers of the binary's tests: a temporary directory, a database of its own on the PostgreSQL
+//! server of `VIGIL_TEST_POSTGRES`, a `vigil serve` child process on a free loopback port, and a
+//! small JSON client.
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stdout)]
 
+use std::ffi::OsStr;
+use std::io::Write;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -47,7 +50,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn serve(database: &Path, port: u16) -> Server {
+/// A `vigil serve` on `database` (a SQLite path or a store URL), once it listens on `port`.
+pub fn serve(database: impl AsRef<OsStr>, port: u16) -> Server {
     let child = vigil()
         .args([
             "serve",
@@ -60,10 +64,13 @@ pub fn serve(database: &Path, port: u16) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Server(child);
+    let mut server = Server(child);
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return server;
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("vigil serve exited before listening on {port}: {status}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -117,9 +124,22 @@ pub fn call(
 }
 
 /// Creates a token with `vigil token create` and returns it.
-pub fn create_token(database: &Path, role: &str) -> String {
+pub fn create_token(database: impl AsRef<OsStr>, role: &str) -> String {
+    create_named_token(database, role, role)
+}
+
+/// Creates a token named `name` with `vigil token create` and returns it.
+pub fn create_named_token(database: impl AsRef<OsStr>, role: &str, name: &str) -> String {
     let output = vigil()
-        .args(["token", "create", "--role", role, "--database"])
+        .args([
+            "token",
+            "create",
+            "--role",
+            role,
+            "--name",
+            name,
+            "--database",
+        ])
         .arg(database)
         .output()
         .unwrap();
@@ -129,4 +149,31 @@ pub fn create_token(database: &Path, role: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// Set (by CI) to fail instead of skipping when no PostgreSQL server is given.
+pub const REQUIRE_POSTGRES_ENV: &str = "VIGIL_REQUIRE_POSTGRES";
+
+/// A database of its own on the PostgreSQL server named by `VIGIL_TEST_POSTGRES` (dropped with
+/// the value), or `None` after saying loudly that the test is skipped; fails instead when
+/// `VIGIL_REQUIRE_POSTGRES` is set.
+pub fn scratch_postgres(test: &str) -> Option<vigil_store::testing::ScratchPostgres> {
+    match vigil_store::testing::ScratchPostgres::from_env("vigil_bin") {
+        Ok(Some(scratch)) => Some(scratch),
+        Ok(None) => {
+            assert!(
+                std::env::var_os(REQUIRE_POSTGRES_ENV).is_none(),
+                "{REQUIRE_POSTGRES_ENV} is set but {} is not",
+                vigil_store::testing::POSTGRES_TEST_ENV
+            );
+            // Written past the test harness's capture so that it is seen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED: {test} on PostgreSQL ({} not set) ***\n",
+                vigil_store::testing::POSTGRES_TEST_ENV
+            );
+            None
+        }
+        Err(error) => panic!("cannot prepare a PostgreSQL test database: {error}"),
+    }
 }
