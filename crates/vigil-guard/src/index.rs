@@ -94,7 +94,7 @@ impl Series {
     /// Inserts samples of seconds the series does not hold yet, each before its newest sample:
     /// sorted, one per second, in one pass that moves each held sample at most once (inserting
     /// them one by one would move the newer samples once for each).
-    fn insert_new_seconds(&mut self, arrived: &mut Vec<(i64, f64)>) {
+    fn insert_new_seconds(&mut self, arrived: &mut [(i64, f64)]) {
         // Stable: of two samples of the same time, the one that came last stays last.
         arrived.sort_by_key(|&(ms, _)| ms);
         let mut newest_of_second: Vec<(i64, f64)> = Vec::with_capacity(arrived.len());
