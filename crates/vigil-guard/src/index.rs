@@ -216,10 +216,14 @@ impl HostData {
             Some(found) => found,
             None => self.series.entry(key.metric.clone()).or_default(),
         };
-        series.counter |= key.counter;
         // The earliest time of a sample that changed what the series holds: a resent sample
         // equal to the one held changes nothing a reader could see.
         let mut earliest = i64::MAX;
+        if key.counter && !series.counter {
+            // Read as a counter from now on: every sample held reads differently.
+            series.counter = true;
+            earliest = series.points.first().map_or(i64::MAX, |&(ms, _)| ms);
+        }
         let mut new_seconds: Vec<(i64, f64)> = Vec::new();
         for point in run {
             self.last_ms = self.last_ms.max(point.ms);
@@ -522,6 +526,18 @@ mod tests {
         assert_eq!(index.earliest_change("h1", seen), None);
         index.insert_metrics(&chunk(&[(3000, 3.0), (2000, 2.5)]));
         assert_eq!(index.earliest_change("h1", seen), Some(2000));
+    }
+
+    #[test]
+    fn a_series_that_turns_out_a_counter_is_changed_from_its_first_sample() {
+        let mut index = DataIndex::new();
+        index.insert_metrics(&chunk(&[(1000, 1.0), (2000, 2.0), (3000, 3.0)]));
+        let seen = index.generation();
+        let mut declared = chunk(&[(3000, 3.0)]);
+        declared.series = vec![key("h1", "cpu", true)];
+        index.insert_metrics(&declared);
+        assert!(index.host("h1").unwrap().series["cpu"].counter);
+        assert_eq!(index.earliest_change("h1", seen), Some(1000));
     }
 
     #[test]
