@@ -65,30 +65,12 @@ impl Series {
             self.points.push((ms, value));
             return Placed::Changed;
         }
-        let position = self.first_after_hinted(start);
+        let position = first_after_near(&self.points, start, self.cursor);
         self.cursor = position + 1;
         match self.points.get_mut(position) {
             Some(held) if held.0 <= start.saturating_add(1000) => keep_newest(held, ms, value),
             _ => Placed::Inserted,
         }
-    }
-
-    /// Index of the first sample after `time`: tried first where the last sample was placed
-    /// and just after it (a resending sender goes through a series in time order), otherwise
-    /// searched from the newest back.
-    fn first_after_hinted(&self, time: i64) -> usize {
-        for guess in [self.cursor, self.cursor + 1] {
-            let after = self.points.get(guess).is_some_and(|&(at, _)| at > time);
-            let before = guess == 0
-                || self
-                    .points
-                    .get(guess - 1)
-                    .is_some_and(|&(at, _)| at <= time);
-            if after && before {
-                return guess;
-            }
-        }
-        first_after(&self.points, time)
     }
 
     /// Inserts samples of seconds the series does not hold yet, each before its newest sample:
@@ -151,6 +133,29 @@ pub fn first_after(points: &[(i64, f64)], time: i64) -> usize {
         stride *= 2;
     }
     0
+}
+
+/// Index of the first sample after `time`, searched from `hint` outwards in growing strides,
+/// then by halves: a sender that resends goes through a series in about time order, so the
+/// sample it replaces is close to where the previous one landed (two senders' requests may
+/// arrive in either order).
+fn first_after_near(points: &[(i64, f64)], time: i64, hint: usize) -> usize {
+    let hint = hint.min(points.len());
+    if points.get(hint).is_none_or(|&(at, _)| at > time) {
+        return first_after(&points[..hint], time);
+    }
+    // `points[hint]` is at or before `time`: the answer lies after it.
+    let mut not_after = hint + 1;
+    let mut stride = 1;
+    loop {
+        let probe = not_after + stride - 1;
+        if probe >= points.len() || points[probe].0 > time {
+            let end = probe.min(points.len());
+            return not_after + points[not_after..end].partition_point(|&(at, _)| at <= time);
+        }
+        not_after = probe + 1;
+        stride *= 2;
+    }
 }
 
 /// Everything known about one host.
@@ -405,6 +410,22 @@ mod tests {
             assert_eq!(first_after(&points, time), expected, "at {time}");
         }
         assert_eq!(first_after(&[], 3), 0);
+    }
+
+    #[test]
+    fn the_first_sample_after_a_time_is_found_from_any_hint() {
+        let points: Vec<(i64, f64)> = (0..50).map(|i| (i * 10, 0.0)).collect();
+        for time in -5..505 {
+            let expected = points.partition_point(|&(at, _)| at <= time);
+            for hint in 0..60 {
+                assert_eq!(
+                    first_after_near(&points, time, hint),
+                    expected,
+                    "at {time} from {hint}"
+                );
+            }
+        }
+        assert_eq!(first_after_near(&[], 3, 2), 0);
     }
 
     fn chunk(points: &[(i64, f64)]) -> MetricChunk {
