@@ -2,8 +2,12 @@
 //! template counts, filled by ingestion (after the store has acknowledged the chunk) and at start
 //! from the stored chunks.
 //!
-//! Samples are keyed by their time, so a duplicate sample replaces the one with the same time
-//! (idempotent) and a late or out-of-order sample lands in its place. Log counts add up: a log
+//! A series holds one sample per second, `(s - 1, s]` (steps end on whole seconds, and a step
+//! takes the last sample it holds): the newest sample sent for that second, and of two samples
+//! of the same time the one that came last. So a resent sample replaces the one held
+//! (idempotent), a late or out-of-order sample lands in its place, and a sender that resends
+//! overlapping data at other milliseconds neither grows the series nor slows its intake: what a
+//! series holds is bounded by the seconds it covers, whatever is sent. Log counts add up: a log
 //! batch sent twice counts twice unless it carries an idempotency key (the store refuses the
 //! second copy before it reaches here).
 
@@ -16,19 +20,83 @@ use vigil_core::samples::{LogChunk, MetricChunk, Point, SeriesKey};
 #[derive(Debug, Clone, Default)]
 pub struct Series {
     pub counter: bool,
-    /// (Unix milliseconds, value), sorted by time, one value per time.
+    /// (Unix milliseconds, value), sorted by time, at most one per second.
     pub points: Vec<(i64, f64)>,
+    /// Where the next sample of a sender that resends in time order is likely to land: just
+    /// after the last one placed.
+    cursor: usize,
+}
+
+/// The exclusive start of the second a sample at `ms` belongs to: the second is
+/// `(start, start + 1000]`.
+fn second_start(ms: i64) -> i64 {
+    ms.saturating_sub(1).div_euclid(1000).saturating_mul(1000)
+}
+
+/// What placing a sample at the end, or in the second of a sample held, did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placed {
+    Changed,
+    Unchanged,
+    /// Its second is new and lies before the newest held: it is to be inserted.
+    Inserted,
+}
+
+/// Keeps the newer of a held sample and an arriving one of the same second; of two of the same
+/// time, the arriving one (a resend). Says whether the held sample changed.
+fn keep_newest(held: &mut (i64, f64), ms: i64, value: f64) -> Placed {
+    if ms < held.0 || (ms == held.0 && value.to_bits() == held.1.to_bits()) {
+        return Placed::Unchanged;
+    }
+    *held = (ms, value);
+    Placed::Changed
 }
 
 impl Series {
-    fn insert(&mut self, ms: i64, value: f64) {
-        match self.points.last() {
-            Some(&(last_ms, _)) if last_ms < ms => self.points.push((ms, value)),
-            None => self.points.push((ms, value)),
-            _ => match self.points.binary_search_by_key(&ms, |&(time, _)| time) {
-                Ok(position) => self.points[position].1 = value,
-                Err(position) => self.points.insert(position, (ms, value)),
-            },
+    /// Places a sample at the end, or in the second it shares with a sample held; a sample of
+    /// a new second before the newest is left to [`Series::insert_new_seconds`].
+    fn place(&mut self, ms: i64, value: f64) -> Placed {
+        let start = second_start(ms);
+        let Some(&(last_ms, _)) = self.points.last() else {
+            self.points.push((ms, value));
+            return Placed::Changed;
+        };
+        if last_ms <= start {
+            self.points.push((ms, value));
+            return Placed::Changed;
+        }
+        let position = first_after_near(&self.points, start, self.cursor);
+        self.cursor = position + 1;
+        match self.points.get_mut(position) {
+            Some(held) if held.0 <= start.saturating_add(1000) => keep_newest(held, ms, value),
+            _ => Placed::Inserted,
+        }
+    }
+
+    /// Inserts samples of seconds the series does not hold yet, each before its newest sample:
+    /// sorted, one per second, in one pass that moves each held sample at most once (inserting
+    /// them one by one would move the newer samples once for each).
+    fn insert_new_seconds(&mut self, arrived: &mut [(i64, f64)]) {
+        // Stable: of two samples of the same time, the one that came last stays last.
+        arrived.sort_by_key(|&(ms, _)| ms);
+        let mut newest_of_second: Vec<(i64, f64)> = Vec::with_capacity(arrived.len());
+        for &sample in arrived.iter() {
+            match newest_of_second.last_mut() {
+                Some(last) if second_start(last.0) == second_start(sample.0) => *last = sample,
+                _ => newest_of_second.push(sample),
+            }
+        }
+        let mut held_end = self.points.len();
+        self.points
+            .resize(held_end + newest_of_second.len(), (0, 0.0));
+        let mut still_to_place = newest_of_second.len();
+        for &sample in newest_of_second.iter().rev() {
+            let stay = first_after(&self.points[..held_end], sample.0);
+            self.points
+                .copy_within(stay..held_end, stay + still_to_place);
+            still_to_place -= 1;
+            self.points[stay + still_to_place] = sample;
+            held_end = stay;
         }
     }
 
@@ -67,6 +135,29 @@ pub fn first_after(points: &[(i64, f64)], time: i64) -> usize {
     0
 }
 
+/// Index of the first sample after `time`, searched from `hint` outwards in growing strides,
+/// then by halves: a sender that resends goes through a series in about time order, so the
+/// sample it replaces is close to where the previous one landed (two senders' requests may
+/// arrive in either order).
+fn first_after_near(points: &[(i64, f64)], time: i64, hint: usize) -> usize {
+    let hint = hint.min(points.len());
+    if points.get(hint).is_none_or(|&(at, _)| at > time) {
+        return first_after(&points[..hint], time);
+    }
+    // `points[hint]` is at or before `time`: the answer lies after it.
+    let mut not_after = hint + 1;
+    let mut stride = 1;
+    loop {
+        let probe = not_after + stride - 1;
+        if probe >= points.len() || points[probe].0 > time {
+            let end = probe.min(points.len());
+            return not_after + points[not_after..end].partition_point(|&(at, _)| at <= time);
+        }
+        not_after = probe + 1;
+        stride *= 2;
+    }
+}
+
 /// Everything known about one host.
 #[derive(Debug, Clone, Default)]
 pub struct HostData {
@@ -78,9 +169,15 @@ pub struct HostData {
     /// Time of the newest sample or log count from this host.
     pub last_ms: i64,
     /// What recent insertions changed: (the index's generation at the insertion, the
-    /// earliest time it wrote), oldest first; trimmed by [`DataIndex::forget_changes_through`].
+    /// earliest time it wrote), oldest first; trimmed by [`DataIndex::forget_changes_through`]
+    /// and never longer than [`CHANGES_KEPT`].
     changes: Vec<(u64, i64)>,
 }
+
+/// Changes a host keeps noted; the older half is then folded into one (see
+/// [`HostData::fold_older_changes`]), so that a host that gets data with every request holds
+/// a bounded list whether or not a reader forgets what it has seen.
+const CHANGES_KEPT: usize = 64;
 
 impl HostData {
     /// Notes that insertion `generation` wrote data of time `ms`.
@@ -89,8 +186,31 @@ impl HostData {
             Some((last_generation, earliest)) if *last_generation == generation => {
                 *earliest = (*earliest).min(ms);
             }
-            _ => self.changes.push((generation, ms)),
+            _ => {
+                if self.changes.len() >= CHANGES_KEPT {
+                    self.fold_older_changes();
+                }
+                self.changes.push((generation, ms));
+            }
         }
+    }
+
+    /// Folds the older half of the noted changes into one: the newest of their generations
+    /// with the earliest of their times. A reader that had seen some of them but not all is
+    /// told of a change no later than the true one, so it looks again at more steps than
+    /// needed, never at fewer.
+    fn fold_older_changes(&mut self) {
+        let folded = self.changes.len() / 2;
+        let Some(&(newest_generation, _)) = self.changes.get(folded.saturating_sub(1)) else {
+            return;
+        };
+        let earliest = self.changes[..folded]
+            .iter()
+            .map(|&(_, ms)| ms)
+            .min()
+            .unwrap_or(i64::MAX);
+        self.changes.drain(..folded - 1);
+        self.changes[0] = (newest_generation, earliest);
     }
 
     fn insert_run(&mut self, key: &SeriesKey, run: &[Point], generation: u64) {
@@ -101,12 +221,28 @@ impl HostData {
             Some(found) => found,
             None => self.series.entry(key.metric.clone()).or_default(),
         };
-        series.counter |= key.counter;
+        // The earliest time of a sample that changed what the series holds: a resent sample
+        // equal to the one held changes nothing a reader could see.
         let mut earliest = i64::MAX;
+        if key.counter && !series.counter {
+            // Read as a counter from now on: every sample held reads differently.
+            series.counter = true;
+            earliest = series.points.first().map_or(i64::MAX, |&(ms, _)| ms);
+        }
+        let mut new_seconds: Vec<(i64, f64)> = Vec::new();
         for point in run {
             self.last_ms = self.last_ms.max(point.ms);
-            earliest = earliest.min(point.ms);
-            series.insert(point.ms, point.value);
+            match series.place(point.ms, point.value) {
+                Placed::Changed => earliest = earliest.min(point.ms),
+                Placed::Unchanged => {}
+                Placed::Inserted => {
+                    earliest = earliest.min(point.ms);
+                    new_seconds.push((point.ms, point.value));
+                }
+            }
+        }
+        if !new_seconds.is_empty() {
+            series.insert_new_seconds(&mut new_seconds);
         }
         if earliest != i64::MAX {
             self.note_change(generation, earliest);
@@ -276,6 +412,22 @@ mod tests {
         assert_eq!(first_after(&[], 3), 0);
     }
 
+    #[test]
+    fn the_first_sample_after_a_time_is_found_from_any_hint() {
+        let points: Vec<(i64, f64)> = (0..50).map(|i| (i * 10, 0.0)).collect();
+        for time in -5..505 {
+            let expected = points.partition_point(|&(at, _)| at <= time);
+            for hint in 0..60 {
+                assert_eq!(
+                    first_after_near(&points, time, hint),
+                    expected,
+                    "at {time} from {hint}"
+                );
+            }
+        }
+        assert_eq!(first_after_near(&[], 3, 2), 0);
+    }
+
     fn chunk(points: &[(i64, f64)]) -> MetricChunk {
         MetricChunk {
             series: vec![key("h1", "cpu", false)],
@@ -287,6 +439,157 @@ mod tests {
                     value,
                 })
                 .collect(),
+        }
+    }
+
+    #[test]
+    fn a_series_holds_the_newest_sample_of_each_second() {
+        let mut index = DataIndex::new();
+        for sample in [
+            (10_400, 1.0),
+            (10_900, 2.0),
+            // Older than the sample held for its second: left out.
+            (10_200, 3.0),
+            // The same time again: the later sent wins.
+            (10_900, 4.0),
+            // The end of the second (10 s, 11 s].
+            (11_000, 5.0),
+            (11_001, 6.0),
+            (9_000, 7.0),
+        ] {
+            index.insert_metrics(&chunk(&[sample]));
+        }
+        let series = &index.host("h1").unwrap().series["cpu"];
+        assert_eq!(
+            series.points,
+            vec![(9_000, 7.0), (11_000, 5.0), (11_001, 6.0)]
+        );
+    }
+
+    /// What a series holds after `samples` arrive in this order: per second, the newest, and
+    /// of two of the same time the later sent.
+    fn one_per_second(samples: impl IntoIterator<Item = (i64, f64)>) -> Vec<(i64, f64)> {
+        let mut by_second: BTreeMap<i64, (i64, f64)> = BTreeMap::new();
+        for (ms, value) in samples {
+            let held = by_second.entry(second_start(ms)).or_insert((ms, value));
+            if ms >= held.0 {
+                *held = (ms, value);
+            }
+        }
+        by_second.into_values().collect()
+    }
+
+    /// A small deterministic generator, so that a failure replays.
+    struct Numbers(u64);
+
+    impl Numbers {
+        fn below(&mut self, bound: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % bound
+        }
+    }
+
+    #[test]
+    fn chunks_of_late_resent_and_new_samples_land_as_if_sent_one_by_one() {
+        let mut numbers = Numbers(7);
+        for round in 0..200 {
+            let mut index = DataIndex::new();
+            let mut sent: Vec<(i64, f64)> = Vec::new();
+            for _ in 0..1 + numbers.below(12) {
+                let length = 1 + numbers.below(40);
+                let base = numbers.below(60_000) as i64;
+                let samples: Vec<(i64, f64)> = (0..length)
+                    .map(|_| {
+                        let ms = match numbers.below(3) {
+                            0 => base + numbers.below(5_000) as i64,
+                            1 => numbers.below(60_000) as i64,
+                            _ => numbers.below(60) as i64 * 1000,
+                        };
+                        (ms, numbers.below(4) as f64)
+                    })
+                    .collect();
+                index.insert_metrics(&chunk(&samples));
+                sent.extend(&samples);
+                let series = &index.host("h1").unwrap().series["cpu"];
+                assert_eq!(series.points, one_per_second(sent.clone()), "round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn resending_overlapping_runs_keeps_a_series_to_the_seconds_it_covers() {
+        let mut index = DataIndex::new();
+        let mut sent = Vec::new();
+        for run in 0..10 {
+            // Ten minutes of one sample a second, 7.3 s later than the run before.
+            let samples: Vec<(i64, f64)> = (0..600)
+                .map(|second| (run * 7_300 + second * 1000, (run * second) as f64))
+                .collect();
+            index.insert_metrics(&chunk(&samples));
+            sent.extend(samples);
+        }
+        let held = &index.host("h1").unwrap().series["cpu"].points;
+        assert_eq!(held.len(), 600 + 66);
+        assert_eq!(*held, one_per_second(sent));
+    }
+
+    #[test]
+    fn a_resend_equal_to_what_is_held_notes_no_change() {
+        let mut index = DataIndex::new();
+        let samples = [(1000, 1.0), (2000, 2.0), (3000, 3.0)];
+        index.insert_metrics(&chunk(&samples));
+        let seen = index.generation();
+        index.insert_metrics(&chunk(&samples));
+        index.insert_metrics(&chunk(&[(2000, 2.0), (1500, 9.0)]));
+        assert_eq!(index.earliest_change("h1", seen), None);
+        index.insert_metrics(&chunk(&[(3000, 3.0), (2000, 2.5)]));
+        assert_eq!(index.earliest_change("h1", seen), Some(2000));
+    }
+
+    #[test]
+    fn a_series_that_turns_out_a_counter_is_changed_from_its_first_sample() {
+        let mut index = DataIndex::new();
+        index.insert_metrics(&chunk(&[(1000, 1.0), (2000, 2.0), (3000, 3.0)]));
+        let seen = index.generation();
+        let mut declared = chunk(&[(3000, 3.0)]);
+        declared.series = vec![key("h1", "cpu", true)];
+        index.insert_metrics(&declared);
+        assert!(index.host("h1").unwrap().series["cpu"].counter);
+        assert_eq!(index.earliest_change("h1", seen), Some(1000));
+    }
+
+    #[test]
+    fn noted_changes_stay_bounded_and_never_later_than_the_true_one() {
+        let mut index = DataIndex::new();
+        let mut numbers = Numbers(11);
+        // The earliest time each insertion wrote, by generation.
+        let mut written: Vec<(u64, i64)> = Vec::new();
+        for second in 0..2_000 {
+            // Now and then a new value for a second held before.
+            let ms = if numbers.below(10) == 0 {
+                numbers.below(second + 1) as i64 * 1000 + 1000
+            } else {
+                second as i64 * 1000 + 1000
+            };
+            index.insert_metrics(&chunk(&[(ms, second as f64)]));
+            written.push((index.generation(), ms));
+        }
+        let host = index.host("h1").unwrap();
+        assert!(host.changes.len() <= CHANGES_KEPT, "{}", host.changes.len());
+        for seen in 0..=index.generation() {
+            let truth = written
+                .iter()
+                .filter(|&&(generation, _)| generation > seen)
+                .map(|&(_, ms)| ms)
+                .min();
+            let told = index.earliest_change("h1", seen);
+            assert!(told <= truth && told.is_some() == truth.is_some(), "{seen}");
+            if seen + (CHANGES_KEPT as u64 / 2) >= index.generation() {
+                assert_eq!(told, truth, "recent readers are told exactly, {seen}");
+            }
         }
     }
 

@@ -26,6 +26,13 @@ fn intake(store: &Arc<dyn Store>) -> (Intake, Arc<RwLock<DataIndex>>) {
     (intake, index)
 }
 
+/// A store in a fresh directory, which lasts as long as the directory is kept.
+fn file_store(label: &str) -> (vigil_store::testing::TempDir, Arc<dyn Store>) {
+    let dir = vigil_store::testing::TempDir::new(label).unwrap();
+    let store = vigil_store::open(&dir.path().join("vigil.db").display().to_string()).unwrap();
+    (dir, store)
+}
+
 fn received(intake: &Intake, decoder: &mut RemoteWriteDecoder, body: &[u8]) -> usize {
     let batch = decoder.decode(body).unwrap();
     intake.remote_write(body, &batch.chunk, 0).unwrap().items
@@ -39,8 +46,7 @@ fn points(index: &RwLock<DataIndex>, host: &str, metric: &str) -> (bool, Vec<(i6
 
 #[test]
 fn stored_remote_write_bodies_and_chunks_fill_a_fresh_index_alike() {
-    let dir = vigil_store::testing::TempDir::new("intake").unwrap();
-    let store = vigil_store::open(&dir.path().join("vigil.db").display().to_string()).unwrap();
+    let (_dir, store) = file_store("intake");
     let (live, live_index) = intake(&store);
     let mut decoder = RemoteWriteDecoder::new(RemoteWriteOptions::default());
 
@@ -147,4 +153,47 @@ fn stored_remote_write_bodies_and_chunks_fill_a_fresh_index_alike() {
             .sample_count(),
         6
     );
+}
+
+#[test]
+fn resent_overlapping_requests_are_all_stored_and_hold_one_sample_a_second_live_and_reloaded() {
+    let (_dir, store) = file_store("intake-resent");
+    let (live, live_index) = intake(&store);
+    let mut decoder = RemoteWriteDecoder::new(RemoteWriteOptions::default());
+    // Ten seconds of samples, sent three times, each time 0.3 s later: a resending sender.
+    let bodies: Vec<Vec<u8>> = (0..3)
+        .map(|run| {
+            let series = (0..10).fold(
+                WriteSeries::new(&[("__name__", "cpu"), ("host", "h1"), ("app", "shop")]),
+                |series, second| {
+                    series.with_sample(T0 + run * 300 + second * 1000, (run * 10 + second) as f64)
+                },
+            );
+            encode_remote_write(&[series], &[]).unwrap()
+        })
+        .collect();
+    for body in &bodies {
+        assert_eq!(received(&live, &mut decoder, body), 10);
+    }
+    assert_eq!(
+        store
+            .data_between(DataKind::Metrics, 0, i64::MAX)
+            .unwrap()
+            .len(),
+        3,
+        "acknowledged means stored"
+    );
+    let (_, held) = points(&live_index, "h1", "cpu");
+    // The seconds ending at T0 to T0 + 10 s: each holds the newest sample sent for it.
+    assert_eq!(held.len(), 11);
+    assert_eq!(held[0], (T0, 0.0));
+    assert_eq!(held[10], (T0 + 9_600, 29.0));
+    assert!(held[1..10]
+        .iter()
+        .enumerate()
+        .all(|(second, &(ms, _))| ms == T0 + (second as i64 + 1) * 1000));
+
+    let (restarted, restarted_index) = intake(&store);
+    assert_eq!(restarted.load(0, i64::MAX).unwrap(), 3);
+    assert_eq!(points(&restarted_index, "h1", "cpu").1, held);
 }

@@ -13,6 +13,15 @@
 //! Every run starts a fresh server and database; the first request of each client (every
 //! series once) is sent before the clock starts, so the timed requests repeat known series.
 //! The server's runtime has one worker thread; `taskset` pins the whole process when wanted.
+//!
+//! `cargo bench -p vigil-web --bench ingest -- --repeated` sends instead the same remote-write
+//! load ten times in a row to one server, as a sender that resends would: 1 000 series, ten
+//! minutes of one sample per series per second a run, one or ten samples per series per
+//! request. `resent` repeats the very same requests; `overlapping` starts each run's
+//! timestamps 7.3 s after the previous run's, so every run covers nearly the same seconds at
+//! other milliseconds. After each run it prints the rate, the samples per server CPU-s, the
+//! process' resident memory (the server, and the client's requests of one run) and the
+//! samples the server's index holds; then the slowest run against the first.
 #![allow(
     clippy::print_stdout,
     clippy::disallowed_methods,
@@ -20,11 +29,12 @@
     clippy::expect_used
 )]
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use vigil_core::release::Role;
 use vigil_core::ManualClock;
+use vigil_guard::DataIndex;
 use vigil_ingest::remote_write::{encode_remote_write, WriteSeries};
 use vigil_web::server::{start, ServerConfig};
 
@@ -118,6 +128,8 @@ fn payload(route: Route, names: &[(String, String, String)], round: usize) -> Ve
 struct BenchServer {
     base: String,
     token: String,
+    /// The server's data index, to count what it holds.
+    index: Arc<RwLock<DataIndex>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: vigil_store::testing::TempDir,
@@ -155,7 +167,8 @@ impl BenchServer {
                 .unwrap();
             runtime.block_on(async move {
                 let started = start(&config, store, clock).await.unwrap();
-                sender.send(started.address).unwrap();
+                let index = Arc::clone(started.state.guard.index());
+                sender.send((started.address, index)).unwrap();
                 started
                     .run(async move {
                         let _ = shutdown_receiver.await;
@@ -164,10 +177,11 @@ impl BenchServer {
                     .unwrap();
             });
         });
-        let address = receiver.recv_timeout(Duration::from_secs(30)).unwrap();
+        let (address, index) = receiver.recv_timeout(Duration::from_secs(30)).unwrap();
         BenchServer {
             base: format!("http://{address}"),
             token,
+            index,
             shutdown: Some(shutdown),
             thread: Some(thread),
             _dir: dir,
@@ -243,17 +257,36 @@ fn run(route: Route, per_client: &[Vec<Vec<u8>>], series: usize) -> Measured {
             scope.spawn(|| send_all(agent, &url, route, &bodies[..1]));
         }
     });
+    let timed_requests: usize = per_client.iter().map(|bodies| bodies.len() - 1).sum();
+    let after_warm_up: Vec<&[Vec<u8>]> = per_client.iter().map(|bodies| &bodies[1..]).collect();
+    send_timed(
+        &agents,
+        &url,
+        route,
+        &after_warm_up,
+        timed_requests * series,
+    )
+}
+
+/// Sends each client's bodies on its connection, all at once, and measures the rates of
+/// `samples` (what the bodies hold).
+fn send_timed(
+    agents: &[ureq::Agent],
+    url: &str,
+    route: Route,
+    per_client: &[&[Vec<u8>]],
+    samples: usize,
+) -> Measured {
     let cpu_before = threads_cpu_ns(SERVER_THREAD);
     let started = Instant::now();
     std::thread::scope(|scope| {
         for (agent, bodies) in agents.iter().zip(per_client) {
-            scope.spawn(|| send_all(agent, &url, route, &bodies[1..]));
+            scope.spawn(move || send_all(agent, url, route, bodies));
         }
     });
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_after = threads_cpu_ns(SERVER_THREAD);
-    let timed_requests: usize = per_client.iter().map(|bodies| bodies.len() - 1).sum();
-    let samples = (timed_requests * series) as f64;
+    let samples = samples as f64;
     let server_cpu_seconds = match (cpu_before, cpu_after) {
         (Some(before), Some(after)) if after > before => Some((after - before) as f64 / 1e9),
         _ => None,
@@ -270,6 +303,10 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    if std::env::args().any(|argument| argument == "--repeated") {
+        repeated_loads();
+        return;
+    }
     println!(
         "ingestion end to end, {CLIENTS} keep-alive connections, one sample per series, \
          median of {RUNS} runs on fresh servers"
@@ -308,6 +345,139 @@ fn main() {
                 },
                 body_bytes,
                 wall / 1e6,
+            );
+        }
+    }
+}
+
+/// Runs of the repeated-load benchmark, each on the one server.
+const REPEATED_RUNS: usize = 10;
+/// Seconds of data a run sends, one sample per series per second.
+const REPEATED_SECONDS: usize = 600;
+/// How much later each overlapping run's timestamps start than the previous run's.
+const OVERLAP_SHIFT_MS: i64 = 7_300;
+/// The slowest run must keep this share of the first run's rate.
+const REPEATED_FLOOR: f64 = 0.8;
+
+/// How a run's timestamps relate to the previous run's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// The very same requests again.
+    Resent,
+    /// The same seconds at other milliseconds, and a few seconds more.
+    Overlapping,
+}
+
+/// The requests of run `run`: `per_request` samples per series in each (consecutive seconds),
+/// split between the clients in turn.
+fn repeated_run_bodies(
+    names: &[(String, String, String)],
+    per_request: usize,
+    resend: Resend,
+    run: usize,
+) -> Vec<Vec<Vec<u8>>> {
+    let shift_ms = match resend {
+        Resend::Resent => 0,
+        Resend::Overlapping => run as i64 * OVERLAP_SHIFT_MS,
+    };
+    let mut per_client: Vec<Vec<Vec<u8>>> = vec![Vec::new(); CLIENTS];
+    for (request, first_second) in (0..REPEATED_SECONDS).step_by(per_request).enumerate() {
+        let series: Vec<WriteSeries> = names
+            .iter()
+            .enumerate()
+            .map(|(position, (app, host, metric))| {
+                let labels = [("__name__", &metric[..]), ("app", app), ("host", host)];
+                (first_second..first_second + per_request).fold(
+                    WriteSeries::new(&labels),
+                    |series, second| {
+                        let ms = START_SECONDS * 1000 + shift_ms + second as i64 * 1000;
+                        series.with_sample(ms, value(second, position))
+                    },
+                )
+            })
+            .collect();
+        per_client[request % CLIENTS].push(encode_remote_write(&series, &[]).expect("encodes"));
+    }
+    per_client
+}
+
+/// The slowest of `rates` against the first, and whether it keeps [`REPEATED_FLOOR`] of it.
+fn slowest_share(rates: &[f64]) -> String {
+    let Some(&first) = rates.first() else {
+        return "unknown".to_string();
+    };
+    let share = rates.iter().copied().fold(f64::INFINITY, f64::min) / first;
+    let verdict = if share >= REPEATED_FLOOR {
+        "holds 80 %"
+    } else {
+        "BELOW 80 %"
+    };
+    format!("{share:.2} ({verdict})")
+}
+
+/// Resident memory of this process, in MiB, from Linux' status file.
+fn resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The same load sent ten times in a row to one server.
+fn repeated_loads() {
+    let names = series_names(50);
+    println!(
+        "the same remote-write load {REPEATED_RUNS} times to one server: {} series, \
+         {REPEATED_SECONDS} s of samples a run, {CLIENTS} keep-alive connections",
+        names.len()
+    );
+    for per_request in [1, 10] {
+        for resend in [Resend::Resent, Resend::Overlapping] {
+            let server = BenchServer::start();
+            let agents: Vec<ureq::Agent> = (0..CLIENTS).map(|_| client_agent()).collect();
+            // Every series once, before the clock starts.
+            let url = format!(
+                "{}{}?token={}",
+                server.base,
+                Route::RemoteWrite.path(),
+                server.token
+            );
+            let warm_up = payload(Route::RemoteWrite, &names, 0);
+            send_all(&agents[0], &url, Route::RemoteWrite, &[warm_up]);
+            println!("{per_request} sample(s) per series per request, {resend:?}:");
+            let mut rates = Vec::new();
+            let mut cpu_rates = Vec::new();
+            for run in 0..REPEATED_RUNS {
+                let bodies = repeated_run_bodies(&names, per_request, resend, run);
+                let per_client: Vec<&[Vec<u8>]> = bodies.iter().map(Vec::as_slice).collect();
+                let samples = names.len() * REPEATED_SECONDS;
+                let measured = send_timed(&agents, &url, Route::RemoteWrite, &per_client, samples);
+                drop(per_client);
+                drop(bodies);
+                let held = server
+                    .index
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .sample_count();
+                let per_cpu = measured.samples_per_server_cpu_second.map_or_else(
+                    || "unknown".to_string(),
+                    |rate| format!("{:.2} M", rate / 1e6),
+                );
+                let resident = resident_mib()
+                    .map_or_else(|| "unknown".to_string(), |mib| format!("{mib:.0} MiB"));
+                println!(
+                    "  run {:>2}: {:.2} M samples/s, {per_cpu} samples per server CPU-s, \
+                     RSS {resident}, index holds {held} samples",
+                    run + 1,
+                    measured.samples_per_second / 1e6,
+                );
+                rates.push(measured.samples_per_second);
+                cpu_rates.extend(measured.samples_per_server_cpu_second);
+            }
+            println!(
+                "  slowest run / first run: {} in samples/s, {} in samples per server CPU-s",
+                slowest_share(&rates),
+                slowest_share(&cpu_rates)
             );
         }
     }
