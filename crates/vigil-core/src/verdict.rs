@@ -45,14 +45,17 @@ pub enum Signal {
         text: String,
         level: String,
     },
+    /// Release hosts that stopped sending anything while their peers kept reporting.
+    Silence,
 }
 
 impl Signal {
-    /// A short label: the metric name, or `log:` and the template text.
+    /// A short label: the metric name, `log:` and the template text, or `silence`.
     pub fn label(&self) -> String {
         match self {
             Signal::Metric { name } => name.clone(),
             Signal::Log { text, .. } => format!("log:{text}"),
+            Signal::Silence => "silence".to_owned(),
         }
     }
 }
