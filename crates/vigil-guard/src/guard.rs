@@ -129,8 +129,17 @@ fn latest_step(release: &Release, lookback: i64, now: i64) -> i64 {
     start + (now - start).div_euclid(step) * step
 }
 
-/// What was last recorded of a release: its verdict and the signals behind it.
-type Recorded = (Verdict, Vec<String>);
+/// What was last recorded of a release: its verdict, the signals behind it, and the step.
+type Recorded = (Verdict, Vec<String>, i64);
+
+/// Unix time from which the last deployed batch of a release is judged (its deploy plus the
+/// warm-up): a verdict recorded before it does not speak for that batch.
+pub fn last_batch_judged_from(release: &Release, settings: &Settings) -> Option<i64> {
+    release
+        .deployed
+        .last()
+        .map(|batch| batch.at.saturating_add(settings.warmup_seconds.max(0)))
+}
 
 /// The live guard of one server.
 #[derive(Debug)]
@@ -306,7 +315,7 @@ impl Guard {
             },
         );
         lock(&self.judged).insert(release.id.clone(), step_time);
-        let moved_to = self.act(release, &judgement, covered)?;
+        let moved_to = self.act(release, &judgement, covered, &settings)?;
         Ok(Some(Judged {
             release_id: release.id.clone(),
             at: judgement.at,
@@ -381,6 +390,7 @@ impl Guard {
         release: &Release,
         judgement: &Judgement,
         covered: bool,
+        settings: &Settings,
     ) -> Result<Option<ReleaseState>, GuardError> {
         let explanation = explain(judgement);
         let signals: Vec<String> = judgement
@@ -389,9 +399,15 @@ impl Guard {
             .map(|finding| finding.signal.label())
             .collect();
         let previous = self.last_recorded(&release.id)?;
-        let changed = previous
-            .as_ref()
-            .is_none_or(|(verdict, labels)| *verdict != judgement.verdict || *labels != signals);
+        // A verdict is also recorded once the last batch is judged, unchanged or not, so that
+        // the latest record says whether that batch was seen (the verdict route reads it).
+        let last_batch_from = last_batch_judged_from(release, settings);
+        let first_on_last_batch = |recorded_at: i64| {
+            last_batch_from.is_some_and(|from| recorded_at < from && judgement.at >= from)
+        };
+        let changed = previous.as_ref().is_none_or(|(verdict, labels, at)| {
+            *verdict != judgement.verdict || *labels != signals || first_on_last_batch(*at)
+        });
         let mut moved_to = None;
         // A fault a person already saw and resumed past does not pause the release again,
         // unless it grew or another signal faults.
@@ -442,7 +458,7 @@ impl Guard {
             let recommend = judgement.verdict == Verdict::Anomaly
                 && previous
                     .as_ref()
-                    .is_none_or(|(verdict, _)| *verdict != Verdict::Anomaly);
+                    .is_none_or(|(verdict, _, _)| *verdict != Verdict::Anomaly);
             let notifications = if recommend {
                 notifications_for(
                     &self.config.routes,
@@ -468,7 +484,10 @@ impl Guard {
                 },
                 &notifications,
             )?;
-            lock(&self.recorded).insert(release.id.clone(), (judgement.verdict, signals));
+            lock(&self.recorded).insert(
+                release.id.clone(),
+                (judgement.verdict, signals, judgement.at),
+            );
         }
 
         if moved_to.is_none()
@@ -549,7 +568,7 @@ impl Guard {
                 .iter()
                 .map(|finding| finding.signal.label())
                 .collect();
-            (record.verdict, labels)
+            (record.verdict, labels, record.at)
         });
         if let Some(known) = &stored {
             lock(&self.recorded).insert(release_id.to_string(), known.clone());

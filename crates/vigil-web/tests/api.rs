@@ -386,3 +386,82 @@ fn an_imported_bundle_is_replayed_and_exports_back() {
     assert_eq!(status, 200, "{series}");
     assert!(!series["hosts"].as_array().unwrap().is_empty());
 }
+
+/// Pushes one latency sample per host at `at` and lets the guard judge the step.
+fn push_and_judge(server: &TestServer, at: i64) {
+    let samples: Vec<serde_json::Value> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(number, host)| {
+            json!({"host": host, "app": "shop", "metric": "latency_ms", "time": at,
+                   "value": 100.0 + number as f64 + (at % 7) as f64})
+        })
+        .collect();
+    let (status, answer) = server.post(
+        "/api/v1/ingest/samples",
+        &server.ingest,
+        &json!({ "samples": samples }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    server
+        .clock
+        .set(at + server.state.guard.config().grace_seconds);
+    server.state.guard.pass().unwrap();
+}
+
+#[test]
+fn a_pipeline_holds_until_the_last_batch_is_judged_and_may_retry_a_batch_report() {
+    // On the 30 s grid of the release's steps.
+    const DEPLOY: i64 = NOW + 10;
+    let server = TestServer::start(DEPLOY - 150);
+    let body = json!({
+        "id": "r1", "app": "shop", "version": "2", "step_seconds": 30, "observe_seconds": 3600,
+        "hosts": ["a", "b"], "batches": [{"hosts": ["a"]}, {"hosts": ["b"]}],
+        "reference": {"type": "hosts", "hosts": ["c"]},
+        "settings": {"baseline_seconds": 120, "warmup_seconds": 60},
+    });
+    let (status, answer) = server.post("/api/v1/releases", &server.admin, &body);
+    assert_eq!(status, 201, "{answer}");
+    for at in (DEPLOY - 120..DEPLOY).step_by(30) {
+        push_and_judge(&server, at);
+    }
+    let decision = || {
+        let (_, verdict) = server.get("/api/v1/releases/r1/verdict", &server.viewer);
+        verdict["decision"].as_str().unwrap().to_owned()
+    };
+    let report = |batch: u32, body: serde_json::Value| {
+        server.post(
+            &format!("/api/v1/releases/r1/batches/{batch}/deployed"),
+            &server.admin,
+            &body,
+        )
+    };
+    server.clock.set(DEPLOY);
+    let (status, first) = report(0, json!({}));
+    assert_eq!(status, 200, "{first}");
+    // A pipeline retries the same report: the release as it is, nothing recorded again.
+    let (status, again) = report(0, json!({"hosts": ["a"]}));
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, first);
+    let (status, other) = report(0, json!({"hosts": ["b"]}));
+    assert_eq!(
+        status, 409,
+        "another host list for a reported batch: {other}"
+    );
+    let (_, transitions) = server.get("/api/v1/releases/r1/transitions", &server.viewer);
+    assert_eq!(transitions.as_array().unwrap().len(), 2, "{transitions}");
+
+    for at in (DEPLOY + 30..=DEPLOY + 90).step_by(30) {
+        push_and_judge(&server, at);
+    }
+    assert_eq!(decision(), "proceed", "batch 0 was judged past its warm-up");
+    let (status, second) = report(1, json!({}));
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(decision(), "hold", "batch 1 is not judged yet");
+    for at in [DEPLOY + 120, DEPLOY + 150] {
+        push_and_judge(&server, at);
+        assert_eq!(decision(), "hold", "batch 1 is warming up at {at}");
+    }
+    push_and_judge(&server, DEPLOY + 180);
+    assert_eq!(decision(), "proceed", "batch 1 was judged past its warm-up");
+}

@@ -436,10 +436,10 @@ impl Detail<'_> {
                 Some(batch) => ("done", &batch.hosts),
                 None => ("planned", &planned.hosts),
             };
+            // Numbered as the API and the transitions number batches: from 0.
             let _ = write!(
                 out,
-                "<li class=\"{class}\"><span class=\"batch-name\">Batch {}</span> ",
-                index + 1
+                "<li class=\"{class}\"><span class=\"batch-name\">Batch {index}</span> "
             );
             match deployed {
                 Some(batch) => {
