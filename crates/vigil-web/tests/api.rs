@@ -465,3 +465,25 @@ fn a_pipeline_holds_until_the_last_batch_is_judged_and_may_retry_a_batch_report(
     push_and_judge(&server, DEPLOY + 180);
     assert_eq!(decision(), "proceed", "batch 1 was judged past its warm-up");
 }
+
+#[test]
+fn the_silent_host_fault_time_is_checked_at_creation() {
+    let server = TestServer::start(NOW);
+    for bad in [json!(0), json!(-60), json!(59), json!(86_401)] {
+        let mut body = release_body("r1");
+        body["settings"] = json!({ "silent_host_fault_seconds": bad });
+        let (status, answer) = server.post("/api/v1/releases", &server.admin, &body);
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("silent_host_fault_seconds"),
+            "{answer}"
+        );
+    }
+    let mut body = release_body("r1");
+    body["settings"] = json!({ "silent_host_fault_seconds": 300 });
+    let (status, answer) = server.post("/api/v1/releases", &server.admin, &body);
+    assert_eq!(status, 201, "{answer}");
+}
