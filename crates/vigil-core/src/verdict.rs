@@ -100,3 +100,17 @@ pub struct Judgement {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silence_signal_is_stored_and_read_back_with_its_label() {
+        let text = serde_json::to_string(&Signal::Silence).unwrap();
+        assert_eq!(text, r#"{"type":"silence"}"#);
+        let read: Signal = serde_json::from_str(&text).unwrap();
+        assert_eq!(read, Signal::Silence);
+        assert_eq!(read.label(), "silence");
+    }
+}
