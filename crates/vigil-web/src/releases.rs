@@ -634,7 +634,11 @@ pub async fn batch_deployed(
         return if same_report(&release, reported, &request) {
             Ok(Json(release))
         } else {
-            Err(vigil_deploy::TransitionError::BatchAlreadyDeployed { index }.into())
+            Err(ApiError::conflict(format!(
+                "batch {index} was already reported deployed to hosts {:?} at {}: a repeated \
+                 report must give the same hosts and at",
+                reported.hosts, reported.at
+            )))
         };
     }
     vigil_deploy::check_batch_report(&release, index)?;

@@ -448,6 +448,13 @@ fn a_pipeline_holds_until_the_last_batch_is_judged_and_may_retry_a_batch_report(
         status, 409,
         "another host list for a reported batch: {other}"
     );
+    assert!(
+        other["error"]
+            .as_str()
+            .unwrap()
+            .contains("already reported deployed to hosts [\"a\"]"),
+        "{other}"
+    );
     let (_, transitions) = server.get("/api/v1/releases/r1/transitions", &server.viewer);
     assert_eq!(transitions.as_array().unwrap().len(), 2, "{transitions}");
 
