@@ -389,7 +389,12 @@ fn an_imported_bundle_is_replayed_and_exports_back() {
 
 /// Pushes one latency sample per host at `at` and lets the guard judge the step.
 fn push_and_judge(server: &TestServer, at: i64) {
-    let samples: Vec<serde_json::Value> = ["a", "b", "c"]
+    push_from_and_judge(server, at, &["a", "b", "c"]);
+}
+
+/// [`push_and_judge`] with samples of `hosts` only.
+fn push_from_and_judge(server: &TestServer, at: i64, hosts: &[&str]) {
+    let samples: Vec<serde_json::Value> = hosts
         .iter()
         .enumerate()
         .map(|(number, host)| {
@@ -409,22 +414,30 @@ fn push_and_judge(server: &TestServer, at: i64) {
     server.state.guard.pass().unwrap();
 }
 
-#[test]
-fn a_pipeline_holds_until_the_last_batch_is_judged_and_may_retry_a_batch_report() {
-    // On the 30 s grid of the release's steps.
-    const DEPLOY: i64 = NOW + 10;
+/// When the releases of the guard tests below deploy: on the 30 s grid of their steps.
+const DEPLOY: i64 = NOW + 10;
+
+/// A server with release `body` (30 s steps) created and two minutes of samples of hosts a, b
+/// and c judged before [`DEPLOY`], its clock at [`DEPLOY`].
+fn server_with_baseline(body: &serde_json::Value) -> TestServer {
     let server = TestServer::start(DEPLOY - 150);
-    let body = json!({
-        "id": "r1", "app": "shop", "version": "2", "step_seconds": 30, "observe_seconds": 3600,
-        "hosts": ["a", "b"], "batches": [{"hosts": ["a"]}, {"hosts": ["b"]}],
-        "reference": {"type": "hosts", "hosts": ["c"]},
-        "settings": {"baseline_seconds": 120, "warmup_seconds": 60},
-    });
-    let (status, answer) = server.post("/api/v1/releases", &server.admin, &body);
+    let (status, answer) = server.post("/api/v1/releases", &server.admin, body);
     assert_eq!(status, 201, "{answer}");
     for at in (DEPLOY - 120..DEPLOY).step_by(30) {
         push_and_judge(&server, at);
     }
+    server.clock.set(DEPLOY);
+    server
+}
+
+#[test]
+fn a_pipeline_holds_until_the_last_batch_is_judged_and_may_retry_a_batch_report() {
+    let server = server_with_baseline(&json!({
+        "id": "r1", "app": "shop", "version": "2", "step_seconds": 30, "observe_seconds": 3600,
+        "hosts": ["a", "b"], "batches": [{"hosts": ["a"]}, {"hosts": ["b"]}],
+        "reference": {"type": "hosts", "hosts": ["c"]},
+        "settings": {"baseline_seconds": 120, "warmup_seconds": 60},
+    }));
     let decision = || {
         let (_, verdict) = server.get("/api/v1/releases/r1/verdict", &server.viewer);
         verdict["decision"].as_str().unwrap().to_owned()
@@ -436,7 +449,6 @@ fn a_pipeline_holds_until_the_last_batch_is_judged_and_may_retry_a_batch_report(
             &body,
         )
     };
-    server.clock.set(DEPLOY);
     let (status, first) = report(0, json!({}));
     assert_eq!(status, 200, "{first}");
     // A pipeline retries the same report: the release as it is, nothing recorded again.
@@ -493,4 +505,46 @@ fn the_silent_host_fault_time_is_checked_at_creation() {
     body["settings"] = json!({ "silent_host_fault_seconds": 300 });
     let (status, answer) = server.post("/api/v1/releases", &server.admin, &body);
     assert_eq!(status, 201, "{answer}");
+}
+
+#[test]
+fn a_release_host_that_falls_silent_holds_the_release_then_pauses_it() {
+    let server = server_with_baseline(&json!({
+        "id": "r1", "app": "shop", "version": "2", "step_seconds": 30, "observe_seconds": 120,
+        "hosts": ["a", "b"], "reference": {"type": "hosts", "hosts": ["c"]},
+        "settings": {"baseline_seconds": 120, "warmup_seconds": 60,
+                     "silent_host_fault_seconds": 300},
+    }));
+    let (status, _) = server.post(
+        "/api/v1/releases/r1/batches/0/deployed",
+        &server.admin,
+        &json!({}),
+    );
+    assert_eq!(status, 200);
+    let verdict = || server.get("/api/v1/releases/r1/verdict", &server.viewer).1;
+    // b sends nothing after its deploy (its last sample was at DEPLOY - 30): held past the
+    // observation time, not passed, until it has been silent for 300 s.
+    for at in (DEPLOY + 30..=DEPLOY + 240).step_by(30) {
+        push_from_and_judge(&server, at, &["a", "c"]);
+    }
+    let held = verdict();
+    assert_eq!(held["decision"], "hold", "{held}");
+    assert_eq!(held["verdict"], "insufficient_data", "{held}");
+    assert!(
+        held["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("waiting for data: b sent nothing since"),
+        "{held}"
+    );
+    push_from_and_judge(&server, DEPLOY + 270, &["a", "c"]);
+    let paused = verdict();
+    assert_eq!(paused["state"], "paused", "{paused}");
+    assert!(
+        paused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("while the reference hosts kept reporting"),
+        "{paused}"
+    );
 }
