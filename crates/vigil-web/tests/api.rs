@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::json;
-use support::{examples_dir, request, TestServer};
+use support::{examples_dir, request, PageClient, TestServer};
 
 const NOW: i64 = 1_700_000_000;
 
@@ -547,4 +547,13 @@ fn a_release_host_that_falls_silent_holds_the_release_then_pauses_it() {
             .contains("while the reference hosts kept reporting"),
         "{paused}"
     );
+    // The page shows the finding without a chart of a metric it is not about.
+    let mut client = PageClient::new(&server.base);
+    client.sign_in(&server.viewer);
+    let page = client.get("/releases/r1").body;
+    assert!(
+        page.contains("<span class=\"signal-kind\">Silence</span> <code>no data</code>"),
+        "{page}"
+    );
+    assert!(page.contains("<dd>no samples ("), "{page}");
 }
