@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use vigil_core::{Bundle, Finding, Judgement, MetricMeta, Signal, Verdict};
 
+use crate::coverage::{coverage_at, Coverage, SilentHost};
 use crate::history::HistoryTrack;
 use crate::hosts::{harmful, host_evidence, HostEvidence, HostScores, Thresholds};
 use crate::logs::{log_evidence, LogEvidence};
@@ -280,29 +281,97 @@ impl Evaluator {
                 findings.push(self.log_finding(&log.template, &evidence));
             }
         }
+        let coverage = self.coverage_at(now);
+        if !coverage.silent_hosts.is_empty() {
+            findings.push(self.silence_finding(&coverage.silent_hosts, now));
+        }
+        // Missing data holds the release unless a fault already stops it.
+        if let Some(reason) = coverage.reason(&self.prepared) {
+            if !findings
+                .iter()
+                .any(|finding| finding.severity == Verdict::Fault)
+            {
+                return Judgement {
+                    reason: Some(reason),
+                    ..with_findings(at, Verdict::InsufficientData, findings)
+                };
+            }
+        }
         if !judged_any && findings.is_empty() {
             return insufficient(
                 at,
                 "no samples from the deployed release hosts since their warm-up",
             );
         }
-        findings.sort_by(|left, right| {
-            left.severity.cmp(&right.severity).then(
-                right
-                    .score
-                    .partial_cmp(&left.score)
-                    .unwrap_or(std::cmp::Ordering::Equal),
-            )
-        });
         let verdict = findings
-            .first()
+            .iter()
             .map(|finding| finding.severity)
+            .min()
             .unwrap_or(Verdict::Healthy);
-        Judgement {
-            at,
-            verdict,
-            findings,
-            reason: None,
+        with_findings(at, verdict, findings)
+    }
+
+    /// Which deployed release hosts and judged metrics stopped reporting at step `now`
+    /// (see [`crate::coverage`]): a release passes only when this is complete.
+    pub fn coverage_at(&self, now: usize) -> Coverage {
+        let judged: Vec<bool> = self.tracks.iter().map(Option::is_some).collect();
+        coverage_at(&self.prepared, &self.settings, &judged, now)
+    }
+
+    /// The fault finding of release hosts that fell silent while their peers kept reporting.
+    fn silence_finding(&self, silent: &[SilentHost], now: usize) -> Finding {
+        let prepared = &self.prepared;
+        let names: Vec<String> = silent
+            .iter()
+            .map(|host| prepared.hosts[host.host].name.clone())
+            .collect();
+        let since = silent.iter().map(|host| host.since).min().unwrap_or(now);
+        let silent_minutes = (now + 1 - since) as f64 * prepared.step_seconds as f64 / 60.0;
+        let deployed = prepared
+            .release
+            .iter()
+            .filter(|&&host| {
+                prepared.hosts[host]
+                    .deploy
+                    .is_some_and(|deploy| deploy <= now)
+            })
+            .count();
+        let (peers_reporting, peers) = silent
+            .first()
+            .map_or((0, 0), |host| (host.peers_reporting, host.peers));
+        let peer_kind = if prepared.reference.is_empty() {
+            "other release hosts"
+        } else {
+            "reference hosts"
+        };
+        let explanation = format!(
+            "{} sent nothing since {} while the {peer_kind} kept reporting: it may have crashed",
+            names.join(", "),
+            format_time(prepared.time_of(since)),
+        );
+        let evidence = format!(
+            "no sample for {silent_minutes:.0} min (a fault from {:.0} min) while {peers_reporting} of {peers} {peer_kind} reported",
+            self.settings.silent_host_fault_seconds as f64 / 60.0
+        );
+        Finding {
+            severity: Verdict::Fault,
+            signal: Signal::Silence,
+            hosts: names,
+            hosts_judged: deployed,
+            direction: "down".to_owned(),
+            observed: 0.0,
+            expected: 1.0,
+            effect: -1.0,
+            score: silent_minutes,
+            baseline: if prepared.reference.is_empty() {
+                "history"
+            } else {
+                "reference"
+            }
+            .to_owned(),
+            evidence,
+            since: prepared.time_of(since),
+            explanation,
         }
     }
 
@@ -660,6 +729,24 @@ impl Evaluator {
     }
 }
 
+/// A judgement with its findings, most severe first, then the strongest first.
+fn with_findings(at: i64, verdict: Verdict, mut findings: Vec<Finding>) -> Judgement {
+    findings.sort_by(|left, right| {
+        left.severity.cmp(&right.severity).then(
+            right
+                .score
+                .partial_cmp(&left.score)
+                .unwrap_or(std::cmp::Ordering::Equal),
+        )
+    });
+    Judgement {
+        at,
+        verdict,
+        findings,
+        reason: None,
+    }
+}
+
 fn insufficient(at: i64, reason: &str) -> Judgement {
     Judgement {
         at,
@@ -767,7 +854,7 @@ fn format_value(value: f64) -> String {
 }
 
 /// `HH:MM` in UTC: enough for a one-line explanation.
-fn format_time(unix: i64) -> String {
+pub(crate) fn format_time(unix: i64) -> String {
     let seconds_of_day = unix.rem_euclid(86_400);
     format!(
         "{:02}:{:02} UTC",

@@ -5,6 +5,7 @@
 //! sees data up to the step it judges.
 #![forbid(unsafe_code)]
 
+pub mod coverage;
 pub mod history;
 pub mod hosts;
 pub mod judge;
@@ -16,6 +17,7 @@ pub mod score;
 pub mod settings;
 pub mod stats;
 
+pub use coverage::Coverage;
 pub use judge::{Evaluator, RebuildNeeded};
 pub use replay::{replay, replay_with, ReplayOutcome};
 pub use settings::Settings;

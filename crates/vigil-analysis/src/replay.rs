@@ -47,16 +47,20 @@ pub fn replay_with(
         let judgement = evaluator.judge_at(now);
         on_step(&judgement);
         outcome.steps += 1;
-        match judgement.verdict {
-            Verdict::Fault if outcome.paused_at.is_none() => {
+        // A recommendation stands while missing data holds the release too.
+        let recommends = judgement.verdict != Verdict::Fault
+            && judgement
+                .findings
+                .iter()
+                .any(|finding| finding.severity == Verdict::Anomaly);
+        if outcome.paused_at.is_none() {
+            if judgement.verdict == Verdict::Fault {
                 outcome.paused_at = Some(judgement.at);
                 outcome.findings = judgement.findings.clone();
-            }
-            Verdict::Anomaly if outcome.paused_at.is_none() => {
+            } else if recommends {
                 outcome.recommended_at.get_or_insert(judgement.at);
                 outcome.findings = judgement.findings.clone();
             }
-            _ => {}
         }
         last = Some(judgement);
     }

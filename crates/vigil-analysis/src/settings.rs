@@ -39,6 +39,10 @@ pub struct Settings {
     pub history_quantile: f64,
     /// Without a reference group: how many days of the same time of day to look back at most.
     pub history_days: usize,
+    /// A deployed release host that sends nothing for this long, while its peers (the
+    /// reference hosts, or the other release hosts) keep reporting, pauses the release as a
+    /// fault: a crashed host looks like this. Shorter silences hold the release.
+    pub silent_host_fault_seconds: i64,
 }
 
 impl Default for Settings {
@@ -60,11 +64,29 @@ impl Default for Settings {
             log_max_tail_ln: -13.8,
             history_quantile: 0.99,
             history_days: 7,
+            silent_host_fault_seconds: 600,
         }
     }
 }
 
+/// Bounds of [`Settings::silent_host_fault_seconds`]: a minute (one late scrape is no crash)
+/// to a day (longer is no guard at all).
+pub const SILENT_HOST_FAULT_SECONDS: std::ops::RangeInclusive<i64> = 60..=86_400;
+
 impl Settings {
+    /// Checks the settings whose range the analysis relies on; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !SILENT_HOST_FAULT_SECONDS.contains(&self.silent_host_fault_seconds) {
+            return Err(format!(
+                "silent_host_fault_seconds must be between {} and {}, not {}",
+                SILENT_HOST_FAULT_SECONDS.start(),
+                SILENT_HOST_FAULT_SECONDS.end(),
+                self.silent_host_fault_seconds
+            ));
+        }
+        Ok(())
+    }
+
     /// Steps of warm-up for a given step length: the samples whose whole step falls inside the
     /// warm-up (a sample covers its step from the deploy on) are not judged.
     pub fn warmup_steps(&self, step_seconds: i64) -> usize {

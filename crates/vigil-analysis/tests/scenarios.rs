@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use vigil_analysis::{replay, Settings};
+use vigil_analysis::{replay, replay_with, Evaluator, Settings};
 use vigil_core::{
-    Batch, Bundle, Direction, Host, HostGroup, LogTemplate, Logs, MetricKind, MetricMeta, Verdict,
+    Batch, Bundle, Direction, Host, HostGroup, Judgement, LogTemplate, Logs, MetricKind,
+    MetricMeta, Signal, Verdict,
 };
 
 const START: i64 = 1_700_000_000;
@@ -203,26 +204,153 @@ fn a_warm_up_spike_alone_does_not_pause() {
     assert_eq!(verdict_of(&bundle).1, None);
 }
 
-#[test]
-fn missing_samples_after_the_deploy_are_insufficient_data_not_a_pause() {
-    let bundle = fleet(|host, step, value| {
-        if is_release(host) && step >= DEPLOY {
-            f64::NAN
-        } else {
-            value
-        }
-    });
-    let mut bundle = bundle;
-    for values in bundle.series.get_mut("latency").unwrap().values_mut() {
-        for value in values.iter_mut() {
-            if value.is_some_and(f64::is_nan) {
+/// The bundle with the samples of `metric` removed where `silent(host, step)` holds.
+fn silenced(mut bundle: Bundle, metric: &str, silent: impl Fn(usize, usize) -> bool) -> Bundle {
+    for index in 0..RELEASE_HOSTS + REFERENCE_HOSTS {
+        let values = bundle
+            .series
+            .get_mut(metric)
+            .and_then(|by_host| by_host.get_mut(&host_name(index)))
+            .unwrap();
+        for (step, value) in values.iter_mut().enumerate() {
+            if silent(index, step) {
                 *value = None;
             }
         }
     }
-    let (verdict, paused_at) = verdict_of(&bundle);
-    assert_eq!(paused_at, None);
-    assert_eq!(verdict, Verdict::InsufficientData);
+    bundle
+}
+
+/// The fleet with a second, non-critical metric (CPU, harmful up) on every host.
+fn fleet_with_cpu() -> Bundle {
+    let mut bundle = fleet(|_, _, value| value);
+    let latency = bundle.series["latency"].clone();
+    let cpu = latency
+        .into_iter()
+        .map(|(host, values)| {
+            let values = values
+                .into_iter()
+                .map(|value| value.map(|value| value / 200.0))
+                .collect();
+            (host, values)
+        })
+        .collect();
+    bundle.series.insert("cpu".to_owned(), cpu);
+    bundle.metrics.push(MetricMeta {
+        name: "cpu".to_owned(),
+        kind: MetricKind::System,
+        unit: String::new(),
+        direction: Direction::Increase,
+        critical: false,
+    });
+    bundle
+}
+
+/// The last judgement of a replay.
+fn last_judgement(bundle: &Bundle, settings: &Settings) -> Judgement {
+    bundle.validate("scenario").unwrap();
+    let mut last = None;
+    replay_with(bundle, settings, |judgement| last = Some(judgement.clone()));
+    last.unwrap()
+}
+
+fn settings_with_silence_fault_after(seconds: i64) -> Settings {
+    Settings {
+        silent_host_fault_seconds: seconds,
+        ..Settings::default()
+    }
+}
+
+#[test]
+fn release_hosts_silent_after_the_deploy_hold_the_release_then_pause_it() {
+    let bundle = silenced(fleet(|_, _, value| value), "latency", |host, step| {
+        is_release(host) && step >= DEPLOY
+    });
+    bundle.validate("scenario").unwrap();
+    // Forty minutes of silence: held while shorter than the fault time, then a fault.
+    let held = replay(&bundle, &settings_with_silence_fault_after(3600));
+    assert_eq!(held.paused_at, None);
+    assert_eq!(held.verdict, Verdict::InsufficientData);
+    let paused = replay(&bundle, &settings_with_silence_fault_after(600));
+    let deploy_at = START + DEPLOY as i64 * STEP;
+    assert_eq!(paused.verdict, Verdict::Fault);
+    let silent_for = paused.paused_at.unwrap() - deploy_at;
+    assert!(
+        (600 - STEP..=600 + STEP).contains(&silent_for),
+        "paused after {silent_for} s of silence"
+    );
+    assert_eq!(paused.findings[0].signal, Signal::Silence);
+    assert_eq!(paused.findings[0].hosts, ["h00", "h01", "h02", "h03"]);
+}
+
+#[test]
+fn a_silent_second_release_host_holds_the_release_and_says_since_when() {
+    let bundle = silenced(fleet(|_, _, value| value), "latency", |host, step| {
+        host == 1 && step >= DEPLOY - 1
+    });
+    let judgement = last_judgement(&bundle, &settings_with_silence_fault_after(86_400));
+    assert_eq!(judgement.verdict, Verdict::InsufficientData);
+    let reason = judgement.reason.unwrap();
+    // Its last sample was two steps before its deploy: step 58, at 23:11:20 UTC.
+    assert_eq!(reason, "waiting for data: h01 sent nothing since 23:11 UTC");
+}
+
+#[test]
+fn a_release_host_silent_with_its_whole_fleet_holds_but_never_pauses() {
+    let bundle = silenced(fleet(|_, _, value| value), "latency", |_, step| {
+        step >= DEPLOY + 10
+    });
+    bundle.validate("scenario").unwrap();
+    let outcome = replay(&bundle, &Settings::default());
+    assert_eq!(outcome.paused_at, None, "{:?}", outcome.findings);
+    assert_eq!(outcome.verdict, Verdict::InsufficientData);
+}
+
+#[test]
+fn release_hosts_that_stop_sending_the_critical_metric_hold_the_release() {
+    let bundle = silenced(fleet_with_cpu(), "latency", |host, step| {
+        is_release(host) && step >= 80
+    });
+    let judgement = last_judgement(&bundle, &Settings::default());
+    assert_eq!(judgement.verdict, Verdict::InsufficientData);
+    assert_eq!(
+        judgement.reason.unwrap(),
+        "waiting for data: h00, h01, h02, h03 sent no latency since 23:32 UTC"
+    );
+}
+
+#[test]
+fn a_metric_sent_in_fewer_than_half_of_the_steps_holds_the_release() {
+    // CPU on h02 only every third step after the deploy; the latency keeps coming.
+    let bundle = silenced(fleet_with_cpu(), "cpu", |host, step| {
+        host == 2 && step > DEPLOY && step % 3 != 0
+    });
+    let judgement = last_judgement(&bundle, &Settings::default());
+    assert_eq!(judgement.verdict, Verdict::InsufficientData);
+    let reason = judgement.reason.unwrap();
+    assert!(
+        reason.starts_with("waiting for data: h02 sent cpu in only 13 of 38 steps"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn short_gaps_hold_only_while_they_last_and_seldom_sent_metrics_are_not_expected() {
+    // Five silent minutes on one release host, and CPU on another host as seldom after its
+    // deploy as before it.
+    let gaps = silenced(fleet_with_cpu(), "latency", |host, step| {
+        host == 0 && (70..75).contains(&step)
+    });
+    let gaps = silenced(gaps, "cpu", |host, step| {
+        (host == 0 && (70..75).contains(&step)) || (host == 3 && step % 3 != 0)
+    });
+    gaps.validate("scenario").unwrap();
+    let evaluator = Evaluator::new(&gaps, &Settings::default());
+    assert!(!evaluator.coverage_at(73).complete(), "the gap holds");
+    assert!(evaluator.coverage_at(80).complete(), "and ends with it");
+    let outcome = replay(&gaps, &Settings::default());
+    assert_eq!(outcome.paused_at, None);
+    assert_eq!(outcome.verdict, Verdict::Healthy);
 }
 
 #[test]

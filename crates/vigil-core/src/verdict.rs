@@ -45,14 +45,17 @@ pub enum Signal {
         text: String,
         level: String,
     },
+    /// Release hosts that stopped sending anything while their peers kept reporting.
+    Silence,
 }
 
 impl Signal {
-    /// A short label: the metric name, or `log:` and the template text.
+    /// A short label: the metric name, `log:` and the template text, or `silence`.
     pub fn label(&self) -> String {
         match self {
             Signal::Metric { name } => name.clone(),
             Signal::Log { text, .. } => format!("log:{text}"),
+            Signal::Silence => "silence".to_owned(),
         }
     }
 }
@@ -96,4 +99,18 @@ pub struct Judgement {
     /// Why, in one line, when there are no findings to say it (insufficient data, for instance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silence_signal_is_stored_and_read_back_with_its_label() {
+        let text = serde_json::to_string(&Signal::Silence).unwrap();
+        assert_eq!(text, r#"{"type":"silence"}"#);
+        let read: Signal = serde_json::from_str(&text).unwrap();
+        assert_eq!(read, Signal::Silence);
+        assert_eq!(read.label(), "silence");
+    }
 }

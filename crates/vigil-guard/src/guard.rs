@@ -2,7 +2,8 @@
 //!
 //! A `fault` pauses the release (no further batch may start) and tells people; an `anomaly` is
 //! stored as a recommendation; `insufficient_data` holds the next batch and says why; a release
-//! whose last batch has been watched for its observation time without a fault succeeds.
+//! whose last batch has been watched for its observation time without a fault succeeds, and
+//! only while every deployed host sends every judged metric (silence never passes).
 //!
 //! Step `t_i` is judged as soon as every series that reported in the step before has reported
 //! in it, or, failing that, once `grace_seconds` have passed since `t_i`. Ingestion wakes the
@@ -71,12 +72,15 @@ pub struct Judged {
 
 /// The parsed settings of a release, with the defaults for what it leaves out.
 pub fn release_settings(release: &Release) -> Result<Settings, GuardError> {
-    serde_json::from_value(serde_json::Value::Object(release.spec.settings.clone())).map_err(
-        |error| GuardError::Settings {
-            id: release.id.clone(),
-            reason: error.to_string(),
-        },
-    )
+    let invalid = |reason: String| GuardError::Settings {
+        id: release.id.clone(),
+        reason,
+    };
+    let settings: Settings =
+        serde_json::from_value(serde_json::Value::Object(release.spec.settings.clone()))
+            .map_err(|error| invalid(error.to_string()))?;
+    settings.validate().map_err(invalid)?;
+    Ok(settings)
 }
 
 /// Seconds of data before the first batch a release needs: its baseline, or the days of
@@ -125,8 +129,17 @@ fn latest_step(release: &Release, lookback: i64, now: i64) -> i64 {
     start + (now - start).div_euclid(step) * step
 }
 
-/// What was last recorded of a release: its verdict and the signals behind it.
-type Recorded = (Verdict, Vec<String>);
+/// What was last recorded of a release: its verdict, the signals behind it, and the step.
+type Recorded = (Verdict, Vec<String>, i64);
+
+/// Unix time from which the last deployed batch of a release is judged (its deploy plus the
+/// warm-up): a verdict recorded before it does not speak for that batch.
+pub fn last_batch_judged_from(release: &Release, settings: &Settings) -> Option<i64> {
+    release
+        .deployed
+        .last()
+        .map(|batch| batch.at.saturating_add(settings.warmup_seconds.max(0)))
+}
 
 /// The live guard of one server.
 #[derive(Debug)]
@@ -293,6 +306,7 @@ impl Guard {
         let kept = lock(&self.evaluators).remove(&release.id);
         let (evaluator, generation) = self.evaluator_for(release, &window, &settings, kept)?;
         let judgement = evaluator.judge_at(evaluator.points() - 1);
+        let covered = evaluator.coverage_at(evaluator.points() - 1).complete();
         lock(&self.evaluators).insert(
             release.id.clone(),
             Kept {
@@ -301,7 +315,7 @@ impl Guard {
             },
         );
         lock(&self.judged).insert(release.id.clone(), step_time);
-        let moved_to = self.act(release, &judgement)?;
+        let moved_to = self.act(release, &judgement, covered, &settings)?;
         Ok(Some(Judged {
             release_id: release.id.clone(),
             at: judgement.at,
@@ -369,11 +383,14 @@ impl Guard {
             .collect())
     }
 
-    /// Stores the verdict when it changed, and pauses, recommends or ends the release.
+    /// Stores the verdict when it changed, and pauses, recommends or ends the release; it
+    /// ends it only when `covered`: every deployed host sent every judged metric.
     fn act(
         &self,
         release: &Release,
         judgement: &Judgement,
+        covered: bool,
+        settings: &Settings,
     ) -> Result<Option<ReleaseState>, GuardError> {
         let explanation = explain(judgement);
         let signals: Vec<String> = judgement
@@ -382,9 +399,15 @@ impl Guard {
             .map(|finding| finding.signal.label())
             .collect();
         let previous = self.last_recorded(&release.id)?;
-        let changed = previous
-            .as_ref()
-            .is_none_or(|(verdict, labels)| *verdict != judgement.verdict || *labels != signals);
+        // A verdict is also recorded once the last batch is judged, unchanged or not, so that
+        // the latest record says whether that batch was seen (the verdict route reads it).
+        let last_batch_from = last_batch_judged_from(release, settings);
+        let first_on_last_batch = |recorded_at: i64| {
+            last_batch_from.is_some_and(|from| recorded_at < from && judgement.at >= from)
+        };
+        let changed = previous.as_ref().is_none_or(|(verdict, labels, at)| {
+            *verdict != judgement.verdict || *labels != signals || first_on_last_batch(*at)
+        });
         let mut moved_to = None;
         // A fault a person already saw and resumed past does not pause the release again,
         // unless it grew or another signal faults.
@@ -435,7 +458,7 @@ impl Guard {
             let recommend = judgement.verdict == Verdict::Anomaly
                 && previous
                     .as_ref()
-                    .is_none_or(|(verdict, _)| *verdict != Verdict::Anomaly);
+                    .is_none_or(|(verdict, _, _)| *verdict != Verdict::Anomaly);
             let notifications = if recommend {
                 notifications_for(
                     &self.config.routes,
@@ -461,10 +484,14 @@ impl Guard {
                 },
                 &notifications,
             )?;
-            lock(&self.recorded).insert(release.id.clone(), (judgement.verdict, signals));
+            lock(&self.recorded).insert(
+                release.id.clone(),
+                (judgement.verdict, signals, judgement.at),
+            );
         }
 
         if moved_to.is_none()
+            && covered
             && (matches!(judgement.verdict, Verdict::Healthy | Verdict::Anomaly) || acknowledged)
             && vigil_deploy::all_batches_deployed(release)
             && release
@@ -541,7 +568,7 @@ impl Guard {
                 .iter()
                 .map(|finding| finding.signal.label())
                 .collect();
-            (record.verdict, labels)
+            (record.verdict, labels, record.at)
         });
         if let Some(known) = &stored {
             lock(&self.recorded).insert(release_id.to_string(), known.clone());
@@ -642,6 +669,12 @@ pub fn finite_findings(findings: &[vigil_core::Finding]) -> Vec<vigil_core::Find
 
 /// One line: the most severe finding's explanation, or the judgement's reason.
 pub fn explain(judgement: &Judgement) -> String {
+    // Held for missing data: the findings (recommendations) are not why.
+    if judgement.verdict == Verdict::InsufficientData {
+        if let Some(reason) = &judgement.reason {
+            return reason.clone();
+        }
+    }
     if let Some(finding) = judgement.findings.first() {
         return finding.explanation.clone();
     }
@@ -768,10 +801,15 @@ mod tests {
 
     /// A store with the release, and an index with an hour of quiet data before its deploy.
     fn setup(name: &str) -> Setup {
+        setup_with(name, &release())
+    }
+
+    /// [`setup`] with another release.
+    fn setup_with(name: &str, release: &Release) -> Setup {
         let dir = vigil_store::testing::TempDir::new(name).unwrap();
         let store: Arc<dyn Store> =
             vigil_store::open(&dir.path().join("vigil.db").display().to_string()).unwrap();
-        store.create_release(&release()).unwrap();
+        store.create_release(release).unwrap();
         let index = Arc::new(RwLock::new(DataIndex::new()));
         let mut at = DEPLOY - 3600;
         while at <= DEPLOY {
@@ -847,6 +885,133 @@ mod tests {
             paused_again.is_some(),
             "a fault three times as large did not pause"
         );
+    }
+
+    /// The test release watched for ten minutes after its batch, with these settings and
+    /// metric descriptions.
+    fn short_release(settings: serde_json::Value, metrics: Vec<vigil_core::MetricMeta>) -> Release {
+        let mut short = release();
+        short.spec.observe_seconds = 600;
+        short.spec.metrics = metrics;
+        short.spec.settings = settings.as_object().cloned().unwrap_or_default();
+        short
+    }
+
+    /// Runs `steps` steps after the deploy, each inserting what `chunk_at(at)` gives and
+    /// passing the guard; returns the state after each step.
+    fn run_steps(
+        setup: &Setup,
+        steps: i64,
+        chunk_at: impl Fn(i64) -> MetricChunk,
+    ) -> Vec<ReleaseState> {
+        (1..=steps)
+            .map(|step| {
+                let at = DEPLOY + step * STEP;
+                setup.index.write().unwrap().insert_metrics(&chunk_at(at));
+                setup.clock.set(at + GuardConfig::default().grace_seconds);
+                setup.guard.pass().unwrap();
+                setup.store.release("r1").unwrap().unwrap().state
+            })
+            .collect()
+    }
+
+    /// Asserts that the release stayed observing at every step, held for missing data with
+    /// an explanation that says `why`.
+    fn assert_held(setup: &Setup, states: &[ReleaseState], why: &str) {
+        assert!(
+            states.iter().all(|state| *state == ReleaseState::Observing),
+            "the release moved on: {states:?}"
+        );
+        let record = setup.store.verdicts("r1").unwrap().pop().unwrap();
+        assert_eq!(
+            record.verdict,
+            Verdict::InsufficientData,
+            "{}",
+            record.explanation
+        );
+        assert!(record.explanation.contains(why), "{}", record.explanation);
+    }
+
+    #[test]
+    fn a_silent_second_release_host_holds_the_release_past_its_observation() {
+        let quiet = short_release(
+            serde_json::json!({"silent_host_fault_seconds": 86_400}),
+            Vec::new(),
+        );
+        let setup = setup_with("guard-silent-host", &quiet);
+        // h1 sends nothing after the deploy; everyone else keeps reporting.
+        let states = run_steps(&setup, 30, |at| {
+            samples(at, &["h0", "h2", "h3", "h4", "h5"], 0.0)
+        });
+        assert_held(&setup, &states, "h1 sent nothing since");
+    }
+
+    #[test]
+    fn a_release_host_silent_while_the_reference_reports_pauses_after_the_configured_time() {
+        let setup = setup_with(
+            "guard-silent-fault",
+            &short_release(serde_json::json!({}), Vec::new()),
+        );
+        let states = run_steps(&setup, 30, |at| {
+            samples(at, &["h0", "h2", "h3", "h4", "h5"], 0.0)
+        });
+        let paused_at = states
+            .iter()
+            .position(|state| *state == ReleaseState::Paused)
+            .expect("the silent host never paused the release");
+        // Silent from its deploy; 600 s by default before it is a fault.
+        let silent_seconds = (paused_at as i64 + 1) * STEP;
+        assert!(
+            (600..=600 + 2 * STEP).contains(&silent_seconds),
+            "paused after {silent_seconds} s of silence"
+        );
+        let transitions = setup.store.transitions("r1").unwrap();
+        let pause = transitions.last().unwrap();
+        assert_eq!(pause.action, Action::Pause);
+        assert!(
+            pause.reason.contains("h1 sent nothing since")
+                && pause.reason.contains("reference hosts kept reporting"),
+            "{}",
+            pause.reason
+        );
+    }
+
+    #[test]
+    fn release_hosts_that_stop_sending_the_critical_metric_hold_the_release() {
+        let latency = vigil_core::MetricMeta {
+            name: "latency".into(),
+            kind: vigil_core::MetricKind::Middleware,
+            unit: "ms".into(),
+            direction: vigil_core::Direction::Increase,
+            critical: true,
+        };
+        let setup = setup_with(
+            "guard-silent-metric",
+            &short_release(serde_json::json!({}), vec![latency]),
+        );
+        // From the tenth step on, the release hosts send their request counters only.
+        let states = run_steps(&setup, 30, |at| {
+            let mut chunk = samples(at, &[], 0.0);
+            if at >= DEPLOY + 10 * STEP {
+                let series = chunk.series.clone();
+                chunk.points.retain(|point| {
+                    let key = &series[point.series as usize];
+                    key.metric != "latency" || !["h0", "h1", "h2"].contains(&key.host.as_str())
+                });
+            }
+            chunk
+        });
+        assert_held(&setup, &states, "h0, h1, h2 sent no latency since");
+    }
+
+    #[test]
+    fn a_release_whose_hosts_all_report_still_succeeds_after_its_observation() {
+        let setup = setup_with(
+            "guard-covered",
+            &short_release(serde_json::json!({}), Vec::new()),
+        );
+        let states = run_steps(&setup, 30, |at| samples(at, &[], 0.0));
+        assert_eq!(states.last(), Some(&ReleaseState::Succeeded), "{states:?}");
     }
 
     /// The guard, after every pass, holds the evaluator a fresh build on the whole window

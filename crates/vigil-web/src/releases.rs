@@ -352,8 +352,10 @@ pub struct VerdictAnswer {
     pub release: String,
     pub state: ReleaseState,
     pub verdict: Option<Verdict>,
-    /// `proceed`: the next batch may start; `hold`: wait (data missing or no verdict yet);
-    /// `stop`: paused, rolled back, cancelled or failed; `passed`: the release succeeded.
+    /// `proceed`: the next batch may start; `hold`: wait (the last batch is not judged yet:
+    /// warming up, no verdict since its deploy, or data missing); `stop`: paused, rolled back,
+    /// cancelled or failed; `passed`: the release succeeded. A pipeline goes on only on
+    /// `proceed` or `passed`.
     pub decision: &'static str,
     /// True once the release failed its guard or was stopped (Argo: `failureCondition`).
     pub failed: bool,
@@ -373,10 +375,10 @@ pub fn verdict_answer(release: &Release, latest: Option<&VerdictRecord>) -> Verd
         | ReleaseState::Failed
         | ReleaseState::Cancelled => ("stop", true, false),
         ReleaseState::Pending | ReleaseState::Deploying | ReleaseState::Observing => {
-            match release.verdict {
-                None if !release.deployed.is_empty() => ("hold", false, false),
-                Some(Verdict::InsufficientData) => ("hold", false, false),
-                _ => ("proceed", false, false),
+            if last_batch_judged(release, latest) {
+                ("proceed", false, false)
+            } else {
+                ("hold", false, false)
             }
         }
     };
@@ -394,6 +396,19 @@ pub fn verdict_answer(release: &Release, latest: Option<&VerdictRecord>) -> Verd
         done: release.state.is_terminal() || release.state == ReleaseState::Paused,
         reason,
     }
+}
+
+/// Whether the latest verdict speaks for the last deployed batch, past its warm-up, and lets
+/// the next one start: anything but missing data (a fault still observing was resumed past).
+/// Before any batch, nothing holds the first.
+fn last_batch_judged(release: &Release, latest: Option<&VerdictRecord>) -> bool {
+    let settings = release_settings(release).unwrap_or_default();
+    let Some(judged_from) = vigil_guard::guard::last_batch_judged_from(release, &settings) else {
+        return true;
+    };
+    latest.is_some_and(|record| {
+        record.at >= judged_from && record.verdict != Verdict::InsufficientData
+    })
 }
 
 pub async fn verdict(
@@ -614,6 +629,18 @@ pub async fn batch_deployed(
         parse_body(&body)?
     };
     let release = load(&state, id).await?;
+    // A pipeline retries: the same report again changes nothing and answers the release.
+    if let Some(reported) = release.deployed.iter().find(|batch| batch.index == index) {
+        return if same_report(&release, reported, &request) {
+            Ok(Json(release))
+        } else {
+            Err(ApiError::conflict(format!(
+                "batch {index} was already reported deployed to hosts {:?} at {}: a repeated \
+                 report must give the same hosts and at",
+                reported.hosts, reported.at
+            )))
+        };
+    }
     vigil_deploy::check_batch_report(&release, index)?;
     let planned = &release.spec.batches[index as usize].hosts;
     let hosts = request.hosts.unwrap_or_else(|| planned.clone());
@@ -658,6 +685,22 @@ pub async fn batch_deployed(
         .blocking(move |store| Ok(store.apply(&change)?))
         .await?;
     Ok(Json(updated))
+}
+
+/// Whether a report of an already reported batch repeats it: the same hosts (the planned ones
+/// when it names none) and, when it gives one, the same time.
+fn same_report(release: &Release, reported: &Batch, request: &Deployed) -> bool {
+    let planned = release
+        .spec
+        .batches
+        .get(reported.index as usize)
+        .map(|batch| &batch.hosts);
+    let hosts = request.hosts.as_ref().or(planned);
+    let as_set = |hosts: &[String]| -> std::collections::BTreeSet<String> {
+        hosts.iter().cloned().collect()
+    };
+    hosts.is_some_and(|hosts| as_set(hosts) == as_set(&reported.hosts))
+        && request.at.is_none_or(|at| at == reported.at)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::json;
-use support::{examples_dir, request, TestServer};
+use support::{examples_dir, request, PageClient, TestServer};
 
 const NOW: i64 = 1_700_000_000;
 
@@ -385,4 +385,175 @@ fn an_imported_bundle_is_replayed_and_exports_back() {
     );
     assert_eq!(status, 200, "{series}");
     assert!(!series["hosts"].as_array().unwrap().is_empty());
+}
+
+/// Pushes one latency sample per host at `at` and lets the guard judge the step.
+fn push_and_judge(server: &TestServer, at: i64) {
+    push_from_and_judge(server, at, &["a", "b", "c"]);
+}
+
+/// [`push_and_judge`] with samples of `hosts` only.
+fn push_from_and_judge(server: &TestServer, at: i64, hosts: &[&str]) {
+    let samples: Vec<serde_json::Value> = hosts
+        .iter()
+        .enumerate()
+        .map(|(number, host)| {
+            json!({"host": host, "app": "shop", "metric": "latency_ms", "time": at,
+                   "value": 100.0 + number as f64 + (at % 7) as f64})
+        })
+        .collect();
+    let (status, answer) = server.post(
+        "/api/v1/ingest/samples",
+        &server.ingest,
+        &json!({ "samples": samples }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    server
+        .clock
+        .set(at + server.state.guard.config().grace_seconds);
+    server.state.guard.pass().unwrap();
+}
+
+/// When the releases of the guard tests below deploy: on the 30 s grid of their steps.
+const DEPLOY: i64 = NOW + 10;
+
+/// A server with release `body` (30 s steps) created and two minutes of samples of hosts a, b
+/// and c judged before [`DEPLOY`], its clock at [`DEPLOY`].
+fn server_with_baseline(body: &serde_json::Value) -> TestServer {
+    let server = TestServer::start(DEPLOY - 150);
+    let (status, answer) = server.post("/api/v1/releases", &server.admin, body);
+    assert_eq!(status, 201, "{answer}");
+    for at in (DEPLOY - 120..DEPLOY).step_by(30) {
+        push_and_judge(&server, at);
+    }
+    server.clock.set(DEPLOY);
+    server
+}
+
+#[test]
+fn a_pipeline_holds_until_the_last_batch_is_judged_and_may_retry_a_batch_report() {
+    let server = server_with_baseline(&json!({
+        "id": "r1", "app": "shop", "version": "2", "step_seconds": 30, "observe_seconds": 3600,
+        "hosts": ["a", "b"], "batches": [{"hosts": ["a"]}, {"hosts": ["b"]}],
+        "reference": {"type": "hosts", "hosts": ["c"]},
+        "settings": {"baseline_seconds": 120, "warmup_seconds": 60},
+    }));
+    let decision = || {
+        let (_, verdict) = server.get("/api/v1/releases/r1/verdict", &server.viewer);
+        verdict["decision"].as_str().unwrap().to_owned()
+    };
+    let report = |batch: u32, body: serde_json::Value| {
+        server.post(
+            &format!("/api/v1/releases/r1/batches/{batch}/deployed"),
+            &server.admin,
+            &body,
+        )
+    };
+    let (status, first) = report(0, json!({}));
+    assert_eq!(status, 200, "{first}");
+    // A pipeline retries the same report: the release as it is, nothing recorded again.
+    let (status, again) = report(0, json!({"hosts": ["a"]}));
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, first);
+    let (status, other) = report(0, json!({"hosts": ["b"]}));
+    assert_eq!(
+        status, 409,
+        "another host list for a reported batch: {other}"
+    );
+    assert!(
+        other["error"]
+            .as_str()
+            .unwrap()
+            .contains("already reported deployed to hosts [\"a\"]"),
+        "{other}"
+    );
+    let (_, transitions) = server.get("/api/v1/releases/r1/transitions", &server.viewer);
+    assert_eq!(transitions.as_array().unwrap().len(), 2, "{transitions}");
+
+    for at in (DEPLOY + 30..=DEPLOY + 90).step_by(30) {
+        push_and_judge(&server, at);
+    }
+    assert_eq!(decision(), "proceed", "batch 0 was judged past its warm-up");
+    let (status, second) = report(1, json!({}));
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(decision(), "hold", "batch 1 is not judged yet");
+    for at in [DEPLOY + 120, DEPLOY + 150] {
+        push_and_judge(&server, at);
+        assert_eq!(decision(), "hold", "batch 1 is warming up at {at}");
+    }
+    push_and_judge(&server, DEPLOY + 180);
+    assert_eq!(decision(), "proceed", "batch 1 was judged past its warm-up");
+}
+
+#[test]
+fn the_silent_host_fault_time_is_checked_at_creation() {
+    let server = TestServer::start(NOW);
+    for bad in [json!(0), json!(-60), json!(59), json!(86_401)] {
+        let mut body = release_body("r1");
+        body["settings"] = json!({ "silent_host_fault_seconds": bad });
+        let (status, answer) = server.post("/api/v1/releases", &server.admin, &body);
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("silent_host_fault_seconds"),
+            "{answer}"
+        );
+    }
+    let mut body = release_body("r1");
+    body["settings"] = json!({ "silent_host_fault_seconds": 300 });
+    let (status, answer) = server.post("/api/v1/releases", &server.admin, &body);
+    assert_eq!(status, 201, "{answer}");
+}
+
+#[test]
+fn a_release_host_that_falls_silent_holds_the_release_then_pauses_it() {
+    let server = server_with_baseline(&json!({
+        "id": "r1", "app": "shop", "version": "2", "step_seconds": 30, "observe_seconds": 120,
+        "hosts": ["a", "b"], "reference": {"type": "hosts", "hosts": ["c"]},
+        "settings": {"baseline_seconds": 120, "warmup_seconds": 60,
+                     "silent_host_fault_seconds": 300},
+    }));
+    let (status, _) = server.post(
+        "/api/v1/releases/r1/batches/0/deployed",
+        &server.admin,
+        &json!({}),
+    );
+    assert_eq!(status, 200);
+    let verdict = || server.get("/api/v1/releases/r1/verdict", &server.viewer).1;
+    // b sends nothing after its deploy (its last sample was at DEPLOY - 30): held past the
+    // observation time, not passed, until it has been silent for 300 s.
+    for at in (DEPLOY + 30..=DEPLOY + 240).step_by(30) {
+        push_from_and_judge(&server, at, &["a", "c"]);
+    }
+    let held = verdict();
+    assert_eq!(held["decision"], "hold", "{held}");
+    assert_eq!(held["verdict"], "insufficient_data", "{held}");
+    assert!(
+        held["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("waiting for data: b sent nothing since"),
+        "{held}"
+    );
+    push_from_and_judge(&server, DEPLOY + 270, &["a", "c"]);
+    let paused = verdict();
+    assert_eq!(paused["state"], "paused", "{paused}");
+    assert!(
+        paused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("while the reference hosts kept reporting"),
+        "{paused}"
+    );
+    // The page shows the finding without a chart of a metric it is not about.
+    let mut client = PageClient::new(&server.base);
+    client.sign_in(&server.viewer);
+    let page = client.get("/releases/r1").body;
+    assert!(
+        page.contains("<span class=\"signal-kind\">Silence</span> <code>no data</code>"),
+        "{page}"
+    );
+    assert!(page.contains("<dd>no samples ("), "{page}");
 }

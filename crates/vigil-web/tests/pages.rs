@@ -64,10 +64,10 @@ fn pages_need_a_session_and_ingest_tokens_cannot_sign_in() {
     assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
 }
 
-#[test]
-fn the_list_filters_escapes_and_says_when_it_refreshes() {
-    let server = TestServer::start(NOW);
-    for (id, app) in [("a1", "shop"), ("a2", "<b>cart</b>")] {
+/// Creates releases `(id, app)` of two batches on hosts h1 and h2, and reports the first
+/// batch of the first one deployed.
+fn create_two_batch_releases(server: &TestServer, releases: &[(&str, &str)]) {
+    for (id, app) in releases {
         let (status, answer) = server.post(
             "/api/v1/releases",
             &server.admin,
@@ -77,11 +77,17 @@ fn the_list_filters_escapes_and_says_when_it_refreshes() {
         assert_eq!(status, 201, "{answer}");
     }
     let (status, _) = server.post(
-        "/api/v1/releases/a1/batches/0/deployed",
+        &format!("/api/v1/releases/{}/batches/0/deployed", releases[0].0),
         &server.admin,
         &json!({}),
     );
     assert_eq!(status, 200);
+}
+
+#[test]
+fn the_list_filters_escapes_and_says_when_it_refreshes() {
+    let server = TestServer::start(NOW);
+    create_two_batch_releases(&server, &[("a1", "shop"), ("a2", "<b>cart</b>")]);
     let mut client = PageClient::new(&server.base);
     client.sign_in(&server.viewer);
 
@@ -121,6 +127,32 @@ fn the_list_filters_escapes_and_says_when_it_refreshes() {
         .body
         .contains("data-fragment=\"/fragment/releases?app=shop\""));
     assert!(!fragment.body.contains("<html"));
+}
+
+#[test]
+fn batches_are_numbered_on_the_pages_as_in_the_api_and_the_transitions() {
+    let server = TestServer::start(NOW);
+    create_two_batch_releases(&server, &[("a1", "shop")]);
+    let (_, transitions) = server.get("/api/v1/releases/a1/transitions", &server.viewer);
+    assert_eq!(transitions[1]["reason"], "batch 0 deployed to 1 hosts");
+    let mut client = PageClient::new(&server.base);
+    client.sign_in(&server.viewer);
+    let page = client.get("/releases/a1").body;
+    assert!(
+        page.contains("<span class=\"batch-name\">Batch 0</span> deployed at"),
+        "{page}"
+    );
+    assert!(page.contains("<span class=\"batch-name\">Batch 1</span> not deployed yet"));
+
+    let (server, bundle) = server_with_paused_release();
+    let mut client = PageClient::new(&server.base);
+    client.sign_in(&server.viewer);
+    let page = client.get(&format!("/releases/{}", bundle.id)).body;
+    let first = &bundle.batches[0];
+    assert_eq!(first.index, 0);
+    assert!(page.contains(">B0</text>"), "chart marker");
+    assert!(page.contains("Deployed: batch 0 at "), "chart description");
+    assert!(page.contains("B0 being the first"), "chart legend");
 }
 
 #[test]

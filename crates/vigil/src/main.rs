@@ -35,32 +35,56 @@ enum Command {
     /// Manage API tokens.
     Token(token_cmd::TokenArgs),
     /// Wait for a release's outcome: exit 0 when it passed, 1 when it was stopped.
+    #[command(after_help = gate_cmd::EXIT_CODES)]
     Gate(gate_cmd::GateArgs),
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     let result = match cli.command {
         Command::Serve(args) => serve_cmd::run(args),
         Command::Replay(args) => replay_cmd::run(args),
         Command::Logs(args) => logs_cmd::run(args),
         Command::Token(args) => token_cmd::run(args),
         Command::Gate(args) => match gate_cmd::run(args) {
-            Ok(gate_cmd::GateOutcome::Passed) => Ok(()),
-            Ok(gate_cmd::GateOutcome::Stopped) => return std::process::ExitCode::from(1),
-            Ok(gate_cmd::GateOutcome::TimedOut) => return std::process::ExitCode::from(2),
-            Err(error) => Err(error),
+            Ok(outcome) => return std::process::ExitCode::from(outcome.exit_code()),
+            // It could not start (no token): a wrong invocation, not a stopped release.
+            Err(error) => {
+                print_error(&error);
+                return std::process::ExitCode::from(USAGE_EXIT_CODE);
+            }
         },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("error: {error:#}");
-            }
+            print_error(&error);
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+fn print_error(error: &anyhow::Error) {
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("error: {error:#}");
+    }
+}
+
+/// Exit code of a wrong invocation (the `EX_USAGE` of sysexits), apart from every command's
+/// own codes (`vigil gate` uses 0 to 4).
+const USAGE_EXIT_CODE: u8 = 64;
+
+/// Prints the help or version asked for (exit 0), or what is wrong with the arguments.
+fn usage_error(error: &clap::Error) -> std::process::ExitCode {
+    let _ = error.print();
+    if error.use_stderr() {
+        std::process::ExitCode::from(USAGE_EXIT_CODE)
+    } else {
+        std::process::ExitCode::SUCCESS
     }
 }
 

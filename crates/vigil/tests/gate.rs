@@ -1,5 +1,7 @@
 //! `vigil gate` against a running `vigil serve`: exit 0 for a release that passed, 1 for one that
-//! was paused (printing why); and a first start without a token says how to make one.
+//! was paused (printing why), 2 for one without outcome in time, 3 for a server out of reach, 4
+//! for a refused request, 64 for a wrong invocation; and a first start without a token says how
+//! to make one.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod support;
@@ -15,16 +17,22 @@ fn import(port: u16, token: &str, name: &str) {
             .join(format!("../../examples/releases/{name}.json.gz")),
     )
     .unwrap();
+    assert_eq!(post(port, token, "/api/v1/releases/import", bundle), 201);
+}
+
+/// Posts `body` to the server on `port` with `token`; the answer's status.
+fn post(port: u16, token: &str, path: &str, body: Vec<u8>) -> u16 {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let response = agent
-        .post(&format!("http://127.0.0.1:{port}/api/v1/releases/import"))
+    agent
+        .post(&format!("http://127.0.0.1:{port}{path}"))
         .header("Authorization", &format!("Bearer {token}"))
-        .send(&bundle[..])
-        .unwrap();
-    assert_eq!(response.status(), 201);
+        .send(&body[..])
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[test]
@@ -100,5 +108,59 @@ fn the_gate_passes_a_passed_release_and_stops_a_paused_one() {
         "{printed}"
     );
     let unknown = gate("nope");
-    assert_ne!(unknown.status.code(), Some(0));
+    assert_eq!(unknown.status.code(), Some(4), "a refused request");
+    // A release that never ends: the server answers, the wait times out.
+    let release = serde_json::json!({
+        "id": "waiting", "app": "shop", "version": "2", "hosts": ["a"],
+        "batches": [{"hosts": ["a"]}],
+    });
+    let created = post(
+        port,
+        &token,
+        "/api/v1/releases",
+        release.to_string().into_bytes(),
+    );
+    assert_eq!(created, 201);
+    let waiting = gate("waiting");
+    let printed = String::from_utf8_lossy(&waiting.stdout).to_string();
+    assert_eq!(waiting.status.code(), Some(2), "{printed}");
+    assert!(printed.contains("no outcome after 5 s"), "{printed}");
+}
+
+#[test]
+fn a_server_without_scheme_is_refused_at_once_and_an_unreachable_one_is_not_a_timeout() {
+    let port = free_port();
+    let bare = vigil()
+        .args(["gate", "r1", "--server", &format!("127.0.0.1:{port}")])
+        .args(["--token", "t", "--timeout", "60", "--interval", "1"])
+        .output()
+        .unwrap();
+    let complaint = String::from_utf8_lossy(&bare.stderr).to_string();
+    assert_eq!(bare.status.code(), Some(64), "{complaint}");
+    assert!(
+        complaint.contains(&format!(
+            "give the scheme, for example http://127.0.0.1:{port}"
+        )),
+        "{complaint}"
+    );
+    // Nothing listens on the port.
+    let unreachable = vigil()
+        .args([
+            "gate",
+            "r1",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .args(["--token", "t", "--timeout", "2", "--interval", "1"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&unreachable.stdout).to_string();
+    assert_eq!(unreachable.status.code(), Some(3), "{printed}");
+    assert!(printed.contains("could not reach"), "{printed}");
+    let help = vigil().args(["gate", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    assert!(
+        help.contains("2 no outcome within --timeout; 3 the server could not be reached"),
+        "{help}"
+    );
 }

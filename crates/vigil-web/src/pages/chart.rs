@@ -273,7 +273,7 @@ impl MetricChart<'_> {
         let batches: Vec<String> = bundle
             .batches
             .iter()
-            .map(|batch| format!("batch {} at {}", batch.index + 1, clock_time(batch.at)))
+            .map(|batch| format!("batch {} at {}", batch.index, clock_time(batch.at)))
             .collect();
         if !batches.is_empty() {
             let _ = write!(text, " Deployed: {}.", batches.join(", "));
@@ -342,7 +342,8 @@ impl MetricChart<'_> {
     fn write_markers(&self, out: &mut String, scale: &Scale) {
         out.push_str("<g class=\"markers\">");
         for batch in &self.bundle.batches {
-            let label = format!("B{}", batch.index + 1);
+            // Numbered as the API and the transitions number batches: from 0.
+            let label = format!("B{}", batch.index);
             write_marker(out, scale, batch.at, "batch", BATCH_DASH, &label);
         }
         for at in self.pauses {
@@ -397,7 +398,7 @@ impl MetricChart<'_> {
         }
         let _ = write!(
             out,
-            "<li>{}A batch deployed, B1 being the first (dotted)</li>",
+            "<li>{}A batch deployed, B0 being the first (dotted)</li>",
             swatch("batch", BATCH_DASH)
         );
         if !self.pauses.is_empty() {

@@ -436,10 +436,10 @@ impl Detail<'_> {
                 Some(batch) => ("done", &batch.hosts),
                 None => ("planned", &planned.hosts),
             };
+            // Numbered as the API and the transitions number batches: from 0.
             let _ = write!(
                 out,
-                "<li class=\"{class}\"><span class=\"batch-name\">Batch {}</span> ",
-                index + 1
+                "<li class=\"{class}\"><span class=\"batch-name\">Batch {index}</span> "
             );
             match deployed {
                 Some(batch) => {
@@ -491,6 +491,7 @@ impl Detail<'_> {
         let (kind, name) = match &finding.signal {
             Signal::Metric { name } => ("Metric", name.as_str()),
             Signal::Log { text, .. } => ("Log template", text.as_str()),
+            Signal::Silence => ("Silence", "no data"),
         };
         let _ = write!(
             out,
@@ -511,6 +512,7 @@ impl Detail<'_> {
         let effect = match finding.signal {
             Signal::Metric { .. } => percent_change(finding.effect),
             Signal::Log { .. } => format!("{}× the expected rate", number(finding.effect)),
+            Signal::Silence => "no samples".to_owned(),
         };
         let _ = write!(
             out,
@@ -603,7 +605,7 @@ impl Detail<'_> {
                     text,
                     level,
                 } => Some((template.as_str(), text.as_str(), level.as_str())),
-                Signal::Metric { .. } => None,
+                Signal::Metric { .. } | Signal::Silence => None,
             })
             .collect();
         if templates.is_empty() {
