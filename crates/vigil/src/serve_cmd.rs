@@ -54,8 +54,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     if store.tokens()?.is_empty() {
         crate::say(&format!(
-            "no API token exists yet: create one with\n  vigil token create --role admin --database {}",
-            config.database
+            "no API token exists yet: create one with\n  vigil token create --role admin --database {}\n(the same store URL as this server's, password included)",
+            vigil_store::redact_password(&config.database)
         ));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
