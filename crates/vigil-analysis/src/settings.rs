@@ -39,6 +39,13 @@ pub struct Settings {
     pub history_quantile: f64,
     /// Without a reference group: how many days of the same time of day to look back at most.
     pub history_days: usize,
+    /// Judged metrics the per-metric bars are set for. With more, every bar rises so that a
+    /// release judged on many metrics is no likelier to pause by chance than one judged on
+    /// this many (a family-wise correction by the number of judged metrics).
+    pub family_size: usize,
+    /// Judge the metrics the release does not list as if it listed them: their changes may
+    /// pause the release. Off: they may only recommend.
+    pub judge_unlisted_metrics: bool,
 }
 
 impl Default for Settings {
@@ -60,6 +67,8 @@ impl Default for Settings {
             log_max_tail_ln: -13.8,
             history_quantile: 0.99,
             history_days: 7,
+            family_size: 20,
+            judge_unlisted_metrics: false,
         }
     }
 }
