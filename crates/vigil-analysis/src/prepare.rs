@@ -62,9 +62,9 @@ impl Transform {
             // Back on the metric's own scale (plus the offset), where the floor applies.
             Some(_) => {
                 let from = level.exp();
-                (from * delta.exp() - from) / from.max(self.level_floor)
+                bounded_ratio(from * delta.exp() - from, from.max(self.level_floor))
             }
-            None => delta / level.abs().max(self.level_floor).max(f64::MIN_POSITIVE),
+            None => bounded_ratio(delta, level.abs().max(self.level_floor)),
         }
     }
 
@@ -79,8 +79,20 @@ impl Transform {
         };
         // The log scale's offset is the series' resolution at least: no level is finer.
         let floor = self.level_floor.max(self.log_offset.unwrap_or(0.0));
-        (observed - expected) / expected.abs().max(floor).max(f64::MIN_POSITIVE)
+        bounded_ratio(observed - expected, expected.abs().max(floor))
     }
+}
+
+/// Largest relative change stated: a level that was flat at zero (no scale to measure from)
+/// moved by this many times itself at most.
+const MAX_RELATIVE_CHANGE: f64 = 100.0;
+
+/// `change / level`, bounded by [`MAX_RELATIVE_CHANGE`] in either direction.
+fn bounded_ratio(change: f64, level: f64) -> f64 {
+    change
+        / level
+            .max(change.abs() / MAX_RELATIVE_CHANGE)
+            .max(f64::MIN_POSITIVE)
 }
 
 /// One metric on dense arrays: `values[host][step]`, `NaN` where missing.
