@@ -362,7 +362,7 @@ pub fn normal_tail_ln(z: f64) -> f64 {
 /// The bar a standard normal statistic must clear so that its upper tail is `share` of the tail
 /// above `bar` (`share` below 1 raises the bar; at 1 or above it stays).
 pub fn raised_bar(bar: f64, share: f64) -> f64 {
-    if !bar.is_finite() || !(share < 1.0) || share <= 0.0 {
+    if !bar.is_finite() || share.is_nan() || share >= 1.0 || share <= 0.0 {
         return bar;
     }
     let target = normal_tail_ln(bar) + share.ln();

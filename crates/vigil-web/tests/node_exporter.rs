@@ -96,7 +96,11 @@ fn a_no_op_release_on_a_host_with_node_exporter_never_pauses() {
         exporter.port, server.base, server.ingest
     );
     let _prometheus = Prometheus::start(&prometheus_binary, &config);
-    let keep_time = || server.clock.set(vigil_core::Clock::now(&vigil_core::SystemClock));
+    let keep_time = || {
+        server
+            .clock
+            .set(vigil_core::Clock::now(&vigil_core::SystemClock))
+    };
 
     // Ninety seconds of history, then a deploy that changes nothing, watched for two minutes.
     for _ in 0..90 {
@@ -111,6 +115,10 @@ fn a_no_op_release_on_a_host_with_node_exporter_never_pauses() {
             "hosts": ["node-1"], "reference": {"type": "none"},
             "batches": [{"hosts": ["node-1"]}],
             "step_seconds": 5, "observe_seconds": 3600,
+            // Without a reference group the window reaches back `history_days` (7 by default):
+            // at a 5-second step that is 120 960 steps of 500 series, longer to judge than this
+            // test lasts. The hour before the deploy is the history here.
+            "settings": {"history_days": 0},
         }),
     );
     assert_eq!(status, 201, "{created}");
@@ -125,7 +133,10 @@ fn a_no_op_release_on_a_host_with_node_exporter_never_pauses() {
         keep_time();
         std::thread::sleep(Duration::from_secs(1));
         let (_, release) = server.get("/api/v1/releases/noop", &server.viewer);
-        assert_ne!(release["state"], "paused", "a no-op release paused: {release}");
+        assert_ne!(
+            release["state"], "paused",
+            "a no-op release paused: {release}"
+        );
         judged |= matches!(release["verdict"].as_str(), Some("healthy" | "anomaly"));
     }
     let (_, findings) = server.get("/api/v1/releases/noop/findings", &server.viewer);
