@@ -49,15 +49,19 @@ struct NodeExporter {
 impl NodeExporter {
     fn start(binary: &PathBuf) -> NodeExporter {
         let port = free_port();
-        let child = Command::new(binary)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        // Owned at once, so that a panic below still kills it (on drop).
+        let exporter = NodeExporter {
+            child: Command::new(binary)
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+            port,
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return NodeExporter { child, port };
+                return exporter;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -102,7 +106,8 @@ fn a_no_op_release_on_a_host_with_node_exporter_never_pauses() {
             .set(vigil_core::Clock::now(&vigil_core::SystemClock))
     };
 
-    // Ninety seconds of history, then a deploy that changes nothing, watched for two minutes.
+    // Ninety seconds of history, then a deploy that changes nothing, watched for two minutes
+    // (the first twenty seconds of them its warm-up).
     for _ in 0..90 {
         keep_time();
         std::thread::sleep(Duration::from_secs(1));
@@ -118,7 +123,7 @@ fn a_no_op_release_on_a_host_with_node_exporter_never_pauses() {
             // Without a reference group the window reaches back `history_days` (7 by default):
             // at a 5-second step that is 120 960 steps of 500 series, longer to judge than this
             // test lasts. The hour before the deploy is the history here.
-            "settings": {"history_days": 0},
+            "settings": {"history_days": 0, "warmup_seconds": 20},
         }),
     );
     assert_eq!(status, 201, "{created}");
