@@ -63,6 +63,7 @@ fn metric_meta(metric: usize) -> MetricMeta {
         unit: unit.to_owned(),
         direction,
         critical: metric < 4,
+        judged: true,
     }
 }
 

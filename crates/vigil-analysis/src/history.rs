@@ -19,6 +19,15 @@ pub struct HistoryTrack {
     pub shift_z: f64,
     /// The bar one spike must clear.
     pub spike_z: f64,
+    /// Whether the forecast moves with the same time on earlier days (else there was too
+    /// little history, and it is the level just before the deploy alone).
+    pub seasonal: bool,
+    /// Samples before the deploy whose median is the forecast's level.
+    pub level_steps: usize,
+    /// The upper tails of the shift statistic and of single errors over the history, to
+    /// raise the bars past what the history shows when many metrics are judged at once.
+    pub shift_tail: Option<stats::Tail>,
+    pub spike_tail: Option<stats::Tail>,
     /// What scoring one more step needs: the forecast made at the first deploy, and the
     /// calibrated center and scale of its errors.
     forecaster: Forecaster,
@@ -192,6 +201,10 @@ impl HistoryTrack {
             } else {
                 settings.spike_z
             }),
+            seasonal: day_steps.is_some(),
+            level_steps,
+            shift_tail: stats::Tail::of(&shift_statistics),
+            spike_tail: stats::Tail::of(&single),
             forecaster,
             first_deploy,
             center,

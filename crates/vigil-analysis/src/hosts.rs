@@ -37,6 +37,8 @@ pub struct HostEvidence {
     pub delta: f64,
     /// First step of the samples behind it.
     pub since: usize,
+    /// Last step of the samples behind it: the last spike counted, or the step judged.
+    pub until: usize,
     pub intermittent: bool,
 }
 
@@ -141,6 +143,7 @@ pub fn host_evidence(
                 z: weakest,
                 delta,
                 since: oldest,
+                until: now,
                 intermittent: false,
             });
         }
@@ -187,6 +190,7 @@ pub fn host_evidence(
             z: crate::stats::median_in_place(&mut zs),
             delta: crate::stats::median_in_place(&mut deltas),
             since: excursions[0],
+            until: excursions[excursions.len() - 1],
             intermittent: true,
         });
     }

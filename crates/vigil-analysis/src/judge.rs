@@ -22,6 +22,8 @@ struct MetricTrack {
     scorer: Scorer,
     thresholds: Vec<Thresholds>,
     baseline: &'static str,
+    /// What the release hosts are compared with, in words for the finding.
+    compared_with: String,
 }
 
 /// Where a metric's scores come from, with what scoring later steps needs.
@@ -99,11 +101,12 @@ pub struct Evaluator {
 impl Evaluator {
     pub fn new(bundle: &Bundle, settings: &Settings) -> Evaluator {
         let prepared = Prepared::new(bundle, settings);
-        let tracks = prepared
+        let mut tracks: Vec<Option<MetricTrack>> = prepared
             .metrics
             .iter()
             .map(|metric| metric_track(&prepared, metric, settings))
             .collect();
+        raise_bars_for_the_family(&prepared, &mut tracks, settings);
         let transient_steps = usize::try_from(TRANSIENT_SECONDS / bundle.step_seconds).unwrap_or(0);
         Evaluator {
             prepared,
@@ -312,9 +315,16 @@ impl Evaluator {
     }
 
     /// Which deployed release hosts and judged metrics stopped reporting at step `now`
-    /// (see [`crate::coverage`]): a release passes only when this is complete.
+    /// (see [`crate::coverage`]): a release passes only when this is complete. A metric that
+    /// may only recommend (the release does not list it) is not expected: a vanished unlisted
+    /// series does not hold the release.
     pub fn coverage_at(&self, now: usize) -> Coverage {
-        let judged: Vec<bool> = self.tracks.iter().map(Option::is_some).collect();
+        let judged: Vec<bool> = self
+            .tracks
+            .iter()
+            .zip(&self.prepared.metrics)
+            .map(|(track, metric)| track.is_some() && may_pause(metric, &self.settings))
+            .collect();
         coverage_at(&self.prepared, &self.settings, &judged, now)
     }
 
@@ -404,7 +414,7 @@ impl Evaluator {
             judged += 1;
             let thresholds = track.thresholds[host];
             if let Some(evidence) = host_evidence(scores, sign, now, thresholds) {
-                let effect = self.relative_effect(metric, track, host, now, evidence.delta);
+                let effect = self.host_effect(metric, track, host, now, &evidence);
                 if harmful(sign, effect) >= fault_effect {
                     faulty.push((host, evidence, effect));
                     continue;
@@ -415,7 +425,7 @@ impl Evaluator {
                 ..thresholds
             };
             if let Some(evidence) = host_evidence(scores, sign, now, gentle) {
-                let effect = self.relative_effect(metric, track, host, now, evidence.delta);
+                let effect = self.host_effect(metric, track, host, now, &evidence);
                 if harmful(sign, effect) >= settings.anomaly_effect {
                     anomalous.push((host, evidence, effect));
                 }
@@ -465,8 +475,14 @@ impl Evaluator {
             }
         }
         if faulty.len() >= needed && share > reference_share + 0.15 {
+            // A metric the release does not judge may only recommend, however large its change.
+            let severity = if may_pause(metric, settings) {
+                Verdict::Fault
+            } else {
+                Verdict::Anomaly
+            };
             return (
-                Some(self.metric_finding(metric, track, Verdict::Fault, &faulty, judged, now)),
+                Some(self.metric_finding(metric, track, severity, &faulty, judged, now)),
                 true,
             );
         }
@@ -505,7 +521,7 @@ impl Evaluator {
             if let Some(evidence) =
                 host_evidence(scores, metric.harmful_sign, now, track.thresholds[host])
             {
-                let effect = self.relative_effect(metric, track, host, now, evidence.delta);
+                let effect = self.host_effect(metric, track, host, now, &evidence);
                 if harmful(metric.harmful_sign, effect) >= fault_effect {
                     showing += 1;
                 }
@@ -546,17 +562,57 @@ impl Evaluator {
     }
 
     /// Relative change on a host, in the metric's own terms (for a success rate near its bound:
-    /// of its failures).
-    fn relative_effect(
+    /// of its failures). A shift's is that of its samples; recurring spikes' is the change
+    /// over the whole stretch they recur in, so that they pause only when they are as material
+    /// as a shift would have to be (rare spikes over an unchanged level are not).
+    fn host_effect(
         &self,
         metric: &MetricData,
         track: &MetricTrack,
         host: usize,
         now: usize,
-        delta: f64,
+        evidence: &HostEvidence,
     ) -> f64 {
+        if evidence.intermittent {
+            let (observed, expected) = self.host_change(metric, track, host, evidence, now);
+            return metric.transform.effect_between(observed, expected);
+        }
         let expected = metric.values[host][now] - track.delta()[host][now];
-        metric.transform.relative_effect(expected, delta)
+        metric.transform.relative_effect(expected, evidence.delta)
+    }
+
+    /// What a host showed and what was expected of it over its evidence's samples, in the
+    /// metric's unit: medians over a shift's last samples, means over the stretch of
+    /// recurring spikes (a median would hide the spikes).
+    fn host_change(
+        &self,
+        metric: &MetricData,
+        track: &MetricTrack,
+        host: usize,
+        evidence: &HostEvidence,
+        now: usize,
+    ) -> (f64, f64) {
+        let steps = if evidence.intermittent {
+            // From the first spike counted to the last, the quiet samples between included.
+            evidence.since..=evidence.until
+        } else {
+            now.saturating_sub(self.settings.persistence_steps.max(1) - 1)..=now
+        };
+        let mut observed = Vec::new();
+        let mut expected = Vec::new();
+        for step in steps {
+            let value = metric.values[host][step];
+            let delta = track.delta()[host][step];
+            if value.is_finite() && delta.is_finite() {
+                observed.push(metric.transform.invert(value));
+                expected.push(metric.transform.invert(value - delta));
+            }
+        }
+        if evidence.intermittent {
+            (stats::mean(&observed), stats::mean(&expected))
+        } else {
+            (stats::median(&observed), stats::median(&expected))
+        }
     }
 
     fn metric_finding(
@@ -569,27 +625,16 @@ impl Evaluator {
         now: usize,
     ) -> Finding {
         let prepared = &self.prepared;
-        let mut observed = Vec::new();
-        let mut expected = Vec::new();
-        for (host, _, _) in hosts {
-            let recent = now.saturating_sub(2)..=now;
-            for step in recent {
-                let value = metric.values[*host][step];
-                let delta = track.delta()[*host][step];
-                if value.is_finite() && delta.is_finite() {
-                    observed.push(metric.transform.invert(value));
-                    expected.push(metric.transform.invert(value - delta));
-                }
-            }
-        }
-        let observed = stats::median(&observed);
-        let expected = stats::median(&expected);
-        let effect = stats::median(
-            &hosts
-                .iter()
-                .map(|(_, _, effect)| *effect)
-                .collect::<Vec<_>>(),
-        );
+        // One observed and one expected value for the whole finding (medians over its hosts),
+        // and the effect taken between exactly these two: the sentence, the evidence line, the
+        // page and the chart all state these three numbers.
+        let changes: Vec<(f64, f64)> = hosts
+            .iter()
+            .map(|(host, evidence, _)| self.host_change(metric, track, *host, evidence, now))
+            .collect();
+        let observed = stats::median(&changes.iter().map(|change| change.0).collect::<Vec<_>>());
+        let expected = stats::median(&changes.iter().map(|change| change.1).collect::<Vec<_>>());
+        let effect = metric.transform.effect_between(observed, expected);
         let score = stats::median(
             &hosts
                 .iter()
@@ -613,38 +658,42 @@ impl Evaluator {
             .collect();
         let up = observed >= expected;
         let direction = if up { "up" } else { "down" };
-        let size = describe_change(observed, expected);
+        let size = match metric.transform.headroom_of {
+            Some(bound) => format!(
+                "{} in its shortfall from {}",
+                vigil_core::verdict::change_words(effect),
+                vigil_core::verdict::figure(bound)
+            ),
+            None => vigil_core::verdict::change_words(effect),
+        };
         let pattern = if intermittent {
             "in recurring spikes"
         } else {
             "and holds"
         };
         let baseline = track.baseline;
-        let compared = if baseline == "reference" {
-            "the reference"
-        } else {
-            "its own history"
-        };
+        let compared = track.compared_with.as_str();
         let explanation = format!(
-            "{} on {} of {} release hosts is {} {} ({} vs {}) since {}, {}",
+            "{} on {} of {} release hosts is {}: {} against {} expected from {}, since {}, {}",
             metric.meta.name,
             names.len(),
             judged,
             size,
-            if baseline == "reference" {
-                "against the reference"
-            } else {
-                "against its own history"
-            },
-            format_value(observed),
-            format_value(expected),
+            vigil_core::verdict::figure(observed),
+            vigil_core::verdict::figure(expected),
+            compared,
             format_time(prepared.time_of(since)),
             pattern,
         );
+        let not_judged = if may_pause(metric, &self.settings) {
+            ""
+        } else {
+            "; not judged (the release does not list it): it may only recommend"
+        };
         let evidence = format!(
-            "difference in differences against {compared}: median robust z {score:.1} over {} steps, relative effect {:+.1} %",
+            "difference in differences against {compared}: median robust z {score:.1} over {} steps, effect {}{not_judged}",
             self.settings.persistence_steps,
-            effect * 100.0
+            vigil_core::verdict::change_words(effect)
         );
         Finding {
             severity,
@@ -774,6 +823,7 @@ fn metric_track(
             scorer: Scorer::Peers(peers),
             thresholds: vec![base; hosts],
             baseline: "reference",
+            compared_with: "the reference hosts".to_owned(),
         });
     }
     if !prepared.reference.is_empty() {
@@ -786,10 +836,14 @@ fn metric_track(
     let mut delta = vec![vec![f64::NAN; points]; hosts];
     let mut forecasts: Vec<Option<HistoryTrack>> = (0..hosts).map(|_| None).collect();
     let mut thresholds = vec![base; hosts];
+    let mut earlier_days = true;
+    let mut level_seconds = 0;
     for &host in &prepared.release {
         let Some(mut history) = HistoryTrack::compute(prepared, metric, host, settings) else {
             continue;
         };
+        earlier_days &= history.seasonal;
+        level_seconds = level_seconds.max(history.level_steps as i64 * prepared.step_seconds);
         z[host] = std::mem::take(&mut history.z);
         delta[host] = std::mem::take(&mut history.delta);
         // Bars calibrated on the history: one spike above what the history ever shows at
@@ -805,6 +859,16 @@ fn metric_track(
     if forecasts.iter().all(Option::is_none) {
         return None;
     }
+    // With too little history for the same time on earlier days, the forecast is the level
+    // just before the deploy: the finding says so, since a daily rhythm goes unseen then.
+    let compared_with = if earlier_days {
+        "its own history (the same time on earlier days)".to_owned()
+    } else {
+        format!(
+            "its level in the {} before the deploy only (too little history for earlier days)",
+            describe_duration(level_seconds)
+        )
+    };
     Some(MetricTrack {
         scorer: Scorer::History {
             z,
@@ -813,22 +877,73 @@ fn metric_track(
         },
         thresholds,
         baseline: "history",
+        compared_with,
     })
 }
 
-fn describe_change(observed: f64, expected: f64) -> String {
-    if expected.abs() > f64::EPSILON && observed.signum() == expected.signum() {
-        let ratio = observed / expected;
-        if ratio >= 2.0 {
-            return format!("{ratio:.1}x");
-        }
-        if ratio <= 0.5 {
-            return format!("{:.0} % lower", (1.0 - ratio) * 100.0);
-        }
-        let percent = (ratio - 1.0) * 100.0;
-        return format!("{:+.0} %", percent);
+/// Whether a change of `metric` may pause the release (else it may only recommend).
+fn may_pause(metric: &MetricData, settings: &Settings) -> bool {
+    metric.meta.judged || settings.judge_unlisted_metrics
+}
+
+/// Raises every judged metric's bars when the release is judged on more metrics than the bars
+/// are set for: each metric's chance of a false alarm shrinks in proportion, so that the
+/// release's chance of a false pause stays that of `family_size` metrics (Bonferroni's
+/// correction, on the normal tail of the bars).
+fn raise_bars_for_the_family(
+    prepared: &Prepared,
+    tracks: &mut [Option<MetricTrack>],
+    settings: &Settings,
+) {
+    let family = prepared
+        .metrics
+        .iter()
+        .zip(tracks.iter())
+        .filter(|(metric, track)| track.is_some() && may_pause(metric, settings))
+        .count();
+    if family <= settings.family_size.max(1) {
+        return;
     }
-    format!("{:+}", format_value(observed - expected))
+    let share = settings.family_size.max(1) as f64 / family as f64;
+    let history_share = (1.0 - settings.history_quantile).max(0.0) * share;
+    for (metric, track) in prepared.metrics.iter().zip(tracks.iter_mut()) {
+        let Some(track) = track else { continue };
+        if !may_pause(metric, settings) {
+            continue;
+        }
+        match &track.scorer {
+            // Peer scores are near normal: raise the bars on the normal tail.
+            Scorer::Peers(_) => {
+                for thresholds in &mut track.thresholds {
+                    thresholds.shift_z = stats::raised_bar(thresholds.shift_z, share);
+                    thresholds.spike_z = stats::raised_bar(thresholds.spike_z, share);
+                }
+            }
+            // Bars calibrated on the history: read them further out on its own tail.
+            Scorer::History { hosts, .. } => {
+                for (thresholds, forecast) in track.thresholds.iter_mut().zip(hosts) {
+                    let Some(forecast) = forecast else { continue };
+                    if let Some(tail) = forecast.shift_tail {
+                        thresholds.shift_z = thresholds.shift_z.max(tail.bar_for(history_share));
+                    }
+                    if let Some(tail) = forecast.spike_tail {
+                        thresholds.spike_z = thresholds.spike_z.max(tail.bar_for(history_share));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A duration in minutes or hours, for a sentence.
+fn describe_duration(seconds: i64) -> String {
+    if seconds >= 7200 && seconds % 3600 == 0 {
+        format!("{} hours", seconds / 3600)
+    } else if seconds >= 120 {
+        format!("{} minutes", seconds / 60)
+    } else {
+        format!("{seconds} seconds")
+    }
 }
 
 fn describe_ratio(ratio: f64) -> String {
@@ -836,20 +951,6 @@ fn describe_ratio(ratio: f64) -> String {
         format!("{ratio:.0}x")
     } else {
         format!("{ratio:.1}x")
-    }
-}
-
-fn format_value(value: f64) -> String {
-    if !value.is_finite() {
-        return "n/a".to_owned();
-    }
-    let magnitude = value.abs();
-    if magnitude >= 100.0 {
-        format!("{value:.0}")
-    } else if magnitude >= 1.0 {
-        format!("{value:.2}")
-    } else {
-        format!("{value:.3}")
     }
 }
 

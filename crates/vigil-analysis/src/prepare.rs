@@ -26,6 +26,10 @@ pub struct Transform {
     pub headroom_of: Option<f64>,
     /// Work on `ln(value + offset)` (relative changes) rather than on the raw value.
     pub log_offset: Option<f64>,
+    /// The smallest level (in the metric's unit, after the headroom) a relative change is
+    /// taken of, from the metric's own scale, so that a level near zero gives no boundless
+    /// relative change.
+    pub level_floor: f64,
 }
 
 impl Transform {
@@ -55,10 +59,40 @@ impl Transform {
     /// Relative size of a difference `delta` of transformed values around `level`.
     pub fn relative_effect(&self, level: f64, delta: f64) -> f64 {
         match self.log_offset {
-            Some(_) => delta.exp() - 1.0,
-            None => delta / level.abs().max(f64::MIN_POSITIVE),
+            // Back on the metric's own scale (plus the offset), where the floor applies.
+            Some(_) => {
+                let from = level.exp();
+                bounded_ratio(from * delta.exp() - from, from.max(self.level_floor))
+            }
+            None => bounded_ratio(delta, level.abs().max(self.level_floor)),
         }
     }
+
+    /// Relative change from `expected` to `observed` (both in the metric's own unit): of the
+    /// headroom for a share near its bound, and of no level below the floor, so that a level
+    /// near zero gives no boundless change. Above the floor it is exactly `observed /
+    /// expected - 1`, the ratio of the two values a finding states.
+    pub fn effect_between(&self, observed: f64, expected: f64) -> f64 {
+        let (observed, expected) = match self.headroom_of {
+            Some(bound) => ((bound - observed).max(0.0), (bound - expected).max(0.0)),
+            None => (observed, expected),
+        };
+        // The log scale's offset is the series' resolution at least: no level is finer.
+        let floor = self.level_floor.max(self.log_offset.unwrap_or(0.0));
+        bounded_ratio(observed - expected, expected.abs().max(floor))
+    }
+}
+
+/// Largest relative change stated: a level that was flat at zero (no scale to measure from)
+/// moved by this many times itself at most.
+const MAX_RELATIVE_CHANGE: f64 = 100.0;
+
+/// `change / level`, bounded by [`MAX_RELATIVE_CHANGE`] in either direction.
+fn bounded_ratio(change: f64, level: f64) -> f64 {
+    change
+        / level
+            .max(change.abs() / MAX_RELATIVE_CHANGE)
+            .max(f64::MIN_POSITIVE)
 }
 
 /// One metric on dense arrays: `values[host][step]`, `NaN` where missing.
@@ -316,6 +350,7 @@ fn transform_of_values(meta: &MetricMeta, mut all: Vec<f64>) -> Transform {
         return Transform {
             headroom_of: None,
             log_offset: None,
+            level_floor: 0.0,
         };
     }
     let minimum = all.iter().copied().fold(f64::INFINITY, f64::min);
@@ -348,9 +383,11 @@ fn transform_of_values(meta: &MetricMeta, mut all: Vec<f64>) -> Transform {
     };
     let shifted_minimum = shifted.iter().copied().fold(f64::INFINITY, f64::min);
     if shifted_minimum < 0.0 {
+        let magnitudes: Vec<f64> = shifted.iter().map(|value| value.abs()).collect();
         return Transform {
             headroom_of,
             log_offset: None,
+            level_floor: 0.5 * stats::quantile(&magnitudes, 0.9).max(0.0),
         };
     }
     // Relative scale for non-negative metrics, with an offset that keeps zeros finite: the
@@ -372,11 +409,18 @@ fn transform_of_values(meta: &MetricMeta, mut all: Vec<f64>) -> Transform {
     if offset.is_nan() || offset <= 0.0 {
         offset = stats::quantile(&shifted, 0.9).max(1e-9) * 0.05;
     }
-    if !offset.is_finite() || offset <= 0.0 {
-        offset = 1e-9;
-    }
+    // A metric whose usual values spread wider than its level sits near zero: a change there
+    // is material only against that spread, which floors the level a relative change is
+    // taken of (else a move from 0.0001 to 0.004 reads as a 40-fold rise).
+    let spread = stats::quantile(&shifted, 0.9) - stats::quantile(&shifted, 0.1);
+    let level_floor = if spread.is_finite() && spread > level {
+        spread - level
+    } else {
+        0.0
+    };
     Transform {
         headroom_of,
         log_offset: Some(offset),
+        level_floor,
     }
 }

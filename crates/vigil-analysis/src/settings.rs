@@ -43,6 +43,13 @@ pub struct Settings {
     /// reference hosts, or the other release hosts) keep reporting, pauses the release as a
     /// fault: a crashed host looks like this. Shorter silences hold the release.
     pub silent_host_fault_seconds: i64,
+    /// Judged metrics the per-metric bars are set for. With more, every bar rises so that a
+    /// release judged on many metrics is no likelier to pause by chance than one judged on
+    /// this many (a family-wise correction by the number of judged metrics).
+    pub family_size: usize,
+    /// Judge the metrics the release does not list as if it listed them: their changes may
+    /// pause the release. Off: they may only recommend.
+    pub judge_unlisted_metrics: bool,
 }
 
 impl Default for Settings {
@@ -65,6 +72,8 @@ impl Default for Settings {
             history_quantile: 0.99,
             history_days: 7,
             silent_host_fault_seconds: 600,
+            family_size: 20,
+            judge_unlisted_metrics: false,
         }
     }
 }

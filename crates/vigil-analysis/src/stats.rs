@@ -279,9 +279,131 @@ pub fn neighbours_within(values: &[f64], gap: f64) -> bool {
     })
 }
 
+/// Mean of the finite values; `NaN` when none.
+pub fn mean(values: &[f64]) -> f64 {
+    let (sum, count) = values
+        .iter()
+        .filter(|value| value.is_finite())
+        .fold((0.0, 0usize), |(sum, count), value| {
+            (sum + value, count + 1)
+        });
+    if count == 0 {
+        f64::NAN
+    } else {
+        sum / count as f64
+    }
+}
+
+/// The upper tail of a statistic, fitted over its top tenth as exponential (peaks over a
+/// threshold): what a bar exceeded by a given small share of the values would be, beyond the
+/// largest values seen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tail {
+    /// The 90th percentile.
+    pub threshold: f64,
+    /// Mean excess of the values above it.
+    pub mean_excess: f64,
+}
+
+/// Share of the values above [`Tail::threshold`].
+const TAIL_SHARE: f64 = 0.1;
+
+impl Tail {
+    /// `None` with fewer than 20 finite values.
+    pub fn of(values: &[f64]) -> Option<Tail> {
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        if finite.len() < 20 {
+            return None;
+        }
+        let threshold = quantile(&finite, 1.0 - TAIL_SHARE);
+        let excess = mean(
+            &finite
+                .iter()
+                .filter(|value| **value > threshold)
+                .map(|value| value - threshold)
+                .collect::<Vec<_>>(),
+        );
+        Some(Tail {
+            threshold,
+            mean_excess: if excess.is_finite() { excess } else { 0.0 },
+        })
+    }
+
+    /// The value exceeded by a share `share` of the values.
+    pub fn bar_for(&self, share: f64) -> f64 {
+        if share >= TAIL_SHARE || share <= 0.0 {
+            return self.threshold;
+        }
+        self.threshold + self.mean_excess * (TAIL_SHARE / share).ln()
+    }
+}
+
+/// Natural log of the upper tail P(Z >= z) of a standard normal variable: by the complementary
+/// error function's rational approximation (Abramowitz and Stegun 7.1.26) up to 3, by the
+/// asymptotic series of Mills' ratio beyond, where the former's relative error grows.
+pub fn normal_tail_ln(z: f64) -> f64 {
+    if z < 0.0 {
+        return (1.0 - normal_tail_ln(-z).exp()).max(f64::MIN_POSITIVE).ln();
+    }
+    if z < 3.0 {
+        let x = z / std::f64::consts::SQRT_2;
+        let t = 1.0 / (1.0 + 0.327_591_1 * x);
+        let polynomial = t
+            * (0.254_829_592
+                + t * (-0.284_496_736
+                    + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+        return (0.5 * polynomial).ln() - x * x;
+    }
+    let inverse_square = 1.0 / (z * z);
+    -0.5 * z * z - z.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+        + (1.0 - inverse_square + 3.0 * inverse_square * inverse_square).ln()
+}
+
+/// The bar a standard normal statistic must clear so that its upper tail is `share` of the tail
+/// above `bar` (`share` below 1 raises the bar; at 1 or above it stays).
+pub fn raised_bar(bar: f64, share: f64) -> f64 {
+    if !bar.is_finite() || share.is_nan() || share >= 1.0 || share <= 0.0 {
+        return bar;
+    }
+    let target = normal_tail_ln(bar) + share.ln();
+    let (mut low, mut high) = (bar, bar + 64.0);
+    for _ in 0..80 {
+        let middle = 0.5 * (low + high);
+        if normal_tail_ln(middle) > target {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    high
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normal_tails_match_known_values_and_raised_bars_divide_them() {
+        for (z, tail) in [
+            (0.0, 0.5),
+            (1.0, 0.158_655),
+            (3.0, 0.001_349_9),
+            (4.0, 3.167_1e-5),
+            (6.0, 9.866e-10),
+        ] {
+            let relative = (normal_tail_ln(z).exp() - tail).abs() / tail;
+            assert!(
+                relative < 0.02,
+                "z {z}: {} vs {tail}",
+                normal_tail_ln(z).exp()
+            );
+        }
+        let raised = raised_bar(4.0, 1.0 / 25.0);
+        let ratio = (normal_tail_ln(4.0) - normal_tail_ln(raised)).exp();
+        assert!((ratio - 25.0).abs() < 0.5, "{raised} {ratio}");
+        assert_eq!(raised_bar(4.0, 1.0), 4.0);
+        assert_eq!(raised_bar(4.0, 3.0), 4.0);
+    }
 
     #[test]
     fn median_skips_missing_values() {

@@ -92,6 +92,7 @@ fn fleet(shape: impl Fn(usize, usize, f64) -> f64) -> Bundle {
             unit: "ms".to_owned(),
             direction: Direction::Increase,
             critical: true,
+            judged: true,
         }],
         series: [("latency".to_owned(), latency)].into_iter().collect(),
         logs: Logs::default(),

@@ -66,6 +66,19 @@ pub struct MetricMeta {
     pub direction: Direction,
     #[serde(default)]
     pub critical: bool,
+    /// Whether a change of this metric may pause the release. A metric the release does not
+    /// list (it was only sent) is not judged: it may recommend, never pause, unless the release
+    /// asks to judge every metric (`judge_unlisted_metrics`).
+    #[serde(default = "judged_by_default", skip_serializing_if = "is_judged")]
+    pub judged: bool,
+}
+
+fn judged_by_default() -> bool {
+    true
+}
+
+fn is_judged(judged: &bool) -> bool {
+    *judged
 }
 
 impl MetricMeta {

@@ -36,6 +36,7 @@ pub fn default_meta(name: &str) -> MetricMeta {
         unit: String::new(),
         direction: Direction::Either,
         critical: false,
+        judged: false,
     }
 }
 

@@ -726,7 +726,15 @@ mod tests {
                 }],
                 step_seconds: STEP,
                 observe_seconds: 7200,
-                metrics: Vec::new(),
+                // Listed, so that its changes may pause the release (the counter is not).
+                metrics: vec![vigil_core::MetricMeta {
+                    name: "latency".into(),
+                    kind: vigil_core::MetricKind::Middleware,
+                    unit: "ms".into(),
+                    direction: vigil_core::Direction::Increase,
+                    critical: true,
+                    judged: true,
+                }],
                 settings: Default::default(),
             },
             state: ReleaseState::Observing,

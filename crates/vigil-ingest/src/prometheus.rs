@@ -260,6 +260,33 @@ impl PrometheusClient {
         self.get_data("/api/v1/metadata", &params)
     }
 
+    /// Whether a pull query reads a cumulative counter: a plain selector (`name` or
+    /// `name{...}`) of a family the scraped targets declare `counter` (`/api/v1/metadata`), or
+    /// the `_bucket`, `_count` or `_sum` series of one declared `histogram` or `summary`, or a
+    /// name with the OpenMetrics `_total` suffix. A query that computes (`rate(...)`, a sum)
+    /// gives values as they are and asks nothing.
+    pub fn reads_counter(&self, query: &str) -> Result<bool, PrometheusError> {
+        let Some(name) = selector_name(query) else {
+            return Ok(false);
+        };
+        if name.ends_with("_total") {
+            return Ok(true);
+        }
+        let family_of_parts = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix));
+        let declared = self.metadata(None)?;
+        let declared_as = |family: &str, types: &[&str]| {
+            declared.get(family).is_some_and(|entries| {
+                entries
+                    .iter()
+                    .any(|entry| types.contains(&entry.metric_type.as_str()))
+            })
+        };
+        Ok(declared_as(name, &["counter"])
+            || family_of_parts.is_some_and(|family| declared_as(family, &["histogram", "summary"])))
+    }
+
     /// A GET of `path` with `params`, and the `data` of its answer.
     fn get_data<Data: DeserializeOwned>(
         &self,
@@ -435,6 +462,25 @@ fn selector_params(selectors: &[String], start: i64, end: i64) -> Vec<(&'static 
 }
 
 /// A Prometheus label name: a letter or `_`, then letters, digits or `_`.
+/// The metric name a query selects when it is a plain selector (`name` or `name{...}`), else
+/// `None`.
+pub fn selector_name(query: &str) -> Option<&str> {
+    let trimmed = query.trim();
+    let name_end = trimmed
+        .find(|character: char| {
+            !(character.is_ascii_alphanumeric() || character == '_' || character == ':')
+        })
+        .unwrap_or(trimmed.len());
+    let (name, rest) = trimmed.split_at(name_end);
+    let plain = rest.is_empty()
+        || (rest.starts_with('{') && rest.ends_with('}') && !rest[1..].contains('{'));
+    let starts_well = name
+        .chars()
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_' || first == ':');
+    (plain && starts_well).then_some(name)
+}
+
 pub fn is_label_name(text: &str) -> bool {
     let mut characters = text.chars();
     let Some(first) = characters.next() else {

@@ -233,6 +233,7 @@ fn spec(app: &str) -> ReleaseSpec {
             unit: "ms".to_owned(),
             direction: Direction::Increase,
             critical: true,
+            judged: true,
         }],
         settings,
     }

@@ -275,13 +275,18 @@ fn fetch_from_prometheus(
 ) -> Result<vigil_core::samples::MetricChunk, String> {
     let client = PrometheusClient::new(&source.url, PrometheusOptions::default())
         .map_err(|error| error.to_string())?;
+    // A counter pulled as it is becomes a rate when assembled, as one pushed does.
+    let counter = client.reads_counter(&query.query).unwrap_or_else(|error| {
+        tracing::warn!(app = %app, metric = %query.metric, %error, "metric metadata unreadable: values taken as gauges");
+        false
+    });
     let result = client
         .query_range(&RangeQuery {
             query: query.query.clone(),
             host_label: source.host_label.clone(),
             metric: query.metric.clone(),
             app: app.to_string(),
-            counter: false,
+            counter,
             start,
             end,
             step_seconds: u32::try_from(source.step_seconds).unwrap_or(30),

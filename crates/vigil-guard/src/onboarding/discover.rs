@@ -607,6 +607,7 @@ fn found_signal(
             unit: proposal.unit.clone(),
             direction: vigil_core::model::Direction::Either,
             critical: false,
+            judged: true,
         });
     FoundSignal {
         signal,

@@ -103,6 +103,7 @@ impl Signal {
             unit: unit.to_owned(),
             direction,
             critical,
+            judged: true,
         })
     }
 }

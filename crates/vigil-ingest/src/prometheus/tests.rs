@@ -346,3 +346,54 @@ fn label_names_and_metadata_are_read_and_errors_passed_on() {
         r#"prometheus refused the query (http 400, bad_data): invalid parameter "match[]""#
     );
 }
+
+#[test]
+fn plain_selectors_name_their_family_and_computed_queries_do_not() {
+    assert_eq!(
+        selector_name("node_netstat_Tcp_InSegs"),
+        Some("node_netstat_Tcp_InSegs")
+    );
+    assert_eq!(
+        selector_name(" http_x_bucket{job=\"shop\",le=\"0.5\"} "),
+        Some("http_x_bucket")
+    );
+    assert_eq!(selector_name("rate(http_x_total[1m])"), None);
+    assert_eq!(selector_name("sum by (host) (x)"), None);
+    assert_eq!(selector_name("x{a=\"1\"} / y{b=\"2\"}"), None);
+    assert_eq!(selector_name("9x"), None);
+}
+
+#[test]
+fn a_pulled_series_is_a_counter_when_its_family_is_declared_one() {
+    // Node exporter declares its netstat counters `untyped`, its CPU seconds `counter`.
+    let (client, server) = client_once(
+        "200 OK",
+        r#"{"status":"success","data":{"node_softnet_processed":[{"type":"counter","help":"","unit":""}],"node_netstat_Tcp_InSegs":[{"type":"untyped","help":"","unit":""}],"http_x":[{"type":"histogram","help":"","unit":""}]}}"#,
+    );
+    assert!(client
+        .reads_counter("node_softnet_processed{cpu=\"0\"}")
+        .expect("metadata"));
+    assert!(server
+        .join()
+        .expect("server")
+        .starts_with("GET /api/v1/metadata "));
+    for (query, counter) in [
+        ("node_netstat_Tcp_InSegs", false),
+        ("http_x_count", true),
+        ("http_x", false),
+    ] {
+        let (client, _) = client_once(
+            "200 OK",
+            r#"{"status":"success","data":{"node_netstat_Tcp_InSegs":[{"type":"untyped","help":"","unit":""}],"http_x":[{"type":"histogram","help":"","unit":""}]}}"#,
+        );
+        assert_eq!(
+            client.reads_counter(query).expect("metadata"),
+            counter,
+            "{query}"
+        );
+    }
+    // Named as a counter, or computed: no question asked (nothing listens here).
+    let client = PrometheusClient::new("http://127.0.0.1:9", PrometheusOptions::default()).unwrap();
+    assert!(client.reads_counter("requests_total").unwrap());
+    assert!(!client.reads_counter("rate(requests_total[1m])").unwrap());
+}

@@ -6,7 +6,8 @@
 
 use std::fmt::Write;
 
-use vigil_core::{Bundle, HostGroup};
+use vigil_core::verdict::change_words;
+use vigil_core::{Bundle, Finding, HostGroup};
 
 use super::html::{clock_time, esc, number};
 
@@ -27,6 +28,7 @@ const MAX_HOST_LINES: usize = 8;
 const REFERENCE_DASH: &str = "7 4";
 const BATCH_DASH: &str = "2 3";
 const PAUSE_DASH: &str = "9 3 2 3";
+const EXPECTED_DASH: &str = "1 3";
 
 /// What one chart shows.
 #[derive(Debug)]
@@ -40,6 +42,9 @@ pub struct MetricChart<'a> {
     pub pauses: &'a [i64],
     /// Prefix of the element ids of this chart, unique on the page.
     pub id: &'a str,
+    /// The finding the chart illustrates: its expected value is drawn from the change on, and
+    /// its description states the finding's own numbers.
+    pub finding: Option<&'a Finding>,
 }
 
 /// The values of the drawn lines, one per column.
@@ -88,19 +93,7 @@ fn step_quantiles(series: &[&Vec<Option<f64>>], points: usize, levels: &[f64]) -
 fn column_means(values: &[f64], width: usize) -> Vec<f64> {
     values
         .chunks(width.max(1))
-        .map(|run| {
-            let (sum, count) = run
-                .iter()
-                .filter(|value| value.is_finite())
-                .fold((0.0, 0usize), |(sum, count), value| {
-                    (sum + value, count + 1)
-                });
-            if count == 0 {
-                f64::NAN
-            } else {
-                sum / count as f64
-            }
-        })
+        .map(vigil_analysis::stats::mean)
         .collect()
 }
 
@@ -172,12 +165,14 @@ impl MetricChart<'_> {
             );
             return;
         };
+        let expected = self.finding.map(|finding| finding.expected);
         let drawn = columns
             .release_median
             .iter()
             .chain(&columns.reference_low)
             .chain(&columns.reference_high)
             .chain(columns.hosts.iter().flatten())
+            .chain(expected.iter())
             .filter(|value| value.is_finite());
         let (low, high) = drawn.fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), value| {
             (low.min(*value), high.max(*value))
@@ -221,6 +216,7 @@ impl MetricChart<'_> {
         out.push_str("<path class=\"release-median\" d=\"");
         write_line(out, &scale, &columns.times, &columns.release_median);
         out.push_str("\"/>");
+        self.write_expected(out, &scale);
         self.write_markers(out, &scale);
         out.push_str("</svg>");
         self.write_legend(out, &columns, has_reference);
@@ -268,6 +264,15 @@ impl MetricChart<'_> {
         } else {
             text.push_str(
                 " No reference hosts: the release hosts were compared with their own history.",
+            );
+        }
+        if let Some(finding) = self.finding.filter(|finding| finding.expected.is_finite()) {
+            let _ = write!(
+                text,
+                " The finding: {} against {} expected, {}.",
+                number(finding.observed),
+                number(finding.expected),
+                change_words(finding.effect)
             );
         }
         let batches: Vec<String> = bundle
@@ -339,6 +344,22 @@ impl MetricChart<'_> {
         );
     }
 
+    /// The finding's expected value, from the time its change holds to the window's end.
+    fn write_expected(&self, out: &mut String, scale: &Scale) {
+        let Some(finding) = self.finding.filter(|finding| finding.expected.is_finite()) else {
+            return;
+        };
+        let from = finding.since.clamp(scale.start, scale.end);
+        let y = scale.y(finding.expected);
+        let _ = write!(
+            out,
+            "<line class=\"expected\" stroke-dasharray=\"{EXPECTED_DASH}\" x1=\"{:.1}\" \
+             x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>",
+            scale.x(from),
+            scale.x(scale.end)
+        );
+    }
+
     fn write_markers(&self, out: &mut String, scale: &Scale) {
         out.push_str("<g class=\"markers\">");
         for batch in &self.bundle.batches {
@@ -394,6 +415,15 @@ impl MetricChart<'_> {
                  height=\"10\"/></svg>Middle half of the reference hosts, 25th to 75th \
                  percentile (shaded band)</li>",
                 swatch("reference-median", REFERENCE_DASH)
+            );
+        }
+        if let Some(finding) = self.finding.filter(|finding| finding.expected.is_finite()) {
+            let _ = write!(
+                out,
+                "<li>{}Expected without the change: {}, the value the finding compares with \
+                 (fine dots)</li>",
+                swatch("expected", EXPECTED_DASH),
+                number(finding.expected)
             );
         }
         let _ = write!(
@@ -618,6 +648,7 @@ mod tests {
             finding_hosts: &hosts,
             pauses: &pauses,
             id: "chart-0",
+            finding: None,
         };
         let mut out = String::new();
         chart.write(&mut out);
@@ -650,6 +681,7 @@ mod tests {
             finding_hosts: &[],
             pauses: &[],
             id: "chart-1",
+            finding: None,
         };
         let mut out = String::new();
         chart.write(&mut out);

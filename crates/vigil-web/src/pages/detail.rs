@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 use vigil_core::release::{Action, FeedbackKind, ReleaseState, Role, VerdictRecord};
+use vigil_core::verdict::change_words;
 use vigil_core::{Bundle, Finding, HostGroup, Signal, Verdict};
 
 use super::chart::MetricChart;
 use super::html::{
-    esc, is_running, number, percent_change, state_badge, time_element, url, verdict_badge,
-    verdict_words,
+    esc, is_running, number, state_badge, time_element, url, verdict_badge, verdict_words,
 };
 use super::session::{checked_form, signed_in, Session, SessionForm};
 use super::{html_page, PageError, Section};
@@ -290,6 +290,21 @@ fn log_counts(bundle: &Bundle, template: &str) -> LogCounts {
     counts
 }
 
+/// A finding's Effect row: for a metric, the same words and numbers as its sentence and its
+/// chart (one effect, taken between the observed and the expected value shown).
+fn effect_row(finding: &Finding) -> String {
+    if matches!(finding.signal, Signal::Silence) {
+        return "no samples".to_owned();
+    }
+    format!(
+        "{} ({} against {} expected, {})",
+        change_words(finding.effect),
+        number(finding.observed),
+        number(finding.expected),
+        finding.direction
+    )
+}
+
 /// Everything one release's page shows.
 struct Detail<'a> {
     record: &'a ReleaseRecord,
@@ -509,19 +524,11 @@ impl Detail<'_> {
             finding.hosts_judged
         );
         write_hosts(out, &finding.hosts);
-        let effect = match finding.signal {
-            Signal::Metric { .. } => percent_change(finding.effect),
-            Signal::Log { .. } => format!("{}× the expected rate", number(finding.effect)),
-            Signal::Silence => "no samples".to_owned(),
-        };
         let _ = write!(
             out,
-            "</dd></div><div><dt>Effect</dt><dd>{} ({} against {} expected, {})</dd></div>\
+            "</dd></div><div><dt>Effect</dt><dd>{}</dd></div>\
              <div><dt>Compared with</dt><dd>{}</dd></div><div><dt>Since</dt><dd>",
-            esc(&effect),
-            number(finding.observed),
-            number(finding.expected),
-            esc(&finding.direction),
+            esc(&effect_row(finding)),
             if finding.baseline == "reference" {
                 "the reference hosts at the same time"
             } else {
@@ -536,7 +543,7 @@ impl Detail<'_> {
             number(finding.score)
         );
         if let Signal::Metric { name } = &finding.signal {
-            self.write_chart(out, name, &finding.hosts, number_on_page);
+            self.write_chart(out, name, finding, number_on_page);
         }
         out.push_str("</article>");
     }
@@ -560,7 +567,13 @@ impl Detail<'_> {
             .collect()
     }
 
-    fn write_chart(&self, out: &mut String, metric: &str, hosts: &[String], number_on_page: usize) {
+    fn write_chart(
+        &self,
+        out: &mut String,
+        metric: &str,
+        finding: &Finding,
+        number_on_page: usize,
+    ) {
         let bundle = match self.bundle {
             Ok(bundle) => bundle,
             Err(error) => {
@@ -584,9 +597,10 @@ impl Detail<'_> {
             bundle,
             metric,
             unit,
-            finding_hosts: hosts,
+            finding_hosts: &finding.hosts,
             pauses: &pauses,
             id: &id,
+            finding: Some(finding),
         }
         .write(out);
     }
@@ -771,6 +785,80 @@ mod tests {
             }
         );
         assert_eq!(log_counts(&bundle, "absent"), LogCounts::default());
+    }
+
+    /// The issue's case: reference hosts at 99 and 101, a release host at 102 that goes to
+    /// about 302 after its deploy. The sentence, the Effect row and the chart must state one
+    /// effect and one expected value (they said "302 vs 102", "+77 %" beside "+69 %" and a
+    /// chart with no expected value at all).
+    #[test]
+    fn sentence_effect_row_and_chart_state_the_same_numbers() {
+        let points = 90;
+        let deployed = 60;
+        let wobble = |step: usize| [0.0, 0.6, -0.4, 0.9, -0.7, 0.2][step % 6];
+        let series = |level: f64, after: f64| -> Vec<Option<f64>> {
+            (0..points)
+                .map(|step| {
+                    let base = if step >= deployed { after } else { level };
+                    Some(base + wobble(step) * base / 100.0)
+                })
+                .collect()
+        };
+        let start = 1_700_000_000;
+        let mut bundle = crate::pages::test_bundle(60, start, points, start + 60 * deployed as i64);
+        let by_host: BTreeMap<String, Vec<Option<f64>>> = [
+            ("r1".to_string(), series(102.0, 302.0)),
+            ("k1".to_string(), series(99.0, 99.0)),
+            ("k2".to_string(), series(101.0, 101.0)),
+        ]
+        .into_iter()
+        .collect();
+        bundle.series.insert("latency".to_string(), by_host);
+        bundle.metrics.push(vigil_core::MetricMeta {
+            name: "latency".to_string(),
+            kind: vigil_core::MetricKind::Middleware,
+            unit: "ms".to_string(),
+            direction: vigil_core::Direction::Increase,
+            critical: true,
+            judged: true,
+        });
+        let judgement =
+            vigil_analysis::Evaluator::new(&bundle, &vigil_analysis::Settings::default())
+                .judge_at(points - 1);
+        let finding = judgement.findings.first().expect("a finding");
+        assert_eq!(finding.severity, Verdict::Fault, "{judgement:?}");
+        let stated = format!(
+            "{} against {} expected",
+            number(finding.observed),
+            number(finding.expected)
+        );
+        let effect = change_words(finding.effect);
+        let ratio = finding.observed / finding.expected - 1.0;
+        assert!((finding.effect - ratio).abs() < 1e-6, "{finding:?}");
+        let mut chart = String::new();
+        MetricChart {
+            bundle: &bundle,
+            metric: "latency",
+            unit: "ms",
+            finding_hosts: &finding.hosts,
+            pauses: &[],
+            id: "chart-0",
+            finding: Some(finding),
+        }
+        .write(&mut chart);
+        for (place, text) in [
+            ("sentence", finding.explanation.as_str()),
+            ("effect row", effect_row(finding).as_str()),
+            ("chart", chart.as_str()),
+        ] {
+            assert!(text.contains(&stated), "{place}: {text} lacks {stated}");
+            assert!(text.contains(&effect), "{place}: {text} lacks {effect}");
+        }
+        assert!(
+            finding.evidence.contains(&effect),
+            "the evidence line: {}",
+            finding.evidence
+        );
     }
 
     #[test]

@@ -110,31 +110,9 @@ pub fn time_element(out: &mut String, unix: i64) {
     let _ = write!(out, "<time datetime=\"{machine}\">{text}</time>");
 }
 
-/// A value with about three significant digits.
+/// A value with about three significant digits, written as a finding's sentence writes it.
 pub fn number(value: f64) -> String {
-    if !value.is_finite() {
-        return "n/a".to_string();
-    }
-    let magnitude = value.abs();
-    if magnitude >= 1e6 {
-        format!("{value:.3e}")
-    } else if magnitude >= 100.0 || magnitude == 0.0 {
-        format!("{value:.0}")
-    } else if magnitude >= 10.0 {
-        format!("{value:.1}")
-    } else if magnitude >= 1.0 {
-        format!("{value:.2}")
-    } else {
-        format!("{value:.3}")
-    }
-}
-
-/// A relative change as a signed percentage: `+203 %`.
-pub fn percent_change(effect: f64) -> String {
-    if !effect.is_finite() {
-        return "n/a".to_string();
-    }
-    format!("{:+.0} %", effect * 100.0)
+    vigil_core::verdict::figure(value)
 }
 
 /// Shapes of the small icons beside a state or verdict.
@@ -331,8 +309,6 @@ mod tests {
         assert_eq!(number(0.012345), "0.012");
         assert_eq!(number(0.0), "0");
         assert_eq!(number(f64::NAN), "n/a");
-        assert_eq!(percent_change(2.03), "+203 %");
-        assert_eq!(percent_change(-0.5), "-50 %");
     }
 
     #[test]
