@@ -243,6 +243,7 @@ fn fleet_with_cpu() -> Bundle {
         unit: String::new(),
         direction: Direction::Increase,
         critical: false,
+        judged: true,
     });
     bundle
 }

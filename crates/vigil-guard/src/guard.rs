@@ -992,6 +992,7 @@ mod tests {
             unit: "ms".into(),
             direction: vigil_core::Direction::Increase,
             critical: true,
+            judged: true,
         };
         let setup = setup_with(
             "guard-silent-metric",
