@@ -3,8 +3,10 @@
 //! a pull source or when `prometheus=URL` is given), and the discovered pull queries stored in
 //! the app's settings (`POST /api/v1/apps/{app}/onboarding/apply`).
 //!
-//! A Prometheus given in the request that does not answer makes a 502; the app's configured
-//! one only a `discovery_error` beside the report from data.
+//! Only admins may name a Prometheus in the request (anyone else gets a 403: the server would
+//! fetch any address for them); one that does not answer makes a 502. The app's configured
+//! one, which viewers may have queried, only adds a `discovery_error` beside the report from
+//! data, and to non-admins any failure of it reads "could not reach the app's Prometheus".
 //!
 //! The Apps pages (`pages/apps.rs`) call the same functions: [`reports_from_data`],
 //! [`app_report`] and [`apply_onboarding`], which checks the admin role itself.
@@ -240,14 +242,83 @@ async fn report_from_data(state: &AppState, app: &str) -> Result<(Onboarding, bo
         .await
 }
 
-/// An app's report, with the discovery of its Prometheus when the request names one or the
-/// app pulls from one (unless `discover=false`).
+/// What non-admins are told when the app's Prometheus fails: the socket's words (connection
+/// refused, timed out, the resolved address) would tell them which ports answer.
+pub(crate) const UNREACHABLE_FOR_VIEWERS: &str = "could not reach the app's Prometheus";
+
+/// Only admins name a server for Vigil to fetch from: anyone else may only have the app's
+/// configured source queried (a URL of their own would make the server probe any address).
+fn check_fetch_allowed(
+    caller: Role,
+    asked: &DiscoveryQuery,
+    configured: Option<&PullSource>,
+) -> Result<(), ApiError> {
+    let Some(url) = asked.prometheus.as_deref() else {
+        return Ok(());
+    };
+    let configured_url = configured.map(|source| source.url.trim().trim_end_matches('/'));
+    if caller == Role::Admin || configured_url == Some(url.trim().trim_end_matches('/')) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "prometheus: only admins may name a prometheus server for vigil to query; leave it out \
+         to look in the app's configured one",
+    ))
+}
+
+/// The report as a caller of `role` may see it: for non-admins, failures of the app's
+/// Prometheus say only that it could not be reached.
+fn as_seen_by(role: Role, mut found: AppReport) -> AppReport {
+    if role == Role::Admin {
+        return found;
+    }
+    if let Some(error) = found.asked_failure.as_mut() {
+        if error.status.is_server_error() {
+            error.message = UNREACHABLE_FOR_VIEWERS.to_owned();
+        }
+    }
+    if found.report.discovery_error.is_some() {
+        found.report.discovery_error = Some(UNREACHABLE_FOR_VIEWERS.to_owned());
+    }
+    if let Some(discovery) = found.report.discovery.as_mut() {
+        let checks = discovery
+            .found
+            .iter_mut()
+            .filter_map(|signal| signal.check.as_mut());
+        for check in checks.filter(|check| check.error.is_some()) {
+            check.error = Some(UNREACHABLE_FOR_VIEWERS.to_owned());
+        }
+    }
+    found
+}
+
+/// An app's report, with the discovery of its Prometheus when the request names one (admins)
+/// or the app pulls from one (unless `discover=false`), as `caller` may see it.
 pub(crate) async fn app_report(
     state: &AppState,
+    caller: &ApiToken,
+    app: &str,
+    asked: &DiscoveryQuery,
+) -> Result<AppReport, ApiError> {
+    let found = discover_report(state, caller.role, app, asked).await?;
+    Ok(as_seen_by(caller.role, found))
+}
+
+async fn discover_report(
+    state: &AppState,
+    caller: Role,
     app: &str,
     asked: &DiscoveryQuery,
 ) -> Result<AppReport, ApiError> {
     let (report, known) = report_from_data(state, app).await?;
+    if let Err(error) = check_fetch_allowed(caller, asked, report.pull.as_ref()) {
+        return Ok(AppReport {
+            report,
+            known,
+            asked_failure: Some(error),
+        });
+    }
     let params = match discovery_params(app, asked, report.pull.as_ref()) {
         Ok(params) => params,
         Err(error) => {
@@ -304,9 +375,9 @@ pub async fn show(
     Path(app): Path<String>,
     query: Result<Query<DiscoveryQuery>, QueryRejection>,
 ) -> Result<Json<Onboarding>, ApiError> {
-    state.authorize(&headers, Role::Viewer).await?;
+    let token = state.authorize(&headers, Role::Viewer).await?;
     let asked = query_parameters(query)?;
-    let found = app_report(&state, &app, &asked).await?;
+    let found = app_report(&state, &token, &app, &asked).await?;
     if let Some(error) = found.asked_failure {
         return Err(error);
     }

@@ -296,7 +296,7 @@ pub async fn page(
 ) -> Result<Response, PageError> {
     let session = signed_in(&state, &headers, &uri).await?;
     let asked = query.discovery_query();
-    let found = app_report(&state, &app, &asked).await?;
+    let found = app_report(&state, &session.token, &app, &asked).await?;
     let unknown = !found.known && found.report.discovery.is_none();
     let status = match (&found.asked_failure, unknown) {
         (Some(error), _) => error.status,
