@@ -23,19 +23,22 @@ const MAX_FACTOR: f64 = 1e6;
 /// The release's settings, checked, when its window can be built from its first batch to the
 /// end of its observation.
 pub fn admit(release: &Release) -> Result<Settings, Invalid> {
-    let settings = release_settings(release)
-        .map_err(|error| Problem::Unreadable(unreadable_reason(&error)).at("settings"))?;
+    let settings = release_settings(release).map_err(|error| unreadable(release, &error))?;
     check_settings(&settings)?;
     check_window(release, &settings)?;
     Ok(settings)
 }
 
-/// The parser's words on the settings object, without the release id the guard adds.
-fn unreadable_reason(error: &crate::GuardError) -> String {
-    match error {
-        crate::GuardError::Settings { reason, .. } => reason.clone(),
-        other => other.to_string(),
+/// Settings that cannot be read, by the first setting that fails alone (serde's message on
+/// the whole object does not say which one it is).
+fn unreadable(release: &Release, error: &crate::GuardError) -> Invalid {
+    for (key, value) in &release.spec.settings {
+        let alone = serde_json::Map::from_iter([(key.clone(), value.clone())]);
+        if let Err(problem) = serde_json::from_value::<Settings>(serde_json::Value::Object(alone)) {
+            return Problem::Unreadable(problem.to_string()).at(format!("settings.{key}"));
+        }
     }
+    Problem::Unreadable(error.to_string()).at("settings")
 }
 
 fn check_settings(settings: &Settings) -> Result<(), Invalid> {
@@ -201,7 +204,9 @@ mod tests {
             refusal(serde_json::json!({"history_days": 100_000}), 30),
             "settings.history_days: must be between 0 and 30"
         );
-        assert!(refusal(serde_json::json!({"nope": 1}), 30).starts_with("settings: "));
+        assert!(refusal(serde_json::json!({"nope": 1}), 30).starts_with("settings.nope: "));
+        assert!(refusal(serde_json::json!({"shift_z": "high"}), 30)
+            .starts_with("settings.shift_z: invalid type: string"));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! How much heavy work the server does at once, whoever asks: the bytes being decompressed and
-//! parsed across every ingestion request, and the imports being replayed. A caller over budget
-//! waits a little, then gets a 503 with `Retry-After`, so that a burst of large requests slows
-//! its senders down instead of taking the server's memory (and `/healthz`) with it.
+//! parsed across every ingestion request, the decoders running (one core is left to the async
+//! workers, which answer `/healthz` and every other request), and the imports being replayed.
+//! A caller over budget waits a little, then gets a 503 with `Retry-After`, so that a burst of
+//! large requests slows its senders down instead of taking the server's memory and answers
+//! with it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,8 @@ const UNIT_BYTES: usize = 1024;
 pub struct Budget {
     decoding: Arc<Semaphore>,
     decoding_units: u32,
+    /// Decoders running at once: every core but one.
+    decoders: Arc<Semaphore>,
     imports: Arc<Semaphore>,
     wait: Duration,
 }
@@ -26,6 +30,14 @@ pub struct Budget {
 #[derive(Debug)]
 pub struct Held {
     _permit: OwnedSemaphorePermit,
+    decoder: Option<OwnedSemaphorePermit>,
+}
+
+impl Held {
+    /// Decoding is over (storing goes on): the decoder's core is free for the next request.
+    pub fn decoded(&mut self) {
+        self.decoder = None;
+    }
 }
 
 impl Budget {
@@ -35,9 +47,11 @@ impl Budget {
         let decoding_units = u32::try_from(decoding_bytes.div_ceil(UNIT_BYTES))
             .unwrap_or(u32::MAX)
             .clamp(1, Semaphore::MAX_PERMITS as u32);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Budget {
             decoding: Arc::new(Semaphore::new(decoding_units as usize)),
             decoding_units,
+            decoders: Arc::new(Semaphore::new(cores.saturating_sub(1).max(1))),
             imports: Arc::new(Semaphore::new(imports.max(1))),
             wait,
         }
@@ -53,9 +67,16 @@ impl Budget {
                 self.decoding_units as usize * UNIT_BYTES
             )));
         }
-        let waiting = Arc::clone(&self.decoding).acquire_many_owned(units);
-        match tokio::time::timeout(self.wait, waiting).await {
-            Ok(Ok(permit)) => Ok(Held { _permit: permit }),
+        let bytes_and_decoder = async {
+            let permit = Arc::clone(&self.decoding).acquire_many_owned(units).await?;
+            let decoder = Arc::clone(&self.decoders).acquire_owned().await?;
+            Ok::<_, tokio::sync::AcquireError>((permit, decoder))
+        };
+        match tokio::time::timeout(self.wait, bytes_and_decoder).await {
+            Ok(Ok((permit, decoder))) => Ok(Held {
+                _permit: permit,
+                decoder: Some(decoder),
+            }),
             _ => {
                 tracing::warn!(bytes, "decoding budget exhausted; request refused for now");
                 Err(ApiError::busy(
@@ -70,7 +91,10 @@ impl Budget {
     pub async fn import(&self) -> Result<Held, ApiError> {
         let waiting = Arc::clone(&self.imports).acquire_owned();
         match tokio::time::timeout(self.wait, waiting).await {
-            Ok(Ok(permit)) => Ok(Held { _permit: permit }),
+            Ok(Ok(permit)) => Ok(Held {
+                _permit: permit,
+                decoder: None,
+            }),
             _ => Err(ApiError::busy(
                 "the server is importing as many bundles as it takes at once; retry shortly",
                 5,

@@ -106,7 +106,7 @@ async fn accept_json<Parsed: Send + 'static>(
     take: fn(&Intake, Parsed, i64) -> Result<Accepted, vigil_store::StoreError>,
 ) -> Result<Json<IngestAnswer>, ApiError> {
     state.authorize_ingest(&headers, &uri).await?;
-    let held = state
+    let mut held = state
         .budget
         .decode(body.len().saturating_mul(JSON_PARSE_FACTOR))
         .await?;
@@ -117,6 +117,7 @@ async fn accept_json<Parsed: Send + 'static>(
         .blocking(move |_| {
             let parsed = parse(&body, &ingest.options.json).map_err(json_refusal)?;
             drop(body);
+            held.decoded();
             let accepted = take(&intake, parsed, now)?;
             drop(held);
             Ok(accepted)
@@ -145,7 +146,7 @@ pub async fn remote_write(
             "body decompresses to {length} bytes, more than the limit of {limit}"
         )));
     }
-    let held = state
+    let mut held = state
         .budget
         .decode(length.saturating_mul(REMOTE_WRITE_DECODE_FACTOR))
         .await?;
@@ -157,6 +158,7 @@ pub async fn remote_write(
             let mut decoder = ingest.take_decoder();
             let decoded = decoder.decode(&body);
             ingest.give_back(decoder);
+            held.decoded();
             let batch = decoded.map_err(remote_write_refusal)?;
             let accepted = intake.remote_write(&body, &batch.chunk, now)?;
             drop(held);
@@ -261,16 +263,9 @@ pub async fn put_app(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state.authorize(&headers, Role::Admin).await?;
     validate::name(&app).map_err(|problem| problem.at("app"))?;
-    // serde reads a struct from an array too: `[]` would be settings with every field left
-    // out, wiping the app's pull source.
-    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        return Err(ApiError::bad_request(
-            "body: app settings must be a JSON object",
-        ));
-    }
-    let config: vigil_guard::pull::AppConfig = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request(format!("invalid app settings: {error}")))?;
+    // `[]` must not be read as settings with every field left out: that would wipe the app's
+    // pull source.
+    let config: vigil_guard::pull::AppConfig = crate::releases::parse_body(&body)?;
     config
         .validate()
         .map_err(|error| ApiError::bad_request(error.to_string()))?;

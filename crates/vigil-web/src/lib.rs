@@ -59,7 +59,7 @@ impl Default for Limits {
             max_items: 1_000_000,
             max_import_bytes: 32 * 1024 * 1024,
             max_import_values: 2_000_000,
-            imports_at_once: 2,
+            imports_at_once: 1,
             decode_budget_bytes: 256 * 1024 * 1024,
             busy_wait_ms: 2000,
         }
@@ -77,6 +77,8 @@ pub struct AppState {
     pub tokens: Arc<auth::TokenCache>,
     pub ingest: Arc<ingest::IngestState>,
     pub budget: Arc<budget::Budget>,
+    /// The app pull queries failing now (the server's puller records them).
+    pub pull_failures: Arc<vigil_guard::pull::PullFailures>,
 }
 
 impl AppState {
@@ -102,6 +104,7 @@ impl AppState {
             tokens: Arc::new(auth::TokenCache::default()),
             ingest: Arc::new(ingest::IngestState::new(ingest_options)),
             budget: Arc::new(budget),
+            pull_failures: Arc::default(),
         }
     }
 
@@ -222,8 +225,22 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ingest/prometheus", post(ingest::remote_write))
         .route("/api/v1/ingest/logs", post(ingest::logs))
         .merge(pages::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// An unknown path, answered like every other refusal: JSON naming what was wrong.
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("path: no route {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("method: {method} is not allowed on {}", uri.path()),
+    )
 }
 
 async fn openapi() -> impl axum::response::IntoResponse {

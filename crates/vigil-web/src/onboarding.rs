@@ -368,6 +368,98 @@ pub(crate) fn unknown_app(app: &str) -> ApiError {
     ))
 }
 
+/// Tries each of a person's own queries once against the Prometheus it will be pulled from: a
+/// query it refuses (bad PromQL, several series per host) is a 400 naming it, never stored to
+/// fail at every pull.
+async fn check_own_queries(
+    params: &DiscoveryParams,
+    queries: &[PullQuery],
+    now: i64,
+) -> Result<(), ApiError> {
+    if queries.is_empty() {
+        return Ok(());
+    }
+    let checked_params = params.clone();
+    let checked = queries.to_vec();
+    let failure = tokio::task::spawn_blocking(move || {
+        let client = vigil_ingest::prometheus::PrometheusClient::new(
+            &checked_params.prometheus,
+            discover::discovery_options(),
+        )?;
+        for (index, query) in checked.iter().enumerate() {
+            if let Err(error) = discover::try_query(&client, &checked_params, query, now) {
+                return Ok(Some((index, error)));
+            }
+        }
+        Ok::<_, PrometheusError>(None)
+    })
+    .await
+    .map_err(|error| ApiError::internal(format!("query check failed: {error}")))?;
+    let (index, error) = match failure {
+        Ok(None) => return Ok(()),
+        Ok(Some(found)) => found,
+        Err(error) => (0, error),
+    };
+    let refused = matches!(
+        error,
+        PrometheusError::Query { status, .. } if (400..500).contains(&status)
+    ) || matches!(
+        error,
+        PrometheusError::InvalidQuery(_) | PrometheusError::DuplicateHost { .. }
+    );
+    if refused {
+        return Err(ApiError::bad_request(format!(
+            "queries[{index}].query: {error}"
+        )));
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        format!(
+            "cannot check queries[{index}] against prometheus at {}: {error}",
+            params.prometheus
+        ),
+    ))
+}
+
+/// Takes the query stored as `metric` out of the app's pull source (the source goes with its
+/// last query: a pull source holds at least one) and returns the app. Needs an admin token,
+/// checked here.
+pub(crate) async fn remove_pull_query(
+    state: &AppState,
+    token: &ApiToken,
+    app: String,
+    metric: String,
+) -> Result<String, ApiError> {
+    crate::auth::require(token, Role::Admin)?;
+    let intake = Arc::clone(&state.intake);
+    let store_app = app.clone();
+    state
+        .blocking(move |store| {
+            let mut config = stored_config(store, &store_app)?.unwrap_or_default();
+            let source = config.prometheus.as_mut().ok_or_else(|| {
+                ApiError::not_found(format!("app: {store_app} has no pull source"))
+            })?;
+            let before = source.queries.len();
+            source.queries.retain(|query| query.metric != metric);
+            if source.queries.len() == before {
+                return Err(ApiError::not_found(format!(
+                    "metric: the pull source of {store_app} has no query stored as {metric:?}"
+                )));
+            }
+            if source.queries.is_empty() {
+                config.prometheus = None;
+            }
+            let value = serde_json::to_value(&config)
+                .map_err(|error| ApiError::internal(error.to_string()))?;
+            store.put_app(&store_app, &value)?;
+            intake.reload_app(&store_app);
+            Ok(())
+        })
+        .await?;
+    tracing::info!(app = %app, by = %token.name, "pull query removed");
+    Ok(app)
+}
+
 /// `GET /api/v1/apps/{app}/onboarding`.
 pub async fn show(
     State(state): State<AppState>,
@@ -398,8 +490,7 @@ pub async fn apply(
     let request: ApplyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ApplyRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|error| ApiError::bad_request(format!("invalid apply request: {error}")))?
+        crate::releases::parse_body(&body)?
     };
     Ok(Json(apply_onboarding(&state, &token, app, request).await?))
 }
@@ -461,6 +552,7 @@ pub(crate) async fn apply_onboarding(
         let asked_for = |entry: &&MissingSignal| request.signals.is_some() && wanted(entry.signal);
         missing.extend(discovery.missing.iter().filter(asked_for).cloned());
     }
+    check_own_queries(&params, &request.queries, state.clock.now()).await?;
     queries.extend(request.queries.iter().cloned());
     let intake = Arc::clone(&state.intake);
     let store_app = app.clone();

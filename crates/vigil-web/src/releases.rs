@@ -63,7 +63,16 @@ pub struct CreateRelease {
     pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// A JSON object body, refused with the path of the bad value. serde reads a struct from an
+/// array too, so a body that is not an object is refused first: `[]` would otherwise be a
+/// request with every field left out.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid json: body: expected a JSON object",
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -109,7 +118,7 @@ pub fn validate_spec(request: CreateRelease) -> Result<(Option<String>, ReleaseS
         check_name(format_args!("hosts[{index}]"), host)?;
         if !release_hosts.insert(host.as_str()) {
             return Err(ApiError::bad_request(format!(
-                "host {host:?} is listed twice"
+                "hosts[{index}]: host {host:?} is listed twice"
             )));
         }
     }
@@ -637,6 +646,7 @@ pub async fn batch_deployed(
         }
     }
     let at = request.at.unwrap_or_else(|| state.clock.now());
+    validate::time_ms(at.saturating_mul(1000)).map_err(|problem| problem.at("at"))?;
     if let Some(last) = release.deployed.last() {
         if at < last.at {
             return Err(ApiError::bad_request(format!(
