@@ -63,7 +63,7 @@ pub struct RemoteWriteOptions {
     pub app_labels: Vec<String>,
     /// Largest compressed body. Default 32 MiB.
     pub max_body_bytes: usize,
-    /// Largest decompressed body, read from the snappy header. Default 64 MiB: Prometheus
+    /// Largest decompressed body, read from the snappy header. Default 32 MiB: Prometheus
     /// sends a few thousand samples per request, well under 1 MiB.
     pub max_decompressed_bytes: usize,
     /// Most `TimeSeries` entries in one request. Default 1 000 000.
@@ -83,7 +83,7 @@ impl Default for RemoteWriteOptions {
             host_labels: vec!["host".to_owned(), "instance".to_owned()],
             app_labels: vec!["app".to_owned(), "job".to_owned()],
             max_body_bytes: 32 << 20,
-            max_decompressed_bytes: 64 << 20,
+            max_decompressed_bytes: 32 << 20,
             max_series: 1_000_000,
             max_samples: 4_000_000,
             max_labels_per_series: 128,

@@ -265,7 +265,7 @@ pub async fn put_app(
     validate::name(&app).map_err(|problem| problem.at("app"))?;
     // `[]` must not be read as settings with every field left out: that would wipe the app's
     // pull source.
-    let config: vigil_guard::pull::AppConfig = crate::releases::parse_body(&body)?;
+    let config: vigil_guard::pull::AppConfig = crate::releases::parse_request(body).await?;
     config
         .validate()
         .map_err(|error| ApiError::bad_request(error.to_string()))?;

@@ -490,7 +490,7 @@ pub async fn apply(
     let request: ApplyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ApplyRequest::default()
     } else {
-        crate::releases::parse_body(&body)?
+        crate::releases::parse_request(body).await?
     };
     Ok(Json(apply_onboarding(&state, &token, app, request).await?))
 }

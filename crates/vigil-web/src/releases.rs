@@ -85,6 +85,23 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
     })
 }
 
+/// Bodies larger than this are parsed on a blocking thread, not on an async worker.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// [`parse_body`] of a request's body; a large one on a blocking thread, so that parsing
+/// megabytes never holds up the async workers.
+pub(crate) async fn parse_request<T>(body: axum::body::Bytes) -> Result<T, ApiError>
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+{
+    if body.len() <= INLINE_PARSE_BYTES {
+        return parse_body(&body);
+    }
+    tokio::task::spawn_blocking(move || parse_body(&body))
+        .await
+        .map_err(|error| ApiError::internal(format!("parsing task failed: {error}")))?
+}
+
 /// A name at `field`, by the rules every way in shares.
 fn check_name(field: impl std::fmt::Display, name: &str) -> Result<(), ApiError> {
     validate::name(name).map_err(|problem| problem.at(field).into())
@@ -218,7 +235,7 @@ pub async fn create(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
     let token = state.authorize(&headers, Role::Operator).await?;
-    let request: CreateRelease = parse_body(&body)?;
+    let request: CreateRelease = parse_request(body).await?;
     let (id, spec) = validate_spec(request)?;
     let now = state.clock.now();
     let id = match id {
@@ -622,7 +639,7 @@ pub async fn batch_deployed(
     let request: Deployed = if body.is_empty() {
         Deployed::default()
     } else {
-        parse_body(&body)?
+        parse_request(body).await?
     };
     let release = load(&state, id).await?;
     vigil_deploy::check_batch_report(&release, index)?;
@@ -690,7 +707,7 @@ async fn act(
     let request: ActionBody = if body.is_empty() {
         ActionBody::default()
     } else {
-        parse_body(&body)?
+        parse_request(body).await?
     };
     Ok(Json(
         perform(&state, &token, id, action, request.reason).await?,
@@ -820,7 +837,7 @@ pub async fn add_feedback(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Feedback>), ApiError> {
     let token = state.authorize(&headers, Role::Operator).await?;
-    let request: FeedbackBody = parse_body(&body)?;
+    let request: FeedbackBody = parse_request(body).await?;
     let feedback = record_feedback(&state, &token, id, request.kind, request.note).await?;
     Ok((StatusCode::CREATED, Json(feedback)))
 }
@@ -876,10 +893,17 @@ pub async fn import(
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
     let token = state.authorize(&headers, Role::Operator).await?;
     let held = state.budget.import().await?;
+    // Decompressing and parsing is decoding like any other: it takes its share of the
+    // decoding budget (the parsed bundle holds about four times its JSON) and a decoder's core.
+    let decoding = state
+        .budget
+        .decode(state.limits.max_import_bytes.saturating_mul(4))
+        .await?;
     let limits = state.limits.clone();
     let bundle = state
         .blocking(move |store| read_import(store, &body, &limits))
         .await?;
+    drop(decoding);
     let now = state.clock.now();
     let intake = state.intake.clone();
     let actor = token.name;

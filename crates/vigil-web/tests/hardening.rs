@@ -245,13 +245,13 @@ fn a_remote_write_body_expanding_past_the_limit_is_a_413_before_decoding() {
     );
     assert_eq!(status, 413, "{answer}");
     assert!(
-        error_of(&answer).contains("more than the limit of 67108864"),
+        error_of(&answer).contains("more than the limit of 33554432"),
         "{answer}"
     );
 }
 
 /// A stand-in for Prometheus' range query API on a free loopback port: a query holding
-/// `bad(` is refused as Prometheus refuses PromQL it cannot parse (400, `bad_data`), any other
+/// `bad` is refused as Prometheus refuses PromQL it cannot parse (400, `bad_data`), any other
 /// answers one series of host `h1`.
 fn fake_prometheus() -> String {
     use std::io::{BufRead, BufReader, Read};
@@ -262,11 +262,13 @@ fn fake_prometheus() -> String {
             let mut reader = BufReader::new(stream);
             let mut length = 0;
             let mut chunked = false;
+            let mut head = String::new();
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                     break;
                 }
+                head.push_str(&line);
                 let lower = line.to_ascii_lowercase();
                 if let Some(value) = lower.strip_prefix("content-length:") {
                     length = value.trim().parse().unwrap_or(0);
@@ -284,8 +286,8 @@ fn fake_prometheus() -> String {
                 body.extend_from_slice(&chunk[..size]);
                 chunked = size > 0;
             }
-            let form = String::from_utf8_lossy(&body).to_string();
-            let (status, answer) = if form.contains("bad%28") {
+            let request = format!("{head}{}", String::from_utf8_lossy(&body));
+            let (status, answer) = if request.contains("bad") {
                 (
                     "400 Bad Request",
                     r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error: unclosed left parenthesis"}"#.to_owned(),

@@ -586,6 +586,11 @@ fn remote_write_cases(cases: &mut Vec<Case>) {
         (
             "header claims 60 MiB from 6 bytes",
             vec![0x80, 0x80, 0x80, 0x1e, 0x00, 0x00],
+            "limit",
+        ),
+        (
+            "header claims 20 MiB from 6 bytes",
+            vec![0x80, 0x80, 0x80, 0x0a, 0x00, 0x00],
             "snappy",
         ),
         (
@@ -1178,9 +1183,9 @@ fn bombs_leave_memory_bounded_and_health_answering() {
     let (port, pid) = (started.port, started.server.0.id());
     let gzip = gzip_bomb(16 << 20, 128);
     let over_limit = snappy(&vec![0u8; 256 << 20]);
-    let at_limit = snappy(&vec![0u8; 64 << 20]);
+    let at_limit = snappy(&vec![0u8; 32 << 20]);
     println!(
-        "bombs: gzip {} kB expanding to 2 GiB, snappy {} kB to 256 MiB and {} kB to 64 MiB",
+        "bombs: gzip {} kB expanding to 2 GiB, snappy {} kB to 256 MiB and {} kB to 32 MiB",
         gzip.len() / 1024,
         over_limit.len() / 1024,
         at_limit.len() / 1024
