@@ -269,6 +269,11 @@ pub async fn put_app(
     config
         .validate()
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let queries = config.prometheus.iter().flat_map(|source| &source.queries);
+    for (index, query) in queries.enumerate() {
+        validate::name(&query.metric)
+            .map_err(|problem| problem.at(format!("prometheus.queries[{index}].metric")))?;
+    }
     let value =
         serde_json::to_value(&config).map_err(|error| ApiError::internal(error.to_string()))?;
     let stored = value.clone();

@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use vigil_core::release::{ApiToken, Role};
+use vigil_core::validate;
 use vigil_guard::onboarding::apply::{merge_queries, ApplyError, SkippedQuery};
 use vigil_guard::onboarding::discover::{self, Discovery, DiscoveryParams, MissingSignal};
 use vigil_guard::onboarding::{self, Onboarding, ReportInput, Signal};
@@ -505,6 +506,11 @@ pub(crate) async fn apply_onboarding(
     request: ApplyRequest,
 ) -> Result<ApplyAnswer, ApiError> {
     crate::auth::require(token, Role::Admin)?;
+    validate::name(&app).map_err(|problem| problem.at("app"))?;
+    for (index, query) in request.queries.iter().enumerate() {
+        validate::name(&query.metric)
+            .map_err(|problem| problem.at(format!("queries[{index}].metric")))?;
+    }
     let lookup_app = app.clone();
     let current = state
         .blocking(move |store| stored_config(store, &lookup_app))

@@ -957,6 +957,11 @@ fn action_cases(cases: &mut Vec<Case>) {
             json!({"log_pattern": "("}),
             "log_pattern",
         ),
+        (
+            "query stored as a name with nul",
+            json!({"prometheus": {"url": "http://127.0.0.1:9", "queries": [{"metric": "a\u{0}", "query": "up"}]}}),
+            "prometheus.queries[0].metric",
+        ),
     ] {
         cases.push(
             case(
@@ -982,6 +987,11 @@ fn action_cases(cases: &mut Vec<Case>) {
         ),
         ("no prometheus", json!({"signals": []}), "prometheus"),
         ("queries wrong", json!({"queries": "x"}), "queries"),
+        (
+            "own query named with escape",
+            json!({"signals": [], "queries": [{"metric": "\u{1b}[2J", "query": "up"}]}),
+            "queries[0].metric",
+        ),
     ] {
         cases.push(
             case(
