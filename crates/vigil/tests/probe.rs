@@ -1293,3 +1293,84 @@ impl Died for std::process::Child {
                 .is_some_and(|rest| rest.starts_with('Z'))
     }
 }
+
+/// A recorded release of 300 000 values: 100 metrics on two release and two reference hosts,
+/// 750 steps of 30 s, the batch a third of the way in.
+fn large_bundle(id: &str) -> Vec<u8> {
+    const STEPS: usize = 750;
+    const START: i64 = 1_700_000_000;
+    let hosts = ["r1", "r2", "k1", "k2"];
+    let mut series = serde_json::Map::new();
+    let mut metrics = Vec::new();
+    for metric in 0..100 {
+        let name = format!("metric_{metric}");
+        let mut by_host = serde_json::Map::new();
+        for (host_index, host) in hosts.iter().enumerate() {
+            let values: Vec<f64> = (0..STEPS)
+                .map(|step| 100.0 + ((step * 7 + host_index * 13 + metric) % 11) as f64)
+                .collect();
+            by_host.insert((*host).to_owned(), json!(values));
+        }
+        series.insert(name.clone(), Value::Object(by_host));
+        metrics.push(json!({"name": name, "kind": "middleware", "unit": "",
+            "direction": "increase", "critical": false}));
+    }
+    let bundle = json!({
+        "format": "release-bundle/1", "id": id, "app": "big", "step_seconds": 30,
+        "start": START, "points": STEPS,
+        "hosts": [{"name": "r1", "group": "release"}, {"name": "r2", "group": "release"},
+                  {"name": "k1", "group": "reference"}, {"name": "k2", "group": "reference"}],
+        "batches": [{"index": 0, "at": START + 250 * 30, "hosts": ["r1", "r2"]}],
+        "metrics": metrics, "series": series,
+    });
+    bundle.to_string().into_bytes()
+}
+
+/// Two imports of 300 000 values each at once: one is replayed on a blocking thread, the other
+/// waits its turn or is told to retry; the server answers `/healthz` throughout.
+#[test]
+fn two_large_imports_at_once_leave_health_answering() {
+    let started = start("imports");
+    let (port, pid) = (started.port, started.server.0.id());
+    let bodies = [large_bundle("big-1"), large_bundle("big-2")];
+    println!(
+        "imports: two bundles of 300000 values, {} kB of JSON each",
+        bodies[0].len() / 1024
+    );
+    let idle_kb = idle_figures(port, pid);
+    let watch = Watch::start(port, pid);
+    let tokens = Arc::new(started.tokens);
+    let senders: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let tokens = Arc::clone(&tokens);
+            std::thread::spawn(move || {
+                let client = agent(Duration::from_secs(300));
+                let import = case("import", "POST", "/api/v1/releases/import", Who::Operator)
+                    .raw("application/json", body);
+                send(&client, port, &tokens, &import).map(|outcome| outcome.status)
+            })
+        })
+        .collect();
+    let answers: Vec<Option<u16>> = senders
+        .into_iter()
+        .map(|sender| sender.join().unwrap())
+        .collect();
+    let (worst_health_us, health_failures, polls, peak_kb) = watch.finish();
+    println!(
+        "imports: answers {answers:?}; /healthz worst {:.1} ms over {polls} polls \
+         ({health_failures} failed); memory idle {} MiB, peak {} MiB (+{} MiB)",
+        worst_health_us as f64 / 1000.0,
+        idle_kb / 1024,
+        peak_kb / 1024,
+        peak_kb.saturating_sub(idle_kb) / 1024
+    );
+    assert!(answers.contains(&Some(201)), "one import is replayed");
+    for answer in &answers {
+        assert!(
+            matches!(answer, Some(201) | Some(503)),
+            "an import is replayed or told to retry: {answer:?}"
+        );
+    }
+    hold_bounds(worst_health_us, health_failures, idle_kb, peak_kb);
+}
