@@ -1017,7 +1017,9 @@ fn replay_import(bundle: &Bundle, actor: String, now: i64) -> Result<Imported, A
     let release = Release {
         id: bundle.id.clone(),
         spec,
-        state: ReleaseState::Observing,
+        // Stored as pending until its outcome is applied: the guard judges observing releases
+        // up to now, and this one's window would run from its recorded past to today.
+        state: ReleaseState::Pending,
         created_by: actor,
         created_at: now,
         updated_at: now,
@@ -1072,7 +1074,7 @@ fn store_import(
     store.record_verdict(&record, &[])?;
     let change = Change {
         release_id: release.id.clone(),
-        expected: ReleaseState::Observing,
+        expected: ReleaseState::Pending,
         to: if paused {
             ReleaseState::Paused
         } else {

@@ -420,3 +420,35 @@ fn a_failing_pull_query_shows_on_the_app_page_and_an_admin_removes_it() {
     );
     assert_eq!(missing.status, 404, "{}", missing.body);
 }
+
+#[test]
+fn an_imported_release_is_never_observing_so_the_guard_never_judges_it_up_to_now() {
+    // Observing, a release recorded years ago would be judged over a window from then to
+    // today: millions of steps for every series (a server reached 19 GiB on two imports).
+    let server = TestServer::start(NOW);
+    let bytes = std::fs::read(support::examples_dir().join("releases/pub0031.json.gz")).unwrap();
+    let (status, answer) = server.post_bytes("/api/v1/releases/import", &server.operator, bytes);
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_owned();
+    let (_, transitions) = server.get(
+        &format!("/api/v1/releases/{id}/transitions"),
+        &server.viewer,
+    );
+    let states: Vec<(&str, &str)> = transitions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|transition| {
+            (
+                transition["from"].as_str().unwrap(),
+                transition["to"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        states
+            .iter()
+            .all(|(from, to)| *from != "observing" && *to != "observing"),
+        "{states:?}"
+    );
+}
