@@ -65,6 +65,8 @@ pub enum BundleError {
         file: String,
         source: std::io::Error,
     },
+    #[error("{file}: decompresses to more than the limit of {limit} bytes")]
+    TooLarge { file: String, limit: usize },
     #[error("{file}: field `{field}`: {message}")]
     Field {
         file: String,
@@ -96,17 +98,43 @@ impl Bundle {
 
     /// Parses and validates a bundle; `file` names the input in error messages.
     pub fn from_bytes(bytes: &[u8], file: &str) -> Result<Bundle, BundleError> {
+        Bundle::from_bytes_limited(bytes, file, usize::MAX)
+    }
+
+    /// [`Bundle::from_bytes`] for input nobody vouches for: a gzip'd bundle is decompressed
+    /// only up to `max_plain_bytes` (a few MiB of gzip can expand to gigabytes), and a plain one
+    /// larger than that is refused, both with [`BundleError::TooLarge`].
+    pub fn from_bytes_limited(
+        bytes: &[u8],
+        file: &str,
+        max_plain_bytes: usize,
+    ) -> Result<Bundle, BundleError> {
+        let too_large = || BundleError::TooLarge {
+            file: file.to_owned(),
+            limit: max_plain_bytes,
+        };
         let is_gzip = bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b;
         let mut plain = Vec::new();
         let json: &[u8] = if is_gzip {
+            // One byte past the limit tells a body at the limit from one over it.
+            let reading_limit = u64::try_from(max_plain_bytes)
+                .unwrap_or(u64::MAX)
+                .saturating_add(1);
             flate2::read::MultiGzDecoder::new(bytes)
+                .take(reading_limit)
                 .read_to_end(&mut plain)
                 .map_err(|source| BundleError::Gzip {
                     file: file.to_owned(),
                     source,
                 })?;
+            if plain.len() > max_plain_bytes {
+                return Err(too_large());
+            }
             &plain
         } else {
+            if bytes.len() > max_plain_bytes {
+                return Err(too_large());
+            }
             bytes
         };
         let mut deserializer = serde_json::Deserializer::from_slice(json);
@@ -407,6 +435,27 @@ mod tests {
             assert_eq!(Bundle::read(&path).unwrap(), bundle);
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_after_the_limit_not_after_expanding() {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..64 {
+            encoder.write_all(&zeros).unwrap();
+        }
+        let bomb = encoder.finish().unwrap();
+        let error = Bundle::from_bytes_limited(&bomb, "body", 1 << 20).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "body: decompresses to more than the limit of 1048576 bytes"
+        );
+        let plain = small_bundle_json();
+        assert!(matches!(
+            Bundle::from_bytes_limited(plain.as_bytes(), "body", 10),
+            Err(BundleError::TooLarge { .. })
+        ));
+        assert!(Bundle::from_bytes_limited(plain.as_bytes(), "body", plain.len()).is_ok());
     }
 
     fn error_of(json: &str) -> String {

@@ -3,6 +3,7 @@
 //! and acts on the verdict through the store (pause, recommendation, success).
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod assemble;
 pub mod guard;
 pub mod index;

@@ -130,6 +130,51 @@ impl AppConfig {
 pub type Fetch =
     dyn Fn(&str, &PullSource, &PullQuery, i64, i64) -> Result<MetricChunk, String> + Send + Sync;
 
+/// The last failure of one pull query: it is shown on the app's page, since a query that fails
+/// at every step would otherwise only be a line in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PullFailure {
+    pub metric: String,
+    /// Unix seconds of the failed pull.
+    pub at: i64,
+    pub error: String,
+}
+
+/// The failing pull queries, by app and metric; a query leaves once it pulls again.
+#[derive(Debug, Default)]
+pub struct PullFailures {
+    by_query: Mutex<HashMap<(String, String), PullFailure>>,
+}
+
+impl PullFailures {
+    fn record(&self, app: &str, failure: PullFailure) {
+        self.lock()
+            .insert((app.to_owned(), failure.metric.clone()), failure);
+    }
+
+    fn clear(&self, key: &(String, String)) {
+        self.lock().remove(key);
+    }
+
+    /// The failing queries of `app`, by metric name.
+    pub fn of_app(&self, app: &str) -> Vec<PullFailure> {
+        let mut failing: Vec<PullFailure> = self
+            .lock()
+            .iter()
+            .filter(|((failing_app, _), _)| failing_app == app)
+            .map(|(_, failure)| failure.clone())
+            .collect();
+        failing.sort_by(|left, right| left.metric.cmp(&right.metric));
+        failing
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), PullFailure>> {
+        self.by_query
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// What a pull round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullReport {
@@ -148,6 +193,7 @@ pub struct Puller {
     backfill_seconds: i64,
     /// End of the last successful pull, per app and metric.
     pulled_until: Mutex<HashMap<(String, String), i64>>,
+    failures: Arc<PullFailures>,
 }
 
 impl std::fmt::Debug for Puller {
@@ -173,7 +219,13 @@ impl Puller {
             fetch,
             backfill_seconds,
             pulled_until: Mutex::new(HashMap::new()),
+            failures: Arc::new(PullFailures::default()),
         }
+    }
+
+    /// The failing queries, as they are now and after every later pull.
+    pub fn failures(&self) -> Arc<PullFailures> {
+        Arc::clone(&self.failures)
     }
 
     /// Pulls every query whose step has come since its last pull.
@@ -220,9 +272,18 @@ impl Puller {
                         report
                             .failures
                             .push(format!("app {app}, metric {}: {error}", query.metric));
+                        self.failures.record(
+                            &app,
+                            PullFailure {
+                                metric: query.metric.clone(),
+                                at: now,
+                                error,
+                            },
+                        );
                         continue;
                     }
                 };
+                self.failures.clear(&key);
                 match self.intake.metrics(&chunk, None, now) {
                     Ok(accepted) => {
                         report.samples += accepted.items;

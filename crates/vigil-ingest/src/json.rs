@@ -10,7 +10,8 @@
 //! "key": "..."}`, parsed into plain values; mining templates out of them is another module's.
 //!
 //! Parsing is strict: unknown fields, a missing field, a wrong type, an empty host or metric, a
-//! time outside years 1970 to 9999 are refused with the path of the bad value
+//! name with a control character, a time outside years 1970 to 9999 (the rules of
+//! `vigil_core::validate`, which remote write follows too) are refused with the path of the bad value
 //! (`samples[3].value: invalid type: string "x", expected a number`). Limits, see
 //! [`JsonOptions`]: the body size (checked first, so the counts below are bounded before
 //! parsing), the number of samples or lines, the length of names and of the key. A log line
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
 use vigil_core::samples::{MetricChunk, Point, SeriesKey};
+use vigil_core::validate;
 
 /// Limits of JSON ingestion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,6 +274,8 @@ impl Place {
     }
 }
 
+/// A host or metric name, by the rules every way in shares ([`validate::name`]); the
+/// length limit is this body's, which may be stricter.
 fn check_name(
     place: &Place,
     field: &str,
@@ -284,6 +288,7 @@ fn check_name(
     check_length(place, field, text, options)
 }
 
+/// A name that may be empty (the app), else as [`check_name`].
 fn check_length(
     place: &Place,
     field: &str,
@@ -296,7 +301,7 @@ fn check_length(
             format!("longer than {} bytes", options.max_name_bytes),
         ));
     }
-    Ok(())
+    validate::optional_name(text).map_err(|problem| place.invalid(field, problem.to_string()))
 }
 
 fn check_key(key: Option<String>, options: &JsonOptions) -> Result<Option<String>, JsonError> {
@@ -316,17 +321,13 @@ fn check_key(key: Option<String>, options: &JsonOptions) -> Result<Option<String
     })
 }
 
-/// The last second of year 9999.
-const LATEST_SECONDS: f64 = 253_402_300_799.0;
-
 fn unix_ms(place: &Place, seconds: f64) -> Result<i64, JsonError> {
-    if !(0.0..=LATEST_SECONDS).contains(&seconds) {
-        return Err(place.invalid(
+    validate::time_seconds(seconds).map_err(|_| {
+        place.invalid(
             "time",
             "expected Unix seconds between 1970 and the year 9999",
-        ));
-    }
-    Ok((seconds * 1000.0).round() as i64)
+        )
+    })
 }
 
 /// A JSON number, whole or not, as an `f64`; anything else is "expected a number".
@@ -453,6 +454,37 @@ mod tests {
         assert_eq!(error(" [1, 2]"), "body: expected a JSON object");
         assert!(error(r#"{"samples": []} x"#).starts_with("body: trailing characters"));
         assert!(error("").starts_with("body: EOF while parsing"));
+    }
+
+    #[test]
+    fn control_characters_in_names_are_refused() {
+        let with_host = |host: &str| {
+            serde_json::json!({"samples": [
+                {"host": host, "app": "shop", "metric": "m", "time": 1, "value": 1}
+            ]})
+            .to_string()
+        };
+        assert_eq!(
+            error(&with_host("r\u{0}1")),
+            "samples[0].host: holds a control character at byte 1"
+        );
+        assert_eq!(
+            error(&with_host("\u{1b}[2J")),
+            "samples[0].host: holds a control character at byte 0"
+        );
+        let app =
+            r#"{"samples": [{"host": "h", "app": "a\nb", "metric": "m", "time": 1, "value": 1}]}"#;
+        assert_eq!(
+            error(app),
+            "samples[0].app: holds a control character at byte 1"
+        );
+        let line = r#"{"lines": [{"host": "h\u0000", "time": 1, "line": "x"}]}"#;
+        assert_eq!(
+            parse_log_lines(line.as_bytes(), &JsonOptions::default())
+                .expect_err("nul")
+                .to_string(),
+            "lines[0].host: holds a control character at byte 1"
+        );
     }
 
     #[test]

@@ -19,6 +19,13 @@
 //!   earlier one), the name ends in `_total` (the OpenMetrics counter suffix), or the name is a
 //!   `_bucket`, `_count` or `_sum` series of a family declared `HISTOGRAM` or `SUMMARY`.
 //!
+//! Names and times follow the rules JSON ingestion follows (`vigil_core::validate`), but a bad
+//! series or sample is dropped and counted in [`Skipped`] rather than refusing the request, as
+//! for a series without a host: a sender resends a refused request forever, and one bad series
+//! must not hold back the good ones. Dropped: a series whose host, app or metric (in the
+//! notation below) is longer than 1 KiB or holds a control character, and a sample whose time
+//! is before 1970 or after the year 9999.
+//!
 //! Labels with an empty value are absent, as in Prometheus. Sample values are kept as sent,
 //! staleness markers (a NaN) included. Native histograms (field 4 of `TimeSeries`) are skipped
 //! and counted; exemplars and unknown fields are skipped.
@@ -37,6 +44,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use vigil_core::samples::{MetricChunk, Point, SeriesKey};
+use vigil_core::validate;
 
 use cache::{Found, Resolution, SeriesCache, NO_LABEL_SET};
 pub use encode::{
@@ -55,7 +63,8 @@ pub struct RemoteWriteOptions {
     pub app_labels: Vec<String>,
     /// Largest compressed body. Default 32 MiB.
     pub max_body_bytes: usize,
-    /// Largest decompressed body, read from the snappy header. Default 256 MiB.
+    /// Largest decompressed body, read from the snappy header. Default 32 MiB: Prometheus
+    /// sends a few thousand samples per request, well under 1 MiB.
     pub max_decompressed_bytes: usize,
     /// Most `TimeSeries` entries in one request. Default 1 000 000.
     pub max_series: usize,
@@ -74,7 +83,7 @@ impl Default for RemoteWriteOptions {
             host_labels: vec!["host".to_owned(), "instance".to_owned()],
             app_labels: vec!["app".to_owned(), "job".to_owned()],
             max_body_bytes: 32 << 20,
-            max_decompressed_bytes: 256 << 20,
+            max_decompressed_bytes: 32 << 20,
             max_series: 1_000_000,
             max_samples: 4_000_000,
             max_labels_per_series: 128,
@@ -140,6 +149,14 @@ pub struct Skipped {
     pub samples_without_name: usize,
     /// Native histogram samples (not read).
     pub native_histograms: usize,
+    /// `TimeSeries` entries whose host, app or metric breaks the rules every way in shares
+    /// (`vigil_core::validate::name`: empty, longer than 1 KiB, a control character).
+    pub series_invalid: usize,
+    pub samples_invalid: usize,
+    /// What was wrong with the first such series, to show the sender.
+    pub example_invalid: Option<String>,
+    /// Samples with a time before 1970 or after the year 9999 (`vigil_core::validate::time_ms`).
+    pub samples_bad_time: usize,
 }
 
 impl Skipped {
@@ -147,6 +164,8 @@ impl Skipped {
         self.series_without_host == 0
             && self.series_without_name == 0
             && self.native_histograms == 0
+            && self.series_invalid == 0
+            && self.samples_bad_time == 0
     }
 }
 
@@ -165,6 +184,12 @@ pub fn decode_remote_write(
     options: &RemoteWriteOptions,
 ) -> Result<RemoteWriteBatch, RemoteWriteError> {
     RemoteWriteDecoder::new(options.clone()).decode(body)
+}
+
+/// The size a body decompresses to, read from its snappy header without decompressing it: what
+/// a server reserves before decoding.
+pub fn decompressed_length(body: &[u8]) -> Result<usize, RemoteWriteError> {
+    snap::raw::decompress_len(body).map_err(RemoteWriteError::Snappy)
 }
 
 /// Metric families' types, learned from metadata entries.
@@ -390,6 +415,10 @@ impl RemoteWriteDecoder {
                 2 => {
                     let sample = reader.length_delimited(tag)?;
                     let (ms, value) = read_sample(buffer, sample)?;
+                    if validate::time_ms(ms).is_err() {
+                        request.skipped.samples_bad_time += 1;
+                        continue;
+                    }
                     request.chunk.points.push(Point {
                         series: u32::MAX,
                         ms,
@@ -433,6 +462,15 @@ impl RemoteWriteDecoder {
                 request.skipped.series_without_name += 1;
                 request.skipped.samples_without_name += samples;
             }
+            Resolution::Invalid(problem) => {
+                request.chunk.points.truncate(first_point);
+                let skipped = &mut request.skipped;
+                skipped.series_invalid += 1;
+                skipped.samples_invalid += samples;
+                if skipped.example_invalid.is_none() {
+                    skipped.example_invalid = Some(problem.to_string());
+                }
+            }
         }
         Ok(())
     }
@@ -474,6 +512,7 @@ impl RemoteWriteDecoder {
             Built::Series(key) => Resolution::Series(self.cache.intern(key)),
             Built::WithoutHost(example) => Resolution::WithoutHost(Arc::from(example)),
             Built::WithoutName => Resolution::WithoutName,
+            Built::Invalid(problem) => Resolution::Invalid(Arc::from(problem)),
         };
         self.previous_label_set =
             self.cache
@@ -570,6 +609,8 @@ enum Built {
     Series(SeriesKey),
     WithoutHost(String),
     WithoutName,
+    /// The host, app or metric breaks the naming rules: what is wrong, to show the sender.
+    Invalid(String),
 }
 
 fn build_series(
@@ -623,10 +664,21 @@ fn build_series(
             .binary_search_by(|excluded| excluded.as_str().cmp(label))
             .is_err()
     });
+    let metric = prometheus_notation(name, identifying);
+    let problem = [("host", host), ("app", app), ("metric", metric.as_str())]
+        .into_iter()
+        .find_map(|(field, text)| {
+            validate::optional_name(text)
+                .err()
+                .map(|problem| problem.at(field).to_string())
+        });
+    if let Some(problem) = problem {
+        return Ok(Built::Invalid(problem));
+    }
     Ok(Built::Series(SeriesKey {
         app: app.to_owned(),
         host: host.to_owned(),
-        metric: prometheus_notation(name, identifying),
+        metric,
         counter: families.is_counter(name),
     }))
 }

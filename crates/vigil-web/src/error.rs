@@ -11,6 +11,9 @@ use vigil_store::StoreError;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds after which a refused caller may try again (`Retry-After`), when the server
+    /// was busy rather than the request wrong.
+    pub retry_after_seconds: Option<u32>,
 }
 
 impl ApiError {
@@ -18,7 +21,22 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after_seconds: None,
         }
+    }
+
+    /// The server is busy with as much of this kind of work as it takes at once: 503 with
+    /// `Retry-After`.
+    pub fn busy(message: impl Into<String>, retry_after_seconds: u32) -> ApiError {
+        ApiError {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+
+    /// The request is larger than a limit: 413, the message naming the limit.
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -58,6 +76,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<vigil_core::validate::Invalid> for ApiError {
+    fn from(error: vigil_core::validate::Invalid) -> ApiError {
+        ApiError::bad_request(error.to_string())
+    }
+}
+
 impl From<vigil_deploy::TransitionError> for ApiError {
     fn from(error: vigil_deploy::TransitionError) -> ApiError {
         ApiError::conflict(error.to_string())
@@ -67,6 +91,13 @@ impl From<vigil_deploy::TransitionError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "error": self.message }));
-        (self.status, body).into_response()
+        let mut response = (self.status, body).into_response();
+        if let Some(seconds) = self.retry_after_seconds {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
     }
 }

@@ -12,9 +12,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Serialize;
 use vigil_core::release::Role;
+use vigil_core::validate;
 use vigil_guard::intake::{Accepted, Intake};
-use vigil_ingest::json::JsonOptions;
-use vigil_ingest::remote_write::{RemoteWriteDecoder, RemoteWriteOptions};
+use vigil_ingest::json::{JsonError, JsonOptions};
+use vigil_ingest::remote_write::{
+    decompressed_length, RemoteWriteDecoder, RemoteWriteError, RemoteWriteOptions, Skipped,
+};
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -86,8 +89,14 @@ pub async fn samples(
     .await
 }
 
-/// A JSON ingestion request: authorize, parse (a 400 names the bad value), then hand it to the
-/// intake on a blocking thread.
+/// What parsing a JSON body holds in memory, per byte of the body (strings and vectors of the
+/// parsed entries): its charge on the decoding budget.
+const JSON_PARSE_FACTOR: usize = 4;
+/// The same for a remote-write body, per decompressed byte (the buffer, then the chunk).
+const REMOTE_WRITE_DECODE_FACTOR: usize = 2;
+
+/// A JSON ingestion request: authorize, take its share of the decoding budget, then parse (a
+/// 400 names the bad value) and hand it to the intake, both on a blocking thread.
 async fn accept_json<Parsed: Send + 'static>(
     state: AppState,
     headers: HeaderMap,
@@ -97,12 +106,22 @@ async fn accept_json<Parsed: Send + 'static>(
     take: fn(&Intake, Parsed, i64) -> Result<Accepted, vigil_store::StoreError>,
 ) -> Result<Json<IngestAnswer>, ApiError> {
     state.authorize_ingest(&headers, &uri).await?;
-    let parsed = parse(&body, &state.ingest.options.json)
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let mut held = state
+        .budget
+        .decode(body.len().saturating_mul(JSON_PARSE_FACTOR))
+        .await?;
+    let ingest = Arc::clone(&state.ingest);
     let intake = Arc::clone(&state.intake);
     let now = state.clock.now();
     let accepted = state
-        .blocking(move |_| Ok(take(&intake, parsed, now)?))
+        .blocking(move |_| {
+            let parsed = parse(&body, &ingest.options.json).map_err(json_refusal)?;
+            drop(body);
+            held.decoded();
+            let accepted = take(&intake, parsed, now)?;
+            drop(held);
+            Ok(accepted)
+        })
         .await?;
     Ok(Json(IngestAnswer {
         accepted: accepted.items,
@@ -118,6 +137,19 @@ pub async fn remote_write(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<IngestAnswer>), ApiError> {
     state.authorize_ingest(&headers, &uri).await?;
+    // The snappy header says what decoding will hold; the per-request limit and the budget
+    // are checked on it before a byte is decompressed.
+    let length = decompressed_length(&body).map_err(remote_write_refusal)?;
+    let limit = state.ingest.options.remote_write.max_decompressed_bytes;
+    if length > limit {
+        return Err(ApiError::too_large(format!(
+            "body decompresses to {length} bytes, more than the limit of {limit}"
+        )));
+    }
+    let mut held = state
+        .budget
+        .decode(length.saturating_mul(REMOTE_WRITE_DECODE_FACTOR))
+        .await?;
     let ingest = Arc::clone(&state.ingest);
     let intake = Arc::clone(&state.intake);
     let now = state.clock.now();
@@ -126,31 +158,74 @@ pub async fn remote_write(
             let mut decoder = ingest.take_decoder();
             let decoded = decoder.decode(&body);
             ingest.give_back(decoder);
-            let batch = decoded.map_err(|error| ApiError::bad_request(error.to_string()))?;
+            held.decoded();
+            let batch = decoded.map_err(remote_write_refusal)?;
             let accepted = intake.remote_write(&body, &batch.chunk, now)?;
-            let mut skipped = Vec::new();
-            if batch.skipped.series_without_host > 0 {
-                skipped.push(format!(
-                    "{} series without a host label (for example {})",
-                    batch.skipped.series_without_host,
-                    batch.skipped.example_without_host.as_deref().unwrap_or("?")
-                ));
-            }
-            if batch.skipped.series_without_name > 0 {
-                skipped.push(format!(
-                    "{} series without __name__",
-                    batch.skipped.series_without_name
-                ));
-            }
+            drop(held);
             Ok(IngestAnswer {
                 accepted: accepted.items,
                 duplicate: accepted.duplicate,
-                skipped,
+                skipped: skipped_words(&batch.skipped),
             })
         })
         .await?;
     // Prometheus expects 204 on success; a body does no harm to other senders.
     Ok((StatusCode::OK, Json(answer)))
+}
+
+/// A JSON body refused: 413 when over a size or count limit, else 400 naming the value.
+fn json_refusal(error: JsonError) -> ApiError {
+    match error {
+        JsonError::BodyTooLarge { .. } | JsonError::TooMany { .. } => {
+            ApiError::too_large(error.to_string())
+        }
+        JsonError::Invalid { .. } => ApiError::bad_request(error.to_string()),
+    }
+}
+
+/// A remote-write body refused: 413 when over a size limit, else 400 saying what is wrong.
+fn remote_write_refusal(error: RemoteWriteError) -> ApiError {
+    match error {
+        RemoteWriteError::BodyTooLarge { .. }
+        | RemoteWriteError::DecompressedTooLarge { .. }
+        | RemoteWriteError::TooManySeries { .. }
+        | RemoteWriteError::TooManySamples { .. } => ApiError::too_large(error.to_string()),
+        _ => ApiError::bad_request(error.to_string()),
+    }
+}
+
+/// What an accepted remote-write request left out, in words for the sender.
+fn skipped_words(skipped: &Skipped) -> Vec<String> {
+    let example = |text: &Option<String>| text.as_deref().unwrap_or("?").to_owned();
+    let counted = [
+        (
+            skipped.series_without_host,
+            format!(
+                "series without a host label (for example {})",
+                example(&skipped.example_without_host)
+            ),
+        ),
+        (
+            skipped.series_without_name,
+            "series without __name__".to_owned(),
+        ),
+        (
+            skipped.series_invalid,
+            format!(
+                "series with an invalid name (for example {})",
+                example(&skipped.example_invalid)
+            ),
+        ),
+        (
+            skipped.samples_bad_time,
+            "samples with a time before 1970 or after the year 9999".to_owned(),
+        ),
+    ];
+    counted
+        .into_iter()
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, what)| format!("{count} {what}"))
+        .collect()
 }
 
 pub async fn logs(
@@ -187,11 +262,18 @@ pub async fn put_app(
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state.authorize(&headers, Role::Admin).await?;
-    let config: vigil_guard::pull::AppConfig = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request(format!("invalid app settings: {error}")))?;
+    validate::name(&app).map_err(|problem| problem.at("app"))?;
+    // `[]` must not be read as settings with every field left out: that would wipe the app's
+    // pull source.
+    let config: vigil_guard::pull::AppConfig = crate::releases::parse_request(body).await?;
     config
         .validate()
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let queries = config.prometheus.iter().flat_map(|source| &source.queries);
+    for (index, query) in queries.enumerate() {
+        validate::name(&query.metric)
+            .map_err(|problem| problem.at(format!("prometheus.queries[{index}].metric")))?;
+    }
     let value =
         serde_json::to_value(&config).map_err(|error| ApiError::internal(error.to_string()))?;
     let stored = value.clone();

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod budget;
 pub mod error;
 mod ingest;
 mod onboarding;
@@ -32,13 +33,24 @@ pub use error::ApiError;
 /// The OpenAPI document of the API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Limits on what a request may carry.
+/// Limits on what a request may carry and on the heavy work done at once.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest request body, in bytes (compressed, for remote write).
+    /// Largest request body, in bytes (compressed, for remote write and gzip'd imports).
     pub max_body_bytes: usize,
     /// Most samples or log lines in one ingestion request.
     pub max_items: usize,
+    /// Largest imported bundle once decompressed, in bytes.
+    pub max_import_bytes: usize,
+    /// Most values (samples and log counts) in one imported bundle.
+    pub max_import_values: usize,
+    /// Imports decompressed, parsed and replayed at once.
+    pub imports_at_once: usize,
+    /// Bytes being decoded at once across every ingestion request (a remote-write body counts
+    /// twice its decompressed size, a JSON body four times its size: what parsing them takes).
+    pub decode_budget_bytes: usize,
+    /// How long a request waits for its share of the budget before a 503 with `Retry-After`.
+    pub busy_wait_ms: u64,
 }
 
 impl Default for Limits {
@@ -46,6 +58,11 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 16 * 1024 * 1024,
             max_items: 1_000_000,
+            max_import_bytes: 32 * 1024 * 1024,
+            max_import_values: 2_000_000,
+            imports_at_once: 1,
+            decode_budget_bytes: 256 * 1024 * 1024,
+            busy_wait_ms: 2000,
         }
     }
 }
@@ -60,6 +77,9 @@ pub struct AppState {
     pub limits: Limits,
     pub tokens: Arc<auth::TokenCache>,
     pub ingest: Arc<ingest::IngestState>,
+    pub budget: Arc<budget::Budget>,
+    /// The app pull queries failing now (the server's puller records them).
+    pub pull_failures: Arc<vigil_guard::pull::PullFailures>,
 }
 
 impl AppState {
@@ -71,6 +91,11 @@ impl AppState {
         limits: Limits,
         ingest_options: IngestOptions,
     ) -> AppState {
+        let budget = budget::Budget::new(
+            limits.decode_budget_bytes,
+            limits.imports_at_once,
+            std::time::Duration::from_millis(limits.busy_wait_ms),
+        );
         AppState {
             store,
             guard,
@@ -79,6 +104,8 @@ impl AppState {
             limits,
             tokens: Arc::new(auth::TokenCache::default()),
             ingest: Arc::new(ingest::IngestState::new(ingest_options)),
+            budget: Arc::new(budget),
+            pull_failures: Arc::default(),
         }
     }
 
@@ -203,8 +230,22 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ingest/prometheus", post(ingest::remote_write))
         .route("/api/v1/ingest/logs", post(ingest::logs))
         .merge(pages::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// An unknown path, answered like every other refusal: JSON naming what was wrong.
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("path: no route {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("method: {method} is not allowed on {}", uri.path()),
+    )
 }
 
 async fn openapi() -> impl axum::response::IntoResponse {

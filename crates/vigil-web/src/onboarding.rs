@@ -3,8 +3,10 @@
 //! a pull source or when `prometheus=URL` is given), and the discovered pull queries stored in
 //! the app's settings (`POST /api/v1/apps/{app}/onboarding/apply`).
 //!
-//! A Prometheus given in the request that does not answer makes a 502; the app's configured
-//! one only a `discovery_error` beside the report from data.
+//! Only admins may name a Prometheus in the request (anyone else gets a 403: the server would
+//! fetch any address for them); one that does not answer makes a 502. The app's configured
+//! one, which viewers may have queried, only adds a `discovery_error` beside the report from
+//! data, and to non-admins any failure of it reads "could not reach the app's Prometheus".
 //!
 //! The Apps pages (`pages/apps.rs`) call the same functions: [`reports_from_data`],
 //! [`app_report`] and [`apply_onboarding`], which checks the admin role itself.
@@ -18,6 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use vigil_core::release::{ApiToken, Role};
+use vigil_core::validate;
 use vigil_guard::onboarding::apply::{merge_queries, ApplyError, SkippedQuery};
 use vigil_guard::onboarding::discover::{self, Discovery, DiscoveryParams, MissingSignal};
 use vigil_guard::onboarding::{self, Onboarding, ReportInput, Signal};
@@ -240,14 +243,83 @@ async fn report_from_data(state: &AppState, app: &str) -> Result<(Onboarding, bo
         .await
 }
 
-/// An app's report, with the discovery of its Prometheus when the request names one or the
-/// app pulls from one (unless `discover=false`).
+/// What non-admins are told when the app's Prometheus fails: the socket's words (connection
+/// refused, timed out, the resolved address) would tell them which ports answer.
+pub(crate) const UNREACHABLE_FOR_VIEWERS: &str = "could not reach the app's Prometheus";
+
+/// Only admins name a server for Vigil to fetch from: anyone else may only have the app's
+/// configured source queried (a URL of their own would make the server probe any address).
+fn check_fetch_allowed(
+    caller: Role,
+    asked: &DiscoveryQuery,
+    configured: Option<&PullSource>,
+) -> Result<(), ApiError> {
+    let Some(url) = asked.prometheus.as_deref() else {
+        return Ok(());
+    };
+    let configured_url = configured.map(|source| source.url.trim().trim_end_matches('/'));
+    if caller == Role::Admin || configured_url == Some(url.trim().trim_end_matches('/')) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "prometheus: only admins may name a prometheus server for vigil to query; leave it out \
+         to look in the app's configured one",
+    ))
+}
+
+/// The report as a caller of `role` may see it: for non-admins, failures of the app's
+/// Prometheus say only that it could not be reached.
+fn as_seen_by(role: Role, mut found: AppReport) -> AppReport {
+    if role == Role::Admin {
+        return found;
+    }
+    if let Some(error) = found.asked_failure.as_mut() {
+        if error.status.is_server_error() {
+            error.message = UNREACHABLE_FOR_VIEWERS.to_owned();
+        }
+    }
+    if found.report.discovery_error.is_some() {
+        found.report.discovery_error = Some(UNREACHABLE_FOR_VIEWERS.to_owned());
+    }
+    if let Some(discovery) = found.report.discovery.as_mut() {
+        let checks = discovery
+            .found
+            .iter_mut()
+            .filter_map(|signal| signal.check.as_mut());
+        for check in checks.filter(|check| check.error.is_some()) {
+            check.error = Some(UNREACHABLE_FOR_VIEWERS.to_owned());
+        }
+    }
+    found
+}
+
+/// An app's report, with the discovery of its Prometheus when the request names one (admins)
+/// or the app pulls from one (unless `discover=false`), as `caller` may see it.
 pub(crate) async fn app_report(
     state: &AppState,
+    caller: &ApiToken,
+    app: &str,
+    asked: &DiscoveryQuery,
+) -> Result<AppReport, ApiError> {
+    let found = discover_report(state, caller.role, app, asked).await?;
+    Ok(as_seen_by(caller.role, found))
+}
+
+async fn discover_report(
+    state: &AppState,
+    caller: Role,
     app: &str,
     asked: &DiscoveryQuery,
 ) -> Result<AppReport, ApiError> {
     let (report, known) = report_from_data(state, app).await?;
+    if let Err(error) = check_fetch_allowed(caller, asked, report.pull.as_ref()) {
+        return Ok(AppReport {
+            report,
+            known,
+            asked_failure: Some(error),
+        });
+    }
     let params = match discovery_params(app, asked, report.pull.as_ref()) {
         Ok(params) => params,
         Err(error) => {
@@ -297,6 +369,98 @@ pub(crate) fn unknown_app(app: &str) -> ApiError {
     ))
 }
 
+/// Tries each of a person's own queries once against the Prometheus it will be pulled from: a
+/// query it refuses (bad PromQL, several series per host) is a 400 naming it, never stored to
+/// fail at every pull.
+async fn check_own_queries(
+    params: &DiscoveryParams,
+    queries: &[PullQuery],
+    now: i64,
+) -> Result<(), ApiError> {
+    if queries.is_empty() {
+        return Ok(());
+    }
+    let checked_params = params.clone();
+    let checked = queries.to_vec();
+    let failure = tokio::task::spawn_blocking(move || {
+        let client = vigil_ingest::prometheus::PrometheusClient::new(
+            &checked_params.prometheus,
+            discover::discovery_options(),
+        )?;
+        for (index, query) in checked.iter().enumerate() {
+            if let Err(error) = discover::try_query(&client, &checked_params, query, now) {
+                return Ok(Some((index, error)));
+            }
+        }
+        Ok::<_, PrometheusError>(None)
+    })
+    .await
+    .map_err(|error| ApiError::internal(format!("query check failed: {error}")))?;
+    let (index, error) = match failure {
+        Ok(None) => return Ok(()),
+        Ok(Some(found)) => found,
+        Err(error) => (0, error),
+    };
+    let refused = matches!(
+        error,
+        PrometheusError::Query { status, .. } if (400..500).contains(&status)
+    ) || matches!(
+        error,
+        PrometheusError::InvalidQuery(_) | PrometheusError::DuplicateHost { .. }
+    );
+    if refused {
+        return Err(ApiError::bad_request(format!(
+            "queries[{index}].query: {error}"
+        )));
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        format!(
+            "cannot check queries[{index}] against prometheus at {}: {error}",
+            params.prometheus
+        ),
+    ))
+}
+
+/// Takes the query stored as `metric` out of the app's pull source (the source goes with its
+/// last query: a pull source holds at least one) and returns the app. Needs an admin token,
+/// checked here.
+pub(crate) async fn remove_pull_query(
+    state: &AppState,
+    token: &ApiToken,
+    app: String,
+    metric: String,
+) -> Result<String, ApiError> {
+    crate::auth::require(token, Role::Admin)?;
+    let intake = Arc::clone(&state.intake);
+    let store_app = app.clone();
+    state
+        .blocking(move |store| {
+            let mut config = stored_config(store, &store_app)?.unwrap_or_default();
+            let source = config.prometheus.as_mut().ok_or_else(|| {
+                ApiError::not_found(format!("app: {store_app} has no pull source"))
+            })?;
+            let before = source.queries.len();
+            source.queries.retain(|query| query.metric != metric);
+            if source.queries.len() == before {
+                return Err(ApiError::not_found(format!(
+                    "metric: the pull source of {store_app} has no query stored as {metric:?}"
+                )));
+            }
+            if source.queries.is_empty() {
+                config.prometheus = None;
+            }
+            let value = serde_json::to_value(&config)
+                .map_err(|error| ApiError::internal(error.to_string()))?;
+            store.put_app(&store_app, &value)?;
+            intake.reload_app(&store_app);
+            Ok(())
+        })
+        .await?;
+    tracing::info!(app = %app, by = %token.name, "pull query removed");
+    Ok(app)
+}
+
 /// `GET /api/v1/apps/{app}/onboarding`.
 pub async fn show(
     State(state): State<AppState>,
@@ -304,9 +468,9 @@ pub async fn show(
     Path(app): Path<String>,
     query: Result<Query<DiscoveryQuery>, QueryRejection>,
 ) -> Result<Json<Onboarding>, ApiError> {
-    state.authorize(&headers, Role::Viewer).await?;
+    let token = state.authorize(&headers, Role::Viewer).await?;
     let asked = query_parameters(query)?;
-    let found = app_report(&state, &app, &asked).await?;
+    let found = app_report(&state, &token, &app, &asked).await?;
     if let Some(error) = found.asked_failure {
         return Err(error);
     }
@@ -327,8 +491,7 @@ pub async fn apply(
     let request: ApplyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ApplyRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|error| ApiError::bad_request(format!("invalid apply request: {error}")))?
+        crate::releases::parse_request(body).await?
     };
     Ok(Json(apply_onboarding(&state, &token, app, request).await?))
 }
@@ -343,6 +506,11 @@ pub(crate) async fn apply_onboarding(
     request: ApplyRequest,
 ) -> Result<ApplyAnswer, ApiError> {
     crate::auth::require(token, Role::Admin)?;
+    validate::name(&app).map_err(|problem| problem.at("app"))?;
+    for (index, query) in request.queries.iter().enumerate() {
+        validate::name(&query.metric)
+            .map_err(|problem| problem.at(format!("queries[{index}].metric")))?;
+    }
     let lookup_app = app.clone();
     let current = state
         .blocking(move |store| stored_config(store, &lookup_app))
@@ -390,6 +558,7 @@ pub(crate) async fn apply_onboarding(
         let asked_for = |entry: &&MissingSignal| request.signals.is_some() && wanted(entry.signal);
         missing.extend(discovery.missing.iter().filter(asked_for).cloned());
     }
+    check_own_queries(&params, &request.queries, state.clock.now()).await?;
     queries.extend(request.queries.iter().cloned());
     let intake = Arc::clone(&state.intake);
     let store_app = app.clone();

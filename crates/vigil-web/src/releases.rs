@@ -12,7 +12,9 @@ use vigil_core::release::{
     Release, ReleaseSpec, ReleaseState, Role, VerdictRecord,
 };
 use vigil_core::samples::{LogChunk, LogCount, MetricChunk, Point, SeriesKey};
+use vigil_core::validate;
 use vigil_core::{Batch, Bundle, HostGroup, MetricMeta, Verdict};
+use vigil_guard::admission;
 use vigil_guard::guard::{lookback_seconds, notifications_for, release_settings};
 use vigil_store::{Change, ReleaseFilter};
 
@@ -20,7 +22,7 @@ use crate::error::ApiError;
 use crate::AppState;
 
 /// Longest feedback note, in bytes.
-pub(crate) const MAX_NOTE_BYTES: usize = 10_000;
+pub(crate) const MAX_NOTE_BYTES: usize = validate::MAX_TEXT_BYTES;
 
 /// Most hosts in one release.
 const MAX_HOSTS: usize = 10_000;
@@ -61,7 +63,16 @@ pub struct CreateRelease {
     pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// A JSON object body, refused with the path of the bad value. serde reads a struct from an
+/// array too, so a body that is not an object is refused first: `[]` would otherwise be a
+/// request with every field left out.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid json: body: expected a JSON object",
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -74,32 +85,30 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     })
 }
 
-fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
-    if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::bad_request(format!(
-            "{what} must be 1 to 200 characters"
-        )));
+/// Bodies larger than this are parsed on a blocking thread, not on an async worker.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// [`parse_body`] of a request's body; a large one on a blocking thread, so that parsing
+/// megabytes never holds up the async workers.
+pub(crate) async fn parse_request<T>(body: axum::body::Bytes) -> Result<T, ApiError>
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+{
+    if body.len() <= INLINE_PARSE_BYTES {
+        return parse_body(&body);
     }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "{what} {name:?} holds control characters"
-        )));
-    }
-    Ok(())
+    tokio::task::spawn_blocking(move || parse_body(&body))
+        .await
+        .map_err(|error| ApiError::internal(format!("parsing task failed: {error}")))?
 }
 
-fn check_id(id: &str) -> Result<(), ApiError> {
-    let valid = !id.is_empty()
-        && id.len() <= 100
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !valid {
-        return Err(ApiError::bad_request(format!(
-            "release id {id:?} must be 1 to 100 letters, digits, '-', '_' or '.'"
-        )));
-    }
-    Ok(())
+/// A name at `field`, by the rules every way in shares.
+fn check_name(field: impl std::fmt::Display, name: &str) -> Result<(), ApiError> {
+    validate::name(name).map_err(|problem| problem.at(field).into())
+}
+
+pub(crate) fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
+    validate::release_id(id).map_err(|problem| problem.at(field).into())
 }
 
 /// Checks a release spec and fills its defaults.
@@ -107,7 +116,10 @@ pub fn validate_spec(request: CreateRelease) -> Result<(Option<String>, ReleaseS
     check_name("app", &request.app)?;
     check_name("version", &request.version)?;
     if let Some(id) = &request.id {
-        check_id(id)?;
+        check_id("id", id)?;
+    }
+    for (index, metric) in request.metrics.iter().enumerate() {
+        check_name(format_args!("metrics[{index}].name"), &metric.name)?;
     }
     if request.hosts.is_empty() {
         return Err(ApiError::bad_request("hosts must name at least one host"));
@@ -119,11 +131,11 @@ pub fn validate_spec(request: CreateRelease) -> Result<(Option<String>, ReleaseS
         )));
     }
     let mut release_hosts = BTreeSet::new();
-    for host in &request.hosts {
-        check_name("host", host)?;
+    for (index, host) in request.hosts.iter().enumerate() {
+        check_name(format_args!("hosts[{index}]"), host)?;
         if !release_hosts.insert(host.as_str()) {
             return Err(ApiError::bad_request(format!(
-                "host {host:?} is listed twice"
+                "hosts[{index}]: host {host:?} is listed twice"
             )));
         }
     }
@@ -165,11 +177,18 @@ pub fn validate_spec(request: CreateRelease) -> Result<(Option<String>, ReleaseS
                 "reference hosts is empty: use {\"type\": \"none\"} to compare with history",
             ));
         }
-        for host in hosts {
-            check_name("reference host", host)?;
+        let mut reference_hosts = BTreeSet::new();
+        for (index, host) in hosts.iter().enumerate() {
+            check_name(format_args!("reference.hosts[{index}]"), host)?;
             if release_hosts.contains(host.as_str()) {
                 return Err(ApiError::bad_request(format!(
-                    "host {host:?} is both a release and a reference host"
+                    "reference.hosts[{index}]: host {host:?} is both a release and a reference \
+                     host"
+                )));
+            }
+            if !reference_hosts.insert(host.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "reference.hosts[{index}]: host {host:?} is listed twice"
                 )));
             }
         }
@@ -206,7 +225,7 @@ pub fn validate_spec(request: CreateRelease) -> Result<(Option<String>, ReleaseS
         verdict: None,
         reason: String::new(),
     };
-    release_settings(&probe).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    admission::admit(&probe)?;
     Ok((request.id, spec))
 }
 
@@ -216,7 +235,7 @@ pub async fn create(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
     let token = state.authorize(&headers, Role::Operator).await?;
-    let request: CreateRelease = parse_body(&body)?;
+    let request: CreateRelease = parse_request(body).await?;
     let (id, spec) = validate_spec(request)?;
     let now = state.clock.now();
     let id = match id {
@@ -518,19 +537,28 @@ pub(crate) async fn window(state: &AppState, release: &Release) -> Result<Bundle
         // A finished release's data may have been pruned from memory: read it from the store.
         let start = vigil_guard::assemble::window_start(release, lookback);
         let intake = Arc::clone(&state.intake);
-        let stored = state
-            .blocking(move |_| Ok(intake.stored_window(start * 1000, until * 1000)?))
-            .await?;
-        return vigil_guard::assemble(release, &stored, &templates, lookback, until)
-            .map_err(|error| ApiError::conflict(error.to_string()));
+        let assembled = release.clone();
+        return state
+            .blocking(move |_| {
+                let stored = intake.stored_window(start * 1000, until * 1000)?;
+                vigil_guard::assemble(&assembled, &stored, &templates, lookback, until)
+                    .map_err(|error| ApiError::conflict(error.to_string()))
+            })
+            .await;
     }
-    let index = state
-        .guard
-        .index()
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    vigil_guard::assemble(release, &index, &templates, lookback, until)
-        .map_err(|error| ApiError::conflict(error.to_string()))
+    // Assembling a window reads every step of every series: a blocking thread's work, never
+    // an async worker's (health checks and other requests wait on those).
+    let index = Arc::clone(state.guard.index());
+    let assembled = release.clone();
+    state
+        .blocking(move |_| {
+            let held = index
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            vigil_guard::assemble(&assembled, &held, &templates, lookback, until)
+                .map_err(|error| ApiError::conflict(error.to_string()))
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -626,7 +654,7 @@ pub async fn batch_deployed(
     let request: Deployed = if body.is_empty() {
         Deployed::default()
     } else {
-        parse_body(&body)?
+        parse_request(body).await?
     };
     let release = load(&state, id).await?;
     // A pipeline retries: the same report again changes nothing and answers the release.
@@ -662,6 +690,7 @@ pub async fn batch_deployed(
         }
     }
     let at = request.at.unwrap_or_else(|| state.clock.now());
+    validate::time_ms(at.saturating_mul(1000)).map_err(|problem| problem.at("at"))?;
     if let Some(last) = release.deployed.last() {
         if at < last.at {
             return Err(ApiError::bad_request(format!(
@@ -721,7 +750,7 @@ async fn act(
     let request: ActionBody = if body.is_empty() {
         ActionBody::default()
     } else {
-        parse_body(&body)?
+        parse_request(body).await?
     };
     Ok(Json(
         perform(&state, &token, id, action, request.reason).await?,
@@ -739,6 +768,10 @@ pub(crate) async fn perform(
     reason: Option<String>,
 ) -> Result<Release, ApiError> {
     crate::auth::require(token, Role::Operator)?;
+    if let Some(text) = &reason {
+        validate::free_text(text, validate::MAX_TEXT_BYTES)
+            .map_err(|problem| problem.at("reason"))?;
+    }
     let release = load(state, id).await?;
     let to = vigil_deploy::next_state(release.state, action)?;
     let reason = reason
@@ -847,7 +880,7 @@ pub async fn add_feedback(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Feedback>), ApiError> {
     let token = state.authorize(&headers, Role::Operator).await?;
-    let request: FeedbackBody = parse_body(&body)?;
+    let request: FeedbackBody = parse_request(body).await?;
     let feedback = record_feedback(&state, &token, id, request.kind, request.note).await?;
     Ok((StatusCode::CREATED, Json(feedback)))
 }
@@ -861,11 +894,7 @@ pub(crate) async fn record_feedback(
     note: String,
 ) -> Result<Feedback, ApiError> {
     crate::auth::require(token, Role::Operator)?;
-    if note.len() > MAX_NOTE_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "note is longer than {MAX_NOTE_BYTES} bytes"
-        )));
-    }
+    validate::free_text(&note, MAX_NOTE_BYTES).map_err(|problem| problem.at("note"))?;
     let release = load(state, id).await?;
     let feedback = Feedback {
         release_id: release.id,
@@ -895,15 +924,103 @@ pub async fn list_feedback(
 
 /// Imports a `release-bundle/1`: stores the release, its data and templates, replays it and
 /// leaves it paused (when the replay paused it) or succeeded.
+///
+/// A few MiB of gzip can expand to gigabytes and a replay takes seconds: one of a bounded
+/// number of imports at once decompresses (up to [`crate::Limits::max_import_bytes`]), parses
+/// and replays on a blocking thread; the release id is checked, free and valid, before the
+/// replay.
 pub async fn import(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
     let token = state.authorize(&headers, Role::Operator).await?;
-    let bundle = Bundle::from_bytes(&body, "request body")
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    check_id(&bundle.id)?;
+    let held = state.budget.import().await?;
+    // Decompressing and parsing is decoding like any other: it takes its share of the
+    // decoding budget (the parsed bundle holds about four times its JSON) and a decoder's core.
+    let decoding = state
+        .budget
+        .decode(state.limits.max_import_bytes.saturating_mul(4))
+        .await?;
+    let limits = state.limits.clone();
+    let bundle = state
+        .blocking(move |store| read_import(store, &body, &limits))
+        .await?;
+    drop(decoding);
+    let now = state.clock.now();
+    let intake = state.intake.clone();
+    let actor = token.name;
+    let final_release = state
+        .blocking(move |store| {
+            let imported = replay_import(&bundle, actor, now)?;
+            drop(bundle);
+            let release = store_import(store, &intake, imported, now)?;
+            drop(held);
+            Ok(release)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(final_release)))
+}
+
+/// The bundle of an import body, within the limits, with an id that is valid and free.
+fn read_import(
+    store: &dyn vigil_store::Store,
+    body: &[u8],
+    limits: &crate::Limits,
+) -> Result<Bundle, ApiError> {
+    let bundle = Bundle::from_bytes_limited(body, "request body", limits.max_import_bytes)
+        .map_err(|error| match error {
+            vigil_core::BundleError::TooLarge { limit, .. } => ApiError::too_large(format!(
+                "body: the bundle decompresses to more than the limit of {limit} bytes"
+            )),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
+    check_id("id", &bundle.id)?;
+    check_name("app", &bundle.app)?;
+    for (index, host) in bundle.hosts.iter().enumerate() {
+        check_name(format_args!("hosts[{index}].name"), &host.name)?;
+    }
+    let values = bundle_values(&bundle);
+    if values > limits.max_import_values {
+        return Err(ApiError::too_large(format!(
+            "series: the bundle holds {values} values, more than the limit of {}",
+            limits.max_import_values
+        )));
+    }
+    if bundle.batches.is_empty() {
+        return Err(ApiError::bad_request("batches: the bundle has no batch"));
+    }
+    if store.release(&bundle.id)?.is_some() {
+        return Err(ApiError::conflict(format!(
+            "id: release {} already exists",
+            bundle.id
+        )));
+    }
+    Ok(bundle)
+}
+
+/// Values of every series and log count of a bundle.
+fn bundle_values(bundle: &Bundle) -> usize {
+    let series = bundle.series.values().flat_map(|by_host| by_host.values());
+    let logs = bundle
+        .logs
+        .counts
+        .values()
+        .flat_map(|by_host| by_host.values());
+    series.chain(logs).map(Vec::len).sum()
+}
+
+/// An import replayed: what is stored of it.
+struct Imported {
+    release: Release,
+    record: VerdictRecord,
+    paused: bool,
+    metrics: MetricChunk,
+    logs: LogChunk,
+    templates: Vec<vigil_core::LogTemplate>,
+}
+
+fn replay_import(bundle: &Bundle, actor: String, now: i64) -> Result<Imported, ApiError> {
     let release_hosts: Vec<String> = bundle
         .hosts
         .iter()
@@ -916,9 +1033,6 @@ pub async fn import(
         .filter(|host| host.group == HostGroup::Reference)
         .map(|host| host.name.clone())
         .collect();
-    if bundle.batches.is_empty() {
-        return Err(ApiError::bad_request("the bundle has no batch"));
-    }
     let end = bundle.start + (bundle.points as i64 - 1) * bundle.step_seconds;
     let last_batch = bundle.batches.last().map_or(end, |batch| batch.at);
     let spec = ReleaseSpec {
@@ -942,21 +1056,21 @@ pub async fn import(
         metrics: bundle.metrics.clone(),
         settings: serde_json::Map::new(),
     };
-    let outcome = vigil_analysis::replay(&bundle, &vigil_analysis::Settings::default());
-    let now = state.clock.now();
+    let outcome = vigil_analysis::replay(bundle, &vigil_analysis::Settings::default());
     let release = Release {
         id: bundle.id.clone(),
         spec,
-        state: ReleaseState::Observing,
-        created_by: token.name.clone(),
+        // Stored as pending until its outcome is applied: the guard judges observing releases
+        // up to now, and this one's window would run from its recorded past to today.
+        state: ReleaseState::Pending,
+        created_by: actor,
         created_at: now,
         updated_at: now,
         deployed: bundle.batches.clone(),
         verdict: None,
         reason: "imported".to_string(),
     };
-    let (metrics, logs) = bundle_data(&bundle);
-    let paused = outcome.paused_at.is_some();
+    let (metrics, logs) = bundle_data(bundle);
     let record = VerdictRecord {
         release_id: bundle.id.clone(),
         at: outcome.paused_at.or(outcome.recommended_at).unwrap_or(end),
@@ -968,45 +1082,59 @@ pub async fn import(
             .unwrap_or_else(|| format!("replay: {}", outcome.verdict)),
         findings: vigil_guard::guard::finite_findings(&outcome.findings),
     };
-    let templates = bundle.logs.templates.clone();
-    let app = bundle.app.clone();
-    let intake = state.intake.clone();
-    let actor = token.name;
-    let created = release.clone();
-    let final_release = state
-        .blocking(move |store| {
-            store.create_release(&created)?;
-            store.upsert_templates(&app, &templates)?;
-            intake.metrics(
-                &metrics,
-                Some(format!("import:{}:metrics", created.id)),
-                now,
-            )?;
-            intake.logs(&logs, Some(format!("import:{}:logs", created.id)), now)?;
-            store.record_verdict(&record, &[])?;
-            let change = Change {
-                release_id: created.id.clone(),
-                expected: ReleaseState::Observing,
-                to: if paused {
-                    ReleaseState::Paused
-                } else {
-                    ReleaseState::Succeeded
-                },
-                action: if paused {
-                    Action::Pause
-                } else {
-                    Action::Succeed
-                },
-                actor,
-                at: now,
-                reason: format!("imported and replayed: {}", record.explanation),
-                deployed: None,
-                notifications: Vec::new(),
-            };
-            Ok(store.apply(&change)?.0)
-        })
-        .await?;
-    Ok((StatusCode::CREATED, Json(final_release)))
+    Ok(Imported {
+        release,
+        record,
+        paused: outcome.paused_at.is_some(),
+        metrics,
+        logs,
+        templates: bundle.logs.templates.clone(),
+    })
+}
+
+fn store_import(
+    store: &dyn vigil_store::Store,
+    intake: &vigil_guard::intake::Intake,
+    imported: Imported,
+    now: i64,
+) -> Result<Release, ApiError> {
+    let Imported {
+        release,
+        record,
+        paused,
+        metrics,
+        logs,
+        templates,
+    } = imported;
+    store.create_release(&release)?;
+    store.upsert_templates(&release.spec.app, &templates)?;
+    intake.metrics(
+        &metrics,
+        Some(format!("import:{}:metrics", release.id)),
+        now,
+    )?;
+    intake.logs(&logs, Some(format!("import:{}:logs", release.id)), now)?;
+    store.record_verdict(&record, &[])?;
+    let change = Change {
+        release_id: release.id.clone(),
+        expected: ReleaseState::Pending,
+        to: if paused {
+            ReleaseState::Paused
+        } else {
+            ReleaseState::Succeeded
+        },
+        action: if paused {
+            Action::Pause
+        } else {
+            Action::Succeed
+        },
+        actor: release.created_by.clone(),
+        at: now,
+        reason: format!("imported and replayed: {}", record.explanation),
+        deployed: None,
+        notifications: Vec::new(),
+    };
+    Ok(store.apply(&change)?.0)
 }
 
 /// A bundle's series and log counts as ingested chunks.

@@ -14,6 +14,7 @@ use vigil_guard::pull::{PullQuery, PullSource, Puller};
 use vigil_guard::retention::{prune, Retention};
 use vigil_guard::{DataIndex, Guard, GuardConfig, Route};
 use vigil_ingest::prometheus::{PrometheusClient, PrometheusOptions, RangeQuery};
+use vigil_ingest::remote_write::RemoteWriteOptions;
 use vigil_notify::{Notifier, NotifyConfig};
 use vigil_store::{ReleaseFilter, Store};
 
@@ -36,6 +37,14 @@ pub struct ServerConfig {
     /// A step is judged at the latest this long after its time.
     pub grace_seconds: i64,
     pub max_body_bytes: usize,
+    /// Largest remote-write body once decompressed, in bytes.
+    pub max_decoded_bytes: usize,
+    /// Bytes being decoded at once across every ingestion request (see [`Limits`]).
+    pub decode_budget_bytes: usize,
+    /// Largest imported bundle once decompressed, in bytes.
+    pub max_import_bytes: usize,
+    /// Imports decompressed, parsed and replayed at once.
+    pub imports_at_once: usize,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +58,10 @@ impl Default for ServerConfig {
             retention_seconds: 30 * 86_400,
             grace_seconds: 10,
             max_body_bytes: 16 * 1024 * 1024,
+            max_decoded_bytes: RemoteWriteOptions::default().max_decompressed_bytes,
+            decode_budget_bytes: Limits::default().decode_budget_bytes,
+            max_import_bytes: Limits::default().max_import_bytes,
+            imports_at_once: Limits::default().imports_at_once,
         }
     }
 }
@@ -119,7 +132,8 @@ pub async fn start(
     let index = Arc::new(RwLock::new(DataIndex::new()));
     let wake = Arc::new(tokio::sync::Notify::new());
     let wake_guard = Arc::clone(&wake);
-    let ingest_options = IngestOptions::default();
+    let mut ingest_options = IngestOptions::default();
+    ingest_options.remote_write.max_decompressed_bytes = config.max_decoded_bytes;
     let intake = Arc::new(Intake::new(
         Arc::clone(&store),
         Arc::clone(&index),
@@ -163,17 +177,21 @@ pub async fn start(
         Arc::new(fetch_from_prometheus),
         config.recent_seconds,
     ));
-    let state = AppState::new(
+    let mut state = AppState::new(
         store,
         guard,
         intake,
         clock,
         Limits {
             max_body_bytes: config.max_body_bytes,
+            max_import_bytes: config.max_import_bytes,
+            imports_at_once: config.imports_at_once,
+            decode_budget_bytes: config.decode_budget_bytes,
             ..Limits::default()
         },
         ingest_options,
     );
+    state.pull_failures = puller.failures();
     Ok(Started {
         address,
         state,

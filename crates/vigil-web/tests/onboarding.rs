@@ -171,8 +171,14 @@ fn bad_requests_get_a_clear_answer() {
         "/api/v1/apps/ghost/onboarding?prometheus={}",
         encoded(&closed)
     );
+    // Only admins name a server for Vigil to query; they are told why it failed.
     assert_error(
         server.get(&unreachable, &server.viewer),
+        403,
+        "prometheus: only admins may name a prometheus server",
+    );
+    assert_error(
+        server.get(&unreachable, &server.admin),
         502,
         &format!("cannot query prometheus at {closed}: "),
     );
@@ -187,6 +193,11 @@ fn bad_requests_get_a_clear_answer() {
     let (status, report) = server.get("/api/v1/apps/shadow/onboarding", &server.viewer);
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["state"], "not_connected");
+    assert_eq!(
+        report["discovery_error"], "could not reach the app's Prometheus",
+        "a viewer is not told the socket's words"
+    );
+    let (_, report) = server.get("/api/v1/apps/shadow/onboarding", &server.admin);
     let failure = report["discovery_error"].as_str().unwrap();
     assert!(
         failure.starts_with(&format!("cannot query prometheus at {closed}: ")),
@@ -216,7 +227,7 @@ fn bad_requests_get_a_clear_answer() {
     for (query, expected) in cases {
         let (status, answer) = server.get(
             &format!("/api/v1/apps/ghost/onboarding?{query}"),
-            &server.viewer,
+            &server.admin,
         );
         assert_eq!(status, 400, "{query}: {answer}");
         let message = answer["error"].as_str().unwrap();

@@ -1088,31 +1088,38 @@ fn overall_notes(
 /// Runs each proposed query once over the last few steps before `now` and records how many
 /// hosts answer, or why it failed.
 pub fn check_proposals(client: &PrometheusClient, discovery: &mut Discovery, now: i64) {
-    let step = discovery.params.step_seconds.max(1);
-    let step_seconds = u32::try_from(step).unwrap_or(30);
-    let host_label = discovery.params.host_label.clone();
     for found in &mut discovery.found {
-        let answer = client.query_range(&RangeQuery {
-            query: found.query.query.clone(),
-            host_label: host_label.clone(),
-            metric: found.query.metric.clone(),
-            app: String::new(),
-            counter: false,
-            start: now - 4 * step,
-            end: now,
-            step_seconds,
-        });
+        let answer = try_query(client, &discovery.params, &found.query, now);
         found.check = Some(match answer {
-            Ok(result) => QueryCheck {
-                hosts: result.chunk.series.len(),
-                error: None,
-            },
+            Ok(hosts) => QueryCheck { hosts, error: None },
             Err(error) => QueryCheck {
                 hosts: 0,
                 error: Some(error.to_string()),
             },
         });
     }
+}
+
+/// Runs one pull query once over the last few steps before `now`, as the puller will: the
+/// hosts that answer, or why it failed (Prometheus answers a query it cannot parse with 400).
+pub fn try_query(
+    client: &PrometheusClient,
+    params: &DiscoveryParams,
+    query: &PullQuery,
+    now: i64,
+) -> Result<usize, PrometheusError> {
+    let step = params.step_seconds.max(1);
+    let answer = client.query_range(&RangeQuery {
+        query: query.query.clone(),
+        host_label: params.host_label.clone(),
+        metric: query.metric.clone(),
+        app: String::new(),
+        counter: false,
+        start: now - 4 * step,
+        end: now,
+        step_seconds: u32::try_from(step).unwrap_or(30),
+    })?;
+    Ok(answer.chunk.series.len())
 }
 
 /// Timeouts and limits of discovery's calls: short, since a person waits for the answer.

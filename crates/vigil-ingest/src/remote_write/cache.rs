@@ -25,6 +25,8 @@ pub(super) enum Resolution {
     WithoutHost(Arc<str>),
     /// No `__name__`: skipped.
     WithoutName,
+    /// A name breaking the naming rules: skipped; what is wrong, for the sender.
+    Invalid(Arc<str>),
 }
 
 #[derive(Debug)]

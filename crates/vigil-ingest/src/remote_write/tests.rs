@@ -139,6 +139,7 @@ fn series_without_a_host_or_a_name_are_skipped_and_counted() {
             series_without_name: 1,
             samples_without_name: 1,
             native_histograms: 0,
+            ..Skipped::default()
         }
     );
 }
@@ -268,18 +269,22 @@ fn counters_come_from_metadata_or_the_total_suffix() {
 
 #[test]
 fn zero_values_and_negative_times_survive_their_proto3_shape() {
+    // A negative time is read back as sent, then dropped and counted: times before 1970 are
+    // refused by every way in.
     let batch = decode(&[series(
         &[("__name__", "m"), ("host", "h")],
         &[
             (0, 0.0),
-            (-5, -0.0),
+            (-5, 1.0),
+            (5, -0.0),
             (T0, f64::NAN),
             (T0 + 1, f64::INFINITY),
         ],
     )]);
+    assert_eq!(batch.skipped.samples_bad_time, 1);
     let points = &batch.chunk.points;
     assert_eq!((points[0].ms, points[0].value), (0, 0.0));
-    assert_eq!(points[1].ms, -5);
+    assert_eq!(points[1].ms, 5);
     assert!(points[1].value.is_sign_negative());
     assert!(points[2].value.is_nan());
     assert_eq!(points[3].value, f64::INFINITY);
@@ -497,4 +502,37 @@ fn the_notation_splits_back_into_name_and_labels() {
     let (broken_name, kept) = split_notation(r#"x{a="1",b="open"#);
     assert_eq!(broken_name, "x");
     assert_eq!(kept, vec![("a".to_string(), "1".to_string())]);
+}
+
+#[test]
+fn bad_names_and_times_are_dropped_and_counted_as_json_refuses_them() {
+    let long_host = "h".repeat(100_000);
+    let batch = decode(&[
+        series(&[("__name__", "up"), ("host", &long_host)], &[(T0, 1.0)]),
+        series(&[("__name__", "up"), ("host", "r\u{0}1")], &[(T0, 1.0)]),
+        series(
+            &[("__name__", "up"), ("host", "h1"), ("app", "a\u{1b}")],
+            &[(T0, 1.0)],
+        ),
+        series(
+            &[("__name__", "up"), ("host", "h1")],
+            &[
+                (-1000, 1.0),
+                (i64::MAX, 1.0),
+                (253_402_300_800_000, 1.0),
+                (T0, 2.0),
+            ],
+        ),
+    ]);
+    assert_eq!(batch.chunk.series, vec![key("", "h1", "up", false)]);
+    assert_eq!(batch.chunk.points.len(), 1);
+    assert_eq!(batch.chunk.points[0].ms, T0);
+    assert_eq!(batch.skipped.series_invalid, 3);
+    assert_eq!(batch.skipped.samples_invalid, 3);
+    assert_eq!(batch.skipped.samples_bad_time, 3);
+    assert_eq!(
+        batch.skipped.example_invalid.as_deref(),
+        Some("host: is 100000 bytes, more than the limit of 1024")
+    );
+    assert!(!batch.skipped.is_empty());
 }

@@ -21,15 +21,16 @@ use vigil_guard::onboarding::discover::{Discovery, FoundSignal};
 use vigil_guard::onboarding::{
     ConnectionState, FamilyCoverage, MetricSource, MetricType, Onboarding, Signal, SignalFamily,
 };
-use vigil_guard::pull::PullQuery;
+use vigil_guard::pull::{PullFailure, PullQuery};
 
 use super::html::{connection_badge, esc, found_badge, time_element, url};
 use super::session::{checked_form, signed_in, Session, SessionForm};
 use super::{html_page, PageError, Section};
 use crate::error::ApiError;
 use crate::onboarding::{
-    app_report, apply_onboarding, default_selector, reports_from_data, unknown_app, AppReport,
-    ApplyRequest, DiscoveryQuery, DEFAULT_HOST_LABEL,
+    app_report, apply_onboarding, default_selector, remove_pull_query, reports_from_data,
+    unknown_app, AppReport, ApplyRequest, DiscoveryQuery, DEFAULT_HOST_LABEL,
+    UNREACHABLE_FOR_VIEWERS,
 };
 use crate::AppState;
 
@@ -280,6 +281,7 @@ impl AppQuery {
             "query" => Some(
                 "Your query was added to the pull source; it is fetched every step.".to_owned(),
             ),
+            "removed" => Some("The query was removed from the pull source.".to_owned()),
             _ => None,
         }
     }
@@ -296,18 +298,20 @@ pub async fn page(
 ) -> Result<Response, PageError> {
     let session = signed_in(&state, &headers, &uri).await?;
     let asked = query.discovery_query();
-    let found = app_report(&state, &app, &asked).await?;
+    let found = app_report(&state, &session.token, &app, &asked).await?;
     let unknown = !found.known && found.report.discovery.is_none();
     let status = match (&found.asked_failure, unknown) {
         (Some(error), _) => error.status,
         (None, true) => StatusCode::NOT_FOUND,
         (None, false) => StatusCode::OK,
     };
+    let failing = state.pull_failures.of_app(&app);
     let view = AppPage {
         found: &found,
         asked: &asked,
         session: &session,
         notice: query.notice(),
+        failing: &failing,
     };
     let mut body = String::with_capacity(32 * 1024);
     view.write(&mut body, unknown);
@@ -443,12 +447,29 @@ pub async fn add_query(
     Ok(Redirect::to(&location).into_response())
 }
 
+/// "Remove": an admin takes a query out of the app's pull source.
+pub async fn remove_query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(app): Path<String>,
+    form: Result<Form<AppForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (session, request) = admin_form(&state, &headers, &uri, &app, form).await?;
+    let metric = request.metric.trim().to_owned();
+    let removed = remove_pull_query(&state, &session.token, app, metric).await?;
+    let location = format!("/apps/{}?done=removed#pull", url(&removed));
+    Ok(Redirect::to(&location).into_response())
+}
+
 /// Everything one app's page shows.
 struct AppPage<'a> {
     found: &'a AppReport,
     asked: &'a DiscoveryQuery,
     session: &'a Session,
     notice: Option<String>,
+    /// The app's pull queries whose last pull failed.
+    failing: &'a [PullFailure],
 }
 
 impl AppPage<'_> {
@@ -746,20 +767,61 @@ impl AppPage<'_> {
             esc(&source.host_label),
             source.step_seconds
         );
+        let admin = self.session.is_admin();
         out.push_str(
             "<table class=\"queries\"><caption>The queries fetched every step, each stored as \
              a metric of every host</caption><thead><tr><th scope=\"col\">Metric</th>\
-             <th scope=\"col\">PromQL</th></tr></thead><tbody>",
+             <th scope=\"col\">PromQL</th><th scope=\"col\">Last pull</th>",
         );
+        if admin {
+            out.push_str("<th scope=\"col\">Remove</th>");
+        }
+        out.push_str("</tr></thead><tbody>");
         for query in &source.queries {
             let _ = write!(
                 out,
-                "<tr><th scope=\"row\"><code>{}</code></th><td><code>{}</code></td></tr>",
+                "<tr><th scope=\"row\"><code>{}</code></th><td><code>{}</code></td><td>",
                 esc(&query.metric),
                 esc(&query.query)
             );
+            self.write_pull_state(out, &query.metric);
+            out.push_str("</td>");
+            if admin {
+                self.write_remove_form(out, &query.metric);
+            }
+            out.push_str("</tr>");
         }
         out.push_str("</tbody></table></section>");
+    }
+
+    /// Whether a query's last pull failed: when and (to admins, who chose the server) why.
+    fn write_pull_state(&self, out: &mut String, metric: &str) {
+        let Some(failure) = self.failing.iter().find(|failure| failure.metric == metric) else {
+            out.push_str("ok");
+            return;
+        };
+        out.push_str("<span class=\"notice error\" role=\"alert\">failing, last at ");
+        time_element(out, failure.at);
+        if self.session.is_admin() {
+            let _ = write!(out, ": {}", esc(&failure.error));
+        } else {
+            let _ = write!(out, ": {}", esc(UNREACHABLE_FOR_VIEWERS));
+        }
+        out.push_str("</span>");
+    }
+
+    fn write_remove_form(&self, out: &mut String, metric: &str) {
+        let _ = write!(
+            out,
+            "<td><form class=\"remove-query\" method=\"post\" action=\"/apps/{}/queries/remove\">\
+             {}<input type=\"hidden\" name=\"metric\" value=\"{}\">\
+             <button type=\"submit\" aria-label=\"Remove the query of {}\">Remove</button>\
+             </form></td>",
+            url(&self.report().app),
+            self.session.form_field(),
+            esc(metric),
+            esc(metric)
+        );
     }
 
     fn write_discovery(&self, out: &mut String) {

@@ -56,6 +56,7 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app}", get(apps::page))
         .route("/apps/{app}/apply", post(apps::apply))
         .route("/apps/{app}/queries", post(apps::add_query))
+        .route("/apps/{app}/queries/remove", post(apps::remove_query))
         .route("/signin", get(session::form).post(session::sign_in))
         .route(
             "/signout",

@@ -1,0 +1,454 @@
+//! Hostile and careless input: one rule for every name, id, time and setting whichever way it
+//! arrives, bounded work for bodies that expand, and no fetching of a URL a non-admin names.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::Write;
+
+use serde_json::json;
+use support::{form_encode, request, PageClient, TestServer};
+use vigil_ingest::remote_write::{compress_body, encode_remote_write, WriteSeries};
+
+const NOW: i64 = 1_700_000_000;
+
+fn release_body(id: &str) -> serde_json::Value {
+    json!({
+        "id": id, "app": "shop", "version": "2",
+        "hosts": ["a", "b"], "reference": {"type": "hosts", "hosts": ["c"]},
+        "step_seconds": 2, "observe_seconds": 60,
+        "settings": {"baseline_seconds": 60, "warmup_seconds": 4},
+    })
+}
+
+fn error_of(answer: &serde_json::Value) -> String {
+    answer["error"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_baseline_of_i64_max_is_refused_at_creation_naming_the_setting() {
+    let server = TestServer::start(NOW);
+    let mut body = release_body("r1");
+    body["settings"]["baseline_seconds"] = json!(i64::MAX);
+    let (status, answer) = server.post("/api/v1/releases", &server.operator, &body);
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        error_of(&answer).starts_with("settings.baseline_seconds: "),
+        "{answer}"
+    );
+    body["settings"] = json!({"history_days": 1_000_000_000u64});
+    let (status, answer) = server.post("/api/v1/releases", &server.operator, &body);
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        error_of(&answer).contains("settings.history_days"),
+        "{answer}"
+    );
+    let (status, listed) = server.get("/api/v1/releases", &server.viewer);
+    assert_eq!((status, listed), (200, json!([])));
+}
+
+#[test]
+fn release_ids_names_and_reference_hosts_follow_one_rule() {
+    let server = TestServer::start(NOW);
+    let cases = [
+        ("id", json!("..")),
+        ("hosts[0]", json!(["r\u{0}1", "b"])),
+        ("app", json!("shop\u{1b}[2J")),
+        (
+            "reference.hosts[1]",
+            json!({"type": "hosts", "hosts": ["c", "c"]}),
+        ),
+    ];
+    for (field, value) in cases {
+        let mut body = release_body("r2");
+        let key = field.split(['[', '.']).next().unwrap();
+        body[key] = value;
+        let (status, answer) = server.post("/api/v1/releases", &server.operator, &body);
+        assert_eq!(status, 400, "{field}: {answer}");
+        assert!(error_of(&answer).starts_with(field), "{field}: {answer}");
+    }
+    let (_, listed) = server.get("/api/v1/releases", &server.viewer);
+    assert_eq!(listed, json!([]));
+}
+
+#[test]
+fn json_ingestion_refuses_control_characters_in_host_and_app_names() {
+    let server = TestServer::start(NOW);
+    for (field, host, app) in [
+        ("samples[0].host", "r\u{0}1", "shop"),
+        ("samples[0].host", "r\n1", "shop"),
+        ("samples[0].app", "r1", "sh\u{1b}op"),
+    ] {
+        let body = json!({"samples": [
+            {"host": host, "app": app, "metric": "cpu", "time": NOW, "value": 1.0}
+        ]});
+        let (status, answer) = server.post("/api/v1/ingest/samples", &server.ingest, &body);
+        assert_eq!(status, 400, "{answer}");
+        assert!(error_of(&answer).starts_with(field), "{answer}");
+    }
+    let (_, apps) = server.get("/api/v1/apps", &server.viewer);
+    assert_eq!(apps, json!({}));
+}
+
+#[test]
+fn remote_write_drops_times_and_names_json_refuses_and_says_so() {
+    let server = TestServer::start(NOW);
+    let long_host = "h".repeat(100_000);
+    let now_ms = NOW * 1000;
+    let series = [
+        WriteSeries::new(&[("__name__", "up"), ("host", "h1")])
+            .with_sample(-1000, 1.0)
+            .with_sample(i64::MAX, 1.0)
+            .with_sample(253_402_300_800_000, 1.0)
+            .with_sample(now_ms, 1.0),
+        WriteSeries::new(&[("__name__", "up"), ("host", long_host.as_str())])
+            .with_sample(now_ms, 1.0),
+    ];
+    let body = encode_remote_write(&series, &[]).unwrap();
+    let (status, answer) = server.post_bytes("/api/v1/ingest/prometheus", &server.ingest, body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    let skipped = answer["skipped"].to_string();
+    assert!(
+        skipped.contains("1 series with an invalid name (for example host: is 100000 bytes"),
+        "{answer}"
+    );
+    assert!(
+        skipped.contains("3 samples with a time before 1970 or after the year 9999"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_pause_reason_of_a_megabyte_is_refused() {
+    let server = TestServer::start(NOW);
+    let (status, _) = server.post("/api/v1/releases", &server.operator, &release_body("r3"));
+    assert_eq!(status, 201);
+    let reason = "x".repeat(1 << 20);
+    let (status, answer) = server.post(
+        "/api/v1/releases/r3/pause",
+        &server.operator,
+        &json!({"reason": reason}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        error_of(&answer).starts_with("reason: is 1048576 bytes"),
+        "{answer}"
+    );
+    let (_, release) = server.get("/api/v1/releases/r3", &server.viewer);
+    assert_eq!(release["state"], "pending");
+}
+
+#[test]
+fn putting_an_array_as_app_settings_keeps_the_settings() {
+    let server = TestServer::start(NOW);
+    let settings = json!({"log_pattern": "(?P<message>.*)"});
+    let (status, answer) = server.put("/api/v1/apps/shop", &server.admin, &settings);
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = server.put("/api/v1/apps/shop", &server.admin, &json!([]));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        error_of(&answer).contains("body: expected a JSON object"),
+        "{answer}"
+    );
+    let (_, apps) = server.get("/api/v1/apps", &server.viewer);
+    assert_eq!(apps["shop"], settings);
+}
+
+/// A loopback port nobody listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn only_admins_make_the_server_fetch_a_url_and_viewers_see_no_socket_details() {
+    let server = TestServer::start(NOW);
+    let target = format!("http://127.0.0.1:{}", closed_port());
+    let path = format!(
+        "/api/v1/apps/shop/onboarding?prometheus={}",
+        form_encode(&target)
+    );
+    let (status, answer) = server.get(&path, &server.viewer);
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        error_of(&answer).starts_with("prometheus: only admins"),
+        "{answer}"
+    );
+    let (status, answer) = server.get(&path, &server.admin);
+    assert_eq!(status, 502, "admins are told what failed: {answer}");
+
+    let mut pages = PageClient::new(&server.base);
+    pages.sign_in(&server.viewer);
+    let page = pages.get(&format!("/apps/shop?prometheus={}", form_encode(&target)));
+    assert_eq!(page.status, 403, "{}", page.body);
+
+    // The app's configured source may be queried for a viewer, but its failure is not told
+    // in the socket's words.
+    let settings =
+        json!({"prometheus": {"url": target, "queries": [{"metric": "up", "query": "up"}]}});
+    let (status, answer) = server.put("/api/v1/apps/shop", &server.admin, &settings);
+    assert_eq!(status, 200, "{answer}");
+    let (status, report) = server.get("/api/v1/apps/shop/onboarding", &server.viewer);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["discovery_error"], "could not reach the app's Prometheus",
+        "{report}"
+    );
+    let (_, report) = server.get("/api/v1/apps/shop/onboarding", &server.admin);
+    assert_ne!(
+        report["discovery_error"],
+        "could not reach the app's Prometheus"
+    );
+}
+
+fn gzip(plain_chunk: &[u8], times: usize) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for _ in 0..times {
+        encoder.write_all(plain_chunk).unwrap();
+    }
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn an_import_that_expands_past_the_limit_is_a_413_naming_it() {
+    let server = TestServer::start(NOW);
+    let bomb = gzip(&vec![b' '; 1 << 20], 48);
+    let (status, answer) = server.post_bytes("/api/v1/releases/import", &server.operator, bomb);
+    assert_eq!(status, 413, "{answer}");
+    assert!(
+        error_of(&answer).contains("more than the limit of 33554432 bytes"),
+        "{answer}"
+    );
+    let mut bundle: serde_json::Value = {
+        let path = support::examples_dir().join("releases/pub0031.json.gz");
+        let bytes = std::fs::read(path).unwrap();
+        let parsed = vigil_core::Bundle::from_bytes(&bytes, "example").unwrap();
+        serde_json::to_value(parsed).unwrap()
+    };
+    bundle["id"] = json!("..");
+    let (status, answer) = server.post("/api/v1/releases/import", &server.operator, &bundle);
+    assert_eq!(status, 400, "{answer}");
+    assert!(error_of(&answer).starts_with("id: "), "{answer}");
+}
+
+#[test]
+fn a_remote_write_body_expanding_past_the_limit_is_a_413_before_decoding() {
+    let server = TestServer::start(NOW);
+    let bomb = compress_body(&vec![0u8; 100 << 20]).unwrap();
+    let (status, answer) = request(
+        &server.base,
+        "POST",
+        "/api/v1/ingest/prometheus",
+        &server.ingest,
+        Some(bomb),
+    );
+    assert_eq!(status, 413, "{answer}");
+    assert!(
+        error_of(&answer).contains("more than the limit of 33554432"),
+        "{answer}"
+    );
+}
+
+/// A stand-in for Prometheus' range query API on a free loopback port: a query holding
+/// `bad` is refused as Prometheus refuses PromQL it cannot parse (400, `bad_data`), any other
+/// answers one series of host `h1`.
+fn fake_prometheus() -> String {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            let mut chunked = false;
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+                let lower = line.to_ascii_lowercase();
+                if let Some(value) = lower.strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            while chunked {
+                let mut size_line = String::new();
+                let _ = reader.read_line(&mut size_line);
+                let size = usize::from_str_radix(size_line.trim(), 16).unwrap_or(0);
+                let mut chunk = vec![0; size + 2];
+                let _ = reader.read_exact(&mut chunk);
+                body.extend_from_slice(&chunk[..size]);
+                chunked = size > 0;
+            }
+            let request = format!("{head}{}", String::from_utf8_lossy(&body));
+            let (status, answer) = if request.contains("bad") {
+                (
+                    "400 Bad Request",
+                    r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error: unclosed left parenthesis"}"#.to_owned(),
+                )
+            } else {
+                (
+                    "200 OK",
+                    format!(
+                        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"instance":"h1"}},"values":[[{NOW},"1"]]}}]}}}}"#
+                    ),
+                )
+            };
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    format!("http://{address}")
+}
+
+#[test]
+fn a_query_prometheus_refuses_is_not_stored_and_a_good_one_is() {
+    let server = TestServer::start(NOW);
+    let prometheus = fake_prometheus();
+    let apply = |query: &str| {
+        server.post(
+            "/api/v1/apps/shadow/onboarding/apply",
+            &server.admin,
+            &json!({"prometheus": prometheus, "signals": [],
+                    "queries": [{"metric": "load1", "query": query}]}),
+        )
+    };
+    let (status, answer) = apply("bad(");
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        error_of(&answer).starts_with("queries[0].query: prometheus refused the query"),
+        "{answer}"
+    );
+    let (_, apps) = server.get("/api/v1/apps", &server.viewer);
+    assert_eq!(apps, json!({}), "nothing was stored");
+    let (status, answer) = apply("max by (instance) (node_load1)");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["added"][0]["metric"], "load1", "{answer}");
+
+    // The same through the app's page: a good query is added, then found already pulled.
+    let mut admin = PageClient::new(&server.base);
+    admin.sign_in(&server.admin);
+    let page = admin.get("/apps/shadow");
+    let key = support::input_value(&page.body, "form_key").unwrap();
+    let form = |query: &str| {
+        admin.post_form(
+            "/apps/shadow/queries",
+            &[
+                ("form_key", key.as_str()),
+                ("metric", "up1"),
+                ("query", query),
+            ],
+        )
+    };
+    let refused = form("bad(");
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let added = form("up");
+    assert_eq!(added.status, 303, "{}", added.body);
+    let again = form("up");
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(again
+        .body
+        .contains("the query was not added: already pulled"));
+}
+
+#[test]
+fn a_failing_pull_query_shows_on_the_app_page_and_an_admin_removes_it() {
+    let server = TestServer::start(NOW);
+    let prometheus = fake_prometheus();
+    // Stored as raw settings, where no query is tried: the puller finds it failing.
+    let settings = json!({"prometheus": {"url": prometheus, "host_label": "instance",
+        "queries": [{"metric": "broken", "query": "bad("}, {"metric": "up1", "query": "up"}]}});
+    let (status, answer) = server.put("/api/v1/apps/shadow", &server.admin, &settings);
+    assert_eq!(status, 200, "{answer}");
+    let mut admin = PageClient::new(&server.base);
+    admin.sign_in(&server.admin);
+    let mut page = admin.get("/apps/shadow");
+    for _ in 0..40 {
+        if page.body.contains("failing, last at") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        page = admin.get("/apps/shadow");
+    }
+    assert!(
+        page.body.contains("prometheus refused the query"),
+        "{}",
+        page.body
+    );
+    let mut viewer = PageClient::new(&server.base);
+    viewer.sign_in(&server.viewer);
+    let seen = viewer.get("/apps/shadow");
+    assert!(seen.body.contains("failing, last at"), "{}", seen.body);
+    assert!(
+        !seen.body.contains("prometheus refused"),
+        "viewers get no details"
+    );
+    assert!(
+        !seen.body.contains("/queries/remove"),
+        "viewers cannot remove"
+    );
+
+    let key = support::input_value(&page.body, "form_key").unwrap();
+    let forged = viewer.post_form(
+        "/apps/shadow/queries/remove",
+        &[("form_key", key.as_str()), ("metric", "broken")],
+    );
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let removed = admin.post_form(
+        "/apps/shadow/queries/remove",
+        &[("form_key", key.as_str()), ("metric", "broken")],
+    );
+    assert_eq!(removed.status, 303, "{}", removed.body);
+    let (_, apps) = server.get("/api/v1/apps", &server.viewer);
+    assert_eq!(
+        apps["shadow"]["prometheus"]["queries"],
+        json!([{"metric": "up1", "query": "up"}])
+    );
+    let missing = admin.post_form(
+        "/apps/shadow/queries/remove",
+        &[("form_key", key.as_str()), ("metric", "broken")],
+    );
+    assert_eq!(missing.status, 404, "{}", missing.body);
+}
+
+#[test]
+fn an_imported_release_is_never_observing_so_the_guard_never_judges_it_up_to_now() {
+    // Observing, a release recorded years ago would be judged over a window from then to
+    // today: millions of steps for every series (a server reached 19 GiB on two imports).
+    let server = TestServer::start(NOW);
+    let bytes = std::fs::read(support::examples_dir().join("releases/pub0031.json.gz")).unwrap();
+    let (status, answer) = server.post_bytes("/api/v1/releases/import", &server.operator, bytes);
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_owned();
+    let (_, transitions) = server.get(
+        &format!("/api/v1/releases/{id}/transitions"),
+        &server.viewer,
+    );
+    let states: Vec<(&str, &str)> = transitions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|transition| {
+            (
+                transition["from"].as_str().unwrap(),
+                transition["to"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        states
+            .iter()
+            .all(|(from, to)| *from != "observing" && *to != "observing"),
+        "{states:?}"
+    );
+}
