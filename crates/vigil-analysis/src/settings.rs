@@ -78,24 +78,11 @@ impl Default for Settings {
     }
 }
 
-/// Bounds of [`Settings::silent_host_fault_seconds`]: a minute (one late scrape is no crash)
-/// to a day (longer is no guard at all).
+/// Bounds of [`Settings::silent_host_fault_seconds`], checked when a release is created: a
+/// minute (one late scrape is no crash) to a day (longer is no guard at all).
 pub const SILENT_HOST_FAULT_SECONDS: std::ops::RangeInclusive<i64> = 60..=86_400;
 
 impl Settings {
-    /// Checks the settings whose range the analysis relies on; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        if !SILENT_HOST_FAULT_SECONDS.contains(&self.silent_host_fault_seconds) {
-            return Err(format!(
-                "silent_host_fault_seconds must be between {} and {}, not {}",
-                SILENT_HOST_FAULT_SECONDS.start(),
-                SILENT_HOST_FAULT_SECONDS.end(),
-                self.silent_host_fault_seconds
-            ));
-        }
-        Ok(())
-    }
-
     /// Steps of warm-up for a given step length: the samples whose whole step falls inside the
     /// warm-up (a sample covers its step from the deploy on) are not judged.
     pub fn warmup_steps(&self, step_seconds: i64) -> usize {

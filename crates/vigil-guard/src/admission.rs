@@ -3,6 +3,7 @@
 //! for its settings; one that would be (a baseline of `i64::MAX` seconds holds a release
 //! forever and fails every pass) is refused at creation with the field that is wrong.
 
+use vigil_analysis::settings::SILENT_HOST_FAULT_SECONDS;
 use vigil_analysis::Settings;
 use vigil_core::bundle::MAX_POINTS;
 use vigil_core::release::Release;
@@ -19,6 +20,8 @@ const MAX_HISTORY_DAYS: i64 = 30;
 const MAX_STEPS: i64 = 10_000;
 /// Largest z, relative effect or rate a setting may ask for; far beyond any useful value.
 const MAX_FACTOR: f64 = 1e6;
+/// Most judged metrics the per-metric bars may be set for.
+const MAX_FAMILY_SIZE: i64 = 1_000_000;
 
 /// The release's settings, checked, when its window can be built from its first batch to the
 /// end of its observation.
@@ -74,6 +77,13 @@ fn check_settings(settings: &Settings) -> Result<(), Invalid> {
             0,
             MAX_HISTORY_DAYS,
         ),
+        (
+            "silent_host_fault_seconds",
+            settings.silent_host_fault_seconds,
+            *SILENT_HOST_FAULT_SECONDS.start(),
+            *SILENT_HOST_FAULT_SECONDS.end(),
+        ),
+        ("family_size", to_i64(settings.family_size), 1, MAX_FAMILY_SIZE),
     ];
     for (field, value, low, high) in whole {
         whole_in(value, low, high).map_err(|problem| problem.at(format!("settings.{field}")))?;

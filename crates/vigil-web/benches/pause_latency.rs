@@ -56,6 +56,7 @@ fn main() {
             &json!({
                 "id": app, "app": app, "version": "2", "hosts": release_hosts,
                 "reference": {"type": "hosts", "hosts": reference_hosts}, "step_seconds": STEP,
+                "settings": {"judge_unlisted_metrics": true},
             }),
         );
         let samples_at = |t: i64, faulty: bool| {

@@ -88,6 +88,8 @@ fn killed_mid_release_resumes_and_pauses(database: &str) {
             "id": "restart-1", "app": "shop", "version": "2",
             "hosts": RELEASE_HOSTS, "reference": {"type": "hosts", "hosts": REFERENCE_HOSTS},
             "step_seconds": STEP, "observe_seconds": 3600,
+            "metrics": [{"name": "latency_ms", "kind": "middleware", "direction": "increase",
+                         "critical": true}],
             "settings": {"baseline_seconds": 120, "warmup_seconds": 4},
         })),
     );
