@@ -555,5 +555,5 @@ fn a_release_host_that_falls_silent_holds_the_release_then_pauses_it() {
         page.contains("<span class=\"signal-kind\">Silence</span> <code>no data</code>"),
         "{page}"
     );
-    assert!(page.contains("<dd>no samples ("), "{page}");
+    assert!(page.contains("<dt>Effect</dt><dd>no samples</dd>"), "{page}");
 }
