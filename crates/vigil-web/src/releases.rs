@@ -923,7 +923,7 @@ pub async fn list_feedback(
 }
 
 /// Imports a `release-bundle/1`: stores the release, its data and templates, replays it and
-/// leaves it paused (when the replay paused it) or succeeded.
+/// leaves it paused (when the replay paused it, or ended with data missing) or succeeded.
 ///
 /// A few MiB of gzip can expand to gigabytes and a replay takes seconds: one of a bounded
 /// number of imports at once decompresses (up to [`crate::Limits::max_import_bytes`]), parses
@@ -1056,7 +1056,12 @@ fn replay_import(bundle: &Bundle, actor: String, now: i64) -> Result<Imported, A
         metrics: bundle.metrics.clone(),
         settings: serde_json::Map::new(),
     };
-    let outcome = vigil_analysis::replay(bundle, &vigil_analysis::Settings::default());
+    // The last step's reason says which hosts and metrics were missing when data was.
+    let mut last_reason = None;
+    let outcome =
+        vigil_analysis::replay_with(bundle, &vigil_analysis::Settings::default(), |judgement| {
+            last_reason.clone_from(&judgement.reason);
+        });
     let release = Release {
         id: bundle.id.clone(),
         spec,
@@ -1079,6 +1084,7 @@ fn replay_import(bundle: &Bundle, actor: String, now: i64) -> Result<Imported, A
             .findings
             .first()
             .map(|finding| finding.explanation.clone())
+            .or(last_reason)
             .unwrap_or_else(|| format!("replay: {}", outcome.verdict)),
         findings: vigil_guard::guard::finite_findings(&outcome.findings),
     };
@@ -1115,26 +1121,46 @@ fn store_import(
     )?;
     intake.logs(&logs, Some(format!("import:{}:logs", release.id)), now)?;
     store.record_verdict(&record, &[])?;
+    let (to, action, reason) = imported_outcome(paused, &record);
     let change = Change {
         release_id: release.id.clone(),
         expected: ReleaseState::Pending,
-        to: if paused {
-            ReleaseState::Paused
-        } else {
-            ReleaseState::Succeeded
-        },
-        action: if paused {
-            Action::Pause
-        } else {
-            Action::Succeed
-        },
+        to,
+        action,
         actor: release.created_by.clone(),
         at: now,
-        reason: format!("imported and replayed: {}", record.explanation),
+        reason,
         deployed: None,
         notifications: Vec::new(),
     };
     Ok(store.apply(&change)?.0)
+}
+
+/// Where a replayed import ends, and why. A replay that ended with data missing never saw
+/// what a pass needs: it stays held (paused, as a release the guard holds), never succeeded.
+fn imported_outcome(paused: bool, record: &VerdictRecord) -> (ReleaseState, Action, String) {
+    if paused {
+        return (
+            ReleaseState::Paused,
+            Action::Pause,
+            format!("imported and replayed: {}", record.explanation),
+        );
+    }
+    if record.verdict == Verdict::InsufficientData {
+        return (
+            ReleaseState::Paused,
+            Action::Pause,
+            format!(
+                "imported and replayed: held, it never had the data to pass: {}",
+                record.explanation
+            ),
+        );
+    }
+    (
+        ReleaseState::Succeeded,
+        Action::Succeed,
+        format!("imported and replayed: {}", record.explanation),
+    )
 }
 
 /// A bundle's series and log counts as ingested chunks.
