@@ -591,7 +591,9 @@ pub async fn series(
 ) -> Result<Json<SeriesAnswer>, ApiError> {
     state.authorize(&headers, Role::Viewer).await?;
     let release = load(&state, id).await?;
+    let core = state.budget.heavy_work().await?;
     let bundle = window(&state, &release).await?;
+    drop(core);
     let by_host = bundle
         .series
         .get(&query.metric)
@@ -623,14 +625,26 @@ pub async fn series(
     }))
 }
 
+/// The release's window as a `release-bundle/1`. Assembling and writing megabytes of JSON is
+/// heavy work: one of its cores, on blocking threads.
 pub async fn export(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Bundle>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     state.authorize(&headers, Role::Viewer).await?;
     let release = load(&state, id).await?;
-    Ok(Json(window(&state, &release).await?))
+    let _core = state.budget.heavy_work().await?;
+    let bundle = window(&state, &release).await?;
+    let body = tokio::task::spawn_blocking(move || serde_json::to_vec(&bundle))
+        .await
+        .map_err(|error| ApiError::internal(format!("export task failed: {error}")))?
+        .map_err(|error| ApiError::internal(format!("cannot write the bundle: {error}")))?;
+    let json = [(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    )];
+    Ok(axum::response::IntoResponse::into_response((json, body)))
 }
 
 #[derive(Debug, Default, Deserialize)]
