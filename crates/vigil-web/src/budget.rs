@@ -91,31 +91,38 @@ impl Budget {
     /// drawing a release's page, writing an export): the decoders' cores, so that the last
     /// core stays with the async workers however many pages are asked at once.
     pub async fn heavy_work(&self) -> Result<Held, ApiError> {
-        let waiting = Arc::clone(&self.decoders).acquire_owned();
-        match tokio::time::timeout(self.wait, waiting).await {
-            Ok(Ok(permit)) => Ok(Held {
-                _permit: permit,
-                decoder: None,
-            }),
-            _ => Err(ApiError::busy(
-                "the server is doing as much heavy work as it takes at once; retry shortly",
-                1,
-            )),
-        }
+        self.one_of(
+            &self.decoders,
+            "the server is doing as much heavy work as it takes at once; retry shortly",
+            1,
+        )
+        .await
     }
 
     /// One of the imports that may run at once.
     pub async fn import(&self) -> Result<Held, ApiError> {
-        let waiting = Arc::clone(&self.imports).acquire_owned();
+        self.one_of(
+            &self.imports,
+            "the server is importing as many bundles as it takes at once; retry shortly",
+            5,
+        )
+        .await
+    }
+
+    /// A permit of `slots`, waited for at most the budget's wait; else a 503 saying `busy`.
+    async fn one_of(
+        &self,
+        slots: &Arc<Semaphore>,
+        busy: &str,
+        retry_after_seconds: u32,
+    ) -> Result<Held, ApiError> {
+        let waiting = Arc::clone(slots).acquire_owned();
         match tokio::time::timeout(self.wait, waiting).await {
             Ok(Ok(permit)) => Ok(Held {
                 _permit: permit,
                 decoder: None,
             }),
-            _ => Err(ApiError::busy(
-                "the server is importing as many bundles as it takes at once; retry shortly",
-                5,
-            )),
+            _ => Err(ApiError::busy(busy, retry_after_seconds)),
         }
     }
 }

@@ -1272,6 +1272,20 @@ fn bombs_leave_memory_bounded_and_health_answering() {
     hold_bounds(worst_health_us, health_failures, idle_kb, peak_kb);
 }
 
+/// Prints what a load was answered and the watch's figures over it: the slowest `/healthz`,
+/// its failures and polls, and the memory.
+fn print_load(answers: &str, figures: (u64, u64, u64, u64), idle_kb: u64) {
+    let (worst_health_us, health_failures, polls, peak_kb) = figures;
+    println!(
+        "{answers}; /healthz worst {:.1} ms over {polls} polls ({health_failures} failed); \
+         memory idle {} MiB, peak {} MiB (+{} MiB)",
+        worst_health_us as f64 / 1000.0,
+        idle_kb / 1024,
+        peak_kb / 1024,
+        peak_kb.saturating_sub(idle_kb) / 1024
+    );
+}
+
 /// `/healthz` always answered and in time, memory within its bound over the idle size.
 fn hold_bounds(worst_health_us: u64, health_failures: u64, idle_kb: u64, peak_kb: u64) {
     assert_eq!(health_failures, 0);
@@ -1377,13 +1391,10 @@ fn two_large_imports_at_once_leave_health_answering() {
     // The imported releases stay on the server: a few guard passes go by with them.
     std::thread::sleep(Duration::from_secs(5));
     let (worst_health_us, health_failures, polls, peak_kb) = watch.finish();
-    println!(
-        "imports: answers {answers:?}; /healthz worst {:.1} ms over {polls} polls \
-         ({health_failures} failed); memory idle {} MiB, peak {} MiB (+{} MiB)",
-        worst_health_us as f64 / 1000.0,
-        idle_kb / 1024,
-        peak_kb / 1024,
-        peak_kb.saturating_sub(idle_kb) / 1024
+    print_load(
+        &format!("imports: answers {answers:?}"),
+        (worst_health_us, health_failures, polls, peak_kb),
+        idle_kb,
     );
     assert!(answers.contains(&Some(201)), "one import is replayed");
     for answer in &answers {
@@ -1469,13 +1480,10 @@ fn pages_of_a_large_release_leave_health_answering() {
         .flat_map(|reader| reader.join().unwrap())
         .collect();
     let (worst_health_us, health_failures, polls, peak_kb) = watch.finish();
-    println!(
-        "pages: answers {statuses:?}; /healthz worst {:.1} ms over {polls} polls \
-         ({health_failures} failed); memory idle {} MiB, peak {} MiB (+{} MiB)",
-        worst_health_us as f64 / 1000.0,
-        idle_kb / 1024,
-        peak_kb / 1024,
-        peak_kb.saturating_sub(idle_kb) / 1024
+    print_load(
+        &format!("pages: answers {statuses:?}"),
+        (worst_health_us, health_failures, polls, peak_kb),
+        idle_kb,
     );
     assert!(statuses.contains(&200), "pages are served");
     for status in &statuses {
