@@ -87,18 +87,42 @@ impl Budget {
         }
     }
 
+    /// One of the cores heavy work without bytes to count may take (assembling a window,
+    /// drawing a release's page, writing an export): the decoders' cores, so that the last
+    /// core stays with the async workers however many pages are asked at once.
+    pub async fn heavy_work(&self) -> Result<Held, ApiError> {
+        self.one_of(
+            &self.decoders,
+            "the server is doing as much heavy work as it takes at once; retry shortly",
+            1,
+        )
+        .await
+    }
+
     /// One of the imports that may run at once.
     pub async fn import(&self) -> Result<Held, ApiError> {
-        let waiting = Arc::clone(&self.imports).acquire_owned();
+        self.one_of(
+            &self.imports,
+            "the server is importing as many bundles as it takes at once; retry shortly",
+            5,
+        )
+        .await
+    }
+
+    /// A permit of `slots`, waited for at most the budget's wait; else a 503 saying `busy`.
+    async fn one_of(
+        &self,
+        slots: &Arc<Semaphore>,
+        busy: &str,
+        retry_after_seconds: u32,
+    ) -> Result<Held, ApiError> {
+        let waiting = Arc::clone(slots).acquire_owned();
         match tokio::time::timeout(self.wait, waiting).await {
             Ok(Ok(permit)) => Ok(Held {
                 _permit: permit,
                 decoder: None,
             }),
-            _ => Err(ApiError::busy(
-                "the server is importing as many bundles as it takes at once; retry shortly",
-                5,
-            )),
+            _ => Err(ApiError::busy(busy, retry_after_seconds)),
         }
     }
 }
@@ -118,6 +142,18 @@ mod tests {
         assert!(budget.decode(2 << 20).await.is_ok());
         let huge = budget.decode(5 << 20).await.expect_err("never fits");
         assert_eq!(huge.status, axum::http::StatusCode::PAYLOAD_TOO_LARGE);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut heavy = Vec::new();
+        for _ in 0..cores.saturating_sub(1).max(1) {
+            heavy.push(budget.heavy_work().await.expect("a core for heavy work"));
+        }
+        let refused = budget
+            .heavy_work()
+            .await
+            .expect_err("every heavy core taken");
+        assert_eq!(refused.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        drop(heavy);
+        assert!(budget.heavy_work().await.is_ok());
         let import = budget.import().await.expect("one import");
         assert!(budget.import().await.is_err());
         drop(import);

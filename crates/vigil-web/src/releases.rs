@@ -591,7 +591,9 @@ pub async fn series(
 ) -> Result<Json<SeriesAnswer>, ApiError> {
     state.authorize(&headers, Role::Viewer).await?;
     let release = load(&state, id).await?;
+    let core = state.budget.heavy_work().await?;
     let bundle = window(&state, &release).await?;
+    drop(core);
     let by_host = bundle
         .series
         .get(&query.metric)
@@ -623,14 +625,26 @@ pub async fn series(
     }))
 }
 
+/// The release's window as a `release-bundle/1`. Assembling and writing megabytes of JSON is
+/// heavy work: one of its cores, on blocking threads.
 pub async fn export(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Bundle>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     state.authorize(&headers, Role::Viewer).await?;
     let release = load(&state, id).await?;
-    Ok(Json(window(&state, &release).await?))
+    let _core = state.budget.heavy_work().await?;
+    let bundle = window(&state, &release).await?;
+    let body = tokio::task::spawn_blocking(move || serde_json::to_vec(&bundle))
+        .await
+        .map_err(|error| ApiError::internal(format!("export task failed: {error}")))?
+        .map_err(|error| ApiError::internal(format!("cannot write the bundle: {error}")))?;
+    let json = [(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    )];
+    Ok(axum::response::IntoResponse::into_response((json, body)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -923,7 +937,7 @@ pub async fn list_feedback(
 }
 
 /// Imports a `release-bundle/1`: stores the release, its data and templates, replays it and
-/// leaves it paused (when the replay paused it) or succeeded.
+/// leaves it paused (when the replay paused it, or ended with data missing) or succeeded.
 ///
 /// A few MiB of gzip can expand to gigabytes and a replay takes seconds: one of a bounded
 /// number of imports at once decompresses (up to [`crate::Limits::max_import_bytes`]), parses
@@ -1056,7 +1070,12 @@ fn replay_import(bundle: &Bundle, actor: String, now: i64) -> Result<Imported, A
         metrics: bundle.metrics.clone(),
         settings: serde_json::Map::new(),
     };
-    let outcome = vigil_analysis::replay(bundle, &vigil_analysis::Settings::default());
+    // The last step's reason says which hosts and metrics were missing when data was.
+    let mut last_reason = None;
+    let outcome =
+        vigil_analysis::replay_with(bundle, &vigil_analysis::Settings::default(), |judgement| {
+            last_reason.clone_from(&judgement.reason);
+        });
     let release = Release {
         id: bundle.id.clone(),
         spec,
@@ -1079,6 +1098,7 @@ fn replay_import(bundle: &Bundle, actor: String, now: i64) -> Result<Imported, A
             .findings
             .first()
             .map(|finding| finding.explanation.clone())
+            .or(last_reason)
             .unwrap_or_else(|| format!("replay: {}", outcome.verdict)),
         findings: vigil_guard::guard::finite_findings(&outcome.findings),
     };
@@ -1115,26 +1135,46 @@ fn store_import(
     )?;
     intake.logs(&logs, Some(format!("import:{}:logs", release.id)), now)?;
     store.record_verdict(&record, &[])?;
+    let (to, action, reason) = imported_outcome(paused, &record);
     let change = Change {
         release_id: release.id.clone(),
         expected: ReleaseState::Pending,
-        to: if paused {
-            ReleaseState::Paused
-        } else {
-            ReleaseState::Succeeded
-        },
-        action: if paused {
-            Action::Pause
-        } else {
-            Action::Succeed
-        },
+        to,
+        action,
         actor: release.created_by.clone(),
         at: now,
-        reason: format!("imported and replayed: {}", record.explanation),
+        reason,
         deployed: None,
         notifications: Vec::new(),
     };
     Ok(store.apply(&change)?.0)
+}
+
+/// Where a replayed import ends, and why. A replay that ended with data missing never saw
+/// what a pass needs: it stays held (paused, as a release the guard holds), never succeeded.
+fn imported_outcome(paused: bool, record: &VerdictRecord) -> (ReleaseState, Action, String) {
+    if paused {
+        return (
+            ReleaseState::Paused,
+            Action::Pause,
+            format!("imported and replayed: {}", record.explanation),
+        );
+    }
+    if record.verdict == Verdict::InsufficientData {
+        return (
+            ReleaseState::Paused,
+            Action::Pause,
+            format!(
+                "imported and replayed: held, it never had the data to pass: {}",
+                record.explanation
+            ),
+        );
+    }
+    (
+        ReleaseState::Succeeded,
+        Action::Succeed,
+        format!("imported and replayed: {}", record.explanation),
+    )
 }
 
 /// A bundle's series and log counts as ingested chunks.

@@ -7,6 +7,7 @@ mod support;
 use std::io::Write;
 
 use serde_json::json;
+use support::prometheus::{prometheus_or_skip, Prometheus};
 use support::{form_encode, request, PageClient, TestServer};
 use vigil_ingest::remote_write::{compress_body, encode_remote_write, WriteSeries};
 
@@ -250,76 +251,28 @@ fn a_remote_write_body_expanding_past_the_limit_is_a_413_before_decoding() {
     );
 }
 
-/// A stand-in for Prometheus' range query API on a free loopback port: a query holding
-/// `bad` is refused as Prometheus refuses PromQL it cannot parse (400, `bad_data`), any other
-/// answers one series of host `h1`.
-fn fake_prometheus() -> String {
-    use std::io::{BufRead, BufReader, Read};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut length = 0;
-            let mut chunked = false;
-            let mut head = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                head.push_str(&line);
-                let lower = line.to_ascii_lowercase();
-                if let Some(value) = lower.strip_prefix("content-length:") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-                chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            while chunked {
-                let mut size_line = String::new();
-                let _ = reader.read_line(&mut size_line);
-                let size = usize::from_str_radix(size_line.trim(), 16).unwrap_or(0);
-                let mut chunk = vec![0; size + 2];
-                let _ = reader.read_exact(&mut chunk);
-                body.extend_from_slice(&chunk[..size]);
-                chunked = size > 0;
-            }
-            let request = format!("{head}{}", String::from_utf8_lossy(&body));
-            let (status, answer) = if request.contains("bad") {
-                (
-                    "400 Bad Request",
-                    r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error: unclosed left parenthesis"}"#.to_owned(),
-                )
-            } else {
-                (
-                    "200 OK",
-                    format!(
-                        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"instance":"h1"}},"values":[[{NOW},"1"]]}}]}}}}"#
-                    ),
-                )
-            };
-            let mut stream = reader.into_inner();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                answer.len()
-            );
-        }
-    });
-    format!("http://{address}")
+/// A real Prometheus with nothing to scrape: it answers a query it can parse (with no series)
+/// and refuses PromQL it cannot parse with 400 `bad_data`. None, after a loud SKIPPED, when it
+/// is not installed.
+fn idle_prometheus(test: &str) -> Option<Prometheus> {
+    let binary = prometheus_or_skip(test)?;
+    Some(Prometheus::start(
+        &binary,
+        "global:\n  scrape_interval: 15s\n",
+    ))
 }
 
 #[test]
 fn a_query_prometheus_refuses_is_not_stored_and_a_good_one_is() {
+    let Some(prometheus) = idle_prometheus("an own query is tried before it is stored") else {
+        return;
+    };
     let server = TestServer::start(NOW);
-    let prometheus = fake_prometheus();
     let apply = |query: &str| {
         server.post(
             "/api/v1/apps/shadow/onboarding/apply",
             &server.admin,
-            &json!({"prometheus": prometheus, "signals": [],
+            &json!({"prometheus": prometheus.url, "signals": [],
                     "queries": [{"metric": "load1", "query": query}]}),
         )
     };
@@ -363,10 +316,12 @@ fn a_query_prometheus_refuses_is_not_stored_and_a_good_one_is() {
 
 #[test]
 fn a_failing_pull_query_shows_on_the_app_page_and_an_admin_removes_it() {
+    let Some(prometheus) = idle_prometheus("a failing pull query shows on the app page") else {
+        return;
+    };
     let server = TestServer::start(NOW);
-    let prometheus = fake_prometheus();
     // Stored as raw settings, where no query is tried: the puller finds it failing.
-    let settings = json!({"prometheus": {"url": prometheus, "host_label": "instance",
+    let settings = json!({"prometheus": {"url": prometheus.url, "host_label": "instance",
         "queries": [{"metric": "broken", "query": "bad("}, {"metric": "up1", "query": "up"}]}});
     let (status, answer) = server.put("/api/v1/apps/shadow", &server.admin, &settings);
     assert_eq!(status, 200, "{answer}");
@@ -450,5 +405,69 @@ fn an_imported_release_is_never_observing_so_the_guard_never_judges_it_up_to_now
             .iter()
             .all(|(from, to)| *from != "observing" && *to != "observing"),
         "{states:?}"
+    );
+}
+
+/// Each series of `by_name` (metric or log template, then host) ends at `points`, and
+/// `silent_host`'s is missing from `from` on.
+fn cut(by_name: &mut serde_json::Value, silent_host: &str, from: usize, points: usize) {
+    for by_host in by_name.as_object_mut().unwrap().values_mut() {
+        for (host, values) in by_host.as_object_mut().unwrap() {
+            let values = values.as_array_mut().unwrap();
+            values.truncate(points);
+            if host == silent_host {
+                values
+                    .iter_mut()
+                    .skip(from)
+                    .for_each(|value| *value = json!(null));
+            }
+        }
+    }
+}
+
+/// Steps recorded after the deploy: fewer than the ten minutes after which a silent release
+/// host beside reporting reference hosts is a fault, so the replay ends with data missing.
+const STEPS_AFTER_DEPLOY: usize = 8;
+
+/// An example bundle whose only release host sends nothing from its deploy on (every value of
+/// it, metric or log count, is missing from that step), recorded until a few minutes after it.
+fn bundle_with_a_silent_release_host() -> (serde_json::Value, String) {
+    let path = support::examples_dir().join("releases/pub0087.json.gz");
+    let parsed = vigil_core::Bundle::from_bytes(&std::fs::read(path).unwrap(), "example").unwrap();
+    let silent_host = parsed.batches[0].hosts[0].clone();
+    let deploy_step =
+        usize::try_from((parsed.batches[0].at - parsed.start) / parsed.step_seconds).unwrap();
+    let points = deploy_step + STEPS_AFTER_DEPLOY;
+    let mut bundle = serde_json::to_value(parsed).unwrap();
+    bundle["id"] = json!("silent-after-deploy");
+    bundle["points"] = json!(points);
+    cut(&mut bundle["series"], &silent_host, deploy_step, points);
+    cut(
+        &mut bundle["logs"]["counts"],
+        &silent_host,
+        deploy_step,
+        points,
+    );
+    (bundle, silent_host)
+}
+
+#[test]
+fn an_import_whose_release_host_sent_nothing_after_its_deploy_is_held_not_succeeded() {
+    let server = TestServer::start(NOW);
+    let (bundle, silent_host) = bundle_with_a_silent_release_host();
+    let (status, release) = server.post("/api/v1/releases/import", &server.operator, &bundle);
+    assert_eq!(status, 201, "{release}");
+    assert_eq!(release["state"], "paused", "{release}");
+    let reason = release["reason"].as_str().unwrap();
+    assert!(reason.contains("never had the data to pass"), "{reason}");
+    assert!(reason.contains(&silent_host), "{reason}");
+    let (_, verdict) = server.get(
+        "/api/v1/releases/silent-after-deploy/verdict",
+        &server.viewer,
+    );
+    assert_eq!(
+        (&verdict["decision"], &verdict["passed"]),
+        (&json!("stop"), &json!(false)),
+        "{verdict}"
     );
 }

@@ -1272,6 +1272,20 @@ fn bombs_leave_memory_bounded_and_health_answering() {
     hold_bounds(worst_health_us, health_failures, idle_kb, peak_kb);
 }
 
+/// Prints what a load was answered and the watch's figures over it: the slowest `/healthz`,
+/// its failures and polls, and the memory.
+fn print_load(answers: &str, figures: (u64, u64, u64, u64), idle_kb: u64) {
+    let (worst_health_us, health_failures, polls, peak_kb) = figures;
+    println!(
+        "{answers}; /healthz worst {:.1} ms over {polls} polls ({health_failures} failed); \
+         memory idle {} MiB, peak {} MiB (+{} MiB)",
+        worst_health_us as f64 / 1000.0,
+        idle_kb / 1024,
+        peak_kb / 1024,
+        peak_kb.saturating_sub(idle_kb) / 1024
+    );
+}
+
 /// `/healthz` always answered and in time, memory within its bound over the idle size.
 fn hold_bounds(worst_health_us: u64, health_failures: u64, idle_kb: u64, peak_kb: u64) {
     assert_eq!(health_failures, 0);
@@ -1304,8 +1318,9 @@ impl Died for std::process::Child {
 }
 
 /// A recorded release of 300 000 values: 100 metrics on two release and two reference hosts,
-/// 750 steps of 30 s, the batch a third of the way in.
-fn large_bundle(id: &str) -> Vec<u8> {
+/// 750 steps of 30 s, the batch a third of the way in; after it the release hosts' values are
+/// `release_factor` times their own.
+fn large_bundle(id: &str, release_factor: f64) -> Vec<u8> {
     const STEPS: usize = 750;
     const START: i64 = 1_700_000_000;
     let hosts = ["r1", "r2", "k1", "k2"];
@@ -1315,8 +1330,16 @@ fn large_bundle(id: &str) -> Vec<u8> {
         let name = format!("metric_{metric}");
         let mut by_host = serde_json::Map::new();
         for (host_index, host) in hosts.iter().enumerate() {
+            let is_release = host.starts_with('r');
             let values: Vec<f64> = (0..STEPS)
-                .map(|step| 100.0 + ((step * 7 + host_index * 13 + metric) % 11) as f64)
+                .map(|step| {
+                    let value = 100.0 + ((step * 7 + host_index * 13 + metric) % 11) as f64;
+                    if is_release && step >= 250 {
+                        value * release_factor
+                    } else {
+                        value
+                    }
+                })
                 .collect();
             by_host.insert((*host).to_owned(), json!(values));
         }
@@ -1341,7 +1364,7 @@ fn large_bundle(id: &str) -> Vec<u8> {
 fn two_large_imports_at_once_leave_health_answering() {
     let started = start("imports");
     let (port, pid) = (started.port, started.server.0.id());
-    let bodies = [large_bundle("big-1"), large_bundle("big-2")];
+    let bodies = [large_bundle("big-1", 1.0), large_bundle("big-2", 1.0)];
     println!(
         "imports: two bundles of 300000 values, {} kB of JSON each",
         bodies[0].len() / 1024
@@ -1368,19 +1391,105 @@ fn two_large_imports_at_once_leave_health_answering() {
     // The imported releases stay on the server: a few guard passes go by with them.
     std::thread::sleep(Duration::from_secs(5));
     let (worst_health_us, health_failures, polls, peak_kb) = watch.finish();
-    println!(
-        "imports: answers {answers:?}; /healthz worst {:.1} ms over {polls} polls \
-         ({health_failures} failed); memory idle {} MiB, peak {} MiB (+{} MiB)",
-        worst_health_us as f64 / 1000.0,
-        idle_kb / 1024,
-        peak_kb / 1024,
-        peak_kb.saturating_sub(idle_kb) / 1024
+    print_load(
+        &format!("imports: answers {answers:?}"),
+        (worst_health_us, health_failures, polls, peak_kb),
+        idle_kb,
     );
     assert!(answers.contains(&Some(201)), "one import is replayed");
     for answer in &answers {
         assert!(
             matches!(answer, Some(201) | Some(503)),
             "an import is replayed or told to retry: {answer:?}"
+        );
+    }
+    hold_bounds(worst_health_us, health_failures, idle_kb, peak_kb);
+}
+
+/// A session cookie (`name=value`) for `token`, from the sign-in form.
+fn session_cookie(port: u16, token: &str) -> String {
+    let answer = agent(Duration::from_secs(30))
+        .post(&format!("http://127.0.0.1:{port}/signin"))
+        .header("Origin", &format!("http://127.0.0.1:{port}"))
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("token={token}&next=/releases"))
+        .unwrap();
+    assert_eq!(answer.status(), 303, "signed in");
+    let set_cookie = answer.headers()["set-cookie"].to_str().unwrap();
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// Viewers reading the page of a large paused release at once (a chart for each of its
+/// findings' metrics over 750 steps: megabytes of page) and its export: the server answers
+/// `/healthz` throughout.
+#[test]
+fn pages_of_a_large_release_leave_health_answering() {
+    let started = start("pages");
+    let (port, pid) = (started.port, started.server.0.id());
+    let import = case("import", "POST", "/api/v1/releases/import", Who::Operator)
+        .raw("application/json", large_bundle("big-fault", 3.0));
+    let client = agent(Duration::from_secs(300));
+    let imported = send(&client, port, &started.tokens, &import).unwrap();
+    assert_eq!(imported.status, 201, "{}", imported.text);
+    let cookie = session_cookie(port, &started.tokens.viewer);
+    let page = client
+        .get(&format!("http://127.0.0.1:{port}/releases/big-fault"))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap()
+        .into_body()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .unwrap();
+    println!("pages: the release's page is {} kB", page.len() / 1024);
+    assert!(page.contains("<svg"), "the page draws charts");
+    let idle_kb = idle_figures(port, pid);
+    let watch = Watch::start(port, pid);
+    let tokens = Arc::new(started.tokens);
+    let readers: Vec<_> = (0..8)
+        .map(|reader| {
+            let (cookie, tokens) = (cookie.clone(), Arc::clone(&tokens));
+            std::thread::spawn(move || {
+                let client = agent(Duration::from_secs(60));
+                let mut statuses = Vec::new();
+                for _ in 0..4 {
+                    let status = if reader % 4 == 3 {
+                        let export = case(
+                            "export",
+                            "GET",
+                            "/api/v1/releases/big-fault/export",
+                            Who::Viewer,
+                        );
+                        send(&client, port, &tokens, &export).map_or(0, |outcome| outcome.status)
+                    } else {
+                        client
+                            .get(&format!("http://127.0.0.1:{port}/releases/big-fault"))
+                            .header("Cookie", &cookie)
+                            .call()
+                            .map_or(0, |answer| answer.status().as_u16())
+                    };
+                    statuses.push(status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = readers
+        .into_iter()
+        .flat_map(|reader| reader.join().unwrap())
+        .collect();
+    let (worst_health_us, health_failures, polls, peak_kb) = watch.finish();
+    print_load(
+        &format!("pages: answers {statuses:?}"),
+        (worst_health_us, health_failures, polls, peak_kb),
+        idle_kb,
+    );
+    assert!(statuses.contains(&200), "pages are served");
+    for status in &statuses {
+        assert!(
+            matches!(status, 200 | 503),
+            "a page is served or the reader told to retry: {status}"
         );
     }
     hold_bounds(worst_health_us, health_failures, idle_kb, peak_kb);

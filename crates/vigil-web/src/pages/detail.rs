@@ -57,6 +57,10 @@ pub async fn page(
 ) -> Result<Response, PageError> {
     let session = signed_in(&state, &headers, &uri).await?;
     let record = release_record(&state, id).await?;
+    // Assembling the window and drawing a chart for each finding's metric takes a core for
+    // tens of milliseconds on a large release: one of the cores heavy work may take, on a
+    // blocking thread, never an async worker (health checks and other requests wait on those).
+    let _core = state.budget.heavy_work().await?;
     // The data window is assembled only when findings need it (for charts and log counts).
     let has_findings =
         deciding_verdict(&record.verdicts).is_some_and(|verdict| !verdict.findings.is_empty());
@@ -65,27 +69,19 @@ pub async fn page(
     } else {
         Err(ApiError::conflict("no finding needs the release's data"))
     };
-    let view = Detail {
-        record: &record,
-        bundle: bundle.as_ref(),
-        session: &session,
-        notice: notice.done.as_deref().and_then(notice_text),
-    };
-    let mut body = String::with_capacity(64 * 1024);
-    view.write(&mut body);
-    let title = format!(
-        "{} {} ({})",
-        record.release.spec.app,
-        record.release.spec.version,
-        record.release.state.as_str()
-    );
-    Ok(html_page(
-        StatusCode::OK,
-        &title,
-        Some(&session),
-        Some(Section::Releases),
-        &body,
-    ))
+    let notice = notice.done.as_deref().and_then(notice_text);
+    let page = tokio::task::spawn_blocking(move || {
+        let view = Detail {
+            record: &record,
+            bundle: bundle.as_ref(),
+            session: &session,
+            notice,
+        };
+        view.page()
+    })
+    .await
+    .map_err(|error| ApiError::internal(format!("page task failed: {error}")))?;
+    Ok(page)
 }
 
 fn notice_text(done: &str) -> Option<&'static str> {
@@ -314,6 +310,26 @@ struct Detail<'a> {
 }
 
 impl Detail<'_> {
+    /// The whole page.
+    fn page(&self) -> Response {
+        let mut body = String::with_capacity(64 * 1024);
+        self.write(&mut body);
+        let release = &self.record.release;
+        let title = format!(
+            "{} {} ({})",
+            release.spec.app,
+            release.spec.version,
+            release.state.as_str()
+        );
+        html_page(
+            StatusCode::OK,
+            &title,
+            Some(self.session),
+            Some(Section::Releases),
+            &body,
+        )
+    }
+
     fn write(&self, out: &mut String) {
         let release = &self.record.release;
         let _ = write!(
