@@ -1158,6 +1158,56 @@ mod tests {
         assert!(verdicts.contains(&Verdict::Fault), "{verdicts:?}");
     }
 
+    /// Data older than the window's start arrives (a late resend): the window reaches back to
+    /// it, built anew, then extended as before; the judgement is the full window's throughout.
+    #[test]
+    fn a_history_window_moves_back_when_older_data_arrives() {
+        let setup = setup_with("guard-history-moves", &history_release());
+        let pass_at = |step: i64| {
+            let at = DEPLOY + step * STEP;
+            setup
+                .index
+                .write()
+                .unwrap()
+                .insert_metrics(&samples(at, &["h0", "h1", "h2"], 0.0));
+            setup.clock.set(at + GuardConfig::default().grace_seconds);
+            setup.guard.pass().unwrap();
+            let release = setup.store.release("r1").unwrap().unwrap();
+            let full = on_the_full_window(&setup.index, &release, at);
+            let kept = lock(&setup.guard.evaluators);
+            let evaluator = &kept["r1"].evaluator;
+            assert_eq!(
+                format!("{:?}", evaluator.judge_at(evaluator.points() - 1)),
+                format!("{:?}", full.judge_at(full.points() - 1)),
+                "at step {step}"
+            );
+            evaluator.points()
+        };
+        let first = pass_at(1);
+        let two_days_ago = DEPLOY - 2 * 86_400;
+        setup
+            .index
+            .write()
+            .unwrap()
+            .insert_metrics(&samples(two_days_ago, &["h0"], 0.0));
+        let after_older_data = pass_at(2);
+        assert_eq!(
+            after_older_data,
+            first + 1 + usize::try_from((DEPLOY - 3600 - two_days_ago) / STEP).unwrap()
+        );
+        assert_eq!(
+            setup.guard.evaluator_counts(),
+            (0, 2),
+            "the older data builds anew"
+        );
+        assert_eq!(pass_at(3), after_older_data + 1);
+        assert_eq!(
+            setup.guard.evaluator_counts(),
+            (1, 2),
+            "then it is extended"
+        );
+    }
+
     /// A history-mode window that would hold more values (steps x series) than a release may
     /// be judged on is not built: the release is held for insufficient data, saying why.
     #[test]
