@@ -116,14 +116,21 @@ impl HistoryTrack {
         let values = &metric.values[host];
         let points = values.len();
         let step = prepared.step_seconds;
+        // The history is counted from the host's first sample, not from the window's start:
+        // a window that reaches further back over steps without data (the live guard trims
+        // them, a replayed bundle may hold them) gives the same forecast, bars and verdicts.
+        let first_sample = values[..first_deploy.min(points)]
+            .iter()
+            .position(|value| value.is_finite())?;
+        let history_steps = first_deploy - first_sample;
         // The level is the last hour, or a third of a shorter history (the rest calibrates).
         let level_steps = usize::try_from(settings.baseline_seconds / step)
             .unwrap_or(1)
-            .min(first_deploy / 3)
+            .min(history_steps / 3)
             .clamp(3, 288);
         let day_steps = (86_400 % step == 0)
             .then(|| usize::try_from(86_400 / step).unwrap_or(usize::MAX))
-            .filter(|&day| day + level_steps < first_deploy);
+            .filter(|&day| day + level_steps < history_steps);
         let forecaster = Forecaster::new(
             values,
             level_steps,
@@ -135,7 +142,7 @@ impl HistoryTrack {
         let persistence = settings.persistence_steps.max(1);
 
         // Replay the forecast from earlier anchors; errors by horizon.
-        let earliest_anchor = level_steps + day_steps.unwrap_or(0);
+        let earliest_anchor = first_sample + level_steps + day_steps.unwrap_or(0);
         // A fixed horizon: how far the bundle happens to reach must not change the bars.
         let horizon = MAX_HORIZON;
         if first_deploy <= earliest_anchor + persistence {

@@ -12,24 +12,17 @@
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use vigil_core::release::{PlannedBatch, ReferenceHosts, Release, ReleaseSpec, ReleaseState};
+use vigil_core::release::ReferenceHosts;
 use vigil_core::samples::{MetricChunk, Point, SeriesKey};
-use vigil_core::{Batch, ManualClock};
+use vigil_core::ManualClock;
 use vigil_guard::{DataIndex, Guard, GuardConfig};
+
+mod common;
+use common::argument;
 
 const HOSTS: usize = 50;
 const METRICS: usize = 20;
 const STEP: i64 = 30;
-
-fn argument(name: &str, default: usize) -> usize {
-    let arguments: Vec<String> = std::env::args().collect();
-    arguments
-        .iter()
-        .position(|argument| argument == name)
-        .and_then(|position| arguments.get(position + 1))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 /// CPU seconds this process has used (user + system), from `/proc/self/stat`; `None` where
 /// there is no such file.
@@ -52,13 +45,7 @@ fn main() {
     let dir = vigil_store::testing::TempDir::new("live-pass").unwrap();
     let store = vigil_store::open(&dir.path().join("vigil.db").display().to_string()).unwrap();
     let index = Arc::new(RwLock::new(DataIndex::new()));
-    let mut seed = 7u64;
-    let mut noise = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) as f64 / (1u64 << 31) as f64
-    };
+    let mut noise = common::noise(7);
     let mut all_series: Vec<std::sync::Arc<SeriesKey>> = Vec::new();
     for release_number in 0..releases {
         let app = format!("app{release_number}");
@@ -90,33 +77,14 @@ fn main() {
         index.write().unwrap().insert_metrics(&chunk);
         all_series.extend(chunk.series.iter().cloned());
         let release_hosts: Vec<String> = host_names[..HOSTS / 2].to_vec();
-        let release = Release {
-            id: format!("r{release_number}"),
-            spec: ReleaseSpec {
-                app,
-                version: "2".into(),
-                hosts: release_hosts.clone(),
-                reference: ReferenceHosts::EveryOtherHost,
-                batches: vec![PlannedBatch {
-                    hosts: release_hosts.clone(),
-                }],
-                step_seconds: STEP,
-                observe_seconds: 7200,
-                metrics: Vec::new(),
-                settings: Default::default(),
-            },
-            state: ReleaseState::Observing,
-            created_by: "bench".into(),
-            created_at: deploy,
-            updated_at: deploy,
-            deployed: vec![Batch {
-                index: 0,
-                at: deploy,
-                hosts: release_hosts,
-            }],
-            verdict: None,
-            reason: String::new(),
-        };
+        let release = common::release(
+            format!("r{release_number}"),
+            app,
+            release_hosts,
+            ReferenceHosts::EveryOtherHost,
+            STEP,
+            deploy,
+        );
         store.create_release(&release).unwrap();
     }
     // The share of a pass spent assembling windows (one thread, every release once).

@@ -26,7 +26,25 @@ pub enum AssembleError {
         points: usize,
         max: usize,
     },
+    #[error(
+        "the window from {start} to {end} would hold {points} steps of {series} series, \
+         {cells} values, more than the {max} a release is judged on; \
+         lower history_days or raise the step"
+    )]
+    WindowTooLarge {
+        start: i64,
+        end: i64,
+        points: usize,
+        series: usize,
+        cells: usize,
+        max: usize,
+    },
 }
+
+/// Most values (steps x series) a release's window may hold: the guard's memory per release
+/// grows with them (about 50 bytes each once judged), so a window past this is held as
+/// insufficient data instead of being built.
+pub const MAX_WINDOW_CELLS: usize = 10_000_000;
 
 /// The metadata a metric gets when the release does not describe it.
 pub fn default_meta(name: &str) -> MetricMeta {
@@ -45,6 +63,35 @@ pub fn default_meta(name: &str) -> MetricMeta {
 pub fn window_start(release: &Release, baseline_seconds: i64) -> i64 {
     let step = release.spec.step_seconds.max(1);
     release.window_start(baseline_seconds).div_euclid(step) * step
+}
+
+/// The lookback of a release's window as far as the index holds data for its hosts: steps
+/// before the oldest sample or log count of `hosts` would hold nothing, so the window starts at
+/// the first step that can hold it, but never after the baseline's start nor before the full
+/// `lookback`'s. The analysis counts a host's history from its first sample, so the verdicts
+/// are those of the full window.
+pub fn lookback_with_data<'a>(
+    release: &Release,
+    index: &DataIndex,
+    hosts: impl IntoIterator<Item = &'a String>,
+    lookback: i64,
+    baseline_seconds: i64,
+) -> i64 {
+    let step = release.spec.step_seconds.max(1);
+    let full_start = window_start(release, lookback);
+    let baseline_start = window_start(release, baseline_seconds.min(lookback));
+    let earliest_ms = hosts
+        .into_iter()
+        .filter_map(|host| index.host(host).and_then(|data| data.earliest_ms()))
+        .min();
+    let first_step_with_data = earliest_ms.map_or(baseline_start, |ms| {
+        let step_ms = step.saturating_mul(1000);
+        ms.saturating_add(step_ms - 1)
+            .div_euclid(step_ms)
+            .saturating_mul(step)
+    });
+    let start = first_step_with_data.min(baseline_start).max(full_start);
+    release.window_start(0) - start
 }
 
 /// The reference hosts of a release, as of the data in the index.
@@ -197,6 +244,8 @@ pub fn assemble_steps(
         }
     }
 
+    refuse_too_many_cells(index, &hosts, points, start, until)?;
+
     if first_step >= points {
         return Err(AssembleError::EmptyWindow {
             id: release.id.clone(),
@@ -305,6 +354,34 @@ pub fn assemble_steps(
             counts: log_counts,
         },
     })
+}
+
+/// Refuses a window whose steps x series (each metric and log template of each host) pass
+/// [`MAX_WINDOW_CELLS`], before any of it is built.
+fn refuse_too_many_cells(
+    index: &DataIndex,
+    hosts: &[Host],
+    points: usize,
+    start: i64,
+    until: i64,
+) -> Result<(), AssembleError> {
+    let series: usize = hosts
+        .iter()
+        .filter_map(|host| index.host(&host.name))
+        .map(|data| data.series.len() + data.logs.len())
+        .sum();
+    let cells = points.saturating_mul(series);
+    if cells > MAX_WINDOW_CELLS {
+        return Err(AssembleError::WindowTooLarge {
+            start,
+            end: until,
+            points,
+            series,
+            cells,
+            max: MAX_WINDOW_CELLS,
+        });
+    }
+    Ok(())
 }
 
 /// One value per step: the last sample of each step, or a counter's rate per second.

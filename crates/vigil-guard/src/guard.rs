@@ -154,6 +154,8 @@ pub struct Guard {
     /// Each observing release's evaluator, kept between passes and extended with the steps
     /// that changed or arrived since (`Evaluator::extend`).
     evaluators: Mutex<HashMap<String, Kept>>,
+    /// Releases held because their window is too large to judge, warned about once.
+    oversized: Mutex<std::collections::HashSet<String>>,
     /// Judgements made by extending a kept evaluator, and by building one on the whole window.
     extended: std::sync::atomic::AtomicU64,
     built: std::sync::atomic::AtomicU64,
@@ -164,6 +166,8 @@ pub struct Guard {
 struct Kept {
     evaluator: Evaluator,
     generation: u64,
+    /// The lookback of the window it was built on (see `assemble::lookback_with_data`).
+    lookback: i64,
 }
 
 impl Guard {
@@ -182,6 +186,7 @@ impl Guard {
             recorded: Mutex::new(HashMap::new()),
             passing: Mutex::new(()),
             evaluators: Mutex::new(HashMap::new()),
+            oversized: Mutex::new(std::collections::HashSet::new()),
             extended: Default::default(),
             built: Default::default(),
         }
@@ -192,6 +197,13 @@ impl Guard {
     pub fn evaluator_counts(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
         (self.extended.load(Relaxed), self.built.load(Relaxed))
+    }
+
+    /// The steps of the window a release was last judged on (its kept evaluator's), if any.
+    pub fn window_points(&self, release_id: &str) -> Option<usize> {
+        lock(&self.evaluators)
+            .get(release_id)
+            .map(|kept| kept.evaluator.points())
     }
 
     /// The data index, read; a lock poisoned by a panic elsewhere is used as it is, as
@@ -259,6 +271,7 @@ impl Guard {
             .map(|release| release.id.as_str())
             .collect();
         lock(&self.evaluators).retain(|id, _| observing_ids.contains(id.as_str()));
+        lock(&self.oversized).retain(|id| observing_ids.contains(id.as_str()));
         Ok(judged)
     }
 
@@ -293,15 +306,41 @@ impl Guard {
             return Ok(None);
         }
         let templates = self.templates(&release.spec.app)?;
+        // Taken out of the map while in use: each release is judged by one thread at a time.
+        let kept = lock(&self.evaluators).remove(&release.id);
+        let with_data = {
+            let index = self.read_index();
+            let hosts = release.spec.hosts.iter().chain(&reference);
+            crate::assemble::lookback_with_data(
+                release,
+                &index,
+                hosts,
+                lookback,
+                settings.baseline_seconds,
+            )
+        };
+        // The window's start only moves back (data older than it arrived): a kept evaluator
+        // keeps its steps when retention drops the oldest data, and is rebuilt when it moves.
+        let judged_lookback = kept
+            .as_ref()
+            .map_or(with_data, |kept| kept.lookback.max(with_data));
+        let kept = kept.filter(|kept| kept.lookback == judged_lookback);
         let window = Window {
             reference: &reference,
             templates: &templates,
-            baseline_seconds: lookback,
+            baseline_seconds: judged_lookback,
             until: step_time,
         };
-        // Taken out of the map while in use: each release is judged by one thread at a time.
-        let kept = lock(&self.evaluators).remove(&release.id);
-        let (evaluator, generation) = self.evaluator_for(release, &window, &settings, kept)?;
+        let (evaluator, generation) = match self.evaluator_for(release, &window, &settings, kept) {
+            Ok(built) => built,
+            Err(GuardError::Assemble(too_large @ AssembleError::WindowTooLarge { .. })) => {
+                lock(&self.judged).insert(release.id.clone(), step_time);
+                return self.hold_too_large(release, &settings, step_time, &too_large);
+            }
+            Err(error) => return Err(error),
+        };
+        lock(&self.judged).insert(release.id.clone(), step_time);
+        lock(&self.oversized).remove(&release.id);
         let judgement = evaluator.judge_at(evaluator.points() - 1);
         let covered = evaluator.coverage_at(evaluator.points() - 1).complete();
         lock(&self.evaluators).insert(
@@ -309,14 +348,42 @@ impl Guard {
             Kept {
                 evaluator,
                 generation,
+                lookback: judged_lookback,
             },
         );
-        lock(&self.judged).insert(release.id.clone(), step_time);
         let moved_to = self.act(release, &judgement, covered, &settings)?;
         Ok(Some(Judged {
             release_id: release.id.clone(),
             at: judgement.at,
             verdict: judgement.verdict,
+            moved_to,
+        }))
+    }
+
+    /// Holds a release whose window would pass [`crate::assemble::MAX_WINDOW_CELLS`] as
+    /// insufficient data, saying why; warns once until it can be judged again.
+    fn hold_too_large(
+        &self,
+        release: &Release,
+        settings: &Settings,
+        step_time: i64,
+        too_large: &AssembleError,
+    ) -> Result<Option<Judged>, GuardError> {
+        let reason = format!("the release is held: {too_large}");
+        if lock(&self.oversized).insert(release.id.clone()) {
+            tracing::warn!(release = %release.id, %reason, "guard holds a release whose window is too large to judge");
+        }
+        let judgement = Judgement {
+            at: step_time,
+            verdict: Verdict::InsufficientData,
+            findings: Vec::new(),
+            reason: Some(reason),
+        };
+        let moved_to = self.act(release, &judgement, false, settings)?;
+        Ok(Some(Judged {
+            release_id: release.id.clone(),
+            at: step_time,
+            verdict: Verdict::InsufficientData,
             moved_to,
         }))
     }
@@ -1018,6 +1085,163 @@ mod tests {
         );
         let states = run_steps(&setup, 30, |at| samples(at, &[], 0.0));
         assert_eq!(states.last(), Some(&ReleaseState::Succeeded), "{states:?}");
+    }
+
+    /// The test release without a reference group: judged against its hosts' own history,
+    /// with a window that reaches `history_days` (7) before the deploy.
+    fn history_release() -> Release {
+        let mut history = release();
+        history.spec.reference = ReferenceHosts::None;
+        history
+    }
+
+    /// The evaluator a fresh build on the full window of a release (its whole lookback) gives,
+    /// up to `until`.
+    fn on_the_full_window(index: &RwLock<DataIndex>, release: &Release, until: i64) -> Evaluator {
+        let settings = release_settings(release).unwrap();
+        let lookback = lookback_seconds(release, &settings);
+        let held = index.read().unwrap();
+        let bundle =
+            crate::assemble_with(release, &held, &[], &HashMap::new(), lookback, until).unwrap();
+        Evaluator::new(&bundle, &settings)
+    }
+
+    /// The index holds an hour of the hosts' data before the deploy, of the seven days a
+    /// history-mode window reaches back: the guard builds the steps from that hour on, and
+    /// judges at every step as on the full window, through a fault that pauses the release.
+    #[test]
+    fn a_history_release_is_judged_on_the_steps_its_data_covers_as_on_the_full_window() {
+        let setup = setup_with("guard-history-trimmed", &history_release());
+        let full_points = {
+            let release = history_release();
+            let settings = release_settings(&release).unwrap();
+            let lookback = lookback_seconds(&release, &settings);
+            usize::try_from((DEPLOY - window_start(&release, lookback)) / STEP).unwrap()
+        };
+        let mut verdicts = Vec::new();
+        for step in 1..=30 {
+            let at = DEPLOY + step * STEP;
+            let latency_up = if step > 12 { 80.0 } else { 0.0 };
+            setup.index.write().unwrap().insert_metrics(&samples(
+                at,
+                &["h0", "h1", "h2"],
+                latency_up,
+            ));
+            setup.clock.set(at + GuardConfig::default().grace_seconds);
+            let judged = setup.guard.pass().unwrap();
+            let release = setup.store.release("r1").unwrap().unwrap();
+            let full = on_the_full_window(&setup.index, &release, at);
+            let expected = full.judge_at(full.points() - 1);
+            assert_eq!(judged.len(), 1, "at step {step}");
+            assert_eq!(judged[0].verdict, expected.verdict, "at step {step}");
+            if let Some(kept) = lock(&setup.guard.evaluators).get("r1") {
+                let points = kept.evaluator.points();
+                assert!(
+                    points <= 3600 / STEP as usize + step as usize + 1,
+                    "{points} steps built of the {full_points} before the deploy"
+                );
+                assert_eq!(
+                    format!("{:?}", kept.evaluator.judge_at(points - 1)),
+                    format!("{expected:?}"),
+                    "at step {step}"
+                );
+            }
+            verdicts.push(expected.verdict);
+            if release.state != ReleaseState::Observing {
+                break;
+            }
+        }
+        assert!(full_points > 20_000, "{full_points}");
+        assert!(verdicts.contains(&Verdict::Fault), "{verdicts:?}");
+    }
+
+    /// Data older than the window's start arrives (a late resend): the window reaches back to
+    /// it, built anew, then extended as before; the judgement is the full window's throughout.
+    #[test]
+    fn a_history_window_moves_back_when_older_data_arrives() {
+        let setup = setup_with("guard-history-moves", &history_release());
+        let pass_at = |step: i64| {
+            let at = DEPLOY + step * STEP;
+            setup
+                .index
+                .write()
+                .unwrap()
+                .insert_metrics(&samples(at, &["h0", "h1", "h2"], 0.0));
+            setup.clock.set(at + GuardConfig::default().grace_seconds);
+            setup.guard.pass().unwrap();
+            let release = setup.store.release("r1").unwrap().unwrap();
+            let full = on_the_full_window(&setup.index, &release, at);
+            let kept = lock(&setup.guard.evaluators);
+            let evaluator = &kept["r1"].evaluator;
+            assert_eq!(
+                format!("{:?}", evaluator.judge_at(evaluator.points() - 1)),
+                format!("{:?}", full.judge_at(full.points() - 1)),
+                "at step {step}"
+            );
+            evaluator.points()
+        };
+        let first = pass_at(1);
+        let two_days_ago = DEPLOY - 2 * 86_400;
+        setup
+            .index
+            .write()
+            .unwrap()
+            .insert_metrics(&samples(two_days_ago, &["h0"], 0.0));
+        let after_older_data = pass_at(2);
+        assert_eq!(
+            after_older_data,
+            first + 1 + usize::try_from((DEPLOY - 3600 - two_days_ago) / STEP).unwrap()
+        );
+        assert_eq!(
+            setup.guard.evaluator_counts(),
+            (0, 2),
+            "the older data builds anew"
+        );
+        assert_eq!(pass_at(3), after_older_data + 1);
+        assert_eq!(
+            setup.guard.evaluator_counts(),
+            (1, 2),
+            "then it is extended"
+        );
+    }
+
+    /// A history-mode window that would hold more values (steps x series) than a release may
+    /// be judged on is not built: the release is held for insufficient data, saying why.
+    #[test]
+    fn a_window_too_large_to_judge_holds_the_release_instead_of_being_built() {
+        let mut fine_steps = history_release();
+        fine_steps.spec.step_seconds = 15;
+        let setup = setup_with("guard-too-large", &fine_steps);
+        // Six days back, h0 sent 300 more metrics once: 34,560 steps of 306 series.
+        let mut old = MetricChunk::default();
+        for metric in 0..300 {
+            old.series.push(Arc::new(SeriesKey {
+                app: "shop".into(),
+                host: "h0".into(),
+                metric: format!("old{metric}"),
+                counter: false,
+            }));
+            old.points.push(Point {
+                series: metric,
+                ms: (DEPLOY - 6 * 86_400) * 1000,
+                value: 1.0,
+            });
+        }
+        setup.index.write().unwrap().insert_metrics(&old);
+        let states = run_steps(&setup, 2, |at| samples(at, &[], 0.0));
+        assert!(
+            states.iter().all(|state| *state == ReleaseState::Observing),
+            "{states:?}"
+        );
+        let record = setup.store.verdicts("r1").unwrap().pop().unwrap();
+        assert_eq!(record.verdict, Verdict::InsufficientData);
+        assert!(
+            record.explanation.contains("306 series")
+                && record.explanation.contains("more than the 10000000"),
+            "{}",
+            record.explanation
+        );
+        assert_eq!(setup.guard.evaluator_counts(), (0, 0), "nothing was built");
     }
 
     /// The guard, after every pass, holds the evaluator a fresh build on the whole window

@@ -180,6 +180,19 @@ pub struct HostData {
 const CHANGES_KEPT: usize = 64;
 
 impl HostData {
+    /// Time of the oldest sample or log count held for this host, if any.
+    pub fn earliest_ms(&self) -> Option<i64> {
+        let oldest_sample = self
+            .series
+            .values()
+            .filter_map(|series| series.points.first().map(|&(ms, _)| ms));
+        let oldest_count = self
+            .logs
+            .values()
+            .filter_map(|counts| counts.keys().next().copied());
+        oldest_sample.chain(oldest_count).min()
+    }
+
     /// Notes that insertion `generation` wrote data of time `ms`.
     fn note_change(&mut self, generation: u64, ms: i64) {
         match self.changes.last_mut() {

@@ -541,7 +541,8 @@ pub(crate) async fn window(state: &AppState, release: &Release) -> Result<Bundle
         return state
             .blocking(move |_| {
                 let stored = intake.stored_window(start * 1000, until * 1000)?;
-                vigil_guard::assemble(&assembled, &stored, &templates, lookback, until)
+                let covered = lookback_covered(&assembled, &stored, lookback, &settings);
+                vigil_guard::assemble(&assembled, &stored, &templates, covered, until)
                     .map_err(|error| ApiError::conflict(error.to_string()))
             })
             .await;
@@ -555,10 +556,30 @@ pub(crate) async fn window(state: &AppState, release: &Release) -> Result<Bundle
             let held = index
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            vigil_guard::assemble(&assembled, &held, &templates, lookback, until)
+            let covered = lookback_covered(&assembled, &held, lookback, &settings);
+            vigil_guard::assemble(&assembled, &held, &templates, covered, until)
                 .map_err(|error| ApiError::conflict(error.to_string()))
         })
         .await
+}
+
+/// The lookback of a release's window from the first step its hosts' data covers, as the
+/// guard judges it: steps before hold nothing, and the verdicts are those of the full window.
+/// Only a release without a reference group reaches back past its baseline, so its own hosts
+/// are the ones whose data counts.
+fn lookback_covered(
+    release: &Release,
+    index: &vigil_guard::DataIndex,
+    lookback: i64,
+    settings: &vigil_analysis::Settings,
+) -> i64 {
+    vigil_guard::assemble::lookback_with_data(
+        release,
+        index,
+        &release.spec.hosts,
+        lookback,
+        settings.baseline_seconds,
+    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -557,3 +557,44 @@ fn a_release_host_that_falls_silent_holds_the_release_then_pauses_it() {
     );
     assert!(page.contains("<dt>Effect</dt><dd>no samples</dd>"), "{page}");
 }
+
+/// A release without a reference group reaches `history_days` (7) back: at 5 s steps that is
+/// 120 960 steps, of 100 series here, past the values a window may hold. Its export is the
+/// window from the first step its hosts' data covers (its baseline at the most), and judges
+/// as the full one would.
+#[test]
+fn a_history_release_exports_the_steps_its_data_covers() {
+    let server = TestServer::start(NOW);
+    let (status, created) = server.post(
+        "/api/v1/releases",
+        &server.admin,
+        &json!({
+            "id": "r1", "app": "shop", "version": "2",
+            "hosts": ["a"], "reference": {"type": "none"},
+            "batches": [{"hosts": ["a"]}], "step_seconds": 5,
+        }),
+    );
+    assert_eq!(status, 201, "{created}");
+    let samples: Vec<serde_json::Value> = (0..100)
+        .flat_map(|metric| {
+            (NOW - 300..=NOW + 60).step_by(5).map(move |time| {
+                json!({"host": "a", "metric": format!("m{metric}"), "time": time, "value": 1.0})
+            })
+        })
+        .collect();
+    server.ingest_samples(samples);
+    let (status, deployed) = server.post(
+        "/api/v1/releases/r1/batches/0/deployed",
+        &server.admin,
+        &json!({"at": NOW}),
+    );
+    assert_eq!(status, 200, "{deployed}");
+    server.clock.set(NOW + 60);
+    let (status, exported) = server.get("/api/v1/releases/r1/export", &server.viewer);
+    assert_eq!(status, 200, "{exported}");
+    let bundle = vigil_core::Bundle::from_bytes(exported.to_string().as_bytes(), "export").unwrap();
+    assert_eq!(bundle.series.len(), 100);
+    // The hour of baseline before the deploy, and the minute since.
+    assert_eq!(bundle.start, NOW - 3600);
+    assert_eq!(bundle.points, (3600 + 60) / 5 + 1);
+}

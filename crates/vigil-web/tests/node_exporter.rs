@@ -120,10 +120,10 @@ fn a_no_op_release_on_a_host_with_node_exporter_never_pauses() {
             "hosts": ["node-1"], "reference": {"type": "none"},
             "batches": [{"hosts": ["node-1"]}],
             "step_seconds": 5, "observe_seconds": 3600,
-            // Without a reference group the window reaches back `history_days` (7 by default):
-            // at a 5-second step that is 120 960 steps of 500 series, longer to judge than this
-            // test lasts. The hour before the deploy is the history here.
-            "settings": {"history_days": 0, "warmup_seconds": 20},
+            // Without a reference group the window reaches back `history_days` (7 by default),
+            // but the guard builds it from the first step the host's data covers: the ninety
+            // seconds recorded are the history here.
+            "settings": {"warmup_seconds": 20},
         }),
     );
     assert_eq!(status, 201, "{created}");

@@ -152,6 +152,13 @@ impl TestServer {
         )
     }
 
+    /// Sends `samples` to the JSON ingestion route with the ingest token; panics unless taken.
+    pub fn ingest_samples(&self, samples: Vec<serde_json::Value>) {
+        let body = serde_json::json!({ "samples": samples });
+        let (status, answer) = self.post("/api/v1/ingest/samples", &self.ingest, &body);
+        assert_eq!(status, 200, "{answer}");
+    }
+
     pub fn post_bytes(&self, path: &str, token: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
         request(&self.base, "POST", path, token, Some(body))
     }
