@@ -505,11 +505,12 @@ pub(crate) async fn change_declaration(
 ) -> Result<String, ApiError> {
     crate::auth::require(token, Role::Admin)?;
     validate::name(&app).map_err(|problem| problem.at("app"))?;
-    tracing::info!(app = %app, change = ?change, by = %token.name, "declared metrics change");
+    let described = format!("{change:?}");
     change_declared_metrics(state, app.clone(), move |store_app, declared| {
         change.apply_to(store_app, declared)
     })
     .await?;
+    tracing::info!(app = %app, change = %described, by = %token.name, "declared metrics changed");
     Ok(app)
 }
 
