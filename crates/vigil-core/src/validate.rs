@@ -6,7 +6,10 @@
 //! Names are shown on pages and in logs and used as keys: a control character (NUL, ESC, a
 //! newline) in one can hide, forge or cut what a person reads, so none is taken.
 
+use std::collections::HashSet;
 use std::fmt;
+
+use crate::model::MetricMeta;
 
 /// Longest host, app, metric or version name, in bytes.
 pub const MAX_NAME_BYTES: usize = 1024;
@@ -14,6 +17,9 @@ pub const MAX_NAME_BYTES: usize = 1024;
 pub const MAX_RELEASE_ID_BYTES: usize = 100;
 /// Longest free text a person gives (a pause reason, a feedback note), in bytes.
 pub const MAX_TEXT_BYTES: usize = 10_000;
+/// Most metrics one list may describe (a release's `metrics`, an app's declared metrics): ten
+/// times the few hundred series of a whole node exporter.
+pub const MAX_DESCRIBED_METRICS: usize = 5_000;
 /// The last millisecond of the year 9999: later times are typing errors or overflowed counters.
 pub const LATEST_MS: i64 = 253_402_300_799_999;
 
@@ -36,6 +42,10 @@ pub enum Problem {
     NotFinite,
     #[error("must be between {low} and {high}")]
     OutOfRange { low: String, high: String },
+    #[error("holds {count} entries, more than the limit of {limit}")]
+    TooMany { count: usize, limit: usize },
+    #[error("describes metric {0:?} a second time")]
+    Repeated(String),
     #[error("makes a window of {steps} steps, more than the limit of {limit}")]
     WindowTooLong { steps: i64, limit: usize },
     /// A value of the wrong type or an unknown key, in the parser's words.
@@ -93,6 +103,29 @@ pub fn release_id(text: &str) -> Result<(), Problem> {
     }
     if text.chars().all(|found| found == '.') {
         return Err(Problem::OnlyDots);
+    }
+    Ok(())
+}
+
+/// A list of metric descriptions at `field` (`metrics`): at most [`MAX_DESCRIBED_METRICS`],
+/// each name a [`name`] given once, each unit an [`optional_name`]. A release's list and an
+/// app's declarations take the same rules, since the latter end up in the former.
+pub fn described_metrics(metrics: &[MetricMeta], field: &str) -> Result<(), Invalid> {
+    if metrics.len() > MAX_DESCRIBED_METRICS {
+        return Err(Problem::TooMany {
+            count: metrics.len(),
+            limit: MAX_DESCRIBED_METRICS,
+        }
+        .at(field));
+    }
+    let mut seen = HashSet::with_capacity(metrics.len());
+    for (index, meta) in metrics.iter().enumerate() {
+        name(&meta.name).map_err(|problem| problem.at(format!("{field}[{index}].name")))?;
+        optional_name(&meta.unit)
+            .map_err(|problem| problem.at(format!("{field}[{index}].unit")))?;
+        if !seen.insert(meta.name.as_str()) {
+            return Err(Problem::Repeated(meta.name.clone()).at(format!("{field}[{index}].name")));
+        }
     }
     Ok(())
 }
@@ -237,6 +270,46 @@ mod tests {
             free_text(&"x".repeat(1_000_000), MAX_TEXT_BYTES),
             Err(Problem::TooLong { .. })
         ));
+    }
+
+    fn meta(name: &str) -> MetricMeta {
+        MetricMeta {
+            name: name.to_string(),
+            kind: crate::model::MetricKind::Middleware,
+            unit: String::new(),
+            direction: crate::model::Direction::Increase,
+            critical: false,
+            judged: true,
+        }
+    }
+
+    #[test]
+    fn described_metrics_are_named_once_and_bounded() {
+        assert_eq!(
+            described_metrics(&[meta("a"), meta("b")], "metrics"),
+            Ok(())
+        );
+        assert_eq!(
+            described_metrics(&[meta("a"), meta("a")], "metrics")
+                .expect_err("repeated")
+                .to_string(),
+            "metrics[1].name: describes metric \"a\" a second time"
+        );
+        assert_eq!(
+            described_metrics(&[meta("a\0")], "metrics")
+                .expect_err("control character")
+                .to_string(),
+            "metrics[0].name: holds a control character at byte 1"
+        );
+        let many: Vec<MetricMeta> = (0..=MAX_DESCRIBED_METRICS)
+            .map(|number| meta(&format!("m{number}")))
+            .collect();
+        assert_eq!(
+            described_metrics(&many, "metrics")
+                .expect_err("too many")
+                .field,
+            "metrics"
+        );
     }
 
     #[test]

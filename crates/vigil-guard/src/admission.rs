@@ -83,7 +83,12 @@ fn check_settings(settings: &Settings) -> Result<(), Invalid> {
             *SILENT_HOST_FAULT_SECONDS.start(),
             *SILENT_HOST_FAULT_SECONDS.end(),
         ),
-        ("family_size", to_i64(settings.family_size), 1, MAX_FAMILY_SIZE),
+        (
+            "family_size",
+            to_i64(settings.family_size),
+            1,
+            MAX_FAMILY_SIZE,
+        ),
     ];
     for (field, value, low, high) in whole {
         whole_in(value, low, high).map_err(|problem| problem.at(format!("settings.{field}")))?;

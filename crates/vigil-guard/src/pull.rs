@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+use vigil_core::release::ReleaseSpec;
 use vigil_core::samples::MetricChunk;
-use vigil_core::Clock;
-use vigil_store::Store;
+use vigil_core::validate::{described_metrics, Invalid};
+use vigil_core::{Clock, MetricMeta};
+use vigil_store::{Store, StoreError};
 
 use crate::intake::Intake;
 use crate::onboarding::discover::normalize_selector;
@@ -23,6 +25,12 @@ pub struct AppConfig {
     /// log lines, when the miner does not find the message part itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_pattern: Option<String>,
+    /// The metrics judged in every release of the app (they may pause it), described as a
+    /// release's `metrics` are. A release's own description of a metric comes first; these
+    /// are copied into the release when it is created, so that a later change of the app does
+    /// not change how a running release is judged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricMeta>,
 }
 
 fn default_host_label() -> String {
@@ -79,6 +87,8 @@ pub enum AppConfigError {
     Pattern(String),
     #[error("log_pattern needs a named group `message`")]
     PatternWithoutMessage,
+    #[error(transparent)]
+    Metrics(#[from] Invalid),
 }
 
 impl AppConfig {
@@ -121,7 +131,49 @@ impl AppConfig {
                 return Err(AppConfigError::PatternWithoutMessage);
             }
         }
+        described_metrics(&self.metrics, "metrics")?;
         Ok(())
+    }
+}
+
+/// The metrics a new release of `app` is judged on: the release's own list first, then the
+/// app's declared metrics it does not list. Every other metric gets
+/// [`crate::assemble::default_meta`] when its window is assembled (it may only recommend).
+pub fn release_metrics(listed: Vec<MetricMeta>, app: Option<&AppConfig>) -> Vec<MetricMeta> {
+    let declared = app
+        .map(|config| config.metrics.as_slice())
+        .unwrap_or_default();
+    let mut metrics = listed;
+    let listed_names: std::collections::HashSet<String> =
+        metrics.iter().map(|meta| meta.name.clone()).collect();
+    let missing = declared
+        .iter()
+        .filter(|meta| !listed_names.contains(&meta.name));
+    metrics.extend(missing.cloned());
+    metrics
+}
+
+/// Completes a new release's `metrics` with its app's declared metrics
+/// ([`release_metrics`]), before it is stored.
+pub fn add_declared_metrics(store: &dyn Store, spec: &mut ReleaseSpec) -> Result<(), StoreError> {
+    let app = stored_app_config(store, &spec.app)?;
+    let listed = std::mem::take(&mut spec.metrics);
+    spec.metrics = release_metrics(listed, app.as_ref());
+    Ok(())
+}
+
+/// The stored settings of `app`, if it has any; `None` as well, with a warning, for settings
+/// that no longer read (they were checked when stored).
+pub fn stored_app_config(store: &dyn Store, app: &str) -> Result<Option<AppConfig>, StoreError> {
+    let Some((_, value)) = store.apps()?.into_iter().find(|(name, _)| name == app) else {
+        return Ok(None);
+    };
+    match serde_json::from_value::<AppConfig>(value) {
+        Ok(config) => Ok(Some(config)),
+        Err(error) => {
+            tracing::warn!(app = %app, %error, "ignoring the app's unreadable settings");
+            Ok(None)
+        }
     }
 }
 
@@ -332,5 +384,62 @@ mod tests {
             r#"{"prometheus": {"url": "http://a", "queries": [], "extra": 1}}"#
         )
         .is_err());
+    }
+
+    fn described(name: &str, direction: vigil_core::Direction) -> MetricMeta {
+        MetricMeta {
+            name: name.into(),
+            kind: vigil_core::MetricKind::Middleware,
+            unit: "ms".into(),
+            direction,
+            critical: true,
+            judged: true,
+        }
+    }
+
+    #[test]
+    fn a_release_list_comes_before_the_app_declarations() {
+        use vigil_core::Direction;
+        let app = AppConfig {
+            metrics: vec![
+                described("latency", Direction::Increase),
+                described("errors", Direction::Increase),
+            ],
+            ..AppConfig::default()
+        };
+        let listed = vec![described("latency", Direction::Either)];
+        let merged = release_metrics(listed.clone(), Some(&app));
+        assert_eq!(
+            merged,
+            vec![
+                described("latency", Direction::Either),
+                described("errors", Direction::Increase)
+            ]
+        );
+        assert_eq!(release_metrics(listed.clone(), None), listed);
+    }
+
+    #[test]
+    fn declared_metrics_are_checked_like_a_release_list() {
+        use vigil_core::Direction;
+        let repeated = AppConfig {
+            metrics: vec![
+                described("latency", Direction::Increase),
+                described("latency", Direction::Decrease),
+            ],
+            ..AppConfig::default()
+        };
+        assert_eq!(
+            repeated.validate().expect_err("repeated").to_string(),
+            "metrics[1].name: describes metric \"latency\" a second time"
+        );
+        let unnamed = AppConfig {
+            metrics: vec![described("", Direction::Increase)],
+            ..AppConfig::default()
+        };
+        assert_eq!(
+            unnamed.validate().expect_err("empty").to_string(),
+            "metrics[0].name: must not be empty"
+        );
     }
 }

@@ -266,6 +266,22 @@ pub async fn put_app(
     // `[]` must not be read as settings with every field left out: that would wipe the app's
     // pull source.
     let config: vigil_guard::pull::AppConfig = crate::releases::parse_request(body).await?;
+    let intake = Arc::clone(&state.intake);
+    let value = state
+        .blocking(move |store| store_app_settings(store, &intake, &app, &config))
+        .await?;
+    Ok(Json(value))
+}
+
+/// Checks an app's settings and stores them, as `PUT /api/v1/apps/{app}` and the app's page
+/// both do; answers the settings as stored. Runs on a blocking thread (it uses the store).
+pub(crate) fn store_app_settings(
+    store: &dyn vigil_store::Store,
+    intake: &vigil_guard::intake::Intake,
+    app: &str,
+    config: &vigil_guard::pull::AppConfig,
+) -> Result<serde_json::Value, ApiError> {
+    validate::name(app).map_err(|problem| problem.at("app"))?;
     config
         .validate()
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
@@ -275,15 +291,8 @@ pub async fn put_app(
             .map_err(|problem| problem.at(format!("prometheus.queries[{index}].metric")))?;
     }
     let value =
-        serde_json::to_value(&config).map_err(|error| ApiError::internal(error.to_string()))?;
-    let stored = value.clone();
-    let intake = Arc::clone(&state.intake);
-    state
-        .blocking(move |store| {
-            store.put_app(&app, &stored)?;
-            intake.reload_app(&app);
-            Ok(())
-        })
-        .await?;
-    Ok(Json(value))
+        serde_json::to_value(config).map_err(|error| ApiError::internal(error.to_string()))?;
+    store.put_app(app, &value)?;
+    intake.reload_app(app);
+    Ok(value)
 }

@@ -19,6 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use vigil_core::model::MetricMeta;
 use vigil_core::release::{ApiToken, Role};
 use vigil_core::validate;
 use vigil_guard::onboarding::apply::{merge_queries, ApplyError, SkippedQuery};
@@ -459,6 +460,79 @@ pub(crate) async fn remove_pull_query(
         .await?;
     tracing::info!(app = %app, by = %token.name, "pull query removed");
     Ok(app)
+}
+
+/// A change of the metrics an app declares judged in every release.
+#[derive(Debug, Clone)]
+pub(crate) enum Declaration {
+    /// Declare the metric (in place of the app's earlier declaration of the same name).
+    Declare(MetricMeta),
+    /// Take the metric of this name out.
+    Remove(String),
+}
+
+impl Declaration {
+    fn apply_to(self, app: &str, declared: &mut Vec<MetricMeta>) -> Result<(), ApiError> {
+        match self {
+            Declaration::Declare(meta) => {
+                match declared.iter_mut().find(|known| known.name == meta.name) {
+                    Some(known) => *known = meta,
+                    None => declared.push(meta),
+                }
+                Ok(())
+            }
+            Declaration::Remove(metric) => {
+                let before = declared.len();
+                declared.retain(|known| known.name != metric);
+                if declared.len() == before {
+                    return Err(ApiError::not_found(format!(
+                        "metric: app {app} declares no metric {metric:?}"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Changes the metrics `app` declares judged, through the checks and the storing of
+/// `PUT /api/v1/apps/{app}`, and returns the app. Needs an admin token, checked here.
+pub(crate) async fn change_declaration(
+    state: &AppState,
+    token: &ApiToken,
+    app: String,
+    change: Declaration,
+) -> Result<String, ApiError> {
+    crate::auth::require(token, Role::Admin)?;
+    validate::name(&app).map_err(|problem| problem.at("app"))?;
+    let described = format!("{change:?}");
+    change_declared_metrics(state, app.clone(), move |store_app, declared| {
+        change.apply_to(store_app, declared)
+    })
+    .await?;
+    tracing::info!(app = %app, change = %described, by = %token.name, "declared metrics changed");
+    Ok(app)
+}
+
+/// Reads the app's settings, changes its declared metrics and stores them again, in one
+/// blocking call.
+async fn change_declared_metrics<F>(
+    state: &AppState,
+    app: String,
+    change: F,
+) -> Result<(), ApiError>
+where
+    F: FnOnce(&str, &mut Vec<MetricMeta>) -> Result<(), ApiError> + Send + 'static,
+{
+    let intake = Arc::clone(&state.intake);
+    state
+        .blocking(move |store| {
+            let mut config = stored_config(store, &app)?.unwrap_or_default();
+            change(&app, &mut config.metrics)?;
+            crate::ingest::store_app_settings(store, &intake, &app, &config)?;
+            Ok(())
+        })
+        .await
 }
 
 /// `GET /api/v1/apps/{app}/onboarding`.

@@ -118,9 +118,7 @@ pub fn validate_spec(request: CreateRelease) -> Result<(Option<String>, ReleaseS
     if let Some(id) = &request.id {
         check_id("id", id)?;
     }
-    for (index, metric) in request.metrics.iter().enumerate() {
-        check_name(format_args!("metrics[{index}].name"), &metric.name)?;
-    }
+    validate::described_metrics(&request.metrics, "metrics")?;
     if request.hosts.is_empty() {
         return Err(ApiError::bad_request("hosts must name at least one host"));
     }
@@ -242,7 +240,7 @@ pub async fn create(
         Some(id) => id,
         None => format!("rel-{now}-{}", &crate::auth::new_token()?[4..12]),
     };
-    let release = Release {
+    let mut release = Release {
         id,
         spec,
         state: ReleaseState::Pending,
@@ -253,9 +251,15 @@ pub async fn create(
         verdict: None,
         reason: "waiting for the first batch".to_string(),
     };
-    let stored = release.clone();
-    state
-        .blocking(move |store| Ok(store.create_release(&stored)?))
+    // The app's declared metrics are copied into the release as it is stored: the record says
+    // what is judged, an export replays the same verdicts, and a later change of the app's
+    // settings leaves a running release alone.
+    let release = state
+        .blocking(move |store| {
+            vigil_guard::pull::add_declared_metrics(store, &mut release.spec)?;
+            store.create_release(&release)?;
+            Ok(release)
+        })
         .await?;
     tracing::info!(release = %release.id, app = %release.spec.app, "release created");
     Ok((StatusCode::CREATED, Json(release)))

@@ -402,6 +402,11 @@ fn push_from_and_judge(server: &TestServer, at: i64, hosts: &[&str]) {
                    "value": 100.0 + number as f64 + (at % 7) as f64})
         })
         .collect();
+    post_and_judge(server, at, &json!(samples));
+}
+
+/// Posts `samples` and lets the guard judge the step at `at`.
+fn post_and_judge(server: &TestServer, at: i64, samples: &serde_json::Value) {
     let (status, answer) = server.post(
         "/api/v1/ingest/samples",
         &server.ingest,
@@ -597,4 +602,140 @@ fn a_history_release_exports_the_steps_its_data_covers() {
     // The hour of baseline before the deploy, and the minute since.
     assert_eq!(bundle.start, NOW - 3600);
     assert_eq!(bundle.points, (3600 + 60) / 5 + 1);
+}
+
+/// The latency the app declares judged in every release.
+fn declared_latency() -> serde_json::Value {
+    json!({"name": "latency_ms", "kind": "middleware", "direction": "increase",
+           "unit": "ms", "critical": true})
+}
+
+/// Release r1 of `shop` on a and b, compared with c, created without a metric list; ten
+/// minutes of even latency before its deploy at [`DEPLOY`], then a latency three times as
+/// high on a and b. Returns the server and the release as created.
+fn latency_fault_without_a_metric_list(
+    app_settings: &serde_json::Value,
+) -> (TestServer, serde_json::Value) {
+    let server = TestServer::start(DEPLOY - 650);
+    let (status, answer) = server.put("/api/v1/apps/shop", &server.admin, app_settings);
+    assert_eq!(status, 200, "{answer}");
+    let (status, created) = server.post(
+        "/api/v1/releases",
+        &server.admin,
+        &json!({
+            "id": "r1", "app": "shop", "version": "2", "step_seconds": 30,
+            "observe_seconds": 1800, "hosts": ["a", "b"],
+            "reference": {"type": "hosts", "hosts": ["c"]},
+            "settings": {"baseline_seconds": 600, "warmup_seconds": 60},
+        }),
+    );
+    assert_eq!(status, 201, "{created}");
+    // Once created, the release keeps its judging whatever the app declares later.
+    let (status, answer) = server.put("/api/v1/apps/shop", &server.admin, &json!({}));
+    assert_eq!(status, 200, "{answer}");
+    for at in (DEPLOY - 600..DEPLOY).step_by(30) {
+        push_latency_and_judge(&server, at, 1.0);
+    }
+    server.clock.set(DEPLOY);
+    let (status, answer) = server.post(
+        "/api/v1/releases/r1/batches/0/deployed",
+        &server.admin,
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    for at in (DEPLOY + 30..=DEPLOY + 600).step_by(30) {
+        push_latency_and_judge(&server, at, 3.0);
+        let (_, release) = server.get("/api/v1/releases/r1", &server.viewer);
+        if release["state"] == "paused" {
+            break;
+        }
+    }
+    (server, created)
+}
+
+/// One latency sample of a, b and c at `at`, a and b's times `factor`, and a guard pass.
+fn push_latency_and_judge(server: &TestServer, at: i64, factor: f64) {
+    let even = |number: i64| 100.0 + number as f64 + (at % 7) as f64;
+    let samples = json!([
+        {"host": "a", "app": "shop", "metric": "latency_ms", "time": at, "value": even(0) * factor},
+        {"host": "b", "app": "shop", "metric": "latency_ms", "time": at, "value": even(1) * factor},
+        {"host": "c", "app": "shop", "metric": "latency_ms", "time": at, "value": even(2)},
+    ]);
+    post_and_judge(server, at, &samples);
+}
+
+#[test]
+fn a_metric_the_app_declares_judges_a_release_that_lists_no_metric() {
+    let (server, created) =
+        latency_fault_without_a_metric_list(&json!({ "metrics": [declared_latency()] }));
+    // The release record says what it is judged on: the app's declaration, copied.
+    assert_eq!(created["spec"]["metrics"], json!([declared_latency()]));
+    let (_, release) = server.get("/api/v1/releases/r1", &server.viewer);
+    assert_eq!(release["state"], "paused", "{release}");
+    assert!(
+        release["reason"].as_str().unwrap().contains("latency_ms"),
+        "{release}"
+    );
+    // An export carries the same metadata, so a replay judges as the live guard did.
+    let (status, exported) = server.get("/api/v1/releases/r1/export", &server.viewer);
+    assert_eq!(status, 200, "{exported}");
+    assert_eq!(exported["metrics"], json!([declared_latency()]));
+}
+
+#[test]
+fn an_undeclared_unlisted_metric_only_recommends() {
+    let (server, created) = latency_fault_without_a_metric_list(&json!({}));
+    assert_eq!(created["spec"]["metrics"], json!([]));
+    let (_, release) = server.get("/api/v1/releases/r1", &server.viewer);
+    assert_ne!(release["state"], "paused", "{release}");
+    let (_, verdict) = server.get("/api/v1/releases/r1/verdict", &server.viewer);
+    assert_eq!(verdict["verdict"], "anomaly", "{verdict}");
+}
+
+#[test]
+fn declared_metrics_are_refused_by_the_field_that_is_wrong() {
+    let server = TestServer::start(NOW);
+    let mut repeated = declared_latency();
+    repeated["direction"] = json!("either");
+    let mut unnamed = declared_latency();
+    unnamed["name"] = json!("a\u{0}b");
+    let mut unknown_kind = declared_latency();
+    unknown_kind["kind"] = json!("network");
+    let refused = [
+        (
+            json!({ "metrics": [declared_latency(), repeated] }),
+            "metrics[1].name: describes metric \"latency_ms\" a second time",
+        ),
+        (
+            json!({ "metrics": [unnamed] }),
+            "metrics[0].name: holds a control character",
+        ),
+        (json!({ "metrics": [unknown_kind] }), "metrics[0].kind"),
+    ];
+    for (settings, expected) in &refused {
+        let (status, answer) = server.put("/api/v1/apps/shop", &server.admin, settings);
+        assert_eq!(status, 400, "{settings}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{error}");
+    }
+    let (_, apps) = server.get("/api/v1/apps", &server.viewer);
+    assert_eq!(apps, json!({}), "nothing refused was stored");
+    // A release's own list takes the same rules.
+    let mut body = release_body("r1");
+    body["metrics"] = json!([declared_latency(), declared_latency()]);
+    let (status, answer) = server.post("/api/v1/releases", &server.admin, &body);
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("metrics[1].name: describes metric"),
+        "{answer}"
+    );
+    let (status, answer) = server.put(
+        "/api/v1/apps/shop",
+        &server.operator,
+        &json!({ "metrics": [declared_latency()] }),
+    );
+    assert_eq!(status, 403, "{answer}");
 }

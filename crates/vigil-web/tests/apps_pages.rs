@@ -334,6 +334,109 @@ fn only_an_admin_changes_the_pull_source_from_the_page() {
     assert_eq!(stored_metrics(&server, "shadow"), ["m"]);
 }
 
+/// The metrics app `app` declares judged, as stored.
+fn declared_metrics(server: &TestServer, app: &str) -> Value {
+    let (status, apps) = server.get("/api/v1/apps", &server.viewer);
+    assert_eq!(status, 200, "{apps}");
+    apps[app]
+        .get("metrics")
+        .cloned()
+        .unwrap_or_else(|| json!([]))
+}
+
+#[test]
+fn an_admin_declares_and_removes_judged_metrics_on_the_page() {
+    let (server, _) = server_with_apps();
+    let path = "/apps/cart";
+    let mut viewer = PageClient::new(&server.base);
+    viewer.sign_in(&server.viewer);
+    let seen = viewer.get(path);
+    assert!(
+        seen.body.contains("The app declares no metric."),
+        "{}",
+        seen.body
+    );
+    assert!(!seen.body.contains("action=\"/apps/cart/metrics\""));
+    let viewer_key = input_value(&seen.body, "form_key").unwrap();
+    let latency = [
+        ("form_key", viewer_key.as_str()),
+        ("metric", "latency_ms"),
+        ("kind", "middleware"),
+        ("direction", "increase"),
+        ("unit", "ms"),
+        ("critical", "on"),
+    ];
+    let forged = viewer.post_form("/apps/cart/metrics", &latency);
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(declared_metrics(&server, "cart"), json!([]));
+
+    let mut admin = PageClient::new(&server.base);
+    admin.sign_in(&server.admin);
+    let page = admin.get(path);
+    assert!(
+        page.body.contains("action=\"/apps/cart/metrics\""),
+        "{}",
+        page.body
+    );
+    let key = input_value(&page.body, "form_key").unwrap();
+    let mut fields = latency;
+    fields[0].1 = key.as_str();
+    let declared = admin.post_form("/apps/cart/metrics", &fields);
+    assert_eq!(declared.status, 303, "{}", declared.body);
+    assert_eq!(
+        declared.location.as_deref(),
+        Some("/apps/cart?done=declared#judged")
+    );
+    assert_eq!(
+        declared_metrics(&server, "cart"),
+        json!([{"name": "latency_ms", "kind": "middleware", "unit": "ms",
+                "direction": "increase", "critical": true}])
+    );
+    let shown = admin.get(path).body;
+    assert!(
+        shown.contains(
+            "<th scope=\"row\"><code>latency_ms</code></th><td>middleware, harmful when it \
+             increases, critical</td>"
+        ),
+        "{shown}"
+    );
+    // The form goes through the checks of the JSON route: the field that is wrong is named.
+    fields[1].1 = "bad\u{1b}name";
+    let refused = admin.post_form("/apps/cart/metrics", &fields);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("metrics[1].name: holds a control character"),
+        "{}",
+        refused.body
+    );
+    fields[1].1 = "cpu";
+    fields[3].1 = "sideways";
+    let refused = admin.post_form("/apps/cart/metrics", &fields);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("direction"), "{}", refused.body);
+    assert_eq!(
+        declared_metrics(&server, "cart").as_array().unwrap().len(),
+        1
+    );
+
+    let removal = [("form_key", viewer_key.as_str()), ("metric", "latency_ms")];
+    let forged = viewer.post_form("/apps/cart/metrics/remove", &removal);
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let removed = admin.post_form(
+        "/apps/cart/metrics/remove",
+        &[("form_key", key.as_str()), ("metric", "latency_ms")],
+    );
+    assert_eq!(removed.status, 303, "{}", removed.body);
+    assert_eq!(declared_metrics(&server, "cart"), json!([]));
+    let missing = admin.post_form(
+        "/apps/cart/metrics/remove",
+        &[("form_key", key.as_str()), ("metric", "latency_ms")],
+    );
+    assert_eq!(missing.status, 404, "{}", missing.body);
+}
+
 const FLEET: [&str; 3] = ["web1", "web2", "web3"];
 
 #[test]

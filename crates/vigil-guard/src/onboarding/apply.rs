@@ -165,6 +165,7 @@ mod tests {
                 selector: Some("app=\"shop\"".into()),
             }),
             log_pattern: Some("^(?P<message>.*)$".into()),
+            metrics: Vec::new(),
         };
         let merged = merge_queries(
             Some(&current),

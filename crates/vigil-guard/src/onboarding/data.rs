@@ -514,6 +514,7 @@ mod tests {
                 selector: None,
             }),
             log_pattern: None,
+            metrics: Vec::new(),
         };
         let onboarding = make_report(&index, Some(&config), &templates);
 

@@ -28,9 +28,9 @@ use super::session::{checked_form, signed_in, Session, SessionForm};
 use super::{html_page, PageError, Section};
 use crate::error::ApiError;
 use crate::onboarding::{
-    app_report, apply_onboarding, default_selector, remove_pull_query, reports_from_data,
-    unknown_app, AppReport, ApplyRequest, DiscoveryQuery, DEFAULT_HOST_LABEL,
-    UNREACHABLE_FOR_VIEWERS,
+    app_report, apply_onboarding, change_declaration, default_selector, remove_pull_query,
+    reports_from_data, unknown_app, AppReport, ApplyRequest, Declaration, DiscoveryQuery,
+    DEFAULT_HOST_LABEL, UNREACHABLE_FOR_VIEWERS,
 };
 use crate::AppState;
 
@@ -282,6 +282,13 @@ impl AppQuery {
                 "Your query was added to the pull source; it is fetched every step.".to_owned(),
             ),
             "removed" => Some("The query was removed from the pull source.".to_owned()),
+            "declared" => Some(
+                "The metric is declared: every release created from now on is judged on it."
+                    .to_owned(),
+            ),
+            "undeclared" => Some(
+                "The metric is no longer declared; releases already created keep it.".to_owned(),
+            ),
             _ => None,
         }
     }
@@ -306,12 +313,20 @@ pub async fn page(
         (None, false) => StatusCode::OK,
     };
     let failing = state.pull_failures.of_app(&app);
+    let settings_of = app.clone();
+    let declared = state
+        .blocking(move |store| {
+            let config = vigil_guard::pull::stored_app_config(store, &settings_of)?;
+            Ok(config.map(|settings| settings.metrics).unwrap_or_default())
+        })
+        .await?;
     let view = AppPage {
         found: &found,
         asked: &asked,
         session: &session,
         notice: query.notice(),
         failing: &failing,
+        declared: &declared,
     };
     let mut body = String::with_capacity(32 * 1024);
     view.write(&mut body, unknown);
@@ -344,6 +359,17 @@ pub struct AppForm {
     metric: String,
     #[serde(default)]
     query: String,
+    /// A declared metric: what a change of it is (`system`, `middleware`, `business`), which
+    /// way it hurts (`increase`, `decrease`, `either`), its unit, and whether it is critical
+    /// (a checkbox, sent only when ticked).
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    direction: String,
+    #[serde(default)]
+    unit: String,
+    #[serde(default)]
+    critical: Option<String>,
 }
 
 impl SessionForm for AppForm {
@@ -353,6 +379,20 @@ impl SessionForm for AppForm {
 }
 
 impl AppForm {
+    /// The metric this form declares, its choices read as the JSON words they are.
+    fn declared_metric(&self) -> Result<MetricMeta, ApiError> {
+        let kind = choice::<MetricKind>("kind", &self.kind)?;
+        let direction = choice::<Direction>("direction", &self.direction)?;
+        Ok(MetricMeta {
+            name: self.metric.trim().to_owned(),
+            kind,
+            unit: self.unit.trim().to_owned(),
+            direction,
+            critical: self.critical.is_some(),
+            judged: true,
+        })
+    }
+
     /// The apply request of this form: where to look, which proposals, which own queries.
     fn apply_request(
         &self,
@@ -374,6 +414,16 @@ impl AppForm {
             queries,
         })
     }
+}
+
+/// One of a form's choices, by the word the JSON API takes for it.
+fn choice<T: serde::de::DeserializeOwned>(field: &str, word: &str) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::String(word.trim().to_owned())).map_err(|_| {
+        ApiError::bad_request(format!(
+            "{field}: {:?} is not one of the choices",
+            word.trim()
+        ))
+    })
 }
 
 /// An admin's form post on an app's page (see [`checked_form`]).
@@ -462,6 +512,34 @@ pub async fn remove_query(
     Ok(Redirect::to(&location).into_response())
 }
 
+/// "Declare": an admin declares a metric judged in every release of the app.
+pub async fn declare(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(app): Path<String>,
+    form: Result<Form<AppForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (session, request) = admin_form(&state, &headers, &uri, &app, form).await?;
+    let change = Declaration::Declare(request.declared_metric()?);
+    let declared = change_declaration(&state, &session.token, app, change).await?;
+    Ok(Redirect::to(&format!("/apps/{}?done=declared#judged", url(&declared))).into_response())
+}
+
+/// "Remove": an admin takes a metric out of the app's declared metrics.
+pub async fn undeclare(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(app): Path<String>,
+    form: Result<Form<AppForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (session, request) = admin_form(&state, &headers, &uri, &app, form).await?;
+    let change = Declaration::Remove(request.metric.trim().to_owned());
+    let removed = change_declaration(&state, &session.token, app, change).await?;
+    Ok(Redirect::to(&format!("/apps/{}?done=undeclared#judged", url(&removed))).into_response())
+}
+
 /// Everything one app's page shows.
 struct AppPage<'a> {
     found: &'a AppReport,
@@ -470,6 +548,8 @@ struct AppPage<'a> {
     notice: Option<String>,
     /// The app's pull queries whose last pull failed.
     failing: &'a [PullFailure],
+    /// The metrics the app declares judged in every release.
+    declared: &'a [MetricMeta],
 }
 
 impl AppPage<'_> {
@@ -508,6 +588,7 @@ impl AppPage<'_> {
         self.write_next_steps(out);
         self.write_hosts(out);
         self.write_metrics(out);
+        self.write_judged(out);
         self.write_logs(out);
         self.write_pull(out);
         self.write_discovery(out);
@@ -649,6 +730,96 @@ impl AppPage<'_> {
             self.write_metric_row(out, metric);
         }
         out.push_str("</tbody></table></section>");
+    }
+
+    /// The metrics the app declares judged, with the admin's forms to declare and remove one.
+    fn write_judged(&self, out: &mut String) {
+        open_section(out, "judged", "Judged metrics");
+        out.push_str(
+            "<p class=\"help\">A release is judged on the metrics it lists and on these, \
+             which are copied into every release of the app when it is created: a change of \
+             one may pause the release. Every other metric may only recommend.</p>",
+        );
+        let admin = self.session.is_admin();
+        if self.declared.is_empty() {
+            out.push_str("<p>The app declares no metric.</p>");
+        } else {
+            out.push_str(
+                "<table class=\"judged\"><caption>The metrics every release of the app is \
+                 judged on</caption><thead><tr><th scope=\"col\">Metric</th>\
+                 <th scope=\"col\">Declared as</th><th scope=\"col\">Unit</th>",
+            );
+            if admin {
+                out.push_str("<th scope=\"col\">Remove</th>");
+            }
+            out.push_str("</tr></thead><tbody>");
+            for meta in self.declared {
+                let _ = write!(
+                    out,
+                    "<tr><th scope=\"row\"><code>{}</code></th><td>{}</td><td>{}</td>",
+                    esc(&meta.name),
+                    esc(&declaration_words(meta)),
+                    esc(&meta.unit)
+                );
+                if admin {
+                    self.write_undeclare_form(out, &meta.name);
+                }
+                out.push_str("</tr>");
+            }
+            out.push_str("</tbody></table>");
+        }
+        if admin {
+            self.write_declare_form(out);
+        } else {
+            out.push_str("<p class=\"help\">Declaring a metric needs an admin token.</p>");
+        }
+        out.push_str("</section>");
+    }
+
+    fn write_undeclare_form(&self, out: &mut String, metric: &str) {
+        let _ = write!(
+            out,
+            "<td><form class=\"remove-declared\" method=\"post\" \
+             action=\"/apps/{}/metrics/remove\">{}\
+             <input type=\"hidden\" name=\"metric\" value=\"{}\">\
+             <button type=\"submit\" aria-label=\"Remove the declaration of {}\">Remove\
+             </button></form></td>",
+            url(&self.report().app),
+            self.session.form_field(),
+            esc(metric),
+            esc(metric)
+        );
+    }
+
+    fn write_declare_form(&self, out: &mut String) {
+        let _ = write!(
+            out,
+            "<form class=\"declare-metric\" method=\"post\" action=\"/apps/{}/metrics\">{}\
+             <fieldset><legend>Declare a judged metric</legend>\
+             <div class=\"field\"><label for=\"declare-metric\">Metric name</label>\
+             <input id=\"declare-metric\" name=\"metric\" type=\"text\" required \
+             maxlength=\"{}\" autocomplete=\"off\"></div>\
+             <div class=\"field\"><label for=\"declare-kind\">Kind</label>\
+             <select id=\"declare-kind\" name=\"kind\"><option value=\"middleware\">middleware\
+             </option><option value=\"system\">system</option>\
+             <option value=\"business\">business</option></select></div>\
+             <div class=\"field\"><label for=\"declare-direction\">Harmful when it</label>\
+             <select id=\"declare-direction\" name=\"direction\">\
+             <option value=\"increase\">increases</option>\
+             <option value=\"decrease\">decreases</option>\
+             <option value=\"either\">changes either way</option></select></div>\
+             <div class=\"field\"><label for=\"declare-unit\">Unit</label>\
+             <input id=\"declare-unit\" name=\"unit\" type=\"text\" maxlength=\"{}\" \
+             autocomplete=\"off\"></div>\
+             <div class=\"field\"><input id=\"declare-critical\" name=\"critical\" \
+             type=\"checkbox\" value=\"on\"><label for=\"declare-critical\">Critical \
+             (every host must report it)</label></div>\
+             </fieldset><button type=\"submit\">Declare this metric</button></form>",
+            url(&self.report().app),
+            self.session.form_field(),
+            vigil_core::validate::MAX_NAME_BYTES,
+            vigil_core::validate::MAX_NAME_BYTES
+        );
     }
 
     fn write_metric_row(&self, out: &mut String, metric: &MetricSource) {

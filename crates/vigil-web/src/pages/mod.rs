@@ -57,6 +57,8 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app}/apply", post(apps::apply))
         .route("/apps/{app}/queries", post(apps::add_query))
         .route("/apps/{app}/queries/remove", post(apps::remove_query))
+        .route("/apps/{app}/metrics", post(apps::declare))
+        .route("/apps/{app}/metrics/remove", post(apps::undeclare))
         .route("/signin", get(session::form).post(session::sign_in))
         .route(
             "/signout",
