@@ -560,7 +560,10 @@ fn a_release_host_that_falls_silent_holds_the_release_then_pauses_it() {
         page.contains("<span class=\"signal-kind\">Silence</span> <code>no data</code>"),
         "{page}"
     );
-    assert!(page.contains("<dt>Effect</dt><dd>no samples</dd>"), "{page}");
+    assert!(
+        page.contains("<dt>Effect</dt><dd>no samples</dd>"),
+        "{page}"
+    );
 }
 
 /// A release without a reference group reaches `history_days` (7) back: at 5 s steps that is
