@@ -4,8 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod support;
+
 use std::collections::BTreeMap;
 
+use support::Noise;
 use vigil_analysis::{replay, Settings};
 use vigil_core::{
     Batch, Bundle, Direction, Host, HostGroup, Logs, MetricKind, MetricMeta, Verdict,
@@ -13,23 +16,6 @@ use vigil_core::{
 
 const START: i64 = 1_700_000_000;
 const STEP: i64 = 60;
-
-/// A deterministic noise source: roughly normal, mean 0, sd 1.
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let mut sum = 0.0;
-        for shift in [0, 16, 32, 48] {
-            sum += ((self.0 >> shift) & 0xffff) as f64 / 65535.0;
-        }
-        (sum - 2.0) * 1.7
-    }
-}
 
 fn meta(name: &str, judged: bool) -> MetricMeta {
     MetricMeta {

@@ -3,8 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod support;
+
 use std::collections::BTreeMap;
 
+use support::Noise;
 use vigil_analysis::{replay, replay_with, Evaluator, Settings};
 use vigil_core::{
     Batch, Bundle, Direction, Host, HostGroup, Judgement, LogTemplate, Logs, MetricKind,
@@ -17,24 +20,6 @@ const POINTS: usize = 100;
 const DEPLOY: usize = 60;
 const RELEASE_HOSTS: usize = 4;
 const REFERENCE_HOSTS: usize = 8;
-
-/// A deterministic noise source (no dependency needed for a few thousand numbers).
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        // Sum of uniforms: roughly normal, mean 0, sd 1.
-        let mut sum = 0.0;
-        for shift in [0, 16, 32, 48] {
-            sum += ((self.0 >> shift) & 0xffff) as f64 / 65535.0;
-        }
-        (sum - 2.0) * 1.7
-    }
-}
 
 fn host_name(index: usize) -> String {
     format!("h{index:02}")

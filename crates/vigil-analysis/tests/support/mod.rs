@@ -21,3 +21,21 @@ pub fn bundles_in(dir: &Path) -> Vec<Bundle> {
         .map(|path| Bundle::read(path).unwrap())
         .collect()
 }
+
+/// A deterministic noise source, roughly normal with mean 0 and sd 1 (a sum of uniforms; no
+/// dependency needed for a few thousand numbers).
+pub struct Noise(pub u64);
+
+impl Noise {
+    pub fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut sum = 0.0;
+        for shift in [0, 16, 32, 48] {
+            sum += ((self.0 >> shift) & 0xffff) as f64 / 65535.0;
+        }
+        (sum - 2.0) * 1.7
+    }
+}
