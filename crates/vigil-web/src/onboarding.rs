@@ -451,10 +451,7 @@ pub(crate) async fn remove_pull_query(
             if source.queries.is_empty() {
                 config.prometheus = None;
             }
-            let value = serde_json::to_value(&config)
-                .map_err(|error| ApiError::internal(error.to_string()))?;
-            store.put_app(&store_app, &value)?;
-            intake.reload_app(&store_app);
+            crate::ingest::store_app_settings(store, &intake, &store_app, &config)?;
             Ok(())
         })
         .await?;
@@ -506,33 +503,19 @@ pub(crate) async fn change_declaration(
     crate::auth::require(token, Role::Admin)?;
     validate::name(&app).map_err(|problem| problem.at("app"))?;
     let described = format!("{change:?}");
-    change_declared_metrics(state, app.clone(), move |store_app, declared| {
-        change.apply_to(store_app, declared)
-    })
-    .await?;
-    tracing::info!(app = %app, change = %described, by = %token.name, "declared metrics changed");
-    Ok(app)
-}
-
-/// Reads the app's settings, changes its declared metrics and stores them again, in one
-/// blocking call.
-async fn change_declared_metrics<F>(
-    state: &AppState,
-    app: String,
-    change: F,
-) -> Result<(), ApiError>
-where
-    F: FnOnce(&str, &mut Vec<MetricMeta>) -> Result<(), ApiError> + Send + 'static,
-{
     let intake = Arc::clone(&state.intake);
+    let store_app = app.clone();
     state
         .blocking(move |store| {
-            let mut config = stored_config(store, &app)?.unwrap_or_default();
-            change(&app, &mut config.metrics)?;
-            crate::ingest::store_app_settings(store, &intake, &app, &config)?;
+            // Read, changed and stored in one blocking call.
+            let mut config = stored_config(store, &store_app)?.unwrap_or_default();
+            change.apply_to(&store_app, &mut config.metrics)?;
+            crate::ingest::store_app_settings(store, &intake, &store_app, &config)?;
             Ok(())
         })
-        .await
+        .await?;
+    tracing::info!(app = %app, change = %described, by = %token.name, "declared metrics changed");
+    Ok(app)
 }
 
 /// `GET /api/v1/apps/{app}/onboarding`.
@@ -651,10 +634,7 @@ pub(crate) async fn apply_onboarding(
                     )),
                     ApplyError::Invalid(_) => ApiError::bad_request(error.to_string()),
                 })?;
-            let value = serde_json::to_value(&merged.settings)
-                .map_err(|error| ApiError::internal(error.to_string()))?;
-            store.put_app(&store_app, &value)?;
-            intake.reload_app(&store_app);
+            crate::ingest::store_app_settings(store, &intake, &store_app, &merged.settings)?;
             Ok(merged)
         })
         .await?;

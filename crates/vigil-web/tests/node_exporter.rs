@@ -15,30 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use support::prometheus::{free_port, prometheus_or_skip, Prometheus};
+use support::prometheus::{binary_or_skip, free_port, prometheus_or_skip, Prometheus};
 use support::TestServer;
-
-fn find_node_exporter() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("VIGIL_NODE_EXPORTER") {
-        return Some(PathBuf::from(path));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("prometheus-node-exporter"))
-        .find(|candidate| candidate.is_file())
-}
-
-fn node_exporter_or_skip() -> Option<PathBuf> {
-    let found = find_node_exporter();
-    if found.is_none() {
-        assert!(
-            std::env::var_os("VIGIL_REQUIRE_NODE_EXPORTER").is_none(),
-            "VIGIL_REQUIRE_NODE_EXPORTER is set but no prometheus-node-exporter binary was found"
-        );
-        eprintln!("\n*** SKIPPED: a no-op release on a real host: prometheus-node-exporter not installed (apt-get install prometheus-node-exporter, or set VIGIL_NODE_EXPORTER) ***\n");
-    }
-    found
-}
 
 /// The exporter on a free loopback port, killed on drop.
 struct NodeExporter {
@@ -84,7 +62,12 @@ fn a_no_op_release_on_a_host_with_node_exporter_never_pauses() {
             "VIGIL_REQUIRE_NODE_EXPORTER is set but no prometheus binary was found"
         );
     }
-    let Some(exporter_binary) = node_exporter_or_skip() else {
+    let Some(exporter_binary) = binary_or_skip(
+        "prometheus-node-exporter",
+        "VIGIL_NODE_EXPORTER",
+        "VIGIL_REQUIRE_NODE_EXPORTER",
+        "a no-op release on a real host",
+    ) else {
         return;
     };
     let Some(prometheus_binary) = prometheus_or_skip("a no-op release on a real host") else {

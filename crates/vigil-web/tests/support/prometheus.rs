@@ -13,26 +13,47 @@ use std::time::Duration;
 
 use super::TempDir;
 
-pub fn find_prometheus() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("VIGIL_PROMETHEUS") {
+/// The binary `name`: the path in `override_variable` if set, else the first on `PATH`.
+pub fn find_binary(override_variable: &str, name: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(override_variable) {
         return Some(PathBuf::from(path));
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|dir| dir.join("prometheus"))
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
 }
 
-pub fn prometheus_or_skip(test: &str) -> Option<PathBuf> {
-    let found = find_prometheus();
+/// The Debian package `name`'s binary for `test`, or a loud SKIPPED and `None`; a failure
+/// instead when `require_variable` is set (as CI does).
+pub fn binary_or_skip(
+    name: &str,
+    override_variable: &str,
+    require_variable: &str,
+    test: &str,
+) -> Option<PathBuf> {
+    let found = find_binary(override_variable, name);
     if found.is_none() {
         assert!(
-            std::env::var_os("VIGIL_REQUIRE_PROMETHEUS").is_none(),
-            "VIGIL_REQUIRE_PROMETHEUS is set but no prometheus binary was found"
+            std::env::var_os(require_variable).is_none(),
+            "{require_variable} is set but no {name} binary was found"
         );
-        eprintln!("\n*** SKIPPED: {test}: prometheus not installed (apt-get install prometheus, or set VIGIL_PROMETHEUS) ***\n");
+        eprintln!("\n*** SKIPPED: {test}: {name} not installed (apt-get install {name}, or set {override_variable}) ***\n");
     }
     found
+}
+
+pub fn find_prometheus() -> Option<PathBuf> {
+    find_binary("VIGIL_PROMETHEUS", "prometheus")
+}
+
+pub fn prometheus_or_skip(test: &str) -> Option<PathBuf> {
+    binary_or_skip(
+        "prometheus",
+        "VIGIL_PROMETHEUS",
+        "VIGIL_REQUIRE_PROMETHEUS",
+        test,
+    )
 }
 
 pub fn free_port() -> u16 {
