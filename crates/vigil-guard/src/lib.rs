@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod apps;
 pub mod assemble;
 pub mod guard;
 pub mod index;

@@ -22,10 +22,13 @@ use serde::{Deserialize, Serialize};
 use vigil_core::model::MetricMeta;
 use vigil_core::release::{ApiToken, Role};
 use vigil_core::validate;
+use vigil_guard::apps::selector::default_selector;
+use vigil_guard::apps::{
+    self, AppConfig, PullQuery, PullSource, DEFAULT_PULL_STEP_SECONDS, DISCOVERY_HOST_LABEL,
+};
 use vigil_guard::onboarding::apply::{merge_queries, ApplyError, SkippedQuery};
 use vigil_guard::onboarding::discover::{self, Discovery, DiscoveryParams, MissingSignal};
 use vigil_guard::onboarding::{self, Onboarding, ReportInput, Signal};
-use vigil_guard::pull::{AppConfig, PullQuery, PullSource};
 use vigil_ingest::prometheus::PrometheusError;
 use vigil_store::Store;
 
@@ -75,31 +78,18 @@ pub struct ApplyAnswer {
     pub settings: AppConfig,
 }
 
-pub(crate) const DEFAULT_HOST_LABEL: &str = "instance";
-const DEFAULT_STEP_SECONDS: i64 = 30;
+/// Stored settings that no longer read: the server's fault, not the request's.
+fn unreadable(unreadable: apps::UnreadableSettings) -> ApiError {
+    tracing::error!(app = %unreadable.app, error = %unreadable, "stored app settings are not valid");
+    ApiError::internal(unreadable.to_string())
+}
 
 /// The app's stored settings, if any.
 fn stored_config(store: &dyn Store, app: &str) -> Result<Option<AppConfig>, ApiError> {
-    let Some((_, value)) = store.apps()?.into_iter().find(|(name, _)| name == app) else {
-        return Ok(None);
-    };
-    parse_config(app, value).map(Some)
-}
-
-/// An app's settings as stored.
-fn parse_config(app: &str, value: serde_json::Value) -> Result<AppConfig, ApiError> {
-    serde_json::from_value(value).map_err(|error| {
-        tracing::error!(app = %app, %error, "stored app settings are not valid");
-        ApiError::internal(format!(
-            "stored settings of app {app} are not valid: {error}"
-        ))
-    })
-}
-
-/// `job="<app>"`, quoted for PromQL.
-pub(crate) fn default_selector(app: &str) -> String {
-    let escaped = app.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("job=\"{escaped}\"")
+    match apps::stored_settings(store, app)? {
+        Some(settings) => settings.map(Some).map_err(unreadable),
+        None => Ok(None),
+    }
 }
 
 /// The discovery parameters from what the request gave and the app's pull source; `None`
@@ -130,11 +120,11 @@ fn discovery_params(
         .host_label
         .clone()
         .or_else(|| same_server.map(|source| source.host_label.clone()))
-        .unwrap_or_else(|| DEFAULT_HOST_LABEL.to_owned());
+        .unwrap_or_else(|| DISCOVERY_HOST_LABEL.to_owned());
     let step_seconds = asked
         .step_seconds
         .or_else(|| same_server.map(|source| source.step_seconds))
-        .unwrap_or(DEFAULT_STEP_SECONDS);
+        .unwrap_or(DEFAULT_PULL_STEP_SECONDS);
     DiscoveryParams::new(&url, &selector, &host_label, step_seconds)
         .map(Some)
         .map_err(|error| ApiError::bad_request(error.to_string()))
@@ -191,9 +181,8 @@ pub(crate) async fn reports_from_data(state: &AppState) -> Result<Vec<Onboarding
     state
         .blocking(move |store| {
             let mut configs = BTreeMap::new();
-            for (app, value) in store.apps()? {
-                let config = parse_config(&app, value)?;
-                configs.insert(app, Some(config));
+            for (app, settings) in apps::all_stored_settings(store)? {
+                configs.insert(app, Some(settings.map_err(unreadable)?));
             }
             let held = index
                 .read()

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::discover::DiscoveryParams;
-use crate::pull::{AppConfig, AppConfigError, PullQuery, PullSource};
+use crate::apps::{AppConfig, AppConfigError, PullQuery, PullSource};
 
 /// The app's settings after a merge, and what the merge did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

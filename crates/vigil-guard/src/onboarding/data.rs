@@ -12,8 +12,8 @@ use super::{
     LogSources, MetricSource, MetricType, Onboarding, Signal, SignalCoverage, SignalFamily,
     EXPECTED_SIGNALS,
 };
+use crate::apps::AppConfig;
 use crate::index::{DataIndex, HostData, Series};
-use crate::pull::AppConfig;
 
 /// What the report is made from.
 #[derive(Debug, Clone, Copy)]
@@ -396,8 +396,8 @@ mod tests {
     use vigil_core::samples::{LogCount, Point, SeriesKey};
 
     use super::*;
+    use crate::apps::{PullQuery, PullSource};
     use crate::onboarding::{ConnectionState, StepAction};
-    use crate::pull::{PullQuery, PullSource};
 
     const T0: i64 = 1_700_000_000_000;
 

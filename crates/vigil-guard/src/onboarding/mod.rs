@@ -20,7 +20,7 @@ pub mod names;
 use serde::{Deserialize, Serialize};
 use vigil_core::model::{Direction, MetricKind, MetricMeta};
 
-use crate::pull::PullSource;
+use crate::apps::PullSource;
 pub use data::{report, ReportInput};
 pub use discover::Discovery;
 
