@@ -1,6 +1,14 @@
 //! Discovery over recorded series lists, as `/api/v1/series` returns them.
 
+use std::collections::BTreeMap;
+
+use vigil_ingest::prometheus::FamilyMetadata;
+
+use super::params::duration_text;
 use super::*;
+use crate::apps::selector::normalize_selector;
+use crate::onboarding::names::{self, Facts};
+use crate::onboarding::{MetricType, Signal};
 
 const SHOP: &str = "job=\"shop\"";
 
