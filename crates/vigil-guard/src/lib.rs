@@ -9,7 +9,6 @@ pub mod assemble;
 pub mod guard;
 pub mod index;
 pub mod intake;
-pub mod onboarding;
 pub mod pull;
 pub mod retention;
 

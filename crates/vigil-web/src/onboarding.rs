@@ -26,10 +26,10 @@ use vigil_guard::apps::selector::default_selector;
 use vigil_guard::apps::{
     self, AppConfig, PullQuery, PullSource, DEFAULT_PULL_STEP_SECONDS, DISCOVERY_HOST_LABEL,
 };
-use vigil_guard::onboarding::apply::{merge_queries, ApplyError, SkippedQuery};
-use vigil_guard::onboarding::discover::{self, Discovery, DiscoveryParams, MissingSignal};
-use vigil_guard::onboarding::{self, Onboarding, ReportInput, Signal};
 use vigil_ingest::prometheus::PrometheusError;
+use vigil_onboarding::apply::{merge_queries, ApplyError, SkippedQuery};
+use vigil_onboarding::discover::{self, Discovery, DiscoveryParams, MissingSignal};
+use vigil_onboarding::{Onboarding, ReportInput, Signal};
 use vigil_store::Store;
 
 use crate::error::ApiError;
@@ -195,7 +195,7 @@ pub(crate) async fn reports_from_data(state: &AppState) -> Result<Vec<Onboarding
             let mut reports = Vec::with_capacity(configs.len());
             for (app, config) in &configs {
                 let templates = store.templates(app)?;
-                reports.push(onboarding::report(&ReportInput {
+                reports.push(vigil_onboarding::report(&ReportInput {
                     app,
                     index: &held,
                     config: config.as_ref(),
@@ -220,7 +220,7 @@ async fn report_from_data(state: &AppState, app: &str) -> Result<(Onboarding, bo
             let held = index
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let report = onboarding::report(&ReportInput {
+            let report = vigil_onboarding::report(&ReportInput {
                 app: &report_app,
                 index: &held,
                 config: config.as_ref(),

@@ -19,11 +19,11 @@ use vigil_core::model::{Direction, MetricKind, MetricMeta};
 use vigil_core::release::Role;
 use vigil_guard::apps::selector::default_selector;
 use vigil_guard::apps::{PullQuery, DISCOVERY_HOST_LABEL};
-use vigil_guard::onboarding::discover::{Discovery, FoundSignal};
-use vigil_guard::onboarding::{
+use vigil_guard::pull::PullFailure;
+use vigil_onboarding::discover::{Discovery, FoundSignal};
+use vigil_onboarding::{
     ConnectionState, FamilyCoverage, MetricSource, MetricType, Onboarding, Signal, SignalFamily,
 };
-use vigil_guard::pull::PullFailure;
 
 use super::html::{connection_badge, esc, found_badge, time_element, url};
 use super::session::{checked_form, signed_in, Session, SessionForm};
@@ -1292,7 +1292,7 @@ mod tests {
 
     #[test]
     fn a_family_cell_says_what_is_found_and_missing_in_words() {
-        use vigil_guard::onboarding::SignalCoverage;
+        use vigil_onboarding::SignalCoverage;
         let coverage = [FamilyCoverage {
             family: SignalFamily::System,
             covered: true,

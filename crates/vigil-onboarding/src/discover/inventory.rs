@@ -4,15 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use vigil_guard::apps::PullQuery;
 use vigil_ingest::prometheus::{
     FamilyMetadata, PrometheusClient, PrometheusError, PrometheusOptions, RangeQuery,
 };
 
 use super::discovery::{Discovery, QueryCheck};
 use super::params::DiscoveryParams;
-use crate::apps::PullQuery;
-use crate::onboarding::names::{self, Facts, Part, STATUS_LABELS};
-use crate::onboarding::MetricType;
+use crate::names::{self, Facts, Part, STATUS_LABELS};
+use crate::signals::MetricType;
 
 /// How far back series count as present, in seconds.
 pub const LOOKBACK_SECONDS: i64 = 3600;

@@ -2,15 +2,15 @@
 //! the pull query that yields one series per host; what they cannot fill becomes a prompt.
 
 use vigil_core::model::MetricMeta;
+use vigil_guard::apps::PullQuery;
 
 use super::candidates::{candidates, Candidate};
 use super::discovery::{Discovery, FoundSignal, MissingSignal};
 use super::inventory::Inventory;
 use super::params::DiscoveryParams;
 use super::prompts::{missing_prompt, overall_notes};
-use crate::apps::PullQuery;
-use crate::onboarding::names::{Part, STATUS_LABELS};
-use crate::onboarding::{MetricType, Signal, SignalFamily, METRIC_SIGNALS};
+use crate::names::{Part, STATUS_LABELS};
+use crate::signals::{MetricType, Signal, SignalFamily, METRIC_SIGNALS};
 
 /// gRPC codes that are the server's fault.
 const GRPC_SERVER_ERRORS: &str =

@@ -2,9 +2,8 @@
 //! and the pull step, checked, and the PromQL fragments the proposals are written with.
 
 use serde::{Deserialize, Serialize};
+use vigil_guard::apps::selector::normalize_selector;
 use vigil_ingest::prometheus::{is_label_name, PrometheusError};
-
-use crate::apps::selector::normalize_selector;
 
 /// Where and how to look.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

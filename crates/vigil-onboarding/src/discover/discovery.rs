@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 use vigil_core::model::MetricMeta;
+use vigil_guard::apps::PullQuery;
 
 use super::params::DiscoveryParams;
-use crate::apps::PullQuery;
-use crate::onboarding::{MetricType, Signal, SignalFamily};
+use crate::signals::{MetricType, Signal, SignalFamily};
 
 /// What discovery found on the server and proposes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

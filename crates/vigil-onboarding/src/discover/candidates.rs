@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use vigil_ingest::prometheus::FamilyMetadata;
 
 use super::inventory::{declared_type, Inventory};
-use crate::onboarding::names::{self, Classified, Facts, Part};
-use crate::onboarding::MetricType;
+use crate::names::{self, Classified, Facts, Part};
+use crate::signals::MetricType;
 
 /// A metric name that fills a signal, with what is known of it.
 #[derive(Debug)]

@@ -7,7 +7,7 @@ use super::candidates::Candidate;
 use super::discovery::FoundSignal;
 use super::inventory::Inventory;
 use super::params::DiscoveryParams;
-use crate::onboarding::{Signal, SignalFamily};
+use crate::signals::{Signal, SignalFamily};
 
 /// Example names of the usual sources of a signal, for a prompt.
 fn usual_sources(signal: Signal) -> &'static str {

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use vigil_guard::apps::selector::normalize_selector;
 use vigil_ingest::prometheus::FamilyMetadata;
 
 use super::params::duration_text;
 use super::*;
-use crate::apps::selector::normalize_selector;
-use crate::onboarding::names::{self, Facts};
-use crate::onboarding::{MetricType, Signal};
+use crate::names::{self, Facts};
+use crate::signals::{MetricType, Signal};
 
 const SHOP: &str = "job=\"shop\"";
 
