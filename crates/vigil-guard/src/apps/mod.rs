@@ -181,8 +181,11 @@ pub struct UnreadableSettings {
     error: serde_json::Error,
 }
 
+/// An app's stored settings as read: decoded, or why not.
+pub type StoredSettings = Result<AppConfig, UnreadableSettings>;
+
 /// The one decoding of stored settings, which every reader below goes through.
-fn decode(app: &str, value: serde_json::Value) -> Result<AppConfig, UnreadableSettings> {
+fn decode(app: &str, value: serde_json::Value) -> StoredSettings {
     serde_json::from_value(value).map_err(|error| UnreadableSettings {
         app: app.to_owned(),
         error,
@@ -190,9 +193,7 @@ fn decode(app: &str, value: serde_json::Value) -> Result<AppConfig, UnreadableSe
 }
 
 /// Every app's stored settings, by app name, each decoded or why not.
-pub fn all_stored_settings(
-    store: &dyn Store,
-) -> Result<Vec<(String, Result<AppConfig, UnreadableSettings>)>, StoreError> {
+pub fn all_stored_settings(store: &dyn Store) -> Result<Vec<(String, StoredSettings)>, StoreError> {
     let decoded = store.apps()?.into_iter().map(|(app, value)| {
         let settings = decode(&app, value);
         (app, settings)
@@ -201,10 +202,7 @@ pub fn all_stored_settings(
 }
 
 /// The stored settings of `app`, decoded or why not; `None` when it has none.
-pub fn stored_settings(
-    store: &dyn Store,
-    app: &str,
-) -> Result<Option<Result<AppConfig, UnreadableSettings>>, StoreError> {
+pub fn stored_settings(store: &dyn Store, app: &str) -> Result<Option<StoredSettings>, StoreError> {
     let found = store.apps()?.into_iter().find(|(name, _)| name == app);
     Ok(found.map(|(_, value)| decode(app, value)))
 }
