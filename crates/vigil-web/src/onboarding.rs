@@ -22,13 +22,10 @@ use serde::{Deserialize, Serialize};
 use vigil_core::model::MetricMeta;
 use vigil_core::release::{ApiToken, Role};
 use vigil_core::validate;
-use vigil_guard::apps::selector::default_selector;
-use vigil_guard::apps::{
-    self, AppConfig, PullQuery, PullSource, DEFAULT_PULL_STEP_SECONDS, DISCOVERY_HOST_LABEL,
-};
+use vigil_guard::apps::{self, AppConfig, PullQuery, PullSource};
 use vigil_ingest::prometheus::PrometheusError;
 use vigil_onboarding::apply::{merge_queries, ApplyError, SkippedQuery};
-use vigil_onboarding::discover::{self, Discovery, DiscoveryParams, MissingSignal};
+use vigil_onboarding::discover::{self, AskedParams, Discovery, DiscoveryParams, MissingSignal};
 use vigil_onboarding::{Onboarding, ReportInput, Signal};
 use vigil_store::Store;
 
@@ -79,15 +76,15 @@ pub struct ApplyAnswer {
 }
 
 /// Stored settings that no longer read: the server's fault, not the request's.
-fn unreadable(unreadable: apps::UnreadableSettings) -> ApiError {
-    tracing::error!(app = %unreadable.app, error = %unreadable, "stored app settings are not valid");
-    ApiError::internal(unreadable.to_string())
+fn unreadable_settings(problem: apps::UnreadableSettings) -> ApiError {
+    tracing::error!(app = %problem.app, error = %problem, "stored app settings are not valid");
+    ApiError::internal(problem.to_string())
 }
 
 /// The app's stored settings, if any.
 fn stored_config(store: &dyn Store, app: &str) -> Result<Option<AppConfig>, ApiError> {
     match apps::stored_settings(store, app)? {
-        Some(settings) => settings.map(Some).map_err(unreadable),
+        Some(settings) => settings.map(Some).map_err(unreadable_settings),
         None => Ok(None),
     }
 }
@@ -99,34 +96,13 @@ fn discovery_params(
     asked: &DiscoveryQuery,
     configured: Option<&PullSource>,
 ) -> Result<Option<DiscoveryParams>, ApiError> {
-    let url = match (&asked.prometheus, configured) {
-        (Some(url), _) => url.clone(),
-        (None, Some(source)) => source.url.clone(),
-        (None, None) if asked.selector.is_some() || asked.host_label.is_some() => {
-            return Err(ApiError::bad_request(
-                "selector and host_label need prometheus=URL or a configured pull source",
-            ));
-        }
-        (None, None) => return Ok(None),
+    let asked = AskedParams {
+        prometheus: asked.prometheus.as_deref(),
+        selector: asked.selector.as_deref(),
+        host_label: asked.host_label.as_deref(),
+        step_seconds: asked.step_seconds,
     };
-    let same_server = configured
-        .filter(|source| source.url.trim_end_matches('/') == url.trim().trim_end_matches('/'));
-    let selector = asked
-        .selector
-        .clone()
-        .or_else(|| same_server.and_then(|source| source.selector.clone()))
-        .unwrap_or_else(|| default_selector(app));
-    let host_label = asked
-        .host_label
-        .clone()
-        .or_else(|| same_server.map(|source| source.host_label.clone()))
-        .unwrap_or_else(|| DISCOVERY_HOST_LABEL.to_owned());
-    let step_seconds = asked
-        .step_seconds
-        .or_else(|| same_server.map(|source| source.step_seconds))
-        .unwrap_or(DEFAULT_PULL_STEP_SECONDS);
-    DiscoveryParams::new(&url, &selector, &host_label, step_seconds)
-        .map(Some)
+    DiscoveryParams::resolve(app, asked, configured)
         .map_err(|error| ApiError::bad_request(error.to_string()))
 }
 
@@ -182,7 +158,7 @@ pub(crate) async fn reports_from_data(state: &AppState) -> Result<Vec<Onboarding
         .blocking(move |store| {
             let mut configs = BTreeMap::new();
             for (app, settings) in apps::all_stored_settings(store)? {
-                configs.insert(app, Some(settings.map_err(unreadable)?));
+                configs.insert(app, Some(settings.map_err(unreadable_settings)?));
             }
             let held = index
                 .read()

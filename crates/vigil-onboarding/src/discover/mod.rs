@@ -26,7 +26,7 @@ pub use inventory::{
     check_proposals, collect_inventory, discovery_options, names_to_inspect, try_query, Inventory,
     LOOKBACK_SECONDS, MAX_INSPECTED_NAMES,
 };
-pub use params::{default_rate_window, DiscoveryError, DiscoveryParams};
+pub use params::{default_rate_window, AskedParams, DiscoveryError, DiscoveryParams};
 pub use proposals::discover;
 
 /// The whole discovery against the server: inventory, matching, and a check of each

@@ -2,7 +2,8 @@
 //! and the pull step, checked, and the PromQL fragments the proposals are written with.
 
 use serde::{Deserialize, Serialize};
-use vigil_guard::apps::selector::normalize_selector;
+use vigil_guard::apps::selector::{default_selector, normalize_selector};
+use vigil_guard::apps::{PullSource, DEFAULT_PULL_STEP_SECONDS, DISCOVERY_HOST_LABEL};
 use vigil_ingest::prometheus::{is_label_name, PrometheusError};
 
 /// Where and how to look.
@@ -31,6 +32,8 @@ pub enum DiscoveryError {
     HostLabel(String),
     #[error("step_seconds must be between 1 and 3600")]
     Step,
+    #[error("selector and host_label need prometheus=URL or a configured pull source")]
+    NoServer,
     #[error(transparent)]
     Prometheus(#[from] PrometheusError),
 }
@@ -41,7 +44,52 @@ pub fn default_rate_window(step_seconds: i64) -> i64 {
     step_seconds.saturating_mul(4).max(120)
 }
 
+/// Where a request asks discovery to look; each part left out is taken from the app's pull
+/// source when it is on the same server, else from the defaults (`job="<app>"`,
+/// [`DISCOVERY_HOST_LABEL`], [`DEFAULT_PULL_STEP_SECONDS`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AskedParams<'a> {
+    pub prometheus: Option<&'a str>,
+    pub selector: Option<&'a str>,
+    pub host_label: Option<&'a str>,
+    pub step_seconds: Option<i64>,
+}
+
 impl DiscoveryParams {
+    /// The parameters from what was asked and the app's pull source; `None` when neither
+    /// names a Prometheus server.
+    pub fn resolve(
+        app: &str,
+        asked: AskedParams<'_>,
+        configured: Option<&PullSource>,
+    ) -> Result<Option<DiscoveryParams>, DiscoveryError> {
+        let url = match (asked.prometheus, configured) {
+            (Some(url), _) => url.to_owned(),
+            (None, Some(source)) => source.url.clone(),
+            (None, None) if asked.selector.is_some() || asked.host_label.is_some() => {
+                return Err(DiscoveryError::NoServer);
+            }
+            (None, None) => return Ok(None),
+        };
+        let same_server = configured
+            .filter(|source| source.url.trim_end_matches('/') == url.trim().trim_end_matches('/'));
+        let selector = asked
+            .selector
+            .map(str::to_owned)
+            .or_else(|| same_server.and_then(|source| source.selector.clone()))
+            .unwrap_or_else(|| default_selector(app));
+        let host_label = asked
+            .host_label
+            .map(str::to_owned)
+            .or_else(|| same_server.map(|source| source.host_label.clone()))
+            .unwrap_or_else(|| DISCOVERY_HOST_LABEL.to_owned());
+        let step_seconds = asked
+            .step_seconds
+            .or_else(|| same_server.map(|source| source.step_seconds))
+            .unwrap_or(DEFAULT_PULL_STEP_SECONDS);
+        DiscoveryParams::new(&url, &selector, &host_label, step_seconds).map(Some)
+    }
+
     /// Checks and normalizes the parameters (the selector loses its braces).
     pub fn new(
         prometheus: &str,
