@@ -22,8 +22,8 @@ use vigil_ingest::logs::{
 use vigil_ingest::remote_write::{RemoteWriteDecoder, RemoteWriteOptions};
 use vigil_store::{Appended, DataChunk, DataKind, Store, StoreError};
 
+use crate::apps::stored_app_config;
 use crate::index::DataIndex;
-use crate::pull::AppConfig;
 
 /// What an ingested chunk is, before it is stored.
 #[derive(Debug)]
@@ -306,13 +306,8 @@ impl Intake {
             })
         });
         let miner = Miner::from_templates(MinerConfig::default(), restored);
-        let pattern = self
-            .store
-            .apps()?
-            .into_iter()
-            .find(|(name, _)| name == app)
-            .and_then(|(_, value)| serde_json::from_value::<AppConfig>(value).ok())
-            .and_then(|config| config.log_pattern);
+        let pattern =
+            stored_app_config(self.store.as_ref(), app)?.and_then(|config| config.log_pattern);
         let format = match pattern.map(|text| HeaderPattern::new(&text)) {
             Some(Ok(compiled)) => HeaderFormat::Pattern(compiled),
             Some(Err(error)) => {

@@ -4,11 +4,11 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod apps;
 pub mod assemble;
 pub mod guard;
 pub mod index;
 pub mod intake;
-pub mod onboarding;
 pub mod pull;
 pub mod retention;
 

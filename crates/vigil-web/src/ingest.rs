@@ -265,7 +265,7 @@ pub async fn put_app(
     validate::name(&app).map_err(|problem| problem.at("app"))?;
     // `[]` must not be read as settings with every field left out: that would wipe the app's
     // pull source.
-    let config: vigil_guard::pull::AppConfig = crate::releases::parse_request(body).await?;
+    let config: vigil_guard::apps::AppConfig = crate::releases::parse_request(body).await?;
     let intake = Arc::clone(&state.intake);
     let value = state
         .blocking(move |store| store_app_settings(store, &intake, &app, &config))
@@ -279,7 +279,7 @@ pub(crate) fn store_app_settings(
     store: &dyn vigil_store::Store,
     intake: &vigil_guard::intake::Intake,
     app: &str,
-    config: &vigil_guard::pull::AppConfig,
+    config: &vigil_guard::apps::AppConfig,
 ) -> Result<serde_json::Value, ApiError> {
     validate::name(app).map_err(|problem| problem.at("app"))?;
     config

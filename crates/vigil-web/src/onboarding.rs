@@ -22,11 +22,11 @@ use serde::{Deserialize, Serialize};
 use vigil_core::model::MetricMeta;
 use vigil_core::release::{ApiToken, Role};
 use vigil_core::validate;
-use vigil_guard::onboarding::apply::{merge_queries, ApplyError, SkippedQuery};
-use vigil_guard::onboarding::discover::{self, Discovery, DiscoveryParams, MissingSignal};
-use vigil_guard::onboarding::{self, Onboarding, ReportInput, Signal};
-use vigil_guard::pull::{AppConfig, PullQuery, PullSource};
+use vigil_guard::apps::{self, AppConfig, PullQuery, PullSource};
 use vigil_ingest::prometheus::PrometheusError;
+use vigil_onboarding::apply::{merge_queries, ApplyError, SkippedQuery};
+use vigil_onboarding::discover::{self, AskedParams, Discovery, DiscoveryParams, MissingSignal};
+use vigil_onboarding::{Onboarding, ReportInput, Signal};
 use vigil_store::Store;
 
 use crate::error::ApiError;
@@ -75,31 +75,18 @@ pub struct ApplyAnswer {
     pub settings: AppConfig,
 }
 
-pub(crate) const DEFAULT_HOST_LABEL: &str = "instance";
-const DEFAULT_STEP_SECONDS: i64 = 30;
+/// Stored settings that no longer read: the server's fault, not the request's.
+fn unreadable_settings(problem: apps::UnreadableSettings) -> ApiError {
+    tracing::error!(app = %problem.app, error = %problem, "stored app settings are not valid");
+    ApiError::internal(problem.to_string())
+}
 
 /// The app's stored settings, if any.
 fn stored_config(store: &dyn Store, app: &str) -> Result<Option<AppConfig>, ApiError> {
-    let Some((_, value)) = store.apps()?.into_iter().find(|(name, _)| name == app) else {
-        return Ok(None);
-    };
-    parse_config(app, value).map(Some)
-}
-
-/// An app's settings as stored.
-fn parse_config(app: &str, value: serde_json::Value) -> Result<AppConfig, ApiError> {
-    serde_json::from_value(value).map_err(|error| {
-        tracing::error!(app = %app, %error, "stored app settings are not valid");
-        ApiError::internal(format!(
-            "stored settings of app {app} are not valid: {error}"
-        ))
-    })
-}
-
-/// `job="<app>"`, quoted for PromQL.
-pub(crate) fn default_selector(app: &str) -> String {
-    let escaped = app.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("job=\"{escaped}\"")
+    match apps::stored_settings(store, app)? {
+        Some(settings) => settings.map(Some).map_err(unreadable_settings),
+        None => Ok(None),
+    }
 }
 
 /// The discovery parameters from what the request gave and the app's pull source; `None`
@@ -109,34 +96,13 @@ fn discovery_params(
     asked: &DiscoveryQuery,
     configured: Option<&PullSource>,
 ) -> Result<Option<DiscoveryParams>, ApiError> {
-    let url = match (&asked.prometheus, configured) {
-        (Some(url), _) => url.clone(),
-        (None, Some(source)) => source.url.clone(),
-        (None, None) if asked.selector.is_some() || asked.host_label.is_some() => {
-            return Err(ApiError::bad_request(
-                "selector and host_label need prometheus=URL or a configured pull source",
-            ));
-        }
-        (None, None) => return Ok(None),
+    let asked = AskedParams {
+        prometheus: asked.prometheus.as_deref(),
+        selector: asked.selector.as_deref(),
+        host_label: asked.host_label.as_deref(),
+        step_seconds: asked.step_seconds,
     };
-    let same_server = configured
-        .filter(|source| source.url.trim_end_matches('/') == url.trim().trim_end_matches('/'));
-    let selector = asked
-        .selector
-        .clone()
-        .or_else(|| same_server.and_then(|source| source.selector.clone()))
-        .unwrap_or_else(|| default_selector(app));
-    let host_label = asked
-        .host_label
-        .clone()
-        .or_else(|| same_server.map(|source| source.host_label.clone()))
-        .unwrap_or_else(|| DEFAULT_HOST_LABEL.to_owned());
-    let step_seconds = asked
-        .step_seconds
-        .or_else(|| same_server.map(|source| source.step_seconds))
-        .unwrap_or(DEFAULT_STEP_SECONDS);
-    DiscoveryParams::new(&url, &selector, &host_label, step_seconds)
-        .map(Some)
+    DiscoveryParams::resolve(app, asked, configured)
         .map_err(|error| ApiError::bad_request(error.to_string()))
 }
 
@@ -191,9 +157,8 @@ pub(crate) async fn reports_from_data(state: &AppState) -> Result<Vec<Onboarding
     state
         .blocking(move |store| {
             let mut configs = BTreeMap::new();
-            for (app, value) in store.apps()? {
-                let config = parse_config(&app, value)?;
-                configs.insert(app, Some(config));
+            for (app, settings) in apps::all_stored_settings(store)? {
+                configs.insert(app, Some(settings.map_err(unreadable_settings)?));
             }
             let held = index
                 .read()
@@ -206,7 +171,7 @@ pub(crate) async fn reports_from_data(state: &AppState) -> Result<Vec<Onboarding
             let mut reports = Vec::with_capacity(configs.len());
             for (app, config) in &configs {
                 let templates = store.templates(app)?;
-                reports.push(onboarding::report(&ReportInput {
+                reports.push(vigil_onboarding::report(&ReportInput {
                     app,
                     index: &held,
                     config: config.as_ref(),
@@ -231,7 +196,7 @@ async fn report_from_data(state: &AppState, app: &str) -> Result<(Onboarding, bo
             let held = index
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let report = onboarding::report(&ReportInput {
+            let report = vigil_onboarding::report(&ReportInput {
                 app: &report_app,
                 index: &held,
                 config: config.as_ref(),

@@ -256,7 +256,7 @@ pub async fn create(
     // settings leaves a running release alone.
     let release = state
         .blocking(move |store| {
-            vigil_guard::pull::add_declared_metrics(store, &mut release.spec)?;
+            vigil_guard::apps::add_declared_metrics(store, &mut release.spec)?;
             store.create_release(&release)?;
             Ok(release)
         })

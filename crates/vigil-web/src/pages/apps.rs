@@ -17,20 +17,21 @@ use axum::Form;
 use serde::Deserialize;
 use vigil_core::model::{Direction, MetricKind, MetricMeta};
 use vigil_core::release::Role;
-use vigil_guard::onboarding::discover::{Discovery, FoundSignal};
-use vigil_guard::onboarding::{
+use vigil_guard::apps::selector::default_selector;
+use vigil_guard::apps::{PullQuery, DISCOVERY_HOST_LABEL};
+use vigil_guard::pull::PullFailure;
+use vigil_onboarding::discover::{Discovery, FoundSignal};
+use vigil_onboarding::{
     ConnectionState, FamilyCoverage, MetricSource, MetricType, Onboarding, Signal, SignalFamily,
 };
-use vigil_guard::pull::{PullFailure, PullQuery};
 
 use super::html::{connection_badge, esc, found_badge, time_element, url};
 use super::session::{checked_form, signed_in, Session, SessionForm};
 use super::{html_page, PageError, Section};
 use crate::error::ApiError;
 use crate::onboarding::{
-    app_report, apply_onboarding, change_declaration, default_selector, remove_pull_query,
-    reports_from_data, unknown_app, AppReport, ApplyRequest, Declaration, DiscoveryQuery,
-    DEFAULT_HOST_LABEL, UNREACHABLE_FOR_VIEWERS,
+    app_report, apply_onboarding, change_declaration, remove_pull_query, reports_from_data,
+    unknown_app, AppReport, ApplyRequest, Declaration, DiscoveryQuery, UNREACHABLE_FOR_VIEWERS,
 };
 use crate::AppState;
 
@@ -316,7 +317,7 @@ pub async fn page(
     let settings_of = app.clone();
     let declared = state
         .blocking(move |store| {
-            let config = vigil_guard::pull::stored_app_config(store, &settings_of)?;
+            let config = vigil_guard::apps::stored_app_config(store, &settings_of)?;
             Ok(config.map(|settings| settings.metrics).unwrap_or_default())
         })
         .await?;
@@ -1052,7 +1053,7 @@ impl AppPage<'_> {
             .clone()
             .or_else(|| params.map(|params| params.host_label.clone()))
             .or_else(|| pull.map(|source| source.host_label.clone()))
-            .unwrap_or_else(|| DEFAULT_HOST_LABEL.to_owned());
+            .unwrap_or_else(|| DISCOVERY_HOST_LABEL.to_owned());
         let _ = write!(
             out,
             "<form class=\"discover filters\" method=\"get\" action=\"/apps/{}#discovery\" \
@@ -1291,7 +1292,7 @@ mod tests {
 
     #[test]
     fn a_family_cell_says_what_is_found_and_missing_in_words() {
-        use vigil_guard::onboarding::SignalCoverage;
+        use vigil_onboarding::SignalCoverage;
         let coverage = [FamilyCoverage {
             family: SignalFamily::System,
             covered: true,

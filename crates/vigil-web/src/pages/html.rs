@@ -6,7 +6,7 @@ use std::fmt::{self, Write};
 
 use vigil_core::release::ReleaseState;
 use vigil_core::Verdict;
-use vigil_guard::onboarding::ConnectionState;
+use vigil_onboarding::ConnectionState;
 
 /// Text made safe for HTML content and quoted attribute values.
 #[derive(Debug, Clone, Copy)]

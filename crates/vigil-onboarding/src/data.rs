@@ -4,16 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use vigil_core::LogTemplate;
+use vigil_guard::apps::AppConfig;
+use vigil_guard::index::{DataIndex, HostData, Series};
 use vigil_ingest::remote_write::split_notation;
 
-use super::names::{self, Facts};
-use super::{
+use crate::names::{self, Facts};
+use crate::report::{
     connection_state, next_steps, ExceptionTemplate, FamilyCoverage, HostSeen, HostsSeen, LogHost,
-    LogSources, MetricSource, MetricType, Onboarding, Signal, SignalCoverage, SignalFamily,
-    EXPECTED_SIGNALS,
+    LogSources, MetricSource, Onboarding, SignalCoverage,
 };
-use crate::index::{DataIndex, HostData, Series};
-use crate::pull::AppConfig;
+use crate::signals::{MetricType, Signal, SignalFamily, EXPECTED_SIGNALS};
 
 /// What the report is made from.
 #[derive(Debug, Clone, Copy)]
@@ -394,10 +394,10 @@ mod tests {
 
     use vigil_core::samples::{LogChunk, MetricChunk};
     use vigil_core::samples::{LogCount, Point, SeriesKey};
+    use vigil_guard::apps::{PullQuery, PullSource};
 
     use super::*;
-    use crate::onboarding::{ConnectionState, StepAction};
-    use crate::pull::{PullQuery, PullSource};
+    use crate::report::{ConnectionState, StepAction};
 
     const T0: i64 = 1_700_000_000_000;
 

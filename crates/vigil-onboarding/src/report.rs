@@ -1,121 +1,12 @@
-//! Onboarding an app: what Vigil receives from it (hosts, metric sources, log sources), which of
-//! the signals a release is judged on are covered, and what to configure for the rest.
-//!
-//! - [`report`] (`data.rs`) reads the in-memory index: every metric family of the app's hosts
-//!   with its hosts, last sample, type and the signal it fills; its log templates and exception
-//!   lines.
-//! - [`discover`] asks the app's Prometheus which usual families it holds under the app's
-//!   labels and proposes a pull query for each signal, one series per host.
-//! - [`apply`] merges proposed queries into the app's pull source.
-//!
-//! Signals come in three families: system (CPU, memory, load), middleware (request rate,
-//! latency, errors) and logs. An app is `connected` when both system and middleware metrics
-//! arrive, `partial` when some data arrives, `not_connected` otherwise.
-
-pub mod apply;
-mod data;
-pub mod discover;
-pub mod names;
+//! An app's onboarding report: what arrives from it, which signals are covered, whether it is
+//! connected, and the next step for each signal missing.
 
 use serde::{Deserialize, Serialize};
-use vigil_core::model::{Direction, MetricKind, MetricMeta};
+use vigil_core::model::MetricMeta;
+use vigil_guard::apps::PullSource;
 
-use crate::pull::PullSource;
-pub use data::{report, ReportInput};
-pub use discover::Discovery;
-
-/// A signal Vigil expects of an app, or `other` for a metric filling none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Signal {
-    Cpu,
-    Memory,
-    Load,
-    RequestRate,
-    Latency,
-    Errors,
-    Logs,
-    Other,
-}
-
-/// The signals every app should send, in the order they are shown.
-pub const EXPECTED_SIGNALS: [Signal; 7] = [
-    Signal::Cpu,
-    Signal::Memory,
-    Signal::Load,
-    Signal::RequestRate,
-    Signal::Latency,
-    Signal::Errors,
-    Signal::Logs,
-];
-
-/// The metric signals a Prometheus server can provide.
-pub const METRIC_SIGNALS: [Signal; 6] = [
-    Signal::Cpu,
-    Signal::Memory,
-    Signal::Load,
-    Signal::RequestRate,
-    Signal::Latency,
-    Signal::Errors,
-];
-
-impl Signal {
-    /// The family it belongs to; `None` for `other`.
-    pub fn family(self) -> Option<SignalFamily> {
-        match self {
-            Signal::Cpu | Signal::Memory | Signal::Load => Some(SignalFamily::System),
-            Signal::RequestRate | Signal::Latency | Signal::Errors => {
-                Some(SignalFamily::Middleware)
-            }
-            Signal::Logs => Some(SignalFamily::Logs),
-            Signal::Other => None,
-        }
-    }
-
-    /// Words for a sentence: "request latency".
-    pub fn describe(self) -> &'static str {
-        match self {
-            Signal::Cpu => "CPU",
-            Signal::Memory => "memory",
-            Signal::Load => "load",
-            Signal::RequestRate => "request rate",
-            Signal::Latency => "request latency",
-            Signal::Errors => "errors",
-            Signal::Logs => "logs",
-            Signal::Other => "none of the expected signals",
-        }
-    }
-
-    /// What a release should declare of a metric `name` filling this signal: its kind, the
-    /// harmful direction, whether it is critical; `None` for `other` and `logs`.
-    pub fn suggested_meta(self, name: &str, unit: &str) -> Option<MetricMeta> {
-        let (kind, direction, critical) = match self {
-            Signal::Cpu | Signal::Memory | Signal::Load => {
-                (MetricKind::System, Direction::Increase, false)
-            }
-            Signal::RequestRate => (MetricKind::Middleware, Direction::Either, false),
-            Signal::Latency | Signal::Errors => (MetricKind::Middleware, Direction::Increase, true),
-            Signal::Logs | Signal::Other => return None,
-        };
-        Some(MetricMeta {
-            name: name.to_owned(),
-            kind,
-            unit: unit.to_owned(),
-            direction,
-            critical,
-            judged: true,
-        })
-    }
-}
-
-/// A family of signals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignalFamily {
-    System,
-    Middleware,
-    Logs,
-}
+use crate::discover::Discovery;
+use crate::signals::{MetricType, Signal, SignalFamily};
 
 /// How much of an app Vigil sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,30 +18,6 @@ pub enum ConnectionState {
     Partial,
     /// Nothing arrives.
     NotConnected,
-}
-
-/// A metric's type, as declared by its sender or guessed from its labels and values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetricType {
-    Counter,
-    Gauge,
-    Histogram,
-    Summary,
-    Unknown,
-}
-
-impl MetricType {
-    /// A type as Prometheus' metadata writes it.
-    pub fn from_metadata(text: &str) -> MetricType {
-        match text {
-            "counter" => MetricType::Counter,
-            "gauge" => MetricType::Gauge,
-            "histogram" | "gaugehistogram" => MetricType::Histogram,
-            "summary" => MetricType::Summary,
-            _ => MetricType::Unknown,
-        }
-    }
 }
 
 /// Everything known about an app's onboarding; what the Apps page shows.
@@ -317,7 +184,7 @@ impl Onboarding {
 
 /// The state from the coverage: connected when system and middleware arrive, partial when
 /// any data arrives (`data_arrives`: some host of the app sent something).
-fn connection_state(coverage: &[FamilyCoverage], data_arrives: bool) -> ConnectionState {
+pub(crate) fn connection_state(coverage: &[FamilyCoverage], data_arrives: bool) -> ConnectionState {
     let covered = |family: SignalFamily| {
         coverage
             .iter()
@@ -333,7 +200,7 @@ fn connection_state(coverage: &[FamilyCoverage], data_arrives: bool) -> Connecti
 }
 
 /// One step per expected signal that does not arrive.
-fn next_steps(
+pub(crate) fn next_steps(
     app: &str,
     coverage: &[FamilyCoverage],
     pull: Option<&PullSource>,

@@ -1,6 +1,14 @@
 //! Discovery over recorded series lists, as `/api/v1/series` returns them.
 
+use std::collections::BTreeMap;
+
+use vigil_guard::apps::selector::normalize_selector;
+use vigil_ingest::prometheus::FamilyMetadata;
+
+use super::params::duration_text;
 use super::*;
+use crate::names::{self, Facts};
+use crate::signals::{MetricType, Signal};
 
 const SHOP: &str = "job=\"shop\"";
 
@@ -488,4 +496,55 @@ fn selectors_and_parameters_are_checked() {
     );
     assert_eq!(duration_text(120), "2m");
     assert_eq!(duration_text(90), "90s");
+}
+
+#[test]
+fn what_a_request_leaves_out_comes_from_the_same_server_or_the_defaults() {
+    use vigil_guard::apps::PullSource;
+    let resolve = |asked: AskedParams<'_>, configured: Option<&PullSource>| {
+        DiscoveryParams::resolve("shop", asked, configured)
+    };
+    assert_eq!(resolve(AskedParams::default(), None), Ok(None));
+    let only_selector = AskedParams {
+        selector: Some(SHOP),
+        ..AskedParams::default()
+    };
+    assert_eq!(resolve(only_selector, None), Err(DiscoveryError::NoServer));
+    let asked_server = AskedParams {
+        prometheus: Some("http://prom:9090/"),
+        ..AskedParams::default()
+    };
+    let defaults = resolve(asked_server, None).unwrap().unwrap();
+    assert_eq!(
+        (defaults.selector.as_str(), defaults.host_label.as_str()),
+        (SHOP, "instance")
+    );
+    assert_eq!(defaults.step_seconds, 30);
+    let configured = PullSource {
+        url: "http://prom:9090".into(),
+        host_label: "host".into(),
+        step_seconds: 60,
+        queries: vec![],
+        selector: Some("app=\"shop\"".into()),
+    };
+    let inherited = resolve(AskedParams::default(), Some(&configured))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (inherited.selector.as_str(), inherited.host_label.as_str()),
+        ("app=\"shop\"", "host")
+    );
+    assert_eq!(inherited.step_seconds, 60);
+    let elsewhere = AskedParams {
+        prometheus: Some("http://other:9090"),
+        ..AskedParams::default()
+    };
+    let other_server = resolve(elsewhere, Some(&configured)).unwrap().unwrap();
+    assert_eq!(
+        (
+            other_server.prometheus.as_str(),
+            other_server.host_label.as_str()
+        ),
+        ("http://other:9090", "instance")
+    );
 }

@@ -6,7 +6,7 @@
 //! This only helps a person connect an app: the analysis never reads metric names, it reads the
 //! kind, direction and unit the release declares.
 
-use super::{MetricType, Signal};
+use crate::signals::{MetricType, Signal};
 
 /// Label names that carry a response status in the conventions above.
 pub const STATUS_LABELS: [&str; 9] = [

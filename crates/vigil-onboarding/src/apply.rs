@@ -2,9 +2,9 @@
 //! has kept as it is.
 
 use serde::{Deserialize, Serialize};
+use vigil_guard::apps::{AppConfig, AppConfigError, PullQuery, PullSource};
 
-use super::discover::DiscoveryParams;
-use crate::pull::{AppConfig, AppConfigError, PullQuery, PullSource};
+use crate::discover::DiscoveryParams;
 
 /// The app's settings after a merge, and what the merge did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
