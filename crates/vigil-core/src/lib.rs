@@ -6,7 +6,6 @@
 
 pub mod bundle;
 pub mod clock;
-pub mod fast_hash;
 pub mod model;
 pub mod release;
 pub mod samples;

@@ -6,7 +6,7 @@
 use vigil_analysis::settings::SILENT_HOST_FAULT_SECONDS;
 use vigil_analysis::Settings;
 use vigil_core::bundle::MAX_POINTS;
-use vigil_core::release::Release;
+use vigil_core::release::{Release, ReleaseSpec, ReleaseState};
 use vigil_core::validate::{number_in, whole_in, Invalid, Problem};
 
 use crate::assemble::window_start;
@@ -30,6 +30,22 @@ pub fn admit(release: &Release) -> Result<Settings, Invalid> {
     check_settings(&settings)?;
     check_window(release, &settings)?;
     Ok(settings)
+}
+
+/// A new release's spec, by [`admit`] of the release it makes before its first batch.
+pub fn admit_spec(spec: &ReleaseSpec) -> Result<Settings, Invalid> {
+    let probe = Release {
+        id: "probe".into(),
+        spec: spec.clone(),
+        state: ReleaseState::Pending,
+        created_by: String::new(),
+        created_at: 0,
+        updated_at: 0,
+        deployed: Vec::new(),
+        verdict: None,
+        reason: String::new(),
+    };
+    admit(&probe)
 }
 
 /// Settings that cannot be read, by the first setting that fails alone (serde's message on
@@ -155,7 +171,7 @@ fn to_i64(value: usize) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use vigil_core::release::{PlannedBatch, ReferenceHosts, ReleaseSpec, ReleaseState};
+    use vigil_core::release::{PlannedBatch, ReferenceHosts};
 
     use super::*;
 

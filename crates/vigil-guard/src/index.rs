@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use vigil_core::fast_hash::FastHashBuilder;
+use foldhash::fast::RandomState as SeededHash;
 use vigil_core::samples::{LogChunk, MetricChunk, Point, SeriesKey};
 
 /// Samples of one series, sorted by time.
@@ -163,7 +163,7 @@ fn first_after_near(points: &[(i64, f64)], time: i64, hint: usize) -> usize {
 pub struct HostData {
     /// The app the host's samples said it belongs to (the last one seen).
     pub app: String,
-    pub series: HashMap<String, Series, FastHashBuilder>,
+    pub series: HashMap<String, Series, SeededHash>,
     /// Template id to line counts by the Unix millisecond their second ends at.
     pub logs: HashMap<String, BTreeMap<i64, u64>>,
     /// Time of the newest sample or log count from this host.
@@ -266,7 +266,7 @@ impl HostData {
 /// Every host's recent data.
 #[derive(Debug, Default)]
 pub struct DataIndex {
-    hosts: HashMap<String, HostData, FastHashBuilder>,
+    hosts: HashMap<String, HostData, SeededHash>,
     /// Count of insertions so far: what a reader has seen is named by this number, and
     /// [`DataIndex::earliest_change`] tells what changed since.
     generation: u64,

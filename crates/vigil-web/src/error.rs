@@ -82,9 +82,12 @@ impl From<vigil_core::validate::Invalid> for ApiError {
     }
 }
 
-impl From<vigil_deploy::TransitionError> for ApiError {
-    fn from(error: vigil_deploy::TransitionError) -> ApiError {
-        ApiError::conflict(error.to_string())
+impl From<vigil_deploy::DeployError> for ApiError {
+    fn from(error: vigil_deploy::DeployError) -> ApiError {
+        if error.is_conflict() {
+            return ApiError::conflict(error.to_string());
+        }
+        ApiError::bad_request(error.to_string())
     }
 }
 

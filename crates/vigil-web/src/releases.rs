@@ -1,6 +1,6 @@
 //! Release routes: create, read, act, report batches, feedback, export and import.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -13,7 +13,7 @@ use vigil_core::release::{
 };
 use vigil_core::samples::{LogChunk, LogCount, MetricChunk, Point, SeriesKey};
 use vigil_core::validate;
-use vigil_core::{Batch, Bundle, HostGroup, MetricMeta, Verdict};
+use vigil_core::{Batch, Bundle, HostGroup, Verdict};
 use vigil_guard::admission;
 use vigil_guard::guard::{lookback_seconds, notifications_for, release_settings};
 use vigil_store::{Change, ReleaseFilter};
@@ -24,44 +24,7 @@ use crate::AppState;
 /// Longest feedback note, in bytes.
 pub(crate) const MAX_NOTE_BYTES: usize = validate::MAX_TEXT_BYTES;
 
-/// Most hosts in one release.
-const MAX_HOSTS: usize = 10_000;
-
-fn default_reference() -> ReferenceHosts {
-    ReferenceHosts::EveryOtherHost
-}
-
-fn default_step() -> i64 {
-    30
-}
-
-fn default_observe() -> i64 {
-    1800
-}
-
-/// The body of `POST /api/v1/releases`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateRelease {
-    #[serde(default)]
-    pub id: Option<String>,
-    pub app: String,
-    pub version: String,
-    pub hosts: Vec<String>,
-    #[serde(default = "default_reference")]
-    pub reference: ReferenceHosts,
-    /// Default: one batch of every host.
-    #[serde(default)]
-    pub batches: Vec<PlannedBatch>,
-    #[serde(default = "default_step")]
-    pub step_seconds: i64,
-    #[serde(default = "default_observe")]
-    pub observe_seconds: i64,
-    #[serde(default)]
-    pub metrics: Vec<MetricMeta>,
-    #[serde(default)]
-    pub settings: serde_json::Map<String, serde_json::Value>,
-}
+pub use vigil_deploy::spec::CreateRelease;
 
 /// A JSON object body, refused with the path of the bad value. serde reads a struct from an
 /// array too, so a body that is not an object is refused first: `[]` would otherwise be a
@@ -104,127 +67,19 @@ where
 
 /// A name at `field`, by the rules every way in shares.
 fn check_name(field: impl std::fmt::Display, name: &str) -> Result<(), ApiError> {
-    validate::name(name).map_err(|problem| problem.at(field).into())
+    Ok(vigil_deploy::spec::check_name(field, name)?)
 }
 
 pub(crate) fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
-    validate::release_id(id).map_err(|problem| problem.at(field).into())
+    Ok(vigil_deploy::spec::check_id(field, id)?)
 }
 
-/// Checks a release spec and fills its defaults.
+/// Checks a release spec and fills its defaults ([`vigil_deploy::spec::validate`]), then
+/// admits its analysis settings.
 pub fn validate_spec(request: CreateRelease) -> Result<(Option<String>, ReleaseSpec), ApiError> {
-    check_name("app", &request.app)?;
-    check_name("version", &request.version)?;
-    if let Some(id) = &request.id {
-        check_id("id", id)?;
-    }
-    validate::described_metrics(&request.metrics, "metrics")?;
-    if request.hosts.is_empty() {
-        return Err(ApiError::bad_request("hosts must name at least one host"));
-    }
-    if request.hosts.len() > MAX_HOSTS {
-        return Err(ApiError::bad_request(format!(
-            "hosts holds {} hosts, more than {MAX_HOSTS}",
-            request.hosts.len()
-        )));
-    }
-    let mut release_hosts = BTreeSet::new();
-    for (index, host) in request.hosts.iter().enumerate() {
-        check_name(format_args!("hosts[{index}]"), host)?;
-        if !release_hosts.insert(host.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "hosts[{index}]: host {host:?} is listed twice"
-            )));
-        }
-    }
-    let batches = if request.batches.is_empty() {
-        vec![PlannedBatch {
-            hosts: request.hosts.clone(),
-        }]
-    } else {
-        request.batches.clone()
-    };
-    let mut planned = BTreeSet::new();
-    for (index, batch) in batches.iter().enumerate() {
-        if batch.hosts.is_empty() {
-            return Err(ApiError::bad_request(format!(
-                "batches[{index}] has no host"
-            )));
-        }
-        for host in &batch.hosts {
-            if !release_hosts.contains(host.as_str()) {
-                return Err(ApiError::bad_request(format!(
-                    "batches[{index}] names {host:?}, which is not in hosts"
-                )));
-            }
-            if !planned.insert(host.as_str()) {
-                return Err(ApiError::bad_request(format!(
-                    "host {host:?} is in two batches"
-                )));
-            }
-        }
-    }
-    if planned.len() != release_hosts.len() {
-        return Err(ApiError::bad_request(
-            "every host must be in exactly one batch",
-        ));
-    }
-    if let ReferenceHosts::Hosts { hosts } = &request.reference {
-        if hosts.is_empty() {
-            return Err(ApiError::bad_request(
-                "reference hosts is empty: use {\"type\": \"none\"} to compare with history",
-            ));
-        }
-        let mut reference_hosts = BTreeSet::new();
-        for (index, host) in hosts.iter().enumerate() {
-            check_name(format_args!("reference.hosts[{index}]"), host)?;
-            if release_hosts.contains(host.as_str()) {
-                return Err(ApiError::bad_request(format!(
-                    "reference.hosts[{index}]: host {host:?} is both a release and a reference \
-                     host"
-                )));
-            }
-            if !reference_hosts.insert(host.as_str()) {
-                return Err(ApiError::bad_request(format!(
-                    "reference.hosts[{index}]: host {host:?} is listed twice"
-                )));
-            }
-        }
-    }
-    if !(1..=3600).contains(&request.step_seconds) {
-        return Err(ApiError::bad_request(
-            "step_seconds must be between 1 and 3600",
-        ));
-    }
-    if !(0..=30 * 86_400).contains(&request.observe_seconds) {
-        return Err(ApiError::bad_request(
-            "observe_seconds must be between 0 and 30 days",
-        ));
-    }
-    let spec = ReleaseSpec {
-        app: request.app,
-        version: request.version,
-        hosts: request.hosts,
-        reference: request.reference,
-        batches,
-        step_seconds: request.step_seconds,
-        observe_seconds: request.observe_seconds,
-        metrics: request.metrics,
-        settings: request.settings,
-    };
-    let probe = Release {
-        id: "probe".into(),
-        spec: spec.clone(),
-        state: ReleaseState::Pending,
-        created_by: String::new(),
-        created_at: 0,
-        updated_at: 0,
-        deployed: Vec::new(),
-        verdict: None,
-        reason: String::new(),
-    };
-    admission::admit(&probe)?;
-    Ok((request.id, spec))
+    let (id, spec) = vigil_deploy::spec::validate(request)?;
+    admission::admit_spec(&spec)?;
+    Ok((id, spec))
 }
 
 pub async fn create(
@@ -698,7 +553,9 @@ pub async fn batch_deployed(
     let release = load(&state, id).await?;
     // A pipeline retries: the same report again changes nothing and answers the release.
     if let Some(reported) = release.deployed.iter().find(|batch| batch.index == index) {
-        return if same_report(&release, reported, &request) {
+        let repeated =
+            vigil_deploy::repeats_report(&release, reported, request.hosts.as_deref(), request.at);
+        return if repeated {
             Ok(Json(release))
         } else {
             Err(ApiError::conflict(format!(
@@ -708,36 +565,14 @@ pub async fn batch_deployed(
             )))
         };
     }
-    vigil_deploy::check_batch_report(&release, index)?;
-    let planned = &release.spec.batches[index as usize].hosts;
-    let hosts = request.hosts.unwrap_or_else(|| planned.clone());
-    for host in &hosts {
-        if !release.spec.hosts.contains(host) {
-            return Err(ApiError::bad_request(format!(
-                "host {host:?} is not a host of release {}",
-                release.id
-            )));
-        }
-        if release
-            .deployed
-            .iter()
-            .any(|batch| batch.hosts.contains(host))
-        {
-            return Err(ApiError::bad_request(format!(
-                "host {host:?} was already deployed in an earlier batch"
-            )));
-        }
-    }
+    // An unplanned index has no hosts here and is refused by the check below.
+    let planned = release.spec.batches.get(index as usize);
+    let hosts = request
+        .hosts
+        .unwrap_or_else(|| planned.map(|batch| batch.hosts.clone()).unwrap_or_default());
     let at = request.at.unwrap_or_else(|| state.clock.now());
-    validate::time_ms(at.saturating_mul(1000)).map_err(|problem| problem.at("at"))?;
-    if let Some(last) = release.deployed.last() {
-        if at < last.at {
-            return Err(ApiError::bad_request(format!(
-                "batch {index} deployed at {at}, before batch {} at {}",
-                last.index, last.at
-            )));
-        }
-    }
+    let batch = Batch { index, at, hosts };
+    vigil_deploy::check_deployed_batch(&release, &batch)?;
     let change = Change {
         release_id: release.id.clone(),
         expected: release.state,
@@ -745,30 +580,14 @@ pub async fn batch_deployed(
         action: Action::BatchDeployed,
         actor: token.name,
         at: state.clock.now(),
-        reason: format!("batch {index} deployed to {} hosts", hosts.len()),
-        deployed: Some(Batch { index, at, hosts }),
+        reason: format!("batch {index} deployed to {} hosts", batch.hosts.len()),
+        deployed: Some(batch),
         notifications: Vec::new(),
     };
     let (updated, _) = state
         .blocking(move |store| Ok(store.apply(&change)?))
         .await?;
     Ok(Json(updated))
-}
-
-/// Whether a report of an already reported batch repeats it: the same hosts (the planned ones
-/// when it names none) and, when it gives one, the same time.
-fn same_report(release: &Release, reported: &Batch, request: &Deployed) -> bool {
-    let planned = release
-        .spec
-        .batches
-        .get(reported.index as usize)
-        .map(|batch| &batch.hosts);
-    let hosts = request.hosts.as_ref().or(planned);
-    let as_set = |hosts: &[String]| -> std::collections::BTreeSet<String> {
-        hosts.iter().cloned().collect()
-    };
-    hosts.is_some_and(|hosts| as_set(hosts) == as_set(&reported.hosts))
-        && request.at.is_none_or(|at| at == reported.at)
 }
 
 #[derive(Debug, Default, Deserialize)]

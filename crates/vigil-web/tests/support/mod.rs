@@ -2,6 +2,7 @@
 //! directory and a manual clock, and a small HTTP client for the tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod openapi;
 pub mod prometheus;
 pub mod webdriver;
 

@@ -1,0 +1,477 @@
+//! The API description is true: every route of the router is sent a real request, and the
+//! request body, the status and the JSON answer are checked against the route's schema in
+//! `openapi.json`. A route the router has and this test does not send fails it.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+
+use serde_json::{json, Value};
+use support::openapi::{check, document, operation, operations, request_schema, response_schema};
+use support::{examples_dir, request, TestServer};
+use vigil_ingest::remote_write::{encode_remote_write, WriteSeries};
+
+/// After the imported example's window, so that its import is judged as history.
+const NOW: i64 = 1_800_000_000;
+
+/// Sends requests and checks each against the document, remembering which operations were
+/// sent and what did not fit.
+struct Contract {
+    server: TestServer,
+    document: Value,
+    sent: BTreeSet<String>,
+    problems: Vec<String>,
+}
+
+/// One request: its method, the route's template, the path sent, the token and the body.
+struct Call<'call> {
+    method: &'call str,
+    template: &'call str,
+    path: &'call str,
+    token: &'call str,
+    body: Option<Vec<u8>>,
+}
+
+impl Contract {
+    fn new() -> Contract {
+        Contract {
+            server: TestServer::start(NOW),
+            document: document(),
+            sent: BTreeSet::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// Sends a JSON body (or none), checks it and its answer, and returns the answer.
+    fn send(
+        &mut self,
+        method: &str,
+        template: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let body = body.map(|value| value.to_string().into_bytes());
+        self.send_call(Call {
+            method,
+            template,
+            path,
+            token,
+            body,
+        })
+    }
+
+    fn send_call(&mut self, call: Call<'_>) -> (u16, Value) {
+        let name = format!("{} {}", call.method, call.template);
+        self.sent.insert(name.clone());
+        let operation = operation(&self.document, call.method, call.template).clone();
+        let request_body = call.body.clone();
+        let (status, answer) = request(
+            &self.server.base,
+            call.method,
+            call.path,
+            call.token,
+            call.body,
+        );
+        // A request the server takes must be one the document describes; one it refuses is
+        // usually wrong on purpose.
+        if (200..300).contains(&status) {
+            self.check_request(&name, &operation, request_body.as_deref());
+        }
+        let found = match response_schema(&self.document, &operation, status) {
+            Err(problem) => vec![format!("{problem} (answer {})", shortened(&answer))],
+            Ok(Some(schema)) => check(&self.document, schema, &answer, &format!("{status}")),
+            Ok(None) if answer.get("text").is_none() => vec![format!(
+                "{status}: answers JSON that the document does not describe: {}",
+                shortened(&answer)
+            )],
+            Ok(None) => Vec::new(),
+        };
+        self.note(&name, found);
+        (status, answer)
+    }
+
+    fn check_request(&mut self, name: &str, operation: &Value, body: Option<&[u8]>) {
+        let (Some(schema), Some(bytes)) = (request_schema(&self.document, operation), body) else {
+            return;
+        };
+        let found = match serde_json::from_slice::<Value>(bytes) {
+            Ok(body) => check(&self.document, schema, &body, "request"),
+            Err(error) => vec![format!("request: not JSON: {error}")],
+        };
+        self.note(name, found);
+    }
+
+    fn note(&mut self, name: &str, found: Vec<String>) {
+        self.problems.extend(
+            found
+                .into_iter()
+                .map(|problem| format!("{name}: {problem}")),
+        );
+    }
+}
+
+/// The start of an answer, enough to tell it in a failure.
+fn shortened(answer: &Value) -> String {
+    let text = answer.to_string();
+    match text.char_indices().nth(160) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text,
+    }
+}
+
+/// Every route path the router declares (`"/api/..."` and `"/healthz"` in its source).
+fn router_paths() -> BTreeSet<String> {
+    let source = include_str!("../src/lib.rs");
+    let router = &source[source.find("pub fn router").unwrap()..];
+    let router = &router[..router.find("\n}\n").unwrap()];
+    router
+        .lines()
+        .filter_map(|line| {
+            let start = line.find("\"/")? + 1;
+            let end = line[start..].find('"')? + start;
+            Some(line[start..end].to_string())
+        })
+        .collect()
+}
+
+fn samples(hosts: &[&str], at: i64) -> Value {
+    let samples: Vec<Value> = hosts
+        .iter()
+        .map(|host| json!({"host": host, "app": "shop", "metric": "latency_ms", "time": at, "value": 12.5}))
+        .collect();
+    json!({ "samples": samples })
+}
+
+fn release_body(id: &str) -> Value {
+    json!({
+        "id": id, "app": "shop", "version": "2",
+        "hosts": ["a", "b"], "batches": [{"hosts": ["a"]}, {"hosts": ["b"]}],
+        "reference": {"type": "hosts", "hosts": ["c"]},
+        "step_seconds": 30, "observe_seconds": 600,
+        "metrics": [{"name": "latency_ms", "kind": "middleware", "direction": "increase",
+                     "unit": "ms", "critical": true}],
+    })
+}
+
+/// The example bundle, as the JSON an operator sends.
+fn example_bundle() -> Vec<u8> {
+    let compressed = std::fs::read(examples_dir().join("releases/pub0031.json.gz")).unwrap();
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_end(&mut json)
+        .unwrap();
+    json
+}
+
+fn send_ingestion(contract: &mut Contract) {
+    let ingest = contract.server.ingest.clone();
+    for at in (NOW - 300..=NOW).step_by(30) {
+        let (status, _) = contract.send(
+            "POST",
+            "/api/v1/ingest/samples",
+            "/api/v1/ingest/samples",
+            &ingest,
+            Some(samples(&["a", "b", "c"], at)),
+        );
+        assert_eq!(status, 200);
+    }
+    let lines = json!({"key": "batch-1", "lines": [
+        {"host": "a", "app": "shop", "time": NOW, "line": "ERROR failed to charge order 17"},
+    ]});
+    let (status, _) = contract.send(
+        "POST",
+        "/api/v1/ingest/logs",
+        "/api/v1/ingest/logs",
+        &ingest,
+        Some(lines),
+    );
+    assert_eq!(status, 200);
+    let series = [WriteSeries::new(&[
+        ("__name__", "cpu_seconds_total"),
+        ("instance", "a"),
+        ("job", "shop"),
+    ])
+    .with_sample(NOW * 1000, 4.0)];
+    let body = encode_remote_write(&series, &[]).unwrap();
+    let (status, _) = contract.send_call(Call {
+        method: "POST",
+        template: "/api/v1/ingest/prometheus",
+        path: "/api/v1/ingest/prometheus",
+        token: &ingest,
+        body: Some(body),
+    });
+    assert_eq!(status, 200);
+    let (status, _) = contract.send(
+        "POST",
+        "/api/v1/ingest/samples",
+        "/api/v1/ingest/samples",
+        &ingest,
+        Some(json!({"samples": [{"host": "a"}]})),
+    );
+    assert_eq!(status, 400);
+}
+
+fn send_app_routes(contract: &mut Contract) {
+    let admin = contract.server.admin.clone();
+    let viewer = contract.server.viewer.clone();
+    let settings = json!({"metrics": [{"name": "latency_ms", "kind": "middleware",
+        "direction": "increase", "unit": "ms", "critical": true}]});
+    let (status, _) = contract.send(
+        "PUT",
+        "/api/v1/apps/{app}",
+        "/api/v1/apps/shop",
+        &admin,
+        Some(settings),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = contract.send("GET", "/api/v1/apps", "/api/v1/apps", &viewer, None);
+    assert_eq!(status, 200);
+    let (status, _) = contract.send(
+        "GET",
+        "/api/v1/apps/{app}/onboarding",
+        "/api/v1/apps/shop/onboarding",
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 200);
+    let (status, _) = contract.send(
+        "GET",
+        "/api/v1/apps/{app}/onboarding",
+        "/api/v1/apps/ghost/onboarding",
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 404);
+    // With no Prometheus server named, applying is refused: the answer is still checked.
+    let (status, _) = contract.send(
+        "POST",
+        "/api/v1/apps/{app}/onboarding/apply",
+        "/api/v1/apps/shop/onboarding/apply",
+        &admin,
+        Some(json!({})),
+    );
+    assert_eq!(status, 400);
+}
+
+fn send_release_reads(contract: &mut Contract, id: &str, metric: &str) {
+    let viewer = contract.server.viewer.clone();
+    let reads = [
+        ("/api/v1/releases/{id}", String::new()),
+        ("/api/v1/releases/{id}/verdict", String::new()),
+        ("/api/v1/releases/{id}/findings", String::new()),
+        ("/api/v1/releases/{id}/transitions", String::new()),
+        ("/api/v1/releases/{id}/series", format!("?metric={metric}")),
+        ("/api/v1/releases/{id}/export", String::new()),
+        ("/api/v1/releases/{id}/notifications", String::new()),
+        ("/api/v1/releases/{id}/feedback", String::new()),
+    ];
+    for (template, query) in reads {
+        let path = format!("{}{query}", template.replace("{id}", id));
+        let (status, answer) = contract.send("GET", template, &path, &viewer, None);
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+    let (status, _) = contract.send(
+        "GET",
+        "/api/v1/releases/{id}",
+        "/api/v1/releases/nobody",
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 404);
+}
+
+fn send_release_actions(contract: &mut Contract) {
+    let operator = contract.server.operator.clone();
+    let create = |contract: &mut Contract, id: &str| {
+        let (status, answer) = contract.send(
+            "POST",
+            "/api/v1/releases",
+            "/api/v1/releases",
+            &operator,
+            Some(release_body(id)),
+        );
+        assert_eq!(status, 201, "{answer}");
+    };
+    create(contract, "r1");
+    create(contract, "r2");
+    let (status, _) = contract.send(
+        "GET",
+        "/api/v1/releases",
+        "/api/v1/releases?app=shop&limit=10",
+        &operator,
+        None,
+    );
+    assert_eq!(status, 200);
+    let (status, _) = contract.send(
+        "POST",
+        "/api/v1/releases",
+        "/api/v1/releases",
+        &operator,
+        Some(json!({"app": "shop", "version": "3", "hosts": []})),
+    );
+    assert_eq!(status, 400);
+    let steps = [
+        (
+            "/api/v1/releases/{id}/batches/{n}/deployed",
+            "batches/0/deployed",
+            json!({"at": NOW - 120}),
+            200,
+        ),
+        (
+            "/api/v1/releases/{id}/batches/{n}/deployed",
+            "batches/5/deployed",
+            json!({}),
+            409,
+        ),
+        (
+            "/api/v1/releases/{id}/pause",
+            "pause",
+            json!({"reason": "looks odd"}),
+            200,
+        ),
+        ("/api/v1/releases/{id}/resume", "resume", json!({}), 200),
+        (
+            "/api/v1/releases/{id}/feedback",
+            "feedback",
+            json!({"kind": "false_alarm", "note": "load test"}),
+            201,
+        ),
+        (
+            "/api/v1/releases/{id}/rollback",
+            "rollback",
+            json!({"reason": "to be safe"}),
+            200,
+        ),
+        (
+            "/api/v1/releases/{id}/rolled-back",
+            "rolled-back",
+            json!({}),
+            200,
+        ),
+        ("/api/v1/releases/{id}/pause", "pause", json!({}), 409),
+    ];
+    for (template, tail, body, expected) in steps {
+        let path = format!("/api/v1/releases/r1/{tail}");
+        let (status, answer) = contract.send("POST", template, &path, &operator, Some(body));
+        assert_eq!(status, expected, "{path}: {answer}");
+    }
+    let (status, _) = contract.send(
+        "POST",
+        "/api/v1/releases/{id}/cancel",
+        "/api/v1/releases/r2/cancel",
+        &operator,
+        Some(json!({"reason": "not today"})),
+    );
+    assert_eq!(status, 200);
+    send_release_reads(contract, "r1", "latency_ms");
+}
+
+fn send_import(contract: &mut Contract) {
+    let admin = contract.server.admin.clone();
+    let (status, answer) = contract.send_call(Call {
+        method: "POST",
+        template: "/api/v1/releases/import",
+        path: "/api/v1/releases/import",
+        token: &admin,
+        body: Some(example_bundle()),
+    });
+    assert_eq!(status, 201, "{answer}");
+    send_release_reads(contract, "pub0031", "http.rt_ms");
+}
+
+fn send_token_routes(contract: &mut Contract) {
+    let admin = contract.server.admin.clone();
+    let (status, tokens) = contract.send("GET", "/api/v1/tokens", "/api/v1/tokens", &admin, None);
+    assert_eq!(status, 200);
+    let viewer_id = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|token| token["name"] == "viewer")
+        .map(|token| token["id"].to_string())
+        .unwrap();
+    let path = format!("/api/v1/tokens/{viewer_id}/revoke");
+    let (status, answer) = contract.send("POST", "/api/v1/tokens/{id}/revoke", &path, &admin, None);
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) = contract.send(
+        "POST",
+        "/api/v1/tokens/{id}/revoke",
+        "/api/v1/tokens/987654/revoke",
+        &admin,
+        None,
+    );
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn every_route_answers_as_the_document_says() {
+    let mut contract = Contract::new();
+    let (status, _) = contract.send("GET", "/healthz", "/healthz", "", None);
+    assert_eq!(status, 200);
+    let (status, _) = contract.send(
+        "GET",
+        "/api/v1/openapi.json",
+        "/api/v1/openapi.json",
+        "",
+        None,
+    );
+    assert_eq!(status, 200);
+    let (status, _) = contract.send("GET", "/api/v1/releases", "/api/v1/releases", "", None);
+    assert_eq!(status, 401);
+    send_app_routes(&mut contract);
+    send_ingestion(&mut contract);
+    send_release_actions(&mut contract);
+    send_import(&mut contract);
+    send_token_routes(&mut contract);
+
+    let documented = operations(&contract.document);
+    let unsent: Vec<&String> = documented.difference(&contract.sent).collect();
+    assert!(
+        unsent.is_empty(),
+        "operations no request was sent to: {unsent:?}"
+    );
+    let document_paths: BTreeSet<String> = contract.document["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let routed = router_paths();
+    let undocumented: Vec<&String> = routed.difference(&document_paths).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes of the router missing from openapi.json: {undocumented:?}"
+    );
+    assert!(
+        contract.problems.is_empty(),
+        "answers that do not fit openapi.json:\n{}",
+        contract.problems.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_refuses_what_does_not_fit() {
+    let document = document();
+    let release = json!({"$ref": "#/components/schemas/Release"});
+    assert!(!check(&document, &release, &json!({"id": 3}), "answer").is_empty());
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    assert_eq!(
+        check(&document, &strings, &json!(["a", 1]), "answer"),
+        vec!["answer[1]: 1 is not of type string"]
+    );
+    let closed =
+        json!({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]});
+    assert_eq!(
+        check(&document, &closed, &json!({"b": null}), "answer"),
+        vec![
+            "answer: required property a is missing",
+            "answer.b: not in the schema"
+        ]
+    );
+    let choice = json!({"type": "string", "enum": ["x"], "nullable": true});
+    assert!(check(&document, &choice, &Value::Null, "answer").is_empty());
+    assert_eq!(check(&document, &choice, &json!("y"), "answer").len(), 1);
+}
