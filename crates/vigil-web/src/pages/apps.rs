@@ -32,7 +32,7 @@ use crate::onboarding::{
     reports_from_data, unknown_app, AppReport, ApplyRequest, Declaration, DiscoveryQuery,
     DEFAULT_HOST_LABEL, UNREACHABLE_FOR_VIEWERS,
 };
-use crate::AppState;
+use crate::state::AppState;
 
 /// The families in the order the pages show them.
 const FAMILIES: [SignalFamily; 3] = [
