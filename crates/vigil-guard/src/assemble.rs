@@ -410,14 +410,15 @@ fn step_value(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     use vigil_core::release::{PlannedBatch, ReleaseSpec, ReleaseState};
     use vigil_core::samples::{LogChunk, LogCount, MetricChunk, Point, SeriesKey};
     use vigil_core::Batch;
 
-    fn release() -> Release {
+    /// A release of host `a` deployed at 100 with 10 s steps; other tests start from it.
+    pub(crate) fn release() -> Release {
         Release {
             id: "r1".into(),
             spec: ReleaseSpec {

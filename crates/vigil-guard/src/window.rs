@@ -124,39 +124,18 @@ impl ReleaseWindow {
 
 #[cfg(test)]
 mod tests {
-    use vigil_core::release::{PlannedBatch, ReleaseSpec, ReleaseState};
-    use vigil_core::Batch;
+    use vigil_core::release::ReleaseState;
 
     use super::*;
 
+    /// The assembly tests' release, with 30 s steps, deployed at 100,015.
     fn release(reference: ReferenceHosts, settings: serde_json::Value) -> Release {
-        Release {
-            id: "r1".into(),
-            spec: ReleaseSpec {
-                app: "shop".into(),
-                version: "2".into(),
-                hosts: vec!["a".into()],
-                reference,
-                batches: vec![PlannedBatch {
-                    hosts: vec!["a".into()],
-                }],
-                step_seconds: 30,
-                observe_seconds: 600,
-                metrics: vec![],
-                settings: settings.as_object().cloned().unwrap_or_default(),
-            },
-            state: ReleaseState::Observing,
-            created_by: "ci".into(),
-            created_at: 1_000,
-            updated_at: 1_000,
-            deployed: vec![Batch {
-                index: 0,
-                at: 100_015,
-                hosts: vec!["a".into()],
-            }],
-            verdict: None,
-            reason: String::new(),
-        }
+        let mut release = crate::assemble::tests::release();
+        release.spec.reference = reference;
+        release.spec.step_seconds = 30;
+        release.spec.settings = settings.as_object().cloned().unwrap_or_default();
+        release.deployed[0].at = 100_015;
+        release
     }
 
     #[test]
