@@ -84,13 +84,20 @@ impl ReleaseWindow {
         } else {
             now
         };
-        if !vigil_deploy::all_batches_deployed(release) {
-            return until;
-        }
-        match release.deployed.last() {
-            Some(last) => until.min(last.at + release.spec.observe_seconds),
+        match ReleaseWindow::observation_end(release) {
+            Some(end) => until.min(end),
             None => until,
         }
+    }
+
+    /// When the observation after the last batch ends, once every batch is deployed: the
+    /// guard lets a release succeed from then, and its window is shown up to then.
+    pub fn observation_end(release: &Release) -> Option<i64> {
+        if !vigil_deploy::all_batches_deployed(release) {
+            return None;
+        }
+        let last = release.deployed.last()?;
+        Some(last.at + release.spec.observe_seconds)
     }
 
     /// The lookback as far as the index holds data for `hosts`: steps before the oldest sample
@@ -174,6 +181,17 @@ mod tests {
             error.starts_with("release r1 has invalid analysis settings"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_observation_ends_only_once_every_batch_is_deployed() {
+        let mut two_batches = release(ReferenceHosts::EveryOtherHost, serde_json::json!({}));
+        assert_eq!(ReleaseWindow::observation_end(&two_batches), Some(100_615));
+        two_batches
+            .spec
+            .batches
+            .push(two_batches.spec.batches[0].clone());
+        assert_eq!(ReleaseWindow::observation_end(&two_batches), None);
     }
 
     #[test]

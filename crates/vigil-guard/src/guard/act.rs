@@ -16,6 +16,7 @@ use vigil_store::{Change, Store, StoreError};
 use super::config::{GuardConfig, Route};
 use super::locks::lock;
 use crate::error::GuardError;
+use crate::window::ReleaseWindow;
 
 /// The notifications an event of a release gives, one per channel that wants it.
 pub fn notifications_for(
@@ -185,11 +186,7 @@ impl Actor {
         if moved_to.is_none()
             && covered
             && (matches!(judgement.verdict, Verdict::Healthy | Verdict::Anomaly) || acknowledged)
-            && vigil_deploy::all_batches_deployed(release)
-            && release
-                .deployed
-                .last()
-                .is_some_and(|last| judgement.at >= last.at + release.spec.observe_seconds)
+            && ReleaseWindow::observation_end(release).is_some_and(|end| judgement.at >= end)
         {
             let reason = format!(
                 "watched for {} s after the last batch: {}",
