@@ -9,8 +9,7 @@ use vigil_core::bundle::MAX_POINTS;
 use vigil_core::release::{Release, ReleaseSpec, ReleaseState};
 use vigil_core::validate::{number_in, whole_in, Invalid, Problem};
 
-use crate::assemble::window_start;
-use crate::guard::{lookback_seconds, release_settings};
+use crate::window::{release_settings, ReleaseWindow};
 
 /// Longest baseline or history a release may ask for: 30 days.
 const MAX_LOOKBACK_SECONDS: i64 = 30 * 86_400;
@@ -50,7 +49,7 @@ pub fn admit_spec(spec: &ReleaseSpec) -> Result<Settings, Invalid> {
 
 /// Settings that cannot be read, by the first setting that fails alone (serde's message on
 /// the whole object does not say which one it is).
-fn unreadable(release: &Release, error: &crate::GuardError) -> Invalid {
+fn unreadable(release: &Release, error: &crate::error::GuardError) -> Invalid {
     for (key, value) in &release.spec.settings {
         let alone = serde_json::Map::from_iter([(key.clone(), value.clone())]);
         if let Err(problem) = serde_json::from_value::<Settings>(serde_json::Value::Object(alone)) {
@@ -145,15 +144,13 @@ fn check_settings(settings: &Settings) -> Result<(), Invalid> {
 /// The window from the lookback before the first batch to the end of the observation must fit
 /// in a bundle (batches spread over time only make it longer, and are checked when judged).
 fn check_window(release: &Release, settings: &Settings) -> Result<(), Invalid> {
-    let step = release.spec.step_seconds.max(1);
-    let lookback = lookback_seconds(release, settings);
-    let start = window_start(release, lookback);
+    let window = ReleaseWindow::of(release, settings);
     let first = release
         .deployed
         .first()
         .map_or(release.created_at, |batch| batch.at);
     let end = first.saturating_add(release.spec.observe_seconds);
-    let points = (end.saturating_sub(start) / step).saturating_add(1);
+    let points = window.step_count_until(end);
     let most = i64::try_from(MAX_POINTS).unwrap_or(i64::MAX);
     if points > most {
         return Err(Problem::WindowTooLong {

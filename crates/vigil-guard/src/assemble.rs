@@ -65,35 +65,6 @@ pub fn window_start(release: &Release, baseline_seconds: i64) -> i64 {
     release.window_start(baseline_seconds).div_euclid(step) * step
 }
 
-/// The lookback of a release's window as far as the index holds data for its hosts: steps
-/// before the oldest sample or log count of `hosts` would hold nothing, so the window starts at
-/// the first step that can hold it, but never after the baseline's start nor before the full
-/// `lookback`'s. The analysis counts a host's history from its first sample, so the verdicts
-/// are those of the full window.
-pub fn lookback_with_data<'a>(
-    release: &Release,
-    index: &DataIndex,
-    hosts: impl IntoIterator<Item = &'a String>,
-    lookback: i64,
-    baseline_seconds: i64,
-) -> i64 {
-    let step = release.spec.step_seconds.max(1);
-    let full_start = window_start(release, lookback);
-    let baseline_start = window_start(release, baseline_seconds.min(lookback));
-    let earliest_ms = hosts
-        .into_iter()
-        .filter_map(|host| index.host(host).and_then(|data| data.earliest_ms()))
-        .min();
-    let first_step_with_data = earliest_ms.map_or(baseline_start, |ms| {
-        let step_ms = step.saturating_mul(1000);
-        ms.saturating_add(step_ms - 1)
-            .div_euclid(step_ms)
-            .saturating_mul(step)
-    });
-    let start = first_step_with_data.min(baseline_start).max(full_start);
-    release.window_start(0) - start
-}
-
 /// The reference hosts of a release, as of the data in the index.
 pub fn reference_hosts(release: &Release, index: &DataIndex, since_ms: i64) -> Vec<String> {
     match &release.spec.reference {
@@ -439,14 +410,15 @@ fn step_value(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     use vigil_core::release::{PlannedBatch, ReleaseSpec, ReleaseState};
     use vigil_core::samples::{LogChunk, LogCount, MetricChunk, Point, SeriesKey};
     use vigil_core::Batch;
 
-    fn release() -> Release {
+    /// A release of host `a` deployed at 100 with 10 s steps; other tests start from it.
+    pub(crate) fn release() -> Release {
         Release {
             id: "r1".into(),
             spec: ReleaseSpec {

@@ -6,12 +6,16 @@
 pub mod admission;
 pub mod apps;
 pub mod assemble;
+pub mod error;
 pub mod guard;
 pub mod index;
 pub mod intake;
 pub mod pull;
 pub mod retention;
+pub mod window;
 
 pub use assemble::{assemble, assemble_steps, assemble_with, AssembleError, Window};
-pub use guard::{Guard, GuardConfig, GuardError, Judged, Route};
+pub use error::GuardError;
+pub use guard::{Guard, GuardConfig, Judged, Route};
 pub use index::DataIndex;
+pub use window::ReleaseWindow;

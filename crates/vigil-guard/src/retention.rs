@@ -8,9 +8,8 @@ use std::sync::RwLock;
 
 use vigil_store::{ReleaseFilter, Store, StoreError};
 
-use crate::assemble::window_start;
-use crate::guard::{lookback_seconds, release_settings};
 use crate::index::DataIndex;
+use crate::window::ReleaseWindow;
 
 /// How long data is kept, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,10 +42,13 @@ pub fn prune(
         if finished && release.updated_at < now - retention.finished_seconds {
             continue;
         }
-        let lookback = release_settings(release)
-            .map(|settings| lookback_seconds(release, &settings))
-            .unwrap_or(3600);
-        let start = window_start(release, lookback);
+        // Settings that cannot be read keep an hour before the first batch.
+        let start = ReleaseWindow::read(release)
+            .map_or_else(
+                |_| ReleaseWindow::with_lookback(release, 3600, 3600),
+                |(window, _)| window,
+            )
+            .start;
         let end = if finished {
             release.updated_at
         } else {

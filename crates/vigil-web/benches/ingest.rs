@@ -36,7 +36,7 @@ use vigil_core::release::Role;
 use vigil_core::ManualClock;
 use vigil_guard::DataIndex;
 use vigil_ingest::remote_write::{encode_remote_write, WriteSeries};
-use vigil_web::server::{start, ServerConfig};
+use vigil_server::{start, ServerConfig};
 
 const METRICS_PER_HOST: usize = 20;
 const APPS: usize = 5;

@@ -76,6 +76,22 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A release's window the guard cannot give: its settings are unreadable (which admission
+/// prevents, so the server's fault), its window cannot be assembled (a conflict with its
+/// state), or the store failed.
+impl From<vigil_guard::GuardError> for ApiError {
+    fn from(error: vigil_guard::GuardError) -> ApiError {
+        match error {
+            vigil_guard::GuardError::Store(store) => ApiError::from(store),
+            vigil_guard::GuardError::Assemble(assemble) => ApiError::conflict(assemble.to_string()),
+            vigil_guard::GuardError::Transition(transition) => ApiError::from(transition),
+            settings @ vigil_guard::GuardError::Settings { .. } => {
+                ApiError::internal(settings.to_string())
+            }
+        }
+    }
+}
+
 impl From<vigil_core::validate::Invalid> for ApiError {
     fn from(error: vigil_core::validate::Invalid) -> ApiError {
         ApiError::bad_request(error.to_string())

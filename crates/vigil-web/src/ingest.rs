@@ -20,7 +20,7 @@ use vigil_ingest::remote_write::{
 };
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// How ingested data is read.
 #[derive(Debug, Clone, Default)]

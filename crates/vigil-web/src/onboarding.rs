@@ -30,7 +30,7 @@ use vigil_onboarding::{Onboarding, ReportInput, Signal};
 use vigil_store::Store;
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// Where to look for the app's metrics; each left out is taken from the app's pull source,
 /// else the defaults (`job="<app>"`, `instance`, 30 s).

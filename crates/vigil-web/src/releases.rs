@@ -1,6 +1,5 @@
 //! Release routes: create, read, act, report batches, feedback, export and import.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -15,11 +14,11 @@ use vigil_core::samples::{LogChunk, LogCount, MetricChunk, Point, SeriesKey};
 use vigil_core::validate;
 use vigil_core::{Batch, Bundle, HostGroup, Verdict};
 use vigil_guard::admission;
-use vigil_guard::guard::{lookback_seconds, notifications_for, release_settings};
+use vigil_guard::guard::{notifications_for, release_settings};
 use vigil_store::{Change, ReleaseFilter};
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// Longest feedback note, in bytes.
 pub(crate) const MAX_NOTE_BYTES: usize = validate::MAX_TEXT_BYTES;
@@ -369,76 +368,15 @@ pub async fn notifications(
     Ok(Json(found))
 }
 
-/// The release's window as a bundle, up to now or to the end of the release.
+/// The release's window as a bundle, up to now or to the end of the release, as the guard
+/// layer assembles it; on a blocking thread (it reads every step of every series).
 pub(crate) async fn window(state: &AppState, release: &Release) -> Result<Bundle, ApiError> {
-    let settings =
-        release_settings(release).map_err(|error| ApiError::internal(error.to_string()))?;
-    let lookback = lookback_seconds(release, &settings);
-    let mut until = if release.state.is_terminal() {
-        release.updated_at
-    } else {
-        state.clock.now()
-    };
-    // The window ends with the observation after the last batch.
-    if vigil_deploy::all_batches_deployed(release) {
-        if let Some(last) = release.deployed.last() {
-            until = until.min(last.at + release.spec.observe_seconds);
-        }
-    }
-    let app = release.spec.app.clone();
-    let templates: HashMap<String, vigil_core::LogTemplate> = state
-        .blocking(move |store| Ok(store.templates(&app)?))
-        .await?
-        .into_iter()
-        .map(|template| (template.id.clone(), template))
-        .collect();
-    if release.state.is_terminal() {
-        // A finished release's data may have been pruned from memory: read it from the store.
-        let start = vigil_guard::assemble::window_start(release, lookback);
-        let intake = Arc::clone(&state.intake);
-        let assembled = release.clone();
-        return state
-            .blocking(move |_| {
-                let stored = intake.stored_window(start * 1000, until * 1000)?;
-                let covered = lookback_covered(&assembled, &stored, lookback, &settings);
-                vigil_guard::assemble(&assembled, &stored, &templates, covered, until)
-                    .map_err(|error| ApiError::conflict(error.to_string()))
-            })
-            .await;
-    }
-    // Assembling a window reads every step of every series: a blocking thread's work, never
-    // an async worker's (health checks and other requests wait on those).
-    let index = Arc::clone(state.guard.index());
-    let assembled = release.clone();
+    let guard = Arc::clone(&state.guard);
+    let intake = Arc::clone(&state.intake);
+    let release = release.clone();
     state
-        .blocking(move |_| {
-            let held = index
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let covered = lookback_covered(&assembled, &held, lookback, &settings);
-            vigil_guard::assemble(&assembled, &held, &templates, covered, until)
-                .map_err(|error| ApiError::conflict(error.to_string()))
-        })
+        .blocking(move |_| Ok(guard.window(&release, &intake)?))
         .await
-}
-
-/// The lookback of a release's window from the first step its hosts' data covers, as the
-/// guard judges it: steps before hold nothing, and the verdicts are those of the full window.
-/// Only a release without a reference group reaches back past its baseline, so its own hosts
-/// are the ones whose data counts.
-fn lookback_covered(
-    release: &Release,
-    index: &vigil_guard::DataIndex,
-    lookback: i64,
-    settings: &vigil_analysis::Settings,
-) -> i64 {
-    vigil_guard::assemble::lookback_with_data(
-        release,
-        index,
-        &release.spec.hosts,
-        lookback,
-        settings.baseline_seconds,
-    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -784,7 +722,7 @@ pub async fn list_feedback(
 /// leaves it paused (when the replay paused it, or ended with data missing) or succeeded.
 ///
 /// A few MiB of gzip can expand to gigabytes and a replay takes seconds: one of a bounded
-/// number of imports at once decompresses (up to [`crate::Limits::max_import_bytes`]), parses
+/// number of imports at once decompresses (up to [`crate::state::Limits::max_import_bytes`]), parses
 /// and replays on a blocking thread; the release id is checked, free and valid, before the
 /// replay.
 pub async fn import(
@@ -824,7 +762,7 @@ pub async fn import(
 fn read_import(
     store: &dyn vigil_store::Store,
     body: &[u8],
-    limits: &crate::Limits,
+    limits: &crate::state::Limits,
 ) -> Result<Bundle, ApiError> {
     let bundle = Bundle::from_bytes_limited(body, "request body", limits.max_import_bytes)
         .map_err(|error| match error {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use vigil_core::release::{ApiToken, Role};
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// A token as the API shows it: everything but its hash.
 #[derive(Debug, Serialize)]

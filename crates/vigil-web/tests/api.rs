@@ -233,9 +233,9 @@ fn bad_requests_get_a_clear_4xx_and_change_nothing() {
 fn an_oversized_body_is_refused_with_413() {
     // A small limit, so that the whole body fits in the socket's buffers and the client reads
     // the answer instead of finding the connection closed under it.
-    let config = vigil_web::server::ServerConfig {
+    let config = vigil_server::ServerConfig {
         max_body_bytes: 64 * 1024,
-        ..vigil_web::server::ServerConfig::default()
+        ..vigil_server::ServerConfig::default()
     };
     let dir = support::TempDir::new("oversized");
     let database = dir.0.join("vigil.db").display().to_string();

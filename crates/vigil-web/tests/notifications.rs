@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{examples_dir, TempDir, TestServer};
-use vigil_web::server::ServerConfig;
+use vigil_server::ServerConfig;
 
 /// Accepts one request after another on a loopback port and sends each one's head and body.
 fn receiver() -> (u16, mpsc::Receiver<String>) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use vigil_web::server::{start, ServerConfig};
+use vigil_server::{start, ServerConfig};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use vigil_core::release::Role;
 use vigil_core::ManualClock;
-use vigil_web::server::{start, ServerConfig};
+use vigil_server::{start, ServerConfig};
 use vigil_web::AppState;
 
 /// A running server and what a benchmark needs of it.

@@ -33,7 +33,7 @@ use crate::onboarding::{
     app_report, apply_onboarding, change_declaration, remove_pull_query, reports_from_data,
     unknown_app, AppReport, ApplyRequest, Declaration, DiscoveryQuery, UNREACHABLE_FOR_VIEWERS,
 };
-use crate::AppState;
+use crate::state::AppState;
 
 /// The families in the order the pages show them.
 const FAMILIES: [SignalFamily; 3] = [

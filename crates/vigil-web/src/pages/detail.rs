@@ -25,7 +25,7 @@ use crate::releases::{
     deciding_verdict, perform, record_feedback, release_record, verdict_answer, window,
     ReleaseRecord, MAX_NOTE_BYTES,
 };
-use crate::AppState;
+use crate::state::AppState;
 
 /// The actions a person may take from the page, in the order their buttons appear.
 const PAGE_ACTIONS: [Action; 4] = [

@@ -14,7 +14,7 @@ use super::html::{esc, is_running, state_badge, state_words, time_element, url, 
 use super::session::signed_in;
 use super::{html_page, html_response, PageError, Section};
 use crate::releases::{find_releases, release_filter};
-use crate::AppState;
+use crate::state::AppState;
 
 /// Most releases one list shows.
 const LIST_LIMIT: usize = 200;

@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 use html::esc;
 use session::Session;
 

@@ -23,7 +23,7 @@ use vigil_store::PageSession;
 use super::html::{esc, url};
 use super::{html_page, PageError};
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// Name of the cookie that holds the session id.
 pub const COOKIE: &str = "vigil_session";

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use vigil_core::release::Role;
 use vigil_core::ManualClock;
-use vigil_web::server::{start, ServerConfig};
+use vigil_server::{start, ServerConfig};
 use vigil_web::AppState;
 
 /// A directory removed when dropped.

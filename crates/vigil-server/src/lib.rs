@@ -1,5 +1,6 @@
-//! `vigil serve`: the store, the data index, the guard, the notifier and the API, wired
-//! together and run until a shutdown signal.
+//! `vigil serve`: the store, the data index, the guard, the notifier, the puller, pruning and
+//! the API (`vigil_web::router`), wired together and run until a shutdown signal.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -8,7 +9,6 @@ use std::time::Duration;
 use serde::Deserialize;
 use vigil_core::release::{NotificationEvent, ReleaseState};
 use vigil_core::Clock;
-use vigil_guard::guard::{lookback_seconds, release_settings};
 use vigil_guard::intake::Intake;
 use vigil_guard::pull::{PullQuery, PullSource, Puller};
 use vigil_guard::retention::{prune, Retention};
@@ -18,7 +18,7 @@ use vigil_ingest::remote_write::RemoteWriteOptions;
 use vigil_notify::{Notifier, NotifyConfig};
 use vigil_store::{ReleaseFilter, Store};
 
-use crate::{AppState, IngestOptions, Limits};
+use vigil_web::{AppState, IngestOptions, Limits};
 
 /// Everything `vigil serve` can be told, from flags and an optional JSON config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -220,11 +220,10 @@ fn earliest_needed(store: &dyn Store, now: i64, recent_seconds: i64) -> Result<i
         ..ReleaseFilter::default()
     })?;
     for release in active {
-        let Ok(settings) = release_settings(&release) else {
+        let Ok((window, _)) = vigil_guard::ReleaseWindow::read(&release) else {
             continue;
         };
-        let lookback = lookback_seconds(&release, &settings);
-        earliest = earliest.min(vigil_guard::assemble::window_start(&release, lookback));
+        earliest = earliest.min(window.start);
     }
     Ok(earliest)
 }
@@ -249,7 +248,7 @@ impl Started {
             Arc::clone(&state.clock),
             self.retention,
         ));
-        let app = crate::router(state);
+        let app = vigil_web::router(state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;

@@ -1,0 +1,315 @@
+//! The live guard: at every step, judge each observing release on its window and act.
+//!
+//! A `fault` pauses the release (no further batch may start) and tells people; an `anomaly` is
+//! stored as a recommendation; `insufficient_data` holds the next batch and says why; a release
+//! whose last batch has been watched for its observation time without a fault succeeds, and
+//! only while every deployed host sends every judged metric (silence never passes).
+//!
+//! Step `t_i` is judged as soon as every series that reported in the step before has reported
+//! in it, or, failing that, once `grace_seconds` have passed since `t_i`. Ingestion wakes the
+//! guard, so a pause follows the last sample of a step within a pass.
+
+mod act;
+mod config;
+mod evaluators;
+mod locks;
+mod readiness;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use vigil_analysis::Settings;
+use vigil_core::release::{Release, ReleaseState};
+use vigil_core::{Bundle, Clock, Judgement, LogTemplate, Verdict};
+use vigil_store::{ReleaseFilter, Store};
+
+use self::act::Actor;
+pub use self::act::{explain, finite_findings, last_batch_judged_from, notifications_for};
+pub use self::config::{GuardConfig, Judged, Route};
+use self::evaluators::{Evaluators, Kept};
+use self::locks::{lock, read};
+use self::readiness::step_complete;
+use crate::assemble::{reference_hosts_among, AssembleError, Window};
+pub use crate::error::GuardError;
+use crate::index::DataIndex;
+use crate::intake::Intake;
+pub use crate::window::release_settings;
+use crate::window::ReleaseWindow;
+
+/// The live guard of one server.
+#[derive(Debug)]
+pub struct Guard {
+    store: Arc<dyn Store>,
+    index: Arc<RwLock<DataIndex>>,
+    clock: Arc<dyn Clock>,
+    actor: Actor,
+    /// Step last judged, per release.
+    judged: Mutex<HashMap<String, i64>>,
+    /// One pass at a time, so that a step is judged and acted on once.
+    passing: Mutex<()>,
+    /// Each observing release's evaluator, kept between passes and extended with the steps
+    /// that changed or arrived since (`Evaluator::extend`).
+    evaluators: Evaluators,
+    /// Releases held because their window is too large to judge, warned about once.
+    oversized: Mutex<HashSet<String>>,
+}
+
+impl Guard {
+    pub fn new(
+        store: Arc<dyn Store>,
+        index: Arc<RwLock<DataIndex>>,
+        clock: Arc<dyn Clock>,
+        config: GuardConfig,
+    ) -> Guard {
+        Guard {
+            actor: Actor::new(Arc::clone(&store), Arc::clone(&clock), config),
+            store,
+            index,
+            clock,
+            judged: Mutex::new(HashMap::new()),
+            passing: Mutex::new(()),
+            evaluators: Evaluators::default(),
+            oversized: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Judgements so far that extended a kept evaluator, and that built one on the whole
+    /// window (a release's first, or after a change before its last deploy).
+    pub fn evaluator_counts(&self) -> (u64, u64) {
+        self.evaluators.counts()
+    }
+
+    /// The steps of the window a release was last judged on (its kept evaluator's), if any.
+    pub fn window_points(&self, release_id: &str) -> Option<usize> {
+        self.evaluators.points(release_id)
+    }
+
+    /// The data index, read.
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, DataIndex> {
+        read(&self.index)
+    }
+
+    pub fn config(&self) -> &GuardConfig {
+        &self.actor.config
+    }
+
+    pub fn index(&self) -> &Arc<RwLock<DataIndex>> {
+        &self.index
+    }
+
+    /// The window of a release as a bundle for a page or an export, up to now or to the end of
+    /// the release (see [`ReleaseWindow::shown_until`]), from the first step its hosts' data
+    /// covers, as the guard judges it. A finished release's data may have been pruned from
+    /// memory: it is read from the store through `intake`. Reads every step of every series:
+    /// call it on a blocking thread.
+    pub fn window(&self, release: &Release, intake: &Intake) -> Result<Bundle, GuardError> {
+        let (release_window, _) = ReleaseWindow::read(release)?;
+        let until = ReleaseWindow::shown_until(release, self.clock.now());
+        let templates = self.templates(&release.spec.app)?;
+        if release.state.is_terminal() {
+            let stored = intake.stored_window(release_window.start * 1000, until * 1000)?;
+            return Ok(assemble_shown(
+                release,
+                &release_window,
+                &stored,
+                &templates,
+                until,
+            )?);
+        }
+        let index = self.read_index();
+        Ok(assemble_shown(
+            release,
+            &release_window,
+            &index,
+            &templates,
+            until,
+        )?)
+    }
+
+    /// Judges every observing release whose latest step is ready. Errors of one release are
+    /// logged and do not stop the others.
+    pub fn pass(&self) -> Result<Vec<Judged>, GuardError> {
+        let _one_pass_at_a_time = lock(&self.passing);
+        let now = self.clock.now();
+        let observing = self.store.releases(&ReleaseFilter {
+            states: vec![ReleaseState::Observing],
+            ..ReleaseFilter::default()
+        })?;
+        // Every app's hosts, found once for all the releases' reference groups.
+        let apps = self.read_index().hosts_by_app();
+        // Releases are judged on as many threads as the machine has cores.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |cores| cores.get())
+            .clamp(1, observing.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut judged: Vec<Judged> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let position = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(release) = observing.get(position) else {
+                                return done;
+                            };
+                            match self.judge_if_ready(release, &apps, now) {
+                                Ok(Some(outcome)) => done.push(outcome),
+                                Ok(None) => {}
+                                Err(error) => {
+                                    tracing::warn!(release = %release.id, %error, "guard could not judge release");
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|handle| handle.join().unwrap_or_default())
+                .collect()
+        });
+        judged.sort_by(|left, right| left.release_id.cmp(&right.release_id));
+        // Releases no longer observing leave their evaluators behind.
+        let observing_ids: std::collections::HashSet<&str> = observing
+            .iter()
+            .map(|release| release.id.as_str())
+            .collect();
+        self.evaluators.retain(|id| observing_ids.contains(id));
+        lock(&self.oversized).retain(|id| observing_ids.contains(id.as_str()));
+        Ok(judged)
+    }
+
+    /// Forgets what was judged of a release, so that the next pass judges it again (after a
+    /// resume, for instance).
+    pub fn forget(&self, release_id: &str) {
+        lock(&self.judged).remove(release_id);
+    }
+
+    fn judge_if_ready(
+        &self,
+        release: &Release,
+        apps: &HashMap<String, Vec<(String, i64)>>,
+        now: i64,
+    ) -> Result<Option<Judged>, GuardError> {
+        let (release_window, settings) = ReleaseWindow::read(release)?;
+        let step_time = release_window.latest_step(now);
+        if lock(&self.judged)
+            .get(&release.id)
+            .is_some_and(|&last| last >= step_time)
+        {
+            return Ok(None);
+        }
+        let reference = reference_hosts_among(release, apps, release_window.start * 1000);
+        let ready = now >= step_time + self.actor.config.grace_seconds || {
+            let index = self.read_index();
+            step_complete(release, &index, &reference, step_time)
+        };
+        if !ready {
+            return Ok(None);
+        }
+        let templates = self.templates(&release.spec.app)?;
+        let kept = self.evaluators.take(&release.id);
+        let with_data = {
+            let index = self.read_index();
+            let hosts = release.spec.hosts.iter().chain(&reference);
+            release_window.lookback_with_data(release, &index, hosts)
+        };
+        // The window's start only moves back (data older than it arrived): a kept evaluator
+        // keeps its steps when retention drops the oldest data, and is rebuilt when it moves.
+        let judged_lookback = kept
+            .as_ref()
+            .map_or(with_data, |kept| kept.lookback.max(with_data));
+        let kept = kept.filter(|kept| kept.lookback == judged_lookback);
+        let window = Window {
+            reference: &reference,
+            templates: &templates,
+            baseline_seconds: judged_lookback,
+            until: step_time,
+        };
+        let (evaluator, generation) =
+            match self
+                .evaluators
+                .evaluator_for(release, &self.index, &window, &settings, kept)
+            {
+                Ok(built) => built,
+                Err(GuardError::Assemble(too_large @ AssembleError::WindowTooLarge { .. })) => {
+                    lock(&self.judged).insert(release.id.clone(), step_time);
+                    return self.hold_too_large(release, &settings, step_time, &too_large);
+                }
+                Err(error) => return Err(error),
+            };
+        lock(&self.judged).insert(release.id.clone(), step_time);
+        lock(&self.oversized).remove(&release.id);
+        let judgement = evaluator.judge_at(evaluator.points() - 1);
+        let covered = evaluator.coverage_at(evaluator.points() - 1).complete();
+        self.evaluators.keep(
+            &release.id,
+            Kept {
+                evaluator,
+                generation,
+                lookback: judged_lookback,
+            },
+        );
+        let moved_to = self.actor.act(release, &judgement, covered, &settings)?;
+        Ok(Some(Judged {
+            release_id: release.id.clone(),
+            at: judgement.at,
+            verdict: judgement.verdict,
+            moved_to,
+        }))
+    }
+
+    /// Holds a release whose window would pass [`crate::assemble::MAX_WINDOW_CELLS`] as
+    /// insufficient data, saying why; warns once until it can be judged again.
+    fn hold_too_large(
+        &self,
+        release: &Release,
+        settings: &Settings,
+        step_time: i64,
+        too_large: &AssembleError,
+    ) -> Result<Option<Judged>, GuardError> {
+        let reason = format!("the release is held: {too_large}");
+        if lock(&self.oversized).insert(release.id.clone()) {
+            tracing::warn!(release = %release.id, %reason, "guard holds a release whose window is too large to judge");
+        }
+        let judgement = Judgement {
+            at: step_time,
+            verdict: Verdict::InsufficientData,
+            findings: Vec::new(),
+            reason: Some(reason),
+        };
+        let moved_to = self.actor.act(release, &judgement, false, settings)?;
+        Ok(Some(Judged {
+            release_id: release.id.clone(),
+            at: step_time,
+            verdict: Verdict::InsufficientData,
+            moved_to,
+        }))
+    }
+
+    fn templates(&self, app: &str) -> Result<HashMap<String, LogTemplate>, GuardError> {
+        Ok(self
+            .store
+            .templates(app)?
+            .into_iter()
+            .map(|template| (template.id.clone(), template))
+            .collect())
+    }
+}
+
+/// A release's window for a page or an export, from the first step its hosts' data covers:
+/// steps before hold nothing, and the verdicts are those of the full window. Only a release
+/// without a reference group reaches back past its baseline, so its own hosts are the ones
+/// whose data counts.
+fn assemble_shown(
+    release: &Release,
+    release_window: &ReleaseWindow,
+    index: &DataIndex,
+    templates: &HashMap<String, LogTemplate>,
+    until: i64,
+) -> Result<Bundle, AssembleError> {
+    let covered = release_window.lookback_with_data(release, index, &release.spec.hosts);
+    crate::assemble::assemble(release, index, templates, covered, until)
+}
