@@ -31,6 +31,8 @@ pub enum GuardError {
     Assemble(#[from] AssembleError),
     #[error("release {id} has invalid analysis settings: {reason}")]
     Settings { id: String, reason: String },
+    #[error(transparent)]
+    Transition(#[from] vigil_deploy::TransitionError),
 }
 
 /// Which channel gets which events.

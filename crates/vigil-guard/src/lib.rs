@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod assemble;
 pub mod guard;
+pub mod import;
 pub mod index;
 pub mod intake;
 pub mod onboarding;

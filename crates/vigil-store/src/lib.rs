@@ -81,6 +81,22 @@ pub struct Change {
     pub notifications: Vec<NewNotification>,
 }
 
+/// An imported release and everything stored with it, written by [`Store::import_release`]
+/// in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedRelease {
+    /// The release in its initial state, created as [`Store::create_release`] does.
+    pub release: Release,
+    /// Templates of the release's app, inserted or replaced by id.
+    pub templates: Vec<LogTemplate>,
+    /// Its data, each chunk stored as [`Store::append_data`] does.
+    pub chunks: Vec<DataChunk>,
+    /// The verdict of its replay, recorded without notifications.
+    pub verdict: VerdictRecord,
+    /// The change to the state the replay ended in, applied last.
+    pub outcome: Change,
+}
+
 /// What kind of data a chunk holds (the body's encoding is `vigil_core::samples`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DataKind {
@@ -129,6 +145,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `at` = `created_at` and the release's reason. A release with the same id already stored
     /// gives [`StoreError::ReleaseExists`] and changes nothing.
     fn create_release(&self, release: &Release) -> Result<(), StoreError>;
+    /// Stores an imported release with its templates, data chunks and verdict, then applies
+    /// its outcome, all in one transaction: on any failure (its id taken, the outcome's
+    /// expected state not the release's...) nothing of it is stored.
+    ///
+    /// Returns the release as stored after the outcome, and what became of each chunk, in
+    /// order ([`Appended::Duplicate`] for a key already stored).
+    fn import_release(
+        &self,
+        imported: &ImportedRelease,
+    ) -> Result<(Release, Vec<Appended>), StoreError>;
     /// The release with this id, `None` when there is none.
     fn release(&self, id: &str) -> Result<Option<Release>, StoreError>;
     /// Releases of the filter's app (all apps when `None`) in any of its states (all when

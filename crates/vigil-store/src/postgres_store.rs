@@ -29,8 +29,8 @@ use crate::codec::{
 };
 use crate::schema;
 use crate::{
-    redact_password, Appended, Change, DataChunk, DataKind, PageSession, ReleaseFilter, Store,
-    StoreError,
+    redact_password, Appended, Change, DataChunk, DataKind, ImportedRelease, PageSession,
+    ReleaseFilter, Store, StoreError,
 };
 
 /// How long to wait for the server when the URL does not say (`connect_timeout=`).
@@ -398,46 +398,255 @@ fn insert_transition(
     Ok(())
 }
 
+/// Inserts a new release and its `create` transition; [`StoreError::ReleaseExists`] when its
+/// id is taken.
+fn insert_release(
+    statements: &mut HashMap<&'static str, Statement>,
+    transaction: &mut postgres::Transaction<'_>,
+    release: &Release,
+) -> Result<(), StoreError> {
+    let row = ReleaseRow::from_release(release)?;
+    let transition = TransitionRow::from_transition(&create_transition(release))?;
+    let insert = prepared(
+        statements,
+        transaction,
+        concat!(
+            "INSERT INTO releases (app, ",
+            release_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
+        ),
+    )?;
+    let inserted = transaction.execute(
+        &insert,
+        &[
+            &release.spec.app,
+            &row.id,
+            &row.spec,
+            &row.state,
+            &row.created_by,
+            &row.created_at,
+            &row.updated_at,
+            &row.deployed,
+            &row.verdict,
+            &row.reason,
+        ],
+    )?;
+    if inserted == 0 {
+        return Err(StoreError::ReleaseExists {
+            id: release.id.clone(),
+        });
+    }
+    insert_transition(statements, transaction, &transition)
+}
+
+/// Applies a state change inside the caller's transaction, the release's row locked (see
+/// [`Store::apply`]).
+fn apply_change(
+    statements: &mut HashMap<&'static str, Statement>,
+    transaction: &mut postgres::Transaction<'_>,
+    change: &Change,
+) -> Result<(Release, Transition), StoreError> {
+    let select = prepared(
+        statements,
+        transaction,
+        concat!(
+            "SELECT ",
+            release_columns!(),
+            " FROM releases WHERE id = $1 FOR UPDATE"
+        ),
+    )?;
+    let Some(found) = transaction.query_opt(&select, &[&change.release_id])? else {
+        return Err(StoreError::UnknownRelease {
+            id: change.release_id.clone(),
+        });
+    };
+    let mut row = ReleaseRow::read(&found)?;
+    let actual: ReleaseState = parse_enum(&row.state, "release state")?;
+    if actual != change.expected {
+        return Err(StoreError::StateConflict {
+            id: change.release_id.clone(),
+            expected: change.expected,
+            actual,
+        });
+    }
+    let next_seq = prepared(
+        statements,
+        transaction,
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE release_id = $1",
+    )?;
+    let seq: i64 = transaction
+        .query_one(&next_seq, &[&change.release_id])?
+        .try_get(0)?;
+    row.state = enum_name(&change.to)?;
+    row.reason = change.reason.clone();
+    row.updated_at = change.at;
+    row.deployed = deployed_with(&row.deployed, change.deployed.as_ref())?;
+    let update = prepared(
+        statements,
+        transaction,
+        "UPDATE releases SET state = $2, reason = $3, updated_at = $4, deployed = $5 \
+         WHERE id = $1",
+    )?;
+    transaction.execute(
+        &update,
+        &[
+            &row.id,
+            &row.state,
+            &row.reason,
+            &row.updated_at,
+            &row.deployed,
+        ],
+    )?;
+    let transition = Transition {
+        release_id: change.release_id.clone(),
+        seq,
+        from: actual,
+        to: change.to,
+        action: change.action,
+        actor: change.actor.clone(),
+        at: change.at,
+        reason: change.reason.clone(),
+    };
+    insert_transition(
+        statements,
+        transaction,
+        &TransitionRow::from_transition(&transition)?,
+    )?;
+    queue_notifications(statements, transaction, &change.notifications, change.at)?;
+    Ok((row.into_release()?, transition))
+}
+
+/// Appends a verdict and makes it the release's latest, with its notifications (see
+/// [`Store::record_verdict`]).
+fn insert_verdict(
+    statements: &mut HashMap<&'static str, Statement>,
+    transaction: &mut postgres::Transaction<'_>,
+    record: &VerdictRecord,
+    notifications: &[NewNotification],
+) -> Result<(), StoreError> {
+    let row = VerdictRow::from_record(record)?;
+    let update = prepared(
+        statements,
+        transaction,
+        "UPDATE releases SET verdict = $2 WHERE id = $1",
+    )?;
+    let updated = transaction.execute(&update, &[&row.release_id, &row.verdict])?;
+    if updated == 0 {
+        return Err(StoreError::UnknownRelease {
+            id: record.release_id.clone(),
+        });
+    }
+    let insert = prepared(
+        statements,
+        transaction,
+        concat!(
+            "INSERT INTO verdicts (",
+            verdict_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5)"
+        ),
+    )?;
+    transaction.execute(
+        &insert,
+        &[
+            &row.release_id,
+            &row.at,
+            &row.verdict,
+            &row.findings,
+            &row.explanation,
+        ],
+    )?;
+    queue_notifications(statements, transaction, notifications, record.at)
+}
+
+/// Stores a chunk unless its key is already stored for its kind; on a plain connection (the
+/// ingestion hot path: one statement, no transaction around it) or inside a transaction.
+fn insert_chunk(
+    statements: &mut HashMap<&'static str, Statement>,
+    client: &mut impl GenericClient,
+    chunk: &DataChunk,
+) -> Result<Appended, StoreError> {
+    let insert = prepared(
+        statements,
+        client,
+        concat!(
+            "INSERT INTO data_chunks (",
+            chunk_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+        ),
+    )?;
+    let inserted = client.execute(
+        &insert,
+        &[
+            &kind_name(chunk.kind),
+            &chunk.key,
+            &chunk.min_ms,
+            &chunk.max_ms,
+            &chunk.received_at,
+            &chunk.body,
+        ],
+    )?;
+    if inserted == 0 {
+        return Ok(Appended::Duplicate);
+    }
+    Ok(Appended::Stored)
+}
+
+/// Inserts or replaces an app's templates, by id.
+fn upsert_template_rows(
+    statements: &mut HashMap<&'static str, Statement>,
+    transaction: &mut postgres::Transaction<'_>,
+    app: &str,
+    templates: &[LogTemplate],
+) -> Result<(), StoreError> {
+    let upsert = prepared(
+        statements,
+        transaction,
+        "INSERT INTO templates (app, id, text, level) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (app, id) DO UPDATE SET text = excluded.text, level = excluded.level",
+    )?;
+    for template in templates {
+        transaction.execute(
+            &upsert,
+            &[&app, &template.id, &template.text, &template.level],
+        )?;
+    }
+    Ok(())
+}
+
 impl Store for PostgresStore {
     fn create_release(&self, release: &Release) -> Result<(), StoreError> {
-        let row = ReleaseRow::from_release(release)?;
-        let transition = TransitionRow::from_transition(&create_transition(release))?;
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let insert = prepared(
-            statements,
-            &mut transaction,
-            concat!(
-                "INSERT INTO releases (app, ",
-                release_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
-            ),
-        )?;
-        let inserted = transaction.execute(
-            &insert,
-            &[
-                &release.spec.app,
-                &row.id,
-                &row.spec,
-                &row.state,
-                &row.created_by,
-                &row.created_at,
-                &row.updated_at,
-                &row.deployed,
-                &row.verdict,
-                &row.reason,
-            ],
-        )?;
-        if inserted == 0 {
-            return Err(StoreError::ReleaseExists {
-                id: release.id.clone(),
-            });
-        }
-        insert_transition(statements, &mut transaction, &transition)?;
+        insert_release(statements, &mut transaction, release)?;
         transaction.commit()?;
         tracing::debug!(release_id = %release.id, state = %release.state, "release created");
         Ok(())
+    }
+
+    fn import_release(
+        &self,
+        imported: &ImportedRelease,
+    ) -> Result<(Release, Vec<Appended>), StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        insert_release(statements, &mut transaction, &imported.release)?;
+        upsert_template_rows(
+            statements,
+            &mut transaction,
+            &imported.release.spec.app,
+            &imported.templates,
+        )?;
+        let mut appended = Vec::with_capacity(imported.chunks.len());
+        for chunk in &imported.chunks {
+            appended.push(insert_chunk(statements, &mut transaction, chunk)?);
+        }
+        insert_verdict(statements, &mut transaction, &imported.verdict, &[])?;
+        let (release, transition) = apply_change(statements, &mut transaction, &imported.outcome)?;
+        transaction.commit()?;
+        tracing::debug!(release_id = %release.id, state = %transition.to, "release imported");
+        Ok((release, appended))
     }
 
     fn release(&self, id: &str) -> Result<Option<Release>, StoreError> {
@@ -484,87 +693,16 @@ impl Store for PostgresStore {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let select = prepared(
-            statements,
-            &mut transaction,
-            concat!(
-                "SELECT ",
-                release_columns!(),
-                " FROM releases WHERE id = $1 FOR UPDATE"
-            ),
-        )?;
-        let Some(found) = transaction.query_opt(&select, &[&change.release_id])? else {
-            return Err(StoreError::UnknownRelease {
-                id: change.release_id.clone(),
-            });
-        };
-        let mut row = ReleaseRow::read(&found)?;
-        let actual: ReleaseState = parse_enum(&row.state, "release state")?;
-        if actual != change.expected {
-            return Err(StoreError::StateConflict {
-                id: change.release_id.clone(),
-                expected: change.expected,
-                actual,
-            });
-        }
-        let next_seq = prepared(
-            statements,
-            &mut transaction,
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE release_id = $1",
-        )?;
-        let seq: i64 = transaction
-            .query_one(&next_seq, &[&change.release_id])?
-            .try_get(0)?;
-        row.state = enum_name(&change.to)?;
-        row.reason = change.reason.clone();
-        row.updated_at = change.at;
-        row.deployed = deployed_with(&row.deployed, change.deployed.as_ref())?;
-        let update = prepared(
-            statements,
-            &mut transaction,
-            "UPDATE releases SET state = $2, reason = $3, updated_at = $4, deployed = $5 \
-             WHERE id = $1",
-        )?;
-        transaction.execute(
-            &update,
-            &[
-                &row.id,
-                &row.state,
-                &row.reason,
-                &row.updated_at,
-                &row.deployed,
-            ],
-        )?;
-        let transition = Transition {
-            release_id: change.release_id.clone(),
-            seq,
-            from: actual,
-            to: change.to,
-            action: change.action,
-            actor: change.actor.clone(),
-            at: change.at,
-            reason: change.reason.clone(),
-        };
-        insert_transition(
-            statements,
-            &mut transaction,
-            &TransitionRow::from_transition(&transition)?,
-        )?;
-        queue_notifications(
-            statements,
-            &mut transaction,
-            &change.notifications,
-            change.at,
-        )?;
+        let (release, transition) = apply_change(statements, &mut transaction, change)?;
         transaction.commit()?;
         tracing::debug!(
             release_id = %change.release_id,
-            from = %actual,
+            from = %transition.from,
             to = %change.to,
-            seq,
+            seq = transition.seq,
             "release changed"
         );
-        Ok((row.into_release()?, transition))
+        Ok((release, transition))
     }
 
     fn transitions(&self, release_id: &str) -> Result<Vec<Transition>, StoreError> {
@@ -586,41 +724,10 @@ impl Store for PostgresStore {
         record: &VerdictRecord,
         notifications: &[NewNotification],
     ) -> Result<(), StoreError> {
-        let row = VerdictRow::from_record(record)?;
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let update = prepared(
-            statements,
-            &mut transaction,
-            "UPDATE releases SET verdict = $2 WHERE id = $1",
-        )?;
-        let updated = transaction.execute(&update, &[&row.release_id, &row.verdict])?;
-        if updated == 0 {
-            return Err(StoreError::UnknownRelease {
-                id: record.release_id.clone(),
-            });
-        }
-        let insert = prepared(
-            statements,
-            &mut transaction,
-            concat!(
-                "INSERT INTO verdicts (",
-                verdict_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5)"
-            ),
-        )?;
-        transaction.execute(
-            &insert,
-            &[
-                &row.release_id,
-                &row.at,
-                &row.verdict,
-                &row.findings,
-                &row.explanation,
-            ],
-        )?;
-        queue_notifications(statements, &mut transaction, notifications, record.at)?;
+        insert_verdict(statements, &mut transaction, record, notifications)?;
         transaction.commit()?;
         Ok(())
     }
@@ -863,27 +970,9 @@ impl Store for PostgresStore {
     }
 
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
-        let mut session = self.connection()?;
-        let inserted = execute(
-            &mut session,
-            concat!(
-                "INSERT INTO data_chunks (",
-                chunk_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
-            ),
-            &[
-                &kind_name(chunk.kind),
-                &chunk.key,
-                &chunk.min_ms,
-                &chunk.max_ms,
-                &chunk.received_at,
-                &chunk.body,
-            ],
-        )?;
-        if inserted == 0 {
-            return Ok(Appended::Duplicate);
-        }
-        Ok(Appended::Stored)
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        insert_chunk(statements, client, chunk)
     }
 
     fn data_between(
@@ -925,18 +1014,7 @@ impl Store for PostgresStore {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let upsert = prepared(
-            statements,
-            &mut transaction,
-            "INSERT INTO templates (app, id, text, level) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (app, id) DO UPDATE SET text = excluded.text, level = excluded.level",
-        )?;
-        for template in templates {
-            transaction.execute(
-                &upsert,
-                &[&app, &template.id, &template.text, &template.level],
-            )?;
-        }
+        upsert_template_rows(statements, &mut transaction, app, templates)?;
         transaction.commit()?;
         Ok(())
     }

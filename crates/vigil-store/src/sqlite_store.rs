@@ -33,7 +33,10 @@ use crate::codec::{
     verdict_columns, Columns, FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
 };
 use crate::schema;
-use crate::{Appended, Change, DataChunk, DataKind, PageSession, ReleaseFilter, Store, StoreError};
+use crate::{
+    Appended, Change, DataChunk, DataKind, ImportedRelease, PageSession, ReleaseFilter, Store,
+    StoreError,
+};
 
 /// How long a statement waits for another process holding the database's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -301,38 +304,36 @@ fn release_exists(connection: &Connection, id: &str) -> Result<bool, StoreError>
 
 impl Store for SqliteStore {
     fn create_release(&self, release: &Release) -> Result<(), StoreError> {
-        let row = ReleaseRow::from_release(release)?;
-        let create = create_transition(release);
-        let transition = TransitionRow::from_transition(&create)?;
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let inserted = transaction
-            .prepare_cached(concat!(
-                "INSERT INTO releases (app, ",
-                release_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING"
-            ))?
-            .execute(params![
-                release.spec.app,
-                row.id,
-                row.spec,
-                row.state,
-                row.created_by,
-                row.created_at,
-                row.updated_at,
-                row.deployed,
-                row.verdict,
-                row.reason,
-            ])?;
-        if inserted == 0 {
-            return Err(StoreError::ReleaseExists {
-                id: release.id.clone(),
-            });
-        }
-        insert_transition(&transaction, &transition)?;
+        insert_release(&transaction, release)?;
         transaction.commit()?;
         tracing::debug!(release_id = %release.id, state = %release.state, "release created");
         Ok(())
+    }
+
+    fn import_release(
+        &self,
+        imported: &ImportedRelease,
+    ) -> Result<(Release, Vec<Appended>), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        insert_release(&transaction, &imported.release)?;
+        upsert_template_rows(
+            &transaction,
+            &imported.release.spec.app,
+            &imported.templates,
+        )?;
+        let appended = imported
+            .chunks
+            .iter()
+            .map(|chunk| insert_chunk(&transaction, chunk))
+            .collect::<Result<Vec<_>, _>>()?;
+        insert_verdict(&transaction, &imported.verdict, &[])?;
+        let (release, transition) = apply_change(&transaction, &imported.outcome)?;
+        transaction.commit()?;
+        tracing::debug!(release_id = %release.id, state = %transition.to, "release imported");
+        Ok((release, appended))
     }
 
     fn release(&self, id: &str) -> Result<Option<Release>, StoreError> {
@@ -370,61 +371,16 @@ impl Store for SqliteStore {
     fn apply(&self, change: &Change) -> Result<(Release, Transition), StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(mut row) = select_release(&transaction, &change.release_id)? else {
-            return Err(StoreError::UnknownRelease {
-                id: change.release_id.clone(),
-            });
-        };
-        let actual: ReleaseState = parse_enum(&row.state, "release state")?;
-        if actual != change.expected {
-            return Err(StoreError::StateConflict {
-                id: change.release_id.clone(),
-                expected: change.expected,
-                actual,
-            });
-        }
-        let seq: i64 = transaction
-            .prepare_cached(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE release_id = ?1",
-            )?
-            .query_row([&change.release_id], |result| result.get(0))?;
-        row.state = enum_name(&change.to)?;
-        row.reason = change.reason.clone();
-        row.updated_at = change.at;
-        row.deployed = deployed_with(&row.deployed, change.deployed.as_ref())?;
-        transaction
-            .prepare_cached(
-                "UPDATE releases SET state = ?2, reason = ?3, updated_at = ?4, deployed = ?5 \
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                row.id,
-                row.state,
-                row.reason,
-                row.updated_at,
-                row.deployed
-            ])?;
-        let transition = Transition {
-            release_id: change.release_id.clone(),
-            seq,
-            from: actual,
-            to: change.to,
-            action: change.action,
-            actor: change.actor.clone(),
-            at: change.at,
-            reason: change.reason.clone(),
-        };
-        insert_transition(&transaction, &TransitionRow::from_transition(&transition)?)?;
-        queue_notifications(&transaction, &change.notifications, change.at)?;
+        let (release, transition) = apply_change(&transaction, change)?;
         transaction.commit()?;
         tracing::debug!(
             release_id = %change.release_id,
-            from = %actual,
+            from = %transition.from,
             to = %change.to,
-            seq,
+            seq = transition.seq,
             "release changed"
         );
-        Ok((row.into_release()?, transition))
+        Ok((release, transition))
     }
 
     fn transitions(&self, release_id: &str) -> Result<Vec<Transition>, StoreError> {
@@ -446,31 +402,9 @@ impl Store for SqliteStore {
         record: &VerdictRecord,
         notifications: &[NewNotification],
     ) -> Result<(), StoreError> {
-        let row = VerdictRow::from_record(record)?;
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let updated = transaction
-            .prepare_cached("UPDATE releases SET verdict = ?2 WHERE id = ?1")?
-            .execute(params![row.release_id, row.verdict])?;
-        if updated == 0 {
-            return Err(StoreError::UnknownRelease {
-                id: record.release_id.clone(),
-            });
-        }
-        transaction
-            .prepare_cached(concat!(
-                "INSERT INTO verdicts (",
-                verdict_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5)"
-            ))?
-            .execute(params![
-                row.release_id,
-                row.at,
-                row.verdict,
-                row.findings,
-                row.explanation
-            ])?;
-        queue_notifications(&transaction, notifications, record.at)?;
+        insert_verdict(&transaction, record, notifications)?;
         transaction.commit()?;
         Ok(())
     }
@@ -702,25 +636,7 @@ impl Store for SqliteStore {
     }
 
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
-        let connection = self.connection();
-        let inserted = connection
-            .prepare_cached(concat!(
-                "INSERT INTO data_chunks (",
-                chunk_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
-            ))?
-            .execute(params![
-                kind_name(chunk.kind),
-                chunk.key,
-                chunk.min_ms,
-                chunk.max_ms,
-                chunk.received_at,
-                chunk.body,
-            ])?;
-        if inserted == 0 {
-            return Ok(Appended::Duplicate);
-        }
-        Ok(Appended::Stored)
+        insert_chunk(&self.connection(), chunk)
     }
 
     fn data_between(
@@ -760,15 +676,7 @@ impl Store for SqliteStore {
     fn upsert_templates(&self, app: &str, templates: &[LogTemplate]) -> Result<(), StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut statement = transaction.prepare_cached(
-                "INSERT INTO templates (app, id, text, level) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (app, id) DO UPDATE SET text = excluded.text, level = excluded.level",
-            )?;
-            for template in templates {
-                statement.execute(params![app, template.id, template.text, template.level])?;
-            }
-        }
+        upsert_template_rows(&transaction, app, templates)?;
         transaction.commit()?;
         Ok(())
     }
@@ -803,6 +711,159 @@ impl Store for SqliteStore {
             read_app,
         )
     }
+}
+
+/// Inserts a new release and its `create` transition; [`StoreError::ReleaseExists`] when its
+/// id is taken.
+fn insert_release(connection: &Connection, release: &Release) -> Result<(), StoreError> {
+    let row = ReleaseRow::from_release(release)?;
+    let transition = TransitionRow::from_transition(&create_transition(release))?;
+    let inserted = connection
+        .prepare_cached(concat!(
+            "INSERT INTO releases (app, ",
+            release_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING"
+        ))?
+        .execute(params![
+            release.spec.app,
+            row.id,
+            row.spec,
+            row.state,
+            row.created_by,
+            row.created_at,
+            row.updated_at,
+            row.deployed,
+            row.verdict,
+            row.reason,
+        ])?;
+    if inserted == 0 {
+        return Err(StoreError::ReleaseExists {
+            id: release.id.clone(),
+        });
+    }
+    insert_transition(connection, &transition)
+}
+
+/// Applies a state change inside the caller's transaction (see [`Store::apply`]).
+fn apply_change(
+    connection: &Connection,
+    change: &Change,
+) -> Result<(Release, Transition), StoreError> {
+    let Some(mut row) = select_release(connection, &change.release_id)? else {
+        return Err(StoreError::UnknownRelease {
+            id: change.release_id.clone(),
+        });
+    };
+    let actual: ReleaseState = parse_enum(&row.state, "release state")?;
+    if actual != change.expected {
+        return Err(StoreError::StateConflict {
+            id: change.release_id.clone(),
+            expected: change.expected,
+            actual,
+        });
+    }
+    let seq: i64 = connection
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE release_id = ?1")?
+        .query_row([&change.release_id], |result| result.get(0))?;
+    row.state = enum_name(&change.to)?;
+    row.reason = change.reason.clone();
+    row.updated_at = change.at;
+    row.deployed = deployed_with(&row.deployed, change.deployed.as_ref())?;
+    connection
+        .prepare_cached(
+            "UPDATE releases SET state = ?2, reason = ?3, updated_at = ?4, deployed = ?5 \
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            row.id,
+            row.state,
+            row.reason,
+            row.updated_at,
+            row.deployed
+        ])?;
+    let transition = Transition {
+        release_id: change.release_id.clone(),
+        seq,
+        from: actual,
+        to: change.to,
+        action: change.action,
+        actor: change.actor.clone(),
+        at: change.at,
+        reason: change.reason.clone(),
+    };
+    insert_transition(connection, &TransitionRow::from_transition(&transition)?)?;
+    queue_notifications(connection, &change.notifications, change.at)?;
+    Ok((row.into_release()?, transition))
+}
+
+/// Appends a verdict and makes it the release's latest, with its notifications (see
+/// [`Store::record_verdict`]).
+fn insert_verdict(
+    connection: &Connection,
+    record: &VerdictRecord,
+    notifications: &[NewNotification],
+) -> Result<(), StoreError> {
+    let row = VerdictRow::from_record(record)?;
+    let updated = connection
+        .prepare_cached("UPDATE releases SET verdict = ?2 WHERE id = ?1")?
+        .execute(params![row.release_id, row.verdict])?;
+    if updated == 0 {
+        return Err(StoreError::UnknownRelease {
+            id: record.release_id.clone(),
+        });
+    }
+    connection
+        .prepare_cached(concat!(
+            "INSERT INTO verdicts (",
+            verdict_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5)"
+        ))?
+        .execute(params![
+            row.release_id,
+            row.at,
+            row.verdict,
+            row.findings,
+            row.explanation
+        ])?;
+    queue_notifications(connection, notifications, record.at)
+}
+
+/// Stores a chunk unless its key is already stored for its kind.
+fn insert_chunk(connection: &Connection, chunk: &DataChunk) -> Result<Appended, StoreError> {
+    let inserted = connection
+        .prepare_cached(concat!(
+            "INSERT INTO data_chunks (",
+            chunk_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
+        ))?
+        .execute(params![
+            kind_name(chunk.kind),
+            chunk.key,
+            chunk.min_ms,
+            chunk.max_ms,
+            chunk.received_at,
+            chunk.body,
+        ])?;
+    if inserted == 0 {
+        return Ok(Appended::Duplicate);
+    }
+    Ok(Appended::Stored)
+}
+
+/// Inserts or replaces an app's templates, by id.
+fn upsert_template_rows(
+    connection: &Connection,
+    app: &str,
+    templates: &[LogTemplate],
+) -> Result<(), StoreError> {
+    let mut statement = connection.prepare_cached(
+        "INSERT INTO templates (app, id, text, level) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (app, id) DO UPDATE SET text = excluded.text, level = excluded.level",
+    )?;
+    for template in templates {
+        statement.execute(params![app, template.id, template.text, template.level])?;
+    }
+    Ok(())
 }
 
 fn insert_transition(connection: &Connection, row: &TransitionRow) -> Result<(), StoreError> {
