@@ -11,6 +11,7 @@
 mod codec;
 pub mod postgres_store;
 mod schema;
+mod sql;
 pub mod sqlite_store;
 pub mod testing;
 

@@ -21,13 +21,13 @@ use vigil_core::release::{
 use vigil_core::LogTemplate;
 
 use crate::codec::{
-    chunk_columns, create_transition, deployed_with, describe, enum_name, feedback_columns,
-    kind_name, outbox_columns, parse_enum, read_app, read_chunk, read_feedback, read_outbox_item,
-    read_release, read_session, read_template, read_token, read_transition, read_verdict,
-    release_columns, session_select, to_json, token_columns, transition_columns, verdict_columns,
-    Columns, FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
+    create_transition, deployed_with, describe, enum_name, kind_name, parse_enum, read_app,
+    read_chunk, read_feedback, read_outbox_item, read_release, read_session, read_template,
+    read_token, read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
+    ReleaseRow, TransitionRow, VerdictRow,
 };
 use crate::schema;
+use crate::sql;
 use crate::{
     redact_password, Appended, Change, DataChunk, DataKind, ImportedRelease, PageSession,
     ReleaseFilter, Store, StoreError,
@@ -345,12 +345,7 @@ fn queue_notifications(
     notifications: &[NewNotification],
     at: i64,
 ) -> Result<(), StoreError> {
-    let insert = prepared(
-        statements,
-        transaction,
-        "INSERT INTO outbox (release_id, event, channel, title, text, link, created_at, state, \
-         next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $7)",
-    )?;
+    let insert = prepared(statements, transaction, sql::INSERT_NOTIFICATION)?;
     for notification in notifications {
         transaction.execute(
             &insert,
@@ -373,15 +368,7 @@ fn insert_transition(
     transaction: &mut postgres::Transaction<'_>,
     row: &TransitionRow,
 ) -> Result<(), StoreError> {
-    let insert = prepared(
-        statements,
-        transaction,
-        concat!(
-            "INSERT INTO transitions (",
-            transition_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        ),
-    )?;
+    let insert = prepared(statements, transaction, sql::INSERT_TRANSITION)?;
     transaction.execute(
         &insert,
         &[
@@ -407,15 +394,7 @@ fn insert_release(
 ) -> Result<(), StoreError> {
     let row = ReleaseRow::from_release(release)?;
     let transition = TransitionRow::from_transition(&create_transition(release))?;
-    let insert = prepared(
-        statements,
-        transaction,
-        concat!(
-            "INSERT INTO releases (app, ",
-            release_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
-        ),
-    )?;
+    let insert = prepared(statements, transaction, sql::INSERT_RELEASE)?;
     let inserted = transaction.execute(
         &insert,
         &[
@@ -446,15 +425,7 @@ fn apply_change(
     transaction: &mut postgres::Transaction<'_>,
     change: &Change,
 ) -> Result<(Release, Transition), StoreError> {
-    let select = prepared(
-        statements,
-        transaction,
-        concat!(
-            "SELECT ",
-            release_columns!(),
-            " FROM releases WHERE id = $1 FOR UPDATE"
-        ),
-    )?;
+    let select = prepared(statements, transaction, sql::SELECT_RELEASE_FOR_UPDATE)?;
     let Some(found) = transaction.query_opt(&select, &[&change.release_id])? else {
         return Err(StoreError::UnknownRelease {
             id: change.release_id.clone(),
@@ -469,11 +440,7 @@ fn apply_change(
             actual,
         });
     }
-    let next_seq = prepared(
-        statements,
-        transaction,
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE release_id = $1",
-    )?;
+    let next_seq = prepared(statements, transaction, sql::NEXT_TRANSITION_SEQ)?;
     let seq: i64 = transaction
         .query_one(&next_seq, &[&change.release_id])?
         .try_get(0)?;
@@ -481,20 +448,15 @@ fn apply_change(
     row.reason = change.reason.clone();
     row.updated_at = change.at;
     row.deployed = deployed_with(&row.deployed, change.deployed.as_ref())?;
-    let update = prepared(
-        statements,
-        transaction,
-        "UPDATE releases SET state = $2, reason = $3, updated_at = $4, deployed = $5 \
-         WHERE id = $1",
-    )?;
+    let update = prepared(statements, transaction, sql::UPDATE_RELEASE_STATE)?;
     transaction.execute(
         &update,
         &[
-            &row.id,
             &row.state,
             &row.reason,
             &row.updated_at,
             &row.deployed,
+            &row.id,
         ],
     )?;
     let transition = Transition {
@@ -525,26 +487,14 @@ fn insert_verdict(
     notifications: &[NewNotification],
 ) -> Result<(), StoreError> {
     let row = VerdictRow::from_record(record)?;
-    let update = prepared(
-        statements,
-        transaction,
-        "UPDATE releases SET verdict = $2 WHERE id = $1",
-    )?;
-    let updated = transaction.execute(&update, &[&row.release_id, &row.verdict])?;
+    let update = prepared(statements, transaction, sql::UPDATE_RELEASE_VERDICT)?;
+    let updated = transaction.execute(&update, &[&row.verdict, &row.release_id])?;
     if updated == 0 {
         return Err(StoreError::UnknownRelease {
             id: record.release_id.clone(),
         });
     }
-    let insert = prepared(
-        statements,
-        transaction,
-        concat!(
-            "INSERT INTO verdicts (",
-            verdict_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5)"
-        ),
-    )?;
+    let insert = prepared(statements, transaction, sql::INSERT_VERDICT)?;
     transaction.execute(
         &insert,
         &[
@@ -565,15 +515,7 @@ fn insert_chunk(
     client: &mut impl GenericClient,
     chunk: &DataChunk,
 ) -> Result<Appended, StoreError> {
-    let insert = prepared(
-        statements,
-        client,
-        concat!(
-            "INSERT INTO data_chunks (",
-            chunk_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
-        ),
-    )?;
+    let insert = prepared(statements, client, sql::INSERT_CHUNK)?;
     let inserted = client.execute(
         &insert,
         &[
@@ -598,12 +540,7 @@ fn upsert_template_rows(
     app: &str,
     templates: &[LogTemplate],
 ) -> Result<(), StoreError> {
-    let upsert = prepared(
-        statements,
-        transaction,
-        "INSERT INTO templates (app, id, text, level) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (app, id) DO UPDATE SET text = excluded.text, level = excluded.level",
-    )?;
+    let upsert = prepared(statements, transaction, sql::UPSERT_TEMPLATE)?;
     for template in templates {
         transaction.execute(
             &upsert,
@@ -651,16 +588,7 @@ impl Store for PostgresStore {
 
     fn release(&self, id: &str) -> Result<Option<Release>, StoreError> {
         let mut session = self.connection()?;
-        let found = collect(
-            &mut session,
-            concat!(
-                "SELECT ",
-                release_columns!(),
-                " FROM releases WHERE id = $1"
-            ),
-            &[&id],
-            read_release,
-        )?;
+        let found = collect(&mut session, sql::SELECT_RELEASE, &[&id], read_release)?;
         Ok(found.into_iter().next())
     }
 
@@ -709,11 +637,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         collect(
             &mut session,
-            concat!(
-                "SELECT ",
-                transition_columns!(),
-                " FROM transitions WHERE release_id = $1 ORDER BY seq"
-            ),
+            sql::SELECT_TRANSITIONS,
             &[&release_id],
             read_transition,
         )
@@ -736,11 +660,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         collect(
             &mut session,
-            concat!(
-                "SELECT ",
-                verdict_columns!(),
-                " FROM verdicts WHERE release_id = $1 ORDER BY id"
-            ),
+            sql::SELECT_VERDICTS,
             &[&release_id],
             read_verdict,
         )
@@ -749,14 +669,9 @@ impl Store for PostgresStore {
     fn add_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
         let row = FeedbackRow::from_feedback(feedback)?;
         let mut session = self.connection()?;
-        // One statement: inserts only when the release exists.
         let inserted = execute(
             &mut session,
-            concat!(
-                "INSERT INTO feedback (",
-                feedback_columns!(),
-                ") SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM releases WHERE id = $1)"
-            ),
+            sql::INSERT_FEEDBACK,
             &[&row.release_id, &row.kind, &row.note, &row.actor, &row.at],
         )?;
         if inserted == 0 {
@@ -771,11 +686,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         collect(
             &mut session,
-            concat!(
-                "SELECT ",
-                feedback_columns!(),
-                " FROM feedback WHERE release_id = $1 ORDER BY id"
-            ),
+            sql::SELECT_FEEDBACK,
             &[&release_id],
             read_feedback,
         )
@@ -786,12 +697,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         collect(
             &mut session,
-            concat!(
-                "SELECT ",
-                outbox_columns!(),
-                " FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY id \
-                 LIMIT $2"
-            ),
+            sql::SELECT_DUE_NOTIFICATIONS,
             &[&now, &limit],
             read_outbox_item,
         )
@@ -799,11 +705,7 @@ impl Store for PostgresStore {
 
     fn notification_sent(&self, id: i64, at: i64) -> Result<(), StoreError> {
         let mut session = self.connection()?;
-        let updated = execute(
-            &mut session,
-            "UPDATE outbox SET state = 'sent', sent_at = $2 WHERE id = $1",
-            &[&id, &at],
-        )?;
+        let updated = execute(&mut session, sql::NOTIFICATION_SENT, &[&at, &id])?;
         if updated == 0 {
             return Err(StoreError::UnknownNotification { id });
         }
@@ -819,10 +721,8 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         let updated = execute(
             &mut session,
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
-             state = CASE WHEN $3::BIGINT IS NULL THEN 'dead' ELSE state END, \
-             next_attempt_at = COALESCE($3, next_attempt_at) WHERE id = $1",
-            &[&id, &error, &retry_at],
+            sql::NOTIFICATION_FAILED,
+            &[&error, &retry_at, &id],
         )?;
         if updated == 0 {
             return Err(StoreError::UnknownNotification { id });
@@ -837,11 +737,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         collect(
             &mut session,
-            concat!(
-                "SELECT ",
-                outbox_columns!(),
-                " FROM outbox WHERE release_id = $1 ORDER BY id"
-            ),
+            sql::SELECT_NOTIFICATIONS,
             &[&release_id],
             read_outbox_item,
         )
@@ -857,11 +753,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         let created = collect(
             &mut session,
-            concat!(
-                "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4) \
-                 RETURNING ",
-                token_columns!()
-            ),
+            sql::INSERT_TOKEN,
             &[&name, &enum_name(&role)?, &hash, &at],
             read_token,
         )?;
@@ -875,7 +767,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         let found = collect(
             &mut session,
-            concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = $1"),
+            sql::SELECT_TOKEN_BY_HASH,
             &[&hash],
             read_token,
         )?;
@@ -884,36 +776,19 @@ impl Store for PostgresStore {
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
         let mut session = self.connection()?;
-        collect(
-            &mut session,
-            concat!("SELECT ", token_columns!(), " FROM tokens ORDER BY id"),
-            &[],
-            read_token,
-        )
+        collect(&mut session, sql::SELECT_TOKENS, &[], read_token)
     }
 
     fn revoke_token(&self, id: i64, at: i64) -> Result<ApiToken, StoreError> {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let revoke = prepared(
-            statements,
-            &mut transaction,
-            concat!(
-                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
-                 RETURNING ",
-                token_columns!()
-            ),
-        )?;
-        let Some(row) = transaction.query_opt(&revoke, &[&id, &at])? else {
+        let revoke = prepared(statements, &mut transaction, sql::REVOKE_TOKEN)?;
+        let Some(row) = transaction.query_opt(&revoke, &[&at, &id])? else {
             return Err(StoreError::UnknownToken { id });
         };
         let token = read_token(&row)?;
-        let end_sessions = prepared(
-            statements,
-            &mut transaction,
-            "DELETE FROM sessions WHERE token_id = $1",
-        )?;
+        let end_sessions = prepared(statements, &mut transaction, sql::DELETE_TOKEN_SESSIONS)?;
         let ended = transaction.execute(&end_sessions, &[&id])?;
         transaction.commit()?;
         tracing::info!(token_id = id, sessions_ended = ended, "token revoked");
@@ -924,17 +799,9 @@ impl Store for PostgresStore {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let expire = prepared(
-            statements,
-            &mut transaction,
-            "DELETE FROM sessions WHERE expires_at <= $1",
-        )?;
+        let expire = prepared(statements, &mut transaction, sql::DELETE_EXPIRED_SESSIONS)?;
         transaction.execute(&expire, &[&page_session.created_at])?;
-        let insert = prepared(
-            statements,
-            &mut transaction,
-            "INSERT INTO sessions (hash, token_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-        )?;
+        let insert = prepared(statements, &mut transaction, sql::INSERT_SESSION)?;
         transaction.execute(
             &insert,
             &[
@@ -950,22 +817,13 @@ impl Store for PostgresStore {
 
     fn session(&self, hash: &str) -> Result<Option<(ApiToken, PageSession)>, StoreError> {
         let mut session = self.connection()?;
-        let found = collect(
-            &mut session,
-            concat!(session_select!(), "$1"),
-            &[&hash],
-            read_session,
-        )?;
+        let found = collect(&mut session, sql::SELECT_SESSION, &[&hash], read_session)?;
         Ok(found.into_iter().next())
     }
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
         let mut session = self.connection()?;
-        let ended = execute(
-            &mut session,
-            "DELETE FROM sessions WHERE hash = $1",
-            &[&hash],
-        )?;
+        let ended = execute(&mut session, sql::DELETE_SESSION, &[&hash])?;
         Ok(ended > 0)
     }
 
@@ -984,11 +842,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         collect(
             &mut session,
-            concat!(
-                "SELECT ",
-                chunk_columns!(),
-                " FROM data_chunks WHERE kind = $1 AND max_ms >= $2 AND min_ms <= $3 ORDER BY id"
-            ),
+            sql::SELECT_CHUNKS_BETWEEN,
             &[&kind_name(kind), &from_ms, &to_ms],
             read_chunk,
         )
@@ -1021,33 +875,18 @@ impl Store for PostgresStore {
 
     fn templates(&self, app: &str) -> Result<Vec<LogTemplate>, StoreError> {
         let mut session = self.connection()?;
-        collect(
-            &mut session,
-            "SELECT id, text, level FROM templates WHERE app = $1 ORDER BY id",
-            &[&app],
-            read_template,
-        )
+        collect(&mut session, sql::SELECT_TEMPLATES, &[&app], read_template)
     }
 
     fn put_app(&self, app: &str, config: &serde_json::Value) -> Result<(), StoreError> {
         let config_json = to_json(config)?;
         let mut session = self.connection()?;
-        execute(
-            &mut session,
-            "INSERT INTO apps (name, config) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET config = excluded.config",
-            &[&app, &config_json],
-        )?;
+        execute(&mut session, sql::UPSERT_APP, &[&app, &config_json])?;
         Ok(())
     }
 
     fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let mut session = self.connection()?;
-        collect(
-            &mut session,
-            "SELECT name, config FROM apps ORDER BY name",
-            &[],
-            read_app,
-        )
+        collect(&mut session, sql::SELECT_APPS, &[], read_app)
     }
 }

@@ -26,13 +26,13 @@ use vigil_core::release::{
 use vigil_core::LogTemplate;
 
 use crate::codec::{
-    chunk_columns, create_transition, deployed_with, describe, enum_name, feedback_columns,
-    keep_ranges_json, kind_name, outbox_columns, parse_enum, read_app, read_chunk, read_feedback,
-    read_outbox_item, read_release, read_session, read_template, read_token, read_transition,
-    read_verdict, release_columns, session_select, to_json, token_columns, transition_columns,
-    verdict_columns, Columns, FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
+    create_transition, deployed_with, describe, enum_name, keep_ranges_json, kind_name, parse_enum,
+    read_app, read_chunk, read_feedback, read_outbox_item, read_release, read_session,
+    read_template, read_token, read_transition, read_verdict, release_columns, to_json, Columns,
+    FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
 };
 use crate::schema;
+use crate::sql;
 use crate::{
     Appended, Change, DataChunk, DataKind, ImportedRelease, PageSession, ReleaseFilter, Store,
     StoreError,
@@ -261,10 +261,7 @@ fn queue_notifications(
     notifications: &[NewNotification],
     at: i64,
 ) -> Result<(), StoreError> {
-    let mut statement = connection.prepare_cached(
-        "INSERT INTO outbox (release_id, event, channel, title, text, link, created_at, state, \
-         next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?7)",
-    )?;
+    let mut statement = connection.prepare_cached(sql::INSERT_NOTIFICATION)?;
     for notification in notifications {
         statement.execute(params![
             notification.release_id,
@@ -280,26 +277,9 @@ fn queue_notifications(
 }
 
 fn select_release(connection: &Connection, id: &str) -> Result<Option<ReleaseRow>, StoreError> {
-    first(
-        connection,
-        concat!(
-            "SELECT ",
-            release_columns!(),
-            " FROM releases WHERE id = ?1"
-        ),
-        [id],
-        |row| ReleaseRow::read(row),
-    )
-}
-
-fn release_exists(connection: &Connection, id: &str) -> Result<bool, StoreError> {
-    let found = first(
-        connection,
-        "SELECT 1 FROM releases WHERE id = ?1",
-        [id],
-        |row| row.integer(0),
-    )?;
-    Ok(found.is_some())
+    first(connection, sql::SELECT_RELEASE, [id], |row| {
+        ReleaseRow::read(row)
+    })
 }
 
 impl Store for SqliteStore {
@@ -387,11 +367,7 @@ impl Store for SqliteStore {
         let connection = self.reader();
         collect(
             &connection,
-            concat!(
-                "SELECT ",
-                transition_columns!(),
-                " FROM transitions WHERE release_id = ?1 ORDER BY seq"
-            ),
+            sql::SELECT_TRANSITIONS,
             [release_id],
             read_transition,
         )
@@ -413,11 +389,7 @@ impl Store for SqliteStore {
         let connection = self.reader();
         collect(
             &connection,
-            concat!(
-                "SELECT ",
-                verdict_columns!(),
-                " FROM verdicts WHERE release_id = ?1 ORDER BY id"
-            ),
+            sql::SELECT_VERDICTS,
             [release_id],
             read_verdict,
         )
@@ -425,19 +397,9 @@ impl Store for SqliteStore {
 
     fn add_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
         let row = FeedbackRow::from_feedback(feedback)?;
-        let mut connection = self.connection();
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if !release_exists(&transaction, &feedback.release_id)? {
-            return Err(StoreError::UnknownRelease {
-                id: feedback.release_id.clone(),
-            });
-        }
-        transaction
-            .prepare_cached(concat!(
-                "INSERT INTO feedback (",
-                feedback_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5)"
-            ))?
+        let connection = self.connection();
+        let inserted = connection
+            .prepare_cached(sql::INSERT_FEEDBACK)?
             .execute(params![
                 row.release_id,
                 row.kind,
@@ -445,7 +407,11 @@ impl Store for SqliteStore {
                 row.actor,
                 row.at
             ])?;
-        transaction.commit()?;
+        if inserted == 0 {
+            return Err(StoreError::UnknownRelease {
+                id: feedback.release_id.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -453,11 +419,7 @@ impl Store for SqliteStore {
         let connection = self.reader();
         collect(
             &connection,
-            concat!(
-                "SELECT ",
-                feedback_columns!(),
-                " FROM feedback WHERE release_id = ?1 ORDER BY id"
-            ),
+            sql::SELECT_FEEDBACK,
             [release_id],
             read_feedback,
         )
@@ -468,12 +430,7 @@ impl Store for SqliteStore {
         let connection = self.reader();
         collect(
             &connection,
-            concat!(
-                "SELECT ",
-                outbox_columns!(),
-                " FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id \
-                 LIMIT ?2"
-            ),
+            sql::SELECT_DUE_NOTIFICATIONS,
             params![now, limit],
             read_outbox_item,
         )
@@ -482,8 +439,8 @@ impl Store for SqliteStore {
     fn notification_sent(&self, id: i64, at: i64) -> Result<(), StoreError> {
         let connection = self.connection();
         let updated = connection
-            .prepare_cached("UPDATE outbox SET state = 'sent', sent_at = ?2 WHERE id = ?1")?
-            .execute(params![id, at])?;
+            .prepare_cached(sql::NOTIFICATION_SENT)?
+            .execute(params![at, id])?;
         if updated == 0 {
             return Err(StoreError::UnknownNotification { id });
         }
@@ -498,12 +455,8 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let connection = self.connection();
         let updated = connection
-            .prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, \
-                 state = CASE WHEN ?3 IS NULL THEN 'dead' ELSE state END, \
-                 next_attempt_at = COALESCE(?3, next_attempt_at) WHERE id = ?1",
-            )?
-            .execute(params![id, error, retry_at])?;
+            .prepare_cached(sql::NOTIFICATION_FAILED)?
+            .execute(params![error, retry_at, id])?;
         if updated == 0 {
             return Err(StoreError::UnknownNotification { id });
         }
@@ -517,11 +470,7 @@ impl Store for SqliteStore {
         let connection = self.reader();
         collect(
             &connection,
-            concat!(
-                "SELECT ",
-                outbox_columns!(),
-                " FROM outbox WHERE release_id = ?1 ORDER BY id"
-            ),
+            sql::SELECT_NOTIFICATIONS,
             [release_id],
             read_outbox_item,
         )
@@ -535,61 +484,34 @@ impl Store for SqliteStore {
         at: i64,
     ) -> Result<ApiToken, StoreError> {
         let connection = self.connection();
-        let id: i64 = connection
-            .prepare_cached(
-                "INSERT INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4) \
-                 RETURNING id",
-            )?
-            .query_row(params![name, enum_name(&role)?, hash, at], |row| row.get(0))?;
-        Ok(ApiToken {
-            id,
-            name: name.to_owned(),
-            role,
-            hash: hash.to_owned(),
-            created_at: at,
-            revoked_at: None,
-        })
+        first(
+            &connection,
+            sql::INSERT_TOKEN,
+            params![name, enum_name(&role)?, hash, at],
+            read_token,
+        )?
+        .ok_or_else(|| StoreError::Database("token insert returned no row".to_owned()))
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
         let connection = self.reader();
-        first(
-            &connection,
-            concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = ?1"),
-            [hash],
-            read_token,
-        )
+        first(&connection, sql::SELECT_TOKEN_BY_HASH, [hash], read_token)
     }
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
         let connection = self.reader();
-        collect(
-            &connection,
-            concat!("SELECT ", token_columns!(), " FROM tokens ORDER BY id"),
-            [],
-            read_token,
-        )
+        collect(&connection, sql::SELECT_TOKENS, [], read_token)
     }
 
     fn revoke_token(&self, id: i64, at: i64) -> Result<ApiToken, StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        transaction
-            .prepare_cached(
-                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-            )?
-            .execute(params![id, at])?;
-        let Some(token) = first(
-            &transaction,
-            concat!("SELECT ", token_columns!(), " FROM tokens WHERE id = ?1"),
-            [id],
-            read_token,
-        )?
+        let Some(token) = first(&transaction, sql::REVOKE_TOKEN, params![at, id], read_token)?
         else {
             return Err(StoreError::UnknownToken { id });
         };
         let ended = transaction
-            .prepare_cached("DELETE FROM sessions WHERE token_id = ?1")?
+            .prepare_cached(sql::DELETE_TOKEN_SESSIONS)?
             .execute([id])?;
         transaction.commit()?;
         tracing::info!(token_id = id, sessions_ended = ended, "token revoked");
@@ -600,13 +522,10 @@ impl Store for SqliteStore {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         transaction
-            .prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
+            .prepare_cached(sql::DELETE_EXPIRED_SESSIONS)?
             .execute([session.created_at])?;
         transaction
-            .prepare_cached(
-                "INSERT INTO sessions (hash, token_id, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
+            .prepare_cached(sql::INSERT_SESSION)?
             .execute(params![
                 session.hash,
                 session.token_id,
@@ -619,18 +538,13 @@ impl Store for SqliteStore {
 
     fn session(&self, hash: &str) -> Result<Option<(ApiToken, PageSession)>, StoreError> {
         let connection = self.reader();
-        first(
-            &connection,
-            concat!(session_select!(), "?1"),
-            [hash],
-            read_session,
-        )
+        first(&connection, sql::SELECT_SESSION, [hash], read_session)
     }
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
         let connection = self.connection();
         let ended = connection
-            .prepare_cached("DELETE FROM sessions WHERE hash = ?1")?
+            .prepare_cached(sql::DELETE_SESSION)?
             .execute([hash])?;
         Ok(ended > 0)
     }
@@ -648,11 +562,7 @@ impl Store for SqliteStore {
         let connection = self.reader();
         collect(
             &connection,
-            concat!(
-                "SELECT ",
-                chunk_columns!(),
-                " FROM data_chunks WHERE kind = ?1 AND max_ms >= ?2 AND min_ms <= ?3 ORDER BY id"
-            ),
+            sql::SELECT_CHUNKS_BETWEEN,
             params![kind_name(kind), from_ms, to_ms],
             read_chunk,
         )
@@ -683,33 +593,20 @@ impl Store for SqliteStore {
 
     fn templates(&self, app: &str) -> Result<Vec<LogTemplate>, StoreError> {
         let connection = self.reader();
-        collect(
-            &connection,
-            "SELECT id, text, level FROM templates WHERE app = ?1 ORDER BY id",
-            [app],
-            read_template,
-        )
+        collect(&connection, sql::SELECT_TEMPLATES, [app], read_template)
     }
 
     fn put_app(&self, app: &str, config: &serde_json::Value) -> Result<(), StoreError> {
         let connection = self.connection();
         connection
-            .prepare_cached(
-                "INSERT INTO apps (name, config) VALUES (?1, ?2) \
-                 ON CONFLICT (name) DO UPDATE SET config = excluded.config",
-            )?
+            .prepare_cached(sql::UPSERT_APP)?
             .execute(params![app, to_json(config)?])?;
         Ok(())
     }
 
     fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let connection = self.reader();
-        collect(
-            &connection,
-            "SELECT name, config FROM apps ORDER BY name",
-            [],
-            read_app,
-        )
+        collect(&connection, sql::SELECT_APPS, [], read_app)
     }
 }
 
@@ -719,11 +616,7 @@ fn insert_release(connection: &Connection, release: &Release) -> Result<(), Stor
     let row = ReleaseRow::from_release(release)?;
     let transition = TransitionRow::from_transition(&create_transition(release))?;
     let inserted = connection
-        .prepare_cached(concat!(
-            "INSERT INTO releases (app, ",
-            release_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING"
-        ))?
+        .prepare_cached(sql::INSERT_RELEASE)?
         .execute(params![
             release.spec.app,
             row.id,
@@ -744,7 +637,8 @@ fn insert_release(connection: &Connection, release: &Release) -> Result<(), Stor
     insert_transition(connection, &transition)
 }
 
-/// Applies a state change inside the caller's transaction (see [`Store::apply`]).
+/// Applies a state change inside the caller's transaction (see [`Store::apply`]); the
+/// transaction, begun immediate, holds the database's write lock.
 fn apply_change(
     connection: &Connection,
     change: &Change,
@@ -763,23 +657,20 @@ fn apply_change(
         });
     }
     let seq: i64 = connection
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE release_id = ?1")?
+        .prepare_cached(sql::NEXT_TRANSITION_SEQ)?
         .query_row([&change.release_id], |result| result.get(0))?;
     row.state = enum_name(&change.to)?;
     row.reason = change.reason.clone();
     row.updated_at = change.at;
     row.deployed = deployed_with(&row.deployed, change.deployed.as_ref())?;
     connection
-        .prepare_cached(
-            "UPDATE releases SET state = ?2, reason = ?3, updated_at = ?4, deployed = ?5 \
-             WHERE id = ?1",
-        )?
+        .prepare_cached(sql::UPDATE_RELEASE_STATE)?
         .execute(params![
-            row.id,
             row.state,
             row.reason,
             row.updated_at,
-            row.deployed
+            row.deployed,
+            row.id
         ])?;
     let transition = Transition {
         release_id: change.release_id.clone(),
@@ -805,19 +696,15 @@ fn insert_verdict(
 ) -> Result<(), StoreError> {
     let row = VerdictRow::from_record(record)?;
     let updated = connection
-        .prepare_cached("UPDATE releases SET verdict = ?2 WHERE id = ?1")?
-        .execute(params![row.release_id, row.verdict])?;
+        .prepare_cached(sql::UPDATE_RELEASE_VERDICT)?
+        .execute(params![row.verdict, row.release_id])?;
     if updated == 0 {
         return Err(StoreError::UnknownRelease {
             id: record.release_id.clone(),
         });
     }
     connection
-        .prepare_cached(concat!(
-            "INSERT INTO verdicts (",
-            verdict_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5)"
-        ))?
+        .prepare_cached(sql::INSERT_VERDICT)?
         .execute(params![
             row.release_id,
             row.at,
@@ -831,11 +718,7 @@ fn insert_verdict(
 /// Stores a chunk unless its key is already stored for its kind.
 fn insert_chunk(connection: &Connection, chunk: &DataChunk) -> Result<Appended, StoreError> {
     let inserted = connection
-        .prepare_cached(concat!(
-            "INSERT INTO data_chunks (",
-            chunk_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
-        ))?
+        .prepare_cached(sql::INSERT_CHUNK)?
         .execute(params![
             kind_name(chunk.kind),
             chunk.key,
@@ -856,10 +739,7 @@ fn upsert_template_rows(
     app: &str,
     templates: &[LogTemplate],
 ) -> Result<(), StoreError> {
-    let mut statement = connection.prepare_cached(
-        "INSERT INTO templates (app, id, text, level) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (app, id) DO UPDATE SET text = excluded.text, level = excluded.level",
-    )?;
+    let mut statement = connection.prepare_cached(sql::UPSERT_TEMPLATE)?;
     for template in templates {
         statement.execute(params![app, template.id, template.text, template.level])?;
     }
@@ -868,11 +748,7 @@ fn upsert_template_rows(
 
 fn insert_transition(connection: &Connection, row: &TransitionRow) -> Result<(), StoreError> {
     connection
-        .prepare_cached(concat!(
-            "INSERT INTO transitions (",
-            transition_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-        ))?
+        .prepare_cached(sql::INSERT_TRANSITION)?
         .execute(params![
             row.release_id,
             row.seq,
