@@ -45,15 +45,49 @@ pub enum StoreError {
     UnknownNotification { id: i64 },
     #[error("no token {id}")]
     UnknownToken { id: i64 },
+    /// `source` is the database's own error, when there was one (not for a bad URL).
     #[error("cannot open store {url}: {reason}")]
-    Open { url: String, reason: String },
+    Open {
+        url: String,
+        reason: String,
+        #[source]
+        source: Option<BackendError>,
+    },
+    /// The schema cannot be brought up to date by this build (a newer version).
     #[error("store migration failed: {0}")]
     Migration(String),
+    /// The database failed while migrating.
+    #[error("store migration failed: {reason}")]
+    MigrationFailed {
+        reason: String,
+        #[source]
+        source: BackendError,
+    },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A stored JSON document could not be read, or a value not written as JSON.
+    #[error("stored data is corrupt: {reason}")]
+    CorruptJson {
+        reason: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A failure of the store's own making (no database error underneath).
     #[error("database error: {0}")]
     Database(String),
+    /// The database's error, kept as the source.
+    #[error("database error: {reason}")]
+    Backend {
+        reason: String,
+        #[source]
+        source: BackendError,
+    },
 }
+
+/// A database driver's error (SQLite or PostgreSQL), kept whole as the source of a
+/// [`StoreError`]. The error's message also names its causes (`reason`), because API answers
+/// and logs print only the top error.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Which releases to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -322,6 +356,7 @@ fn parse_url(url: &str) -> Result<StoreUrl, StoreError> {
     let refuse = |reason: &str| StoreError::Open {
         url: redact_password(url),
         reason: reason.to_owned(),
+        source: None,
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(StoreUrl::Postgres);

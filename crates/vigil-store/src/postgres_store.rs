@@ -21,10 +21,10 @@ use vigil_core::release::{
 use vigil_core::LogTemplate;
 
 use crate::codec::{
-    create_transition, deployed_with, describe, enum_name, kind_name, parse_enum, read_app,
-    read_chunk, read_feedback, read_outbox_item, read_release, read_session, read_template,
-    read_token, read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
-    ReleaseRow, TransitionRow, VerdictRow,
+    backend_error, create_transition, deployed_with, enum_name, kind_name, migration_error,
+    open_error, parse_enum, read_app, read_chunk, read_feedback, read_outbox_item, read_release,
+    read_session, read_template, read_token, read_transition, read_verdict, release_columns,
+    to_json, Columns, FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
 };
 use crate::schema;
 use crate::sql;
@@ -119,10 +119,7 @@ impl Pool {
         let client = self
             .config
             .connect(NoTls)
-            .map_err(|error| StoreError::Open {
-                url: self.target.clone(),
-                reason: describe(&error),
-            })?;
+            .map_err(|error| open_error(&self.target, error))?;
         Ok(Session {
             client,
             statements: HashMap::new(),
@@ -192,7 +189,7 @@ impl Pool {
 
 impl From<postgres::Error> for StoreError {
     fn from(error: postgres::Error) -> StoreError {
-        StoreError::Database(describe(&error))
+        backend_error(error)
     }
 }
 
@@ -223,10 +220,8 @@ impl PostgresStore {
     /// connection string) and brings the schema up to date.
     pub fn connect(url: &str) -> Result<PostgresStore, StoreError> {
         let target = redact_password(url);
-        let mut config: postgres::Config = url.parse().map_err(|error| StoreError::Open {
-            url: target.clone(),
-            reason: describe(&error),
-        })?;
+        let mut config: postgres::Config =
+            url.parse().map_err(|error| open_error(&target, error))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -277,7 +272,6 @@ fn prepared(
 /// Applies the migrations the database lacks, each in its own transaction under an advisory
 /// lock; returns the schema version.
 fn migrate(client: &mut Client) -> Result<i64, StoreError> {
-    let migration_error = |error: postgres::Error| StoreError::Migration(describe(&error));
     loop {
         let mut transaction = client.transaction().map_err(migration_error)?;
         transaction

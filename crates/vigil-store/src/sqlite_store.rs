@@ -26,10 +26,10 @@ use vigil_core::release::{
 use vigil_core::LogTemplate;
 
 use crate::codec::{
-    create_transition, deployed_with, describe, enum_name, keep_ranges_json, kind_name, parse_enum,
-    read_app, read_chunk, read_feedback, read_outbox_item, read_release, read_session,
-    read_template, read_token, read_transition, read_verdict, release_columns, to_json, Columns,
-    FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
+    backend_error, create_transition, deployed_with, enum_name, keep_ranges_json, kind_name,
+    migration_error, open_error, parse_enum, read_app, read_chunk, read_feedback, read_outbox_item,
+    read_release, read_session, read_template, read_token, read_transition, read_verdict,
+    release_columns, to_json, Columns, FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
 };
 use crate::schema;
 use crate::sql;
@@ -89,7 +89,7 @@ impl std::fmt::Debug for SqliteStore {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> StoreError {
-        StoreError::Database(describe(&error))
+        backend_error(error)
     }
 }
 
@@ -97,10 +97,8 @@ impl SqliteStore {
     /// Opens (creating it if needed) the database file at `path` and brings its schema up to
     /// date.
     pub fn open(path: &Path, synchronous: Synchronous) -> Result<SqliteStore, StoreError> {
-        let open_error = |error: rusqlite::Error| StoreError::Open {
-            url: path.display().to_string(),
-            reason: describe(&error),
-        };
+        let url = path.display().to_string();
+        let open_error = |error: rusqlite::Error| open_error(&url, error);
         let connection = Connection::open(path).map_err(open_error)?;
         connection
             .query_row("PRAGMA journal_mode = WAL", [], |row| {
@@ -121,10 +119,8 @@ impl SqliteStore {
 
     /// A fresh database in memory, gone when the store is dropped.
     pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
-        let connection = Connection::open_in_memory().map_err(|error| StoreError::Open {
-            url: crate::SQLITE_MEMORY.to_owned(),
-            reason: describe(&error),
-        })?;
+        let connection = Connection::open_in_memory()
+            .map_err(|error| open_error(crate::SQLITE_MEMORY, error))?;
         SqliteStore::prepare(SqliteLocation::Memory, connection)
     }
 
@@ -165,7 +161,6 @@ impl SqliteStore {
 /// Applies the migrations the database lacks, each in its own transaction; returns the schema
 /// version.
 fn migrate(connection: &mut Connection) -> Result<i64, StoreError> {
-    let migration_error = |error: rusqlite::Error| StoreError::Migration(describe(&error));
     loop {
         let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -194,6 +194,7 @@ conformance! {
         sessions_are_found_by_hash_with_their_token_and_end_on_sign_out,
         a_new_session_clears_the_expired_ones,
         a_session_needs_an_existing_token,
+        a_database_error_keeps_the_drivers_error_as_its_source,
         a_chunk_with_a_known_key_is_a_duplicate_and_stores_nothing,
         chunks_are_found_by_overlapping_range_in_insertion_order,
         pruning_spares_recent_chunks_and_kept_windows,
@@ -1190,6 +1191,19 @@ fn a_new_session_clears_the_expired_ones(store: &dyn Store) {
     assert_eq!(store.session("old").unwrap(), None);
     assert!(store.session("current").unwrap().is_some());
     assert!(store.session("new").unwrap().is_some());
+}
+
+fn a_database_error_keeps_the_drivers_error_as_its_source(store: &dyn Store) {
+    // A session of a token that does not exist breaks the foreign key.
+    let error = store
+        .create_session(&page_session("s1", 4_242, 1_000, 2_000))
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.starts_with("database error: "), "{message}");
+    let source = std::error::Error::source(&error).expect("the driver's error is kept");
+    let driver_error = source.is::<rusqlite::Error>() || source.is::<::postgres::Error>();
+    assert!(driver_error, "{source:?}");
+    assert!(message.contains(&source.to_string()), "{message}");
 }
 
 fn a_session_needs_an_existing_token(store: &dyn Store) {
