@@ -8,6 +8,7 @@
 //! [`open`] picks the implementation from a URL and brings the schema up to date.
 #![forbid(unsafe_code)]
 
+mod changes;
 mod codec;
 pub mod postgres_store;
 mod schema;

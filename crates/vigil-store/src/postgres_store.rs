@@ -13,18 +13,18 @@ use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 use vigil_core::release::{
-    ApiToken, Feedback, NewNotification, OutboxItem, Release, ReleaseState, Role, Transition,
-    VerdictRecord,
+    ApiToken, Feedback, NewNotification, OutboxItem, Release, Role, Transition, VerdictRecord,
 };
 use vigil_core::LogTemplate;
 
+use crate::changes::{self, Executor, Value};
 use crate::codec::{
-    backend_error, create_transition, deployed_with, enum_name, kind_name, migration_error,
-    open_error, parse_enum, read_app, read_chunk, read_feedback, read_outbox_item, read_release,
-    read_session, read_template, read_token, read_transition, read_verdict, release_columns,
-    to_json, Columns, FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
+    backend_error, enum_name, kind_name, migration_error, open_error, read_app, read_chunk,
+    read_feedback, read_outbox_item, read_release, read_session, read_template, read_token,
+    read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
 };
 use crate::schema;
 use crate::sql;
@@ -307,12 +307,12 @@ fn migrate(client: &mut Client) -> Result<i64, StoreError> {
 }
 
 /// Runs a cached statement and reads every row with `read`.
-fn collect<Value>(
+fn collect<Read>(
     session: &mut Session,
     sql: &'static str,
     params: &[&(dyn postgres::types::ToSql + Sync)],
-    read: fn(&dyn Columns) -> Result<Value, StoreError>,
-) -> Result<Vec<Value>, StoreError> {
+    read: fn(&dyn Columns) -> Result<Read, StoreError>,
+) -> Result<Vec<Read>, StoreError> {
     let statement = prepared(&mut session.statements, &mut session.client, sql)?;
     session
         .client
@@ -332,216 +332,52 @@ fn execute(
     Ok(session.client.execute(&statement, params)?)
 }
 
-/// Puts `notifications` in the outbox, due at once (`at`).
-fn queue_notifications(
-    statements: &mut HashMap<&'static str, Statement>,
-    transaction: &mut postgres::Transaction<'_>,
-    notifications: &[NewNotification],
-    at: i64,
-) -> Result<(), StoreError> {
-    let insert = prepared(statements, transaction, sql::INSERT_NOTIFICATION)?;
-    for notification in notifications {
-        transaction.execute(
-            &insert,
-            &[
-                &notification.release_id,
-                &enum_name(&notification.event)?,
-                &notification.channel,
-                &notification.title,
-                &notification.text,
-                &notification.link,
-                &at,
-            ],
-        )?;
-    }
-    Ok(())
+/// The statements of a change, run on a connection or a transaction of it, each prepared once
+/// per connection.
+struct PostgresExecutor<'session, Client: GenericClient> {
+    statements: &'session mut HashMap<&'static str, Statement>,
+    client: &'session mut Client,
 }
 
-fn insert_transition(
-    statements: &mut HashMap<&'static str, Statement>,
-    transaction: &mut postgres::Transaction<'_>,
-    row: &TransitionRow,
-) -> Result<(), StoreError> {
-    let insert = prepared(statements, transaction, sql::INSERT_TRANSITION)?;
-    transaction.execute(
-        &insert,
-        &[
-            &row.release_id,
-            &row.seq,
-            &row.from_state,
-            &row.to_state,
-            &row.action,
-            &row.actor,
-            &row.at,
-            &row.reason,
-        ],
-    )?;
-    Ok(())
+impl<Client: GenericClient> Executor for PostgresExecutor<'_, Client> {
+    const SELECT_RELEASE_TO_CHANGE: &'static str = sql::SELECT_RELEASE_FOR_UPDATE;
+
+    fn execute(&mut self, sql: &'static str, arguments: &[Value<'_>]) -> Result<u64, StoreError> {
+        let statement = prepared(self.statements, self.client, sql)?;
+        Ok(self
+            .client
+            .execute(&statement, &postgres_arguments(arguments))?)
+    }
+
+    fn first<Read>(
+        &mut self,
+        sql: &'static str,
+        arguments: &[Value<'_>],
+        read: fn(&dyn Columns) -> Result<Read, StoreError>,
+    ) -> Result<Option<Read>, StoreError> {
+        let statement = prepared(self.statements, self.client, sql)?;
+        self.client
+            .query_opt(&statement, &postgres_arguments(arguments))?
+            .map(|row| read(&row))
+            .transpose()
+    }
 }
 
-/// Inserts a new release and its `create` transition; [`StoreError::ReleaseExists`] when its
-/// id is taken.
-fn insert_release(
-    statements: &mut HashMap<&'static str, Statement>,
-    transaction: &mut postgres::Transaction<'_>,
-    release: &Release,
-) -> Result<(), StoreError> {
-    let row = ReleaseRow::from_release(release)?;
-    let transition = TransitionRow::from_transition(&create_transition(release))?;
-    let insert = prepared(statements, transaction, sql::INSERT_RELEASE)?;
-    let inserted = transaction.execute(
-        &insert,
-        &[
-            &release.spec.app,
-            &row.id,
-            &row.spec,
-            &row.state,
-            &row.created_by,
-            &row.created_at,
-            &row.updated_at,
-            &row.deployed,
-            &row.verdict,
-            &row.reason,
-        ],
-    )?;
-    if inserted == 0 {
-        return Err(StoreError::ReleaseExists {
-            id: release.id.clone(),
-        });
-    }
-    insert_transition(statements, transaction, &transition)
-}
-
-/// Applies a state change inside the caller's transaction, the release's row locked (see
-/// [`Store::apply`]).
-fn apply_change(
-    statements: &mut HashMap<&'static str, Statement>,
-    transaction: &mut postgres::Transaction<'_>,
-    change: &Change,
-) -> Result<(Release, Transition), StoreError> {
-    let select = prepared(statements, transaction, sql::SELECT_RELEASE_FOR_UPDATE)?;
-    let Some(found) = transaction.query_opt(&select, &[&change.release_id])? else {
-        return Err(StoreError::UnknownRelease {
-            id: change.release_id.clone(),
-        });
-    };
-    let mut row = ReleaseRow::read(&found)?;
-    let actual: ReleaseState = parse_enum(&row.state, "release state")?;
-    if actual != change.expected {
-        return Err(StoreError::StateConflict {
-            id: change.release_id.clone(),
-            expected: change.expected,
-            actual,
-        });
-    }
-    let next_seq = prepared(statements, transaction, sql::NEXT_TRANSITION_SEQ)?;
-    let seq: i64 = transaction
-        .query_one(&next_seq, &[&change.release_id])?
-        .try_get(0)?;
-    row.state = enum_name(&change.to)?;
-    row.reason = change.reason.clone();
-    row.updated_at = change.at;
-    row.deployed = deployed_with(&row.deployed, change.deployed.as_ref())?;
-    let update = prepared(statements, transaction, sql::UPDATE_RELEASE_STATE)?;
-    transaction.execute(
-        &update,
-        &[
-            &row.state,
-            &row.reason,
-            &row.updated_at,
-            &row.deployed,
-            &row.id,
-        ],
-    )?;
-    let transition = Transition {
-        release_id: change.release_id.clone(),
-        seq,
-        from: actual,
-        to: change.to,
-        action: change.action,
-        actor: change.actor.clone(),
-        at: change.at,
-        reason: change.reason.clone(),
-    };
-    insert_transition(
-        statements,
-        transaction,
-        &TransitionRow::from_transition(&transition)?,
-    )?;
-    queue_notifications(statements, transaction, &change.notifications, change.at)?;
-    Ok((row.into_release()?, transition))
-}
-
-/// Appends a verdict and makes it the release's latest, with its notifications (see
-/// [`Store::record_verdict`]).
-fn insert_verdict(
-    statements: &mut HashMap<&'static str, Statement>,
-    transaction: &mut postgres::Transaction<'_>,
-    record: &VerdictRecord,
-    notifications: &[NewNotification],
-) -> Result<(), StoreError> {
-    let row = VerdictRow::from_record(record)?;
-    let update = prepared(statements, transaction, sql::UPDATE_RELEASE_VERDICT)?;
-    let updated = transaction.execute(&update, &[&row.verdict, &row.release_id])?;
-    if updated == 0 {
-        return Err(StoreError::UnknownRelease {
-            id: record.release_id.clone(),
-        });
-    }
-    let insert = prepared(statements, transaction, sql::INSERT_VERDICT)?;
-    transaction.execute(
-        &insert,
-        &[
-            &row.release_id,
-            &row.at,
-            &row.verdict,
-            &row.findings,
-            &row.explanation,
-        ],
-    )?;
-    queue_notifications(statements, transaction, notifications, record.at)
-}
-
-/// Stores a chunk unless its key is already stored for its kind; on a plain connection (the
-/// ingestion hot path: one statement, no transaction around it) or inside a transaction.
-fn insert_chunk(
-    statements: &mut HashMap<&'static str, Statement>,
-    client: &mut impl GenericClient,
-    chunk: &DataChunk,
-) -> Result<Appended, StoreError> {
-    let insert = prepared(statements, client, sql::INSERT_CHUNK)?;
-    let inserted = client.execute(
-        &insert,
-        &[
-            &kind_name(chunk.kind),
-            &chunk.key,
-            &chunk.min_ms,
-            &chunk.max_ms,
-            &chunk.received_at,
-            &chunk.body,
-        ],
-    )?;
-    if inserted == 0 {
-        return Ok(Appended::Duplicate);
-    }
-    Ok(Appended::Stored)
-}
-
-/// Inserts or replaces an app's templates, by id.
-fn upsert_template_rows(
-    statements: &mut HashMap<&'static str, Statement>,
-    transaction: &mut postgres::Transaction<'_>,
-    app: &str,
-    templates: &[LogTemplate],
-) -> Result<(), StoreError> {
-    let upsert = prepared(statements, transaction, sql::UPSERT_TEMPLATE)?;
-    for template in templates {
-        transaction.execute(
-            &upsert,
-            &[&app, &template.id, &template.text, &template.level],
-        )?;
-    }
-    Ok(())
+/// The arguments as the driver takes them.
+fn postgres_arguments<'arguments>(
+    arguments: &'arguments [Value<'_>],
+) -> Vec<&'arguments (dyn ToSql + Sync)> {
+    arguments
+        .iter()
+        .map(|argument| -> &(dyn ToSql + Sync) {
+            match argument {
+                Value::Text(text) => text,
+                Value::OptionalText(text) => text,
+                Value::Integer(number) => number,
+                Value::Bytes(bytes) => bytes,
+            }
+        })
+        .collect()
 }
 
 impl Store for PostgresStore {
@@ -549,7 +385,13 @@ impl Store for PostgresStore {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        insert_release(statements, &mut transaction, release)?;
+        changes::insert_release(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            release,
+        )?;
         transaction.commit()?;
         tracing::debug!(release_id = %release.id, state = %release.state, "release created");
         Ok(())
@@ -562,21 +404,15 @@ impl Store for PostgresStore {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        insert_release(statements, &mut transaction, &imported.release)?;
-        upsert_template_rows(
-            statements,
-            &mut transaction,
-            &imported.release.spec.app,
-            &imported.templates,
+        let (release, appended) = changes::import_release(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            imported,
         )?;
-        let mut appended = Vec::with_capacity(imported.chunks.len());
-        for chunk in &imported.chunks {
-            appended.push(insert_chunk(statements, &mut transaction, chunk)?);
-        }
-        insert_verdict(statements, &mut transaction, &imported.verdict, &[])?;
-        let (release, transition) = apply_change(statements, &mut transaction, &imported.outcome)?;
         transaction.commit()?;
-        tracing::debug!(release_id = %release.id, state = %transition.to, "release imported");
+        tracing::debug!(release_id = %release.id, state = %release.state, "release imported");
         Ok((release, appended))
     }
 
@@ -615,7 +451,13 @@ impl Store for PostgresStore {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let (release, transition) = apply_change(statements, &mut transaction, change)?;
+        let (release, transition) = changes::apply_change(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            change,
+        )?;
         transaction.commit()?;
         tracing::debug!(
             release_id = %change.release_id,
@@ -645,7 +487,14 @@ impl Store for PostgresStore {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        insert_verdict(statements, &mut transaction, record, notifications)?;
+        changes::insert_verdict(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            record,
+            notifications,
+        )?;
         transaction.commit()?;
         Ok(())
     }
@@ -824,7 +673,8 @@ impl Store for PostgresStore {
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
-        insert_chunk(statements, client, chunk)
+        // One statement on the connection, no transaction around it: the ingestion hot path.
+        changes::insert_chunk(&mut PostgresExecutor { statements, client }, chunk)
     }
 
     fn data_between(
@@ -862,7 +712,14 @@ impl Store for PostgresStore {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        upsert_template_rows(statements, &mut transaction, app, templates)?;
+        changes::upsert_templates(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            app,
+            templates,
+        )?;
         transaction.commit()?;
         Ok(())
     }

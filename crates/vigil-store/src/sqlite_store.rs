@@ -18,18 +18,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, Row, TransactionBehavior};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, Row, ToSql, TransactionBehavior};
 use vigil_core::release::{
-    ApiToken, Feedback, NewNotification, OutboxItem, Release, ReleaseState, Role, Transition,
-    VerdictRecord,
+    ApiToken, Feedback, NewNotification, OutboxItem, Release, Role, Transition, VerdictRecord,
 };
 use vigil_core::LogTemplate;
 
+use crate::changes::{self, Executor, Value};
 use crate::codec::{
-    backend_error, create_transition, deployed_with, enum_name, keep_ranges_json, kind_name,
-    migration_error, open_error, parse_enum, read_app, read_chunk, read_feedback, read_outbox_item,
-    read_release, read_session, read_template, read_token, read_transition, read_verdict,
-    release_columns, to_json, Columns, FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
+    backend_error, enum_name, keep_ranges_json, kind_name, migration_error, open_error, read_app,
+    read_chunk, read_feedback, read_outbox_item, read_release, read_session, read_template,
+    read_token, read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
+    ReleaseRow,
 };
 use crate::schema;
 use crate::sql;
@@ -223,12 +224,12 @@ impl Columns for Row<'_> {
 }
 
 /// Runs a query with `params` and reads every row with `read`.
-fn collect<Value>(
+fn collect<Read>(
     connection: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
-    read: fn(&dyn Columns) -> Result<Value, StoreError>,
-) -> Result<Vec<Value>, StoreError> {
+    read: fn(&dyn Columns) -> Result<Read, StoreError>,
+) -> Result<Vec<Read>, StoreError> {
     let mut statement = connection.prepare_cached(sql)?;
     let mut rows = statement.query(params)?;
     let mut values = Vec::new();
@@ -239,36 +240,15 @@ fn collect<Value>(
 }
 
 /// Runs a query with `params` and reads its first row, if any, with `read`.
-fn first<Value>(
+fn first<Read>(
     connection: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
-    read: fn(&dyn Columns) -> Result<Value, StoreError>,
-) -> Result<Option<Value>, StoreError> {
+    read: fn(&dyn Columns) -> Result<Read, StoreError>,
+) -> Result<Option<Read>, StoreError> {
     let mut statement = connection.prepare_cached(sql)?;
     let mut rows = statement.query(params)?;
     rows.next()?.map(|row| read(row)).transpose()
-}
-
-/// Puts `notifications` in the outbox, due at once (`at`).
-fn queue_notifications(
-    connection: &Connection,
-    notifications: &[NewNotification],
-    at: i64,
-) -> Result<(), StoreError> {
-    let mut statement = connection.prepare_cached(sql::INSERT_NOTIFICATION)?;
-    for notification in notifications {
-        statement.execute(params![
-            notification.release_id,
-            enum_name(&notification.event)?,
-            notification.channel,
-            notification.title,
-            notification.text,
-            notification.link,
-            at,
-        ])?;
-    }
-    Ok(())
 }
 
 fn select_release(connection: &Connection, id: &str) -> Result<Option<ReleaseRow>, StoreError> {
@@ -281,7 +261,7 @@ impl Store for SqliteStore {
     fn create_release(&self, release: &Release) -> Result<(), StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        insert_release(&transaction, release)?;
+        changes::insert_release(&mut SqliteExecutor(&transaction), release)?;
         transaction.commit()?;
         tracing::debug!(release_id = %release.id, state = %release.state, "release created");
         Ok(())
@@ -293,21 +273,10 @@ impl Store for SqliteStore {
     ) -> Result<(Release, Vec<Appended>), StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        insert_release(&transaction, &imported.release)?;
-        upsert_template_rows(
-            &transaction,
-            &imported.release.spec.app,
-            &imported.templates,
-        )?;
-        let appended = imported
-            .chunks
-            .iter()
-            .map(|chunk| insert_chunk(&transaction, chunk))
-            .collect::<Result<Vec<_>, _>>()?;
-        insert_verdict(&transaction, &imported.verdict, &[])?;
-        let (release, transition) = apply_change(&transaction, &imported.outcome)?;
+        let (release, appended) =
+            changes::import_release(&mut SqliteExecutor(&transaction), imported)?;
         transaction.commit()?;
-        tracing::debug!(release_id = %release.id, state = %transition.to, "release imported");
+        tracing::debug!(release_id = %release.id, state = %release.state, "release imported");
         Ok((release, appended))
     }
 
@@ -346,7 +315,8 @@ impl Store for SqliteStore {
     fn apply(&self, change: &Change) -> Result<(Release, Transition), StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (release, transition) = apply_change(&transaction, change)?;
+        let (release, transition) =
+            changes::apply_change(&mut SqliteExecutor(&transaction), change)?;
         transaction.commit()?;
         tracing::debug!(
             release_id = %change.release_id,
@@ -375,7 +345,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        insert_verdict(&transaction, record, notifications)?;
+        changes::insert_verdict(&mut SqliteExecutor(&transaction), record, notifications)?;
         transaction.commit()?;
         Ok(())
     }
@@ -545,7 +515,7 @@ impl Store for SqliteStore {
     }
 
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
-        insert_chunk(&self.connection(), chunk)
+        changes::insert_chunk(&mut SqliteExecutor(&self.connection()), chunk)
     }
 
     fn data_between(
@@ -581,7 +551,7 @@ impl Store for SqliteStore {
     fn upsert_templates(&self, app: &str, templates: &[LogTemplate]) -> Result<(), StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        upsert_template_rows(&transaction, app, templates)?;
+        changes::upsert_templates(&mut SqliteExecutor(&transaction), app, templates)?;
         transaction.commit()?;
         Ok(())
     }
@@ -605,156 +575,42 @@ impl Store for SqliteStore {
     }
 }
 
-/// Inserts a new release and its `create` transition; [`StoreError::ReleaseExists`] when its
-/// id is taken.
-fn insert_release(connection: &Connection, release: &Release) -> Result<(), StoreError> {
-    let row = ReleaseRow::from_release(release)?;
-    let transition = TransitionRow::from_transition(&create_transition(release))?;
-    let inserted = connection
-        .prepare_cached(sql::INSERT_RELEASE)?
-        .execute(params![
-            release.spec.app,
-            row.id,
-            row.spec,
-            row.state,
-            row.created_by,
-            row.created_at,
-            row.updated_at,
-            row.deployed,
-            row.verdict,
-            row.reason,
-        ])?;
-    if inserted == 0 {
-        return Err(StoreError::ReleaseExists {
-            id: release.id.clone(),
-        });
+/// The statements of a change, run on a connection inside the transaction its caller began.
+struct SqliteExecutor<'connection>(&'connection Connection);
+
+impl Executor for SqliteExecutor<'_> {
+    const SELECT_RELEASE_TO_CHANGE: &'static str = sql::SELECT_RELEASE;
+
+    fn execute(&mut self, sql: &'static str, arguments: &[Value<'_>]) -> Result<u64, StoreError> {
+        let changed = self
+            .0
+            .prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(arguments))?;
+        Ok(changed as u64)
     }
-    insert_transition(connection, &transition)
+
+    fn first<Read>(
+        &mut self,
+        sql: &'static str,
+        arguments: &[Value<'_>],
+        read: fn(&dyn Columns) -> Result<Read, StoreError>,
+    ) -> Result<Option<Read>, StoreError> {
+        first(self.0, sql, rusqlite::params_from_iter(arguments), read)
+    }
 }
 
-/// Applies a state change inside the caller's transaction (see [`Store::apply`]); the
-/// transaction, begun immediate, holds the database's write lock.
-fn apply_change(
-    connection: &Connection,
-    change: &Change,
-) -> Result<(Release, Transition), StoreError> {
-    let Some(mut row) = select_release(connection, &change.release_id)? else {
-        return Err(StoreError::UnknownRelease {
-            id: change.release_id.clone(),
-        });
-    };
-    let actual: ReleaseState = parse_enum(&row.state, "release state")?;
-    if actual != change.expected {
-        return Err(StoreError::StateConflict {
-            id: change.release_id.clone(),
-            expected: change.expected,
-            actual,
-        });
+impl ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        let output = match *self {
+            Value::Text(text) | Value::OptionalText(Some(text)) => {
+                ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes()))
+            }
+            Value::OptionalText(None) => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Integer(number) => ToSqlOutput::Borrowed(ValueRef::Integer(number)),
+            Value::Bytes(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
+        };
+        Ok(output)
     }
-    let seq: i64 = connection
-        .prepare_cached(sql::NEXT_TRANSITION_SEQ)?
-        .query_row([&change.release_id], |result| result.get(0))?;
-    row.state = enum_name(&change.to)?;
-    row.reason = change.reason.clone();
-    row.updated_at = change.at;
-    row.deployed = deployed_with(&row.deployed, change.deployed.as_ref())?;
-    connection
-        .prepare_cached(sql::UPDATE_RELEASE_STATE)?
-        .execute(params![
-            row.state,
-            row.reason,
-            row.updated_at,
-            row.deployed,
-            row.id
-        ])?;
-    let transition = Transition {
-        release_id: change.release_id.clone(),
-        seq,
-        from: actual,
-        to: change.to,
-        action: change.action,
-        actor: change.actor.clone(),
-        at: change.at,
-        reason: change.reason.clone(),
-    };
-    insert_transition(connection, &TransitionRow::from_transition(&transition)?)?;
-    queue_notifications(connection, &change.notifications, change.at)?;
-    Ok((row.into_release()?, transition))
-}
-
-/// Appends a verdict and makes it the release's latest, with its notifications (see
-/// [`Store::record_verdict`]).
-fn insert_verdict(
-    connection: &Connection,
-    record: &VerdictRecord,
-    notifications: &[NewNotification],
-) -> Result<(), StoreError> {
-    let row = VerdictRow::from_record(record)?;
-    let updated = connection
-        .prepare_cached(sql::UPDATE_RELEASE_VERDICT)?
-        .execute(params![row.verdict, row.release_id])?;
-    if updated == 0 {
-        return Err(StoreError::UnknownRelease {
-            id: record.release_id.clone(),
-        });
-    }
-    connection
-        .prepare_cached(sql::INSERT_VERDICT)?
-        .execute(params![
-            row.release_id,
-            row.at,
-            row.verdict,
-            row.findings,
-            row.explanation
-        ])?;
-    queue_notifications(connection, notifications, record.at)
-}
-
-/// Stores a chunk unless its key is already stored for its kind.
-fn insert_chunk(connection: &Connection, chunk: &DataChunk) -> Result<Appended, StoreError> {
-    let inserted = connection
-        .prepare_cached(sql::INSERT_CHUNK)?
-        .execute(params![
-            kind_name(chunk.kind),
-            chunk.key,
-            chunk.min_ms,
-            chunk.max_ms,
-            chunk.received_at,
-            chunk.body,
-        ])?;
-    if inserted == 0 {
-        return Ok(Appended::Duplicate);
-    }
-    Ok(Appended::Stored)
-}
-
-/// Inserts or replaces an app's templates, by id.
-fn upsert_template_rows(
-    connection: &Connection,
-    app: &str,
-    templates: &[LogTemplate],
-) -> Result<(), StoreError> {
-    let mut statement = connection.prepare_cached(sql::UPSERT_TEMPLATE)?;
-    for template in templates {
-        statement.execute(params![app, template.id, template.text, template.level])?;
-    }
-    Ok(())
-}
-
-fn insert_transition(connection: &Connection, row: &TransitionRow) -> Result<(), StoreError> {
-    connection
-        .prepare_cached(sql::INSERT_TRANSITION)?
-        .execute(params![
-            row.release_id,
-            row.seq,
-            row.from_state,
-            row.to_state,
-            row.action,
-            row.actor,
-            row.at,
-            row.reason,
-        ])?;
-    Ok(())
 }
 
 #[cfg(test)]
