@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
+use vigil_core::release::Release;
 use vigil_core::samples::{LogChunk, LogCount, MetricChunk};
 use vigil_core::LogTemplate;
 use vigil_ingest::json::LogLine;
@@ -20,7 +21,7 @@ use vigil_ingest::logs::{
     Change, HeaderFormat, HeaderPattern, Level, Miner, MinerConfig, Template, TemplateId,
 };
 use vigil_ingest::remote_write::{RemoteWriteDecoder, RemoteWriteOptions};
-use vigil_store::{Appended, DataChunk, DataKind, Store, StoreError};
+use vigil_store::{Appended, DataChunk, DataKind, ImportedRelease, Store, StoreError};
 
 use crate::apps::stored_app_config;
 use crate::index::DataIndex;
@@ -82,6 +83,26 @@ fn decode_stored_metrics(
         .decode(received)
         .map(|batch| batch.chunk)
         .map_err(|error| format!("stored remote-write body: {error}"))
+}
+
+/// The chunk the store keeps of data in `range`; `None` when there are no samples, since
+/// nothing is stored then.
+fn stored_chunk(
+    kind: DataKind,
+    key: String,
+    range: Option<(i64, i64)>,
+    received_at: i64,
+    body: impl FnOnce() -> Vec<u8>,
+) -> Option<DataChunk> {
+    let (min_ms, max_ms) = range?;
+    Some(DataChunk {
+        kind,
+        key: Some(key),
+        min_ms,
+        max_ms,
+        received_at,
+        body: body(),
+    })
 }
 
 impl std::fmt::Debug for Intake {
@@ -154,6 +175,65 @@ impl Intake {
             || stored_body(chunk),
             |index| index.insert_metrics(chunk),
         )
+    }
+
+    /// Stores an imported release with its data, all in one transaction
+    /// ([`Store::import_release`]), then adds the data the store kept to the index and wakes
+    /// the guard. The chunks are the intake's to encode: `imported.chunks` is replaced by them,
+    /// keyed `import:{id}:metrics` and `import:{id}:logs`.
+    pub fn import(
+        &self,
+        imported: ImportedRelease,
+        metrics: &MetricChunk,
+        logs: &LogChunk,
+        received_at: i64,
+    ) -> Result<Release, StoreError> {
+        let id = &imported.release.id;
+        let metrics_chunk = stored_chunk(
+            DataKind::Metrics,
+            format!("import:{id}:metrics"),
+            metrics.time_range(),
+            received_at,
+            || metrics.encode(),
+        );
+        let logs_chunk = stored_chunk(
+            DataKind::Logs,
+            format!("import:{id}:logs"),
+            logs.time_range(),
+            received_at,
+            || logs.encode(),
+        );
+        let imported = ImportedRelease {
+            chunks: metrics_chunk.into_iter().chain(logs_chunk).collect(),
+            ..imported
+        };
+        let (release, appended) = self.store.import_release(&imported)?;
+        let kept = |kind: DataKind| {
+            imported
+                .chunks
+                .iter()
+                .zip(&appended)
+                .any(|(chunk, result)| chunk.kind == kind && *result == Appended::Stored)
+        };
+        let metrics_kept = kept(DataKind::Metrics);
+        let logs_kept = kept(DataKind::Logs);
+        if !metrics_kept && !logs_kept {
+            return Ok(release);
+        }
+        {
+            let mut index = self
+                .index
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if metrics_kept {
+                index.insert_metrics(metrics);
+            }
+            if logs_kept {
+                index.insert_logs(logs);
+            }
+        }
+        (self.wake)();
+        Ok(release)
     }
 
     /// Stores a chunk of log template counts and adds it to the index.

@@ -8,6 +8,7 @@ pub mod apps;
 pub mod assemble;
 pub mod error;
 pub mod guard;
+pub mod import;
 pub mod index;
 pub mod intake;
 pub mod pull;

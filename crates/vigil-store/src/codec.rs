@@ -85,9 +85,10 @@ pub(crate) fn enum_name<T: Serialize>(value: &T) -> Result<String, StoreError> {
         Ok(other) => Err(StoreError::Corrupt(format!(
             "expected a name for an enum value, got {other}"
         ))),
-        Err(error) => Err(StoreError::Corrupt(format!(
-            "cannot encode a value: {error}"
-        ))),
+        Err(error) => Err(StoreError::CorruptJson {
+            reason: format!("cannot encode a value: {error}"),
+            source: error,
+        }),
     }
 }
 
@@ -98,13 +99,17 @@ pub(crate) fn parse_enum<T: DeserializeOwned>(name: &str, what: &str) -> Result<
 }
 
 pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|error| StoreError::Corrupt(format!("cannot encode a value as json: {error}")))
+    serde_json::to_string(value).map_err(|error| StoreError::CorruptJson {
+        reason: format!("cannot encode a value as json: {error}"),
+        source: error,
+    })
 }
 
 pub(crate) fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|error| StoreError::Corrupt(format!("invalid {what} json: {error}")))
+    serde_json::from_str(text).map_err(|error| StoreError::CorruptJson {
+        reason: format!("invalid {what} json: {error}"),
+        source: error,
+    })
 }
 
 pub(crate) fn kind_name(kind: DataKind) -> &'static str {
@@ -141,6 +146,34 @@ pub(crate) fn describe(error: &dyn std::error::Error) -> String {
         cause = inner.source();
     }
     message
+}
+
+/// A driver's error as a [`StoreError::Backend`], kept as its source.
+pub(crate) fn backend_error(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend {
+        reason: describe(&error),
+        source: Box::new(error),
+    }
+}
+
+/// A driver's error met while migrating, kept as its source.
+pub(crate) fn migration_error(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::MigrationFailed {
+        reason: describe(&error),
+        source: Box::new(error),
+    }
+}
+
+/// A driver's error met while opening the store at `url`, kept as its source.
+pub(crate) fn open_error(
+    url: &str,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> StoreError {
+    StoreError::Open {
+        url: url.to_owned(),
+        reason: describe(&error),
+        source: Some(Box::new(error)),
+    }
 }
 
 /// Typed access to the columns of a result row, by position: what both backends' rows offer.

@@ -8,9 +8,11 @@
 //! [`open`] picks the implementation from a URL and brings the schema up to date.
 #![forbid(unsafe_code)]
 
+mod changes;
 mod codec;
 pub mod postgres_store;
 mod schema;
+mod sql;
 pub mod sqlite_store;
 pub mod testing;
 
@@ -44,15 +46,49 @@ pub enum StoreError {
     UnknownNotification { id: i64 },
     #[error("no token {id}")]
     UnknownToken { id: i64 },
+    /// `source` is the database's own error, when there was one (not for a bad URL).
     #[error("cannot open store {url}: {reason}")]
-    Open { url: String, reason: String },
+    Open {
+        url: String,
+        reason: String,
+        #[source]
+        source: Option<BackendError>,
+    },
+    /// The schema cannot be brought up to date by this build (a newer version).
     #[error("store migration failed: {0}")]
     Migration(String),
+    /// The database failed while migrating.
+    #[error("store migration failed: {reason}")]
+    MigrationFailed {
+        reason: String,
+        #[source]
+        source: BackendError,
+    },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A stored JSON document could not be read, or a value not written as JSON.
+    #[error("stored data is corrupt: {reason}")]
+    CorruptJson {
+        reason: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A failure of the store's own making (no database error underneath).
     #[error("database error: {0}")]
     Database(String),
+    /// The database's error, kept as the source.
+    #[error("database error: {reason}")]
+    Backend {
+        reason: String,
+        #[source]
+        source: BackendError,
+    },
 }
+
+/// A database driver's error (SQLite or PostgreSQL), kept whole as the source of a
+/// [`StoreError`]. The error's message also names its causes (`reason`), because API answers
+/// and logs print only the top error.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Which releases to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,6 +115,22 @@ pub struct Change {
     pub deployed: Option<Batch>,
     /// Messages to put in the outbox in the same transaction.
     pub notifications: Vec<NewNotification>,
+}
+
+/// An imported release and everything stored with it, written by [`Store::import_release`]
+/// in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedRelease {
+    /// The release in its initial state, created as [`Store::create_release`] does.
+    pub release: Release,
+    /// Templates of the release's app, inserted or replaced by id.
+    pub templates: Vec<LogTemplate>,
+    /// Its data, each chunk stored as [`Store::append_data`] does.
+    pub chunks: Vec<DataChunk>,
+    /// The verdict of its replay, recorded without notifications.
+    pub verdict: VerdictRecord,
+    /// The change to the state the replay ended in, applied last.
+    pub outcome: Change,
 }
 
 /// What kind of data a chunk holds (the body's encoding is `vigil_core::samples`).
@@ -129,6 +181,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `at` = `created_at` and the release's reason. A release with the same id already stored
     /// gives [`StoreError::ReleaseExists`] and changes nothing.
     fn create_release(&self, release: &Release) -> Result<(), StoreError>;
+    /// Stores an imported release with its templates, data chunks and verdict, then applies
+    /// its outcome, all in one transaction: on any failure (its id taken, the outcome's
+    /// expected state not the release's...) nothing of it is stored.
+    ///
+    /// Returns the release as stored after the outcome, and what became of each chunk, in
+    /// order ([`Appended::Duplicate`] for a key already stored).
+    fn import_release(
+        &self,
+        imported: &ImportedRelease,
+    ) -> Result<(Release, Vec<Appended>), StoreError>;
     /// The release with this id, `None` when there is none.
     fn release(&self, id: &str) -> Result<Option<Release>, StoreError>;
     /// Releases of the filter's app (all apps when `None`) in any of its states (all when
@@ -295,6 +357,7 @@ fn parse_url(url: &str) -> Result<StoreUrl, StoreError> {
     let refuse = |reason: &str| StoreError::Open {
         url: redact_password(url),
         reason: reason.to_owned(),
+        source: None,
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(StoreUrl::Postgres);

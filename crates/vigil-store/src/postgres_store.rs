@@ -13,24 +13,24 @@ use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 use vigil_core::release::{
-    ApiToken, Feedback, NewNotification, OutboxItem, Release, ReleaseState, Role, Transition,
-    VerdictRecord,
+    ApiToken, Feedback, NewNotification, OutboxItem, Release, Role, Transition, VerdictRecord,
 };
 use vigil_core::LogTemplate;
 
+use crate::changes::{self, Executor, Value};
 use crate::codec::{
-    chunk_columns, create_transition, deployed_with, describe, enum_name, feedback_columns,
-    kind_name, outbox_columns, parse_enum, read_app, read_chunk, read_feedback, read_outbox_item,
-    read_release, read_session, read_template, read_token, read_transition, read_verdict,
-    release_columns, session_select, to_json, token_columns, transition_columns, verdict_columns,
-    Columns, FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
+    backend_error, enum_name, kind_name, migration_error, open_error, read_app, read_chunk,
+    read_feedback, read_outbox_item, read_release, read_session, read_template, read_token,
+    read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
 };
 use crate::schema;
+use crate::sql;
 use crate::{
-    redact_password, Appended, Change, DataChunk, DataKind, PageSession, ReleaseFilter, Store,
-    StoreError,
+    redact_password, Appended, Change, DataChunk, DataKind, ImportedRelease, PageSession,
+    ReleaseFilter, Store, StoreError,
 };
 
 /// How long to wait for the server when the URL does not say (`connect_timeout=`).
@@ -119,10 +119,7 @@ impl Pool {
         let client = self
             .config
             .connect(NoTls)
-            .map_err(|error| StoreError::Open {
-                url: self.target.clone(),
-                reason: describe(&error),
-            })?;
+            .map_err(|error| open_error(&self.target, error))?;
         Ok(Session {
             client,
             statements: HashMap::new(),
@@ -192,7 +189,7 @@ impl Pool {
 
 impl From<postgres::Error> for StoreError {
     fn from(error: postgres::Error) -> StoreError {
-        StoreError::Database(describe(&error))
+        backend_error(error)
     }
 }
 
@@ -223,10 +220,8 @@ impl PostgresStore {
     /// connection string) and brings the schema up to date.
     pub fn connect(url: &str) -> Result<PostgresStore, StoreError> {
         let target = redact_password(url);
-        let mut config: postgres::Config = url.parse().map_err(|error| StoreError::Open {
-            url: target.clone(),
-            reason: describe(&error),
-        })?;
+        let mut config: postgres::Config =
+            url.parse().map_err(|error| open_error(&target, error))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -277,7 +272,6 @@ fn prepared(
 /// Applies the migrations the database lacks, each in its own transaction under an advisory
 /// lock; returns the schema version.
 fn migrate(client: &mut Client) -> Result<i64, StoreError> {
-    let migration_error = |error: postgres::Error| StoreError::Migration(describe(&error));
     loop {
         let mut transaction = client.transaction().map_err(migration_error)?;
         transaction
@@ -313,12 +307,12 @@ fn migrate(client: &mut Client) -> Result<i64, StoreError> {
 }
 
 /// Runs a cached statement and reads every row with `read`.
-fn collect<Value>(
+fn collect<Read>(
     session: &mut Session,
     sql: &'static str,
     params: &[&(dyn postgres::types::ToSql + Sync)],
-    read: fn(&dyn Columns) -> Result<Value, StoreError>,
-) -> Result<Vec<Value>, StoreError> {
+    read: fn(&dyn Columns) -> Result<Read, StoreError>,
+) -> Result<Vec<Read>, StoreError> {
     let statement = prepared(&mut session.statements, &mut session.client, sql)?;
     session
         .client
@@ -338,120 +332,93 @@ fn execute(
     Ok(session.client.execute(&statement, params)?)
 }
 
-/// Puts `notifications` in the outbox, due at once (`at`).
-fn queue_notifications(
-    statements: &mut HashMap<&'static str, Statement>,
-    transaction: &mut postgres::Transaction<'_>,
-    notifications: &[NewNotification],
-    at: i64,
-) -> Result<(), StoreError> {
-    let insert = prepared(
-        statements,
-        transaction,
-        "INSERT INTO outbox (release_id, event, channel, title, text, link, created_at, state, \
-         next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $7)",
-    )?;
-    for notification in notifications {
-        transaction.execute(
-            &insert,
-            &[
-                &notification.release_id,
-                &enum_name(&notification.event)?,
-                &notification.channel,
-                &notification.title,
-                &notification.text,
-                &notification.link,
-                &at,
-            ],
-        )?;
-    }
-    Ok(())
+/// The statements of a change, run on a connection or a transaction of it, each prepared once
+/// per connection.
+struct PostgresExecutor<'session, Client: GenericClient> {
+    statements: &'session mut HashMap<&'static str, Statement>,
+    client: &'session mut Client,
 }
 
-fn insert_transition(
-    statements: &mut HashMap<&'static str, Statement>,
-    transaction: &mut postgres::Transaction<'_>,
-    row: &TransitionRow,
-) -> Result<(), StoreError> {
-    let insert = prepared(
-        statements,
-        transaction,
-        concat!(
-            "INSERT INTO transitions (",
-            transition_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        ),
-    )?;
-    transaction.execute(
-        &insert,
-        &[
-            &row.release_id,
-            &row.seq,
-            &row.from_state,
-            &row.to_state,
-            &row.action,
-            &row.actor,
-            &row.at,
-            &row.reason,
-        ],
-    )?;
-    Ok(())
+impl<Client: GenericClient> Executor for PostgresExecutor<'_, Client> {
+    const SELECT_RELEASE_TO_CHANGE: &'static str = sql::SELECT_RELEASE_FOR_UPDATE;
+
+    fn execute(&mut self, sql: &'static str, arguments: &[Value<'_>]) -> Result<u64, StoreError> {
+        let statement = prepared(self.statements, self.client, sql)?;
+        Ok(self
+            .client
+            .execute(&statement, &postgres_arguments(arguments))?)
+    }
+
+    fn first<Read>(
+        &mut self,
+        sql: &'static str,
+        arguments: &[Value<'_>],
+        read: fn(&dyn Columns) -> Result<Read, StoreError>,
+    ) -> Result<Option<Read>, StoreError> {
+        let statement = prepared(self.statements, self.client, sql)?;
+        self.client
+            .query_opt(&statement, &postgres_arguments(arguments))?
+            .map(|row| read(&row))
+            .transpose()
+    }
+}
+
+/// The arguments as the driver takes them.
+fn postgres_arguments<'arguments>(
+    arguments: &'arguments [Value<'_>],
+) -> Vec<&'arguments (dyn ToSql + Sync)> {
+    arguments
+        .iter()
+        .map(|argument| -> &(dyn ToSql + Sync) {
+            match argument {
+                Value::Text(text) => text,
+                Value::OptionalText(text) => text,
+                Value::Integer(number) => number,
+                Value::Bytes(bytes) => bytes,
+            }
+        })
+        .collect()
 }
 
 impl Store for PostgresStore {
     fn create_release(&self, release: &Release) -> Result<(), StoreError> {
-        let row = ReleaseRow::from_release(release)?;
-        let transition = TransitionRow::from_transition(&create_transition(release))?;
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let insert = prepared(
-            statements,
-            &mut transaction,
-            concat!(
-                "INSERT INTO releases (app, ",
-                release_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
-            ),
+        changes::insert_release(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            release,
         )?;
-        let inserted = transaction.execute(
-            &insert,
-            &[
-                &release.spec.app,
-                &row.id,
-                &row.spec,
-                &row.state,
-                &row.created_by,
-                &row.created_at,
-                &row.updated_at,
-                &row.deployed,
-                &row.verdict,
-                &row.reason,
-            ],
-        )?;
-        if inserted == 0 {
-            return Err(StoreError::ReleaseExists {
-                id: release.id.clone(),
-            });
-        }
-        insert_transition(statements, &mut transaction, &transition)?;
         transaction.commit()?;
         tracing::debug!(release_id = %release.id, state = %release.state, "release created");
         Ok(())
     }
 
+    fn import_release(
+        &self,
+        imported: &ImportedRelease,
+    ) -> Result<(Release, Vec<Appended>), StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let (release, appended) = changes::import_release(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            imported,
+        )?;
+        transaction.commit()?;
+        tracing::debug!(release_id = %release.id, state = %release.state, "release imported");
+        Ok((release, appended))
+    }
+
     fn release(&self, id: &str) -> Result<Option<Release>, StoreError> {
         let mut session = self.connection()?;
-        let found = collect(
-            &mut session,
-            concat!(
-                "SELECT ",
-                release_columns!(),
-                " FROM releases WHERE id = $1"
-            ),
-            &[&id],
-            read_release,
-        )?;
+        let found = collect(&mut session, sql::SELECT_RELEASE, &[&id], read_release)?;
         Ok(found.into_iter().next())
     }
 
@@ -484,98 +451,29 @@ impl Store for PostgresStore {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let select = prepared(
-            statements,
-            &mut transaction,
-            concat!(
-                "SELECT ",
-                release_columns!(),
-                " FROM releases WHERE id = $1 FOR UPDATE"
-            ),
-        )?;
-        let Some(found) = transaction.query_opt(&select, &[&change.release_id])? else {
-            return Err(StoreError::UnknownRelease {
-                id: change.release_id.clone(),
-            });
-        };
-        let mut row = ReleaseRow::read(&found)?;
-        let actual: ReleaseState = parse_enum(&row.state, "release state")?;
-        if actual != change.expected {
-            return Err(StoreError::StateConflict {
-                id: change.release_id.clone(),
-                expected: change.expected,
-                actual,
-            });
-        }
-        let next_seq = prepared(
-            statements,
-            &mut transaction,
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE release_id = $1",
-        )?;
-        let seq: i64 = transaction
-            .query_one(&next_seq, &[&change.release_id])?
-            .try_get(0)?;
-        row.state = enum_name(&change.to)?;
-        row.reason = change.reason.clone();
-        row.updated_at = change.at;
-        row.deployed = deployed_with(&row.deployed, change.deployed.as_ref())?;
-        let update = prepared(
-            statements,
-            &mut transaction,
-            "UPDATE releases SET state = $2, reason = $3, updated_at = $4, deployed = $5 \
-             WHERE id = $1",
-        )?;
-        transaction.execute(
-            &update,
-            &[
-                &row.id,
-                &row.state,
-                &row.reason,
-                &row.updated_at,
-                &row.deployed,
-            ],
-        )?;
-        let transition = Transition {
-            release_id: change.release_id.clone(),
-            seq,
-            from: actual,
-            to: change.to,
-            action: change.action,
-            actor: change.actor.clone(),
-            at: change.at,
-            reason: change.reason.clone(),
-        };
-        insert_transition(
-            statements,
-            &mut transaction,
-            &TransitionRow::from_transition(&transition)?,
-        )?;
-        queue_notifications(
-            statements,
-            &mut transaction,
-            &change.notifications,
-            change.at,
+        let (release, transition) = changes::apply_change(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            change,
         )?;
         transaction.commit()?;
         tracing::debug!(
             release_id = %change.release_id,
-            from = %actual,
+            from = %transition.from,
             to = %change.to,
-            seq,
+            seq = transition.seq,
             "release changed"
         );
-        Ok((row.into_release()?, transition))
+        Ok((release, transition))
     }
 
     fn transitions(&self, release_id: &str) -> Result<Vec<Transition>, StoreError> {
         let mut session = self.connection()?;
         collect(
             &mut session,
-            concat!(
-                "SELECT ",
-                transition_columns!(),
-                " FROM transitions WHERE release_id = $1 ORDER BY seq"
-            ),
+            sql::SELECT_TRANSITIONS,
             &[&release_id],
             read_transition,
         )
@@ -586,41 +484,17 @@ impl Store for PostgresStore {
         record: &VerdictRecord,
         notifications: &[NewNotification],
     ) -> Result<(), StoreError> {
-        let row = VerdictRow::from_record(record)?;
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let update = prepared(
-            statements,
-            &mut transaction,
-            "UPDATE releases SET verdict = $2 WHERE id = $1",
+        changes::insert_verdict(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            record,
+            notifications,
         )?;
-        let updated = transaction.execute(&update, &[&row.release_id, &row.verdict])?;
-        if updated == 0 {
-            return Err(StoreError::UnknownRelease {
-                id: record.release_id.clone(),
-            });
-        }
-        let insert = prepared(
-            statements,
-            &mut transaction,
-            concat!(
-                "INSERT INTO verdicts (",
-                verdict_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5)"
-            ),
-        )?;
-        transaction.execute(
-            &insert,
-            &[
-                &row.release_id,
-                &row.at,
-                &row.verdict,
-                &row.findings,
-                &row.explanation,
-            ],
-        )?;
-        queue_notifications(statements, &mut transaction, notifications, record.at)?;
         transaction.commit()?;
         Ok(())
     }
@@ -629,11 +503,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         collect(
             &mut session,
-            concat!(
-                "SELECT ",
-                verdict_columns!(),
-                " FROM verdicts WHERE release_id = $1 ORDER BY id"
-            ),
+            sql::SELECT_VERDICTS,
             &[&release_id],
             read_verdict,
         )
@@ -642,14 +512,9 @@ impl Store for PostgresStore {
     fn add_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
         let row = FeedbackRow::from_feedback(feedback)?;
         let mut session = self.connection()?;
-        // One statement: inserts only when the release exists.
         let inserted = execute(
             &mut session,
-            concat!(
-                "INSERT INTO feedback (",
-                feedback_columns!(),
-                ") SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM releases WHERE id = $1)"
-            ),
+            sql::INSERT_FEEDBACK,
             &[&row.release_id, &row.kind, &row.note, &row.actor, &row.at],
         )?;
         if inserted == 0 {
@@ -664,11 +529,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         collect(
             &mut session,
-            concat!(
-                "SELECT ",
-                feedback_columns!(),
-                " FROM feedback WHERE release_id = $1 ORDER BY id"
-            ),
+            sql::SELECT_FEEDBACK,
             &[&release_id],
             read_feedback,
         )
@@ -679,12 +540,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         collect(
             &mut session,
-            concat!(
-                "SELECT ",
-                outbox_columns!(),
-                " FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY id \
-                 LIMIT $2"
-            ),
+            sql::SELECT_DUE_NOTIFICATIONS,
             &[&now, &limit],
             read_outbox_item,
         )
@@ -692,11 +548,7 @@ impl Store for PostgresStore {
 
     fn notification_sent(&self, id: i64, at: i64) -> Result<(), StoreError> {
         let mut session = self.connection()?;
-        let updated = execute(
-            &mut session,
-            "UPDATE outbox SET state = 'sent', sent_at = $2 WHERE id = $1",
-            &[&id, &at],
-        )?;
+        let updated = execute(&mut session, sql::NOTIFICATION_SENT, &[&at, &id])?;
         if updated == 0 {
             return Err(StoreError::UnknownNotification { id });
         }
@@ -712,10 +564,8 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         let updated = execute(
             &mut session,
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
-             state = CASE WHEN $3::BIGINT IS NULL THEN 'dead' ELSE state END, \
-             next_attempt_at = COALESCE($3, next_attempt_at) WHERE id = $1",
-            &[&id, &error, &retry_at],
+            sql::NOTIFICATION_FAILED,
+            &[&error, &retry_at, &id],
         )?;
         if updated == 0 {
             return Err(StoreError::UnknownNotification { id });
@@ -730,11 +580,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         collect(
             &mut session,
-            concat!(
-                "SELECT ",
-                outbox_columns!(),
-                " FROM outbox WHERE release_id = $1 ORDER BY id"
-            ),
+            sql::SELECT_NOTIFICATIONS,
             &[&release_id],
             read_outbox_item,
         )
@@ -750,11 +596,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         let created = collect(
             &mut session,
-            concat!(
-                "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4) \
-                 RETURNING ",
-                token_columns!()
-            ),
+            sql::INSERT_TOKEN,
             &[&name, &enum_name(&role)?, &hash, &at],
             read_token,
         )?;
@@ -768,7 +610,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         let found = collect(
             &mut session,
-            concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = $1"),
+            sql::SELECT_TOKEN_BY_HASH,
             &[&hash],
             read_token,
         )?;
@@ -777,36 +619,19 @@ impl Store for PostgresStore {
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
         let mut session = self.connection()?;
-        collect(
-            &mut session,
-            concat!("SELECT ", token_columns!(), " FROM tokens ORDER BY id"),
-            &[],
-            read_token,
-        )
+        collect(&mut session, sql::SELECT_TOKENS, &[], read_token)
     }
 
     fn revoke_token(&self, id: i64, at: i64) -> Result<ApiToken, StoreError> {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let revoke = prepared(
-            statements,
-            &mut transaction,
-            concat!(
-                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
-                 RETURNING ",
-                token_columns!()
-            ),
-        )?;
-        let Some(row) = transaction.query_opt(&revoke, &[&id, &at])? else {
+        let revoke = prepared(statements, &mut transaction, sql::REVOKE_TOKEN)?;
+        let Some(row) = transaction.query_opt(&revoke, &[&at, &id])? else {
             return Err(StoreError::UnknownToken { id });
         };
         let token = read_token(&row)?;
-        let end_sessions = prepared(
-            statements,
-            &mut transaction,
-            "DELETE FROM sessions WHERE token_id = $1",
-        )?;
+        let end_sessions = prepared(statements, &mut transaction, sql::DELETE_TOKEN_SESSIONS)?;
         let ended = transaction.execute(&end_sessions, &[&id])?;
         transaction.commit()?;
         tracing::info!(token_id = id, sessions_ended = ended, "token revoked");
@@ -817,17 +642,9 @@ impl Store for PostgresStore {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let expire = prepared(
-            statements,
-            &mut transaction,
-            "DELETE FROM sessions WHERE expires_at <= $1",
-        )?;
+        let expire = prepared(statements, &mut transaction, sql::DELETE_EXPIRED_SESSIONS)?;
         transaction.execute(&expire, &[&page_session.created_at])?;
-        let insert = prepared(
-            statements,
-            &mut transaction,
-            "INSERT INTO sessions (hash, token_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-        )?;
+        let insert = prepared(statements, &mut transaction, sql::INSERT_SESSION)?;
         transaction.execute(
             &insert,
             &[
@@ -843,47 +660,21 @@ impl Store for PostgresStore {
 
     fn session(&self, hash: &str) -> Result<Option<(ApiToken, PageSession)>, StoreError> {
         let mut session = self.connection()?;
-        let found = collect(
-            &mut session,
-            concat!(session_select!(), "$1"),
-            &[&hash],
-            read_session,
-        )?;
+        let found = collect(&mut session, sql::SELECT_SESSION, &[&hash], read_session)?;
         Ok(found.into_iter().next())
     }
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
         let mut session = self.connection()?;
-        let ended = execute(
-            &mut session,
-            "DELETE FROM sessions WHERE hash = $1",
-            &[&hash],
-        )?;
+        let ended = execute(&mut session, sql::DELETE_SESSION, &[&hash])?;
         Ok(ended > 0)
     }
 
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
-        let mut session = self.connection()?;
-        let inserted = execute(
-            &mut session,
-            concat!(
-                "INSERT INTO data_chunks (",
-                chunk_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
-            ),
-            &[
-                &kind_name(chunk.kind),
-                &chunk.key,
-                &chunk.min_ms,
-                &chunk.max_ms,
-                &chunk.received_at,
-                &chunk.body,
-            ],
-        )?;
-        if inserted == 0 {
-            return Ok(Appended::Duplicate);
-        }
-        Ok(Appended::Stored)
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        // One statement on the connection, no transaction around it: the ingestion hot path.
+        changes::insert_chunk(&mut PostgresExecutor { statements, client }, chunk)
     }
 
     fn data_between(
@@ -895,11 +686,7 @@ impl Store for PostgresStore {
         let mut session = self.connection()?;
         collect(
             &mut session,
-            concat!(
-                "SELECT ",
-                chunk_columns!(),
-                " FROM data_chunks WHERE kind = $1 AND max_ms >= $2 AND min_ms <= $3 ORDER BY id"
-            ),
+            sql::SELECT_CHUNKS_BETWEEN,
             &[&kind_name(kind), &from_ms, &to_ms],
             read_chunk,
         )
@@ -925,51 +712,32 @@ impl Store for PostgresStore {
         let mut guard = self.connection()?;
         let Session { client, statements } = &mut *guard;
         let mut transaction = client.transaction()?;
-        let upsert = prepared(
-            statements,
-            &mut transaction,
-            "INSERT INTO templates (app, id, text, level) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (app, id) DO UPDATE SET text = excluded.text, level = excluded.level",
+        changes::upsert_templates(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            app,
+            templates,
         )?;
-        for template in templates {
-            transaction.execute(
-                &upsert,
-                &[&app, &template.id, &template.text, &template.level],
-            )?;
-        }
         transaction.commit()?;
         Ok(())
     }
 
     fn templates(&self, app: &str) -> Result<Vec<LogTemplate>, StoreError> {
         let mut session = self.connection()?;
-        collect(
-            &mut session,
-            "SELECT id, text, level FROM templates WHERE app = $1 ORDER BY id",
-            &[&app],
-            read_template,
-        )
+        collect(&mut session, sql::SELECT_TEMPLATES, &[&app], read_template)
     }
 
     fn put_app(&self, app: &str, config: &serde_json::Value) -> Result<(), StoreError> {
         let config_json = to_json(config)?;
         let mut session = self.connection()?;
-        execute(
-            &mut session,
-            "INSERT INTO apps (name, config) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET config = excluded.config",
-            &[&app, &config_json],
-        )?;
+        execute(&mut session, sql::UPSERT_APP, &[&app, &config_json])?;
         Ok(())
     }
 
     fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let mut session = self.connection()?;
-        collect(
-            &mut session,
-            "SELECT name, config FROM apps ORDER BY name",
-            &[],
-            read_app,
-        )
+        collect(&mut session, sql::SELECT_APPS, &[], read_app)
     }
 }

@@ -18,22 +18,26 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, Row, TransactionBehavior};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, Row, ToSql, TransactionBehavior};
 use vigil_core::release::{
-    ApiToken, Feedback, NewNotification, OutboxItem, Release, ReleaseState, Role, Transition,
-    VerdictRecord,
+    ApiToken, Feedback, NewNotification, OutboxItem, Release, Role, Transition, VerdictRecord,
 };
 use vigil_core::LogTemplate;
 
+use crate::changes::{self, Executor, Value};
 use crate::codec::{
-    chunk_columns, create_transition, deployed_with, describe, enum_name, feedback_columns,
-    keep_ranges_json, kind_name, outbox_columns, parse_enum, read_app, read_chunk, read_feedback,
-    read_outbox_item, read_release, read_session, read_template, read_token, read_transition,
-    read_verdict, release_columns, session_select, to_json, token_columns, transition_columns,
-    verdict_columns, Columns, FeedbackRow, ReleaseRow, TransitionRow, VerdictRow,
+    backend_error, enum_name, keep_ranges_json, kind_name, migration_error, open_error, read_app,
+    read_chunk, read_feedback, read_outbox_item, read_release, read_session, read_template,
+    read_token, read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
+    ReleaseRow,
 };
 use crate::schema;
-use crate::{Appended, Change, DataChunk, DataKind, PageSession, ReleaseFilter, Store, StoreError};
+use crate::sql;
+use crate::{
+    Appended, Change, DataChunk, DataKind, ImportedRelease, PageSession, ReleaseFilter, Store,
+    StoreError,
+};
 
 /// How long a statement waits for another process holding the database's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,7 +90,7 @@ impl std::fmt::Debug for SqliteStore {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> StoreError {
-        StoreError::Database(describe(&error))
+        backend_error(error)
     }
 }
 
@@ -94,10 +98,8 @@ impl SqliteStore {
     /// Opens (creating it if needed) the database file at `path` and brings its schema up to
     /// date.
     pub fn open(path: &Path, synchronous: Synchronous) -> Result<SqliteStore, StoreError> {
-        let open_error = |error: rusqlite::Error| StoreError::Open {
-            url: path.display().to_string(),
-            reason: describe(&error),
-        };
+        let url = path.display().to_string();
+        let open_error = |error: rusqlite::Error| open_error(&url, error);
         let connection = Connection::open(path).map_err(open_error)?;
         connection
             .query_row("PRAGMA journal_mode = WAL", [], |row| {
@@ -118,10 +120,8 @@ impl SqliteStore {
 
     /// A fresh database in memory, gone when the store is dropped.
     pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
-        let connection = Connection::open_in_memory().map_err(|error| StoreError::Open {
-            url: crate::SQLITE_MEMORY.to_owned(),
-            reason: describe(&error),
-        })?;
+        let connection = Connection::open_in_memory()
+            .map_err(|error| open_error(crate::SQLITE_MEMORY, error))?;
         SqliteStore::prepare(SqliteLocation::Memory, connection)
     }
 
@@ -162,7 +162,6 @@ impl SqliteStore {
 /// Applies the migrations the database lacks, each in its own transaction; returns the schema
 /// version.
 fn migrate(connection: &mut Connection) -> Result<i64, StoreError> {
-    let migration_error = |error: rusqlite::Error| StoreError::Migration(describe(&error));
     loop {
         let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -225,12 +224,12 @@ impl Columns for Row<'_> {
 }
 
 /// Runs a query with `params` and reads every row with `read`.
-fn collect<Value>(
+fn collect<Read>(
     connection: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
-    read: fn(&dyn Columns) -> Result<Value, StoreError>,
-) -> Result<Vec<Value>, StoreError> {
+    read: fn(&dyn Columns) -> Result<Read, StoreError>,
+) -> Result<Vec<Read>, StoreError> {
     let mut statement = connection.prepare_cached(sql)?;
     let mut rows = statement.query(params)?;
     let mut values = Vec::new();
@@ -241,98 +240,44 @@ fn collect<Value>(
 }
 
 /// Runs a query with `params` and reads its first row, if any, with `read`.
-fn first<Value>(
+fn first<Read>(
     connection: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
-    read: fn(&dyn Columns) -> Result<Value, StoreError>,
-) -> Result<Option<Value>, StoreError> {
+    read: fn(&dyn Columns) -> Result<Read, StoreError>,
+) -> Result<Option<Read>, StoreError> {
     let mut statement = connection.prepare_cached(sql)?;
     let mut rows = statement.query(params)?;
     rows.next()?.map(|row| read(row)).transpose()
 }
 
-/// Puts `notifications` in the outbox, due at once (`at`).
-fn queue_notifications(
-    connection: &Connection,
-    notifications: &[NewNotification],
-    at: i64,
-) -> Result<(), StoreError> {
-    let mut statement = connection.prepare_cached(
-        "INSERT INTO outbox (release_id, event, channel, title, text, link, created_at, state, \
-         next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?7)",
-    )?;
-    for notification in notifications {
-        statement.execute(params![
-            notification.release_id,
-            enum_name(&notification.event)?,
-            notification.channel,
-            notification.title,
-            notification.text,
-            notification.link,
-            at,
-        ])?;
-    }
-    Ok(())
-}
-
 fn select_release(connection: &Connection, id: &str) -> Result<Option<ReleaseRow>, StoreError> {
-    first(
-        connection,
-        concat!(
-            "SELECT ",
-            release_columns!(),
-            " FROM releases WHERE id = ?1"
-        ),
-        [id],
-        |row| ReleaseRow::read(row),
-    )
-}
-
-fn release_exists(connection: &Connection, id: &str) -> Result<bool, StoreError> {
-    let found = first(
-        connection,
-        "SELECT 1 FROM releases WHERE id = ?1",
-        [id],
-        |row| row.integer(0),
-    )?;
-    Ok(found.is_some())
+    first(connection, sql::SELECT_RELEASE, [id], |row| {
+        ReleaseRow::read(row)
+    })
 }
 
 impl Store for SqliteStore {
     fn create_release(&self, release: &Release) -> Result<(), StoreError> {
-        let row = ReleaseRow::from_release(release)?;
-        let create = create_transition(release);
-        let transition = TransitionRow::from_transition(&create)?;
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let inserted = transaction
-            .prepare_cached(concat!(
-                "INSERT INTO releases (app, ",
-                release_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING"
-            ))?
-            .execute(params![
-                release.spec.app,
-                row.id,
-                row.spec,
-                row.state,
-                row.created_by,
-                row.created_at,
-                row.updated_at,
-                row.deployed,
-                row.verdict,
-                row.reason,
-            ])?;
-        if inserted == 0 {
-            return Err(StoreError::ReleaseExists {
-                id: release.id.clone(),
-            });
-        }
-        insert_transition(&transaction, &transition)?;
+        changes::insert_release(&mut SqliteExecutor(&transaction), release)?;
         transaction.commit()?;
         tracing::debug!(release_id = %release.id, state = %release.state, "release created");
         Ok(())
+    }
+
+    fn import_release(
+        &self,
+        imported: &ImportedRelease,
+    ) -> Result<(Release, Vec<Appended>), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (release, appended) =
+            changes::import_release(&mut SqliteExecutor(&transaction), imported)?;
+        transaction.commit()?;
+        tracing::debug!(release_id = %release.id, state = %release.state, "release imported");
+        Ok((release, appended))
     }
 
     fn release(&self, id: &str) -> Result<Option<Release>, StoreError> {
@@ -370,72 +315,24 @@ impl Store for SqliteStore {
     fn apply(&self, change: &Change) -> Result<(Release, Transition), StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(mut row) = select_release(&transaction, &change.release_id)? else {
-            return Err(StoreError::UnknownRelease {
-                id: change.release_id.clone(),
-            });
-        };
-        let actual: ReleaseState = parse_enum(&row.state, "release state")?;
-        if actual != change.expected {
-            return Err(StoreError::StateConflict {
-                id: change.release_id.clone(),
-                expected: change.expected,
-                actual,
-            });
-        }
-        let seq: i64 = transaction
-            .prepare_cached(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE release_id = ?1",
-            )?
-            .query_row([&change.release_id], |result| result.get(0))?;
-        row.state = enum_name(&change.to)?;
-        row.reason = change.reason.clone();
-        row.updated_at = change.at;
-        row.deployed = deployed_with(&row.deployed, change.deployed.as_ref())?;
-        transaction
-            .prepare_cached(
-                "UPDATE releases SET state = ?2, reason = ?3, updated_at = ?4, deployed = ?5 \
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                row.id,
-                row.state,
-                row.reason,
-                row.updated_at,
-                row.deployed
-            ])?;
-        let transition = Transition {
-            release_id: change.release_id.clone(),
-            seq,
-            from: actual,
-            to: change.to,
-            action: change.action,
-            actor: change.actor.clone(),
-            at: change.at,
-            reason: change.reason.clone(),
-        };
-        insert_transition(&transaction, &TransitionRow::from_transition(&transition)?)?;
-        queue_notifications(&transaction, &change.notifications, change.at)?;
+        let (release, transition) =
+            changes::apply_change(&mut SqliteExecutor(&transaction), change)?;
         transaction.commit()?;
         tracing::debug!(
             release_id = %change.release_id,
-            from = %actual,
+            from = %transition.from,
             to = %change.to,
-            seq,
+            seq = transition.seq,
             "release changed"
         );
-        Ok((row.into_release()?, transition))
+        Ok((release, transition))
     }
 
     fn transitions(&self, release_id: &str) -> Result<Vec<Transition>, StoreError> {
         let connection = self.reader();
         collect(
             &connection,
-            concat!(
-                "SELECT ",
-                transition_columns!(),
-                " FROM transitions WHERE release_id = ?1 ORDER BY seq"
-            ),
+            sql::SELECT_TRANSITIONS,
             [release_id],
             read_transition,
         )
@@ -446,31 +343,9 @@ impl Store for SqliteStore {
         record: &VerdictRecord,
         notifications: &[NewNotification],
     ) -> Result<(), StoreError> {
-        let row = VerdictRow::from_record(record)?;
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let updated = transaction
-            .prepare_cached("UPDATE releases SET verdict = ?2 WHERE id = ?1")?
-            .execute(params![row.release_id, row.verdict])?;
-        if updated == 0 {
-            return Err(StoreError::UnknownRelease {
-                id: record.release_id.clone(),
-            });
-        }
-        transaction
-            .prepare_cached(concat!(
-                "INSERT INTO verdicts (",
-                verdict_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5)"
-            ))?
-            .execute(params![
-                row.release_id,
-                row.at,
-                row.verdict,
-                row.findings,
-                row.explanation
-            ])?;
-        queue_notifications(&transaction, notifications, record.at)?;
+        changes::insert_verdict(&mut SqliteExecutor(&transaction), record, notifications)?;
         transaction.commit()?;
         Ok(())
     }
@@ -479,11 +354,7 @@ impl Store for SqliteStore {
         let connection = self.reader();
         collect(
             &connection,
-            concat!(
-                "SELECT ",
-                verdict_columns!(),
-                " FROM verdicts WHERE release_id = ?1 ORDER BY id"
-            ),
+            sql::SELECT_VERDICTS,
             [release_id],
             read_verdict,
         )
@@ -491,19 +362,9 @@ impl Store for SqliteStore {
 
     fn add_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
         let row = FeedbackRow::from_feedback(feedback)?;
-        let mut connection = self.connection();
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if !release_exists(&transaction, &feedback.release_id)? {
-            return Err(StoreError::UnknownRelease {
-                id: feedback.release_id.clone(),
-            });
-        }
-        transaction
-            .prepare_cached(concat!(
-                "INSERT INTO feedback (",
-                feedback_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5)"
-            ))?
+        let connection = self.connection();
+        let inserted = connection
+            .prepare_cached(sql::INSERT_FEEDBACK)?
             .execute(params![
                 row.release_id,
                 row.kind,
@@ -511,7 +372,11 @@ impl Store for SqliteStore {
                 row.actor,
                 row.at
             ])?;
-        transaction.commit()?;
+        if inserted == 0 {
+            return Err(StoreError::UnknownRelease {
+                id: feedback.release_id.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -519,11 +384,7 @@ impl Store for SqliteStore {
         let connection = self.reader();
         collect(
             &connection,
-            concat!(
-                "SELECT ",
-                feedback_columns!(),
-                " FROM feedback WHERE release_id = ?1 ORDER BY id"
-            ),
+            sql::SELECT_FEEDBACK,
             [release_id],
             read_feedback,
         )
@@ -534,12 +395,7 @@ impl Store for SqliteStore {
         let connection = self.reader();
         collect(
             &connection,
-            concat!(
-                "SELECT ",
-                outbox_columns!(),
-                " FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id \
-                 LIMIT ?2"
-            ),
+            sql::SELECT_DUE_NOTIFICATIONS,
             params![now, limit],
             read_outbox_item,
         )
@@ -548,8 +404,8 @@ impl Store for SqliteStore {
     fn notification_sent(&self, id: i64, at: i64) -> Result<(), StoreError> {
         let connection = self.connection();
         let updated = connection
-            .prepare_cached("UPDATE outbox SET state = 'sent', sent_at = ?2 WHERE id = ?1")?
-            .execute(params![id, at])?;
+            .prepare_cached(sql::NOTIFICATION_SENT)?
+            .execute(params![at, id])?;
         if updated == 0 {
             return Err(StoreError::UnknownNotification { id });
         }
@@ -564,12 +420,8 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let connection = self.connection();
         let updated = connection
-            .prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, \
-                 state = CASE WHEN ?3 IS NULL THEN 'dead' ELSE state END, \
-                 next_attempt_at = COALESCE(?3, next_attempt_at) WHERE id = ?1",
-            )?
-            .execute(params![id, error, retry_at])?;
+            .prepare_cached(sql::NOTIFICATION_FAILED)?
+            .execute(params![error, retry_at, id])?;
         if updated == 0 {
             return Err(StoreError::UnknownNotification { id });
         }
@@ -583,11 +435,7 @@ impl Store for SqliteStore {
         let connection = self.reader();
         collect(
             &connection,
-            concat!(
-                "SELECT ",
-                outbox_columns!(),
-                " FROM outbox WHERE release_id = ?1 ORDER BY id"
-            ),
+            sql::SELECT_NOTIFICATIONS,
             [release_id],
             read_outbox_item,
         )
@@ -601,61 +449,34 @@ impl Store for SqliteStore {
         at: i64,
     ) -> Result<ApiToken, StoreError> {
         let connection = self.connection();
-        let id: i64 = connection
-            .prepare_cached(
-                "INSERT INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4) \
-                 RETURNING id",
-            )?
-            .query_row(params![name, enum_name(&role)?, hash, at], |row| row.get(0))?;
-        Ok(ApiToken {
-            id,
-            name: name.to_owned(),
-            role,
-            hash: hash.to_owned(),
-            created_at: at,
-            revoked_at: None,
-        })
+        first(
+            &connection,
+            sql::INSERT_TOKEN,
+            params![name, enum_name(&role)?, hash, at],
+            read_token,
+        )?
+        .ok_or_else(|| StoreError::Database("token insert returned no row".to_owned()))
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
         let connection = self.reader();
-        first(
-            &connection,
-            concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = ?1"),
-            [hash],
-            read_token,
-        )
+        first(&connection, sql::SELECT_TOKEN_BY_HASH, [hash], read_token)
     }
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
         let connection = self.reader();
-        collect(
-            &connection,
-            concat!("SELECT ", token_columns!(), " FROM tokens ORDER BY id"),
-            [],
-            read_token,
-        )
+        collect(&connection, sql::SELECT_TOKENS, [], read_token)
     }
 
     fn revoke_token(&self, id: i64, at: i64) -> Result<ApiToken, StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        transaction
-            .prepare_cached(
-                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-            )?
-            .execute(params![id, at])?;
-        let Some(token) = first(
-            &transaction,
-            concat!("SELECT ", token_columns!(), " FROM tokens WHERE id = ?1"),
-            [id],
-            read_token,
-        )?
+        let Some(token) = first(&transaction, sql::REVOKE_TOKEN, params![at, id], read_token)?
         else {
             return Err(StoreError::UnknownToken { id });
         };
         let ended = transaction
-            .prepare_cached("DELETE FROM sessions WHERE token_id = ?1")?
+            .prepare_cached(sql::DELETE_TOKEN_SESSIONS)?
             .execute([id])?;
         transaction.commit()?;
         tracing::info!(token_id = id, sessions_ended = ended, "token revoked");
@@ -666,13 +487,10 @@ impl Store for SqliteStore {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         transaction
-            .prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
+            .prepare_cached(sql::DELETE_EXPIRED_SESSIONS)?
             .execute([session.created_at])?;
         transaction
-            .prepare_cached(
-                "INSERT INTO sessions (hash, token_id, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
+            .prepare_cached(sql::INSERT_SESSION)?
             .execute(params![
                 session.hash,
                 session.token_id,
@@ -685,42 +503,19 @@ impl Store for SqliteStore {
 
     fn session(&self, hash: &str) -> Result<Option<(ApiToken, PageSession)>, StoreError> {
         let connection = self.reader();
-        first(
-            &connection,
-            concat!(session_select!(), "?1"),
-            [hash],
-            read_session,
-        )
+        first(&connection, sql::SELECT_SESSION, [hash], read_session)
     }
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
         let connection = self.connection();
         let ended = connection
-            .prepare_cached("DELETE FROM sessions WHERE hash = ?1")?
+            .prepare_cached(sql::DELETE_SESSION)?
             .execute([hash])?;
         Ok(ended > 0)
     }
 
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
-        let connection = self.connection();
-        let inserted = connection
-            .prepare_cached(concat!(
-                "INSERT INTO data_chunks (",
-                chunk_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
-            ))?
-            .execute(params![
-                kind_name(chunk.kind),
-                chunk.key,
-                chunk.min_ms,
-                chunk.max_ms,
-                chunk.received_at,
-                chunk.body,
-            ])?;
-        if inserted == 0 {
-            return Ok(Appended::Duplicate);
-        }
-        Ok(Appended::Stored)
+        changes::insert_chunk(&mut SqliteExecutor(&self.connection()), chunk)
     }
 
     fn data_between(
@@ -732,11 +527,7 @@ impl Store for SqliteStore {
         let connection = self.reader();
         collect(
             &connection,
-            concat!(
-                "SELECT ",
-                chunk_columns!(),
-                " FROM data_chunks WHERE kind = ?1 AND max_ms >= ?2 AND min_ms <= ?3 ORDER BY id"
-            ),
+            sql::SELECT_CHUNKS_BETWEEN,
             params![kind_name(kind), from_ms, to_ms],
             read_chunk,
         )
@@ -760,69 +551,66 @@ impl Store for SqliteStore {
     fn upsert_templates(&self, app: &str, templates: &[LogTemplate]) -> Result<(), StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut statement = transaction.prepare_cached(
-                "INSERT INTO templates (app, id, text, level) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (app, id) DO UPDATE SET text = excluded.text, level = excluded.level",
-            )?;
-            for template in templates {
-                statement.execute(params![app, template.id, template.text, template.level])?;
-            }
-        }
+        changes::upsert_templates(&mut SqliteExecutor(&transaction), app, templates)?;
         transaction.commit()?;
         Ok(())
     }
 
     fn templates(&self, app: &str) -> Result<Vec<LogTemplate>, StoreError> {
         let connection = self.reader();
-        collect(
-            &connection,
-            "SELECT id, text, level FROM templates WHERE app = ?1 ORDER BY id",
-            [app],
-            read_template,
-        )
+        collect(&connection, sql::SELECT_TEMPLATES, [app], read_template)
     }
 
     fn put_app(&self, app: &str, config: &serde_json::Value) -> Result<(), StoreError> {
         let connection = self.connection();
         connection
-            .prepare_cached(
-                "INSERT INTO apps (name, config) VALUES (?1, ?2) \
-                 ON CONFLICT (name) DO UPDATE SET config = excluded.config",
-            )?
+            .prepare_cached(sql::UPSERT_APP)?
             .execute(params![app, to_json(config)?])?;
         Ok(())
     }
 
     fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let connection = self.reader();
-        collect(
-            &connection,
-            "SELECT name, config FROM apps ORDER BY name",
-            [],
-            read_app,
-        )
+        collect(&connection, sql::SELECT_APPS, [], read_app)
     }
 }
 
-fn insert_transition(connection: &Connection, row: &TransitionRow) -> Result<(), StoreError> {
-    connection
-        .prepare_cached(concat!(
-            "INSERT INTO transitions (",
-            transition_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-        ))?
-        .execute(params![
-            row.release_id,
-            row.seq,
-            row.from_state,
-            row.to_state,
-            row.action,
-            row.actor,
-            row.at,
-            row.reason,
-        ])?;
-    Ok(())
+/// The statements of a change, run on a connection inside the transaction its caller began.
+struct SqliteExecutor<'connection>(&'connection Connection);
+
+impl Executor for SqliteExecutor<'_> {
+    const SELECT_RELEASE_TO_CHANGE: &'static str = sql::SELECT_RELEASE;
+
+    fn execute(&mut self, sql: &'static str, arguments: &[Value<'_>]) -> Result<u64, StoreError> {
+        let changed = self
+            .0
+            .prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(arguments))?;
+        Ok(changed as u64)
+    }
+
+    fn first<Read>(
+        &mut self,
+        sql: &'static str,
+        arguments: &[Value<'_>],
+        read: fn(&dyn Columns) -> Result<Read, StoreError>,
+    ) -> Result<Option<Read>, StoreError> {
+        first(self.0, sql, rusqlite::params_from_iter(arguments), read)
+    }
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        let output = match *self {
+            Value::Text(text) | Value::OptionalText(Some(text)) => {
+                ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes()))
+            }
+            Value::OptionalText(None) => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Integer(number) => ToSqlOutput::Borrowed(ValueRef::Integer(number)),
+            Value::Bytes(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
+        };
+        Ok(output)
+    }
 }
 
 #[cfg(test)]

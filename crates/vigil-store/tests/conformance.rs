@@ -15,7 +15,8 @@ use vigil_core::release::{
 use vigil_core::{Batch, Direction, Finding, LogTemplate, MetricKind, MetricMeta, Signal, Verdict};
 use vigil_store::testing::{ScratchPostgres, TempDir, POSTGRES_TEST_ENV};
 use vigil_store::{
-    Appended, Change, DataChunk, DataKind, PageSession, ReleaseFilter, Store, StoreError,
+    Appended, Change, DataChunk, DataKind, ImportedRelease, PageSession, ReleaseFilter, Store,
+    StoreError,
 };
 
 /// The store URL the child process of the kill test writes to.
@@ -174,6 +175,9 @@ conformance! {
         a_state_conflict_changes_nothing,
         apply_to_a_missing_release_is_unknown,
         a_change_that_fails_midway_leaves_nothing,
+        an_import_stores_everything_with_its_outcome,
+        an_import_that_fails_at_its_last_step_leaves_nothing,
+        an_import_under_a_taken_id_is_refused_and_stores_nothing,
         one_of_many_racing_changes_wins,
         releases_are_listed_newest_first_by_app_and_state,
         verdicts_are_kept_oldest_first_and_the_latest_is_on_the_release,
@@ -190,6 +194,7 @@ conformance! {
         sessions_are_found_by_hash_with_their_token_and_end_on_sign_out,
         a_new_session_clears_the_expired_ones,
         a_session_needs_an_existing_token,
+        a_database_error_keeps_the_drivers_error_as_its_source,
         a_chunk_with_a_known_key_is_a_duplicate_and_stores_nothing,
         chunks_are_found_by_overlapping_range_in_insertion_order,
         pruning_spares_recent_chunks_and_kept_windows,
@@ -592,6 +597,139 @@ fn a_change_that_fails_midway_leaves_nothing(store: &dyn Store) {
     let (changed, transition) = store.apply(&doomed).unwrap();
     assert_eq!(changed.state, ReleaseState::Observing);
     assert_eq!(transition.seq, 2);
+}
+
+// ---------------------------------------------------------------- imports
+
+/// Release `id` imported with a template, a chunk of each kind and a fault verdict, ending
+/// paused.
+fn imported(id: &str) -> ImportedRelease {
+    let mut outcome = change(id, ReleaseState::Pending, ReleaseState::Paused, 1_000_010);
+    outcome.reason = "imported and replayed".to_owned();
+    ImportedRelease {
+        release: release(id, "shop", 1_000_010),
+        templates: vec![LogTemplate {
+            id: "t1".to_owned(),
+            text: "request took <*> ms".to_owned(),
+            level: "info".to_owned(),
+        }],
+        chunks: vec![
+            chunk(
+                DataKind::Metrics,
+                Some(&format!("import:{id}:metrics")),
+                1_000,
+                2_000,
+                b"m",
+            ),
+            chunk(
+                DataKind::Logs,
+                Some(&format!("import:{id}:logs")),
+                1_000,
+                2_000,
+                b"l",
+            ),
+        ],
+        verdict: verdict_record(id, 1_000_005, Verdict::Fault),
+        outcome,
+    }
+}
+
+/// Everything an import may have stored, to compare before and after.
+fn import_snapshot(store: &dyn Store, release_id: &str) -> String {
+    format!(
+        "{}\n{:?}\n{:?}\n{:?}",
+        snapshot(store, release_id),
+        store.templates("shop").unwrap(),
+        store.data_between(DataKind::Metrics, 0, i64::MAX).unwrap(),
+        store.data_between(DataKind::Logs, 0, i64::MAX).unwrap(),
+    )
+}
+
+fn an_import_stores_everything_with_its_outcome(store: &dyn Store) {
+    let import = imported("r1");
+    let (stored, appended) = store.import_release(&import).unwrap();
+    assert_eq!(appended, vec![Appended::Stored, Appended::Stored]);
+    assert_eq!(stored.state, ReleaseState::Paused);
+    assert_eq!(stored.reason, "imported and replayed");
+    assert_eq!(stored.verdict, Some(Verdict::Fault));
+    assert_eq!(store.release("r1").unwrap(), Some(stored));
+    let transitions = store.transitions("r1").unwrap();
+    let moves: Vec<_> = transitions
+        .iter()
+        .map(|transition| {
+            (
+                transition.seq,
+                transition.from,
+                transition.to,
+                transition.action,
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            (
+                1,
+                ReleaseState::Pending,
+                ReleaseState::Pending,
+                Action::Create
+            ),
+            (
+                2,
+                ReleaseState::Pending,
+                ReleaseState::Paused,
+                Action::Pause
+            ),
+        ]
+    );
+    assert_eq!(store.verdicts("r1").unwrap(), vec![import.verdict.clone()]);
+    assert!(store.notifications("r1").unwrap().is_empty());
+    assert_eq!(store.templates("shop").unwrap(), import.templates);
+    assert_eq!(
+        store.data_between(DataKind::Metrics, 0, i64::MAX).unwrap(),
+        vec![import.chunks[0].clone()]
+    );
+    assert_eq!(
+        store.data_between(DataKind::Logs, 0, i64::MAX).unwrap(),
+        vec![import.chunks[1].clone()]
+    );
+}
+
+fn an_import_that_fails_at_its_last_step_leaves_nothing(store: &dyn Store) {
+    let empty = import_snapshot(store, "r1");
+    // The outcome expects a state the new release is not in: it fails after the release, its
+    // templates, chunks and verdict were written.
+    let mut doomed = imported("r1");
+    doomed.outcome.expected = ReleaseState::Observing;
+    let error = store.import_release(&doomed).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::StateConflict { id, .. } if id == "r1"),
+        "{error:?}"
+    );
+    assert_eq!(import_snapshot(store, "r1"), empty);
+    assert_eq!(store.release("r1").unwrap(), None);
+    assert!(store.templates("shop").unwrap().is_empty());
+    // Nothing was kept of its chunks' keys either: the same import goes through whole.
+    let (stored, appended) = store.import_release(&imported("r1")).unwrap();
+    assert_eq!(stored.state, ReleaseState::Paused);
+    assert_eq!(appended, vec![Appended::Stored, Appended::Stored]);
+}
+
+fn an_import_under_a_taken_id_is_refused_and_stores_nothing(store: &dyn Store) {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    let before = import_snapshot(store, "r1");
+    let error = store.import_release(&imported("r1")).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::ReleaseExists { id } if id == "r1"),
+        "{error:?}"
+    );
+    assert_eq!(import_snapshot(store, "r1"), before);
+    assert!(store
+        .data_between(DataKind::Logs, 0, i64::MAX)
+        .unwrap()
+        .is_empty());
 }
 
 fn one_of_many_racing_changes_wins(store: &dyn Store) {
@@ -1053,6 +1191,19 @@ fn a_new_session_clears_the_expired_ones(store: &dyn Store) {
     assert_eq!(store.session("old").unwrap(), None);
     assert!(store.session("current").unwrap().is_some());
     assert!(store.session("new").unwrap().is_some());
+}
+
+fn a_database_error_keeps_the_drivers_error_as_its_source(store: &dyn Store) {
+    // A session of a token that does not exist breaks the foreign key.
+    let error = store
+        .create_session(&page_session("s1", 4_242, 1_000, 2_000))
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.starts_with("database error: "), "{message}");
+    let source = std::error::Error::source(&error).expect("the driver's error is kept");
+    let driver_error = source.is::<rusqlite::Error>() || source.is::<::postgres::Error>();
+    assert!(driver_error, "{source:?}");
+    assert!(message.contains(&source.to_string()), "{message}");
 }
 
 fn a_session_needs_an_existing_token(store: &dyn Store) {

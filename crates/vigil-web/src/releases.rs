@@ -7,10 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use vigil_core::release::{
-    Action, ApiToken, Feedback, FeedbackKind, NotificationEvent, PlannedBatch, ReferenceHosts,
-    Release, ReleaseSpec, ReleaseState, Role, VerdictRecord,
+    Action, ApiToken, Feedback, FeedbackKind, NotificationEvent, Release, ReleaseSpec,
+    ReleaseState, Role, VerdictRecord,
 };
-use vigil_core::samples::{LogChunk, LogCount, MetricChunk, Point, SeriesKey};
 use vigil_core::validate;
 use vigil_core::{Batch, Bundle, HostGroup, Verdict};
 use vigil_guard::admission;
@@ -718,8 +717,9 @@ pub async fn list_feedback(
     Ok(Json(found))
 }
 
-/// Imports a `release-bundle/1`: stores the release, its data and templates, replays it and
-/// leaves it paused (when the replay paused it, or ended with data missing) or succeeded.
+/// Imports a `release-bundle/1` through the guard layer ([`vigil_guard::import`]), which
+/// replays it and stores it in one transaction, paused (when the replay paused it, or ended
+/// with data missing) or succeeded.
 ///
 /// A few MiB of gzip can expand to gigabytes and a replay takes seconds: one of a bounded
 /// number of imports at once decompresses (up to [`crate::state::Limits::max_import_bytes`]), parses
@@ -747,15 +747,23 @@ pub async fn import(
     let intake = state.intake.clone();
     let actor = token.name;
     let final_release = state
-        .blocking(move |store| {
-            let imported = replay_import(&bundle, actor, now)?;
-            drop(bundle);
-            let release = store_import(store, &intake, imported, now)?;
+        .blocking(move |_store| {
+            let release = vigil_guard::import::import_bundle(&intake, bundle, actor, now)
+                .map_err(import_error)?;
             drop(held);
             Ok(release)
         })
         .await?;
     Ok((StatusCode::CREATED, Json(final_release)))
+}
+
+/// The answer to an import the guard layer could not store.
+fn import_error(error: vigil_guard::GuardError) -> ApiError {
+    match error {
+        vigil_guard::GuardError::Store(store_error) => ApiError::from(store_error),
+        vigil_guard::GuardError::Transition(transition_error) => ApiError::from(transition_error),
+        other => ApiError::internal(other.to_string()),
+    }
 }
 
 /// The bundle of an import body, within the limits, with an id that is valid and free.
@@ -804,200 +812,4 @@ fn bundle_values(bundle: &Bundle) -> usize {
         .values()
         .flat_map(|by_host| by_host.values());
     series.chain(logs).map(Vec::len).sum()
-}
-
-/// An import replayed: what is stored of it.
-struct Imported {
-    release: Release,
-    record: VerdictRecord,
-    paused: bool,
-    metrics: MetricChunk,
-    logs: LogChunk,
-    templates: Vec<vigil_core::LogTemplate>,
-}
-
-fn replay_import(bundle: &Bundle, actor: String, now: i64) -> Result<Imported, ApiError> {
-    let release_hosts: Vec<String> = bundle
-        .hosts
-        .iter()
-        .filter(|host| host.group == HostGroup::Release)
-        .map(|host| host.name.clone())
-        .collect();
-    let reference: Vec<String> = bundle
-        .hosts
-        .iter()
-        .filter(|host| host.group == HostGroup::Reference)
-        .map(|host| host.name.clone())
-        .collect();
-    let end = bundle.start + (bundle.points as i64 - 1) * bundle.step_seconds;
-    let last_batch = bundle.batches.last().map_or(end, |batch| batch.at);
-    let spec = ReleaseSpec {
-        app: bundle.app.clone(),
-        version: format!("imported {}", bundle.id),
-        hosts: release_hosts,
-        reference: if reference.is_empty() {
-            ReferenceHosts::None
-        } else {
-            ReferenceHosts::Hosts { hosts: reference }
-        },
-        batches: bundle
-            .batches
-            .iter()
-            .map(|batch| PlannedBatch {
-                hosts: batch.hosts.clone(),
-            })
-            .collect(),
-        step_seconds: bundle.step_seconds,
-        observe_seconds: (end - last_batch).max(0),
-        metrics: bundle.metrics.clone(),
-        settings: serde_json::Map::new(),
-    };
-    // The last step's reason says which hosts and metrics were missing when data was.
-    let mut last_reason = None;
-    let outcome =
-        vigil_analysis::replay_with(bundle, &vigil_analysis::Settings::default(), |judgement| {
-            last_reason.clone_from(&judgement.reason);
-        });
-    let release = Release {
-        id: bundle.id.clone(),
-        spec,
-        // Stored as pending until its outcome is applied: the guard judges observing releases
-        // up to now, and this one's window would run from its recorded past to today.
-        state: ReleaseState::Pending,
-        created_by: actor,
-        created_at: now,
-        updated_at: now,
-        deployed: bundle.batches.clone(),
-        verdict: None,
-        reason: "imported".to_string(),
-    };
-    let (metrics, logs) = bundle_data(bundle);
-    let record = VerdictRecord {
-        release_id: bundle.id.clone(),
-        at: outcome.paused_at.or(outcome.recommended_at).unwrap_or(end),
-        verdict: outcome.verdict,
-        explanation: outcome
-            .findings
-            .first()
-            .map(|finding| finding.explanation.clone())
-            .or(last_reason)
-            .unwrap_or_else(|| format!("replay: {}", outcome.verdict)),
-        findings: vigil_guard::guard::finite_findings(&outcome.findings),
-    };
-    Ok(Imported {
-        release,
-        record,
-        paused: outcome.paused_at.is_some(),
-        metrics,
-        logs,
-        templates: bundle.logs.templates.clone(),
-    })
-}
-
-fn store_import(
-    store: &dyn vigil_store::Store,
-    intake: &vigil_guard::intake::Intake,
-    imported: Imported,
-    now: i64,
-) -> Result<Release, ApiError> {
-    let Imported {
-        release,
-        record,
-        paused,
-        metrics,
-        logs,
-        templates,
-    } = imported;
-    store.create_release(&release)?;
-    store.upsert_templates(&release.spec.app, &templates)?;
-    intake.metrics(
-        &metrics,
-        Some(format!("import:{}:metrics", release.id)),
-        now,
-    )?;
-    intake.logs(&logs, Some(format!("import:{}:logs", release.id)), now)?;
-    store.record_verdict(&record, &[])?;
-    let (to, action, reason) = imported_outcome(paused, &record);
-    let change = Change {
-        release_id: release.id.clone(),
-        expected: ReleaseState::Pending,
-        to,
-        action,
-        actor: release.created_by.clone(),
-        at: now,
-        reason,
-        deployed: None,
-        notifications: Vec::new(),
-    };
-    Ok(store.apply(&change)?.0)
-}
-
-/// Where a replayed import ends, and why. A replay that ended with data missing never saw
-/// what a pass needs: it stays held (paused, as a release the guard holds), never succeeded.
-fn imported_outcome(paused: bool, record: &VerdictRecord) -> (ReleaseState, Action, String) {
-    if paused {
-        return (
-            ReleaseState::Paused,
-            Action::Pause,
-            format!("imported and replayed: {}", record.explanation),
-        );
-    }
-    if record.verdict == Verdict::InsufficientData {
-        return (
-            ReleaseState::Paused,
-            Action::Pause,
-            format!(
-                "imported and replayed: held, it never had the data to pass: {}",
-                record.explanation
-            ),
-        );
-    }
-    (
-        ReleaseState::Succeeded,
-        Action::Succeed,
-        format!("imported and replayed: {}", record.explanation),
-    )
-}
-
-/// A bundle's series and log counts as ingested chunks.
-fn bundle_data(bundle: &Bundle) -> (MetricChunk, LogChunk) {
-    let mut metrics = MetricChunk::default();
-    for (metric, by_host) in &bundle.series {
-        for (host, values) in by_host {
-            let series = metrics.series.len() as u32;
-            metrics.series.push(Arc::new(SeriesKey {
-                app: bundle.app.clone(),
-                host: host.clone(),
-                metric: metric.clone(),
-                counter: false,
-            }));
-            for (step, value) in values.iter().enumerate() {
-                if let Some(value) = value {
-                    metrics.points.push(Point {
-                        series,
-                        ms: bundle.time_of(step) * 1000,
-                        value: *value,
-                    });
-                }
-            }
-        }
-    }
-    let mut logs = LogChunk::default();
-    for (template, by_host) in &bundle.logs.counts {
-        for (host, values) in by_host {
-            for (step, value) in values.iter().enumerate() {
-                let count = value.unwrap_or(0.0).round();
-                if count >= 1.0 {
-                    logs.counts.push(LogCount {
-                        app: bundle.app.clone(),
-                        host: host.clone(),
-                        template: template.clone(),
-                        ms: bundle.time_of(step) * 1000,
-                        count: count.min(u32::MAX as f64) as u32,
-                    });
-                }
-            }
-        }
-    }
-    (metrics, logs)
 }

@@ -1,0 +1,253 @@
+//! The statements both stores run, each written once.
+//!
+//! Placeholders are numbered `$1`, `$2`... which PostgreSQL reads as positions. SQLite reads
+//! `$1` as a parameter named "$1" and numbers named parameters in the order they first appear,
+//! so in every statement here `$1` appears first, then `$2`, and so on: both backends then bind
+//! the same arguments in the same order (checked by a test below). What only one backend can
+//! say (PostgreSQL's arrays and row locks, SQLite's `json_each`) stays in its own file.
+
+use crate::codec::{
+    chunk_columns, feedback_columns, outbox_columns, release_columns, session_select,
+    token_columns, transition_columns, verdict_columns,
+};
+
+// ---- releases
+
+pub(crate) const INSERT_RELEASE: &str = concat!(
+    "INSERT INTO releases (app, ",
+    release_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
+);
+
+pub(crate) const SELECT_RELEASE: &str = concat!(
+    "SELECT ",
+    release_columns!(),
+    " FROM releases WHERE id = $1"
+);
+
+/// The release's row, locked until the transaction ends (PostgreSQL; SQLite's write
+/// transaction already holds the whole database).
+pub(crate) const SELECT_RELEASE_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    release_columns!(),
+    " FROM releases WHERE id = $1 FOR UPDATE"
+);
+
+pub(crate) const UPDATE_RELEASE_STATE: &str =
+    "UPDATE releases SET state = $1, reason = $2, updated_at = $3, deployed = $4 WHERE id = $5";
+
+pub(crate) const NEXT_TRANSITION_SEQ: &str =
+    "SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE release_id = $1";
+
+pub(crate) const INSERT_TRANSITION: &str = concat!(
+    "INSERT INTO transitions (",
+    transition_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+);
+
+pub(crate) const SELECT_TRANSITIONS: &str = concat!(
+    "SELECT ",
+    transition_columns!(),
+    " FROM transitions WHERE release_id = $1 ORDER BY seq"
+);
+
+// ---- verdicts and feedback
+
+pub(crate) const UPDATE_RELEASE_VERDICT: &str = "UPDATE releases SET verdict = $1 WHERE id = $2";
+
+pub(crate) const INSERT_VERDICT: &str = concat!(
+    "INSERT INTO verdicts (",
+    verdict_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5)"
+);
+
+pub(crate) const SELECT_VERDICTS: &str = concat!(
+    "SELECT ",
+    verdict_columns!(),
+    " FROM verdicts WHERE release_id = $1 ORDER BY id"
+);
+
+/// One statement: inserts only when the release exists.
+pub(crate) const INSERT_FEEDBACK: &str = concat!(
+    "INSERT INTO feedback (",
+    feedback_columns!(),
+    ") SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM releases WHERE id = $1)"
+);
+
+pub(crate) const SELECT_FEEDBACK: &str = concat!(
+    "SELECT ",
+    feedback_columns!(),
+    " FROM feedback WHERE release_id = $1 ORDER BY id"
+);
+
+// ---- notification outbox
+
+pub(crate) const INSERT_NOTIFICATION: &str =
+    "INSERT INTO outbox (release_id, event, channel, title, text, link, created_at, state, \
+     next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $7)";
+
+pub(crate) const SELECT_DUE_NOTIFICATIONS: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
+);
+
+pub(crate) const NOTIFICATION_SENT: &str =
+    "UPDATE outbox SET state = 'sent', sent_at = $1 WHERE id = $2";
+
+/// `$2`, the time of the next attempt, is NULL when the item is given up.
+pub(crate) const NOTIFICATION_FAILED: &str =
+    "UPDATE outbox SET attempts = attempts + 1, last_error = $1, \
+     state = CASE WHEN CAST($2 AS BIGINT) IS NULL THEN 'dead' ELSE state END, \
+     next_attempt_at = COALESCE($2, next_attempt_at) WHERE id = $3";
+
+pub(crate) const SELECT_NOTIFICATIONS: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM outbox WHERE release_id = $1 ORDER BY id"
+);
+
+// ---- tokens and page sessions
+
+pub(crate) const INSERT_TOKEN: &str = concat!(
+    "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4) RETURNING ",
+    token_columns!()
+);
+
+pub(crate) const SELECT_TOKEN_BY_HASH: &str =
+    concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = $1");
+
+pub(crate) const SELECT_TOKENS: &str =
+    concat!("SELECT ", token_columns!(), " FROM tokens ORDER BY id");
+
+/// Keeps the first revocation time.
+pub(crate) const REVOKE_TOKEN: &str = concat!(
+    "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING ",
+    token_columns!()
+);
+
+pub(crate) const DELETE_TOKEN_SESSIONS: &str = "DELETE FROM sessions WHERE token_id = $1";
+
+pub(crate) const DELETE_EXPIRED_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1";
+
+pub(crate) const INSERT_SESSION: &str =
+    "INSERT INTO sessions (hash, token_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+
+pub(crate) const SELECT_SESSION: &str = concat!(session_select!(), "$1");
+
+pub(crate) const DELETE_SESSION: &str = "DELETE FROM sessions WHERE hash = $1";
+
+// ---- ingested data, templates and apps
+
+/// A chunk whose key is already stored for its kind inserts nothing.
+pub(crate) const INSERT_CHUNK: &str = concat!(
+    "INSERT INTO data_chunks (",
+    chunk_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+);
+
+pub(crate) const SELECT_CHUNKS_BETWEEN: &str = concat!(
+    "SELECT ",
+    chunk_columns!(),
+    " FROM data_chunks WHERE kind = $1 AND max_ms >= $2 AND min_ms <= $3 ORDER BY id"
+);
+
+pub(crate) const UPSERT_TEMPLATE: &str =
+    "INSERT INTO templates (app, id, text, level) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (app, id) DO UPDATE SET text = excluded.text, level = excluded.level";
+
+pub(crate) const SELECT_TEMPLATES: &str =
+    "SELECT id, text, level FROM templates WHERE app = $1 ORDER BY id";
+
+pub(crate) const UPSERT_APP: &str = "INSERT INTO apps (name, config) VALUES ($1, $2) \
+     ON CONFLICT (name) DO UPDATE SET config = excluded.config";
+
+pub(crate) const SELECT_APPS: &str = "SELECT name, config FROM apps ORDER BY name";
+
+/// Every statement of this file, for the test.
+#[cfg(test)]
+const ALL: &[&str] = &[
+    INSERT_RELEASE,
+    SELECT_RELEASE,
+    SELECT_RELEASE_FOR_UPDATE,
+    UPDATE_RELEASE_STATE,
+    NEXT_TRANSITION_SEQ,
+    INSERT_TRANSITION,
+    SELECT_TRANSITIONS,
+    UPDATE_RELEASE_VERDICT,
+    INSERT_VERDICT,
+    SELECT_VERDICTS,
+    INSERT_FEEDBACK,
+    SELECT_FEEDBACK,
+    INSERT_NOTIFICATION,
+    SELECT_DUE_NOTIFICATIONS,
+    NOTIFICATION_SENT,
+    NOTIFICATION_FAILED,
+    SELECT_NOTIFICATIONS,
+    INSERT_TOKEN,
+    SELECT_TOKEN_BY_HASH,
+    SELECT_TOKENS,
+    REVOKE_TOKEN,
+    DELETE_TOKEN_SESSIONS,
+    DELETE_EXPIRED_SESSIONS,
+    INSERT_SESSION,
+    SELECT_SESSION,
+    DELETE_SESSION,
+    INSERT_CHUNK,
+    SELECT_CHUNKS_BETWEEN,
+    UPSERT_TEMPLATE,
+    SELECT_TEMPLATES,
+    UPSERT_APP,
+    SELECT_APPS,
+];
+
+/// The placeholders' numbers in the order they first appear.
+#[cfg(test)]
+fn first_appearances(statement: &str) -> Vec<u32> {
+    let mut numbers = Vec::new();
+    for piece in statement.split('$').skip(1) {
+        let digits: String = piece.chars().take_while(char::is_ascii_digit).collect();
+        let Ok(number) = digits.parse::<u32>() else {
+            continue;
+        };
+        if !numbers.contains(&number) {
+            numbers.push(number);
+        }
+    }
+    numbers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_first_appear_in_their_numbered_order() {
+        for statement in ALL {
+            let numbers = first_appearances(statement);
+            let expected: Vec<u32> = (1..=numbers.len() as u32).collect();
+            assert_eq!(numbers, expected, "{statement}");
+        }
+    }
+
+    #[test]
+    fn sqlite_binds_each_placeholder_at_its_number() {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        let mut version = 0;
+        while let Some(script) = crate::schema::migration_from(&crate::schema::SQLITE, version) {
+            connection.execute_batch(&script).unwrap();
+            version += 1;
+        }
+        for statement in ALL.iter().filter(|text| !text.ends_with("FOR UPDATE")) {
+            let prepared = connection.prepare(statement).unwrap();
+            for number in first_appearances(statement) {
+                let name = format!("${number}");
+                assert_eq!(
+                    prepared.parameter_index(&name).unwrap(),
+                    Some(number as usize),
+                    "{name} in {statement}"
+                );
+            }
+        }
+    }
+}
