@@ -10,6 +10,7 @@ pub mod fast_hash;
 pub mod model;
 pub mod release;
 pub mod samples;
+pub mod text;
 pub mod validate;
 pub mod verdict;
 

@@ -11,13 +11,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 use vigil_core::release::{Action, FeedbackKind, ReleaseState, Role, VerdictRecord};
-use vigil_core::verdict::change_words;
+use vigil_core::text::{change_words, figure};
 use vigil_core::{Bundle, Finding, HostGroup, Signal, Verdict};
 
 use super::chart::MetricChart;
-use super::html::{
-    esc, is_running, number, state_badge, time_element, url, verdict_badge, verdict_words,
-};
+use super::html::{esc, is_running, state_badge, time_element, url, verdict_badge, verdict_words};
 use super::session::{checked_form, signed_in, Session, SessionForm};
 use super::{html_page, PageError, Section};
 use crate::error::ApiError;
@@ -295,8 +293,8 @@ fn effect_row(finding: &Finding) -> String {
     format!(
         "{} ({} against {} expected, {})",
         change_words(finding.effect),
-        number(finding.observed),
-        number(finding.expected),
+        figure(finding.observed),
+        figure(finding.expected),
         finding.direction
     )
 }
@@ -556,7 +554,7 @@ impl Detail<'_> {
             out,
             "</dd></div><div><dt>Evidence</dt><dd>{} (score {})</dd></div></dl>",
             esc(&finding.evidence),
-            number(finding.score)
+            figure(finding.score)
         );
         if let Signal::Metric { name } = &finding.signal {
             self.write_chart(out, name, finding, number_on_page);
@@ -663,10 +661,10 @@ impl Detail<'_> {
                  <td>{}</td><td>{}</td></tr>",
                 esc(text),
                 esc(level),
-                number(counts.release_before),
-                number(counts.release_since),
-                number(counts.reference_before),
-                number(counts.reference_since)
+                figure(counts.release_before),
+                figure(counts.release_since),
+                figure(counts.reference_before),
+                figure(counts.reference_since)
             );
         }
         out.push_str("</tbody></table></section>");
@@ -845,8 +843,8 @@ mod tests {
         assert_eq!(finding.severity, Verdict::Fault, "{judgement:?}");
         let stated = format!(
             "{} against {} expected",
-            number(finding.observed),
-            number(finding.expected)
+            figure(finding.observed),
+            figure(finding.expected)
         );
         let effect = change_words(finding.effect);
         let ratio = finding.observed / finding.expected - 1.0;
