@@ -24,6 +24,7 @@ use vigil_guard::onboarding::{
 use vigil_guard::pull::{PullFailure, PullQuery};
 
 use super::html::{connection_badge, esc, found_badge, time_element, url};
+use super::metric_groups::{metric_groups, MetricGroup, GROUPED_ABOVE};
 use super::session::{checked_form, signed_in, Session, SessionForm};
 use super::{html_page, PageError, Section};
 use crate::error::ApiError;
@@ -43,6 +44,12 @@ const FAMILIES: [SignalFamily; 3] = [
 
 /// Most hosts listed in an app's hosts table.
 const HOSTS_LISTED: usize = 100;
+
+/// The head of a table of metric families, and the opening of its body.
+const METRIC_TABLE_HEAD: &str = "<thead><tr><th scope=\"col\">Metric</th>\
+     <th scope=\"col\">Signals</th><th scope=\"col\">Hosts reporting</th>\
+     <th scope=\"col\">Type and unit</th><th scope=\"col\">Newest sample</th>\
+     <th scope=\"col\">A release declares it</th></tr></thead><tbody>";
 
 /// Longest metric name or query the form for a query of one's own takes, in bytes.
 const MAX_QUERY_BYTES: usize = 4000;
@@ -719,17 +726,50 @@ impl AppPage<'_> {
             out.push_str("<p>No metric arrived from this app yet.</p></section>");
             return;
         }
-        out.push_str(
-            "<table class=\"metrics\"><caption>Metric families received, most hosts first, \
-             with the signals each fills</caption><thead><tr><th scope=\"col\">Metric</th>\
-             <th scope=\"col\">Signals</th><th scope=\"col\">Hosts reporting</th>\
-             <th scope=\"col\">Type and unit</th><th scope=\"col\">Newest sample</th>\
-             <th scope=\"col\">A release declares it</th></tr></thead><tbody>",
+        if report.metrics.len() <= GROUPED_ABOVE {
+            out.push_str(
+                "<table class=\"metrics\"><caption>Metric families received, most hosts \
+                 first, with the signals each fills</caption>",
+            );
+            out.push_str(METRIC_TABLE_HEAD);
+            for metric in &report.metrics {
+                self.write_metric_row(out, metric);
+            }
+            out.push_str("</tbody></table></section>");
+            return;
+        }
+        let _ = write!(
+            out,
+            "<p class=\"help\">{} metric families received, grouped by the words their \
+             names start with; the groups holding a family that fills a signal or is judged \
+             are open.</p>",
+            report.metrics.len()
         );
-        for metric in &report.metrics {
+        for group in metric_groups(&report.metrics, self.declared) {
+            self.write_metric_group(out, &group);
+        }
+        out.push_str("</section>");
+    }
+
+    /// One group of metric families, folded unless a family of it is in use.
+    fn write_metric_group(&self, out: &mut String, group: &MetricGroup<'_>) {
+        let open = if group.in_use > 0 { " open" } else { "" };
+        let families = group.metrics.len();
+        let _ = write!(
+            out,
+            "<details class=\"metric-group\"{open}><summary><code>{}_*</code> ({families} \
+             {}, {} in use)</summary><table class=\"metrics\"><caption>Metric families \
+             named <code>{}_*</code>, most hosts first</caption>",
+            esc(group.prefix),
+            if families == 1 { "family" } else { "families" },
+            group.in_use,
+            esc(group.prefix)
+        );
+        out.push_str(METRIC_TABLE_HEAD);
+        for metric in &group.metrics {
             self.write_metric_row(out, metric);
         }
-        out.push_str("</tbody></table></section>");
+        out.push_str("</tbody></table></details>");
     }
 
     /// The metrics the app declares judged, with the admin's forms to declare and remove one.

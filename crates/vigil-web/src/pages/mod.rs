@@ -18,6 +18,7 @@ mod chart;
 mod detail;
 pub mod html;
 mod list;
+mod metric_groups;
 pub mod session;
 
 use axum::http::{header, HeaderValue, StatusCode};
