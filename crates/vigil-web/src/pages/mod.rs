@@ -18,7 +18,6 @@ mod chart;
 mod detail;
 pub mod html;
 mod list;
-mod metric_groups;
 pub mod session;
 
 use axum::http::{header, HeaderValue, StatusCode};
