@@ -661,10 +661,10 @@ impl Evaluator {
         let size = match metric.transform.headroom_of {
             Some(bound) => format!(
                 "{} in its shortfall from {}",
-                vigil_core::verdict::change_words(effect),
-                vigil_core::verdict::figure(bound)
+                vigil_core::text::change_words(effect),
+                vigil_core::text::figure(bound)
             ),
-            None => vigil_core::verdict::change_words(effect),
+            None => vigil_core::text::change_words(effect),
         };
         let pattern = if intermittent {
             "in recurring spikes"
@@ -679,8 +679,8 @@ impl Evaluator {
             names.len(),
             judged,
             size,
-            vigil_core::verdict::figure(observed),
-            vigil_core::verdict::figure(expected),
+            vigil_core::text::figure(observed),
+            vigil_core::text::figure(expected),
             compared,
             format_time(prepared.time_of(since)),
             pattern,
@@ -693,7 +693,7 @@ impl Evaluator {
         let evidence = format!(
             "difference in differences against {compared}: median robust z {score:.1} over {} steps, effect {}{not_judged}",
             self.settings.persistence_steps,
-            vigil_core::verdict::change_words(effect)
+            vigil_core::text::change_words(effect)
         );
         Finding {
             severity,
@@ -954,12 +954,7 @@ fn describe_ratio(ratio: f64) -> String {
     }
 }
 
-/// `HH:MM` in UTC: enough for a one-line explanation.
+/// `HH:MM UTC`: enough for a one-line explanation.
 pub(crate) fn format_time(unix: i64) -> String {
-    let seconds_of_day = unix.rem_euclid(86_400);
-    format!(
-        "{:02}:{:02} UTC",
-        seconds_of_day / 3600,
-        (seconds_of_day % 3600) / 60
-    )
+    format!("{} UTC", vigil_core::text::clock_time(unix))
 }

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod model;
 pub mod release;
 pub mod samples;
+pub mod text;
 pub mod validate;
 pub mod verdict;
 

@@ -2,42 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A relative change in words, the same wherever a finding is shown (its sentence, its page,
-/// its chart): a factor from twice up, a share lower from half down, a percentage between.
-pub fn change_words(effect: f64) -> String {
-    if !effect.is_finite() {
-        return "n/a".to_owned();
-    }
-    let ratio = 1.0 + effect;
-    if ratio >= 2.0 {
-        return format!("{ratio:.1}x");
-    }
-    if ratio <= 0.5 {
-        return format!("{:.0} % lower", (1.0 - ratio) * 100.0);
-    }
-    format!("{:+.0} %", effect * 100.0)
-}
-
-/// A value with about three significant digits: how findings, pages and charts write a number,
-/// so that each states the same figure.
-pub fn figure(value: f64) -> String {
-    if !value.is_finite() {
-        return "n/a".to_owned();
-    }
-    let magnitude = value.abs();
-    if magnitude >= 1e6 {
-        format!("{value:.3e}")
-    } else if magnitude >= 100.0 || magnitude == 0.0 {
-        format!("{value:.0}")
-    } else if magnitude >= 10.0 {
-        format!("{value:.1}")
-    } else if magnitude >= 1.0 {
-        format!("{value:.2}")
-    } else {
-        format!("{value:.3}")
-    }
-}
-
 /// The decision at one step, from the most to the least severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,4 +1,5 @@
-//! The few encodings the signatures need: HMAC-SHA256, base64, hex and percent-encoding.
+//! The few encodings the signatures need: HMAC-SHA256, base64 and percent-encoding (hex is
+//! `vigil_core::text::hex`).
 
 use ring::hmac;
 
@@ -28,17 +29,6 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
     encoded
 }
 
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut encoded = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        encoded.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        encoded.push(char::from(DIGITS[usize::from(byte & 15)]));
-    }
-    encoded
-}
-
 /// Percent-encodes everything but the unreserved characters of RFC 3986, for a query value.
 pub(crate) fn percent_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
@@ -54,6 +44,8 @@ pub(crate) fn percent_encode(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use vigil_core::text::hex;
+
     use super::*;
 
     #[test]

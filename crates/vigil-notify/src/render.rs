@@ -7,9 +7,10 @@
 
 use serde_json::{json, Value};
 use vigil_core::release::{NotificationEvent, OutboxItem};
+use vigil_core::text::hex;
 
 use crate::config::ChannelTarget;
-use crate::encode::{base64, hex, hmac_sha256, percent_encode};
+use crate::encode::{base64, hmac_sha256, percent_encode};
 use crate::NotifyError;
 
 pub const WEBHOOK_TIMESTAMP_HEADER: &str = "X-Vigil-Timestamp";

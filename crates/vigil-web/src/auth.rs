@@ -6,6 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use axum::http::{HeaderMap, StatusCode};
 use ring::rand::SecureRandom;
 use vigil_core::release::{ApiToken, Role};
+use vigil_core::text::hex;
 
 use crate::error::ApiError;
 
@@ -15,7 +16,7 @@ const SECRET_BYTES: usize = 24;
 /// Hex SHA-256 of a token, as stored.
 pub fn hash_token(token: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    to_hex(digest.as_ref())
+    hex(digest.as_ref())
 }
 
 /// A new random token (`vgl_` and 48 hex digits).
@@ -33,17 +34,7 @@ fn new_secret(prefix: &str) -> Result<String, ApiError> {
     ring::rand::SystemRandom::new()
         .fill(&mut secret)
         .map_err(|_| ApiError::internal("the system random generator failed"))?;
-    Ok(format!("{prefix}{}", to_hex(&secret)))
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(DIGITS[usize::from(byte >> 4)] as char);
-        text.push(DIGITS[usize::from(byte & 0x0f)] as char);
-    }
-    text
+    Ok(format!("{prefix}{}", hex(&secret)))
 }
 
 /// Tokens already looked up, by hash, each kept for the rest of the clock second it was read
@@ -177,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_random_and_hash_to_hex() {
+    fn tokens_are_random_and_hash_hex() {
         let first = new_token().unwrap();
         let second = new_token().unwrap();
         assert_ne!(first, second);

@@ -4,7 +4,8 @@
 //! is refused. An operator signs in (with the keyboard), finds the paused release in the list,
 //! reads why it was paused beside its chart, resumes it and reports a false alarm; the store
 //! then holds both. The open list follows a running release's pause without a reload. Last,
-//! the operator goes to Apps with the keyboard and reads an app's coverage.
+//! the operator goes to Apps with the keyboard and reads an app's coverage, and an app with a
+//! large exporter's 290 metric families keeps a page of reasonable height.
 //! Screenshots of each stage go to `target/browser-artifacts/`.
 //!
 //! Needs `/usr/bin/chromedriver` and `/usr/bin/chromium` (Debian's `chromium-driver` and
@@ -244,6 +245,7 @@ fn an_operator_resumes_a_paused_release_and_a_viewer_cannot() {
 
     the_list_refreshes_itself_while_a_release_runs(&browser, &server);
     the_apps_page_shows_an_app_s_coverage(&browser, &server);
+    a_large_exporter_s_metric_families_fold(&browser, &server);
 }
 
 /// A running release's row changes on the open list page, without a reload, when the release
@@ -359,4 +361,84 @@ fn the_apps_page_shows_an_app_s_coverage(browser: &Browser, server: &TestServer)
         "an operator changes no app settings"
     );
     screenshot(browser, "11-app");
+}
+
+/// Subsystems of a node exporter, each giving its metric families their common prefix.
+const NODE_SUBSYSTEMS: [&str; 29] = [
+    "arp",
+    "boot",
+    "context",
+    "cpu",
+    "disk",
+    "entropy",
+    "filefd",
+    "filesystem",
+    "forks",
+    "hwmon",
+    "intr",
+    "load",
+    "memory",
+    "netstat",
+    "network",
+    "nf_conntrack",
+    "os",
+    "pressure",
+    "procs",
+    "schedstat",
+    "sockstat",
+    "softnet",
+    "systemd",
+    "tcp",
+    "textfile",
+    "time",
+    "timex",
+    "udp",
+    "vmstat",
+];
+
+/// An app sending 290 metric families, as a node exporter does, gets a page whose families
+/// are grouped and folded, apart from the groups that fill a signal: the page stays far
+/// shorter than one row per family would make it.
+fn a_large_exporter_s_metric_families_fold(browser: &Browser, server: &TestServer) {
+    let now = server.clock.now();
+    let mut samples = Vec::new();
+    for index in 0..290 {
+        let subsystem = NODE_SUBSYSTEMS[index % NODE_SUBSYSTEMS.len()];
+        let metric = match index {
+            0 => "node_cpu_seconds_total".to_owned(),
+            _ => format!("node_{subsystem}_family_{index}"),
+        };
+        for host in ["n1", "n2"] {
+            samples.push(json!({"host": host, "app": "nodes", "metric": metric,
+                "time": now - 60, "value": 1.0}));
+        }
+    }
+    server.ingest_samples(samples);
+    browser
+        .goto(&format!("{}/apps/nodes", server.base))
+        .unwrap();
+    wait_for_text(browser, "#metrics", "node_cpu_seconds_total");
+    let height = browser
+        .execute("return document.documentElement.scrollHeight;", json!([]))
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    eprintln!("the app page of 290 metric families is {height} px high");
+    screenshot(browser, "12-large-app");
+    assert!(
+        height < 6000.0,
+        "the page of an app with 290 metric families is {height} px high"
+    );
+    let open_groups: Vec<String> = browser
+        .find_all("#metrics details[open] > summary")
+        .unwrap()
+        .iter()
+        .map(|summary| browser.text(summary).unwrap())
+        .collect();
+    assert!(
+        open_groups.iter().any(|text| text.contains("node_cpu")),
+        "the group filling CPU is open: {open_groups:?}"
+    );
+    let folded = browser.find_all("#metrics details:not([open])").unwrap();
+    assert!(folded.len() > 10, "{} groups folded", folded.len());
 }

@@ -372,3 +372,59 @@ fn a_session_ends_on_sign_out_on_revoke_and_after_twelve_hours() {
     server.clock.advance(1);
     assert_eq!(viewer.get("/releases").status, 303, "the session expired");
 }
+
+/// Markup, both quotes and an ampersand: what a hostile sender may put in a name.
+const HOSTILE: &str = "<script>alert(\"x\")</script>&'";
+
+/// `HOSTILE` as the pages must show it: every special character an entity.
+const HOSTILE_ESCAPED: &str = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;";
+
+/// An app, a host, a metric and a log line named with markup and quotes show escaped on every
+/// page that renders them, and nowhere as markup.
+#[test]
+fn hostile_names_show_escaped_on_every_page() {
+    let server = TestServer::start(NOW);
+    let app = format!("app{HOSTILE}");
+    let host = format!("host{HOSTILE}");
+    let metric = format!("metric{HOSTILE}");
+    let (status, answer) = server.post(
+        "/api/v1/releases",
+        &server.admin,
+        &json!({"id": "hostile-1", "app": app, "version": "1", "hosts": [host, "h2"]}),
+    );
+    assert_eq!(status, 201, "{answer}");
+    server.ingest_samples(vec![
+        json!({"host": host, "app": app, "metric": metric, "time": NOW - 60, "value": 1.0}),
+    ]);
+    let (status, answer) = server.post(
+        "/api/v1/ingest/logs",
+        &server.ingest,
+        &json!({"key": "hostile-logs", "lines": [{"host": host, "app": app, "time": NOW - 10,
+            "line": format!("2023-11-14 22:12:50 ERROR refused {HOSTILE} order")}]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let mut client = PageClient::new(&server.base);
+    client.sign_in(&server.admin);
+
+    let app_path = format!("/apps/{}", support::form_encode(&app));
+    let pages: [(&str, &[&str]); 4] = [
+        ("/releases", &["app"]),
+        ("/releases/hostile-1", &["app", "host"]),
+        ("/apps", &["app"]),
+        (&app_path, &["app", "host", "metric", "refused "]),
+    ];
+    for (path, shown) in pages {
+        let page = client.get(path);
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(!page.body.contains("<script>"), "{path} holds markup");
+        assert!(!page.body.contains(HOSTILE), "{path} holds the raw value");
+        for prefix in shown {
+            let escaped = format!("{prefix}{HOSTILE_ESCAPED}");
+            assert!(
+                page.body.contains(&escaped),
+                "{path} does not show {escaped}: {}",
+                page.body
+            );
+        }
+    }
+}

@@ -6,10 +6,11 @@
 
 use std::fmt::Write;
 
-use vigil_core::verdict::change_words;
+use vigil_analysis::stats::quantile;
+use vigil_core::text::{change_words, clock_time, figure};
 use vigil_core::{Bundle, Finding, HostGroup};
 
-use super::html::{clock_time, esc, number};
+use super::html::esc;
 
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 260.0;
@@ -57,18 +58,6 @@ struct Columns {
     hosts: Vec<Vec<f64>>,
 }
 
-/// The `q`-quantile (0 to 1) of sorted values, interpolated between neighbours.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let position = q * (sorted.len() - 1) as f64;
-    let below = position.floor() as usize;
-    let above = position.ceil() as usize;
-    let weight = position - below as f64;
-    sorted[below] * (1.0 - weight) + sorted[above] * weight
-}
-
 /// Per step, the quantiles `levels` of the hosts' values (NaN where no host has one).
 fn step_quantiles(series: &[&Vec<Option<f64>>], points: usize, levels: &[f64]) -> Vec<Vec<f64>> {
     let mut result = vec![Vec::with_capacity(points); levels.len()];
@@ -81,7 +70,6 @@ fn step_quantiles(series: &[&Vec<Option<f64>>], points: usize, levels: &[f64]) -
                 .filter_map(|host| host.get(step).copied().flatten())
                 .filter(|value| value.is_finite()),
         );
-        values.sort_by(f64::total_cmp);
         for (level, column) in levels.iter().zip(result.iter_mut()) {
             column.push(quantile(&values, *level));
         }
@@ -244,7 +232,7 @@ impl MetricChart<'_> {
                 .iter()
                 .rev()
                 .find(|value| value.is_finite())
-                .map_or_else(|| "no value".to_string(), |value| number(*value))
+                .map_or_else(|| "no value".to_string(), |value| figure(*value))
         };
         let mut text = format!(
             "From {} to {} UTC. {}: {} at the end.",
@@ -270,8 +258,8 @@ impl MetricChart<'_> {
             let _ = write!(
                 text,
                 " The finding: {} against {} expected, {}.",
-                number(finding.observed),
-                number(finding.expected),
+                figure(finding.observed),
+                figure(finding.expected),
                 change_words(finding.effect)
             );
         }
@@ -321,7 +309,7 @@ impl MetricChart<'_> {
                 WIDTH - RIGHT,
                 LEFT - 6.0,
                 y + 4.0,
-                number(value)
+                figure(value)
             );
         }
         for time in scale.time_ticks() {
@@ -423,7 +411,7 @@ impl MetricChart<'_> {
                 "<li>{}Expected without the change: {}, the value the finding compares with \
                  (fine dots)</li>",
                 swatch("expected", EXPECTED_DASH),
-                number(finding.expected)
+                figure(finding.expected)
             );
         }
         let _ = write!(

@@ -1,10 +1,11 @@
-//! Small pieces of HTML shared by the pages: escaping, URL components, times, numbers and the
+//! Small pieces of HTML shared by the pages: escaping, URL components, times and the
 //! badges that tell a state, a verdict or an app's onboarding by text and shape, never by
 //! colour alone.
 
 use std::fmt::{self, Write};
 
 use vigil_core::release::ReleaseState;
+use vigil_core::text::utc;
 use vigil_core::Verdict;
 use vigil_onboarding::ConnectionState;
 
@@ -61,58 +62,11 @@ pub fn url(text: &str) -> UrlComponent<'_> {
     UrlComponent(text)
 }
 
-/// Year, month and day of a count of days since 1970-01-01 (proleptic Gregorian calendar).
-fn civil_date(days_since_epoch: i64) -> (i64, u32, u32) {
-    // Count from 0000-03-01 so that the leap day ends each 4-, 100- and 400-year cycle.
-    let days = days_since_epoch + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// `2024-03-01 10:15:00 UTC`.
-pub fn utc(unix: i64) -> String {
-    let (year, month, day) = civil_date(unix.div_euclid(86_400));
-    let seconds_of_day = unix.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        seconds_of_day / 3600,
-        (seconds_of_day % 3600) / 60,
-        seconds_of_day % 60
-    )
-}
-
-/// `10:15` (UTC), for chart axes and short labels.
-pub fn clock_time(unix: i64) -> String {
-    let seconds_of_day = unix.rem_euclid(86_400);
-    format!(
-        "{:02}:{:02}",
-        seconds_of_day / 3600,
-        (seconds_of_day % 3600) / 60
-    )
-}
-
 /// A `<time>` element with the full UTC time as text and its machine-readable form.
 pub fn time_element(out: &mut String, unix: i64) {
     let text = utc(unix);
     let machine = format!("{}Z", text.trim_end_matches(" UTC").replace(' ', "T"));
     let _ = write!(out, "<time datetime=\"{machine}\">{text}</time>");
-}
-
-/// A value with about three significant digits, written as a finding's sentence writes it.
-pub fn number(value: f64) -> String {
-    vigil_core::verdict::figure(value)
 }
 
 /// Shapes of the small icons beside a state or verdict.
@@ -287,28 +241,12 @@ mod tests {
 
     #[test]
     fn times_are_utc_calendar_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
-        assert_eq!(utc(-1), "1969-12-31 23:59:59 UTC");
-        assert_eq!(utc(4_107_542_399), "2100-02-28 23:59:59 UTC");
-        assert_eq!(clock_time(1_700_000_000), "22:13");
         let mut out = String::new();
         time_element(&mut out, 1_700_000_000);
         assert_eq!(
             out,
             "<time datetime=\"2023-11-14T22:13:20Z\">2023-11-14 22:13:20 UTC</time>"
         );
-    }
-
-    #[test]
-    fn numbers_keep_about_three_digits() {
-        assert_eq!(number(302.4), "302");
-        assert_eq!(number(12.345), "12.3");
-        assert_eq!(number(1.2345), "1.23");
-        assert_eq!(number(0.012345), "0.012");
-        assert_eq!(number(0.0), "0");
-        assert_eq!(number(f64::NAN), "n/a");
     }
 
     #[test]

@@ -1,234 +1,27 @@
-//! One release's page: a summary (state, verdict and why), the batches, the findings most
-//! severe first with a chart for each metric, the log templates that appeared or surged, the
-//! actions (operators only), the feedback and the transitions.
+//! The HTML of a release's page: a summary (state, verdict and why), the batches, the findings
+//! with their charts, the log templates, the actions, the feedback and the transitions.
 
 use std::fmt::Write;
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
-use serde::Deserialize;
-use vigil_core::release::{Action, FeedbackKind, ReleaseState, Role, VerdictRecord};
-use vigil_core::verdict::change_words;
-use vigil_core::{Bundle, Finding, HostGroup, Signal, Verdict};
+use axum::http::StatusCode;
+use axum::response::Response;
+use vigil_core::release::{Action, ReleaseState, VerdictRecord};
+use vigil_core::text::figure;
+use vigil_core::{Bundle, Finding, Signal, Verdict};
 
-use super::chart::MetricChart;
-use super::html::{
-    esc, is_running, number, state_badge, time_element, url, verdict_badge, verdict_words,
-};
-use super::session::{checked_form, signed_in, Session, SessionForm};
-use super::{html_page, PageError, Section};
+use super::rules::{action_label, effect_row, feedback_words, log_counts, ordered_findings};
+use super::{MAX_REASON_BYTES, PAGE_ACTIONS};
 use crate::error::ApiError;
-use crate::releases::{
-    deciding_verdict, perform, record_feedback, release_record, verdict_answer, window,
-    ReleaseRecord, MAX_NOTE_BYTES,
+use crate::pages::chart::MetricChart;
+use crate::pages::html::{
+    esc, is_running, state_badge, time_element, url, verdict_badge, verdict_words,
 };
-use crate::state::AppState;
-
-/// The actions a person may take from the page, in the order their buttons appear.
-const PAGE_ACTIONS: [Action; 4] = [
-    Action::Pause,
-    Action::Resume,
-    Action::Rollback,
-    Action::Cancel,
-];
-
-/// Longest reason an action form may carry, in bytes.
-const MAX_REASON_BYTES: usize = 1000;
+use crate::pages::session::Session;
+use crate::pages::{html_page, Section};
+use crate::releases::{deciding_verdict, verdict_answer, ReleaseRecord, MAX_NOTE_BYTES};
 
 /// Hosts named in full; longer lists are folded behind a disclosure.
 const HOSTS_SHOWN: usize = 12;
-
-#[derive(Debug, Default, Deserialize)]
-pub struct NoticeQuery {
-    /// What was just done (`pause`, `resume`, `rollback`, `cancel`, `feedback`).
-    #[serde(default)]
-    done: Option<String>,
-}
-
-pub async fn page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-    Query(notice): Query<NoticeQuery>,
-) -> Result<Response, PageError> {
-    let session = signed_in(&state, &headers, &uri).await?;
-    let record = release_record(&state, id).await?;
-    // Assembling the window and drawing a chart for each finding's metric takes a core for
-    // tens of milliseconds on a large release: one of the cores heavy work may take, on a
-    // blocking thread, never an async worker (health checks and other requests wait on those).
-    let _core = state.budget.heavy_work().await?;
-    // The data window is assembled only when findings need it (for charts and log counts).
-    let has_findings =
-        deciding_verdict(&record.verdicts).is_some_and(|verdict| !verdict.findings.is_empty());
-    let bundle = if has_findings {
-        window(&state, &record.release).await
-    } else {
-        Err(ApiError::conflict("no finding needs the release's data"))
-    };
-    let notice = notice.done.as_deref().and_then(notice_text);
-    let page = tokio::task::spawn_blocking(move || {
-        let view = Detail {
-            record: &record,
-            bundle: bundle.as_ref(),
-            session: &session,
-            notice,
-        };
-        view.page()
-    })
-    .await
-    .map_err(|error| ApiError::internal(format!("page task failed: {error}")))?;
-    Ok(page)
-}
-
-fn notice_text(done: &str) -> Option<&'static str> {
-    match done {
-        "pause" => Some("Paused: no further batch may start."),
-        "resume" => Some("Resumed: the guard judges the release again."),
-        "rollback" => Some("Rollback requested: the release is rolling back."),
-        "cancel" => Some("Cancelled."),
-        "feedback" => Some("Thank you: your feedback is stored."),
-        _ => None,
-    }
-}
-
-/// The fields of the forms of a release's page; each form sends some of them.
-#[derive(Debug, Deserialize)]
-pub struct ReleaseForm {
-    /// The session value (every form).
-    #[serde(default)]
-    form_key: String,
-    /// `pause`, `resume`, `rollback` or `cancel` (the action buttons).
-    #[serde(default)]
-    action: String,
-    #[serde(default)]
-    reason: String,
-    /// `confirm_fault`, `false_alarm` or `missed_fault` (the feedback form).
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    note: String,
-}
-
-impl SessionForm for ReleaseForm {
-    fn form_key(&self) -> &str {
-        &self.form_key
-    }
-}
-
-/// The session and the fields of an operator's form post on a release's page (see
-/// [`checked_form`]).
-async fn operator_form(
-    state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    id: &str,
-    form: Result<Form<ReleaseForm>, FormRejection>,
-) -> Result<(Session, ReleaseForm), PageError> {
-    let back_to = format!("/releases/{}", url(id));
-    checked_form(state, headers, uri, back_to, Role::Operator, form).await
-}
-
-/// An action button: pause, resume, roll back or cancel (operators only).
-pub async fn act(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-    form: Result<Form<ReleaseForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    let (session, request) = operator_form(&state, &headers, &uri, &id, form).await?;
-    let action = PAGE_ACTIONS
-        .into_iter()
-        .find(|action| action.as_str() == request.action)
-        .ok_or_else(|| ApiError::bad_request(format!("unknown action {:?}", request.action)))?;
-    if request.reason.len() > MAX_REASON_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "the reason is longer than {MAX_REASON_BYTES} bytes"
-        ))
-        .into());
-    }
-    let reason = Some(request.reason.trim().to_string());
-    let release = perform(&state, &session.token, id, action, reason).await?;
-    let location = format!(
-        "/releases/{}?done={}#summary",
-        url(&release.id),
-        action.as_str()
-    );
-    Ok(Redirect::to(&location).into_response())
-}
-
-/// The feedback form: confirm fault, false alarm or missed fault, with a note.
-pub async fn feedback(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-    form: Result<Form<ReleaseForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    let (session, request) = operator_form(&state, &headers, &uri, &id, form).await?;
-    let kind = match request.kind.as_str() {
-        "confirm_fault" => FeedbackKind::ConfirmFault,
-        "false_alarm" => FeedbackKind::FalseAlarm,
-        "missed_fault" => FeedbackKind::MissedFault,
-        "" => {
-            return Err(ApiError::bad_request(
-                "choose what the feedback says: confirm fault, false alarm or missed fault",
-            )
-            .into())
-        }
-        other => {
-            return Err(ApiError::bad_request(format!("unknown feedback kind {other:?}")).into())
-        }
-    };
-    let stored = record_feedback(
-        &state,
-        &session.token,
-        id,
-        kind,
-        request.note.trim().to_string(),
-    )
-    .await?;
-    let location = format!(
-        "/releases/{}?done=feedback#feedback",
-        url(&stored.release_id)
-    );
-    Ok(Redirect::to(&location).into_response())
-}
-
-fn feedback_words(kind: FeedbackKind) -> &'static str {
-    match kind {
-        FeedbackKind::ConfirmFault => "confirmed fault",
-        FeedbackKind::FalseAlarm => "false alarm",
-        FeedbackKind::MissedFault => "missed fault",
-    }
-}
-
-fn action_label(action: Action) -> &'static str {
-    match action {
-        Action::Pause => "Pause",
-        Action::Resume => "Resume",
-        Action::Rollback => "Roll back",
-        Action::Cancel => "Cancel the release",
-        _ => action.as_str(),
-    }
-}
-
-/// Findings, most severe first, then by the size of the change against the signal's noise.
-fn ordered_findings(record: Option<&VerdictRecord>) -> Vec<&Finding> {
-    let mut findings: Vec<&Finding> = record
-        .map(|record| record.findings.iter().collect())
-        .unwrap_or_default();
-    findings.sort_by(|left, right| {
-        left.severity
-            .cmp(&right.severity)
-            .then(right.score.total_cmp(&left.score))
-    });
-    findings
-}
 
 /// Writes a list of host names, folding long ones.
 fn write_hosts(out: &mut String, hosts: &[String]) {
@@ -252,66 +45,17 @@ fn write_hosts(out: &mut String, hosts: &[String]) {
     );
 }
 
-/// Lines of a log template on release and reference hosts, before and after the first batch.
-#[derive(Debug, Default, PartialEq)]
-struct LogCounts {
-    release_before: f64,
-    release_since: f64,
-    reference_before: f64,
-    reference_since: f64,
-}
-
-fn log_counts(bundle: &Bundle, template: &str) -> LogCounts {
-    let mut counts = LogCounts::default();
-    let Some(by_host) = bundle.logs.counts.get(template) else {
-        return counts;
-    };
-    let first_deploy = bundle.batches.first().map_or(i64::MAX, |batch| batch.at);
-    for host in &bundle.hosts {
-        let Some(values) = by_host.get(&host.name) else {
-            continue;
-        };
-        for (step, value) in values.iter().enumerate() {
-            let lines = value.unwrap_or(0.0);
-            let since = bundle.time_of(step) >= first_deploy;
-            let slot = match (host.group, since) {
-                (HostGroup::Release, false) => &mut counts.release_before,
-                (HostGroup::Release, true) => &mut counts.release_since,
-                (HostGroup::Reference, false) => &mut counts.reference_before,
-                (HostGroup::Reference, true) => &mut counts.reference_since,
-            };
-            *slot += lines;
-        }
-    }
-    counts
-}
-
-/// A finding's Effect row: for a metric, the same words and numbers as its sentence and its
-/// chart (one effect, taken between the observed and the expected value shown).
-fn effect_row(finding: &Finding) -> String {
-    if matches!(finding.signal, Signal::Silence) {
-        return "no samples".to_owned();
-    }
-    format!(
-        "{} ({} against {} expected, {})",
-        change_words(finding.effect),
-        number(finding.observed),
-        number(finding.expected),
-        finding.direction
-    )
-}
-
 /// Everything one release's page shows.
-struct Detail<'a> {
-    record: &'a ReleaseRecord,
-    bundle: Result<&'a Bundle, &'a ApiError>,
-    session: &'a Session,
-    notice: Option<&'static str>,
+pub(super) struct Detail<'a> {
+    pub(super) record: &'a ReleaseRecord,
+    pub(super) bundle: Result<&'a Bundle, &'a ApiError>,
+    pub(super) session: &'a Session,
+    pub(super) notice: Option<&'static str>,
 }
 
 impl Detail<'_> {
     /// The whole page.
-    fn page(&self) -> Response {
+    pub(super) fn page(&self) -> Response {
         let mut body = String::with_capacity(64 * 1024);
         self.write(&mut body);
         let release = &self.record.release;
@@ -556,7 +300,7 @@ impl Detail<'_> {
             out,
             "</dd></div><div><dt>Evidence</dt><dd>{} (score {})</dd></div></dl>",
             esc(&finding.evidence),
-            number(finding.score)
+            figure(finding.score)
         );
         if let Signal::Metric { name } = &finding.signal {
             self.write_chart(out, name, finding, number_on_page);
@@ -663,10 +407,10 @@ impl Detail<'_> {
                  <td>{}</td><td>{}</td></tr>",
                 esc(text),
                 esc(level),
-                number(counts.release_before),
-                number(counts.release_since),
-                number(counts.reference_before),
-                number(counts.reference_since)
+                figure(counts.release_before),
+                figure(counts.release_since),
+                figure(counts.reference_before),
+                figure(counts.reference_since)
             );
         }
         out.push_str("</tbody></table></section>");
@@ -770,120 +514,5 @@ impl Detail<'_> {
             );
         }
         out.push_str("</section>");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    #[test]
-    fn log_counts_split_hosts_and_time_at_the_first_batch() {
-        let mut by_host = BTreeMap::new();
-        by_host.insert(
-            "r1".to_string(),
-            vec![Some(1.0), None, Some(4.0), Some(5.0)],
-        );
-        by_host.insert(
-            "k1".to_string(),
-            vec![Some(2.0), Some(2.0), Some(1.0), None],
-        );
-        let mut bundle = crate::pages::test_bundle(30, 0, 4, 60);
-        bundle.logs.counts.insert("t1".to_string(), by_host);
-        assert_eq!(
-            log_counts(&bundle, "t1"),
-            LogCounts {
-                release_before: 1.0,
-                release_since: 9.0,
-                reference_before: 4.0,
-                reference_since: 1.0,
-            }
-        );
-        assert_eq!(log_counts(&bundle, "absent"), LogCounts::default());
-    }
-
-    /// The issue's case: reference hosts at 99 and 101, a release host at 102 that goes to
-    /// about 302 after its deploy. The sentence, the Effect row and the chart must state one
-    /// effect and one expected value (they said "302 vs 102", "+77 %" beside "+69 %" and a
-    /// chart with no expected value at all).
-    #[test]
-    fn sentence_effect_row_and_chart_state_the_same_numbers() {
-        let points = 90;
-        let deployed = 60;
-        let wobble = |step: usize| [0.0, 0.6, -0.4, 0.9, -0.7, 0.2][step % 6];
-        let series = |level: f64, after: f64| -> Vec<Option<f64>> {
-            (0..points)
-                .map(|step| {
-                    let base = if step >= deployed { after } else { level };
-                    Some(base + wobble(step) * base / 100.0)
-                })
-                .collect()
-        };
-        let start = 1_700_000_000;
-        let mut bundle = crate::pages::test_bundle(60, start, points, start + 60 * deployed as i64);
-        let by_host: BTreeMap<String, Vec<Option<f64>>> = [
-            ("r1".to_string(), series(102.0, 302.0)),
-            ("k1".to_string(), series(99.0, 99.0)),
-            ("k2".to_string(), series(101.0, 101.0)),
-        ]
-        .into_iter()
-        .collect();
-        bundle.series.insert("latency".to_string(), by_host);
-        bundle.metrics.push(vigil_core::MetricMeta {
-            name: "latency".to_string(),
-            kind: vigil_core::MetricKind::Middleware,
-            unit: "ms".to_string(),
-            direction: vigil_core::Direction::Increase,
-            critical: true,
-            judged: true,
-        });
-        let judgement =
-            vigil_analysis::Evaluator::new(&bundle, &vigil_analysis::Settings::default())
-                .judge_at(points - 1);
-        let finding = judgement.findings.first().expect("a finding");
-        assert_eq!(finding.severity, Verdict::Fault, "{judgement:?}");
-        let stated = format!(
-            "{} against {} expected",
-            number(finding.observed),
-            number(finding.expected)
-        );
-        let effect = change_words(finding.effect);
-        let ratio = finding.observed / finding.expected - 1.0;
-        assert!((finding.effect - ratio).abs() < 1e-6, "{finding:?}");
-        let mut chart = String::new();
-        MetricChart {
-            bundle: &bundle,
-            metric: "latency",
-            unit: "ms",
-            finding_hosts: &finding.hosts,
-            pauses: &[],
-            id: "chart-0",
-            finding: Some(finding),
-        }
-        .write(&mut chart);
-        for (place, text) in [
-            ("sentence", finding.explanation.as_str()),
-            ("effect row", effect_row(finding).as_str()),
-            ("chart", chart.as_str()),
-        ] {
-            assert!(text.contains(&stated), "{place}: {text} lacks {stated}");
-            assert!(text.contains(&effect), "{place}: {text} lacks {effect}");
-        }
-        assert!(
-            finding.evidence.contains(&effect),
-            "the evidence line: {}",
-            finding.evidence
-        );
-    }
-
-    #[test]
-    fn every_notice_and_action_has_words() {
-        for action in PAGE_ACTIONS {
-            assert!(notice_text(action.as_str()).is_some());
-            assert_ne!(action_label(action), action.as_str());
-        }
-        assert!(notice_text("feedback").is_some());
-        assert!(notice_text("<script>").is_none());
     }
 }
