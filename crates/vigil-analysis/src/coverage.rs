@@ -90,7 +90,7 @@ impl Coverage {
         let since = |last: Option<usize>| match last {
             Some(step) => format!(
                 "since {}",
-                crate::judge::format_time(prepared.time_of(step))
+                vigil_core::text::clock_time_utc(prepared.time_of(step))
             ),
             None => "in the whole window".to_owned(),
         };

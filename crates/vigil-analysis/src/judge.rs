@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use vigil_core::text::clock_time_utc;
 use vigil_core::{Bundle, Finding, Judgement, MetricMeta, Signal, Verdict};
 
 use crate::coverage::{coverage_at, Coverage, SilentHost};
@@ -357,7 +358,7 @@ impl Evaluator {
         let explanation = format!(
             "{} sent nothing since {} while the {peer_kind} kept reporting: it may have crashed",
             names.join(", "),
-            format_time(prepared.time_of(since)),
+            clock_time_utc(prepared.time_of(since)),
         );
         let evidence = format!(
             "no sample for {silent_minutes:.0} min (a fault from {:.0} min) while {peers_reporting} of {peers} {peer_kind} reported",
@@ -682,7 +683,7 @@ impl Evaluator {
             vigil_core::text::figure(observed),
             vigil_core::text::figure(expected),
             compared,
-            format_time(prepared.time_of(since)),
+            clock_time_utc(prepared.time_of(since)),
             pattern,
         );
         let not_judged = if may_pause(metric, &self.settings) {
@@ -744,7 +745,7 @@ impl Evaluator {
             what,
             names.len(),
             evidence.hosts_judged,
-            format_time(prepared.time_of(evidence.since)),
+            clock_time_utc(prepared.time_of(evidence.since)),
             evidence.observed,
             evidence.rate_per_minute,
         );
@@ -952,9 +953,4 @@ fn describe_ratio(ratio: f64) -> String {
     } else {
         format!("{ratio:.1}x")
     }
-}
-
-/// `HH:MM UTC`: enough for a one-line explanation.
-pub(crate) fn format_time(unix: i64) -> String {
-    format!("{} UTC", vigil_core::text::clock_time(unix))
 }

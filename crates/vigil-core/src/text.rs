@@ -80,6 +80,11 @@ pub fn clock_time(unix: i64) -> String {
     )
 }
 
+/// `10:15 UTC`: a time in a finding's sentence or a coverage gap's reason.
+pub fn clock_time_utc(unix: i64) -> String {
+    format!("{} UTC", clock_time(unix))
+}
+
 /// Lowercase hex of `bytes`: stored token hashes, token secrets and webhook signatures.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -5,7 +5,7 @@
 //! a JSON request with a `key` already seen is acknowledged as a duplicate and not applied
 //! again (log lines need a key to be safe to resend, since counts add up).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,53 +15,10 @@ use vigil_core::release::Role;
 use vigil_core::validate;
 use vigil_guard::intake::{Accepted, Intake};
 use vigil_ingest::json::{JsonError, JsonOptions};
-use vigil_ingest::remote_write::{
-    decompressed_length, RemoteWriteDecoder, RemoteWriteError, RemoteWriteOptions, Skipped,
-};
+use vigil_ingest::remote_write::{decompressed_length, RemoteWriteError, Skipped};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// How ingested data is read.
-#[derive(Debug, Clone, Default)]
-pub struct IngestOptions {
-    pub remote_write: RemoteWriteOptions,
-    pub json: JsonOptions,
-}
-
-/// Decoders kept between requests (they remember series they have seen).
-#[derive(Debug)]
-pub struct IngestState {
-    options: IngestOptions,
-    decoders: Mutex<Vec<RemoteWriteDecoder>>,
-}
-
-impl IngestState {
-    pub fn new(options: IngestOptions) -> IngestState {
-        IngestState {
-            options,
-            decoders: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn take_decoder(&self) -> RemoteWriteDecoder {
-        self.decoders
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop()
-            .unwrap_or_else(|| RemoteWriteDecoder::new(self.options.remote_write.clone()))
-    }
-
-    fn give_back(&self, decoder: RemoteWriteDecoder) {
-        let mut decoders = self
-            .decoders
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if decoders.len() < 16 {
-            decoders.push(decoder);
-        }
-    }
-}
 
 /// The answer to an ingestion request.
 #[derive(Debug, Serialize)]
@@ -265,7 +222,7 @@ pub async fn put_app(
     validate::name(&app).map_err(|problem| problem.at("app"))?;
     // `[]` must not be read as settings with every field left out: that would wipe the app's
     // pull source.
-    let config: vigil_guard::apps::AppConfig = crate::releases::parse_request(body).await?;
+    let config: vigil_guard::apps::AppConfig = crate::request::parse_request(body).await?;
     let intake = Arc::clone(&state.intake);
     let value = state
         .blocking(move |store| store_app_settings(store, &intake, &app, &config))

@@ -7,11 +7,13 @@
 
 pub mod auth;
 pub mod budget;
+mod decoders;
 pub mod error;
 mod ingest;
 mod onboarding;
 mod pages;
 mod releases;
+mod request;
 pub mod state;
 mod tokens;
 
@@ -26,7 +28,7 @@ pub use state::{AppState, Limits};
 /// The OpenAPI document of the API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-pub use ingest::IngestOptions;
+pub use decoders::IngestOptions;
 
 /// The API's routes.
 pub fn router(state: AppState) -> Router {

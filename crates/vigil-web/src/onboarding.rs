@@ -513,7 +513,7 @@ pub async fn apply(
     let request: ApplyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ApplyRequest::default()
     } else {
-        crate::releases::parse_request(body).await?
+        crate::request::parse_request(body).await?
     };
     Ok(Json(apply_onboarding(&state, &token, app, request).await?))
 }

@@ -13,8 +13,8 @@ use vigil_store::Store;
 
 use crate::auth::{self, hash_token};
 use crate::budget;
+use crate::decoders::{IngestOptions, IngestState};
 use crate::error::ApiError;
-use crate::ingest::{self, IngestOptions};
 
 /// Limits on what a request may carry and on the heavy work done at once.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
     pub tokens: Arc<auth::TokenCache>,
-    pub ingest: Arc<ingest::IngestState>,
+    pub ingest: Arc<IngestState>,
     pub budget: Arc<budget::Budget>,
     /// The app pull queries failing now (the server's puller records them).
     pub pull_failures: Arc<vigil_guard::pull::PullFailures>,
@@ -86,7 +86,7 @@ impl AppState {
             clock,
             limits,
             tokens: Arc::new(auth::TokenCache::default()),
-            ingest: Arc::new(ingest::IngestState::new(ingest_options)),
+            ingest: Arc::new(IngestState::new(ingest_options)),
             budget: Arc::new(budget),
             pull_failures: Arc::default(),
         }

@@ -5,7 +5,7 @@
 //! Prints the wall time from the answer to the step's last request to the release being
 //! paused, median over several releases.
 //!
-//! `cargo bench -p vigil-web --bench pause_latency -- [--releases N]`
+//! `cargo bench -p vigil-server --bench pause_latency -- [--releases N]`
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::unwrap_used)]
 
 mod support;

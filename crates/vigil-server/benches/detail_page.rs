@@ -8,7 +8,7 @@
 //! Prints the median, fastest and slowest of the timed fetches (after warm-up ones) and the
 //! page's size; the goal is a median under 300 ms.
 //!
-//! `cargo bench -p vigil-web --bench detail_page -- [--runs N]`
+//! `cargo bench -p vigil-server --bench detail_page -- [--runs N]`
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::unwrap_used)]
 
 mod support;

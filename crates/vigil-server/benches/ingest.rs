@@ -1,7 +1,7 @@
 //! Ingestion speed end to end: a real server in this process (SQLite store in a temporary
 //! directory), fed pre-encoded requests over keep-alive loopback connections by client threads.
 //!
-//! `cargo bench -p vigil-web --bench ingest` prints, for JSON samples
+//! `cargo bench -p vigil-server --bench ingest` prints, for JSON samples
 //! (`POST /api/v1/ingest/samples`) and Prometheus remote write (`POST /api/v1/ingest/prometheus`)
 //! with 1 000 and 10 000 series per request (one sample per series, agent-like), the median of
 //! several runs of:
@@ -14,7 +14,7 @@
 //! series once) is sent before the clock starts, so the timed requests repeat known series.
 //! The server's runtime has one worker thread; `taskset` pins the whole process when wanted.
 //!
-//! `cargo bench -p vigil-web --bench ingest -- --repeated` sends instead the same remote-write
+//! `cargo bench -p vigil-server --bench ingest -- --repeated` sends instead the same remote-write
 //! load ten times in a row to one server, as a sender that resends would: 1 000 series, ten
 //! minutes of one sample per series per second a run, one or ten samples per series per
 //! request. `resent` repeats the very same requests; `overlapping` starts each run's

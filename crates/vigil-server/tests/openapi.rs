@@ -124,7 +124,7 @@ fn shortened(answer: &Value) -> String {
 
 /// Every route path the router declares (`"/api/..."` and `"/healthz"` in its source).
 fn router_paths() -> BTreeSet<String> {
-    let source = include_str!("../src/lib.rs");
+    let source = include_str!("../../vigil-web/src/lib.rs");
     let router = &source[source.find("pub fn router").unwrap()..];
     let router = &router[..router.find("\n}\n").unwrap()];
     router
