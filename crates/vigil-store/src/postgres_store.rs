@@ -134,7 +134,7 @@ impl Pool {
             if let Some(session) = state.idle.pop() {
                 if session.client.is_closed() {
                     state.open -= 1;
-                    tracing::warn!(target = %self.target, "postgres connection lost, closing it");
+                    tracing::warn!(database = %self.target, "postgres connection lost, closing it");
                     continue;
                 }
                 return Ok(PooledSession {
@@ -240,7 +240,7 @@ impl PostgresStore {
         let mut first = pool.connect()?;
         let version = migrate(&mut first.client)?;
         tracing::info!(
-            target = %pool.target,
+            database = %pool.target,
             schema_version = version,
             max_connections = MAX_CONNECTIONS,
             "postgres store open"
@@ -393,7 +393,7 @@ impl Store for PostgresStore {
             release,
         )?;
         transaction.commit()?;
-        tracing::debug!(release_id = %release.id, state = %release.state, "release created");
+        tracing::debug!(release = %release.id, release_state = %release.state, "release created");
         Ok(())
     }
 
@@ -412,7 +412,7 @@ impl Store for PostgresStore {
             imported,
         )?;
         transaction.commit()?;
-        tracing::debug!(release_id = %release.id, state = %release.state, "release imported");
+        tracing::debug!(release = %release.id, release_state = %release.state, "release imported");
         Ok((release, appended))
     }
 
@@ -460,7 +460,7 @@ impl Store for PostgresStore {
         )?;
         transaction.commit()?;
         tracing::debug!(
-            release_id = %change.release_id,
+            release = %change.release_id,
             from = %transition.from,
             to = %change.to,
             seq = transition.seq,
@@ -571,7 +571,7 @@ impl Store for PostgresStore {
             return Err(StoreError::UnknownNotification { id });
         }
         if retry_at.is_none() {
-            tracing::warn!(notification_id = id, error, "notification given up");
+            tracing::warn!(notification = id, error, "notification given up");
         }
         Ok(())
     }
@@ -634,7 +634,7 @@ impl Store for PostgresStore {
         let end_sessions = prepared(statements, &mut transaction, sql::DELETE_TOKEN_SESSIONS)?;
         let ended = transaction.execute(&end_sessions, &[&id])?;
         transaction.commit()?;
-        tracing::info!(token_id = id, sessions_ended = ended, "token revoked");
+        tracing::info!(token = id, sessions_ended = ended, "token revoked");
         Ok(token)
     }
 

@@ -134,7 +134,7 @@ impl SqliteStore {
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         let mut connection = connection;
         let version = migrate(&mut connection)?;
-        tracing::info!(location = ?location, schema_version = version, "sqlite store open");
+        tracing::info!(database = ?location, schema_version = version, "sqlite store open");
         Ok(SqliteStore {
             location,
             connection: Mutex::new(connection),
@@ -263,7 +263,7 @@ impl Store for SqliteStore {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         changes::insert_release(&mut SqliteExecutor(&transaction), release)?;
         transaction.commit()?;
-        tracing::debug!(release_id = %release.id, state = %release.state, "release created");
+        tracing::debug!(release = %release.id, release_state = %release.state, "release created");
         Ok(())
     }
 
@@ -276,7 +276,7 @@ impl Store for SqliteStore {
         let (release, appended) =
             changes::import_release(&mut SqliteExecutor(&transaction), imported)?;
         transaction.commit()?;
-        tracing::debug!(release_id = %release.id, state = %release.state, "release imported");
+        tracing::debug!(release = %release.id, release_state = %release.state, "release imported");
         Ok((release, appended))
     }
 
@@ -319,7 +319,7 @@ impl Store for SqliteStore {
             changes::apply_change(&mut SqliteExecutor(&transaction), change)?;
         transaction.commit()?;
         tracing::debug!(
-            release_id = %change.release_id,
+            release = %change.release_id,
             from = %transition.from,
             to = %change.to,
             seq = transition.seq,
@@ -426,7 +426,7 @@ impl Store for SqliteStore {
             return Err(StoreError::UnknownNotification { id });
         }
         if retry_at.is_none() {
-            tracing::warn!(notification_id = id, error, "notification given up");
+            tracing::warn!(notification = id, error, "notification given up");
         }
         Ok(())
     }
@@ -479,7 +479,7 @@ impl Store for SqliteStore {
             .prepare_cached(sql::DELETE_TOKEN_SESSIONS)?
             .execute([id])?;
         transaction.commit()?;
-        tracing::info!(token_id = id, sessions_ended = ended, "token revoked");
+        tracing::info!(token = id, sessions_ended = ended, "token revoked");
         Ok(token)
     }
 

@@ -8,7 +8,7 @@
 //! one, which viewers may have queried, only adds a `discovery_error` beside the report from
 //! data, and to non-admins any failure of it reads "could not reach the app's Prometheus".
 //!
-//! The Apps pages (`pages/apps.rs`) call the same functions: [`reports_from_data`],
+//! The Apps pages (`pages/apps/`) call the same functions: [`reports_from_data`],
 //! [`app_report`] and [`apply_onboarding`], which checks the admin role itself.
 
 use std::collections::BTreeMap;

@@ -57,8 +57,8 @@ pub async fn revoke(
         .await?;
     state.tokens.forget(&revoked.hash);
     tracing::info!(
-        token_id = revoked.id,
-        token = %revoked.name,
+        token = revoked.id,
+        token_name = %revoked.name,
         by = %admin.name,
         "token revoked through the api"
     );

@@ -328,7 +328,7 @@ pub async fn sign_in(
         Err(error) => return Err(error.into()),
     };
     let session_id = open_session(&state, &token).await?;
-    tracing::info!(token = %token.name, role = token.role.as_str(), "signed in to the pages");
+    tracing::info!(token = token.id, token_name = %token.name, role = token.role.as_str(), "signed in to the pages");
     let secure = if state.guard.config().public_url.starts_with("https://") {
         "; Secure"
     } else {
