@@ -85,6 +85,15 @@ fn column_means(values: &[f64], width: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The chart as a piece of a page template. The SVG is written by hand (its paths and numbers
+/// are computed here), and every text from data in it goes through `esc`, so the template
+/// takes it as it is.
+impl maud::Render for MetricChart<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        self.write(buffer);
+    }
+}
+
 impl MetricChart<'_> {
     fn columns(&self) -> Option<Columns> {
         let bundle = self.bundle;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use vigil_core::release::{ApiToken, Role};
 use vigil_store::PageSession;
 
-use super::html::{esc, url};
+use super::html::{esc, url, Text};
 use super::{html_page, PageError};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -53,11 +53,8 @@ impl Session {
     }
 
     /// The hidden field every form of this session carries.
-    pub fn form_field(&self) -> String {
-        format!(
-            "<input type=\"hidden\" name=\"form_key\" value=\"{}\">",
-            esc(&self.form_key)
-        )
+    pub fn form_field(&self) -> maud::Markup {
+        maud::html! { input type="hidden" name="form_key" value=(Text(&self.form_key)); }
     }
 }
 
@@ -274,7 +271,14 @@ fn signin_page(status: StatusCode, next: &str, problem: Option<&str>) -> Respons
          <button type=\"submit\">Sign in</button></form>",
         esc(next)
     );
-    html_page(status, "Sign in", None, None, &body)
+    html_page(
+        status,
+        "Sign in",
+        None,
+        None,
+        // Until this page is a template: its hand-built markup escapes each value.
+        maud::PreEscaped(body),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -381,7 +385,8 @@ pub async fn signout_form(State(state): State<AppState>, headers: HeaderMap, uri
         "Sign out",
         signed_in_now.as_ref(),
         None,
-        &body,
+        // Until this page is a template: its hand-built markup escapes each value.
+        maud::PreEscaped(body),
     )
 }
 

@@ -11,6 +11,7 @@ mod metric_groups;
 mod view;
 mod words;
 
+use maud::Render;
 use std::fmt::Write;
 
 use axum::extract::rejection::FormRejection;
@@ -51,7 +52,7 @@ pub async fn list(
         "<h1>Apps</h1><p class=\"subtitle\">Every app Vigil receives data from or holds \
          settings for, and how much of it Vigil sees, from the data it holds as of ",
     );
-    time_element(&mut body, state.clock.now());
+    time_element(state.clock.now()).render_to(&mut body);
     body.push_str(
         ". Open an app for its whole report and to look for its metrics in Prometheus.</p>",
     );
@@ -61,7 +62,8 @@ pub async fn list(
         "Apps",
         Some(&session),
         Some(Section::Apps),
-        &body,
+        // Until this page is a template: its hand-built markup escapes each value.
+        maud::PreEscaped(body),
     ))
 }
 
@@ -178,7 +180,8 @@ pub async fn page(
         &title,
         Some(&session),
         Some(Section::Apps),
-        &body,
+        // Until this page is a template: its hand-built markup escapes each value.
+        maud::PreEscaped(body),
     ))
 }
 

@@ -3,6 +3,7 @@
 
 mod discovery;
 
+use maud::Render;
 use std::fmt::Write;
 
 use vigil_core::model::MetricMeta;
@@ -45,7 +46,7 @@ fn open_section(out: &mut String, id: &str, title: &str) {
 /// A time, or `absent` without one.
 fn optional_time(out: &mut String, moment: Option<i64>, absent: &str) {
     match moment {
-        Some(unix) => time_element(out, unix),
+        Some(unix) => time_element(unix).render_to(out),
         None => out.push_str(absent),
     }
 }
@@ -72,7 +73,7 @@ pub(super) fn apps_table(out: &mut String, reports: &[Onboarding]) {
             url(&report.app),
             esc(&report.app)
         );
-        connection_badge(out, report.state);
+        connection_badge(report.state).render_to(out);
         let _ = write!(out, "</td><td>{}</td>", report.hosts.count);
         for family in FAMILIES {
             out.push_str("<td>");
@@ -89,18 +90,18 @@ pub(super) fn apps_table(out: &mut String, reports: &[Onboarding]) {
 /// A family's badge (covered or not) and, for a family of several signals, which are found.
 fn family_cell(out: &mut String, coverage: &[FamilyCoverage], family: SignalFamily) {
     let Some(entry) = coverage.iter().find(|entry| entry.family == family) else {
-        found_badge(out, false, "not covered");
+        found_badge(false, "not covered").render_to(out);
         return;
     };
     found_badge(
-        out,
         entry.covered,
         if entry.covered {
             "covered"
         } else {
             "not covered"
         },
-    );
+    )
+    .render_to(out);
     if entry.signals.len() < 2 {
         return;
     }
@@ -152,7 +153,7 @@ impl AppPage<'_> {
              configure next, as of ",
             esc(&report.app)
         );
-        time_element(out, report.at);
+        time_element(report.at).render_to(out);
         out.push_str(". <a href=\"/apps\">All apps</a></p>");
         if let Some(notice) = &self.notice {
             let _ = write!(
@@ -187,7 +188,7 @@ impl AppPage<'_> {
             "<section id=\"summary\" class=\"summary panel\" aria-labelledby=\"summary-title\">\
              <h2 id=\"summary-title\">Summary</h2><dl class=\"facts\"><div><dt>State</dt><dd>",
         );
-        connection_badge(out, report.state);
+        connection_badge(report.state).render_to(out);
         let _ = write!(
             out,
             "</dd></div><div><dt>Hosts seen</dt><dd>{}</dd></div><div><dt>Newest data</dt><dd>",
@@ -224,11 +225,8 @@ impl AppPage<'_> {
                     family_words(family.family),
                     esc(signal.signal.describe())
                 );
-                found_badge(
-                    out,
-                    signal.found,
-                    if signal.found { "found" } else { "missing" },
-                );
+                found_badge(signal.found, if signal.found { "found" } else { "missing" })
+                    .render_to(out);
                 out.push_str("</td><td>");
                 let sources: Vec<String> = signal
                     .sources
@@ -281,7 +279,7 @@ impl AppPage<'_> {
         );
         for host in hosts.hosts.iter().take(HOSTS_LISTED) {
             let _ = write!(out, "<tr><th scope=\"row\">{}</th><td>", esc(&host.host));
-            time_element(out, host.last_seen);
+            time_element(host.last_seen).render_to(out);
             let _ = write!(
                 out,
                 "</td><td>{}</td><td>{}</td></tr>",
@@ -405,7 +403,7 @@ impl AppPage<'_> {
              <button type=\"submit\" aria-label=\"Remove the declaration of {}\">Remove\
              </button></form></td>",
             url(&self.report().app),
-            self.session.form_field(),
+            self.session.form_field().into_string(),
             esc(metric),
             esc(metric)
         );
@@ -436,7 +434,7 @@ impl AppPage<'_> {
              (every host must report it)</label></div>\
              </fieldset><button type=\"submit\">Declare this metric</button></form>",
             url(&self.report().app),
-            self.session.form_field(),
+            self.session.form_field().into_string(),
             vigil_core::validate::MAX_NAME_BYTES,
             vigil_core::validate::MAX_NAME_BYTES
         );
@@ -485,7 +483,7 @@ impl AppPage<'_> {
             metric_type_words(metric.metric_type),
             esc(&unit)
         );
-        time_element(out, metric.last_sample);
+        time_element(metric.last_sample).render_to(out);
         out.push_str("</td><td>");
         match &metric.suggested {
             Some(meta) => out.push_str(&esc(&declaration_words(meta)).to_string()),
@@ -592,7 +590,7 @@ impl AppPage<'_> {
             return;
         };
         out.push_str("<span class=\"notice error\" role=\"alert\">failing, last at ");
-        time_element(out, failure.at);
+        time_element(failure.at).render_to(out);
         if self.session.is_admin() {
             let _ = write!(out, ": {}", esc(&failure.error));
         } else {
@@ -609,7 +607,7 @@ impl AppPage<'_> {
              <button type=\"submit\" aria-label=\"Remove the query of {}\">Remove</button>\
              </form></td>",
             url(&self.report().app),
-            self.session.form_field(),
+            self.session.form_field().into_string(),
             esc(metric),
             esc(metric)
         );

@@ -1,6 +1,7 @@
 //! The discovery part of an app's page: what Vigil found in the app's Prometheus, what is
 //! missing, and the admin's forms to apply the proposals or add a query of one's own.
 
+use maud::Render;
 use std::fmt::Write;
 
 use vigil_onboarding::discover::{Discovery, FoundSignal};
@@ -148,7 +149,7 @@ impl AppPage<'_> {
              source, beside the queries it has; nothing stored is replaced.</p>\
              <button type=\"submit\">Apply these queries</button></form>",
             url(&self.report().app),
-            self.session.form_field(),
+            self.session.form_field().into_string(),
             hidden_params(discovery)
         );
     }
@@ -163,7 +164,7 @@ impl AppPage<'_> {
         );
         for missing in &discovery.missing {
             out.push_str("<li>");
-            found_badge(out, false, missing.signal.describe());
+            found_badge(false, missing.signal.describe()).render_to(out);
             let _ = write!(
                 out,
                 " ({}): {}</li>",
@@ -202,14 +203,14 @@ impl AppPage<'_> {
              such as <code>max by (instance) (node_load1{{job=\"node\"}})</code></span></div>\
              </fieldset><button type=\"submit\">Add this query</button></form>",
             url(&report.app),
-            self.session.form_field()
+            self.session.form_field().into_string()
         );
     }
 }
 
 fn write_found_row(out: &mut String, found: &FoundSignal, hosts_under_selector: usize) {
     out.push_str("<tr><th scope=\"row\">");
-    found_badge(out, true, found.signal.describe());
+    found_badge(true, found.signal.describe()).render_to(out);
     let _ = write!(
         out,
         " <span class=\"help\">({})</span></th><td><code>{}</code></td>\
@@ -236,7 +237,7 @@ fn write_found_row(out: &mut String, found: &FoundSignal, hosts_under_selector: 
     match &found.check {
         Some(check) => match &check.error {
             Some(error) => {
-                found_badge(out, false, "the trial failed");
+                found_badge(false, "the trial failed").render_to(out);
                 let _ = write!(out, "<div class=\"help\">{}</div>", esc(error));
             }
             None => {
