@@ -42,6 +42,33 @@ fn metric_table_head() -> Markup {
     }
 }
 
+/// The kinds a declared metric may have: value and words.
+const DECLARED_KINDS: [(&str, &str); 3] = [
+    ("middleware", "middleware"),
+    ("system", "system"),
+    ("business", "business"),
+];
+
+/// The directions in which a declared metric may harm: value and words.
+const DECLARED_DIRECTIONS: [(&str, &str); 3] = [
+    ("increase", "increases"),
+    ("decrease", "decreases"),
+    ("either", "changes either way"),
+];
+
+/// A labelled choice of the declare form, named `name`, of `choices` (value and words).
+fn select_field(name: &str, label: &str, choices: &[(&str, &str)]) -> Markup {
+    let id = format!("declare-{name}");
+    html! {
+        div class="field" {
+            label for=(id) { (label) }
+            select id=(id) name=(name) {
+                @for (value, words) in choices { option value=(value) { (words) } }
+            }
+        }
+    }
+}
+
 /// A table's head row of the given column headings.
 fn table_head(headings: &[&str]) -> Markup {
     html! { thead { tr { @for heading in headings { th scope="col" { (heading) } } } } }
@@ -411,22 +438,8 @@ impl AppPage<'_> {
                         input id="declare-metric" name="metric" type="text" required
                             maxlength=(max_name_bytes) autocomplete="off";
                     }
-                    div class="field" {
-                        label for="declare-kind" { "Kind" }
-                        select id="declare-kind" name="kind" {
-                            option value="middleware" { "middleware" }
-                            option value="system" { "system" }
-                            option value="business" { "business" }
-                        }
-                    }
-                    div class="field" {
-                        label for="declare-direction" { "Harmful when it" }
-                        select id="declare-direction" name="direction" {
-                            option value="increase" { "increases" }
-                            option value="decrease" { "decreases" }
-                            option value="either" { "changes either way" }
-                        }
-                    }
+                    (select_field("kind", "Kind", &DECLARED_KINDS))
+                    (select_field("direction", "Harmful when it", &DECLARED_DIRECTIONS))
                     div class="field" {
                         label for="declare-unit" { "Unit" }
                         input id="declare-unit" name="unit" type="text" maxlength=(max_name_bytes)
