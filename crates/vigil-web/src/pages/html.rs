@@ -14,7 +14,7 @@ use vigil_onboarding::ConnectionState;
 
 /// Writes `text` into `out` made safe for HTML content and quoted attribute values (single
 /// quotes included, which maud's own escaping leaves as they are).
-fn escape_into(text: &str, out: &mut impl Write) -> fmt::Result {
+fn escape_into(text: &str, out: &mut String) {
     let mut written = 0;
     for (position, character) in text.char_indices() {
         let entity = match character {
@@ -25,11 +25,11 @@ fn escape_into(text: &str, out: &mut impl Write) -> fmt::Result {
             '\'' => "&#39;",
             _ => continue,
         };
-        out.write_str(&text[written..position])?;
-        out.write_str(entity)?;
+        out.push_str(&text[written..position]);
+        out.push_str(entity);
         written = position + character.len_utf8();
     }
-    out.write_str(&text[written..])
+    out.push_str(&text[written..]);
 }
 
 /// Data spliced into a page: escaped like maud's own splices, single quotes too.
@@ -38,24 +38,8 @@ pub struct Text<'a>(pub &'a str);
 
 impl Render for Text<'_> {
     fn render_to(&self, buffer: &mut String) {
-        // Writing into a String cannot fail.
-        let _ = escape_into(self.0, buffer);
+        escape_into(self.0, buffer);
     }
-}
-
-/// Text made safe for HTML content and quoted attribute values.
-#[derive(Debug, Clone, Copy)]
-pub struct Escaped<'a>(pub &'a str);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        escape_into(self.0, formatter)
-    }
-}
-
-/// Escapes `text` for HTML.
-pub fn esc(text: &str) -> Escaped<'_> {
-    Escaped(text)
 }
 
 /// Text made safe for one component of a URL (a path segment or a query value): every byte
@@ -254,11 +238,10 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;"
         );
         assert_eq!(
-            esc("<a href=\"x\">Tom & 'Jerry'</a>").to_string(),
-            "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;"
+            Text("plain ünïcode").render().into_string(),
+            "plain ünïcode"
         );
-        assert_eq!(esc("plain ünïcode").to_string(), "plain ünïcode");
-        assert_eq!(esc("").to_string(), "");
+        assert_eq!(Text("").render().into_string(), "");
     }
 
     #[test]
