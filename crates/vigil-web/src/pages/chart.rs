@@ -10,7 +10,9 @@ use vigil_analysis::stats::quantile;
 use vigil_core::text::{change_words, clock_time, figure};
 use vigil_core::{Bundle, Finding, HostGroup};
 
-use super::html::esc;
+use maud::{html, Render};
+
+use super::html::Text;
 
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 260.0;
@@ -85,6 +87,14 @@ fn column_means(values: &[f64], width: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The chart as a piece of a page template. The SVG's drawing is written by hand (paths, ticks
+/// and markers: numbers and this file's constants); the texts from data in it are templates.
+impl maud::Render for MetricChart<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        self.write(buffer);
+    }
+}
+
 impl MetricChart<'_> {
     fn columns(&self) -> Option<Columns> {
         let bundle = self.bundle;
@@ -146,11 +156,12 @@ impl MetricChart<'_> {
     /// is none.
     pub fn write(&self, out: &mut String) {
         let Some(columns) = self.columns() else {
-            let _ = write!(
-                out,
-                "<p class=\"help\">No samples of {} on the release hosts in this window.</p>",
-                esc(self.metric)
-            );
+            html! {
+                p class="help" {
+                    "No samples of " (Text(self.metric)) " on the release hosts in this window."
+                }
+            }
+            .render_to(out);
             return;
         };
         let expected = self.finding.map(|finding| finding.expected);
@@ -166,11 +177,8 @@ impl MetricChart<'_> {
             (low.min(*value), high.max(*value))
         });
         if !low.is_finite() {
-            let _ = write!(
-                out,
-                "<p class=\"help\">No samples of {} in this window.</p>",
-                esc(self.metric)
-            );
+            html! { p class="help" { "No samples of " (Text(self.metric)) " in this window." } }
+                .render_to(out);
             return;
         }
         let scale = Scale::new(self.bundle, low, high);
@@ -178,15 +186,19 @@ impl MetricChart<'_> {
             .reference_median
             .iter()
             .any(|value| value.is_finite());
+        // The drawing below holds numbers and this file's class names only; the texts from
+        // data (the metric's name in the title and description) go through the template.
         let _ = write!(
             out,
             "<figure class=\"chart\"><svg class=\"chart-svg\" role=\"img\" \
-             viewBox=\"0 0 {WIDTH} {HEIGHT}\" aria-labelledby=\"{id}-title {id}-desc\">\
-             <title id=\"{id}-title\">{title}</title><desc id=\"{id}-desc\">{desc}</desc>",
+             viewBox=\"0 0 {WIDTH} {HEIGHT}\" aria-labelledby=\"{id}-title {id}-desc\">",
             id = self.id,
-            title = esc(&self.title()),
-            desc = esc(&self.description(&columns, has_reference)),
         );
+        html! {
+            title id={ (self.id) "-title" } { (Text(&self.title())) }
+            desc id={ (self.id) "-desc" } { (Text(&self.description(&columns, has_reference))) }
+        }
+        .render_to(out);
         self.write_axes(out, &scale);
         if has_reference {
             write_band(out, &scale, &columns);

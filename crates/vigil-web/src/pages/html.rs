@@ -1,42 +1,45 @@
-//! Small pieces of HTML shared by the pages: escaping, URL components, times and the
-//! badges that tell a state, a verdict or an app's onboarding by text and shape, never by
-//! colour alone.
+//! Small pieces of HTML shared by the pages: text, URL components, times and the badges that
+//! tell a state, a verdict or an app's onboarding by text and shape, never by colour alone.
+//!
+//! The pages are `maud` templates, which escape every spliced value by default. Values spliced
+//! as [`Text`] also have their single quotes escaped, as the pages always did.
 
 use std::fmt::{self, Write};
 
+use maud::{html, Markup, PreEscaped, Render};
 use vigil_core::release::ReleaseState;
 use vigil_core::text::utc;
 use vigil_core::Verdict;
 use vigil_onboarding::ConnectionState;
 
-/// Text made safe for HTML content and quoted attribute values.
-#[derive(Debug, Clone, Copy)]
-pub struct Escaped<'a>(pub &'a str);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.0;
-        let mut written = 0;
-        for (position, character) in text.char_indices() {
-            let entity = match character {
-                '&' => "&amp;",
-                '<' => "&lt;",
-                '>' => "&gt;",
-                '"' => "&quot;",
-                '\'' => "&#39;",
-                _ => continue,
-            };
-            formatter.write_str(&text[written..position])?;
-            formatter.write_str(entity)?;
-            written = position + character.len_utf8();
-        }
-        formatter.write_str(&text[written..])
+/// Writes `text` into `out` made safe for HTML content and quoted attribute values (single
+/// quotes included, which maud's own escaping leaves as they are).
+fn escape_into(text: &str, out: &mut String) {
+    let mut written = 0;
+    for (position, character) in text.char_indices() {
+        let entity = match character {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '"' => "&quot;",
+            '\'' => "&#39;",
+            _ => continue,
+        };
+        out.push_str(&text[written..position]);
+        out.push_str(entity);
+        written = position + character.len_utf8();
     }
+    out.push_str(&text[written..]);
 }
 
-/// Escapes `text` for HTML.
-pub fn esc(text: &str) -> Escaped<'_> {
-    Escaped(text)
+/// Data spliced into a page: escaped like maud's own splices, single quotes too.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<'a>(pub &'a str);
+
+impl Render for Text<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        escape_into(self.0, buffer);
+    }
 }
 
 /// Text made safe for one component of a URL (a path segment or a query value): every byte
@@ -63,10 +66,10 @@ pub fn url(text: &str) -> UrlComponent<'_> {
 }
 
 /// A `<time>` element with the full UTC time as text and its machine-readable form.
-pub fn time_element(out: &mut String, unix: i64) {
+pub fn time_element(unix: i64) -> Markup {
     let text = utc(unix);
     let machine = format!("{}Z", text.trim_end_matches(" UTC").replace(' ', "T"));
-    let _ = write!(out, "<time datetime=\"{machine}\">{text}</time>");
+    html! { time datetime=(machine) { (text) } }
 }
 
 /// Shapes of the small icons beside a state or verdict.
@@ -88,7 +91,8 @@ pub enum Shape {
     Question,
 }
 
-/// The shapes inside an icon's 16 × 16 box.
+/// The shapes inside an icon's 16 × 16 box: constant markup of this file, never data, so it is
+/// spliced as it is.
 fn icon_paths(shape: Shape) -> &'static str {
     match shape {
         Shape::Stop => {
@@ -113,16 +117,18 @@ fn icon_paths(shape: Shape) -> &'static str {
     }
 }
 
-/// Writes a badge: an icon of `shape` (hidden from assistive technology: the text beside it
-/// says it), then `text`, in a span whose class sets its colour.
-fn badge(out: &mut String, class: &str, shape: Shape, text: &str) {
-    let _ = write!(
-        out,
-        "<span class=\"badge {class}\"><svg class=\"icon\" viewBox=\"0 0 16 16\" \
-         aria-hidden=\"true\" focusable=\"false\">{}</svg><span>{}</span></span>",
-        icon_paths(shape),
-        esc(text)
-    );
+/// A badge: an icon of `shape` (hidden from assistive technology: the text beside it says
+/// it), then `text`, in a span whose class sets its colour.
+fn badge(class: &str, shape: Shape, text: &str) -> Markup {
+    html! {
+        span class={ "badge " (class) } {
+            svg class="icon" viewBox="0 0 16 16" aria-hidden="true" focusable="false" {
+                // Safe: the shapes are constants of this file (see `icon_paths`).
+                (PreEscaped(icon_paths(shape)))
+            }
+            span { (Text(text)) }
+        }
+    }
 }
 
 /// True while a release may still change by itself (the guard or a pipeline moves it on).
@@ -152,7 +158,7 @@ pub fn state_words(state: ReleaseState) -> &'static str {
 }
 
 /// The badge of a release state.
-pub fn state_badge(out: &mut String, state: ReleaseState) {
+pub fn state_badge(state: ReleaseState) -> Markup {
     let (class, shape) = match state {
         ReleaseState::Pending => ("neutral", Shape::Hollow),
         ReleaseState::Deploying | ReleaseState::Observing | ReleaseState::RollingBack => {
@@ -164,7 +170,7 @@ pub fn state_badge(out: &mut String, state: ReleaseState) {
             ("bad", Shape::Stop)
         }
     };
-    badge(out, class, shape, state_words(state));
+    badge(class, shape, state_words(state))
 }
 
 /// A verdict in words.
@@ -179,7 +185,7 @@ pub fn verdict_words(verdict: Option<Verdict>) -> &'static str {
 }
 
 /// The badge of a verdict (or of its absence).
-pub fn verdict_badge(out: &mut String, verdict: Option<Verdict>) {
+pub fn verdict_badge(verdict: Option<Verdict>) -> Markup {
     let (class, shape) = match verdict {
         Some(Verdict::Fault) => ("bad", Shape::Stop),
         Some(Verdict::Anomaly) => ("warn", Shape::Warning),
@@ -187,7 +193,7 @@ pub fn verdict_badge(out: &mut String, verdict: Option<Verdict>) {
         Some(Verdict::InsufficientData) => ("neutral", Shape::Question),
         None => ("neutral", Shape::Hollow),
     };
-    badge(out, class, shape, verdict_words(verdict));
+    badge(class, shape, verdict_words(verdict))
 }
 
 /// An app's onboarding state in words.
@@ -200,23 +206,23 @@ pub fn connection_words(state: ConnectionState) -> &'static str {
 }
 
 /// The badge of an app's onboarding state.
-pub fn connection_badge(out: &mut String, state: ConnectionState) {
+pub fn connection_badge(state: ConnectionState) -> Markup {
     let (class, shape) = match state {
         ConnectionState::Connected => ("good", Shape::Tick),
         ConnectionState::Partial => ("warn", Shape::Warning),
         ConnectionState::NotConnected => ("bad", Shape::Stop),
     };
-    badge(out, class, shape, connection_words(state));
+    badge(class, shape, connection_words(state))
 }
 
 /// The badge of a signal or family that arrives (`found`) or not, with `text` as its words.
-pub fn found_badge(out: &mut String, found: bool, text: &str) {
+pub fn found_badge(found: bool, text: &str) -> Markup {
     let (class, shape) = if found {
         ("good", Shape::Tick)
     } else {
         ("warn", Shape::Warning)
     };
-    badge(out, class, shape, text);
+    badge(class, shape, text)
 }
 
 #[cfg(test)]
@@ -226,11 +232,16 @@ mod tests {
     #[test]
     fn escaping_covers_markup_and_quotes() {
         assert_eq!(
-            esc("<a href=\"x\">Tom & 'Jerry'</a>").to_string(),
+            Text("<a href=\"x\">Tom & 'Jerry'</a>")
+                .render()
+                .into_string(),
             "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;"
         );
-        assert_eq!(esc("plain ünïcode").to_string(), "plain ünïcode");
-        assert_eq!(esc("").to_string(), "");
+        assert_eq!(
+            Text("plain ünïcode").render().into_string(),
+            "plain ünïcode"
+        );
+        assert_eq!(Text("").render().into_string(), "");
     }
 
     #[test]
@@ -241,8 +252,7 @@ mod tests {
 
     #[test]
     fn times_are_utc_calendar_dates() {
-        let mut out = String::new();
-        time_element(&mut out, 1_700_000_000);
+        let out = time_element(1_700_000_000).into_string();
         assert_eq!(
             out,
             "<time datetime=\"2023-11-14T22:13:20Z\">2023-11-14 22:13:20 UTC</time>"
@@ -251,15 +261,12 @@ mod tests {
 
     #[test]
     fn badges_say_the_state_in_words_beside_a_hidden_icon() {
-        let mut out = String::new();
-        state_badge(&mut out, ReleaseState::RollingBack);
+        let out = state_badge(ReleaseState::RollingBack).into_string();
         assert!(out.contains("aria-hidden=\"true\""));
         assert!(out.ends_with("<span>rolling back</span></span>"));
-        let mut verdict = String::new();
-        verdict_badge(&mut verdict, None);
+        let verdict = verdict_badge(None).into_string();
         assert!(verdict.contains("no verdict yet"));
-        let mut connection = String::new();
-        connection_badge(&mut connection, ConnectionState::Partial);
+        let connection = connection_badge(ConnectionState::Partial).into_string();
         assert!(
             connection.contains("<path d=\"M8 1l7.5 14H.5z\"/>"),
             "a triangle"

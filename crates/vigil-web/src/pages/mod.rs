@@ -1,4 +1,5 @@
-//! The pages for people: HTML rendered here, on the server, by plain Rust.
+//! The pages for people: HTML rendered here, on the server, by `maud` templates, which escape
+//! every spliced value unless it is marked as already escaped (`PreEscaped`).
 //!
 //! - `/releases`: the list, filtered by app and state; a small script re-fetches it
 //!   (`/fragment/releases`) every few seconds while a release runs.
@@ -25,9 +26,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use maud::{html, Markup, PreEscaped};
+
 use crate::error::ApiError;
 use crate::state::AppState;
-use html::esc;
+use html::Text;
 use session::Session;
 
 const STYLESHEET: &str = include_str!("vigil.css");
@@ -111,13 +114,12 @@ impl IntoResponse for PageError {
             }
             PageError::Api(error) => {
                 let title = error.status.canonical_reason().unwrap_or("Request failed");
-                let body = format!(
-                    "<h1>{}</h1><p class=\"notice error\" role=\"alert\">{}</p>\
-                     <p><a href=\"/releases\">Back to the releases</a></p>",
-                    esc(title),
-                    esc(&error.message)
-                );
-                html_page(error.status, title, None, None, &body)
+                let body = html! {
+                    h1 { (Text(title)) }
+                    p class="notice error" role="alert" { (Text(&error.message)) }
+                    p { a href="/releases" { "Back to the releases" } }
+                };
+                html_page(error.status, title, None, None, body)
             }
         }
     }
@@ -136,47 +138,58 @@ pub fn html_page(
     title: &str,
     session: Option<&Session>,
     section: Option<Section>,
-    body: &str,
+    body: Markup,
 ) -> Response {
-    let mut page = String::with_capacity(body.len() + 2048);
-    page.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">");
-    page.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
-    page.push_str("<title>");
-    page.push_str(&esc(title).to_string());
-    page.push_str(" · Vigil</title><link rel=\"stylesheet\" href=\"");
-    page.push_str(STYLESHEET_PATH);
-    page.push_str("\"><script src=\"");
-    page.push_str(SCRIPT_PATH);
-    page.push_str("\" defer></script></head><body>");
-    page.push_str("<a class=\"skip\" href=\"#main\">Skip to the content</a>");
-    page.push_str("<header class=\"top\"><a class=\"brand\" href=\"/releases\">Vigil</a>");
-    page.push_str("<nav aria-label=\"Main\">");
-    for (link_section, href, label) in [
-        (Section::Releases, "/releases", "Releases"),
-        (Section::Apps, "/apps", "Apps"),
-    ] {
-        let current = if section == Some(link_section) {
-            " aria-current=\"page\""
-        } else {
-            ""
-        };
-        page.push_str(&format!("<a href=\"{href}\"{current}>{label}</a> "));
+    let page = html! {
+        // Safe: a constant; maud's own doctype constant would spell it in capitals.
+        (PreEscaped("<!doctype html>"))
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (Text(title)) " · Vigil" }
+                link rel="stylesheet" href=(STYLESHEET_PATH);
+                script src=(SCRIPT_PATH) defer {}
+            }
+            body {
+                a class="skip" href="#main" { "Skip to the content" }
+                header class="top" {
+                    a class="brand" href="/releases" { "Vigil" }
+                    nav aria-label="Main" { (navigation(section)) }
+                    @if let Some(session) = session {
+                        (signed_in_as(session))
+                    }
+                }
+                main id="main" tabindex="-1" { (body) }
+            }
+        }
+    };
+    html_response(status, page.into_string())
+}
+
+/// The header's links, the current section's marked as the current page.
+fn navigation(section: Option<Section>) -> Markup {
+    html! {
+        @for (link_section, href, label) in [
+            (Section::Releases, "/releases", "Releases"),
+            (Section::Apps, "/apps", "Apps"),
+        ] {
+            @let current = (section == Some(link_section)).then_some("page");
+            a href=(href) aria-current=[current] { (label) } " "
+        }
     }
-    page.push_str("</nav>");
-    if let Some(session) = session {
-        page.push_str("<form class=\"who\" method=\"post\" action=\"/signout\">");
-        page.push_str("<span>Signed in as <strong>");
-        page.push_str(&esc(&session.token.name).to_string());
-        page.push_str("</strong> (");
-        page.push_str(session.token.role.as_str());
-        page.push_str(")</span> ");
-        page.push_str(&session.form_field());
-        page.push_str("<button type=\"submit\" class=\"link\">Sign out</button></form>");
+}
+
+/// Who is signed in, with the button that signs out.
+fn signed_in_as(session: &Session) -> Markup {
+    html! {
+        form class="who" method="post" action="/signout" {
+            span { "Signed in as " strong { (Text(&session.token.name)) } " (" (session.token.role.as_str()) ")" }
+            " "
+            (session.form_field())
+            button type="submit" class="link" { "Sign out" }
+        }
     }
-    page.push_str("</header><main id=\"main\" tabindex=\"-1\">");
-    page.push_str(body);
-    page.push_str("</main></body></html>");
-    html_response(status, page)
 }
 
 /// An HTML answer with the headers every page and fragment gets: no caching (pages show

@@ -9,7 +9,7 @@
 //! must carry the session's form value, a hash of the session id that another site cannot
 //! know.
 
-use std::fmt::Write;
+use maud::{html, Markup};
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use vigil_core::release::{ApiToken, Role};
 use vigil_store::PageSession;
 
-use super::html::{esc, url};
+use super::html::{url, Text};
 use super::{html_page, PageError};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -53,11 +53,8 @@ impl Session {
     }
 
     /// The hidden field every form of this session carries.
-    pub fn form_field(&self) -> String {
-        format!(
-            "<input type=\"hidden\" name=\"form_key\" value=\"{}\">",
-            esc(&self.form_key)
-        )
+    pub fn form_field(&self) -> Markup {
+        html! { input type="hidden" name="form_key" value=(Text(&self.form_key)); }
     }
 }
 
@@ -246,35 +243,31 @@ pub async fn form(Query(query): Query<SignInQuery>) -> Response {
 }
 
 fn signin_page(status: StatusCode, next: &str, problem: Option<&str>) -> Response {
-    let mut body = String::with_capacity(2048);
-    body.push_str("<h1>Sign in to Vigil</h1>");
-    if let Some(problem) = problem {
-        let _ = write!(
-            body,
-            "<p class=\"notice error\" role=\"alert\" id=\"signin-problem\">{}</p>",
-            esc(problem)
-        );
-    }
     let described_by = if problem.is_some() {
         "signin-help signin-problem"
     } else {
         "signin-help"
     };
-    let _ = write!(
-        body,
-        "<form method=\"post\" action=\"/signin\" class=\"signin\">\
-         <input type=\"hidden\" name=\"next\" value=\"{}\">\
-         <label for=\"token\">API token</label>\
-         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" \
-         required autofocus aria-describedby=\"{described_by}\">\
-         <p id=\"signin-help\" class=\"help\">A viewer, operator or admin token, as printed by \
-         <code>vigil token create --role operator</code>. Viewers see releases and apps; \
-         operators also pause, resume, roll back, cancel and leave feedback; admins also \
-         change an app's pull source.</p>\
-         <button type=\"submit\">Sign in</button></form>",
-        esc(next)
-    );
-    html_page(status, "Sign in", None, None, &body)
+    let body = html! {
+        h1 { "Sign in to Vigil" }
+        @if let Some(problem) = problem {
+            p class="notice error" role="alert" id="signin-problem" { (Text(problem)) }
+        }
+        form method="post" action="/signin" class="signin" {
+            input type="hidden" name="next" value=(Text(next));
+            label for="token" { "API token" }
+            input id="token" name="token" type="password" autocomplete="current-password"
+                required autofocus aria-describedby=(described_by);
+            p id="signin-help" class="help" {
+                "A viewer, operator or admin token, as printed by "
+                code { "vigil token create --role operator" }
+                ". Viewers see releases and apps; operators also pause, resume, roll back, \
+                 cancel and leave feedback; admins also change an app's pull source."
+            }
+            button type="submit" { "Sign in" }
+        }
+    };
+    html_page(status, "Sign in", None, None, body)
 }
 
 #[derive(Debug, Deserialize)]
@@ -372,16 +365,16 @@ fn redirect_with_cookie(location: &str, cookie: &str) -> Response {
 /// The page behind a `/signout` link: a button that signs out.
 pub async fn signout_form(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let signed_in_now = signed_in(&state, &headers, &uri).await.ok();
-    let mut body = String::from("<h1>Sign out</h1>");
-    body.push_str(
-        "<form method=\"post\" action=\"/signout\"><button type=\"submit\">Sign out</button></form>",
-    );
+    let body = html! {
+        h1 { "Sign out" }
+        form method="post" action="/signout" { button type="submit" { "Sign out" } }
+    };
     html_page(
         StatusCode::OK,
         "Sign out",
         signed_in_now.as_ref(),
         None,
-        &body,
+        body,
     )
 }
 

@@ -11,6 +11,7 @@ mod metric_groups;
 mod view;
 mod words;
 
+use maud::html;
 use std::fmt::Write;
 
 use axum::extract::rejection::FormRejection;
@@ -46,22 +47,21 @@ pub async fn list(
 ) -> Result<Response, PageError> {
     let session = signed_in(&state, &headers, &uri).await?;
     let reports = reports_from_data(&state).await?;
-    let mut body = String::with_capacity(2048 + reports.len() * 1200);
-    body.push_str(
-        "<h1>Apps</h1><p class=\"subtitle\">Every app Vigil receives data from or holds \
-         settings for, and how much of it Vigil sees, from the data it holds as of ",
-    );
-    time_element(&mut body, state.clock.now());
-    body.push_str(
-        ". Open an app for its whole report and to look for its metrics in Prometheus.</p>",
-    );
-    apps_table(&mut body, &reports);
+    let body = html! {
+        h1 { "Apps" }
+        p class="subtitle" {
+            "Every app Vigil receives data from or holds settings for, and how much of it Vigil \
+             sees, from the data it holds as of " (time_element(state.clock.now()))
+            ". Open an app for its whole report and to look for its metrics in Prometheus."
+        }
+        (apps_table(&reports))
+    };
     Ok(html_page(
         StatusCode::OK,
         "Apps",
         Some(&session),
         Some(Section::Apps),
-        &body,
+        body,
     ))
 }
 
@@ -170,15 +170,14 @@ pub async fn page(
         failing: &failing,
         declared: &declared,
     };
-    let mut body = String::with_capacity(32 * 1024);
-    view.write(&mut body, unknown);
+    let body = view.body(unknown);
     let title = format!("{app} (onboarding)");
     Ok(html_page(
         status,
         &title,
         Some(&session),
         Some(Section::Apps),
-        &body,
+        body,
     ))
 }
 

@@ -3,8 +3,7 @@
 
 mod discovery;
 
-use std::fmt::Write;
-
+use maud::{html, Markup};
 use vigil_core::model::MetricMeta;
 use vigil_guard::pull::PullFailure;
 use vigil_onboarding::{FamilyCoverage, MetricSource, Onboarding, Signal, SignalFamily};
@@ -14,7 +13,7 @@ use super::words::{
     declaration_words, family_words, metric_type_words, signal_list, state_meaning,
 };
 use crate::onboarding::{unknown_app, AppReport, DiscoveryQuery, UNREACHABLE_FOR_VIEWERS};
-use crate::pages::html::{connection_badge, esc, found_badge, time_element, url};
+use crate::pages::html::{connection_badge, found_badge, time_element, url, Text};
 use crate::pages::session::Session;
 
 /// The families in the order the pages show them.
@@ -27,73 +26,113 @@ const FAMILIES: [SignalFamily; 3] = [
 /// Most hosts listed in an app's hosts table.
 const HOSTS_LISTED: usize = 100;
 
-/// The head of a table of metric families, and the opening of its body.
-const METRIC_TABLE_HEAD: &str = "<thead><tr><th scope=\"col\">Metric</th>\
-     <th scope=\"col\">Signals</th><th scope=\"col\">Hosts reporting</th>\
-     <th scope=\"col\">Type and unit</th><th scope=\"col\">Newest sample</th>\
-     <th scope=\"col\">A release declares it</th></tr></thead><tbody>";
+/// The head of a table of metric families.
+fn metric_table_head() -> Markup {
+    html! {
+        thead {
+            tr {
+                th scope="col" { "Metric" }
+                th scope="col" { "Signals" }
+                th scope="col" { "Hosts reporting" }
+                th scope="col" { "Type and unit" }
+                th scope="col" { "Newest sample" }
+                th scope="col" { "A release declares it" }
+            }
+        }
+    }
+}
 
-/// Opens a section whose heading `title` labels it; `id` is its anchor.
-fn open_section(out: &mut String, id: &str, title: &str) {
-    let _ = write!(
-        out,
-        "<section id=\"{id}\" aria-labelledby=\"{id}-title\"><h2 id=\"{id}-title\">{}</h2>",
-        esc(title)
-    );
+/// The kinds a declared metric may have: value and words.
+const DECLARED_KINDS: [(&str, &str); 3] = [
+    ("middleware", "middleware"),
+    ("system", "system"),
+    ("business", "business"),
+];
+
+/// The directions in which a declared metric may harm: value and words.
+const DECLARED_DIRECTIONS: [(&str, &str); 3] = [
+    ("increase", "increases"),
+    ("decrease", "decreases"),
+    ("either", "changes either way"),
+];
+
+/// A labelled choice of the declare form, named `name`, of `choices` (value and words).
+fn select_field(name: &str, label: &str, choices: &[(&str, &str)]) -> Markup {
+    let id = format!("declare-{name}");
+    html! {
+        div class="field" {
+            label for=(id) { (label) }
+            select id=(id) name=(name) {
+                @for (value, words) in choices { option value=(value) { (words) } }
+            }
+        }
+    }
+}
+
+/// A table's head row of the given column headings.
+fn table_head(headings: &[&str]) -> Markup {
+    html! { thead { tr { @for heading in headings { th scope="col" { (heading) } } } } }
+}
+
+/// A section whose heading `title` labels it; `id` is its anchor.
+fn section(id: &str, title: &str, content: Markup) -> Markup {
+    html! {
+        section id=(id) aria-labelledby={ (id) "-title" } {
+            h2 id={ (id) "-title" } { (Text(title)) }
+            (content)
+        }
+    }
 }
 
 /// A time, or `absent` without one.
-fn optional_time(out: &mut String, moment: Option<i64>, absent: &str) {
+fn optional_time(moment: Option<i64>, absent: &str) -> Markup {
     match moment {
-        Some(unix) => time_element(out, unix),
-        None => out.push_str(absent),
+        Some(unix) => time_element(unix),
+        None => html! { (absent) },
     }
 }
 
-pub(super) fn apps_table(out: &mut String, reports: &[Onboarding]) {
-    out.push_str(
-        "<table class=\"apps\"><caption>Apps by name: onboarding state, hosts and the signals \
-         covered (system: CPU, memory, load; middleware: request rate, latency, errors; logs)\
-         </caption><thead><tr><th scope=\"col\">App</th><th scope=\"col\">State</th>\
-         <th scope=\"col\">Hosts</th><th scope=\"col\">System</th>\
-         <th scope=\"col\">Middleware</th><th scope=\"col\">Logs</th>\
-         <th scope=\"col\">Newest data</th></tr></thead><tbody>",
-    );
-    if reports.is_empty() {
-        out.push_str(
-            "<tr><td colspan=\"7\">No app yet: push samples or log lines for an app, or give \
-             it settings (<code>PUT /api/v1/apps/{app}</code>).</td></tr>",
-        );
-    }
-    for report in reports {
-        let _ = write!(
-            out,
-            "<tr><th scope=\"row\"><a href=\"/apps/{}\">{}</a></th><td>",
-            url(&report.app),
-            esc(&report.app)
-        );
-        connection_badge(out, report.state);
-        let _ = write!(out, "</td><td>{}</td>", report.hosts.count);
-        for family in FAMILIES {
-            out.push_str("<td>");
-            family_cell(out, &report.coverage, family);
-            out.push_str("</td>");
+pub(super) fn apps_table(reports: &[Onboarding]) -> Markup {
+    html! {
+        table class="apps" {
+            caption {
+                "Apps by name: onboarding state, hosts and the signals covered (system: CPU, \
+                 memory, load; middleware: request rate, latency, errors; logs)"
+            }
+            (table_head(&["App", "State", "Hosts", "System", "Middleware", "Logs", "Newest data"]))
+            tbody {
+                @if reports.is_empty() {
+                    tr {
+                        td colspan="7" {
+                            "No app yet: push samples or log lines for an app, or give it \
+                             settings (" code { "PUT /api/v1/apps/{app}" } ")."
+                        }
+                    }
+                }
+                @for report in reports {
+                    tr {
+                        th scope="row" {
+                            a href={ "/apps/" (url(&report.app)) } { (Text(&report.app)) }
+                        }
+                        td { (connection_badge(report.state)) }
+                        td { (report.hosts.count) }
+                        @for family in FAMILIES {
+                            td { (family_cell(&report.coverage, family)) }
+                        }
+                        td { (optional_time(report.hosts.last_seen, "none yet")) }
+                    }
+                }
+            }
         }
-        out.push_str("<td>");
-        optional_time(out, report.hosts.last_seen, "none yet");
-        out.push_str("</td></tr>");
     }
-    out.push_str("</tbody></table>");
 }
 
 /// A family's badge (covered or not) and, for a family of several signals, which are found.
-fn family_cell(out: &mut String, coverage: &[FamilyCoverage], family: SignalFamily) {
+fn family_cell(coverage: &[FamilyCoverage], family: SignalFamily) -> Markup {
     let Some(entry) = coverage.iter().find(|entry| entry.family == family) else {
-        found_badge(out, false, "not covered");
-        return;
+        return found_badge(false, "not covered");
     };
-    found_badge(
-        out,
+    let badge = found_badge(
         entry.covered,
         if entry.covered {
             "covered"
@@ -102,7 +141,7 @@ fn family_cell(out: &mut String, coverage: &[FamilyCoverage], family: SignalFami
         },
     );
     if entry.signals.len() < 2 {
-        return;
+        return badge;
     }
     let signals_where = |found: bool| -> Vec<Signal> {
         entry
@@ -114,17 +153,14 @@ fn family_cell(out: &mut String, coverage: &[FamilyCoverage], family: SignalFami
     };
     let found = signals_where(true);
     let missing = signals_where(false);
-    out.push_str("<div class=\"help\">");
-    if !found.is_empty() {
-        let _ = write!(out, "found: {}", signal_list(&found));
+    html! {
+        (badge)
+        div class="help" {
+            @if !found.is_empty() { "found: " (signal_list(&found)) }
+            @if !found.is_empty() && !missing.is_empty() { "; " }
+            @if !missing.is_empty() { "missing: " (signal_list(&missing)) }
+        }
     }
-    if !found.is_empty() && !missing.is_empty() {
-        out.push_str("; ");
-    }
-    if !missing.is_empty() {
-        let _ = write!(out, "missing: {}", signal_list(&missing));
-    }
-    out.push_str("</div>");
 }
 
 /// Everything one app's page shows.
@@ -144,475 +180,434 @@ impl AppPage<'_> {
         &self.found.report
     }
 
-    pub(super) fn write(&self, out: &mut String, unknown: bool) {
+    pub(super) fn body(&self, unknown: bool) -> Markup {
         let report = self.report();
-        let _ = write!(
-            out,
-            "<h1>{}</h1><p class=\"subtitle\">What Vigil receives from this app and what to \
-             configure next, as of ",
-            esc(&report.app)
-        );
-        time_element(out, report.at);
-        out.push_str(". <a href=\"/apps\">All apps</a></p>");
-        if let Some(notice) = &self.notice {
-            let _ = write!(
-                out,
-                "<p class=\"notice\" role=\"status\">{}</p>",
-                esc(notice)
-            );
-        }
-        if unknown {
-            let _ = write!(
-                out,
-                "<p class=\"notice error\" role=\"alert\">{}</p>",
-                esc(&unknown_app(&report.app).message)
-            );
-            self.write_discovery(out);
-            return;
-        }
-        self.write_summary(out);
-        self.write_coverage(out);
-        self.write_next_steps(out);
-        self.write_hosts(out);
-        self.write_metrics(out);
-        self.write_judged(out);
-        self.write_logs(out);
-        self.write_pull(out);
-        self.write_discovery(out);
-    }
-
-    fn write_summary(&self, out: &mut String) {
-        let report = self.report();
-        out.push_str(
-            "<section id=\"summary\" class=\"summary panel\" aria-labelledby=\"summary-title\">\
-             <h2 id=\"summary-title\">Summary</h2><dl class=\"facts\"><div><dt>State</dt><dd>",
-        );
-        connection_badge(out, report.state);
-        let _ = write!(
-            out,
-            "</dd></div><div><dt>Hosts seen</dt><dd>{}</dd></div><div><dt>Newest data</dt><dd>",
-            report.hosts.count
-        );
-        optional_time(out, report.hosts.last_seen, "none yet");
-        out.push_str("</dd></div><div><dt>Pull source</dt><dd>");
-        match &report.pull {
-            Some(source) => {
-                let _ = write!(out, "<code>{}</code>", esc(&source.url));
+        html! {
+            h1 { (Text(&report.app)) }
+            p class="subtitle" {
+                "What Vigil receives from this app and what to configure next, as of "
+                (time_element(report.at)) ". " a href="/apps" { "All apps" }
             }
-            None => out.push_str("none"),
+            @if let Some(notice) = &self.notice {
+                p class="notice" role="status" { (Text(notice)) }
+            }
+            @if unknown {
+                p class="notice error" role="alert" { (Text(&unknown_app(&report.app).message)) }
+            } @else {
+                (self.summary())
+                (self.coverage())
+                (self.next_steps())
+                (self.hosts())
+                (self.metrics())
+                (self.judged())
+                (self.logs())
+                (self.pull())
+            }
+            (self.discovery())
         }
-        let _ = write!(
-            out,
-            "</dd></div></dl><p class=\"reason\">{}</p></section>",
-            state_meaning(report.state)
-        );
     }
 
-    fn write_coverage(&self, out: &mut String) {
-        open_section(out, "coverage", "Coverage");
-        out.push_str(
-            "<table class=\"coverage\"><caption>The signals a release is judged on, found or missing, with what fills \
-             each</caption><thead><tr><th scope=\"col\">Family</th>\
-             <th scope=\"col\">Signal</th><th scope=\"col\">Status</th>\
-             <th scope=\"col\">Filled by</th></tr></thead><tbody>",
-        );
-        for family in &self.report().coverage {
-            for signal in &family.signals {
-                let _ = write!(
-                    out,
-                    "<tr><td>{}</td><th scope=\"row\">{}</th><td>",
-                    family_words(family.family),
-                    esc(signal.signal.describe())
-                );
-                found_badge(
-                    out,
-                    signal.found,
-                    if signal.found { "found" } else { "missing" },
-                );
-                out.push_str("</td><td>");
-                let sources: Vec<String> = signal
-                    .sources
-                    .iter()
-                    .map(|source| format!("<code>{}</code>", esc(source)))
-                    .collect();
-                if sources.is_empty() {
-                    out.push_str("nothing yet");
-                } else {
-                    out.push_str(&sources.join(", "));
+    fn summary(&self) -> Markup {
+        let report = self.report();
+        html! {
+            section id="summary" class="summary panel" aria-labelledby="summary-title" {
+                h2 id="summary-title" { "Summary" }
+                dl class="facts" {
+                    div { dt { "State" } dd { (connection_badge(report.state)) } }
+                    div { dt { "Hosts seen" } dd { (report.hosts.count) } }
+                    div {
+                        dt { "Newest data" }
+                        dd { (optional_time(report.hosts.last_seen, "none yet")) }
+                    }
+                    div {
+                        dt { "Pull source" }
+                        dd {
+                            @match &report.pull {
+                                Some(source) => { code { (Text(&source.url)) } }
+                                None => { "none" }
+                            }
+                        }
+                    }
                 }
-                out.push_str("</td></tr>");
+                p class="reason" { (state_meaning(report.state)) }
             }
         }
-        out.push_str("</tbody></table></section>");
     }
 
-    fn write_next_steps(&self, out: &mut String) {
-        open_section(out, "next-steps", "Next steps");
+    fn coverage(&self) -> Markup {
+        let content = html! {
+            table class="coverage" {
+                caption {
+                    "The signals a release is judged on, found or missing, with what fills each"
+                }
+                (table_head(&["Family", "Signal", "Status", "Filled by"]))
+                tbody {
+                    @for family in &self.report().coverage {
+                        @for signal in &family.signals {
+                            tr {
+                                td { (family_words(family.family)) }
+                                th scope="row" { (Text(signal.signal.describe())) }
+                                td {
+                                    (found_badge(
+                                        signal.found,
+                                        if signal.found { "found" } else { "missing" },
+                                    ))
+                                }
+                                td {
+                                    @if signal.sources.is_empty() { "nothing yet" }
+                                    @for (position, source) in signal.sources.iter().enumerate() {
+                                        @if position > 0 { ", " }
+                                        code { (Text(source)) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        section("coverage", "Coverage", content)
+    }
+
+    fn next_steps(&self) -> Markup {
         let steps = &self.report().next_steps;
-        if steps.is_empty() {
-            out.push_str("<p>Nothing to do: every expected signal arrives.</p></section>");
-            return;
-        }
-        out.push_str("<ol class=\"steps\">");
-        for step in steps {
-            let _ = write!(
-                out,
-                "<li><strong>{}</strong> ({}): {}</li>",
-                esc(step.signal.describe()),
-                family_words(step.family),
-                esc(&step.text)
-            );
-        }
-        out.push_str("</ol></section>");
-    }
-
-    fn write_hosts(&self, out: &mut String) {
-        let hosts = &self.report().hosts;
-        open_section(out, "hosts", "Hosts seen");
-        if hosts.hosts.is_empty() {
-            out.push_str("<p>No host of this app sent data yet.</p></section>");
-            return;
-        }
-        out.push_str(
-            "<table class=\"hosts\"><caption>The app's hosts with data, by name</caption>\
-             <thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Newest data</th>\
-             <th scope=\"col\">Metric series</th><th scope=\"col\">Log templates</th></tr>\
-             </thead><tbody>",
-        );
-        for host in hosts.hosts.iter().take(HOSTS_LISTED) {
-            let _ = write!(out, "<tr><th scope=\"row\">{}</th><td>", esc(&host.host));
-            time_element(out, host.last_seen);
-            let _ = write!(
-                out,
-                "</td><td>{}</td><td>{}</td></tr>",
-                host.metric_series, host.log_templates
-            );
-        }
-        out.push_str("</tbody></table>");
-        if hosts.hosts.len() > HOSTS_LISTED {
-            let _ = write!(
-                out,
-                "<p class=\"help\">Showing the first {HOSTS_LISTED} of {} hosts.</p>",
-                hosts.hosts.len()
-            );
-        }
-        out.push_str("</section>");
-    }
-
-    fn write_metrics(&self, out: &mut String) {
-        let report = self.report();
-        open_section(out, "metrics", "Metric sources");
-        if report.metrics.is_empty() {
-            out.push_str("<p>No metric arrived from this app yet.</p></section>");
-            return;
-        }
-        if report.metrics.len() <= GROUPED_ABOVE {
-            out.push_str(
-                "<table class=\"metrics\"><caption>Metric families received, most hosts \
-                 first, with the signals each fills</caption>",
-            );
-            out.push_str(METRIC_TABLE_HEAD);
-            for metric in &report.metrics {
-                self.write_metric_row(out, metric);
+        let content = html! {
+            @if steps.is_empty() {
+                p { "Nothing to do: every expected signal arrives." }
+            } @else {
+                ol class="steps" {
+                    @for step in steps {
+                        li {
+                            strong { (Text(step.signal.describe())) }
+                            " (" (family_words(step.family)) "): " (Text(&step.text))
+                        }
+                    }
+                }
             }
-            out.push_str("</tbody></table></section>");
-            return;
-        }
-        let _ = write!(
-            out,
-            "<p class=\"help\">{} metric families received, grouped by the words their \
-             names start with; the groups holding a family that fills a signal or is judged \
-             are open.</p>",
-            report.metrics.len()
-        );
-        for group in metric_groups(&report.metrics, self.declared) {
-            self.write_metric_group(out, &group);
-        }
-        out.push_str("</section>");
+        };
+        section("next-steps", "Next steps", content)
+    }
+
+    fn hosts(&self) -> Markup {
+        let hosts = &self.report().hosts;
+        let content = html! {
+            @if hosts.hosts.is_empty() {
+                p { "No host of this app sent data yet." }
+            } @else {
+                table class="hosts" {
+                    caption { "The app's hosts with data, by name" }
+                    (table_head(&["Host", "Newest data", "Metric series", "Log templates"]))
+                    tbody {
+                        @for host in hosts.hosts.iter().take(HOSTS_LISTED) {
+                            tr {
+                                th scope="row" { (Text(&host.host)) }
+                                td { (time_element(host.last_seen)) }
+                                td { (host.metric_series) }
+                                td { (host.log_templates) }
+                            }
+                        }
+                    }
+                }
+                @if hosts.hosts.len() > HOSTS_LISTED {
+                    p class="help" {
+                        "Showing the first " (HOSTS_LISTED) " of " (hosts.hosts.len()) " hosts."
+                    }
+                }
+            }
+        };
+        section("hosts", "Hosts seen", content)
+    }
+
+    fn metrics(&self) -> Markup {
+        let report = self.report();
+        let content = html! {
+            @if report.metrics.is_empty() {
+                p { "No metric arrived from this app yet." }
+            } @else if report.metrics.len() <= GROUPED_ABOVE {
+                table class="metrics" {
+                    caption {
+                        "Metric families received, most hosts first, with the signals each fills"
+                    }
+                    (metric_table_head())
+                    tbody { @for metric in &report.metrics { (self.metric_row(metric)) } }
+                }
+            } @else {
+                p class="help" {
+                    (report.metrics.len()) " metric families received, grouped by the words \
+                     their names start with; the groups holding a family that fills a signal \
+                     or is judged are open."
+                }
+                @for group in metric_groups(&report.metrics, self.declared) {
+                    (self.metric_group(&group))
+                }
+            }
+        };
+        section("metrics", "Metric sources", content)
     }
 
     /// One group of metric families, folded unless a family of it is in use.
-    fn write_metric_group(&self, out: &mut String, group: &MetricGroup<'_>) {
-        let open = if group.in_use > 0 { " open" } else { "" };
+    fn metric_group(&self, group: &MetricGroup<'_>) -> Markup {
         let families = group.metrics.len();
-        let _ = write!(
-            out,
-            "<details class=\"metric-group\"{open}><summary><code>{}_*</code> ({families} \
-             {}, {} in use)</summary><table class=\"metrics\"><caption>Metric families \
-             named <code>{}_*</code>, most hosts first</caption>",
-            esc(group.prefix),
-            if families == 1 { "family" } else { "families" },
-            group.in_use,
-            esc(group.prefix)
-        );
-        out.push_str(METRIC_TABLE_HEAD);
-        for metric in &group.metrics {
-            self.write_metric_row(out, metric);
+        html! {
+            details class="metric-group" open[group.in_use > 0] {
+                summary {
+                    code { (Text(group.prefix)) "_*" } " (" (families) " "
+                    (if families == 1 { "family" } else { "families" }) ", "
+                    (group.in_use) " in use)"
+                }
+                table class="metrics" {
+                    caption {
+                        "Metric families named " code { (Text(group.prefix)) "_*" }
+                        ", most hosts first"
+                    }
+                    (metric_table_head())
+                    tbody { @for metric in &group.metrics { (self.metric_row(metric)) } }
+                }
+            }
         }
-        out.push_str("</tbody></table></details>");
     }
 
     /// The metrics the app declares judged, with the admin's forms to declare and remove one.
-    fn write_judged(&self, out: &mut String) {
-        open_section(out, "judged", "Judged metrics");
-        out.push_str(
-            "<p class=\"help\">A release is judged on the metrics it lists and on these, \
-             which are copied into every release of the app when it is created: a change of \
-             one may pause the release. Every other metric may only recommend.</p>",
-        );
+    fn judged(&self) -> Markup {
         let admin = self.session.is_admin();
-        if self.declared.is_empty() {
-            out.push_str("<p>The app declares no metric.</p>");
-        } else {
-            out.push_str(
-                "<table class=\"judged\"><caption>The metrics every release of the app is \
-                 judged on</caption><thead><tr><th scope=\"col\">Metric</th>\
-                 <th scope=\"col\">Declared as</th><th scope=\"col\">Unit</th>",
-            );
-            if admin {
-                out.push_str("<th scope=\"col\">Remove</th>");
+        let content = html! {
+            p class="help" {
+                "A release is judged on the metrics it lists and on these, which are copied into \
+                 every release of the app when it is created: a change of one may pause the \
+                 release. Every other metric may only recommend."
             }
-            out.push_str("</tr></thead><tbody>");
-            for meta in self.declared {
-                let _ = write!(
-                    out,
-                    "<tr><th scope=\"row\"><code>{}</code></th><td>{}</td><td>{}</td>",
-                    esc(&meta.name),
-                    esc(&declaration_words(meta)),
-                    esc(&meta.unit)
-                );
-                if admin {
-                    self.write_undeclare_form(out, &meta.name);
+            @if self.declared.is_empty() {
+                p { "The app declares no metric." }
+            } @else {
+                table class="judged" {
+                    caption { "The metrics every release of the app is judged on" }
+                    thead {
+                        tr {
+                            th scope="col" { "Metric" }
+                            th scope="col" { "Declared as" }
+                            th scope="col" { "Unit" }
+                            @if admin { th scope="col" { "Remove" } }
+                        }
+                    }
+                    tbody {
+                        @for meta in self.declared {
+                            tr {
+                                th scope="row" { code { (Text(&meta.name)) } }
+                                td { (Text(&declaration_words(meta))) }
+                                td { (Text(&meta.unit)) }
+                                @if admin { (self.undeclare_form(&meta.name)) }
+                            }
+                        }
+                    }
                 }
-                out.push_str("</tr>");
             }
-            out.push_str("</tbody></table>");
-        }
-        if admin {
-            self.write_declare_form(out);
-        } else {
-            out.push_str("<p class=\"help\">Declaring a metric needs an admin token.</p>");
-        }
-        out.push_str("</section>");
-    }
-
-    fn write_undeclare_form(&self, out: &mut String, metric: &str) {
-        let _ = write!(
-            out,
-            "<td><form class=\"remove-declared\" method=\"post\" \
-             action=\"/apps/{}/metrics/remove\">{}\
-             <input type=\"hidden\" name=\"metric\" value=\"{}\">\
-             <button type=\"submit\" aria-label=\"Remove the declaration of {}\">Remove\
-             </button></form></td>",
-            url(&self.report().app),
-            self.session.form_field(),
-            esc(metric),
-            esc(metric)
-        );
-    }
-
-    fn write_declare_form(&self, out: &mut String) {
-        let _ = write!(
-            out,
-            "<form class=\"declare-metric\" method=\"post\" action=\"/apps/{}/metrics\">{}\
-             <fieldset><legend>Declare a judged metric</legend>\
-             <div class=\"field\"><label for=\"declare-metric\">Metric name</label>\
-             <input id=\"declare-metric\" name=\"metric\" type=\"text\" required \
-             maxlength=\"{}\" autocomplete=\"off\"></div>\
-             <div class=\"field\"><label for=\"declare-kind\">Kind</label>\
-             <select id=\"declare-kind\" name=\"kind\"><option value=\"middleware\">middleware\
-             </option><option value=\"system\">system</option>\
-             <option value=\"business\">business</option></select></div>\
-             <div class=\"field\"><label for=\"declare-direction\">Harmful when it</label>\
-             <select id=\"declare-direction\" name=\"direction\">\
-             <option value=\"increase\">increases</option>\
-             <option value=\"decrease\">decreases</option>\
-             <option value=\"either\">changes either way</option></select></div>\
-             <div class=\"field\"><label for=\"declare-unit\">Unit</label>\
-             <input id=\"declare-unit\" name=\"unit\" type=\"text\" maxlength=\"{}\" \
-             autocomplete=\"off\"></div>\
-             <div class=\"field\"><input id=\"declare-critical\" name=\"critical\" \
-             type=\"checkbox\" value=\"on\"><label for=\"declare-critical\">Critical \
-             (every host must report it)</label></div>\
-             </fieldset><button type=\"submit\">Declare this metric</button></form>",
-            url(&self.report().app),
-            self.session.form_field(),
-            vigil_core::validate::MAX_NAME_BYTES,
-            vigil_core::validate::MAX_NAME_BYTES
-        );
-    }
-
-    fn write_metric_row(&self, out: &mut String, metric: &MetricSource) {
-        let pulled = if metric.pulled {
-            " <span class=\"help\">(pulled)</span>"
-        } else {
-            ""
+            @if admin {
+                (self.declare_form())
+            } @else {
+                p class="help" { "Declaring a metric needs an admin token." }
+            }
         };
-        let _ = write!(
-            out,
-            "<tr><th scope=\"row\"><code>{}</code>{pulled}</th><td>{}",
-            esc(&metric.name),
-            esc(&signal_list(&metric.signals))
-        );
-        if !metric.evidence.is_empty() {
-            let _ = write!(
-                out,
-                "<div class=\"help\">{}</div>",
-                esc(&metric.evidence.join("; "))
-            );
-        }
-        let _ = write!(
-            out,
-            "</td><td>{} of {}",
-            metric.hosts_reporting,
-            self.report().hosts.count
-        );
-        if !metric.hosts_missing.is_empty() {
-            let _ = write!(
-                out,
-                "<div class=\"help\">not from {}</div>",
-                esc(&metric.hosts_missing.join(", "))
-            );
-        }
-        let unit = if metric.unit.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", metric.unit)
-        };
-        let _ = write!(
-            out,
-            "</td><td>{}{}</td><td>",
-            metric_type_words(metric.metric_type),
-            esc(&unit)
-        );
-        time_element(out, metric.last_sample);
-        out.push_str("</td><td>");
-        match &metric.suggested {
-            Some(meta) => out.push_str(&esc(&declaration_words(meta)).to_string()),
-            None => out.push_str("not judged: no expected signal, or not one series per host"),
-        }
-        out.push_str("</td></tr>");
+        section("judged", "Judged metrics", content)
     }
 
-    fn write_logs(&self, out: &mut String) {
+    fn undeclare_form(&self, metric: &str) -> Markup {
+        html! {
+            td {
+                form class="remove-declared" method="post"
+                    action={ "/apps/" (url(&self.report().app)) "/metrics/remove" } {
+                    (self.session.form_field())
+                    input type="hidden" name="metric" value=(Text(metric));
+                    button type="submit" aria-label={ "Remove the declaration of " (Text(metric)) } {
+                        "Remove"
+                    }
+                }
+            }
+        }
+    }
+
+    fn declare_form(&self) -> Markup {
+        let max_name_bytes = vigil_core::validate::MAX_NAME_BYTES;
+        html! {
+            form class="declare-metric" method="post"
+                action={ "/apps/" (url(&self.report().app)) "/metrics" } {
+                (self.session.form_field())
+                fieldset {
+                    legend { "Declare a judged metric" }
+                    div class="field" {
+                        label for="declare-metric" { "Metric name" }
+                        input id="declare-metric" name="metric" type="text" required
+                            maxlength=(max_name_bytes) autocomplete="off";
+                    }
+                    (select_field("kind", "Kind", &DECLARED_KINDS))
+                    (select_field("direction", "Harmful when it", &DECLARED_DIRECTIONS))
+                    div class="field" {
+                        label for="declare-unit" { "Unit" }
+                        input id="declare-unit" name="unit" type="text" maxlength=(max_name_bytes)
+                            autocomplete="off";
+                    }
+                    div class="field" {
+                        input id="declare-critical" name="critical" type="checkbox" value="on";
+                        label for="declare-critical" {
+                            "Critical (every host must report it)"
+                        }
+                    }
+                }
+                button type="submit" { "Declare this metric" }
+            }
+        }
+    }
+
+    fn metric_row(&self, metric: &MetricSource) -> Markup {
+        html! {
+            tr {
+                th scope="row" {
+                    code { (Text(&metric.name)) }
+                    @if metric.pulled { " " span class="help" { "(pulled)" } }
+                }
+                td {
+                    (Text(&signal_list(&metric.signals)))
+                    @if !metric.evidence.is_empty() {
+                        div class="help" { (Text(&metric.evidence.join("; "))) }
+                    }
+                }
+                td {
+                    (metric.hosts_reporting) " of " (self.report().hosts.count)
+                    @if !metric.hosts_missing.is_empty() {
+                        div class="help" { "not from " (Text(&metric.hosts_missing.join(", "))) }
+                    }
+                }
+                td {
+                    (metric_type_words(metric.metric_type))
+                    @if !metric.unit.is_empty() { ", " (Text(&metric.unit)) }
+                }
+                td { (time_element(metric.last_sample)) }
+                td {
+                    @match &metric.suggested {
+                        Some(meta) => { (Text(&declaration_words(meta))) }
+                        None => {
+                            "not judged: no expected signal, or not one series per host"
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn logs(&self) -> Markup {
         let logs = &self.report().logs;
-        open_section(out, "logs", "Log sources");
-        if logs.hosts.is_empty() {
-            out.push_str("<p>No log line arrived from this app yet.</p></section>");
-            return;
-        }
-        let _ = write!(
-            out,
-            "<dl class=\"facts\"><div><dt>Hosts sending lines</dt><dd>{}</dd></div>\
-             <div><dt>Lines</dt><dd>{}</dd></div><div><dt>Exception lines</dt><dd>{}</dd></div>\
-             <div><dt>Templates</dt><dd>{}</dd></div>\
-             <div><dt>Exception templates</dt><dd>{}</dd></div><div><dt>Newest line</dt><dd>",
-            logs.hosts.len(),
-            logs.lines,
-            logs.exception_lines,
-            logs.templates,
-            logs.exception_templates
-        );
-        optional_time(out, logs.last_line, "none");
-        out.push_str("</dd></div></dl>");
-        if logs.top_exceptions.is_empty() {
-            out.push_str("<p>No exception (error level or worse) was logged.</p></section>");
-            return;
-        }
-        out.push_str(
-            "<table class=\"exceptions\"><caption>The most frequent exception templates\
-             </caption><thead><tr><th scope=\"col\">Template</th><th scope=\"col\">Level</th>\
-             <th scope=\"col\">Lines</th><th scope=\"col\">Hosts</th></tr></thead><tbody>",
-        );
-        for template in &logs.top_exceptions {
-            let _ = write!(
-                out,
-                "<tr><th scope=\"row\"><code>{}</code></th><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&template.text),
-                esc(&template.level),
-                template.lines,
-                template.hosts
-            );
-        }
-        out.push_str("</tbody></table></section>");
+        let content = html! {
+            @if logs.hosts.is_empty() {
+                p { "No log line arrived from this app yet." }
+            } @else {
+                dl class="facts" {
+                    div { dt { "Hosts sending lines" } dd { (logs.hosts.len()) } }
+                    div { dt { "Lines" } dd { (logs.lines) } }
+                    div { dt { "Exception lines" } dd { (logs.exception_lines) } }
+                    div { dt { "Templates" } dd { (logs.templates) } }
+                    div { dt { "Exception templates" } dd { (logs.exception_templates) } }
+                    div { dt { "Newest line" } dd { (optional_time(logs.last_line, "none")) } }
+                }
+                @if logs.top_exceptions.is_empty() {
+                    p { "No exception (error level or worse) was logged." }
+                } @else {
+                    table class="exceptions" {
+                        caption { "The most frequent exception templates" }
+                        (table_head(&["Template", "Level", "Lines", "Hosts"]))
+                        tbody {
+                            @for template in &logs.top_exceptions {
+                                tr {
+                                    th scope="row" { code { (Text(&template.text)) } }
+                                    td { (Text(&template.level)) }
+                                    td { (template.lines) }
+                                    td { (template.hosts) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        section("logs", "Log sources", content)
     }
 
-    fn write_pull(&self, out: &mut String) {
-        open_section(out, "pull", "Pull source");
+    fn pull(&self) -> Markup {
         let Some(source) = &self.report().pull else {
-            out.push_str(
-                "<p>The app has no pull source: Vigil fetches nothing from Prometheus for it. \
-                 Look for its metrics below; applying the proposed queries makes one.</p>\
-                 </section>",
-            );
-            return;
+            let content = html! {
+                p {
+                    "The app has no pull source: Vigil fetches nothing from Prometheus for it. \
+                     Look for its metrics below; applying the proposed queries makes one."
+                }
+            };
+            return section("pull", "Pull source", content);
         };
-        let _ = write!(
-            out,
-            "<dl class=\"facts\"><div><dt>Prometheus</dt><dd><code>{}</code></dd></div>\
-             <div><dt>Selector</dt><dd><code>{}</code></dd></div>\
-             <div><dt>Host label</dt><dd><code>{}</code></dd></div>\
-             <div><dt>Step</dt><dd>{} s</dd></div></dl>",
-            esc(&source.url),
-            esc(source.selector.as_deref().unwrap_or("none")),
-            esc(&source.host_label),
-            source.step_seconds
-        );
         let admin = self.session.is_admin();
-        out.push_str(
-            "<table class=\"queries\"><caption>The queries fetched every step, each stored as \
-             a metric of every host</caption><thead><tr><th scope=\"col\">Metric</th>\
-             <th scope=\"col\">PromQL</th><th scope=\"col\">Last pull</th>",
-        );
-        if admin {
-            out.push_str("<th scope=\"col\">Remove</th>");
-        }
-        out.push_str("</tr></thead><tbody>");
-        for query in &source.queries {
-            let _ = write!(
-                out,
-                "<tr><th scope=\"row\"><code>{}</code></th><td><code>{}</code></td><td>",
-                esc(&query.metric),
-                esc(&query.query)
-            );
-            self.write_pull_state(out, &query.metric);
-            out.push_str("</td>");
-            if admin {
-                self.write_remove_form(out, &query.metric);
+        let content = html! {
+            dl class="facts" {
+                div { dt { "Prometheus" } dd { code { (Text(&source.url)) } } }
+                div {
+                    dt { "Selector" }
+                    dd { code { (Text(source.selector.as_deref().unwrap_or("none"))) } }
+                }
+                div { dt { "Host label" } dd { code { (Text(&source.host_label)) } } }
+                div { dt { "Step" } dd { (source.step_seconds) " s" } }
             }
-            out.push_str("</tr>");
-        }
-        out.push_str("</tbody></table></section>");
+            table class="queries" {
+                caption {
+                    "The queries fetched every step, each stored as a metric of every host"
+                }
+                thead {
+                    tr {
+                        th scope="col" { "Metric" }
+                        th scope="col" { "PromQL" }
+                        th scope="col" { "Last pull" }
+                        @if admin { th scope="col" { "Remove" } }
+                    }
+                }
+                tbody {
+                    @for query in &source.queries {
+                        tr {
+                            th scope="row" { code { (Text(&query.metric)) } }
+                            td { code { (Text(&query.query)) } }
+                            td { (self.pull_state(&query.metric)) }
+                            @if admin { (self.remove_form(&query.metric)) }
+                        }
+                    }
+                }
+            }
+        };
+        section("pull", "Pull source", content)
     }
 
     /// Whether a query's last pull failed: when and (to admins, who chose the server) why.
-    fn write_pull_state(&self, out: &mut String, metric: &str) {
+    fn pull_state(&self, metric: &str) -> Markup {
         let Some(failure) = self.failing.iter().find(|failure| failure.metric == metric) else {
-            out.push_str("ok");
-            return;
+            return html! { "ok" };
         };
-        out.push_str("<span class=\"notice error\" role=\"alert\">failing, last at ");
-        time_element(out, failure.at);
-        if self.session.is_admin() {
-            let _ = write!(out, ": {}", esc(&failure.error));
+        let why = if self.session.is_admin() {
+            failure.error.as_str()
         } else {
-            let _ = write!(out, ": {}", esc(UNREACHABLE_FOR_VIEWERS));
+            UNREACHABLE_FOR_VIEWERS
+        };
+        html! {
+            span class="notice error" role="alert" {
+                "failing, last at " (time_element(failure.at)) ": " (Text(why))
+            }
         }
-        out.push_str("</span>");
     }
 
-    fn write_remove_form(&self, out: &mut String, metric: &str) {
-        let _ = write!(
-            out,
-            "<td><form class=\"remove-query\" method=\"post\" action=\"/apps/{}/queries/remove\">\
-             {}<input type=\"hidden\" name=\"metric\" value=\"{}\">\
-             <button type=\"submit\" aria-label=\"Remove the query of {}\">Remove</button>\
-             </form></td>",
-            url(&self.report().app),
-            self.session.form_field(),
-            esc(metric),
-            esc(metric)
-        );
+    fn remove_form(&self, metric: &str) -> Markup {
+        html! {
+            td {
+                form class="remove-query" method="post"
+                    action={ "/apps/" (url(&self.report().app)) "/queries/remove" } {
+                    (self.session.form_field())
+                    input type="hidden" name="metric" value=(Text(metric));
+                    button type="submit" aria-label={ "Remove the query of " (Text(metric)) } {
+                        "Remove"
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -639,12 +634,10 @@ mod tests {
                 },
             ],
         }];
-        let mut out = String::new();
-        family_cell(&mut out, &coverage, SignalFamily::System);
+        let out = family_cell(&coverage, SignalFamily::System).into_string();
         assert!(out.contains("<span>covered</span>"), "{out}");
         assert!(out.contains("found: CPU; missing: load"), "{out}");
-        let mut logs = String::new();
-        family_cell(&mut logs, &coverage, SignalFamily::Logs);
+        let logs = family_cell(&coverage, SignalFamily::Logs).into_string();
         assert!(logs.contains("<span>not covered</span>"), "{logs}");
     }
 }
