@@ -6,6 +6,7 @@
 //! executor comes later), so `deploying` is not entered yet.
 #![forbid(unsafe_code)]
 
+pub mod requests;
 pub mod spec;
 
 use std::collections::BTreeSet;
@@ -65,6 +66,8 @@ pub enum DeployError {
         previous: u32,
         previous_at: i64,
     },
+    #[error("unknown state {name:?}")]
+    UnknownState { name: String },
 }
 
 impl DeployError {
@@ -105,6 +108,7 @@ impl DeployError {
             DeployError::DeployedHostNotInRelease { .. }
             | DeployError::HostAlreadyDeployed { .. } => "hosts".to_string(),
             DeployError::DeployedBeforePrevious { .. } => "at".to_string(),
+            DeployError::UnknownState { .. } => "state".to_string(),
         }
     }
 }
@@ -213,12 +217,12 @@ pub fn all_batches_deployed(release: &Release) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use vigil_core::release::{PlannedBatch, ReferenceHosts, ReleaseSpec};
     use vigil_core::Batch;
 
-    fn release(state: ReleaseState, deployed: usize) -> Release {
+    pub(crate) fn release(state: ReleaseState, deployed: usize) -> Release {
         Release {
             id: "r1".into(),
             spec: ReleaseSpec {
