@@ -68,6 +68,15 @@ pub enum DeployError {
     },
     #[error("unknown state {name:?}")]
     UnknownState { name: String },
+    #[error(
+        "batch {index} was already reported deployed to hosts {hosts:?} at {at}: a repeated \
+         report must give the same hosts and at"
+    )]
+    ReportDiffers {
+        index: u32,
+        hosts: Vec<String>,
+        at: i64,
+    },
 }
 
 impl DeployError {
@@ -80,6 +89,7 @@ impl DeployError {
                 | DeployError::UnknownBatch { .. }
                 | DeployError::BatchAlreadyDeployed { .. }
                 | DeployError::BatchOutOfOrder { .. }
+                | DeployError::ReportDiffers { .. }
         )
     }
 
@@ -90,7 +100,8 @@ impl DeployError {
             DeployError::NotAllowed { .. } => "state".to_string(),
             DeployError::UnknownBatch { .. }
             | DeployError::BatchAlreadyDeployed { .. }
-            | DeployError::BatchOutOfOrder { .. } => "index".to_string(),
+            | DeployError::BatchOutOfOrder { .. }
+            | DeployError::ReportDiffers { .. } => "index".to_string(),
             DeployError::Invalid(invalid) => invalid.field.clone(),
             DeployError::NoHost | DeployError::TooManyHosts { .. } => "hosts".to_string(),
             DeployError::HostListedTwice { field, .. }

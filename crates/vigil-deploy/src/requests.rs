@@ -6,7 +6,7 @@ use vigil_core::release::{
     VerdictRecord,
 };
 use vigil_core::validate;
-use vigil_core::Verdict;
+use vigil_core::{Batch, Verdict};
 
 use crate::DeployError;
 
@@ -25,6 +25,48 @@ pub fn new_release(id: String, spec: ReleaseSpec, created_by: String, at: i64) -
         deployed: Vec::new(),
         verdict: None,
         reason: "waiting for the first batch".to_string(),
+    }
+}
+
+/// Whether a pipeline's report of batch `index` repeats one already made: `true` for a retry
+/// of the same report (it changes nothing), `false` for a batch not reported yet, an error
+/// for a different report of a reported batch ([`crate::repeats_report`] says what repeats).
+pub fn is_repeated_report(
+    release: &Release,
+    index: u32,
+    hosts: Option<&[String]>,
+    at: Option<i64>,
+) -> Result<bool, DeployError> {
+    let Some(reported) = release.deployed.iter().find(|batch| batch.index == index) else {
+        return Ok(false);
+    };
+    if crate::repeats_report(release, reported, hosts, at) {
+        return Ok(true);
+    }
+    Err(DeployError::ReportDiffers {
+        index,
+        hosts: reported.hosts.clone(),
+        at: reported.at,
+    })
+}
+
+/// The batch a pipeline reports deployed: the hosts it names, by default the batch's planned
+/// ones (an unplanned index has none, and [`crate::check_deployed_batch`] refuses it), at the
+/// time it gives, by default `now`.
+pub fn reported_batch(
+    release: &Release,
+    index: u32,
+    hosts: Option<Vec<String>>,
+    at: Option<i64>,
+    now: i64,
+) -> Batch {
+    let planned = release.spec.batches.get(index as usize);
+    let hosts =
+        hosts.unwrap_or_else(|| planned.map(|batch| batch.hosts.clone()).unwrap_or_default());
+    Batch {
+        index,
+        at: at.unwrap_or(now),
+        hosts,
     }
 }
 
@@ -111,6 +153,37 @@ mod tests {
         assert!(created.deployed.is_empty() && created.verdict.is_none());
         assert_eq!(created.reason, "waiting for the first batch");
         assert!(crate::check_batch_report(&created, 0).is_ok());
+    }
+
+    #[test]
+    fn a_retried_report_repeats_and_a_different_one_conflicts() {
+        // Batch 0 of hosts a was reported at 0; batch 1 (host b) not yet.
+        let mut release = crate::tests::release(ReleaseState::Observing, 1);
+        release.deployed[0].hosts = vec!["a".to_string()];
+        assert!(!is_repeated_report(&release, 1, None, None).unwrap());
+        assert!(is_repeated_report(&release, 0, None, Some(0)).unwrap());
+        assert!(is_repeated_report(&release, 0, None, Some(7)).is_err());
+        let other_hosts = ["b".to_string()];
+        let error = is_repeated_report(&release, 0, Some(&other_hosts), None).unwrap_err();
+        assert!(error.is_conflict());
+        assert_eq!(
+            error.to_string(),
+            "batch 0 was already reported deployed to hosts [\"a\"] at 0: a repeated report \
+             must give the same hosts and at"
+        );
+    }
+
+    #[test]
+    fn a_report_defaults_to_the_planned_hosts_and_now() {
+        let release = crate::tests::release(ReleaseState::Observing, 1);
+        let batch = reported_batch(&release, 1, None, None, 900);
+        assert_eq!((batch.index, batch.at), (1, 900));
+        assert_eq!(batch.hosts, vec!["b".to_string()]);
+        let named = reported_batch(&release, 1, Some(vec!["x".to_string()]), Some(5), 900);
+        assert_eq!((named.at, named.hosts), (5, vec!["x".to_string()]));
+        assert!(reported_batch(&release, 7, None, None, 900)
+            .hosts
+            .is_empty());
     }
 
     #[test]

@@ -7,7 +7,6 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
 use vigil_core::release::{Action, ApiToken, Release, Role};
-use vigil_core::Batch;
 use vigil_store::Change;
 
 use super::records::load;
@@ -40,28 +39,14 @@ pub async fn batch_deployed(
     };
     let release = load(&state, id).await?;
     // A pipeline retries: the same report again changes nothing and answers the release.
-    if let Some(reported) = release.deployed.iter().find(|batch| batch.index == index) {
-        let repeated =
-            vigil_deploy::repeats_report(&release, reported, request.hosts.as_deref(), request.at);
-        return if repeated {
-            Ok(Json(release))
-        } else {
-            Err(ApiError::conflict(format!(
-                "batch {index} was already reported deployed to hosts {:?} at {}: a repeated \
-                 report must give the same hosts and at",
-                reported.hosts, reported.at
-            )))
-        };
+    let hosts = request.hosts.as_deref();
+    if vigil_deploy::requests::is_repeated_report(&release, index, hosts, request.at)? {
+        return Ok(Json(release));
     }
-    // An unplanned index has no hosts here and is refused by the release layer's check.
-    let planned = release.spec.batches.get(index as usize);
-    let hosts = request
-        .hosts
-        .unwrap_or_else(|| planned.map(|batch| batch.hosts.clone()).unwrap_or_default());
-    let at = request.at.unwrap_or_else(|| state.clock.now());
-    let batch = Batch { index, at, hosts };
-    let change =
-        vigil_guard::requests::batch_change(&release, batch, token.name, state.clock.now())?;
+    let now = state.clock.now();
+    let batch =
+        vigil_deploy::requests::reported_batch(&release, index, request.hosts, request.at, now);
+    let change = vigil_guard::requests::batch_change(&release, batch, token.name, now)?;
     Ok(Json(apply(&state, change).await?))
 }
 
