@@ -6,6 +6,7 @@
 //! executor comes later), so `deploying` is not entered yet.
 #![forbid(unsafe_code)]
 
+pub mod requests;
 pub mod spec;
 
 use std::collections::BTreeSet;
@@ -65,6 +66,17 @@ pub enum DeployError {
         previous: u32,
         previous_at: i64,
     },
+    #[error("unknown state {name:?}")]
+    UnknownState { name: String },
+    #[error(
+        "batch {index} was already reported deployed to hosts {hosts:?} at {at}: a repeated \
+         report must give the same hosts and at"
+    )]
+    ReportDiffers {
+        index: u32,
+        hosts: Vec<String>,
+        at: i64,
+    },
 }
 
 impl DeployError {
@@ -77,6 +89,7 @@ impl DeployError {
                 | DeployError::UnknownBatch { .. }
                 | DeployError::BatchAlreadyDeployed { .. }
                 | DeployError::BatchOutOfOrder { .. }
+                | DeployError::ReportDiffers { .. }
         )
     }
 
@@ -87,7 +100,8 @@ impl DeployError {
             DeployError::NotAllowed { .. } => "state".to_string(),
             DeployError::UnknownBatch { .. }
             | DeployError::BatchAlreadyDeployed { .. }
-            | DeployError::BatchOutOfOrder { .. } => "index".to_string(),
+            | DeployError::BatchOutOfOrder { .. }
+            | DeployError::ReportDiffers { .. } => "index".to_string(),
             DeployError::Invalid(invalid) => invalid.field.clone(),
             DeployError::NoHost | DeployError::TooManyHosts { .. } => "hosts".to_string(),
             DeployError::HostListedTwice { field, .. }
@@ -105,6 +119,7 @@ impl DeployError {
             DeployError::DeployedHostNotInRelease { .. }
             | DeployError::HostAlreadyDeployed { .. } => "hosts".to_string(),
             DeployError::DeployedBeforePrevious { .. } => "at".to_string(),
+            DeployError::UnknownState { .. } => "state".to_string(),
         }
     }
 }
@@ -213,12 +228,12 @@ pub fn all_batches_deployed(release: &Release) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use vigil_core::release::{PlannedBatch, ReferenceHosts, ReleaseSpec};
     use vigil_core::Batch;
 
-    fn release(state: ReleaseState, deployed: usize) -> Release {
+    pub(crate) fn release(state: ReleaseState, deployed: usize) -> Release {
         Release {
             id: "r1".into(),
             spec: ReleaseSpec {

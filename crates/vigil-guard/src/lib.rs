@@ -6,12 +6,14 @@
 pub mod admission;
 pub mod apps;
 pub mod assemble;
+pub mod decision;
 pub mod error;
 pub mod guard;
 pub mod import;
 pub mod index;
 pub mod intake;
 pub mod pull;
+pub mod requests;
 pub mod retention;
 pub mod window;
 
