@@ -238,6 +238,20 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
     lower * (1.0 - weight) + upper * weight
 }
 
+/// The `q` quantile (0..=1) of values already sorted ascending, all finite, by the same linear
+/// interpolation as [`quantile`]; `NaN` when there are none. For several quantiles of one set:
+/// sort once, then read each.
+pub fn quantile_of_sorted(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let position = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let below = position.floor() as usize;
+    let above = position.ceil() as usize;
+    let weight = position - below as f64;
+    sorted[below] * (1.0 - weight) + sorted[above] * weight
+}
+
 /// Natural log of the upper tail P(X >= observed) of a Poisson variable with mean `expected`,
 /// by the Chernoff bound (tight enough to rank evidence, never optimistic).
 pub fn poisson_upper_tail_ln(observed: f64, expected: f64) -> f64 {
@@ -381,6 +395,21 @@ pub fn raised_bar(bar: f64, share: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quantile_of_sorted_values_is_the_quantile_of_the_values() {
+        let values = [7.5, -2.0, 3.25, 0.0, 11.0, 3.25, 42.0, -0.5];
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        for q in [0.0, 0.1, 0.25, 0.5, 0.6, 0.75, 0.9, 1.0] {
+            assert_eq!(
+                quantile_of_sorted(&sorted, q),
+                quantile(&values, q),
+                "q = {q}"
+            );
+        }
+        assert!(quantile_of_sorted(&[], 0.5).is_nan());
+    }
 
     #[test]
     fn normal_tails_match_known_values_and_raised_bars_divide_them() {

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use vigil_analysis::stats::quantile;
+use vigil_analysis::stats::quantile_of_sorted;
 use vigil_core::text::{change_words, clock_time, figure};
 use vigil_core::{Bundle, Finding, HostGroup};
 
@@ -72,8 +72,10 @@ fn step_quantiles(series: &[&Vec<Option<f64>>], points: usize, levels: &[f64]) -
                 .filter_map(|host| host.get(step).copied().flatten())
                 .filter(|value| value.is_finite()),
         );
+        // Sorted once per step, then each level read from it.
+        values.sort_by(f64::total_cmp);
         for (level, column) in levels.iter().zip(result.iter_mut()) {
-            column.push(quantile(&values, *level));
+            column.push(quantile_of_sorted(&values, *level));
         }
     }
     result
@@ -627,9 +629,9 @@ mod tests {
 
     #[test]
     fn quantiles_interpolate_between_neighbours() {
-        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0);
-        assert_eq!(quantile(&[1.0, 2.0], 0.25), 1.25);
-        assert!(quantile(&[], 0.5).is_nan());
+        assert_eq!(quantile_of_sorted(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0);
+        assert_eq!(quantile_of_sorted(&[1.0, 2.0], 0.25), 1.25);
+        assert!(quantile_of_sorted(&[], 0.5).is_nan());
         let means = column_means(&[1.0, f64::NAN, 3.0, f64::NAN, f64::NAN], 2);
         assert_eq!(means[0], 1.0);
         assert_eq!(means[1], 3.0);
