@@ -218,10 +218,7 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
     if keys.is_empty() {
         return f64::NAN;
     }
-    let position = q.clamp(0.0, 1.0) * (keys.len() - 1) as f64;
-    let below = position.floor() as usize;
-    let above = position.ceil() as usize;
-    let weight = position - below as f64;
+    let (below, above, weight) = quantile_position(keys.len(), q);
     // The two order statistics around the position, selected rather than sorted: the value
     // just above the one at `below` is the least of those after it.
     let (_, at_below, after) = keys.select_nth_unstable(below);
@@ -245,11 +242,16 @@ pub fn quantile_of_sorted(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    let position = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let below = position.floor() as usize;
-    let above = position.ceil() as usize;
-    let weight = position - below as f64;
+    let (below, above, weight) = quantile_position(sorted.len(), q);
     sorted[below] * (1.0 - weight) + sorted[above] * weight
+}
+
+/// Where the `q` quantile of `count` ordered values lies: the order statistics below and above
+/// it, and the weight of the one above.
+fn quantile_position(count: usize, q: f64) -> (usize, usize, f64) {
+    let position = q.clamp(0.0, 1.0) * (count - 1) as f64;
+    let below = position.floor() as usize;
+    (below, position.ceil() as usize, position - below as f64)
 }
 
 /// Natural log of the upper tail P(X >= observed) of a Poisson variable with mean `expected`,
