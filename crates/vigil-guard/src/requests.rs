@@ -7,7 +7,7 @@ use vigil_deploy::requests::{action_event, action_reason};
 use vigil_deploy::DeployError;
 use vigil_store::{Change, ReleaseFilter};
 
-use crate::guard::{notifications_for, GuardConfig};
+use crate::guard::{notifications_for, transition_change, GuardConfig};
 
 /// Releases listed when a request names no limit.
 pub const DEFAULT_LIST_LIMIT: usize = 100;
@@ -39,7 +39,6 @@ pub fn action_change(
     reason: Option<String>,
     at: i64,
 ) -> Result<Change, DeployError> {
-    let to = vigil_deploy::next_state(release.state, action)?;
     let reason = action_reason(action, actor, reason);
     let notifications = match action_event(action) {
         Some(event) => notifications_for(
@@ -58,15 +57,8 @@ pub fn action_change(
         None => Vec::new(),
     };
     Ok(Change {
-        release_id: release.id.clone(),
-        expected: release.state,
-        to,
-        action,
-        actor: actor.to_string(),
-        at,
-        reason,
-        deployed: None,
         notifications,
+        ..transition_change(release, action, actor.to_string(), at, reason)?
     })
 }
 
@@ -79,20 +71,14 @@ pub fn batch_change(
     at: i64,
 ) -> Result<Change, DeployError> {
     vigil_deploy::check_deployed_batch(release, &batch)?;
+    let reason = format!(
+        "batch {} deployed to {} hosts",
+        batch.index,
+        batch.hosts.len()
+    );
     Ok(Change {
-        release_id: release.id.clone(),
-        expected: release.state,
-        to: vigil_deploy::next_state(release.state, Action::BatchDeployed)?,
-        action: Action::BatchDeployed,
-        actor,
-        at,
-        reason: format!(
-            "batch {} deployed to {} hosts",
-            batch.index,
-            batch.hosts.len()
-        ),
         deployed: Some(batch),
-        notifications: Vec::new(),
+        ..transition_change(release, Action::BatchDeployed, actor, at, reason)?
     })
 }
 

@@ -263,9 +263,31 @@ impl Actor {
     }
 }
 
+/// The change `action` by `actor` makes to `release` in the state it was read in: the state
+/// it leads to is the release layer's rule (`vigil_deploy::next_state`), and the store applies
+/// it only if the release is still in that state. No batch, no notifications.
+pub fn transition_change(
+    release: &Release,
+    action: Action,
+    actor: String,
+    at: i64,
+    reason: String,
+) -> Result<Change, vigil_deploy::DeployError> {
+    Ok(Change {
+        release_id: release.id.clone(),
+        expected: release.state,
+        to: vigil_deploy::next_state(release.state, action)?,
+        action,
+        actor,
+        at,
+        reason,
+        deployed: None,
+        notifications: Vec::new(),
+    })
+}
+
 /// The change the guard asks of the store for `action` on a release in the state it was
-/// judged in: the state it leads to is the release layer's rule (`vigil_deploy::next_state`),
-/// and the store applies it only if the release is still in that state.
+/// judged in ([`transition_change`], acted by `guard`).
 pub(super) fn guard_change(
     release: &Release,
     action: Action,
@@ -274,15 +296,8 @@ pub(super) fn guard_change(
     notifications: Vec<NewNotification>,
 ) -> Result<Change, GuardError> {
     Ok(Change {
-        release_id: release.id.clone(),
-        expected: release.state,
-        to: vigil_deploy::next_state(release.state, action)?,
-        action,
-        actor: "guard".to_string(),
-        at,
-        reason,
-        deployed: None,
         notifications,
+        ..transition_change(release, action, "guard".to_string(), at, reason)?
     })
 }
 

@@ -26,7 +26,9 @@ use vigil_core::{Bundle, Clock, Judgement, LogTemplate, Verdict};
 use vigil_store::{ReleaseFilter, Store};
 
 use self::act::Actor;
-pub use self::act::{explain, finite_findings, last_batch_judged_from, notifications_for};
+pub use self::act::{
+    explain, finite_findings, last_batch_judged_from, notifications_for, transition_change,
+};
 pub use self::config::{GuardConfig, Judged, Route};
 use self::evaluators::{Evaluators, Kept};
 use self::locks::{lock, read};
