@@ -33,7 +33,7 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// What a finding is about: a metric or a log template.
+/// What a finding is about: a metric, a log template, silent hosts, a team's rule or an alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Signal {
@@ -47,15 +47,26 @@ pub enum Signal {
     },
     /// Release hosts that stopped sending anything while their peers kept reporting.
     Silence,
+    /// A rule of the app's or the release's own, by its name.
+    Rule {
+        name: String,
+    },
+    /// An alert received from Alertmanager or another alerting system, by its name.
+    Alert {
+        name: String,
+    },
 }
 
 impl Signal {
-    /// A short label: the metric name, `log:` and the template text, or `silence`.
+    /// A short label: the metric name, `log:` and the template text, `silence`, `rule:` and the
+    /// rule's name, or `alert:` and the alert's name.
     pub fn label(&self) -> String {
         match self {
             Signal::Metric { name } => name.clone(),
             Signal::Log { text, .. } => format!("log:{text}"),
             Signal::Silence => "silence".to_owned(),
+            Signal::Rule { name } => format!("rule:{name}"),
+            Signal::Alert { name } => format!("alert:{name}"),
         }
     }
 }
@@ -112,5 +123,24 @@ mod tests {
         let read: Signal = serde_json::from_str(&text).unwrap();
         assert_eq!(read, Signal::Silence);
         assert_eq!(read.label(), "silence");
+    }
+
+    #[test]
+    fn rule_and_alert_signals_are_tagged_and_labelled_by_their_names() {
+        let rule = Signal::Rule {
+            name: "success-rate".to_owned(),
+        };
+        let text = serde_json::to_string(&rule).unwrap();
+        assert_eq!(text, r#"{"type":"rule","name":"success-rate"}"#);
+        assert_eq!(serde_json::from_str::<Signal>(&text).unwrap(), rule);
+        assert_eq!(rule.label(), "rule:success-rate");
+        let alert = Signal::Alert {
+            name: "HighErrorRate".to_owned(),
+        };
+        assert_eq!(
+            serde_json::to_string(&alert).unwrap(),
+            r#"{"type":"alert","name":"HighErrorRate"}"#
+        );
+        assert_eq!(alert.label(), "alert:HighErrorRate");
     }
 }

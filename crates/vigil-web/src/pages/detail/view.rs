@@ -267,6 +267,8 @@ impl Detail<'_> {
             Signal::Metric { name } => ("Metric", name.as_str()),
             Signal::Log { text, .. } => ("Log template", text.as_str()),
             Signal::Silence => ("Silence", "no data"),
+            Signal::Rule { name } => ("Rule", name.as_str()),
+            Signal::Alert { name } => ("Alert", name.as_str()),
         };
         let heading_id = format!("finding-{number_on_page}");
         let compared_with = if finding.baseline == "reference" {
@@ -360,7 +362,10 @@ impl Detail<'_> {
                     text,
                     level,
                 } => Some((template.as_str(), text.as_str(), level.as_str())),
-                Signal::Metric { .. } | Signal::Silence => None,
+                Signal::Metric { .. }
+                | Signal::Silence
+                | Signal::Rule { .. }
+                | Signal::Alert { .. } => None,
             })
             .collect();
         html! {
