@@ -158,8 +158,8 @@ impl Evaluator {
             hosts_affected: 0,
             hosts_judged: summary.judged,
             note: format!(
-                "within bounds on {} judged release hosts: {} against {}{unlisted}",
-                summary.judged,
+                "within bounds on {}: {} against {}{unlisted}",
+                judged_hosts(summary.judged),
                 change_words(summary.effect),
                 track.compared_with
             ),
@@ -253,10 +253,19 @@ impl Evaluator {
             Some(reason) => row.note = reason,
             None => {
                 row.verdict = RowVerdict::Pass;
-                row.note = format!("all {judged} judged release hosts report every judged metric");
+                row.note = format!("{} report every judged metric", judged_hosts(judged));
             }
         }
         row
+    }
+}
+
+/// "the judged release host" or "all N judged release hosts".
+fn judged_hosts(count: usize) -> String {
+    if count == 1 {
+        "the judged release host".to_owned()
+    } else {
+        format!("all {count} judged release hosts")
     }
 }
 
