@@ -5,10 +5,12 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
 use vigil_core::release::{Release, Role, VerdictRecord};
-use vigil_core::scorecard::{RowSort, Scorecard};
+use vigil_core::scorecard::{RowSort, Scorecard, ScorecardRow};
+use vigil_core::Bundle;
 
 use super::records::{load, window};
 use vigil_guard::apps::AppConfig;
+use vigil_guard::GuardError;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -76,6 +78,23 @@ pub async fn scorecard(
     Ok(Json(scorecard))
 }
 
+/// The scorecard of `release` on its window `bundle` at the step of `judged_at` (see
+/// [`vigil_guard::scorecard::release_scorecard`]), with the rows of the team's rules and of
+/// received alerts. Judges the window: call it on a blocking thread. The API and the page
+/// both build their scorecard here.
+pub(crate) fn scorecard_on(
+    release: &Release,
+    bundle: &Bundle,
+    judged_at: Option<i64>,
+    app: Option<&AppConfig>,
+) -> Result<Scorecard, GuardError> {
+    let scorecard = vigil_guard::scorecard::release_scorecard(release, bundle, judged_at, app)?;
+    // The one place the rows of the team's rules and of received alerts join the scorecard:
+    // they are added here, at the same step.
+    let extra_rows: Vec<ScorecardRow> = Vec::new();
+    Ok(vigil_guard::scorecard::with_rows(scorecard, extra_rows))
+}
+
 /// The step a release's scorecard is judged at: the step the guard last judged, or
 /// `latest`'s (its latest stored verdict) after a restart; `None` for a finished release (the
 /// end of its window).
@@ -114,7 +133,7 @@ async fn release_scorecard(
     let app = app_config(state, &release.spec.app).await?;
     let release = release.clone();
     let scorecard = tokio::task::spawn_blocking(move || {
-        vigil_guard::scorecard::release_scorecard(&release, &bundle, judged_at, app.as_ref())
+        scorecard_on(&release, &bundle, judged_at, app.as_ref())
     })
     .await
     .map_err(|error| ApiError::internal(format!("scorecard task failed: {error}")))??;

@@ -19,7 +19,8 @@ use super::session::{checked_form, signed_in, Session, SessionForm};
 use super::PageError;
 use crate::error::ApiError;
 use crate::releases::{
-    app_config, perform, record_feedback, release_record, scorecard_step, window, ScorecardQuery,
+    app_config, perform, record_feedback, release_record, scorecard_on, scorecard_step, window,
+    ScorecardQuery,
 };
 use crate::state::AppState;
 use scorecard::RowOrder;
@@ -73,17 +74,12 @@ pub async fn page(
     let notice = query.done.as_deref().and_then(notice_text);
     let page = tokio::task::spawn_blocking(move || {
         let scorecard = match &bundle {
-            Ok(bundle) => vigil_guard::scorecard::release_scorecard(
-                &record.release,
-                bundle,
-                judged_at,
-                app.as_ref(),
-            )
-            .map(|mut scorecard| {
-                scorecard.sort_rows_by(sort, descending);
-                scorecard
-            })
-            .map_err(|error| error.to_string()),
+            Ok(bundle) => scorecard_on(&record.release, bundle, judged_at, app.as_ref())
+                .map(|mut scorecard| {
+                    scorecard.sort_rows_by(sort, descending);
+                    scorecard
+                })
+                .map_err(|error| error.to_string()),
             Err(error) => Err(error.message.clone()),
         };
         let view = Detail {
