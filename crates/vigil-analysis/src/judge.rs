@@ -1,5 +1,7 @@
 //! Attribute and decide: turn per-host evidence into findings and a verdict at one step.
 
+mod scorecard;
+
 use std::collections::HashMap;
 
 use vigil_core::text::clock_time_utc;
@@ -597,8 +599,26 @@ impl Evaluator {
             // From the first spike counted to the last, the quiet samples between included.
             evidence.since..=evidence.until
         } else {
-            now.saturating_sub(self.settings.persistence_steps.max(1) - 1)..=now
+            self.recent_steps(now)
         };
+        self.change_over(metric, track, host, steps, evidence.intermittent)
+    }
+
+    /// The steps a shift is measured over at `now`: the last `persistence_steps`.
+    fn recent_steps(&self, now: usize) -> std::ops::RangeInclusive<usize> {
+        now.saturating_sub(self.settings.persistence_steps.max(1) - 1)..=now
+    }
+
+    /// What a host showed and what was expected of it over `steps`, in the metric's unit:
+    /// their means (`mean`) or medians.
+    fn change_over(
+        &self,
+        metric: &MetricData,
+        track: &MetricTrack,
+        host: usize,
+        steps: std::ops::RangeInclusive<usize>,
+        mean: bool,
+    ) -> (f64, f64) {
         let mut observed = Vec::new();
         let mut expected = Vec::new();
         for step in steps {
@@ -609,7 +629,7 @@ impl Evaluator {
                 expected.push(metric.transform.invert(value - delta));
             }
         }
-        if evidence.intermittent {
+        if mean {
             (stats::mean(&observed), stats::mean(&expected))
         } else {
             (stats::median(&observed), stats::median(&expected))

@@ -28,12 +28,34 @@ pub fn window_steps(settings: &Settings) -> usize {
     settings.persistence_steps.max(1) + 2
 }
 
+/// The surge test of one template at one step, surging or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogTest {
+    /// The figures of the test; a finding when `surging`.
+    pub evidence: LogEvidence,
+    pub surging: bool,
+}
+
+/// The evidence of a template surging on release hosts at `now`, or `None`.
 pub fn log_evidence(
     prepared: &Prepared,
     log: &LogData,
     now: usize,
     settings: &Settings,
 ) -> Option<LogEvidence> {
+    log_test(prepared, log, now, settings)
+        .filter(|test| test.surging)
+        .map(|test| test.evidence)
+}
+
+/// The surge test of `log` at `now`, with its figures whether it surges or not; `None` when no
+/// release host is judged yet.
+pub fn log_test(
+    prepared: &Prepared,
+    log: &LogData,
+    now: usize,
+    settings: &Settings,
+) -> Option<LogTest> {
     let window = window_steps(settings);
     let window_start = (now + 1).saturating_sub(window);
     let step_minutes = prepared.step_seconds as f64 / 60.0;
@@ -108,20 +130,20 @@ pub fn log_evidence(
         && tail_ln <= settings.log_max_tail_ln
         && steps_with_lines.len() >= 2
         && !affected.is_empty();
-    if !surging {
-        return None;
-    }
     let surplus = affected_lines - expected_rate * affected_exposure as f64;
     let rate_per_minute = surplus / (affected_exposure.max(1) as f64 * step_minutes);
     let since = steps_with_lines.iter().next().copied().unwrap_or(now);
-    Some(LogEvidence {
-        hosts: affected,
-        hosts_judged,
-        observed,
-        expected,
-        tail_ln,
-        rate_per_minute,
-        new,
-        since,
+    Some(LogTest {
+        evidence: LogEvidence {
+            hosts: affected,
+            hosts_judged,
+            observed,
+            expected,
+            tail_ln,
+            rate_per_minute,
+            new,
+            since,
+        },
+        surging,
     })
 }

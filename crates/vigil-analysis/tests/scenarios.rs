@@ -393,3 +393,69 @@ fn without_reference_group(mut bundle: Bundle) -> Bundle {
     }
     bundle
 }
+
+/// The scorecard of every step of `bundle` holds the judgement's findings (see
+/// `support::scorecard_holding_the_findings`); the last step's scorecard.
+fn checked_scorecards(bundle: &Bundle, settings: &Settings) -> vigil_core::scorecard::Scorecard {
+    bundle.validate("scenario").unwrap();
+    let evaluator = Evaluator::new(bundle, settings);
+    let first = evaluator.first_step().unwrap();
+    let mut last = None;
+    for now in first..evaluator.points() {
+        last = Some(support::scorecard_holding_the_findings(&evaluator, now));
+    }
+    last.unwrap()
+}
+
+#[test]
+fn the_scorecard_holds_every_finding_and_passes_what_did_not_move() {
+    use vigil_core::scorecard::RowVerdict;
+
+    let row_of = |scorecard: &vigil_core::scorecard::Scorecard, label: &str| {
+        scorecard
+            .rows
+            .iter()
+            .find(|row| row.signal.label() == label)
+            .cloned()
+            .unwrap()
+    };
+    let settings = Settings::default();
+
+    let quiet = checked_scorecards(&fleet_with_cpu(), &settings);
+    assert_eq!(quiet.verdict, Verdict::Healthy);
+    for label in ["latency", "cpu", "silence"] {
+        let row = row_of(&quiet, label);
+        assert_eq!(row.verdict, RowVerdict::Pass, "{row:?}");
+        assert_eq!(row.hosts_judged, RELEASE_HOSTS);
+    }
+    let latency = row_of(&quiet, "latency");
+    assert_eq!(latency.compared_with, "reference");
+    assert!(latency.effect.unwrap().abs() < 0.1, "{latency:?}");
+    assert!(latency.observed.unwrap() > 90.0 && latency.reference.unwrap() > 90.0);
+
+    let doubled = fleet(|host, step, value| {
+        if is_release(host) && step > DEPLOY {
+            value * 2.0
+        } else {
+            value
+        }
+    });
+    let faulty = checked_scorecards(&doubled, &settings);
+    let latency = row_of(&faulty, "latency");
+    assert_eq!(latency.verdict, RowVerdict::Fail);
+    assert_eq!(faulty.rows[0].signal.label(), "latency");
+    assert!(latency.effect.unwrap() > 0.8, "{latency:?}");
+
+    let history = checked_scorecards(
+        &without_reference_group(fleet(|_, _, value| value)),
+        &settings,
+    );
+    assert_eq!(row_of(&history, "latency").compared_with, "history");
+    assert_eq!(row_of(&history, "latency").verdict, RowVerdict::Pass);
+
+    let silent = silenced(fleet(|_, _, value| value), "latency", |host, step| {
+        host == 0 && step >= DEPLOY + 20
+    });
+    let silent_card = checked_scorecards(&silent, &settings_with_silence_fault_after(600));
+    assert_eq!(row_of(&silent_card, "silence").verdict, RowVerdict::Fail);
+}

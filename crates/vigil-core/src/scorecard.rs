@@ -101,6 +101,87 @@ impl Scorecard {
     }
 }
 
+/// A column the rows may be sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowSort {
+    /// Failing first, then recommended, not enough data, passing (by signal label within).
+    Verdict,
+    /// By signal label.
+    Signal,
+    /// By the size of the effect, whatever its sign.
+    Effect,
+    /// By the score.
+    Score,
+}
+
+impl RowSort {
+    pub const ALL: [RowSort; 4] = [
+        RowSort::Verdict,
+        RowSort::Signal,
+        RowSort::Effect,
+        RowSort::Score,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowSort::Verdict => "verdict",
+            RowSort::Signal => "signal",
+            RowSort::Effect => "effect",
+            RowSort::Score => "score",
+        }
+    }
+
+    /// The column named `name`, if any.
+    pub fn parse(name: &str) -> Option<RowSort> {
+        RowSort::ALL.into_iter().find(|sort| sort.as_str() == name)
+    }
+
+    /// The order a column is first sorted in: the most telling first (failing verdicts, the
+    /// largest effects and scores; labels from a to z).
+    pub fn natural_descending(self) -> bool {
+        matches!(self, RowSort::Effect | RowSort::Score)
+    }
+}
+
+impl Scorecard {
+    /// Sorts the rows by `sort`, descending or ascending; rows without the figure (no effect or
+    /// score) last either way, and ties by verdict then label. `Verdict` ascending is
+    /// [`Scorecard::sort_rows`]'s order, failing first.
+    pub fn sort_rows_by(&mut self, sort: RowSort, descending: bool) {
+        use std::cmp::Ordering;
+        let by_rank = |left: &ScorecardRow, right: &ScorecardRow| {
+            row_rank(left.verdict)
+                .cmp(&row_rank(right.verdict))
+                .then_with(|| left.signal.label().cmp(&right.signal.label()))
+        };
+        let directed = |ordering: Ordering| {
+            if descending {
+                ordering.reverse()
+            } else {
+                ordering
+            }
+        };
+        let by_figure = |left: Option<f64>, right: Option<f64>| match (
+            left.filter(|value| !value.is_nan()),
+            right.filter(|value| !value.is_nan()),
+        ) {
+            (Some(left), Some(right)) => directed(left.total_cmp(&right)),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        self.rows.sort_by(|left, right| match sort {
+            RowSort::Verdict => directed(by_rank(left, right)),
+            RowSort::Signal => directed(left.signal.label().cmp(&right.signal.label()))
+                .then_with(|| by_rank(left, right)),
+            RowSort::Effect => by_figure(left.effect.map(f64::abs), right.effect.map(f64::abs))
+                .then_with(|| by_rank(left, right)),
+            RowSort::Score => by_figure(left.score, right.score).then_with(|| by_rank(left, right)),
+        });
+    }
+}
+
 fn row_rank(verdict: RowVerdict) -> u8 {
     match verdict {
         RowVerdict::Fail => 0,
@@ -156,5 +237,45 @@ mod tests {
             serde_json::to_value(RowVerdict::NotEnoughData).unwrap(),
             "not_enough_data"
         );
+    }
+
+    #[test]
+    fn rows_sort_by_each_column_both_ways_with_missing_figures_last() {
+        let with_effect = |name: &str, verdict: RowVerdict, effect: Option<f64>| ScorecardRow {
+            effect,
+            score: effect.map(|effect| effect * 10.0),
+            ..row(name, verdict)
+        };
+        let mut scorecard = Scorecard {
+            at: 0,
+            verdict: Verdict::Fault,
+            rows: vec![
+                with_effect("a", RowVerdict::Pass, Some(0.01)),
+                with_effect("b", RowVerdict::Fail, Some(-0.9)),
+                with_effect("c", RowVerdict::NotEnoughData, None),
+                with_effect("d", RowVerdict::Recommend, Some(0.3)),
+            ],
+        };
+        let order = |scorecard: &Scorecard| -> Vec<String> {
+            scorecard
+                .rows
+                .iter()
+                .map(|row| row.signal.label())
+                .collect()
+        };
+        scorecard.sort_rows_by(RowSort::Effect, true);
+        assert_eq!(order(&scorecard), ["b", "d", "a", "c"]);
+        scorecard.sort_rows_by(RowSort::Effect, false);
+        assert_eq!(order(&scorecard), ["a", "d", "b", "c"]);
+        scorecard.sort_rows_by(RowSort::Score, true);
+        assert_eq!(order(&scorecard), ["d", "a", "b", "c"]);
+        scorecard.sort_rows_by(RowSort::Signal, true);
+        assert_eq!(order(&scorecard), ["d", "c", "b", "a"]);
+        scorecard.sort_rows_by(RowSort::Verdict, true);
+        assert_eq!(order(&scorecard), ["a", "c", "d", "b"]);
+        scorecard.sort_rows_by(RowSort::Verdict, false);
+        assert_eq!(order(&scorecard), ["b", "d", "c", "a"]);
+        assert_eq!(RowSort::parse("effect"), Some(RowSort::Effect));
+        assert_eq!(RowSort::parse("Effect"), None);
     }
 }

@@ -742,3 +742,113 @@ fn declared_metrics_are_refused_by_the_field_that_is_wrong() {
     );
     assert_eq!(status, 403, "{answer}");
 }
+
+/// The scorecard of a paused release holds its findings with their figures, every metric of
+/// its window, sorts by the column asked for, and names what is wrong in a bad query.
+#[test]
+fn the_scorecard_holds_the_findings_and_every_metric_sorted_as_asked() {
+    let (server, bundle) = support::server_with_paused_release();
+    let id = bundle.id.clone();
+    let (status, scorecard) =
+        server.get(&format!("/api/v1/releases/{id}/scorecard"), &server.viewer);
+    assert_eq!(status, 200, "{scorecard}");
+    let (status, findings) = server.get(&format!("/api/v1/releases/{id}/findings"), &server.viewer);
+    assert_eq!(status, 200);
+    let latest = &findings["latest"];
+    assert_eq!(scorecard["verdict"], latest["verdict"], "{scorecard}");
+    assert_eq!(scorecard["at"], latest["at"]);
+    let rows = scorecard["rows"].as_array().unwrap();
+    for finding in latest["findings"].as_array().unwrap() {
+        let row = rows
+            .iter()
+            .find(|row| row["signal"] == finding["signal"])
+            .unwrap_or_else(|| panic!("no row for {finding}"));
+        let verdict = if finding["severity"] == "fault" {
+            "fail"
+        } else {
+            "recommend"
+        };
+        assert_eq!(row["verdict"], verdict);
+        for (row_field, finding_field) in [
+            ("observed", "observed"),
+            ("reference", "expected"),
+            ("effect", "effect"),
+        ] {
+            assert_eq!(row[row_field], finding[finding_field], "{row} {finding}");
+        }
+    }
+    // Failing first by default.
+    assert_eq!(rows[0]["verdict"], "fail", "{}", rows[0]);
+    for meta in &bundle.metrics {
+        assert!(
+            rows.iter()
+                .any(|row| row["signal"]["type"] == "metric" && row["signal"]["name"] == meta.name),
+            "no row for {}",
+            meta.name
+        );
+    }
+
+    let labels = |answer: &serde_json::Value| -> Vec<String> {
+        answer["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|row| row["signal"]["type"] == "metric")
+            .map(|row| row["signal"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, by_signal) = server.get(
+        &format!("/api/v1/releases/{id}/scorecard?sort=signal&order=asc"),
+        &server.viewer,
+    );
+    assert_eq!(status, 200);
+    let mut sorted = labels(&by_signal);
+    sorted.sort();
+    assert_eq!(labels(&by_signal), sorted);
+    let (_, by_signal_down) = server.get(
+        &format!("/api/v1/releases/{id}/scorecard?sort=signal&order=desc"),
+        &server.viewer,
+    );
+    sorted.reverse();
+    assert_eq!(labels(&by_signal_down), sorted);
+    let (status, by_effect) = server.get(
+        &format!("/api/v1/releases/{id}/scorecard?sort=effect"),
+        &server.viewer,
+    );
+    assert_eq!(status, 200);
+    let effects: Vec<f64> = by_effect["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map_while(|row| row["effect"].as_f64())
+        .map(f64::abs)
+        .collect();
+    assert!(effects.len() >= bundle.metrics.len() / 2, "{by_effect}");
+    assert!(
+        effects.windows(2).all(|pair| pair[0] >= pair[1]),
+        "{effects:?}"
+    );
+
+    let (status, answer) = server.get(
+        &format!("/api/v1/releases/{id}/scorecard?sort=size"),
+        &server.viewer,
+    );
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"].as_str().unwrap().contains("sort"),
+        "{answer}"
+    );
+    let (status, answer) = server.get(
+        &format!("/api/v1/releases/{id}/scorecard?order=up"),
+        &server.viewer,
+    );
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"].as_str().unwrap().contains("order"),
+        "{answer}"
+    );
+    let (status, _) = server.get("/api/v1/releases/nobody/scorecard", &server.viewer);
+    assert_eq!(status, 404);
+    let (status, _) = server.get(&format!("/api/v1/releases/{id}/scorecard"), "");
+    assert_eq!(status, 401);
+}

@@ -243,9 +243,132 @@ fn an_operator_resumes_a_paused_release_and_a_viewer_cannot() {
     assert_eq!(feedback[0].note, "a load test on the reference hosts");
     assert_eq!(feedback[0].actor, "operator");
 
+    the_chart_s_times_are_in_the_viewer_s_time_zone(&browser, &server, &id);
+    a_healthy_release_s_page_shows_its_scorecard(&browser, &server);
     the_list_refreshes_itself_while_a_release_runs(&browser, &server);
     the_apps_page_shows_an_app_s_coverage(&browser, &server);
     a_large_exporter_s_metric_families_fold(&browser, &server);
+}
+
+/// The paused release's chart: its time ticks were rewritten by the page's script in the
+/// browser's time zone, and its value axis names the unit.
+fn the_chart_s_times_are_in_the_viewer_s_time_zone(
+    browser: &Browser,
+    server: &TestServer,
+    id: &str,
+) {
+    browser
+        .goto(&format!("{}/releases/{id}", server.base))
+        .unwrap();
+    wait_for_text(browser, "figure.chart [data-zone-note]", "your time zone");
+    let ticks = browser
+        .execute(
+            "const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+             return Array.from(document.querySelectorAll('text[data-time]')).map((tick) => {
+               const time = new Date(Number(tick.dataset.time) * 1000);
+               const local = new Intl.DateTimeFormat(undefined, {
+                 hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZone: zone,
+               }).format(time);
+               return [tick.textContent, local, tick.dataset.format];
+             });",
+            json!([]),
+        )
+        .unwrap();
+    let ticks = ticks.as_array().unwrap();
+    assert!(ticks.len() >= 3, "{ticks:?}");
+    let mut clock_ticks = 0;
+    for tick in ticks {
+        // Ticks of minutes and hours say the clock time there (a day's first hour its date).
+        if tick[2] != "day" && tick[1] != "00:00" {
+            assert_eq!(tick[0], tick[1], "a tick in the browser's zone: {tick}");
+            clock_ticks += 1;
+        }
+    }
+    assert!(clock_ticks >= 2, "{ticks:?}");
+}
+
+/// A healthy release's page shows the scorecard: a passing row for every metric; clicking a
+/// column's heading sorts by it, and again the other way round.
+fn a_healthy_release_s_page_shows_its_scorecard(browser: &Browser, server: &TestServer) {
+    let bundle = support::import_example(server, support::HEALTHY_EXAMPLE);
+    browser
+        .goto(&format!("{}/releases/{}", server.base, bundle.id))
+        .unwrap();
+    wait_for_text(browser, "#scorecard", "Scorecard");
+    let signals = |browser: &Browser| -> Vec<String> {
+        browser
+            .find_all("#scorecard table.scorecard tbody th")
+            .unwrap()
+            .iter()
+            .map(|cell| browser.text(cell).unwrap())
+            .collect()
+    };
+    let shown = signals(browser);
+    for meta in &bundle.metrics {
+        assert!(
+            shown.contains(&meta.name),
+            "no row for {}: {shown:?}",
+            meta.name
+        );
+    }
+    let verdicts: Vec<String> = browser
+        .find_all("#scorecard table.scorecard tbody td .badge")
+        .unwrap()
+        .iter()
+        .map(|badge| browser.text(badge).unwrap())
+        .collect();
+    assert_eq!(verdicts.len(), shown.len());
+    assert!(
+        verdicts.iter().all(|verdict| verdict == "pass"),
+        "{verdicts:?}"
+    );
+    browser
+        .execute(
+            "document.getElementById('scorecard').scrollIntoView();",
+            json!([]),
+        )
+        .unwrap();
+    screenshot(browser, "09a-scorecard");
+
+    let heading = browser
+        .find("#scorecard thead a[href*='sort=signal']")
+        .unwrap();
+    browser.click(&heading).unwrap();
+    browser
+        .wait_for(
+            "#scorecard th[aria-sort='ascending'] a[href*='sort=signal']",
+            20,
+        )
+        .unwrap();
+    let ascending = signals(browser);
+    let mut sorted = ascending.clone();
+    sorted.sort();
+    assert_eq!(ascending, sorted);
+    let heading = browser
+        .find("#scorecard thead a[href*='sort=signal']")
+        .unwrap();
+    browser.click(&heading).unwrap();
+    browser
+        .wait_for(
+            "#scorecard th[aria-sort='descending'] a[href*='sort=signal']",
+            20,
+        )
+        .unwrap();
+    let descending = signals(browser);
+    assert_ne!(descending, ascending, "the rows were reordered");
+    sorted.reverse();
+    assert_eq!(descending, sorted);
+    assert!(browser
+        .current_url()
+        .unwrap()
+        .contains("sort=signal&order=desc"));
+    browser
+        .execute(
+            "document.getElementById('scorecard').scrollIntoView();",
+            json!([]),
+        )
+        .unwrap();
+    screenshot(browser, "09b-scorecard-sorted");
 }
 
 /// A running release's row changes on the open list page, without a reload, when the release

@@ -262,6 +262,11 @@ fn send_release_reads(contract: &mut Contract, id: &str, metric: &str) {
         ("/api/v1/releases/{id}", String::new()),
         ("/api/v1/releases/{id}/verdict", String::new()),
         ("/api/v1/releases/{id}/findings", String::new()),
+        ("/api/v1/releases/{id}/scorecard", String::new()),
+        (
+            "/api/v1/releases/{id}/scorecard",
+            "?sort=effect&order=asc".to_owned(),
+        ),
         ("/api/v1/releases/{id}/transitions", String::new()),
         ("/api/v1/releases/{id}/series", format!("?metric={metric}")),
         ("/api/v1/releases/{id}/export", String::new()),
@@ -281,6 +286,22 @@ fn send_release_reads(contract: &mut Contract, id: &str, metric: &str) {
         None,
     );
     assert_eq!(status, 404);
+    let (status, _) = contract.send(
+        "GET",
+        "/api/v1/releases/{id}/scorecard",
+        "/api/v1/releases/nobody/scorecard",
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 404);
+    let (status, _) = contract.send(
+        "GET",
+        "/api/v1/releases/{id}/scorecard",
+        &format!("/api/v1/releases/{id}/scorecard?sort=size"),
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 400);
 }
 
 fn send_release_actions(contract: &mut Contract) {

@@ -428,3 +428,65 @@ fn hostile_names_show_escaped_on_every_page() {
         }
     }
 }
+
+/// A healthy release's page shows its scorecard: a passing row for every metric, sortable by
+/// the links of its headings; a bad sort is refused by name.
+#[test]
+fn a_healthy_release_s_page_shows_its_scorecard_sorted_by_the_column_asked() {
+    let server = TestServer::start(1_800_000_000);
+    let bundle = support::import_example(&server, support::HEALTHY_EXAMPLE);
+    let path = format!("/releases/{}", bundle.id);
+    let mut viewer = PageClient::new(&server.base);
+    viewer.sign_in(&server.viewer);
+    let page = viewer.get(&path);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page
+        .body
+        .contains("<h2 id=\"scorecard-title\">Scorecard</h2>"));
+    let section = &page.body[page.body.find("id=\"scorecard\"").unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(!section.contains("<span>fail</span>"), "{section}");
+    let signals = support::scorecard_signals(&page.body);
+    for meta in &bundle.metrics {
+        assert!(
+            signals.contains(&meta.name),
+            "no row for {}: {signals:?}",
+            meta.name
+        );
+    }
+    assert!(signals.contains(&"silence".to_owned()));
+    assert_eq!(
+        section.matches("<span>pass</span>").count(),
+        signals.len(),
+        "every row passes: {section}"
+    );
+    // The headings sort: by signal, then the other way round.
+    assert!(
+        section.contains("href=\"?sort=signal&amp;order=asc#scorecard\""),
+        "{section}"
+    );
+    let ascending = viewer.get(&format!("{path}?sort=signal&order=asc"));
+    let descending = viewer.get(&format!("{path}?sort=signal&order=desc"));
+    let mut expected = support::scorecard_signals(&ascending.body);
+    let mut sorted = expected.clone();
+    sorted.sort();
+    assert_eq!(expected, sorted);
+    expected.reverse();
+    assert_eq!(support::scorecard_signals(&descending.body), expected);
+    assert!(descending.body.contains("aria-sort=\"descending\""));
+    let refused = viewer.get(&format!("{path}?sort=weight"));
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("sort must be"), "{}", refused.body);
+
+    // The list shows each release's reason.
+    let list = viewer.get("/releases");
+    let release = server.state.store.release(&bundle.id).unwrap().unwrap();
+    assert!(!release.reason.is_empty());
+    assert!(list.body.contains("<th scope=\"col\">Reason</th>"));
+    let shown: String = release.reason.chars().take(40).collect();
+    let escaped = shown
+        .replace('&', "&amp;")
+        .replace('\'', "&#39;")
+        .replace('<', "&lt;");
+    assert!(list.body.contains(&escaped), "{}", list.body);
+}

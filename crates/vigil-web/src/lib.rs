@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/releases/{id}", get(releases::show))
         .route("/api/v1/releases/{id}/verdict", get(releases::verdict))
         .route("/api/v1/releases/{id}/findings", get(releases::findings))
+        .route("/api/v1/releases/{id}/scorecard", get(releases::scorecard))
         .route(
             "/api/v1/releases/{id}/transitions",
             get(releases::transitions),

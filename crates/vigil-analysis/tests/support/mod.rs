@@ -39,3 +39,71 @@ impl Noise {
         (sum - 2.0) * 1.7
     }
 }
+
+/// Checks the scorecard at `now` against the judgement at `now`: the same verdict, a row for
+/// every finding with the same verdict (by severity) and the same figures, and one row per
+/// metric and one for silence. Returns the scorecard.
+pub fn scorecard_holding_the_findings(
+    evaluator: &vigil_analysis::Evaluator,
+    now: usize,
+) -> vigil_core::scorecard::Scorecard {
+    use vigil_core::scorecard::RowVerdict;
+
+    let judgement = evaluator.judge_at(now);
+    let scorecard = evaluator.scorecard_at(now);
+    assert_eq!(scorecard.verdict, judgement.verdict, "step {now}");
+    assert_eq!(scorecard.at, judgement.at);
+    for finding in &judgement.findings {
+        let rows: Vec<_> = scorecard
+            .rows
+            .iter()
+            .filter(|row| row.signal == finding.signal)
+            .collect();
+        assert_eq!(rows.len(), 1, "step {now}: {:?}", finding.signal);
+        let row = rows[0];
+        assert_eq!(row.verdict, RowVerdict::of_severity(finding.severity));
+        assert_eq!(
+            row.observed.map(f64::to_bits),
+            Some(finding.observed.to_bits())
+        );
+        assert_eq!(
+            row.reference.map(f64::to_bits),
+            Some(finding.expected.to_bits())
+        );
+        assert_eq!(row.effect.map(f64::to_bits), Some(finding.effect.to_bits()));
+        assert_eq!(row.score.map(f64::to_bits), Some(finding.score.to_bits()));
+        assert_eq!(row.hosts_affected, finding.hosts.len());
+        assert_eq!(row.compared_with, finding.baseline);
+    }
+    // Rows that are no finding neither fail nor recommend.
+    let failing = scorecard
+        .rows
+        .iter()
+        .filter(|row| matches!(row.verdict, RowVerdict::Fail | RowVerdict::Recommend))
+        .count();
+    assert_eq!(failing, judgement.findings.len(), "step {now}");
+    for metric in &evaluator.prepared().metrics {
+        let signal = vigil_core::Signal::Metric {
+            name: metric.meta.name.clone(),
+        };
+        assert_eq!(
+            scorecard
+                .rows
+                .iter()
+                .filter(|row| row.signal == signal)
+                .count(),
+            1,
+            "step {now}: {}",
+            metric.meta.name
+        );
+    }
+    assert_eq!(
+        scorecard
+            .rows
+            .iter()
+            .filter(|row| row.signal == vigil_core::Signal::Silence)
+            .count(),
+        1
+    );
+    scorecard
+}

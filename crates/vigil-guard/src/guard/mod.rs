@@ -93,6 +93,11 @@ impl Guard {
         read(&self.index)
     }
 
+    /// Unix time of the step of a release last judged by this guard, if any (since start).
+    pub fn last_judged(&self, release_id: &str) -> Option<i64> {
+        lock(&self.judged).get(release_id).copied()
+    }
+
     pub fn config(&self) -> &GuardConfig {
         &self.actor.config
     }

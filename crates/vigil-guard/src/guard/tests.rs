@@ -594,3 +594,66 @@ fn a_kept_evaluator_equals_one_built_on_the_whole_window_after_every_pass() {
     assert_eq!(built, 2, "the first pass and the changed baseline build");
     assert_eq!(extended, 22);
 }
+
+/// A healthy release's scorecard at its last judged step: every metric compared and passing,
+/// with the verdict the guard stored, and the pulled metric linked to its query.
+#[test]
+fn a_healthy_release_has_a_passing_row_for_every_metric_on_its_scorecard() {
+    let setup = setup("guard-scorecard");
+    let states = run_steps(&setup, 12, |at| samples(at, &[], 0.0));
+    assert_eq!(states.last(), Some(&ReleaseState::Observing));
+    let intake = crate::intake::Intake::new(
+        Arc::clone(&setup.store),
+        Arc::clone(&setup.index),
+        Arc::new(|| {}),
+        vigil_ingest::remote_write::RemoteWriteOptions::default(),
+    );
+    let release = setup.store.release("r1").unwrap().unwrap();
+    let window = setup.guard.window(&release, &intake).unwrap();
+    let judged_at = setup.guard.last_judged("r1");
+    assert_eq!(judged_at, Some(DEPLOY - DEPLOY % STEP + 12 * STEP));
+    let app = crate::apps::AppConfig {
+        prometheus: Some(crate::apps::PullSource {
+            url: "http://127.0.0.1:9090".into(),
+            host_label: "host".into(),
+            step_seconds: STEP,
+            queries: vec![crate::apps::PullQuery {
+                metric: "latency".into(),
+                query: "latency_ms{job=\"shop\"}".into(),
+            }],
+            selector: None,
+        }),
+        log_pattern: None,
+        metrics: Vec::new(),
+    };
+    let scorecard =
+        crate::scorecard::release_scorecard(&release, &window, judged_at, Some(&app)).unwrap();
+    let stored = setup.store.verdicts("r1").unwrap().pop().unwrap();
+    assert_eq!(scorecard.verdict, Verdict::Healthy);
+    assert_eq!(stored.verdict, Verdict::Healthy);
+    assert_eq!(Some(scorecard.at), judged_at);
+    let metric_rows: Vec<_> = scorecard
+        .rows
+        .iter()
+        .filter(|row| matches!(row.signal, vigil_core::Signal::Metric { .. }))
+        .collect();
+    let names: Vec<String> = metric_rows.iter().map(|row| row.signal.label()).collect();
+    assert_eq!(names, ["latency", "requests"]);
+    for row in &metric_rows {
+        assert_eq!(
+            row.verdict,
+            vigil_core::scorecard::RowVerdict::Pass,
+            "{row:?}"
+        );
+        assert_eq!(row.hosts_judged, 3);
+        assert_eq!(row.compared_with, "reference");
+        assert!(row.observed.is_some() && row.effect.is_some(), "{row:?}");
+    }
+    let latency_source = metric_rows[0].source.as_deref().unwrap();
+    assert!(
+        latency_source
+            .starts_with("http://127.0.0.1:9090/graph?g0.expr=latency_ms%7Bjob%3D%22shop%22%7D&g0.tab=0&g0.range_input="),
+        "{latency_source}"
+    );
+    assert_eq!(metric_rows[1].source, None);
+}

@@ -399,3 +399,44 @@ pub fn wait_until<T: std::fmt::Debug>(
     }
     panic!("gave up waiting; last answer: {last:#?}");
 }
+
+/// The example that replays healthy with every signal passing at its end: imported, it is a
+/// healthy release whose scorecard passes every row.
+pub const HEALTHY_EXAMPLE: &str = "pub0087";
+
+/// Imports example `id` into `server` (as an admin); returns its bundle.
+pub fn import_example(server: &TestServer, id: &str) -> vigil_core::Bundle {
+    let path = examples_dir().join(format!("releases/{id}.json.gz"));
+    let (status, answer) = server.post_bytes(
+        "/api/v1/releases/import",
+        &server.admin,
+        std::fs::read(&path).unwrap(),
+    );
+    assert_eq!(status, 201, "{answer}");
+    vigil_core::Bundle::read(&path).unwrap()
+}
+
+/// The texts of the signal cells (`th`) of a page's scorecard tables, in order, tags removed.
+pub fn scorecard_signals(html: &str) -> Vec<String> {
+    let mut signals = Vec::new();
+    let Some(start) = html.find("id=\"scorecard\"") else {
+        return signals;
+    };
+    let section = &html[start..];
+    let section = &section[..section.find("</section>").unwrap_or(section.len())];
+    for piece in section.split("<th scope=\"row\">").skip(1) {
+        let cell = &piece[..piece.find("</th>").unwrap_or(piece.len())];
+        let mut text = String::new();
+        let mut in_tag = false;
+        for character in cell.chars() {
+            match character {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                _ if !in_tag => text.push(character),
+                _ => {}
+            }
+        }
+        signals.push(text);
+    }
+    signals
+}

@@ -314,7 +314,12 @@ impl MetricChart<'_> {
 
     fn write_axes(&self, out: &mut String, scale: &Scale) {
         out.push_str("<g class=\"axes\" aria-hidden=\"true\">");
-        for value in scale.value_ticks() {
+        let value_ticks = scale.value_ticks();
+        let largest = value_ticks
+            .iter()
+            .fold(0.0_f64, |largest, tick| largest.max(tick.abs()));
+        let axis = ValueAxis::of(self.unit, largest);
+        for value in value_ticks {
             let y = scale.y(value);
             let _ = write!(
                 out,
@@ -323,19 +328,24 @@ impl MetricChart<'_> {
                 WIDTH - RIGHT,
                 LEFT - 6.0,
                 y + 4.0,
-                figure(value)
+                axis.label(value)
             );
         }
-        for time in scale.time_ticks() {
+        let (times, labels) = scale.time_ticks();
+        for time in times {
             let x = scale.x(time);
+            // Written in UTC; the page's script rewrites `data-time` labels in the viewer's
+            // time zone.
             let _ = write!(
                 out,
                 "<line class=\"grid\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/>\
-                 <text class=\"tick\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                 <text class=\"tick\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" \
+                 data-time=\"{time}\" data-format=\"{}\">{}</text>",
                 HEIGHT - BOTTOM,
                 HEIGHT - BOTTOM + 4.0,
                 HEIGHT - 8.0,
-                clock_time(time)
+                labels.as_str(),
+                labels.utc(time)
             );
         }
         let _ = write!(
@@ -440,7 +450,7 @@ impl MetricChart<'_> {
                 swatch("pause", PAUSE_DASH)
             );
         }
-        out.push_str("</ul></figcaption>");
+        out.push_str("<li class=\"zone\" data-zone-note>Times in UTC.</li></ul></figcaption>");
     }
 }
 
@@ -509,22 +519,162 @@ impl Scale {
             .collect()
     }
 
-    /// Round times (whole minutes or hours) inside the window, at most about eight.
-    fn time_ticks(&self) -> Vec<i64> {
-        const STEPS: [i64; 12] = [
-            60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400,
-        ];
-        let span = self.end - self.start;
-        let step = STEPS
-            .into_iter()
-            .find(|candidate| span / candidate <= 8)
-            .unwrap_or(span.max(1));
-        let first = self.start.div_euclid(step) * step + step;
-        (0..)
-            .map(|multiple| first + multiple * step)
-            .take_while(|time| *time <= self.end)
-            .collect()
+    /// Round times inside the window, at most eight, a step apart chosen from the window's
+    /// length (minutes for an hour, hours for a day, days for a week or more), with how they
+    /// are labelled.
+    fn time_ticks(&self) -> (Vec<i64>, TimeLabels) {
+        time_ticks(self.start, self.end)
     }
+}
+
+/// Steps between time ticks, shortest first: whole minutes, hours, days and weeks.
+const TIME_STEPS: [i64; 16] = [
+    60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 172_800, 345_600,
+    604_800, 1_209_600,
+];
+
+/// Ticks at most this many.
+const MOST_TIME_TICKS: i64 = 8;
+
+/// Round times in `start..=end` (Unix seconds) for the time axis: the shortest step of
+/// [`TIME_STEPS`] that gives at most [`MOST_TIME_TICKS`], a multiple of a step that gives more
+/// for windows longer than them all; and how they are labelled.
+fn time_ticks(start: i64, end: i64) -> (Vec<i64>, TimeLabels) {
+    let span = (end - start).max(1);
+    let longest = TIME_STEPS[TIME_STEPS.len() - 1];
+    let step = TIME_STEPS
+        .into_iter()
+        .find(|candidate| span / candidate <= MOST_TIME_TICKS)
+        .unwrap_or_else(|| (span / MOST_TIME_TICKS).div_euclid(longest).max(1) * longest + longest);
+    let labels = if step >= 86_400 {
+        TimeLabels::Day
+    } else if step >= 3600 || span > 86_400 / 2 {
+        TimeLabels::Hour
+    } else {
+        TimeLabels::Minute
+    };
+    let first = start.div_euclid(step) * step + step;
+    let ticks = (0..)
+        .map(|multiple| first + multiple * step)
+        .take_while(|time| *time <= end)
+        .collect();
+    (ticks, labels)
+}
+
+/// How time ticks are written: a clock time for a window of minutes or hours (the date too
+/// at a day's first tick when it spans days), a date for one of days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeLabels {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl TimeLabels {
+    /// The name the page's script reads (`data-format`).
+    fn as_str(self) -> &'static str {
+        match self {
+            TimeLabels::Minute => "minute",
+            TimeLabels::Hour => "hour",
+            TimeLabels::Day => "day",
+        }
+    }
+
+    /// The label of `time` in UTC, as written before the script (if any) localizes it.
+    fn utc(self, time: i64) -> String {
+        let full = vigil_core::text::utc(time);
+        // "YYYY-MM-DD HH:MM:SS UTC"
+        let month_day = full.get(5..10).unwrap_or_default();
+        match self {
+            TimeLabels::Minute => clock_time(time),
+            TimeLabels::Hour if time.rem_euclid(86_400) == 0 => {
+                format!("{month_day} {}", clock_time(time))
+            }
+            TimeLabels::Hour => clock_time(time),
+            TimeLabels::Day => month_day.to_owned(),
+        }
+    }
+}
+
+/// How the value axis writes its ticks: in the metric's unit, scaled (ms to s, k, M, G) so
+/// that a large number stays short.
+#[derive(Debug, Clone, PartialEq)]
+struct ValueAxis {
+    divisor: f64,
+    suffix: String,
+}
+
+impl ValueAxis {
+    /// The axis of `unit` (as `MetricMeta.unit` names it; empty when unknown) whose largest
+    /// tick is `largest` in size.
+    fn of(unit: &str, largest: f64) -> ValueAxis {
+        let axis = |divisor: f64, suffix: &str| ValueAxis {
+            divisor,
+            suffix: suffix.to_owned(),
+        };
+        let trimmed = unit.trim();
+        match trimmed.to_ascii_lowercase().as_str() {
+            "ms" | "millisecond" | "milliseconds" => {
+                if largest >= 1000.0 {
+                    axis(1000.0, " s")
+                } else {
+                    axis(1.0, " ms")
+                }
+            }
+            "s" | "second" | "seconds" => {
+                if largest > 0.0 && largest < 1.0 {
+                    axis(0.001, " ms")
+                } else {
+                    axis(1.0, " s")
+                }
+            }
+            "us" | "µs" | "microsecond" | "microseconds" => {
+                if largest >= 1e6 {
+                    axis(1e6, " s")
+                } else if largest >= 1000.0 {
+                    axis(1000.0, " ms")
+                } else {
+                    axis(1.0, " µs")
+                }
+            }
+            "%" | "percent" => axis(1.0, " %"),
+            "b" | "byte" | "bytes" => {
+                let (divisor, prefix) = si_prefix(largest);
+                axis(divisor, &format!(" {prefix}B"))
+            }
+            _ => {
+                let (divisor, prefix) = si_prefix(largest);
+                let suffix = match (prefix, trimmed) {
+                    ("", "") => String::new(),
+                    (prefix, "") => prefix.to_owned(),
+                    (prefix, unit) => format!("{prefix} {unit}"),
+                };
+                ValueAxis { divisor, suffix }
+            }
+        }
+    }
+
+    /// A tick's label: the value in the axis's scale, without trailing zeros, and its unit.
+    fn label(&self, value: f64) -> String {
+        let scaled = figure(value / self.divisor);
+        let short = if scaled.contains('.') && !scaled.contains('e') {
+            scaled
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_owned()
+        } else {
+            scaled
+        };
+        format!("{short}{}", self.suffix)
+    }
+}
+
+/// The divisor and SI prefix that keep `largest` under a thousand.
+fn si_prefix(largest: f64) -> (f64, &'static str) {
+    [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
+        .into_iter()
+        .find(|(divisor, _)| largest >= *divisor)
+        .unwrap_or((1.0, ""))
 }
 
 /// A vertical line at `time` (when inside the window) with a short label: batch labels above
@@ -702,10 +852,82 @@ mod tests {
             ticks.contains(&100.0) && ticks.contains(&300.0),
             "{ticks:?}"
         );
-        let times = scale.time_ticks();
+        let (times, labels) = scale.time_ticks();
         assert!(!times.is_empty());
+        assert_eq!(labels, TimeLabels::Minute);
         assert!(times
             .iter()
             .all(|time| time % 60 == 0 && scale.contains(*time)));
+    }
+
+    /// The ticks of a window of `seconds` from a start off any round time.
+    fn ticks_over(seconds: i64) -> (Vec<i64>, TimeLabels) {
+        let start = 1_700_000_123;
+        time_ticks(start, start + seconds)
+    }
+
+    #[test]
+    fn time_ticks_follow_the_window_length_across_the_whole_axis() {
+        let cases = [
+            (3600, 600, TimeLabels::Minute),
+            (86_400, 10_800, TimeLabels::Hour),
+            (7 * 86_400, 86_400, TimeLabels::Day),
+            (30 * 86_400, 345_600, TimeLabels::Day),
+            (400 * 86_400, 4_838_400, TimeLabels::Day),
+        ];
+        for (seconds, step, labels) in cases {
+            let (ticks, chosen) = ticks_over(seconds);
+            assert_eq!(chosen, labels, "{seconds} s");
+            assert!(
+                ticks.len() >= 3 && ticks.len() as i64 <= MOST_TIME_TICKS,
+                "{seconds} s: {ticks:?}"
+            );
+            assert!(
+                ticks.windows(2).all(|pair| pair[1] - pair[0] == step),
+                "{seconds} s: {ticks:?}"
+            );
+            assert!(ticks.iter().all(|tick| tick % step == 0));
+            // Spread over the whole window: the first tick within a step of its start, the
+            // last within a step of its end.
+            let start = 1_700_000_123;
+            assert!(ticks[0] - start <= step);
+            assert!(start + seconds - ticks[ticks.len() - 1] < step);
+        }
+        assert_eq!(TimeLabels::Minute.utc(1_700_000_400), "22:20");
+        assert_eq!(TimeLabels::Hour.utc(1_700_010_000), "01:00");
+        assert_eq!(TimeLabels::Hour.utc(1_699_920_000), "11-14 00:00");
+        assert_eq!(TimeLabels::Day.utc(1_699_920_000), "11-14");
+    }
+
+    #[test]
+    fn the_value_axis_names_its_unit_and_scales_large_numbers() {
+        assert_eq!(ValueAxis::of("ms", 800.0).label(250.0), "250 ms");
+        assert_eq!(ValueAxis::of("ms", 2500.0).label(1500.0), "1.5 s");
+        assert_eq!(ValueAxis::of("s", 0.5).label(0.25), "250 ms");
+        assert_eq!(ValueAxis::of("bytes", 3e9).label(2.5e9), "2.5 GB");
+        assert_eq!(ValueAxis::of("", 40_000.0).label(20_000.0), "20k");
+        assert_eq!(ValueAxis::of("req/s", 1.2e6).label(1e6), "1M req/s");
+        assert_eq!(ValueAxis::of("%", 80.0).label(12.5), "12.5 %");
+        assert_eq!(ValueAxis::of("", 0.8).label(0.25), "0.25");
+        assert_eq!(ValueAxis::of("ms", 100.0).label(0.0), "0 ms");
+    }
+
+    #[test]
+    fn the_drawn_axes_carry_the_unit_and_times_the_script_can_localize() {
+        let bundle = sample_bundle();
+        let chart = MetricChart {
+            bundle: &bundle,
+            metric: "latency",
+            unit: "ms",
+            finding_hosts: &[],
+            pauses: &[],
+            id: "chart-2",
+            finding: None,
+        };
+        let mut out = String::new();
+        chart.write(&mut out);
+        assert!(out.contains(" ms</text>"), "{out}");
+        assert!(out.contains("data-format=\"minute\""), "{out}");
+        assert!(out.contains("data-time=\"1700000160\""), "{out}");
     }
 }

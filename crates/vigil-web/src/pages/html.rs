@@ -8,6 +8,7 @@ use std::fmt::{self, Write};
 
 use maud::{html, Markup, PreEscaped, Render};
 use vigil_core::release::ReleaseState;
+use vigil_core::scorecard::RowVerdict;
 use vigil_core::text::utc;
 use vigil_core::Verdict;
 use vigil_onboarding::ConnectionState;
@@ -194,6 +195,27 @@ pub fn verdict_badge(verdict: Option<Verdict>) -> Markup {
         None => ("neutral", Shape::Hollow),
     };
     badge(class, shape, verdict_words(verdict))
+}
+
+/// A scorecard row's verdict in words.
+pub fn row_verdict_words(verdict: RowVerdict) -> &'static str {
+    match verdict {
+        RowVerdict::Fail => "fail",
+        RowVerdict::Recommend => "recommend",
+        RowVerdict::Pass => "pass",
+        RowVerdict::NotEnoughData => "not enough data",
+    }
+}
+
+/// The badge of a scorecard row's verdict.
+pub fn row_verdict_badge(verdict: RowVerdict) -> Markup {
+    let (class, shape) = match verdict {
+        RowVerdict::Fail => ("bad", Shape::Stop),
+        RowVerdict::Recommend => ("warn", Shape::Warning),
+        RowVerdict::Pass => ("good", Shape::Tick),
+        RowVerdict::NotEnoughData => ("neutral", Shape::Question),
+    };
+    badge(class, shape, row_verdict_words(verdict))
 }
 
 /// An app's onboarding state in words.

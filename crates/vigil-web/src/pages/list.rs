@@ -18,6 +18,9 @@ use crate::state::AppState;
 /// Most releases one list shows.
 const LIST_LIMIT: usize = 200;
 
+/// Characters of a release's reason shown in its row; the whole reason is its title.
+const REASON_SHOWN: usize = 80;
+
 /// How often the script re-fetches the list while a release runs, in milliseconds.
 const REFRESH_MILLISECONDS: u32 = 5000;
 
@@ -148,7 +151,7 @@ fn list_region(releases: &[Release], query: &ListQuery, now: i64) -> Markup {
                 }
                 tbody {
                     @if releases.is_empty() {
-                        tr { td colspan="8" { "No release matches this filter." } }
+                        tr { td colspan=(COLUMN_HEADINGS.len()) { "No release matches this filter." } }
                     }
                     @for release in releases {
                         (release_row(release))
@@ -165,12 +168,13 @@ fn list_region(releases: &[Release], query: &ListQuery, now: i64) -> Markup {
 }
 
 /// The headings of the list's columns.
-const COLUMN_HEADINGS: [&str; 8] = [
+const COLUMN_HEADINGS: [&str; 9] = [
     "Release",
     "App",
     "Version",
     "State",
     "Verdict",
+    "Reason",
     "Batches done",
     "Started",
     "Started by",
@@ -187,9 +191,46 @@ fn release_row(release: &Release) -> Markup {
             td { (Text(&release.spec.version)) }
             td { (state_badge(release.state)) }
             td { (verdict_badge(release.verdict)) }
+            (reason_cell(&release.reason))
             td { (release.deployed.len()) " of " (release.spec.batches.len()) }
             td { (time_element(release.created_at)) }
             td { (Text(&release.created_by)) }
         }
+    }
+}
+
+/// A release's reason (why it is where it is), cut to [`REASON_SHOWN`] characters with the
+/// whole of it in the cell's title.
+fn reason_cell(reason: &str) -> Markup {
+    let reason = reason.trim();
+    let cut = reason
+        .char_indices()
+        .nth(REASON_SHOWN)
+        .map(|(position, _)| &reason[..position]);
+    match cut {
+        Some(shown) => html! {
+            td class="reason" title=(Text(reason)) { (Text(shown.trim_end())) "…" }
+        },
+        None => html! { td class="reason" { (Text(reason)) } },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_reason_is_cut_with_the_whole_of_it_in_the_title() {
+        let long = format!("paused: {}", "latency <up> & 'more' ".repeat(10));
+        let cell = reason_cell(&long).into_string();
+        let shown: String = long.chars().take(REASON_SHOWN).collect();
+        assert!(
+            cell.contains("title=\"paused: latency &lt;up&gt; &amp; &#39;more&#39;"),
+            "{cell}"
+        );
+        let shown_text = maud::Render::render(&Text(shown.trim_end())).into_string();
+        assert!(cell.ends_with(&format!(">{shown_text}…</td>")), "{cell}");
+        let short = reason_cell("resumed by alice").into_string();
+        assert_eq!(short, "<td class=\"reason\">resumed by alice</td>");
     }
 }

@@ -9,6 +9,7 @@ mod feedback;
 mod import;
 mod read;
 mod records;
+mod scorecard;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -28,6 +29,8 @@ use self::records::load;
 pub(crate) use self::records::{
     find_releases, release_filter, release_record, window, ReleaseRecord,
 };
+pub use self::scorecard::scorecard;
+pub(crate) use self::scorecard::{app_config, scorecard_on, scorecard_step, ScorecardQuery};
 pub(crate) use vigil_deploy::requests::{deciding_verdict, MAX_NOTE_BYTES};
 pub(crate) use vigil_guard::decision::verdict_answer;
 

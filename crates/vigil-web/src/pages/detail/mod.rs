@@ -3,6 +3,7 @@
 //! actions (operators only), the feedback and the transitions.
 
 mod rules;
+mod scorecard;
 mod view;
 
 use axum::extract::rejection::FormRejection;
@@ -17,8 +18,12 @@ use super::html::url;
 use super::session::{checked_form, signed_in, Session, SessionForm};
 use super::PageError;
 use crate::error::ApiError;
-use crate::releases::{deciding_verdict, perform, record_feedback, release_record, window};
+use crate::releases::{
+    app_config, perform, record_feedback, release_record, scorecard_on, scorecard_step, window,
+    ScorecardQuery,
+};
 use crate::state::AppState;
+use scorecard::RowOrder;
 use view::Detail;
 
 /// The actions a person may take from the page, in the order their buttons appear.
@@ -37,6 +42,11 @@ pub struct NoticeQuery {
     /// What was just done (`pause`, `resume`, `rollback`, `cancel`, `feedback`).
     #[serde(default)]
     done: Option<String>,
+    /// The scorecard's column and order (`?sort=effect&order=desc`).
+    #[serde(default)]
+    sort: Option<String>,
+    #[serde(default)]
+    order: Option<String>,
 }
 
 pub async fn page(
@@ -44,29 +54,41 @@ pub async fn page(
     headers: HeaderMap,
     uri: Uri,
     Path(id): Path<String>,
-    Query(notice): Query<NoticeQuery>,
+    Query(query): Query<NoticeQuery>,
 ) -> Result<Response, PageError> {
     let session = signed_in(&state, &headers, &uri).await?;
+    let (sort, descending) = ScorecardQuery {
+        sort: query.sort.clone(),
+        order: query.order.clone(),
+    }
+    .parse()?;
     let record = release_record(&state, id).await?;
-    // Assembling the window and drawing a chart for each finding's metric takes a core for
-    // tens of milliseconds on a large release: one of the cores heavy work may take, on a
-    // blocking thread, never an async worker (health checks and other requests wait on those).
+    // Assembling the window, judging it for the scorecard and drawing a chart for each
+    // finding's metric takes a core for tens of milliseconds on a large release: one of the
+    // cores heavy work may take, on a blocking thread, never an async worker (health checks
+    // and other requests wait on those).
     let _core = state.budget.heavy_work().await?;
-    // The data window is assembled only when findings need it (for charts and log counts).
-    let has_findings =
-        deciding_verdict(&record.verdicts).is_some_and(|verdict| !verdict.findings.is_empty());
-    let bundle = if has_findings {
-        window(&state, &record.release).await
-    } else {
-        Err(ApiError::conflict("no finding needs the release's data"))
-    };
-    let notice = notice.done.as_deref().and_then(notice_text);
+    let bundle = window(&state, &record.release).await;
+    let judged_at = scorecard_step(&state, &record.release, record.verdicts.last());
+    let app = app_config(&state, &record.release.spec.app).await?;
+    let notice = query.done.as_deref().and_then(notice_text);
     let page = tokio::task::spawn_blocking(move || {
+        let scorecard = match &bundle {
+            Ok(bundle) => scorecard_on(&record.release, bundle, judged_at, app.as_ref())
+                .map(|mut scorecard| {
+                    scorecard.sort_rows_by(sort, descending);
+                    scorecard
+                })
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.message.clone()),
+        };
         let view = Detail {
             record: &record,
             bundle: bundle.as_ref(),
             session: &session,
             notice,
+            scorecard: scorecard.as_ref().map_err(String::as_str),
+            order: RowOrder { sort, descending },
         };
         view.page()
     })

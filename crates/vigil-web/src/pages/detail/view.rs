@@ -5,10 +5,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
 use vigil_core::release::{Action, ReleaseState, VerdictRecord};
+use vigil_core::scorecard::Scorecard;
 use vigil_core::text::figure;
 use vigil_core::{Bundle, Finding, Signal, Verdict};
 
 use super::rules::{action_label, effect_row, feedback_words, log_counts, ordered_findings};
+use super::scorecard::RowOrder;
 use super::{MAX_REASON_BYTES, PAGE_ACTIONS};
 use crate::error::ApiError;
 use crate::pages::chart::MetricChart;
@@ -52,6 +54,9 @@ pub(super) struct Detail<'a> {
     pub(super) bundle: Result<&'a Bundle, &'a ApiError>,
     pub(super) session: &'a Session,
     pub(super) notice: Option<&'static str>,
+    /// The scorecard, sorted as asked, or why there is none.
+    pub(super) scorecard: Result<&'a Scorecard, &'a str>,
+    pub(super) order: RowOrder,
 }
 
 /// The headings of the log templates' table.
@@ -110,6 +115,7 @@ impl Detail<'_> {
             (self.summary())
             (self.batches())
             (self.findings())
+            (self.scorecard())
             (self.logs())
             (self.feedback())
             (self.transitions())

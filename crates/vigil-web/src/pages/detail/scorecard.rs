@@ -1,0 +1,205 @@
+//! The scorecard section of a release's page: every signal judged, healthy ones too, in a
+//! table a person sorts by clicking a column's heading (links, no script). A large exporter's
+//! hundreds of rows are folded after the first [`ROWS_SHOWN`].
+
+use maud::{html, Markup};
+use vigil_core::scorecard::{RowSort, Scorecard, ScorecardRow};
+use vigil_core::text::{change_words, figure};
+use vigil_core::Signal;
+
+use super::view::Detail;
+use crate::pages::html::{row_verdict_badge, time_element, verdict_words, Text};
+
+/// Rows shown before the rest is folded behind a disclosure.
+pub(super) const ROWS_SHOWN: usize = 40;
+
+/// The headings of the scorecard's table, with the column each sorts by.
+const HEADINGS: [(&str, Option<RowSort>); 9] = [
+    ("Signal", Some(RowSort::Signal)),
+    ("Verdict", Some(RowSort::Verdict)),
+    ("Observed", None),
+    ("Reference", None),
+    ("Effect", Some(RowSort::Effect)),
+    ("Score", Some(RowSort::Score)),
+    ("Hosts", None),
+    ("Note", None),
+    ("Source", None),
+];
+
+/// The order the rows are shown in: a column and whether it runs downwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RowOrder {
+    pub(super) sort: RowSort,
+    pub(super) descending: bool,
+}
+
+impl RowOrder {
+    /// The link of a column's heading: the column in its own first order, or the other way
+    /// round when it is the column sorted by already.
+    fn link(self, column: RowSort) -> String {
+        let descending = if column == self.sort {
+            !self.descending
+        } else {
+            column.natural_descending()
+        };
+        let order = if descending { "desc" } else { "asc" };
+        format!("?sort={}&order={order}#scorecard", column.as_str())
+    }
+
+    /// `aria-sort` of a column's heading.
+    fn aria_sort(self, column: Option<RowSort>) -> Option<&'static str> {
+        match column {
+            Some(column) if column == self.sort => Some(if self.descending {
+                "descending"
+            } else {
+                "ascending"
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl Detail<'_> {
+    pub(super) fn scorecard(&self) -> Markup {
+        let scorecard = match self.scorecard {
+            Ok(scorecard) => scorecard,
+            Err(why) => {
+                return html! {
+                    section id="scorecard" aria-labelledby="scorecard-title" {
+                        h2 id="scorecard-title" { "Scorecard" }
+                        p class="help" { "No scorecard: " (Text(why)) "." }
+                    }
+                };
+            }
+        };
+        let (shown, folded) = scorecard
+            .rows
+            .split_at(scorecard.rows.len().min(ROWS_SHOWN));
+        html! {
+            section id="scorecard" aria-labelledby="scorecard-title" {
+                h2 id="scorecard-title" { "Scorecard" }
+                p class="help" {
+                    "Every signal judged at the step at " (time_element(scorecard.at)) " ("
+                    (verdict_words(Some(scorecard.verdict))) "), healthy ones too. "
+                    "Click a column's heading to sort by it."
+                }
+                @if scorecard.rows.is_empty() {
+                    p { "No signal in the release's window yet." }
+                } @else {
+                    (self.scorecard_table(scorecard, shown, true))
+                    @if !folded.is_empty() {
+                        details class="scorecard-more" {
+                            summary { (folded.len()) " more rows" }
+                            (self.scorecard_table(scorecard, folded, false))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn scorecard_table(&self, scorecard: &Scorecard, rows: &[ScorecardRow], first: bool) -> Markup {
+        let order = self.order;
+        html! {
+            table class="scorecard" {
+                @if first {
+                    caption {
+                        (scorecard.rows.len()) " signals: observed on the release hosts against \
+                         the reference hosts or their own history"
+                    }
+                }
+                thead {
+                    tr {
+                        @for (heading, column) in HEADINGS {
+                            th scope="col" aria-sort=[order.aria_sort(column)] {
+                                @match column {
+                                    Some(column) => {
+                                        a href=(order.link(column)) { (heading) }
+                                        @if let Some(direction) = order.aria_sort(Some(column)) {
+                                            " " span class="sorted" {
+                                                (if direction == "descending" { "▼" } else { "▲" })
+                                            }
+                                        }
+                                    }
+                                    None => { (heading) }
+                                }
+                            }
+                        }
+                    }
+                }
+                tbody {
+                    @for row in rows {
+                        (self.scorecard_row(row))
+                    }
+                }
+            }
+        }
+    }
+
+    fn scorecard_row(&self, row: &ScorecardRow) -> Markup {
+        let unit = match &row.signal {
+            Signal::Metric { name } => self.unit_of(name),
+            Signal::Log { .. } => "lines",
+            Signal::Silence | Signal::Rule { .. } | Signal::Alert { .. } => "",
+        };
+        let value = |value: Option<f64>| match value {
+            Some(value) if unit.is_empty() => figure(value),
+            Some(value) => format!("{} {unit}", figure(value)),
+            None => "–".to_owned(),
+        };
+        html! {
+            tr class={ "row-" (row.verdict.as_str()) } {
+                th scope="row" { (signal_cell(&row.signal)) }
+                td { (row_verdict_badge(row.verdict)) }
+                td class="number" { (value(row.observed)) }
+                td class="number" {
+                    (value(row.reference))
+                    @if row.reference.is_some() {
+                        " " span class="help" { "(" (Text(&row.compared_with)) ")" }
+                    }
+                }
+                td class="number" { (row.effect.map_or("–".to_owned(), change_words)) }
+                td class="number" { (row.score.map_or("–".to_owned(), |score| format!("{score:.1}"))) }
+                td class="number" { (row.hosts_affected) " of " (row.hosts_judged) }
+                td { (Text(&row.note)) }
+                td {
+                    @if let Some(source) = row.source.as_deref().filter(|source| {
+                        source.starts_with("http://") || source.starts_with("https://")
+                    }) {
+                        a href=(source) rel="noopener noreferrer" { "query" }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The unit of metric `name`, as the window or the release describes it.
+    fn unit_of(&self, name: &str) -> &str {
+        let from_window = self
+            .bundle
+            .ok()
+            .into_iter()
+            .flat_map(|bundle| bundle.metrics.iter());
+        from_window
+            .chain(&self.record.release.spec.metrics)
+            .find(|meta| meta.name == name)
+            .map_or("", |meta| meta.unit.as_str())
+    }
+}
+
+fn signal_cell(signal: &Signal) -> Markup {
+    match signal {
+        Signal::Metric { name } => html! { code { (Text(name)) } },
+        Signal::Log { text, level, .. } => html! {
+            span class="signal-kind" { "log" @if !level.is_empty() { " " (Text(level)) } } " "
+            code { (Text(text)) }
+        },
+        Signal::Silence => html! { span class="signal-kind" { "silence" } },
+        Signal::Rule { name } => {
+            html! { span class="signal-kind" { "rule" } " " code { (Text(name)) } }
+        }
+        Signal::Alert { name } => {
+            html! { span class="signal-kind" { "alert" } " " code { (Text(name)) } }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! A release's scorecard: every signal judged at its last judged step, sortable by column.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Deserialize;
+use vigil_core::release::{Release, Role, VerdictRecord};
+use vigil_core::scorecard::{RowSort, Scorecard, ScorecardRow};
+use vigil_core::Bundle;
+
+use super::records::{load, window};
+use vigil_guard::apps::AppConfig;
+use vigil_guard::GuardError;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `?sort=effect|score|verdict|signal&order=asc|desc`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ScorecardQuery {
+    #[serde(default)]
+    pub sort: Option<String>,
+    #[serde(default)]
+    pub order: Option<String>,
+}
+
+impl ScorecardQuery {
+    /// The column and the direction asked for: by verdict, failing first, when none is named;
+    /// a column's own first direction (the largest effects and scores first) when no order is.
+    pub fn parse(&self) -> Result<(RowSort, bool), ApiError> {
+        let sort = match self.sort.as_deref() {
+            None | Some("") => RowSort::Verdict,
+            Some(name) => RowSort::parse(name).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "sort must be effect, score, verdict or signal, not {:?}",
+                    truncated(name)
+                ))
+            })?,
+        };
+        let descending = match self.order.as_deref() {
+            None | Some("") => sort.natural_descending(),
+            Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "order must be asc or desc, not {:?}",
+                    truncated(other)
+                )))
+            }
+        };
+        Ok((sort, descending))
+    }
+}
+
+/// At most 40 characters of a refused value, for an error message.
+fn truncated(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
+pub async fn scorecard(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<ScorecardQuery>,
+) -> Result<Json<Scorecard>, ApiError> {
+    state.authorize(&headers, Role::Viewer).await?;
+    let (sort, descending) = query.parse()?;
+    let release = load(&state, id).await?;
+    let latest = {
+        let id = release.id.clone();
+        state
+            .blocking(move |store| Ok(store.verdicts(&id)?.pop()))
+            .await?
+    };
+    let _core = state.budget.heavy_work().await?;
+    let mut scorecard = release_scorecard(&state, &release, latest.as_ref()).await?;
+    scorecard.sort_rows_by(sort, descending);
+    Ok(Json(scorecard))
+}
+
+/// The scorecard of `release` on its window `bundle` at the step of `judged_at` (see
+/// [`vigil_guard::scorecard::release_scorecard`]), with the rows of the team's rules and of
+/// received alerts. Judges the window: call it on a blocking thread. The API and the page
+/// both build their scorecard here.
+pub(crate) fn scorecard_on(
+    release: &Release,
+    bundle: &Bundle,
+    judged_at: Option<i64>,
+    app: Option<&AppConfig>,
+) -> Result<Scorecard, GuardError> {
+    let scorecard = vigil_guard::scorecard::release_scorecard(release, bundle, judged_at, app)?;
+    // The one place the rows of the team's rules and of received alerts join the scorecard:
+    // they are added here, at the same step.
+    let extra_rows: Vec<ScorecardRow> = Vec::new();
+    Ok(vigil_guard::scorecard::with_rows(scorecard, extra_rows))
+}
+
+/// The step a release's scorecard is judged at: the step the guard last judged, or
+/// `latest`'s (its latest stored verdict) after a restart; `None` for a finished release (the
+/// end of its window).
+pub(crate) fn scorecard_step(
+    state: &AppState,
+    release: &Release,
+    latest: Option<&VerdictRecord>,
+) -> Option<i64> {
+    if release.state.is_terminal() {
+        return None;
+    }
+    state
+        .guard
+        .last_judged(&release.id)
+        .or(latest.map(|record| record.at))
+}
+
+/// The stored settings of `app`, if any (read as the guard reads them).
+pub(crate) async fn app_config(state: &AppState, app: &str) -> Result<Option<AppConfig>, ApiError> {
+    let app = app.to_owned();
+    state
+        .blocking(move |store| Ok(vigil_guard::apps::stored_app_config(store, &app)?))
+        .await
+}
+
+/// The scorecard of `release` (see [`vigil_guard::scorecard::release_scorecard`]) at
+/// [`scorecard_step`]. Assembles the window and judges it on blocking threads: the caller
+/// holds one of the budget's heavy-work cores.
+async fn release_scorecard(
+    state: &AppState,
+    release: &Release,
+    latest: Option<&VerdictRecord>,
+) -> Result<Scorecard, ApiError> {
+    let judged_at = scorecard_step(state, release, latest);
+    let bundle = window(state, release).await?;
+    let app = app_config(state, &release.spec.app).await?;
+    let release = release.clone();
+    let scorecard = tokio::task::spawn_blocking(move || {
+        scorecard_on(&release, &bundle, judged_at, app.as_ref())
+    })
+    .await
+    .map_err(|error| ApiError::internal(format!("scorecard task failed: {error}")))??;
+    Ok(scorecard)
+}
