@@ -35,6 +35,7 @@ fn release() -> Release {
                 judged: true,
             }],
             settings: Default::default(),
+            rules: Vec::new(),
         },
         state: ReleaseState::Observing,
         created_by: "test".into(),
