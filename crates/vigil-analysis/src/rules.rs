@@ -309,13 +309,10 @@ fn rule_finding(outcome: &RuleOutcome) -> Option<Finding> {
                 reading_words(reading)
             );
             let explanation = format!(
-                "Rule {} is broken: {} stayed {}; {} of {} release hosts, {} now.",
+                "{evidence}: rule {} is broken on {} of {} release hosts",
                 rule.name,
-                subject(rule),
-                bound_words(rule),
                 reading.hosts.len(),
-                reading.hosts_judged,
-                figure(reading.observed)
+                reading.hosts_judged
             );
             Some(Finding {
                 severity: rule.severity.verdict(),
@@ -346,7 +343,7 @@ fn rule_finding(outcome: &RuleOutcome) -> Option<Finding> {
                 effect: 0.0,
                 score: 0.0,
                 baseline: "bound".to_owned(),
-                explanation: format!("Rule {} could not be evaluated: {error}.", rule.name),
+                explanation: evidence.clone(),
                 evidence,
                 since: 0,
             })

@@ -109,6 +109,11 @@ fn an_absolute_below_bound_breaks_after_its_duration_and_says_so_in_words() {
         "rule: success_rate below 0.990 for 120 s (0.960 on 2 hosts)"
     );
     assert_eq!(findings[0].signal.label(), "rule:success");
+    assert_eq!(
+        findings[0].explanation,
+        "rule: success_rate below 0.990 for 120 s (0.960 on 2 hosts): rule success is broken \
+         on 2 of 2 release hosts"
+    );
     assert_eq!(findings[0].direction, "down");
     let rows = rule_rows(&[outcome]);
     assert_eq!(rows[0].verdict, RowVerdict::Fail);
