@@ -195,3 +195,107 @@ fn a_release_s_own_rule_replaces_the_app_s_of_the_same_name() {
     let (_, verdict) = server.get("/api/v1/releases/lenient/verdict", &server.viewer);
     assert_ne!(verdict["verdict"], "fault", "{verdict}");
 }
+
+/// An admin saves a rule on the app's page in headless Chromium, then edits it there (the
+/// same name, a stricter bound); the next release that breaks the edited rule pauses, and its
+/// page says why. Needs `/usr/bin/chromedriver` and `/usr/bin/chromium`: without them the test
+/// says so loudly and passes, unless `VIGIL_REQUIRE_BROWSER=1`, when it fails.
+#[test]
+fn a_rule_edited_on_the_app_page_pauses_the_next_release_that_breaks_it() {
+    use support::webdriver::{artifacts_dir, missing_browser, Browser};
+    if let Some(missing) = missing_browser() {
+        let required = std::env::var("VIGIL_REQUIRE_BROWSER").is_ok_and(|value| value == "1");
+        assert!(
+            !required,
+            "VIGIL_REQUIRE_BROWSER=1 but {missing} is missing"
+        );
+        eprintln!("\n==========\nSKIPPED: browser rule test: {missing} not found\n==========\n");
+        return;
+    }
+    let browser = Browser::start().unwrap();
+    let screenshot = |name: &str| {
+        let path = artifacts_dir().join(format!("{name}.png"));
+        browser.screenshot(&path).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+    };
+    let server = TestServer::start(START);
+    // The app is known from its data.
+    server.ingest_samples(vec![
+        json!({"host": "f1", "app": "shop", "metric": "success_rate", "time": START - 60, "value": 0.999}),
+    ]);
+
+    // An admin signs in and goes to the app's page.
+    browser
+        .goto(&format!("{}/signin?next=/apps/shop", server.base))
+        .unwrap();
+    let token = browser.wait_for("form.signin #token", 20).unwrap();
+    browser
+        .type_text(&token, &format!("{}\u{E007}", server.admin))
+        .unwrap();
+    browser.wait_for("form.save-rule", 20).unwrap();
+    let save_rule = |below: &str| {
+        let form = browser.wait_for("form.save-rule #rule-name", 20).unwrap();
+        browser.type_text(&form, SUCCESS_RULE).unwrap();
+        let metric = browser.find("form.save-rule #rule-metric").unwrap();
+        browser.type_text(&metric, "success_rate").unwrap();
+        let bound = browser.find("#rule-bound option[value='below']").unwrap();
+        browser.click(&bound).unwrap();
+        let value = browser.find("#rule-value").unwrap();
+        browser.type_text(&value, below).unwrap();
+        let duration = browser.find("#rule-duration").unwrap();
+        browser.type_text(&duration, "60").unwrap();
+        let severity = browser
+            .find("#rule-severity option[value='fault']")
+            .unwrap();
+        browser.click(&severity).unwrap();
+        let submit = browser
+            .find("form.save-rule button[type='submit']")
+            .unwrap();
+        browser.click(&submit).unwrap();
+    };
+    let rules_text = |wanted: &str| {
+        for _ in 0..200 {
+            if let Ok(table) = browser.find("table.rules") {
+                let text = browser.text(&table).unwrap_or_default();
+                if text.contains(wanted) {
+                    return text;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the rules table never showed {wanted:?}");
+    };
+    save_rule("0.9");
+    rules_text("success_rate below 0.900 for 60 s");
+    // Edited: the same name with a stricter bound replaces it.
+    save_rule("0.99");
+    let table = rules_text("success_rate below 0.990 for 60 s");
+    assert!(!table.contains("0.900"), "{table}");
+    screenshot("20-app-rules");
+    let (_, stored) = server.get("/api/v1/apps/shop/rules", &server.viewer);
+    assert_eq!(stored, json!({"rules": [success_rule(0.99)]}));
+
+    // The next release breaks it and pauses.
+    server.clock.set(START + DEPLOY * STEP - 60);
+    create_release(&server, "next", "shop", json!([]));
+    assert_eq!(feed(&server, "next", "shop", START, 0.95), "paused");
+    browser
+        .goto(&format!("{}/releases/next", server.base))
+        .unwrap();
+    let mut summary = String::new();
+    for _ in 0..200 {
+        if let Ok(element) = browser.find("main") {
+            summary = browser.text(&element).unwrap_or_default();
+            if summary.contains("rule: success_rate below 0.990 for 60 s") {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        summary.contains("rule: success_rate below 0.990 for 60 s"),
+        "{summary}"
+    );
+    assert!(summary.to_lowercase().contains("paused"), "{summary}");
+    screenshot("21-release-paused-by-rule");
+}

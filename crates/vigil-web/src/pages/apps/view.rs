@@ -519,7 +519,7 @@ impl AppPage<'_> {
                     div class="field" {
                         label for="rule-duration" { "For at least (seconds)" }
                         input id="rule-duration" name="duration_seconds" type="number" min="0"
-                            value="0";
+                            placeholder="0";
                     }
                     (labelled_select("rule-severity", "severity", "Severity", &RULE_SEVERITIES))
                 }
