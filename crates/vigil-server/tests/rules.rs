@@ -299,3 +299,180 @@ fn a_rule_edited_on_the_app_page_pauses_the_next_release_that_breaks_it() {
     assert!(summary.to_lowercase().contains("paused"), "{summary}");
     screenshot("21-release-paused-by-rule");
 }
+
+/// The last 50 minutes of `app`'s fleet at 30 s steps, remote-written into Prometheus: each
+/// host's `success_ratio` (0.999; `after` on the release hosts from `deploy` on) and
+/// `latency_ms`.
+fn push_fleet(
+    prometheus: &support::prometheus::Prometheus,
+    app: &str,
+    hosts: [&str; 4],
+    now: i64,
+    deploy: i64,
+    after: f64,
+) {
+    use vigil_ingest::remote_write::{encode_remote_write, WriteSample, WriteSeries};
+    let mut series = Vec::new();
+    for (index, host) in hosts.iter().enumerate() {
+        let release_host = index < 2;
+        let mut success =
+            WriteSeries::new(&[("__name__", "success_ratio"), ("app", app), ("host", host)]);
+        let mut latency =
+            WriteSeries::new(&[("__name__", "latency_ms"), ("app", app), ("host", host)]);
+        let mut at = now - 50 * 60;
+        while at <= now - STEP {
+            let ratio = if release_host && at >= deploy {
+                after
+            } else {
+                0.999
+            };
+            success.samples.push(WriteSample {
+                ms: at * 1000,
+                value: ratio,
+            });
+            latency.samples.push(WriteSample {
+                ms: at * 1000,
+                value: 100.0 + ((at / STEP + index as i64) % 3) as f64,
+            });
+            at += STEP;
+        }
+        series.push(success);
+        series.push(latency);
+    }
+    let body = encode_remote_write(&series, &[]).unwrap();
+    let response = support::agent()
+        .post(&format!("{}/api/v1/write", prometheus.url))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(response.status(), 204);
+}
+
+/// The app's settings: pull `latency_ms` from `prometheus`, and judge `rules`.
+fn pull_settings(prometheus: &str, app: &str, rules: Value) -> Value {
+    json!({
+        "prometheus": {"url": prometheus, "host_label": "host", "step_seconds": STEP,
+            "queries": [{"metric": "latency_ms", "query": format!("latency_ms{{app=\"{app}\"}}")}]},
+        "rules": rules,
+    })
+}
+
+/// A release of `app` over `hosts` (two release hosts, then two reference hosts), created and
+/// deployed at `deploy`.
+fn deployed_release(server: &TestServer, id: &str, app: &str, hosts: [&str; 4], deploy: i64) {
+    let (status, created) = server.post(
+        "/api/v1/releases",
+        &server.operator,
+        &json!({
+            "id": id, "app": app, "version": "2",
+            "hosts": &hosts[..2],
+            "reference": {"type": "hosts", "hosts": &hosts[2..]},
+            "step_seconds": STEP, "observe_seconds": 86_400,
+            "settings": {"baseline_seconds": 1200},
+        }),
+    );
+    assert_eq!(status, 201, "{created}");
+    let (status, answer) = server.post(
+        &format!("/api/v1/releases/{id}/batches/0/deployed"),
+        &server.operator,
+        &json!({"at": deploy}),
+    );
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// A query rule on a real Prometheus (Debian's `prometheus`, or `VIGIL_PROMETHEUS`): a rule
+/// whose PromQL the release hosts break pauses its release with "rule: ..." evidence; a rule
+/// whose PromQL Prometheus refuses is shown failing, an `anomaly` finding that does not pause.
+/// Without the binary the test says SKIPPED and passes, unless `VIGIL_REQUIRE_PROMETHEUS` is
+/// set.
+#[test]
+fn query_rules_run_on_the_app_s_prometheus_and_a_failing_one_is_shown_not_skipped() {
+    use support::prometheus::{prometheus_or_skip, Prometheus};
+    use vigil_core::Clock;
+    let Some(binary) = prometheus_or_skip("query rules on prometheus") else {
+        return;
+    };
+    let prometheus = Prometheus::start(&binary, "global:\n  scrape_interval: 1h\n");
+    let now = vigil_core::SystemClock.now() / STEP * STEP;
+    let deploy = now - 20 * 60;
+    let shop = ["r1", "r2", "k1", "k2"];
+    let cart = ["c1", "c2", "d1", "d2"];
+    push_fleet(&prometheus, "shop", shop, now, deploy, 0.95);
+    push_fleet(&prometheus, "cart", cart, now, deploy, 0.999);
+
+    let server = TestServer::start(now);
+    let working = json!([{"name": "success",
+        "query": "avg by (host) (success_ratio{app=\"shop\"})",
+        "below": 0.99, "duration_seconds": 60, "severity": "fault"}]);
+    let (status, answer) = server.put(
+        "/api/v1/apps/shop",
+        &server.admin,
+        &pull_settings(&prometheus.url, "shop", working),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let failing = json!([{"name": "broken",
+        "query": "sum by (host) (rate(success_ratio{app=\"cart\"}[1m]",
+        "above": 1, "severity": "fault"}]);
+    let (status, answer) = server.put(
+        "/api/v1/apps/cart",
+        &server.admin,
+        &pull_settings(&prometheus.url, "cart", failing),
+    );
+    assert_eq!(status, 200, "{answer}");
+    deployed_release(&server, "shop-2", "shop", shop, deploy);
+    deployed_release(&server, "cart-2", "cart", cart, deploy);
+
+    // The puller runs every second on its own and the guard judges each new step; the clock
+    // moves a step at a time so that later steps see the failures of the first pulls.
+    let latest_of = |id: &str| {
+        let (_, findings) = server.get(&format!("/api/v1/releases/{id}/findings"), &server.viewer);
+        findings["latest"].clone()
+    };
+    let evidence_of = |latest: &Value| -> Vec<String> {
+        latest["findings"]
+            .as_array()
+            .map(|findings| {
+                findings
+                    .iter()
+                    .filter(|finding| finding["signal"]["type"] == "rule")
+                    .map(|finding| finding["evidence"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut shop_latest = Value::Null;
+    let mut cart_latest = Value::Null;
+    for tick in 0..120 {
+        server.clock.set(now + (tick / 10) * STEP);
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        shop_latest = latest_of("shop-2");
+        cart_latest = latest_of("cart-2");
+        let cart_failing = evidence_of(&cart_latest)
+            .iter()
+            .any(|evidence| evidence.starts_with("rule: broken could not be evaluated: "));
+        if shop_latest["verdict"] == "fault" && cart_failing {
+            break;
+        }
+    }
+    println!("shop: {shop_latest}\ncart: {cart_latest}");
+    let (_, shop_release) = server.get("/api/v1/releases/shop-2", &server.viewer);
+    assert_eq!(shop_release["state"], "paused", "{shop_release}");
+    assert!(
+        evidence_of(&shop_latest).contains(
+            &"rule: the query of success below 0.990 for 60 s (0.950 on 2 hosts)".to_owned()
+        ),
+        "{shop_latest}"
+    );
+    let cart_evidence = evidence_of(&cart_latest);
+    assert!(
+        cart_evidence.iter().any(|evidence| evidence
+            .starts_with("rule: broken could not be evaluated: ")
+            && evidence.contains("parse error")),
+        "{cart_latest}"
+    );
+    assert_eq!(cart_latest["verdict"], "anomaly", "{cart_latest}");
+    let (_, cart_release) = server.get("/api/v1/releases/cart-2", &server.viewer);
+    assert_eq!(cart_release["state"], "observing", "{cart_release}");
+}
