@@ -296,12 +296,13 @@ fn rule_finding(outcome: &RuleOutcome) -> Option<Finding> {
     let signal = Signal::Rule {
         name: rule.name.clone(),
     };
+    // The way the rule watches: a broken rule's change, a failing one's concern.
+    let direction = match rule.bound().map(|bound| bound.side()) {
+        Some(Side::Below) => "down",
+        _ => "up",
+    };
     match &outcome.state {
         RuleState::Broken { reading, since } => {
-            let direction = match rule.bound().map(|bound| bound.side()) {
-                Some(Side::Below) => "down",
-                _ => "up",
-            };
             let evidence = format!(
                 "rule: {} {} ({})",
                 subject(rule),
@@ -337,7 +338,7 @@ fn rule_finding(outcome: &RuleOutcome) -> Option<Finding> {
                 signal,
                 hosts: Vec::new(),
                 hosts_judged: 0,
-                direction: String::new(),
+                direction: direction.to_owned(),
                 observed: 0.0,
                 expected: 0.0,
                 effect: 0.0,

@@ -266,6 +266,14 @@ mod tests {
                 "step_seconds",
                 "step_seconds must be between 1 and 3600",
             ),
+            (
+                serde_json::json!({"app": "shop", "version": "2", "hosts": ["a"],
+                    "rules": [{"name": "r", "metric": "m", "below_by": 0.1,
+                               "relative_to": "reference", "duration_seconds": 90000,
+                               "severity": "fault"}]}),
+                "rules[0].duration_seconds",
+                "rules[0].duration_seconds: must be between 0 and 86400",
+            ),
         ];
         for (body, field, message) in cases {
             assert_eq!(refusal(body), (field.to_string(), message.to_string()));

@@ -271,6 +271,28 @@ mod tests {
         .is_err());
     }
 
+    #[test]
+    fn app_rules_are_checked_naming_the_field_and_a_release_s_own_come_first() {
+        let config: AppConfig = serde_json::from_str(
+            r#"{"rules": [{"name": "success", "metric": "success_rate", "below": 0.99, "severity": "fault"},
+                          {"name": "slow", "query": "", "above": 1, "severity": "anomaly"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.validate().expect_err("empty query").to_string(),
+            "rules[1].query: must not be empty"
+        );
+        let own: Vec<Rule> = serde_json::from_str(
+            r#"[{"name": "slow", "metric": "latency", "above": 300, "severity": "fault"}]"#,
+        )
+        .unwrap();
+        let merged = release_rules(own.clone(), Some(&config));
+        let names: Vec<&str> = merged.iter().map(|rule| rule.name.as_str()).collect();
+        assert_eq!(names, ["slow", "success"]);
+        assert_eq!(merged[0], own[0]);
+        assert_eq!(release_rules(own.clone(), None), own);
+    }
+
     fn described(name: &str, direction: vigil_core::Direction) -> MetricMeta {
         MetricMeta {
             name: name.into(),
