@@ -13,6 +13,7 @@ pub mod logs;
 pub mod peers;
 pub mod prepare;
 pub mod replay;
+pub mod rules;
 pub mod score;
 pub mod settings;
 pub mod stats;

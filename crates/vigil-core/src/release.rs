@@ -120,6 +120,10 @@ pub struct ReleaseSpec {
     /// Overrides of the analysis settings (a JSON object of `vigil-analysis` settings fields).
     #[serde(default)]
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The rules this release is judged by besides the analysis: its own, then its app's whose
+    /// names it does not give, copied when it was created (`vigil_core::rules`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<crate::rules::Rule>,
 }
 
 /// A release order with its current state.

@@ -46,6 +46,11 @@ pub enum Problem {
     TooMany { count: usize, limit: usize },
     #[error("describes metric {0:?} a second time")]
     Repeated(String),
+    #[error("names rule {0:?} a second time")]
+    RepeatedRule(String),
+    /// Fields that do not go together, or none of a set of which one is needed.
+    #[error("{0}")]
+    Combination(&'static str),
     #[error("makes a window of {steps} steps, more than the limit of {limit}")]
     WindowTooLong { steps: i64, limit: usize },
     /// A value of the wrong type or an unknown key, in the parser's words.

@@ -253,6 +253,7 @@ pub(crate) mod tests {
                 observe_seconds: 600,
                 metrics: vec![],
                 settings: Default::default(),
+                rules: Vec::new(),
             },
             state,
             created_by: "ci".into(),

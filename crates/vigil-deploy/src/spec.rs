@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 use vigil_core::release::{PlannedBatch, ReferenceHosts, ReleaseSpec};
 use vigil_core::validate::{self, Invalid};
-use vigil_core::MetricMeta;
+use vigil_core::{MetricMeta, Rule};
 
 use crate::DeployError;
 
@@ -54,6 +54,9 @@ pub struct CreateRelease {
     pub metrics: Vec<MetricMeta>,
     #[serde(default)]
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The release's own rules; they replace its app's rules of the same names.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
 }
 
 /// A host, app, metric or version name at `field`, by the rules every way in shares.
@@ -74,6 +77,7 @@ pub fn validate(request: CreateRelease) -> Result<(Option<String>, ReleaseSpec),
         check_id("id", id)?;
     }
     validate::described_metrics(&request.metrics, "metrics")?;
+    vigil_core::rules::check_rules(&request.rules, "rules")?;
     let release_hosts = check_hosts(&request.hosts)?;
     let batches = if request.batches.is_empty() {
         vec![PlannedBatch {
@@ -95,6 +99,7 @@ pub fn validate(request: CreateRelease) -> Result<(Option<String>, ReleaseSpec),
         observe_seconds: request.observe_seconds,
         metrics: request.metrics,
         settings: request.settings,
+        rules: request.rules,
     };
     Ok((request.id, spec))
 }
@@ -260,6 +265,14 @@ mod tests {
                     "step_seconds": 0}),
                 "step_seconds",
                 "step_seconds must be between 1 and 3600",
+            ),
+            (
+                serde_json::json!({"app": "shop", "version": "2", "hosts": ["a"],
+                    "rules": [{"name": "r", "metric": "m", "below_by": 0.1,
+                               "relative_to": "reference", "duration_seconds": 90000,
+                               "severity": "fault"}]}),
+                "rules[0].duration_seconds",
+                "rules[0].duration_seconds: must be between 0 and 86400",
             ),
         ];
         for (body, field, message) in cases {

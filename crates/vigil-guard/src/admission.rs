@@ -190,6 +190,7 @@ mod tests {
                 observe_seconds: 600,
                 metrics: Vec::new(),
                 settings,
+                rules: Vec::new(),
             },
             state: ReleaseState::Pending,
             created_by: String::new(),

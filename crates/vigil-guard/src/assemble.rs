@@ -433,6 +433,7 @@ pub(crate) mod tests {
                 observe_seconds: 600,
                 metrics: vec![],
                 settings: Default::default(),
+                rules: Vec::new(),
             },
             state: ReleaseState::Observing,
             created_by: "ci".into(),

@@ -86,6 +86,7 @@ fn replay(bundle: &Bundle, actor: String, now: i64) -> Replayed {
         observe_seconds: (end - last_batch).max(0),
         metrics: bundle.metrics.clone(),
         settings: serde_json::Map::new(),
+        rules: Vec::new(),
     };
     // The last step's reason says which hosts and metrics were missing when data was.
     let mut last_reason = None;

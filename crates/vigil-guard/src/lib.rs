@@ -15,6 +15,7 @@ pub mod intake;
 pub mod pull;
 pub mod requests;
 pub mod retention;
+pub mod rules;
 pub mod scorecard;
 pub mod window;
 

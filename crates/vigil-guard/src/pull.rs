@@ -1,13 +1,19 @@
 //! The puller: per app, the pull source's PromQL queries ([`crate::apps`]) fetched from a
-//! Prometheus server every step and fed through the same intake as pushed data.
+//! Prometheus server every step and fed through the same intake as pushed data. The query rules
+//! of the app and of its observing releases are pulled the same way, each into the series
+//! `rule:NAME` of every host (results without the host label are left out, as for any pull
+//! query); a query rule that fails, or whose app pulls from no Prometheus server, is recorded
+//! among the failures, where the guard finds it ([`crate::rules`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+use vigil_core::release::ReleaseState;
+use vigil_core::rules::{query_series, Rule, RuleSource};
 use vigil_core::samples::MetricChunk;
 use vigil_core::Clock;
-use vigil_store::Store;
+use vigil_store::{ReleaseFilter, Store};
 
 use crate::apps::all_stored_settings;
 // The pull source's types, named where the puller's callers have always found them.
@@ -117,7 +123,8 @@ impl Puller {
         Arc::clone(&self.failures)
     }
 
-    /// Pulls every query whose step has come since its last pull.
+    /// Pulls every query whose step has come since its last pull: the pull source's queries
+    /// and the query rules of the app and of its observing releases (into `rule:NAME`).
     pub fn pull_due(&self) -> PullReport {
         let mut report = PullReport::default();
         let apps = match all_stored_settings(self.store.as_ref()) {
@@ -128,6 +135,15 @@ impl Puller {
             }
         };
         let now = self.clock.now();
+        let mut release_rules = match self.observing_rule_queries() {
+            Ok(rules) => rules,
+            Err(error) => {
+                report
+                    .failures
+                    .push(format!("cannot read observing releases: {error}"));
+                HashMap::new()
+            }
+        };
         for (app, settings) in apps {
             let Ok(config) = settings else {
                 report
@@ -135,58 +151,130 @@ impl Puller {
                     .push(format!("app {app}: stored settings are not valid"));
                 continue;
             };
+            let mut rule_queries = rule_queries(&config.rules);
+            for query in release_rules.remove(&app).unwrap_or_default() {
+                rule_queries.retain(|known| known.metric != query.metric);
+                rule_queries.push(query);
+            }
             let Some(source) = config.prometheus else {
+                self.record_without_source(&app, &rule_queries, now);
                 continue;
             };
             let step = source.step_seconds.max(1);
             let end = now.div_euclid(step) * step;
-            for query in &source.queries {
-                let key = (app.clone(), query.metric.clone());
-                let since = self
-                    .pulled_until
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .get(&key)
-                    .copied();
-                let start = match since {
-                    Some(last) if last >= end => continue,
-                    Some(last) => last + step,
-                    None => end - self.backfill_seconds,
-                };
-                report.queries += 1;
-                let chunk = match (self.fetch)(&app, &source, query, start, end) {
-                    Ok(chunk) => chunk,
-                    Err(error) => {
-                        tracing::warn!(app = %app, metric = %query.metric, %error, "prometheus pull failed");
-                        report
-                            .failures
-                            .push(format!("app {app}, metric {}: {error}", query.metric));
-                        self.failures.record(
-                            &app,
-                            PullFailure {
-                                metric: query.metric.clone(),
-                                at: now,
-                                error,
-                            },
-                        );
-                        continue;
-                    }
-                };
-                self.failures.clear(&key);
-                match self.intake.metrics(&chunk, None, now) {
-                    Ok(accepted) => {
-                        report.samples += accepted.items;
-                        self.pulled_until
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner())
-                            .insert(key, end);
-                    }
-                    Err(error) => report
-                        .failures
-                        .push(format!("app {app}, metric {}: {error}", query.metric)),
-                }
+            for query in source.queries.iter().chain(&rule_queries) {
+                self.pull_query(&app, &source, query, end, now, &mut report);
             }
+        }
+        for (app, queries) in release_rules {
+            self.record_without_source(&app, &queries, now);
         }
         report
     }
+
+    /// The query rules of observing releases, as pull queries into `rule:NAME`, by app.
+    fn observing_rule_queries(
+        &self,
+    ) -> Result<HashMap<String, Vec<PullQuery>>, vigil_store::StoreError> {
+        let observing = self.store.releases(&ReleaseFilter {
+            states: vec![ReleaseState::Observing],
+            ..ReleaseFilter::default()
+        })?;
+        let mut by_app: HashMap<String, Vec<PullQuery>> = HashMap::new();
+        for release in observing {
+            let queries = by_app.entry(release.spec.app.clone()).or_default();
+            for query in rule_queries(&release.spec.rules) {
+                queries.retain(|known| known.metric != query.metric);
+                queries.push(query);
+            }
+        }
+        by_app.retain(|_, queries| !queries.is_empty());
+        Ok(by_app)
+    }
+
+    /// Query rules of an app that pulls from no Prometheus server cannot be run: each is
+    /// recorded as failing, so that the rule is shown failing rather than without data.
+    fn record_without_source(&self, app: &str, queries: &[PullQuery], now: i64) {
+        for query in queries {
+            self.failures.record(
+                app,
+                PullFailure {
+                    metric: query.metric.clone(),
+                    at: now,
+                    error: "the app pulls from no prometheus server".to_owned(),
+                },
+            );
+        }
+    }
+
+    /// Pulls one query up to `end` if its step has come.
+    fn pull_query(
+        &self,
+        app: &str,
+        source: &PullSource,
+        query: &PullQuery,
+        end: i64,
+        now: i64,
+        report: &mut PullReport,
+    ) {
+        let step = source.step_seconds.max(1);
+        let key = (app.to_owned(), query.metric.clone());
+        let since = self
+            .pulled_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&key)
+            .copied();
+        let start = match since {
+            Some(last) if last >= end => return,
+            Some(last) => last + step,
+            None => end - self.backfill_seconds,
+        };
+        report.queries += 1;
+        let chunk = match (self.fetch)(app, source, query, start, end) {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                tracing::warn!(app = %app, metric = %query.metric, %error, "prometheus pull failed");
+                report
+                    .failures
+                    .push(format!("app {app}, metric {}: {error}", query.metric));
+                self.failures.record(
+                    app,
+                    PullFailure {
+                        metric: query.metric.clone(),
+                        at: now,
+                        error,
+                    },
+                );
+                return;
+            }
+        };
+        self.failures.clear(&key);
+        match self.intake.metrics(&chunk, None, now) {
+            Ok(accepted) => {
+                report.samples += accepted.items;
+                self.pulled_until
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(key, end);
+            }
+            Err(error) => report
+                .failures
+                .push(format!("app {app}, metric {}: {error}", query.metric)),
+        }
+    }
+}
+
+/// The query rules among `rules`, as pull queries whose results are stored as `rule:NAME`.
+pub fn rule_queries(rules: &[Rule]) -> Vec<PullQuery> {
+    rules
+        .iter()
+        .filter_map(|rule| match rule.source() {
+            RuleSource::Query(query) => Some(PullQuery {
+                metric: query_series(&rule.name),
+                query: query.to_owned(),
+            }),
+            RuleSource::Metric(_) => None,
+        })
+        .collect()
 }

@@ -6,24 +6,30 @@
 //! settings, so the rows agree with what the guard judged at that step. Rows of the team's
 //! rules and of received alerts come in through [`with_rows`], the one place they join.
 
+use vigil_analysis::rules::{rule_findings, rule_rows};
 use vigil_analysis::Evaluator;
 use vigil_core::release::Release;
-use vigil_core::scorecard::{RowVerdict, Scorecard, ScorecardRow};
-use vigil_core::{Bundle, Signal, Verdict};
+use vigil_core::scorecard::{Scorecard, ScorecardRow};
+use vigil_core::{Bundle, Finding, Signal, Verdict};
 
 use crate::apps::{AppConfig, PullSource};
 use crate::error::GuardError;
+use crate::pull::PullFailures;
+use crate::rules::rule_outcomes;
 use crate::window::release_settings;
 
 /// The scorecard of `release` on `window` (its bundle as [`crate::Guard::window`] assembles
 /// it) at the step of Unix time `judged_at` (the latest stored verdict's), or at the window's
 /// last step when that is not in the window. Metric rows link to the app's Prometheus when
-/// `app` pulls them. Pure: judges the window once, on the calling thread.
+/// `app` pulls them. The release's rules are judged at the same step, as the guard judges them
+/// (`pull_failures` says which query rules could not be run), and join through [`with_rows`].
+/// Pure: judges the window once, on the calling thread.
 pub fn release_scorecard(
     release: &Release,
     window: &Bundle,
     judged_at: Option<i64>,
     app: Option<&AppConfig>,
+    pull_failures: &PullFailures,
 ) -> Result<Scorecard, GuardError> {
     let settings = release_settings(release)?;
     if window.points == 0 {
@@ -48,21 +54,26 @@ pub fn release_scorecard(
             row.source = graph_link(source, name, window.start, end);
         }
     }
-    Ok(scorecard)
+    let rules = rule_outcomes(&evaluator, release, pull_failures, step);
+    Ok(with_rows(
+        scorecard,
+        rule_rows(&rules),
+        &rule_findings(&rules),
+    ))
 }
 
 /// The scorecard with `extra_rows` added (the team's rules, received alerts): its verdict
-/// becomes the most severe of its own and theirs (a failing row is a fault, a recommended one
-/// an anomaly), and the rows are put back in order. The one place other rows join the
-/// scorecard.
-pub fn with_rows(mut scorecard: Scorecard, extra_rows: Vec<ScorecardRow>) -> Scorecard {
-    for row in &extra_rows {
-        let severity = match row.verdict {
-            RowVerdict::Fail => Verdict::Fault,
-            RowVerdict::Recommend => Verdict::Anomaly,
-            RowVerdict::Pass | RowVerdict::NotEnoughData => continue,
-        };
-        scorecard.verdict = scorecard.verdict.min(severity);
+/// becomes the most severe of its own and of `extra_findings`, the findings the guard adds to
+/// its judgement for the same rows (so that a rule whose query fails, a failing row but an
+/// `anomaly` finding, recommends as the guard does instead of pausing), and the rows are put
+/// back in order. The one place other rows join the scorecard.
+pub fn with_rows(
+    mut scorecard: Scorecard,
+    extra_rows: Vec<ScorecardRow>,
+    extra_findings: &[Finding],
+) -> Scorecard {
+    for finding in extra_findings {
+        scorecard.verdict = scorecard.verdict.min(finding.severity);
     }
     scorecard.rows.extend(extra_rows);
     scorecard.sort_rows();
@@ -102,6 +113,7 @@ fn percent_encode(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::apps::PullQuery;
+    use vigil_core::scorecard::RowVerdict;
 
     fn source() -> PullSource {
         PullSource {
@@ -127,7 +139,7 @@ mod tests {
     }
 
     #[test]
-    fn extra_rows_raise_the_verdict_and_take_their_place() {
+    fn extra_rows_take_their_place_and_their_findings_raise_the_verdict() {
         let row = |name: &str, verdict: RowVerdict| ScorecardRow {
             signal: Signal::Rule {
                 name: name.to_owned(),
@@ -143,17 +155,53 @@ mod tests {
             note: String::new(),
             source: None,
         };
+        let finding = |name: &str, severity: Verdict| Finding {
+            severity,
+            signal: Signal::Rule {
+                name: name.to_owned(),
+            },
+            hosts: vec!["r1".to_owned()],
+            hosts_judged: 1,
+            direction: "up".to_owned(),
+            observed: 1.0,
+            expected: 0.5,
+            effect: 1.0,
+            score: 0.0,
+            baseline: "bound".to_owned(),
+            evidence: "rule: test".to_owned(),
+            since: 0,
+            explanation: String::new(),
+        };
         let healthy = Scorecard {
             at: 0,
             verdict: Verdict::Healthy,
             rows: vec![row("a", RowVerdict::Pass)],
         };
-        let recommended = with_rows(healthy.clone(), vec![row("b", RowVerdict::Recommend)]);
+        let recommended = with_rows(
+            healthy.clone(),
+            vec![row("b", RowVerdict::Recommend)],
+            &[finding("b", Verdict::Anomaly)],
+        );
         assert_eq!(recommended.verdict, Verdict::Anomaly);
         assert_eq!(recommended.rows[0].signal.label(), "rule:b");
-        let failed = with_rows(recommended, vec![row("c", RowVerdict::Fail)]);
+        let failed = with_rows(
+            recommended,
+            vec![row("c", RowVerdict::Fail)],
+            &[finding("c", Verdict::Fault)],
+        );
         assert_eq!(failed.verdict, Verdict::Fault);
         assert_eq!(failed.rows.len(), 3);
-        assert_eq!(with_rows(healthy, Vec::new()).verdict, Verdict::Healthy);
+        // A rule that could not be evaluated fails its row but only recommends, as in the guard.
+        let failing_query = with_rows(
+            healthy.clone(),
+            vec![row("d", RowVerdict::Fail)],
+            &[finding("d", Verdict::Anomaly)],
+        );
+        assert_eq!(failing_query.verdict, Verdict::Anomaly);
+        assert_eq!(failing_query.rows[0].verdict, RowVerdict::Fail);
+        assert_eq!(
+            with_rows(healthy, Vec::new(), &[]).verdict,
+            Verdict::Healthy
+        );
     }
 }

@@ -27,6 +27,7 @@ fn release(id: &str, state: ReleaseState, deployed_at: i64, updated_at: i64) -> 
             observe_seconds: 600,
             metrics: vec![],
             settings: Default::default(),
+            rules: Vec::new(),
         },
         state,
         created_by: "test".into(),

@@ -109,6 +109,7 @@ pub(crate) mod tests {
                 observe_seconds: 600,
                 metrics: Vec::new(),
                 settings: serde_json::Map::new(),
+                rules: Vec::new(),
             },
             state: ReleaseState::Paused,
             created_by: "ci".to_string(),

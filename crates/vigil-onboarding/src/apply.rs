@@ -166,6 +166,7 @@ mod tests {
             }),
             log_pattern: Some("^(?P<message>.*)$".into()),
             metrics: Vec::new(),
+            rules: Vec::new(),
         };
         let merged = merge_queries(
             Some(&current),

@@ -515,6 +515,7 @@ mod tests {
             }),
             log_pattern: None,
             metrics: Vec::new(),
+            rules: Vec::new(),
         };
         let onboarding = make_report(&index, Some(&config), &templates);
 

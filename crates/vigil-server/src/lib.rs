@@ -140,16 +140,27 @@ pub async fn start(
         Arc::new(move || wake_guard.notify_one()),
         ingest_options.remote_write.clone(),
     ));
-    let guard = Arc::new(Guard::new(
+    let puller = Arc::new(Puller::new(
         Arc::clone(&store),
-        Arc::clone(&index),
+        Arc::clone(&intake),
         Arc::clone(&clock),
-        GuardConfig {
-            public_url,
-            routes,
-            grace_seconds: config.grace_seconds,
-        },
+        Arc::new(fetch_from_prometheus),
+        config.recent_seconds,
     ));
+    // The guard judges a query rule failing when its pull fails.
+    let guard = Arc::new(
+        Guard::new(
+            Arc::clone(&store),
+            Arc::clone(&index),
+            Arc::clone(&clock),
+            GuardConfig {
+                public_url,
+                routes,
+                grace_seconds: config.grace_seconds,
+            },
+        )
+        .with_pull_failures(puller.failures()),
+    );
 
     let now = clock.now();
     let recent_seconds = config.recent_seconds;
@@ -170,13 +181,6 @@ pub async fn start(
         "data index filled from the store"
     );
 
-    let puller = Arc::new(Puller::new(
-        Arc::clone(&store),
-        Arc::clone(&intake),
-        Arc::clone(&clock),
-        Arc::new(fetch_from_prometheus),
-        config.recent_seconds,
-    ));
     let mut state = AppState::new(
         store,
         guard,

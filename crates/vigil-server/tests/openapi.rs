@@ -229,6 +229,36 @@ fn send_app_routes(contract: &mut Contract) {
     assert_eq!(status, 200);
     let (status, _) = contract.send("GET", "/api/v1/apps", "/api/v1/apps", &viewer, None);
     assert_eq!(status, 200);
+    let rules = json!({"rules": [
+        {"name": "success", "metric": "success_rate", "below": 0.99, "duration_seconds": 120,
+         "severity": "fault"},
+        {"name": "latency", "query": "avg by (host) (latency_ms)", "relative_to": "reference",
+         "above_by": 0.2, "severity": "anomaly"}]});
+    let (status, _) = contract.send(
+        "PUT",
+        "/api/v1/apps/{app}/rules",
+        "/api/v1/apps/shop/rules",
+        &admin,
+        Some(rules),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = contract.send(
+        "PUT",
+        "/api/v1/apps/{app}/rules",
+        "/api/v1/apps/shop/rules",
+        &admin,
+        Some(json!({"rules": [{"name": "x", "metric": "m", "severity": "fault"}]})),
+    );
+    assert_eq!(status, 400);
+    let (status, answer) = contract.send(
+        "GET",
+        "/api/v1/apps/{app}/rules",
+        "/api/v1/apps/shop/rules",
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(answer["rules"][1]["relative_to"], "reference");
     let (status, _) = contract.send(
         "GET",
         "/api/v1/apps/{app}/onboarding",

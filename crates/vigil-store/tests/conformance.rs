@@ -241,6 +241,7 @@ fn spec(app: &str) -> ReleaseSpec {
             judged: true,
         }],
         settings,
+        rules: Vec::new(),
     }
 }
 

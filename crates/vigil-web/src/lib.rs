@@ -14,6 +14,7 @@ mod onboarding;
 mod pages;
 mod releases;
 mod request;
+mod rules;
 pub mod state;
 mod tokens;
 
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tokens/{id}/revoke", post(tokens::revoke))
         .route("/api/v1/apps", get(ingest::list_apps))
         .route("/api/v1/apps/{app}", put(ingest::put_app))
+        .route("/api/v1/apps/{app}/rules", get(rules::show).put(rules::put))
         .route("/api/v1/apps/{app}/onboarding", get(onboarding::show))
         .route(
             "/api/v1/apps/{app}/onboarding/apply",

@@ -82,7 +82,7 @@ fn unreadable_settings(problem: apps::UnreadableSettings) -> ApiError {
 }
 
 /// The app's stored settings, if any.
-fn stored_config(store: &dyn Store, app: &str) -> Result<Option<AppConfig>, ApiError> {
+pub(crate) fn stored_config(store: &dyn Store, app: &str) -> Result<Option<AppConfig>, ApiError> {
     match apps::stored_settings(store, app)? {
         Some(settings) => settings.map(Some).map_err(unreadable_settings),
         None => Ok(None),

@@ -48,6 +48,7 @@ pub fn release(
             observe_seconds: 7200,
             metrics: Vec::new(),
             settings: Default::default(),
+            rules: Vec::new(),
         },
         state: ReleaseState::Observing,
         created_by: "bench".into(),

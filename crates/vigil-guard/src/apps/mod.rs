@@ -9,8 +9,9 @@ pub mod selector;
 
 use serde::{Deserialize, Serialize};
 use vigil_core::release::ReleaseSpec;
+use vigil_core::rules::{check_rules, merged_rules};
 use vigil_core::validate::{described_metrics, Invalid};
-use vigil_core::MetricMeta;
+use vigil_core::{MetricMeta, Rule};
 use vigil_store::{Store, StoreError};
 
 /// An app's settings, as stored and as sent to `PUT /api/v1/apps/{app}`.
@@ -30,6 +31,11 @@ pub struct AppConfig {
     /// not change how a running release is judged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricMeta>,
+    /// The team's own rules (`vigil_core::rules`), judged in every release of the app beside
+    /// the analysis. Copied into a release when it is created, as `metrics` are; a release's
+    /// own rule of the same name replaces the app's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
 }
 
 /// The label naming the host in a pull query's results when the settings name none.
@@ -142,6 +148,7 @@ impl AppConfig {
             }
         }
         described_metrics(&self.metrics, "metrics")?;
+        check_rules(&self.rules, "rules")?;
         Ok(())
     }
 }
@@ -163,12 +170,24 @@ pub fn release_metrics(listed: Vec<MetricMeta>, app: Option<&AppConfig>) -> Vec<
     metrics
 }
 
+/// The rules a new release of `app` is judged by: the release's own, then the app's whose
+/// names it does not give ([`vigil_core::rules::merged_rules`]).
+pub fn release_rules(own: Vec<Rule>, app: Option<&AppConfig>) -> Vec<Rule> {
+    let app_rules = app
+        .map(|config| config.rules.as_slice())
+        .unwrap_or_default();
+    merged_rules(own, app_rules)
+}
+
 /// Completes a new release's `metrics` with its app's declared metrics
-/// ([`release_metrics`]), before it is stored.
+/// ([`release_metrics`]) and its `rules` with the app's rules ([`release_rules`]), before it
+/// is stored, so that a later change of the app does not change a running release.
 pub fn add_declared_metrics(store: &dyn Store, spec: &mut ReleaseSpec) -> Result<(), StoreError> {
     let app = stored_app_config(store, &spec.app)?;
     let listed = std::mem::take(&mut spec.metrics);
     spec.metrics = release_metrics(listed, app.as_ref());
+    let own_rules = std::mem::take(&mut spec.rules);
+    spec.rules = release_rules(own_rules, app.as_ref());
     Ok(())
 }
 
@@ -250,6 +269,28 @@ mod tests {
             r#"{"prometheus": {"url": "http://a", "queries": [], "extra": 1}}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn app_rules_are_checked_naming_the_field_and_a_release_s_own_come_first() {
+        let config: AppConfig = serde_json::from_str(
+            r#"{"rules": [{"name": "success", "metric": "success_rate", "below": 0.99, "severity": "fault"},
+                          {"name": "slow", "query": "", "above": 1, "severity": "anomaly"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.validate().expect_err("empty query").to_string(),
+            "rules[1].query: must not be empty"
+        );
+        let own: Vec<Rule> = serde_json::from_str(
+            r#"[{"name": "slow", "metric": "latency", "above": 300, "severity": "fault"}]"#,
+        )
+        .unwrap();
+        let merged = release_rules(own.clone(), Some(&config));
+        let names: Vec<&str> = merged.iter().map(|rule| rule.name.as_str()).collect();
+        assert_eq!(names, ["slow", "success"]);
+        assert_eq!(merged[0], own[0]);
+        assert_eq!(release_rules(own.clone(), None), own);
     }
 
     fn described(name: &str, direction: vigil_core::Direction) -> MetricMeta {

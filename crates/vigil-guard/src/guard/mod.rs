@@ -37,6 +37,8 @@ use crate::assemble::{reference_hosts_among, AssembleError, Window};
 pub use crate::error::GuardError;
 use crate::index::DataIndex;
 use crate::intake::Intake;
+use crate::pull::PullFailures;
+use crate::rules;
 pub use crate::window::release_settings;
 use crate::window::ReleaseWindow;
 
@@ -56,6 +58,8 @@ pub struct Guard {
     evaluators: Evaluators,
     /// Releases held because their window is too large to judge, warned about once.
     oversized: Mutex<HashSet<String>>,
+    /// The puller's failing queries: a query rule whose pull fails is judged failing.
+    pull_failures: Arc<PullFailures>,
 }
 
 impl Guard {
@@ -74,7 +78,14 @@ impl Guard {
             passing: Mutex::new(()),
             evaluators: Evaluators::default(),
             oversized: Mutex::new(HashSet::new()),
+            pull_failures: Arc::new(PullFailures::default()),
         }
+    }
+
+    /// The guard, reading the failures of `failures`' puller for the releases' query rules.
+    pub fn with_pull_failures(mut self, failures: Arc<PullFailures>) -> Guard {
+        self.pull_failures = failures;
+        self
     }
 
     /// Judgements so far that extended a kept evaluator, and that built one on the whole
@@ -250,6 +261,8 @@ impl Guard {
         lock(&self.judged).insert(release.id.clone(), step_time);
         lock(&self.oversized).remove(&release.id);
         let judgement = evaluator.judge_at(evaluator.points() - 1);
+        let judgement =
+            rules::with_rule_findings(judgement, &evaluator, release, &self.pull_failures);
         let covered = evaluator.coverage_at(evaluator.points() - 1).complete();
         self.evaluators.keep(
             &release.id,

@@ -35,6 +35,7 @@ fn release() -> Release {
                 judged: true,
             }],
             settings: Default::default(),
+            rules: Vec::new(),
         },
         state: ReleaseState::Observing,
         created_by: "test".into(),
@@ -625,9 +626,16 @@ fn a_healthy_release_has_a_passing_row_for_every_metric_on_its_scorecard() {
         }),
         log_pattern: None,
         metrics: Vec::new(),
+        rules: Vec::new(),
     };
-    let scorecard =
-        crate::scorecard::release_scorecard(&release, &window, judged_at, Some(&app)).unwrap();
+    let scorecard = crate::scorecard::release_scorecard(
+        &release,
+        &window,
+        judged_at,
+        Some(&app),
+        &crate::pull::PullFailures::default(),
+    )
+    .unwrap();
     let stored = setup.store.verdicts("r1").unwrap().pop().unwrap();
     assert_eq!(scorecard.verdict, Verdict::Healthy);
     assert_eq!(stored.verdict, Verdict::Healthy);

@@ -62,6 +62,8 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app}/queries/remove", post(apps::remove_query))
         .route("/apps/{app}/metrics", post(apps::declare))
         .route("/apps/{app}/metrics/remove", post(apps::undeclare))
+        .route("/apps/{app}/rules", post(apps::put_rule))
+        .route("/apps/{app}/rules/remove", post(apps::remove_rule))
         .route("/signin", get(session::form).post(session::sign_in))
         .route(
             "/signout",

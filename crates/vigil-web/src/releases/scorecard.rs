@@ -4,12 +4,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
+use std::sync::Arc;
 use vigil_core::release::{Release, Role, VerdictRecord};
-use vigil_core::scorecard::{RowSort, Scorecard, ScorecardRow};
+
+use vigil_core::scorecard::{RowSort, Scorecard};
 use vigil_core::Bundle;
 
 use super::records::{load, window};
 use vigil_guard::apps::AppConfig;
+use vigil_guard::pull::PullFailures;
 use vigil_guard::GuardError;
 
 use crate::error::ApiError;
@@ -87,12 +90,10 @@ pub(crate) fn scorecard_on(
     bundle: &Bundle,
     judged_at: Option<i64>,
     app: Option<&AppConfig>,
+    pull_failures: &PullFailures,
 ) -> Result<Scorecard, GuardError> {
-    let scorecard = vigil_guard::scorecard::release_scorecard(release, bundle, judged_at, app)?;
-    // The one place the rows of the team's rules and of received alerts join the scorecard:
-    // they are added here, at the same step.
-    let extra_rows: Vec<ScorecardRow> = Vec::new();
-    Ok(vigil_guard::scorecard::with_rows(scorecard, extra_rows))
+    // The team's rules are judged with the window, at the same step.
+    vigil_guard::scorecard::release_scorecard(release, bundle, judged_at, app, pull_failures)
 }
 
 /// The step a release's scorecard is judged at: the step the guard last judged, or
@@ -132,8 +133,9 @@ async fn release_scorecard(
     let bundle = window(state, release).await?;
     let app = app_config(state, &release.spec.app).await?;
     let release = release.clone();
+    let pull_failures = Arc::clone(&state.pull_failures);
     let scorecard = tokio::task::spawn_blocking(move || {
-        scorecard_on(&release, &bundle, judged_at, app.as_ref())
+        scorecard_on(&release, &bundle, judged_at, app.as_ref(), &pull_failures)
     })
     .await
     .map_err(|error| ApiError::internal(format!("scorecard task failed: {error}")))??;

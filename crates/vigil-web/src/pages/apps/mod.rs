@@ -8,6 +8,7 @@
 //! `apply_onboarding`, which checks the admin role itself.
 
 mod metric_groups;
+mod rules;
 mod view;
 mod words;
 
@@ -34,6 +35,7 @@ use crate::onboarding::{
     ApplyRequest, Declaration, DiscoveryQuery,
 };
 use crate::state::AppState;
+pub use rules::{put_rule, remove_rule};
 use view::{apps_table, AppPage};
 
 /// Longest metric name or query the form for a query of one's own takes, in bytes.
@@ -131,6 +133,10 @@ impl AppQuery {
             "undeclared" => Some(
                 "The metric is no longer declared; releases already created keep it.".to_owned(),
             ),
+            "rule" => Some(
+                "The rule is saved: every release created from now on is judged by it.".to_owned(),
+            ),
+            "unruled" => Some("The rule is removed; releases already created keep it.".to_owned()),
             _ => None,
         }
     }
@@ -156,10 +162,12 @@ pub async fn page(
     };
     let failing = state.pull_failures.of_app(&app);
     let settings_of = app.clone();
-    let declared = state
+    let (declared, rules) = state
         .blocking(move |store| {
             let config = vigil_guard::apps::stored_app_config(store, &settings_of)?;
-            Ok(config.map(|settings| settings.metrics).unwrap_or_default())
+            Ok(config.map_or_else(Default::default, |settings| {
+                (settings.metrics, settings.rules)
+            }))
         })
         .await?;
     let view = AppPage {
@@ -169,6 +177,7 @@ pub async fn page(
         notice: query.notice(),
         failing: &failing,
         declared: &declared,
+        rules: &rules,
     };
     let body = view.body(unknown);
     let title = format!("{app} (onboarding)");

@@ -5,10 +5,12 @@ mod discovery;
 
 use maud::{html, Markup};
 use vigil_core::model::MetricMeta;
+use vigil_core::rules::Rule;
 use vigil_guard::pull::PullFailure;
 use vigil_onboarding::{FamilyCoverage, MetricSource, Onboarding, Signal, SignalFamily};
 
 use super::metric_groups::{metric_groups, MetricGroup, GROUPED_ABOVE};
+use super::rules::{RULE_BOUNDS, RULE_SEVERITIES};
 use super::words::{
     declaration_words, family_words, metric_type_words, signal_list, state_meaning,
 };
@@ -59,6 +61,18 @@ const DECLARED_DIRECTIONS: [(&str, &str); 3] = [
 /// A labelled choice of the declare form, named `name`, of `choices` (value and words).
 fn select_field(name: &str, label: &str, choices: &[(&str, &str)]) -> Markup {
     let id = format!("declare-{name}");
+    html! {
+        div class="field" {
+            label for=(id) { (label) }
+            select id=(id) name=(name) {
+                @for (value, words) in choices { option value=(value) { (words) } }
+            }
+        }
+    }
+}
+
+/// A labelled choice `name` with the element id `id`, of `choices` (value and words).
+fn labelled_select(id: &str, name: &str, label: &str, choices: &[(&str, &str)]) -> Markup {
     html! {
         div class="field" {
             label for=(id) { (label) }
@@ -173,6 +187,8 @@ pub(super) struct AppPage<'a> {
     pub(super) failing: &'a [PullFailure],
     /// The metrics the app declares judged in every release.
     pub(super) declared: &'a [MetricMeta],
+    /// The app's rules.
+    pub(super) rules: &'a [Rule],
 }
 
 impl AppPage<'_> {
@@ -200,6 +216,7 @@ impl AppPage<'_> {
                 (self.hosts())
                 (self.metrics())
                 (self.judged())
+                (self.rules())
                 (self.logs())
                 (self.pull())
             }
@@ -408,6 +425,107 @@ impl AppPage<'_> {
             }
         };
         section("judged", "Judged metrics", content)
+    }
+
+    /// The app's rules, with the admin's forms to save and remove one.
+    fn rules(&self) -> Markup {
+        let admin = self.session.is_admin();
+        let content = html! {
+            p class="help" {
+                "A rule bounds a metric the app sends, or a PromQL query on its Prometheus, on \
+                 the release hosts: a broken fault rule pauses the release, a broken anomaly \
+                 rule recommends a look. Rules are copied into every release of the app when it \
+                 is created; a release's own rule of the same name replaces the app's."
+            }
+            @if self.rules.is_empty() {
+                p { "The app has no rule." }
+            } @else {
+                table class="rules" {
+                    caption { "The rules every release of the app is judged by" }
+                    thead {
+                        tr {
+                            th scope="col" { "Rule" }
+                            th scope="col" { "Broken when" }
+                            th scope="col" { "Severity" }
+                            @if admin { th scope="col" { "Remove" } }
+                        }
+                    }
+                    tbody {
+                        @for rule in self.rules {
+                            tr {
+                                th scope="row" { code { (Text(&rule.name)) } }
+                                td { (Text(&rule.describe())) }
+                                td { (rule.severity.as_str()) }
+                                @if admin { (self.remove_rule_form(&rule.name)) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if admin {
+                (self.rule_form())
+            } @else {
+                p class="help" { "Changing a rule needs an admin token." }
+            }
+        };
+        section("rules", "Rules", content)
+    }
+
+    fn remove_rule_form(&self, name: &str) -> Markup {
+        html! {
+            td {
+                form class="remove-rule" method="post"
+                    action={ "/apps/" (url(&self.report().app)) "/rules/remove" } {
+                    (self.session.form_field())
+                    input type="hidden" name="name" value=(Text(name));
+                    button type="submit" aria-label={ "Remove the rule " (Text(name)) } {
+                        "Remove"
+                    }
+                }
+            }
+        }
+    }
+
+    fn rule_form(&self) -> Markup {
+        let max_name_bytes = vigil_core::validate::MAX_NAME_BYTES;
+        let max_query_bytes = vigil_core::rules::MAX_RULE_QUERY_BYTES;
+        html! {
+            form class="save-rule" method="post"
+                action={ "/apps/" (url(&self.report().app)) "/rules" } {
+                (self.session.form_field())
+                fieldset {
+                    legend { "Save a rule (a rule of the same name is replaced)" }
+                    div class="field" {
+                        label for="rule-name" { "Rule name" }
+                        input id="rule-name" name="name" type="text" required
+                            maxlength=(max_name_bytes) autocomplete="off";
+                    }
+                    div class="field" {
+                        label for="rule-metric" { "Metric (or a query below)" }
+                        input id="rule-metric" name="metric" type="text"
+                            maxlength=(max_name_bytes) autocomplete="off";
+                    }
+                    div class="field" {
+                        label for="rule-query" { "PromQL query, one series per host" }
+                        input id="rule-query" name="query" type="text"
+                            maxlength=(max_query_bytes) autocomplete="off";
+                    }
+                    (labelled_select("rule-bound", "bound", "Broken when it is", &RULE_BOUNDS))
+                    div class="field" {
+                        label for="rule-value" { "Value, or share (0.2 = 20 %)" }
+                        input id="rule-value" name="value" type="text" required
+                            inputmode="decimal" autocomplete="off";
+                    }
+                    div class="field" {
+                        label for="rule-duration" { "For at least (seconds)" }
+                        input id="rule-duration" name="duration_seconds" type="number" min="0"
+                            placeholder="0";
+                    }
+                    (labelled_select("rule-severity", "severity", "Severity", &RULE_SEVERITIES))
+                }
+                button type="submit" { "Save this rule" }
+            }
+        }
     }
 
     fn undeclare_form(&self, metric: &str) -> Markup {

@@ -72,14 +72,21 @@ pub async fn page(
     let judged_at = scorecard_step(&state, &record.release, record.verdicts.last());
     let app = app_config(&state, &record.release.spec.app).await?;
     let notice = query.done.as_deref().and_then(notice_text);
+    let pull_failures = std::sync::Arc::clone(&state.pull_failures);
     let page = tokio::task::spawn_blocking(move || {
         let scorecard = match &bundle {
-            Ok(bundle) => scorecard_on(&record.release, bundle, judged_at, app.as_ref())
-                .map(|mut scorecard| {
-                    scorecard.sort_rows_by(sort, descending);
-                    scorecard
-                })
-                .map_err(|error| error.to_string()),
+            Ok(bundle) => scorecard_on(
+                &record.release,
+                bundle,
+                judged_at,
+                app.as_ref(),
+                &pull_failures,
+            )
+            .map(|mut scorecard| {
+                scorecard.sort_rows_by(sort, descending);
+                scorecard
+            })
+            .map_err(|error| error.to_string()),
             Err(error) => Err(error.message.clone()),
         };
         let view = Detail {
