@@ -912,6 +912,64 @@ mod tests {
         assert_eq!(ValueAxis::of("ms", 100.0).label(0.0), "0 ms");
     }
 
+    /// The tick labels and their x positions drawn for a window of `points` steps of `step`.
+    fn drawn_time_ticks(step: i64, points: usize) -> Vec<(f64, String)> {
+        let start = 1_700_000_000;
+        let mut bundle = crate::pages::test_bundle(step, start, points, start + step * 10);
+        let by_host = ["r1", "k1", "k2"]
+            .into_iter()
+            .map(|host| {
+                let values = (0..points)
+                    .map(|index| Some(100.0 + (index % 7) as f64))
+                    .collect();
+                (host.to_owned(), values)
+            })
+            .collect();
+        bundle.series.insert("latency".to_owned(), by_host);
+        let chart = MetricChart {
+            bundle: &bundle,
+            metric: "latency",
+            unit: "ms",
+            finding_hosts: &[],
+            pauses: &[],
+            id: "chart-w",
+            finding: None,
+        };
+        let mut out = String::new();
+        chart.write(&mut out);
+        out.split("<text class=\"tick\" x=\"")
+            .skip(1)
+            .filter(|piece| piece.contains("data-time="))
+            .map(|piece| {
+                let x: f64 = piece[..piece.find('"').unwrap()].parse().unwrap();
+                let label_start = piece.find('>').unwrap() + 1;
+                let label_end = piece.find("</text>").unwrap();
+                (x, piece[label_start..label_end].to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_hour_a_day_and_a_week_get_distinct_ticks_across_the_whole_axis() {
+        let plot = WIDTH - LEFT - RIGHT;
+        for (step, points) in [(30, 121), (300, 289), (1800, 337)] {
+            let ticks = drawn_time_ticks(step, points);
+            assert!(ticks.len() >= 5, "{step} s × {points}: {ticks:?}");
+            let labels: std::collections::HashSet<&String> =
+                ticks.iter().map(|(_, label)| label).collect();
+            assert_eq!(labels.len(), ticks.len(), "distinct labels: {ticks:?}");
+            assert!(ticks[0].0 < LEFT + 0.2 * plot, "{ticks:?}");
+            assert!(ticks[ticks.len() - 1].0 > LEFT + 0.8 * plot, "{ticks:?}");
+        }
+        // A week is labelled by day.
+        let week = drawn_time_ticks(1800, 337);
+        assert!(
+            week.iter()
+                .all(|(_, label)| label.len() == 5 && label.contains('-')),
+            "{week:?}"
+        );
+    }
+
     #[test]
     fn the_drawn_axes_carry_the_unit_and_times_the_script_can_localize() {
         let bundle = sample_bundle();

@@ -61,129 +61,142 @@ impl RowOrder {
 
 impl Detail<'_> {
     pub(super) fn scorecard(&self) -> Markup {
-        let scorecard = match self.scorecard {
-            Ok(scorecard) => scorecard,
-            Err(why) => {
-                return html! {
-                    section id="scorecard" aria-labelledby="scorecard-title" {
-                        h2 id="scorecard-title" { "Scorecard" }
-                        p class="help" { "No scorecard: " (Text(why)) "." }
-                    }
-                };
-            }
+        let unit_of = |name: &str| -> String {
+            let from_window = self
+                .bundle
+                .ok()
+                .into_iter()
+                .flat_map(|bundle| bundle.metrics.iter());
+            from_window
+                .chain(&self.record.release.spec.metrics)
+                .find(|meta| meta.name == name)
+                .map_or_else(String::new, |meta| meta.unit.clone())
         };
-        let (shown, folded) = scorecard
-            .rows
-            .split_at(scorecard.rows.len().min(ROWS_SHOWN));
-        html! {
-            section id="scorecard" aria-labelledby="scorecard-title" {
-                h2 id="scorecard-title" { "Scorecard" }
-                p class="help" {
-                    "Every signal judged at the step at " (time_element(scorecard.at)) " ("
-                    (verdict_words(Some(scorecard.verdict))) "), healthy ones too. "
-                    "Click a column's heading to sort by it."
+        scorecard_section(self.scorecard, self.order, &unit_of)
+    }
+}
+
+/// The section: the table of the first [`ROWS_SHOWN`] rows, the others folded in a second;
+/// `unit_of` gives a metric's unit.
+fn scorecard_section(
+    scorecard: Result<&Scorecard, &str>,
+    order: RowOrder,
+    unit_of: &dyn Fn(&str) -> String,
+) -> Markup {
+    let scorecard = match scorecard {
+        Ok(scorecard) => scorecard,
+        Err(why) => {
+            return html! {
+                section id="scorecard" aria-labelledby="scorecard-title" {
+                    h2 id="scorecard-title" { "Scorecard" }
+                    p class="help" { "No scorecard: " (Text(why)) "." }
                 }
-                @if scorecard.rows.is_empty() {
-                    p { "No signal in the release's window yet." }
-                } @else {
-                    (self.scorecard_table(scorecard, shown, true))
-                    @if !folded.is_empty() {
-                        details class="scorecard-more" {
-                            summary { (folded.len()) " more rows" }
-                            (self.scorecard_table(scorecard, folded, false))
-                        }
+            };
+        }
+    };
+    let (shown, folded) = scorecard
+        .rows
+        .split_at(scorecard.rows.len().min(ROWS_SHOWN));
+    html! {
+        section id="scorecard" aria-labelledby="scorecard-title" {
+            h2 id="scorecard-title" { "Scorecard" }
+            p class="help" {
+                "Every signal judged at the step at " (time_element(scorecard.at)) " ("
+                (verdict_words(Some(scorecard.verdict))) "), healthy ones too. "
+                "Click a column's heading to sort by it."
+            }
+            @if scorecard.rows.is_empty() {
+                p { "No signal in the release's window yet." }
+            } @else {
+                (scorecard_table(scorecard, shown, true, order, unit_of))
+                @if !folded.is_empty() {
+                    details class="scorecard-more" {
+                        summary { (folded.len()) " more rows" }
+                        (scorecard_table(scorecard, folded, false, order, unit_of))
                     }
                 }
             }
         }
     }
+}
 
-    fn scorecard_table(&self, scorecard: &Scorecard, rows: &[ScorecardRow], first: bool) -> Markup {
-        let order = self.order;
-        html! {
-            table class="scorecard" {
-                @if first {
-                    caption {
-                        (scorecard.rows.len()) " signals: observed on the release hosts against \
-                         the reference hosts or their own history"
-                    }
+fn scorecard_table(
+    scorecard: &Scorecard,
+    rows: &[ScorecardRow],
+    first: bool,
+    order: RowOrder,
+    unit_of: &dyn Fn(&str) -> String,
+) -> Markup {
+    html! {
+        table class="scorecard" {
+            @if first {
+                caption {
+                    (scorecard.rows.len()) " signals: observed on the release hosts against \
+                     the reference hosts or their own history"
                 }
-                thead {
-                    tr {
-                        @for (heading, column) in HEADINGS {
-                            th scope="col" aria-sort=[order.aria_sort(column)] {
-                                @match column {
-                                    Some(column) => {
-                                        a href=(order.link(column)) { (heading) }
-                                        @if let Some(direction) = order.aria_sort(Some(column)) {
-                                            " " span class="sorted" {
-                                                (if direction == "descending" { "▼" } else { "▲" })
-                                            }
+            }
+            thead {
+                tr {
+                    @for (heading, column) in HEADINGS {
+                        th scope="col" aria-sort=[order.aria_sort(column)] {
+                            @match column {
+                                Some(column) => {
+                                    a href=(order.link(column)) { (heading) }
+                                    @if let Some(direction) = order.aria_sort(Some(column)) {
+                                        " " span class="sorted" {
+                                            (if direction == "descending" { "▼" } else { "▲" })
                                         }
                                     }
-                                    None => { (heading) }
                                 }
+                                None => { (heading) }
                             }
                         }
                     }
                 }
-                tbody {
-                    @for row in rows {
-                        (self.scorecard_row(row))
-                    }
+            }
+            tbody {
+                @for row in rows {
+                    (scorecard_row(row, unit_of))
                 }
             }
         }
     }
+}
 
-    fn scorecard_row(&self, row: &ScorecardRow) -> Markup {
-        let unit = match &row.signal {
-            Signal::Metric { name } => self.unit_of(name),
-            Signal::Log { .. } => "lines",
-            Signal::Silence | Signal::Rule { .. } | Signal::Alert { .. } => "",
-        };
-        let value = |value: Option<f64>| match value {
-            Some(value) if unit.is_empty() => figure(value),
-            Some(value) => format!("{} {unit}", figure(value)),
-            None => "–".to_owned(),
-        };
-        html! {
-            tr class={ "row-" (row.verdict.as_str()) } {
-                th scope="row" { (signal_cell(&row.signal)) }
-                td { (row_verdict_badge(row.verdict)) }
-                td class="number" { (value(row.observed)) }
-                td class="number" {
-                    (value(row.reference))
-                    @if row.reference.is_some() {
-                        " " span class="help" { "(" (Text(&row.compared_with)) ")" }
-                    }
+fn scorecard_row(row: &ScorecardRow, unit_of: &dyn Fn(&str) -> String) -> Markup {
+    let unit = match &row.signal {
+        Signal::Metric { name } => unit_of(name),
+        Signal::Log { .. } => "lines".to_owned(),
+        Signal::Silence | Signal::Rule { .. } | Signal::Alert { .. } => String::new(),
+    };
+    let value = |value: Option<f64>| match value {
+        Some(value) if unit.is_empty() => figure(value),
+        Some(value) => format!("{} {unit}", figure(value)),
+        None => "–".to_owned(),
+    };
+    html! {
+        tr class={ "row-" (row.verdict.as_str()) } {
+            th scope="row" { (signal_cell(&row.signal)) }
+            td { (row_verdict_badge(row.verdict)) }
+            td class="number" { (value(row.observed)) }
+            td class="number" {
+                (value(row.reference))
+                @if row.reference.is_some() {
+                    " " span class="help" { "(" (Text(&row.compared_with)) ")" }
                 }
-                td class="number" { (row.effect.map_or("–".to_owned(), change_words)) }
-                td class="number" { (row.score.map_or("–".to_owned(), |score| format!("{score:.1}"))) }
-                td class="number" { (row.hosts_affected) " of " (row.hosts_judged) }
-                td { (Text(&row.note)) }
-                td {
-                    @if let Some(source) = row.source.as_deref().filter(|source| {
-                        source.starts_with("http://") || source.starts_with("https://")
-                    }) {
-                        a href=(source) rel="noopener noreferrer" { "query" }
-                    }
+            }
+            td class="number" { (row.effect.map_or("–".to_owned(), change_words)) }
+            td class="number" { (row.score.map_or("–".to_owned(), |score| format!("{score:.1}"))) }
+            td class="number" { (row.hosts_affected) " of " (row.hosts_judged) }
+            td { (Text(&row.note)) }
+            td {
+                @if let Some(source) = row.source.as_deref().filter(|source| {
+                    source.starts_with("http://") || source.starts_with("https://")
+                }) {
+                    a href=(source) rel="noopener noreferrer" { "query" }
                 }
             }
         }
-    }
-
-    /// The unit of metric `name`, as the window or the release describes it.
-    fn unit_of(&self, name: &str) -> &str {
-        let from_window = self
-            .bundle
-            .ok()
-            .into_iter()
-            .flat_map(|bundle| bundle.metrics.iter());
-        from_window
-            .chain(&self.record.release.spec.metrics)
-            .find(|meta| meta.name == name)
-            .map_or("", |meta| meta.unit.as_str())
     }
 }
 
@@ -201,5 +214,78 @@ fn signal_cell(signal: &Signal) -> Markup {
         Signal::Alert { name } => {
             html! { span class="signal-kind" { "alert" } " " code { (Text(name)) } }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::scorecard::RowVerdict;
+    use vigil_core::Verdict;
+
+    fn rows(count: usize) -> Scorecard {
+        let rows = (0..count)
+            .map(|index| ScorecardRow {
+                signal: Signal::Metric {
+                    name: format!("node_metric_{index:03}"),
+                },
+                verdict: if index == 7 {
+                    RowVerdict::Recommend
+                } else {
+                    RowVerdict::Pass
+                },
+                observed: Some(1500.0 + index as f64),
+                reference: Some(1500.0),
+                effect: Some(index as f64 / 1500.0),
+                score: Some(0.5),
+                compared_with: "reference".to_owned(),
+                hosts_affected: 0,
+                hosts_judged: 3,
+                note: "within bounds <b>".to_owned(),
+                source: (index == 0).then(|| "javascript:alert(1)".to_owned()),
+            })
+            .collect();
+        let mut scorecard = Scorecard {
+            at: 1_700_000_000,
+            verdict: Verdict::Anomaly,
+            rows,
+        };
+        scorecard.sort_rows();
+        scorecard
+    }
+
+    #[test]
+    fn a_large_exporter_s_rows_fold_after_the_first_ones() {
+        let scorecard = rows(500);
+        let order = RowOrder {
+            sort: RowSort::Verdict,
+            descending: false,
+        };
+        let out = scorecard_section(Ok(&scorecard), order, &|_| "ms".to_owned()).into_string();
+        let (open, folded) = out.split_at(out.find("<details").unwrap());
+        assert_eq!(open.matches("<th scope=\"row\">").count(), ROWS_SHOWN);
+        assert_eq!(
+            folded.matches("<th scope=\"row\">").count(),
+            500 - ROWS_SHOWN
+        );
+        assert!(folded.contains("<summary>460 more rows</summary>"));
+        // The recommended row first, values in their unit, text escaped, no script link.
+        assert!(open.find("node_metric_007").unwrap() < open.find("node_metric_000").unwrap());
+        assert!(open.contains("1507 ms"), "{open}");
+        assert!(open.contains("within bounds &lt;b&gt;"));
+        assert!(!out.contains("javascript:"));
+        assert!(open.contains("aria-sort=\"ascending\""));
+        assert!(open.contains("href=\"?sort=effect&amp;order=desc#scorecard\""));
+        assert!(open.contains("href=\"?sort=verdict&amp;order=desc#scorecard\""));
+    }
+
+    #[test]
+    fn without_a_window_the_section_says_why() {
+        let order = RowOrder {
+            sort: RowSort::Effect,
+            descending: true,
+        };
+        let out = scorecard_section(Err("no <data>"), order, &|_| String::new()).into_string();
+        assert!(out.contains("No scorecard: no &lt;data&gt;."), "{out}");
     }
 }
