@@ -13,7 +13,9 @@
 //!   ends a Python traceback;
 //! - a bare Java exception line (`java.lang.IllegalStateException: message`, a qualified
 //!   class name ending in `Exception`, `Error` or `Throwable`) right after the event's first
-//!   line, as `logger.error(message, exception)` writes it.
+//!   line, as `logger.error(message, exception)` writes it, or after a line ending with `:`
+//!   (`nested exception is:`); `SomeError: message` right after the first line; Python frames
+//!   written without indentation (`File "app.py", line 3 in run`).
 //!
 //! An event is closed by the next line that opens one, or by [`Grouper::finish`] (the end of
 //! a request body, the end of a file). It keeps nothing of its lines but what it reads from
@@ -72,6 +74,16 @@ pub struct Event {
     pub read_bytes: usize,
     /// Stack frames read: Java `at …` lines, Python `File "…", line N, in f` lines.
     pub frames: usize,
+    /// The names read from the lines, kept apart: most events have none.
+    names: Option<Box<Names>>,
+    python: Python,
+    /// The last line read ended with `:` (`nested exception is:`).
+    after_colon: bool,
+}
+
+/// What the lines of a stack trace name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Names {
     /// The exception a continuation line named: the bare Java exception line after the first
     /// line, or the line ending the last Python traceback.
     class: Option<String>,
@@ -81,7 +93,6 @@ pub struct Event {
     java_frame: Option<String>,
     /// The innermost Python frame of the program's own code in the last traceback.
     python_frame: Option<String>,
-    python: Python,
 }
 
 /// The exception an event carries.
@@ -115,12 +126,17 @@ impl Event {
             ..Event::default()
         };
         event.read(line);
+        event.after_colon = ends_with_colon(line);
         event
     }
 
     /// True when the event carries a stack trace or names an exception on a line of its own.
     pub fn has_trace(&self) -> bool {
-        self.frames > 0 || self.class.is_some()
+        self.frames > 0
+            || self
+                .names
+                .as_ref()
+                .is_some_and(|names| names.class.is_some())
     }
 
     /// The level the event counts at: an event with a stack trace is an exception, at least
@@ -139,15 +155,14 @@ impl Event {
         if !self.has_trace() {
             return None;
         }
-        let class = self
+        let names = self.names.as_deref().cloned().unwrap_or_default();
+        let class = names
             .class
-            .clone()
             .or_else(|| class_in_message(first_message).map(str::to_owned))
-            .or_else(|| self.cause_class.clone());
-        let frame = if self.python == Python::None {
-            self.java_frame.clone()
-        } else {
-            self.python_frame.clone()
+            .or(names.cause_class);
+        let frame = match self.python {
+            Python::None => names.java_frame.or(names.python_frame),
+            Python::InTraceback | Python::Ended => names.python_frame,
         };
         Some(Exception { class, frame })
     }
@@ -171,6 +186,7 @@ impl Event {
                     || line.starts_with("The above exception was the direct cause")
             }
             b'D' => line.starts_with("During handling of the above exception"),
+            b'F' => line.starts_with("File \"") && line.contains("\", line "),
             _ => false,
         };
         if known_start {
@@ -179,7 +195,18 @@ impl Event {
         if self.python == Python::InTraceback && python_exception_line(line).is_some() {
             return true;
         }
-        self.lines == 1 && bare_java_exception(line).is_some()
+        if self.lines != 1 && !self.after_colon {
+            return false;
+        }
+        let Some((name, rest)) = leading_class(line) else {
+            return false;
+        };
+        if !names_an_exception(name) {
+            return false;
+        }
+        let qualified_alone =
+            name.contains('.') && (rest.starts_with(':') || rest.trim().is_empty());
+        qualified_alone || (self.lines == 1 && rest.starts_with(':'))
     }
 
     /// Counts a continuation line and reads it when within `limits`.
@@ -194,6 +221,7 @@ impl Event {
         self.read_lines += 1;
         self.read_bytes += size;
         self.read(line);
+        self.after_colon = ends_with_colon(line);
     }
 
     fn read(&mut self, line: &str) {
@@ -202,8 +230,9 @@ impl Event {
         if let Some(frame) = trimmed.strip_prefix("at ") {
             if frame.contains('(') {
                 self.frames += 1;
-                if self.java_frame.is_none() {
-                    self.java_frame = java_project_frame(frame);
+                let names = self.names_mut();
+                if names.java_frame.is_none() {
+                    names.java_frame = java_project_frame(frame);
                 }
                 return;
             }
@@ -211,18 +240,21 @@ impl Event {
         if trimmed.starts_with("File \"") {
             self.frames += 1;
             if let Some(frame) = python_project_frame(trimmed) {
-                self.python_frame = Some(frame);
+                self.names_mut().python_frame = Some(frame);
             }
             return;
         }
         if trimmed.starts_with("Traceback (most recent call last)") {
             self.python = Python::InTraceback;
-            self.python_frame = None;
+            if let Some(names) = self.names.as_mut() {
+                names.python_frame = None;
+            }
             return;
         }
         if let Some(cause) = trimmed.strip_prefix("Caused by: ") {
-            if self.cause_class.is_none() {
-                self.cause_class = qualified_class_at_start(cause).map(str::to_owned);
+            let names = self.names_mut();
+            if names.cause_class.is_none() {
+                names.cause_class = qualified_class_at_start(cause).map(str::to_owned);
             }
             return;
         }
@@ -231,16 +263,25 @@ impl Event {
         }
         if self.python == Python::InTraceback {
             if let Some(class) = python_exception_line(trimmed) {
-                self.class = Some(class.to_owned());
+                self.names_mut().class = Some(class.to_owned());
                 self.python = Python::Ended;
                 return;
             }
         }
-        if self.lines == 2 && self.class.is_none() {
-            if let Some(class) = bare_java_exception(trimmed) {
-                self.class = Some(class.to_owned());
+        let named = self
+            .names
+            .as_ref()
+            .is_some_and(|names| names.class.is_some());
+        if self.lines == 2 && !named {
+            let bare = bare_java_exception(trimmed).or_else(|| bare_named_exception(trimmed));
+            if let Some(class) = bare {
+                self.names_mut().class = Some(class.to_owned());
             }
         }
+    }
+
+    fn names_mut(&mut self) -> &mut Names {
+        self.names.get_or_insert_with(Box::default)
     }
 }
 
@@ -416,6 +457,26 @@ fn is_class_name(name: &str) -> bool {
             .all(|&byte| is_identifier_byte(byte) || byte == b'.')
 }
 
+/// The class name a line starts with and the rest of the line; `None` when the line does
+/// not start with one. Looks at the first word only, so that the many lines that are not
+/// exceptions cost little.
+fn leading_class(line: &str) -> Option<(&str, &str)> {
+    let bytes = line.as_bytes();
+    let first = *bytes.first()?;
+    if !(first.is_ascii_alphabetic() || first == b'_') {
+        return None;
+    }
+    let end = bytes
+        .iter()
+        .position(|&byte| !(is_identifier_byte(byte) || byte == b'.'))
+        .unwrap_or(bytes.len());
+    let name = &line[..end];
+    if name.ends_with('.') || name.contains("..") {
+        return None;
+    }
+    Some((name, &line[end..]))
+}
+
 fn names_an_exception(name: &str) -> bool {
     let simple = name.rsplit('.').next().unwrap_or(name);
     simple.ends_with("Exception") || simple.ends_with("Error") || simple.ends_with("Throwable")
@@ -424,35 +485,39 @@ fn names_an_exception(name: &str) -> bool {
 /// A qualified exception class at the start of `text`, followed by nothing, `:` or
 /// whitespace: `java.io.IOException: Broken pipe` gives `java.io.IOException`.
 fn qualified_class_at_start(text: &str) -> Option<&str> {
-    let end = text
-        .find(|character: char| character == ':' || character.is_ascii_whitespace())
-        .unwrap_or(text.len());
-    let name = &text[..end];
-    (name.contains('.') && is_class_name(name) && names_an_exception(name)).then_some(name)
+    let (name, rest) = leading_class(text)?;
+    let ends_well = rest.is_empty() || rest.starts_with(':') || rest.starts_with([' ', '\t']);
+    (ends_well && name.contains('.') && names_an_exception(name)).then_some(name)
 }
 
 /// A Java exception line of its own: a qualified exception class, then nothing or `: …`.
 fn bare_java_exception(line: &str) -> Option<&str> {
-    let name = qualified_class_at_start(line)?;
-    let rest = &line[name.len()..];
-    (rest.trim().is_empty() || rest.starts_with(':')).then_some(name)
+    let (name, rest) = leading_class(line)?;
+    let ends_well = rest.starts_with(':') || rest.trim().is_empty();
+    (ends_well && name.contains('.') && names_an_exception(name)).then_some(name)
+}
+
+/// An exception named without a package, then `:`, as Python's logging writes one after the
+/// header line: `KeyError: 'user'`.
+fn bare_named_exception(line: &str) -> Option<&str> {
+    let (name, rest) = leading_class(line)?;
+    (rest.starts_with(':') && names_an_exception(name)).then_some(name)
+}
+
+fn ends_with_colon(line: &str) -> bool {
+    line.trim_end().ends_with(':')
 }
 
 /// The line ending a Python traceback: `ValueError: message`, `KeyboardInterrupt`,
 /// `requests.exceptions.ConnectionError: …`.
 fn python_exception_line(line: &str) -> Option<&str> {
-    let trimmed = line.trim_end();
-    let name = match trimmed.find(':') {
-        Some(colon) => {
-            let rest = &trimmed[colon + 1..];
-            if !(rest.is_empty() || rest.starts_with(' ')) {
-                return None;
-            }
-            &trimmed[..colon]
-        }
-        None => trimmed,
+    let (name, rest) = leading_class(line)?;
+    let rest = rest.trim_end();
+    let ends_well = match rest.strip_prefix(':') {
+        Some(message) => message.is_empty() || message.starts_with(' '),
+        None => rest.is_empty(),
     };
-    is_class_name(name).then_some(name)
+    ends_well.then_some(name)
 }
 
 /// An exception class named inside a message: the first qualified exception class
@@ -541,6 +606,7 @@ fn python_project_frame(line: &str) -> Option<String> {
     }
     let function = line
         .rsplit_once(", in ")
+        .or_else(|| line.rsplit_once(" in "))
         .map_or("", |(_, function)| function.trim());
     let file = path.rsplit(['/', '\\']).next().unwrap_or(path);
     Some(mask_numbers(&format!("{file}:{function}")))
@@ -746,14 +812,58 @@ worker stopped
     fn plain_lines_stay_events_of_their_own() {
         let text = "\
 2024-05-01 10:00:00 INFO cache warmed
-ValueError: not after a traceback
 connection reset by peer
 Caching: done
   2024-05-01 10:00:01 INFO indented header
+    with a continuation
+java.lang.IllegalStateException: not right after a first line
 ";
         let events = group(text, EventLimits::default());
-        assert_eq!(events.len(), 5, "{events:#?}");
+        let lines = events
+            .iter()
+            .map(|(_, event)| event.lines)
+            .collect::<Vec<_>>();
+        assert_eq!(lines, [1, 1, 1, 2, 1], "{events:#?}");
         assert!(events.iter().all(|(_, event)| !event.has_trace()));
+        let text = "\
+2024-05-01 10:00:00 INFO request served
+  in 12 ms
+ValueError: neither after a traceback nor right after a first line
+";
+        let events = group(text, EventLimits::default());
+        let lines = events
+            .iter()
+            .map(|(_, event)| event.lines)
+            .collect::<Vec<_>>();
+        assert_eq!(lines, [2, 1], "{events:#?}");
+    }
+
+    #[test]
+    fn a_nested_exception_and_unindented_python_frames_join() {
+        let text = "\
+java.lang.RuntimeException: javax.mail.SendFailedException: Invalid Addresses;
+  nested exception is:
+com.sun.mail.smtp.SMTPAddressFailedException: 550 relaying denied
+
+\tat com.shop.Mail.send(Mail.java:236)
+[2026-01-19, 09:35:27] ERROR - Task failed with exception: source=\"task\"
+KeyError: 'asset_events'
+File \"/opt/dags/replay.py\", line 920 in run
+
+File \"/usr/lib/python3.12/site-packages/sdk/runner.py\", line 12 in execute
+[2026-01-19, 09:35:28] INFO - done
+";
+        let events = group(text, EventLimits::default());
+        let lines = events
+            .iter()
+            .map(|(_, event)| event.lines)
+            .collect::<Vec<_>>();
+        assert_eq!(lines, [5, 5, 1], "{events:#?}");
+        let java = exception_of(&events[0].0, &events[0].1).unwrap();
+        assert_eq!(java.class.as_deref(), Some("java.lang.RuntimeException"));
+        let python = exception_of(&events[1].0, &events[1].1).unwrap();
+        assert_eq!(python.class.as_deref(), Some("KeyError"));
+        assert_eq!(python.frame.as_deref(), Some("replay.py:run"));
     }
 
     #[test]
