@@ -47,11 +47,11 @@ fn stack_traces_posted_to_the_log_route_are_one_exception_template_each() {
     // interleaved; each host then logs a plain line.
     let mut entries = Vec::new();
     let python = PYTHON.iter().chain(&PYTHON_END).collect::<Vec<_>>();
-    for index in 0..python.len() {
+    for (index, python_line) in python.iter().enumerate() {
         if let Some(line) = JAVA.get(index) {
             entries.push(entry("a", line));
         }
-        entries.push(entry("b", python[index]));
+        entries.push(entry("b", python_line));
     }
     entries.push(entry(
         "a",
