@@ -76,8 +76,8 @@ fn mine(
     // The open event's first line: the buffer a line opening an event was read into is
     // swapped in, so no line is copied.
     let mut first_line = Vec::new();
-    let mut mine_event = |first_line: &[u8], event: &Event| {
-        let line = String::from_utf8_lossy(first_line);
+    let mut mine_event = |event_start: &[u8], event: &Event| {
+        let line = String::from_utf8_lossy(event_start);
         let added = miner.add_event(&line, format, event);
         if ids {
             line_ids.extend(std::iter::repeat_n(added.id, event.lines));

@@ -177,7 +177,7 @@ impl Event {
             return !starts_with_timestamp(line);
         }
         let known_start = match first {
-            b'a' => line.starts_with("at ") && line.contains('('),
+            b'a' => line.strip_prefix("at ").is_some_and(is_java_frame),
             b'.' => line.starts_with("..."),
             b'C' => line.starts_with("Caused by: "),
             b'S' => line.starts_with("Suppressed: "),
@@ -228,7 +228,7 @@ impl Event {
         let indented = line.as_bytes().first().is_some_and(u8::is_ascii_whitespace);
         let trimmed = line.trim_matches(|character: char| character.is_ascii_whitespace());
         if let Some(frame) = trimmed.strip_prefix("at ") {
-            if frame.contains('(') {
+            if is_java_frame(frame) {
                 self.frames += 1;
                 let names = self.names_mut();
                 if names.java_frame.is_none() {
@@ -437,6 +437,15 @@ fn starts_with_timestamp(line: &str) -> bool {
         && first.bytes().all(|byte| {
             byte.is_ascii_digit() || matches!(byte, b'-' | b':' | b'/' | b'.' | b',' | b'T' | b'Z')
         })
+}
+
+/// What follows `at ` in a Java frame: a qualified method, then `(`:
+/// `com.shop.Api.handle(Api.java:10)`, `java.base/java.lang.Thread.run(Thread.java:829)`.
+fn is_java_frame(text: &str) -> bool {
+    let Some((method, _)) = text.split_once('(') else {
+        return false;
+    };
+    method.contains('.') && !method.contains(|character: char| character.is_ascii_whitespace())
 }
 
 fn is_identifier_byte(byte: u8) -> bool {
@@ -994,6 +1003,17 @@ File \"/usr/lib/python3.12/site-packages/sdk/runner.py\", line 12 in execute
         assert_eq!(template_suffix_of("a => b => KeyError"), Some("KeyError"));
         assert_eq!(template_suffix_of("mapping a => b c"), None);
         assert_eq!(template_suffix_of("no exception here"), None);
+    }
+
+    #[test]
+    fn prose_starting_with_at_is_no_frame() {
+        let text = "\
+2024-05-01 10:00:00 WARN pool low
+at least one (1) worker is idle
+";
+        let events = group(text, EventLimits::default());
+        assert_eq!(events.len(), 2, "{events:#?}");
+        assert!(!events[0].1.has_trace());
     }
 
     #[test]
