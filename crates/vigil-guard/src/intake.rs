@@ -18,7 +18,8 @@ use vigil_core::samples::{LogChunk, LogCount, MetricChunk};
 use vigil_core::LogTemplate;
 use vigil_ingest::json::LogLine;
 use vigil_ingest::logs::{
-    Change, HeaderFormat, HeaderPattern, Level, Miner, MinerConfig, Template, TemplateId,
+    group_entries, Change, EventLimits, HeaderFormat, HeaderPattern, Level, Miner, MinerConfig,
+    Template, TemplateId,
 };
 use vigil_ingest::remote_write::{RemoteWriteDecoder, RemoteWriteOptions};
 use vigil_store::{Appended, DataChunk, DataKind, ImportedRelease, Store, StoreError};
@@ -293,8 +294,10 @@ impl Intake {
         })
     }
 
-    /// Mines log lines into their apps' templates, stores new and changed templates, then the
-    /// lines' counts per template, host and second (the end of the second they fall in).
+    /// Groups log lines into events (a stack trace is one event, see
+    /// [`vigil_ingest::logs::group_entries`]; the lines hold whole events), mines the events
+    /// into their apps' templates, stores new and changed templates, then the events' counts
+    /// per template, host and second (the end of the second their first line falls in).
     pub fn log_lines(
         &self,
         lines: &[LogLine],
@@ -309,7 +312,8 @@ impl Intake {
                 .miners
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for line in lines {
+            for grouped in group_entries(lines, &EventLimits::default()) {
+                let line = &lines[grouped.index];
                 if !miners.contains_key(&line.app) {
                     let created = self.app_miner(&line.app)?;
                     miners.insert(line.app.clone(), created);
@@ -317,7 +321,11 @@ impl Intake {
                 let Some(app_miner) = miners.get_mut(&line.app) else {
                     continue;
                 };
-                let added = app_miner.miner.add_line(&line.line, &app_miner.format);
+                let added = app_miner.miner.add_event(
+                    grouped.first_line,
+                    &app_miner.format,
+                    &grouped.event,
+                );
                 if added.change != Change::None {
                     changed
                         .entry(line.app.clone())

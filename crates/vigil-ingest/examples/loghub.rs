@@ -8,14 +8,24 @@
 //!
 //! `LOGHUB_DIR` is a checkout of the public loghub repository: one folder per system holding
 //! `<System>_2k.log_structured.csv` (and `<System>_2k.log` for the `raw` column, which mines
-//! whole lines through the automatic header split). `LOGHUB_SHOW=<System>` prints that
+//! whole lines as `vigil logs` and the log route do: the automatic header split, lines grouped
+//! into events, each line taking its event's template). `LOGHUB_SHOW=<System>` prints that
 //! system's wrongly grouped lines. One default configuration serves every system.
+//!
+//! The last line gives the throughput of the `raw` path on all systems' lines, in lines per
+//! second on one core (the median of several runs): with grouping, and line by line as before
+//! grouping existed.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use vigil_ingest::logs::{HeaderFormat, Miner, MinerConfig, TemplateId};
+use vigil_ingest::logs::{
+    EventLimits, Grouper, HeaderFormat, Miner, MinerConfig, Pushed, TemplateId,
+};
+
+/// Runs of the throughput measurement; the median is printed.
+const SPEED_RUNS: usize = 21;
 
 const SYSTEMS: [&str; 16] = [
     "Android",
@@ -47,6 +57,7 @@ fn main() -> std::process::ExitCode {
     let mut content_total = 0.0;
     let mut raw_total = 0.0;
     let mut measured = 0usize;
+    let mut raw_logs: Vec<String> = Vec::new();
     println!(
         "{:<12} {:>8} {:>8} {:>10}",
         "system", "content", "raw", "templates"
@@ -72,15 +83,13 @@ fn main() -> std::process::ExitCode {
         if show.as_deref() == Some(system) {
             show_errors(&miner, &contents, &predicted, &events);
         }
-        let raw_accuracy = std::fs::read_to_string(folder.join(format!("{system}_2k.log")))
-            .ok()
+        let raw = std::fs::read_to_string(folder.join(format!("{system}_2k.log"))).ok();
+        let raw_accuracy = raw
+            .as_deref()
             .map(|raw| {
                 let mut raw_miner = Miner::new(MinerConfig::default());
-                let format = HeaderFormat::Auto;
-                let ids = raw
-                    .lines()
-                    .map(|line| raw_miner.add_line(line, &format).id)
-                    .collect::<Vec<_>>();
+                let lines = raw.lines().collect::<Vec<_>>();
+                let ids = mine_events(&mut raw_miner, &lines);
                 if ids.len() == events.len() {
                     grouping_accuracy(&resolve_all(&raw_miner, &ids), &events)
                 } else {
@@ -88,6 +97,7 @@ fn main() -> std::process::ExitCode {
                 }
             })
             .unwrap_or(f64::NAN);
+        raw_logs.extend(raw);
         println!(
             "{system:<12} {content_accuracy:>8.4} {raw_accuracy:>8.4} {:>10}",
             miner.len()
@@ -106,9 +116,77 @@ fn main() -> std::process::ExitCode {
         content_total / measured as f64,
         raw_total / measured as f64
     );
+    let raw_lines = raw_logs
+        .iter()
+        .map(|raw| raw.lines().collect::<Vec<_>>())
+        .collect::<Vec<_>>();
+    // The two paths take turns, so that the machine's load weighs on both alike.
+    let mut grouped_rates = Vec::with_capacity(SPEED_RUNS);
+    let mut line_rates = Vec::with_capacity(SPEED_RUNS);
+    for _ in 0..SPEED_RUNS {
+        grouped_rates.push(lines_per_second(&raw_lines, |miner, lines| {
+            mine_events(miner, lines).len()
+        }));
+        line_rates.push(lines_per_second(&raw_lines, |miner, lines| {
+            let format = HeaderFormat::Auto;
+            lines
+                .iter()
+                .map(|line| miner.add_line(line, &format).id.0 as usize)
+                .sum()
+        }));
+    }
+    let grouped = median(grouped_rates);
+    let line_by_line = median(line_rates);
+    println!(
+        "raw: {:.2} M lines/s grouped into events, {:.2} M lines/s line by line (median of {SPEED_RUNS} runs over {} lines)",
+        grouped / 1e6,
+        line_by_line / 1e6,
+        raw_lines.iter().map(Vec::len).sum::<usize>()
+    );
     std::process::ExitCode::SUCCESS
 }
 
+/// Mines the lines of one stream as events; every line gets its event's template id.
+fn mine_events(miner: &mut Miner, lines: &[&str]) -> Vec<TemplateId> {
+    let format = HeaderFormat::Auto;
+    let mut grouper = Grouper::new(EventLimits::default());
+    let mut ids = Vec::with_capacity(lines.len());
+    let mut first_line = "";
+    for line in lines {
+        if let Pushed::Opened(closed) = grouper.push(line) {
+            if let Some(event) = closed {
+                let id = miner.add_event(first_line, &format, &event).id;
+                ids.extend(std::iter::repeat_n(id, event.lines));
+            }
+            first_line = line;
+        }
+    }
+    if let Some(event) = grouper.finish() {
+        let id = miner.add_event(first_line, &format, &event).id;
+        ids.extend(std::iter::repeat_n(id, event.lines));
+    }
+    ids
+}
+
+/// Lines mined per second in one pass over every system's lines, each system with a fresh
+/// miner.
+fn lines_per_second(systems: &[Vec<&str>], mine: impl Fn(&mut Miner, &[&str]) -> usize) -> f64 {
+    let total: usize = systems.iter().map(Vec::len).sum();
+    #[allow(clippy::disallowed_methods)] // a measurement of wall time
+    let started = std::time::Instant::now();
+    let mut checksum = 0usize;
+    for lines in systems {
+        let mut miner = Miner::new(MinerConfig::default());
+        checksum = checksum.wrapping_add(mine(&mut miner, lines));
+    }
+    std::hint::black_box(checksum);
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
 /// The ids the lines' templates go by at the end (templates found to be one are merged).
 fn resolve_all(miner: &Miner, ids: &[TemplateId]) -> Vec<TemplateId> {
     ids.iter()

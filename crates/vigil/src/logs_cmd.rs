@@ -1,18 +1,22 @@
 //! `vigil logs`: mine the templates of a log file (or standard input) and print them, or print
-//! the template id of every line.
+//! the template id of every line. Lines are grouped into events first: a stack trace is one
+//! event, counted once, under its first line's template with its exception.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use vigil_ingest::logs::{HeaderFormat, HeaderPattern, Miner, MinerConfig, TemplateId};
+use vigil_ingest::logs::{
+    Event, EventLimits, Grouper, HeaderFormat, HeaderPattern, Miner, MinerConfig, Pushed,
+    TemplateId,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
     /// A file of log lines; standard input when not given.
     pub file: Option<PathBuf>,
     /// Print the template id of each input line, one a line, in order, instead of the
-    /// templates.
+    /// templates (the lines of one event, such as a stack trace, show its template's id).
     #[arg(long)]
     pub ids: bool,
     /// The header format: a regular expression with a named group `message` and, optionally,
@@ -56,9 +60,9 @@ fn header_format(args: &LogsArgs) -> Result<HeaderFormat> {
     }
 }
 
-/// Mines every line of `reader` and writes the templates (most frequent first) or, with
-/// `ids`, the template id of each line. Invalid UTF-8 is read lossily. Ids are written once
-/// every line is mined, so that templates found to be one show under one id.
+/// Mines every event of `reader` (see [`Grouper`]) and writes the templates (most frequent
+/// first) or, with `ids`, the template id of each line. Invalid UTF-8 is read lossily. Ids
+/// are written once every line is mined, so that templates found to be one show under one id.
 fn mine(
     mut reader: impl BufRead,
     format: &HeaderFormat,
@@ -67,7 +71,18 @@ fn mine(
 ) -> Result<()> {
     let mut miner = Miner::new(MinerConfig::default());
     let mut line_ids: Vec<TemplateId> = Vec::new();
+    let mut grouper = Grouper::new(EventLimits::default());
     let mut buffer = Vec::new();
+    // The open event's first line: the buffer a line opening an event was read into is
+    // swapped in, so no line is copied.
+    let mut first_line = Vec::new();
+    let mut mine_event = |event_start: &[u8], event: &Event| {
+        let line = String::from_utf8_lossy(event_start);
+        let added = miner.add_event(&line, format, event);
+        if ids {
+            line_ids.extend(std::iter::repeat_n(added.id, event.lines));
+        }
+    };
     loop {
         buffer.clear();
         let read = reader
@@ -80,10 +95,15 @@ fn mine(
             buffer.pop();
         }
         let line = String::from_utf8_lossy(&buffer);
-        let added = miner.add_line(&line, format);
-        if ids {
-            line_ids.push(added.id);
+        if let Pushed::Opened(closed) = grouper.push(&line) {
+            if let Some(event) = closed {
+                mine_event(&first_line, &event);
+            }
+            std::mem::swap(&mut first_line, &mut buffer);
         }
+    }
+    if let Some(event) = grouper.finish() {
+        mine_event(&first_line, &event);
     }
     if ids {
         for id in line_ids {

@@ -7,12 +7,18 @@
 //! equal, the differing ones plausibly values of a variable) the template takes it and
 //! generalises the differing positions to `<*>`, keeping its id; otherwise it starts a new
 //! template.
+//!
+//! An event that carries an exception ([`Miner::add_event`]) is mined as its first line's
+//! message followed by `=> ` and the exception (its class, and the top frame of the program's
+//! own code when there is one). Those last words are kept as they are and set the templates
+//! apart: events of different exceptions never share a template, whatever their messages.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
+use super::event::{self, Event, EXCEPTION_MARK};
 use super::header::{HeaderFormat, Level};
 use super::token::{self, ShapeHasher, Skeleton, TokenKind, WILDCARD};
 
@@ -142,6 +148,9 @@ struct Slot {
     pieces: Vec<Piece>,
     count: u64,
     level: Option<Level>,
+    /// The hash of the exception the template's events carry, 0 for none: templates of
+    /// different keys are never compared.
+    key: u64,
     /// Set when the template was absorbed into another one.
     merged_into: Option<u32>,
     /// Templates that differ from this one in words at the same positions (the key, a bit per
@@ -258,21 +267,12 @@ impl Miner {
             let pieces = template
                 .text
                 .split_ascii_whitespace()
-                .map(|text| {
-                    if text == WILDCARD {
-                        Piece::Wild
-                    } else {
-                        Piece::Const {
-                            text: text.into(),
-                            kind: token::kind_of_masked(text),
-                            skeleton: Skeleton::of(text),
-                        }
-                    }
-                })
+                .map(piece_of_template_word)
                 .collect::<Vec<_>>();
             miner.next_id = miner.next_id.max(template.id.0.saturating_add(1));
             let is_catch_all = template.text == WILDCARD;
-            let index = miner.push_slot(template.id, pieces);
+            let key = event::template_suffix_of(&template.text).map_or(0, exception_key);
+            let index = miner.push_slot(template.id, pieces, key);
             let slot = &mut miner.slots[index as usize];
             slot.count = template.count;
             slot.level = template.level;
@@ -299,8 +299,38 @@ impl Miner {
         self.add_with_level(split.message, split.level)
     }
 
+    /// Adds one event (see [`super::Grouper`]) by its first line: the line's message, with
+    /// the exception the event carries when it has a stack trace, at the event's level (an
+    /// exception counts at least as an error).
+    pub fn add_event(&mut self, first_line: &str, format: &HeaderFormat, event: &Event) -> Added {
+        let split = format.split(first_line);
+        let level = event.level(split.level);
+        match event.exception(split.message) {
+            Some(exception) => {
+                self.add_with_exception(split.message, level, &exception.template_suffix())
+            }
+            None => self.add_with_level(split.message, level),
+        }
+    }
+
     /// Adds one message seen at `level`.
     pub fn add_with_level(&mut self, message: &str, level: Option<Level>) -> Added {
+        self.add_keyed(message, level, None)
+    }
+
+    /// Adds one message of an event carrying an exception: the template is the message's,
+    /// then [`EXCEPTION_MARK`] and `exception` word for word (`java.lang.NullPointerException
+    /// at com.shop.Orders.place`), and only events of the same exception share it.
+    pub fn add_with_exception(
+        &mut self,
+        message: &str,
+        level: Option<Level>,
+        exception: &str,
+    ) -> Added {
+        self.add_keyed(message, level, Some(exception))
+    }
+
+    fn add_keyed(&mut self, message: &str, level: Option<Level>, exception: Option<&str>) -> Added {
         let message = clip(message, self.config.max_message_bytes);
         let token_limit = self.config.max_tokens.clamp(1, 128);
         token::tokenize(message, token_limit, &mut self.token_ranges);
@@ -311,6 +341,10 @@ impl Miner {
         for &(start, end) in &self.token_ranges {
             let kind = token::hash_masked(&bytes[start as usize..end as usize], &mut hasher);
             self.token_kinds.push(kind);
+        }
+        let key = exception.map_or(0, exception_key);
+        if key != 0 {
+            hasher.write_u64(key);
         }
         let shape = hasher.finish();
         if let Some(&index) = self.shapes.get(&shape) {
@@ -323,7 +357,7 @@ impl Miner {
                 change: Change::None,
             };
         }
-        let pieces = self
+        let mut pieces = self
             .token_ranges
             .iter()
             .zip(&self.token_kinds)
@@ -341,7 +375,11 @@ impl Miner {
                 }
             })
             .collect::<Vec<_>>();
-        let (index, change) = self.place(pieces);
+        if let Some(exception) = exception {
+            let words = std::iter::once(EXCEPTION_MARK).chain(exception.split_ascii_whitespace());
+            pieces.extend(words.map(piece_of_template_word));
+        }
+        let (index, change) = self.place(pieces, key);
         if self.shapes.len() >= self.config.max_shapes {
             self.shapes.clear();
         }
@@ -396,7 +434,7 @@ impl Miner {
         index
     }
 
-    fn push_slot(&mut self, id: TemplateId, pieces: Vec<Piece>) -> u32 {
+    fn push_slot(&mut self, id: TemplateId, pieces: Vec<Piece>, key: u64) -> u32 {
         let index = self.slots.len() as u32;
         self.by_length.entry(pieces.len()).or_default().push(index);
         self.by_id.insert(id, index);
@@ -405,6 +443,7 @@ impl Miner {
             pieces,
             count: 0,
             level: None,
+            key,
             merged_into: None,
             families: Vec::new(),
         });
@@ -413,14 +452,14 @@ impl Miner {
     }
 
     /// Finds or makes the template of a new shape.
-    fn place(&mut self, pieces: Vec<Piece>) -> (u32, Change) {
+    fn place(&mut self, pieces: Vec<Piece>, key: u64) -> (u32, Change) {
         let full = self.slots.len() >= self.config.max_templates;
-        let Some((index, score)) = self.closest(&pieces, full) else {
+        let Some((index, score)) = self.closest(&pieces, full, key) else {
             if full {
                 return (self.catch_all_slot(), Change::None);
             }
             let id = self.take_id();
-            return (self.push_slot(id, pieces), Change::New);
+            return (self.push_slot(id, pieces, key), Change::New);
         };
         if score.word_positions == 0 || full {
             let changed = generalise(&mut self.slots[index as usize].pieces, &pieces);
@@ -429,7 +468,7 @@ impl Miner {
         // Differing words: a template of its own until enough variants show the positions
         // hold a variable.
         let id = self.take_id();
-        let sibling = self.push_slot(id, pieces);
+        let sibling = self.push_slot(id, pieces, key);
         let min_values = self.config.min_word_values.max(2);
         let families = &mut self.slots[index as usize].families;
         let family = match families
@@ -486,18 +525,21 @@ impl Miner {
             return index;
         }
         let id = self.take_id();
-        let index = self.push_slot(id, vec![Piece::Wild]);
+        let index = self.push_slot(id, vec![Piece::Wild], 0);
         self.catch_all = Some(index);
         index
     }
 
     /// The closest template of the same length that may take the shape; with `forced`, the
     /// closest one whatever its similarity.
-    fn closest(&self, pieces: &[Piece], forced: bool) -> Option<(u32, Score)> {
+    fn closest(&self, pieces: &[Piece], forced: bool, key: u64) -> Option<(u32, Score)> {
         let candidates = self.by_length.get(&pieces.len())?;
         let mut best: Option<(u32, Score)> = None;
         for &index in candidates {
             let slot = &self.slots[index as usize];
+            if slot.key != key {
+                continue;
+            }
             let Some(score) = score(&slot.pieces, pieces, self.config.similarity, forced) else {
                 continue;
             };
@@ -511,6 +553,29 @@ impl Miner {
         }
         best
     }
+}
+
+/// A word of a template as stored, read back as a piece: the same piece for the word as
+/// mined and as rebuilt from the stored text.
+fn piece_of_template_word(text: &str) -> Piece {
+    if text == WILDCARD {
+        return Piece::Wild;
+    }
+    Piece::Const {
+        text: text.into(),
+        kind: token::kind_of_masked(text),
+        skeleton: Skeleton::of(text),
+    }
+}
+
+/// The key of the templates of one exception (never 0, the key of templates without one).
+fn exception_key(exception: &str) -> u64 {
+    let mut hasher = ShapeHasher::new();
+    for word in exception.split_ascii_whitespace() {
+        hasher.write_bytes(word.as_bytes());
+        hasher.write_u64(0x4000);
+    }
+    hasher.finish() | 1
 }
 
 fn change_of(changed: bool) -> Change {
@@ -734,6 +799,77 @@ mod tests {
         let mut miner = Miner::new(config);
         let added = miner.add("ééé a b c d");
         assert_eq!(miner.template(added.id).unwrap().text, "éé");
+    }
+
+    #[test]
+    fn exceptions_set_templates_apart_and_survive_a_rebuild() {
+        let mut miner = Miner::default();
+        let first = miner.add_with_exception(
+            "order 42 failed",
+            Some(Level::Error),
+            "java.lang.IllegalStateException at com.shop.Orders.place",
+        );
+        let again = miner.add_with_exception(
+            "order 43 failed",
+            Some(Level::Error),
+            "java.lang.IllegalStateException at com.shop.Orders.place",
+        );
+        let other = miner.add_with_exception(
+            "order 44 failed",
+            Some(Level::Error),
+            "java.lang.NullPointerException at com.shop.Orders.place",
+        );
+        let plain = miner.add("order 45 failed");
+        assert_eq!(first.id, again.id);
+        assert_ne!(first.id, other.id);
+        assert_ne!(first.id, plain.id);
+        assert_ne!(other.id, plain.id);
+        assert_eq!(
+            miner.template(first.id).unwrap().text,
+            "order <*> failed => java.lang.IllegalStateException at com.shop.Orders.place"
+        );
+        // Many different exceptions under one message never merge into one template.
+        for index in 0..8 {
+            miner.add_with_exception("order 46 failed", None, &format!("app.Error{index}"));
+        }
+        assert_eq!(miner.len(), 3 + 8);
+        let mut rebuilt = Miner::from_templates(MinerConfig::default(), miner.templates());
+        let rebuilt_first = rebuilt.add_with_exception(
+            "order 47 failed",
+            Some(Level::Error),
+            "java.lang.IllegalStateException at com.shop.Orders.place",
+        );
+        assert_eq!(rebuilt_first.id, first.id);
+        assert_eq!(rebuilt_first.change, Change::None);
+        let rebuilt_plain = rebuilt.add("order 48 failed");
+        assert_eq!(rebuilt_plain.id, plain.id);
+        let rebuilt_other = rebuilt.add_with_exception("order 49 failed", None, "app.Error3");
+        assert_eq!(rebuilt_other.change, Change::None);
+        assert_eq!(rebuilt.len(), miner.len());
+    }
+
+    #[test]
+    fn an_event_is_mined_by_its_first_line_and_its_exception() {
+        let mut grouper = super::super::Grouper::default();
+        let lines = [
+            "2024-05-01 10:00:01 WARN [x] com.shop.Api: request 7 failed",
+            "java.io.IOException: broken pipe",
+            "\tat com.shop.Api.write(Api.java:31)",
+        ];
+        for line in lines {
+            grouper.push(line);
+        }
+        let event = grouper.finish().unwrap();
+        let mut miner = Miner::default();
+        let added = miner.add_event(lines[0], &HeaderFormat::Auto, &event);
+        let template = miner.template(added.id).unwrap();
+        assert_eq!(
+            template.text,
+            "request <*> failed => java.io.IOException at com.shop.Api.write"
+        );
+        assert_eq!(template.level, Some(Level::Error));
+        let single = super::super::Grouper::default().push(lines[0]);
+        assert_eq!(single, super::super::Pushed::Opened(None));
     }
 
     proptest! {
