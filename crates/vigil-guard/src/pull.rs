@@ -294,6 +294,9 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000;
 
+    /// What the fake fetch was asked: app, metric, query and start.
+    type Asked = Arc<Mutex<Vec<(String, String, String, i64)>>>;
+
     fn rules(json: &str) -> Vec<Rule> {
         serde_json::from_str(json).expect("rules")
     }
@@ -361,7 +364,7 @@ mod tests {
             vigil_ingest::remote_write::RemoteWriteOptions::default(),
         ));
         let clock = Arc::new(ManualClock::new(NOW));
-        let asked: Arc<Mutex<Vec<(String, String, String, i64)>>> = Arc::default();
+        let asked: Asked = Arc::default();
         let asked_by_fetch = Arc::clone(&asked);
         let fetch = move |app: &str, _: &PullSource, query: &PullQuery, start: i64, end: i64| {
             asked_by_fetch.lock().unwrap().push((
