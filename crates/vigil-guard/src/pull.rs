@@ -86,8 +86,9 @@ pub struct Puller {
     fetch: Arc<Fetch>,
     /// How far back the first pull of an app reaches, in seconds.
     backfill_seconds: i64,
-    /// End of the last successful pull, per app and metric.
-    pulled_until: Mutex<HashMap<(String, String), i64>>,
+    /// The query last pulled and the end of its last successful pull, per app and metric: a
+    /// metric whose query changed (an edited query rule) is pulled again from the backfill.
+    pulled_until: Mutex<HashMap<(String, String), (String, i64)>>,
     failures: Arc<PullFailures>,
 }
 
@@ -224,7 +225,8 @@ impl Puller {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(&key)
-            .copied();
+            .filter(|(pulled, _)| *pulled == query.query)
+            .map(|(_, until)| *until);
         let start = match since {
             Some(last) if last >= end => return,
             Some(last) => last + step,
@@ -256,7 +258,7 @@ impl Puller {
                 self.pulled_until
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .insert(key, end);
+                    .insert(key, (query.query.clone(), end));
             }
             Err(error) => report
                 .failures
@@ -277,4 +279,183 @@ pub fn rule_queries(rules: &[Rule]) -> Vec<PullQuery> {
             RuleSource::Metric(_) => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::RwLock;
+
+    use vigil_core::release::{PlannedBatch, ReferenceHosts, Release, ReleaseSpec};
+    use vigil_core::samples::{Point, SeriesKey};
+    use vigil_core::ManualClock;
+
+    use super::*;
+    use crate::index::DataIndex;
+
+    const NOW: i64 = 1_700_000_000;
+
+    /// What the fake fetch was asked: app, metric, query and start.
+    type Asked = Arc<Mutex<Vec<(String, String, String, i64)>>>;
+
+    fn rules(json: &str) -> Vec<Rule> {
+        serde_json::from_str(json).expect("rules")
+    }
+
+    fn observing_release(app: &str, own_rules: Vec<Rule>) -> Release {
+        Release {
+            id: format!("{app}-1"),
+            spec: ReleaseSpec {
+                app: app.to_owned(),
+                version: "2".to_owned(),
+                hosts: vec!["r1".to_owned()],
+                reference: ReferenceHosts::None,
+                batches: vec![PlannedBatch {
+                    hosts: vec!["r1".to_owned()],
+                }],
+                step_seconds: 30,
+                observe_seconds: 600,
+                metrics: Vec::new(),
+                settings: serde_json::Map::new(),
+                rules: own_rules,
+            },
+            state: ReleaseState::Observing,
+            created_by: String::new(),
+            created_at: NOW - 600,
+            updated_at: NOW - 600,
+            deployed: Vec::new(),
+            verdict: None,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn query_rules_are_pulled_into_their_series_and_failing_ones_recorded() {
+        let dir = vigil_store::testing::TempDir::new("pull-rules").unwrap();
+        let store: Arc<dyn Store> =
+            vigil_store::open(&dir.path().join("vigil.db").display().to_string()).unwrap();
+        let settings = serde_json::json!({
+        "prometheus": {"url": "http://127.0.0.1:9", "step_seconds": 30,
+            "queries": [{"metric": "latency_ms", "query": "latency_ms"}]},
+        "rules": [
+            {"name": "errors", "query": "app_errors", "above": 1, "severity": "fault"},
+            {"name": "success", "metric": "success_rate", "below": 0.99, "severity": "fault"}
+        ]});
+        store.put_app("shop", &settings).unwrap();
+        store.put_app("books", &settings).unwrap();
+        // A release of shop gives its own query for `errors`; one of cart, which pulls from no
+        // Prometheus, a query rule that cannot run.
+        let own = rules(
+            r#"[{"name": "errors", "query": "release_errors", "above": 2, "severity": "fault"}]"#,
+        );
+        store
+            .create_release(&observing_release("shop", own))
+            .unwrap();
+        let cart = rules(
+            r#"[{"name": "slow", "query": "cart_latency", "above": 2, "severity": "anomaly"}]"#,
+        );
+        store
+            .create_release(&observing_release("cart", cart))
+            .unwrap();
+        let index = Arc::new(RwLock::new(DataIndex::new()));
+        let intake = Arc::new(Intake::new(
+            Arc::clone(&store),
+            Arc::clone(&index),
+            Arc::new(|| {}),
+            vigil_ingest::remote_write::RemoteWriteOptions::default(),
+        ));
+        let clock = Arc::new(ManualClock::new(NOW));
+        let asked: Asked = Arc::default();
+        let asked_by_fetch = Arc::clone(&asked);
+        let fetch = move |app: &str, _: &PullSource, query: &PullQuery, start: i64, end: i64| {
+            asked_by_fetch.lock().unwrap().push((
+                app.to_owned(),
+                query.metric.clone(),
+                query.query.clone(),
+                start,
+            ));
+            if query.query == "app_errors" {
+                return Err("bad_data: parse error".to_owned());
+            }
+            let key = SeriesKey {
+                app: app.to_owned(),
+                host: "r1".to_owned(),
+                metric: query.metric.clone(),
+                counter: false,
+            };
+            Ok(MetricChunk {
+                series: vec![Arc::new(key)],
+                points: vec![Point {
+                    series: 0,
+                    ms: end * 1000,
+                    value: 1.0,
+                }],
+            })
+        };
+        let puller = Puller::new(
+            Arc::clone(&store),
+            intake,
+            clock.clone(),
+            Arc::new(fetch),
+            3600,
+        );
+        puller.pull_due();
+        let pulled: Vec<String> = asked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(app, metric, query, _)| format!("{app} {metric} {query}"))
+            .collect();
+        assert_eq!(
+            pulled,
+            [
+                "books latency_ms latency_ms",
+                "books rule:errors app_errors",
+                "shop latency_ms latency_ms",
+                "shop rule:errors release_errors"
+            ]
+        );
+        let cart_failures = puller.failures().of_app("cart");
+        assert_eq!(cart_failures.len(), 1);
+        assert_eq!(cart_failures[0].metric, "rule:slow");
+        assert_eq!(
+            cart_failures[0].error,
+            "the app pulls from no prometheus server"
+        );
+
+        // books pulls its own failing query rule: the failure is recorded for the guard.
+        let books_failures = puller.failures().of_app("books");
+        assert_eq!(books_failures.len(), 1);
+        assert_eq!(books_failures[0].metric, "rule:errors");
+        assert_eq!(books_failures[0].error, "bad_data: parse error");
+
+        // The next step: a query that changed is pulled again from the backfill, the others go
+        // on from where they stopped.
+        let mut edited = settings.clone();
+        edited["prometheus"]["queries"][0]["query"] = serde_json::json!("avg(latency_ms)");
+        store.put_app("shop", &edited).unwrap();
+        asked.lock().unwrap().clear();
+        clock.set(NOW + 30);
+        puller.pull_due();
+        let repeated: Vec<String> = asked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(app, metric, query, start)| format!("{app} {metric} {query} {start}"))
+            .collect();
+        let end = (NOW + 30) / 30 * 30;
+        assert!(
+            repeated.contains(&format!("shop latency_ms avg(latency_ms) {}", end - 3600)),
+            "{repeated:?}"
+        );
+        assert!(
+            repeated.contains(&format!("shop rule:errors release_errors {end}")),
+            "{repeated:?}"
+        );
+        // The failing query is tried again at every step, from the backfill.
+        assert!(
+            repeated.contains(&format!("books rule:errors app_errors {}", end - 3600)),
+            "{repeated:?}"
+        );
+        assert!(index.read().unwrap().hosts_by_app().contains_key("shop"));
+    }
 }

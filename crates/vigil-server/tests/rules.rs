@@ -9,7 +9,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::TestServer;
+use support::{input_value, PageClient, TestServer};
 
 const START: i64 = 1_700_000_000;
 const STEP: i64 = 30;
@@ -475,4 +475,85 @@ fn query_rules_run_on_the_app_s_prometheus_and_a_failing_one_is_shown_not_skippe
     assert_eq!(cart_latest["verdict"], "anomaly", "{cart_latest}");
     let (_, cart_release) = server.get("/api/v1/releases/cart-2", &server.viewer);
     assert_eq!(cart_release["state"], "observing", "{cart_release}");
+}
+
+/// The rule forms act as the route does: a viewer's or an operator's forged form is refused and
+/// changes nothing; an admin's bad rule is refused naming the field; an admin saves and removes
+/// a rule.
+#[test]
+fn the_rule_forms_of_the_app_page_check_the_role_and_the_rule_as_the_route_does() {
+    let server = TestServer::start(START);
+    server.ingest_samples(vec![
+        json!({"host": "f1", "app": "shop", "metric": "success_rate", "time": START - 60, "value": 0.999}),
+    ]);
+    let stored_rules = || server.get("/api/v1/apps/shop/rules", &server.viewer).1;
+    let rule_fields = |key: &str, value: &str| -> Vec<(String, String)> {
+        [
+            ("form_key", key),
+            ("name", SUCCESS_RULE),
+            ("metric", "success_rate"),
+            ("query", ""),
+            ("bound", "below"),
+            ("value", value),
+            ("duration_seconds", "60"),
+            ("severity", "fault"),
+        ]
+        .iter()
+        .map(|(name, field)| ((*name).to_owned(), (*field).to_owned()))
+        .collect()
+    };
+    let post = |client: &PageClient, path: &str, fields: &[(String, String)]| {
+        let borrowed: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        client.post_form(path, &borrowed)
+    };
+    for token in [&server.viewer, &server.operator] {
+        let mut client = PageClient::new(&server.base);
+        client.sign_in(token);
+        let page = client.get("/apps/shop");
+        assert!(page.body.contains("id=\"rules\""), "{}", page.body);
+        assert!(!page.body.contains("form class=\"save-rule\""));
+        let key = input_value(&page.body, "form_key").unwrap();
+        let forged = post(&client, "/apps/shop/rules", &rule_fields(&key, "0.99"));
+        assert_eq!(forged.status, 403, "{}", forged.body);
+    }
+    assert_eq!(stored_rules(), json!({"rules": []}));
+
+    let mut admin = PageClient::new(&server.base);
+    admin.sign_in(&server.admin);
+    let key = input_value(&admin.get("/apps/shop").body, "form_key").unwrap();
+    let refused = post(&admin, "/apps/shop/rules", &rule_fields(&key, "NaN"));
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("rules[0].below: must be a finite number"),
+        "{}",
+        refused.body
+    );
+    let saved = post(&admin, "/apps/shop/rules", &rule_fields(&key, "0.99"));
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    assert_eq!(
+        saved.location.as_deref(),
+        Some("/apps/shop?done=rule#rules")
+    );
+    assert_eq!(stored_rules(), json!({"rules": [success_rule(0.99)]}));
+    let shown = admin.get("/apps/shop").body;
+    assert!(
+        shown.contains("success_rate below 0.990 for 60 s"),
+        "{shown}"
+    );
+    let remove = |name: &str| {
+        let fields = [
+            ("form_key".to_owned(), key.clone()),
+            ("name".to_owned(), name.to_owned()),
+        ];
+        post(&admin, "/apps/shop/rules/remove", &fields)
+    };
+    assert_eq!(remove("ghost").status, 404);
+    let removed = remove(SUCCESS_RULE);
+    assert_eq!(removed.status, 303, "{}", removed.body);
+    assert_eq!(stored_rules(), json!({"rules": []}));
 }
