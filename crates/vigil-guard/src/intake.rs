@@ -293,6 +293,24 @@ impl Intake {
         })
     }
 
+    /// Stores received alerts (a resend or a resolution replaces what was stored of the same
+    /// occurrence), then wakes the guard, which weighs them at the next step it judges.
+    pub fn alerts(&self, alerts: &[vigil_core::Alert]) -> Result<Accepted, StoreError> {
+        if alerts.is_empty() {
+            return Ok(Accepted {
+                items: 0,
+                duplicate: false,
+            });
+        }
+        self.store.put_alerts(alerts)?;
+        tracing::debug!(alerts = alerts.len(), "alerts received");
+        (self.wake)();
+        Ok(Accepted {
+            items: alerts.len(),
+            duplicate: false,
+        })
+    }
+
     /// Mines log lines into their apps' templates, stores new and changed templates, then the
     /// lines' counts per template, host and second (the end of the second they fall in).
     pub fn log_lines(

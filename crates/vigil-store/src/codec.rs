@@ -82,8 +82,8 @@ macro_rules! session_select {
 }
 
 pub(crate) use {
-    alert_columns, chunk_columns, feedback_columns, outbox_columns, release_columns, session_select,
-    token_columns, transition_columns, verdict_columns,
+    alert_columns, chunk_columns, feedback_columns, outbox_columns, release_columns,
+    session_select, token_columns, transition_columns, verdict_columns,
 };
 
 /// The stored name of a unit enum variant (`ReleaseState::RollingBack` is `rolling_back`).

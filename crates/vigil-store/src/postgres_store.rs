@@ -22,9 +22,9 @@ use vigil_core::LogTemplate;
 
 use crate::changes::{self, Executor, Value};
 use crate::codec::{
-    backend_error, enum_name, kind_name, migration_error, open_error, read_alert, read_app, read_chunk,
-    read_feedback, read_outbox_item, read_release, read_session, read_template, read_token,
-    read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
+    backend_error, enum_name, kind_name, migration_error, open_error, read_alert, read_app,
+    read_chunk, read_feedback, read_outbox_item, read_release, read_session, read_template,
+    read_token, read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
 };
 use crate::schema;
 use crate::sql;

@@ -7,8 +7,8 @@
 //! say (PostgreSQL's arrays and row locks, SQLite's `json_each`) stays in its own file.
 
 use crate::codec::{
-    alert_columns, chunk_columns, feedback_columns, outbox_columns, release_columns, session_select,
-    token_columns, transition_columns, verdict_columns,
+    alert_columns, chunk_columns, feedback_columns, outbox_columns, release_columns,
+    session_select, token_columns, transition_columns, verdict_columns,
 };
 
 // ---- releases

@@ -1474,7 +1474,12 @@ fn alerts_are_found_by_app_and_the_time_they_fire(store: &dyn Store) {
     let later = alert("a3", "shop", 2_000, Some(2_100));
     let other_app = alert("a4", "search", 1_000, None);
     store
-        .put_alerts(&[later.clone(), firing.clone(), ended.clone(), other_app.clone()])
+        .put_alerts(&[
+            later.clone(),
+            firing.clone(),
+            ended.clone(),
+            other_app.clone(),
+        ])
         .unwrap();
     let fingerprints = |from: i64, to: i64| -> Vec<String> {
         store

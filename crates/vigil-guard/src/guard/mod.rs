@@ -245,6 +245,8 @@ impl Guard {
         lock(&self.judged).insert(release.id.clone(), step_time);
         lock(&self.oversized).remove(&release.id);
         let judgement = evaluator.judge_at(evaluator.points() - 1);
+        let judgement =
+            crate::alerts::judged_with_alerts(self.store.as_ref(), release, &reference, judgement)?;
         let covered = evaluator.coverage_at(evaluator.points() - 1).complete();
         self.evaluators.keep(
             &release.id,
