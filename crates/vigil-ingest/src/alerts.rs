@@ -661,9 +661,9 @@ mod tests {
             r#"{"alerts": [{"labels": {}, "severity": "", "status": "firing", "starts_at": 5}]}"#
         )
         .contains("missing field `name`"));
-        assert!(error(&format!(
-            r#"{{"alerts": [{{"name": "A", "labels": {{"host": "a\u0001b"}}, "severity": "", "status": "firing", "starts_at": 5}}]}}"#
-        ))
+        assert!(error(
+            r#"{"alerts": [{"name": "A", "labels": {"host": "a\u0001b"}, "severity": "", "status": "firing", "starts_at": 5}]}"#
+        )
         .starts_with("alerts[0].labels.host: "));
     }
 

@@ -1451,7 +1451,7 @@ fn alerts_are_keyed_by_fingerprint_and_start_and_replaced_on_resolve(store: &dyn
     let again = alert("a1", "shop", 5_000, None);
     store.put_alerts(&[firing.clone(), again.clone()]).unwrap();
     // A resend changes nothing.
-    store.put_alerts(&[firing.clone()]).unwrap();
+    store.put_alerts(std::slice::from_ref(&firing)).unwrap();
     assert_eq!(
         store.alerts("shop", 0, 10_000).unwrap(),
         vec![firing.clone(), again.clone()]
@@ -1461,7 +1461,7 @@ fn alerts_are_keyed_by_fingerprint_and_start_and_replaced_on_resolve(store: &dyn
         received_at: 1_201,
         ..firing.clone()
     };
-    store.put_alerts(&[resolved.clone()]).unwrap();
+    store.put_alerts(std::slice::from_ref(&resolved)).unwrap();
     assert_eq!(
         store.alerts("shop", 0, 10_000).unwrap(),
         vec![resolved, again]

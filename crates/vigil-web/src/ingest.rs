@@ -237,6 +237,9 @@ pub async fn alerts(
     .await
 }
 
+/// A parser of an alert body: the body, its limits, the time it was received.
+type ParseAlerts = fn(&[u8], &AlertOptions, i64) -> Result<Vec<vigil_core::Alert>, JsonError>;
+
 /// An alert body: authorize (ingest role), take its share of the decoding budget, then parse
 /// (a 400 names the bad value, a 413 a body or count over its limit) and store the alerts,
 /// both on a blocking thread; the answer counts the alerts taken.
@@ -245,7 +248,7 @@ async fn accept_alerts(
     headers: HeaderMap,
     uri: axum::http::Uri,
     body: axum::body::Bytes,
-    parse: fn(&[u8], &AlertOptions, i64) -> Result<Vec<vigil_core::Alert>, JsonError>,
+    parse: ParseAlerts,
 ) -> Result<Json<IngestAnswer>, ApiError> {
     state.authorize_ingest(&headers, &uri).await?;
     let options = AlertOptions::default();
