@@ -8,8 +8,8 @@
 //!   an `instance` of the form `host:port` names `host` too. When none names a known host, the
 //!   first of those labels present names a host outside the release; an alert with none of
 //!   them has no host and is never blamed on the release.
-//! - **Span**: from the release's first deploy to the step judged; alerts that fired at no
-//!   time in it are left out.
+//! - **Span**: from the release's first deploy to now (the guard's clock, at or after the step
+//!   judged); alerts that fired at no time in it are left out.
 //! - **Blame**: per alert name, the deployed release hosts on which an occurrence started at or
 //!   after that host's own deploy. It is a finding only when the same alert fired in the span on
 //!   no reference host and no host outside the release (a release host not yet deployed still
@@ -445,8 +445,8 @@ fn deploy_times(release: &Release) -> HashMap<String, i64> {
     deployed
 }
 
-/// The alerts of the release's app matched for the step `until`, read from the store with the
-/// app's host label; none before its first deploy.
+/// The alerts of the release's app matched from its first deploy to `until`, read from the
+/// store with the app's host label; none before its first deploy.
 pub fn release_alerts(
     store: &dyn Store,
     release: &Release,
@@ -473,19 +473,74 @@ pub fn release_alerts(
 }
 
 /// The guard's one call after judging a step: the judgement with the findings of the alerts
-/// blamed on the release at its step ([`release_alerts`], [`with_findings`]).
+/// blamed on the release from its first deploy to `now` ([`release_alerts`],
+/// [`with_findings`]). Alerts are not sampled in steps: one that started after the step judged
+/// (which trails `now` by up to a step and the grace time) counts at once.
 pub fn judged_with_alerts(
     store: &dyn Store,
     release: &Release,
     reference_hosts: &[String],
     judgement: Judgement,
+    now: i64,
 ) -> Result<Judgement, StoreError> {
-    let (matches, hosts_judged) = release_alerts(store, release, reference_hosts, judgement.at)?;
+    let until = now.max(judgement.at);
+    let (matches, hosts_judged) = release_alerts(store, release, reference_hosts, until)?;
     let findings = alert_findings(&matches, hosts_judged);
     if !findings.is_empty() {
         tracing::debug!(release = %release.id, at = judgement.at, findings = findings.len(), "alerts blamed on release");
     }
     Ok(with_findings(judgement, findings))
+}
+
+/// Which apps received alerts since each release was last weighed, so that the guard judges a
+/// step it already judged again when new alerts of its app arrive: a critical alert pauses
+/// within a pass, not at the next step.
+#[derive(Debug, Default)]
+pub struct AlertNews {
+    /// Alert bodies received, per app.
+    arrived: std::sync::Mutex<HashMap<String, u64>>,
+    /// What each release was last weighed with, of its app's count.
+    weighed: std::sync::Mutex<HashMap<String, u64>>,
+}
+
+impl AlertNews {
+    /// Alerts of `apps` were stored.
+    pub fn arrived<'a>(&self, apps: impl IntoIterator<Item = &'a str>) {
+        let mut arrived = self
+            .arrived
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for app in apps {
+            *arrived.entry(app.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Whether alerts of `app` arrived since `release_id` was last asked about; it is then
+    /// counted as weighed.
+    pub fn take(&self, release_id: &str, app: &str) -> bool {
+        let current = self
+            .arrived
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(app)
+            .copied()
+            .unwrap_or(0);
+        let seen = self
+            .weighed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(release_id.to_owned(), current)
+            .unwrap_or(0);
+        current != seen
+    }
+
+    /// Forgets releases no longer judged.
+    pub fn retain(&self, observing: impl Fn(&str) -> bool) {
+        self.weighed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|id, _| observing(id));
+    }
 }
 
 #[cfg(test)]

@@ -294,8 +294,13 @@ impl Intake {
     }
 
     /// Stores received alerts (a resend or a resolution replaces what was stored of the same
-    /// occurrence), then wakes the guard, which weighs them at the next step it judges.
-    pub fn alerts(&self, alerts: &[vigil_core::Alert]) -> Result<Accepted, StoreError> {
+    /// occurrence), calls `stored` (to tell the guard, [`crate::Guard::alerts_arrived`]), then
+    /// wakes the guard.
+    pub fn alerts(
+        &self,
+        alerts: &[vigil_core::Alert],
+        stored: impl FnOnce(&[vigil_core::Alert]),
+    ) -> Result<Accepted, StoreError> {
         if alerts.is_empty() {
             return Ok(Accepted {
                 items: 0,
@@ -304,6 +309,7 @@ impl Intake {
         }
         self.store.put_alerts(alerts)?;
         tracing::debug!(alerts = alerts.len(), "alerts received");
+        stored(alerts);
         (self.wake)();
         Ok(Accepted {
             items: alerts.len(),

@@ -222,3 +222,31 @@ fn a_warning_on_a_release_host_recommends_without_pausing() {
     assert_eq!(record.verdict, Verdict::Anomaly, "{}", record.explanation);
     assert_eq!(record.findings[0].signal.label(), "alert:HighErrorRate");
 }
+
+#[test]
+fn a_critical_alert_told_to_the_guard_pauses_in_the_next_pass_without_a_new_step() {
+    let live = Live::new("alerts-news");
+    for step in 1..=4 {
+        live.step(step);
+    }
+    let (extended, built) = live.guard.evaluator_counts();
+    live.store
+        .put_alerts(&[alert("critical", "h0:9100", live.clock.now() - 10)])
+        .unwrap();
+    // Not told: the step judged already stands.
+    live.guard.pass().unwrap();
+    assert_eq!(
+        live.store.release("r1").unwrap().unwrap().state,
+        ReleaseState::Observing
+    );
+    // Told, as the alert routes do: the same step is judged again, with the alert.
+    live.guard.alerts_arrived(["shop"]);
+    live.guard.pass().unwrap();
+    assert_eq!(
+        live.store.release("r1").unwrap().unwrap().state,
+        ReleaseState::Paused
+    );
+    assert_eq!(live.latest().findings[0].hosts, ["h0"]);
+    // The kept evaluator judged the step again as it was: neither extended nor built anew.
+    assert_eq!(live.guard.evaluator_counts(), (extended, built));
+}

@@ -264,13 +264,16 @@ async fn accept_alerts(
         .decode(body.len().saturating_mul(JSON_PARSE_FACTOR))
         .await?;
     let intake = Arc::clone(&state.intake);
+    let guard = Arc::clone(&state.guard);
     let now = state.clock.now();
     let accepted = state
         .blocking(move |_| {
             let parsed = parse(&body, &options, now).map_err(json_refusal)?;
             drop(body);
             held.decoded();
-            let accepted = intake.alerts(&parsed)?;
+            let accepted = intake.alerts(&parsed, |stored| {
+                guard.alerts_arrived(stored.iter().map(|alert| alert.app.as_str()));
+            })?;
             drop(held);
             Ok(accepted)
         })

@@ -56,6 +56,8 @@ pub struct Guard {
     evaluators: Evaluators,
     /// Releases held because their window is too large to judge, warned about once.
     oversized: Mutex<HashSet<String>>,
+    /// Apps that received alerts since each release was last judged.
+    alert_news: crate::alerts::AlertNews,
 }
 
 impl Guard {
@@ -74,7 +76,14 @@ impl Guard {
             passing: Mutex::new(()),
             evaluators: Evaluators::default(),
             oversized: Mutex::new(HashSet::new()),
+            alert_news: crate::alerts::AlertNews::default(),
         }
+    }
+
+    /// Alerts of `apps` were stored: the releases of those apps are judged again at their
+    /// latest step in the next pass, even when it was judged already.
+    pub fn alerts_arrived<'a>(&self, apps: impl IntoIterator<Item = &'a str>) {
+        self.alert_news.arrived(apps);
     }
 
     /// Judgements so far that extended a kept evaluator, and that built one on the whole
@@ -180,6 +189,7 @@ impl Guard {
             .collect();
         self.evaluators.retain(|id| observing_ids.contains(id));
         lock(&self.oversized).retain(|id| observing_ids.contains(id.as_str()));
+        self.alert_news.retain(|id| observing_ids.contains(id));
         Ok(judged)
     }
 
@@ -197,9 +207,11 @@ impl Guard {
     ) -> Result<Option<Judged>, GuardError> {
         let (release_window, settings) = ReleaseWindow::read(release)?;
         let step_time = release_window.latest_step(now);
-        if lock(&self.judged)
-            .get(&release.id)
-            .is_some_and(|&last| last >= step_time)
+        let alerts_arrived = self.alert_news.take(&release.id, &release.spec.app);
+        if !alerts_arrived
+            && lock(&self.judged)
+                .get(&release.id)
+                .is_some_and(|&last| last >= step_time)
         {
             return Ok(None);
         }
@@ -245,8 +257,13 @@ impl Guard {
         lock(&self.judged).insert(release.id.clone(), step_time);
         lock(&self.oversized).remove(&release.id);
         let judgement = evaluator.judge_at(evaluator.points() - 1);
-        let judgement =
-            crate::alerts::judged_with_alerts(self.store.as_ref(), release, &reference, judgement)?;
+        let judgement = crate::alerts::judged_with_alerts(
+            self.store.as_ref(),
+            release,
+            &reference,
+            judgement,
+            now,
+        )?;
         let covered = evaluator.coverage_at(evaluator.points() - 1).complete();
         self.evaluators.keep(
             &release.id,
