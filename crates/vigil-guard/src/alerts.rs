@@ -245,7 +245,7 @@ fn match_one(
     let mut release_hosts = BTreeSet::new();
     let mut reference_hosts = BTreeSet::new();
     let mut other_hosts = BTreeSet::new();
-    let mut before_deploy = BTreeSet::new();
+    let mut before_deploy_hosts = BTreeSet::new();
     let mut without_host = 0;
     let mut on_release: Vec<&Alert> = Vec::new();
     for alert in occurrences {
@@ -255,7 +255,7 @@ fn match_one(
                 on_release.push(alert);
             }
             Place::BeforeDeploy(host) => {
-                before_deploy.insert(host);
+                before_deploy_hosts.insert(host);
             }
             Place::Reference(host) => {
                 reference_hosts.insert(host);
@@ -267,7 +267,7 @@ fn match_one(
         }
     }
     // A host blamed by a later occurrence is not "before its deploy" any more.
-    let before_deploy: Vec<String> = before_deploy
+    let before_deploy: Vec<String> = before_deploy_hosts
         .into_iter()
         .filter(|host| !release_hosts.contains(host))
         .collect();
