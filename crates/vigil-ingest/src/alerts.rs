@@ -689,6 +689,33 @@ mod tests {
         assert_eq!(rfc3339("２０２４-03-01T10:15:00Z"), None);
     }
 
+    proptest::proptest! {
+        /// Any cut of a good payload, and any byte flipped in it, is read or refused, never a
+        /// panic.
+        #[test]
+        fn cut_and_flipped_payloads_never_panic(
+            cut in 0usize..=WEBHOOK.len(),
+            flip_at in 0usize..WEBHOOK.len(),
+            flip_to in proptest::prelude::any::<u8>(),
+        ) {
+            let options = AlertOptions::default();
+            let _ = parse_alertmanager(&WEBHOOK.as_bytes()[..cut], &options, 0);
+            let mut flipped = WEBHOOK.as_bytes().to_vec();
+            flipped[flip_at] = flip_to;
+            let _ = parse_alertmanager(&flipped, &options, 0);
+            let _ = parse_alerts(&flipped, &options, 0);
+        }
+
+        /// Any text as a time is read or refused, never a panic, and what is read lies
+        /// between 1970 and the year 9999.
+        #[test]
+        fn any_text_as_a_time_never_panics(text in "[0-9TZz:+. -]{0,40}|\\PC{0,40}") {
+            if let Some(Some(unix)) = rfc3339(&text) {
+                proptest::prop_assert!((0..=vigil_core::validate::LATEST_MS / 1000).contains(&unix));
+            }
+        }
+    }
+
     #[test]
     fn long_summaries_are_cut_on_a_character_boundary() {
         assert_eq!(summary_kept("ééé", 3), "é");
