@@ -4,6 +4,7 @@
 //! given.
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod bundle;
 pub mod clock;
 pub mod model;
@@ -15,6 +16,7 @@ pub mod text;
 pub mod validate;
 pub mod verdict;
 
+pub use alert::Alert;
 pub use bundle::{Bundle, BundleError, Logs, BUNDLE_FORMAT};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use model::{Batch, Direction, Host, HostGroup, LogTemplate, MetricKind, MetricMeta};

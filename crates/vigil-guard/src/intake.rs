@@ -294,6 +294,30 @@ impl Intake {
         })
     }
 
+    /// Stores received alerts (a resend or a resolution replaces what was stored of the same
+    /// occurrence), calls `stored` (to tell the guard, [`crate::Guard::alerts_arrived`]), then
+    /// wakes the guard.
+    pub fn alerts(
+        &self,
+        alerts: &[vigil_core::Alert],
+        stored: impl FnOnce(&[vigil_core::Alert]),
+    ) -> Result<Accepted, StoreError> {
+        if alerts.is_empty() {
+            return Ok(Accepted {
+                items: 0,
+                duplicate: false,
+            });
+        }
+        self.store.put_alerts(alerts)?;
+        tracing::debug!(alerts = alerts.len(), "alerts received");
+        stored(alerts);
+        (self.wake)();
+        Ok(Accepted {
+            items: alerts.len(),
+            duplicate: false,
+        })
+    }
+
     /// Groups log lines into events (a stack trace is one event, see
     /// [`vigil_ingest::logs::group_entries`]; the lines hold whole events), mines the events
     /// into their apps' templates, stores new and changed templates, then the events' counts

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod alerts;
 pub mod apps;
 pub mod assemble;
 pub mod decision;

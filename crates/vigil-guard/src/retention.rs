@@ -1,7 +1,9 @@
 //! Only data around releases is kept: every host's recent data (for the baseline of a release
 //! created now), the window of every release not yet finished, and the windows of finished
 //! releases younger than the retention time. Everything else is pruned, from the store and from
-//! the in-memory index.
+//! the in-memory index. Alerts are kept from the start of the oldest kept window (or the recent
+//! data's start, when older); one still firing but not received for [`STALE_ALERT_SECONDS`]
+//! goes too (its resolution was lost).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -20,11 +22,16 @@ pub struct Retention {
     pub finished_seconds: i64,
 }
 
+/// How long an alert still firing is kept after it was last received: Alertmanager sends a
+/// firing alert again every `repeat_interval` (4 hours by default).
+pub const STALE_ALERT_SECONDS: i64 = 7 * 86_400;
+
 /// What a pruning round removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
     pub chunks: usize,
     pub kept_windows: usize,
+    pub alerts: usize,
 }
 
 /// Prunes the store's chunks and the index's samples that no kept window needs.
@@ -72,6 +79,11 @@ pub fn prune(
     }
     let before_ms = (now - retention.recent_seconds).saturating_mul(1000);
     let chunks = store.prune_data(before_ms, &keep)?;
+    let alerts_before = keep
+        .iter()
+        .map(|&(from_ms, _)| from_ms.div_euclid(1000))
+        .fold(now - retention.recent_seconds, i64::min);
+    let alerts = store.prune_alerts(alerts_before, STALE_ALERT_SECONDS)?;
     index
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -79,5 +91,6 @@ pub fn prune(
     Ok(Pruned {
         chunks,
         kept_windows: keep.len(),
+        alerts,
     })
 }

@@ -65,13 +65,3 @@ pub fn with_rule_findings(
     let outcomes = rule_outcomes(evaluator, release, failures, last_step);
     with_findings(judgement, rule_findings(&outcomes))
 }
-
-/// The release's rules as scorecard rows at the evaluator's last step
-/// ([`vigil_analysis::rules::rule_rows`]).
-pub fn rule_rows(
-    evaluator: &Evaluator,
-    release: &Release,
-    failures: &PullFailures,
-) -> Vec<vigil_core::ScorecardRow> {
-    vigil_analysis::rules::rule_rows(&rule_outcomes(evaluator, release, failures))
-}

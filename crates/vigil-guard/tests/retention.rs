@@ -113,6 +113,30 @@ fn only_data_around_kept_releases_and_recent_data_survive() {
             .unwrap();
         index.write().unwrap().insert_metrics(&metrics);
     }
+    let alert = |fingerprint: &str, received_at: i64, ends_at: Option<i64>| vigil_core::Alert {
+        fingerprint: fingerprint.to_owned(),
+        starts_at: received_at - 60,
+        ends_at,
+        name: "Down".to_owned(),
+        app: "shop".to_owned(),
+        severity: "critical".to_owned(),
+        labels: Default::default(),
+        summary: String::new(),
+        source: "api".to_owned(),
+        received_at,
+    };
+    store
+        .put_alerts(&[
+            // Ended with the old release: gone.
+            alert("old", now - 41 * DAY, Some(now - 41 * DAY)),
+            // Ended within the finished release's window: kept.
+            alert("done", now - 6 * DAY + 600, Some(now - 6 * DAY + 900)),
+            // Firing, and last received 20 days ago: its resolution was lost, gone.
+            alert("lost", now - 20 * DAY, None),
+            // Firing, received an hour ago: kept.
+            alert("firing", now - 3600, None),
+        ])
+        .unwrap();
     let pruned = prune(
         store.as_ref(),
         &index,
@@ -128,6 +152,14 @@ fn only_data_around_kept_releases_and_recent_data_survive() {
         "the old release's data and the stale host's old sample"
     );
     assert_eq!(pruned.kept_windows, 2);
+    assert_eq!(pruned.alerts, 2, "the old release's alert and the lost one");
+    let kept_alerts: Vec<String> = store
+        .alerts("shop", 0, now)
+        .unwrap()
+        .into_iter()
+        .map(|kept| kept.fingerprint)
+        .collect();
+    assert_eq!(kept_alerts, ["done", "firing"]);
     let left = store.data_between(DataKind::Metrics, 0, i64::MAX).unwrap();
     assert_eq!(left.len(), 3);
     let index = index.read().unwrap();

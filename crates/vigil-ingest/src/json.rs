@@ -230,7 +230,10 @@ pub fn parse_log_lines(body: &[u8], options: &JsonOptions) -> Result<LogBatch, J
     })
 }
 
-fn parse_body<T: DeserializeOwned>(body: &[u8], options: &JsonOptions) -> Result<T, JsonError> {
+pub(crate) fn parse_body<T: DeserializeOwned>(
+    body: &[u8],
+    options: &JsonOptions,
+) -> Result<T, JsonError> {
     if body.len() > options.max_body_bytes {
         return Err(JsonError::BodyTooLarge {
             size: body.len(),
@@ -331,7 +334,7 @@ fn unix_ms(place: &Place, seconds: f64) -> Result<i64, JsonError> {
 }
 
 /// A JSON number, whole or not, as an `f64`; anything else is "expected a number".
-fn number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+pub(crate) fn number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
     struct NumberVisitor;
 
     impl Visitor<'_> for NumberVisitor {

@@ -355,6 +355,7 @@ async fn prune_loop(
                 tracing::info!(
                     chunks = pruned.chunks,
                     kept_windows = pruned.kept_windows,
+                    alerts = pruned.alerts,
                     "pruned data outside release windows"
                 );
             }

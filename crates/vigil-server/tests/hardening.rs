@@ -121,6 +121,61 @@ fn remote_write_drops_times_and_names_json_refuses_and_says_so() {
 }
 
 #[test]
+fn alert_routes_take_only_ingest_tokens_bounded_bodies_and_name_bad_fields() {
+    let server = TestServer::start(NOW);
+    let one = json!({"alerts": [{"name": "Down", "labels": {"host": "a"}, "severity": "critical",
+        "status": "firing", "starts_at": NOW}]});
+    let (status, answer) = server.post("/api/v1/alerts", &server.viewer, &one);
+    assert_eq!(status, 403, "{answer}");
+    // Senders that cannot set headers give the token in the query, as on the other ingest routes.
+    let mut response = support::agent()
+        .post(&format!(
+            "{}/api/v1/alerts?token={}",
+            server.base, server.ingest
+        ))
+        .header("Content-Type", "application/json")
+        .send(one.to_string().as_bytes())
+        .unwrap();
+    let answer: serde_json::Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    let many: Vec<serde_json::Value> = (0..10_001)
+        .map(|index| {
+            json!({"name": "Down", "labels": {"host": format!("h{index}")}, "severity": "",
+                   "status": "firing", "starts_at": NOW})
+        })
+        .collect();
+    let (status, answer) = server.post("/api/v1/alerts", &server.ingest, &json!({"alerts": many}));
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(error_of(&answer), "alerts: more than 10000 entries");
+    let large = format!(
+        r#"{{"version": "4", "alerts": [], "receiver": "{}"}}"#,
+        "x".repeat(5 << 20)
+    );
+    let (status, answer) = server.post_bytes(
+        "/api/v1/alerts/alertmanager",
+        &server.ingest,
+        large.into_bytes(),
+    );
+    assert_eq!(status, 413, "{answer}");
+    let (status, answer) = server.post(
+        "/api/v1/alerts/alertmanager",
+        &server.ingest,
+        &json!({"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": "Down"},
+            "startsAt": "2023-11-14T22:13:20+25:00"}]}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        error_of(&answer).starts_with("alerts[0].startsAt: expected an RFC 3339 time"),
+        "{answer}"
+    );
+    // Nothing of a refused body was stored.
+    let stored = server.state.store.alerts("", 0, i64::MAX).unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+}
+
+#[test]
 fn a_pause_reason_of_a_megabyte_is_refused() {
     let server = TestServer::start(NOW);
     let (status, _) = server.post("/api/v1/releases", &server.operator, &release_body("r3"));

@@ -212,6 +212,56 @@ fn send_ingestion(contract: &mut Contract) {
         Some(json!({"samples": [{"host": "a"}]})),
     );
     assert_eq!(status, 400);
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/alerts",
+        "/api/v1/alerts",
+        &ingest,
+        Some(
+            json!({"alerts": [{"name": "HighErrorRate", "labels": {"app": "shop",
+            "instance": "a:9100"}, "severity": "critical", "status": "firing",
+            "starts_at": NOW, "summary": "5xx above 5 %"}]}),
+        ),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    let (status, _) = contract.send(
+        "POST",
+        "/api/v1/alerts",
+        "/api/v1/alerts",
+        &ingest,
+        Some(json!({"alerts": [{"name": "HighErrorRate", "labels": {},
+            "severity": "critical", "status": "firing", "starts_at": "now"}]})),
+    );
+    assert_eq!(status, 400);
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/alerts/alertmanager",
+        "/api/v1/alerts/alertmanager",
+        &ingest,
+        Some(
+            json!({"version": "4", "status": "resolved", "receiver": "vigil",
+            "groupLabels": {}, "commonLabels": {}, "externalURL": "http://127.0.0.1:9093",
+            "alerts": [{"status": "resolved", "labels": {"alertname": "HighErrorRate",
+            "app": "shop", "instance": "a:9100", "severity": "critical"},
+            "annotations": {"summary": "5xx above 5 %"}, "startsAt": "2027-01-15T08:00:00Z",
+            "endsAt": "2027-01-15T08:05:00.5Z", "fingerprint": "c0ffee"}]}),
+        ),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/alerts/alertmanager",
+        "/api/v1/alerts/alertmanager",
+        &ingest,
+        Some(json!({"version": "4", "alerts": [{"status": "firing",
+            "labels": {"severity": "critical"}, "startsAt": "2027-01-15T08:00:00Z"}]})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error"], "alerts[0].labels.alertname: missing",
+        "{answer}"
+    );
 }
 
 fn send_app_routes(contract: &mut Contract) {

@@ -17,6 +17,7 @@ pub(crate) enum Value<'a> {
     Text(&'a str),
     OptionalText(Option<&'a str>),
     Integer(i64),
+    OptionalInteger(Option<i64>),
     Bytes(&'a [u8]),
 }
 
@@ -211,6 +212,32 @@ pub(crate) fn upsert_templates(
                 Value::Text(&template.id),
                 Value::Text(&template.text),
                 Value::Text(&template.level),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Inserts alerts, or replaces what was stored of the same occurrences.
+pub(crate) fn upsert_alerts(
+    executor: &mut impl Executor,
+    alerts: &[vigil_core::Alert],
+) -> Result<(), StoreError> {
+    for alert in alerts {
+        let labels = crate::codec::to_json(&alert.labels)?;
+        executor.execute(
+            sql::UPSERT_ALERT,
+            &[
+                Value::Text(&alert.fingerprint),
+                Value::Integer(alert.starts_at),
+                Value::OptionalInteger(alert.ends_at),
+                Value::Text(&alert.app),
+                Value::Text(&alert.name),
+                Value::Text(&alert.severity),
+                Value::Text(&labels),
+                Value::Text(&alert.summary),
+                Value::Text(&alert.source),
+                Value::Integer(alert.received_at),
             ],
         )?;
     }

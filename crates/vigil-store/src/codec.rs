@@ -64,6 +64,14 @@ macro_rules! chunk_columns {
     };
 }
 
+/// Columns of `alerts`, in the order [`read_alert`] reads them.
+macro_rules! alert_columns {
+    () => {
+        "fingerprint, starts_at, ends_at, app, name, severity, labels, summary, source, \
+         received_at"
+    };
+}
+
 /// The session of a hash joined with its token, as [`read_session`] reads it; the hash's
 /// placeholder follows.
 macro_rules! session_select {
@@ -74,8 +82,8 @@ macro_rules! session_select {
 }
 
 pub(crate) use {
-    chunk_columns, feedback_columns, outbox_columns, release_columns, session_select,
-    token_columns, transition_columns, verdict_columns,
+    alert_columns, chunk_columns, feedback_columns, outbox_columns, release_columns,
+    session_select, token_columns, transition_columns, verdict_columns,
 };
 
 /// The stored name of a unit enum variant (`ReleaseState::RollingBack` is `rolling_back`).
@@ -567,6 +575,22 @@ pub(crate) fn read_template(row: &dyn Columns) -> Result<LogTemplate, StoreError
         id: row.text(0)?,
         text: row.text(1)?,
         level: row.text(2)?,
+    })
+}
+
+/// An alert of the `alerts` table, its columns as [`alert_columns`] lists them.
+pub(crate) fn read_alert(row: &dyn Columns) -> Result<vigil_core::Alert, StoreError> {
+    Ok(vigil_core::Alert {
+        fingerprint: row.text(0)?,
+        starts_at: row.integer(1)?,
+        ends_at: row.optional_integer(2)?,
+        app: row.text(3)?,
+        name: row.text(4)?,
+        severity: row.text(5)?,
+        labels: from_json(&row.text(6)?, "alert labels")?,
+        summary: row.text(7)?,
+        source: row.text(8)?,
+        received_at: row.integer(9)?,
     })
 }
 

@@ -315,6 +315,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn put_app(&self, app: &str, config: &serde_json::Value) -> Result<(), StoreError>;
     /// Every app's settings, by name.
     fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+
+    // ---- alerts
+    /// Stores received alerts in one transaction. An occurrence is keyed by its fingerprint and
+    /// start: one already stored is replaced (its end, labels, summary and receipt time), so a
+    /// resend changes nothing and a resolution ends it.
+    fn put_alerts(&self, alerts: &[vigil_core::Alert]) -> Result<(), StoreError>;
+    /// The alerts of `app` firing at some time in `[from, to]` (Unix seconds): started at or
+    /// before `to`, not ended before `from`; by start, then fingerprint.
+    fn alerts(&self, app: &str, from: i64, to: i64) -> Result<Vec<vigil_core::Alert>, StoreError>;
+    /// Deletes the alerts that ended before `before`, and those still firing last received
+    /// more than `stale_seconds` before it. Returns how many were deleted.
+    fn prune_alerts(&self, before: i64, stale_seconds: i64) -> Result<usize, StoreError>;
 }
 
 /// The URL of a private in-memory SQLite database (tests).

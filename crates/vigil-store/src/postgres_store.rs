@@ -22,9 +22,9 @@ use vigil_core::LogTemplate;
 
 use crate::changes::{self, Executor, Value};
 use crate::codec::{
-    backend_error, enum_name, kind_name, migration_error, open_error, read_app, read_chunk,
-    read_feedback, read_outbox_item, read_release, read_session, read_template, read_token,
-    read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
+    backend_error, enum_name, kind_name, migration_error, open_error, read_alert, read_app,
+    read_chunk, read_feedback, read_outbox_item, read_release, read_session, read_template,
+    read_token, read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
 };
 use crate::schema;
 use crate::sql;
@@ -374,6 +374,7 @@ fn postgres_arguments<'arguments>(
                 Value::Text(text) => text,
                 Value::OptionalText(text) => text,
                 Value::Integer(number) => number,
+                Value::OptionalInteger(number) => number,
                 Value::Bytes(bytes) => bytes,
             }
         })
@@ -739,5 +740,41 @@ impl Store for PostgresStore {
     fn apps(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let mut session = self.connection()?;
         collect(&mut session, sql::SELECT_APPS, &[], read_app)
+    }
+
+    fn put_alerts(&self, alerts: &[vigil_core::Alert]) -> Result<(), StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        changes::upsert_alerts(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            alerts,
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn alerts(&self, app: &str, from: i64, to: i64) -> Result<Vec<vigil_core::Alert>, StoreError> {
+        let mut session = self.connection()?;
+        collect(
+            &mut session,
+            sql::SELECT_ALERTS_OF_APP,
+            &[&app, &from, &to],
+            read_alert,
+        )
+    }
+
+    fn prune_alerts(&self, before: i64, stale_seconds: i64) -> Result<usize, StoreError> {
+        let mut session = self.connection()?;
+        let deleted = execute(
+            &mut session,
+            sql::DELETE_ALERTS_BEFORE,
+            &[&stale_seconds, &before],
+        )?;
+        tracing::debug!(at = before, deleted, "alerts pruned");
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
     }
 }

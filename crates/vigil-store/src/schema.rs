@@ -27,7 +27,7 @@ pub(crate) const SQLITE: Dialect = Dialect {
     bytes: "BLOB",
     serial_id: "INTEGER PRIMARY KEY AUTOINCREMENT",
     row_id: "INTEGER PRIMARY KEY",
-    extra: &["", ""],
+    extra: &["", "", ""],
 };
 
 pub(crate) const POSTGRES: Dialect = Dialect {
@@ -38,6 +38,7 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     // Bodies are compact binary already: keep them out of line without trying to compress them.
     extra: &[
         "ALTER TABLE data_chunks ALTER COLUMN body SET STORAGE EXTERNAL;",
+        "",
         "",
     ],
 };
@@ -156,6 +157,22 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_token ON sessions (token_id);
 CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+"#,
+    r#"
+CREATE TABLE alerts (
+    fingerprint TEXT NOT NULL,
+    starts_at {integer} NOT NULL,
+    ends_at {integer},
+    app TEXT NOT NULL,
+    name TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    source TEXT NOT NULL,
+    received_at {integer} NOT NULL,
+    PRIMARY KEY (fingerprint, starts_at)
+);
+CREATE INDEX alerts_by_app ON alerts (app, starts_at);
 "#,
 ];
 

@@ -7,8 +7,8 @@
 //! say (PostgreSQL's arrays and row locks, SQLite's `json_each`) stays in its own file.
 
 use crate::codec::{
-    chunk_columns, feedback_columns, outbox_columns, release_columns, session_select,
-    token_columns, transition_columns, verdict_columns,
+    alert_columns, chunk_columns, feedback_columns, outbox_columns, release_columns,
+    session_select, token_columns, transition_columns, verdict_columns,
 };
 
 // ---- releases
@@ -164,6 +164,33 @@ pub(crate) const UPSERT_APP: &str = "INSERT INTO apps (name, config) VALUES ($1,
 
 pub(crate) const SELECT_APPS: &str = "SELECT name, config FROM apps ORDER BY name";
 
+// ---- alerts
+
+/// One occurrence of an alert, keyed by its fingerprint and start: a second receipt (a resend,
+/// its resolution) replaces what was stored of it.
+pub(crate) const UPSERT_ALERT: &str = concat!(
+    "INSERT INTO alerts (",
+    alert_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     ON CONFLICT (fingerprint, starts_at) DO UPDATE SET ends_at = excluded.ends_at, \
+     app = excluded.app, name = excluded.name, severity = excluded.severity, \
+     labels = excluded.labels, summary = excluded.summary, source = excluded.source, \
+     received_at = excluded.received_at"
+);
+
+/// An app's alerts firing at some time in `[$2, $3]`.
+pub(crate) const SELECT_ALERTS_OF_APP: &str = concat!(
+    "SELECT ",
+    alert_columns!(),
+    " FROM alerts WHERE app = $1 AND (ends_at IS NULL OR ends_at >= $2) AND starts_at <= $3 \
+     ORDER BY starts_at, fingerprint"
+);
+
+/// Alerts that ended before `$2`, and alerts still firing that were last received more than
+/// `$1` seconds before `$2` (their resolution was never heard of).
+pub(crate) const DELETE_ALERTS_BEFORE: &str =
+    "DELETE FROM alerts WHERE COALESCE(ends_at, received_at + $1) < $2";
+
 /// Every statement of this file, for the test.
 #[cfg(test)]
 const ALL: &[&str] = &[
@@ -199,6 +226,9 @@ const ALL: &[&str] = &[
     SELECT_TEMPLATES,
     UPSERT_APP,
     SELECT_APPS,
+    UPSERT_ALERT,
+    SELECT_ALERTS_OF_APP,
+    DELETE_ALERTS_BEFORE,
 ];
 
 /// The placeholders' numbers in the order they first appear.

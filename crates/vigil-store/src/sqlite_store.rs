@@ -27,10 +27,10 @@ use vigil_core::LogTemplate;
 
 use crate::changes::{self, Executor, Value};
 use crate::codec::{
-    backend_error, enum_name, keep_ranges_json, kind_name, migration_error, open_error, read_app,
-    read_chunk, read_feedback, read_outbox_item, read_release, read_session, read_template,
-    read_token, read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
-    ReleaseRow,
+    backend_error, enum_name, keep_ranges_json, kind_name, migration_error, open_error, read_alert,
+    read_app, read_chunk, read_feedback, read_outbox_item, read_release, read_session,
+    read_template, read_token, read_transition, read_verdict, release_columns, to_json, Columns,
+    FeedbackRow, ReleaseRow,
 };
 use crate::schema;
 use crate::sql;
@@ -573,6 +573,33 @@ impl Store for SqliteStore {
         let connection = self.reader();
         collect(&connection, sql::SELECT_APPS, [], read_app)
     }
+
+    fn put_alerts(&self, alerts: &[vigil_core::Alert]) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        changes::upsert_alerts(&mut SqliteExecutor(&transaction), alerts)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn alerts(&self, app: &str, from: i64, to: i64) -> Result<Vec<vigil_core::Alert>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            sql::SELECT_ALERTS_OF_APP,
+            params![app, from, to],
+            read_alert,
+        )
+    }
+
+    fn prune_alerts(&self, before: i64, stale_seconds: i64) -> Result<usize, StoreError> {
+        let connection = self.connection();
+        let deleted = connection
+            .prepare_cached(sql::DELETE_ALERTS_BEFORE)?
+            .execute(params![stale_seconds, before])?;
+        tracing::debug!(at = before, deleted, "alerts pruned");
+        Ok(deleted)
+    }
 }
 
 /// The statements of a change, run on a connection inside the transaction its caller began.
@@ -606,7 +633,10 @@ impl ToSql for Value<'_> {
                 ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes()))
             }
             Value::OptionalText(None) => ToSqlOutput::Borrowed(ValueRef::Null),
-            Value::Integer(number) => ToSqlOutput::Borrowed(ValueRef::Integer(number)),
+            Value::Integer(number) | Value::OptionalInteger(Some(number)) => {
+                ToSqlOutput::Borrowed(ValueRef::Integer(number))
+            }
+            Value::OptionalInteger(None) => ToSqlOutput::Borrowed(ValueRef::Null),
             Value::Bytes(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
         };
         Ok(output)

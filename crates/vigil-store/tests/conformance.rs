@@ -201,6 +201,9 @@ conformance! {
         concurrent_appends_from_many_threads_are_all_stored,
         templates_are_upserted_by_app_and_id,
         apps_are_put_and_replaced_by_name,
+        alerts_are_keyed_by_fingerprint_and_start_and_replaced_on_resolve,
+        alerts_are_found_by_app_and_the_time_they_fire,
+        pruning_alerts_spares_recent_and_firing_ones,
     ],
     backends: [
         a_reopened_store_still_has_everything,
@@ -1417,6 +1420,111 @@ fn apps_are_put_and_replaced_by_name(store: &dyn Store) {
         store.apps().unwrap(),
         vec![("search".to_owned(), search), ("shop".to_owned(), replaced)]
     );
+}
+
+fn alert(fingerprint: &str, app: &str, starts_at: i64, ends_at: Option<i64>) -> vigil_core::Alert {
+    let labels = [
+        ("alertname", "HighErrorRate"),
+        ("app", app),
+        ("instance", "r1:9100"),
+        ("severity", "critical"),
+    ]
+    .into_iter()
+    .map(|(label, value)| (label.to_owned(), value.to_owned()))
+    .collect();
+    vigil_core::Alert {
+        fingerprint: fingerprint.to_owned(),
+        starts_at,
+        ends_at,
+        name: "HighErrorRate".to_owned(),
+        app: app.to_owned(),
+        severity: "critical".to_owned(),
+        labels,
+        summary: "5xx \"above\" 5 % \u{e9}".to_owned(),
+        source: "alertmanager".to_owned(),
+        received_at: starts_at + 1,
+    }
+}
+
+fn alerts_are_keyed_by_fingerprint_and_start_and_replaced_on_resolve(store: &dyn Store) {
+    let firing = alert("a1", "shop", 1_000, None);
+    // The same alert firing again later is another occurrence.
+    let again = alert("a1", "shop", 5_000, None);
+    store.put_alerts(&[firing.clone(), again.clone()]).unwrap();
+    // A resend changes nothing.
+    store.put_alerts(std::slice::from_ref(&firing)).unwrap();
+    assert_eq!(
+        store.alerts("shop", 0, 10_000).unwrap(),
+        vec![firing.clone(), again.clone()]
+    );
+    let resolved = vigil_core::Alert {
+        ends_at: Some(1_200),
+        received_at: 1_201,
+        ..firing.clone()
+    };
+    store.put_alerts(std::slice::from_ref(&resolved)).unwrap();
+    assert_eq!(
+        store.alerts("shop", 0, 10_000).unwrap(),
+        vec![resolved, again]
+    );
+}
+
+fn alerts_are_found_by_app_and_the_time_they_fire(store: &dyn Store) {
+    let ended = alert("a1", "shop", 1_000, Some(1_100));
+    let firing = alert("a2", "shop", 1_050, None);
+    let later = alert("a3", "shop", 2_000, Some(2_100));
+    let other_app = alert("a4", "search", 1_000, None);
+    store
+        .put_alerts(&[
+            later.clone(),
+            firing.clone(),
+            ended.clone(),
+            other_app.clone(),
+        ])
+        .unwrap();
+    let fingerprints = |from: i64, to: i64| -> Vec<String> {
+        store
+            .alerts("shop", from, to)
+            .unwrap()
+            .into_iter()
+            .map(|found| found.fingerprint)
+            .collect()
+    };
+    assert_eq!(fingerprints(0, 10_000), ["a1", "a2", "a3"]);
+    // Ended at 1 100: fired in [1 100, 1 500] still (ends are inclusive), not in [1 101, 1 500].
+    assert_eq!(fingerprints(1_100, 1_500), ["a1", "a2"]);
+    assert_eq!(fingerprints(1_101, 1_500), ["a2"]);
+    // Not yet started.
+    assert_eq!(fingerprints(0, 999), Vec::<String>::new());
+    assert_eq!(fingerprints(2_100, 9_000), ["a2", "a3"]);
+    assert_eq!(store.alerts("search", 0, 1_000).unwrap(), vec![other_app]);
+    assert!(store.alerts("nobody", 0, 10_000).unwrap().is_empty());
+    // An empty list stores nothing and is no error.
+    store.put_alerts(&[]).unwrap();
+}
+
+fn pruning_alerts_spares_recent_and_firing_ones(store: &dyn Store) {
+    let old_ended = alert("a1", "shop", 1_000, Some(1_100));
+    let recent_ended = alert("a2", "shop", 1_000, Some(5_000));
+    // Received at 1 001 and never resolved.
+    let stale_firing = alert("a3", "shop", 1_000, None);
+    let firing = vigil_core::Alert {
+        received_at: 4_500,
+        ..alert("a4", "shop", 1_000, None)
+    };
+    store
+        .put_alerts(&[old_ended, recent_ended, stale_firing, firing])
+        .unwrap();
+    assert_eq!(store.prune_alerts(4_000, 3_000).unwrap(), 1);
+    assert_eq!(store.prune_alerts(4_002, 3_000).unwrap(), 1);
+    let kept: Vec<String> = store
+        .alerts("shop", 0, 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|found| found.fingerprint)
+        .collect();
+    assert_eq!(kept, ["a2", "a4"]);
+    assert_eq!(store.prune_alerts(4_002, 3_000).unwrap(), 0);
 }
 
 // ---------------------------------------------------------------- reopening and migrations

@@ -14,6 +14,7 @@ use serde::Serialize;
 use vigil_core::release::Role;
 use vigil_core::validate;
 use vigil_guard::intake::{Accepted, Intake};
+use vigil_ingest::alerts::AlertOptions;
 use vigil_ingest::json::{JsonError, JsonOptions};
 use vigil_ingest::remote_write::{decompressed_length, RemoteWriteError, Skipped};
 
@@ -200,6 +201,88 @@ pub async fn logs(
         |intake, parsed, now| intake.log_lines(&parsed.lines, parsed.key, now),
     )
     .await
+}
+
+/// `POST /api/v1/alerts/alertmanager`: Alertmanager's webhook payload.
+pub async fn alertmanager_alerts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    accept_alerts(
+        state,
+        headers,
+        uri,
+        body,
+        vigil_ingest::alerts::parse_alertmanager,
+    )
+    .await
+}
+
+/// `POST /api/v1/alerts`: alerts in Vigil's generic JSON form.
+pub async fn alerts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    accept_alerts(
+        state,
+        headers,
+        uri,
+        body,
+        vigil_ingest::alerts::parse_alerts,
+    )
+    .await
+}
+
+/// A parser of an alert body: the body, its limits, the time it was received.
+type ParseAlerts = fn(&[u8], &AlertOptions, i64) -> Result<Vec<vigil_core::Alert>, JsonError>;
+
+/// An alert body: authorize (ingest role), take its share of the decoding budget, then parse
+/// (a 400 names the bad value, a 413 a body or count over its limit) and store the alerts,
+/// both on a blocking thread; the answer counts the alerts taken.
+async fn accept_alerts(
+    state: AppState,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+    parse: ParseAlerts,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    state.authorize_ingest(&headers, &uri).await?;
+    let options = AlertOptions::default();
+    if body.len() > options.max_body_bytes {
+        return Err(ApiError::too_large(format!(
+            "body is {} bytes, more than the limit of {}",
+            body.len(),
+            options.max_body_bytes
+        )));
+    }
+    let mut held = state
+        .budget
+        .decode(body.len().saturating_mul(JSON_PARSE_FACTOR))
+        .await?;
+    let intake = Arc::clone(&state.intake);
+    let guard = Arc::clone(&state.guard);
+    let now = state.clock.now();
+    let accepted = state
+        .blocking(move |_| {
+            let parsed = parse(&body, &options, now).map_err(json_refusal)?;
+            drop(body);
+            held.decoded();
+            let accepted = intake.alerts(&parsed, |stored| {
+                guard.alerts_arrived(stored.iter().map(|alert| alert.app.as_str()));
+            })?;
+            drop(held);
+            Ok(accepted)
+        })
+        .await?;
+    Ok(Json(IngestAnswer {
+        accepted: accepted.items,
+        duplicate: false,
+        skipped: Vec::new(),
+    }))
 }
 
 pub async fn list_apps(

@@ -85,6 +85,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ingest/samples", post(ingest::samples))
         .route("/api/v1/ingest/prometheus", post(ingest::remote_write))
         .route("/api/v1/ingest/logs", post(ingest::logs))
+        .route("/api/v1/alerts", post(ingest::alerts))
+        .route(
+            "/api/v1/alerts/alertmanager",
+            post(ingest::alertmanager_alerts),
+        )
         .merge(pages::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

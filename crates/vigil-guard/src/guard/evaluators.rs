@@ -79,6 +79,15 @@ impl Evaluators {
             let tail = {
                 let index = read(index);
                 let from = first_changed_step(release, window, &index, &kept);
+                // The step judged again (alerts arrived) with nothing changed: as it was.
+                let seen = kept.evaluator.points();
+                if from >= seen
+                    && seen > 0
+                    && kept.evaluator.prepared().time_of(seen - 1) >= window.until
+                {
+                    let generation = kept.generation;
+                    return Ok((kept.evaluator, generation));
+                }
                 if from >= kept.evaluator.horizon() {
                     Some((
                         assemble_steps(release, &index, window, from)?,

@@ -60,6 +60,8 @@ pub struct Guard {
     oversized: Mutex<HashSet<String>>,
     /// The puller's failing queries: a query rule whose pull fails is judged failing.
     pull_failures: Arc<PullFailures>,
+    /// Apps that received alerts since each release was last judged.
+    alert_news: crate::alerts::AlertNews,
 }
 
 impl Guard {
@@ -79,6 +81,7 @@ impl Guard {
             evaluators: Evaluators::default(),
             oversized: Mutex::new(HashSet::new()),
             pull_failures: Arc::new(PullFailures::default()),
+            alert_news: crate::alerts::AlertNews::default(),
         }
     }
 
@@ -86,6 +89,12 @@ impl Guard {
     pub fn with_pull_failures(mut self, failures: Arc<PullFailures>) -> Guard {
         self.pull_failures = failures;
         self
+    }
+
+    /// Alerts of `apps` were stored: the releases of those apps are judged again at their
+    /// latest step in the next pass, even when it was judged already.
+    pub fn alerts_arrived<'a>(&self, apps: impl IntoIterator<Item = &'a str>) {
+        self.alert_news.arrived(apps);
     }
 
     /// Judgements so far that extended a kept evaluator, and that built one on the whole
@@ -196,6 +205,7 @@ impl Guard {
             .collect();
         self.evaluators.retain(|id| observing_ids.contains(id));
         lock(&self.oversized).retain(|id| observing_ids.contains(id.as_str()));
+        self.alert_news.retain(|id| observing_ids.contains(id));
         Ok(judged)
     }
 
@@ -213,9 +223,11 @@ impl Guard {
     ) -> Result<Option<Judged>, GuardError> {
         let (release_window, settings) = ReleaseWindow::read(release)?;
         let step_time = release_window.latest_step(now);
-        if lock(&self.judged)
-            .get(&release.id)
-            .is_some_and(|&last| last >= step_time)
+        let alerts_arrived = self.alert_news.take(&release.id, &release.spec.app);
+        if !alerts_arrived
+            && lock(&self.judged)
+                .get(&release.id)
+                .is_some_and(|&last| last >= step_time)
         {
             return Ok(None);
         }
@@ -263,6 +275,13 @@ impl Guard {
         let judgement = evaluator.judge_at(evaluator.points() - 1);
         let judgement =
             rules::with_rule_findings(judgement, &evaluator, release, &self.pull_failures);
+        let judgement = crate::alerts::judged_with_alerts(
+            self.store.as_ref(),
+            release,
+            &reference,
+            judgement,
+            now,
+        )?;
         let covered = evaluator.coverage_at(evaluator.points() - 1).complete();
         self.evaluators.keep(
             &release.id,

@@ -30,7 +30,9 @@ pub(crate) use self::records::{
     find_releases, release_filter, release_record, window, ReleaseRecord,
 };
 pub use self::scorecard::scorecard;
-pub(crate) use self::scorecard::{app_config, scorecard_on, scorecard_step, ScorecardQuery};
+pub(crate) use self::scorecard::{
+    alert_evidence, app_config, scorecard_on, scorecard_step, AlertEvidence, ScorecardQuery,
+};
 pub(crate) use vigil_deploy::requests::{deciding_verdict, MAX_NOTE_BYTES};
 pub(crate) use vigil_guard::decision::verdict_answer;
 

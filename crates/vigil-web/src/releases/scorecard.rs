@@ -6,14 +6,13 @@ use axum::Json;
 use serde::Deserialize;
 use std::sync::Arc;
 use vigil_core::release::{Release, Role, VerdictRecord};
-
-use vigil_core::scorecard::{RowSort, Scorecard};
-use vigil_core::Bundle;
-
-use super::records::{load, window};
+use vigil_core::scorecard::{RowSort, Scorecard, ScorecardRow};
+use vigil_core::{Bundle, Finding, HostGroup};
 use vigil_guard::apps::AppConfig;
 use vigil_guard::pull::PullFailures;
 use vigil_guard::GuardError;
+
+use super::records::{load, window};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -91,9 +90,56 @@ pub(crate) fn scorecard_on(
     judged_at: Option<i64>,
     app: Option<&AppConfig>,
     pull_failures: &PullFailures,
+    alerts: AlertEvidence,
 ) -> Result<Scorecard, GuardError> {
-    // The team's rules are judged with the window, at the same step.
-    vigil_guard::scorecard::release_scorecard(release, bundle, judged_at, app, pull_failures)
+    // The team's rules are judged with the window, at the same step; received alerts join.
+    let scorecard =
+        vigil_guard::scorecard::release_scorecard(release, bundle, judged_at, app, pull_failures)?;
+    Ok(vigil_guard::scorecard::with_rows(
+        scorecard,
+        alerts.rows,
+        &alerts.findings,
+    ))
+}
+
+/// The received alerts of a release as the guard weighs them: a row per alert, and the
+/// findings of those blamed on the release.
+#[derive(Debug, Default)]
+pub(crate) struct AlertEvidence {
+    rows: Vec<ScorecardRow>,
+    findings: Vec<Finding>,
+}
+
+/// The alerts of `release`'s app matched against its hosts and the reference hosts of its
+/// window `bundle`, from its first deploy to now (to its last change once finished), as
+/// [`vigil_guard::alerts::judged_with_alerts`] weighs them.
+pub(crate) async fn alert_evidence(
+    state: &AppState,
+    release: &Release,
+    bundle: &Bundle,
+) -> Result<AlertEvidence, ApiError> {
+    let reference_hosts: Vec<String> = bundle
+        .hosts
+        .iter()
+        .filter(|host| host.group == HostGroup::Reference)
+        .map(|host| host.name.clone())
+        .collect();
+    let until = if release.state.is_terminal() {
+        release.updated_at
+    } else {
+        state.clock.now()
+    };
+    let release = release.clone();
+    state
+        .blocking(move |store| {
+            let (matches, hosts_judged) =
+                vigil_guard::alerts::release_alerts(store, &release, &reference_hosts, until)?;
+            Ok(AlertEvidence {
+                rows: vigil_guard::alerts::alert_rows(&matches, hosts_judged),
+                findings: vigil_guard::alerts::alert_findings(&matches, hosts_judged),
+            })
+        })
+        .await
 }
 
 /// The step a release's scorecard is judged at: the step the guard last judged, or
@@ -132,10 +178,18 @@ async fn release_scorecard(
     let judged_at = scorecard_step(state, release, latest);
     let bundle = window(state, release).await?;
     let app = app_config(state, &release.spec.app).await?;
+    let alerts = alert_evidence(state, release, &bundle).await?;
     let release = release.clone();
     let pull_failures = Arc::clone(&state.pull_failures);
     let scorecard = tokio::task::spawn_blocking(move || {
-        scorecard_on(&release, &bundle, judged_at, app.as_ref(), &pull_failures)
+        scorecard_on(
+            &release,
+            &bundle,
+            judged_at,
+            app.as_ref(),
+            &pull_failures,
+            alerts,
+        )
     })
     .await
     .map_err(|error| ApiError::internal(format!("scorecard task failed: {error}")))??;

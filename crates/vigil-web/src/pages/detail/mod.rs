@@ -19,8 +19,8 @@ use super::session::{checked_form, signed_in, Session, SessionForm};
 use super::PageError;
 use crate::error::ApiError;
 use crate::releases::{
-    app_config, perform, record_feedback, release_record, scorecard_on, scorecard_step, window,
-    ScorecardQuery,
+    alert_evidence, app_config, perform, record_feedback, release_record, scorecard_on,
+    scorecard_step, window, AlertEvidence, ScorecardQuery,
 };
 use crate::state::AppState;
 use scorecard::RowOrder;
@@ -72,6 +72,10 @@ pub async fn page(
     let judged_at = scorecard_step(&state, &record.release, record.verdicts.last());
     let app = app_config(&state, &record.release.spec.app).await?;
     let notice = query.done.as_deref().and_then(notice_text);
+    let alerts = match &bundle {
+        Ok(bundle) => alert_evidence(&state, &record.release, bundle).await?,
+        Err(_) => AlertEvidence::default(),
+    };
     let pull_failures = std::sync::Arc::clone(&state.pull_failures);
     let page = tokio::task::spawn_blocking(move || {
         let scorecard = match &bundle {
@@ -81,6 +85,7 @@ pub async fn page(
                 judged_at,
                 app.as_ref(),
                 &pull_failures,
+                alerts,
             )
             .map(|mut scorecard| {
                 scorecard.sort_rows_by(sort, descending);
