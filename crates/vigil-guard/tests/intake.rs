@@ -63,6 +63,7 @@ fn stored_remote_write_bodies_and_chunks_fill_a_fresh_index_alike() {
             ms: T0,
             value: 0.5,
         }],
+        host_labels: Vec::new(),
     };
     live.metrics(&json_like, None, 0).unwrap();
 

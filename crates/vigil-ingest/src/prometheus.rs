@@ -359,6 +359,7 @@ impl PrometheusClient {
             chunk: MetricChunk {
                 series: Vec::with_capacity(matrix.len()),
                 points: Vec::with_capacity(total_points),
+                host_labels: Vec::new(),
             },
             without_host: Vec::new(),
             warnings: answer.warnings,

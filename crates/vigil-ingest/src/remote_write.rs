@@ -345,6 +345,7 @@ impl RemoteWriteDecoder {
             chunk: MetricChunk {
                 series: Vec::with_capacity(previous_series.min(protobuf.len() / 2)),
                 points: Vec::with_capacity(previous_points.min(protobuf.len() / 2)),
+                host_labels: Vec::new(),
             },
             skipped: Skipped::default(),
             series_entries: 0,
