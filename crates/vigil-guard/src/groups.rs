@@ -12,7 +12,10 @@
 //!   first sample.
 //! - A host that sent nothing for [`DEPARTED_STEPS`] steps while another host of its group
 //!   did has left the group (a replaced pod, a scale-down): it is no longer judged, so it is
-//!   not a silent host. A whole group gone quiet stays, and its silence holds the release.
+//!   not a silent host. A whole group gone quiet stays, and its silence holds the release (and
+//!   pauses it after `silent_host_fault_seconds` while the reference reports). A pod that
+//!   crashes for good while the rest of its group reports is taken for a replaced one: in
+//!   Kubernetes a crashed pod restarts under its name, or is replaced.
 
 use std::collections::BTreeMap;
 
@@ -24,9 +27,10 @@ use crate::apps::selector::{split_matchers, unquote};
 use crate::index::{DataIndex, LabelledHost};
 
 /// Steps without data after which a host has left its group, when another host of the group
-/// sent data in them. Two silent steps are a gap the coverage holds the release for; a third
-/// makes the host a replaced pod rather than a late one.
-pub const DEPARTED_STEPS: i64 = 3;
+/// sent data in them: as many as make a silent host in the coverage
+/// ([`vigil_analysis::coverage::SILENT_STEPS`]), so that a replaced pod leaves its group when
+/// it would start to hold the release, and one late step changes nothing.
+pub const DEPARTED_STEPS: i64 = vigil_analysis::coverage::SILENT_STEPS as i64;
 
 /// Largest compiled regex of one matcher, in bytes.
 const MAX_REGEX_BYTES: usize = 64 * 1024;
@@ -406,11 +410,11 @@ mod tests {
                 ("stable-kept", "old", &all),
             ],
         );
-        // Two quiet steps: still in the group (the coverage holds for them).
-        let late = judged_release(&selector_release(), &index, 0, 220).unwrap();
+        // One quiet step: late, still in the group.
+        let late = judged_release(&selector_release(), &index, 0, 210).unwrap();
         assert!(late.spec.hosts.names().contains(&"canary-old".to_owned()));
-        // Three: replaced, gone from both groups.
-        let replaced = judged_release(&selector_release(), &index, 0, 230).unwrap();
+        // Two, as many as make a silent host: replaced, gone from both groups.
+        let replaced = judged_release(&selector_release(), &index, 0, 220).unwrap();
         assert_eq!(
             replaced.spec.hosts.names(),
             ["canary-more", "canary-replacement"]
