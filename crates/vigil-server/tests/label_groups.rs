@@ -1,11 +1,14 @@
 //! Groups by label, live: a canary's pods and the stable pods are found by their
 //! `rollouts_pod_template_hash` label at every step, and pods are replaced mid-release. A
 //! latency fault of the canary pods is still caught; without it, the replaced pods are not taken
-//! for silent hosts and the release succeeds.
+//! for silent hosts and the release succeeds. The README's Argo Rollouts `AnalysisTemplate` is
+//! read and its `jsonPath` and conditions checked against the verdict route's answers.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod support;
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use support::TestServer;
@@ -65,6 +68,10 @@ struct Outcome {
     verdict: Value,
     findings: Value,
     paused_at: Option<i64>,
+    /// The verdict route's first answer of each `decision` seen during the run.
+    answers: BTreeMap<String, Value>,
+    /// The verdict route's path of the release.
+    verdict_path: String,
 }
 
 /// Runs a selector release of `shop` from the baseline to the end of its observation (or its
@@ -91,6 +98,8 @@ fn run(id: &str, faulty: bool) -> Outcome {
         format!("rollouts_pod_template_hash=\"{CANARY}\"")
     );
     let pods = pods();
+    let verdict_path = format!("/api/v1/releases/{id}/verdict");
+    let mut answers: BTreeMap<String, Value> = BTreeMap::new();
     let mut paused_at = None;
     let mut at = START;
     while at <= DEPLOY + OBSERVE_SECONDS + 2 * STEP {
@@ -122,6 +131,10 @@ fn run(id: &str, faulty: bool) -> Outcome {
             .clock
             .set(at + server.state.guard.config().grace_seconds);
         server.state.guard.pass().expect("a guard pass");
+        let (_, answer) = server.get(&verdict_path, &server.viewer);
+        if let Some(decision) = answer["decision"].as_str() {
+            answers.entry(decision.to_owned()).or_insert(answer.clone());
+        }
         let (_, release) = server.get(&format!("/api/v1/releases/{id}"), &server.viewer);
         if std::env::var_os("LABEL_GROUPS_DEBUG").is_some() {
             println!(
@@ -142,13 +155,20 @@ fn run(id: &str, faulty: bool) -> Outcome {
         at += STEP;
     }
     let (_, release) = server.get(&format!("/api/v1/releases/{id}"), &server.viewer);
-    let (_, verdict) = server.get(&format!("/api/v1/releases/{id}/verdict"), &server.viewer);
+    let (_, verdict) = server.get(&verdict_path, &server.viewer);
+    if let Some(decision) = verdict["decision"].as_str() {
+        answers
+            .entry(decision.to_owned())
+            .or_insert(verdict.clone());
+    }
     let (_, findings) = server.get(&format!("/api/v1/releases/{id}/findings"), &server.viewer);
     Outcome {
         release,
         verdict,
         findings,
         paused_at,
+        answers,
+        verdict_path,
     }
 }
 
@@ -199,4 +219,148 @@ fn replaced_pods_of_label_groups_are_not_silent_hosts() {
     assert!(!findings.contains("sent nothing"), "{findings}");
     assert!(!findings.contains("\"silence\""), "{findings}");
     assert!(!findings.contains("shop-abc123-c1"), "{findings}");
+}
+
+/// The README's `AnalysisTemplate`: the YAML block of its "Argo Rollouts" section.
+fn readme_analysis_template() -> String {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    let section_start = readme
+        .find("### Argo Rollouts")
+        .expect("the README has an Argo Rollouts section");
+    let section = &readme[section_start..];
+    let block_start = section.find("```yaml\n").expect("a YAML block") + "```yaml\n".len();
+    let block_end = block_start + section[block_start..].find("```").expect("its end");
+    let block = section[block_start..block_end].to_owned();
+    assert!(block.contains("kind: AnalysisTemplate"), "{block}");
+    block
+}
+
+/// The value of the first `key:` line of a YAML block, unquoted.
+fn yaml_value(block: &str, key: &str) -> String {
+    let prefix = format!("{key}:");
+    let line = block
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {key} in {block}"));
+    let value = line[prefix.len()..].trim();
+    match value
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    {
+        Some(quoted) => quoted.to_owned(),
+        None => value.to_owned(),
+    }
+}
+
+/// `value` at a path of dotted field names (`decision`, `a.b`), if there.
+fn at_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .filter(|segment| !segment.is_empty())
+        .try_fold(value, |inner, segment| inner.get(segment))
+}
+
+/// What Argo's Web provider reads from an answer with a JSONPath of the form `{$}` or
+/// `{$.field.field}`; the test knows no other form.
+fn json_path(answer: &Value, expression: &str) -> Value {
+    let inner = expression
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .and_then(|rest| rest.strip_prefix('$'))
+        .unwrap_or_else(|| panic!("a JSONPath this test cannot read: {expression}"));
+    at_path(answer, inner)
+        .unwrap_or_else(|| panic!("{expression} is not in the verdict route's answer {answer}"))
+        .clone()
+}
+
+/// An Argo condition of the forms `result.path == "text"` or `!=`, joined by `&&` and `||`
+/// (`&&` first, as in expr); a term this test cannot read fails it. A path the result lacks
+/// fails it too: the condition would read a field the route does not give.
+fn condition_holds(condition: &str, result: &Value) -> bool {
+    condition.split("||").any(|all_of| {
+        all_of.split("&&").all(|term| {
+            let (left, negated, right) = match (term.split_once("!="), term.split_once("==")) {
+                (Some((left, right)), _) => (left, true, right),
+                (None, Some((left, right))) => (left, false, right),
+                _ => panic!("a condition this test cannot read: {term}"),
+            };
+            let path = left
+                .trim()
+                .strip_prefix("result")
+                .unwrap_or_else(|| panic!("a condition not on result: {term}"));
+            let expected = right
+                .trim()
+                .strip_prefix('"')
+                .and_then(|rest| rest.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("a condition not against a string: {term}"));
+            let actual = at_path(result, path)
+                .unwrap_or_else(|| panic!("{} is not in {result}", left.trim()))
+                .as_str()
+                .unwrap_or_else(|| panic!("{} is not a string in {result}", left.trim()));
+            (actual == expected) != negated
+        })
+    })
+}
+
+#[test]
+fn the_readme_analysis_template_reads_the_verdict_route() {
+    let template = readme_analysis_template();
+    let url = yaml_value(&template, "url");
+    let json_path_expression = yaml_value(&template, "jsonPath");
+    let success = yaml_value(&template, "successCondition");
+    let failure = yaml_value(&template, "failureCondition");
+    let count: i64 = yaml_value(&template, "count").parse().unwrap();
+    let interval = yaml_value(&template, "interval");
+    assert!(
+        count > 1 && interval.ends_with('s'),
+        "count {count}, interval {interval}"
+    );
+    let route = &url[url.find("/api/v1/").expect("a route of the API")..];
+
+    let healthy = run("shop-argo-healthy", false);
+    let faulty = run("shop-argo-faulty", true);
+    assert_eq!(
+        route.replace("{{args.release}}", "shop-argo-healthy"),
+        healthy.verdict_path
+    );
+    let mut answers = healthy.answers.clone();
+    answers.extend(faulty.answers.clone());
+    // What a pipeline must do on each decision: (success, failure).
+    let intended = [
+        ("proceed", (true, false)),
+        ("hold", (false, false)),
+        ("stop", (false, true)),
+        ("passed", (true, false)),
+    ];
+    for (decision, (succeeds, fails)) in intended {
+        let answer = answers
+            .get(decision)
+            .unwrap_or_else(|| panic!("the runs never answered {decision}: {answers:?}"));
+        let result = json_path(answer, &json_path_expression);
+        assert_eq!(
+            (
+                condition_holds(&success, &result),
+                condition_holds(&failure, &result)
+            ),
+            (succeeds, fails),
+            "{decision}: {answer}"
+        );
+    }
+}
+
+#[test]
+fn the_condition_reader_can_tell_a_wrong_condition() {
+    let answer = json!({"decision": "hold"});
+    assert!(!condition_holds("result.decision == \"proceed\"", &answer));
+    assert!(condition_holds(
+        "result.decision == \"proceed\" || result.decision != \"stop\"",
+        &answer
+    ));
+    let missing =
+        std::panic::catch_unwind(|| condition_holds("result.verdict_decision == \"x\"", &answer));
+    assert!(missing.is_err(), "a field the route does not give fails");
+    assert_eq!(json_path(&answer, "{$.decision}"), json!("hold"));
 }
