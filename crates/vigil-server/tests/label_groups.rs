@@ -364,3 +364,27 @@ fn the_condition_reader_can_tell_a_wrong_condition() {
     assert!(missing.is_err(), "a field the route does not give fails");
     assert_eq!(json_path(&answer, "{$.decision}"), json!("hold"));
 }
+
+#[test]
+fn a_selector_releases_page_shows_its_selector_escaped() {
+    let server = TestServer::start(START);
+    let (status, created) = server.post(
+        "/api/v1/releases",
+        &server.admin,
+        &json!({
+            "id": "shop-page", "app": "shop", "version": "2",
+            "hosts": {"selector": "rollouts_pod_template_hash=~\"<b>abc'1\""},
+        }),
+    );
+    assert_eq!(status, 201, "{created}");
+    let mut client = support::PageClient::new(&server.base);
+    client.sign_in(&server.viewer);
+    let page = client.get("/releases/shop-page");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains("the hosts labelled <code>rollouts_pod_template_hash=~&quot;&lt;b&gt;abc&#39;1&quot;</code>"),
+        "{}",
+        page.body
+    );
+}
