@@ -237,11 +237,8 @@ impl HostData {
         for (name, value) in &labels.labels {
             let room = self.labels.len() < MAX_HOST_LABELS;
             match self.labels.get_mut(name) {
-                Some(held) => {
-                    if held != value {
-                        held.clone_from(value);
-                    }
-                }
+                Some(held) if held != value => held.clone_from(value),
+                Some(_) => {}
                 None if room => {
                     self.labels.insert(name.clone(), value.clone());
                 }
