@@ -179,7 +179,8 @@ impl PeerTrack {
                 reference_moves.iter().map(|&host| level[host]).collect();
             if let Some((new_level, new_fit)) = new_host_scale(&reference_levels, typical_sigma) {
                 for host in prepared.release.iter().copied() {
-                    if level[host].is_nan() && metric.values[host].iter().any(|v| v.is_finite()) {
+                    let sends = metric.values[host].iter().any(|value| value.is_finite());
+                    if level[host].is_nan() && sends {
                         level[host] = new_level;
                         fitted[host] = Some(new_fit);
                     }
@@ -311,17 +312,18 @@ fn new_host_scale(reference_levels: &[f64], typical_sigma: f64) -> Option<(f64, 
     if !center.is_finite() {
         return None;
     }
-    let between = if reference_levels.len() >= 3 {
+    // Robust spread of the reference hosts' levels: from three of them on.
+    let spread = if reference_levels.len() >= 3 {
         stats::mad_sigma(reference_levels, center)
     } else {
         f64::NAN
     };
+    let between = if spread.is_finite() { spread } else { 0.0 };
     let own = if typical_sigma.is_finite() {
         typical_sigma
     } else {
         0.0
     };
-    let between = if between.is_finite() { between } else { 0.0 };
     let sigma = (between * between + own * own).sqrt();
     if sigma <= 0.0 {
         return None;

@@ -157,8 +157,8 @@ pub fn judged_release(
     let step_ms = release.spec.step_seconds.max(1) * 1000;
     let step_time_ms = step_time.saturating_mul(1000);
     let app_hosts = index.labelled_hosts_of_app(&release.spec.app, since_ms);
-    let matching = |selector: &str| -> Vec<LabelledHost<'_>> {
-        let Ok(selector) = Selector::parse(selector) else {
+    let matching = |matchers: &str| -> Vec<LabelledHost<'_>> {
+        let Ok(selector) = Selector::parse(matchers) else {
             return Vec::new();
         };
         let found: Vec<LabelledHost<'_>> = app_hosts
