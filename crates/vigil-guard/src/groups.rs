@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use regex::{Regex, RegexBuilder};
 use vigil_core::release::{PlannedBatch, ReferenceHosts, Release, ReleaseHosts};
-use vigil_core::Batch;
+use vigil_core::{Batch, Judgement, Verdict};
 
 use crate::apps::selector::{split_matchers, unquote};
 use crate::index::{DataIndex, LabelledHost};
@@ -215,6 +215,36 @@ pub fn judged_release(
         ReferenceHosts::Hosts { .. } | ReferenceHosts::None => release.spec.reference.clone(),
     };
     Some(judged)
+}
+
+/// A selector release whose release group finds no host is not covered: it holds, saying so,
+/// and never succeeds (silence never passes); a fault still stops it. `judged` is the release as [`judged_release`]
+/// resolved it; a release that names its hosts keeps its judgement and coverage.
+pub fn hold_an_empty_group(
+    stored: &Release,
+    judged: &Release,
+    judgement: Judgement,
+    covered: bool,
+) -> (Judgement, bool) {
+    let Some(selector) = stored.spec.hosts.selector() else {
+        return (judgement, covered);
+    };
+    if !judged.spec.hosts.names().is_empty() || stored.deployed.is_empty() {
+        return (judgement, covered);
+    }
+    // A fault found anyway (a rule, an alert) still stops the release.
+    if judgement.verdict == Verdict::Fault {
+        return (judgement, false);
+    }
+    let held = Judgement {
+        verdict: Verdict::InsufficientData,
+        reason: Some(format!(
+            "waiting for data: no host of {} labelled {selector} sends data",
+            stored.spec.app
+        )),
+        ..judgement
+    };
+    (held, false)
 }
 
 /// The deployed batches of a selector release's pods: batch 0 at its reported time with the
@@ -430,6 +460,38 @@ mod tests {
         assert_eq!(
             quiet.spec.hosts.names(),
             ["canary-more", "canary-old", "canary-replacement"]
+        );
+    }
+
+    #[test]
+    fn a_release_group_that_finds_nobody_holds_and_is_not_covered() {
+        let mut index = DataIndex::new();
+        let every_10s: Vec<i64> = (0..30).map(|step| 10 * step).collect();
+        pods(&mut index, &[("stable-1", "old", &every_10s)]);
+        let stored = selector_release();
+        let judged = judged_release(&stored, &index, 0, 290).unwrap();
+        assert!(judged.spec.hosts.names().is_empty());
+        let healthy = Judgement {
+            at: 290,
+            verdict: Verdict::Healthy,
+            findings: Vec::new(),
+            reason: None,
+        };
+        let (held, covered) = hold_an_empty_group(&stored, &judged, healthy.clone(), true);
+        assert!(!covered);
+        assert_eq!(held.verdict, Verdict::InsufficientData);
+        assert_eq!(
+            held.reason.as_deref(),
+            Some(
+                "waiting for data: no host of shop labelled rollouts_pod_template_hash=\"new\" \
+                 sends data"
+            )
+        );
+        // A release that names its hosts is left as it is.
+        let named = release();
+        assert_eq!(
+            hold_an_empty_group(&named, &named, healthy.clone(), true),
+            (healthy, true)
         );
     }
 

@@ -77,13 +77,18 @@ struct Outcome {
 /// Runs a selector release of `shop` from the baseline to the end of its observation (or its
 /// pause), with the canary pods' latency tripled from [`FAULT_AT`] when `faulty`.
 fn run(id: &str, faulty: bool) -> Outcome {
+    run_with(id, faulty, CANARY)
+}
+
+/// [`run`] with the release group's selector on template hash `release_hash`.
+fn run_with(id: &str, faulty: bool, release_hash: &str) -> Outcome {
     let server = TestServer::start(START);
     let (status, created) = server.post(
         "/api/v1/releases",
         &server.admin,
         &json!({
             "id": id, "app": "shop", "version": "2",
-            "hosts": {"selector": format!("rollouts_pod_template_hash=\"{CANARY}\"")},
+            "hosts": {"selector": format!("rollouts_pod_template_hash=\"{release_hash}\"")},
             "reference": {"type": "selector",
                           "selector": format!("rollouts_pod_template_hash=\"{STABLE}\"")},
             "step_seconds": STEP, "observe_seconds": OBSERVE_SECONDS,
@@ -95,7 +100,7 @@ fn run(id: &str, faulty: bool) -> Outcome {
     assert_eq!(status, 201, "{created}");
     assert_eq!(
         created["spec"]["hosts"]["selector"],
-        format!("rollouts_pod_template_hash=\"{CANARY}\"")
+        format!("rollouts_pod_template_hash=\"{release_hash}\"")
     );
     let pods = pods();
     let verdict_path = format!("/api/v1/releases/{id}/verdict");
@@ -363,6 +368,19 @@ fn the_condition_reader_can_tell_a_wrong_condition() {
         std::panic::catch_unwind(|| condition_holds("result.verdict_decision == \"x\"", &answer));
     assert!(missing.is_err(), "a field the route does not give fails");
     assert_eq!(json_path(&answer, "{$.decision}"), json!("hold"));
+}
+
+#[test]
+fn a_release_group_that_finds_no_pod_holds_and_never_succeeds() {
+    let outcome = run_with("shop-canary-nobody", false, "no-such-hash");
+    assert_eq!(outcome.paused_at, None);
+    assert_eq!(outcome.release["state"], "observing", "{}", outcome.release);
+    assert_eq!(outcome.verdict["decision"], "hold", "{}", outcome.verdict);
+    let reason = outcome.verdict["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("no host of shop labelled rollouts_pod_template_hash=\"no-such-hash\""),
+        "{reason}"
+    );
 }
 
 #[test]

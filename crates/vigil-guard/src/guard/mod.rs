@@ -256,6 +256,8 @@ impl Guard {
         lock(&self.oversized).remove(&release.id);
         let judgement = evaluator.judge_at(evaluator.points() - 1);
         let covered = evaluator.coverage_at(evaluator.points() - 1).complete();
+        // A selector release group that finds no host holds: silence never passes.
+        let (judgement, covered) = groups::hold_an_empty_group(stored, release, judgement, covered);
         self.evaluators.keep(
             &release.id,
             Kept {
