@@ -838,7 +838,9 @@ fn metric_track(
         spikes: settings.spikes_needed,
         spike_window: settings.spike_window_steps,
     };
-    if let Some(peers) = PeerTrack::compute(prepared, metric) {
+    if let Some(peers) =
+        PeerTrack::compute(prepared, metric, settings.compare_new_hosts_with_reference)
+    {
         let hosts = prepared.hosts.len();
         return Some(MetricTrack {
             scorer: Scorer::Peers(peers),

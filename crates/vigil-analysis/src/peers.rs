@@ -109,8 +109,10 @@ impl ReferenceSteps {
 }
 
 impl PeerTrack {
-    /// Needs at least one reference host; returns `None` without one.
-    pub fn compute(prepared: &Prepared, metric: &MetricData) -> Option<PeerTrack> {
+    /// Needs at least one reference host; returns `None` without one. With `new_hosts`, a
+    /// release host without data in the baseline is scored against the reference hosts'
+    /// level ([`new_host_scale`]).
+    pub fn compute(prepared: &Prepared, metric: &MetricData, new_hosts: bool) -> Option<PeerTrack> {
         if prepared.reference.is_empty() || prepared.baseline.is_empty() {
             return None;
         }
@@ -118,7 +120,7 @@ impl PeerTrack {
         let hosts = prepared.hosts.len();
         let baseline = prepared.baseline.clone();
         let mut keys = Vec::with_capacity(points);
-        let level: Vec<f64> = metric
+        let mut level: Vec<f64> = metric
             .values
             .iter()
             .map(|row| stats::median_with(&row[baseline.clone()], &mut keys))
@@ -172,6 +174,19 @@ impl PeerTrack {
             .map(|fit| fit.map_or(f64::NAN, |(_, sigma)| sigma))
             .collect();
         let typical_sigma = stats::median(&sigmas);
+        if new_hosts {
+            let reference_levels: Vec<f64> =
+                reference_moves.iter().map(|&host| level[host]).collect();
+            if let Some((new_level, new_fit)) = new_host_scale(&reference_levels, typical_sigma) {
+                for host in prepared.release.iter().copied() {
+                    let sends = metric.values[host].iter().any(|value| value.is_finite());
+                    if level[host].is_nan() && sends {
+                        level[host] = new_level;
+                        fitted[host] = Some(new_fit);
+                    }
+                }
+            }
+        }
         let floor = match metric.transform.log_offset {
             Some(_) => MIN_RELATIVE_SIGMA.max(0.5 * typical_sigma),
             None => (0.5 * typical_sigma).max(f64::MIN_POSITIVE),
@@ -286,6 +301,34 @@ fn turbulence(spread: &[f64], baseline_spread: f64, steps: Range<usize>) -> Vec<
             }
         })
         .collect()
+}
+
+/// The level and the (bias, sigma) of a release host without a baseline (a new pod), from the
+/// reference hosts' baseline levels: the level is theirs (median), the bias none, and the
+/// sigma their spread of levels combined with the typical host's own variability, since a new
+/// host is one more host of the same population. `None` without a finite level.
+fn new_host_scale(reference_levels: &[f64], typical_sigma: f64) -> Option<(f64, (f64, f64))> {
+    let center = stats::median(reference_levels);
+    if !center.is_finite() {
+        return None;
+    }
+    // Robust spread of the reference hosts' levels: from three of them on.
+    let spread = if reference_levels.len() >= 3 {
+        stats::mad_sigma(reference_levels, center)
+    } else {
+        f64::NAN
+    };
+    let between = if spread.is_finite() { spread } else { 0.0 };
+    let own = if typical_sigma.is_finite() {
+        typical_sigma
+    } else {
+        0.0
+    };
+    let sigma = (between * between + own * own).sqrt();
+    if sigma <= 0.0 {
+        return None;
+    }
+    Some((center, (0.0, sigma)))
 }
 
 /// A host's level in its `residual` (movement less the reference's) and the residual's

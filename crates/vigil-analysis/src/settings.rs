@@ -50,6 +50,11 @@ pub struct Settings {
     /// Judge the metrics the release does not list as if it listed them: their changes may
     /// pause the release. Off: they may only recommend.
     pub judge_unlisted_metrics: bool,
+    /// Score a release host without data in the baseline (a new pod) against the reference
+    /// hosts' level: its expected level is theirs, and its band their spread of levels with
+    /// the typical host's variability. Off: such a host has no scores. Releases whose groups
+    /// are label selectors turn it on.
+    pub compare_new_hosts_with_reference: bool,
 }
 
 impl Default for Settings {
@@ -74,6 +79,7 @@ impl Default for Settings {
             silent_host_fault_seconds: 600,
             family_size: 20,
             judge_unlisted_metrics: false,
+            compare_new_hosts_with_reference: false,
         }
     }
 }

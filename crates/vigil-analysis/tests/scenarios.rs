@@ -459,3 +459,50 @@ fn the_scorecard_holds_every_finding_and_passes_what_did_not_move() {
     let silent_card = checked_scorecards(&silent, &settings_with_silence_fault_after(600));
     assert_eq!(row_of(&silent_card, "silence").verdict, RowVerdict::Fail);
 }
+
+/// The fleet with the release hosts sending nothing before their deploy: new pods.
+fn new_pods(shape: impl Fn(usize, usize, f64) -> f64) -> Bundle {
+    let mut bundle = fleet(shape);
+    for index in 0..RELEASE_HOSTS {
+        if let Some(values) = bundle
+            .series
+            .get_mut("latency")
+            .and_then(|by_host| by_host.get_mut(&host_name(index)))
+        {
+            values[..=DEPLOY].fill(None);
+        }
+    }
+    bundle
+}
+
+fn with_new_hosts_compared() -> Settings {
+    Settings {
+        compare_new_hosts_with_reference: true,
+        ..Settings::default()
+    }
+}
+
+#[test]
+fn new_pods_slower_than_the_reference_pause_when_compared_with_its_level() {
+    let bundle = new_pods(|host, step, value| {
+        if is_release(host) && step > DEPLOY {
+            value * 2.0
+        } else {
+            value
+        }
+    });
+    bundle.validate("scenario").unwrap();
+    let compared = replay(&bundle, &with_new_hosts_compared());
+    assert_eq!(compared.verdict, Verdict::Fault);
+    // Without the setting, hosts without a baseline are not scored, as before.
+    let unscored = replay(&bundle, &Settings::default());
+    assert_eq!(unscored.paused_at, None);
+}
+
+#[test]
+fn new_pods_like_the_reference_do_not_pause() {
+    let bundle = new_pods(|_, _, value| value);
+    let outcome = replay(&bundle, &with_new_hosts_compared());
+    assert_eq!(outcome.paused_at, None);
+    assert_ne!(outcome.verdict, Verdict::Fault);
+}

@@ -87,10 +87,72 @@ impl std::fmt::Display for ReleaseState {
 pub enum ReferenceHosts {
     /// These hosts keep the old version for the whole window.
     Hosts { hosts: Vec<String> },
+    /// The app's hosts whose labels match these label matchers
+    /// (`rollouts_pod_template_hash="def456"`), found again at every step.
+    Selector { selector: String },
     /// Every host of the app that sends data and is not a release host.
     EveryOtherHost,
     /// No reference group: each host is compared with its own history.
     None,
+}
+
+/// The hosts that get the new version: named, or the app's hosts whose labels match a selector
+/// (`{"selector": "rollouts_pod_template_hash=\"abc123\""}`), found again at every step as
+/// pods come and go. In JSON, a list of names or an object with `selector`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ReleaseHosts {
+    Names(Vec<String>),
+    Selector { selector: String },
+}
+
+impl ReleaseHosts {
+    /// The named hosts; none for a selector.
+    pub fn names(&self) -> &[String] {
+        match self {
+            ReleaseHosts::Names(names) => names,
+            ReleaseHosts::Selector { .. } => &[],
+        }
+    }
+
+    /// The label matchers, for a selector.
+    pub fn selector(&self) -> Option<&str> {
+        match self {
+            ReleaseHosts::Names(_) => None,
+            ReleaseHosts::Selector { selector } => Some(selector),
+        }
+    }
+}
+
+impl From<Vec<String>> for ReleaseHosts {
+    fn from(names: Vec<String>) -> ReleaseHosts {
+        ReleaseHosts::Names(names)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReleaseHosts {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct SelectorObject {
+            selector: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Sent {
+            Names(Vec<String>),
+            Selector(SelectorObject),
+        }
+        match Sent::deserialize(deserializer) {
+            Ok(Sent::Names(names)) => Ok(ReleaseHosts::Names(names)),
+            Ok(Sent::Selector(object)) => Ok(ReleaseHosts::Selector {
+                selector: object.selector,
+            }),
+            Err(_) => Err(serde::de::Error::custom(
+                "must be a list of host names or an object {\"selector\": \"label matchers\"}",
+            )),
+        }
+    }
 }
 
 /// One planned batch: the hosts it deploys to.
@@ -104,10 +166,12 @@ pub struct PlannedBatch {
 pub struct ReleaseSpec {
     pub app: String,
     pub version: String,
-    /// The hosts that get the new version, in the order of the batch plan.
-    pub hosts: Vec<String>,
+    /// The hosts that get the new version, in the order of the batch plan, or the selector
+    /// that finds them.
+    pub hosts: ReleaseHosts,
     pub reference: ReferenceHosts,
-    /// Batches in order; their hosts together are `hosts`.
+    /// Batches in order; their hosts together are `hosts`. A selector release has one batch
+    /// naming no host: the pipeline reports it when the new pods start.
     pub batches: Vec<PlannedBatch>,
     /// Analysis step, in seconds.
     pub step_seconds: i64,
@@ -143,6 +207,13 @@ pub struct Release {
     pub verdict: Option<Verdict>,
     /// One line: why the release is in its state (the pause reason, the missing data...).
     pub reason: String,
+}
+
+impl ReleaseSpec {
+    /// True when the release or reference group is given by a label selector.
+    pub fn uses_selectors(&self) -> bool {
+        self.hosts.selector().is_some() || matches!(self.reference, ReferenceHosts::Selector { .. })
+    }
 }
 
 impl Release {

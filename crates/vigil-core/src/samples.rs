@@ -39,6 +39,47 @@ pub struct Point {
 pub struct MetricChunk {
     pub series: Vec<Arc<SeriesKey>>,
     pub points: Vec<Point>,
+    /// The labels the chunk's hosts carried (`rollouts_pod_template_hash="abc123"`), at most
+    /// one entry per host; empty when the sender gave none.
+    pub host_labels: Vec<HostLabels>,
+}
+
+/// Most labels kept for one host: more are dropped (remote write, pull) or refused (JSON).
+pub const MAX_HOST_LABELS: usize = 32;
+/// Longest label name or value kept for a host, in bytes.
+pub const MAX_HOST_LABEL_BYTES: usize = 256;
+
+/// The labels of one host as one chunk carried them, sorted by name, each name once, within
+/// [`MAX_HOST_LABELS`] and [`MAX_HOST_LABEL_BYTES`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostLabels {
+    pub host: String,
+    pub labels: Vec<(String, String)>,
+}
+
+impl HostLabels {
+    /// The labels of `host` within the bounds: sorted by name, the first value of a name
+    /// kept, labels with an empty or too long name or value dropped, and those past
+    /// [`MAX_HOST_LABELS`] (in name order) too.
+    pub fn bounded<'a>(
+        host: &str,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> HostLabels {
+        let mut kept: Vec<(String, String)> = Vec::new();
+        for (name, value) in labels {
+            let fits = |text: &str| !text.is_empty() && text.len() <= MAX_HOST_LABEL_BYTES;
+            if fits(name) && fits(value) {
+                kept.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        kept.sort_by(|left, right| left.0.cmp(&right.0));
+        kept.dedup_by(|later, earlier| later.0 == earlier.0);
+        kept.truncate(MAX_HOST_LABELS);
+        HostLabels {
+            host: host.to_owned(),
+            labels: kept,
+        }
+    }
 }
 
 impl MetricChunk {
@@ -87,12 +128,19 @@ pub enum ChunkError {
 }
 
 const METRIC_MAGIC: &[u8; 4] = b"VMC1";
+/// A metric chunk with its hosts' labels after the points: written only when it has some, so
+/// a chunk without labels is encoded as before.
+const METRIC_LABELS_MAGIC: &[u8; 4] = b"VMC2";
 const LOG_MAGIC: &[u8; 4] = b"VLC1";
 
 impl MetricChunk {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.series.len() * 48 + self.points.len() * 14);
-        out.extend_from_slice(METRIC_MAGIC);
+        if self.host_labels.is_empty() {
+            out.extend_from_slice(METRIC_MAGIC);
+        } else {
+            out.extend_from_slice(METRIC_LABELS_MAGIC);
+        }
         put_varint(&mut out, self.series.len() as u64);
         for key in &self.series {
             put_str(&mut out, &key.app);
@@ -108,12 +156,25 @@ impl MetricChunk {
             previous_ms = point.ms;
             out.extend_from_slice(&point.value.to_le_bytes());
         }
+        if !self.host_labels.is_empty() {
+            put_varint(&mut out, self.host_labels.len() as u64);
+            for host in &self.host_labels {
+                put_str(&mut out, &host.host);
+                put_varint(&mut out, host.labels.len() as u64);
+                for (name, value) in &host.labels {
+                    put_str(&mut out, name);
+                    put_str(&mut out, value);
+                }
+            }
+        }
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<MetricChunk, ChunkError> {
         let mut reader = Reader { bytes, at: 0 };
-        if reader.take(4, "magic")? != METRIC_MAGIC {
+        let magic = reader.take(4, "magic")?;
+        let with_labels = magic == METRIC_LABELS_MAGIC;
+        if magic != METRIC_MAGIC && !with_labels {
             return Err(ChunkError::Magic);
         }
         let series_count = reader.count("series count")?;
@@ -153,10 +214,29 @@ impl MetricChunk {
                 value: f64::from_le_bytes(value_bytes),
             });
         }
+        let mut host_labels = Vec::new();
+        if with_labels {
+            let hosts = reader.count("host label count")?;
+            for _ in 0..hosts {
+                let host = reader.string("labelled host")?;
+                let count = reader.count("label count")?;
+                let mut labels = Vec::with_capacity(count.min(MAX_HOST_LABELS));
+                for _ in 0..count {
+                    let name = reader.string("label name")?;
+                    let value = reader.string("label value")?;
+                    labels.push((name, value));
+                }
+                host_labels.push(HostLabels { host, labels });
+            }
+        }
         if reader.at != bytes.len() {
             return Err(ChunkError::Invalid("trailing bytes"));
         }
-        Ok(MetricChunk { series, points })
+        Ok(MetricChunk {
+            series,
+            points,
+            host_labels,
+        })
     }
 }
 
@@ -311,6 +391,7 @@ mod tests {
                     value: -1.0,
                 },
             ],
+            host_labels: Vec::new(),
         };
         let decoded = MetricChunk::decode(&chunk.encode()).expect("decodes");
         assert_eq!(decoded.series, chunk.series);
@@ -319,6 +400,65 @@ mod tests {
         assert!(decoded.points[1].value.is_nan());
         assert_eq!(decoded.points[2].ms, -5);
         assert_eq!(chunk.time_range(), Some((-5, 1_700_000_000_000)));
+    }
+
+    #[test]
+    fn host_labels_round_trip_and_a_chunk_without_them_keeps_the_first_layout() {
+        let mut chunk = MetricChunk {
+            series: vec![Arc::new(SeriesKey {
+                app: "shop".into(),
+                host: "pod-a".into(),
+                metric: "latency".into(),
+                counter: false,
+            })],
+            points: vec![Point {
+                series: 0,
+                ms: 1_000,
+                value: 1.0,
+            }],
+            host_labels: Vec::new(),
+        };
+        assert_eq!(&chunk.encode()[..4], b"VMC1");
+        chunk.host_labels = vec![HostLabels::bounded(
+            "pod-a",
+            [
+                ("rollouts_pod_template_hash", "abc123"),
+                ("namespace", "shop"),
+            ],
+        )];
+        let encoded = chunk.encode();
+        assert_eq!(&encoded[..4], b"VMC2");
+        let decoded = MetricChunk::decode(&encoded).expect("decodes");
+        assert_eq!(decoded, chunk);
+        assert_eq!(
+            decoded.host_labels[0].labels[0],
+            ("namespace".to_owned(), "shop".to_owned())
+        );
+        for cut in 4..encoded.len() {
+            assert!(
+                MetricChunk::decode(&encoded[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_labels_are_bounded() {
+        let long = "x".repeat(MAX_HOST_LABEL_BYTES + 1);
+        let names: Vec<String> = (0..MAX_HOST_LABELS + 10)
+            .map(|index| format!("l{index:03}"))
+            .collect();
+        let mut sent: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "v")).collect();
+        sent.push(("too_long", long.as_str()));
+        sent.push(("empty", ""));
+        sent.push(("l000", "second value"));
+        let bounded = HostLabels::bounded("h", sent);
+        assert_eq!(bounded.labels.len(), MAX_HOST_LABELS);
+        assert_eq!(bounded.labels[0], ("l000".to_owned(), "v".to_owned()));
+        assert!(bounded
+            .labels
+            .iter()
+            .all(|(name, _)| name != "too_long" && name != "empty"));
     }
 
     #[test]
@@ -349,6 +489,7 @@ mod tests {
                 ms: 1,
                 value: 1.0,
             }],
+            host_labels: Vec::new(),
         };
         let bytes = chunk.encode();
         for cut in 0..bytes.len() {

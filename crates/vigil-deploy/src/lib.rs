@@ -66,6 +66,21 @@ pub enum DeployError {
         previous: u32,
         previous_at: i64,
     },
+    #[error("{field} is empty: give label matchers such as rollouts_pod_template_hash=\"abc123\"")]
+    EmptySelector { field: &'static str },
+    #[error("{field} is {length} bytes, more than {limit}")]
+    SelectorTooLong {
+        field: &'static str,
+        length: usize,
+        limit: usize,
+    },
+    #[error(
+        "batches: a release whose hosts are a selector has one batch, reported when the new \
+         pods start; leave batches out"
+    )]
+    SelectorWithBatches,
+    #[error("batch {index} of release {release} names hosts: its hosts are found by a selector")]
+    SelectorBatchNamesHosts { index: u32, release: String },
     #[error("unknown state {name:?}")]
     UnknownState { name: String },
     #[error(
@@ -120,6 +135,11 @@ impl DeployError {
             | DeployError::HostAlreadyDeployed { .. } => "hosts".to_string(),
             DeployError::DeployedBeforePrevious { .. } => "at".to_string(),
             DeployError::UnknownState { .. } => "state".to_string(),
+            DeployError::EmptySelector { field } | DeployError::SelectorTooLong { field, .. } => {
+                (*field).to_string()
+            }
+            DeployError::SelectorWithBatches => "batches".to_string(),
+            DeployError::SelectorBatchNamesHosts { .. } => "hosts".to_string(),
         }
     }
 }
@@ -172,8 +192,14 @@ pub fn check_batch_report(release: &Release, index: u32) -> Result<(), DeployErr
 /// release's and not deployed before, and it comes no earlier than the batch before it.
 pub fn check_deployed_batch(release: &Release, batch: &Batch) -> Result<(), DeployError> {
     check_batch_report(release, batch.index)?;
+    if release.spec.hosts.selector().is_some() && !batch.hosts.is_empty() {
+        return Err(DeployError::SelectorBatchNamesHosts {
+            index: batch.index,
+            release: release.id.clone(),
+        });
+    }
     for host in &batch.hosts {
-        if !release.spec.hosts.contains(host) {
+        if !release.spec.hosts.names().contains(host) {
             return Err(DeployError::DeployedHostNotInRelease {
                 host: host.clone(),
                 release: release.id.clone(),
@@ -239,7 +265,7 @@ pub(crate) mod tests {
             spec: ReleaseSpec {
                 app: "shop".into(),
                 version: "2".into(),
-                hosts: vec!["a".into(), "b".into()],
+                hosts: vec!["a".into(), "b".into()].into(),
                 reference: ReferenceHosts::EveryOtherHost,
                 batches: vec![
                     PlannedBatch {

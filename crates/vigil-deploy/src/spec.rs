@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
-use vigil_core::release::{PlannedBatch, ReferenceHosts, ReleaseSpec};
+use vigil_core::release::{PlannedBatch, ReferenceHosts, ReleaseHosts, ReleaseSpec};
 use vigil_core::validate::{self, Invalid};
 use vigil_core::{MetricMeta, Rule};
 
@@ -13,6 +13,8 @@ use crate::DeployError;
 
 /// Most hosts in one release.
 pub const MAX_HOSTS: usize = 10_000;
+/// Longest label selector of a release or reference group, in bytes.
+pub const MAX_SELECTOR_BYTES: usize = 1024;
 /// The step when a request gives none, in seconds.
 pub const DEFAULT_STEP_SECONDS: i64 = 30;
 /// How long a release is observed when a request does not say, in seconds.
@@ -40,7 +42,8 @@ pub struct CreateRelease {
     pub id: Option<String>,
     pub app: String,
     pub version: String,
-    pub hosts: Vec<String>,
+    /// Host names, or `{"selector": "..."}`.
+    pub hosts: ReleaseHosts,
     #[serde(default = "default_reference")]
     pub reference: ReferenceHosts,
     /// Default: one batch of every host.
@@ -78,16 +81,29 @@ pub fn validate(request: CreateRelease) -> Result<(Option<String>, ReleaseSpec),
     }
     validate::described_metrics(&request.metrics, "metrics")?;
     vigil_core::rules::check_rules(&request.rules, "rules")?;
-    let release_hosts = check_hosts(&request.hosts)?;
-    let batches = if request.batches.is_empty() {
-        vec![PlannedBatch {
-            hosts: request.hosts.clone(),
-        }]
-    } else {
-        request.batches.clone()
+    let batches = match &request.hosts {
+        ReleaseHosts::Names(names) => {
+            let release_hosts = check_hosts(names)?;
+            let batches = if request.batches.is_empty() {
+                vec![PlannedBatch {
+                    hosts: names.clone(),
+                }]
+            } else {
+                request.batches.clone()
+            };
+            check_batches(&batches, &release_hosts)?;
+            check_reference(&request.reference, &release_hosts)?;
+            batches
+        }
+        ReleaseHosts::Selector { selector } => {
+            check_selector("hosts.selector", selector)?;
+            if !request.batches.is_empty() {
+                return Err(DeployError::SelectorWithBatches);
+            }
+            check_reference(&request.reference, &BTreeSet::new())?;
+            vec![PlannedBatch { hosts: Vec::new() }]
+        }
     };
-    check_batches(&batches, &release_hosts)?;
-    check_reference(&request.reference, &release_hosts)?;
     check_lengths(request.step_seconds, request.observe_seconds)?;
     let spec = ReleaseSpec {
         app: request.app,
@@ -156,13 +172,34 @@ fn check_batches(
     Ok(())
 }
 
-/// Named reference hosts: at least one, each once, none of them a release host.
+/// A selector at `field`: not empty and within [`MAX_SELECTOR_BYTES`]. Its matchers are
+/// read by the guard's admission.
+fn check_selector(field: &'static str, selector: &str) -> Result<(), DeployError> {
+    if selector.trim().is_empty() {
+        return Err(DeployError::EmptySelector { field });
+    }
+    if selector.len() > MAX_SELECTOR_BYTES {
+        return Err(DeployError::SelectorTooLong {
+            field,
+            length: selector.len(),
+            limit: MAX_SELECTOR_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Named reference hosts: at least one, each once, none of them a release host; or a
+/// selector.
 fn check_reference(
     reference: &ReferenceHosts,
     release_hosts: &BTreeSet<&str>,
 ) -> Result<(), DeployError> {
-    let ReferenceHosts::Hosts { hosts } = reference else {
-        return Ok(());
+    let hosts = match reference {
+        ReferenceHosts::Hosts { hosts } => hosts,
+        ReferenceHosts::Selector { selector } => {
+            return check_selector("reference.selector", selector)
+        }
+        ReferenceHosts::EveryOtherHost | ReferenceHosts::None => return Ok(()),
     };
     if hosts.is_empty() {
         return Err(DeployError::EmptyReference);
@@ -278,5 +315,62 @@ mod tests {
         for (body, field, message) in cases {
             assert_eq!(refusal(body), (field.to_string(), message.to_string()));
         }
+    }
+
+    #[test]
+    fn a_selector_release_has_one_batch_of_no_named_host() {
+        let (_, spec) = validate(request(serde_json::json!({
+            "app": "shop", "version": "2",
+            "hosts": {"selector": "rollouts_pod_template_hash=\"abc123\""},
+            "reference": {"type": "selector", "selector": "rollouts_pod_template_hash=\"def456\""}
+        })))
+        .expect("valid");
+        assert_eq!(
+            spec.hosts.selector(),
+            Some("rollouts_pod_template_hash=\"abc123\"")
+        );
+        assert!(spec.hosts.names().is_empty());
+        assert_eq!(spec.batches, vec![PlannedBatch { hosts: Vec::new() }]);
+        assert!(spec.uses_selectors());
+        let stored = serde_json::to_value(&spec).expect("serializes");
+        assert_eq!(
+            stored["hosts"],
+            serde_json::json!({"selector": "rollouts_pod_template_hash=\"abc123\""})
+        );
+        let read: ReleaseSpec = serde_json::from_value(stored).expect("reads back");
+        assert_eq!(read, spec);
+    }
+
+    #[test]
+    fn selector_refusals_name_the_field() {
+        let long = "a".repeat(MAX_SELECTOR_BYTES + 1);
+        let cases = [
+            (
+                serde_json::json!({"app": "shop", "version": "2", "hosts": {"selector": " "}}),
+                "hosts.selector",
+            ),
+            (
+                serde_json::json!({"app": "shop", "version": "2", "hosts": {"selector": long}}),
+                "hosts.selector",
+            ),
+            (
+                serde_json::json!({"app": "shop", "version": "2", "hosts": {"selector": "a=\"b\""},
+                    "batches": [{"hosts": ["p1"]}]}),
+                "batches",
+            ),
+            (
+                serde_json::json!({"app": "shop", "version": "2", "hosts": {"selector": "a=\"b\""},
+                    "reference": {"type": "selector", "selector": ""}}),
+                "reference.selector",
+            ),
+        ];
+        for (body, field) in cases {
+            assert_eq!(refusal(body).0, field);
+        }
+        let wrong_shape: Result<CreateRelease, _> = serde_json::from_value(serde_json::json!({
+            "app": "shop", "version": "2", "hosts": {"labels": "a"}
+        }));
+        let message = wrong_shape.expect_err("refused").to_string();
+        assert!(message.contains("list of host names"), "{message}");
     }
 }

@@ -25,6 +25,8 @@ const MAX_FAMILY_SIZE: i64 = 1_000_000;
 /// The release's settings, checked, when its window can be built from its first batch to the
 /// end of its observation.
 pub fn admit(release: &Release) -> Result<Settings, Invalid> {
+    crate::groups::check_selectors(release)
+        .map_err(|(field, error)| Problem::Unreadable(error.to_string()).at(field))?;
     let settings = release_settings(release).map_err(|error| unreadable(release, &error))?;
     check_settings(&settings)?;
     check_window(release, &settings)?;
@@ -181,7 +183,7 @@ mod tests {
             spec: ReleaseSpec {
                 app: "shop".into(),
                 version: "1".into(),
-                hosts: vec!["r1".into()],
+                hosts: vec!["r1".into()].into(),
                 reference: ReferenceHosts::None,
                 batches: vec![PlannedBatch {
                     hosts: vec!["r1".into()],

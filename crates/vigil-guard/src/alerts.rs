@@ -399,7 +399,7 @@ fn scope_of<'a>(
 ) -> Option<AlertScope<'a>> {
     let from = release.deployed.iter().map(|batch| batch.at).min()?;
     Some(AlertScope {
-        release_hosts: &release.spec.hosts,
+        release_hosts: release.spec.hosts.names(),
         deployed,
         reference_hosts,
         host_label,

@@ -65,14 +65,20 @@ pub fn window_start(release: &Release, baseline_seconds: i64) -> i64 {
     release.window_start(baseline_seconds).div_euclid(step) * step
 }
 
-/// The reference hosts of a release, as of the data in the index.
+/// The reference hosts of a release, as of the data in the index. A selector finds none here:
+/// the guard judges a selector release as [`crate::groups::judged_release`] resolves it.
 pub fn reference_hosts(release: &Release, index: &DataIndex, since_ms: i64) -> Vec<String> {
     match &release.spec.reference {
         ReferenceHosts::Hosts { hosts } => hosts.clone(),
-        ReferenceHosts::None => Vec::new(),
+        ReferenceHosts::None | ReferenceHosts::Selector { .. } => Vec::new(),
         ReferenceHosts::EveryOtherHost => {
-            let release_hosts: BTreeSet<&str> =
-                release.spec.hosts.iter().map(String::as_str).collect();
+            let release_hosts: BTreeSet<&str> = release
+                .spec
+                .hosts
+                .names()
+                .iter()
+                .map(String::as_str)
+                .collect();
             index
                 .hosts_of_app(&release.spec.app, since_ms)
                 .into_iter()
@@ -91,10 +97,15 @@ pub fn reference_hosts_among(
 ) -> Vec<String> {
     match &release.spec.reference {
         ReferenceHosts::Hosts { hosts } => hosts.clone(),
-        ReferenceHosts::None => Vec::new(),
+        ReferenceHosts::None | ReferenceHosts::Selector { .. } => Vec::new(),
         ReferenceHosts::EveryOtherHost => {
-            let release_hosts: BTreeSet<&str> =
-                release.spec.hosts.iter().map(String::as_str).collect();
+            let release_hosts: BTreeSet<&str> = release
+                .spec
+                .hosts
+                .names()
+                .iter()
+                .map(String::as_str)
+                .collect();
             apps.get(&release.spec.app)
                 .into_iter()
                 .flatten()
@@ -198,7 +209,7 @@ pub fn assemble_steps(
 
     let mut hosts: Vec<Host> = Vec::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    for name in &release.spec.hosts {
+    for name in release.spec.hosts.names() {
         if seen.insert(name.clone()) {
             hosts.push(Host {
                 name: name.clone(),
@@ -424,7 +435,7 @@ pub(crate) mod tests {
             spec: ReleaseSpec {
                 app: "shop".into(),
                 version: "2".into(),
-                hosts: vec!["a".into()],
+                hosts: vec!["a".into()].into(),
                 reference: ReferenceHosts::EveryOtherHost,
                 batches: vec![PlannedBatch {
                     hosts: vec!["a".into()],
@@ -495,6 +506,7 @@ pub(crate) mod tests {
                     value: 20.0,
                 },
             ],
+            host_labels: Vec::new(),
         });
         index.insert_logs(&LogChunk {
             counts: vec![

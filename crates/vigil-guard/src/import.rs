@@ -69,7 +69,7 @@ fn replay(bundle: &Bundle, actor: String, now: i64) -> Replayed {
     let spec = ReleaseSpec {
         app: bundle.app.clone(),
         version: format!("imported {}", bundle.id),
-        hosts: release_hosts,
+        hosts: release_hosts.into(),
         reference: if reference.is_empty() {
             ReferenceHosts::None
         } else {

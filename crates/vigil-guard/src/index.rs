@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use foldhash::fast::RandomState as SeededHash;
-use vigil_core::samples::{LogChunk, MetricChunk, Point, SeriesKey};
+use vigil_core::samples::{HostLabels, LogChunk, MetricChunk, Point, SeriesKey, MAX_HOST_LABELS};
 
 /// Samples of one series, sorted by time.
 #[derive(Debug, Clone, Default)]
@@ -168,6 +168,12 @@ pub struct HostData {
     pub logs: HashMap<String, BTreeMap<i64, u64>>,
     /// Time of the newest sample or log count from this host.
     pub last_ms: i64,
+    /// Time of the oldest sample or log count ever inserted for this host (pruning does not
+    /// move it): when a pod started sending.
+    pub first_ms: Option<i64>,
+    /// The labels its series carried, the latest value of each name, at most
+    /// [`MAX_HOST_LABELS`] names (a new name past them is dropped).
+    pub labels: BTreeMap<String, String>,
     /// What recent insertions changed: (the index's generation at the insertion, the
     /// earliest time it wrote), oldest first; trimmed by [`DataIndex::forget_changes_through`]
     /// and never longer than [`CHANGES_KEPT`].
@@ -226,6 +232,21 @@ impl HostData {
         self.changes[0] = (newest_generation, earliest);
     }
 
+    /// Keeps the labels a chunk carried for this host: each name's latest value.
+    fn keep_labels(&mut self, labels: &HostLabels) {
+        for (name, value) in &labels.labels {
+            let room = self.labels.len() < MAX_HOST_LABELS;
+            match self.labels.get_mut(name) {
+                Some(held) if held != value => held.clone_from(value),
+                Some(_) => {}
+                None if room => {
+                    self.labels.insert(name.clone(), value.clone());
+                }
+                None => {}
+            }
+        }
+    }
+
     fn insert_run(&mut self, key: &SeriesKey, run: &[Point], generation: u64) {
         if !key.app.is_empty() && self.app != key.app {
             self.app.clone_from(&key.app);
@@ -243,6 +264,9 @@ impl HostData {
             earliest = series.points.first().map_or(i64::MAX, |&(ms, _)| ms);
         }
         let mut new_seconds: Vec<(i64, f64)> = Vec::new();
+        if let Some(first) = run.iter().map(|point| point.ms).min() {
+            self.first_ms = Some(self.first_ms.map_or(first, |known| known.min(first)));
+        }
         for point in run {
             self.last_ms = self.last_ms.max(point.ms);
             match series.place(point.ms, point.value) {
@@ -261,6 +285,15 @@ impl HostData {
             self.note_change(generation, earliest);
         }
     }
+}
+
+/// A host as a selector sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelledHost<'a> {
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub first_ms: i64,
+    pub last_ms: i64,
 }
 
 /// Every host's recent data.
@@ -306,6 +339,11 @@ impl DataIndex {
             host.insert_run(key, run, generation);
             current_host = Some((key.host.as_str(), host));
         }
+        for labels in &chunk.host_labels {
+            if let Some(host) = self.hosts.get_mut(labels.host.as_str()) {
+                host.keep_labels(labels);
+            }
+        }
     }
 
     pub fn insert_logs(&mut self, chunk: &LogChunk) {
@@ -317,6 +355,7 @@ impl DataIndex {
                 host.app.clone_from(&count.app);
             }
             host.last_ms = host.last_ms.max(count.ms);
+            host.first_ms = Some(host.first_ms.map_or(count.ms, |known| known.min(count.ms)));
             host.note_change(generation, count.ms);
             *host
                 .logs
@@ -364,6 +403,24 @@ impl DataIndex {
             .collect();
         names.sort();
         names
+    }
+
+    /// Hosts of `app` with data after `since_ms`, with what [`crate::groups`] resolves a
+    /// selector over: their labels and the times of their first and newest data.
+    pub fn labelled_hosts_of_app(&self, app: &str, since_ms: i64) -> Vec<LabelledHost<'_>> {
+        let mut hosts: Vec<LabelledHost<'_>> = self
+            .hosts
+            .iter()
+            .filter(|(_, data)| data.app == app && data.last_ms > since_ms)
+            .map(|(name, data)| LabelledHost {
+                name,
+                labels: &data.labels,
+                first_ms: data.first_ms.unwrap_or(data.last_ms),
+                last_ms: data.last_ms,
+            })
+            .collect();
+        hosts.sort_by(|left, right| left.name.cmp(right.name));
+        hosts
     }
 
     /// Every app's hosts with the time of their newest data, in one scan (a guard pass asks
@@ -452,6 +509,7 @@ mod tests {
                     value,
                 })
                 .collect(),
+            host_labels: Vec::new(),
         }
     }
 
@@ -650,6 +708,7 @@ mod tests {
                 point(1, 1000, 11.0),
                 point(7, 1000, 99.0),
             ],
+            host_labels: Vec::new(),
         });
         let first = index.host("h1").unwrap();
         assert_eq!(
@@ -672,12 +731,14 @@ mod tests {
         index.insert_metrics(&MetricChunk {
             series: vec![key("h1", "req_total", true)],
             points: vec![point(0, 1000, 1.0)],
+            host_labels: Vec::new(),
         });
         let mut moved = SeriesKey::clone(&key("h1", "req_total", false));
         moved.app = "cart".into();
         index.insert_metrics(&MetricChunk {
             series: vec![moved.into()],
             points: vec![point(0, 2000, 2.0)],
+            host_labels: Vec::new(),
         });
         let host = index.host("h1").unwrap();
         assert!(host.series["req_total"].counter);

@@ -9,6 +9,7 @@ pub mod apps;
 pub mod assemble;
 pub mod decision;
 pub mod error;
+pub mod groups;
 pub mod guard;
 pub mod import;
 pub mod index;

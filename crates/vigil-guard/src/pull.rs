@@ -307,10 +307,10 @@ mod tests {
             spec: ReleaseSpec {
                 app: app.to_owned(),
                 version: "2".to_owned(),
-                hosts: vec!["r1".to_owned()],
+                hosts: vec!["r1".to_owned()].into(),
                 reference: ReferenceHosts::None,
                 batches: vec![PlannedBatch {
-                    hosts: vec!["r1".to_owned()],
+                    hosts: vec!["r1".to_owned()].into(),
                 }],
                 step_seconds: 30,
                 observe_seconds: 600,
@@ -389,6 +389,7 @@ mod tests {
                     ms: end * 1000,
                     value: 1.0,
                 }],
+                host_labels: Vec::new(),
             })
         };
         let puller = Puller::new(

@@ -71,11 +71,17 @@ pub fn batch_change(
     at: i64,
 ) -> Result<Change, DeployError> {
     vigil_deploy::check_deployed_batch(release, &batch)?;
-    let reason = format!(
-        "batch {} deployed to {} hosts",
-        batch.index,
-        batch.hosts.len()
-    );
+    let reason = match release.spec.hosts.selector() {
+        Some(selector) => format!(
+            "batch {} deployed to the hosts labelled {selector}",
+            batch.index
+        ),
+        None => format!(
+            "batch {} deployed to {} hosts",
+            batch.index,
+            batch.hosts.len()
+        ),
+    };
     Ok(Change {
         deployed: Some(batch),
         ..transition_change(release, Action::BatchDeployed, actor, at, reason)?

@@ -63,14 +63,25 @@ pub fn prune(
         };
         keep.push((start.saturating_mul(1000), end.saturating_mul(1000)));
         if !finished {
+            // A selector's hosts are found again at every step: every host of the app is kept.
+            let app_hosts = if release.spec.uses_selectors() {
+                index
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .hosts_of_app(&release.spec.app, i64::MIN)
+            } else {
+                Vec::new()
+            };
             let hosts = release
                 .spec
                 .hosts
+                .names()
                 .iter()
                 .chain(match &release.spec.reference {
                     vigil_core::release::ReferenceHosts::Hosts { hosts } => hosts.iter(),
                     _ => [].iter(),
-                });
+                })
+                .chain(&app_hosts);
             for host in hosts {
                 let from = keep_hosts_from.entry(host.clone()).or_insert(start * 1000);
                 *from = (*from).min(start * 1000);

@@ -10,14 +10,20 @@ use crate::assemble::window_start;
 use crate::error::GuardError;
 use crate::index::DataIndex;
 
-/// The parsed settings of a release, with the defaults for what it leaves out.
+/// The parsed settings of a release, with the defaults for what it leaves out. A release
+/// whose release group is a selector compares its new pods with the reference hosts' level
+/// (`compare_new_hosts_with_reference`) unless it says otherwise: its pods have no baseline.
 pub fn release_settings(release: &Release) -> Result<Settings, GuardError> {
-    serde_json::from_value(serde_json::Value::Object(release.spec.settings.clone())).map_err(
-        |error| GuardError::Settings {
-            id: release.id.clone(),
-            reason: error.to_string(),
-        },
-    )
+    let mut given = release.spec.settings.clone();
+    if release.spec.hosts.selector().is_some() {
+        given
+            .entry("compare_new_hosts_with_reference")
+            .or_insert(serde_json::Value::Bool(true));
+    }
+    serde_json::from_value(serde_json::Value::Object(given)).map_err(|error| GuardError::Settings {
+        id: release.id.clone(),
+        reason: error.to_string(),
+    })
 }
 
 /// The window of one release, as its settings ask.

@@ -26,7 +26,7 @@ fn release() -> Release {
         spec: ReleaseSpec {
             app: "shop".into(),
             version: "2".into(),
-            hosts: names(&RELEASE_HOSTS),
+            hosts: vigil_core::release::ReleaseHosts::Names(names(&RELEASE_HOSTS)),
             reference: ReferenceHosts::Hosts {
                 hosts: names(&REFERENCE_HOSTS),
             },

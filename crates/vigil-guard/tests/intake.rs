@@ -63,6 +63,7 @@ fn stored_remote_write_bodies_and_chunks_fill_a_fresh_index_alike() {
             ms: T0,
             value: 0.5,
         }],
+        host_labels: Vec::new(),
     };
     live.metrics(&json_like, None, 0).unwrap();
 
@@ -196,4 +197,86 @@ fn resent_overlapping_requests_are_all_stored_and_hold_one_sample_a_second_live_
     let (restarted, restarted_index) = intake(&store);
     assert_eq!(restarted.load(0, i64::MAX).unwrap(), 3);
     assert_eq!(points(&restarted_index, "h1", "cpu").1, held);
+}
+
+/// Host labels sent with JSON samples (stored as a chunk) and by remote write (stored as
+/// received) come back into a fresh index from `store`, as a restarted server refills it.
+fn host_labels_survive_a_restart_on(store: &Arc<dyn Store>) {
+    let (live, _) = intake(store);
+    let mut decoder = RemoteWriteDecoder::new(RemoteWriteOptions::default());
+    let json_like = MetricChunk {
+        series: vec![SeriesKey {
+            app: "shop".into(),
+            host: "shop-abc123-x".into(),
+            metric: "latency_ms".into(),
+            counter: false,
+        }
+        .into()],
+        points: vec![Point {
+            series: 0,
+            ms: T0,
+            value: 100.0,
+        }],
+        host_labels: vec![vigil_core::samples::HostLabels::bounded(
+            "shop-abc123-x",
+            [("rollouts_pod_template_hash", "abc123")],
+        )],
+    };
+    live.metrics(&json_like, None, 0).unwrap();
+    let pushed = encode_remote_write(
+        &[WriteSeries::new(&[
+            ("__name__", "latency_ms"),
+            ("host", "shop-def456-y"),
+            ("app", "shop"),
+            ("rollouts_pod_template_hash", "def456"),
+        ])
+        .with_sample(T0, 99.0)],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(received(&live, &mut decoder, &pushed), 1);
+
+    let (restarted, restarted_index) = intake(store);
+    assert_eq!(restarted.load(0, i64::MAX).unwrap(), 2);
+    let index = restarted_index.read().unwrap();
+    let hashes: Vec<(String, Option<String>, i64)> = index
+        .labelled_hosts_of_app("shop", 0)
+        .iter()
+        .map(|host| {
+            (
+                host.name.to_owned(),
+                host.labels.get("rollouts_pod_template_hash").cloned(),
+                host.first_ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        hashes,
+        vec![
+            ("shop-abc123-x".to_owned(), Some("abc123".to_owned()), T0),
+            ("shop-def456-y".to_owned(), Some("def456".to_owned()), T0),
+        ]
+    );
+    // The template hash is the host's label, not part of the metric's name.
+    assert!(index
+        .host("shop-def456-y")
+        .unwrap()
+        .series
+        .contains_key("latency_ms"));
+}
+
+#[test]
+fn host_labels_survive_a_restart_on_sqlite() {
+    let (_dir, store) = file_store("labels");
+    host_labels_survive_a_restart_on(&store);
+}
+
+#[test]
+fn host_labels_survive_a_restart_on_postgres() {
+    let Some(database) = vigil_store::testing::ScratchPostgres::from_env("labels").unwrap() else {
+        eprintln!("skipped: VIGIL_TEST_POSTGRES is not set");
+        return;
+    };
+    let store = vigil_store::open(database.url()).unwrap();
+    host_labels_survive_a_restart_on(&store);
 }

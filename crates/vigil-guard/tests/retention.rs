@@ -18,7 +18,7 @@ fn release(id: &str, state: ReleaseState, deployed_at: i64, updated_at: i64) -> 
         spec: ReleaseSpec {
             app: "shop".into(),
             version: "2".into(),
-            hosts: vec![format!("{id}-host")],
+            hosts: vec![format!("{id}-host")].into(),
             reference: ReferenceHosts::EveryOtherHost,
             batches: vec![PlannedBatch {
                 hosts: vec![format!("{id}-host")],
@@ -57,6 +57,7 @@ fn chunk(host: &str, at: i64) -> MetricChunk {
             ms: at * 1000,
             value: 1.0,
         }],
+        host_labels: Vec::new(),
     }
 }
 

@@ -2,9 +2,12 @@
 //!
 //! Samples:
 //! `{"samples": [{"host": "h1", "app": "shop", "metric": "cpu", "time": 1700000000.5,
-//! "value": 0.25, "counter": false}], "key": "batch-17"}`: `app`, `counter` and `key` may be
-//! left out; `time` is Unix seconds, whole or fractional; `key` is an idempotency key the server
-//! may use to drop a batch it already took.
+//! "value": 0.25, "counter": false, "labels": {"rollouts_pod_template_hash": "abc123"}}],
+//! "key": "batch-17"}`: `app`, `counter`, `labels` and `key` may be left out; `time` is Unix
+//! seconds, whole or fractional; `key` is an idempotency key the server may use to drop a batch
+//! it already took. `labels` are the host's (what a release's selector matches): at most
+//! [`MAX_HOST_LABELS`] Prometheus label names, values of at most [`MAX_HOST_LABEL_BYTES`]
+//! bytes; the labels of one host's samples in a body are merged.
 //!
 //! Log lines: `{"lines": [{"host": "h1", "app": "shop", "time": 1700000000, "line": "..."}],
 //! "key": "..."}`, parsed into plain values; mining templates out of them is another module's.
@@ -18,13 +21,15 @@
 //! longer than its limit is cut at a character boundary and counted, not refused: one long stack
 //! trace should not make an agent resend its whole batch forever.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
-use vigil_core::samples::{MetricChunk, Point, SeriesKey};
+use vigil_core::samples::{
+    HostLabels, MetricChunk, Point, SeriesKey, MAX_HOST_LABELS, MAX_HOST_LABEL_BYTES,
+};
 use vigil_core::validate;
 
 /// Limits of JSON ingestion.
@@ -118,6 +123,8 @@ struct SampleEntry {
     value: f64,
     #[serde(default)]
     counter: bool,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -152,8 +159,10 @@ pub fn parse_samples(body: &[u8], options: &JsonOptions) -> Result<JsonSamples, 
     let mut chunk = MetricChunk {
         series: Vec::new(),
         points: Vec::with_capacity(parsed.samples.len()),
+        host_labels: Vec::new(),
     };
     let mut series_index: HashMap<SeriesKey, u32> = HashMap::new();
+    let mut labels_of_host: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (index, entry) in parsed.samples.into_iter().enumerate() {
         let place = Place {
             list: "samples",
@@ -161,6 +170,13 @@ pub fn parse_samples(body: &[u8], options: &JsonOptions) -> Result<JsonSamples, 
         };
         check_name(&place, "host", &entry.host, options)?;
         check_name(&place, "metric", &entry.metric, options)?;
+        if !entry.labels.is_empty() {
+            check_labels(&place, &entry.labels)?;
+            labels_of_host
+                .entry(entry.host.clone())
+                .or_default()
+                .extend(entry.labels);
+        }
         let app = entry.app.unwrap_or_default();
         check_length(&place, "app", &app, options)?;
         let ms = unix_ms(&place, entry.time)?;
@@ -183,7 +199,38 @@ pub fn parse_samples(body: &[u8], options: &JsonOptions) -> Result<JsonSamples, 
             value: entry.value,
         });
     }
+    chunk.host_labels = labels_of_host
+        .iter()
+        .map(|(host, labels)| {
+            HostLabels::bounded(
+                host,
+                labels
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+            )
+        })
+        .collect();
     Ok(JsonSamples { chunk, key })
+}
+
+/// A sample's host labels: Prometheus label names, values within [`MAX_HOST_LABEL_BYTES`]
+/// and without control characters, at most [`MAX_HOST_LABELS`] of them.
+fn check_labels(place: &Place, labels: &BTreeMap<String, String>) -> Result<(), JsonError> {
+    if labels.len() > MAX_HOST_LABELS {
+        return Err(place.invalid("labels", format!("more than {MAX_HOST_LABELS} labels")));
+    }
+    for (name, value) in labels {
+        let field = format!("labels.{name}");
+        if !crate::prometheus::is_label_name(name) || name.len() > MAX_HOST_LABEL_BYTES {
+            return Err(place.invalid(&field, "is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"));
+        }
+        if value.is_empty() || value.len() > MAX_HOST_LABEL_BYTES {
+            return Err(place.invalid(&field, format!("must be 1 to {MAX_HOST_LABEL_BYTES} bytes")));
+        }
+        validate::optional_name(value)
+            .map_err(|problem| place.invalid(&field, problem.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Parses a log lines body.
@@ -409,6 +456,54 @@ mod tests {
                 point(0, 1_700_000_010_000, -1000.0)
             ]
         );
+    }
+
+    #[test]
+    fn labels_are_the_hosts_merged_over_its_samples() {
+        let parsed = samples(
+            r#"{"samples": [
+                {"host": "pod-a", "metric": "cpu", "time": 1, "value": 1,
+                 "labels": {"rollouts_pod_template_hash": "abc123"}},
+                {"host": "pod-a", "metric": "rt", "time": 1, "value": 1,
+                 "labels": {"namespace": "shop"}},
+                {"host": "pod-b", "metric": "cpu", "time": 1, "value": 1}
+            ]}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            parsed.chunk.host_labels,
+            vec![HostLabels {
+                host: "pod-a".into(),
+                labels: vec![
+                    ("namespace".into(), "shop".into()),
+                    ("rollouts_pod_template_hash".into(), "abc123".into())
+                ]
+            }]
+        );
+        let bad = |labels: &str| {
+            error(&format!(
+                r#"{{"samples": [{{"host": "h", "metric": "m", "time": 1, "value": 1, "labels": {labels}}}]}}"#
+            ))
+        };
+        assert_eq!(
+            bad(r#"{"rollouts-pod-template-hash": "x"}"#),
+            "samples[0].labels.rollouts-pod-template-hash: is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+        );
+        assert_eq!(
+            bad(&format!(
+                r#"{{"hash": "{}"}}"#,
+                "x".repeat(MAX_HOST_LABEL_BYTES + 1)
+            )),
+            format!("samples[0].labels.hash: must be 1 to {MAX_HOST_LABEL_BYTES} bytes")
+        );
+        let many: Vec<String> = (0..=MAX_HOST_LABELS)
+            .map(|index| format!(r#""l{index}": "v""#))
+            .collect();
+        assert_eq!(
+            bad(&format!("{{{}}}", many.join(","))),
+            format!("samples[0].labels: more than {MAX_HOST_LABELS} labels")
+        );
+        assert!(bad(r#"{"hash": 3}"#).starts_with("samples[0].labels"));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use vigil_core::samples::{MetricChunk, Point, SeriesKey};
+use vigil_core::samples::{HostLabels, MetricChunk, Point, SeriesKey};
 
 use crate::remote_write::prometheus_notation;
 
@@ -359,6 +359,7 @@ impl PrometheusClient {
             chunk: MetricChunk {
                 series: Vec::with_capacity(matrix.len()),
                 points: Vec::with_capacity(total_points),
+                host_labels: Vec::new(),
             },
             without_host: Vec::new(),
             warnings: answer.warnings,
@@ -382,6 +383,19 @@ impl PrometheusClient {
                 metric: query.metric.clone(),
                 counter: query.counter,
             }));
+            // The result's labels are the host's (a pod's template hash, when the query keeps
+            // it): what a release's label selector matches.
+            let labels = HostLabels::bounded(
+                host,
+                series
+                    .metric
+                    .iter()
+                    .filter(|(name, _)| name.as_str() != "__name__")
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+            );
+            if !labels.labels.is_empty() {
+                result.chunk.host_labels.push(labels);
+            }
             for (seconds, text) in &series.values {
                 let value = parse_value(text).ok_or_else(|| {
                     PrometheusError::Response(format!("sample value {text:?} is not a number"))

@@ -12,9 +12,13 @@
 //!   (`host`, then `instance`). A series without one is skipped and counted in [`Skipped`].
 //! - `app`: the first of [`RemoteWriteOptions::app_labels`] present (`app`, then `job`), or empty.
 //! - `metric`: `__name__` followed by the other labels in Prometheus' notation, sorted by name
-//!   (`http_requests_total{code="500"}`), leaving out the host and app label names above and
-//!   `instance` and `job`. Series that differ only in those labels become one series. A series
-//!   without `__name__` is skipped and counted.
+//!   (`http_requests_total{code="500"}`), leaving out the host and app label names above,
+//!   `instance`, `job` and [`RemoteWriteOptions::host_only_labels`] (a pod's template hash:
+//!   the canary's pods and the stable ones send the same metrics). Series that differ only in
+//!   those labels become one series. A series without `__name__` is skipped and counted.
+//! - host labels: every label but `__name__`, as [`HostLabels::bounded`] keeps them, merged
+//!   over the host's series in the request (the first value of a name wins): what a release's
+//!   label selector matches.
 //! - `counter`: the family is declared `COUNTER` by a metadata entry (of this request or an
 //!   earlier one), the name ends in `_total` (the OpenMetrics counter suffix), or the name is a
 //!   `_bucket`, `_count` or `_sum` series of a family declared `HISTOGRAM` or `SUMMARY`.
@@ -43,7 +47,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use vigil_core::samples::{MetricChunk, Point, SeriesKey};
+use vigil_core::samples::{HostLabels, MetricChunk, Point, SeriesKey};
 use vigil_core::validate;
 
 use cache::{Found, Resolution, SeriesCache, NO_LABEL_SET};
@@ -61,6 +65,9 @@ pub struct RemoteWriteOptions {
     pub host_labels: Vec<String>,
     /// Label names that name the app, the first present wins. Default `app`, `job`.
     pub app_labels: Vec<String>,
+    /// Labels that describe the host and are left out of the metric's name, kept only as host
+    /// labels. Default `rollouts_pod_template_hash`, `pod_template_hash`.
+    pub host_only_labels: Vec<String>,
     /// Largest compressed body. Default 32 MiB.
     pub max_body_bytes: usize,
     /// Largest decompressed body, read from the snappy header. Default 32 MiB: Prometheus
@@ -82,6 +89,10 @@ impl Default for RemoteWriteOptions {
         RemoteWriteOptions {
             host_labels: vec!["host".to_owned(), "instance".to_owned()],
             app_labels: vec!["app".to_owned(), "job".to_owned()],
+            host_only_labels: vec![
+                "rollouts_pod_template_hash".to_owned(),
+                "pod_template_hash".to_owned(),
+            ],
             max_body_bytes: 32 << 20,
             max_decompressed_bytes: 32 << 20,
             max_series: 1_000_000,
@@ -250,6 +261,8 @@ const MAX_CACHED_TEXT_BYTES: usize = 128 << 20;
 /// The state of the request under way.
 struct Request {
     chunk: MetricChunk,
+    /// The host labels of each series added to the chunk, merged at the end.
+    host_labels: Vec<Arc<HostLabels>>,
     skipped: Skipped,
     series_entries: usize,
     samples: usize,
@@ -263,6 +276,7 @@ impl RemoteWriteDecoder {
             .map(|name| (*name).to_owned())
             .chain(options.host_labels.iter().cloned())
             .chain(options.app_labels.iter().cloned())
+            .chain(options.host_only_labels.iter().cloned())
             .collect();
         excluded_labels.sort_unstable();
         excluded_labels.dedup();
@@ -345,7 +359,9 @@ impl RemoteWriteDecoder {
             chunk: MetricChunk {
                 series: Vec::with_capacity(previous_series.min(protobuf.len() / 2)),
                 points: Vec::with_capacity(previous_points.min(protobuf.len() / 2)),
+                host_labels: Vec::new(),
             },
+            host_labels: Vec::new(),
             skipped: Skipped::default(),
             series_entries: 0,
             samples: 0,
@@ -353,6 +369,7 @@ impl RemoteWriteDecoder {
         };
         self.write_request(protobuf, &mut request)?;
         self.learn_families(&request.metadata, &mut request.chunk);
+        request.chunk.host_labels = merge_host_labels(&request.host_labels);
         self.previous_sizes = (request.chunk.series.len(), request.chunk.points.len());
         Ok(RemoteWriteBatch {
             chunk: request.chunk,
@@ -443,7 +460,12 @@ impl RemoteWriteDecoder {
             // A series without samples is checked but not added.
             Resolution::Series(_) if samples == 0 => {}
             Resolution::Series(id) => {
-                let chunk_index = self.cache.chunk_index(id, self.request, &mut request.chunk);
+                let chunk_index = self.cache.chunk_index(
+                    id,
+                    self.request,
+                    &mut request.chunk,
+                    &mut request.host_labels,
+                );
                 for point in &mut request.chunk.points[first_point..] {
                     point.series = chunk_index;
                 }
@@ -509,7 +531,7 @@ impl RemoteWriteDecoder {
             &self.families,
         )?;
         let resolution = match built {
-            Built::Series(key) => Resolution::Series(self.cache.intern(key)),
+            Built::Series(key, labels) => Resolution::Series(self.cache.intern(key, labels)),
             Built::WithoutHost(example) => Resolution::WithoutHost(Arc::from(example)),
             Built::WithoutName => Resolution::WithoutName,
             Built::Invalid(problem) => Resolution::Invalid(Arc::from(problem)),
@@ -604,9 +626,30 @@ fn read_metadata(
     Ok(())
 }
 
+/// The host labels of the series added to a request, one entry per host: its series' labels
+/// merged, the first value of a name kept.
+fn merge_host_labels(of_series: &[Arc<HostLabels>]) -> Vec<HostLabels> {
+    let mut by_host: std::collections::BTreeMap<&str, Vec<(&str, &str)>> =
+        std::collections::BTreeMap::new();
+    for labels in of_series {
+        by_host.entry(labels.host.as_str()).or_default().extend(
+            labels
+                .labels
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        );
+    }
+    by_host
+        .into_iter()
+        .filter(|(_, labels)| !labels.is_empty())
+        .map(|(host, labels)| HostLabels::bounded(host, labels))
+        .collect()
+}
+
 /// A label set read for the first time.
 enum Built {
-    Series(SeriesKey),
+    /// The series and its host's labels as this label set gives them.
+    Series(SeriesKey, HostLabels),
     WithoutHost(String),
     WithoutName,
     /// The host, app or metric breaks the naming rules: what is wrong, to show the sender.
@@ -675,12 +718,22 @@ fn build_series(
     if let Some(problem) = problem {
         return Ok(Built::Invalid(problem));
     }
-    Ok(Built::Series(SeriesKey {
-        app: app.to_owned(),
-        host: host.to_owned(),
-        metric,
-        counter: families.is_counter(name),
-    }))
+    let host_labels = HostLabels::bounded(
+        host,
+        labels
+            .iter()
+            .filter(|(label, _)| *label != "__name__")
+            .copied(),
+    );
+    Ok(Built::Series(
+        SeriesKey {
+            app: app.to_owned(),
+            host: host.to_owned(),
+            metric,
+            counter: families.is_counter(name),
+        },
+        host_labels,
+    ))
 }
 
 fn read_label(buffer: &[u8], range: Range<usize>) -> Result<(&str, &str), WireError> {

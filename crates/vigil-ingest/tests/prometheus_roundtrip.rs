@@ -143,6 +143,7 @@ fn samples_pushed_by_remote_write_come_back_through_the_pull_client() {
                 ("__name__", "vigil_test_latency_seconds"),
                 ("app", "shop"),
                 ("host", host),
+                ("rollouts_pod_template_hash", "abc123"),
             ]);
             for step in 0..STEPS {
                 one = one.with_sample((start + step * STEP) * 1000, value_of(host_index, step));
@@ -186,6 +187,19 @@ fn samples_pushed_by_remote_write_come_back_through_the_pull_client() {
         vec![r#"vigil_test_latency_seconds"#.to_owned()]
     );
     assert_eq!(result.chunk.points.len(), HOSTS.len() * STEPS as usize);
+    // Each host's labels come with it, a pod's template hash among them.
+    let mut labelled: Vec<&str> = result
+        .chunk
+        .host_labels
+        .iter()
+        .filter(|host| {
+            host.labels
+                .contains(&("rollouts_pod_template_hash".to_owned(), "abc123".to_owned()))
+        })
+        .map(|host| host.host.as_str())
+        .collect();
+    labelled.sort_unstable();
+    assert_eq!(labelled, HOSTS);
     for point in &result.chunk.points {
         let key = &result.chunk.series[point.series as usize];
         let host_index = HOSTS

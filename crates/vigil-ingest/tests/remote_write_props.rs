@@ -128,7 +128,14 @@ proptest! {
         let expected = expected_chunk(&all).encode();
         // Twice: the second decode comes from the decoder's cache.
         for _ in 0..2 {
-            let batch = decoder.decode(&body).expect("decodes");
+            let mut batch = decoder.decode(&body).expect("decodes");
+            // Every host's labels name its host, which has a series; then the series and
+            // points are what was sent.
+            let labels = std::mem::take(&mut batch.chunk.host_labels);
+            for host in &labels {
+                prop_assert!(batch.chunk.series.iter().any(|key| key.host == host.host));
+                prop_assert!(host.labels.iter().any(|(name, value)| name == "host" && *value == host.host));
+            }
             prop_assert_eq!(batch.chunk.encode(), expected.clone());
             let without_host = all.iter().filter(|one| one.host.is_none()).count();
             prop_assert_eq!(batch.skipped.series_without_host, without_host);

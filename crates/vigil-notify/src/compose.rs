@@ -102,7 +102,7 @@ pub(crate) mod tests {
             spec: ReleaseSpec {
                 app: "checkout".to_string(),
                 version: "1.4.2".to_string(),
-                hosts: vec!["h1".to_string(), "h2".to_string()],
+                hosts: vec!["h1".to_string(), "h2".to_string()].into(),
                 reference: ReferenceHosts::EveryOtherHost,
                 batches: Vec::new(),
                 step_seconds: 60,

@@ -428,7 +428,11 @@ mod tests {
                 value: value(step),
             })
             .collect();
-        index.insert_metrics(&MetricChunk { series, points });
+        index.insert_metrics(&MetricChunk {
+            series,
+            points,
+            host_labels: Vec::new(),
+        });
     }
 
     fn log_lines(index: &mut DataIndex, host: &str, template: &str, count: u32) {
@@ -646,6 +650,7 @@ mod tests {
                 ms: T0,
                 value: 1.0,
             }],
+            host_labels: Vec::new(),
         };
         index.insert_metrics(&other_app);
         let onboarding = make_report(&index, None, &[]);

@@ -140,7 +140,10 @@ fn router_paths() -> BTreeSet<String> {
 fn samples(hosts: &[&str], at: i64) -> Value {
     let samples: Vec<Value> = hosts
         .iter()
-        .map(|host| json!({"host": host, "app": "shop", "metric": "latency_ms", "time": at, "value": 12.5}))
+        .map(|host| {
+            json!({"host": host, "app": "shop", "metric": "latency_ms", "time": at, "value": 12.5,
+                           "labels": {"rollouts_pod_template_hash": "abc123"}})
+        })
         .collect();
     json!({ "samples": samples })
 }
@@ -414,6 +417,34 @@ fn send_release_actions(contract: &mut Contract) {
         Some(json!({"app": "shop", "version": "3", "hosts": []})),
     );
     assert_eq!(status, 400);
+    // Groups by label: both shapes the document gives, and a selector refused by its field.
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/releases",
+        "/api/v1/releases",
+        &operator,
+        Some(json!({
+            "id": "r-selector", "app": "shop", "version": "3",
+            "hosts": {"selector": "rollouts_pod_template_hash=\"abc123\""},
+            "reference": {"type": "selector", "selector": "rollouts_pod_template_hash=~\"def.*\""},
+        })),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/releases",
+        "/api/v1/releases",
+        &operator,
+        Some(json!({"app": "shop", "version": "3", "hosts": {"selector": "hash=~\"(\""}})),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("hosts.selector: "),
+        "{answer}"
+    );
     let steps = [
         (
             "/api/v1/releases/{id}/batches/{n}/deployed",

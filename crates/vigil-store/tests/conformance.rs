@@ -221,7 +221,7 @@ fn spec(app: &str) -> ReleaseSpec {
     ReleaseSpec {
         app: app.to_owned(),
         version: "1.2.3".to_owned(),
-        hosts: vec!["h1".to_owned(), "h2".to_owned()],
+        hosts: vec!["h1".to_owned(), "h2".to_owned()].into(),
         reference: ReferenceHosts::Hosts {
             hosts: vec!["r1".to_owned()],
         },

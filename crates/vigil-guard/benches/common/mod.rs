@@ -39,7 +39,7 @@ pub fn release(
         spec: ReleaseSpec {
             app,
             version: "2".into(),
-            hosts: hosts.clone(),
+            hosts: hosts.clone().into(),
             reference,
             batches: vec![PlannedBatch {
                 hosts: hosts.clone(),

@@ -12,6 +12,17 @@ pub fn default_selector(app: &str) -> String {
 /// Label matchers (`job="x", env=~"prod|canary"`), braces optional, as a comma-separated list
 /// without braces; `None` when they are not matchers.
 pub fn normalize_selector(selector: &str) -> Option<String> {
+    let matchers: Vec<String> = split_matchers(selector)?
+        .into_iter()
+        .map(|(label, operator, quoted)| format!("{label}{operator}{quoted}"))
+        .collect();
+    Some(matchers.join(","))
+}
+
+/// Label matchers, braces optional, each as its label, its operator (`=`, `!=`, `=~`, `!~`)
+/// and its value as written, quotes included; `None` when they are not matchers or there are
+/// none.
+pub fn split_matchers(selector: &str) -> Option<Vec<(&str, &'static str, &str)>> {
     let trimmed = selector.trim();
     let inner = match trimmed.strip_prefix('{') {
         Some(rest) => rest.strip_suffix('}')?,
@@ -34,7 +45,7 @@ pub fn normalize_selector(selector: &str) -> Option<String> {
         let after_operator = after_label[operator.len()..].trim_start();
         let value_length = quoted_length(after_operator)?;
         let value = &after_operator[..value_length];
-        matchers.push(format!("{label}{operator}{value}"));
+        matchers.push((label, operator, value));
         let after_value = after_operator[value_length..].trim_start();
         rest = match after_value.strip_prefix(',') {
             Some(next) => next.trim_start(),
@@ -45,7 +56,39 @@ pub fn normalize_selector(selector: &str) -> Option<String> {
     if matchers.is_empty() {
         return None;
     }
-    Some(matchers.join(","))
+    Some(matchers)
+}
+
+/// The text of a quoted value as [`split_matchers`] gives it: quotes removed and, but in a raw
+/// `` `...` `` string, backslash escapes (`\"`, `\\`, `\n`, `\t`) read; `None` for an
+/// escape PromQL does not know.
+pub fn unquote(quoted: &str) -> Option<String> {
+    let mut characters = quoted.chars();
+    let quote = characters.next()?;
+    let inner = quoted.get(quote.len_utf8()..quoted.len().checked_sub(quote.len_utf8())?)?;
+    if quote == '`' {
+        return Some(inner.to_owned());
+    }
+    let mut text = String::with_capacity(inner.len());
+    let mut escaped = false;
+    for character in inner.chars() {
+        if !escaped {
+            if character == '\\' {
+                escaped = true;
+            } else {
+                text.push(character);
+            }
+            continue;
+        }
+        escaped = false;
+        text.push(match character {
+            'n' => '\n',
+            't' => '\t',
+            '\\' | '"' | '\'' => character,
+            _ => return None,
+        });
+    }
+    Some(text)
 }
 
 /// The length of a quoted string at the start of `text` (`"..."`, `'...'` with backslash

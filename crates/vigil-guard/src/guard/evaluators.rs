@@ -135,6 +135,7 @@ fn first_changed_step(
     let earliest_change = release
         .spec
         .hosts
+        .names()
         .iter()
         .chain(window.reference)
         .filter_map(|host| index.earliest_change(host, kept.generation))

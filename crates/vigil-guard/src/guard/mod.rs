@@ -35,6 +35,7 @@ use self::locks::{lock, read};
 use self::readiness::step_complete;
 use crate::assemble::{reference_hosts_among, AssembleError, Window};
 pub use crate::error::GuardError;
+use crate::groups;
 use crate::index::DataIndex;
 use crate::intake::Intake;
 use crate::pull::PullFailures;
@@ -217,20 +218,29 @@ impl Guard {
 
     fn judge_if_ready(
         &self,
-        release: &Release,
+        stored: &Release,
         apps: &HashMap<String, Vec<(String, i64)>>,
         now: i64,
     ) -> Result<Option<Judged>, GuardError> {
-        let (release_window, settings) = ReleaseWindow::read(release)?;
+        let (release_window, settings) = ReleaseWindow::read(stored)?;
         let step_time = release_window.latest_step(now);
-        let alerts_arrived = self.alert_news.take(&release.id, &release.spec.app);
+        let alerts_arrived = self.alert_news.take(&stored.id, &stored.spec.app);
         if !alerts_arrived
             && lock(&self.judged)
-                .get(&release.id)
+                .get(&stored.id)
                 .is_some_and(|&last| last >= step_time)
         {
             return Ok(None);
         }
+        // A selector release is judged on the hosts its selectors find at this step; the
+        // stored release is the one acted on.
+        let resolved = groups::judged_release(
+            stored,
+            &self.read_index(),
+            release_window.start * 1000,
+            step_time,
+        );
+        let release = resolved.as_ref().unwrap_or(stored);
         let reference = reference_hosts_among(release, apps, release_window.start * 1000);
         let ready = now >= step_time + self.actor.config.grace_seconds || {
             let index = self.read_index();
@@ -243,7 +253,7 @@ impl Guard {
         let kept = self.evaluators.take(&release.id);
         let with_data = {
             let index = self.read_index();
-            let hosts = release.spec.hosts.iter().chain(&reference);
+            let hosts = release.spec.hosts.names().iter().chain(&reference);
             release_window.lookback_with_data(release, &index, hosts)
         };
         // The window's start only moves back (data older than it arrived): a kept evaluator
@@ -266,7 +276,7 @@ impl Guard {
                 Ok(built) => built,
                 Err(GuardError::Assemble(too_large @ AssembleError::WindowTooLarge { .. })) => {
                     lock(&self.judged).insert(release.id.clone(), step_time);
-                    return self.hold_too_large(release, &settings, step_time, &too_large);
+                    return self.hold_too_large(stored, &settings, step_time, &too_large);
                 }
                 Err(error) => return Err(error),
             };
@@ -283,6 +293,8 @@ impl Guard {
             now,
         )?;
         let covered = evaluator.coverage_at(evaluator.points() - 1).complete();
+        // A selector release group that finds no host holds: silence never passes.
+        let (judgement, covered) = groups::hold_an_empty_group(stored, release, judgement, covered);
         self.evaluators.keep(
             &release.id,
             Kept {
@@ -291,7 +303,7 @@ impl Guard {
                 lookback: judged_lookback,
             },
         );
-        let moved_to = self.actor.act(release, &judgement, covered, &settings)?;
+        let moved_to = self.actor.act(stored, &judgement, covered, &settings)?;
         Ok(Some(Judged {
             release_id: release.id.clone(),
             at: judgement.at,
@@ -343,12 +355,14 @@ impl Guard {
 /// without a reference group reaches back past its baseline, so its own hosts are the ones
 /// whose data counts.
 fn assemble_shown(
-    release: &Release,
+    stored: &Release,
     release_window: &ReleaseWindow,
     index: &DataIndex,
     templates: &HashMap<String, LogTemplate>,
     until: i64,
 ) -> Result<Bundle, AssembleError> {
-    let covered = release_window.lookback_with_data(release, index, &release.spec.hosts);
+    let resolved = groups::judged_release(stored, index, release_window.start * 1000, until);
+    let release = resolved.as_ref().unwrap_or(stored);
+    let covered = release_window.lookback_with_data(release, index, release.spec.hosts.names());
     crate::assemble::assemble(release, index, templates, covered, until)
 }

@@ -16,7 +16,7 @@ pub(super) fn step_complete(
     let step_ms = release.spec.step_seconds * 1000;
     let end = step_time * 1000;
     let mut expected = 0usize;
-    for host in release.spec.hosts.iter().chain(reference) {
+    for host in release.spec.hosts.names().iter().chain(reference) {
         let Some(data) = index.host(host) else {
             continue;
         };

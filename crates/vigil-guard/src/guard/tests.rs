@@ -18,7 +18,7 @@ fn release() -> Release {
         spec: ReleaseSpec {
             app: "shop".into(),
             version: "2".into(),
-            hosts: release_hosts.clone(),
+            hosts: release_hosts.clone().into(),
             reference: ReferenceHosts::EveryOtherHost,
             batches: vec![PlannedBatch {
                 hosts: release_hosts.clone(),

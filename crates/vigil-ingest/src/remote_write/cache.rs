@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use foldhash::fast::RandomState as SeededHash;
-use vigil_core::samples::{MetricChunk, SeriesKey};
+use vigil_core::samples::{HostLabels, MetricChunk, SeriesKey};
 
 /// How a label set resolves.
 #[derive(Debug, Clone)]
@@ -45,6 +45,8 @@ pub(super) const NO_LABEL_SET: u32 = u32::MAX;
 struct CachedSeries {
     /// Shared with every chunk that has the series.
     key: Arc<SeriesKey>,
+    /// Its host's labels, as the first label set of the series gave them.
+    host_labels: Arc<HostLabels>,
     /// The request whose chunk last got this series, and its index there.
     request: u64,
     chunk_index: u32,
@@ -189,15 +191,21 @@ impl SeriesCache {
     }
 
     /// The id of a series, shared by every label set that names it.
-    pub fn intern(&mut self, key: SeriesKey) -> u32 {
+    pub fn intern(&mut self, key: SeriesKey, host_labels: HostLabels) -> u32 {
         if let Some(&id) = self.by_key.get(&key) {
             return id;
         }
         let id = self.series.len() as u32;
         self.series_text_bytes += key.app.len() + key.host.len() + key.metric.len();
         let key = Arc::new(key);
+        self.series_text_bytes += host_labels
+            .labels
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum::<usize>();
         self.series.push(CachedSeries {
             key: Arc::clone(&key),
+            host_labels: Arc::new(host_labels),
             request: 0,
             chunk_index: 0,
         });
@@ -205,13 +213,23 @@ impl SeriesCache {
         id
     }
 
-    /// The index of a series in the chunk of request `request`, added on its first sample.
-    pub fn chunk_index(&mut self, id: u32, request: u64, chunk: &mut MetricChunk) -> u32 {
+    /// The index of a series in the chunk of request `request`, added on its first sample
+    /// with its host's labels to `host_labels`.
+    pub fn chunk_index(
+        &mut self,
+        id: u32,
+        request: u64,
+        chunk: &mut MetricChunk,
+        host_labels: &mut Vec<Arc<HostLabels>>,
+    ) -> u32 {
         let cached = &mut self.series[id as usize];
         if cached.request != request {
             cached.request = request;
             cached.chunk_index = chunk.series.len() as u32;
             chunk.series.push(Arc::clone(&cached.key));
+            if !cached.host_labels.labels.is_empty() {
+                host_labels.push(Arc::clone(&cached.host_labels));
+            }
         }
         cached.chunk_index
     }

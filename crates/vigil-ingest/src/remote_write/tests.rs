@@ -90,6 +90,75 @@ fn other_labels_are_sorted_escaped_and_instance_and_job_left_out() {
 }
 
 #[test]
+fn a_pods_labels_become_its_host_labels_and_its_template_hash_leaves_the_metric_name() {
+    let pod = |hash: &str, host: &str, name: &str| {
+        series(
+            &[
+                ("__name__", name),
+                ("app", "shop"),
+                ("host", host),
+                ("namespace", "prod"),
+                ("rollouts_pod_template_hash", hash),
+            ],
+            &[(T0, 1.0)],
+        )
+    };
+    let mut decoder = RemoteWriteDecoder::new(RemoteWriteOptions::default());
+    for _ in 0..2 {
+        // The second request finds its series in the cache, and still gives their labels.
+        let body = encode_remote_write(
+            &[
+                pod("abc123", "shop-abc123-x", "latency_ms"),
+                pod("abc123", "shop-abc123-x", "errors_total"),
+                pod("def456", "shop-def456-y", "latency_ms"),
+            ],
+            &[],
+        )
+        .expect("encodes");
+        let batch = decoder.decode(&body).expect("decodes");
+        assert_eq!(
+            batch.chunk.series,
+            vec![
+                key(
+                    "shop",
+                    "shop-abc123-x",
+                    r#"latency_ms{namespace="prod"}"#,
+                    false
+                ),
+                key(
+                    "shop",
+                    "shop-abc123-x",
+                    r#"errors_total{namespace="prod"}"#,
+                    true
+                ),
+                key(
+                    "shop",
+                    "shop-def456-y",
+                    r#"latency_ms{namespace="prod"}"#,
+                    false
+                ),
+            ]
+        );
+        let labelled = |host: &str, hash: &str| HostLabels {
+            host: host.into(),
+            labels: vec![
+                ("app".into(), "shop".into()),
+                ("host".into(), host.into()),
+                ("namespace".into(), "prod".into()),
+                ("rollouts_pod_template_hash".into(), hash.into()),
+            ],
+        };
+        assert_eq!(
+            batch.chunk.host_labels,
+            vec![
+                labelled("shop-abc123-x", "abc123"),
+                labelled("shop-def456-y", "def456")
+            ]
+        );
+    }
+}
+
+#[test]
 fn host_and_app_label_names_are_options() {
     let options = RemoteWriteOptions {
         host_labels: vec!["node".into()],

@@ -230,9 +230,16 @@ impl Detail<'_> {
                                 Some(batch) => { "deployed at " (time_element(batch.at)) }
                                 None => { "not deployed yet" }
                             }
-                            div class="hosts" {
-                                (hosts.len()) " host" @if hosts.len() != 1 { "s" } ": "
-                                (hosts_list(hosts))
+                            @if let Some(selector) = release.spec.hosts.selector() {
+                                div class="hosts" {
+                                    "the hosts labelled " code { (Text(selector)) }
+                                    ", found again at every step"
+                                }
+                            } @else {
+                                div class="hosts" {
+                                    (hosts.len()) " host" @if hosts.len() != 1 { "s" } ": "
+                                    (hosts_list(hosts))
+                                }
                             }
                         }
                     }
