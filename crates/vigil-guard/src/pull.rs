@@ -310,7 +310,7 @@ mod tests {
                 hosts: vec!["r1".to_owned()].into(),
                 reference: ReferenceHosts::None,
                 batches: vec![PlannedBatch {
-                    hosts: vec!["r1".to_owned()].into(),
+                    hosts: vec!["r1".to_owned()],
                 }],
                 step_seconds: 30,
                 observe_seconds: 600,
