@@ -85,6 +85,20 @@ pub fn clock_time_utc(unix: i64) -> String {
     format!("{} UTC", clock_time(unix))
 }
 
+/// `text` with every byte but the unreserved characters of RFC 3986 written as `%XX`: a query
+/// value in a URL (a webhook's signature, a Prometheus graph link).
+pub fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 /// Lowercase hex of `bytes`: stored token hashes, token secrets and webhook signatures.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

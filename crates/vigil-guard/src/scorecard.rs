@@ -10,6 +10,7 @@ use vigil_analysis::rules::{rule_findings, rule_rows};
 use vigil_analysis::Evaluator;
 use vigil_core::release::Release;
 use vigil_core::scorecard::{Scorecard, ScorecardRow};
+use vigil_core::text::percent_encode;
 use vigil_core::{Bundle, Finding, Signal, Verdict};
 
 use crate::apps::{AppConfig, PullSource};
@@ -94,19 +95,6 @@ pub fn graph_link(source: &PullSource, metric: &str, start: i64, end: i64) -> Op
         percent_encode(&query.query),
         percent_encode(&end_input),
     ))
-}
-
-/// `text` with every byte but the unreserved characters of RFC 3986 written as `%XX`.
-fn percent_encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len() * 3);
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
 }
 
 #[cfg(test)]

@@ -29,18 +29,7 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
     encoded
 }
 
-/// Percent-encodes everything but the unreserved characters of RFC 3986, for a query value.
-pub(crate) fn percent_encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
+pub(crate) use vigil_core::text::percent_encode;
 
 #[cfg(test)]
 mod tests {
