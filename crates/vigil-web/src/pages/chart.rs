@@ -60,11 +60,35 @@ struct Columns {
     hosts: Vec<Vec<f64>>,
 }
 
-/// Per step, the quantiles `levels` of the hosts' values (NaN where no host has one).
-fn step_quantiles(series: &[&Vec<Option<f64>>], points: usize, levels: &[f64]) -> Vec<Vec<f64>> {
-    let mut result = vec![Vec::with_capacity(points); levels.len()];
+/// The first step a chart draws: the window's first, but of a history much longer than the
+/// release has run (a week before the first batch, for a release judged against its own
+/// history), only as much as the release has run and at least an hour, so that the release
+/// is not squeezed into the last corner of a week-long axis.
+fn first_shown_step(bundle: &Bundle) -> usize {
+    let Some(first_deploy) = bundle.batches.iter().map(|batch| batch.at).min() else {
+        return 0;
+    };
+    let end = bundle.time_of(bundle.points.saturating_sub(1));
+    let shown_before = (end - first_deploy).max(SHOWN_BEFORE_DEPLOY_SECONDS);
+    bundle
+        .index_at(first_deploy - shown_before)
+        .unwrap_or(0)
+        .min(bundle.points.saturating_sub(1))
+}
+
+/// The least of the history before the first batch a chart draws.
+const SHOWN_BEFORE_DEPLOY_SECONDS: i64 = 3600;
+
+/// Per step of `steps`, the quantiles `levels` of the hosts' values (NaN where no host has
+/// one).
+fn step_quantiles(
+    series: &[&Vec<Option<f64>>],
+    steps: std::ops::Range<usize>,
+    levels: &[f64],
+) -> Vec<Vec<f64>> {
+    let mut result = vec![Vec::with_capacity(steps.len()); levels.len()];
     let mut values = Vec::with_capacity(series.len());
-    for step in 0..points {
+    for step in steps {
         values.clear();
         values.extend(
             series
@@ -125,9 +149,10 @@ impl MetricChart<'_> {
             .filter_map(|host| by_host.get(&host.name))
             .collect();
         let points = bundle.points;
-        let width = points.div_ceil(MAX_COLUMNS).max(1);
-        let release_steps = step_quantiles(&release, points, &[0.5]);
-        let reference_steps = step_quantiles(&reference, points, &[0.25, 0.5, 0.75]);
+        let first = first_shown_step(bundle);
+        let width = (points - first).div_ceil(MAX_COLUMNS).max(1);
+        let release_steps = step_quantiles(&release, first..points, &[0.5]);
+        let reference_steps = step_quantiles(&reference, first..points, &[0.25, 0.5, 0.75]);
         // One host's line would be its median's: hosts are drawn one by one only when several.
         let single_lines = if release.len() > 1 { MAX_HOST_LINES } else { 0 };
         let hosts = release
@@ -136,13 +161,14 @@ impl MetricChart<'_> {
             .map(|values| {
                 let raw: Vec<f64> = values
                     .iter()
+                    .skip(first)
                     .map(|value| value.unwrap_or(f64::NAN))
                     .collect();
                 column_means(&raw, width)
             })
             .collect();
         Some(Columns {
-            times: (0..points)
+            times: (first..points)
                 .step_by(width)
                 .map(|step| bundle.time_of(step))
                 .collect(),
@@ -250,7 +276,7 @@ impl MetricChart<'_> {
         };
         let mut text = format!(
             "From {} to {} UTC. {}: {} at the end.",
-            clock_time(bundle.start),
+            clock_time(bundle.time_of(first_shown_step(bundle))),
             clock_time(end),
             self.release_words(),
             last(&columns.release_median)
@@ -477,9 +503,10 @@ impl Scale {
         } else {
             low - margin
         };
+        let start = bundle.time_of(first_shown_step(bundle));
         Scale {
-            start: bundle.start,
-            end: end.max(bundle.start + 1),
+            start,
+            end: end.max(start + 1),
             low: padded_low,
             high: high + margin,
         }
@@ -914,8 +941,18 @@ mod tests {
 
     /// The tick labels and their x positions drawn for a window of `points` steps of `step`.
     fn drawn_time_ticks(step: i64, points: usize) -> Vec<(f64, String)> {
+        drawn_time_ticks_deployed_at(step, points, 10)
+    }
+
+    /// The time ticks drawn (their x and label) for a window of `points` steps of `step`
+    /// seconds whose first batch is at step `deploy_step`.
+    fn drawn_time_ticks_deployed_at(
+        step: i64,
+        points: usize,
+        deploy_step: i64,
+    ) -> Vec<(f64, String)> {
         let start = 1_700_000_000;
-        let mut bundle = crate::pages::test_bundle(step, start, points, start + step * 10);
+        let mut bundle = crate::pages::test_bundle(step, start, points, start + step * deploy_step);
         let by_host = ["r1", "k1", "k2"]
             .into_iter()
             .map(|host| {
@@ -968,6 +1005,27 @@ mod tests {
                 .all(|(_, label)| label.len() == 5 && label.contains('-')),
             "{week:?}"
         );
+    }
+
+    #[test]
+    fn a_week_of_history_before_a_short_release_is_cut_to_what_the_release_has_run() {
+        // A week at one-minute steps, the first batch half an hour before the end: the axis
+        // spans the hour before the batch and the half hour after it, labelled by minute.
+        let points = 7 * 24 * 60 + 1;
+        let deploy_step = points as i64 - 31;
+        let ticks = drawn_time_ticks_deployed_at(60, points, deploy_step);
+        let plot = WIDTH - LEFT - RIGHT;
+        assert!(ticks.len() >= 5, "{ticks:?}");
+        assert!(
+            ticks.iter().all(|(_, label)| label.contains(':')),
+            "{ticks:?}"
+        );
+        assert!(ticks[0].0 < LEFT + 0.2 * plot, "{ticks:?}");
+        let bundle = crate::pages::test_bundle(60, 0, points, 60 * deploy_step);
+        assert_eq!(first_shown_step(&bundle), points - 31 - 60);
+        // A window whose history is no longer than the release has run is drawn whole.
+        let short = crate::pages::test_bundle(60, 0, 121, 60 * 10);
+        assert_eq!(first_shown_step(&short), 0);
     }
 
     #[test]
