@@ -21,6 +21,8 @@ const DEPLOY: i64 = START + 600;
 const REPLACED_AT: i64 = DEPLOY + 200;
 /// When the faulty run's canary pods slow down.
 const FAULT_AT: i64 = DEPLOY + 300;
+/// When a critical alert fires on a canary pod, in the run that sends one.
+const ALERT_AT: i64 = DEPLOY + 260;
 const OBSERVE_SECONDS: i64 = 600;
 const CANARY: &str = "abc123";
 const STABLE: &str = "def456";
@@ -72,16 +74,19 @@ struct Outcome {
     answers: BTreeMap<String, Value>,
     /// The verdict route's path of the release.
     verdict_path: String,
+    /// The scorecard route's answer at the end of the run.
+    scorecard: Value,
 }
 
 /// Runs a selector release of `shop` from the baseline to the end of its observation (or its
 /// pause), with the canary pods' latency tripled from [`FAULT_AT`] when `faulty`.
 fn run(id: &str, faulty: bool) -> Outcome {
-    run_with(id, faulty, CANARY)
+    run_with(id, faulty, CANARY, false)
 }
 
-/// [`run`] with the release group's selector on template hash `release_hash`.
-fn run_with(id: &str, faulty: bool, release_hash: &str) -> Outcome {
+/// [`run`] with the release group's selector on template hash `release_hash`, and with a
+/// critical alert on the canary pod `shop-abc123-c2` at [`ALERT_AT`] when `alert` is set.
+fn run_with(id: &str, faulty: bool, release_hash: &str, alert: bool) -> Outcome {
     let server = TestServer::start(START);
     let (status, created) = server.post(
         "/api/v1/releases",
@@ -132,6 +137,16 @@ fn run_with(id: &str, faulty: bool, release_hash: &str) -> Outcome {
             })
             .collect();
         server.ingest_samples(samples);
+        if alert && at == ALERT_AT {
+            let (status, answer) = server.post(
+                "/api/v1/alerts",
+                &server.ingest,
+                &json!({"alerts": [{"name": "PodOOMKilled", "severity": "critical",
+                    "status": "firing", "starts_at": ALERT_AT,
+                    "labels": {"app": "shop", "pod": "shop-abc123-c2"}}]}),
+            );
+            assert_eq!(status, 200, "{answer}");
+        }
         server
             .clock
             .set(at + server.state.guard.config().grace_seconds);
@@ -167,6 +182,9 @@ fn run_with(id: &str, faulty: bool, release_hash: &str) -> Outcome {
             .or_insert(verdict.clone());
     }
     let (_, findings) = server.get(&format!("/api/v1/releases/{id}/findings"), &server.viewer);
+    let (status, scorecard) =
+        server.get(&format!("/api/v1/releases/{id}/scorecard"), &server.viewer);
+    assert_eq!(status, 200, "{scorecard}");
     Outcome {
         release,
         verdict,
@@ -174,6 +192,7 @@ fn run_with(id: &str, faulty: bool, release_hash: &str) -> Outcome {
         paused_at,
         answers,
         verdict_path,
+        scorecard,
     }
 }
 
@@ -207,6 +226,37 @@ fn a_canary_found_by_its_label_is_paused_on_a_fault_after_pods_are_replaced() {
     let findings = outcome.findings.to_string();
     assert!(findings.contains("latency_ms"), "{findings}");
     assert!(!findings.contains("\"silence\""), "{findings}");
+}
+
+#[test]
+fn a_critical_alert_on_a_canary_pod_found_by_its_label_pauses_and_joins_the_scorecard() {
+    let outcome = run_with("shop-canary-alert", false, CANARY, true);
+    assert_eq!(
+        outcome.paused_at,
+        Some(ALERT_AT),
+        "{} / {}",
+        outcome.release,
+        outcome.findings
+    );
+    let findings = outcome.findings.to_string();
+    assert!(
+        findings.contains("alert: PodOOMKilled firing on shop-abc123-c2"),
+        "{findings}"
+    );
+    let row = outcome.scorecard["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["signal"]["type"] == "alert")
+        .cloned()
+        .unwrap_or_else(|| panic!("no alert row: {}", outcome.scorecard));
+    assert_eq!(row["verdict"], "fail", "{row}");
+    assert_eq!(row["hosts_affected"], 1, "{row}");
+    assert_eq!(
+        outcome.scorecard["verdict"], "fault",
+        "{}",
+        outcome.scorecard
+    );
 }
 
 #[test]
@@ -372,7 +422,7 @@ fn the_condition_reader_can_tell_a_wrong_condition() {
 
 #[test]
 fn a_release_group_that_finds_no_pod_holds_and_never_succeeds() {
-    let outcome = run_with("shop-canary-nobody", false, "no-such-hash");
+    let outcome = run_with("shop-canary-nobody", false, "no-such-hash", false);
     assert_eq!(outcome.paused_at, None);
     assert_eq!(outcome.release["state"], "observing", "{}", outcome.release);
     assert_eq!(outcome.verdict["decision"], "hold", "{}", outcome.verdict);

@@ -156,6 +156,16 @@ impl Guard {
         )?)
     }
 
+    /// The release as the guard judges it at `at` (Unix seconds): for a release whose groups
+    /// are label selectors, the hosts they find in the index then, with each pod's deploy time
+    /// ([`groups::judged_release`]); the release as it is otherwise.
+    pub fn judged_release(&self, release: &Release, at: i64) -> Result<Release, GuardError> {
+        let (release_window, _) = ReleaseWindow::read(release)?;
+        let resolved =
+            groups::judged_release(release, &self.read_index(), release_window.start * 1000, at);
+        Ok(resolved.unwrap_or_else(|| release.clone()))
+    }
+
     /// Judges every observing release whose latest step is ready. Errors of one release are
     /// logged and do not stop the others.
     pub fn pass(&self) -> Result<Vec<Judged>, GuardError> {

@@ -110,8 +110,8 @@ pub(crate) struct AlertEvidence {
     findings: Vec<Finding>,
 }
 
-/// The alerts of `release`'s app matched against its hosts and the reference hosts of its
-/// window `bundle`, from its first deploy to now (to its last change once finished), as
+/// The alerts of `release`'s app matched against its hosts (those its selector finds, for a
+/// release of label groups) and the reference hosts of its window `bundle`, from its first deploy to now (to its last change once finished), as
 /// [`vigil_guard::alerts::judged_with_alerts`] weighs them.
 pub(crate) async fn alert_evidence(
     state: &AppState,
@@ -130,10 +130,14 @@ pub(crate) async fn alert_evidence(
         state.clock.now()
     };
     let release = release.clone();
+    let guard = Arc::clone(&state.guard);
     state
         .blocking(move |store| {
+            // A release whose groups are label selectors is weighed on the hosts they find,
+            // as the guard weighs it.
+            let judged = guard.judged_release(&release, until)?;
             let (matches, hosts_judged) =
-                vigil_guard::alerts::release_alerts(store, &release, &reference_hosts, until)?;
+                vigil_guard::alerts::release_alerts(store, &judged, &reference_hosts, until)?;
             Ok(AlertEvidence {
                 rows: vigil_guard::alerts::alert_rows(&matches, hosts_judged),
                 findings: vigil_guard::alerts::alert_findings(&matches, hosts_judged),
