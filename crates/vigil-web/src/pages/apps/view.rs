@@ -472,13 +472,30 @@ impl AppPage<'_> {
     }
 
     fn remove_rule_form(&self, name: &str) -> Markup {
+        self.remove_form(
+            "remove-rule",
+            "rules/remove",
+            ("name", name),
+            &format!("Remove the rule {name}"),
+        )
+    }
+
+    /// A cell with one "Remove" button: a form posting `field` (its name and value) to the
+    /// app's `path` under `/apps/{app}/`, with the session's field; `label` names what it removes.
+    fn remove_form(
+        &self,
+        class: &str,
+        path: &str,
+        (field, value): (&str, &str),
+        label: &str,
+    ) -> Markup {
         html! {
             td {
-                form class="remove-rule" method="post"
-                    action={ "/apps/" (url(&self.report().app)) "/rules/remove" } {
+                form class=(class) method="post"
+                    action={ "/apps/" (url(&self.report().app)) "/" (path) } {
                     (self.session.form_field())
-                    input type="hidden" name="name" value=(Text(name));
-                    button type="submit" aria-label={ "Remove the rule " (Text(name)) } {
+                    input type="hidden" name=(field) value=(Text(value));
+                    button type="submit" aria-label=(Text(label)) {
                         "Remove"
                     }
                 }
@@ -529,18 +546,12 @@ impl AppPage<'_> {
     }
 
     fn undeclare_form(&self, metric: &str) -> Markup {
-        html! {
-            td {
-                form class="remove-declared" method="post"
-                    action={ "/apps/" (url(&self.report().app)) "/metrics/remove" } {
-                    (self.session.form_field())
-                    input type="hidden" name="metric" value=(Text(metric));
-                    button type="submit" aria-label={ "Remove the declaration of " (Text(metric)) } {
-                        "Remove"
-                    }
-                }
-            }
-        }
+        self.remove_form(
+            "remove-declared",
+            "metrics/remove",
+            ("metric", metric),
+            &format!("Remove the declaration of {metric}"),
+        )
     }
 
     fn declare_form(&self) -> Markup {
@@ -687,7 +698,7 @@ impl AppPage<'_> {
                             th scope="row" { code { (Text(&query.metric)) } }
                             td { code { (Text(&query.query)) } }
                             td { (self.pull_state(&query.metric)) }
-                            @if admin { (self.remove_form(&query.metric)) }
+                            @if admin { (self.remove_query_form(&query.metric)) }
                         }
                     }
                 }
@@ -713,19 +724,13 @@ impl AppPage<'_> {
         }
     }
 
-    fn remove_form(&self, metric: &str) -> Markup {
-        html! {
-            td {
-                form class="remove-query" method="post"
-                    action={ "/apps/" (url(&self.report().app)) "/queries/remove" } {
-                    (self.session.form_field())
-                    input type="hidden" name="metric" value=(Text(metric));
-                    button type="submit" aria-label={ "Remove the query of " (Text(metric)) } {
-                        "Remove"
-                    }
-                }
-            }
-        }
+    fn remove_query_form(&self, metric: &str) -> Markup {
+        self.remove_form(
+            "remove-query",
+            "queries/remove",
+            ("metric", metric),
+            &format!("Remove the query of {metric}"),
+        )
     }
 }
 
