@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use vigil_core::rules::{Bound, RelativeTo, Rule, RuleSource, Side};
 use vigil_core::text::figure;
-use vigil_core::{Finding, Judgement, RowVerdict, ScorecardRow, Signal, Verdict};
+use vigil_core::{Finding, RowVerdict, ScorecardRow, Signal, Verdict};
 
 use crate::prepare::{MetricData, Prepared};
 
@@ -350,35 +350,6 @@ fn rule_finding(outcome: &RuleOutcome) -> Option<Finding> {
             })
         }
         RuleState::Held(_) | RuleState::NotEnoughData(_) => None,
-    }
-}
-
-/// The judgement with the rules' findings added and its verdict recomputed: a `fault` finding
-/// makes it a fault whatever the funnel said (insufficient data included); an `anomaly`
-/// finding makes a healthy verdict an anomaly. Findings stay most severe first.
-pub fn with_findings(judgement: Judgement, added: Vec<Finding>) -> Judgement {
-    if added.is_empty() {
-        return judgement;
-    }
-    let fault = added
-        .iter()
-        .any(|finding| finding.severity == Verdict::Fault);
-    let anomaly = added
-        .iter()
-        .any(|finding| finding.severity == Verdict::Anomaly);
-    let verdict = match judgement.verdict {
-        _ if fault => Verdict::Fault,
-        Verdict::Healthy if anomaly => Verdict::Anomaly,
-        unchanged => unchanged,
-    };
-    let mut findings = judgement.findings;
-    findings.extend(added);
-    // Stable: within a severity the funnel's findings stay first, in their order.
-    findings.sort_by_key(|finding| finding.severity);
-    Judgement {
-        verdict,
-        findings,
-        ..judgement
     }
 }
 

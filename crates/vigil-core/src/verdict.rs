@@ -112,6 +112,38 @@ pub struct Judgement {
     pub reason: Option<String>,
 }
 
+impl Judgement {
+    /// The judgement with `added` findings (a team's rules, received alerts) and its verdict
+    /// recomputed: a `fault` finding makes it a fault whatever the funnel said (insufficient
+    /// data included); an `anomaly` finding makes a healthy verdict an anomaly. Findings stay
+    /// most severe first, the funnel's first within a severity.
+    pub fn with_findings(self, added: Vec<Finding>) -> Judgement {
+        if added.is_empty() {
+            return self;
+        }
+        let fault = added
+            .iter()
+            .any(|finding| finding.severity == Verdict::Fault);
+        let anomaly = added
+            .iter()
+            .any(|finding| finding.severity == Verdict::Anomaly);
+        let verdict = match self.verdict {
+            _ if fault => Verdict::Fault,
+            Verdict::Healthy if anomaly => Verdict::Anomaly,
+            unchanged => unchanged,
+        };
+        let mut findings = self.findings;
+        findings.extend(added);
+        // Stable: within a severity the funnel's findings stay first, in their order.
+        findings.sort_by_key(|finding| finding.severity);
+        Judgement {
+            verdict,
+            findings,
+            ..self
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,8 +24,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// The judgement with findings added and its verdict recomputed, as for the team's rules.
-pub use vigil_analysis::rules::with_findings;
 use vigil_core::release::Release;
 use vigil_core::scorecard::{RowVerdict, ScorecardRow};
 use vigil_core::text::clock_time_utc;
@@ -449,7 +447,7 @@ pub fn release_alerts(
 
 /// The guard's one call after judging a step: the judgement with the findings of the alerts
 /// blamed on the release from its first deploy to `now` ([`release_alerts`],
-/// [`with_findings`]). Alerts are not sampled in steps: one that started after the step judged
+/// [`Judgement::with_findings`]). Alerts are not sampled in steps: one that started after the step judged
 /// (which trails `now` by up to a step and the grace time) counts at once.
 pub fn judged_with_alerts(
     store: &dyn Store,
@@ -464,7 +462,7 @@ pub fn judged_with_alerts(
     if !findings.is_empty() {
         tracing::debug!(release = %release.id, at = judgement.at, findings = findings.len(), "alerts blamed on release");
     }
-    Ok(with_findings(judgement, findings))
+    Ok(judgement.with_findings(findings))
 }
 
 /// Which apps received alerts since each release was last weighed, so that the guard judges a

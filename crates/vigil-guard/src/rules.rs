@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use vigil_analysis::rules::{evaluate_rules, rule_findings, with_findings, RuleOutcome};
+use vigil_analysis::rules::{evaluate_rules, rule_findings, RuleOutcome};
 use vigil_analysis::Evaluator;
 use vigil_core::release::Release;
 use vigil_core::rules::{query_series, RuleSource};
@@ -52,7 +52,7 @@ pub fn rule_outcomes(
 }
 
 /// The judgement of the evaluator's last step with the release's rule findings added and the
-/// verdict recomputed ([`with_findings`]): a broken `fault` rule pauses the release.
+/// verdict recomputed ([`Judgement::with_findings`]): a broken `fault` rule pauses the release.
 pub fn with_rule_findings(
     judgement: Judgement,
     evaluator: &Evaluator,
@@ -63,5 +63,5 @@ pub fn with_rule_findings(
         return judgement;
     };
     let outcomes = rule_outcomes(evaluator, release, failures, last_step);
-    with_findings(judgement, rule_findings(&outcomes))
+    judgement.with_findings(rule_findings(&outcomes))
 }

@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 
-use vigil_core::{Batch, Bundle, Direction, Host, HostGroup, Logs, MetricKind, MetricMeta};
+use vigil_core::{
+    Batch, Bundle, Direction, Host, HostGroup, Judgement, Logs, MetricKind, MetricMeta,
+};
 
 use super::*;
 use crate::settings::Settings;
@@ -359,7 +361,10 @@ fn a_failing_query_is_an_anomaly_finding_and_a_failing_row_never_a_pause() {
         findings: Vec::new(),
         reason: None,
     };
-    assert_eq!(with_findings(healthy, findings).verdict, Verdict::Anomaly);
+    assert_eq!(
+        Judgement::with_findings(healthy, findings).verdict,
+        Verdict::Anomaly
+    );
 }
 
 #[test]
@@ -390,7 +395,7 @@ fn a_fault_finding_makes_any_verdict_a_fault_and_an_anomaly_only_a_healthy_one()
         findings: Vec::new(),
         reason: Some("a host is silent".to_owned()),
     };
-    let judged = with_findings(held.clone(), fault.clone());
+    let judged = Judgement::with_findings(held.clone(), fault.clone());
     assert_eq!(judged.verdict, Verdict::Fault);
     assert_eq!(judged.findings, fault);
     let anomaly: Vec<Finding> = fault
@@ -401,16 +406,16 @@ fn a_fault_finding_makes_any_verdict_a_fault_and_an_anomaly_only_a_healthy_one()
         })
         .collect();
     assert_eq!(
-        with_findings(held.clone(), anomaly.clone()).verdict,
+        Judgement::with_findings(held.clone(), anomaly.clone()).verdict,
         Verdict::InsufficientData
     );
-    assert_eq!(with_findings(held.clone(), Vec::new()), held);
+    assert_eq!(Judgement::with_findings(held.clone(), Vec::new()), held);
     let with_funnel_anomaly = Judgement {
         verdict: Verdict::Anomaly,
         findings: anomaly.clone(),
         ..held
     };
-    let merged = with_findings(with_funnel_anomaly, fault);
+    let merged = Judgement::with_findings(with_funnel_anomaly, fault);
     assert_eq!(merged.verdict, Verdict::Fault);
     assert_eq!(merged.findings[0].severity, Verdict::Fault);
     assert_eq!(merged.findings[1].severity, Verdict::Anomaly);

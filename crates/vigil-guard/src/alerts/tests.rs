@@ -271,20 +271,21 @@ fn findings_set_the_verdict_most_severe_first() {
         &setup.matched(&[alert("Slow", &[("host", "r1")], DEPLOY + 60, None)]),
         2,
     );
-    let held = with_findings(judgement(Verdict::InsufficientData), fault.clone());
+    let held = Judgement::with_findings(judgement(Verdict::InsufficientData), fault.clone());
     assert_eq!(held.verdict, Verdict::Fault);
-    let recommended = with_findings(judgement(Verdict::Healthy), anomaly.clone());
+    let recommended = Judgement::with_findings(judgement(Verdict::Healthy), anomaly.clone());
     assert_eq!(recommended.verdict, Verdict::Anomaly);
-    let still_held = with_findings(judgement(Verdict::InsufficientData), anomaly.clone());
+    let still_held =
+        Judgement::with_findings(judgement(Verdict::InsufficientData), anomaly.clone());
     assert_eq!(still_held.verdict, Verdict::InsufficientData);
-    let both = with_findings(
+    let both = Judgement::with_findings(
         judgement(Verdict::Healthy),
         anomaly.into_iter().chain(fault).collect(),
     );
     assert_eq!(both.verdict, Verdict::Fault);
     assert_eq!(both.findings[0].signal.label(), "alert:HighErrorRate");
     assert_eq!(
-        with_findings(judgement(Verdict::Healthy), Vec::new()),
+        Judgement::with_findings(judgement(Verdict::Healthy), Vec::new()),
         judgement(Verdict::Healthy)
     );
 }
