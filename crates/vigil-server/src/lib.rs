@@ -45,6 +45,46 @@ pub struct ServerConfig {
     pub max_import_bytes: usize,
     /// Imports decompressed, parsed and replayed at once.
     pub imports_at_once: usize,
+    /// How this server shares its store with other `vigil serve` replicas.
+    pub replica: ReplicaSettings,
+}
+
+/// How a server shares one PostgreSQL store with other replicas: each observing release is
+/// guarded by the one replica that holds its lease; every replica answers the API and the
+/// pages and takes ingested data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicaSettings {
+    /// This replica's name, unique among the replicas of one store; empty: a random one is
+    /// made up at start (see [`ReplicaSettings::resolved_id`]).
+    pub id: String,
+    /// A replica that has not renewed its leases for this long loses them, in seconds.
+    pub lease_seconds: i64,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        ReplicaSettings {
+            id: String::new(),
+            lease_seconds: 15,
+        }
+    }
+}
+
+impl ReplicaSettings {
+    /// The configured id, or a new random one (`vigil-` and 12 hex digits) when none is set.
+    pub fn resolved_id(&self) -> String {
+        if !self.id.is_empty() {
+            return self.id.clone();
+        }
+        let mut random = [0u8; 6];
+        // Without the system's random numbers, the process id still sets replicas of one
+        // machine apart.
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random).is_err() {
+            random[..4].copy_from_slice(&std::process::id().to_be_bytes());
+        }
+        format!("vigil-{}", vigil_core::text::hex(&random))
+    }
 }
 
 impl Default for ServerConfig {
@@ -62,6 +102,7 @@ impl Default for ServerConfig {
             decode_budget_bytes: Limits::default().decode_budget_bytes,
             max_import_bytes: Limits::default().max_import_bytes,
             imports_at_once: Limits::default().imports_at_once,
+            replica: ReplicaSettings::default(),
         }
     }
 }

@@ -27,7 +27,7 @@ pub(crate) const SQLITE: Dialect = Dialect {
     bytes: "BLOB",
     serial_id: "INTEGER PRIMARY KEY AUTOINCREMENT",
     row_id: "INTEGER PRIMARY KEY",
-    extra: &["", "", ""],
+    extra: &["", "", "", ""],
 };
 
 pub(crate) const POSTGRES: Dialect = Dialect {
@@ -38,6 +38,7 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     // Bodies are compact binary already: keep them out of line without trying to compress them.
     extra: &[
         "ALTER TABLE data_chunks ALTER COLUMN body SET STORAGE EXTERNAL;",
+        "",
         "",
         "",
     ],
@@ -173,6 +174,27 @@ CREATE TABLE alerts (
     PRIMARY KEY (fingerprint, starts_at)
 );
 CREATE INDEX alerts_by_app ON alerts (app, starts_at);
+"#,
+    r#"
+ALTER TABLE data_chunks ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN claimed_until {integer} NOT NULL DEFAULT 0;
+
+CREATE TABLE replicas (
+    id TEXT PRIMARY KEY NOT NULL,
+    address TEXT NOT NULL,
+    started_at {integer} NOT NULL,
+    seen_at {integer} NOT NULL
+);
+
+CREATE TABLE leases (
+    release_id TEXT PRIMARY KEY NOT NULL REFERENCES releases (id),
+    holder TEXT NOT NULL,
+    epoch {integer} NOT NULL,
+    expires_at {integer} NOT NULL
+);
+CREATE INDEX leases_by_holder ON leases (holder);
 "#,
 ];
 
