@@ -26,6 +26,8 @@ pub(crate) trait Executor {
     /// The statement that reads a release's row before changing it (PostgreSQL locks the
     /// row; SQLite's write transaction already holds the whole database).
     const SELECT_RELEASE_TO_CHANGE: &'static str;
+    /// The statement that reads the lease a fenced write needs (PostgreSQL locks its row).
+    const SELECT_LEASE_TO_FENCE: &'static str;
 
     /// Runs a statement; returns how many rows it changed.
     fn execute(&mut self, sql: &'static str, arguments: &[Value<'_>]) -> Result<u64, StoreError>;
@@ -92,6 +94,9 @@ pub(crate) fn apply_change<Backend: Executor>(
     executor: &mut Backend,
     change: &Change,
 ) -> Result<(Release, Transition), StoreError> {
+    if let Some(lease) = &change.lease {
+        crate::leases::check_fence(executor, &change.release_id, lease)?;
+    }
     let found = executor.first(
         Backend::SELECT_RELEASE_TO_CHANGE,
         &[Value::Text(&change.release_id)],

@@ -283,6 +283,7 @@ pub fn transition_change(
         reason,
         deployed: None,
         notifications: Vec::new(),
+        lease: None,
     })
 }
 
