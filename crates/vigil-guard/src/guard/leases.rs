@@ -21,6 +21,9 @@ use vigil_store::{Lease, LeaseFence, Store, StoreError};
 
 use super::locks::lock;
 
+/// A replica silent for this long leaves the list of replicas, in seconds.
+const FORGET_REPLICA_SECONDS: i64 = 3600;
+
 /// Who a guard is among the replicas sharing its store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaIdentity {
@@ -115,8 +118,15 @@ impl Leases {
             store.drop_lease(holder, &lease.release_id)?;
         }
         holding.retain(|lease| observing_ids.contains(&lease.release_id));
-        let live = store
-            .replicas()?
+        let replicas = store.replicas()?;
+        // A replica killed long ago (restarted under another id) is forgotten.
+        for gone in replicas
+            .iter()
+            .filter(|replica| replica.seen_at.saturating_add(FORGET_REPLICA_SECONDS) < now)
+        {
+            store.replica_gone(&gone.id)?;
+        }
+        let live = replicas
             .iter()
             .filter(|replica| replica.seen_at.saturating_add(lease_seconds) > now)
             .count()
@@ -236,6 +246,45 @@ impl Leases {
         store.replica_gone(&self.replica.id)?;
         Ok(held.len())
     }
+}
+
+/// A replica of the store as `GET /api/v1/replicas` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReplicaStatus {
+    pub id: String,
+    pub address: String,
+    pub started_at: i64,
+    pub seen_at: i64,
+    /// Its heartbeat is younger than the lease time at `now`.
+    pub live: bool,
+    /// The releases whose lease it holds unexpired at `now`, by id.
+    pub releases: Vec<String>,
+}
+
+/// Every replica of the store and the releases it guards at `now`, a replica being live while
+/// its heartbeat is younger than `lease_seconds`.
+pub fn replica_statuses(
+    store: &dyn Store,
+    now: i64,
+    lease_seconds: i64,
+) -> Result<Vec<ReplicaStatus>, StoreError> {
+    let leases = store.leases()?;
+    Ok(store
+        .replicas()?
+        .into_iter()
+        .map(|replica| ReplicaStatus {
+            live: replica.seen_at.saturating_add(lease_seconds.max(1)) > now,
+            releases: leases
+                .iter()
+                .filter(|lease| lease.holder == replica.id && lease.expires_at > now)
+                .map(|lease| lease.release_id.clone())
+                .collect(),
+            id: replica.id,
+            address: replica.address,
+            started_at: replica.started_at,
+            seen_at: replica.seen_at,
+        })
+        .collect())
 }
 
 /// A stable number of a replica and a release (FNV-1a of both names): the order in which the

@@ -33,7 +33,7 @@ pub use self::act::{
 pub use self::config::{GuardConfig, Judged, Route};
 use self::evaluators::{Evaluators, Kept};
 use self::leases::Leases;
-pub use self::leases::ReplicaIdentity;
+pub use self::leases::{replica_statuses, ReplicaIdentity, ReplicaStatus};
 use self::locks::{lock, read};
 use self::readiness::step_complete;
 use crate::assemble::{reference_hosts_among, AssembleError, Window};
