@@ -9,7 +9,7 @@ use crate::codec::{
     create_transition, deployed_with, enum_name, kind_name, parse_enum, Columns, ReleaseRow,
     TransitionRow, VerdictRow,
 };
-use crate::{sql, Appended, Change, DataChunk, ImportedRelease, StoreError};
+use crate::{sql, Appended, Change, DataChunk, ImportedRelease, LeaseFence, StoreError};
 
 /// An argument of a statement, of one of the column types the schema uses.
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +95,7 @@ pub(crate) fn apply_change<Backend: Executor>(
     change: &Change,
 ) -> Result<(Release, Transition), StoreError> {
     if let Some(lease) = &change.lease {
-        crate::leases::check_fence(executor, &change.release_id, lease)?;
+        check_fence(executor, &change.release_id, lease)?;
     }
     let found = executor.first(
         Backend::SELECT_RELEASE_TO_CHANGE,
@@ -179,6 +179,31 @@ pub(crate) fn insert_verdict(
         ],
     )?;
     queue_notifications(executor, notifications, record.at)
+}
+
+/// [`StoreError::LeaseLost`] unless the fence's holder holds the release's lease at its
+/// epoch, unexpired at its time.
+pub(crate) fn check_fence<Backend: Executor>(
+    executor: &mut Backend,
+    release_id: &str,
+    lease: &LeaseFence,
+) -> Result<(), StoreError> {
+    let held = executor.first(
+        Backend::SELECT_LEASE_TO_FENCE,
+        &[
+            Value::Text(release_id),
+            Value::Text(&lease.holder),
+            Value::Integer(lease.epoch),
+            Value::Integer(lease.now),
+        ],
+        |row| row.integer(0),
+    )?;
+    if held.is_none() {
+        return Err(StoreError::LeaseLost {
+            release_id: release_id.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Stores a chunk unless its key is already stored for its kind.

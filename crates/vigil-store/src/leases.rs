@@ -1,9 +1,9 @@
-//! Replicas and leases, for both stores: the rows read back, the claim of free leases one by
-//! one, and the fence a guard's write checks in its own transaction.
+//! Replicas and leases, for both stores: the rows read back and the claim of free leases one
+//! by one (the fence a guard's write checks is `changes::check_fence`).
 
 use crate::changes::{Executor, Value};
 use crate::codec::Columns;
-use crate::{sql, Lease, LeaseFence, ReplicaRecord, StoreError};
+use crate::{sql, Lease, ReplicaRecord, StoreError};
 
 pub(crate) fn read_replica(row: &dyn Columns) -> Result<ReplicaRecord, StoreError> {
     Ok(ReplicaRecord {
@@ -21,31 +21,6 @@ pub(crate) fn read_lease(row: &dyn Columns) -> Result<Lease, StoreError> {
         epoch: row.integer(2)?,
         expires_at: row.integer(3)?,
     })
-}
-
-/// [`StoreError::LeaseLost`] unless the fence's holder holds the release's lease at its
-/// epoch, unexpired at its time.
-pub(crate) fn check_fence<Backend: Executor>(
-    executor: &mut Backend,
-    release_id: &str,
-    lease: &LeaseFence,
-) -> Result<(), StoreError> {
-    let held = executor.first(
-        Backend::SELECT_LEASE_TO_FENCE,
-        &[
-            Value::Text(release_id),
-            Value::Text(&lease.holder),
-            Value::Integer(lease.epoch),
-            Value::Integer(lease.now),
-        ],
-        |row| row.integer(0),
-    )?;
-    if held.is_none() {
-        return Err(StoreError::LeaseLost {
-            release_id: release_id.to_owned(),
-        });
-    }
-    Ok(())
 }
 
 /// Takes the free leases of `wanted`, in order, until `holder` holds `max` (see

@@ -897,7 +897,7 @@ impl Store for PostgresStore {
             statements,
             client: &mut transaction,
         };
-        leases::check_fence(&mut executor, &record.release_id, lease)?;
+        changes::check_fence(&mut executor, &record.release_id, lease)?;
         changes::insert_verdict(&mut executor, record, notifications)?;
         transaction.commit()?;
         Ok(())

@@ -711,7 +711,7 @@ impl Store for SqliteStore {
         let mut connection = self.connection();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut executor = SqliteExecutor(&transaction);
-        leases::check_fence(&mut executor, &record.release_id, lease)?;
+        changes::check_fence(&mut executor, &record.release_id, lease)?;
         changes::insert_verdict(&mut executor, record, notifications)?;
         transaction.commit()?;
         Ok(())
