@@ -144,6 +144,7 @@ fn outcome_change(replayed: &Replayed, now: i64) -> Result<Change, GuardError> {
         reason,
         deployed: None,
         notifications: Vec::new(),
+        lease: None,
     })
 }
 

@@ -23,6 +23,6 @@ pub mod window;
 
 pub use assemble::{assemble, assemble_steps, assemble_with, AssembleError, Window};
 pub use error::GuardError;
-pub use guard::{Guard, GuardConfig, Judged, Route};
+pub use guard::{Guard, GuardConfig, Judged, ReplicaIdentity, ReplicaStatus, Route};
 pub use index::DataIndex;
 pub use window::ReleaseWindow;

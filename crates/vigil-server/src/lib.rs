@@ -12,7 +12,7 @@ use vigil_core::Clock;
 use vigil_guard::intake::Intake;
 use vigil_guard::pull::{PullQuery, PullSource, Puller};
 use vigil_guard::retention::{prune, Retention};
-use vigil_guard::{DataIndex, Guard, GuardConfig, Route};
+use vigil_guard::{DataIndex, Guard, GuardConfig, ReplicaIdentity, Route};
 use vigil_ingest::prometheus::{PrometheusClient, PrometheusOptions, RangeQuery};
 use vigil_ingest::remote_write::RemoteWriteOptions;
 use vigil_notify::{Notifier, NotifyConfig};
@@ -121,6 +121,8 @@ pub enum ServeError {
     },
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("invalid replica settings: {0}")]
+    Replica(String),
 }
 
 /// A started server: its address and the state its parts share.
@@ -141,6 +143,13 @@ pub async fn start(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> Result<Started, ServeError> {
+    // Leases are renewed every second: a shorter lease would lapse between renewals.
+    if config.replica.lease_seconds < 2 {
+        return Err(ServeError::Replica(format!(
+            "replica.lease_seconds must be at least 2, not {}",
+            config.replica.lease_seconds
+        )));
+    }
     let notifier = Arc::new(Notifier::new(config.notifications.clone())?);
     let routes: Vec<Route> = notifier
         .channels()
@@ -188,7 +197,14 @@ pub async fn start(
         Arc::new(fetch_from_prometheus),
         config.recent_seconds,
     ));
-    // The guard judges a query rule failing when its pull fails.
+    let replica = ReplicaIdentity {
+        id: replica_id(config),
+        address: public_url.clone(),
+        lease_seconds: config.replica.lease_seconds,
+    };
+    tracing::info!(replica = %replica.id, replica_address = %replica.address, lease_seconds = replica.lease_seconds, "replica starting");
+    // The guard judges a query rule failing when its pull fails, and only the releases whose
+    // lease this replica holds.
     let guard = Arc::new(
         Guard::new(
             Arc::clone(&store),
@@ -200,7 +216,8 @@ pub async fn start(
                 grace_seconds: config.grace_seconds,
             },
         )
-        .with_pull_failures(puller.failures()),
+        .with_pull_failures(puller.failures())
+        .with_replica(replica),
     );
 
     let now = clock.now();
@@ -251,6 +268,18 @@ pub async fn start(
     })
 }
 
+/// This server's replica id: the configured one; else, on PostgreSQL, a random one; else (a
+/// SQLite store, which one server holds) always the same, so that a server restarted after
+/// being killed renews the leases it held at once instead of waiting for them to expire.
+fn replica_id(config: &ServerConfig) -> String {
+    let shared =
+        config.database.starts_with("postgres://") || config.database.starts_with("postgresql://");
+    if config.replica.id.is_empty() && !shared {
+        return "local".to_string();
+    }
+    config.replica.resolved_id()
+}
+
 /// Start of the data the server must hold: the recent window, or the window of the oldest
 /// release still being judged.
 fn earliest_needed(store: &dyn Store, now: i64, recent_seconds: i64) -> Result<i64, ServeError> {
@@ -293,6 +322,7 @@ impl Started {
             Arc::clone(&state.clock),
             self.retention,
         ));
+        let guard = Arc::clone(&state.guard);
         let app = vigil_web::router(state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -301,6 +331,16 @@ impl Started {
         notify_task.abort();
         pull_task.abort();
         prune_task.abort();
+        // Stopping on purpose: the other replicas take this one's releases over at once
+        // rather than when its leases expire.
+        let stopping_guard = Arc::clone(&guard);
+        match tokio::task::spawn_blocking(move || stopping_guard.give_back_leases()).await {
+            Ok(Ok(given_back)) => {
+                tracing::info!(replica = %guard.replica().id, leases = given_back, "replica gave its leases back");
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "replica could not give its leases back"),
+            Err(error) => tracing::error!(%error, "giving leases back panicked"),
+        }
         served?;
         Ok(())
     }

@@ -538,6 +538,24 @@ fn send_token_routes(contract: &mut Contract) {
     assert_eq!(status, 404);
 }
 
+/// The replicas of the store: this one server, live (asked by an operator: the viewer's token
+/// is revoked by then).
+fn send_replica_routes(contract: &mut Contract) {
+    let operator = contract.server.operator.clone();
+    let (status, answer) = contract.send(
+        "GET",
+        "/api/v1/replicas",
+        "/api/v1/replicas",
+        &operator,
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["replicas"].as_array().unwrap().len(), 1, "{answer}");
+    assert_eq!(answer["replicas"][0]["live"], true, "{answer}");
+    let (status, _) = contract.send("GET", "/api/v1/replicas", "/api/v1/replicas", "", None);
+    assert_eq!(status, 401);
+}
+
 #[test]
 fn every_route_answers_as_the_document_says() {
     let mut contract = Contract::new();
@@ -558,6 +576,7 @@ fn every_route_answers_as_the_document_says() {
     send_release_actions(&mut contract);
     send_import(&mut contract);
     send_token_routes(&mut contract);
+    send_replica_routes(&mut contract);
 
     let documented = operations(&contract.document);
     let unsent: Vec<&String> = documented.difference(&contract.sent).collect();

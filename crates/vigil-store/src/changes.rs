@@ -9,7 +9,7 @@ use crate::codec::{
     create_transition, deployed_with, enum_name, kind_name, parse_enum, Columns, ReleaseRow,
     TransitionRow, VerdictRow,
 };
-use crate::{sql, Appended, Change, DataChunk, ImportedRelease, StoreError};
+use crate::{sql, Appended, Change, DataChunk, ImportedRelease, LeaseFence, StoreError};
 
 /// An argument of a statement, of one of the column types the schema uses.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +26,8 @@ pub(crate) trait Executor {
     /// The statement that reads a release's row before changing it (PostgreSQL locks the
     /// row; SQLite's write transaction already holds the whole database).
     const SELECT_RELEASE_TO_CHANGE: &'static str;
+    /// The statement that reads the lease a fenced write needs (PostgreSQL locks its row).
+    const SELECT_LEASE_TO_FENCE: &'static str;
 
     /// Runs a statement; returns how many rows it changed.
     fn execute(&mut self, sql: &'static str, arguments: &[Value<'_>]) -> Result<u64, StoreError>;
@@ -92,6 +94,9 @@ pub(crate) fn apply_change<Backend: Executor>(
     executor: &mut Backend,
     change: &Change,
 ) -> Result<(Release, Transition), StoreError> {
+    if let Some(lease) = &change.lease {
+        check_fence(executor, &change.release_id, lease)?;
+    }
     let found = executor.first(
         Backend::SELECT_RELEASE_TO_CHANGE,
         &[Value::Text(&change.release_id)],
@@ -174,6 +179,31 @@ pub(crate) fn insert_verdict(
         ],
     )?;
     queue_notifications(executor, notifications, record.at)
+}
+
+/// [`StoreError::LeaseLost`] unless the fence's holder holds the release's lease at its
+/// epoch, unexpired at its time.
+pub(crate) fn check_fence<Backend: Executor>(
+    executor: &mut Backend,
+    release_id: &str,
+    lease: &LeaseFence,
+) -> Result<(), StoreError> {
+    let held = executor.first(
+        Backend::SELECT_LEASE_TO_FENCE,
+        &[
+            Value::Text(release_id),
+            Value::Text(&lease.holder),
+            Value::Integer(lease.epoch),
+            Value::Integer(lease.now),
+        ],
+        |row| row.integer(0),
+    )?;
+    if held.is_none() {
+        return Err(StoreError::LeaseLost {
+            release_id: release_id.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Stores a chunk unless its key is already stored for its kind.

@@ -10,6 +10,7 @@
 
 mod changes;
 mod codec;
+mod leases;
 pub mod postgres_store;
 mod schema;
 mod sql;
@@ -46,6 +47,10 @@ pub enum StoreError {
     UnknownNotification { id: i64 },
     #[error("no token {id}")]
     UnknownToken { id: i64 },
+    /// A fenced write of the guard: the writer no longer holds the release's lease (another
+    /// replica took it, or it expired), so nothing was written.
+    #[error("the lease of release {release_id} is no longer held by this replica")]
+    LeaseLost { release_id: String },
     /// `source` is the database's own error, when there was one (not for a bad URL).
     #[error("cannot open store {url}: {reason}")]
     Open {
@@ -115,6 +120,43 @@ pub struct Change {
     pub deployed: Option<Batch>,
     /// Messages to put in the outbox in the same transaction.
     pub notifications: Vec<NewNotification>,
+    /// The guard's lease on the release: the change applies only while it is held (see
+    /// [`LeaseFence`]); `None` for a person's action, a batch report or an import.
+    pub lease: Option<LeaseFence>,
+}
+
+// ---- replicas and leases
+
+/// A replica of the server sharing the store, as it last said it was alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRecord {
+    pub id: String,
+    /// Where it answers (its public URL or listen address).
+    pub address: String,
+    pub started_at: i64,
+    /// Its last heartbeat, Unix seconds.
+    pub seen_at: i64,
+}
+
+/// The lease of one release: the replica that guards it until `expires_at`. `epoch` grows
+/// by one whenever another holder takes it, so a holder's older writes can be told apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub release_id: String,
+    pub holder: String,
+    pub epoch: i64,
+    /// Unix seconds; the lease is free at and after it.
+    pub expires_at: i64,
+}
+
+/// What a fenced write of the guard proves: `holder` holds the release's lease at `epoch`,
+/// unexpired at `now` (Unix seconds). Checked in the write's own transaction; otherwise the
+/// write fails with [`StoreError::LeaseLost`] and changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseFence {
+    pub holder: String,
+    pub epoch: i64,
+    pub now: i64,
 }
 
 /// An imported release and everything stored with it, written by [`Store::import_release`]
@@ -207,7 +249,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// state `to`, the change's reason, `updated_at` = `at` and `deployed` extended by the
     /// change's batch if any; the transition gets the release's next `seq`; each notification
     /// is queued pending and due at once (`created_at` = `next_attempt_at` = `at`). Returns
-    /// the release as stored and the transition.
+    /// the release as stored and the transition. A change with a `lease` applies only while
+    /// that lease is held ([`StoreError::LeaseLost`] otherwise, checked first, in the same
+    /// transaction).
     fn apply(&self, change: &Change) -> Result<(Release, Transition), StoreError>;
     /// Every transition of a release, oldest first.
     fn transitions(&self, release_id: &str) -> Result<Vec<Transition>, StoreError>;
@@ -327,6 +371,55 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes the alerts that ended before `before`, and those still firing last received
     /// more than `stale_seconds` before it. Returns how many were deleted.
     fn prune_alerts(&self, before: i64, stale_seconds: i64) -> Result<usize, StoreError>;
+
+    // ---- replicas and leases
+    /// A replica's heartbeat: inserts it or updates its address, start and `seen_at`.
+    fn replica_seen(
+        &self,
+        id: &str,
+        address: &str,
+        started_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Forgets a replica that stops (its leases are dropped by [`Store::drop_lease`]).
+    fn replica_gone(&self, id: &str) -> Result<(), StoreError>;
+    /// Every replica that sent a heartbeat and did not stop, by id.
+    fn replicas(&self) -> Result<Vec<ReplicaRecord>, StoreError>;
+    /// Takes for `holder`, in the order of `wanted`, the leases that are free (never taken,
+    /// expired at `now`, dropped) until it holds `max` unexpired leases; each one taken
+    /// expires at `expires_at`. Taken from another holder, a lease's epoch grows by one;
+    /// taken again by the holder it lapsed from, it keeps its epoch (no one held it in
+    /// between). Never takes a lease another holder holds unexpired, even when replicas
+    /// claim at once. Returns the leases `holder` holds after it, by release id.
+    fn claim_leases(
+        &self,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+        wanted: &[String],
+        max: usize,
+    ) -> Result<Vec<Lease>, StoreError>;
+    /// Extends every lease `holder` holds unexpired at `now` to `expires_at`; an expired one
+    /// is not renewed. Returns the leases it holds after it, by release id.
+    fn renew_leases(
+        &self,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Vec<Lease>, StoreError>;
+    /// Gives up `holder`'s lease of a release, so that any replica may take it at once; false
+    /// when `holder` did not hold it.
+    fn drop_lease(&self, holder: &str, release_id: &str) -> Result<bool, StoreError>;
+    /// Every lease, expired or not, by release id.
+    fn leases(&self) -> Result<Vec<Lease>, StoreError>;
+    /// Records a verdict as [`Store::record_verdict`] does, only while `lease` is held (in the
+    /// same transaction): otherwise [`StoreError::LeaseLost`] and nothing is stored.
+    fn record_verdict_fenced(
+        &self,
+        record: &VerdictRecord,
+        notifications: &[NewNotification],
+        lease: &LeaseFence,
+    ) -> Result<(), StoreError>;
 }
 
 /// The URL of a private in-memory SQLite database (tests).

@@ -26,11 +26,12 @@ use crate::codec::{
     read_chunk, read_feedback, read_outbox_item, read_release, read_session, read_template,
     read_token, read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
 };
+use crate::leases;
 use crate::schema;
 use crate::sql;
 use crate::{
-    redact_password, Appended, Change, DataChunk, DataKind, ImportedRelease, PageSession,
-    ReleaseFilter, Store, StoreError,
+    redact_password, Appended, Change, DataChunk, DataKind, ImportedRelease, Lease, LeaseFence,
+    PageSession, ReleaseFilter, ReplicaRecord, Store, StoreError,
 };
 
 /// How long to wait for the server when the URL does not say (`connect_timeout=`).
@@ -341,6 +342,7 @@ struct PostgresExecutor<'session, Client: GenericClient> {
 
 impl<Client: GenericClient> Executor for PostgresExecutor<'_, Client> {
     const SELECT_RELEASE_TO_CHANGE: &'static str = sql::SELECT_RELEASE_FOR_UPDATE;
+    const SELECT_LEASE_TO_FENCE: &'static str = sql::SELECT_FENCE_FOR_UPDATE;
 
     fn execute(&mut self, sql: &'static str, arguments: &[Value<'_>]) -> Result<u64, StoreError> {
         let statement = prepared(self.statements, self.client, sql)?;
@@ -776,5 +778,128 @@ impl Store for PostgresStore {
         )?;
         tracing::debug!(at = before, deleted, "alerts pruned");
         Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+    }
+
+    // ---- replicas and leases
+    fn replica_seen(
+        &self,
+        id: &str,
+        address: &str,
+        started_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut session = self.connection()?;
+        execute(
+            &mut session,
+            sql::UPSERT_REPLICA,
+            &[&id, &address, &started_at, &now],
+        )?;
+        Ok(())
+    }
+
+    fn replica_gone(&self, id: &str) -> Result<(), StoreError> {
+        let mut session = self.connection()?;
+        execute(&mut session, sql::DELETE_REPLICA, &[&id])?;
+        Ok(())
+    }
+
+    fn replicas(&self) -> Result<Vec<ReplicaRecord>, StoreError> {
+        let mut session = self.connection()?;
+        collect(
+            &mut session,
+            sql::SELECT_REPLICAS,
+            &[],
+            leases::read_replica,
+        )
+    }
+
+    fn claim_leases(
+        &self,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+        wanted: &[String],
+        max: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let mut guard = self.connection()?;
+        let held: Vec<String> = collect(
+            &mut guard,
+            sql::SELECT_HELD_LEASES,
+            &[&holder, &now],
+            leases::read_lease,
+        )?
+        .into_iter()
+        .map(|lease| lease.release_id)
+        .collect();
+        {
+            // Each lease taken in a statement of its own, committed at once: no replica waits
+            // on rows another holds while it claims others (which could deadlock).
+            let Session { client, statements } = &mut *guard;
+            leases::claim_leases(
+                &mut PostgresExecutor { statements, client },
+                holder,
+                now,
+                expires_at,
+                wanted,
+                max,
+                &held,
+            )?;
+        }
+        collect(
+            &mut guard,
+            sql::SELECT_HELD_LEASES,
+            &[&holder, &now],
+            leases::read_lease,
+        )
+    }
+
+    fn renew_leases(
+        &self,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let mut session = self.connection()?;
+        execute(
+            &mut session,
+            sql::RENEW_LEASES,
+            &[&expires_at, &holder, &now],
+        )?;
+        collect(
+            &mut session,
+            sql::SELECT_HELD_LEASES,
+            &[&holder, &now],
+            leases::read_lease,
+        )
+    }
+
+    fn drop_lease(&self, holder: &str, release_id: &str) -> Result<bool, StoreError> {
+        let mut session = self.connection()?;
+        let dropped = execute(&mut session, sql::DROP_LEASE, &[&holder, &release_id])?;
+        Ok(dropped > 0)
+    }
+
+    fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let mut session = self.connection()?;
+        collect(&mut session, sql::SELECT_LEASES, &[], leases::read_lease)
+    }
+
+    fn record_verdict_fenced(
+        &self,
+        record: &VerdictRecord,
+        notifications: &[NewNotification],
+        lease: &LeaseFence,
+    ) -> Result<(), StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let mut executor = PostgresExecutor {
+            statements,
+            client: &mut transaction,
+        };
+        changes::check_fence(&mut executor, &record.release_id, lease)?;
+        changes::insert_verdict(&mut executor, record, notifications)?;
+        transaction.commit()?;
+        Ok(())
     }
 }

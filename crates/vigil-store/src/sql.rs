@@ -191,6 +191,52 @@ pub(crate) const SELECT_ALERTS_OF_APP: &str = concat!(
 pub(crate) const DELETE_ALERTS_BEFORE: &str =
     "DELETE FROM alerts WHERE COALESCE(ends_at, received_at + $1) < $2";
 
+// ---- replicas and leases
+
+pub(crate) const UPSERT_REPLICA: &str =
+    "INSERT INTO replicas (id, address, started_at, seen_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (id) DO UPDATE SET address = excluded.address, \
+     started_at = excluded.started_at, seen_at = excluded.seen_at";
+
+pub(crate) const DELETE_REPLICA: &str = "DELETE FROM replicas WHERE id = $1";
+
+pub(crate) const SELECT_REPLICAS: &str =
+    "SELECT id, address, started_at, seen_at FROM replicas ORDER BY id";
+
+/// Takes a release's lease when it is free at `$4` (never taken, expired or dropped). The
+/// conflicting row is locked and the condition read again on its latest version, so of
+/// replicas claiming at once only one takes it. The epoch grows only when the holder changes.
+pub(crate) const CLAIM_LEASE: &str =
+    "INSERT INTO leases (release_id, holder, epoch, expires_at) VALUES ($1, $2, 1, $3) \
+     ON CONFLICT (release_id) DO UPDATE SET \
+     epoch = CASE WHEN leases.holder = excluded.holder THEN leases.epoch \
+     ELSE leases.epoch + 1 END, \
+     holder = excluded.holder, expires_at = excluded.expires_at \
+     WHERE leases.expires_at <= $4";
+
+pub(crate) const RENEW_LEASES: &str =
+    "UPDATE leases SET expires_at = $1 WHERE holder = $2 AND expires_at > $3";
+
+/// A dropped lease is free at once: it expired at 0.
+pub(crate) const DROP_LEASE: &str =
+    "UPDATE leases SET expires_at = 0 WHERE holder = $1 AND release_id = $2";
+
+pub(crate) const SELECT_HELD_LEASES: &str =
+    "SELECT release_id, holder, epoch, expires_at FROM leases \
+     WHERE holder = $1 AND expires_at > $2 ORDER BY release_id";
+
+pub(crate) const SELECT_LEASES: &str =
+    "SELECT release_id, holder, epoch, expires_at FROM leases ORDER BY release_id";
+
+/// The lease a fenced write needs, when it is still held.
+pub(crate) const SELECT_FENCE: &str = "SELECT epoch FROM leases \
+     WHERE release_id = $1 AND holder = $2 AND epoch = $3 AND expires_at > $4";
+
+/// The same, its row locked until the transaction ends (PostgreSQL), so that no replica takes
+/// the lease while the write commits.
+pub(crate) const SELECT_FENCE_FOR_UPDATE: &str = "SELECT epoch FROM leases \
+     WHERE release_id = $1 AND holder = $2 AND epoch = $3 AND expires_at > $4 FOR UPDATE";
+
 /// Every statement of this file, for the test.
 #[cfg(test)]
 const ALL: &[&str] = &[
@@ -229,6 +275,16 @@ const ALL: &[&str] = &[
     UPSERT_ALERT,
     SELECT_ALERTS_OF_APP,
     DELETE_ALERTS_BEFORE,
+    UPSERT_REPLICA,
+    DELETE_REPLICA,
+    SELECT_REPLICAS,
+    CLAIM_LEASE,
+    RENEW_LEASES,
+    DROP_LEASE,
+    SELECT_HELD_LEASES,
+    SELECT_LEASES,
+    SELECT_FENCE,
+    SELECT_FENCE_FOR_UPDATE,
 ];
 
 /// The placeholders' numbers in the order they first appear.

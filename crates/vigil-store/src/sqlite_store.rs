@@ -32,11 +32,12 @@ use crate::codec::{
     read_template, read_token, read_transition, read_verdict, release_columns, to_json, Columns,
     FeedbackRow, ReleaseRow,
 };
+use crate::leases;
 use crate::schema;
 use crate::sql;
 use crate::{
-    Appended, Change, DataChunk, DataKind, ImportedRelease, PageSession, ReleaseFilter, Store,
-    StoreError,
+    Appended, Change, DataChunk, DataKind, ImportedRelease, Lease, LeaseFence, PageSession,
+    ReleaseFilter, ReplicaRecord, Store, StoreError,
 };
 
 /// How long a statement waits for another process holding the database's write lock.
@@ -600,6 +601,121 @@ impl Store for SqliteStore {
         tracing::debug!(at = before, deleted, "alerts pruned");
         Ok(deleted)
     }
+
+    // ---- replicas and leases
+    fn replica_seen(
+        &self,
+        id: &str,
+        address: &str,
+        started_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let connection = self.connection();
+        connection
+            .prepare_cached(sql::UPSERT_REPLICA)?
+            .execute(params![id, address, started_at, now])?;
+        Ok(())
+    }
+
+    fn replica_gone(&self, id: &str) -> Result<(), StoreError> {
+        let connection = self.connection();
+        connection
+            .prepare_cached(sql::DELETE_REPLICA)?
+            .execute([id])?;
+        Ok(())
+    }
+
+    fn replicas(&self) -> Result<Vec<ReplicaRecord>, StoreError> {
+        let connection = self.reader();
+        collect(&connection, sql::SELECT_REPLICAS, [], leases::read_replica)
+    }
+
+    fn claim_leases(
+        &self,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+        wanted: &[String],
+        max: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let held: Vec<String> = collect(
+            &transaction,
+            sql::SELECT_HELD_LEASES,
+            params![holder, now],
+            leases::read_lease,
+        )?
+        .into_iter()
+        .map(|lease| lease.release_id)
+        .collect();
+        leases::claim_leases(
+            &mut SqliteExecutor(&transaction),
+            holder,
+            now,
+            expires_at,
+            wanted,
+            max,
+            &held,
+        )?;
+        let holding = collect(
+            &transaction,
+            sql::SELECT_HELD_LEASES,
+            params![holder, now],
+            leases::read_lease,
+        )?;
+        transaction.commit()?;
+        Ok(holding)
+    }
+
+    fn renew_leases(
+        &self,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        transaction
+            .prepare_cached(sql::RENEW_LEASES)?
+            .execute(params![expires_at, holder, now])?;
+        let holding = collect(
+            &transaction,
+            sql::SELECT_HELD_LEASES,
+            params![holder, now],
+            leases::read_lease,
+        )?;
+        transaction.commit()?;
+        Ok(holding)
+    }
+
+    fn drop_lease(&self, holder: &str, release_id: &str) -> Result<bool, StoreError> {
+        let connection = self.connection();
+        let dropped = connection
+            .prepare_cached(sql::DROP_LEASE)?
+            .execute([holder, release_id])?;
+        Ok(dropped > 0)
+    }
+
+    fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let connection = self.reader();
+        collect(&connection, sql::SELECT_LEASES, [], leases::read_lease)
+    }
+
+    fn record_verdict_fenced(
+        &self,
+        record: &VerdictRecord,
+        notifications: &[NewNotification],
+        lease: &LeaseFence,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut executor = SqliteExecutor(&transaction);
+        changes::check_fence(&mut executor, &record.release_id, lease)?;
+        changes::insert_verdict(&mut executor, record, notifications)?;
+        transaction.commit()?;
+        Ok(())
+    }
 }
 
 /// The statements of a change, run on a connection inside the transaction its caller began.
@@ -607,6 +723,7 @@ struct SqliteExecutor<'connection>(&'connection Connection);
 
 impl Executor for SqliteExecutor<'_> {
     const SELECT_RELEASE_TO_CHANGE: &'static str = sql::SELECT_RELEASE;
+    const SELECT_LEASE_TO_FENCE: &'static str = sql::SELECT_FENCE;
 
     fn execute(&mut self, sql: &'static str, arguments: &[Value<'_>]) -> Result<u64, StoreError> {
         let changed = self

@@ -299,6 +299,7 @@ fn change(release_id: &str, expected: ReleaseState, to: ReleaseState, at: i64) -
         reason: format!("to {to}"),
         deployed: None,
         notifications: Vec::new(),
+        lease: None,
     }
 }
 

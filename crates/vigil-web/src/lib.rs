@@ -13,6 +13,7 @@ mod ingest;
 mod onboarding;
 mod pages;
 mod releases;
+mod replicas;
 mod request;
 mod rules;
 pub mod state;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/releases/{id}/notifications",
             get(releases::notifications),
         )
+        .route("/api/v1/replicas", get(replicas::list))
         .route("/api/v1/tokens", get(tokens::list))
         .route("/api/v1/tokens/{id}/revoke", post(tokens::revoke))
         .route("/api/v1/apps", get(ingest::list_apps))

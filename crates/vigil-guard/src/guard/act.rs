@@ -87,6 +87,7 @@ impl Actor {
         judgement: &Judgement,
         covered: bool,
         settings: &Settings,
+        lease: vigil_store::LeaseFence,
     ) -> Result<Option<ReleaseState>, GuardError> {
         let explanation = explain(judgement);
         let signals: Vec<String> = judgement
@@ -128,13 +129,16 @@ impl Actor {
                 &title,
                 &evidence_text(judgement),
             );
-            let change = guard_change(
-                release,
-                Action::Pause,
-                judgement.at.max(self.clock.now()),
-                explanation.clone(),
-                notifications,
-            )?;
+            let change = Change {
+                lease: Some(lease.clone()),
+                ..guard_change(
+                    release,
+                    Action::Pause,
+                    judgement.at.max(self.clock.now()),
+                    explanation.clone(),
+                    notifications,
+                )?
+            };
             match self.store.apply(&change) {
                 Ok(_) => {
                     tracing::info!(release = %release.id, at = judgement.at, reason = %explanation, "guard paused release");
@@ -167,7 +171,7 @@ impl Actor {
             } else {
                 Vec::new()
             };
-            self.store.record_verdict(
+            self.store.record_verdict_fenced(
                 &VerdictRecord {
                     release_id: release.id.clone(),
                     at: judgement.at,
@@ -176,6 +180,7 @@ impl Actor {
                     explanation: explanation.clone(),
                 },
                 &notifications,
+                &lease,
             )?;
             lock(&self.recorded).insert(
                 release.id.clone(),
@@ -192,13 +197,16 @@ impl Actor {
                 "watched for {} s after the last batch: {}",
                 release.spec.observe_seconds, explanation
             );
-            let change = guard_change(
-                release,
-                Action::Succeed,
-                judgement.at.max(self.clock.now()),
-                reason,
-                Vec::new(),
-            )?;
+            let change = Change {
+                lease: Some(lease),
+                ..guard_change(
+                    release,
+                    Action::Succeed,
+                    judgement.at.max(self.clock.now()),
+                    reason,
+                    Vec::new(),
+                )?
+            };
             match self.store.apply(&change) {
                 Ok(_) => moved_to = Some(ReleaseState::Succeeded),
                 Err(StoreError::StateConflict { .. }) => {}
@@ -244,6 +252,12 @@ impl Actor {
         Ok(seen)
     }
 
+    /// Forgets what was last recorded of a release: read again from the store when next
+    /// needed (another replica may have recorded since).
+    pub(super) fn forget(&self, release_id: &str) {
+        lock(&self.recorded).remove(release_id);
+    }
+
     fn last_recorded(&self, release_id: &str) -> Result<Option<Recorded>, GuardError> {
         if let Some(known) = lock(&self.recorded).get(release_id) {
             return Ok(Some(known.clone()));
@@ -283,6 +297,7 @@ pub fn transition_change(
         reason,
         deployed: None,
         notifications: Vec::new(),
+        lease: None,
     })
 }
 

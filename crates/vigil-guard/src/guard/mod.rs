@@ -12,6 +12,7 @@
 mod act;
 mod config;
 mod evaluators;
+mod leases;
 mod locks;
 mod readiness;
 #[cfg(test)]
@@ -23,7 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use vigil_analysis::Settings;
 use vigil_core::release::{Release, ReleaseState};
 use vigil_core::{Bundle, Clock, Judgement, LogTemplate, Verdict};
-use vigil_store::{ReleaseFilter, Store};
+use vigil_store::{ReleaseFilter, Store, StoreError};
 
 use self::act::Actor;
 pub use self::act::{
@@ -31,6 +32,8 @@ pub use self::act::{
 };
 pub use self::config::{GuardConfig, Judged, Route};
 use self::evaluators::{Evaluators, Kept};
+use self::leases::Leases;
+pub use self::leases::{replica_statuses, ReplicaIdentity, ReplicaStatus};
 use self::locks::{lock, read};
 use self::readiness::step_complete;
 use crate::assemble::{reference_hosts_among, AssembleError, Window};
@@ -63,6 +66,8 @@ pub struct Guard {
     pull_failures: Arc<PullFailures>,
     /// Apps that received alerts since each release was last judged.
     alert_news: crate::alerts::AlertNews,
+    /// The leases of the releases this guard judges, among the replicas of its store.
+    leases: Leases,
 }
 
 impl Guard {
@@ -72,8 +77,10 @@ impl Guard {
         clock: Arc<dyn Clock>,
         config: GuardConfig,
     ) -> Guard {
+        let started_at = clock.now();
         Guard {
             actor: Actor::new(Arc::clone(&store), Arc::clone(&clock), config),
+            leases: Leases::new(ReplicaIdentity::default(), started_at),
             store,
             index,
             clock,
@@ -90,6 +97,35 @@ impl Guard {
     pub fn with_pull_failures(mut self, failures: Arc<PullFailures>) -> Guard {
         self.pull_failures = failures;
         self
+    }
+
+    /// The guard as the replica `replica` of its store (see [`ReplicaIdentity`]).
+    pub fn with_replica(mut self, replica: ReplicaIdentity) -> Guard {
+        self.leases = Leases::new(replica, self.clock.now());
+        self
+    }
+
+    /// Who this guard is among the replicas of its store.
+    pub fn replica(&self) -> &ReplicaIdentity {
+        &self.leases.replica
+    }
+
+    /// The leases this guard holds, as of its last lease round.
+    pub fn leases_held(&self) -> usize {
+        self.leases.held_count()
+    }
+
+    /// The observing releases its last pass judged (those whose lease it holds).
+    pub fn releases_guarded(&self) -> usize {
+        self.leases.guarded_count()
+    }
+
+    /// Gives back every lease and leaves the replicas of the store (a server that stops), so
+    /// that other replicas take its releases over at once; this guard judges nothing after.
+    /// Waits for a pass under way to end. Returns how many leases it gave back.
+    pub fn give_back_leases(&self) -> Result<usize, GuardError> {
+        let _no_pass_meanwhile = lock(&self.passing);
+        Ok(self.leases.give_back_all(self.store.as_ref())?)
     }
 
     /// Alerts of `apps` were stored: the releases of those apps are judged again at their
@@ -171,10 +207,22 @@ impl Guard {
     pub fn pass(&self) -> Result<Vec<Judged>, GuardError> {
         let _one_pass_at_a_time = lock(&self.passing);
         let now = self.clock.now();
-        let observing = self.store.releases(&ReleaseFilter {
+        let every_observing = self.store.releases(&ReleaseFilter {
             states: vec![ReleaseState::Observing],
             ..ReleaseFilter::default()
         })?;
+        // Only the releases whose lease this replica holds are its to judge.
+        for release_id in self
+            .leases
+            .round(self.store.as_ref(), now, &every_observing)?
+        {
+            self.forget_guarded(&release_id);
+        }
+        let observing: Vec<Release> = every_observing
+            .into_iter()
+            .filter(|release| self.leases.holds(&release.id))
+            .collect();
+        self.leases.set_guarded(observing.len());
         // Every app's hosts, found once for all the releases' reference groups.
         let apps = self.read_index().hosts_by_app();
         // Releases are judged on as many threads as the machine has cores.
@@ -195,6 +243,11 @@ impl Guard {
                             match self.judge_if_ready(release, &apps, now) {
                                 Ok(Some(outcome)) => done.push(outcome),
                                 Ok(None) => {}
+                                Err(GuardError::Store(StoreError::LeaseLost { .. })) => {
+                                    tracing::info!(release = %release.id, replica = %self.leases.replica.id, "guard lost a release's lease while acting on it");
+                                    self.leases.lost(&release.id);
+                                    self.forget_guarded(&release.id);
+                                }
                                 Err(error) => {
                                     tracing::warn!(release = %release.id, %error, "guard could not judge release");
                                 }
@@ -224,6 +277,15 @@ impl Guard {
     /// resume, for instance).
     pub fn forget(&self, release_id: &str) {
         lock(&self.judged).remove(release_id);
+    }
+
+    /// Forgets everything this guard kept of a release whose lease it lost or took: another
+    /// replica may have judged and acted on it meanwhile.
+    fn forget_guarded(&self, release_id: &str) {
+        self.forget(release_id);
+        self.evaluators.take(release_id);
+        lock(&self.oversized).remove(release_id);
+        self.actor.forget(release_id);
     }
 
     fn judge_if_ready(
@@ -313,7 +375,13 @@ impl Guard {
                 lookback: judged_lookback,
             },
         );
-        let moved_to = self.actor.act(stored, &judgement, covered, &settings)?;
+        let moved_to = self.actor.act(
+            stored,
+            &judgement,
+            covered,
+            &settings,
+            self.fence(&stored.id)?,
+        )?;
         Ok(Some(Judged {
             release_id: release.id.clone(),
             at: judgement.at,
@@ -341,13 +409,30 @@ impl Guard {
             findings: Vec::new(),
             reason: Some(reason),
         };
-        let moved_to = self.actor.act(release, &judgement, false, settings)?;
+        let moved_to = self.actor.act(
+            release,
+            &judgement,
+            false,
+            settings,
+            self.fence(&release.id)?,
+        )?;
         Ok(Some(Judged {
             release_id: release.id.clone(),
             at: step_time,
             verdict: Verdict::InsufficientData,
             moved_to,
         }))
+    }
+
+    /// What the guard's writes about a release prove: its lease, held now.
+    fn fence(&self, release_id: &str) -> Result<vigil_store::LeaseFence, GuardError> {
+        self.leases
+            .fence(release_id, self.clock.now())
+            .ok_or_else(|| {
+                GuardError::Store(StoreError::LeaseLost {
+                    release_id: release_id.to_owned(),
+                })
+            })
     }
 
     fn templates(&self, app: &str) -> Result<HashMap<String, LogTemplate>, GuardError> {

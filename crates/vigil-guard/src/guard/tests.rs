@@ -178,6 +178,7 @@ fn a_fault_acknowledged_at_resume_pauses_again_only_once_it_grows() {
             reason: "known: a cache warms up".into(),
             deployed: None,
             notifications: Vec::new(),
+            lease: None,
         })
         .unwrap();
     guard.forget("r1");
