@@ -51,10 +51,12 @@ impl Default for FollowLimits {
 /// The reads a follower makes: the [`Store`]'s, or a test's.
 pub(crate) trait ChunkSource: Send + Sync {
     fn last_chunk_id(&self) -> Result<i64, StoreError>;
-    fn chunk_heads_after(&self, after_id: i64, limit: usize)
-        -> Result<Vec<ChunkHead>, StoreError>;
-    fn chunks_with_ids(&self, ids: &[i64], own_origin: &str)
-        -> Result<Vec<StoredChunk>, StoreError>;
+    fn chunk_heads_after(&self, after_id: i64, limit: usize) -> Result<Vec<ChunkHead>, StoreError>;
+    fn chunks_with_ids(
+        &self,
+        ids: &[i64],
+        own_origin: &str,
+    ) -> Result<Vec<StoredChunk>, StoreError>;
 }
 
 /// The store as a [`ChunkSource`].
@@ -65,11 +67,7 @@ impl ChunkSource for StoreSource {
         self.0.last_chunk_id()
     }
 
-    fn chunk_heads_after(
-        &self,
-        after_id: i64,
-        limit: usize,
-    ) -> Result<Vec<ChunkHead>, StoreError> {
+    fn chunk_heads_after(&self, after_id: i64, limit: usize) -> Result<Vec<ChunkHead>, StoreError> {
         self.0.chunk_heads_after(after_id, limit)
     }
 

@@ -333,8 +333,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (0 gives none). On PostgreSQL an id is taken when an insert begins and the row is seen
     /// once it commits, so a lower id may show up after a higher one, and a duplicate's insert
     /// (or a rolled back one) leaves its id unused for good.
-    fn chunk_heads_after(&self, after_id: i64, limit: usize)
-        -> Result<Vec<ChunkHead>, StoreError>;
+    fn chunk_heads_after(&self, after_id: i64, limit: usize) -> Result<Vec<ChunkHead>, StoreError>;
     /// The stored chunks among `ids`, by id; a chunk of `own_origin` comes without its body
     /// (empty), since the replica that stored it has it already.
     fn chunks_with_ids(

@@ -23,8 +23,9 @@ use vigil_core::LogTemplate;
 use crate::changes::{self, Executor, Value};
 use crate::codec::{
     backend_error, enum_name, kind_name, migration_error, open_error, read_alert, read_app,
-    read_chunk, read_chunk_head, read_feedback, read_outbox_item, read_stored_chunk, read_release, read_session, read_template,
-    read_token, read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
+    read_chunk, read_chunk_head, read_feedback, read_outbox_item, read_release, read_session,
+    read_stored_chunk, read_template, read_token, read_transition, read_verdict, release_columns,
+    to_json, Columns, FeedbackRow,
 };
 use crate::schema;
 use crate::sql;
@@ -715,11 +716,7 @@ impl Store for PostgresStore {
         Ok(last.into_iter().next().unwrap_or(0))
     }
 
-    fn chunk_heads_after(
-        &self,
-        after_id: i64,
-        limit: usize,
-    ) -> Result<Vec<ChunkHead>, StoreError> {
+    fn chunk_heads_after(&self, after_id: i64, limit: usize) -> Result<Vec<ChunkHead>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut session = self.connection()?;
         collect(

@@ -154,7 +154,8 @@ pub(crate) const SELECT_CHUNKS_BETWEEN: &str = concat!(
 
 // ---- following the chunks other replicas store
 
-pub(crate) const LAST_CHUNK_ID: &str = "SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM data_chunks";
+pub(crate) const LAST_CHUNK_ID: &str =
+    "SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM data_chunks";
 
 /// Heads only: the bodies of the chunks a replica stored itself are never read back.
 pub(crate) const SELECT_CHUNK_HEADS_AFTER: &str =

@@ -28,15 +28,15 @@ use vigil_core::LogTemplate;
 use crate::changes::{self, Executor, Value};
 use crate::codec::{
     backend_error, enum_name, keep_ranges_json, kind_name, migration_error, open_error, read_alert,
-    read_app, read_chunk, read_chunk_head, read_feedback, read_stored_chunk, read_outbox_item, read_release, read_session,
-    read_template, read_token, read_transition, read_verdict, release_columns, to_json, Columns,
-    FeedbackRow, ReleaseRow,
+    read_app, read_chunk, read_chunk_head, read_feedback, read_outbox_item, read_release,
+    read_session, read_stored_chunk, read_template, read_token, read_transition, read_verdict,
+    release_columns, to_json, Columns, FeedbackRow, ReleaseRow,
 };
 use crate::schema;
 use crate::sql;
 use crate::{
-    Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, PageSession,
-    ReleaseFilter, Store, StoreError, StoredChunk,
+    Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, PageSession, ReleaseFilter,
+    Store, StoreError, StoredChunk,
 };
 
 /// How long a statement waits for another process holding the database's write lock.
@@ -554,11 +554,7 @@ impl Store for SqliteStore {
         Ok(last.unwrap_or(0))
     }
 
-    fn chunk_heads_after(
-        &self,
-        after_id: i64,
-        limit: usize,
-    ) -> Result<Vec<ChunkHead>, StoreError> {
+    fn chunk_heads_after(&self, after_id: i64, limit: usize) -> Result<Vec<ChunkHead>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let connection = self.reader();
         collect(

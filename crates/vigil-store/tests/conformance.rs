@@ -15,8 +15,8 @@ use vigil_core::release::{
 use vigil_core::{Batch, Direction, Finding, LogTemplate, MetricKind, MetricMeta, Signal, Verdict};
 use vigil_store::testing::{ScratchPostgres, TempDir, POSTGRES_TEST_ENV};
 use vigil_store::{
-    Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, PageSession,
-    ReleaseFilter, Store, StoreError,
+    Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, PageSession, ReleaseFilter,
+    Store, StoreError,
 };
 
 /// The store URL the child process of the kill test writes to.
@@ -1300,7 +1300,10 @@ fn chunk_of(origin: &str, kind: DataKind, key: Option<&str>, body: &[u8]) -> Dat
 
 fn chunks_are_followed_by_id_with_their_origin(store: &dyn Store) {
     assert_eq!(store.last_chunk_id().unwrap(), 0);
-    assert_eq!(store.chunk_heads_after(0, 10).unwrap(), Vec::<ChunkHead>::new());
+    assert_eq!(
+        store.chunk_heads_after(0, 10).unwrap(),
+        Vec::<ChunkHead>::new()
+    );
     let appended = [
         chunk_of("r1", DataKind::Metrics, Some("k1"), b"one"),
         chunk_of("r2", DataKind::Logs, None, b"second"),
@@ -1328,9 +1331,18 @@ fn chunks_are_followed_by_id_with_their_origin(store: &dyn Store) {
     assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     assert_eq!(store.last_chunk_id().unwrap(), ids[2]);
     assert_eq!(store.chunk_heads_after(0, 2).unwrap(), heads[..2].to_vec());
-    assert_eq!(store.chunk_heads_after(0, 0).unwrap(), Vec::<ChunkHead>::new());
-    assert_eq!(store.chunk_heads_after(ids[0], 10).unwrap(), heads[1..].to_vec());
-    assert_eq!(store.chunk_heads_after(ids[2], 10).unwrap(), Vec::<ChunkHead>::new());
+    assert_eq!(
+        store.chunk_heads_after(0, 0).unwrap(),
+        Vec::<ChunkHead>::new()
+    );
+    assert_eq!(
+        store.chunk_heads_after(ids[0], 10).unwrap(),
+        heads[1..].to_vec()
+    );
+    assert_eq!(
+        store.chunk_heads_after(ids[2], 10).unwrap(),
+        Vec::<ChunkHead>::new()
+    );
 
     let metrics = store
         .stored_chunks_between(DataKind::Metrics, 0, 10_000)
@@ -1378,7 +1390,10 @@ fn a_replica_reads_back_only_the_bodies_of_other_origins(store: &dyn Store) {
     assert_eq!(found[1].id, ids[1]);
     assert_eq!(found[1].chunk, theirs);
     assert!(store.chunks_with_ids(&[], "r1").unwrap().is_empty());
-    assert!(store.chunks_with_ids(&[unused_id], "r1").unwrap().is_empty());
+    assert!(store
+        .chunks_with_ids(&[unused_id], "r1")
+        .unwrap()
+        .is_empty());
 }
 
 fn pruning_spares_recent_chunks_and_kept_windows(store: &dyn Store) {

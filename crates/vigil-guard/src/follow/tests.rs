@@ -54,11 +54,7 @@ impl ChunkSource for Visible {
         Ok(self.committed().last().map_or(0, |stored| stored.id))
     }
 
-    fn chunk_heads_after(
-        &self,
-        after_id: i64,
-        limit: usize,
-    ) -> Result<Vec<ChunkHead>, StoreError> {
+    fn chunk_heads_after(&self, after_id: i64, limit: usize) -> Result<Vec<ChunkHead>, StoreError> {
         Ok(self
             .committed()
             .into_iter()
@@ -184,9 +180,17 @@ fn a_lower_id_committed_late_is_added_once_and_own_chunks_never() {
     assert_eq!(follower.missing(), 1, "id 2 is looked for");
     assert_eq!(replica.lines("h1", "7"), 1);
     assert_eq!(replica.lines("h2", "7"), 0);
-    assert_eq!(replica.lines("h4", "7"), 0, "its own chunk is indexed at intake");
+    assert_eq!(
+        replica.lines("h4", "7"),
+        0,
+        "its own chunk is indexed at intake"
+    );
     assert_eq!(follower.poll().unwrap(), 0);
-    assert_eq!(replica.wakes.load(Ordering::SeqCst), 1, "nothing added, no wake");
+    assert_eq!(
+        replica.wakes.load(Ordering::SeqCst),
+        1,
+        "nothing added, no wake"
+    );
 
     replica.clock.advance(10);
     source.commit(2);

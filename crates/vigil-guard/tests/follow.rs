@@ -1,0 +1,197 @@
+//! Two intakes on one store, as two replicas: what one stores reaches the other's index
+//! through its follower, remote-write bodies read in the order they came, and log templates
+//! one replica mined are learned by the other.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, RwLock};
+
+use vigil_core::samples::{MetricChunk, Point, SeriesKey};
+use vigil_core::{Clock, ManualClock};
+use vigil_guard::follow::{FollowLimits, Follower};
+use vigil_guard::intake::Intake;
+use vigil_guard::DataIndex;
+use vigil_ingest::json::LogLine;
+use vigil_ingest::remote_write::{
+    encode_remote_write, MetricType, RemoteWriteDecoder, RemoteWriteOptions, WriteMetadata,
+    WriteSeries,
+};
+use vigil_store::Store;
+
+const T0: i64 = 1_700_000_000_000;
+
+struct Replica {
+    intake: Arc<Intake>,
+    index: Arc<RwLock<DataIndex>>,
+}
+
+fn replica(store: &Arc<dyn Store>, origin: &str) -> Replica {
+    let index = Arc::new(RwLock::new(DataIndex::new()));
+    let intake = Intake::new(
+        Arc::clone(store),
+        Arc::clone(&index),
+        Arc::new(|| {}),
+        RemoteWriteOptions::default(),
+    )
+    .with_origin(origin);
+    Replica {
+        intake: Arc::new(intake),
+        index,
+    }
+}
+
+fn follower(replica: &Replica) -> Follower {
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(T0 / 1000));
+    let (follower, _) = Follower::load(
+        Arc::clone(&replica.intake),
+        clock,
+        FollowLimits::default(),
+        0,
+        i64::MAX,
+    )
+    .unwrap();
+    follower
+}
+
+fn store(label: &str) -> (vigil_store::testing::TempDir, Arc<dyn Store>) {
+    let dir = vigil_store::testing::TempDir::new(label).unwrap();
+    let store = vigil_store::open(&dir.path().join("vigil.db").display().to_string()).unwrap();
+    (dir, store)
+}
+
+fn log_lines(host: &str, texts: &[&str]) -> Vec<LogLine> {
+    texts
+        .iter()
+        .map(|text| LogLine {
+            app: "shop".to_owned(),
+            host: host.to_owned(),
+            ms: T0,
+            line: format!("2023-11-14 22:13:20 INFO {text}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_replica_indexes_what_another_stored_as_its_own_index_holds_it() {
+    let (_dir, store) = store("follow");
+    let first = replica(&store, "a");
+    let second = replica(&store, "b");
+    let mut following = follower(&second);
+
+    let cpu = MetricChunk {
+        series: vec![SeriesKey {
+            app: "shop".into(),
+            host: "h1".into(),
+            metric: "cpu".into(),
+            counter: false,
+        }
+        .into()],
+        points: vec![Point {
+            series: 0,
+            ms: T0,
+            value: 0.5,
+        }],
+        host_labels: Vec::new(),
+    };
+    first.intake.metrics(&cpu, None, 0).unwrap();
+    // A family declared a counter by metadata only, in an earlier request than its samples:
+    // the follower reads the requests in order, as the first replica did.
+    let jobs = |ms: i64, value: f64| {
+        WriteSeries::new(&[("__name__", "jobs_done"), ("host", "h1"), ("app", "shop")])
+            .with_sample(ms, value)
+    };
+    let declared = encode_remote_write(
+        &[jobs(T0, 1.0)],
+        &[WriteMetadata {
+            metric_type: MetricType::Counter,
+            family: "jobs_done".into(),
+            help: String::new(),
+            unit: String::new(),
+        }],
+    )
+    .unwrap();
+    let later =
+        encode_remote_write(&[jobs(T0 + 15_000, 2.0), jobs(T0 + 30_000, 4.0)], &[]).unwrap();
+    let mut decoder = RemoteWriteDecoder::new(RemoteWriteOptions::default());
+    for body in [&declared, &later] {
+        let batch = decoder.decode(body).unwrap();
+        first.intake.remote_write(body, &batch.chunk, 0).unwrap();
+    }
+    first
+        .intake
+        .log_lines(&log_lines("h1", &["cache warmed in 40 ms"]), None, 0)
+        .unwrap();
+    // The second replica's own data stays as its intake indexed it.
+    second.intake.metrics(&cpu, None, 0).unwrap();
+
+    assert_eq!(following.poll().unwrap(), 4);
+    assert_eq!(following.poll().unwrap(), 0);
+    let held = |index: &RwLock<DataIndex>| {
+        let index = index.read().unwrap();
+        let host = index.host("h1").unwrap();
+        let mut series: Vec<(String, bool, Vec<(i64, f64)>)> = host
+            .series
+            .iter()
+            .map(|(name, series)| (name.clone(), series.counter, series.points.clone()))
+            .collect();
+        series.sort_by(|left, right| left.0.cmp(&right.0));
+        (series, host.logs.clone())
+    };
+    assert_eq!(held(&second.index), held(&first.index));
+    let (series, _) = held(&second.index);
+    assert!(
+        series
+            .iter()
+            .any(|(name, counter, _)| name == "jobs_done" && *counter),
+        "{series:?}"
+    );
+}
+
+#[test]
+fn a_replica_learns_the_templates_another_one_mined() {
+    let (_dir, store) = store("follow-templates");
+    let first = replica(&store, "a");
+    let second = replica(&store, "b");
+    let mut following = follower(&second);
+    // The second replica mines the app before the first one's templates exist.
+    second
+        .intake
+        .log_lines(&log_lines("h2", &["service started"]), None, 0)
+        .unwrap();
+    // The first one sees enough user names to make the name a variable.
+    let users = ["ann", "bob", "cy", "dee", "eve", "fay"];
+    let texts: Vec<String> = users
+        .iter()
+        .map(|user| format!("user {user} signed in"))
+        .collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    first
+        .intake
+        .log_lines(&log_lines("h1", &texts), None, 0)
+        .unwrap();
+    let general: Vec<_> = store
+        .templates("shop")
+        .unwrap()
+        .into_iter()
+        .filter(|template| template.text == "user <*> signed in")
+        .collect();
+    assert_eq!(general.len(), 1, "{:?}", store.templates("shop").unwrap());
+    assert!(following.poll().unwrap() > 0);
+    // A new name at the second replica joins the first one's template.
+    second
+        .intake
+        .log_lines(&log_lines("h2", &["user zed signed in"]), None, 0)
+        .unwrap();
+    let index = second.index.read().unwrap();
+    let counts = &index.host("h2").unwrap().logs;
+    assert!(
+        counts.contains_key(&general[0].id),
+        "{counts:?} against {general:?}"
+    );
+    let user_templates = store
+        .templates("shop")
+        .unwrap()
+        .into_iter()
+        .filter(|template| template.text.starts_with("user "))
+        .count();
+    assert_eq!(user_templates, 1, "{:?}", store.templates("shop").unwrap());
+}
