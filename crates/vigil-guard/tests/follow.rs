@@ -19,6 +19,9 @@ use vigil_store::Store;
 
 const T0: i64 = 1_700_000_000_000;
 
+/// A series as an index holds it: its name, whether it is a counter, and its samples.
+type HeldSeries = (String, bool, Vec<(i64, f64)>);
+
 struct Replica {
     intake: Arc<Intake>,
     index: Arc<RwLock<DataIndex>>,
@@ -128,7 +131,7 @@ fn a_replica_indexes_what_another_stored_as_its_own_index_holds_it() {
     let held = |index: &RwLock<DataIndex>| {
         let index = index.read().unwrap();
         let host = index.host("h1").unwrap();
-        let mut series: Vec<(String, bool, Vec<(i64, f64)>)> = host
+        let mut series: Vec<HeldSeries> = host
             .series
             .iter()
             .map(|(name, series)| (name.clone(), series.counter, series.points.clone()))

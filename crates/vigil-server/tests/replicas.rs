@@ -3,7 +3,7 @@
 //! agree, and a release judged by one pauses on a fault in data only the other received.
 //!
 //! Skipped loudly without `VIGIL_TEST_POSTGRES` (failed when `VIGIL_REQUIRE_POSTGRES` is set).
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod support;
 
@@ -42,7 +42,9 @@ fn replica(database: &ScratchPostgres, id: &str, now: i64) -> TestServer {
     TestServer::start_with(now, database.url(), None, config)
 }
 
-/// Waits until `done` holds, at most `limit`; returns how long it took.
+/// Waits until `done` holds, at most `limit` of wall time (the replicas follow each other in
+/// real time, whatever their clocks say); returns how long it took.
+#[allow(clippy::disallowed_methods)]
 fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < limit {
@@ -182,6 +184,7 @@ fn samples_and_log_lines_posted_to_one_replica_reach_the_other_once() {
         &json!({ "lines": lines }),
     );
     assert_eq!(status, 200, "{answer}");
+    #[allow(clippy::disallowed_methods)]
     let stored = Instant::now();
 
     let at_first = export(&first, "r1");
