@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use vigil_core::samples::{MetricChunk, Point, SeriesKey};
+use vigil_core::samples::{LogChunk, LogCount, MetricChunk, Point, SeriesKey};
 use vigil_core::{Clock, ManualClock};
 use vigil_guard::follow::{FollowLimits, Follower};
 use vigil_guard::intake::Intake;
@@ -43,7 +43,10 @@ fn replica(store: &Arc<dyn Store>, origin: &str) -> Replica {
 }
 
 fn follower(replica: &Replica) -> Follower {
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(T0 / 1000));
+    follower_on(replica, Arc::new(ManualClock::new(T0 / 1000)))
+}
+
+fn follower_on(replica: &Replica, clock: Arc<dyn Clock>) -> Follower {
     let (follower, _) = Follower::load(
         Arc::clone(&replica.intake),
         clock,
@@ -197,4 +200,93 @@ fn a_replica_learns_the_templates_another_one_mined() {
         .filter(|template| template.text.starts_with("user "))
         .count();
     assert_eq!(user_templates, 1, "{:?}", store.templates("shop").unwrap());
+}
+
+/// One log line of template `7` on `host`.
+fn one_line(host: &str) -> LogChunk {
+    LogChunk {
+        counts: vec![LogCount {
+            app: "shop".to_owned(),
+            host: host.to_owned(),
+            template: "7".to_owned(),
+            ms: T0,
+            count: 1,
+        }],
+    }
+}
+
+fn lines_of(replica: &Replica, host: &str) -> u64 {
+    let index = replica.index.read().unwrap();
+    index
+        .host(host)
+        .and_then(|data| data.logs.get("7"))
+        .map_or(0, |counts| counts.values().sum())
+}
+
+/// On PostgreSQL a chunk's id is taken when its insert begins and the row is seen when it
+/// commits; a duplicate's insert uses an id up for good. Skipped loudly without
+/// `VIGIL_TEST_POSTGRES` (failed when `VIGIL_REQUIRE_POSTGRES` is set).
+#[test]
+fn on_postgresql_a_chunk_committed_after_a_higher_id_is_followed_once() {
+    let Some(scratch) = vigil_store::testing::ScratchPostgres::from_env("vigil_follow").unwrap()
+    else {
+        assert!(
+            std::env::var_os("VIGIL_REQUIRE_POSTGRES").is_none(),
+            "VIGIL_REQUIRE_POSTGRES is set but VIGIL_TEST_POSTGRES is not"
+        );
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("SKIPPED on_postgresql_a_chunk_committed_after_a_higher_id_is_followed_once: set VIGIL_TEST_POSTGRES");
+        }
+        return;
+    };
+    let store = vigil_store::open(scratch.url()).unwrap();
+    let first = replica(&store, "a");
+    let second = replica(&store, "b");
+    let clock = Arc::new(ManualClock::new(T0 / 1000));
+    let mut following = follower_on(&second, Arc::clone(&clock) as Arc<dyn Clock>);
+
+    // A transaction of the first replica takes an id and commits late (as a slow import does).
+    let mut client = postgres::Client::connect(scratch.url(), postgres::NoTls).unwrap();
+    let mut slow = client.transaction().unwrap();
+    slow.execute(
+        "INSERT INTO data_chunks (kind, key, min_ms, max_ms, received_at, body, origin) \
+         VALUES ('logs', NULL, $1, $1, 0, $2, 'a')",
+        &[&T0, &one_line("late").encode()],
+    )
+    .unwrap();
+    first.intake.logs(&one_line("early"), None, 0).unwrap();
+    assert_eq!(following.poll().unwrap(), 1);
+    assert_eq!(following.missing(), 1, "the late id is looked for");
+    assert_eq!(lines_of(&second, "late"), 0);
+    slow.commit().unwrap();
+    assert_eq!(following.poll().unwrap(), 1);
+    assert_eq!(following.missing(), 0);
+    assert_eq!(following.poll().unwrap(), 0);
+    assert_eq!(lines_of(&second, "late"), 1);
+    assert_eq!(lines_of(&second, "early"), 1);
+
+    // A duplicate key stores nothing but uses an id: given up after the bound.
+    let keyed = Some("batch-1".to_owned());
+    first
+        .intake
+        .logs(&one_line("keyed"), keyed.clone(), 0)
+        .unwrap();
+    assert!(
+        first
+            .intake
+            .logs(&one_line("keyed"), keyed, 0)
+            .unwrap()
+            .duplicate
+    );
+    first.intake.logs(&one_line("after"), None, 0).unwrap();
+    assert_eq!(following.poll().unwrap(), 2);
+    assert_eq!(following.missing(), 1, "the duplicate's id");
+    clock.advance(FollowLimits::default().hole_seconds + 1);
+    assert_eq!(following.poll().unwrap(), 0);
+    assert_eq!(following.missing(), 0);
+    for host in ["early", "late", "keyed", "after"] {
+        assert_eq!(lines_of(&second, host), 1, "{host}");
+        assert_eq!(lines_of(&first, host), u64::from(host != "late"), "{host}");
+    }
 }
