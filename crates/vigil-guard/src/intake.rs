@@ -66,6 +66,8 @@ pub struct Intake {
     miners: Mutex<HashMap<String, AppMiner>>,
     /// How stored remote-write bodies are read again.
     remote_write: RemoteWriteOptions,
+    /// The replica this intake stores for: every chunk it stores records it.
+    origin: String,
 }
 
 /// The magic of a stored remote-write body: the request's body follows as received.
@@ -73,7 +75,7 @@ const REMOTE_WRITE_MAGIC: &[u8; 4] = b"VRW1";
 
 /// Reads a stored metric body of either kind; `decoder` reads remote-write bodies, and must see
 /// them in the order they were stored.
-fn decode_stored_metrics(
+pub(crate) fn decode_stored_metrics(
     body: &[u8],
     decoder: &mut RemoteWriteDecoder,
 ) -> Result<MetricChunk, String> {
@@ -93,6 +95,7 @@ fn stored_chunk(
     key: String,
     range: Option<(i64, i64)>,
     received_at: i64,
+    origin: &str,
     body: impl FnOnce() -> Vec<u8>,
 ) -> Option<DataChunk> {
     let (min_ms, max_ms) = range?;
@@ -103,7 +106,16 @@ fn stored_chunk(
         max_ms,
         received_at,
         body: body(),
+        origin: origin.to_owned(),
     })
+}
+
+/// What [`Intake::load_stored`] put in the index.
+pub(crate) struct Loaded {
+    /// Ids of the chunks indexed (corrupt ones are not).
+    pub ids: Vec<i64>,
+    /// The decoder that read the stored remote-write bodies, to read the next ones.
+    pub decoder: RemoteWriteDecoder,
 }
 
 impl std::fmt::Debug for Intake {
@@ -127,7 +139,35 @@ impl Intake {
             wake,
             miners: Mutex::new(HashMap::new()),
             remote_write,
+            origin: String::new(),
         }
+    }
+
+    /// The intake of replica `origin` (see `ReplicaSettings::resolved_id` of the server): the
+    /// chunks it stores record it, and the replica follows the chunks of other origins
+    /// ([`crate::follow::Follower`]).
+    pub fn with_origin(self, origin: &str) -> Intake {
+        Intake {
+            origin: origin.to_owned(),
+            ..self
+        }
+    }
+
+    /// The replica this intake stores for.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn index(&self) -> &Arc<RwLock<DataIndex>> {
+        &self.index
+    }
+
+    pub(crate) fn wake(&self) {
+        (self.wake)();
     }
 
     /// Stores a chunk of samples and adds it to the index.
@@ -195,6 +235,7 @@ impl Intake {
             format!("import:{id}:metrics"),
             metrics.time_range(),
             received_at,
+            &self.origin,
             || metrics.encode(),
         );
         let logs_chunk = stored_chunk(
@@ -202,6 +243,7 @@ impl Intake {
             format!("import:{id}:logs"),
             logs.time_range(),
             received_at,
+            &self.origin,
             || logs.encode(),
         );
         let imported = ImportedRelease {
@@ -279,6 +321,7 @@ impl Intake {
             max_ms,
             received_at: arriving.received_at,
             body: body(),
+            origin: self.origin.clone(),
         })?;
         let duplicate = appended == Appended::Duplicate;
         if !duplicate {
@@ -460,32 +503,67 @@ impl Intake {
     /// Fills the index from the stored chunks overlapping `[from_ms, to_ms]` (at start).
     /// Returns how many chunks were loaded; corrupt ones are logged and skipped.
     pub fn load(&self, from_ms: i64, to_ms: i64) -> Result<usize, StoreError> {
-        let mut loaded = 0;
-        let metric_chunks = self.store.data_between(DataKind::Metrics, from_ms, to_ms)?;
-        let log_chunks = self.store.data_between(DataKind::Logs, from_ms, to_ms)?;
+        Ok(self.load_stored(from_ms, to_ms)?.ids.len())
+    }
+
+    /// [`Intake::load`], telling which chunks it indexed.
+    pub(crate) fn load_stored(&self, from_ms: i64, to_ms: i64) -> Result<Loaded, StoreError> {
+        let metric_chunks = self
+            .store
+            .stored_chunks_between(DataKind::Metrics, from_ms, to_ms)?;
+        let log_chunks = self
+            .store
+            .stored_chunks_between(DataKind::Logs, from_ms, to_ms)?;
+        let mut ids = Vec::with_capacity(metric_chunks.len() + log_chunks.len());
         let mut index = self
             .index
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut decoder = RemoteWriteDecoder::new(self.remote_write.clone());
         for stored in metric_chunks {
-            match decode_stored_metrics(&stored.body, &mut decoder) {
+            match decode_stored_metrics(&stored.chunk.body, &mut decoder) {
                 Ok(chunk) => {
                     index.insert_metrics(&chunk);
-                    loaded += 1;
+                    ids.push(stored.id);
                 }
                 Err(error) => tracing::warn!(%error, "skipping a corrupt stored metric chunk"),
             }
         }
         for stored in log_chunks {
-            match LogChunk::decode(&stored.body) {
+            match LogChunk::decode(&stored.chunk.body) {
                 Ok(chunk) => {
                     index.insert_logs(&chunk);
-                    loaded += 1;
+                    ids.push(stored.id);
                 }
                 Err(error) => tracing::warn!(%error, "skipping a corrupt stored log chunk"),
             }
         }
-        Ok(loaded)
+        Ok(Loaded { ids, decoder })
+    }
+
+    /// Forgets the miner of `app` when it does not know one of `template_ids` (named by the
+    /// log counts another replica stored), so that it is built again from the stored templates
+    /// and the replicas mine with the same ones. Returns whether it was forgotten.
+    pub(crate) fn learn_templates<'a>(
+        &self,
+        app: &str,
+        template_ids: impl IntoIterator<Item = &'a str>,
+    ) -> bool {
+        let mut miners = self
+            .miners
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(app_miner) = miners.get(app) else {
+            return false;
+        };
+        let knows = |text: &str| {
+            text.parse::<u64>()
+                .is_ok_and(|id| app_miner.miner.resolve(TemplateId(id)).is_some())
+        };
+        let unknown = template_ids.into_iter().any(|text| !knows(text));
+        if unknown {
+            miners.remove(app);
+        }
+        unknown
     }
 }

@@ -9,6 +9,7 @@ pub mod apps;
 pub mod assemble;
 pub mod decision;
 pub mod error;
+pub mod follow;
 pub mod groups;
 pub mod guard;
 pub mod import;

@@ -118,6 +118,7 @@ fn stored_remote_write_bodies_and_chunks_fill_a_fresh_index_alike() {
             max_ms: T0,
             received_at: 0,
             body: b"VRW1not snappy at all".to_vec(),
+            origin: String::new(),
         })
         .unwrap();
 

@@ -110,6 +110,7 @@ fn only_data_around_kept_releases_and_recent_data_survive() {
                 max_ms: at * 1000,
                 received_at: at,
                 body: metrics.encode(),
+                origin: String::new(),
             })
             .unwrap();
         index.write().unwrap().insert_metrics(&metrics);

@@ -3,12 +3,13 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::Deserialize;
 use vigil_core::release::{NotificationEvent, ReleaseState};
 use vigil_core::Clock;
+use vigil_guard::follow::{FollowLimits, Follower};
 use vigil_guard::intake::Intake;
 use vigil_guard::pull::{PullQuery, PullSource, Puller};
 use vigil_guard::retention::{prune, Retention};
@@ -132,6 +133,10 @@ pub struct Started {
     pub state: AppState,
     pub notifier: Arc<Notifier>,
     pub puller: Arc<Puller>,
+    /// This replica's id ([`ReplicaSettings::resolved_id`], resolved once at start).
+    pub replica_id: String,
+    /// Reads the data other replicas store into this replica's index.
+    follower: Arc<Mutex<Follower>>,
     retention: Retention,
     listener: tokio::net::TcpListener,
     wake: Arc<tokio::sync::Notify>,
@@ -184,12 +189,16 @@ pub async fn start(
     let wake_guard = Arc::clone(&wake);
     let mut ingest_options = IngestOptions::default();
     ingest_options.remote_write.max_decompressed_bytes = config.max_decoded_bytes;
-    let intake = Arc::new(Intake::new(
-        Arc::clone(&store),
-        Arc::clone(&index),
-        Arc::new(move || wake_guard.notify_one()),
-        ingest_options.remote_write.clone(),
-    ));
+    let replica_name = replica_id(config);
+    let intake = Arc::new(
+        Intake::new(
+            Arc::clone(&store),
+            Arc::clone(&index),
+            Arc::new(move || wake_guard.notify_one()),
+            ingest_options.remote_write.clone(),
+        )
+        .with_origin(&replica_name),
+    );
     let puller = Arc::new(Puller::new(
         Arc::clone(&store),
         Arc::clone(&intake),
@@ -198,7 +207,7 @@ pub async fn start(
         config.recent_seconds,
     ));
     let replica = ReplicaIdentity {
-        id: replica_id(config),
+        id: replica_name.clone(),
         address: public_url.clone(),
         lease_seconds: config.replica.lease_seconds,
     };
@@ -229,13 +238,22 @@ pub async fn start(
     .await
     .map_err(|error| std::io::Error::other(error.to_string()))??;
     let loading_intake = Arc::clone(&intake);
-    let loaded =
-        tokio::task::spawn_blocking(move || loading_intake.load(load_from * 1000, i64::MAX))
-            .await
-            .map_err(|error| std::io::Error::other(error.to_string()))??;
+    let loading_clock = Arc::clone(&clock);
+    let (follower, loaded) = tokio::task::spawn_blocking(move || {
+        Follower::load(
+            loading_intake,
+            loading_clock,
+            FollowLimits::default(),
+            load_from * 1000,
+            i64::MAX,
+        )
+    })
+    .await
+    .map_err(|error| std::io::Error::other(error.to_string()))??;
     tracing::info!(
         chunks = loaded,
         from = load_from,
+        replica = %replica_name,
         "data index filled from the store"
     );
 
@@ -259,6 +277,8 @@ pub async fn start(
         state,
         notifier,
         puller,
+        replica_id: replica_name,
+        follower: Arc::new(Mutex::new(follower)),
         retention: Retention {
             recent_seconds: config.recent_seconds,
             finished_seconds: config.retention_seconds,
@@ -316,6 +336,7 @@ impl Started {
             Arc::clone(&state.clock),
         ));
         let pull_task = tokio::spawn(pull_loop(Arc::clone(&self.puller)));
+        let follow_task = tokio::spawn(follow_loop(Arc::clone(&self.follower)));
         let prune_task = tokio::spawn(prune_loop(
             Arc::clone(&state.store),
             Arc::clone(state.guard.index()),
@@ -330,6 +351,7 @@ impl Started {
         guard_task.abort();
         notify_task.abort();
         pull_task.abort();
+        follow_task.abort();
         prune_task.abort();
         // Stopping on purpose: the other replicas take this one's releases over at once
         // rather than when its leases expire.
@@ -412,6 +434,36 @@ async fn pull_loop(puller: Arc<Puller>) {
             Err(error) => tracing::error!(%error, "pull round panicked"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Adds the data other replicas store to the index: every 500 ms, or at once while there is
+/// more than one poll reads.
+async fn follow_loop(follower: Arc<Mutex<Follower>>) {
+    loop {
+        let polling = Arc::clone(&follower);
+        let polled = tokio::task::spawn_blocking(move || {
+            let mut held = polling
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let added = held.poll();
+            (added, held.caught_up())
+        })
+        .await;
+        let caught_up = match polled {
+            Ok((Ok(_), caught_up)) => caught_up,
+            Ok((Err(error), _)) => {
+                tracing::error!(%error, "following other replicas' data failed");
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "following other replicas' data panicked");
+                true
+            }
+        };
+        if caught_up {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }
 

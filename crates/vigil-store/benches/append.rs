@@ -68,6 +68,7 @@ fn one_run(open: Opener<'_>, appends: usize, bodies: &[Vec<u8>]) -> f64 {
             max_ms: at_ms + 999,
             received_at: at_ms / 1_000 + 1,
             body: bodies[index % bodies.len()].clone(),
+            origin: String::new(),
         };
         assert_eq!(store.append_data(&chunk).unwrap(), Appended::Stored);
     }

@@ -220,6 +220,7 @@ pub(crate) fn insert_chunk(
             Value::Integer(chunk.max_ms),
             Value::Integer(chunk.received_at),
             Value::Bytes(&chunk.body),
+            Value::Text(&chunk.origin),
         ],
     )?;
     if inserted == 0 {

@@ -12,7 +12,7 @@ use vigil_core::release::{
 };
 use vigil_core::{Batch, LogTemplate};
 
-use crate::{DataChunk, DataKind, PageSession, StoreError};
+use crate::{ChunkHead, DataChunk, DataKind, PageSession, StoreError, StoredChunk};
 
 /// Columns of `releases`, in the order [`ReleaseRow`] reads them.
 macro_rules! release_columns {
@@ -60,7 +60,7 @@ macro_rules! token_columns {
 /// Columns of `data_chunks`, in the order [`ChunkRow`] reads them.
 macro_rules! chunk_columns {
     () => {
-        "kind, key, min_ms, max_ms, received_at, body"
+        "kind, key, min_ms, max_ms, received_at, body, origin"
     };
 }
 
@@ -502,6 +502,7 @@ pub(crate) struct ChunkRow {
     pub max_ms: i64,
     pub received_at: i64,
     pub body: Vec<u8>,
+    pub origin: String,
 }
 
 impl ChunkRow {
@@ -513,6 +514,7 @@ impl ChunkRow {
             max_ms: row.integer(3)?,
             received_at: row.integer(4)?,
             body: row.bytes(5)?,
+            origin: row.text(6)?,
         })
     }
 
@@ -524,6 +526,7 @@ impl ChunkRow {
             max_ms: self.max_ms,
             received_at: self.received_at,
             body: self.body,
+            origin: self.origin,
         })
     }
 }
@@ -568,6 +571,24 @@ pub(crate) fn read_session(row: &dyn Columns) -> Result<(ApiToken, PageSession),
 
 pub(crate) fn read_chunk(row: &dyn Columns) -> Result<DataChunk, StoreError> {
     ChunkRow::read(row)?.into_chunk()
+}
+
+/// A chunk's columns ([`chunk_columns`]) followed by its id.
+pub(crate) fn read_stored_chunk(row: &dyn Columns) -> Result<StoredChunk, StoreError> {
+    Ok(StoredChunk {
+        chunk: read_chunk(row)?,
+        id: row.integer(7)?,
+    })
+}
+
+/// `id, origin, kind, bytes`.
+pub(crate) fn read_chunk_head(row: &dyn Columns) -> Result<ChunkHead, StoreError> {
+    Ok(ChunkHead {
+        id: row.integer(0)?,
+        origin: row.text(1)?,
+        kind: parse_kind(&row.text(2)?)?,
+        bytes: row.integer(3)?,
+    })
 }
 
 pub(crate) fn read_template(row: &dyn Columns) -> Result<LogTemplate, StoreError> {

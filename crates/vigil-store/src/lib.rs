@@ -193,6 +193,28 @@ pub struct DataChunk {
     pub max_ms: i64,
     pub received_at: i64,
     pub body: Vec<u8>,
+    /// The replica that stored it (`ReplicaSettings::resolved_id` of the server), empty when
+    /// unknown (chunks stored before replicas had ids).
+    pub origin: String,
+}
+
+/// Where a stored chunk sits in the store, without its body: what a replica reads to follow
+/// the chunks other replicas store ([`Store::chunk_heads_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkHead {
+    /// The chunk's id: ids grow in the order inserts began (not the order they committed).
+    pub id: i64,
+    pub origin: String,
+    pub kind: DataKind,
+    /// The body's length in bytes.
+    pub bytes: i64,
+}
+
+/// A stored chunk with its id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredChunk {
+    pub id: i64,
+    pub chunk: DataChunk,
 }
 
 /// A signed-in session of the pages: the hash of its random id (the id itself is only in the
@@ -347,6 +369,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes chunks that end before `before_ms` and overlap none of the `keep` ranges
     /// (the windows of releases still kept). Returns how many were deleted.
     fn prune_data(&self, before_ms: i64, keep: &[(i64, i64)]) -> Result<usize, StoreError>;
+
+    // ---- following the chunks other replicas store
+    /// The highest chunk id stored, 0 when there is none.
+    fn last_chunk_id(&self) -> Result<i64, StoreError>;
+    /// The heads of the chunks whose id is above `after_id`, by id, at most `limit` of them
+    /// (0 gives none). On PostgreSQL an id is taken when an insert begins and the row is seen
+    /// once it commits, so a lower id may show up after a higher one, and a duplicate's insert
+    /// (or a rolled back one) leaves its id unused for good.
+    fn chunk_heads_after(&self, after_id: i64, limit: usize) -> Result<Vec<ChunkHead>, StoreError>;
+    /// The stored chunks among `ids`, by id; a chunk of `own_origin` comes without its body
+    /// (empty), since the replica that stored it has it already.
+    fn chunks_with_ids(
+        &self,
+        ids: &[i64],
+        own_origin: &str,
+    ) -> Result<Vec<StoredChunk>, StoreError>;
+    /// The chunks of `kind` overlapping `[from_ms, to_ms]` as [`Store::data_between`] finds
+    /// them, with their ids (to fill a replica's index at start and follow on from there).
+    fn stored_chunks_between(
+        &self,
+        kind: DataKind,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<StoredChunk>, StoreError>;
 
     // ---- log templates and app settings
     /// Inserts or replaces templates of an app, by id (in one transaction); templates not

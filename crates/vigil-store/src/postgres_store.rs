@@ -23,15 +23,16 @@ use vigil_core::LogTemplate;
 use crate::changes::{self, Executor, Value};
 use crate::codec::{
     backend_error, enum_name, kind_name, migration_error, open_error, read_alert, read_app,
-    read_chunk, read_feedback, read_outbox_item, read_release, read_session, read_template,
-    read_token, read_transition, read_verdict, release_columns, to_json, Columns, FeedbackRow,
+    read_chunk, read_chunk_head, read_feedback, read_outbox_item, read_release, read_session,
+    read_stored_chunk, read_template, read_token, read_transition, read_verdict, release_columns,
+    to_json, Columns, FeedbackRow,
 };
 use crate::leases;
 use crate::schema;
 use crate::sql;
 use crate::{
-    redact_password, Appended, Change, DataChunk, DataKind, ImportedRelease, Lease, LeaseFence,
-    PageSession, ReleaseFilter, ReplicaRecord, Store, StoreError,
+    redact_password, Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, Lease,
+    LeaseFence, PageSession, ReleaseFilter, ReplicaRecord, Store, StoreError, StoredChunk,
 };
 
 /// How long to wait for the server when the URL does not say (`connect_timeout=`).
@@ -709,6 +710,57 @@ impl Store for PostgresStore {
         )?;
         tracing::debug!(before_ms, deleted, "data pruned");
         Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+    }
+
+    fn last_chunk_id(&self) -> Result<i64, StoreError> {
+        let mut session = self.connection()?;
+        let last = collect(&mut session, sql::LAST_CHUNK_ID, &[], |row| row.integer(0))?;
+        Ok(last.into_iter().next().unwrap_or(0))
+    }
+
+    fn chunk_heads_after(&self, after_id: i64, limit: usize) -> Result<Vec<ChunkHead>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut session = self.connection()?;
+        collect(
+            &mut session,
+            sql::SELECT_CHUNK_HEADS_AFTER,
+            &[&after_id, &limit],
+            read_chunk_head,
+        )
+    }
+
+    fn chunks_with_ids(
+        &self,
+        ids: &[i64],
+        own_origin: &str,
+    ) -> Result<Vec<StoredChunk>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut session = self.connection()?;
+        collect(
+            &mut session,
+            "SELECT kind, key, min_ms, max_ms, received_at, \
+             CASE WHEN origin = $2 THEN ''::BYTEA ELSE body END, origin, id FROM data_chunks \
+             WHERE id = ANY($1::BIGINT[]) ORDER BY id",
+            &[&ids, &own_origin],
+            read_stored_chunk,
+        )
+    }
+
+    fn stored_chunks_between(
+        &self,
+        kind: DataKind,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<StoredChunk>, StoreError> {
+        let mut session = self.connection()?;
+        collect(
+            &mut session,
+            sql::SELECT_STORED_CHUNKS_BETWEEN,
+            &[&kind_name(kind), &from_ms, &to_ms],
+            read_stored_chunk,
+        )
     }
 
     fn upsert_templates(&self, app: &str, templates: &[LogTemplate]) -> Result<(), StoreError> {

@@ -143,13 +143,29 @@ pub(crate) const DELETE_SESSION: &str = "DELETE FROM sessions WHERE hash = $1";
 pub(crate) const INSERT_CHUNK: &str = concat!(
     "INSERT INTO data_chunks (",
     chunk_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
 );
 
 pub(crate) const SELECT_CHUNKS_BETWEEN: &str = concat!(
     "SELECT ",
     chunk_columns!(),
     " FROM data_chunks WHERE kind = $1 AND max_ms >= $2 AND min_ms <= $3 ORDER BY id"
+);
+
+// ---- following the chunks other replicas store
+
+pub(crate) const LAST_CHUNK_ID: &str =
+    "SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM data_chunks";
+
+/// Heads only: the bodies of the chunks a replica stored itself are never read back.
+pub(crate) const SELECT_CHUNK_HEADS_AFTER: &str =
+    "SELECT id, origin, kind, CAST(LENGTH(body) AS BIGINT) FROM data_chunks WHERE id > $1 \
+     ORDER BY id LIMIT $2";
+
+pub(crate) const SELECT_STORED_CHUNKS_BETWEEN: &str = concat!(
+    "SELECT ",
+    chunk_columns!(),
+    ", id FROM data_chunks WHERE kind = $1 AND max_ms >= $2 AND min_ms <= $3 ORDER BY id"
 );
 
 pub(crate) const UPSERT_TEMPLATE: &str =
@@ -268,6 +284,9 @@ const ALL: &[&str] = &[
     DELETE_SESSION,
     INSERT_CHUNK,
     SELECT_CHUNKS_BETWEEN,
+    LAST_CHUNK_ID,
+    SELECT_CHUNK_HEADS_AFTER,
+    SELECT_STORED_CHUNKS_BETWEEN,
     UPSERT_TEMPLATE,
     SELECT_TEMPLATES,
     UPSERT_APP,

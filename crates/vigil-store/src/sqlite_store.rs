@@ -28,16 +28,16 @@ use vigil_core::LogTemplate;
 use crate::changes::{self, Executor, Value};
 use crate::codec::{
     backend_error, enum_name, keep_ranges_json, kind_name, migration_error, open_error, read_alert,
-    read_app, read_chunk, read_feedback, read_outbox_item, read_release, read_session,
-    read_template, read_token, read_transition, read_verdict, release_columns, to_json, Columns,
-    FeedbackRow, ReleaseRow,
+    read_app, read_chunk, read_chunk_head, read_feedback, read_outbox_item, read_release,
+    read_session, read_stored_chunk, read_template, read_token, read_transition, read_verdict,
+    release_columns, to_json, Columns, FeedbackRow, ReleaseRow,
 };
 use crate::leases;
 use crate::schema;
 use crate::sql;
 use crate::{
-    Appended, Change, DataChunk, DataKind, ImportedRelease, Lease, LeaseFence, PageSession,
-    ReleaseFilter, ReplicaRecord, Store, StoreError,
+    Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, Lease, LeaseFence,
+    PageSession, ReleaseFilter, ReplicaRecord, Store, StoreError, StoredChunk,
 };
 
 /// How long a statement waits for another process holding the database's write lock.
@@ -547,6 +547,58 @@ impl Store for SqliteStore {
             .execute(params![before_ms, keep_json])?;
         tracing::debug!(before_ms, deleted, "data pruned");
         Ok(deleted)
+    }
+
+    fn last_chunk_id(&self) -> Result<i64, StoreError> {
+        let connection = self.reader();
+        let last = first(&connection, sql::LAST_CHUNK_ID, [], |row| row.integer(0))?;
+        Ok(last.unwrap_or(0))
+    }
+
+    fn chunk_heads_after(&self, after_id: i64, limit: usize) -> Result<Vec<ChunkHead>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let connection = self.reader();
+        collect(
+            &connection,
+            sql::SELECT_CHUNK_HEADS_AFTER,
+            params![after_id, limit],
+            read_chunk_head,
+        )
+    }
+
+    fn chunks_with_ids(
+        &self,
+        ids: &[i64],
+        own_origin: &str,
+    ) -> Result<Vec<StoredChunk>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids_json = to_json(&ids)?;
+        let connection = self.reader();
+        collect(
+            &connection,
+            "SELECT kind, key, min_ms, max_ms, received_at, \
+             CASE WHEN origin = ?2 THEN X'' ELSE body END, origin, id FROM data_chunks \
+             WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
+            params![ids_json, own_origin],
+            read_stored_chunk,
+        )
+    }
+
+    fn stored_chunks_between(
+        &self,
+        kind: DataKind,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<StoredChunk>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            sql::SELECT_STORED_CHUNKS_BETWEEN,
+            params![kind_name(kind), from_ms, to_ms],
+            read_stored_chunk,
+        )
     }
 
     fn upsert_templates(&self, app: &str, templates: &[LogTemplate]) -> Result<(), StoreError> {

@@ -15,8 +15,8 @@ use vigil_core::release::{
 use vigil_core::{Batch, Direction, Finding, LogTemplate, MetricKind, MetricMeta, Signal, Verdict};
 use vigil_store::testing::{ScratchPostgres, TempDir, POSTGRES_TEST_ENV};
 use vigil_store::{
-    Appended, Change, DataChunk, DataKind, ImportedRelease, PageSession, ReleaseFilter, Store,
-    StoreError,
+    Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, PageSession, ReleaseFilter,
+    Store, StoreError,
 };
 
 /// The store URL the child process of the kill test writes to.
@@ -204,6 +204,8 @@ conformance! {
         alerts_are_keyed_by_fingerprint_and_start_and_replaced_on_resolve,
         alerts_are_found_by_app_and_the_time_they_fire,
         pruning_alerts_spares_recent_and_firing_ones,
+        chunks_are_followed_by_id_with_their_origin,
+        a_replica_reads_back_only_the_bodies_of_other_origins,
     ],
     backends: [
         a_reopened_store_still_has_everything,
@@ -346,6 +348,7 @@ fn chunk(kind: DataKind, key: Option<&str>, min_ms: i64, max_ms: i64, body: &[u8
         max_ms,
         received_at: max_ms / 1000 + 1,
         body: body.to_vec(),
+        origin: String::new(),
     }
 }
 
@@ -1285,6 +1288,113 @@ fn chunks_are_found_by_overlapping_range_in_insertion_order(store: &dyn Store) {
         store.data_between(DataKind::Metrics, 1_500, 1_500).unwrap(),
         vec![early, wide]
     );
+}
+
+// ---- following the chunks other replicas store
+
+fn chunk_of(origin: &str, kind: DataKind, key: Option<&str>, body: &[u8]) -> DataChunk {
+    DataChunk {
+        origin: origin.to_owned(),
+        ..chunk(kind, key, 1_000, 2_000, body)
+    }
+}
+
+fn chunks_are_followed_by_id_with_their_origin(store: &dyn Store) {
+    assert_eq!(store.last_chunk_id().unwrap(), 0);
+    assert_eq!(
+        store.chunk_heads_after(0, 10).unwrap(),
+        Vec::<ChunkHead>::new()
+    );
+    let appended = [
+        chunk_of("r1", DataKind::Metrics, Some("k1"), b"one"),
+        chunk_of("r2", DataKind::Logs, None, b"second"),
+        chunk_of("r2", DataKind::Metrics, Some("k1"), b"a duplicate"),
+        chunk_of("", DataKind::Metrics, None, &[9u8; 3000]),
+    ];
+    for stored in &appended {
+        store.append_data(stored).unwrap();
+    }
+    let heads = store.chunk_heads_after(0, 10).unwrap();
+    let described: Vec<(&str, DataKind, i64)> = heads
+        .iter()
+        .map(|head| (head.origin.as_str(), head.kind, head.bytes))
+        .collect();
+    assert_eq!(
+        described,
+        vec![
+            ("r1", DataKind::Metrics, 3),
+            ("r2", DataKind::Logs, 6),
+            ("", DataKind::Metrics, 3000),
+        ],
+        "the duplicate is not stored"
+    );
+    let ids: Vec<i64> = heads.iter().map(|head| head.id).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+    assert_eq!(store.last_chunk_id().unwrap(), ids[2]);
+    assert_eq!(store.chunk_heads_after(0, 2).unwrap(), heads[..2].to_vec());
+    assert_eq!(
+        store.chunk_heads_after(0, 0).unwrap(),
+        Vec::<ChunkHead>::new()
+    );
+    assert_eq!(
+        store.chunk_heads_after(ids[0], 10).unwrap(),
+        heads[1..].to_vec()
+    );
+    assert_eq!(
+        store.chunk_heads_after(ids[2], 10).unwrap(),
+        Vec::<ChunkHead>::new()
+    );
+
+    let metrics = store
+        .stored_chunks_between(DataKind::Metrics, 0, 10_000)
+        .unwrap();
+    let metric_ids: Vec<i64> = metrics.iter().map(|stored| stored.id).collect();
+    assert_eq!(metric_ids, vec![ids[0], ids[2]]);
+    assert_eq!(metrics[0].chunk, appended[0]);
+    assert_eq!(metrics[1].chunk, appended[3]);
+    assert_eq!(
+        store.data_between(DataKind::Metrics, 0, 10_000).unwrap(),
+        vec![appended[0].clone(), appended[3].clone()],
+        "the origin reads back"
+    );
+    assert!(store
+        .stored_chunks_between(DataKind::Logs, 3_000, 4_000)
+        .unwrap()
+        .is_empty());
+}
+
+fn a_replica_reads_back_only_the_bodies_of_other_origins(store: &dyn Store) {
+    let mine = chunk_of("r1", DataKind::Metrics, None, b"mine");
+    let theirs = chunk_of("r2", DataKind::Logs, None, b"theirs");
+    store.append_data(&mine).unwrap();
+    store.append_data(&theirs).unwrap();
+    let ids: Vec<i64> = store
+        .chunk_heads_after(0, 10)
+        .unwrap()
+        .iter()
+        .map(|head| head.id)
+        .collect();
+    let unused_id = ids[1] + 1000;
+    let found = store
+        .chunks_with_ids(&[ids[1], unused_id, ids[0]], "r1")
+        .unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].id, ids[0]);
+    assert_eq!(
+        found[0].chunk,
+        DataChunk {
+            body: Vec::new(),
+            ..mine
+        },
+        "a chunk of the asking replica comes without its body"
+    );
+    assert_eq!(found[1].id, ids[1]);
+    assert_eq!(found[1].chunk, theirs);
+    assert!(store.chunks_with_ids(&[], "r1").unwrap().is_empty());
+    assert!(store
+        .chunks_with_ids(&[unused_id], "r1")
+        .unwrap()
+        .is_empty());
 }
 
 fn pruning_spares_recent_chunks_and_kept_windows(store: &dyn Store) {

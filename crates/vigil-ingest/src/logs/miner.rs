@@ -12,6 +12,11 @@
 //! message followed by `=> ` and the exception (its class, and the top frame of the program's
 //! own code when there is one). Those last words are kept as they are and set the templates
 //! apart: events of different exceptions never share a template, whatever their messages.
+//!
+//! A new template's id is a hash of the masked text of the event that starts it (the next
+//! free id when this miner gave that one already), kept as the template generalises: miners
+//! that see the same events agree on their templates' ids, and miners that start different
+//! templates (replicas mining one app at once) give them ids that do not collide.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -24,6 +29,11 @@ use super::token::{self, ShapeHasher, Skeleton, TokenKind, WILDCARD};
 
 /// Identifies a template for the life of a miner and across restarts
 /// ([`Miner::from_templates`]).
+///
+/// A new template's id is derived from the text it starts with (see [`Miner`]'s ids), so that
+/// miners that see the same event give its template the same id, and miners that start
+/// different templates give them different ids: replicas mining one app store templates that
+/// never overwrite one another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TemplateId(pub u64);
@@ -222,7 +232,6 @@ pub struct Miner {
     /// Indices of the live slots by token count.
     by_length: HashMap<usize, Vec<u32>>,
     shapes: ShapeTable,
-    next_id: u64,
     live: usize,
     catch_all: Option<u32>,
     token_ranges: Vec<(u32, u32)>,
@@ -244,7 +253,6 @@ impl Miner {
             by_id: HashMap::new(),
             by_length: HashMap::new(),
             shapes: ShapeTable::default(),
-            next_id: 1,
             live: 0,
             catch_all: None,
             token_ranges: Vec::new(),
@@ -253,8 +261,8 @@ impl Miner {
     }
 
     /// A miner that goes on from stored templates: they keep their ids, texts, counts and
-    /// levels, and new templates get ids above theirs. A stored id met twice keeps its first
-    /// template.
+    /// levels, and new templates get ids none of them has. A stored id met twice keeps its
+    /// first template.
     pub fn from_templates(
         config: MinerConfig,
         templates: impl IntoIterator<Item = Template>,
@@ -269,7 +277,6 @@ impl Miner {
                 .split_ascii_whitespace()
                 .map(piece_of_template_word)
                 .collect::<Vec<_>>();
-            miner.next_id = miner.next_id.max(template.id.0.saturating_add(1));
             let is_catch_all = template.text == WILDCARD;
             let key = event::template_suffix_of(&template.text).map_or(0, exception_key);
             let index = miner.push_slot(template.id, pieces, key);
@@ -458,7 +465,7 @@ impl Miner {
             if full {
                 return (self.catch_all_slot(), Change::None);
             }
-            let id = self.take_id();
+            let id = self.take_id(&pieces);
             return (self.push_slot(id, pieces, key), Change::New);
         };
         if score.word_positions == 0 || full {
@@ -467,7 +474,7 @@ impl Miner {
         }
         // Differing words: a template of its own until enough variants show the positions
         // hold a variable.
-        let id = self.take_id();
+        let id = self.take_id(&pieces);
         let sibling = self.push_slot(id, pieces, key);
         let min_values = self.config.min_word_values.max(2);
         let families = &mut self.slots[index as usize].families;
@@ -514,17 +521,21 @@ impl Miner {
         target.note_level(level);
     }
 
-    fn take_id(&mut self) -> TemplateId {
-        let id = TemplateId(self.next_id);
-        self.next_id += 1;
-        id
+    /// The id of a new template starting as `pieces`: [`id_of_text`], or the next free one
+    /// after it when this miner has given that id to another template already.
+    fn take_id(&self, pieces: &[Piece]) -> TemplateId {
+        let mut candidate = id_of_text(pieces);
+        while self.by_id.contains_key(&TemplateId(candidate)) {
+            candidate = candidate % MAX_TEMPLATE_ID + 1;
+        }
+        TemplateId(candidate)
     }
 
     fn catch_all_slot(&mut self) -> u32 {
         if let Some(index) = self.catch_all {
             return index;
         }
-        let id = self.take_id();
+        let id = self.take_id(&[Piece::Wild]);
         let index = self.push_slot(id, vec![Piece::Wild], 0);
         self.catch_all = Some(index);
         index
@@ -553,6 +564,30 @@ impl Miner {
         }
         best
     }
+}
+
+/// The largest template id: ids fit in 53 bits, so that they stay exact as JSON numbers
+/// anywhere they are read as such.
+const MAX_TEMPLATE_ID: u64 = (1 << 53) - 1;
+
+/// The id a template starting as `pieces` is given, in `1..=MAX_TEMPLATE_ID`: 64-bit FNV-1a
+/// of its words (as [`Slot::text`] writes them) each followed by a zero byte. Part of what the
+/// store keeps: replicas (and versions) agree on ids only while it stays the same.
+fn id_of_text(pieces: &[Piece]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for piece in pieces {
+        let word = match piece {
+            Piece::Wild => WILDCARD,
+            Piece::Const { text, .. } => text,
+        };
+        for byte in word.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    hash % MAX_TEMPLATE_ID + 1
 }
 
 /// A word of a template as stored, read back as a piece: the same piece for the word as
@@ -772,7 +807,62 @@ mod tests {
         }
         let fresh = rebuilt.add("cache warmed in 40 ms");
         assert_eq!(fresh.change, Change::New);
-        assert!(ids.iter().all(|id| fresh.id > *id));
+        assert!(ids.iter().all(|id| fresh.id != *id));
+    }
+
+    #[test]
+    fn miners_agree_on_the_ids_of_the_events_they_share_and_not_on_others() {
+        let shared = [
+            "worker 3 started",
+            "queue orders has 12 items",
+            "payment 991 refused: card expired",
+        ];
+        let mut first = Miner::default();
+        let mut second = Miner::default();
+        let first_ids: Vec<TemplateId> = shared.iter().map(|line| first.add(line).id).collect();
+        let only_second = second.add("cache warmed in 40 ms").id;
+        let mut second_ids: Vec<TemplateId> = shared
+            .iter()
+            .rev()
+            .map(|line| second.add(line).id)
+            .collect();
+        second_ids.reverse();
+        assert_eq!(first_ids, second_ids, "the same events, in another order");
+        let only_first = first.add("index rebuilt for table users").id;
+        assert_ne!(only_first, only_second);
+        assert!(!first_ids.contains(&only_second));
+        // Generalising keeps the id the template started with.
+        let later = second.add("worker 4 started");
+        assert_eq!(later.id, first_ids[0]);
+        assert_eq!(
+            second.template(later.id).unwrap().text,
+            "worker <*> started"
+        );
+    }
+
+    #[test]
+    fn a_taken_id_is_not_given_to_another_template() {
+        let mut miner = Miner::default();
+        let first = miner.add("session opened for user root");
+        let stored = miner.templates();
+        // A template another miner stored under the id this miner would give a new one.
+        let mut other = Miner::from_templates(
+            MinerConfig::default(),
+            [Template {
+                id: first.id,
+                text: "cache flushed in <*> ms".to_owned(),
+                count: 1,
+                level: None,
+            }],
+        );
+        let added = other.add("session opened for user root");
+        assert_eq!(added.change, Change::New);
+        assert_ne!(added.id, first.id);
+        assert_eq!(
+            other.template(first.id).unwrap().text,
+            "cache flushed in <*> ms"
+        );
+        assert_eq!(other.template(added.id).unwrap().text, stored[0].text);
     }
 
     #[test]
