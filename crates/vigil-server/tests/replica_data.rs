@@ -207,7 +207,7 @@ fn samples_and_log_lines_posted_to_one_replica_reach_the_other_once() {
         "the second replica's window holds the first one's data"
     );
     eprintln!(
-        "the second replica held the data {} ms after the first one stored it",
+        "the second replica held the data within {} ms of its storing at the first one",
         stored.elapsed().as_millis()
     );
     // Several polls later, nothing was added twice.
