@@ -141,7 +141,8 @@ pub async fn start(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> Result<Started, ServeError> {
-    let notifier = Arc::new(Notifier::new(config.notifications.clone())?);
+    let replica_id = config.replica.resolved_id();
+    let notifier = Arc::new(Notifier::new(config.notifications.clone())?.for_replica(&replica_id));
     let routes: Vec<Route> = notifier
         .channels()
         .iter()

@@ -327,6 +327,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes the alerts that ended before `before`, and those still firing last received
     /// more than `stale_seconds` before it. Returns how many were deleted.
     fn prune_alerts(&self, before: i64, stale_seconds: i64) -> Result<usize, StoreError>;
+
+    // ---- outbox claims (several replicas)
+    /// Claims up to `limit` items for `claimer` (a replica's id) until `claim_until` and
+    /// returns them, oldest first: pending items due at `now` (`next_attempt_at <= now`) that
+    /// no one claims (a claim holds while `now < claimed_until`). Atomic: replicas claiming at
+    /// once never get the same item, so each notification is sent by one replica; one whose
+    /// claimer died is claimed again once its claim ends. [`Store::notification_sent`] and
+    /// [`Store::notification_failed`] clear the claim. `limit` 0 claims nothing.
+    fn claim_notifications(
+        &self,
+        claimer: &str,
+        now: i64,
+        claim_until: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
 }
 
 /// The URL of a private in-memory SQLite database (tests).
