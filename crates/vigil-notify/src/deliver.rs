@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use vigil_core::release::{NewNotification, OutboxItem};
+use vigil_core::telemetry::event::{NotificationFailed, NotificationSent};
 use vigil_store::{Store, StoreError};
 
 use crate::compose::Notice;
@@ -246,14 +247,13 @@ impl Notifier {
         let failure = match self.deliver(item, now) {
             Ok(()) => {
                 report.sent += 1;
-                tracing::info!(
+                NotificationSent {
                     release,
                     channel,
-                    notification = item.id,
+                    notification: item.id,
                     attempt,
-                    outcome = "sent",
-                    "notification sent"
-                );
+                }
+                .emit();
                 if let Err(error) = outbox.mark_sent(item.id, now) {
                     report.store_errors += 1;
                     tracing::warn!(notification = item.id, error = %error, "cannot mark a notification sent");
@@ -274,17 +274,18 @@ impl Notifier {
             report.dead += 1;
             "dead"
         };
-        tracing::warn!(
+        let error_text = failure.to_string();
+        NotificationFailed {
             release,
             channel,
-            notification = item.id,
+            notification: item.id,
             attempt,
             outcome,
             retry_at,
-            error = %failure,
-            "notification failed"
-        );
-        if let Err(error) = outbox.mark_failed(item.id, &failure.to_string(), retry_at) {
+            error: &error_text,
+        }
+        .emit();
+        if let Err(error) = outbox.mark_failed(item.id, &error_text, retry_at) {
             report.store_errors += 1;
             tracing::warn!(notification = item.id, error = %error, "cannot record a failed notification");
         }

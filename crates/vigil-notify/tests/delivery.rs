@@ -613,3 +613,26 @@ fn an_item_another_replica_claims_is_left_to_it_until_its_claim_ends() {
     let body = receiver.next().json();
     assert!(body["text"].as_str().unwrap().contains("errors on 2 hosts"));
 }
+
+#[test]
+fn sends_and_failures_are_counted_by_channel() {
+    use vigil_core::telemetry::{NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT};
+    let receiver = Receiver::start(vec![Answer::Reply(200, "ok"), Answer::Reply(503, "busy")]);
+    let channel = r#"{"name":"counted","kind":"slack","webhook_url":"{receiver}/services/T/B/X"}"#
+        .replace("{receiver}", &receiver.url);
+    let notifier = notifier(&channel, "");
+    let outbox = MemoryOutbox::with(
+        vec![
+            notification("counted", NotificationEvent::Paused),
+            notification("counted", NotificationEvent::Resumed),
+        ],
+        T0,
+    );
+    let count = |family: &vigil_core::telemetry::Family| family.value(&["counted"]).unwrap_or(0.0);
+    let (sent_before, failed_before) = (count(&NOTIFICATIONS_SENT), count(&NOTIFICATIONS_FAILED));
+
+    assert_eq!(notifier.deliver_due(&outbox, T0), report(2, 1, 1, 0));
+
+    assert_eq!(count(&NOTIFICATIONS_SENT) - sent_before, 1.0);
+    assert_eq!(count(&NOTIFICATIONS_FAILED) - failed_before, 1.0);
+}

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use vigil_core::release::{NotificationEvent, ReleaseState};
+use vigil_core::telemetry::{self, event::GuardPassEnded, event::ReplicaStarted};
 use vigil_core::Clock;
+use vigil_core::Stopwatch;
 use vigil_guard::intake::Intake;
 use vigil_guard::pull::{PullQuery, PullSource, Puller};
 use vigil_guard::retention::{prune, Retention};
@@ -16,7 +18,7 @@ use vigil_guard::{DataIndex, Guard, GuardConfig, Route};
 use vigil_ingest::prometheus::{PrometheusClient, PrometheusOptions, RangeQuery};
 use vigil_ingest::remote_write::RemoteWriteOptions;
 use vigil_notify::{Notifier, NotifyConfig};
-use vigil_store::{ReleaseFilter, Store};
+use vigil_store::{ReleaseFilter, Store, StoreError, TimedStore};
 
 use vigil_web::{AppState, IngestOptions, Limits};
 
@@ -142,6 +144,13 @@ pub async fn start(
     clock: Arc<dyn Clock>,
 ) -> Result<Started, ServeError> {
     let replica_id = config.replica.resolved_id();
+    ReplicaStarted {
+        replica: &replica_id,
+        lease_seconds: config.replica.lease_seconds,
+    }
+    .emit();
+    // Every store call is timed for `vigil_store_seconds`.
+    let store: Arc<dyn Store> = Arc::new(TimedStore::new(store));
     let notifier = Arc::new(Notifier::new(config.notifications.clone())?.for_replica(&replica_id));
     let routes: Vec<Route> = notifier
         .channels()
@@ -281,7 +290,11 @@ impl Started {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let state = self.state.clone();
-        let guard_task = tokio::spawn(guard_loop(Arc::clone(&state.guard), self.wake));
+        let guard_task = tokio::spawn(guard_loop(
+            Arc::clone(&state.guard),
+            Arc::clone(&state.store),
+            self.wake,
+        ));
         let notify_task = tokio::spawn(notify_loop(
             Arc::clone(&self.notifier),
             Arc::clone(&state.store),
@@ -309,14 +322,31 @@ impl Started {
 
 /// Judges releases when data arrives (after a short pause to gather the rest of a burst) and
 /// at least every second.
-async fn guard_loop(guard: Arc<Guard>, wake: Arc<tokio::sync::Notify>) {
+async fn guard_loop(guard: Arc<Guard>, store: Arc<dyn Store>, wake: Arc<tokio::sync::Notify>) {
     loop {
         let woken = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
         if woken.is_ok() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let pass_guard = Arc::clone(&guard);
-        match tokio::task::spawn_blocking(move || pass_guard.pass()).await {
+        let share_store = Arc::clone(&store);
+        let timed_pass = move || {
+            let stopwatch = Stopwatch::start();
+            let passed = pass_guard.pass();
+            if let Ok(judged) = &passed {
+                GuardPassEnded {
+                    seconds: stopwatch.seconds(),
+                    judged: judged.len(),
+                }
+                .emit();
+                match guarded_share(share_store.as_ref()) {
+                    Ok((releases, leases)) => telemetry::guarded_share(releases, leases),
+                    Err(error) => tracing::warn!(%error, "cannot count the releases guarded"),
+                }
+            }
+            passed
+        };
+        match tokio::task::spawn_blocking(timed_pass).await {
             Ok(Ok(judged)) => {
                 for outcome in judged.iter().filter(|outcome| outcome.moved_to.is_some()) {
                     tracing::info!(release = %outcome.release_id, verdict = %outcome.verdict, at = outcome.at, "guard moved release");
@@ -326,6 +356,17 @@ async fn guard_loop(guard: Arc<Guard>, wake: Arc<tokio::sync::Notify>) {
             Err(error) => tracing::error!(%error, "guard pass panicked"),
         }
     }
+}
+
+/// What this replica guards, for `vigil_releases_guarded` and `vigil_leases_held`: the
+/// observing releases its guard judges, and the release leases it holds (none: every
+/// replica's guard judges every observing release until leases share them out).
+fn guarded_share(store: &dyn Store) -> Result<(usize, usize), StoreError> {
+    let observing = store.releases(&ReleaseFilter {
+        states: vec![ReleaseState::Observing],
+        ..ReleaseFilter::default()
+    })?;
+    Ok((observing.len(), 0))
 }
 
 /// One range query to an app's Prometheus server.

@@ -15,12 +15,14 @@ mod schema;
 mod sql;
 pub mod sqlite_store;
 pub mod testing;
+pub mod timed;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use crate::postgres_store::PostgresStore;
 pub use crate::sqlite_store::{SqliteStore, Synchronous};
+pub use crate::timed::TimedStore;
 
 use vigil_core::release::{
     ApiToken, Feedback, NewNotification, OutboxItem, Release, ReleaseState, Role, Transition,
