@@ -1,6 +1,6 @@
 //! Replicas sharing one store: each notification is sent once, by the replica that claimed it,
 //! on SQLite always and on PostgreSQL when `VIGIL_TEST_POSTGRES` names a server.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -243,7 +243,11 @@ fn on_sqlite(test: fn(&dyn Store)) {
 
 fn on_postgres(test: fn(&dyn Store)) {
     let Some(scratch) = ScratchPostgres::from_env("vigil_notify_replicas").unwrap() else {
-        eprintln!("skipped: VIGIL_TEST_POSTGRES is not set");
+        assert!(
+            std::env::var_os("VIGIL_REQUIRE_POSTGRES").is_none(),
+            "VIGIL_REQUIRE_POSTGRES is set but VIGIL_TEST_POSTGRES is not"
+        );
+        eprintln!("\n*** SKIPPED: PostgreSQL replicas (VIGIL_TEST_POSTGRES not set) ***\n");
         return;
     };
     let store = vigil_store::open(scratch.url()).unwrap();
