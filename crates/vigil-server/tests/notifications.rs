@@ -15,6 +15,11 @@ use vigil_server::ServerConfig;
 
 /// Accepts one request after another on a loopback port and sends each one's head and body.
 fn receiver() -> (u16, mpsc::Receiver<String>) {
+    slow_receiver(Duration::ZERO)
+}
+
+/// [`receiver`], answering each request `delay` after reading it.
+fn slow_receiver(delay: Duration) -> (u16, mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (sender, received) = mpsc::channel();
@@ -47,6 +52,7 @@ fn receiver() -> (u16, mpsc::Receiver<String>) {
                     }
                 }
             }
+            std::thread::sleep(delay);
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
             let _ = sender.send(String::from_utf8_lossy(&request).to_string());
@@ -132,7 +138,9 @@ fn three_replicas_on_one_postgres_deliver_a_pause_once() {
         );
         return;
     };
-    let (port, received) = receiver();
+    // The webhook takes 4 s to answer: every other replica's notifier (each runs every 3 s)
+    // looks at the outbox while the first send is under way.
+    let (port, received) = slow_receiver(Duration::from_secs(4));
     let now = vigil_core::Clock::now(&vigil_core::SystemClock);
     let replicas: Vec<TestServer> = ["r1", "r2", "r3"]
         .into_iter()
