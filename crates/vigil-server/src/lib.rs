@@ -9,8 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use vigil_core::release::{NotificationEvent, ReleaseState};
 use vigil_core::telemetry::{self, event::GuardPassEnded, event::ReplicaStarted};
-use vigil_core::Clock;
-use vigil_core::Stopwatch;
+use vigil_core::{Clock, Stopwatch};
 use vigil_guard::intake::Intake;
 use vigil_guard::pull::{PullQuery, PullSource, Puller};
 use vigil_guard::retention::{prune, Retention};
@@ -140,17 +139,12 @@ pub struct Started {
 /// Opens the store, fills the data index from it and binds the listener.
 pub async fn start(
     config: &ServerConfig,
-    store: Arc<dyn Store>,
+    opened_store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> Result<Started, ServeError> {
     let replica_id = config.replica.resolved_id();
-    ReplicaStarted {
-        replica: &replica_id,
-        lease_seconds: config.replica.lease_seconds,
-    }
-    .emit();
     // Every store call is timed for `vigil_store_seconds`.
-    let store: Arc<dyn Store> = Arc::new(TimedStore::new(store));
+    let store: Arc<dyn Store> = Arc::new(TimedStore::new(opened_store));
     let notifier = Arc::new(Notifier::new(config.notifications.clone())?.for_replica(&replica_id));
     let routes: Vec<Route> = notifier
         .channels()
@@ -247,6 +241,11 @@ pub async fn start(
         ingest_options,
     );
     state.pull_failures = puller.failures();
+    ReplicaStarted {
+        replica: &replica_id,
+        lease_seconds: config.replica.lease_seconds,
+    }
+    .emit();
     Ok(Started {
         address,
         state,
