@@ -21,6 +21,27 @@ impl Clock for SystemClock {
     }
 }
 
+/// Measures how long something took, for Vigil's own metrics only (never for a decision):
+/// the machine's monotonic clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch {
+    started: std::time::Instant,
+}
+
+impl Stopwatch {
+    #[allow(clippy::disallowed_methods)] // durations for metrics, which decide nothing
+    pub fn start() -> Stopwatch {
+        Stopwatch {
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Seconds since the start.
+    pub fn seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
 /// A clock that moves only when told to.
 #[derive(Debug, Default)]
 pub struct ManualClock {

@@ -12,13 +12,14 @@ pub mod release;
 pub mod rules;
 pub mod samples;
 pub mod scorecard;
+pub mod telemetry;
 pub mod text;
 pub mod validate;
 pub mod verdict;
 
 pub use alert::Alert;
 pub use bundle::{Bundle, BundleError, Logs, BUNDLE_FORMAT};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, Stopwatch, SystemClock};
 pub use model::{Batch, Direction, Host, HostGroup, LogTemplate, MetricKind, MetricMeta};
 pub use rules::{Rule, RuleSeverity};
 pub use scorecard::{RowVerdict, Scorecard, ScorecardRow};

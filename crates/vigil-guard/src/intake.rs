@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use vigil_core::release::Release;
 use vigil_core::samples::{LogChunk, LogCount, MetricChunk};
+use vigil_core::telemetry::event::DataAccepted;
 use vigil_core::LogTemplate;
 use vigil_ingest::json::LogLine;
 use vigil_ingest::logs::{
@@ -36,6 +37,14 @@ struct Arriving {
     range: Option<(i64, i64)>,
     items: usize,
     received_at: i64,
+}
+
+/// A kind of data as `vigil_ingested_samples_total` labels it.
+fn kind_label(kind: DataKind) -> &'static str {
+    match kind {
+        DataKind::Metrics => "metrics",
+        DataKind::Logs => "logs",
+    }
 }
 
 /// An app's template miner and the way its lines are split.
@@ -330,6 +339,11 @@ impl Intake {
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()));
             (self.wake)();
+            DataAccepted {
+                kind: kind_label(arriving.kind),
+                items: arriving.items,
+            }
+            .emit();
         }
         Ok(Accepted {
             items: arriving.items,

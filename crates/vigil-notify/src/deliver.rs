@@ -1,9 +1,16 @@
-//! Delivery: due outbox items are sent one after the other and marked sent, failed with the
-//! next retry time, or dead.
+//! Delivery: due outbox items are claimed for this replica, sent one after the other and
+//! marked sent, failed with the next retry time, or dead.
+//!
+//! Replicas sharing one store each run delivery; an item is claimed (atomically, in the store)
+//! before it is sent, so only one replica sends it. The claim of the `k`-th item of a call
+//! (from 0) lasts `(k + 1) × timeout + CLAIM_MARGIN_SECONDS` from the call's time: each send
+//! before it ends within the timeout, so the claim outlasts its own attempt, and a replica
+//! killed while sending lets another one send the item once its claim ends.
 
 use std::time::Duration;
 
 use vigil_core::release::{NewNotification, OutboxItem};
+use vigil_core::telemetry::event::{NotificationFailed, NotificationSent};
 use vigil_store::{Store, StoreError};
 
 use crate::compose::Notice;
@@ -14,18 +21,37 @@ use crate::NotifyError;
 /// At most this much of an answer's body is read.
 const ANSWER_READ_LIMIT: u64 = 64 * 1024;
 
+/// What a claim lasts beyond the sends it waits for: the store calls around them.
+pub const CLAIM_MARGIN_SECONDS: i64 = 15;
+
+/// The claimer of a notifier not given a replica id (a single server).
+const DEFAULT_CLAIMER: &str = "local";
+
 /// The three outbox operations delivery needs; every [`Store`] has them.
 pub trait Outbox {
-    /// Pending items due at `now`, oldest first, at most `limit`.
-    fn due(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Claims pending items due at `now` that no one claims, for `claimer` until
+    /// `claim_until`, oldest first, at most `limit` (see [`Store::claim_notifications`]).
+    fn claim(
+        &self,
+        claimer: &str,
+        now: i64,
+        claim_until: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
     fn mark_sent(&self, id: i64, at: i64) -> Result<(), StoreError>;
     /// Records a failed attempt; `retry_at: None` gives the item up.
     fn mark_failed(&self, id: i64, error: &str, retry_at: Option<i64>) -> Result<(), StoreError>;
 }
 
 impl<S: Store + ?Sized> Outbox for S {
-    fn due(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.due_notifications(now, limit)
+    fn claim(
+        &self,
+        claimer: &str,
+        now: i64,
+        claim_until: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.claim_notifications(claimer, now, claim_until, limit)
     }
 
     fn mark_sent(&self, id: i64, at: i64) -> Result<(), StoreError> {
@@ -40,7 +66,7 @@ impl<S: Store + ?Sized> Outbox for S {
 /// What one [`Notifier::deliver_due`] call did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
-    /// Items taken from the outbox.
+    /// Items claimed from the outbox.
     pub due: usize,
     pub sent: usize,
     /// Failed, with a later attempt scheduled.
@@ -57,6 +83,9 @@ pub struct Notifier {
     channels: Vec<ChannelConfig>,
     retry: RetryPolicy,
     batch_size: usize,
+    timeout_seconds: i64,
+    /// Who claims the items this notifier sends: its replica's id.
+    claimer: String,
     agent: ureq::Agent,
 }
 
@@ -72,6 +101,7 @@ impl std::fmt::Debug for Notifier {
             .field("channels", &channels)
             .field("retry", &self.retry)
             .field("batch_size", &self.batch_size)
+            .field("claimer", &self.claimer)
             .finish_non_exhaustive()
     }
 }
@@ -99,8 +129,24 @@ impl Notifier {
             channels: config.channels,
             retry: config.retry,
             batch_size: config.batch_size.max(1),
+            timeout_seconds: i64::try_from(config.timeout_seconds).unwrap_or(i64::MAX),
+            claimer: DEFAULT_CLAIMER.to_owned(),
             agent,
         })
+    }
+
+    /// The notifier of one replica among several on one store: it claims the items it sends
+    /// under the replica's id, so that no other replica sends them too.
+    pub fn for_replica(self, replica_id: &str) -> Notifier {
+        Notifier {
+            claimer: replica_id.to_owned(),
+            ..self
+        }
+    }
+
+    /// Who claims the items this notifier sends.
+    pub fn claimer(&self) -> &str {
+        &self.claimer
     }
 
     pub fn channels(&self) -> &[ChannelConfig] {
@@ -120,8 +166,12 @@ impl Notifier {
             .collect()
     }
 
-    /// Sends every item due at `now` (the caller's clock, Unix seconds) and records each
-    /// outcome in the outbox. No lock is held while sending.
+    /// Claims and sends the items due at `now` (the caller's clock, Unix seconds), up to the
+    /// batch size, and records each outcome in the outbox. No lock is held while sending.
+    ///
+    /// Items are claimed one at a time, each just before it is sent, so the other replicas
+    /// take the rest meanwhile; the `k`-th claim (from 0) lasts until
+    /// `now + (k + 1) × timeout + CLAIM_MARGIN_SECONDS`.
     ///
     /// It blocks while sending, one item after the other (each within the configured timeout):
     /// call it from a blocking thread, and again while it reports a full batch.
@@ -134,24 +184,36 @@ impl Notifier {
     /// # }
     /// ```
     pub fn deliver_due<O: Outbox + ?Sized>(&self, outbox: &O, now: i64) -> DeliveryReport {
-        let items = match outbox.due(now, self.batch_size) {
-            Ok(items) => items,
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot read the notification outbox");
-                return DeliveryReport {
-                    store_errors: 1,
-                    ..DeliveryReport::default()
-                };
+        let mut report = DeliveryReport::default();
+        for position in 0..self.batch_size {
+            let claim_until = self.claim_end(now, position);
+            let items = match outbox.claim(&self.claimer, now, claim_until, 1) {
+                Ok(items) => items,
+                Err(error) => {
+                    report.store_errors += 1;
+                    tracing::warn!(error = %error, "cannot claim from the notification outbox");
+                    break;
+                }
+            };
+            if items.is_empty() {
+                break;
             }
-        };
-        let mut report = DeliveryReport {
-            due: items.len(),
-            ..DeliveryReport::default()
-        };
-        for item in &items {
-            self.attempt(outbox, item, now, &mut report);
+            report.due += items.len();
+            for item in &items {
+                self.attempt(outbox, item, now, &mut report);
+            }
         }
         report
+    }
+
+    /// When the claim of the item at `position` (from 0) of a call at `now` ends: after the
+    /// sends before it and its own, each within the timeout, and the margin.
+    fn claim_end(&self, now: i64, position: usize) -> i64 {
+        let sends = i64::try_from(position)
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        now.saturating_add(sends.saturating_mul(self.timeout_seconds))
+            .saturating_add(CLAIM_MARGIN_SECONDS)
     }
 
     /// Sends one item now, without touching the outbox.
@@ -185,14 +247,13 @@ impl Notifier {
         let failure = match self.deliver(item, now) {
             Ok(()) => {
                 report.sent += 1;
-                tracing::info!(
+                NotificationSent {
                     release,
                     channel,
-                    notification = item.id,
+                    notification: item.id,
                     attempt,
-                    outcome = "sent",
-                    "notification sent"
-                );
+                }
+                .emit();
                 if let Err(error) = outbox.mark_sent(item.id, now) {
                     report.store_errors += 1;
                     tracing::warn!(notification = item.id, error = %error, "cannot mark a notification sent");
@@ -213,17 +274,18 @@ impl Notifier {
             report.dead += 1;
             "dead"
         };
-        tracing::warn!(
+        let error_text = failure.to_string();
+        NotificationFailed {
             release,
             channel,
-            notification = item.id,
+            notification: item.id,
             attempt,
             outcome,
             retry_at,
-            error = %failure,
-            "notification failed"
-        );
-        if let Err(error) = outbox.mark_failed(item.id, &failure.to_string(), retry_at) {
+            error: &error_text,
+        }
+        .emit();
+        if let Err(error) = outbox.mark_failed(item.id, &error_text, retry_at) {
             report.store_errors += 1;
             tracing::warn!(notification = item.id, error = %error, "cannot record a failed notification");
         }
@@ -287,5 +349,21 @@ mod tests {
         let shown = format!("{notifier:?}");
         assert!(shown.contains("pauses (dingtalk)"), "{shown}");
         assert!(!shown.contains("https://y"), "{shown}");
+    }
+
+    #[test]
+    fn each_claim_of_a_call_outlasts_the_sends_before_it_and_its_own() {
+        let config: NotifyConfig = serde_json::from_str(r#"{"timeout_seconds": 4}"#).unwrap();
+        let notifier = Notifier::new(config).unwrap().for_replica("r1");
+        assert_eq!(
+            notifier.claim_end(1_000, 0),
+            1_000 + 4 + CLAIM_MARGIN_SECONDS
+        );
+        assert_eq!(
+            notifier.claim_end(1_000, 2),
+            1_000 + 3 * 4 + CLAIM_MARGIN_SECONDS
+        );
+        assert_eq!(notifier.claim_end(i64::MAX - 1, 5), i64::MAX);
+        assert!(format!("{notifier:?}").contains("r1"));
     }
 }

@@ -7,6 +7,10 @@
 //! every due item is rendered for its channel's kind, signed when the channel has a secret,
 //! sent, and marked sent, failed with the next retry time, or dead.
 //!
+//! Replicas sharing one store each deliver: an item is claimed in the store before it is sent
+//! ([`Notifier::for_replica`]), so one replica sends it, and another one only after the claim
+//! ended unmarked (its replica died mid-send).
+//!
 //! Delivery is at least once: when a send succeeds but marking it sent fails, the item is sent
 //! again later. The generic webhook carries the outbox id in `X-Vigil-Delivery` so that a
 //! receiver can drop repeats.
@@ -49,7 +53,7 @@ mod render;
 
 pub use compose::{release_link, Notice, TOP_FINDINGS};
 pub use config::{ChannelConfig, ChannelTarget, NotifyConfig, RetryPolicy, Secret, ALL_EVENTS};
-pub use deliver::{DeliveryReport, Notifier, Outbox};
+pub use deliver::{DeliveryReport, Notifier, Outbox, CLAIM_MARGIN_SECONDS};
 pub use render::{WEBHOOK_DELIVERY_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER};
 
 use vigil_core::release::NotificationEvent;

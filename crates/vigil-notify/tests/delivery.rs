@@ -21,6 +21,8 @@ const T0: i64 = 1_700_000_000;
 #[derive(Debug, Default)]
 struct MemoryOutbox {
     items: Mutex<Vec<OutboxItem>>,
+    /// Claimed items: their claimer and the end of the claim.
+    claims: Mutex<HashMap<i64, (String, i64)>>,
 }
 
 impl MemoryOutbox {
@@ -54,19 +56,36 @@ impl MemoryOutbox {
             .find(|item| item.id == id)
             .ok_or(StoreError::UnknownNotification { id })?;
         change(item);
+        self.claims.lock().unwrap().remove(&id);
         Ok(())
+    }
+
+    fn claim_of(&self, id: i64) -> Option<(String, i64)> {
+        self.claims.lock().unwrap().get(&id).cloned()
     }
 }
 
 impl Outbox for MemoryOutbox {
-    fn due(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+    fn claim(
+        &self,
+        claimer: &str,
+        now: i64,
+        claim_until: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
         let items = self.items.lock().unwrap();
-        Ok(items
+        let mut claims = self.claims.lock().unwrap();
+        let claimed: Vec<OutboxItem> = items
             .iter()
             .filter(|item| item.state == DeliveryState::Pending && item.next_attempt_at <= now)
+            .filter(|item| claims.get(&item.id).is_none_or(|(_, until)| *until <= now))
             .take(limit)
             .cloned()
-            .collect())
+            .collect();
+        for item in &claimed {
+            claims.insert(item.id, (claimer.to_owned(), claim_until));
+        }
+        Ok(claimed)
     }
 
     fn mark_sent(&self, id: i64, _at: i64) -> Result<(), StoreError> {
@@ -561,4 +580,59 @@ fn one_call_takes_at_most_a_batch() {
 
     assert_eq!(notifier.deliver_due(&outbox, T0), report(2, 0, 0, 2));
     assert_eq!(notifier.deliver_due(&outbox, T0), report(1, 0, 0, 1));
+}
+
+#[test]
+fn an_item_another_replica_claims_is_left_to_it_until_its_claim_ends() {
+    let receiver = Receiver::start(vec![Answer::Reply(200, "ok"); 3]);
+    let notifier = notifier(&SLACK.replace("{receiver}", &receiver.url), "").for_replica("r2");
+    assert_eq!(notifier.claimer(), "r2");
+    let outbox = MemoryOutbox::with(
+        vec![
+            notification("ops", NotificationEvent::Paused),
+            notification("ops", NotificationEvent::Resumed),
+            notification("ops", NotificationEvent::RolledBack),
+        ],
+        T0,
+    );
+    // Replica r1 claimed the first item and died while sending it.
+    let taken = outbox.claim("r1", T0, T0 + 17, 1).unwrap();
+    assert_eq!(taken.len(), 1);
+
+    assert_eq!(notifier.deliver_due(&outbox, T0), report(2, 2, 0, 0));
+    assert_eq!(outbox.item(1).state, DeliveryState::Pending);
+    assert_eq!(outbox.claim_of(1), Some(("r1".to_string(), T0 + 17)));
+    assert_eq!(notifier.deliver_due(&outbox, T0 + 16), report(0, 0, 0, 0));
+    receiver.next();
+    receiver.next();
+    receiver.nothing_more();
+
+    assert_eq!(notifier.deliver_due(&outbox, T0 + 17), report(1, 1, 0, 0));
+    assert_eq!(outbox.item(1).state, DeliveryState::Sent);
+    assert_eq!(outbox.claim_of(1), None, "sending clears the claim");
+    let body = receiver.next().json();
+    assert!(body["text"].as_str().unwrap().contains("errors on 2 hosts"));
+}
+
+#[test]
+fn sends_and_failures_are_counted_by_channel() {
+    use vigil_core::telemetry::{NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT};
+    let receiver = Receiver::start(vec![Answer::Reply(200, "ok"), Answer::Reply(503, "busy")]);
+    let channel = r#"{"name":"counted","kind":"slack","webhook_url":"{receiver}/services/T/B/X"}"#
+        .replace("{receiver}", &receiver.url);
+    let notifier = notifier(&channel, "");
+    let outbox = MemoryOutbox::with(
+        vec![
+            notification("counted", NotificationEvent::Paused),
+            notification("counted", NotificationEvent::Resumed),
+        ],
+        T0,
+    );
+    let count = |family: &vigil_core::telemetry::Family| family.value(&["counted"]).unwrap_or(0.0);
+    let (sent_before, failed_before) = (count(&NOTIFICATIONS_SENT), count(&NOTIFICATIONS_FAILED));
+
+    assert_eq!(notifier.deliver_due(&outbox, T0), report(2, 1, 1, 0));
+
+    assert_eq!(count(&NOTIFICATIONS_SENT) - sent_before, 1.0);
+    assert_eq!(count(&NOTIFICATIONS_FAILED) - failed_before, 1.0);
 }

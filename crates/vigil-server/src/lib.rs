@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use vigil_core::release::{NotificationEvent, ReleaseState};
-use vigil_core::Clock;
+use vigil_core::telemetry::{self, event::GuardPassEnded, event::ReplicaStarted};
+use vigil_core::{Clock, Stopwatch};
 use vigil_guard::follow::{FollowLimits, Follower};
 use vigil_guard::intake::Intake;
 use vigil_guard::pull::{PullQuery, PullSource, Puller};
@@ -17,7 +18,7 @@ use vigil_guard::{DataIndex, Guard, GuardConfig, ReplicaIdentity, Route};
 use vigil_ingest::prometheus::{PrometheusClient, PrometheusOptions, RangeQuery};
 use vigil_ingest::remote_write::RemoteWriteOptions;
 use vigil_notify::{Notifier, NotifyConfig};
-use vigil_store::{ReleaseFilter, Store};
+use vigil_store::{ReleaseFilter, Store, TimedStore};
 
 use vigil_web::{AppState, IngestOptions, Limits};
 
@@ -145,7 +146,7 @@ pub struct Started {
 /// Opens the store, fills the data index from it and binds the listener.
 pub async fn start(
     config: &ServerConfig,
-    store: Arc<dyn Store>,
+    opened_store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> Result<Started, ServeError> {
     // Leases are renewed every second: a shorter lease would lapse between renewals.
@@ -155,7 +156,12 @@ pub async fn start(
             config.replica.lease_seconds
         )));
     }
-    let notifier = Arc::new(Notifier::new(config.notifications.clone())?);
+    // One name for this replica in its chunks, leases, outbox claims and metrics.
+    let replica_name = replica_id(config);
+    // Every store call is timed for `vigil_store_seconds`.
+    let store: Arc<dyn Store> = Arc::new(TimedStore::new(opened_store));
+    let notifier =
+        Arc::new(Notifier::new(config.notifications.clone())?.for_replica(&replica_name));
     let routes: Vec<Route> = notifier
         .channels()
         .iter()
@@ -189,7 +195,6 @@ pub async fn start(
     let wake_guard = Arc::clone(&wake);
     let mut ingest_options = IngestOptions::default();
     ingest_options.remote_write.max_decompressed_bytes = config.max_decoded_bytes;
-    let replica_name = replica_id(config);
     let intake = Arc::new(
         Intake::new(
             Arc::clone(&store),
@@ -272,6 +277,11 @@ pub async fn start(
         ingest_options,
     );
     state.pull_failures = puller.failures();
+    ReplicaStarted {
+        replica: &replica_name,
+        lease_seconds: config.replica.lease_seconds,
+    }
+    .emit();
     Ok(Started {
         address,
         state,
@@ -377,7 +387,20 @@ async fn guard_loop(guard: Arc<Guard>, wake: Arc<tokio::sync::Notify>) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let pass_guard = Arc::clone(&guard);
-        match tokio::task::spawn_blocking(move || pass_guard.pass()).await {
+        let timed_pass = move || {
+            let stopwatch = Stopwatch::start();
+            let passed = pass_guard.pass();
+            if let Ok(judged) = &passed {
+                GuardPassEnded {
+                    seconds: stopwatch.seconds(),
+                    judged: judged.len(),
+                }
+                .emit();
+                telemetry::guarded_share(pass_guard.releases_guarded(), pass_guard.leases_held());
+            }
+            passed
+        };
+        match tokio::task::spawn_blocking(timed_pass).await {
             Ok(Ok(judged)) => {
                 for outcome in judged.iter().filter(|outcome| outcome.moved_to.is_some()) {
                     tracing::info!(release = %outcome.release_id, verdict = %outcome.verdict, at = outcome.at, "guard moved release");

@@ -15,6 +15,11 @@ use vigil_server::ServerConfig;
 
 /// Accepts one request after another on a loopback port and sends each one's head and body.
 fn receiver() -> (u16, mpsc::Receiver<String>) {
+    slow_receiver(Duration::ZERO)
+}
+
+/// [`receiver`], answering each request `delay` after reading it.
+fn slow_receiver(delay: Duration) -> (u16, mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (sender, received) = mpsc::channel();
@@ -47,6 +52,7 @@ fn receiver() -> (u16, mpsc::Receiver<String>) {
                     }
                 }
             }
+            std::thread::sleep(delay);
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
             let _ = sender.send(String::from_utf8_lossy(&request).to_string());
@@ -116,4 +122,66 @@ fn a_pause_is_delivered_to_a_signed_webhook() {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("the outbox item was not marked sent");
+}
+
+/// Three replicas on one PostgreSQL database, each with its notifier: a pause asked of one of
+/// them reaches the webhook once, not once per replica (PostgreSQL only: SQLite serves one
+/// process).
+#[test]
+fn three_replicas_on_one_postgres_deliver_a_pause_once() {
+    let Some(scratch) =
+        vigil_store::testing::ScratchPostgres::from_env("vigil_notify_replicas").unwrap()
+    else {
+        assert!(
+            std::env::var_os("VIGIL_REQUIRE_POSTGRES").is_none(),
+            "VIGIL_REQUIRE_POSTGRES is set but VIGIL_TEST_POSTGRES is not"
+        );
+        return;
+    };
+    // The webhook takes 4 s to answer: every other replica's notifier (each runs every 3 s)
+    // looks at the outbox while the first send is under way.
+    let (port, received) = slow_receiver(Duration::from_secs(4));
+    let now = vigil_core::Clock::now(&vigil_core::SystemClock);
+    let replicas: Vec<TestServer> = ["r1", "r2", "r3"]
+        .into_iter()
+        .map(|id| {
+            let mut config = ServerConfig {
+                notifications: serde_json::from_value(json!({"channels": [
+                    {"name": "oncall", "kind": "webhook", "url": format!("http://127.0.0.1:{port}/vigil"), "secret": "s3cret"}
+                ]}))
+                .unwrap(),
+                ..ServerConfig::default()
+            };
+            config.replica.id = id.to_string();
+            TestServer::start_with(now, scratch.url(), None, config)
+        })
+        .collect();
+    let (status, answer) = replicas[0].post(
+        "/api/v1/releases",
+        &replicas[0].admin,
+        &json!({"id": "shop-8", "app": "shop", "version": "8", "hosts": ["h1", "h2"],
+                "step_seconds": 10,
+                "metrics": [{"name": "latency_ms", "kind": "middleware", "direction": "increase", "critical": true}]}),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = replicas[1].post(
+        "/api/v1/releases/shop-8/pause",
+        &replicas[1].operator,
+        &json!({"reason": "error rate on the dashboard"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let request = received
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the webhook got nothing");
+    assert!(request.contains("\"event\":\"paused\""), "{request}");
+    // Every replica's notifier runs every 3 s: several rounds pass without a second send.
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(
+        received.try_recv().is_err(),
+        "the pause was delivered more than once"
+    );
+    let (_, items) = replicas[2].get("/api/v1/releases/shop-8/notifications", &replicas[2].viewer);
+    assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
+    assert_eq!(items[0]["state"], "sent", "{items}");
+    drop(replicas);
 }

@@ -561,6 +561,14 @@ fn every_route_answers_as_the_document_says() {
     let mut contract = Contract::new();
     let (status, _) = contract.send("GET", "/healthz", "/healthz", "", None);
     assert_eq!(status, 200);
+    let (status, metrics) = contract.send("GET", "/metrics", "/metrics", "", None);
+    assert_eq!(status, 200);
+    assert!(
+        metrics["text"]
+            .as_str()
+            .is_some_and(|text| text.contains("# TYPE vigil_http_requests_total counter")),
+        "{metrics}"
+    );
     let (status, _) = contract.send(
         "GET",
         "/api/v1/openapi.json",

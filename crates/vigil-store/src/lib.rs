@@ -16,12 +16,14 @@ mod schema;
 mod sql;
 pub mod sqlite_store;
 pub mod testing;
+pub mod timed;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use crate::postgres_store::PostgresStore;
 pub use crate::sqlite_store::{SqliteStore, Synchronous};
+pub use crate::timed::TimedStore;
 
 use vigil_core::release::{
     ApiToken, Feedback, NewNotification, OutboxItem, Release, ReleaseState, Role, Transition,
@@ -466,6 +468,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         notifications: &[NewNotification],
         lease: &LeaseFence,
     ) -> Result<(), StoreError>;
+
+    // ---- outbox claims (several replicas)
+    /// Claims up to `limit` items for `claimer` (a replica's id) until `claim_until` and
+    /// returns them, oldest first: pending items due at `now` (`next_attempt_at <= now`) that
+    /// no one claims (a claim holds while `now < claimed_until`). Atomic: replicas claiming at
+    /// once never get the same item, so each notification is sent by one replica; one whose
+    /// claimer died is claimed again once its claim ends. [`Store::notification_sent`] and
+    /// [`Store::notification_failed`] clear the claim. `limit` 0 claims nothing.
+    fn claim_notifications(
+        &self,
+        claimer: &str,
+        now: i64,
+        claim_until: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
 }
 
 /// The URL of a private in-memory SQLite database (tests).

@@ -954,4 +954,23 @@ impl Store for PostgresStore {
         transaction.commit()?;
         Ok(())
     }
+
+    fn claim_notifications(
+        &self,
+        claimer: &str,
+        now: i64,
+        claim_until: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut session = self.connection()?;
+        let mut claimed = collect(
+            &mut session,
+            sql::CLAIM_NOTIFICATIONS_SKIP_LOCKED,
+            &[&now, &limit, &claimer, &claim_until],
+            read_outbox_item,
+        )?;
+        claimed.sort_by_key(|item| item.id);
+        Ok(claimed)
+    }
 }

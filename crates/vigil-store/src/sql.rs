@@ -92,14 +92,18 @@ pub(crate) const SELECT_DUE_NOTIFICATIONS: &str = concat!(
     " FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
 );
 
+/// Clears the item's claim too.
 pub(crate) const NOTIFICATION_SENT: &str =
-    "UPDATE outbox SET state = 'sent', sent_at = $1 WHERE id = $2";
+    "UPDATE outbox SET state = 'sent', sent_at = $1, claimed_by = '', claimed_until = 0 \
+     WHERE id = $2";
 
-/// `$2`, the time of the next attempt, is NULL when the item is given up.
+/// `$2`, the time of the next attempt, is NULL when the item is given up. Clears the item's
+/// claim too.
 pub(crate) const NOTIFICATION_FAILED: &str =
     "UPDATE outbox SET attempts = attempts + 1, last_error = $1, \
      state = CASE WHEN CAST($2 AS BIGINT) IS NULL THEN 'dead' ELSE state END, \
-     next_attempt_at = COALESCE($2, next_attempt_at) WHERE id = $3";
+     next_attempt_at = COALESCE($2, next_attempt_at), claimed_by = '', claimed_until = 0 \
+     WHERE id = $3";
 
 pub(crate) const SELECT_NOTIFICATIONS: &str = concat!(
     "SELECT ",
@@ -253,6 +257,37 @@ pub(crate) const SELECT_FENCE: &str = "SELECT epoch FROM leases \
 pub(crate) const SELECT_FENCE_FOR_UPDATE: &str = "SELECT epoch FROM leases \
      WHERE release_id = $1 AND holder = $2 AND epoch = $3 AND expires_at > $4 FOR UPDATE";
 
+// ---- outbox claims (several replicas)
+
+/// Claims due items for one replica: pending, due at `$1` and not claimed (or claimed until
+/// `$1` or before), the oldest first, at most `$2`; each is claimed by `$3` until `$4`. The
+/// items are chosen once (a materialized query: PostgreSQL would otherwise run a subquery again
+/// for each row it updates and, skipping the rows it just claimed, take more), and the update
+/// checks the claim again on the row it changes, so of two replicas racing for one item only
+/// one claims it (PostgreSQL rechecks it on the newest row version after waiting for the
+/// other's update; SQLite runs one writer at a time). The rows come back in no order.
+macro_rules! claim_notifications {
+    ($lock:literal) => {
+        concat!(
+            "WITH claimable AS MATERIALIZED (SELECT id FROM outbox WHERE state = 'pending' \
+             AND next_attempt_at <= $1 AND claimed_until <= $1 ORDER BY id LIMIT $2",
+            $lock,
+            ") UPDATE outbox SET claimed_by = $3, claimed_until = $4 \
+             WHERE id IN (SELECT id FROM claimable) AND state = 'pending' \
+             AND next_attempt_at <= $1 AND claimed_until <= $1 RETURNING ",
+            outbox_columns!()
+        )
+    };
+}
+
+/// SQLite's claim (its write transaction holds the whole database).
+pub(crate) const CLAIM_NOTIFICATIONS: &str = claim_notifications!("");
+
+/// PostgreSQL's claim: replicas claiming at once skip the rows another one is claiming
+/// instead of waiting for it, so each takes different items.
+pub(crate) const CLAIM_NOTIFICATIONS_SKIP_LOCKED: &str =
+    claim_notifications!(" FOR UPDATE SKIP LOCKED");
+
 /// Every statement of this file, for the test.
 #[cfg(test)]
 const ALL: &[&str] = &[
@@ -304,6 +339,8 @@ const ALL: &[&str] = &[
     SELECT_LEASES,
     SELECT_FENCE,
     SELECT_FENCE_FOR_UPDATE,
+    CLAIM_NOTIFICATIONS,
+    CLAIM_NOTIFICATIONS_SKIP_LOCKED,
 ];
 
 /// The placeholders' numbers in the order they first appear.
@@ -343,7 +380,7 @@ mod tests {
             connection.execute_batch(&script).unwrap();
             version += 1;
         }
-        for statement in ALL.iter().filter(|text| !text.ends_with("FOR UPDATE")) {
+        for statement in ALL.iter().filter(|text| !text.contains("FOR UPDATE")) {
             let prepared = connection.prepare(statement).unwrap();
             for number in first_appearances(statement) {
                 let name = format!("${number}");

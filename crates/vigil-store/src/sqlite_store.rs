@@ -768,6 +768,25 @@ impl Store for SqliteStore {
         transaction.commit()?;
         Ok(())
     }
+
+    fn claim_notifications(
+        &self,
+        claimer: &str,
+        now: i64,
+        claim_until: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let connection = self.connection();
+        let mut claimed = collect(
+            &connection,
+            sql::CLAIM_NOTIFICATIONS,
+            params![now, limit, claimer, claim_until],
+            read_outbox_item,
+        )?;
+        claimed.sort_by_key(|item| item.id);
+        Ok(claimed)
+    }
 }
 
 /// The statements of a change, run on a connection inside the transaction its caller began.

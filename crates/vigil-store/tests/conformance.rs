@@ -206,6 +206,9 @@ conformance! {
         pruning_alerts_spares_recent_and_firing_ones,
         chunks_are_followed_by_id_with_their_origin,
         a_replica_reads_back_only_the_bodies_of_other_origins,
+        claimed_notifications_are_claimed_by_one_replica_until_the_claim_ends,
+        sent_or_failed_notifications_lose_their_claim,
+        claims_racing_from_many_threads_take_each_item_once,
     ],
     backends: [
         a_reopened_store_still_has_everything,
@@ -1804,6 +1807,117 @@ fn killed_child_writes_then_dies() {
         .status();
     std::thread::sleep(std::time::Duration::from_secs(30));
     panic!("kill -KILL did not end the process");
+}
+
+// ---------------------------------------------------------------- outbox claims
+
+fn ids_of(items: &[vigil_core::release::OutboxItem]) -> Vec<i64> {
+    items.iter().map(|item| item.id).collect()
+}
+
+fn claimed_notifications_are_claimed_by_one_replica_until_the_claim_ends(store: &dyn Store) {
+    let ids = queue_at(store, "r1", &[2_000, 2_010, 2_020]);
+    assert!(store
+        .claim_notifications("a", 1_999, 2_100, 10)
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .claim_notifications("a", 2_015, 2_100, 0)
+        .unwrap()
+        .is_empty());
+    let first_claim = store.claim_notifications("a", 2_015, 2_100, 10).unwrap();
+    assert_eq!(
+        ids_of(&first_claim),
+        vec![ids[0], ids[1]],
+        "due ones, oldest first"
+    );
+    assert_eq!(first_claim[0].notification.title, "at 2000");
+    assert_eq!(first_claim[0].state, DeliveryState::Pending);
+    // Another replica gets only what is due and unclaimed.
+    let second_claim = store.claim_notifications("b", 2_050, 2_150, 10).unwrap();
+    assert_eq!(ids_of(&second_claim), vec![ids[2]]);
+    assert!(store
+        .claim_notifications("a", 2_099, 2_200, 10)
+        .unwrap()
+        .is_empty());
+    // A claim ends at its time: the items of a replica that died are claimed again.
+    let taken_over = store.claim_notifications("c", 2_100, 2_300, 1).unwrap();
+    assert_eq!(ids_of(&taken_over), vec![ids[0]], "at most the limit");
+    let rest = store.claim_notifications("c", 2_150, 2_300, 10).unwrap();
+    assert_eq!(ids_of(&rest), vec![ids[1], ids[2]]);
+    // Claims leave the items pending and due for anyone reading the outbox.
+    assert_eq!(ids_of(&store.due_notifications(2_150, 10).unwrap()), ids);
+}
+
+fn sent_or_failed_notifications_lose_their_claim(store: &dyn Store) {
+    let ids = queue_at(store, "r1", &[2_000, 2_000, 2_000]);
+    let claimed = store.claim_notifications("a", 2_000, 2_500, 10).unwrap();
+    assert_eq!(ids_of(&claimed), ids);
+    store.notification_sent(ids[0], 2_001).unwrap();
+    store
+        .notification_failed(ids[1], "http 503", Some(2_060))
+        .unwrap();
+    store.notification_failed(ids[2], "http 410", None).unwrap();
+    // The retried item is claimable at its retry time, long before the claim would have ended;
+    // the sent and the dead ones never are.
+    assert!(store
+        .claim_notifications("b", 2_059, 9_000, 10)
+        .unwrap()
+        .is_empty());
+    let retried = store.claim_notifications("b", 2_060, 9_000, 10).unwrap();
+    assert_eq!(ids_of(&retried), vec![ids[1]]);
+    assert_eq!(retried[0].attempts, 1);
+    assert_eq!(retried[0].last_error, "http 503");
+    assert!(store
+        .claim_notifications("c", 8_999, 9_500, 10)
+        .unwrap()
+        .is_empty());
+    let after_the_claim = store.claim_notifications("c", 9_000, 9_500, 10).unwrap();
+    assert_eq!(ids_of(&after_the_claim), vec![ids[1]]);
+}
+
+/// Three replicas claim 100 due items at once, a few at a time, and mark each sent: every item
+/// is claimed exactly once.
+fn claims_racing_from_many_threads_take_each_item_once(store: &dyn Store) {
+    let times: Vec<i64> = (0..100).map(|index| 2_000 + index).collect();
+    let ids = queue_at(store, "r1", &times);
+    assert_eq!(ids.len(), 100);
+    let barrier = Barrier::new(3);
+    let claims: Vec<(String, Vec<i64>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .map(|claimer| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    let mut claimed = Vec::new();
+                    loop {
+                        let batch = store.claim_notifications(claimer, 5_000, 5_600, 3).unwrap();
+                        if batch.is_empty() {
+                            break;
+                        }
+                        for item in &batch {
+                            claimed.push(item.id);
+                            store.notification_sent(item.id, 5_000).unwrap();
+                        }
+                    }
+                    (claimer.to_owned(), claimed)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    let mut every_claim: Vec<i64> = claims
+        .iter()
+        .flat_map(|(_, claimed)| claimed.iter().copied())
+        .collect();
+    every_claim.sort_unstable();
+    assert_eq!(every_claim, ids, "each item claimed exactly once");
+    let items = store.notifications("r1").unwrap();
+    assert!(items.iter().all(|item| item.state == DeliveryState::Sent));
 }
 
 /// PostgreSQL only: a store whose connection the server ended connects again on a later call.

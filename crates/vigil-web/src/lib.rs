@@ -10,6 +10,7 @@ pub mod budget;
 mod decoders;
 pub mod error;
 mod ingest;
+mod metrics;
 mod onboarding;
 mod pages;
 mod releases;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::show))
         .route("/api/v1/openapi.json", get(openapi))
         .route(
             "/api/v1/releases",
@@ -96,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(metrics::count_request))
         .with_state(state)
 }
 
