@@ -235,6 +235,15 @@ pub async fn start(
     );
 
     let now = clock.now();
+    // Listed among the replicas from the start, before its guard's first lease round.
+    let heartbeat_store = Arc::clone(&store);
+    let heartbeat_guard = Arc::clone(&guard);
+    tokio::task::spawn_blocking(move || {
+        let replica = heartbeat_guard.replica();
+        heartbeat_store.replica_seen(&replica.id, &replica.address, now, now)
+    })
+    .await
+    .map_err(|error| std::io::Error::other(error.to_string()))??;
     let recent_seconds = config.recent_seconds;
     let window_store = Arc::clone(&store);
     let load_from = tokio::task::spawn_blocking(move || {

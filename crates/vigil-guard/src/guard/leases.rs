@@ -146,7 +146,7 @@ impl Leases {
             holding.sort_by_key(|lease| std::cmp::Reverse(claimed_of(lease)));
             for lease in holding.drain(..surplus) {
                 store.drop_lease(holder, &lease.release_id)?;
-                tracing::info!(release = %lease.release_id, replica = holder, share, "guard gave a release back to other replicas");
+                tracing::info!(release = %lease.release_id, replica = holder, fair_share_releases = share, "guard gave a release back to other replicas");
             }
         } else if holding.len() < share {
             let mut wanted: Vec<&Release> = observing
