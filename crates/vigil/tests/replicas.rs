@@ -209,6 +209,8 @@ struct Outcome {
     paused_at: Option<i64>,
     /// Steps with more than one verdict recorded.
     doubled_steps: Vec<i64>,
+    /// Every verdict recorded: its step and verdict.
+    history: Vec<(i64, String)>,
     pauses: usize,
 }
 
@@ -224,11 +226,21 @@ fn outcome(port: u16, token: &str, id: &str) -> Outcome {
         None,
     );
     assert_eq!(status, 200, "{findings}");
+    let history: Vec<(i64, String)> = findings["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|record| {
+            (
+                record["at"].as_i64().unwrap_or(0),
+                record["verdict"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
     let mut per_step: BTreeMap<i64, usize> = BTreeMap::new();
-    for record in findings["history"].as_array().cloned().unwrap_or_default() {
-        *per_step
-            .entry(record["at"].as_i64().unwrap_or(0))
-            .or_default() += 1;
+    for (at, _) in &history {
+        *per_step.entry(*at).or_default() += 1;
     }
     let doubled_steps = per_step
         .iter()
@@ -257,6 +269,7 @@ fn outcome(port: u16, token: &str, id: &str) -> Outcome {
         state,
         paused_at,
         doubled_steps,
+        history,
         pauses,
     }
 }
@@ -707,11 +720,24 @@ fn three_replicas_with_one_killed_guard_forty_releases_as_one_replica_does() {
             ));
         }
     }
-    if !doubled.is_empty() {
+    if let Some(first) = shared_outcomes
+        .iter()
+        .find(|(_, found)| !found.doubled_steps.is_empty())
+    {
+        let written = |history: &[(i64, String)]| {
+            history
+                .iter()
+                .map(|(at, verdict)| format!("+{} s {verdict}", at - deployed))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         problems.push(format!(
-            "{} releases have two or more verdicts recorded for one step on three replicas (steps after the first batch): {}",
+            "{} releases have two or more verdicts recorded for one step on three replicas (steps after the first batch): {}; {} on three replicas: {}; on one: {}",
             doubled.len(),
-            doubled.join(", ")
+            doubled.join(", "),
+            first.0,
+            written(&first.1.history),
+            written(&single_outcomes[first.0].history)
         ));
     }
     let mut per_event: BTreeMap<(String, String), usize> = BTreeMap::new();
