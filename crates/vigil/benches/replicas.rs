@@ -6,10 +6,16 @@
 //! (`vigil serve --config`), a baseline already past, then `--releases` releases (4 release and 4
 //! reference hosts, 3 metrics, 5 s steps) deployed at once, their data pushed every second to
 //! the replicas in turn. Every step for `--seconds` the bench reads each replica's `/metrics`:
-//! `vigil_guard_judgements_total` and the sum of `vigil_guard_pass_seconds`. Per step, the
-//! replicas' judgements per second of pass time times the step length are the releases the
-//! replicas judge within one step's time at this load (summed over the replicas); the table
-//! shows the median over the steps, the range, per core, and how busy each replica's guard was.
+//! `vigil_guard_judgements_total` and the sum of `vigil_guard_pass_seconds`. Per step: the
+//! releases judged in it, and how many releases the replicas would judge within the step if
+//! the busiest replica's guard were busy all of it (the releases judged over its share of the
+//! step spent in passes, the cost of a judgement taken as it is at this load); the table shows
+//! the median over the steps, the range, per core, and how busy each replica's guard was. The
+//! replicas of one machine share its cores: past them, more replicas add no capacity; ingestion
+//! (decoding, storing, following) is not in these figures but in the guard's busy share only as
+//! far as it slows the passes down. So the table also shows the cores the replica processes
+//! used over the window (their CPU time from `/proc`, PostgreSQL's left out) and the releases
+//! per core that makes, everything a replica does for them included.
 //! The failover time is from the kill until `GET /api/v1/replicas` shows every observing
 //! release of the killed replica guarded by a live one: with the default lease (15 s) after the
 //! three-replica run, then with a 5 s lease on a smaller fleet. All runs share one machine
@@ -139,6 +145,17 @@ fn guard_counters(port: u16, token: &str) -> Result<(f64, f64), String> {
     Ok((judgements, pass_seconds))
 }
 
+/// CPU seconds (user and system) a process has used, from `/proc/<pid>/stat` (Linux; clock
+/// ticks of 1/100 s, the kernel's `USER_HZ`); `None` elsewhere.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
 /// `GET /api/v1/replicas` as (replica id → (live, releases)), or what was answered instead.
 fn replicas(port: u16, token: &str) -> Result<BTreeMap<String, (bool, BTreeSet<String>)>, String> {
     let (status, answer) = call(port, "GET", "/api/v1/replicas", token, None);
@@ -178,6 +195,14 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The replicas' counters at one time: per replica (judgements, seconds of guard passes), and
+/// the CPU seconds of all of them.
+struct Reading {
+    at: f64,
+    counters: Vec<(f64, f64)>,
+    cpu: Option<f64>,
+}
+
 /// What one run measured.
 struct Figures {
     replicas: usize,
@@ -188,6 +213,9 @@ struct Figures {
     capacity_per_step: Vec<f64>,
     /// Per replica: the share of the window its guard spent in passes.
     busy: Vec<f64>,
+    /// Cores the replica processes kept busy over the window, all together (`None` without
+    /// `/proc`).
+    cores_used: Option<f64>,
     failover_seconds: Option<f64>,
     problems: Vec<String>,
 }
@@ -202,6 +230,7 @@ fn run(replica_count: usize, releases: usize, window: i64, lease: i64, kill: boo
         judged_per_step: Vec::new(),
         capacity_per_step: Vec::new(),
         busy: Vec::new(),
+        cores_used: None,
         failover_seconds: None,
         problems: Vec::new(),
     };
@@ -307,7 +336,11 @@ fn run(replica_count: usize, releases: usize, window: i64, lease: i64, kill: boo
 
     // Every step of the window, each replica's counters.
     let first_reading = (deployed + SETTLE_SECONDS) as f64;
-    let mut readings: Vec<(f64, Vec<(f64, f64)>)> = Vec::new();
+    let mut readings: Vec<Reading> = Vec::new();
+    let pids: Vec<u32> = fleet
+        .iter()
+        .filter_map(|(_, _, server)| server.as_ref().map(|server| server.0.id()))
+        .collect();
     let mut reading_at = first_reading;
     while window > 0 && reading_at <= first_reading + window as f64 {
         let left = reading_at - now_seconds();
@@ -319,8 +352,13 @@ fn run(replica_count: usize, releases: usize, window: i64, lease: i64, kill: boo
             .iter()
             .map(|port| guard_counters(*port, &token))
             .collect();
+        let cpu: Option<f64> = pids.iter().map(|pid| cpu_seconds(*pid)).sum();
         match counters {
-            Ok(counters) => readings.push((taken_at, counters)),
+            Ok(counters) => readings.push(Reading {
+                at: taken_at,
+                counters,
+                cpu,
+            }),
             Err(error) => {
                 figures.problems.push(error);
                 break;
@@ -329,32 +367,35 @@ fn run(replica_count: usize, releases: usize, window: i64, lease: i64, kill: boo
         reading_at += STEP as f64;
     }
     for pair in readings.windows(2) {
-        let (before_at, before) = &pair[0];
-        let (after_at, after) = &pair[1];
-        let elapsed = after_at - before_at;
+        let (before, after) = (&pair[0].counters, &pair[1].counters);
+        let elapsed = pair[1].at - pair[0].at;
         let mut judged = 0.0;
-        let mut capacity = 0.0;
+        let mut busiest: f64 = 0.0;
         for ((judgements_before, seconds_before), (judgements_after, seconds_after)) in
             before.iter().zip(after)
         {
-            let judgements = judgements_after - judgements_before;
-            let seconds = seconds_after - seconds_before;
-            judged += judgements;
-            if seconds > 0.0 {
-                capacity += judgements / seconds * STEP as f64;
-            }
+            judged += judgements_after - judgements_before;
+            busiest = busiest.max((seconds_after - seconds_before) / elapsed);
         }
-        figures
-            .judged_per_step
-            .push(judged / (elapsed / STEP as f64));
-        figures.capacity_per_step.push(capacity);
+        let judged_per_step = judged / (elapsed / STEP as f64);
+        figures.judged_per_step.push(judged_per_step);
+        // At a cost per judgement that stays as it is, the busiest replica's guard would be
+        // busy the whole step with this many releases.
+        if busiest > 0.0 {
+            figures.capacity_per_step.push(judged_per_step / busiest);
+        }
     }
-    if let (Some((first_at, first)), Some((last_at, last))) = (readings.first(), readings.last()) {
+    if let (Some(first), Some(last)) = (readings.first(), readings.last()) {
+        let elapsed = last.at - first.at;
         figures.busy = first
+            .counters
             .iter()
-            .zip(last)
-            .map(|((_, before), (_, after))| (after - before) / (last_at - first_at))
+            .zip(&last.counters)
+            .map(|((_, before), (_, after))| (after - before) / elapsed)
             .collect();
+        if let (Some(before), Some(after)) = (first.cpu, last.cpu) {
+            figures.cores_used = Some((after - before) / elapsed);
+        }
     }
 
     if kill {
@@ -446,12 +487,20 @@ fn main() {
         METRICS.len()
     );
     println!(
-        "{:>8} {:>12} {:>26} {:>14} {:>24}",
+        "judging: releases the guards judge within a step at the cost a judgement has at this load (busiest replica busy the whole step)"
+    );
+    println!(
+        "servers: releases per core the replica processes serve at this load, ingestion and following included (their CPU time; PostgreSQL's not)"
+    );
+    println!(
+        "{:>8} {:>11} {:>28} {:>14} {:>22} {:>10} {:>17}",
         "replicas",
         "judged/step",
-        "within a step (median, range)",
-        "per core",
-        "guard busy per replica"
+        "judging: median (range)",
+        "judging/core",
+        "guard busy per replica",
+        "cores used",
+        "servers/core"
     );
     let mut problems = Vec::new();
     let mut failovers = Vec::new();
@@ -477,18 +526,27 @@ fn main() {
         let busy: Vec<String> = figures
             .busy
             .iter()
-            .map(|share| format!("{:.0}%", share * 100.0))
+            .map(|share| format!("{:.1}%", share * 100.0))
             .collect();
         if figures.capacity_per_step.is_empty() {
-            println!("{:>8} {:>12}", figures.replicas, "not measured");
+            println!("{:>8} {:>11}", figures.replicas, "not measured");
         } else {
+            let (cores_used, served_per_core) = match figures.cores_used {
+                Some(used) if used > 0.0 => (
+                    format!("{used:.3}"),
+                    format!("{:.0}", releases as f64 / used),
+                ),
+                _ => ("n/a".to_string(), "n/a".to_string()),
+            };
             println!(
-                "{:>8} {:>12.1} {:>26} {:>14.0} {:>24}",
+                "{:>8} {:>11.1} {:>28} {:>14.0} {:>22} {:>10} {:>17}",
                 figures.replicas,
                 median(&figures.judged_per_step),
                 format!("{capacity:.0} ({lowest:.0}-{highest:.0})"),
                 capacity / cores as f64,
                 busy.join(" "),
+                cores_used,
+                served_per_core,
             );
         }
         if let Some(seconds) = figures.failover_seconds {

@@ -791,7 +791,7 @@ fn three_replicas_with_one_killed_guard_forty_releases_as_one_replica_does() {
                 single_outcomes[&id].paused_at,
             ) {
                 (Some(shared_at), Some(single_at)) => format!(
-                    "{id} +{} s (one replica +{} s)",
+                    "{id} at the step {} s after its fault began, one replica at {} s",
                     shared_at - fault_from,
                     single_at - fault_from
                 ),
@@ -800,7 +800,7 @@ fn three_replicas_with_one_killed_guard_forty_releases_as_one_replica_does() {
         })
         .collect();
     println!(
-        "three replicas, {RELEASES} releases: {} paused ({}), {succeeded} succeeded; pause notifications {shared_notifications} (one replica: {single_notifications}); killed {victim} guarding {} releases, taken over in {}; lease {LEASE_SECONDS} s, step {STEP} s",
+        "three replicas, {RELEASES} releases: {} paused ({}), {succeeded} succeeded; pause notifications received {shared_notifications} (one replica: {single_notifications}); killed {victim} guarding {} releases, taken over in {}; lease {LEASE_SECONDS} s, step {STEP} s",
         paused_ids.len(),
         step_gaps.join(", "),
         killed_releases.len(),
