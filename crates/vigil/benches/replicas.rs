@@ -309,20 +309,20 @@ fn run(replica_count: usize, releases: usize, window: i64, lease: i64, kill: boo
     let live_ports = Arc::new(Mutex::new(ports.clone()));
     let stop = Arc::new(AtomicBool::new(false));
     let feeder = {
-        let live_ports = Arc::clone(&live_ports);
-        let stop = Arc::clone(&stop);
-        let token = token.clone();
+        let feeder_ports = Arc::clone(&live_ports);
+        let feeder_stop = Arc::clone(&stop);
+        let feeder_token = token.clone();
         std::thread::spawn(move || {
             let mut last_fed = start;
             let mut turn = 0usize;
-            while !stop.load(Ordering::Relaxed) {
+            while !feeder_stop.load(Ordering::Relaxed) {
                 let now = now_seconds() as i64;
                 if now > last_fed {
                     let body = samples_at(releases, last_fed + 1..=now);
-                    let live = live_ports.lock().unwrap();
+                    let live = feeder_ports.lock().unwrap();
                     post_ok(
                         live[turn % live.len()],
-                        &token,
+                        &feeder_token,
                         "/api/v1/ingest/samples",
                         body,
                     );

@@ -107,14 +107,14 @@ fn start_receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let received = Arc::new(Mutex::new(Vec::new()));
-    let kept = Arc::clone(&received);
+    let listener_kept = Arc::clone(&received);
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else {
+        for accepted in listener.incoming() {
+            let Ok(stream) = accepted else {
                 continue;
             };
-            let kept = Arc::clone(&kept);
-            std::thread::spawn(move || serve_connection(stream, &kept));
+            let connection_kept = Arc::clone(&listener_kept);
+            std::thread::spawn(move || serve_connection(stream, &connection_kept));
         }
     });
     (port, received)
@@ -141,11 +141,11 @@ fn serve_connection(stream: std::net::TcpStream, kept: &Mutex<Vec<Received>>) {
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
                 return;
             }
-            let line = line.trim_end();
-            if line.is_empty() {
+            let header = line.trim_end();
+            if header.is_empty() {
                 break;
             }
-            let Some((name, value)) = line.split_once(':') else {
+            let Some((name, value)) = header.split_once(':') else {
                 continue;
             };
             if name.eq_ignore_ascii_case("content-length") {
@@ -431,27 +431,30 @@ fn three_replicas_with_one_killed_guard_forty_releases_as_one_replica_does() {
     }));
     let stop = Arc::new(AtomicBool::new(false));
     let feeder = {
-        let targets = Arc::clone(&targets);
-        let stop = Arc::clone(&stop);
-        let token = token.clone();
-        let single_token = single_token.clone();
+        let feeder_targets = Arc::clone(&targets);
+        let feeder_stop = Arc::clone(&stop);
+        let feeder_token = token.clone();
+        let feeder_single_token = single_token.clone();
         std::thread::spawn(move || {
             let mut last_fed = start;
             let mut turn = 0usize;
             let mut refused: Vec<String> = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
+            while !feeder_stop.load(Ordering::Relaxed) {
                 let now = now_seconds() as i64;
                 if now > last_fed {
                     let body = samples_at(last_fed + 1..=now, Some(fault_from));
                     // Held while posting, so that a replica is killed between two requests.
-                    let targets = targets.lock().unwrap();
-                    let port = targets.live_ports[turn % targets.live_ports.len()];
-                    for (port, token) in [(port, &token), (targets.single_port, &single_token)] {
+                    let current = feeder_targets.lock().unwrap();
+                    let replica_port = current.live_ports[turn % current.live_ports.len()];
+                    for (port, port_token) in [
+                        (replica_port, &feeder_token),
+                        (current.single_port, &feeder_single_token),
+                    ] {
                         let (status, answer) = call(
                             port,
                             "POST",
                             "/api/v1/ingest/samples",
-                            token,
+                            port_token,
                             Some(body.clone()),
                         );
                         if status != 200 && refused.len() < 5 {
@@ -523,12 +526,12 @@ fn three_replicas_with_one_killed_guard_forty_releases_as_one_replica_does() {
         }
     };
     let killed_at = {
-        let mut targets = targets.lock().unwrap();
+        let mut current = targets.lock().unwrap();
         let replica = replicas_running
             .iter_mut()
             .find(|replica| replica.id == victim)
             .unwrap();
-        targets.live_ports.retain(|port| *port != replica.port);
+        current.live_ports.retain(|port| *port != replica.port);
         let mut server = replica.server.take().unwrap();
         server.0.kill().unwrap(); // SIGKILL
         server.0.wait().unwrap();
