@@ -64,7 +64,46 @@ pub fn serve(database: impl AsRef<OsStr>, port: u16) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut server = Server(child);
+    wait_listening(Server(child), port)
+}
+
+/// A `vigil serve` on `database` with the settings file `config`, its log written to `log`,
+/// once it listens on `port`. Proxy variables are cleared so that its notifications reach a
+/// receiver on loopback directly.
+pub fn serve_with_config(
+    database: impl AsRef<OsStr>,
+    port: u16,
+    config: &std::path::Path,
+    log: &std::path::Path,
+) -> Server {
+    let log_file = std::fs::File::create(log).unwrap();
+    let mut command = vigil();
+    command
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database",
+        ])
+        .arg(database)
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file));
+    for proxy in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        command.env_remove(proxy);
+    }
+    wait_listening(Server(command.spawn().unwrap()), port)
+}
+
+fn wait_listening(mut server: Server, port: u16) -> Server {
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return server;
