@@ -33,13 +33,15 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{call, create_token, free_port, now_seconds, scratch_postgres, Dir, Server};
+use support::{
+    call, create_token, free_port, now_seconds, post_ok, replicas, scratch_postgres, Dir, Server,
+};
 
 const STEP: i64 = 5;
 const RELEASE_HOSTS: usize = 4;
@@ -101,14 +103,6 @@ fn samples_at(releases: usize, times: std::ops::RangeInclusive<i64>) -> Value {
     json!({ "samples": samples, "key": format!("t{}-{}", times.start(), times.end()) })
 }
 
-fn post_ok(port: u16, token: &str, path: &str, body: Value) {
-    let (status, answer) = call(port, "POST", path, token, Some(body));
-    assert!(
-        status == 200 || status == 201,
-        "POST {path} on port {port} answered {status}: {answer}"
-    );
-}
-
 /// The sum over label sets of the samples named exactly `name` in a Prometheus text page.
 fn metric_sum(page: &str, name: &str) -> Option<f64> {
     let mut found = None;
@@ -154,35 +148,6 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let user: f64 = fields.get(11)?.parse().ok()?;
     let system: f64 = fields.get(12)?.parse().ok()?;
     Some((user + system) / 100.0)
-}
-
-/// `GET /api/v1/replicas` as (replica id → (live, releases)), or what was answered instead.
-fn replicas(port: u16, token: &str) -> Result<BTreeMap<String, (bool, BTreeSet<String>)>, String> {
-    let (status, answer) = call(port, "GET", "/api/v1/replicas", token, None);
-    if status != 200 {
-        return Err(format!("GET /api/v1/replicas answered {status}: {answer}"));
-    }
-    let Some(list) = answer["replicas"].as_array() else {
-        return Err(format!(
-            "GET /api/v1/replicas has no \"replicas\" list: {answer}"
-        ));
-    };
-    Ok(list
-        .iter()
-        .map(|replica| {
-            let releases = replica["releases"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|id| id.as_str().map(str::to_string))
-                .collect();
-            (
-                replica["id"].as_str().unwrap_or("").to_string(),
-                (replica["live"] == true, releases),
-            )
-        })
-        .collect())
 }
 
 fn median(values: &[f64]) -> f64 {

@@ -26,7 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{call, create_token, free_port, now_seconds, scratch_postgres, Dir, Server};
+use support::{
+    call, create_token, free_port, now_seconds, post_ok, replicas, scratch_postgres, Dir, Server,
+};
 
 const RELEASES: usize = 40;
 /// The releases whose new version triples the latency of its hosts.
@@ -289,43 +291,6 @@ fn states(port: u16, token: &str) -> BTreeMap<String, String> {
             )
         })
         .collect()
-}
-
-/// `GET /api/v1/replicas` as (replica id → (live, releases)), or what was answered instead.
-fn replicas(port: u16, token: &str) -> Result<BTreeMap<String, (bool, BTreeSet<String>)>, String> {
-    let (status, answer) = call(port, "GET", "/api/v1/replicas", token, None);
-    if status != 200 {
-        return Err(format!("GET /api/v1/replicas answered {status}: {answer}"));
-    }
-    let Some(list) = answer["replicas"].as_array() else {
-        return Err(format!(
-            "GET /api/v1/replicas has no \"replicas\" list: {answer}"
-        ));
-    };
-    Ok(list
-        .iter()
-        .map(|replica| {
-            let releases = replica["releases"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|id| id.as_str().map(str::to_string))
-                .collect();
-            (
-                replica["id"].as_str().unwrap_or("").to_string(),
-                (replica["live"] == true, releases),
-            )
-        })
-        .collect())
-}
-
-fn post_ok(port: u16, token: &str, path: &str, body: Value) {
-    let (status, answer) = call(port, "POST", path, token, Some(body));
-    assert!(
-        status == 200 || status == 201,
-        "POST {path} on port {port} answered {status}: {answer}"
-    );
 }
 
 fn sleep_until(t: f64) {

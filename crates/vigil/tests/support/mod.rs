@@ -216,3 +216,45 @@ pub fn scratch_postgres(test: &str) -> Option<vigil_store::testing::ScratchPostg
         Err(error) => panic!("cannot prepare a PostgreSQL test database: {error}"),
     }
 }
+
+/// `GET /api/v1/replicas` as (replica id → (live, releases)), or what was answered instead.
+pub fn replicas(
+    port: u16,
+    token: &str,
+) -> Result<std::collections::BTreeMap<String, (bool, std::collections::BTreeSet<String>)>, String>
+{
+    let (status, answer) = call(port, "GET", "/api/v1/replicas", token, None);
+    if status != 200 {
+        return Err(format!("GET /api/v1/replicas answered {status}: {answer}"));
+    }
+    let Some(list) = answer["replicas"].as_array() else {
+        return Err(format!(
+            "GET /api/v1/replicas has no \"replicas\" list: {answer}"
+        ));
+    };
+    Ok(list
+        .iter()
+        .map(|replica| {
+            let releases = replica["releases"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|id| id.as_str().map(str::to_string))
+                .collect();
+            (
+                replica["id"].as_str().unwrap_or("").to_string(),
+                (replica["live"] == true, releases),
+            )
+        })
+        .collect())
+}
+
+/// POSTs `body` and asserts it was taken (200 or 201), naming the port and the answer.
+pub fn post_ok(port: u16, token: &str, path: &str, body: serde_json::Value) {
+    let (status, answer) = call(port, "POST", path, token, Some(body));
+    assert!(
+        status == 200 || status == 201,
+        "POST {path} on port {port} answered {status}: {answer}"
+    );
+}
