@@ -14,12 +14,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use vigil_core::samples::LogChunk;
 use vigil_core::Clock;
 use vigil_ingest::remote_write::RemoteWriteDecoder;
-use vigil_store::{ChunkHead, DataKind, Store, StoreError, StoredChunk};
+use vigil_store::{ChunkHead, Store, StoreError, StoredChunk};
 
-use crate::intake::{decode_stored_metrics, Intake};
+use crate::intake::{index_stored_chunk, Intake};
 
 /// How much one poll reads, and how long a missing id is waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,37 +266,21 @@ impl Follower {
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             for stored in chunks {
-                match stored.chunk.kind {
-                    DataKind::Metrics => {
-                        match decode_stored_metrics(&stored.chunk.body, &mut self.decoder) {
-                            Ok(metrics) => {
-                                index.insert_metrics(&metrics);
-                                added += 1;
-                            }
-                            Err(error) => tracing::warn!(
-                                chunk = stored.id,
-                                %error,
-                                "skipping a corrupt followed metric chunk"
-                            ),
+                match index_stored_chunk(&mut index, &stored.chunk, &mut self.decoder) {
+                    Ok(logs) => {
+                        added += 1;
+                        for count in logs.iter().flat_map(|logs| &logs.counts) {
+                            template_ids
+                                .entry(count.app.clone())
+                                .or_default()
+                                .insert(count.template.clone());
                         }
                     }
-                    DataKind::Logs => match LogChunk::decode(&stored.chunk.body) {
-                        Ok(logs) => {
-                            index.insert_logs(&logs);
-                            for count in &logs.counts {
-                                template_ids
-                                    .entry(count.app.clone())
-                                    .or_default()
-                                    .insert(count.template.clone());
-                            }
-                            added += 1;
-                        }
-                        Err(error) => tracing::warn!(
-                            chunk = stored.id,
-                            %error,
-                            "skipping a corrupt followed log chunk"
-                        ),
-                    },
+                    Err(error) => tracing::warn!(
+                        chunk = stored.id,
+                        %error,
+                        "skipping a corrupt followed chunk"
+                    ),
                 }
             }
         }

@@ -23,7 +23,7 @@ use vigil_ingest::logs::{
     Template, TemplateId,
 };
 use vigil_ingest::remote_write::{RemoteWriteDecoder, RemoteWriteOptions};
-use vigil_store::{Appended, DataChunk, DataKind, ImportedRelease, Store, StoreError};
+use vigil_store::{Appended, DataChunk, DataKind, ImportedRelease, Store, StoreError, StoredChunk};
 
 use crate::apps::stored_app_config;
 use crate::index::DataIndex;
@@ -84,7 +84,7 @@ const REMOTE_WRITE_MAGIC: &[u8; 4] = b"VRW1";
 
 /// Reads a stored metric body of either kind; `decoder` reads remote-write bodies, and must see
 /// them in the order they were stored.
-pub(crate) fn decode_stored_metrics(
+fn decode_stored_metrics(
     body: &[u8],
     decoder: &mut RemoteWriteDecoder,
 ) -> Result<MetricChunk, String> {
@@ -95,6 +95,27 @@ pub(crate) fn decode_stored_metrics(
         .decode(received)
         .map(|batch| batch.chunk)
         .map_err(|error| format!("stored remote-write body: {error}"))
+}
+
+/// Adds a stored chunk of either kind to `index`; `decoder` reads remote-write bodies, and must
+/// see them in the order they were stored. Returns the log counts added (a follower learns
+/// their template ids), or why the chunk could not be read (nothing is added then).
+pub(crate) fn index_stored_chunk(
+    index: &mut DataIndex,
+    chunk: &DataChunk,
+    decoder: &mut RemoteWriteDecoder,
+) -> Result<Option<LogChunk>, String> {
+    match chunk.kind {
+        DataKind::Metrics => {
+            index.insert_metrics(&decode_stored_metrics(&chunk.body, decoder)?);
+            Ok(None)
+        }
+        DataKind::Logs => {
+            let logs = LogChunk::decode(&chunk.body).map_err(|error| error.to_string())?;
+            index.insert_logs(&logs);
+            Ok(Some(logs))
+        }
+    }
 }
 
 /// The chunk the store keeps of data in `range`; `None` when there are no samples, since
@@ -499,18 +520,9 @@ impl Intake {
     /// A fresh index holding only the stored data overlapping `[from_ms, to_ms]` (for a
     /// finished release, whose data may have left the live index).
     pub fn stored_window(&self, from_ms: i64, to_ms: i64) -> Result<DataIndex, StoreError> {
+        let stored = self.read_stored(from_ms, to_ms)?;
         let mut window = DataIndex::new();
-        let mut decoder = RemoteWriteDecoder::new(self.remote_write.clone());
-        for stored in self.store.data_between(DataKind::Metrics, from_ms, to_ms)? {
-            if let Ok(chunk) = decode_stored_metrics(&stored.body, &mut decoder) {
-                window.insert_metrics(&chunk);
-            }
-        }
-        for stored in self.store.data_between(DataKind::Logs, from_ms, to_ms)? {
-            if let Ok(chunk) = LogChunk::decode(&stored.body) {
-                window.insert_logs(&chunk);
-            }
-        }
+        self.index_stored(&mut window, &stored);
         Ok(window)
     }
 
@@ -522,37 +534,41 @@ impl Intake {
 
     /// [`Intake::load`], telling which chunks it indexed.
     pub(crate) fn load_stored(&self, from_ms: i64, to_ms: i64) -> Result<Loaded, StoreError> {
-        let metric_chunks = self
-            .store
-            .stored_chunks_between(DataKind::Metrics, from_ms, to_ms)?;
-        let log_chunks = self
-            .store
-            .stored_chunks_between(DataKind::Logs, from_ms, to_ms)?;
-        let mut ids = Vec::with_capacity(metric_chunks.len() + log_chunks.len());
+        let stored = self.read_stored(from_ms, to_ms)?;
         let mut index = self
             .index
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(self.index_stored(&mut index, &stored))
+    }
+
+    /// The stored chunks overlapping `[from_ms, to_ms]`, metrics first, each kind in the order
+    /// stored.
+    fn read_stored(&self, from_ms: i64, to_ms: i64) -> Result<Vec<StoredChunk>, StoreError> {
+        let mut stored = self
+            .store
+            .stored_chunks_between(DataKind::Metrics, from_ms, to_ms)?;
+        stored.extend(
+            self.store
+                .stored_chunks_between(DataKind::Logs, from_ms, to_ms)?,
+        );
+        Ok(stored)
+    }
+
+    /// Adds `stored` to `index` in its order with a decoder of its own; corrupt chunks are
+    /// logged and skipped.
+    fn index_stored(&self, index: &mut DataIndex, stored: &[StoredChunk]) -> Loaded {
+        let mut ids = Vec::with_capacity(stored.len());
         let mut decoder = RemoteWriteDecoder::new(self.remote_write.clone());
-        for stored in metric_chunks {
-            match decode_stored_metrics(&stored.chunk.body, &mut decoder) {
-                Ok(chunk) => {
-                    index.insert_metrics(&chunk);
-                    ids.push(stored.id);
+        for chunk in stored {
+            match index_stored_chunk(index, &chunk.chunk, &mut decoder) {
+                Ok(_) => ids.push(chunk.id),
+                Err(error) => {
+                    tracing::warn!(chunk = chunk.id, %error, "skipping a corrupt stored chunk");
                 }
-                Err(error) => tracing::warn!(%error, "skipping a corrupt stored metric chunk"),
             }
         }
-        for stored in log_chunks {
-            match LogChunk::decode(&stored.chunk.body) {
-                Ok(chunk) => {
-                    index.insert_logs(&chunk);
-                    ids.push(stored.id);
-                }
-                Err(error) => tracing::warn!(%error, "skipping a corrupt stored log chunk"),
-            }
-        }
-        Ok(Loaded { ids, decoder })
+        Loaded { ids, decoder }
     }
 
     /// Forgets the miner of `app` when it does not know one of `template_ids` (named by the

@@ -361,13 +361,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// until its chunk is pruned.
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError>;
     /// Chunks of `kind` whose time range overlaps `[from_ms, to_ms]`, in the order stored
-    /// (ranges that only touch at an end overlap).
+    /// (ranges that only touch at an end overlap): [`Store::stored_chunks_between`] without
+    /// the ids.
     fn data_between(
         &self,
         kind: DataKind,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<Vec<DataChunk>, StoreError>;
+    ) -> Result<Vec<DataChunk>, StoreError> {
+        Ok(self
+            .stored_chunks_between(kind, from_ms, to_ms)?
+            .into_iter()
+            .map(|stored| stored.chunk)
+            .collect())
+    }
     /// Deletes chunks that end before `before_ms` and overlap none of the `keep` ranges
     /// (the windows of releases still kept). Returns how many were deleted.
     fn prune_data(&self, before_ms: i64, keep: &[(i64, i64)]) -> Result<usize, StoreError>;

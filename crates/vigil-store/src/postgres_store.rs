@@ -23,7 +23,7 @@ use vigil_core::LogTemplate;
 use crate::changes::{self, Executor, Value};
 use crate::codec::{
     backend_error, enum_name, kind_name, migration_error, open_error, read_alert, read_app,
-    read_chunk, read_chunk_head, read_feedback, read_outbox_item, read_release, read_session,
+    read_chunk_head, read_feedback, read_outbox_item, read_release, read_session,
     read_stored_chunk, read_template, read_token, read_transition, read_verdict, release_columns,
     to_json, Columns, FeedbackRow,
 };
@@ -679,21 +679,6 @@ impl Store for PostgresStore {
         let Session { client, statements } = &mut *guard;
         // One statement on the connection, no transaction around it: the ingestion hot path.
         changes::insert_chunk(&mut PostgresExecutor { statements, client }, chunk)
-    }
-
-    fn data_between(
-        &self,
-        kind: DataKind,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<DataChunk>, StoreError> {
-        let mut session = self.connection()?;
-        collect(
-            &mut session,
-            sql::SELECT_CHUNKS_BETWEEN,
-            &[&kind_name(kind), &from_ms, &to_ms],
-            read_chunk,
-        )
     }
 
     fn prune_data(&self, before_ms: i64, keep: &[(i64, i64)]) -> Result<usize, StoreError> {

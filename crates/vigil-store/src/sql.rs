@@ -150,12 +150,6 @@ pub(crate) const INSERT_CHUNK: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
 );
 
-pub(crate) const SELECT_CHUNKS_BETWEEN: &str = concat!(
-    "SELECT ",
-    chunk_columns!(),
-    " FROM data_chunks WHERE kind = $1 AND max_ms >= $2 AND min_ms <= $3 ORDER BY id"
-);
-
 // ---- following the chunks other replicas store
 
 pub(crate) const LAST_CHUNK_ID: &str =
@@ -318,7 +312,6 @@ const ALL: &[&str] = &[
     SELECT_SESSION,
     DELETE_SESSION,
     INSERT_CHUNK,
-    SELECT_CHUNKS_BETWEEN,
     LAST_CHUNK_ID,
     SELECT_CHUNK_HEADS_AFTER,
     SELECT_STORED_CHUNKS_BETWEEN,

@@ -28,9 +28,9 @@ use vigil_core::LogTemplate;
 use crate::changes::{self, Executor, Value};
 use crate::codec::{
     backend_error, enum_name, keep_ranges_json, kind_name, migration_error, open_error, read_alert,
-    read_app, read_chunk, read_chunk_head, read_feedback, read_outbox_item, read_release,
-    read_session, read_stored_chunk, read_template, read_token, read_transition, read_verdict,
-    release_columns, to_json, Columns, FeedbackRow, ReleaseRow,
+    read_app, read_chunk_head, read_feedback, read_outbox_item, read_release, read_session,
+    read_stored_chunk, read_template, read_token, read_transition, read_verdict, release_columns,
+    to_json, Columns, FeedbackRow, ReleaseRow,
 };
 use crate::leases;
 use crate::schema;
@@ -517,21 +517,6 @@ impl Store for SqliteStore {
 
     fn append_data(&self, chunk: &DataChunk) -> Result<Appended, StoreError> {
         changes::insert_chunk(&mut SqliteExecutor(&self.connection()), chunk)
-    }
-
-    fn data_between(
-        &self,
-        kind: DataKind,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<DataChunk>, StoreError> {
-        let connection = self.reader();
-        collect(
-            &connection,
-            sql::SELECT_CHUNKS_BETWEEN,
-            params![kind_name(kind), from_ms, to_ms],
-            read_chunk,
-        )
     }
 
     fn prune_data(&self, before_ms: i64, keep: &[(i64, i64)]) -> Result<usize, StoreError> {

@@ -155,17 +155,6 @@ impl Store for TimedStore {
         timed("append_data", || self.inner.append_data(chunk))
     }
 
-    fn data_between(
-        &self,
-        kind: DataKind,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<DataChunk>, StoreError> {
-        timed("data_between", || {
-            self.inner.data_between(kind, from_ms, to_ms)
-        })
-    }
-
     fn prune_data(&self, before_ms: i64, keep: &[(i64, i64)]) -> Result<usize, StoreError> {
         timed("prune_data", || self.inner.prune_data(before_ms, keep))
     }

@@ -3,10 +3,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use vigil_core::samples::LogCount;
+use vigil_core::samples::{LogChunk, LogCount};
 use vigil_core::ManualClock;
 use vigil_ingest::remote_write::RemoteWriteOptions;
-use vigil_store::{DataChunk, SqliteStore};
+use vigil_store::{DataChunk, DataKind, SqliteStore};
 
 use super::*;
 use crate::DataIndex;
