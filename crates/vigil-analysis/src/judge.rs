@@ -814,6 +814,7 @@ fn with_findings(at: i64, verdict: Verdict, mut findings: Vec<Finding>) -> Judge
         verdict,
         findings,
         reason: None,
+        suppressed: Vec::new(),
     }
 }
 
@@ -823,6 +824,7 @@ fn insufficient(at: i64, reason: &str) -> Judgement {
         verdict: Verdict::InsufficientData,
         findings: Vec::new(),
         reason: Some(reason.to_owned()),
+        suppressed: Vec::new(),
     }
 }
 

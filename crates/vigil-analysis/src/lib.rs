@@ -9,6 +9,7 @@ pub mod coverage;
 pub mod history;
 pub mod hosts;
 pub mod judge;
+pub mod learned;
 pub mod logs;
 pub mod peers;
 pub mod prepare;
@@ -20,7 +21,8 @@ pub mod stats;
 
 pub use coverage::Coverage;
 pub use judge::{Evaluator, RebuildNeeded};
-pub use replay::{replay, replay_with, ReplayOutcome};
+pub use learned::{FindingContext, Stage, StageModel};
+pub use replay::{replay, replay_staged, replay_with, ReplayOutcome};
 pub use settings::Settings;
 
 use vigil_core::{Bundle, Judgement};
@@ -33,6 +35,7 @@ pub fn judge(bundle: &Bundle, now: i64, settings: &Settings) -> Judgement {
             verdict: vigil_core::Verdict::InsufficientData,
             findings: Vec::new(),
             reason: Some("no samples yet".to_owned()),
+            suppressed: Vec::new(),
         };
     };
     let visible = bundle.truncated(index);

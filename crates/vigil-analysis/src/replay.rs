@@ -5,6 +5,7 @@ use serde::Serialize;
 use vigil_core::{Bundle, Finding, Judgement, Verdict};
 
 use crate::judge::Evaluator;
+use crate::learned::{FindingContext, Stage};
 use crate::settings::Settings;
 
 /// What one replayed release ended with.
@@ -28,9 +29,30 @@ pub struct ReplayOutcome {
 pub fn replay_with(
     bundle: &Bundle,
     settings: &Settings,
+    on_step: impl FnMut(&Judgement),
+) -> ReplayOutcome {
+    replay_staged(bundle, settings, &Stage::default(), on_step)
+}
+
+/// [`replay_with`] with the learned stage applied to every step's judgement, as the guard
+/// applies it.
+pub fn replay_staged(
+    bundle: &Bundle,
+    settings: &Settings,
+    stage: &Stage,
     mut on_step: impl FnMut(&Judgement),
 ) -> ReplayOutcome {
     let evaluator = Evaluator::new(bundle, settings);
+    let context = FindingContext {
+        metrics: &bundle.metrics,
+        step_seconds: bundle.step_seconds,
+        first_deploy: bundle
+            .batches
+            .iter()
+            .map(|batch| batch.at)
+            .min()
+            .unwrap_or(bundle.start),
+    };
     let mut outcome = ReplayOutcome {
         id: bundle.id.clone(),
         verdict: Verdict::InsufficientData,
@@ -44,7 +66,7 @@ pub fn replay_with(
     };
     let mut last = None;
     for now in first..evaluator.points() {
-        let judgement = evaluator.judge_at(now);
+        let judgement = stage.apply(evaluator.judge_at(now), &context);
         on_step(&judgement);
         outcome.steps += 1;
         // A recommendation stands while missing data holds the release too.
@@ -74,6 +96,7 @@ pub fn replay_with(
             verdict: Verdict::InsufficientData,
             findings: Vec::new(),
             reason: None,
+            suppressed: Vec::new(),
         });
         outcome.findings = last.findings;
         last.verdict

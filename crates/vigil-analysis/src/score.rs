@@ -54,6 +54,10 @@ pub struct Figures {
     pub delay_min_median: Option<f64>,
     pub delay_min_p90: Option<f64>,
     pub anomaly_recommended: Option<f64>,
+    /// Share of healthy releases recommended without being paused: false recommendations.
+    pub healthy_recommended: Option<f64>,
+    /// Share of the releases recommended without being paused that were anomalies or faults.
+    pub recommendation_precision: Option<f64>,
 }
 
 /// The overall figures and, per cause (or per first confounder of healthy releases), how many
@@ -69,6 +73,8 @@ pub fn score(labels: &[Label], decisions: &HashMap<String, Decision>) -> Score {
     let mut delays = Vec::new();
     let mut missing = 0;
     let (mut anomalies, mut anomalies_recommended) = (0usize, 0usize);
+    let (mut healthy, mut healthy_recommended) = (0usize, 0usize);
+    let (mut recommended, mut recommended_rightly) = (0usize, 0usize);
     let mut per_cause: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for label in labels {
         let Some(decision) = decisions.get(&label.id) else {
@@ -108,6 +114,14 @@ pub fn score(labels: &[Label], decisions: &HashMap<String, Decision>) -> Score {
                 anomalies += 1;
                 anomalies_recommended += usize::from(flagged && !paused);
             }
+            if label.label == "healthy" {
+                healthy += 1;
+                healthy_recommended += usize::from(flagged && !paused);
+            }
+        }
+        if flagged && !paused {
+            recommended += 1;
+            recommended_rightly += usize::from(label.label != "healthy");
         }
     }
     let ratio = |numerator: usize, denominator: usize| {
@@ -147,6 +161,9 @@ pub fn score(labels: &[Label], decisions: &HashMap<String, Decision>) -> Score {
             delay_min_p90: percentile(0.9),
             anomaly_recommended: (anomalies > 0)
                 .then(|| round(ratio(anomalies_recommended, anomalies))),
+            healthy_recommended: (healthy > 0).then(|| round(ratio(healthy_recommended, healthy))),
+            recommendation_precision: (recommended > 0)
+                .then(|| round(ratio(recommended_rightly, recommended))),
         },
         per_cause,
     }

@@ -306,6 +306,13 @@ pub struct Feedback {
     pub note: String,
     pub actor: String,
     pub at: i64,
+    /// The finding it is about, by its signal's label ([`crate::Signal::label`]); none for
+    /// the release as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// For a missed fault: Unix time at which the fault began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onset: Option<i64>,
 }
 
 /// The events people are told about.

@@ -70,6 +70,12 @@ pub fn utc(unix: i64) -> String {
     )
 }
 
+/// `2024-03-01`: the UTC day of a mark or a model.
+pub fn utc_date(unix: i64) -> String {
+    let (year, month, day) = civil_date(unix.div_euclid(86_400));
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 /// `10:15` (UTC), for chart axes, short labels and one-line explanations.
 pub fn clock_time(unix: i64) -> String {
     let seconds_of_day = unix.rem_euclid(86_400);

@@ -110,6 +110,25 @@ pub struct Judgement {
     /// Why, in one line, when there are no findings to say it (insufficient data, for instance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Findings the learned stage set aside: a team's false-alarm signature matched them, or
+    /// the model scored a recommendation below its threshold. They weigh nothing in the verdict
+    /// and are shown apart, each with its reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<Suppressed>,
+}
+
+/// A finding the learned stage set aside, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suppressed {
+    pub finding: Finding,
+    /// One line a person understands: which signature or model, marked by whom.
+    pub reason: String,
+    /// The signature that matched it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<i64>,
+    /// The model's probability that it matters, when the model set it aside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
 }
 
 impl Judgement {

@@ -128,6 +128,8 @@ pub fn new_feedback(
         note,
         actor,
         at,
+        signal: None,
+        onset: None,
     })
 }
 

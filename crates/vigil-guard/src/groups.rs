@@ -476,6 +476,7 @@ mod tests {
             verdict: Verdict::Healthy,
             findings: Vec::new(),
             reason: None,
+            suppressed: Vec::new(),
         };
         let (held, covered) = hold_an_empty_group(&stored, &judged, healthy.clone(), true);
         assert!(!covered);

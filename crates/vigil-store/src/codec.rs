@@ -399,6 +399,8 @@ impl FeedbackRow {
             note: self.note,
             actor: self.actor,
             at: self.at,
+            signal: None,
+            onset: None,
         })
     }
 }

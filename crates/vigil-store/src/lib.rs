@@ -301,6 +301,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The feedback on a release, in the order it was added.
     fn feedback(&self, release_id: &str) -> Result<Vec<Feedback>, StoreError>;
 
+    // ---- the learned stage (schema version 5)
+    /// The signatures of an app's feature library that are not dropped, oldest first.
+    // Shared ground: the feature-library change implements it on both backends.
+    fn app_signatures(&self, app: &str) -> Result<Vec<vigil_core::Signature>, StoreError> {
+        let _ = app;
+        Ok(Vec::new())
+    }
+    /// The model the guard applies, if one is promoted.
+    // Shared ground: the models change implements it on both backends.
+    fn promoted_model(&self) -> Result<Option<vigil_core::ModelRecord>, StoreError> {
+        Ok(None)
+    }
+
     // ---- notification outbox
     /// Pending items whose `next_attempt_at` is at or before `now`, oldest first (in the
     /// order they were queued), at most `limit` of them (0 gives none).

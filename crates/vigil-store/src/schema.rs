@@ -27,7 +27,7 @@ pub(crate) const SQLITE: Dialect = Dialect {
     bytes: "BLOB",
     serial_id: "INTEGER PRIMARY KEY AUTOINCREMENT",
     row_id: "INTEGER PRIMARY KEY",
-    extra: &["", "", "", ""],
+    extra: &["", "", "", "", ""],
 };
 
 pub(crate) const POSTGRES: Dialect = Dialect {
@@ -38,6 +38,7 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     // Bodies are compact binary already: keep them out of line without trying to compress them.
     extra: &[
         "ALTER TABLE data_chunks ALTER COLUMN body SET STORAGE EXTERNAL;",
+        "",
         "",
         "",
         "",
@@ -195,6 +196,33 @@ CREATE TABLE leases (
     expires_at {integer} NOT NULL
 );
 CREATE INDEX leases_by_holder ON leases (holder);
+"#,
+    r#"
+ALTER TABLE feedback ADD COLUMN signal TEXT NOT NULL DEFAULT '';
+ALTER TABLE feedback ADD COLUMN onset {integer};
+
+CREATE TABLE signatures (
+    id {serial_id},
+    app TEXT NOT NULL,
+    signal TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    baseline TEXT NOT NULL,
+    state TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at {integer} NOT NULL,
+    updated_at {integer} NOT NULL
+);
+CREATE INDEX signatures_by_app ON signatures (app, state);
+
+CREATE TABLE models (
+    version {serial_id},
+    state TEXT NOT NULL,
+    created_at {integer} NOT NULL,
+    created_by TEXT NOT NULL,
+    promoted_at {integer},
+    body TEXT NOT NULL
+);
+CREATE INDEX models_by_state ON models (state);
 "#,
 ];
 

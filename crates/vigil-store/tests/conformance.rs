@@ -933,6 +933,8 @@ fn feedback_reads_back_in_order(store: &dyn Store) {
         note: "the spike was a cron job".to_owned(),
         actor: "bob".to_owned(),
         at: 1_000_500,
+        signal: None,
+        onset: None,
     };
     let second = Feedback {
         kind: FeedbackKind::ConfirmFault,
@@ -1658,6 +1660,8 @@ fn a_reopened_store_still_has_everything(backend: &dyn Backend) {
             note: "yes".to_owned(),
             actor: "bob".to_owned(),
             at: 1_000_200,
+            signal: None,
+            onset: None,
         })
         .unwrap();
     let queued_id = store.notifications("r1").unwrap()[0].id;

@@ -146,6 +146,11 @@ pub fn run(args: ReplayArgs) -> Result<()> {
 
 fn render_score(scored: &score::Score) -> String {
     let figures = &scored.overall;
+    let rate = |value: Option<f64>| {
+        value
+            .map(|value| format!("{value:.3}"))
+            .unwrap_or_else(|| "n/a".to_owned())
+    };
     let minutes = |value: Option<f64>| {
         value
             .map(|value| format!("{value:.1} min"))
@@ -154,7 +159,8 @@ fn render_score(scored: &score::Score) -> String {
     let mut text = format!(
         "precision {:.3}  recall {:.3}  f1 {:.3}  (tp {} fp {} fn {} tn {}{})\n\
          detection delay: median {}, p90 {}\n\
-         anomaly recommendation rate: {}\n",
+         recommendations: anomalies recommended {}, false recommendations {} of healthy releases, \
+         recommendation precision {}\n",
         figures.precision,
         figures.recall,
         figures.f1,
@@ -169,10 +175,9 @@ fn render_score(scored: &score::Score) -> String {
         },
         minutes(figures.delay_min_median),
         minutes(figures.delay_min_p90),
-        figures
-            .anomaly_recommended
-            .map(|rate| format!("{rate:.3}"))
-            .unwrap_or_else(|| "n/a".to_owned()),
+        rate(figures.anomaly_recommended),
+        rate(figures.healthy_recommended),
+        rate(figures.recommendation_precision),
     );
     text.push_str("paused per cause (healthy releases by their first confounder):\n");
     for (cause, (paused, total)) in &scored.per_cause {

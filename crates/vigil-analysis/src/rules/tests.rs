@@ -360,6 +360,7 @@ fn a_failing_query_is_an_anomaly_finding_and_a_failing_row_never_a_pause() {
         verdict: Verdict::Healthy,
         findings: Vec::new(),
         reason: None,
+        suppressed: Vec::new(),
     };
     assert_eq!(
         Judgement::with_findings(healthy, findings).verdict,
@@ -394,6 +395,7 @@ fn a_fault_finding_makes_any_verdict_a_fault_and_an_anomaly_only_a_healthy_one()
         verdict: Verdict::InsufficientData,
         findings: Vec::new(),
         reason: Some("a host is silent".to_owned()),
+        suppressed: Vec::new(),
     };
     let judged = Judgement::with_findings(held.clone(), fault.clone());
     assert_eq!(judged.verdict, Verdict::Fault);

@@ -260,6 +260,7 @@ fn judgement(verdict: Verdict) -> Judgement {
         verdict,
         findings: Vec::new(),
         reason: Some("waiting for data".to_owned()),
+        suppressed: Vec::new(),
     }
 }
 

@@ -408,6 +408,7 @@ impl Guard {
             verdict: Verdict::InsufficientData,
             findings: Vec::new(),
             reason: Some(reason),
+            suppressed: Vec::new(),
         };
         let moved_to = self.actor.act(
             release,
