@@ -9,6 +9,7 @@ mod progress;
 mod replay_cmd;
 mod serve_cmd;
 mod token_cmd;
+mod train_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// Replay recorded releases through the analysis, step by step, and score them.
     Replay(replay_cmd::ReplayArgs),
+    /// Train the learned stage's model on labelled releases and cross-validate it.
+    Train(train_cmd::TrainArgs),
     /// Mine the templates of log lines (a file or standard input) and print them with their
     /// counts, or the template id of each line.
     Logs(logs_cmd::LogsArgs),
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve_cmd::run(args),
         Command::Replay(args) => replay_cmd::run(args),
+        Command::Train(args) => train_cmd::run(args),
         Command::Logs(args) => logs_cmd::run(args),
         Command::Token(args) => token_cmd::run(args),
         Command::Gate(args) => match gate_cmd::run(args) {

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 
 use anyhow::{bail, Context, Result};
 use vigil_analysis::score::{self, Decision};
-use vigil_analysis::{replay, ReplayOutcome, Settings};
+use vigil_analysis::{replay_staged, ReplayOutcome, Settings, Stage};
 use vigil_core::Bundle;
 
 use crate::progress::Progress;
@@ -29,6 +29,10 @@ pub struct ReplayArgs {
     /// Analysis settings as a JSON file (any subset of the fields; the rest keep defaults).
     #[arg(long)]
     pub settings: Option<PathBuf>,
+    /// A learned stage's model, as `vigil train --out` writes it: recommendations it scores
+    /// below its threshold are set aside.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
 }
 
 /// One line of the output.
@@ -41,31 +45,9 @@ struct OutputLine<'a> {
 }
 
 pub fn run(args: ReplayArgs) -> Result<()> {
-    let settings = match &args.settings {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read settings {}", path.display()))?;
-            serde_json::from_str::<Settings>(&text)
-                .with_context(|| format!("invalid settings in {}", path.display()))?
-        }
-        None => Settings::default(),
-    };
+    let settings = read_settings(args.settings.as_deref())?;
     let files = bundle_files(&args.dir)?;
-    let labels_path = args.labels.clone().or_else(|| {
-        let beside = args.dir.join("labels.jsonl");
-        beside.is_file().then_some(beside)
-    });
-    let labels = match &labels_path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read labels {}", path.display()))?;
-            Some(
-                score::parse_labels(&text)
-                    .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let labels = read_labels(&args.dir, args.labels.as_deref())?;
     let jobs = args
         .jobs
         .unwrap_or_else(|| {
@@ -77,7 +59,15 @@ pub fn run(args: ReplayArgs) -> Result<()> {
 
     #[allow(clippy::disallowed_methods)] // the report times the replay itself
     let started = std::time::Instant::now();
-    let outcomes = replay_files(&files, &settings, jobs)?;
+    let stage = match &args.model {
+        Some(path) => {
+            let model = crate::train_cmd::read_model(path)?;
+            vigil_learn::stage_of(&model, 0)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?
+        }
+        None => Stage::default(),
+    };
+    let outcomes = replay_files(&files, &settings, &stage, jobs)?;
     let elapsed = started.elapsed().as_secs_f64();
 
     let mut writer: Box<dyn Write> = if args.out == "-" {
@@ -190,8 +180,35 @@ fn render_score(scored: &score::Score) -> String {
     text
 }
 
+/// Analysis settings from a JSON file (any subset of the fields), or the defaults.
+pub(crate) fn read_settings(path: Option<&Path>) -> Result<Settings> {
+    let Some(path) = path else {
+        return Ok(Settings::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read settings {}", path.display()))?;
+    serde_json::from_str::<Settings>(&text)
+        .with_context(|| format!("invalid settings in {}", path.display()))
+}
+
+/// The labels of a corpus folder: `labels` when given, else `labels.jsonl` beside
+/// `releases/`, else none.
+pub(crate) fn read_labels(dir: &Path, labels: Option<&Path>) -> Result<Option<Vec<score::Label>>> {
+    let beside = dir.join("labels.jsonl");
+    let path = match labels {
+        Some(path) => path,
+        None if beside.is_file() => beside.as_path(),
+        None => return Ok(None),
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read labels {}", path.display()))?;
+    let parsed = score::parse_labels(&text)
+        .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+    Ok(Some(parsed))
+}
+
 /// The bundle files of a corpus folder or a folder of bundles, in name order.
-fn bundle_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn bundle_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let releases = dir.join("releases");
     let folder = if releases.is_dir() {
         releases
@@ -222,22 +239,39 @@ fn bundle_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Replays every file on `jobs` threads; results come back in file order.
-fn replay_files(files: &[PathBuf], settings: &Settings, jobs: usize) -> Result<Vec<ReplayOutcome>> {
+fn replay_files(
+    files: &[PathBuf],
+    settings: &Settings,
+    stage: &Stage,
+    jobs: usize,
+) -> Result<Vec<ReplayOutcome>> {
+    map_bundles(files, jobs, "replaying", |bundle| {
+        replay_staged(&bundle, settings, stage, |_| {})
+    })
+}
+
+/// Reads every file and maps its bundle on `jobs` threads, showing progress under `what`;
+/// results come back in file order. The first unreadable file is the error.
+pub(crate) fn map_bundles<T: Send>(
+    files: &[PathBuf],
+    jobs: usize,
+    what: &'static str,
+    map: impl Fn(Bundle) -> T + Sync,
+) -> Result<Vec<T>> {
     let next = AtomicUsize::new(0);
-    let (sender, receiver) = mpsc::channel::<(usize, Result<ReplayOutcome>)>();
-    let mut results: Vec<Option<ReplayOutcome>> = vec![None; files.len()];
-    let mut progress = Progress::new("replaying", files.len());
+    let (sender, receiver) = mpsc::channel::<(usize, Result<T>)>();
+    let mut results: Vec<Option<T>> = (0..files.len()).map(|_| None).collect();
+    let mut progress = Progress::new(what, files.len());
     let mut first_error = None;
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(files.len()) {
             let sender = sender.clone();
             let next = &next;
+            let map = &map;
             scope.spawn(move || loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = files.get(index) else { break };
-                let outcome = Bundle::read(path)
-                    .map(|bundle| replay(&bundle, settings))
-                    .map_err(anyhow::Error::from);
+                let outcome = Bundle::read(path).map(map).map_err(anyhow::Error::from);
                 if sender.send((index, outcome)).is_err() {
                     break;
                 }

@@ -1,0 +1,200 @@
+//! `vigil train`: fit the learned stage's model on labelled releases, cross-validate it
+//! against the funnel alone, and write it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use vigil_core::learned::LearnedModel;
+use vigil_core::ModelScores;
+use vigil_learn::{FoldReport, Trace, TrainOptions};
+
+use crate::replay_cmd::{bundle_files, map_bundles, read_labels, read_settings};
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Corpus folders, each with `releases/` and `labels.jsonl`.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the model (JSON), for `vigil replay --model` and `vigil model import`.
+    #[arg(long, default_value = "model.json")]
+    pub out: PathBuf,
+    /// Folds of the cross-validation printed before training on everything (0: none).
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Recommendation precision the decision threshold is calibrated to reach.
+    #[arg(long, default_value_t = TrainOptions::default().target_precision)]
+    pub target_precision: f64,
+    /// Releases replayed at once (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Analysis settings as a JSON file (any subset of the fields; the rest keep defaults).
+    #[arg(long)]
+    pub settings: Option<PathBuf>,
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.target_precision) {
+        bail!("--target-precision must be between 0 and 1");
+    }
+    let settings = read_settings(args.settings.as_deref())?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1)
+        })
+        .max(1);
+    let mut traces = Vec::new();
+    let mut sources = Vec::new();
+    for dir in &args.dirs {
+        traces.extend(traces_of(dir, &settings, jobs)?);
+        sources.push(dir.display().to_string());
+    }
+    let options = TrainOptions {
+        target_precision: args.target_precision,
+        ..TrainOptions::default()
+    };
+    let mut report = String::new();
+    if args.folds > 0 {
+        let folds = vigil_learn::cross_validate(&traces, &options, args.folds)?;
+        report.push_str(&render_folds(&folds, &traces));
+    }
+    let trained = vigil_learn::train(&traces, &options, &sources)?;
+    let text = serde_json::to_string_pretty(&trained.model)?;
+    std::fs::write(&args.out, text + "\n")
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let in_sample = vigil_learn::evaluate(&traces, Some(&trained.model), "training set");
+    report.push_str(&format!(
+        "trained on {} releases ({} examples, {} from releases that mattered); threshold {:.3} \
+         for a recommendation precision of {:.2}\n\
+         on its own training set: {}\n\
+         model written to {}\n",
+        trained.training.releases,
+        trained.training.examples,
+        trained.training.positives,
+        trained.model.threshold,
+        trained.model.target_precision,
+        figures_line(&in_sample),
+        args.out.display(),
+    ));
+    crate::say(report.trim_end());
+    Ok(())
+}
+
+/// Every labelled release of a corpus folder, traced through the funnel.
+fn traces_of(dir: &Path, settings: &vigil_analysis::Settings, jobs: usize) -> Result<Vec<Trace>> {
+    let files = bundle_files(dir)?;
+    let Some(labels) = read_labels(dir, None)? else {
+        bail!("{} has no labels.jsonl to learn from", dir.display());
+    };
+    let by_id: HashMap<&str, &vigil_analysis::score::Label> = labels
+        .iter()
+        .map(|label| (label.id.as_str(), label))
+        .collect();
+    let traced = map_bundles(&files, jobs, "tracing", |bundle| {
+        by_id
+            .get(bundle.id.as_str())
+            .map(|label| vigil_learn::trace(&bundle, (*label).clone(), settings))
+    })?;
+    let traces: Vec<Trace> = traced.into_iter().flatten().collect();
+    if traces.is_empty() {
+        bail!("no release of {} has a label", dir.display());
+    }
+    Ok(traces)
+}
+
+/// A model file as `vigil train` writes it, checked against this build's features.
+pub(crate) fn read_model(path: &Path) -> Result<LearnedModel> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read model {}", path.display()))?;
+    let model: LearnedModel = serde_json::from_str(&text)
+        .with_context(|| format!("invalid model in {}", path.display()))?;
+    model
+        .check(vigil_analysis::learned::FEATURES)
+        .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+    Ok(model)
+}
+
+fn rate(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |value| format!("{value:.3}"))
+}
+
+fn figures_line(scores: &ModelScores) -> String {
+    format!(
+        "precision {:.3} recall {:.3} anomalies recommended {} false recommendations {} \
+         recommendation precision {}",
+        scores.precision,
+        scores.recall,
+        rate(scores.anomaly_recommended),
+        rate(scores.healthy_recommended),
+        rate(scores.recommendation_precision),
+    )
+}
+
+/// The cross-validation table, fold by fold, and the folds pooled.
+fn render_folds(folds: &[FoldReport], traces: &[Trace]) -> String {
+    let mut text = format!(
+        "cross-validation, {} folds (train on the others, replay the fold):\n\
+         {:<6} {:<8} {:>8} {:>9} {:>7} {:>11} {:>11} {:>9}\n",
+        folds.len(),
+        "fold",
+        "stage",
+        "releases",
+        "precision",
+        "recall",
+        "anomaly rec",
+        "healthy rec",
+        "rec prec",
+    );
+    for fold in folds {
+        for (stage, scores) in [("funnel", &fold.funnel), ("learned", &fold.learned)] {
+            text.push_str(&format!(
+                "{:<6} {:<8} {:>8} {:>9.3} {:>7.3} {:>11} {:>11} {:>9}\n",
+                fold.fold + 1,
+                stage,
+                scores.releases,
+                scores.precision,
+                scores.recall,
+                rate(scores.anomaly_recommended),
+                rate(scores.healthy_recommended),
+                rate(scores.recommendation_precision),
+            ));
+        }
+    }
+    // Pooled: each release decided by the model of the fold that held it out.
+    let count = folds.len();
+    let held_out_model = |trace: &Trace| {
+        let fold = vigil_learn::fold_of(&trace.label.id, count);
+        folds
+            .iter()
+            .find(|report| report.fold == fold)
+            .map(|report| &report.model)
+    };
+    let labels: Vec<_> = traces.iter().map(|trace| trace.label.clone()).collect();
+    let pooled = |learned: bool| {
+        let decisions = traces
+            .iter()
+            .map(|trace| {
+                let model = if learned { held_out_model(trace) } else { None };
+                (trace.label.id.clone(), vigil_learn::decide(trace, model))
+            })
+            .collect();
+        vigil_analysis::score::score(&labels, &decisions).overall
+    };
+    for (stage, figures) in [("funnel", pooled(false)), ("learned", pooled(true))] {
+        text.push_str(&format!(
+            "{:<6} {:<8} {:>8} {:>9.3} {:>7.3} {:>11} {:>11} {:>9}\n",
+            "all",
+            stage,
+            figures.releases,
+            figures.precision,
+            figures.recall,
+            rate(figures.anomaly_recommended),
+            rate(figures.healthy_recommended),
+            rate(figures.recommendation_precision),
+        ));
+    }
+    text
+}
