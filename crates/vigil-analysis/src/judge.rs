@@ -498,7 +498,111 @@ impl Evaluator {
                 true,
             );
         }
-        (None, true)
+        (self.group_shift(metric, track, now, judged), true)
+    }
+
+    /// A recommendation no single host shows clearly: the release hosts, taken together, sit
+    /// above the reference hosts (a rank test of each host's typical z over the recent steps),
+    /// by a material change.
+    fn group_shift(
+        &self,
+        metric: &MetricData,
+        track: &MetricTrack,
+        now: usize,
+        judged: usize,
+    ) -> Option<Finding> {
+        if track.baseline != "reference" {
+            return None;
+        }
+        let first_deploy = self.prepared.first_deploy?;
+        let sign = metric.harmful_sign;
+        let window = 2 * self.settings.persistence_steps.max(1);
+        let typical = |host: usize, from: usize| -> Option<(f64, f64, usize)> {
+            let start = from.max(now.saturating_sub(window - 1));
+            if start > now {
+                return None;
+            }
+            let z: Vec<f64> = track.z()[host][start..=now]
+                .iter()
+                .copied()
+                .filter(|value| value.is_finite())
+                .collect();
+            let delta: Vec<f64> = track.delta()[host][start..=now]
+                .iter()
+                .copied()
+                .filter(|value| value.is_finite())
+                .collect();
+            if z.len() < window / 2 + 1 || delta.is_empty() {
+                return None;
+            }
+            Some((sign * stats::median(&z), stats::median(&delta), start))
+        };
+        let mut release = Vec::new();
+        for &host in &self.prepared.release {
+            let Some(deploy) = self.prepared.hosts[host].deploy else {
+                continue;
+            };
+            let judged_from = deploy + self.prepared.warmup_steps + self.transient_steps;
+            if let Some(found) = typical(host, judged_from) {
+                release.push((host, found));
+            }
+        }
+        let reference: Vec<f64> = self
+            .prepared
+            .reference
+            .iter()
+            .filter_map(|&host| typical(host, first_deploy).map(|found| found.0))
+            .collect();
+        if release.len() < 2 || reference.len() < 3 {
+            return None;
+        }
+        let pairs = (release.len() * reference.len()) as f64;
+        let mut above = 0.0;
+        for (_, (z, _, _)) in &release {
+            for other in &reference {
+                above += if z > other {
+                    1.0
+                } else if z == other {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        let count = (release.len() + reference.len()) as f64;
+        let rank_z = (above - pairs / 2.0) / (pairs * (count + 1.0) / 12.0).sqrt();
+        if rank_z < 3.0 {
+            return None;
+        }
+        let moved: Vec<(usize, HostEvidence, f64)> = release
+            .iter()
+            .filter(|(_, (z, _, _))| *z >= 1.0)
+            .map(|(host, (z, delta, start))| {
+                let evidence = HostEvidence {
+                    z: *z,
+                    delta: *delta,
+                    since: *start,
+                    until: now,
+                    intermittent: false,
+                };
+                let effect = self.host_effect(metric, track, *host, now, &evidence);
+                (*host, evidence, effect)
+            })
+            .collect();
+        if moved.len() * 2 < release.len() {
+            return None;
+        }
+        let mut finding = self.metric_finding(metric, track, Verdict::Anomaly, &moved, judged, now);
+        if harmful(sign, finding.effect) < self.settings.anomaly_effect {
+            return None;
+        }
+        finding.evidence = format!(
+            "{} the release hosts rank above the reference hosts (rank z {rank_z:.1}), median robust z {:.1}, effect {}",
+            crate::learned::GROUP_SHIFT,
+            finding.score,
+            vigil_core::text::change_words(finding.effect)
+        );
+        Some(finding)
     }
 
     /// Share of reference hosts that show the same kind of change at the same time (global

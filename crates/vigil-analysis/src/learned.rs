@@ -25,7 +25,11 @@ pub const FEATURES: &[&str] = &[
     "business",
     "system",
     "hosts_judged",
+    "group_shift",
 ];
+
+/// How the evidence of a finding of the funnel's group test begins.
+pub const GROUP_SHIFT: &str = "group shift:";
 
 /// What a finding's features need besides the finding: the release's metrics and step.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +88,7 @@ pub fn features(finding: &Finding, judgement: &Judgement, context: &FindingConte
         flag(meta.is_some_and(|meta| meta.kind == MetricKind::Business)),
         flag(meta.is_some_and(|meta| meta.kind == MetricKind::System)),
         finding.hosts_judged as f64,
+        flag(finding.evidence.starts_with(GROUP_SHIFT)),
     ]
 }
 
