@@ -148,7 +148,7 @@ impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             target_precision: 0.6,
-            penalty: 1.0,
+            penalty: 10.0,
             examples_per_release: 8,
             calibration_folds: 5,
         }
