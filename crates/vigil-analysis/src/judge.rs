@@ -571,7 +571,7 @@ impl Evaluator {
         }
         let count = (release.len() + reference.len()) as f64;
         let rank_z = (above - pairs / 2.0) / (pairs * (count + 1.0) / 12.0).sqrt();
-        if rank_z < 3.0 {
+        if rank_z < 2.5 {
             return None;
         }
         let moved: Vec<(usize, HostEvidence, f64)> = release

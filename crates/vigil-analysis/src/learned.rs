@@ -3,29 +3,25 @@
 //! never touches a fault finding through the model, nor a team's rule, an alert or a silence;
 //! what it sets aside is kept, with its reason, in [`Judgement::suppressed`].
 
+use std::collections::HashMap;
+
 use vigil_core::learned::{LearnedModel, ModelError};
-use vigil_core::{
-    Finding, Judgement, MetricKind, MetricMeta, Signal, Signature, Suppressed, Verdict,
-};
+use vigil_core::{Finding, Judgement, MetricMeta, Signal, Signature, Suppressed, Verdict};
+
+use crate::judge::Evaluator;
 
 /// The features of a finding, in the order of [`features`]' vector. A model names them and is
 /// refused when they differ.
 pub const FEATURES: &[&str] = &[
+    "log_steps_recommended",
+    "share_of_steps_recommended",
     "log_abs_effect",
     "score",
     "host_share",
-    "hosts",
-    "log_steps_held",
-    "log_steps_since_deploy",
     "is_log",
-    "history_baseline",
-    "critical",
-    "harmful_direction",
-    "findings_at_step",
-    "business",
-    "system",
-    "hosts_judged",
     "group_shift",
+    "critical",
+    "history_baseline",
 ];
 
 /// How the evidence of a finding of the funnel's group test begins.
@@ -40,29 +36,78 @@ pub struct FindingContext<'a> {
     pub first_deploy: i64,
 }
 
-/// The feature vector of `finding` in `judgement`, unit-free: sizes are relative, times are
-/// in steps, and no name of a metric or host enters.
-pub fn features(finding: &Finding, judgement: &Judgement, context: &FindingContext) -> Vec<f64> {
-    let step = context.step_seconds.max(1) as f64;
+/// How often the funnel recommended each signal so far: the steps judged since the first one
+/// and, per signal label, the steps at which it had an anomaly finding. A recommendation that
+/// keeps coming back is worth more than one that flickers once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    steps: usize,
+    recommended: HashMap<String, usize>,
+    /// The next step (index into the evaluator's window) to observe, for [`Tally::catch_up`].
+    next_step: Option<usize>,
+}
+
+impl Tally {
+    /// Counts one more judged step of the funnel (before any stage set anything aside).
+    pub fn observe(&mut self, judgement: &Judgement) {
+        self.steps += 1;
+        let mut seen: Vec<String> = judgement
+            .findings
+            .iter()
+            .filter(|finding| finding.severity == Verdict::Anomaly)
+            .map(|finding| finding.signal.label())
+            .collect();
+        seen.sort();
+        seen.dedup();
+        for label in seen {
+            *self.recommended.entry(label).or_default() += 1;
+        }
+    }
+
+    /// Observes the evaluator's judgement of every step from where it stopped (or the first
+    /// step) up to `now` included, and returns the judgement of `now`: what a guard that judges
+    /// only the newest step calls, so that it counts as a replay that judged every step does.
+    pub fn catch_up(&mut self, evaluator: &Evaluator, now: usize) -> Judgement {
+        let first = self
+            .next_step
+            .or_else(|| evaluator.first_step())
+            .unwrap_or(now);
+        for step in first..now {
+            self.observe(&evaluator.judge_at(step));
+        }
+        let judgement = evaluator.judge_at(now);
+        if first <= now {
+            self.observe(&judgement);
+            self.next_step = Some(now + 1);
+        }
+        judgement
+    }
+
+    /// Steps observed.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Steps at which the signal of this label was recommended.
+    pub fn recommended(&self, label: &str) -> usize {
+        self.recommended.get(label).copied().unwrap_or(0)
+    }
+}
+
+/// The feature vector of `finding`, unit-free: sizes are relative, counts are in steps, and no
+/// name of a metric or host enters. `tally` has observed the judgement the finding is of.
+pub fn features(finding: &Finding, context: &FindingContext, tally: &Tally) -> Vec<f64> {
     let meta = match &finding.signal {
         Signal::Metric { name } => context.metrics.iter().find(|meta| &meta.name == name),
         _ => None,
     };
-    let held_steps = ((judgement.at - finding.since) as f64 / step).max(0.0);
-    let steps_since_deploy = ((judgement.at - context.first_deploy) as f64 / step).max(0.0);
+    let recommended = tally.recommended(&finding.signal.label()).max(1) as f64;
+    let steps = tally.steps().max(1) as f64;
     let host_share = if finding.hosts_judged == 0 {
         0.0
     } else {
         finding.hosts.len() as f64 / finding.hosts_judged as f64
     };
-    let harmful = meta.map_or(1.0, |meta| {
-        let harm = match meta.direction {
-            vigil_core::Direction::Increase => finding.direction == "up",
-            vigil_core::Direction::Decrease => finding.direction == "down",
-            vigil_core::Direction::Either => true,
-        };
-        flag(harm)
-    });
     let effect = if finding.effect.is_finite() {
         finding.effect.abs().min(100.0)
     } else {
@@ -74,21 +119,15 @@ pub fn features(finding: &Finding, judgement: &Judgement, context: &FindingConte
         50.0
     };
     vec![
+        recommended.ln_1p(),
+        (recommended / steps).min(1.0),
         effect.ln_1p(),
         score / 10.0,
         host_share,
-        finding.hosts.len() as f64,
-        held_steps.ln_1p(),
-        steps_since_deploy.ln_1p(),
         flag(matches!(finding.signal, Signal::Log { .. })),
-        flag(finding.baseline == "history"),
-        flag(meta.is_some_and(|meta| meta.critical)),
-        harmful,
-        judgement.findings.len() as f64,
-        flag(meta.is_some_and(|meta| meta.kind == MetricKind::Business)),
-        flag(meta.is_some_and(|meta| meta.kind == MetricKind::System)),
-        finding.hosts_judged as f64,
         flag(finding.evidence.starts_with(GROUP_SHIFT)),
+        flag(meta.is_some_and(|meta| meta.critical)),
+        flag(finding.baseline == "history"),
     ]
 }
 
@@ -139,14 +178,19 @@ impl Stage {
 
     /// `judgement` with the findings this stage sets aside moved to `suppressed` and the
     /// verdict recomputed from what is left. Insufficient data stays insufficient data.
-    pub fn apply(&self, judgement: Judgement, context: &FindingContext) -> Judgement {
+    pub fn apply(
+        &self,
+        judgement: Judgement,
+        context: &FindingContext,
+        tally: &Tally,
+    ) -> Judgement {
         if self.is_empty() || judgement.findings.is_empty() {
             return judgement;
         }
         let mut kept = Vec::with_capacity(judgement.findings.len());
         let mut suppressed = judgement.suppressed.clone();
         for finding in &judgement.findings {
-            match self.set_aside(finding, &judgement, context) {
+            match self.set_aside(finding, context, tally) {
                 Some(aside) => suppressed.push(aside),
                 None => kept.push(finding.clone()),
             }
@@ -181,8 +225,8 @@ impl Stage {
     fn set_aside(
         &self,
         finding: &Finding,
-        judgement: &Judgement,
         context: &FindingContext,
+        tally: &Tally,
     ) -> Option<Suppressed> {
         if !matches!(finding.signal, Signal::Metric { .. } | Signal::Log { .. }) {
             return None;
@@ -203,9 +247,7 @@ impl Stage {
         if finding.severity != Verdict::Anomaly {
             return None;
         }
-        let probability = staged
-            .model
-            .probability(&features(finding, judgement, context));
+        let probability = staged.model.probability(&features(finding, context, tally));
         if probability >= staged.model.threshold {
             return None;
         }

@@ -21,7 +21,7 @@ pub mod stats;
 
 pub use coverage::Coverage;
 pub use judge::{Evaluator, RebuildNeeded};
-pub use learned::{FindingContext, Stage, StageModel};
+pub use learned::{FindingContext, Stage, StageModel, Tally};
 pub use replay::{replay, replay_staged, replay_with, ReplayOutcome};
 pub use settings::Settings;
 

@@ -5,7 +5,7 @@ use serde::Serialize;
 use vigil_core::{Bundle, Finding, Judgement, Verdict};
 
 use crate::judge::Evaluator;
-use crate::learned::{FindingContext, Stage};
+use crate::learned::{FindingContext, Stage, Tally};
 use crate::settings::Settings;
 
 /// What one replayed release ended with.
@@ -65,8 +65,11 @@ pub fn replay_staged(
         return outcome;
     };
     let mut last = None;
+    let mut tally = Tally::default();
     for now in first..evaluator.points() {
-        let judgement = stage.apply(evaluator.judge_at(now), &context);
+        let funnel = evaluator.judge_at(now);
+        tally.observe(&funnel);
+        let judgement = stage.apply(funnel, &context, &tally);
         on_step(&judgement);
         outcome.steps += 1;
         // A recommendation stands while missing data holds the release too.

@@ -17,7 +17,7 @@ use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
 use vigil_analysis::learned::{self, FindingContext, StageModel};
 use vigil_analysis::score::{self, Decision, Label};
-use vigil_analysis::{replay_with, Settings, Stage};
+use vigil_analysis::{replay_with, Settings, Stage, Tally};
 use vigil_core::learned::{LearnedModel, MODEL_FORMAT};
 use vigil_core::{Bundle, ModelScores, TrainingSet, Verdict};
 
@@ -64,7 +64,9 @@ pub fn trace(bundle: &Bundle, label: Label, settings: &Settings) -> Trace {
     };
     let mut steps = Vec::new();
     let mut paused = false;
+    let mut tally = Tally::default();
     let outcome = replay_with(bundle, settings, |judgement| {
+        tally.observe(judgement);
         if paused || judgement.verdict == Verdict::Fault {
             paused = true;
             return;
@@ -73,7 +75,7 @@ pub fn trace(bundle: &Bundle, label: Label, settings: &Settings) -> Trace {
             .findings
             .iter()
             .filter(|finding| finding.severity == Verdict::Anomaly)
-            .map(|finding| learned::features(finding, judgement, &context))
+            .map(|finding| learned::features(finding, &context, &tally))
             .collect();
         if !candidates.is_empty() {
             steps.push(candidates);
@@ -147,8 +149,8 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
-            target_precision: 0.6,
-            penalty: 10.0,
+            target_precision: 0.7,
+            penalty: 100.0,
             examples_per_release: 8,
             calibration_folds: 5,
         }

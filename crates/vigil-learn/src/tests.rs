@@ -141,7 +141,8 @@ fn a_trace_decides_as_a_replay_with_the_stage_does() {
         threshold: 0.5,
         target_precision: 0.6,
     };
-    model.weights[0] = 4.0;
+    // Index 2 is the size of the change.
+    model.weights[2] = 4.0;
     model.intercept = -4.0 * 0.2_f64.ln_1p();
     let stage = stage_of(&model, 7).unwrap();
     for (bundle, trace) in bundles.iter().zip(&traces) {
