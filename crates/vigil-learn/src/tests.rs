@@ -161,3 +161,36 @@ fn a_trace_decides_as_a_replay_with_the_stage_does() {
         }
     }
 }
+
+/// A guard judges only the newest step at each pass and may skip steps when it falls behind:
+/// catching the tally up counts as judging every step does.
+#[test]
+fn a_tally_caught_up_in_jumps_counts_as_one_kept_at_every_step() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/releases");
+    let settings = Settings::default();
+    let mut compared = 0;
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let bundle = Bundle::read(&entry.unwrap().path()).unwrap();
+        let evaluator = vigil_analysis::Evaluator::new(&bundle, &settings);
+        let Some(first) = evaluator.first_step() else {
+            continue;
+        };
+        let last = evaluator.points() - 1;
+        let mut every_step = Tally::default();
+        for now in first..=last {
+            every_step.catch_up(&evaluator, now);
+        }
+        let mut in_jumps = Tally::default();
+        let mut now = first + 2;
+        while now < last {
+            in_jumps.catch_up(&evaluator, now);
+            now += 7;
+        }
+        let newest = in_jumps.catch_up(&evaluator, last);
+        assert_eq!(newest, evaluator.judge_at(last), "{}", bundle.id);
+        assert_eq!(in_jumps, every_step, "{}", bundle.id);
+        assert_eq!(every_step.steps(), last - first + 1, "{}", bundle.id);
+        compared += 1;
+    }
+    assert!(compared >= 10, "{compared}");
+}
