@@ -172,7 +172,7 @@ pub fn train(
 ) -> Result<Trained, LearnError> {
     let (rows, classes) = examples(traces, options.examples_per_release);
     let mut model = fit(&rows, &classes, options)?;
-    model.threshold = calibrate(traces, options)?;
+    model.threshold = calibrate(traces, options, &model);
     Ok(Trained {
         model,
         training: TrainingSet {
@@ -279,8 +279,9 @@ fn fit(
 
 /// The threshold: the lowest at which the recommendation precision of out-of-fold models on
 /// `traces` reaches the target (the most recommendations that precision allows); the highest
-/// precision's threshold when none reaches it.
-fn calibrate(traces: &[Trace], options: &TrainOptions) -> Result<f64, LearnError> {
+/// precision's threshold when none reaches it. Too few releases for out-of-fold models: the
+/// probabilities of `whole`, fitted on all of them.
+fn calibrate(traces: &[Trace], options: &TrainOptions, whole: &LearnedModel) -> f64 {
     let folds = options.calibration_folds.max(2);
     // Per release not paused: the highest out-of-fold probability of its candidates.
     let mut best: Vec<(f64, bool)> = Vec::new();
@@ -293,21 +294,13 @@ fn calibrate(traces: &[Trace], options: &TrainOptions) -> Result<f64, LearnError
         let Ok(model) = fit(&rows, &classes, options) else {
             continue;
         };
-        for trace in held_out {
-            if trace.paused_at.is_some() || trace.steps.is_empty() {
-                continue;
-            }
-            let highest = trace
-                .steps
-                .iter()
-                .flatten()
-                .map(|features| model.probability(features))
-                .fold(0.0, f64::max);
-            best.push((highest, trace.matters()));
-        }
+        best.extend(highest_probabilities(held_out, &model));
     }
     if best.is_empty() {
-        return Err(LearnError::NoExamples);
+        best = highest_probabilities(traces.iter(), whole);
+    }
+    if best.is_empty() {
+        return whole.threshold;
     }
     best.sort_by(|left, right| right.0.total_cmp(&left.0));
     // Walk down the thresholds: at each, the releases at or above it are recommended.
@@ -330,7 +323,28 @@ fn calibrate(traces: &[Trace], options: &TrainOptions) -> Result<f64, LearnError
             chosen = Some(*probability);
         }
     }
-    Ok(chosen.unwrap_or(most_precise.1))
+    chosen.unwrap_or(most_precise.1)
+}
+
+/// Per release recommended by the funnel and not paused: the highest probability `model`
+/// gives its recommendations, and whether the release mattered.
+fn highest_probabilities<'t>(
+    traces: impl IntoIterator<Item = &'t Trace>,
+    model: &LearnedModel,
+) -> Vec<(f64, bool)> {
+    traces
+        .into_iter()
+        .filter(|trace| trace.paused_at.is_none() && !trace.steps.is_empty())
+        .map(|trace| {
+            let highest = trace
+                .steps
+                .iter()
+                .flatten()
+                .map(|features| model.probability(features))
+                .fold(0.0, f64::max);
+            (highest, trace.matters())
+        })
+        .collect()
 }
 
 /// The fold of a release, by a hash of its id: stable across runs, machines and orders.
@@ -349,17 +363,15 @@ pub fn fold_of(id: &str, folds: usize) -> usize {
 pub struct FoldReport {
     pub fold: usize,
     pub funnel: ModelScores,
+    /// The fold with its model; the funnel's figures again when none could be trained.
     pub learned: ModelScores,
-    pub model: LearnedModel,
+    /// None when the other folds had nothing to learn from, with the reason.
+    pub model: Result<LearnedModel, LearnError>,
 }
 
 /// Cross-validates on `traces`: for each fold, a model trained on the others, and the fold's
 /// figures with it and with the funnel alone.
-pub fn cross_validate(
-    traces: &[Trace],
-    options: &TrainOptions,
-    folds: usize,
-) -> Result<Vec<FoldReport>, LearnError> {
+pub fn cross_validate(traces: &[Trace], options: &TrainOptions, folds: usize) -> Vec<FoldReport> {
     let folds = folds.max(2);
     let mut reports = Vec::with_capacity(folds);
     for fold in 0..folds {
@@ -367,16 +379,16 @@ pub fn cross_validate(
             .iter()
             .cloned()
             .partition(|trace| fold_of(&trace.label.id, folds) == fold);
-        let trained = train(&kept, options, &[])?;
+        let model = train(&kept, options, &[]).map(|trained| trained.model);
         let on = format!("fold {} of {folds}", fold + 1);
         reports.push(FoldReport {
             fold,
             funnel: evaluate(&held_out, None, &on),
-            learned: evaluate(&held_out, Some(&trained.model), &on),
-            model: trained.model,
+            learned: evaluate(&held_out, model.as_ref().ok(), &on),
+            model,
         });
     }
-    Ok(reports)
+    reports
 }
 
 /// The learned stage a model makes, for replays.

@@ -58,7 +58,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let mut report = String::new();
     if args.folds > 0 {
-        let folds = vigil_learn::cross_validate(&traces, &options, args.folds)?;
+        let folds = vigil_learn::cross_validate(&traces, &options, args.folds);
         report.push_str(&render_folds(&folds, &traces));
     }
     let trained = vigil_learn::train(&traces, &options, &sources)?;
@@ -149,6 +149,12 @@ fn render_folds(folds: &[FoldReport], traces: &[Trace]) -> String {
         "rec prec",
     );
     for fold in folds {
+        if let Err(error) = &fold.model {
+            text.push_str(&format!(
+                "{:<6} no model: {error}; the fold counts with the funnel alone\n",
+                fold.fold + 1
+            ));
+        }
         for (stage, scores) in [("funnel", &fold.funnel), ("learned", &fold.learned)] {
             text.push_str(&format!(
                 "{:<6} {:<8} {:>8} {:>9.3} {:>7.3} {:>11} {:>11} {:>9}\n",
@@ -170,7 +176,7 @@ fn render_folds(folds: &[FoldReport], traces: &[Trace]) -> String {
         folds
             .iter()
             .find(|report| report.fold == fold)
-            .map(|report| &report.model)
+            .and_then(|report| report.model.as_ref().ok())
     };
     let labels: Vec<_> = traces.iter().map(|trace| trace.label.clone()).collect();
     let pooled = |learned: bool| {
