@@ -19,6 +19,10 @@ use crate::stats;
 /// Seconds after a deploy during which a shrinking deviation is taken for a restart transient.
 const TRANSIENT_SECONDS: i64 = 600;
 
+/// How the evidence of a finding of the group test begins (the learned stage tells such
+/// findings apart by it).
+pub const GROUP_SHIFT: &str = "group shift:";
+
 /// Scores of one metric: per host z and delta, per-host bars, and what they compare with.
 #[derive(Debug)]
 struct MetricTrack {
@@ -598,7 +602,7 @@ impl Evaluator {
         }
         finding.evidence = format!(
             "{} the release hosts rank above the reference hosts (rank z {rank_z:.1}), median robust z {:.1}, effect {}",
-            crate::learned::GROUP_SHIFT,
+            GROUP_SHIFT,
             finding.score,
             vigil_core::text::change_words(finding.effect)
         );

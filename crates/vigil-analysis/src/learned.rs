@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use vigil_core::learned::{LearnedModel, ModelError};
 use vigil_core::{Finding, Judgement, MetricMeta, Signal, Signature, Suppressed, Verdict};
 
-use crate::judge::Evaluator;
+use crate::judge::{Evaluator, GROUP_SHIFT};
 
 /// The features of a finding, in the order of [`features`]' vector. A model names them and is
 /// refused when they differ.
@@ -23,9 +23,6 @@ pub const FEATURES: &[&str] = &[
     "critical",
     "history_baseline",
 ];
-
-/// How the evidence of a finding of the funnel's group test begins.
-pub const GROUP_SHIFT: &str = "group shift:";
 
 /// What a finding's features need besides the finding: the release's metrics and step.
 #[derive(Debug, Clone, Copy)]

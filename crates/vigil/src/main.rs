@@ -2,6 +2,7 @@
 //! crates; no analysis logic lives here.
 #![forbid(unsafe_code)]
 
+mod corpus;
 mod gate_cmd;
 mod logging;
 mod logs_cmd;

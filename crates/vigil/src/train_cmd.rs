@@ -5,11 +5,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use vigil_core::learned::LearnedModel;
 use vigil_core::ModelScores;
 use vigil_learn::{FoldReport, Trace, TrainOptions};
 
-use crate::replay_cmd::{bundle_files, map_bundles, read_labels, read_settings};
+use crate::corpus::{bundle_files, map_bundles, read_labels, read_settings};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -103,18 +102,6 @@ fn traces_of(dir: &Path, settings: &vigil_analysis::Settings, jobs: usize) -> Re
         bail!("no release of {} has a label", dir.display());
     }
     Ok(traces)
-}
-
-/// A model file as `vigil train` writes it, checked against this build's features.
-pub(crate) fn read_model(path: &Path) -> Result<LearnedModel> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read model {}", path.display()))?;
-    let model: LearnedModel = serde_json::from_str(&text)
-        .with_context(|| format!("invalid model in {}", path.display()))?;
-    model
-        .check(vigil_analysis::learned::FEATURES)
-        .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
-    Ok(model)
 }
 
 fn rate(value: Option<f64>) -> String {
