@@ -23,6 +23,10 @@ const TRANSIENT_SECONDS: i64 = 600;
 /// findings apart by it).
 pub const GROUP_SHIFT: &str = "group shift:";
 
+/// The rank z of the group test (one-sided, about 0.6 %) for up to `family_size` scored
+/// metrics; more metrics raise it as they raise the per-host bars.
+const GROUP_RANK_Z: f64 = 2.5;
+
 /// Scores of one metric: per host z and delta, per-host bars, and what they compare with.
 #[derive(Debug)]
 struct MetricTrack {
@@ -103,6 +107,8 @@ pub struct Evaluator {
     settings: Settings,
     tracks: Vec<Option<MetricTrack>>,
     transient_steps: usize,
+    /// The rank z the group test must clear, raised with the number of scored metrics.
+    group_bar: f64,
 }
 
 impl Evaluator {
@@ -115,11 +121,17 @@ impl Evaluator {
             .collect();
         raise_bars_for_the_family(&prepared, &mut tracks, settings);
         let transient_steps = usize::try_from(TRANSIENT_SECONDS / bundle.step_seconds).unwrap_or(0);
+        let scored = tracks.iter().filter(|track| track.is_some()).count().max(1);
+        let group_bar = stats::raised_bar(
+            GROUP_RANK_Z,
+            settings.family_size.max(1) as f64 / scored as f64,
+        );
         Evaluator {
             prepared,
             settings: settings.clone(),
             tracks,
             transient_steps,
+            group_bar,
         }
     }
 
@@ -502,24 +514,44 @@ impl Evaluator {
                 true,
             );
         }
-        (self.group_shift(metric, track, now, judged), true)
+        // A metric harmful either way is tested both ways.
+        let signs: &[f64] = if metric.harmful_sign == 0.0 {
+            &[1.0, -1.0]
+        } else {
+            &[metric.harmful_sign]
+        };
+        let group = signs.iter().find_map(|sign| {
+            // Like a host's shift, the group's must hold: at each of the last steps.
+            let held = (1..self.settings.persistence_steps.max(1)).all(|back| {
+                now.checked_sub(back).is_some_and(|earlier| {
+                    self.group_shift(metric, track, earlier, judged, *sign)
+                        .is_some()
+                })
+            });
+            if !held {
+                return None;
+            }
+            self.group_shift(metric, track, now, judged, *sign)
+        });
+        (group, true)
     }
 
     /// A recommendation no single host shows clearly: the release hosts, taken together, sit
     /// above the reference hosts (a rank test of each host's typical z over the recent steps),
     /// by a material change.
+    /// `sign` is the direction tested: 1 up, -1 down.
     fn group_shift(
         &self,
         metric: &MetricData,
         track: &MetricTrack,
         now: usize,
         judged: usize,
+        sign: f64,
     ) -> Option<Finding> {
         if track.baseline != "reference" {
             return None;
         }
         let first_deploy = self.prepared.first_deploy?;
-        let sign = metric.harmful_sign;
         let window = 2 * self.settings.persistence_steps.max(1);
         let typical = |host: usize, from: usize| -> Option<(f64, f64, usize)> {
             let start = from.max(now.saturating_sub(window - 1));
@@ -575,7 +607,13 @@ impl Evaluator {
         }
         let count = (release.len() + reference.len()) as f64;
         let rank_z = (above - pairs / 2.0) / (pairs * (count + 1.0) / 12.0).sqrt();
-        if rank_z < 2.5 {
+        // Tested both ways, each way must clear the bar of half the chance.
+        let bar = if metric.harmful_sign == 0.0 {
+            stats::raised_bar(self.group_bar, 0.5)
+        } else {
+            self.group_bar
+        };
+        if rank_z < bar {
             return None;
         }
         let moved: Vec<(usize, HostEvidence, f64)> = release
