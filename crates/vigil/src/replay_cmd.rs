@@ -8,7 +8,7 @@ use std::sync::mpsc;
 
 use anyhow::{bail, Context, Result};
 use vigil_analysis::score::{self, Decision};
-use vigil_analysis::{replay, ReplayOutcome, Settings};
+use vigil_analysis::{replay_staged, ReplayOutcome, Settings, Stage};
 use vigil_core::Bundle;
 
 use crate::progress::Progress;
@@ -41,43 +41,18 @@ struct OutputLine<'a> {
 }
 
 pub fn run(args: ReplayArgs) -> Result<()> {
-    let settings = match &args.settings {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read settings {}", path.display()))?;
-            serde_json::from_str::<Settings>(&text)
-                .with_context(|| format!("invalid settings in {}", path.display()))?
-        }
-        None => Settings::default(),
-    };
-    let files = bundle_files(&args.dir)?;
-    let labels_path = args.labels.clone().or_else(|| {
-        let beside = args.dir.join("labels.jsonl");
-        beside.is_file().then_some(beside)
-    });
-    let labels = match &labels_path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read labels {}", path.display()))?;
-            Some(
-                score::parse_labels(&text)
-                    .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?,
-            )
-        }
-        None => None,
-    };
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(usize::from)
-                .unwrap_or(1)
-        })
-        .max(1);
+    let settings = read_settings(args.settings.as_deref())?;
+    let jobs = jobs_or_cores(args.jobs);
 
     #[allow(clippy::disallowed_methods)] // the report times the replay itself
     let started = std::time::Instant::now();
-    let outcomes = replay_files(&files, &settings, jobs)?;
+    let FolderReplay { outcomes, score } = replay_folder(
+        &args.dir,
+        args.labels.as_deref(),
+        &settings,
+        &Stage::default(),
+        jobs,
+    )?;
     let elapsed = started.elapsed().as_secs_f64();
 
     let mut writer: Box<dyn Write> = if args.out == "-" {
@@ -118,21 +93,8 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         paused,
         recommended
     ));
-    if let Some(labels) = &labels {
-        let decisions: HashMap<String, Decision> = outcomes
-            .iter()
-            .map(|outcome| {
-                (
-                    outcome.id.clone(),
-                    Decision {
-                        verdict: outcome.verdict,
-                        paused_at: outcome.paused_at,
-                    },
-                )
-            })
-            .collect();
-        let scored = score::score(labels, &decisions);
-        report.push_str(&render_score(&scored));
+    if let Some(scored) = &score {
+        report.push_str(&render_score(scored));
     }
     // The report goes where the results do not; a closed pipe is not an error worth a panic.
     if args.out == "-" {
@@ -142,6 +104,81 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         let _ = std::io::stdout().write_all(report.as_bytes());
     }
     Ok(())
+}
+
+/// A folder replayed: every release's outcome, in file order, and their score when the
+/// folder has labels.
+pub(crate) struct FolderReplay {
+    pub outcomes: Vec<ReplayOutcome>,
+    pub score: Option<score::Score>,
+}
+
+/// Replays a corpus folder (with `releases/`) or a folder of bundles with the learned `stage`
+/// (empty: the funnel alone) and scores it against `labels`, or the `labels.jsonl` beside
+/// `releases/` when there is one.
+pub(crate) fn replay_folder(
+    dir: &Path,
+    labels: Option<&Path>,
+    settings: &Settings,
+    stage: &Stage,
+    jobs: usize,
+) -> Result<FolderReplay> {
+    let files = bundle_files(dir)?;
+    let labels_path = labels.map(Path::to_path_buf).or_else(|| {
+        let beside = dir.join("labels.jsonl");
+        beside.is_file().then_some(beside)
+    });
+    let labels = labels_path.as_deref().map(read_labels).transpose()?;
+    let outcomes = replay_files(&files, settings, stage, jobs)?;
+    let score = labels
+        .as_deref()
+        .map(|labels| score_outcomes(labels, &outcomes));
+    Ok(FolderReplay { outcomes, score })
+}
+
+/// Analysis settings from a JSON file (any subset of the fields), or the defaults.
+pub(crate) fn read_settings(path: Option<&Path>) -> Result<Settings> {
+    let Some(path) = path else {
+        return Ok(Settings::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read settings {}", path.display()))?;
+    serde_json::from_str::<Settings>(&text)
+        .with_context(|| format!("invalid settings in {}", path.display()))
+}
+
+/// Releases replayed at once: as asked, else the number of cores.
+pub(crate) fn jobs_or_cores(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+    })
+    .max(1)
+}
+
+/// Reads a labels file (`labels.jsonl`); errors name the file and the line.
+fn read_labels(path: &Path) -> Result<Vec<score::Label>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read labels {}", path.display()))?;
+    score::parse_labels(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
+}
+
+/// Scores replayed releases against labels.
+fn score_outcomes(labels: &[score::Label], outcomes: &[ReplayOutcome]) -> score::Score {
+    let decisions: HashMap<String, Decision> = outcomes
+        .iter()
+        .map(|outcome| {
+            (
+                outcome.id.clone(),
+                Decision {
+                    verdict: outcome.verdict,
+                    paused_at: outcome.paused_at,
+                },
+            )
+        })
+        .collect();
+    score::score(labels, &decisions)
 }
 
 fn render_score(scored: &score::Score) -> String {
@@ -221,8 +258,14 @@ fn bundle_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Replays every file on `jobs` threads; results come back in file order.
-fn replay_files(files: &[PathBuf], settings: &Settings, jobs: usize) -> Result<Vec<ReplayOutcome>> {
+/// Replays every file with the learned `stage` (empty: the funnel alone) on `jobs` threads,
+/// showing progress; results come back in file order.
+fn replay_files(
+    files: &[PathBuf],
+    settings: &Settings,
+    stage: &Stage,
+    jobs: usize,
+) -> Result<Vec<ReplayOutcome>> {
     let next = AtomicUsize::new(0);
     let (sender, receiver) = mpsc::channel::<(usize, Result<ReplayOutcome>)>();
     let mut results: Vec<Option<ReplayOutcome>> = vec![None; files.len()];
@@ -236,7 +279,7 @@ fn replay_files(files: &[PathBuf], settings: &Settings, jobs: usize) -> Result<V
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = files.get(index) else { break };
                 let outcome = Bundle::read(path)
-                    .map(|bundle| replay(&bundle, settings))
+                    .map(|bundle| replay_staged(&bundle, settings, stage, |_| {}))
                     .map_err(anyhow::Error::from);
                 if sender.send((index, outcome)).is_err() {
                     break;
