@@ -369,8 +369,9 @@ fn promote(store: &dyn Store, request: &PromoteRequest) -> Result<()> {
             "the promoted model changed while the held-out releases were replayed; promote again"
         );
     }
-    store.promote_model(version, &request.actor, vigil_core::SystemClock.now())?;
-    tracing::info!(model = version, by = %request.actor, at = now, "model promoted");
+    let promoted_at = vigil_core::SystemClock.now();
+    store.promote_model(version, &request.actor, promoted_at)?;
+    tracing::info!(model = version, by = %request.actor, at = promoted_at, "model promoted");
     crate::say(&format!(
         "promoted model v{version}: no figure fell by more than {tolerance} against the {}",
         baseline.label()
