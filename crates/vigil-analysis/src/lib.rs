@@ -13,6 +13,7 @@ pub mod learned;
 pub mod logs;
 pub mod peers;
 pub mod prepare;
+pub mod promotion;
 pub mod replay;
 pub mod rules;
 pub mod score;

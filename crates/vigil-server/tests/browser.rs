@@ -5,7 +5,8 @@
 //! reads why it was paused beside its chart, resumes it and reports a false alarm; the store
 //! then holds both. The open list follows a running release's pause without a reload. Last,
 //! the operator goes to Apps with the keyboard and reads an app's coverage, and an app with a
-//! large exporter's 290 metric families keeps a page of reasonable height.
+//! large exporter's 290 metric families keeps a page of reasonable height. A viewer reads the
+//! promoted model's held-out replay beside the funnel's on the Models page.
 //! Screenshots of each stage go to `target/browser-artifacts/`.
 //!
 //! Needs `/usr/bin/chromedriver` and `/usr/bin/chromium` (Debian's `chromium-driver` and
@@ -564,4 +565,89 @@ fn a_large_exporter_s_metric_families_fold(browser: &Browser, server: &TestServe
     );
     let folded = browser.find_all("#metrics details:not([open])").unwrap();
     assert!(folded.len() > 10, "{} groups folded", folded.len());
+}
+
+/// A viewer goes to Models from the header with the keyboard and reads the promoted model's
+/// held-out replay beside the funnel's.
+#[test]
+fn a_viewer_reads_the_promoted_model_beside_the_funnel() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let server = TestServer::start(1_700_000_000);
+    let features = vigil_analysis::learned::FEATURES;
+    let scores = |on: &str, false_recommendations: f64| vigil_core::learned::ModelScores {
+        on: on.to_owned(),
+        releases: 60,
+        precision: 0.962,
+        recall: 1.0,
+        f1: 0.98,
+        anomaly_recommended: Some(0.6),
+        healthy_recommended: Some(false_recommendations),
+        recommendation_precision: Some(0.7),
+        delay_min_median: None,
+    };
+    let model = vigil_store::NewModel {
+        created_at: server.clock.now(),
+        created_by: "trainer".to_owned(),
+        model: vigil_core::learned::LearnedModel {
+            format: vigil_core::learned::MODEL_FORMAT.to_owned(),
+            features: features.iter().map(|name| (*name).to_owned()).collect(),
+            mean: vec![0.0; features.len()],
+            scale: vec![1.0; features.len()],
+            weights: vec![0.0; features.len()],
+            intercept: 0.0,
+            threshold: 0.42,
+            target_precision: 0.8,
+        },
+        training: vigil_core::learned::TrainingSet {
+            sources: vec!["corpus/public".to_owned()],
+            releases: 240,
+            examples: 800,
+            positives: 120,
+        },
+        scores: vec![
+            scores("held-out: fold 5", 0.08),
+            scores("funnel on held-out: fold 5", 0.27),
+        ],
+        note: "four folds".to_owned(),
+    };
+    let store = &server.state.store;
+    let version = store.add_model(&model).unwrap();
+    store
+        .promote_model(version, "alice", server.clock.now())
+        .unwrap();
+
+    sign_in(&browser, &server, &server.viewer);
+    let models_link = browser.find("header nav a[href='/models']").unwrap();
+    browser.type_text(&models_link, ENTER).unwrap();
+    wait_for_text(&browser, "h1", "Models");
+    let subtitle = wait_for_text(&browser, "p.subtitle", "The guard applies model v1");
+    assert!(
+        subtitle.contains("faults are never set aside"),
+        "{subtitle}"
+    );
+    let listed = wait_for_text(&browser, "table.models tbody", "v1");
+    assert!(
+        listed.contains("promoted: the guard applies it"),
+        "{listed}"
+    );
+    assert!(listed.contains("corpus/public: 240 releases"), "{listed}");
+    let rows: Vec<String> = browser
+        .find_all("table.scores tbody tr")
+        .unwrap()
+        .iter()
+        .map(|row| browser.text(row).unwrap().replace('\n', " "))
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows[0].starts_with("held-out: fold 5"), "{rows:?}");
+    assert!(rows[0].contains("0.080"), "{rows:?}");
+    assert!(
+        rows[1].starts_with("funnel on held-out: fold 5"),
+        "{rows:?}"
+    );
+    assert!(rows[1].contains("0.270"), "{rows:?}");
+    let audit = wait_for_text(&browser, "table.promotions tbody", "promoted");
+    assert!(audit.contains("alice"), "{audit}");
+    screenshot(&browser, "20-models");
 }

@@ -556,6 +556,71 @@ fn send_replica_routes(contract: &mut Contract) {
     assert_eq!(status, 401);
 }
 
+/// The models: one with held-out scores promoted through the gate, one without refused, a
+/// rollback to the funnel alone and one with nothing left to roll back.
+fn send_model_routes(contract: &mut Contract) {
+    let operator = contract.server.operator.clone();
+    let admin = contract.server.admin.clone();
+    let features = vigil_analysis::learned::FEATURES;
+    let scores = |on: String| vigil_core::learned::ModelScores {
+        on,
+        releases: 10,
+        precision: 1.0,
+        recall: 1.0,
+        f1: 1.0,
+        anomaly_recommended: Some(0.5),
+        healthy_recommended: None,
+        recommendation_precision: Some(0.5),
+        delay_min_median: None,
+    };
+    for rows in [
+        vec![
+            scores("held-out: h".to_owned()),
+            scores("funnel on held-out: h".to_owned()),
+        ],
+        Vec::new(),
+    ] {
+        let model = vigil_store::NewModel {
+            created_at: NOW,
+            created_by: "trainer".to_owned(),
+            model: vigil_core::learned::LearnedModel {
+                format: vigil_core::learned::MODEL_FORMAT.to_owned(),
+                features: features.iter().map(|name| (*name).to_owned()).collect(),
+                mean: vec![0.0; features.len()],
+                scale: vec![1.0; features.len()],
+                weights: vec![0.0; features.len()],
+                intercept: 0.0,
+                threshold: 0.5,
+                target_precision: 0.8,
+            },
+            training: vigil_core::learned::TrainingSet::default(),
+            scores: rows,
+            note: String::new(),
+        };
+        contract.server.state.store.add_model(&model).unwrap();
+    }
+    let template = "/api/v1/models/{version}/promote";
+    let (status, answer) = contract.send(
+        "POST",
+        template,
+        "/api/v1/models/1/promote",
+        &admin,
+        Some(json!({"tolerance": 0.01})),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) = contract.send("POST", template, "/api/v1/models/2/promote", &admin, None);
+    assert_eq!(status, 409);
+    let (status, answer) =
+        contract.send("GET", "/api/v1/models", "/api/v1/models", &operator, None);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["promotions"][0]["action"], "promoted", "{answer}");
+    let rollback = "/api/v1/models/rollback";
+    let (status, answer) = contract.send("POST", rollback, rollback, &admin, None);
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) = contract.send("POST", rollback, rollback, &admin, None);
+    assert_eq!(status, 409);
+}
+
 #[test]
 fn every_route_answers_as_the_document_says() {
     let mut contract = Contract::new();
@@ -585,6 +650,7 @@ fn every_route_answers_as_the_document_says() {
     send_import(&mut contract);
     send_token_routes(&mut contract);
     send_replica_routes(&mut contract);
+    send_model_routes(&mut contract);
 
     let documented = operations(&contract.document);
     let unsent: Vec<&String> = documented.difference(&contract.sent).collect();

@@ -28,6 +28,9 @@ pub(crate) trait Executor {
     const SELECT_RELEASE_TO_CHANGE: &'static str;
     /// The statement that reads the lease a fenced write needs (PostgreSQL locks its row).
     const SELECT_LEASE_TO_FENCE: &'static str;
+    /// The statement that reads every model before a promotion or a rollback (PostgreSQL
+    /// locks their rows).
+    const SELECT_MODELS_TO_CHANGE: &'static str;
 
     /// Runs a statement; returns how many rows it changed.
     fn execute(&mut self, sql: &'static str, arguments: &[Value<'_>]) -> Result<u64, StoreError>;
@@ -39,6 +42,14 @@ pub(crate) trait Executor {
         arguments: &[Value<'_>],
         read: fn(&dyn Columns) -> Result<Read, StoreError>,
     ) -> Result<Option<Read>, StoreError>;
+
+    /// Runs a query and reads every row with `read`.
+    fn all<Read>(
+        &mut self,
+        sql: &'static str,
+        arguments: &[Value<'_>],
+        read: fn(&dyn Columns) -> Result<Read, StoreError>,
+    ) -> Result<Vec<Read>, StoreError>;
 }
 
 /// Stores an imported release, its templates, chunks and verdict, then applies its outcome

@@ -11,6 +11,7 @@
 mod changes;
 mod codec;
 mod leases;
+mod models;
 pub mod postgres_store;
 mod schema;
 mod sql;
@@ -25,6 +26,7 @@ pub use crate::postgres_store::PostgresStore;
 pub use crate::sqlite_store::{SqliteStore, Synchronous};
 pub use crate::timed::TimedStore;
 
+use vigil_core::learned::{LearnedModel, ModelRecord, ModelScores, TrainingSet};
 use vigil_core::release::{
     ApiToken, Feedback, NewNotification, OutboxItem, Release, ReleaseState, Role, Transition,
     VerdictRecord,
@@ -49,6 +51,14 @@ pub enum StoreError {
     UnknownNotification { id: i64 },
     #[error("no token {id}")]
     UnknownToken { id: i64 },
+    #[error("no model version {version}")]
+    UnknownModel { version: i64 },
+    /// Promoting the model that is promoted already.
+    #[error("model version {version} is promoted already")]
+    ModelPromoted { version: i64 },
+    /// A rollback while no model is promoted.
+    #[error("no model is promoted: there is nothing to roll back")]
+    NothingToRollBack,
     /// A fenced write of the guard: the writer no longer holds the release's lease (another
     /// replica took it, or it expired), so nothing was written.
     #[error("the lease of release {release_id} is no longer held by this replica")]
@@ -237,6 +247,48 @@ pub enum Appended {
     Duplicate,
 }
 
+/// A model to store as a candidate ([`Store::add_model`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewModel {
+    pub created_at: i64,
+    pub created_by: String,
+    pub model: LearnedModel,
+    pub training: TrainingSet,
+    pub scores: Vec<ModelScores>,
+    pub note: String,
+}
+
+/// What a rollback did: the model it retired and the one it promoted again, if any (none: the
+/// guard runs the funnel alone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRollback {
+    pub retired: ModelRecord,
+    pub promoted: Option<ModelRecord>,
+}
+
+/// What happened to a model in a promotion or a rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromotionAction {
+    /// Promoted by a person (`vigil model promote`, the API).
+    Promoted,
+    /// Retired by a rollback.
+    RolledBack,
+    /// Promoted again by a rollback of the model that had replaced it.
+    Restored,
+}
+
+/// One entry of the models' audit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModelPromotion {
+    /// Order of the entries across all models, from 1.
+    pub seq: i64,
+    pub version: i64,
+    pub action: PromotionAction,
+    pub by: String,
+    pub at: i64,
+}
+
 /// The durable state of the server.
 pub trait Store: Send + Sync + std::fmt::Debug {
     // ---- releases
@@ -308,11 +360,40 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         let _ = app;
         Ok(Vec::new())
     }
+
+    // ---- models of the learned stage
     /// The model the guard applies, if one is promoted.
-    // Shared ground: the models change implements it on both backends.
-    fn promoted_model(&self) -> Result<Option<vigil_core::ModelRecord>, StoreError> {
-        Ok(None)
-    }
+    fn promoted_model(&self) -> Result<Option<ModelRecord>, StoreError>;
+    /// Stores a new model as a candidate and returns its version (1, 2, 3... in the order
+    /// added).
+    fn add_model(&self, model: &NewModel) -> Result<i64, StoreError>;
+    /// Every model, newest first.
+    fn models(&self) -> Result<Vec<ModelRecord>, StoreError>;
+    /// The model of this version, `None` when there is none.
+    fn model(&self, version: i64) -> Result<Option<ModelRecord>, StoreError>;
+    /// Promotes a model, in one transaction: the promoted one (if any) becomes retired, this
+    /// one promoted with `promoted_at` = `at`, and the promotion joins the audit
+    /// ([`Store::model_promotions`]). [`StoreError::UnknownModel`] when there is no such
+    /// version, [`StoreError::ModelPromoted`] when it is the promoted one; nothing changes
+    /// then.
+    fn promote_model(&self, version: i64, actor: &str, at: i64) -> Result<ModelRecord, StoreError>;
+    /// Undoes the last promotion still in force, in one transaction: the promoted model becomes
+    /// retired and the model promoted before it (the one it replaced, itself not rolled back)
+    /// is promoted again, with `promoted_at` = `at`. Promotions form a stack: rollbacks walk it
+    /// back one promotion at a time. When the promoted model replaced none, it is retired and
+    /// no model is promoted: the guard runs the funnel alone. [`StoreError::NothingToRollBack`]
+    /// when no model is promoted.
+    fn rollback_model(&self, actor: &str, at: i64) -> Result<ModelRollback, StoreError>;
+    /// Appends replay figures to a model's scores and returns the model as stored;
+    /// [`StoreError::UnknownModel`] when there is no such version.
+    fn set_model_scores(
+        &self,
+        version: i64,
+        scores: &[ModelScores],
+    ) -> Result<ModelRecord, StoreError>;
+    /// Every promotion and rollback of every model, oldest first: the audit of which model the
+    /// guard applied when, and who decided it.
+    fn model_promotions(&self) -> Result<Vec<ModelPromotion>, StoreError>;
 
     // ---- notification outbox
     /// Pending items whose `next_attempt_at` is at or before `now`, oldest first (in the

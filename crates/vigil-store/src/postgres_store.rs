@@ -28,12 +28,15 @@ use crate::codec::{
     to_json, Columns, FeedbackRow,
 };
 use crate::leases;
+use crate::models;
 use crate::schema;
 use crate::sql;
 use crate::{
     redact_password, Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, Lease,
-    LeaseFence, PageSession, ReleaseFilter, ReplicaRecord, Store, StoreError, StoredChunk,
+    LeaseFence, ModelPromotion, ModelRollback, NewModel, PageSession, ReleaseFilter, ReplicaRecord,
+    Store, StoreError, StoredChunk,
 };
+use vigil_core::learned::{ModelRecord, ModelScores};
 
 /// How long to wait for the server when the URL does not say (`connect_timeout=`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -344,6 +347,7 @@ struct PostgresExecutor<'session, Client: GenericClient> {
 impl<Client: GenericClient> Executor for PostgresExecutor<'_, Client> {
     const SELECT_RELEASE_TO_CHANGE: &'static str = sql::SELECT_RELEASE_FOR_UPDATE;
     const SELECT_LEASE_TO_FENCE: &'static str = sql::SELECT_FENCE_FOR_UPDATE;
+    const SELECT_MODELS_TO_CHANGE: &'static str = sql::SELECT_MODELS_FOR_UPDATE;
 
     fn execute(&mut self, sql: &'static str, arguments: &[Value<'_>]) -> Result<u64, StoreError> {
         let statement = prepared(self.statements, self.client, sql)?;
@@ -363,6 +367,19 @@ impl<Client: GenericClient> Executor for PostgresExecutor<'_, Client> {
             .query_opt(&statement, &postgres_arguments(arguments))?
             .map(|row| read(&row))
             .transpose()
+    }
+    fn all<Read>(
+        &mut self,
+        sql: &'static str,
+        arguments: &[Value<'_>],
+        read: fn(&dyn Columns) -> Result<Read, StoreError>,
+    ) -> Result<Vec<Read>, StoreError> {
+        let statement = prepared(self.statements, self.client, sql)?;
+        self.client
+            .query(&statement, &postgres_arguments(arguments))?
+            .iter()
+            .map(|row| read(row))
+            .collect()
     }
 }
 
@@ -537,6 +554,113 @@ impl Store for PostgresStore {
             &[&release_id],
             read_feedback,
         )
+    }
+
+    // ---- models of the learned stage
+    fn promoted_model(&self) -> Result<Option<ModelRecord>, StoreError> {
+        let mut session = self.connection()?;
+        let found = collect(
+            &mut session,
+            sql::SELECT_PROMOTED_MODEL,
+            &[],
+            models::read_model,
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn add_model(&self, model: &NewModel) -> Result<i64, StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let version = models::insert_model(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            model,
+        )?;
+        transaction.commit()?;
+        Ok(version)
+    }
+
+    fn models(&self) -> Result<Vec<ModelRecord>, StoreError> {
+        let mut session = self.connection()?;
+        collect(&mut session, sql::SELECT_MODELS, &[], models::read_model)
+    }
+
+    fn model(&self, version: i64) -> Result<Option<ModelRecord>, StoreError> {
+        let mut session = self.connection()?;
+        let found = collect(
+            &mut session,
+            sql::SELECT_MODEL,
+            &[&version],
+            models::read_model,
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn promote_model(&self, version: i64, actor: &str, at: i64) -> Result<ModelRecord, StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let promoted = models::promote_model(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            version,
+            actor,
+            at,
+        )?;
+        transaction.commit()?;
+        Ok(promoted)
+    }
+
+    fn rollback_model(&self, actor: &str, at: i64) -> Result<ModelRollback, StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let rollback = models::rollback_model(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            actor,
+            at,
+        )?;
+        transaction.commit()?;
+        Ok(rollback)
+    }
+
+    fn set_model_scores(
+        &self,
+        version: i64,
+        scores: &[ModelScores],
+    ) -> Result<ModelRecord, StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let record = models::add_model_scores(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            version,
+            scores,
+        )?;
+        transaction.commit()?;
+        Ok(record)
+    }
+
+    fn model_promotions(&self) -> Result<Vec<ModelPromotion>, StoreError> {
+        let mut session = self.connection()?;
+        let rows = collect(
+            &mut session,
+            sql::SELECT_MODELS,
+            &[],
+            models::read_model_row,
+        )?;
+        Ok(models::promotions_of(&rows))
     }
 
     fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {

@@ -282,6 +282,49 @@ pub(crate) const CLAIM_NOTIFICATIONS: &str = claim_notifications!("");
 pub(crate) const CLAIM_NOTIFICATIONS_SKIP_LOCKED: &str =
     claim_notifications!(" FOR UPDATE SKIP LOCKED");
 
+// ---- models of the learned stage
+
+/// Columns of `models`, in the order `models::read_model` reads them.
+macro_rules! model_columns {
+    () => {
+        "version, state, created_at, created_by, promoted_at, body"
+    };
+}
+
+pub(crate) const INSERT_MODEL: &str =
+    "INSERT INTO models (state, created_at, created_by, promoted_at, body) \
+     VALUES ('candidate', $1, $2, NULL, $3) RETURNING version";
+
+pub(crate) const SELECT_MODELS: &str = concat!(
+    "SELECT ",
+    model_columns!(),
+    " FROM models ORDER BY version DESC"
+);
+
+pub(crate) const SELECT_MODEL: &str = concat!(
+    "SELECT ",
+    model_columns!(),
+    " FROM models WHERE version = $1"
+);
+
+pub(crate) const SELECT_PROMOTED_MODEL: &str = concat!(
+    "SELECT ",
+    model_columns!(),
+    " FROM models WHERE state = 'promoted' ORDER BY version DESC LIMIT 1"
+);
+
+/// Every model, their rows locked until the transaction ends (PostgreSQL; SQLite's write
+/// transaction already holds the whole database), so that promotions and rollbacks run one at
+/// a time.
+pub(crate) const SELECT_MODELS_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    model_columns!(),
+    " FROM models ORDER BY version DESC FOR UPDATE"
+);
+
+pub(crate) const UPDATE_MODEL: &str =
+    "UPDATE models SET state = $1, promoted_at = $2, body = $3 WHERE version = $4";
+
 /// Every statement of this file, for the test.
 #[cfg(test)]
 const ALL: &[&str] = &[
@@ -334,6 +377,12 @@ const ALL: &[&str] = &[
     SELECT_FENCE_FOR_UPDATE,
     CLAIM_NOTIFICATIONS,
     CLAIM_NOTIFICATIONS_SKIP_LOCKED,
+    INSERT_MODEL,
+    SELECT_MODELS,
+    SELECT_MODEL,
+    SELECT_PROMOTED_MODEL,
+    SELECT_MODELS_FOR_UPDATE,
+    UPDATE_MODEL,
 ];
 
 /// The placeholders' numbers in the order they first appear.

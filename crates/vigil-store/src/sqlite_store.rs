@@ -33,12 +33,15 @@ use crate::codec::{
     to_json, Columns, FeedbackRow, ReleaseRow,
 };
 use crate::leases;
+use crate::models;
 use crate::schema;
 use crate::sql;
 use crate::{
     Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, Lease, LeaseFence,
-    PageSession, ReleaseFilter, ReplicaRecord, Store, StoreError, StoredChunk,
+    ModelPromotion, ModelRollback, NewModel, PageSession, ReleaseFilter, ReplicaRecord, Store,
+    StoreError, StoredChunk,
 };
+use vigil_core::learned::{ModelRecord, ModelScores};
 
 /// How long a statement waits for another process holding the database's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -389,6 +392,75 @@ impl Store for SqliteStore {
             [release_id],
             read_feedback,
         )
+    }
+
+    // ---- models of the learned stage
+    fn promoted_model(&self) -> Result<Option<ModelRecord>, StoreError> {
+        let connection = self.reader();
+        first(
+            &connection,
+            sql::SELECT_PROMOTED_MODEL,
+            [],
+            models::read_model,
+        )
+    }
+
+    fn add_model(&self, model: &NewModel) -> Result<i64, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version = models::insert_model(&mut SqliteExecutor(&transaction), model)?;
+        transaction.commit()?;
+        Ok(version)
+    }
+
+    fn models(&self) -> Result<Vec<ModelRecord>, StoreError> {
+        let connection = self.reader();
+        collect(&connection, sql::SELECT_MODELS, [], models::read_model)
+    }
+
+    fn model(&self, version: i64) -> Result<Option<ModelRecord>, StoreError> {
+        let connection = self.reader();
+        first(
+            &connection,
+            sql::SELECT_MODEL,
+            [version],
+            models::read_model,
+        )
+    }
+
+    fn promote_model(&self, version: i64, actor: &str, at: i64) -> Result<ModelRecord, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let promoted =
+            models::promote_model(&mut SqliteExecutor(&transaction), version, actor, at)?;
+        transaction.commit()?;
+        Ok(promoted)
+    }
+
+    fn rollback_model(&self, actor: &str, at: i64) -> Result<ModelRollback, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rollback = models::rollback_model(&mut SqliteExecutor(&transaction), actor, at)?;
+        transaction.commit()?;
+        Ok(rollback)
+    }
+
+    fn set_model_scores(
+        &self,
+        version: i64,
+        scores: &[ModelScores],
+    ) -> Result<ModelRecord, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let record = models::add_model_scores(&mut SqliteExecutor(&transaction), version, scores)?;
+        transaction.commit()?;
+        Ok(record)
+    }
+
+    fn model_promotions(&self) -> Result<Vec<ModelPromotion>, StoreError> {
+        let connection = self.reader();
+        let rows = collect(&connection, sql::SELECT_MODELS, [], models::read_model_row)?;
+        Ok(models::promotions_of(&rows))
     }
 
     fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
@@ -780,6 +852,7 @@ struct SqliteExecutor<'connection>(&'connection Connection);
 impl Executor for SqliteExecutor<'_> {
     const SELECT_RELEASE_TO_CHANGE: &'static str = sql::SELECT_RELEASE;
     const SELECT_LEASE_TO_FENCE: &'static str = sql::SELECT_FENCE;
+    const SELECT_MODELS_TO_CHANGE: &'static str = sql::SELECT_MODELS;
 
     fn execute(&mut self, sql: &'static str, arguments: &[Value<'_>]) -> Result<u64, StoreError> {
         let changed = self
@@ -796,6 +869,15 @@ impl Executor for SqliteExecutor<'_> {
         read: fn(&dyn Columns) -> Result<Read, StoreError>,
     ) -> Result<Option<Read>, StoreError> {
         first(self.0, sql, rusqlite::params_from_iter(arguments), read)
+    }
+
+    fn all<Read>(
+        &mut self,
+        sql: &'static str,
+        arguments: &[Value<'_>],
+        read: fn(&dyn Columns) -> Result<Read, StoreError>,
+    ) -> Result<Vec<Read>, StoreError> {
+        collect(self.0, sql, rusqlite::params_from_iter(arguments), read)
     }
 }
 

@@ -13,8 +13,10 @@ use vigil_core::{LogTemplate, Stopwatch};
 
 use crate::{
     Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, Lease, LeaseFence,
-    PageSession, ReleaseFilter, ReplicaRecord, Store, StoreError, StoredChunk,
+    ModelPromotion, ModelRollback, NewModel, PageSession, ReleaseFilter, ReplicaRecord, Store,
+    StoreError, StoredChunk,
 };
+use vigil_core::learned::{ModelRecord, ModelScores};
 
 /// The store it wraps, each call timed.
 #[derive(Debug)]
@@ -88,6 +90,47 @@ impl Store for TimedStore {
 
     fn feedback(&self, release_id: &str) -> Result<Vec<Feedback>, StoreError> {
         timed("feedback", || self.inner.feedback(release_id))
+    }
+
+    // ---- models of the learned stage
+    fn promoted_model(&self) -> Result<Option<ModelRecord>, StoreError> {
+        timed("promoted_model", || self.inner.promoted_model())
+    }
+
+    fn add_model(&self, model: &NewModel) -> Result<i64, StoreError> {
+        timed("add_model", || self.inner.add_model(model))
+    }
+
+    fn models(&self) -> Result<Vec<ModelRecord>, StoreError> {
+        timed("models", || self.inner.models())
+    }
+
+    fn model(&self, version: i64) -> Result<Option<ModelRecord>, StoreError> {
+        timed("model", || self.inner.model(version))
+    }
+
+    fn promote_model(&self, version: i64, actor: &str, at: i64) -> Result<ModelRecord, StoreError> {
+        timed("promote_model", || {
+            self.inner.promote_model(version, actor, at)
+        })
+    }
+
+    fn rollback_model(&self, actor: &str, at: i64) -> Result<ModelRollback, StoreError> {
+        timed("rollback_model", || self.inner.rollback_model(actor, at))
+    }
+
+    fn set_model_scores(
+        &self,
+        version: i64,
+        scores: &[ModelScores],
+    ) -> Result<ModelRecord, StoreError> {
+        timed("set_model_scores", || {
+            self.inner.set_model_scores(version, scores)
+        })
+    }
+
+    fn model_promotions(&self) -> Result<Vec<ModelPromotion>, StoreError> {
+        timed("model_promotions", || self.inner.model_promotions())
     }
 
     fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {

@@ -8,6 +8,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier, Once};
 
+use vigil_core::learned::{LearnedModel, ModelScores, ModelState, TrainingSet, MODEL_FORMAT};
 use vigil_core::release::{
     Action, DeliveryState, Feedback, FeedbackKind, NewNotification, NotificationEvent,
     PlannedBatch, ReferenceHosts, Release, ReleaseSpec, ReleaseState, Role, VerdictRecord,
@@ -15,8 +16,8 @@ use vigil_core::release::{
 use vigil_core::{Batch, Direction, Finding, LogTemplate, MetricKind, MetricMeta, Signal, Verdict};
 use vigil_store::testing::{ScratchPostgres, TempDir, POSTGRES_TEST_ENV};
 use vigil_store::{
-    Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, PageSession, ReleaseFilter,
-    Store, StoreError,
+    Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, NewModel, PageSession,
+    PromotionAction, ReleaseFilter, Store, StoreError,
 };
 
 /// The store URL the child process of the kill test writes to.
@@ -209,6 +210,12 @@ conformance! {
         claimed_notifications_are_claimed_by_one_replica_until_the_claim_ends,
         sent_or_failed_notifications_lose_their_claim,
         claims_racing_from_many_threads_take_each_item_once,
+        models_are_added_as_candidates_and_listed_newest_first,
+        a_promotion_retires_the_promoted_model_and_is_audited,
+        promoting_an_unknown_or_promoted_model_changes_nothing,
+        rollbacks_walk_the_promotions_back_to_the_funnel_alone,
+        racing_promotions_leave_one_model_promoted,
+        scores_are_appended_to_a_model,
     ],
     backends: [
         a_reopened_store_still_has_everything,
@@ -1997,4 +2004,247 @@ fn postgres_store_serves_other_calls_while_one_waits_on_a_lock() {
         Ok(Appended::Stored)
     );
     assert!(waiting.join().unwrap().is_some());
+}
+
+// ---------------------------------------------------------------- models of the learned stage
+
+fn new_model(created_at: i64, intercept: f64, note: &str) -> NewModel {
+    NewModel {
+        created_at,
+        created_by: "trainer".to_owned(),
+        model: LearnedModel {
+            format: MODEL_FORMAT.to_owned(),
+            features: vec!["a".to_owned(), "b".to_owned()],
+            mean: vec![0.5, 1.0],
+            scale: vec![1.0, 2.0],
+            weights: vec![0.25, -1.5],
+            intercept,
+            threshold: 0.4,
+            target_precision: 0.8,
+        },
+        training: TrainingSet {
+            sources: vec!["corpus/public".to_owned(), "store".to_owned()],
+            releases: 240,
+            examples: 900,
+            positives: 130,
+        },
+        scores: vec![model_scores("train", 0.9)],
+        note: note.to_owned(),
+    }
+}
+
+fn model_scores(on: &str, precision: f64) -> ModelScores {
+    ModelScores {
+        on: on.to_owned(),
+        releases: 60,
+        precision,
+        recall: 1.0,
+        f1: 0.95,
+        anomaly_recommended: Some(0.6),
+        healthy_recommended: Some(0.08),
+        recommendation_precision: Some(0.75),
+        delay_min_median: None,
+    }
+}
+
+/// Each model's version and state, by version.
+fn model_states(store: &dyn Store) -> Vec<(i64, ModelState)> {
+    let mut states: Vec<(i64, ModelState)> = store
+        .models()
+        .unwrap()
+        .into_iter()
+        .map(|record| (record.version, record.state))
+        .collect();
+    states.sort_by_key(|(version, _)| *version);
+    states
+}
+
+fn models_are_added_as_candidates_and_listed_newest_first(store: &dyn Store) {
+    assert!(store.models().unwrap().is_empty());
+    assert_eq!(store.promoted_model().unwrap(), None);
+    let first = new_model(1_000, 0.5, "first");
+    let second = new_model(2_000, -0.5, "second");
+    assert_eq!(store.add_model(&first).unwrap(), 1);
+    assert_eq!(store.add_model(&second).unwrap(), 2);
+    let listed = store.models().unwrap();
+    let versions: Vec<i64> = listed.iter().map(|record| record.version).collect();
+    assert_eq!(versions, [2, 1]);
+    let stored = store.model(1).unwrap().unwrap();
+    assert_eq!(stored.state, ModelState::Candidate);
+    assert_eq!(stored.model, first.model);
+    assert_eq!(stored.training, first.training);
+    assert_eq!(stored.scores, first.scores);
+    assert_eq!(stored.note, "first");
+    assert_eq!(stored.created_at, 1_000);
+    assert_eq!(stored.created_by, "trainer");
+    assert_eq!(stored.promoted_at, None);
+    assert_eq!(store.model(3).unwrap(), None);
+    assert_eq!(store.promoted_model().unwrap(), None);
+    assert!(store.model_promotions().unwrap().is_empty());
+}
+
+fn a_promotion_retires_the_promoted_model_and_is_audited(store: &dyn Store) {
+    store.add_model(&new_model(1_000, 0.5, "")).unwrap();
+    store.add_model(&new_model(2_000, 0.1, "")).unwrap();
+    store.add_model(&new_model(3_000, 0.2, "")).unwrap();
+    let promoted = store.promote_model(1, "alice", 5_000).unwrap();
+    assert_eq!(promoted.state, ModelState::Promoted);
+    assert_eq!(promoted.promoted_at, Some(5_000));
+    assert_eq!(store.promoted_model().unwrap().unwrap().version, 1);
+    store.promote_model(2, "bob", 6_000).unwrap();
+    assert_eq!(
+        model_states(store),
+        [
+            (1, ModelState::Retired),
+            (2, ModelState::Promoted),
+            (3, ModelState::Candidate)
+        ]
+    );
+    let current = store.promoted_model().unwrap().unwrap();
+    assert_eq!((current.version, current.promoted_at), (2, Some(6_000)));
+    // The retired one keeps when it was promoted.
+    assert_eq!(store.model(1).unwrap().unwrap().promoted_at, Some(5_000));
+    let audit: Vec<(i64, i64, PromotionAction, String, i64)> = store
+        .model_promotions()
+        .unwrap()
+        .into_iter()
+        .map(|entry| (entry.seq, entry.version, entry.action, entry.by, entry.at))
+        .collect();
+    assert_eq!(
+        audit,
+        [
+            (1, 1, PromotionAction::Promoted, "alice".to_owned(), 5_000),
+            (2, 2, PromotionAction::Promoted, "bob".to_owned(), 6_000),
+        ]
+    );
+}
+
+fn promoting_an_unknown_or_promoted_model_changes_nothing(store: &dyn Store) {
+    store.add_model(&new_model(1_000, 0.5, "")).unwrap();
+    assert!(matches!(
+        store.promote_model(7, "alice", 5_000),
+        Err(StoreError::UnknownModel { version: 7 })
+    ));
+    assert_eq!(model_states(store), [(1, ModelState::Candidate)]);
+    store.promote_model(1, "alice", 5_000).unwrap();
+    let again = store.promote_model(1, "bob", 6_000).unwrap_err();
+    assert!(
+        matches!(again, StoreError::ModelPromoted { version: 1 }),
+        "{again:?}"
+    );
+    assert_eq!(again.to_string(), "model version 1 is promoted already");
+    assert_eq!(
+        store.promoted_model().unwrap().unwrap().promoted_at,
+        Some(5_000)
+    );
+    assert_eq!(store.model_promotions().unwrap().len(), 1);
+    assert!(matches!(
+        store.set_model_scores(9, &[model_scores("x", 0.5)]),
+        Err(StoreError::UnknownModel { version: 9 })
+    ));
+}
+
+fn rollbacks_walk_the_promotions_back_to_the_funnel_alone(store: &dyn Store) {
+    for created_at in [1_000, 2_000, 3_000] {
+        store.add_model(&new_model(created_at, 0.0, "")).unwrap();
+    }
+    let nothing = store.rollback_model("alice", 4_000).unwrap_err();
+    assert!(
+        matches!(nothing, StoreError::NothingToRollBack),
+        "{nothing:?}"
+    );
+    assert_eq!(
+        nothing.to_string(),
+        "no model is promoted: there is nothing to roll back"
+    );
+    // 1, then 2, then 1 again, then 3: each rollback undoes the last promotion in force.
+    store.promote_model(1, "alice", 5_000).unwrap();
+    store.promote_model(2, "alice", 6_000).unwrap();
+    store.promote_model(1, "alice", 7_000).unwrap();
+    store.promote_model(3, "alice", 8_000).unwrap();
+    let mut walked = Vec::new();
+    for step in 0..4 {
+        let rollback = store.rollback_model("bob", 9_000 + step).unwrap();
+        assert_eq!(rollback.retired.state, ModelState::Retired);
+        let promoted = rollback.promoted.as_ref().map(|record| record.version);
+        assert_eq!(
+            store.promoted_model().unwrap().map(|record| record.version),
+            promoted
+        );
+        if let Some(record) = &rollback.promoted {
+            assert_eq!(record.state, ModelState::Promoted);
+            assert_eq!(record.promoted_at, Some(9_000 + step));
+        }
+        walked.push((rollback.retired.version, promoted));
+    }
+    assert_eq!(
+        walked,
+        [(3, Some(1)), (1, Some(2)), (2, Some(1)), (1, None)]
+    );
+    assert!(model_states(store)
+        .iter()
+        .all(|(_, state)| *state == ModelState::Retired));
+    assert!(matches!(
+        store.rollback_model("bob", 10_000),
+        Err(StoreError::NothingToRollBack)
+    ));
+    let audit = store.model_promotions().unwrap();
+    let seqs: Vec<i64> = audit.iter().map(|entry| entry.seq).collect();
+    assert_eq!(seqs, (1..=11).collect::<Vec<i64>>());
+    let last = audit.last().unwrap();
+    assert_eq!(
+        (last.version, last.action, last.by.as_str(), last.at),
+        (1, PromotionAction::RolledBack, "bob", 9_003)
+    );
+    // A promotion after the stack emptied replaced nothing: rolling it back leaves none.
+    store.promote_model(2, "carol", 11_000).unwrap();
+    let rollback = store.rollback_model("carol", 12_000).unwrap();
+    assert_eq!(rollback.retired.version, 2);
+    assert_eq!(rollback.promoted, None);
+}
+
+fn racing_promotions_leave_one_model_promoted(store: &dyn Store) {
+    let racers = 6;
+    for index in 0..racers {
+        store.add_model(&new_model(1_000 + index, 0.0, "")).unwrap();
+    }
+    let barrier = Barrier::new(racers as usize);
+    std::thread::scope(|scope| {
+        for version in 1..=racers {
+            let barrier = &barrier;
+            scope.spawn(move || {
+                barrier.wait();
+                store
+                    .promote_model(version, &format!("racer-{version}"), 5_000)
+                    .unwrap();
+            });
+        }
+    });
+    let promoted: Vec<i64> = model_states(store)
+        .into_iter()
+        .filter(|(_, state)| *state == ModelState::Promoted)
+        .map(|(version, _)| version)
+        .collect();
+    assert_eq!(promoted.len(), 1, "{promoted:?}");
+    let audit = store.model_promotions().unwrap();
+    let seqs: Vec<i64> = audit.iter().map(|entry| entry.seq).collect();
+    assert_eq!(seqs, (1..=racers).collect::<Vec<i64>>());
+    // The last promotion is the one in force.
+    assert_eq!(audit.last().unwrap().version, promoted[0]);
+}
+
+fn scores_are_appended_to_a_model(store: &dyn Store) {
+    store.add_model(&new_model(1_000, 0.5, "")).unwrap();
+    let added = [
+        model_scores("held-out: corpus/a", 0.97),
+        model_scores("funnel on held-out: corpus/a", 0.96),
+    ];
+    let record = store.set_model_scores(1, &added).unwrap();
+    assert_eq!(record.scores.len(), 3);
+    assert_eq!(record.scores[1..], added);
+    assert_eq!(store.model(1).unwrap().unwrap().scores, record.scores);
+    assert_eq!(
+        store.model(1).unwrap().unwrap().state,
+        ModelState::Candidate
+    );
 }

@@ -59,12 +59,13 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match &error {
-            StoreError::UnknownRelease { .. } | StoreError::UnknownToken { .. } => {
-                ApiError::not_found(error.to_string())
-            }
-            StoreError::ReleaseExists { .. } | StoreError::StateConflict { .. } => {
-                ApiError::conflict(error.to_string())
-            }
+            StoreError::UnknownRelease { .. }
+            | StoreError::UnknownToken { .. }
+            | StoreError::UnknownModel { .. } => ApiError::not_found(error.to_string()),
+            StoreError::ReleaseExists { .. }
+            | StoreError::StateConflict { .. }
+            | StoreError::ModelPromoted { .. }
+            | StoreError::NothingToRollBack => ApiError::conflict(error.to_string()),
             _ => {
                 tracing::error!(%error, "store call failed");
                 ApiError::new(

@@ -11,6 +11,7 @@ mod decoders;
 pub mod error;
 mod ingest;
 mod metrics;
+mod models;
 mod onboarding;
 mod pages;
 mod releases;
@@ -76,6 +77,9 @@ pub fn router(state: AppState) -> Router {
             get(releases::notifications),
         )
         .route("/api/v1/replicas", get(replicas::list))
+        .route("/api/v1/models", get(models::list))
+        .route("/api/v1/models/rollback", post(models::rollback))
+        .route("/api/v1/models/{version}/promote", post(models::promote))
         .route("/api/v1/tokens", get(tokens::list))
         .route("/api/v1/tokens/{id}/revoke", post(tokens::revoke))
         .route("/api/v1/apps", get(ingest::list_apps))

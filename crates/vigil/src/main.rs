@@ -6,6 +6,7 @@ mod corpus;
 mod gate_cmd;
 mod logging;
 mod logs_cmd;
+mod model_cmd;
 mod progress;
 mod replay_cmd;
 mod serve_cmd;
@@ -38,6 +39,9 @@ enum Command {
     Logs(logs_cmd::LogsArgs),
     /// Manage API tokens.
     Token(token_cmd::TokenArgs),
+    /// The learned stage's models: list, show, import, promote (through the promotion gate)
+    /// and roll back.
+    Model(model_cmd::ModelArgs),
     /// Wait for a release's outcome: exit 0 when it passed, 1 when it was stopped.
     #[command(after_help = gate_cmd::EXIT_CODES)]
     Gate(gate_cmd::GateArgs),
@@ -54,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train_cmd::run(args),
         Command::Logs(args) => logs_cmd::run(args),
         Command::Token(args) => token_cmd::run(args),
+        Command::Model(args) => model_cmd::run(args),
         Command::Gate(args) => match gate_cmd::run(args) {
             Ok(outcome) => return std::process::ExitCode::from(outcome.exit_code()),
             // It could not start (no token): a wrong invocation, not a stopped release.

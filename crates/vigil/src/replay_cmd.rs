@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use vigil_analysis::score::{self, Decision};
 use vigil_analysis::{replay_staged, ReplayOutcome, Settings, Stage};
 
-use crate::corpus::{bundle_files, map_bundles, read_labels, read_model, read_settings};
+use crate::corpus::{bundle_files, map_bundles, read_labels, read_model};
+pub(crate) use crate::corpus::read_settings;
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
@@ -43,19 +44,7 @@ struct OutputLine<'a> {
 
 pub fn run(args: ReplayArgs) -> Result<()> {
     let settings = read_settings(args.settings.as_deref())?;
-    let files = bundle_files(&args.dir)?;
-    let labels = read_labels(&args.dir, args.labels.as_deref())?;
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(usize::from)
-                .unwrap_or(1)
-        })
-        .max(1);
-
-    #[allow(clippy::disallowed_methods)] // the report times the replay itself
-    let started = std::time::Instant::now();
+    let jobs = jobs_or_cores(args.jobs);
     let stage = match &args.model {
         Some(path) => {
             let model = read_model(path)?;
@@ -64,7 +53,16 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         }
         None => Stage::default(),
     };
-    let outcomes = replay_files(&files, &settings, &stage, jobs)?;
+
+    #[allow(clippy::disallowed_methods)] // the report times the replay itself
+    let started = std::time::Instant::now();
+    let FolderReplay { outcomes, score } = replay_folder(
+        &args.dir,
+        args.labels.as_deref(),
+        &settings,
+        &stage,
+        jobs,
+    )?;
     let elapsed = started.elapsed().as_secs_f64();
 
     let mut writer: Box<dyn Write> = if args.out == "-" {
@@ -105,21 +103,8 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         paused,
         recommended
     ));
-    if let Some(labels) = &labels {
-        let decisions: HashMap<String, Decision> = outcomes
-            .iter()
-            .map(|outcome| {
-                (
-                    outcome.id.clone(),
-                    Decision {
-                        verdict: outcome.verdict,
-                        paused_at: outcome.paused_at,
-                    },
-                )
-            })
-            .collect();
-        let scored = score::score(labels, &decisions);
-        report.push_str(&render_score(&scored));
+    if let Some(scored) = &score {
+        report.push_str(&render_score(scored));
     }
     // The report goes where the results do not; a closed pipe is not an error worth a panic.
     if args.out == "-" {
@@ -129,6 +114,61 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         let _ = std::io::stdout().write_all(report.as_bytes());
     }
     Ok(())
+}
+
+/// A folder replayed: every release's outcome, in file order, and their score when the
+/// folder has labels.
+pub(crate) struct FolderReplay {
+    pub outcomes: Vec<ReplayOutcome>,
+    pub score: Option<score::Score>,
+}
+
+/// Replays a corpus folder (with `releases/`) or a folder of bundles with the learned `stage`
+/// (empty: the funnel alone) and scores it against `labels`, or the `labels.jsonl` beside
+/// `releases/` when there is one.
+pub(crate) fn replay_folder(
+    dir: &Path,
+    labels: Option<&Path>,
+    settings: &Settings,
+    stage: &Stage,
+    jobs: usize,
+) -> Result<FolderReplay> {
+    let files = bundle_files(dir)?;
+    let labels = read_labels(dir, labels)?;
+    let outcomes = map_bundles(&files, jobs, "replaying", |bundle| {
+        replay_staged(&bundle, settings, stage, |_| {})
+    })?;
+    let score = labels
+        .as_deref()
+        .map(|labels| score_outcomes(labels, &outcomes));
+    Ok(FolderReplay { outcomes, score })
+}
+
+/// Releases replayed at once: as asked, else the number of cores.
+pub(crate) fn jobs_or_cores(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+    })
+    .max(1)
+}
+
+/// Scores replayed releases against labels.
+fn score_outcomes(labels: &[score::Label], outcomes: &[ReplayOutcome]) -> score::Score {
+    let decisions: HashMap<String, Decision> = outcomes
+        .iter()
+        .map(|outcome| {
+            (
+                outcome.id.clone(),
+                Decision {
+                    verdict: outcome.verdict,
+                    paused_at: outcome.paused_at,
+                },
+            )
+        })
+        .collect();
+    score::score(labels, &decisions)
 }
 
 fn render_score(scored: &score::Score) -> String {
@@ -177,14 +217,3 @@ fn render_score(scored: &score::Score) -> String {
     text
 }
 
-/// Replays every file on `jobs` threads; results come back in file order.
-fn replay_files(
-    files: &[PathBuf],
-    settings: &Settings,
-    stage: &Stage,
-    jobs: usize,
-) -> Result<Vec<ReplayOutcome>> {
-    map_bundles(files, jobs, "replaying", |bundle| {
-        replay_staged(&bundle, settings, stage, |_| {})
-    })
-}

@@ -9,6 +9,7 @@ use vigil_core::ModelScores;
 use vigil_learn::{FoldReport, Trace, TrainOptions};
 
 use crate::corpus::{bundle_files, map_bundles, read_labels, read_settings};
+use crate::replay_cmd::jobs_or_cores;
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -37,14 +38,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bail!("--target-precision must be between 0 and 1");
     }
     let settings = read_settings(args.settings.as_deref())?;
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(usize::from)
-                .unwrap_or(1)
-        })
-        .max(1);
+    let jobs = jobs_or_cores(args.jobs);
     let mut traces = Vec::new();
     let mut sources = Vec::new();
     for dir in &args.dirs {

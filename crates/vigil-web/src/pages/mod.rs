@@ -8,6 +8,8 @@
 //! - `/apps`: every app with its onboarding state, hosts and the signal families covered, from
 //!   ingested data alone; `/apps/{app}`: one app's whole onboarding report and the discovery of
 //!   its Prometheus, where admins apply the proposed queries or add their own.
+//! - `/models`: the learned stage's models, their training sets and replay scores beside the
+//!   funnel's, and the promotions' audit.
 //! - `/signin`, `/signout`: a session cookie holding an API token (see [`session`]).
 //!
 //! The pages call the same functions as the JSON handlers (`crate::releases`,
@@ -19,6 +21,7 @@ mod chart;
 mod detail;
 pub mod html;
 mod list;
+mod models;
 pub mod session;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -56,6 +59,7 @@ pub fn router() -> Router<AppState> {
         .route("/releases/{id}/actions", post(detail::act))
         .route("/releases/{id}/feedback", post(detail::feedback))
         .route("/apps", get(apps::list))
+        .route("/models", get(models::page))
         .route("/apps/{app}", get(apps::page))
         .route("/apps/{app}/apply", post(apps::apply))
         .route("/apps/{app}/queries", post(apps::add_query))
@@ -132,6 +136,7 @@ impl IntoResponse for PageError {
 pub enum Section {
     Releases,
     Apps,
+    Models,
 }
 
 /// A whole page: the layout around `body`, with the headers every page gets.
@@ -175,6 +180,7 @@ fn navigation(section: Option<Section>) -> Markup {
         @for (link_section, href, label) in [
             (Section::Releases, "/releases", "Releases"),
             (Section::Apps, "/apps", "Apps"),
+            (Section::Models, "/models", "Models"),
         ] {
             @let current = (section == Some(link_section)).then_some("page");
             a href=(href) aria-current=[current] { (label) } " "
