@@ -1,9 +1,9 @@
 //! The promotion gate of a learned model: a candidate is promoted only when a replay of
 //! held-out labelled releases with it lowers neither precision nor recall beyond a tolerance,
 //! against the model in force (or the funnel alone when none is). Both the pauses' figures and
-//! the recommendations' are held: precision and recall of pauses, and recommendation precision
-//! and the share of anomalies recommended (the recall of recommendations), since a model only
-//! sets recommendations aside.
+//! the recommendations' are held: precision and recall of pauses, and the recommendations'
+//! precision and F1 (with the share of anomalies recommended as their recall), since a model
+//! only sets recommendations aside.
 //!
 //! Replays are named in a model's scores: `held-out: DIR` for the candidate on the labelled
 //! releases of `DIR`, `funnel on held-out: DIR` and `current vN on held-out: DIR` for what it
@@ -119,6 +119,11 @@ impl Comparison {
                 self.candidate.anomaly_recommended,
             ),
             (
+                "recommendation f1",
+                recommendation_f1(&self.baseline),
+                recommendation_f1(&self.candidate),
+            ),
+            (
                 "false recommendations",
                 self.baseline.healthy_recommended,
                 self.candidate.healthy_recommended,
@@ -145,7 +150,21 @@ impl Comparison {
     }
 }
 
-/// The figures of `candidate` that fell below `baseline`'s by more than `tolerance`. A
+/// The recommendations' F1: the harmonic mean of their precision and the share of anomalies
+/// recommended. A model trades some anomalies recommended for far fewer false
+/// recommendations; F1 weighs both, and a model that recommends nothing scores 0. None when
+/// no anomaly is labelled.
+pub fn recommendation_f1(scores: &ModelScores) -> Option<f64> {
+    let recall = scores.anomaly_recommended?;
+    let precision = scores.recommendation_precision.unwrap_or(0.0);
+    if precision + recall <= 0.0 {
+        return Some(0.0);
+    }
+    Some(2.0 * precision * recall / (precision + recall))
+}
+
+/// The figures of `candidate` that fell below `baseline`'s by more than `tolerance`: the
+/// pauses' precision and recall, the recommendations' precision and their F1. A
 /// recommendation figure counts only when both replays have it (none: nothing recommended, or
 /// no anomaly labelled).
 pub fn falls(baseline: &ModelScores, candidate: &ModelScores, tolerance: f64) -> Vec<Fall> {
@@ -162,9 +181,9 @@ pub fn falls(baseline: &ModelScores, candidate: &ModelScores, tolerance: f64) ->
             candidate.recommendation_precision,
         ),
         (
-            "anomalies recommended",
-            baseline.anomaly_recommended,
-            candidate.anomaly_recommended,
+            "recommendation f1",
+            recommendation_f1(baseline),
+            recommendation_f1(candidate),
         ),
     ];
     pairs
@@ -270,7 +289,7 @@ mod tests {
         assert!(falls(&base, &scores("c", 0.955, 1.0, Some(0.6)), 0.01).is_empty());
         let fell = falls(&base, &scores("c", 0.96, 0.9, Some(0.3)), 0.01);
         let names: Vec<&str> = fell.iter().map(|fall| fall.figure).collect();
-        assert_eq!(names, ["recall", "anomalies recommended"]);
+        assert_eq!(names, ["recall", "recommendation f1"]);
         // No anomaly labelled: nothing to compare there.
         assert!(falls(
             &scores("b", 1.0, 1.0, None),
@@ -299,7 +318,7 @@ mod tests {
             .iter()
             .map(|fall| fall.figure)
             .collect();
-        assert_eq!(names, ["anomalies recommended"]);
+        assert_eq!(names, ["recommendation f1"]);
         // Against a promoted model the funnel's rows do not count; its own held-out row does.
         let mut promoted = record(2, vec![scores(&held_out("b"), 1.0, 1.0, Some(0.6))]);
         promoted.state = ModelState::Promoted;

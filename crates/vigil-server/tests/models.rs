@@ -120,9 +120,10 @@ fn only_admins_promote_through_the_stored_scores_gate_and_roll_back() {
     let message = refused["error"].as_str().unwrap();
     assert!(message.contains("model v2 is not promoted"), "{message}");
     assert!(
-        message.contains("anomalies recommended 0.605 -> 0.400 (fell)"),
+        message.contains("anomalies recommended 0.605 -> 0.400,"),
         "{message}"
     );
+    assert!(message.contains("(fell)"), "{message}");
     assert!(
         message.contains("false recommendations 0.270 -> 0.020"),
         "{message}"

@@ -10,6 +10,7 @@ use vigil_analysis::score;
 use vigil_analysis::Settings;
 use vigil_core::learned::LearnedModel;
 use vigil_core::Bundle;
+use vigil_core::{ModelScores, TrainingSet};
 
 use crate::progress::Progress;
 
@@ -118,12 +119,57 @@ pub(crate) fn map_bundles<T: Send>(
 
 /// A model file as `vigil train` writes it, checked against this build's features.
 pub(crate) fn read_model(path: &Path) -> Result<LearnedModel> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read model {}", path.display()))?;
-    let model: LearnedModel = serde_json::from_str(&text)
-        .with_context(|| format!("invalid model in {}", path.display()))?;
-    model
+    let file = read_model_file(path)?;
+    file.model
         .check(vigil_analysis::learned::FEATURES)
         .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
-    Ok(model)
+    Ok(file.model)
+}
+
+/// A model file larger than this is refused before it is parsed.
+const MAX_MODEL_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A model file: what `vigil train --out` writes (the model with its training set, scores
+/// and note), or the bare model.
+/// Other fields (those of a stored record, as `vigil model show` prints it) are ignored.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ModelFile {
+    pub model: LearnedModel,
+    #[serde(default)]
+    pub training: TrainingSet,
+    #[serde(default)]
+    pub scores: Vec<ModelScores>,
+    #[serde(default)]
+    pub note: String,
+}
+
+pub(crate) fn read_model_file(path: &Path) -> Result<ModelFile> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read model file {}", path.display()))?
+        .len();
+    if size > MAX_MODEL_FILE_BYTES {
+        bail!(
+            "model file {} is {size} bytes, more than the {MAX_MODEL_FILE_BYTES} a model file may be",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read model file {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("model file {} is not json", path.display()))?;
+    let bare = value
+        .as_object()
+        .is_some_and(|object| object.contains_key("format") && !object.contains_key("model"));
+    if bare {
+        let model: LearnedModel = serde_json::from_value(value)
+            .with_context(|| format!("model file {} is not a model", path.display()))?;
+        return Ok(ModelFile {
+            model,
+            training: TrainingSet::default(),
+            scores: Vec::new(),
+            note: String::new(),
+        });
+    }
+    serde_json::from_value(value)
+        .with_context(|| format!("model file {} is not a model file", path.display()))
 }

@@ -10,15 +10,13 @@ use clap::{Args, Subcommand};
 use vigil_analysis::learned::FEATURES;
 use vigil_analysis::promotion::{self, Baseline, Comparison, DEFAULT_TOLERANCE};
 use vigil_analysis::{Stage, StageModel};
-use vigil_core::learned::{LearnedModel, ModelRecord, ModelScores, ModelState, TrainingSet};
+use vigil_core::learned::{ModelRecord, ModelScores, ModelState};
 use vigil_core::Clock;
 use vigil_guard::models::{self as gate, PromotionError};
 use vigil_store::{NewModel, Store};
 
+use crate::corpus::read_model_file;
 use crate::replay_cmd::{jobs_or_cores, read_settings, replay_folder};
-
-/// A model file larger than this is refused before it is parsed.
-const MAX_MODEL_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Args)]
 pub struct ModelArgs {
@@ -223,51 +221,6 @@ fn show(store: &dyn Store, version: i64) -> Result<()> {
     }
     crate::say(&serde_json::to_string_pretty(&shown)?);
     Ok(())
-}
-
-/// A model file: what `vigil train --out` writes (the model with its training set, scores
-/// and note), or the bare model.
-/// Other fields (those of a stored record, as `vigil model show` prints it) are ignored.
-#[derive(Debug, serde::Deserialize)]
-struct ModelFile {
-    model: LearnedModel,
-    #[serde(default)]
-    training: TrainingSet,
-    #[serde(default)]
-    scores: Vec<ModelScores>,
-    #[serde(default)]
-    note: String,
-}
-
-fn read_model_file(path: &Path) -> Result<ModelFile> {
-    let size = std::fs::metadata(path)
-        .with_context(|| format!("cannot read model file {}", path.display()))?
-        .len();
-    if size > MAX_MODEL_FILE_BYTES {
-        bail!(
-            "model file {} is {size} bytes, more than the {MAX_MODEL_FILE_BYTES} a model file may be",
-            path.display()
-        );
-    }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read model file {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("model file {} is not json", path.display()))?;
-    let bare = value
-        .as_object()
-        .is_some_and(|object| object.contains_key("format") && !object.contains_key("model"));
-    if bare {
-        let model: LearnedModel = serde_json::from_value(value)
-            .with_context(|| format!("model file {} is not a model", path.display()))?;
-        return Ok(ModelFile {
-            model,
-            training: TrainingSet::default(),
-            scores: Vec::new(),
-            note: String::new(),
-        });
-    }
-    serde_json::from_value(value)
-        .with_context(|| format!("model file {} is not a model file", path.display()))
 }
 
 fn import(store: &dyn Store, path: &Path, note: Option<String>, actor: &str) -> Result<()> {

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use vigil_analysis::score::{self, Decision};
 use vigil_analysis::{replay_staged, ReplayOutcome, Settings, Stage};
 
-use crate::corpus::{bundle_files, map_bundles, read_labels, read_model};
 pub(crate) use crate::corpus::read_settings;
+use crate::corpus::{bundle_files, map_bundles, read_labels, read_model};
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
@@ -56,13 +56,8 @@ pub fn run(args: ReplayArgs) -> Result<()> {
 
     #[allow(clippy::disallowed_methods)] // the report times the replay itself
     let started = std::time::Instant::now();
-    let FolderReplay { outcomes, score } = replay_folder(
-        &args.dir,
-        args.labels.as_deref(),
-        &settings,
-        &stage,
-        jobs,
-    )?;
+    let FolderReplay { outcomes, score } =
+        replay_folder(&args.dir, args.labels.as_deref(), &settings, &stage, jobs)?;
     let elapsed = started.elapsed().as_secs_f64();
 
     let mut writer: Box<dyn Write> = if args.out == "-" {
@@ -216,4 +211,3 @@ fn render_score(scored: &score::Score) -> String {
     ));
     text
 }
-

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use vigil_analysis::score::Figures;
 use vigil_core::ModelScores;
 use vigil_learn::{FoldReport, Trace, TrainOptions};
 
-use crate::corpus::{bundle_files, map_bundles, read_labels, read_settings};
+use crate::corpus::{bundle_files, map_bundles, read_labels, read_settings, ModelFile};
 use crate::replay_cmd::jobs_or_cores;
 
 #[derive(Debug, clap::Args)]
@@ -16,7 +17,8 @@ pub struct TrainArgs {
     /// Corpus folders, each with `releases/` and `labels.jsonl`.
     #[arg(required = true)]
     pub dirs: Vec<PathBuf>,
-    /// Where to write the model (JSON), for `vigil replay --model` and `vigil model import`.
+    /// Where to write the model file (JSON: the model, its training set and its
+    /// cross-validated scores), for `vigil replay --model` and `vigil model import`.
     #[arg(long, default_value = "model.json")]
     pub out: PathBuf,
     /// Folds of the cross-validation printed before training on everything (0: none).
@@ -50,12 +52,39 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ..TrainOptions::default()
     };
     let mut report = String::new();
+    let mut scores = Vec::new();
     if args.folds > 0 {
         let folds = vigil_learn::cross_validate(&traces, &options, args.folds);
         report.push_str(&render_folds(&folds, &traces));
+        // Every release replayed by a model trained without it: held-out figures the
+        // promotion gate can weigh (`vigil model import`, then promote).
+        let on = format!(
+            "{}-fold cross-validation of {}",
+            folds.len(),
+            sources.join(", ")
+        );
+        let held_out = vigil_analysis::promotion::held_out(&on);
+        let funnel = vigil_analysis::promotion::baseline_on(
+            vigil_analysis::promotion::Baseline::Funnel,
+            &on,
+        );
+        scores.push(vigil_analysis::promotion::scores_of(
+            &held_out,
+            &pooled(&folds, &traces, true),
+        ));
+        scores.push(vigil_analysis::promotion::scores_of(
+            &funnel,
+            &pooled(&folds, &traces, false),
+        ));
     }
     let trained = vigil_learn::train(&traces, &options, &sources)?;
-    let text = serde_json::to_string_pretty(&trained.model)?;
+    let file = ModelFile {
+        model: trained.model.clone(),
+        training: trained.training.clone(),
+        scores,
+        note: format!("trained by vigil train on {}", sources.join(", ")),
+    };
+    let text = serde_json::to_string_pretty(&file)?;
     std::fs::write(&args.out, text + "\n")
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     let in_sample = vigil_learn::evaluate(&traces, Some(&trained.model), "training set");
@@ -150,27 +179,10 @@ fn render_folds(folds: &[FoldReport], traces: &[Trace]) -> String {
             ));
         }
     }
-    // Pooled: each release decided by the model of the fold that held it out.
-    let count = folds.len();
-    let held_out_model = |trace: &Trace| {
-        let fold = vigil_learn::fold_of(&trace.label.id, count);
-        folds
-            .iter()
-            .find(|report| report.fold == fold)
-            .and_then(|report| report.model.as_ref().ok())
-    };
-    let labels: Vec<_> = traces.iter().map(|trace| trace.label.clone()).collect();
-    let pooled = |learned: bool| {
-        let decisions = traces
-            .iter()
-            .map(|trace| {
-                let model = if learned { held_out_model(trace) } else { None };
-                (trace.label.id.clone(), vigil_learn::decide(trace, model))
-            })
-            .collect();
-        vigil_analysis::score::score(&labels, &decisions).overall
-    };
-    for (stage, figures) in [("funnel", pooled(false)), ("learned", pooled(true))] {
+    for (stage, figures) in [
+        ("funnel", pooled(folds, traces, false)),
+        ("learned", pooled(folds, traces, true)),
+    ] {
         text.push_str(&format!(
             "{:<6} {:<8} {:>8} {:>9.3} {:>7.3} {:>11} {:>11} {:>9}\n",
             "all",
@@ -184,4 +196,26 @@ fn render_folds(folds: &[FoldReport], traces: &[Trace]) -> String {
         ));
     }
     text
+}
+
+/// The folds pooled: each release decided by the model of the fold that held it out
+/// (`learned`), or by the funnel alone.
+fn pooled(folds: &[FoldReport], traces: &[Trace], learned: bool) -> Figures {
+    let count = folds.len();
+    let held_out_model = |trace: &Trace| {
+        let fold = vigil_learn::fold_of(&trace.label.id, count);
+        folds
+            .iter()
+            .find(|report| report.fold == fold)
+            .and_then(|report| report.model.as_ref().ok())
+    };
+    let labels: Vec<_> = traces.iter().map(|trace| trace.label.clone()).collect();
+    let decisions = traces
+        .iter()
+        .map(|trace| {
+            let model = if learned { held_out_model(trace) } else { None };
+            (trace.label.id.clone(), vigil_learn::decide(trace, model))
+        })
+        .collect();
+    vigil_analysis::score::score(&labels, &decisions).overall
 }

@@ -80,8 +80,15 @@ fn a_model_trained_on_the_examples_replays_them_with_the_same_pauses() {
     assert!(report.contains("cross-validation, 3 folds"), "{report}");
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
-    assert_eq!(written["format"], "vigil-model/1");
-    assert!(written["threshold"].as_f64().unwrap() > 0.0, "{written}");
+    assert_eq!(written["model"]["format"], "vigil-model/1");
+    assert_eq!(
+        written["scores"][0]["on"],
+        "held-out: 3-fold cross-validation of ".to_owned() + examples.to_str().unwrap()
+    );
+    assert!(
+        written["model"]["threshold"].as_f64().unwrap() > 0.0,
+        "{written}"
+    );
 
     let funnel = summary(&run_ok(&[
         "replay",
@@ -183,4 +190,18 @@ fn out_of_fold_the_learned_stage_meets_the_recommendation_targets_on_the_public_
         replayed["anomaly_recommended"].as_f64().unwrap() >= 0.60,
         "{replayed}"
     );
+
+    // The file carries its cross-validated scores: imported, it passes the promotion gate
+    // against the funnel on them (its recommendations' precision and F1 rose, pauses held).
+    let database_path = dir.0.join("vigil.db");
+    let database = database_path.to_str().unwrap();
+    run_ok(&[
+        "model",
+        "import",
+        model.to_str().unwrap(),
+        "--database",
+        database,
+    ]);
+    let promoted = run_ok(&["model", "promote", "1", "--database", database]);
+    assert!(promoted.contains("promoted model v1"), "{promoted}");
 }
