@@ -251,6 +251,7 @@ mod tests {
             verdict,
             findings: Vec::new(),
             explanation: String::new(),
+            suppressed: Vec::new(),
         }
     }
 

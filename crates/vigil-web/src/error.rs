@@ -59,9 +59,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match &error {
-            StoreError::UnknownRelease { .. } | StoreError::UnknownToken { .. } => {
-                ApiError::not_found(error.to_string())
-            }
+            StoreError::UnknownRelease { .. }
+            | StoreError::UnknownToken { .. }
+            | StoreError::UnknownSignature { .. } => ApiError::not_found(error.to_string()),
             StoreError::ReleaseExists { .. } | StoreError::StateConflict { .. } => {
                 ApiError::conflict(error.to_string())
             }

@@ -178,6 +178,7 @@ impl Actor {
                     verdict: judgement.verdict,
                     findings: finite_findings(&judgement.findings),
                     explanation: explanation.clone(),
+                    suppressed: finite_suppressed(&judgement.suppressed),
                 },
                 &notifications,
                 &lease,
@@ -347,6 +348,20 @@ pub fn finite_findings(findings: &[vigil_core::Finding]) -> Vec<vigil_core::Find
             effect: finite(finding.effect),
             score: finite(finding.score),
             ..finding.clone()
+        })
+        .collect()
+}
+
+/// [`finite_findings`] of the findings the learned stage set aside.
+pub fn finite_suppressed(suppressed: &[vigil_core::Suppressed]) -> Vec<vigil_core::Suppressed> {
+    suppressed
+        .iter()
+        .map(|aside| vigil_core::Suppressed {
+            finding: finite_findings(std::slice::from_ref(&aside.finding))
+                .pop()
+                .unwrap_or_else(|| aside.finding.clone()),
+            probability: aside.probability.filter(|value| value.is_finite()),
+            ..aside.clone()
         })
         .collect()
 }
