@@ -90,11 +90,7 @@ impl Actor {
         lease: vigil_store::LeaseFence,
     ) -> Result<Option<ReleaseState>, GuardError> {
         let explanation = explain(judgement);
-        let signals: Vec<String> = judgement
-            .findings
-            .iter()
-            .map(|finding| finding.signal.label())
-            .collect();
+        let signals = recorded_labels(&judgement.findings, &judgement.suppressed);
         let previous = self.last_recorded(&release.id)?;
         // A verdict is also recorded once the last batch is judged, unchanged or not, so that
         // the latest record says whether that batch was seen (the verdict route reads it).
@@ -264,11 +260,7 @@ impl Actor {
             return Ok(Some(known.clone()));
         }
         let stored = self.store.verdicts(release_id)?.pop().map(|record| {
-            let labels = record
-                .findings
-                .iter()
-                .map(|finding| finding.signal.label())
-                .collect();
+            let labels = recorded_labels(&record.findings, &record.suppressed);
             (record.verdict, labels, record.at)
         });
         if let Some(known) = &stored {
@@ -349,6 +341,23 @@ pub fn finite_findings(findings: &[vigil_core::Finding]) -> Vec<vigil_core::Find
             score: finite(finding.score),
             ..finding.clone()
         })
+        .collect()
+}
+
+/// The labels of a verdict's findings, then of those set aside (marked so): a verdict is
+/// recorded again when either changes.
+fn recorded_labels(
+    findings: &[vigil_core::Finding],
+    suppressed: &[vigil_core::Suppressed],
+) -> Vec<String> {
+    findings
+        .iter()
+        .map(|finding| finding.signal.label())
+        .chain(
+            suppressed
+                .iter()
+                .map(|aside| format!("suppressed {}", aside.finding.signal.label())),
+        )
         .collect()
 }
 
