@@ -329,6 +329,33 @@ fn the_library_learns_suppresses_and_forgets(server: &TestServer) {
         "release r5 was confirmed a fault"
     );
     assert_eq!(library[0]["dropped"]["actor"], "alice");
+    // A missed fault with its onset, from the release page's form (a UTC time).
+    let detail = page.get("/releases/r3");
+    assert!(detail.body.contains("name=\"onset\""), "{}", detail.body);
+    let key = input_value(&detail.body, "form_key").unwrap();
+    let missed = page.post_form(
+        "/releases/r3/feedback",
+        &[
+            ("form_key", &key),
+            ("kind", "missed_fault"),
+            // Release 3 deployed at 2027-01-15T14:00:00Z.
+            ("onset", "2027-01-15T14:05"),
+            ("note", "errors a customer saw"),
+        ],
+    );
+    assert_eq!(missed.status, 303, "{}", missed.body);
+    let (_, said) = server.get("/api/v1/releases/r3/feedback", &server.viewer);
+    assert_eq!(said[0]["kind"], "missed_fault", "{said}");
+    assert_eq!(said[0]["onset"], deploy_time(3) + 300, "{said}");
+    let before_the_deploy = page.post_form(
+        "/releases/r3/feedback",
+        &[
+            ("form_key", &key),
+            ("kind", "missed_fault"),
+            ("onset", "2027-01-15T13:00"),
+        ],
+    );
+    assert_eq!(before_the_deploy.status, 400, "{}", before_the_deploy.body);
     let app_page = page.get("/apps/shop");
     assert!(
         app_page
