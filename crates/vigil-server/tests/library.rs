@@ -297,6 +297,13 @@ fn the_library_learns_suppresses_and_forgets(server: &TestServer) {
         "{}",
         detail.body
     );
+    assert!(
+        detail
+            .body
+            .contains("(set aside by the learned stage: see the findings)"),
+        "the scorecard's cpu row says so: {}",
+        detail.body
+    );
 
     // Release 4: CPU tripled is no benign change: it pauses.
     assert_eq!(run_release(server, 4, CPU_TRIPLED), "paused");

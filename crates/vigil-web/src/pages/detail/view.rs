@@ -123,7 +123,7 @@ impl Detail<'_> {
     }
 
     /// The verdict that decided the release (the pause, if any), and the newest one.
-    fn deciding(&self) -> Option<&VerdictRecord> {
+    pub(super) fn deciding(&self) -> Option<&VerdictRecord> {
         deciding_verdict(&self.record.verdicts)
     }
 
