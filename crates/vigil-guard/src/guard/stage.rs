@@ -74,14 +74,14 @@ fn stage_of(
     }
 }
 
-/// `judgement` of `release` with `stage` applied; `prepared` is the judged window.
+/// `judgement` of `release` with the `learned` stage applied; `prepared` is the judged window.
 pub(super) fn staged(
-    stage: Option<&Stage>,
+    learned: Option<&Stage>,
     judgement: Judgement,
     release: &Release,
     prepared: &Prepared,
 ) -> Judgement {
-    let Some(stage) = stage.filter(|stage| !stage.is_empty()) else {
+    let Some(stage) = learned.filter(|found| !found.is_empty()) else {
         return judgement;
     };
     let metrics: Vec<MetricMeta> = prepared
