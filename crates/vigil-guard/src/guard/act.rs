@@ -393,12 +393,70 @@ pub fn explain(judgement: &Judgement) -> String {
 }
 
 /// The findings as a few lines for a notification.
+/// The message's evidence: the first findings' explanations, then the first findings the
+/// learned stage set aside, apart, each with why.
 fn evidence_text(judgement: &Judgement) -> String {
     judgement
         .findings
         .iter()
         .take(5)
         .map(|finding| format!("- {}", finding.explanation))
+        .chain(
+            judgement
+                .suppressed
+                .iter()
+                .take(3)
+                .map(|aside| format!("- set aside: {}", aside.reason)),
+        )
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod evidence_tests {
+    use vigil_core::{Finding, Signal, Suppressed, Verdict};
+
+    use super::*;
+
+    fn finding(name: &str, explanation: &str) -> Finding {
+        Finding {
+            severity: Verdict::Fault,
+            signal: Signal::Metric {
+                name: name.to_owned(),
+            },
+            hosts: Vec::new(),
+            hosts_judged: 1,
+            direction: "up".to_owned(),
+            observed: 2.0,
+            expected: 1.0,
+            effect: 1.0,
+            score: 9.0,
+            baseline: "reference".to_owned(),
+            evidence: String::new(),
+            since: 0,
+            explanation: explanation.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_evidence_lists_what_was_set_aside_apart_with_why() {
+        let mut judgement = Judgement {
+            at: 60,
+            verdict: Verdict::Fault,
+            findings: vec![finding("latency_ms", "latency tripled")],
+            reason: None,
+            suppressed: Vec::new(),
+        };
+        assert_eq!(evidence_text(&judgement), "- latency tripled");
+        judgement.suppressed.push(Suppressed {
+            finding: finding("cpu", "cpu +10 %"),
+            reason: "suppressed because cpu up matches signature 1".to_owned(),
+            signature: Some(1),
+            probability: None,
+        });
+        assert_eq!(
+            evidence_text(&judgement),
+            "- latency tripled\n- set aside: suppressed because cpu up matches signature 1"
+        );
+    }
 }
