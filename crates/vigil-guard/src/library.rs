@@ -20,6 +20,18 @@ use crate::error::GuardError;
 /// Most signatures an app keeps (not dropped): a mark that would start one more starts none.
 pub const MAX_SIGNATURES_PER_APP: usize = 500;
 
+/// One change of the library at a time in this process: each reads the app's signatures and
+/// writes them back, so two marks at once would otherwise start the same signature twice or
+/// lose a mark. (Replicas sharing a store may still race; a doubled signature suppresses the
+/// same findings.)
+static LIBRARY_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn library_writes() -> std::sync::MutexGuard<'static, ()> {
+    LIBRARY_WRITES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// True for the findings a signature may stand for: a metric's or a log template's. A team's
 /// rule, an alert or a silence is never learned away.
 pub fn learnable(finding: &Finding) -> bool {
@@ -186,6 +198,7 @@ pub fn learn_from_feedback(
     feedback: &Feedback,
 ) -> Result<LibraryChange, GuardError> {
     let app = release.spec.app.as_str();
+    let _one_change_at_a_time = library_writes();
     let verdicts = store.verdicts(&release.id)?;
     let existing = store.app_signatures(app)?;
     let mut change = LibraryChange::default();
@@ -237,6 +250,7 @@ pub fn learn_from_rollback(
     if !rolled_back || !was_paused(&store.transitions(&release.id)?) {
         return Ok(Vec::new());
     }
+    let _one_change_at_a_time = library_writes();
     let verdicts = store.verdicts(&release.id)?;
     let existing = store.app_signatures(&release.spec.app)?;
     drop_all(store, release, &existing, &verdicts, actor, at)
@@ -268,6 +282,7 @@ pub fn remove_signature(
     actor: &str,
     at: i64,
 ) -> Result<Option<Signature>, GuardError> {
+    let _one_change_at_a_time = library_writes();
     let Some(signature) = store.signature(id)?.filter(|found| found.app == app) else {
         return Ok(None);
     };
