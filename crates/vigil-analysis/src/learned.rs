@@ -80,6 +80,11 @@ impl Tally {
         judgement
     }
 
+    /// The step [`Tally::catch_up`] observes next, if it observed any.
+    pub fn next_step(&self) -> Option<usize> {
+        self.next_step
+    }
+
     /// Steps observed.
     pub fn steps(&self) -> usize {
         self.steps

@@ -284,6 +284,9 @@ pub struct VerdictRecord {
     pub verdict: Verdict,
     pub findings: Vec<Finding>,
     pub explanation: String,
+    /// The findings the learned stage set aside at that step, each with its reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<crate::verdict::Suppressed>,
 }
 
 /// What people say about a release's outcome; it trains the next model.

@@ -83,6 +83,17 @@ pub enum DeployError {
     SelectorBatchNamesHosts { index: u32, release: String },
     #[error("unknown state {name:?}")]
     UnknownState { name: String },
+    #[error("signal: {signal:?} is not a finding of any verdict of release {release}")]
+    UnknownFindingSignal { signal: String, release: String },
+    #[error("onset: only a missed fault has an onset")]
+    OnsetWithoutMissedFault,
+    #[error(
+        "onset: {onset} is outside the release's rollout: give a unix time from its first batch \
+         ({from}) up to now ({now})"
+    )]
+    OnsetOutOfRange { onset: i64, from: i64, now: i64 },
+    #[error("onset: release {release} has no deployed batch yet, so no fault began")]
+    OnsetBeforeAnyBatch { release: String },
     #[error(
         "batch {index} was already reported deployed to hosts {hosts:?} at {at}: a repeated \
          report must give the same hosts and at"
@@ -135,6 +146,10 @@ impl DeployError {
             | DeployError::HostAlreadyDeployed { .. } => "hosts".to_string(),
             DeployError::DeployedBeforePrevious { .. } => "at".to_string(),
             DeployError::UnknownState { .. } => "state".to_string(),
+            DeployError::UnknownFindingSignal { .. } => "signal".to_string(),
+            DeployError::OnsetWithoutMissedFault
+            | DeployError::OnsetOutOfRange { .. }
+            | DeployError::OnsetBeforeAnyBatch { .. } => "onset".to_string(),
             DeployError::EmptySelector { field } | DeployError::SelectorTooLong { field, .. } => {
                 (*field).to_string()
             }

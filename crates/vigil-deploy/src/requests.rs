@@ -133,6 +133,53 @@ pub fn new_feedback(
     })
 }
 
+/// Longest signal label a feedback may name, in bytes (a log template's text is one).
+pub const MAX_SIGNAL_BYTES: usize = validate::MAX_TEXT_BYTES;
+
+/// Checks what a feedback says beyond its note: `signal` must be the label of a finding in one
+/// of the release's verdicts; `onset` belongs to a missed fault only, and lies from the
+/// release's first deployed batch up to `now` (a fault the release caused began after it
+/// started to roll out, and not in the future).
+pub fn check_feedback_target(
+    release: &Release,
+    verdicts: &[VerdictRecord],
+    kind: FeedbackKind,
+    signal: Option<&str>,
+    onset: Option<i64>,
+    now: i64,
+) -> Result<(), DeployError> {
+    if let Some(label) = signal {
+        validate::free_text(label, MAX_SIGNAL_BYTES).map_err(|problem| problem.at("signal"))?;
+        let known = verdicts.iter().any(|record| {
+            record
+                .findings
+                .iter()
+                .any(|finding| finding.signal.label() == label)
+        });
+        if !known {
+            return Err(DeployError::UnknownFindingSignal {
+                signal: label.to_owned(),
+                release: release.id.clone(),
+            });
+        }
+    }
+    let Some(onset) = onset else {
+        return Ok(());
+    };
+    if kind != FeedbackKind::MissedFault {
+        return Err(DeployError::OnsetWithoutMissedFault);
+    }
+    let Some(from) = release.deployed.iter().map(|batch| batch.at).min() else {
+        return Err(DeployError::OnsetBeforeAnyBatch {
+            release: release.id.clone(),
+        });
+    };
+    if onset < from || onset > now {
+        return Err(DeployError::OnsetOutOfRange { onset, from, now });
+    }
+    Ok(())
+}
+
 /// The verdict that decided: the newest fault (the pause) if there was one, else the newest.
 pub fn deciding_verdict(history: &[VerdictRecord]) -> Option<&VerdictRecord> {
     history
@@ -251,6 +298,7 @@ mod tests {
             verdict,
             findings: Vec::new(),
             explanation: String::new(),
+            suppressed: Vec::new(),
         }
     }
 
@@ -268,5 +316,59 @@ mod tests {
             record(2, Verdict::InsufficientData),
         ];
         assert_eq!(deciding_verdict(&without_fault).unwrap().at, 2);
+    }
+
+    #[test]
+    fn feedback_names_a_finding_of_the_release_and_a_missed_faults_onset_in_its_rollout() {
+        let release = crate::tests::release(ReleaseState::Observing, 2);
+        let mut fault = record(150, Verdict::Fault);
+        fault.findings.push(vigil_core::Finding {
+            severity: Verdict::Fault,
+            signal: vigil_core::Signal::Metric {
+                name: "cpu".to_string(),
+            },
+            hosts: vec!["a".to_string()],
+            hosts_judged: 1,
+            direction: "up".to_string(),
+            observed: 2.0,
+            expected: 1.0,
+            effect: 1.0,
+            score: 9.0,
+            baseline: "reference".to_string(),
+            evidence: String::new(),
+            since: 120,
+            explanation: String::new(),
+        });
+        let verdicts = [record(60, Verdict::Healthy), fault];
+        let check = |kind, signal, onset| {
+            check_feedback_target(&release, &verdicts, kind, signal, onset, 500)
+        };
+        assert!(check(FeedbackKind::FalseAlarm, Some("cpu"), None).is_ok());
+        assert!(check(FeedbackKind::FalseAlarm, None, None).is_ok());
+        let unknown = check(FeedbackKind::FalseAlarm, Some("memory"), None).unwrap_err();
+        assert!(unknown.to_string().starts_with("signal: "), "{unknown}");
+        let bad_text = check(FeedbackKind::FalseAlarm, Some("cpu\u{7}"), None).unwrap_err();
+        assert!(bad_text.to_string().starts_with("signal"), "{bad_text}");
+        assert!(check(FeedbackKind::MissedFault, None, Some(0)).is_ok());
+        assert!(check(FeedbackKind::MissedFault, Some("cpu"), Some(500)).is_ok());
+        for refused in [
+            check(FeedbackKind::ConfirmFault, None, Some(200)),
+            check(FeedbackKind::MissedFault, None, Some(-1)),
+            check(FeedbackKind::MissedFault, None, Some(501)),
+        ] {
+            let error = refused.unwrap_err();
+            assert!(error.to_string().starts_with("onset: "), "{error}");
+        }
+        let pending = crate::tests::release(ReleaseState::Pending, 0);
+        let error = check_feedback_target(
+            &pending,
+            &[],
+            FeedbackKind::MissedFault,
+            None,
+            Some(10),
+            500,
+        )
+        .unwrap_err();
+        assert!(error.to_string().starts_with("onset: "), "{error}");
     }
 }

@@ -85,6 +85,7 @@ mod tests {
             verdict,
             findings: Vec::new(),
             explanation: explanation.to_string(),
+            suppressed: Vec::new(),
         }
     }
 

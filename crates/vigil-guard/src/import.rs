@@ -118,6 +118,7 @@ fn replay(bundle: &Bundle, actor: String, now: i64) -> Replayed {
             .or(last_reason)
             .unwrap_or_else(|| format!("replay: {}", outcome.verdict)),
         findings: finite_findings(&outcome.findings),
+        suppressed: Vec::new(),
     };
     Replayed {
         release,

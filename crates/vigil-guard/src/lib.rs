@@ -15,6 +15,7 @@ pub mod guard;
 pub mod import;
 pub mod index;
 pub mod intake;
+pub mod library;
 pub mod models;
 pub mod pull;
 pub mod requests;

@@ -146,6 +146,7 @@ fn queue(store: &dyn Store, count: usize) -> Vec<i64> {
         verdict: Verdict::Anomaly,
         findings: Vec::new(),
         explanation: "anomaly".to_string(),
+        suppressed: Vec::new(),
     };
     store.record_verdict(&record, &notifications).unwrap();
     store

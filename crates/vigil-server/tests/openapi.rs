@@ -538,6 +538,45 @@ fn send_token_routes(contract: &mut Contract) {
     assert_eq!(status, 404);
 }
 
+/// An app's feature library: listed by an operator (the viewer's token is revoked by then);
+/// removing needs an admin, and an unknown signature is not found.
+fn send_signature_routes(contract: &mut Contract) {
+    let admin = contract.server.admin.clone();
+    let operator = contract.server.operator.clone();
+    let (status, answer) = contract.send(
+        "GET",
+        "/api/v1/apps/{app}/signatures",
+        "/api/v1/apps/shop/signatures",
+        &operator,
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["app"], "shop", "{answer}");
+    let (status, _) = contract.send(
+        "DELETE",
+        "/api/v1/apps/{app}/signatures/{id}",
+        "/api/v1/apps/shop/signatures/987654",
+        &operator,
+        None,
+    );
+    assert_eq!(status, 403);
+    let (status, answer) = contract.send(
+        "DELETE",
+        "/api/v1/apps/{app}/signatures/{id}",
+        "/api/v1/apps/shop/signatures/987654",
+        &admin,
+        None,
+    );
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("id: "),
+        "{answer}"
+    );
+}
+
 /// The replicas of the store: this one server, live (asked by an operator: the viewer's token
 /// is revoked by then).
 fn send_replica_routes(contract: &mut Contract) {
@@ -651,6 +690,7 @@ fn every_route_answers_as_the_document_says() {
     send_token_routes(&mut contract);
     send_replica_routes(&mut contract);
     send_model_routes(&mut contract);
+    send_signature_routes(&mut contract);
 
     let documented = operations(&contract.document);
     let unsent: Vec<&String> = documented.difference(&contract.sent).collect();

@@ -38,7 +38,7 @@ macro_rules! verdict_columns {
 /// Columns of `feedback`, in the order [`FeedbackRow`] reads them.
 macro_rules! feedback_columns {
     () => {
-        "release_id, kind, note, actor, at"
+        "release_id, kind, note, actor, at, signal, onset"
     };
 }
 
@@ -72,6 +72,13 @@ macro_rules! alert_columns {
     };
 }
 
+/// Columns of `signatures`, in the order [`read_signature`] reads them.
+macro_rules! signature_columns {
+    () => {
+        "id, app, signal, direction, baseline, state, body, created_at, updated_at"
+    };
+}
+
 /// The session of a hash joined with its token, as [`read_session`] reads it; the hash's
 /// placeholder follows.
 macro_rules! session_select {
@@ -83,7 +90,7 @@ macro_rules! session_select {
 
 pub(crate) use {
     alert_columns, chunk_columns, feedback_columns, outbox_columns, release_columns,
-    session_select, token_columns, transition_columns, verdict_columns,
+    session_select, signature_columns, token_columns, transition_columns, verdict_columns,
 };
 
 /// The stored name of a unit enum variant (`ReleaseState::RollingBack` is `rolling_back`).
@@ -345,20 +352,53 @@ impl VerdictRow {
             release_id: record.release_id.clone(),
             at: record.at,
             verdict: enum_name(&record.verdict)?,
-            findings: to_json(&record.findings)?,
+            findings: findings_json(record)?,
             explanation: record.explanation.clone(),
         })
     }
 
     pub fn into_record(self) -> Result<VerdictRecord, StoreError> {
+        let (findings, suppressed) = read_findings_json(&self.findings)?;
         Ok(VerdictRecord {
             verdict: parse_enum(&self.verdict, "verdict")?,
-            findings: from_json(&self.findings, "findings")?,
+            findings,
+            suppressed,
             release_id: self.release_id,
             at: self.at,
             explanation: self.explanation,
         })
     }
+}
+
+/// The `findings` column of a verdict that the learned stage set findings aside in: both
+/// lists in one object, so that the column keeps its schema.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct FindingsWithSuppressed {
+    findings: Vec<vigil_core::Finding>,
+    suppressed: Vec<vigil_core::Suppressed>,
+}
+
+/// A verdict's `findings` column: the findings as a JSON array, as it always was, or, when
+/// some were suppressed, an object holding `findings` and `suppressed`.
+fn findings_json(record: &VerdictRecord) -> Result<String, StoreError> {
+    if record.suppressed.is_empty() {
+        return to_json(&record.findings);
+    }
+    to_json(&FindingsWithSuppressed {
+        findings: record.findings.clone(),
+        suppressed: record.suppressed.clone(),
+    })
+}
+
+/// Reads back what [`findings_json`] wrote.
+fn read_findings_json(
+    text: &str,
+) -> Result<(Vec<vigil_core::Finding>, Vec<vigil_core::Suppressed>), StoreError> {
+    if text.trim_start().starts_with('{') {
+        let both: FindingsWithSuppressed = from_json(text, "findings")?;
+        return Ok((both.findings, both.suppressed));
+    }
+    Ok((from_json(text, "findings")?, Vec::new()))
 }
 
 /// A `feedback` row.
@@ -369,6 +409,9 @@ pub(crate) struct FeedbackRow {
     pub note: String,
     pub actor: String,
     pub at: i64,
+    /// The finding's signal label; empty for the release as a whole.
+    pub signal: String,
+    pub onset: Option<i64>,
 }
 
 impl FeedbackRow {
@@ -379,6 +422,8 @@ impl FeedbackRow {
             note: row.text(2)?,
             actor: row.text(3)?,
             at: row.integer(4)?,
+            signal: row.text(5)?,
+            onset: row.optional_integer(6)?,
         })
     }
 
@@ -389,6 +434,8 @@ impl FeedbackRow {
             note: feedback.note.clone(),
             actor: feedback.actor.clone(),
             at: feedback.at,
+            signal: feedback.signal.clone().unwrap_or_default(),
+            onset: feedback.onset,
         })
     }
 
@@ -399,8 +446,8 @@ impl FeedbackRow {
             note: self.note,
             actor: self.actor,
             at: self.at,
-            signal: None,
-            onset: None,
+            signal: Some(self.signal).filter(|label| !label.is_empty()),
+            onset: self.onset,
         })
     }
 }
@@ -677,4 +724,45 @@ mod tests {
         );
         assert_eq!(keep_ranges_json(&[]).unwrap(), "[]");
     }
+}
+
+/// What a signature's `body` column holds: everything but the columns of their own.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct SignatureBody {
+    shape: vigil_core::signature::SignatureShape,
+    marks: Vec<vigil_core::signature::SignatureMark>,
+    #[serde(default)]
+    dropped: Option<vigil_core::signature::SignatureDrop>,
+}
+
+/// A signature's `state` and `body` columns.
+pub(crate) fn signature_state_and_body(
+    signature: &vigil_core::Signature,
+) -> Result<(&'static str, String), StoreError> {
+    let body = to_json(&SignatureBody {
+        shape: signature.shape.clone(),
+        marks: signature.marks.clone(),
+        dropped: signature.dropped.clone(),
+    })?;
+    Ok((signature.state.as_str(), body))
+}
+
+pub(crate) fn read_signature(row: &dyn Columns) -> Result<vigil_core::Signature, StoreError> {
+    let state_text = row.text(5)?;
+    let state = vigil_core::signature::SignatureState::parse(&state_text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown signature state {state_text:?}")))?;
+    let body: SignatureBody = from_json(&row.text(6)?, "signature body")?;
+    Ok(vigil_core::Signature {
+        id: row.integer(0)?,
+        app: row.text(1)?,
+        signal: row.text(2)?,
+        direction: row.text(3)?,
+        baseline: row.text(4)?,
+        shape: body.shape,
+        marks: body.marks,
+        state,
+        dropped: body.dropped,
+        created_at: row.integer(7)?,
+        updated_at: row.integer(8)?,
+    })
 }

@@ -59,6 +59,8 @@ pub enum StoreError {
     /// A rollback while no model is promoted.
     #[error("no model is promoted: there is nothing to roll back")]
     NothingToRollBack,
+    #[error("no signature {id}")]
+    UnknownSignature { id: i64 },
     /// A fenced write of the guard: the writer no longer holds the release's lease (another
     /// replica took it, or it expired), so nothing was written.
     #[error("the lease of release {release_id} is no longer held by this replica")]
@@ -355,11 +357,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // ---- the learned stage (schema version 5)
     /// The signatures of an app's feature library that are not dropped, oldest first.
-    // Shared ground: the feature-library change implements it on both backends.
-    fn app_signatures(&self, app: &str) -> Result<Vec<vigil_core::Signature>, StoreError> {
-        let _ = app;
-        Ok(Vec::new())
-    }
+    fn app_signatures(&self, app: &str) -> Result<Vec<vigil_core::Signature>, StoreError>;
+    /// Every signature of an app, dropped ones too, oldest first.
+    fn all_app_signatures(&self, app: &str) -> Result<Vec<vigil_core::Signature>, StoreError>;
+    /// A signature by its id.
+    fn signature(&self, id: i64) -> Result<Option<vigil_core::Signature>, StoreError>;
+    /// Stores a signature and returns it as stored: a new one (id 0) is inserted and given its
+    /// id; another has its state, shape, marks, drop and `updated_at` replaced (its app,
+    /// signal, direction and baseline never change), [`StoreError::UnknownSignature`] when
+    /// there is no such signature.
+    fn save_signature(
+        &self,
+        signature: &vigil_core::Signature,
+    ) -> Result<vigil_core::Signature, StoreError>;
 
     // ---- models of the learned stage
     /// The model the guard applies, if one is promoted.

@@ -23,9 +23,9 @@ use vigil_core::LogTemplate;
 use crate::changes::{self, Executor, Value};
 use crate::codec::{
     backend_error, enum_name, kind_name, migration_error, open_error, read_alert, read_app,
-    read_chunk_head, read_feedback, read_outbox_item, read_release, read_session,
+    read_chunk_head, read_feedback, read_outbox_item, read_release, read_session, read_signature,
     read_stored_chunk, read_template, read_token, read_transition, read_verdict, release_columns,
-    to_json, Columns, FeedbackRow,
+    signature_state_and_body, to_json, Columns, FeedbackRow,
 };
 use crate::leases;
 use crate::models;
@@ -536,7 +536,15 @@ impl Store for PostgresStore {
         let inserted = execute(
             &mut session,
             sql::INSERT_FEEDBACK,
-            &[&row.release_id, &row.kind, &row.note, &row.actor, &row.at],
+            &[
+                &row.release_id,
+                &row.kind,
+                &row.note,
+                &row.actor,
+                &row.at,
+                &row.signal,
+                &row.onset,
+            ],
         )?;
         if inserted == 0 {
             return Err(StoreError::UnknownRelease {
@@ -661,6 +669,78 @@ impl Store for PostgresStore {
             models::read_model_row,
         )?;
         Ok(models::promotions_of(&rows))
+    }
+
+    fn app_signatures(&self, app: &str) -> Result<Vec<vigil_core::Signature>, StoreError> {
+        let mut session = self.connection()?;
+        collect(
+            &mut session,
+            sql::SELECT_APP_SIGNATURES,
+            &[&app],
+            read_signature,
+        )
+    }
+
+    fn all_app_signatures(&self, app: &str) -> Result<Vec<vigil_core::Signature>, StoreError> {
+        let mut session = self.connection()?;
+        collect(
+            &mut session,
+            sql::SELECT_ALL_APP_SIGNATURES,
+            &[&app],
+            read_signature,
+        )
+    }
+
+    fn signature(&self, id: i64) -> Result<Option<vigil_core::Signature>, StoreError> {
+        let mut session = self.connection()?;
+        let found = collect(&mut session, sql::SELECT_SIGNATURE, &[&id], read_signature)?;
+        Ok(found.into_iter().next())
+    }
+
+    fn save_signature(
+        &self,
+        signature: &vigil_core::Signature,
+    ) -> Result<vigil_core::Signature, StoreError> {
+        let (state, body) = signature_state_and_body(signature)?;
+        let mut session = self.connection()?;
+        if signature.id == 0 {
+            let inserted = collect(
+                &mut session,
+                sql::INSERT_SIGNATURE,
+                &[
+                    &signature.app,
+                    &signature.signal,
+                    &signature.direction,
+                    &signature.baseline,
+                    &state,
+                    &body,
+                    &signature.created_at,
+                    &signature.updated_at,
+                ],
+                read_signature,
+            )?;
+            return inserted.into_iter().next().ok_or_else(|| {
+                StoreError::Database("signature insert returned no row".to_owned())
+            });
+        }
+        let updated = execute(
+            &mut session,
+            sql::UPDATE_SIGNATURE,
+            &[&state, &body, &signature.updated_at, &signature.id],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::UnknownSignature { id: signature.id });
+        }
+        let found = collect(
+            &mut session,
+            sql::SELECT_SIGNATURE,
+            &[&signature.id],
+            read_signature,
+        )?;
+        found
+            .into_iter()
+            .next()
+            .ok_or(StoreError::UnknownSignature { id: signature.id })
     }
 
     fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {

@@ -8,7 +8,7 @@
 
 use crate::codec::{
     alert_columns, chunk_columns, feedback_columns, outbox_columns, release_columns,
-    session_select, token_columns, transition_columns, verdict_columns,
+    session_select, signature_columns, token_columns, transition_columns, verdict_columns,
 };
 
 // ---- releases
@@ -71,13 +71,42 @@ pub(crate) const SELECT_VERDICTS: &str = concat!(
 pub(crate) const INSERT_FEEDBACK: &str = concat!(
     "INSERT INTO feedback (",
     feedback_columns!(),
-    ") SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM releases WHERE id = $1)"
+    ") SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM releases WHERE id = $1)"
 );
 
 pub(crate) const SELECT_FEEDBACK: &str = concat!(
     "SELECT ",
     feedback_columns!(),
     " FROM feedback WHERE release_id = $1 ORDER BY id"
+);
+
+// ---- the feature library
+
+pub(crate) const INSERT_SIGNATURE: &str = concat!(
+    "INSERT INTO signatures (app, signal, direction, baseline, state, body, created_at, \
+     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
+    signature_columns!()
+);
+
+pub(crate) const UPDATE_SIGNATURE: &str =
+    "UPDATE signatures SET state = $1, body = $2, updated_at = $3 WHERE id = $4";
+
+pub(crate) const SELECT_SIGNATURE: &str = concat!(
+    "SELECT ",
+    signature_columns!(),
+    " FROM signatures WHERE id = $1"
+);
+
+pub(crate) const SELECT_APP_SIGNATURES: &str = concat!(
+    "SELECT ",
+    signature_columns!(),
+    " FROM signatures WHERE app = $1 AND state <> 'dropped' ORDER BY id"
+);
+
+pub(crate) const SELECT_ALL_APP_SIGNATURES: &str = concat!(
+    "SELECT ",
+    signature_columns!(),
+    " FROM signatures WHERE app = $1 ORDER BY id"
 );
 
 // ---- notification outbox

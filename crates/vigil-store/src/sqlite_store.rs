@@ -29,8 +29,8 @@ use crate::changes::{self, Executor, Value};
 use crate::codec::{
     backend_error, enum_name, keep_ranges_json, kind_name, migration_error, open_error, read_alert,
     read_app, read_chunk_head, read_feedback, read_outbox_item, read_release, read_session,
-    read_stored_chunk, read_template, read_token, read_transition, read_verdict, release_columns,
-    to_json, Columns, FeedbackRow, ReleaseRow,
+    read_signature, read_stored_chunk, read_template, read_token, read_transition, read_verdict,
+    release_columns, signature_state_and_body, to_json, Columns, FeedbackRow, ReleaseRow,
 };
 use crate::leases;
 use crate::models;
@@ -374,7 +374,9 @@ impl Store for SqliteStore {
                 row.kind,
                 row.note,
                 row.actor,
-                row.at
+                row.at,
+                row.signal,
+                row.onset
             ])?;
         if inserted == 0 {
             return Err(StoreError::UnknownRelease {
@@ -461,6 +463,70 @@ impl Store for SqliteStore {
         let connection = self.reader();
         let rows = collect(&connection, sql::SELECT_MODELS, [], models::read_model_row)?;
         Ok(models::promotions_of(&rows))
+    }
+
+    fn app_signatures(&self, app: &str) -> Result<Vec<vigil_core::Signature>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            sql::SELECT_APP_SIGNATURES,
+            [app],
+            read_signature,
+        )
+    }
+
+    fn all_app_signatures(&self, app: &str) -> Result<Vec<vigil_core::Signature>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            sql::SELECT_ALL_APP_SIGNATURES,
+            [app],
+            read_signature,
+        )
+    }
+
+    fn signature(&self, id: i64) -> Result<Option<vigil_core::Signature>, StoreError> {
+        let connection = self.reader();
+        first(&connection, sql::SELECT_SIGNATURE, [id], read_signature)
+    }
+
+    fn save_signature(
+        &self,
+        signature: &vigil_core::Signature,
+    ) -> Result<vigil_core::Signature, StoreError> {
+        let (state, body) = signature_state_and_body(signature)?;
+        let connection = self.connection();
+        if signature.id == 0 {
+            return first(
+                &connection,
+                sql::INSERT_SIGNATURE,
+                params![
+                    signature.app,
+                    signature.signal,
+                    signature.direction,
+                    signature.baseline,
+                    state,
+                    body,
+                    signature.created_at,
+                    signature.updated_at
+                ],
+                read_signature,
+            )?
+            .ok_or_else(|| StoreError::Database("signature insert returned no row".to_owned()));
+        }
+        let updated = connection
+            .prepare_cached(sql::UPDATE_SIGNATURE)?
+            .execute(params![state, body, signature.updated_at, signature.id])?;
+        if updated == 0 {
+            return Err(StoreError::UnknownSignature { id: signature.id });
+        }
+        first(
+            &connection,
+            sql::SELECT_SIGNATURE,
+            [signature.id],
+            read_signature,
+        )?
+        .ok_or(StoreError::UnknownSignature { id: signature.id })
     }
 
     fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {

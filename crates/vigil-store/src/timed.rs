@@ -133,6 +133,25 @@ impl Store for TimedStore {
         timed("model_promotions", || self.inner.model_promotions())
     }
 
+    fn app_signatures(&self, app: &str) -> Result<Vec<vigil_core::Signature>, StoreError> {
+        timed("app_signatures", || self.inner.app_signatures(app))
+    }
+
+    fn all_app_signatures(&self, app: &str) -> Result<Vec<vigil_core::Signature>, StoreError> {
+        timed("all_app_signatures", || self.inner.all_app_signatures(app))
+    }
+
+    fn signature(&self, id: i64) -> Result<Option<vigil_core::Signature>, StoreError> {
+        timed("signature", || self.inner.signature(id))
+    }
+
+    fn save_signature(
+        &self,
+        signature: &vigil_core::Signature,
+    ) -> Result<vigil_core::Signature, StoreError> {
+        timed("save_signature", || self.inner.save_signature(signature))
+    }
+
     fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
         timed("due_notifications", || {
             self.inner.due_notifications(now, limit)

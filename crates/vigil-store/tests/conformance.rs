@@ -185,6 +185,10 @@ conformance! {
         a_verdict_that_fails_midway_leaves_nothing,
         a_verdict_for_a_missing_release_is_unknown,
         feedback_reads_back_in_order,
+        feedback_on_a_finding_keeps_its_signal_and_onset,
+        a_verdict_keeps_the_findings_the_learned_stage_set_aside,
+        signatures_are_saved_read_by_app_and_dropped,
+        saving_an_unknown_signature_is_refused,
         new_notifications_are_due_at_once_oldest_first,
         a_failed_notification_is_retried_later_or_given_up,
         a_sent_notification_is_no_longer_due,
@@ -347,6 +351,7 @@ fn verdict_record(release_id: &str, at: i64, verdict: Verdict) -> VerdictRecord 
         verdict,
         findings,
         explanation: format!("{verdict} at {at}"),
+        suppressed: Vec::new(),
     }
 }
 
@@ -928,6 +933,175 @@ fn a_verdict_for_a_missing_release_is_unknown(store: &dyn Store) {
     );
     assert!(store.verdicts("ghost").unwrap().is_empty());
     assert!(store.due_notifications(i64::MAX, 10).unwrap().is_empty());
+}
+
+fn feedback_on_a_finding_keeps_its_signal_and_onset(store: &dyn Store) {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    let on_finding = Feedback {
+        release_id: "r1".to_owned(),
+        kind: FeedbackKind::FalseAlarm,
+        note: "the batch job".to_owned(),
+        actor: "alice".to_owned(),
+        at: 1_000_500,
+        signal: Some("cpu_usage".to_owned()),
+        onset: None,
+    };
+    let missed = Feedback {
+        kind: FeedbackKind::MissedFault,
+        signal: Some("log:Timeout <*>".to_owned()),
+        onset: Some(1_000_300),
+        ..on_finding.clone()
+    };
+    let whole = Feedback {
+        kind: FeedbackKind::ConfirmFault,
+        signal: None,
+        onset: None,
+        ..on_finding.clone()
+    };
+    for feedback in [&on_finding, &missed, &whole] {
+        store.add_feedback(feedback).unwrap();
+    }
+    assert_eq!(
+        store.feedback("r1").unwrap(),
+        vec![on_finding, missed, whole]
+    );
+}
+
+fn a_verdict_keeps_the_findings_the_learned_stage_set_aside(store: &dyn Store) {
+    store
+        .create_release(&release("r1", "shop", 1_000_000))
+        .unwrap();
+    let plain = verdict_record("r1", 1_000_060, Verdict::Fault);
+    let aside = VerdictRecord {
+        verdict: Verdict::Healthy,
+        findings: Vec::new(),
+        suppressed: vec![vigil_core::Suppressed {
+            finding: Finding {
+                severity: Verdict::Anomaly,
+                ..finding()
+            },
+            reason: "suppressed because latency_p99 up matches signature 3".to_owned(),
+            signature: Some(3),
+            probability: None,
+        }],
+        ..verdict_record("r1", 1_000_120, Verdict::Healthy)
+    };
+    store.record_verdict(&plain, &[]).unwrap();
+    store.record_verdict(&aside, &[]).unwrap();
+    assert_eq!(store.verdicts("r1").unwrap(), vec![plain, aside]);
+}
+
+fn signature_of(app: &str, signal: &str, at: i64) -> vigil_core::Signature {
+    let marked = Finding {
+        severity: Verdict::Anomaly,
+        signal: Signal::Metric {
+            name: signal.to_owned(),
+        },
+        ..finding()
+    };
+    vigil_core::Signature::from_finding(
+        app,
+        &marked,
+        vigil_core::signature::SignatureMark {
+            release_id: "r1".to_owned(),
+            finding_at: at - 60,
+            actor: "alice".to_owned(),
+            at,
+            note: "a nightly batch".to_owned(),
+        },
+    )
+}
+
+fn signatures_are_saved_read_by_app_and_dropped(store: &dyn Store) {
+    assert!(store.app_signatures("shop").unwrap().is_empty());
+    let cpu = store
+        .save_signature(&signature_of("shop", "cpu_usage", 1_000))
+        .unwrap();
+    assert!(cpu.id > 0);
+    assert_eq!(
+        cpu,
+        vigil_core::Signature {
+            id: cpu.id,
+            ..signature_of("shop", "cpu_usage", 1_000)
+        }
+    );
+    let latency = store
+        .save_signature(&signature_of("shop", "latency_p99", 1_100))
+        .unwrap();
+    let other_app = store
+        .save_signature(&signature_of("cart", "cpu_usage", 1_200))
+        .unwrap();
+    assert!(latency.id > cpu.id && other_app.id > latency.id);
+    assert_eq!(
+        store.app_signatures("shop").unwrap(),
+        vec![cpu.clone(), latency.clone()]
+    );
+    assert_eq!(store.signature(other_app.id + 100).unwrap(), None);
+    assert_eq!(store.signature(other_app.id).unwrap(), Some(other_app));
+
+    // A second release's mark makes it active; its shape and marks are kept.
+    let mut marked_again = cpu.clone();
+    let wider = Finding {
+        severity: Verdict::Anomaly,
+        signal: Signal::Metric {
+            name: "cpu_usage".to_owned(),
+        },
+        effect: 2.5,
+        ..finding()
+    };
+    marked_again.add_mark(
+        &wider,
+        vigil_core::signature::SignatureMark {
+            release_id: "r2".to_owned(),
+            finding_at: 1_900,
+            actor: "bob".to_owned(),
+            at: 2_000,
+            note: String::new(),
+        },
+    );
+    // What never changes stays as stored, whatever the caller passes.
+    marked_again.app = "elsewhere".to_owned();
+    let stored = store.save_signature(&marked_again).unwrap();
+    assert_eq!(stored.state, vigil_core::SignatureState::Active);
+    assert_eq!(stored.app, "shop");
+    assert_eq!(stored.updated_at, 2_000);
+    assert_eq!(stored.marks.len(), 2);
+    assert!((stored.shape.max_effect - 2.5).abs() < 1e-12);
+    assert_eq!(store.signature(cpu.id).unwrap(), Some(stored.clone()));
+
+    // Dropped: gone from the app's library, still in its history.
+    let dropped = vigil_core::Signature {
+        state: vigil_core::SignatureState::Dropped,
+        dropped: Some(vigil_core::signature::SignatureDrop {
+            release_id: Some("r3".to_owned()),
+            actor: "carol".to_owned(),
+            at: 3_000,
+            reason: "release r3 was confirmed a fault".to_owned(),
+        }),
+        updated_at: 3_000,
+        ..stored
+    };
+    assert_eq!(store.save_signature(&dropped).unwrap(), dropped);
+    assert_eq!(store.app_signatures("shop").unwrap(), vec![latency.clone()]);
+    assert_eq!(
+        store.all_app_signatures("shop").unwrap(),
+        vec![dropped, latency]
+    );
+}
+
+fn saving_an_unknown_signature_is_refused(store: &dyn Store) {
+    let ghost = vigil_core::Signature {
+        id: 42,
+        ..signature_of("shop", "cpu_usage", 1_000)
+    };
+    let error = store.save_signature(&ghost).unwrap_err();
+    assert!(
+        matches!(error, StoreError::UnknownSignature { id: 42 }),
+        "{error:?}"
+    );
+    assert!(store.all_app_signatures("shop").unwrap().is_empty());
 }
 
 fn feedback_reads_back_in_order(store: &dyn Store) {

@@ -284,6 +284,7 @@ fn a_fenced_verdict_is_recorded_only_while_its_lease_is_held(store: Arc<dyn Stor
         verdict: Verdict::Anomaly,
         findings: Vec::new(),
         explanation: "a look".to_owned(),
+        suppressed: Vec::new(),
     };
     let note = NewNotification {
         release_id: "r00".to_owned(),

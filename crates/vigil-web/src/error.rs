@@ -61,7 +61,8 @@ impl From<StoreError> for ApiError {
         match &error {
             StoreError::UnknownRelease { .. }
             | StoreError::UnknownToken { .. }
-            | StoreError::UnknownModel { .. } => ApiError::not_found(error.to_string()),
+            | StoreError::UnknownModel { .. }
+            | StoreError::UnknownSignature { .. } => ApiError::not_found(error.to_string()),
             StoreError::ReleaseExists { .. }
             | StoreError::StateConflict { .. }
             | StoreError::ModelPromoted { .. }

@@ -18,6 +18,7 @@ mod releases;
 mod replicas;
 mod request;
 mod rules;
+mod signatures;
 pub mod state;
 mod tokens;
 
@@ -85,6 +86,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/apps", get(ingest::list_apps))
         .route("/api/v1/apps/{app}", put(ingest::put_app))
         .route("/api/v1/apps/{app}/rules", get(rules::show).put(rules::put))
+        .route("/api/v1/apps/{app}/signatures", get(signatures::list))
+        .route(
+            "/api/v1/apps/{app}/signatures/{id}",
+            axum::routing::delete(signatures::remove),
+        )
         .route("/api/v1/apps/{app}/onboarding", get(onboarding::show))
         .route(
             "/api/v1/apps/{app}/onboarding/apply",

@@ -90,11 +90,7 @@ impl Actor {
         lease: vigil_store::LeaseFence,
     ) -> Result<Option<ReleaseState>, GuardError> {
         let explanation = explain(judgement);
-        let signals: Vec<String> = judgement
-            .findings
-            .iter()
-            .map(|finding| finding.signal.label())
-            .collect();
+        let signals = recorded_labels(&judgement.findings, &judgement.suppressed);
         let previous = self.last_recorded(&release.id)?;
         // A verdict is also recorded once the last batch is judged, unchanged or not, so that
         // the latest record says whether that batch was seen (the verdict route reads it).
@@ -178,6 +174,7 @@ impl Actor {
                     verdict: judgement.verdict,
                     findings: finite_findings(&judgement.findings),
                     explanation: explanation.clone(),
+                    suppressed: finite_suppressed(&judgement.suppressed),
                 },
                 &notifications,
                 &lease,
@@ -263,11 +260,7 @@ impl Actor {
             return Ok(Some(known.clone()));
         }
         let stored = self.store.verdicts(release_id)?.pop().map(|record| {
-            let labels = record
-                .findings
-                .iter()
-                .map(|finding| finding.signal.label())
-                .collect();
+            let labels = recorded_labels(&record.findings, &record.suppressed);
             (record.verdict, labels, record.at)
         });
         if let Some(known) = &stored {
@@ -351,6 +344,37 @@ pub fn finite_findings(findings: &[vigil_core::Finding]) -> Vec<vigil_core::Find
         .collect()
 }
 
+/// The labels of a verdict's findings, then of those set aside (marked so): a verdict is
+/// recorded again when either changes.
+fn recorded_labels(
+    findings: &[vigil_core::Finding],
+    suppressed: &[vigil_core::Suppressed],
+) -> Vec<String> {
+    findings
+        .iter()
+        .map(|finding| finding.signal.label())
+        .chain(
+            suppressed
+                .iter()
+                .map(|aside| format!("suppressed {}", aside.finding.signal.label())),
+        )
+        .collect()
+}
+
+/// [`finite_findings`] of the findings the learned stage set aside.
+pub fn finite_suppressed(suppressed: &[vigil_core::Suppressed]) -> Vec<vigil_core::Suppressed> {
+    suppressed
+        .iter()
+        .map(|aside| vigil_core::Suppressed {
+            finding: finite_findings(std::slice::from_ref(&aside.finding))
+                .pop()
+                .unwrap_or_else(|| aside.finding.clone()),
+            probability: aside.probability.filter(|value| value.is_finite()),
+            ..aside.clone()
+        })
+        .collect()
+}
+
 /// One line: the most severe finding's explanation, or the judgement's reason.
 pub fn explain(judgement: &Judgement) -> String {
     // Held for missing data: the findings (recommendations) are not why.
@@ -369,12 +393,70 @@ pub fn explain(judgement: &Judgement) -> String {
 }
 
 /// The findings as a few lines for a notification.
+/// The message's evidence: the first findings' explanations, then the first findings the
+/// learned stage set aside, apart, each with why.
 fn evidence_text(judgement: &Judgement) -> String {
     judgement
         .findings
         .iter()
         .take(5)
         .map(|finding| format!("- {}", finding.explanation))
+        .chain(
+            judgement
+                .suppressed
+                .iter()
+                .take(3)
+                .map(|aside| format!("- set aside: {}", aside.reason)),
+        )
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod evidence_tests {
+    use vigil_core::{Finding, Signal, Suppressed, Verdict};
+
+    use super::*;
+
+    fn finding(name: &str, explanation: &str) -> Finding {
+        Finding {
+            severity: Verdict::Fault,
+            signal: Signal::Metric {
+                name: name.to_owned(),
+            },
+            hosts: Vec::new(),
+            hosts_judged: 1,
+            direction: "up".to_owned(),
+            observed: 2.0,
+            expected: 1.0,
+            effect: 1.0,
+            score: 9.0,
+            baseline: "reference".to_owned(),
+            evidence: String::new(),
+            since: 0,
+            explanation: explanation.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_evidence_lists_what_was_set_aside_apart_with_why() {
+        let mut judgement = Judgement {
+            at: 60,
+            verdict: Verdict::Fault,
+            findings: vec![finding("latency_ms", "latency tripled")],
+            reason: None,
+            suppressed: Vec::new(),
+        };
+        assert_eq!(evidence_text(&judgement), "- latency tripled");
+        judgement.suppressed.push(Suppressed {
+            finding: finding("cpu", "cpu +10 %"),
+            reason: "suppressed because cpu up matches signature 1".to_owned(),
+            signature: Some(1),
+            probability: None,
+        });
+        assert_eq!(
+            evidence_text(&judgement),
+            "- latency tripled\n- set aside: suppressed because cpu up matches signature 1"
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use vigil_analysis::{Evaluator, Settings};
+use vigil_analysis::{Evaluator, Settings, Tally};
 use vigil_core::release::Release;
 
 use super::locks::{lock, read};
@@ -18,6 +18,8 @@ use crate::index::DataIndex;
 #[derive(Debug)]
 pub(super) struct Kept {
     pub(super) evaluator: Evaluator,
+    /// How often the funnel recommended each signal at the evaluator's steps so far.
+    pub(super) tally: Tally,
     pub(super) generation: u64,
     /// The lookback of the window it was built on (see `ReleaseWindow::lookback_with_data`).
     pub(super) lookback: i64,
@@ -73,7 +75,7 @@ impl Evaluators {
         window: &Window<'_>,
         settings: &Settings,
         kept: Option<Kept>,
-    ) -> Result<(Evaluator, u64), GuardError> {
+    ) -> Result<(Evaluator, u64, Tally), GuardError> {
         if let Some(mut kept) = kept {
             // What changed and the steps from it, read under one lock: nothing lands between.
             let tail = {
@@ -86,7 +88,7 @@ impl Evaluators {
                     && kept.evaluator.prepared().time_of(seen - 1) >= window.until
                 {
                     let generation = kept.generation;
-                    return Ok((kept.evaluator, generation));
+                    return Ok((kept.evaluator, generation, kept.tally));
                 }
                 if from >= kept.evaluator.horizon() {
                     Some((
@@ -102,7 +104,15 @@ impl Evaluators {
                 match kept.evaluator.extend(&tail, from, settings) {
                     Ok(()) => {
                         self.extended.fetch_add(1, Ordering::Relaxed);
-                        return Ok((kept.evaluator, generation));
+                        // Steps it counted whose data changed are counted again from the start.
+                        let counted_changed =
+                            kept.tally.next_step().is_some_and(|next| from < next);
+                        let tally = if counted_changed {
+                            Tally::default()
+                        } else {
+                            kept.tally
+                        };
+                        return Ok((kept.evaluator, generation, tally));
                     }
                     Err(reason) => {
                         tracing::debug!(release = %release.id, %reason, "guard rebuilds evaluator");
@@ -118,7 +128,11 @@ impl Evaluators {
             )
         };
         self.built.fetch_add(1, Ordering::Relaxed);
-        Ok((Evaluator::new(&bundle, settings), generation))
+        Ok((
+            Evaluator::new(&bundle, settings),
+            generation,
+            Tally::default(),
+        ))
     }
 }
 

@@ -15,6 +15,7 @@ mod evaluators;
 mod leases;
 mod locks;
 mod readiness;
+mod stage;
 #[cfg(test)]
 mod tests;
 
@@ -68,6 +69,8 @@ pub struct Guard {
     alert_news: crate::alerts::AlertNews,
     /// The leases of the releases this guard judges, among the replicas of its store.
     leases: Leases,
+    /// The version of the promoted model last refused (warned about once).
+    refused_model: Mutex<Option<i64>>,
 }
 
 impl Guard {
@@ -90,6 +93,7 @@ impl Guard {
             oversized: Mutex::new(HashSet::new()),
             pull_failures: Arc::new(PullFailures::default()),
             alert_news: crate::alerts::AlertNews::default(),
+            refused_model: Mutex::new(None),
         }
     }
 
@@ -225,6 +229,8 @@ impl Guard {
         self.leases.set_guarded(observing.len());
         // Every app's hosts, found once for all the releases' reference groups.
         let apps = self.read_index().hosts_by_app();
+        // Each app's learned stage, read once for all its releases.
+        let stages = stage::stages_for(self.store.as_ref(), &observing, &self.refused_model);
         // Releases are judged on as many threads as the machine has cores.
         let workers = std::thread::available_parallelism()
             .map_or(1, |cores| cores.get())
@@ -240,7 +246,8 @@ impl Guard {
                             let Some(release) = observing.get(position) else {
                                 return done;
                             };
-                            match self.judge_if_ready(release, &apps, now) {
+                            let learned = stages.get(&release.spec.app);
+                            match self.judge_if_ready(release, &apps, learned, now) {
                                 Ok(Some(outcome)) => done.push(outcome),
                                 Ok(None) => {}
                                 Err(GuardError::Store(StoreError::LeaseLost { .. })) => {
@@ -292,6 +299,7 @@ impl Guard {
         &self,
         stored: &Release,
         apps: &HashMap<String, Vec<(String, i64)>>,
+        learned: Option<&vigil_analysis::Stage>,
         now: i64,
     ) -> Result<Option<Judged>, GuardError> {
         let (release_window, settings) = ReleaseWindow::read(stored)?;
@@ -340,7 +348,7 @@ impl Guard {
             baseline_seconds: judged_lookback,
             until: step_time,
         };
-        let (evaluator, generation) =
+        let (evaluator, generation, mut tally) =
             match self
                 .evaluators
                 .evaluator_for(release, &self.index, &window, &settings, kept)
@@ -354,7 +362,14 @@ impl Guard {
             };
         lock(&self.judged).insert(release.id.clone(), step_time);
         lock(&self.oversized).remove(&release.id);
-        let judgement = evaluator.judge_at(evaluator.points() - 1);
+        let newest = evaluator.points() - 1;
+        // A model weighs how often a signal was recommended so far: the tally judges the steps
+        // it has not counted yet (none between passes, every step after a rebuild).
+        let judgement = if learned.is_some_and(|stage| stage.model().is_some()) {
+            tally.catch_up(&evaluator, newest)
+        } else {
+            evaluator.judge_at(newest)
+        };
         let judgement =
             rules::with_rule_findings(judgement, &evaluator, release, &self.pull_failures);
         let judgement = crate::alerts::judged_with_alerts(
@@ -364,6 +379,7 @@ impl Guard {
             judgement,
             now,
         )?;
+        let judgement = stage::staged(learned, judgement, release, evaluator.prepared(), &tally);
         let covered = evaluator.coverage_at(evaluator.points() - 1).complete();
         // A selector release group that finds no host holds: silence never passes.
         let (judgement, covered) = groups::hold_an_empty_group(stored, release, judgement, covered);
@@ -371,6 +387,7 @@ impl Guard {
             &release.id,
             Kept {
                 evaluator,
+                tally,
                 generation,
                 lookback: judged_lookback,
             },

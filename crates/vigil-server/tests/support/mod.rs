@@ -200,6 +200,10 @@ pub fn request(
             .get(&url)
             .header("Authorization", &authorization)
             .call(),
+        ("DELETE", _) => agent
+            .delete(&url)
+            .header("Authorization", &authorization)
+            .call(),
         ("PUT", Some(bytes)) => agent
             .put(&url)
             .header("Authorization", &authorization)

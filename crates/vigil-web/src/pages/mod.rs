@@ -68,6 +68,10 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app}/metrics/remove", post(apps::undeclare))
         .route("/apps/{app}/rules", post(apps::put_rule))
         .route("/apps/{app}/rules/remove", post(apps::remove_rule))
+        .route(
+            "/apps/{app}/signatures/remove",
+            post(apps::remove_signature),
+        )
         .route("/signin", get(session::form).post(session::sign_in))
         .route(
             "/signout",

@@ -109,6 +109,26 @@ pub(crate) async fn perform(
     if action == Action::Resume {
         state.guard.forget(&updated.id);
     }
+    if matches!(action, Action::Rollback | Action::RollbackDone) {
+        // A rollback after a pause confirms the fault: the app's signatures matching it go.
+        let rolled_back = updated.clone();
+        let actor = token.name.clone();
+        let at = state.clock.now();
+        state
+            .blocking(move |store| {
+                if let Err(error) = vigil_guard::library::learn_from_rollback(
+                    store,
+                    &rolled_back,
+                    action,
+                    &actor,
+                    at,
+                ) {
+                    tracing::error!(release = %rolled_back.id, app = %rolled_back.spec.app, %error, "feature library could not learn from a rollback");
+                }
+                Ok(())
+            })
+            .await?;
+    }
     Ok(updated)
 }
 

@@ -21,8 +21,8 @@ use vigil_guard::admission;
 
 pub(crate) use self::actions::perform;
 pub use self::actions::{batch_deployed, cancel, pause, resume, rollback, rolled_back};
-pub(crate) use self::feedback::record_feedback;
 pub use self::feedback::{add_feedback, list_feedback};
+pub(crate) use self::feedback::{record_feedback, FeedbackRequest};
 pub use self::import::import;
 pub use self::read::{export, findings, notifications, series, transitions, verdict};
 use self::records::load;

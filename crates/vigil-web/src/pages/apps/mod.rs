@@ -9,6 +9,7 @@
 
 mod metric_groups;
 mod rules;
+mod signatures;
 mod view;
 mod words;
 
@@ -36,6 +37,7 @@ use crate::onboarding::{
 };
 use crate::state::AppState;
 pub use rules::{put_rule, remove_rule};
+pub use signatures::remove as remove_signature;
 use view::{apps_table, AppPage};
 
 /// Longest metric name or query the form for a query of one's own takes, in bytes.
@@ -137,6 +139,9 @@ impl AppQuery {
                 "The rule is saved: every release created from now on is judged by it.".to_owned(),
             ),
             "unruled" => Some("The rule is removed; releases already created keep it.".to_owned()),
+            "unsigned" => Some(
+                "The signature is removed: it suppresses nothing from the next step on.".to_owned(),
+            ),
             _ => None,
         }
     }
@@ -170,7 +175,9 @@ pub async fn page(
             }))
         })
         .await?;
+    let library = crate::signatures::app_signatures(&state, app.clone()).await?;
     let view = AppPage {
+        library: signatures::section(&app, &library, &session),
         found: &found,
         asked: &asked,
         session: &session,

@@ -189,6 +189,8 @@ pub(super) struct AppPage<'a> {
     pub(super) declared: &'a [MetricMeta],
     /// The app's rules.
     pub(super) rules: &'a [Rule],
+    /// The app's false-alarm signatures, drawn.
+    pub(super) library: Markup,
 }
 
 impl AppPage<'_> {
@@ -217,6 +219,7 @@ impl AppPage<'_> {
                 (self.metrics())
                 (self.judged())
                 (self.rules())
+                (self.library)
                 (self.logs())
                 (self.pull())
             }

@@ -20,7 +20,7 @@ use super::PageError;
 use crate::error::ApiError;
 use crate::releases::{
     alert_evidence, app_config, perform, record_feedback, release_record, scorecard_on,
-    scorecard_step, window, AlertEvidence, ScorecardQuery,
+    scorecard_step, window, AlertEvidence, FeedbackRequest, ScorecardQuery,
 };
 use crate::state::AppState;
 use scorecard::RowOrder;
@@ -136,6 +136,13 @@ pub struct ReleaseForm {
     kind: String,
     #[serde(default)]
     note: String,
+    /// The finding a false alarm is about, by its signal's label (a finding's button).
+    #[serde(default)]
+    signal: String,
+    /// When a missed fault began: `YYYY-MM-DDTHH:MM` in UTC, as a `datetime-local` field
+    /// sends it, or Unix seconds.
+    #[serde(default)]
+    onset: String,
 }
 
 impl SessionForm for ReleaseForm {
@@ -209,19 +216,73 @@ pub async fn feedback(
             return Err(ApiError::bad_request(format!("unknown feedback kind {other:?}")).into())
         }
     };
-    let stored = record_feedback(
-        &state,
-        &session.token,
-        id,
+    let signal = Some(request.signal.trim())
+        .filter(|label| !label.is_empty())
+        .map(str::to_owned);
+    let onset = onset_time(&request.onset)?;
+    let said = FeedbackRequest {
         kind,
-        request.note.trim().to_string(),
-    )
-    .await?;
+        note: request.note.trim().to_string(),
+        signal,
+        onset,
+    };
+    let stored = record_feedback(&state, &session.token, id, said).await?;
     let location = format!(
         "/releases/{}?done=feedback#feedback",
         url(&stored.release_id)
     );
     Ok(Redirect::to(&location).into_response())
+}
+
+/// A form's onset: empty for none, Unix seconds, or a UTC time `YYYY-MM-DDTHH:MM[:SS]` (a
+/// space for the `T` too).
+fn onset_time(text: &str) -> Result<Option<i64>, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(Some(seconds));
+    }
+    utc_minutes(text).map(Some).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "onset: expected a UTC time such as 2026-03-01T10:15 or unix seconds, not {text:?}"
+        ))
+    })
+}
+
+/// Unix seconds of `YYYY-MM-DDTHH:MM[:SS]` read as UTC.
+fn utc_minutes(text: &str) -> Option<i64> {
+    let (date, time) = text.split_once(['T', ' '])?;
+    let mut date_parts = date.splitn(3, '-');
+    let year: i64 = date_parts.next()?.parse().ok()?;
+    let month: i64 = date_parts.next()?.parse().ok()?;
+    let day: i64 = date_parts.next()?.parse().ok()?;
+    let mut time_parts = time.splitn(3, ':');
+    let hour: i64 = time_parts.next()?.parse().ok()?;
+    let minute: i64 = time_parts.next()?.parse().ok()?;
+    let second: i64 = match time_parts.next() {
+        Some(seconds) => seconds.parse().ok()?,
+        None => 0,
+    };
+    let in_range = (1970..=9999).contains(&year)
+        && (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&hour)
+        && (0..60).contains(&minute)
+        && (0..60).contains(&second);
+    if !in_range {
+        return None;
+    }
+    // Days from the civil date (proleptic Gregorian), March-based years.
+    let shifted_year = if month <= 2 { year - 1 } else { year };
+    let era = shifted_year.div_euclid(400);
+    let year_of_era = shifted_year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
 }
 
 #[cfg(test)]
@@ -237,5 +298,26 @@ mod tests {
         }
         assert!(notice_text("feedback").is_some());
         assert!(notice_text("<script>").is_none());
+    }
+
+    #[test]
+    fn an_onset_is_read_as_utc_or_unix_seconds() {
+        assert_eq!(onset_time("").unwrap(), None);
+        assert_eq!(onset_time("1700000000").unwrap(), Some(1_700_000_000));
+        assert_eq!(onset_time("1970-01-01T00:00").unwrap(), Some(0));
+        assert_eq!(
+            onset_time("2023-11-14T22:13:20").unwrap(),
+            Some(1_700_000_000)
+        );
+        assert_eq!(onset_time("2024-02-29 12:00").unwrap(), Some(1_709_208_000));
+        for bad in [
+            "yesterday",
+            "2024-13-01T00:00",
+            "2024-01-01T25:00",
+            "2024-01-01",
+        ] {
+            let error = onset_time(bad).unwrap_err();
+            assert!(error.message.starts_with("onset: "), "{}", error.message);
+        }
     }
 }

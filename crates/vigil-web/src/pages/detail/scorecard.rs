@@ -72,7 +72,18 @@ impl Detail<'_> {
                 .find(|meta| meta.name == name)
                 .map_or_else(String::new, |meta| meta.unit.clone())
         };
-        scorecard_section(self.scorecard, self.order, &unit_of)
+        // Rows of the findings the learned stage set aside at the deciding step say so.
+        let set_aside: Vec<String> = self
+            .deciding()
+            .map(|record| {
+                record
+                    .suppressed
+                    .iter()
+                    .map(|aside| aside.finding.signal.label())
+                    .collect()
+            })
+            .unwrap_or_default();
+        scorecard_section(self.scorecard, self.order, &unit_of, &set_aside)
     }
 }
 
@@ -82,6 +93,7 @@ fn scorecard_section(
     scorecard: Result<&Scorecard, &str>,
     order: RowOrder,
     unit_of: &dyn Fn(&str) -> String,
+    set_aside: &[String],
 ) -> Markup {
     let scorecard = match scorecard {
         Ok(scorecard) => scorecard,
@@ -108,11 +120,11 @@ fn scorecard_section(
             @if scorecard.rows.is_empty() {
                 p { "No signal in the release's window yet." }
             } @else {
-                (scorecard_table(scorecard, shown, true, order, unit_of))
+                (scorecard_table(scorecard, shown, true, order, unit_of, set_aside))
                 @if !folded.is_empty() {
                     details class="scorecard-more" {
                         summary { (folded.len()) " more rows" }
-                        (scorecard_table(scorecard, folded, false, order, unit_of))
+                        (scorecard_table(scorecard, folded, false, order, unit_of, set_aside))
                     }
                 }
             }
@@ -126,6 +138,7 @@ fn scorecard_table(
     first: bool,
     order: RowOrder,
     unit_of: &dyn Fn(&str) -> String,
+    set_aside: &[String],
 ) -> Markup {
     html! {
         table class="scorecard" {
@@ -156,14 +169,15 @@ fn scorecard_table(
             }
             tbody {
                 @for row in rows {
-                    (scorecard_row(row, unit_of))
+                    (scorecard_row(row, unit_of, set_aside.contains(&row.signal.label())))
                 }
             }
         }
     }
 }
 
-fn scorecard_row(row: &ScorecardRow, unit_of: &dyn Fn(&str) -> String) -> Markup {
+/// One row; `set_aside` when the learned stage set its finding aside at the deciding step.
+fn scorecard_row(row: &ScorecardRow, unit_of: &dyn Fn(&str) -> String, set_aside: bool) -> Markup {
     let unit = match &row.signal {
         Signal::Metric { name } => unit_of(name),
         Signal::Log { .. } => "lines".to_owned(),
@@ -188,7 +202,14 @@ fn scorecard_row(row: &ScorecardRow, unit_of: &dyn Fn(&str) -> String) -> Markup
             td class="number" { (row.effect.map_or("–".to_owned(), change_words)) }
             td class="number" { (row.score.map_or("–".to_owned(), |score| format!("{score:.1}"))) }
             td class="number" { (row.hosts_affected) " of " (row.hosts_judged) }
-            td { (Text(&row.note)) }
+            td {
+                (Text(&row.note))
+                @if set_aside {
+                    " " span class="help suppressed" {
+                        "(set aside by the learned stage: see the findings)"
+                    }
+                }
+            }
             td {
                 @if let Some(source) = row.source.as_deref().filter(|source| {
                     source.starts_with("http://") || source.starts_with("https://")
@@ -261,7 +282,7 @@ mod tests {
             sort: RowSort::Verdict,
             descending: false,
         };
-        let out = scorecard_section(Ok(&scorecard), order, &|_| "ms".to_owned()).into_string();
+        let out = scorecard_section(Ok(&scorecard), order, &|_| "ms".to_owned(), &[]).into_string();
         let (open, folded) = out.split_at(out.find("<details").unwrap());
         assert_eq!(open.matches("<th scope=\"row\">").count(), ROWS_SHOWN);
         assert_eq!(
@@ -285,7 +306,7 @@ mod tests {
             sort: RowSort::Effect,
             descending: true,
         };
-        let out = scorecard_section(Err("no <data>"), order, &|_| String::new()).into_string();
+        let out = scorecard_section(Err("no <data>"), order, &|_| String::new(), &[]).into_string();
         assert!(out.contains("No scorecard: no &lt;data&gt;."), "{out}");
     }
 }

@@ -123,7 +123,7 @@ impl Detail<'_> {
     }
 
     /// The verdict that decided the release (the pause, if any), and the newest one.
-    fn deciding(&self) -> Option<&VerdictRecord> {
+    pub(super) fn deciding(&self) -> Option<&VerdictRecord> {
         deciding_verdict(&self.record.verdicts)
     }
 
@@ -271,6 +271,25 @@ impl Detail<'_> {
                 @for (number_on_page, finding) in findings.iter().enumerate() {
                     (self.finding(finding, number_on_page))
                 }
+                (suppressed_findings(&deciding.suppressed))
+            }
+        }
+    }
+
+    /// The button that marks one finding a false alarm (operators, metric and log findings:
+    /// those the feature library learns).
+    fn false_alarm_button(&self, finding: &Finding) -> Markup {
+        if !self.session.is_operator() || !vigil_guard::library::learnable(finding) {
+            return html! {};
+        }
+        let release = &self.record.release;
+        html! {
+            form class="inline-form false-alarm" method="post"
+                action={ "/releases/" (url(&release.id)) "/feedback" } {
+                (self.session.form_field())
+                input type="hidden" name="kind" value="false_alarm";
+                input type="hidden" name="signal" value=(Text(&finding.signal.label()));
+                button type="submit" class="small" { "Mark this finding a false alarm" }
             }
         }
     }
@@ -315,6 +334,7 @@ impl Detail<'_> {
                 @if let Signal::Metric { name } = &finding.signal {
                     (self.chart(name, finding, number_on_page))
                 }
+                (self.false_alarm_button(finding))
             }
         }
     }
@@ -423,8 +443,15 @@ impl Detail<'_> {
                     ul class="feedback" {
                         @for item in &self.record.feedback {
                             li {
-                                strong { (feedback_words(item.kind)) } " by " (Text(&item.actor))
+                                strong { (feedback_words(item.kind)) }
+                                @if let Some(signal) = &item.signal {
+                                    " on " code { (Text(signal)) }
+                                }
+                                " by " (Text(&item.actor))
                                 " at " (time_element(item.at))
+                                @if let Some(onset) = item.onset {
+                                    ", began at " (time_element(onset))
+                                }
                                 @if !item.note.is_empty() { ": " q { (Text(&item.note)) } }
                             }
                         }
@@ -454,6 +481,10 @@ impl Detail<'_> {
                             label for=(id) { (label) }
                         }
                     }
+                }
+                div class="field" {
+                    label for="feedback-onset" { "Missed fault: when it began (UTC, optional)" }
+                    input type="datetime-local" id="feedback-onset" name="onset";
                 }
                 div class="field" {
                     label for="feedback-note" { "Note" }
@@ -489,6 +520,35 @@ impl Detail<'_> {
                 @if is_running(self.record.release.state) {
                     p class="help" {
                         "The release is running: reload the page to see what changed."
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The findings the learned stage set aside at the deciding step, apart, each with why.
+fn suppressed_findings(suppressed: &[vigil_core::Suppressed]) -> Markup {
+    if suppressed.is_empty() {
+        return html! {};
+    }
+    html! {
+        details class="suppressed" id="suppressed" {
+            summary {
+                (suppressed.len()) " "
+                (if suppressed.len() == 1 { "finding" } else { "findings" })
+                " set aside by the learned stage"
+            }
+            table {
+                thead { tr { th { "Signal" } th { "Severity" } th { "Effect" } th { "Why" } } }
+                tbody {
+                    @for aside in suppressed {
+                        tr {
+                            td { code { (Text(&aside.finding.signal.label())) } }
+                            td { (aside.finding.severity.as_str()) }
+                            td { (Text(&effect_row(&aside.finding))) }
+                            td { (Text(&aside.reason)) }
+                        }
                     }
                 }
             }
