@@ -14,6 +14,7 @@ mod metrics;
 mod onboarding;
 mod pages;
 mod releases;
+mod replays;
 mod replicas;
 mod request;
 mod rules;
@@ -75,6 +76,9 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/releases/{id}/notifications",
             get(releases::notifications),
         )
+        .route("/api/v1/replays", post(replays::start))
+        .route("/api/v1/replays/latest", get(replays::latest))
+        .route("/api/v1/replays/{id}", get(replays::show))
         .route("/api/v1/replicas", get(replicas::list))
         .route("/api/v1/tokens", get(tokens::list))
         .route("/api/v1/tokens/{id}/revoke", post(tokens::revoke))

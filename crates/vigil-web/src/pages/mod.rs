@@ -8,6 +8,8 @@
 //! - `/apps`: every app with its onboarding state, hosts and the signal families covered, from
 //!   ingested data alone; `/apps/{app}`: one app's whole onboarding report and the discovery of
 //!   its Prometheus, where admins apply the proposed queries or add their own.
+//! - `/replay`: the replay of the stored releases through a model, started by operators, its
+//!   progress while it runs and its figures, per cause and over time with a chart, once done.
 //! - `/signin`, `/signout`: a session cookie holding an API token (see [`session`]).
 //!
 //! The pages call the same functions as the JSON handlers (`crate::releases`,
@@ -19,6 +21,7 @@ mod chart;
 mod detail;
 pub mod html;
 mod list;
+mod replay;
 pub mod session;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -64,6 +67,7 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app}/metrics/remove", post(apps::undeclare))
         .route("/apps/{app}/rules", post(apps::put_rule))
         .route("/apps/{app}/rules/remove", post(apps::remove_rule))
+        .route("/replay", get(replay::page).post(replay::start))
         .route("/signin", get(session::form).post(session::sign_in))
         .route(
             "/signout",
@@ -132,6 +136,7 @@ impl IntoResponse for PageError {
 pub enum Section {
     Releases,
     Apps,
+    Replay,
 }
 
 /// A whole page: the layout around `body`, with the headers every page gets.
@@ -175,6 +180,7 @@ fn navigation(section: Option<Section>) -> Markup {
         @for (link_section, href, label) in [
             (Section::Releases, "/releases", "Releases"),
             (Section::Apps, "/apps", "Apps"),
+            (Section::Replay, "/replay", "Replay"),
         ] {
             @let current = (section == Some(link_section)).then_some("page");
             a href=(href) aria-current=[current] { (label) } " "
