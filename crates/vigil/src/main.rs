@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod gate_cmd;
+mod history_cmd;
 mod logging;
 mod logs_cmd;
 mod progress;
@@ -27,7 +28,8 @@ struct Cli {
 enum Command {
     /// Run the live guard: the API, ingestion, the guard and notifications.
     Serve(serve_cmd::ServeArgs),
-    /// Replay recorded releases through the analysis, step by step, and score them.
+    /// Replay recorded releases through the analysis, step by step, and score them: a corpus
+    /// folder, or with --server the server's own stored releases.
     Replay(replay_cmd::ReplayArgs),
     /// Mine the templates of log lines (a file or standard input) and print them with their
     /// counts, or the template id of each line.

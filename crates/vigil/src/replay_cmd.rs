@@ -16,7 +16,22 @@ use crate::progress::Progress;
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
     /// A corpus folder (with `releases/`) or a folder of bundles (`.json` or `.json.gz`).
-    pub dir: PathBuf,
+    #[arg(required_unless_present = "server", conflicts_with = "server")]
+    pub dir: Option<PathBuf>,
+    /// Replay the stored releases of this Vigil server instead (`http://host:port`), labelled
+    /// by their feedback and transitions, through the API.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// The API token for --server (an operator's); `VIGIL_TOKEN` when not given.
+    #[arg(long, requires = "server")]
+    pub token: Option<String>,
+    /// With --server: the model the replay applies, `promoted`, `none` (the funnel alone) or a
+    /// stored model's version.
+    #[arg(long, requires = "server", default_value = "promoted")]
+    pub model: String,
+    /// With --server: the releases of this app only.
+    #[arg(long, requires = "server")]
+    pub app: Option<String>,
     /// Labels to score against (`labels.jsonl`); found next to `releases/` when not given.
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -41,6 +56,19 @@ struct OutputLine<'a> {
 }
 
 pub fn run(args: ReplayArgs) -> Result<()> {
+    let dir = match (&args.dir, &args.server) {
+        (_, Some(server)) => {
+            return crate::history_cmd::run(crate::history_cmd::HistoryArgs {
+                server,
+                token: args.token.as_deref(),
+                model: &args.model,
+                app: args.app.as_deref(),
+                out: &args.out,
+            })
+        }
+        (Some(dir), None) => dir.clone(),
+        (None, None) => bail!("give a folder of releases or --server"),
+    };
     let settings = match &args.settings {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -50,9 +78,9 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         }
         None => Settings::default(),
     };
-    let files = bundle_files(&args.dir)?;
+    let files = bundle_files(&dir)?;
     let labels_path = args.labels.clone().or_else(|| {
-        let beside = args.dir.join("labels.jsonl");
+        let beside = dir.join("labels.jsonl");
         beside.is_file().then_some(beside)
     });
     let labels = match &labels_path {
