@@ -14,6 +14,7 @@ mod metrics;
 mod onboarding;
 mod pages;
 mod releases;
+mod replay_runs;
 mod replays;
 mod replicas;
 mod request;

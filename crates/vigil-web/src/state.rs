@@ -64,7 +64,7 @@ pub struct AppState {
     /// The app pull queries failing now (the server's puller records them).
     pub pull_failures: Arc<vigil_guard::pull::PullFailures>,
     /// The replays of stored history, the running one and the last few finished.
-    pub replays: Arc<crate::replays::Replays>,
+    pub replays: Arc<crate::replay_runs::Replays>,
 }
 
 impl AppState {
