@@ -225,6 +225,17 @@ fn replays_stored_history(server: &TestServer) {
         "{html}"
     );
     assert!(html.contains("data-line=\"Precision\""), "{html}");
+    // Inside an SVG no element is left open (an unclosed one would swallow the rest).
+    let chart = &html[html.find("<svg class=\"chart-svg\"").unwrap()..];
+    let chart = &chart[..chart.find("</svg>").unwrap()];
+    for shape in ["rect", "line", "polyline", "circle"] {
+        assert_eq!(
+            chart.matches(&format!("<{shape} ")).count(),
+            chart.matches(&format!("</{shape}>")).count(),
+            "{shape} in {chart}"
+        );
+    }
+    assert!(chart.contains("<circle "), "{chart}");
     // Viewers see no start button; operators do, and it starts a replay.
     assert!(!html.contains("Start replay"), "{html}");
     let mut operator_page = PageClient::new(&server.base);

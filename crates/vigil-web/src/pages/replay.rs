@@ -258,6 +258,9 @@ struct Line<'a> {
     values: Vec<Option<f64>>,
 }
 
+/// SVG elements are closed (`{}`), never left void: inside `<svg>` an element without its end
+/// tag would hold every later one.
+///
 /// Two panels over the same periods: precision and recall (0 to 100 %) above, time to pause
 /// (median and 90th percentile, minutes) below. Lines differ by dash and marker as well as
 /// colour; a line breaks where its figure is undefined.
@@ -360,11 +363,11 @@ fn over_time_chart(report: &HistoryReport) -> Markup {
 fn panel_frame(top: f64, plot_width: f64, ticks: &[(f64, &str)]) -> Markup {
     html! {
         rect class="frame" x=(format_number(LEFT)) y=(format_number(top))
-            width=(format_number(plot_width)) height=(format_number(PANEL_HEIGHT));
+            width=(format_number(plot_width)) height=(format_number(PANEL_HEIGHT)) {}
         @for (share, text) in ticks {
             @let y = top + PANEL_HEIGHT * (1.0 - share);
             line class="grid" x1=(format_number(LEFT)) x2=(format_number(LEFT + plot_width))
-                y1=(format_number(y)) y2=(format_number(y));
+                y1=(format_number(y)) y2=(format_number(y)) {}
             text class="tick" x=(format_number(LEFT - 6.0)) y=(format_number(y + 4.0)) text-anchor="end" { (Text(text)) }
         }
     }
@@ -389,13 +392,13 @@ fn draw_line(line: &Line, x_of: &dyn Fn(usize) -> f64, y_of: &dyn Fn(f64) -> f64
             @for run in runs.iter().filter(|run| run.len() > 1) {
                 polyline fill="none" stroke=(line.colour) stroke-width="2"
                     stroke-dasharray=[line.dash]
-                    points=(run.iter().map(|(x, y)| format!("{},{}", format_number(*x), format_number(*y))).collect::<Vec<_>>().join(" "));
+                    points=(run.iter().map(|(x, y)| format!("{},{}", format_number(*x), format_number(*y))).collect::<Vec<_>>().join(" ")) {}
             }
             @for (x, y) in runs.iter().flatten() {
                 @if square {
-                    rect x=(format_number(x - 3.5)) y=(format_number(y - 3.5)) width="7" height="7" fill=(line.colour);
+                    rect x=(format_number(x - 3.5)) y=(format_number(y - 3.5)) width="7" height="7" fill=(line.colour) {}
                 } @else {
-                    circle cx=(format_number(*x)) cy=(format_number(*y)) r="3.5" fill=(line.colour);
+                    circle cx=(format_number(*x)) cy=(format_number(*y)) r="3.5" fill=(line.colour) {}
                 }
             }
         }
@@ -407,7 +410,12 @@ fn legend(lines: &[Line], y: f64) -> Markup {
         @for (position, line) in lines.iter().enumerate() {
             @let x = LEFT + position as f64 * 260.0;
             line x1=(format_number(x)) x2=(format_number(x + 24.0)) y1=(format_number(y + 6.0)) y2=(format_number(y + 6.0))
-                stroke=(line.colour) stroke-width="2" stroke-dasharray=[line.dash];
+                stroke=(line.colour) stroke-width="2" stroke-dasharray=[line.dash] {}
+            @if line.dash.is_some() {
+                rect x=(format_number(x + 8.5)) y=(format_number(y + 2.5)) width="7" height="7" fill=(line.colour) {}
+            } @else {
+                circle cx=(format_number(x + 12.0)) cy=(format_number(y + 6.0)) r="3.5" fill=(line.colour) {}
+            }
             text class="tick" x=(format_number(x + 30.0)) y=(format_number(y + 10.0)) { (line.name) }
         }
     }
