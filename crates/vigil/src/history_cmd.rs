@@ -192,6 +192,23 @@ fn count(value: &Value) -> u64 {
     value.as_u64().unwrap_or(0)
 }
 
+/// Precision where something was paused, recall where something was faulty; `n/a` otherwise.
+fn precision_and_recall(figures: &Value) -> (String, String) {
+    let paused = count(&figures["tp"]) + count(&figures["fp"]);
+    let faulty = count(&figures["tp"]) + count(&figures["fn"]);
+    let defined = |known: u64, value: &Value| {
+        if known == 0 {
+            "  n/a".to_owned()
+        } else {
+            rate(value)
+        }
+    };
+    (
+        defined(paused, &figures["precision"]),
+        defined(faulty, &figures["recall"]),
+    )
+}
+
 /// The report in the corpus replay's words, then per cause and over time.
 fn render_report(run: &Value, report: &Value) -> String {
     let counts = &report["counts"];
@@ -242,13 +259,12 @@ fn render_report(run: &Value, report: &Value) -> String {
     text.push_str("per cause (paused / releases, precision, recall, time to pause median):\n");
     for row in report["per_cause"].as_array().into_iter().flatten() {
         let cause_figures = &row["figures"];
+        let (precision, recall) = precision_and_recall(cause_figures);
         text.push_str(&format!(
-            "  {:40} {:4} / {:4}  {}  {}  {}\n",
+            "  {:40} {:4} / {:4}  {precision}  {recall}  {}\n",
             row["cause"].as_str().unwrap_or_default(),
             count(&cause_figures["tp"]) + count(&cause_figures["fp"]),
             count(&cause_figures["releases"]),
-            rate(&cause_figures["precision"]),
-            rate(&cause_figures["recall"]),
             minutes(&cause_figures["delay_min_median"]),
         ));
     }
@@ -258,12 +274,11 @@ fn render_report(run: &Value, report: &Value) -> String {
     ));
     for point in report["over_time"].as_array().into_iter().flatten() {
         let point_figures = &point["figures"];
+        let (precision, recall) = precision_and_recall(point_figures);
         text.push_str(&format!(
-            "  {}  {:4}  {}  {}  {}\n",
+            "  {}  {:4}  {precision}  {recall}  {}\n",
             vigil_core::text::utc_date(point["start"].as_i64().unwrap_or(0)),
             count(&point_figures["releases"]),
-            rate(&point_figures["precision"]),
-            rate(&point_figures["recall"]),
             minutes(&point_figures["delay_min_median"]),
         ));
     }
