@@ -33,16 +33,16 @@ pub struct ReplayArgs {
     #[arg(long, requires = "server")]
     pub app: Option<String>,
     /// Labels to score against (`labels.jsonl`); found next to `releases/` when not given.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     pub labels: Option<PathBuf>,
     /// Where to write one JSON line per release; `-` for standard output.
     #[arg(long, default_value = "replay.jsonl")]
     pub out: String,
     /// Releases replayed at once (default: the number of cores).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     pub jobs: Option<usize>,
     /// Analysis settings as a JSON file (any subset of the fields; the rest keep defaults).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     pub settings: Option<PathBuf>,
 }
 
