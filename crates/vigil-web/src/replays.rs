@@ -34,7 +34,7 @@ pub async fn start_replay(
     let id = state
         .replays
         .begin(&ask, model_version, &token.name, started_at)?;
-    tracing::info!(replay = id, by = %token.name, model = %ask.model.label(), app = ?ask.app, "history replay started");
+    tracing::info!(replay = id, by = %token.name, model = %ask.model.label(), app = ask.app.as_deref().unwrap_or_default(), "history replay started");
     let request = HistoryRequest {
         app: ask.app.clone(),
         stage,
