@@ -282,8 +282,47 @@ fn render_report(run: &Value, report: &Value) -> String {
             minutes(&point_figures["delay_min_median"]),
         ));
     }
-    text.push_str(&format!("summary {figures}\n"));
+    text.push_str(&format!("summary {}\n", summary_line(figures)));
     text
+}
+
+/// The order of the fields of a corpus replay's `summary` line.
+const SUMMARY_ORDER: [&str; 14] = [
+    "releases",
+    "missing",
+    "tp",
+    "fp",
+    "fn",
+    "tn",
+    "precision",
+    "recall",
+    "f1",
+    "delay_min_median",
+    "delay_min_p90",
+    "anomaly_recommended",
+    "healthy_recommended",
+    "recommendation_precision",
+];
+
+/// The figures as one JSON object with its fields in a corpus replay's order (any other
+/// after them, by name), so that both summaries read alike.
+fn summary_line(figures: &Value) -> String {
+    let Some(object) = figures.as_object() else {
+        return figures.to_string();
+    };
+    let known = SUMMARY_ORDER
+        .iter()
+        .copied()
+        .filter(|key| object.contains_key(*key));
+    let others = object
+        .keys()
+        .map(String::as_str)
+        .filter(|key| !SUMMARY_ORDER.contains(key));
+    let fields: Vec<String> = known
+        .chain(others)
+        .map(|key| format!("{}:{}", Value::from(key), object[key]))
+        .collect();
+    format!("{{{}}}", fields.join(","))
 }
 
 #[cfg(test)]
@@ -298,5 +337,14 @@ mod tests {
         assert!(model_value("best").is_err());
         assert!(server_url("localhost:8080").is_err());
         assert_eq!(server_url("http://h:1/").unwrap(), "http://h:1");
+    }
+
+    #[test]
+    fn the_summary_keeps_the_corpus_replay_s_order() {
+        let figures = json!({"tp": 1, "zeta": 2, "releases": 3, "precision": 0.5});
+        let line = summary_line(&figures);
+        assert_eq!(line, r#"{"releases":3,"tp":1,"precision":0.5,"zeta":2}"#);
+        let parsed: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed, figures);
     }
 }
