@@ -238,6 +238,10 @@ fn replays_stored_history(server: &TestServer) {
     assert!(chart.contains("<circle "), "{chart}");
     // Viewers see no start button; operators do, and it starts a replay.
     assert!(!html.contains("Start replay"), "{html}");
+    // A viewer's forged start, with their own session's form value, is refused.
+    let viewer_key = support::input_value(html, "form_key").unwrap();
+    let forged = page.post_form("/replay", &[("form_key", &viewer_key), ("model", "none")]);
+    assert_eq!(forged.status, 403, "{}", forged.body);
     let mut operator_page = PageClient::new(&server.base);
     operator_page.sign_in(&server.operator);
     let answer = operator_page.get("/replay");
