@@ -12,6 +12,7 @@ pub mod error;
 pub mod follow;
 pub mod groups;
 pub mod guard;
+pub mod history;
 pub mod import;
 pub mod index;
 pub mod intake;

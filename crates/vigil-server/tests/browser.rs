@@ -6,7 +6,8 @@
 //! then holds both. The open list follows a running release's pause without a reload. Last,
 //! the operator goes to Apps with the keyboard and reads an app's coverage, and an app with a
 //! large exporter's 290 metric families keeps a page of reasonable height. A viewer reads the
-//! promoted model's held-out replay beside the funnel's on the Models page.
+//! promoted model's held-out replay beside the funnel's on the Models page, and the operator
+//! replays the stored history from the Replay page and reads its figures and chart.
 //! Screenshots of each stage go to `target/browser-artifacts/`.
 //!
 //! Needs `/usr/bin/chromedriver` and `/usr/bin/chromium` (Debian's `chromium-driver` and
@@ -249,6 +250,64 @@ fn an_operator_resumes_a_paused_release_and_a_viewer_cannot() {
     the_list_refreshes_itself_while_a_release_runs(&browser, &server);
     the_apps_page_shows_an_app_s_coverage(&browser, &server);
     a_large_exporter_s_metric_families_fold(&browser, &server);
+    the_stored_history_replays_from_its_page(&browser, &server);
+}
+
+/// The operator starts a replay of the stored history from the Replay page (reached with the
+/// keyboard); the page reloads itself until the figures come, with the chart drawn.
+fn the_stored_history_replays_from_its_page(browser: &Browser, server: &TestServer) {
+    // A fault paused on and confirmed, beside the healthy release passed unreviewed.
+    support::import_example(server, "pub0246");
+    let (status, answer) = server.post(
+        "/api/v1/releases/pub0246/feedback",
+        &server.operator,
+        &json!({"kind": "confirm_fault"}),
+    );
+    assert_eq!(status, 201, "{answer}");
+    browser.goto(&format!("{}/releases", server.base)).unwrap();
+    let link = browser.wait_for("nav a[href='/replay']", 20).unwrap();
+    browser.type_text(&link, ENTER).unwrap();
+    let button = browser.wait_for("form.replay-start button", 20).unwrap();
+    wait_for_text(browser, "#latest", "No replay was started");
+    screenshot(browser, "14-replay-start");
+    browser.click(&button).unwrap();
+    // The script reloads the page while it runs; the figures replace the progress bar.
+    let figures = wait_for_text(browser, "dl.replay-figures", "Precision");
+    assert!(figures.contains("Precision\n100.0 %"), "{figures}");
+    let causes = browser
+        .text(&browser.find("table.replay-causes").unwrap())
+        .unwrap();
+    assert!(
+        causes.contains("healthy") && causes.contains("mem.util"),
+        "{causes}"
+    );
+    let drawn = browser
+        .execute(
+            "const chart = document.querySelector('figure.replay-chart svg');
+             const box = chart.getBoundingClientRect();
+             return [box.width, box.height,
+                     Array.from(chart.querySelectorAll('g.replay-line circle, g.replay-line rect'))
+                       .filter((shape) => shape.getBoundingClientRect().width > 0).length];",
+            json!([]),
+        )
+        .unwrap();
+    let sizes: Vec<f64> = drawn
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|value| value.as_f64().unwrap())
+        .collect();
+    assert!(sizes[0] > 300.0 && sizes[1] > 150.0, "{sizes:?}");
+    // Precision, recall and the two times to pause of the one day: four points drawn.
+    assert_eq!(sizes[2], 4.0, "points drawn: {sizes:?}");
+    screenshot(browser, "15-replay-done");
+    browser
+        .execute(
+            "document.querySelector('figure.replay-chart').scrollIntoView();",
+            json!([]),
+        )
+        .unwrap();
+    screenshot(browser, "16-replay-chart");
 }
 
 /// The paused release's chart: its time ticks were rewritten by the page's script in the

@@ -660,6 +660,63 @@ fn send_model_routes(contract: &mut Contract) {
     assert_eq!(status, 409);
 }
 
+/// A replay of the stored history: refused without a run or with a bad model, started,
+/// polled until it finishes, then read as the latest.
+fn send_replay_routes(contract: &mut Contract) {
+    let operator = contract.server.operator.clone();
+    let (status, _) = contract.send(
+        "GET",
+        "/api/v1/replays/latest",
+        "/api/v1/replays/latest",
+        &operator,
+        None,
+    );
+    assert_eq!(status, 404);
+    let (status, _) = contract.send(
+        "POST",
+        "/api/v1/replays",
+        "/api/v1/replays",
+        &operator,
+        Some(json!({"model": "latest"})),
+    );
+    assert_eq!(status, 400);
+    let (status, started) = contract.send(
+        "POST",
+        "/api/v1/replays",
+        "/api/v1/replays",
+        &operator,
+        Some(json!({"model": "none"})),
+    );
+    assert_eq!(status, 202, "{started}");
+    let path = format!("/api/v1/replays/{}", started["id"]);
+    let mut finished = false;
+    for _ in 0..600 {
+        let (status, run) = contract.send("GET", "/api/v1/replays/{id}", &path, &operator, None);
+        assert_eq!(status, 200, "{run}");
+        if run["state"] == "finished" {
+            finished = true;
+            break;
+        }
+        assert_eq!(run["state"], "running", "{run}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(finished, "the replay did not finish within a minute");
+    let (status, latest) = contract.send(
+        "GET",
+        "/api/v1/replays/latest",
+        "/api/v1/replays/latest",
+        &operator,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(latest["id"], started["id"]);
+    // The imported example is finished: its row and figures were checked against the schema.
+    assert!(
+        !latest["result"]["releases"].as_array().unwrap().is_empty(),
+        "{latest}"
+    );
+}
+
 #[test]
 fn every_route_answers_as_the_document_says() {
     let mut contract = Contract::new();
@@ -691,6 +748,7 @@ fn every_route_answers_as_the_document_says() {
     send_replica_routes(&mut contract);
     send_model_routes(&mut contract);
     send_signature_routes(&mut contract);
+    send_replay_routes(&mut contract);
 
     let documented = operations(&contract.document);
     let unsent: Vec<&String> = documented.difference(&contract.sent).collect();

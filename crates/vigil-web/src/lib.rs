@@ -15,6 +15,8 @@ mod models;
 mod onboarding;
 mod pages;
 mod releases;
+mod replay_runs;
+mod replays;
 mod replicas;
 mod request;
 mod rules;
@@ -77,6 +79,9 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/releases/{id}/notifications",
             get(releases::notifications),
         )
+        .route("/api/v1/replays", post(replays::start))
+        .route("/api/v1/replays/latest", get(replays::latest))
+        .route("/api/v1/replays/{id}", get(replays::show))
         .route("/api/v1/replicas", get(replicas::list))
         .route("/api/v1/models", get(models::list))
         .route("/api/v1/models/rollback", post(models::rollback))

@@ -63,6 +63,8 @@ pub struct AppState {
     pub budget: Arc<budget::Budget>,
     /// The app pull queries failing now (the server's puller records them).
     pub pull_failures: Arc<vigil_guard::pull::PullFailures>,
+    /// The replays of stored history, the running one and the last few finished.
+    pub replays: Arc<crate::replay_runs::Replays>,
 }
 
 impl AppState {
@@ -89,6 +91,7 @@ impl AppState {
             ingest: Arc::new(IngestState::new(ingest_options)),
             budget: Arc::new(budget),
             pull_failures: Arc::default(),
+            replays: Arc::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod corpus;
 mod gate_cmd;
+mod history_cmd;
 mod logging;
 mod logs_cmd;
 mod model_cmd;
@@ -30,7 +31,8 @@ struct Cli {
 enum Command {
     /// Run the live guard: the API, ingestion, the guard and notifications.
     Serve(serve_cmd::ServeArgs),
-    /// Replay recorded releases through the analysis, step by step, and score them.
+    /// Replay recorded releases through the analysis, step by step, and score them: a corpus
+    /// folder, or with --server the server's own stored releases.
     Replay(replay_cmd::ReplayArgs),
     /// Train the learned stage's model on labelled releases and cross-validate it.
     Train(train_cmd::TrainArgs),

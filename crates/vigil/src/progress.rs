@@ -21,7 +21,12 @@ impl Progress {
     }
 
     pub fn advance(&mut self) {
-        self.done += 1;
+        self.advance_to(self.done + 1);
+    }
+
+    /// Draws `done` of the total as done (a count told by a server).
+    pub fn advance_to(&mut self, done: usize) {
+        self.done = done;
         if !self.enabled {
             return;
         }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use vigil_analysis::score::{self, Decision};
 use vigil_analysis::{replay_staged, ReplayOutcome, Settings, Stage};
 
@@ -14,23 +14,36 @@ use crate::corpus::{bundle_files, map_bundles, read_labels, read_model};
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
     /// A corpus folder (with `releases/`) or a folder of bundles (`.json` or `.json.gz`).
-    pub dir: PathBuf,
-    /// Labels to score against (`labels.jsonl`); found next to `releases/` when not given.
+    #[arg(required_unless_present = "server", conflicts_with = "server")]
+    pub dir: Option<PathBuf>,
+    /// Replay the stored releases of this Vigil server instead (`http://host:port`), labelled
+    /// by their feedback and transitions, through the API.
     #[arg(long)]
+    pub server: Option<String>,
+    /// The API token for --server (an operator's); `VIGIL_TOKEN` when not given.
+    #[arg(long, requires = "server")]
+    pub token: Option<String>,
+    /// The learned stage's model. With a folder: a model file, as `vigil train --out` writes
+    /// it (recommendations it scores below its threshold are set aside; none: the funnel
+    /// alone). With --server: `promoted` (the default), `none` (the funnel alone) or a stored
+    /// model's version.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// With --server: the releases of this app only.
+    #[arg(long, requires = "server")]
+    pub app: Option<String>,
+    /// Labels to score against (`labels.jsonl`); found next to `releases/` when not given.
+    #[arg(long, conflicts_with = "server")]
     pub labels: Option<PathBuf>,
     /// Where to write one JSON line per release; `-` for standard output.
     #[arg(long, default_value = "replay.jsonl")]
     pub out: String,
     /// Releases replayed at once (default: the number of cores).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     pub jobs: Option<usize>,
     /// Analysis settings as a JSON file (any subset of the fields; the rest keep defaults).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     pub settings: Option<PathBuf>,
-    /// A learned stage's model, as `vigil train --out` writes it: recommendations it scores
-    /// below its threshold are set aside.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
 }
 
 /// One line of the output.
@@ -43,9 +56,22 @@ struct OutputLine<'a> {
 }
 
 pub fn run(args: ReplayArgs) -> Result<()> {
+    let dir = match (&args.dir, &args.server) {
+        (_, Some(server)) => {
+            return crate::history_cmd::run(crate::history_cmd::HistoryArgs {
+                server,
+                token: args.token.as_deref(),
+                model: args.model.as_deref().unwrap_or("promoted"),
+                app: args.app.as_deref(),
+                out: &args.out,
+            })
+        }
+        (Some(dir), None) => dir.clone(),
+        (None, None) => bail!("give a folder of releases or --server"),
+    };
     let settings = read_settings(args.settings.as_deref())?;
     let jobs = jobs_or_cores(args.jobs);
-    let stage = match &args.model {
+    let stage = match args.model.as_deref().map(Path::new) {
         Some(path) => {
             let model = read_model(path)?;
             vigil_learn::stage_of(&model, 0)
@@ -57,7 +83,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     #[allow(clippy::disallowed_methods)] // the report times the replay itself
     let started = std::time::Instant::now();
     let FolderReplay { outcomes, score } =
-        replay_folder(&args.dir, args.labels.as_deref(), &settings, &stage, jobs)?;
+        replay_folder(&dir, args.labels.as_deref(), &settings, &stage, jobs)?;
     let elapsed = started.elapsed().as_secs_f64();
 
     let mut writer: Box<dyn Write> = if args.out == "-" {

@@ -10,6 +10,8 @@
 //!   its Prometheus, where admins apply the proposed queries or add their own.
 //! - `/models`: the learned stage's models, their training sets and replay scores beside the
 //!   funnel's, and the promotions' audit.
+//! - `/replay`: the replay of the stored releases through a model, started by operators, its
+//!   progress while it runs and its figures, per cause and over time with a chart, once done.
 //! - `/signin`, `/signout`: a session cookie holding an API token (see [`session`]).
 //!
 //! The pages call the same functions as the JSON handlers (`crate::releases`,
@@ -22,6 +24,7 @@ mod detail;
 pub mod html;
 mod list;
 mod models;
+mod replay;
 pub mod session;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -72,6 +75,7 @@ pub fn router() -> Router<AppState> {
             "/apps/{app}/signatures/remove",
             post(apps::remove_signature),
         )
+        .route("/replay", get(replay::page).post(replay::start))
         .route("/signin", get(session::form).post(session::sign_in))
         .route(
             "/signout",
@@ -141,6 +145,7 @@ pub enum Section {
     Releases,
     Apps,
     Models,
+    Replay,
 }
 
 /// A whole page: the layout around `body`, with the headers every page gets.
@@ -185,6 +190,7 @@ fn navigation(section: Option<Section>) -> Markup {
             (Section::Releases, "/releases", "Releases"),
             (Section::Apps, "/apps", "Apps"),
             (Section::Models, "/models", "Models"),
+            (Section::Replay, "/replay", "Replay"),
         ] {
             @let current = (section == Some(link_section)).then_some("page");
             a href=(href) aria-current=[current] { (label) } " "

@@ -1,5 +1,5 @@
 // Vigil's one script: while a release in the list is running, re-fetch the list region every
-// few seconds and put it in place; and write the charts' time ticks in the viewer's time zone
+// few seconds and put it in place; while a replay of stored history runs, reload its page; and write the charts' time ticks in the viewer's time zone
 // (the server writes them in UTC). The page works the same without it (reload to update; times
 // in UTC).
 "use strict";
@@ -83,4 +83,16 @@
   }
 
   schedule();
+})();
+
+(function () {
+  // A replay of stored history under way: reload its page until it is done.
+  const progress = document.querySelector("progress[data-reload]");
+  if (!progress) {
+    return;
+  }
+  const every = Number(progress.dataset.reload) || 2000;
+  window.setTimeout(function () {
+    window.location.reload();
+  }, every);
 })();
