@@ -33,6 +33,22 @@ pub struct FindingContext<'a> {
     pub first_deploy: i64,
 }
 
+impl<'a> FindingContext<'a> {
+    /// The context of the findings of `bundle`.
+    pub fn of(bundle: &'a vigil_core::Bundle) -> FindingContext<'a> {
+        FindingContext {
+            metrics: &bundle.metrics,
+            step_seconds: bundle.step_seconds,
+            first_deploy: bundle
+                .batches
+                .iter()
+                .map(|batch| batch.at)
+                .min()
+                .unwrap_or(bundle.start),
+        }
+    }
+}
+
 /// How often the funnel recommended each signal so far: the steps judged since the first one
 /// and, per signal label, the steps at which it had an anomaly finding. A recommendation that
 /// keeps coming back is worth more than one that flickers once.

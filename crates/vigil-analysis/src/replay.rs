@@ -43,16 +43,7 @@ pub fn replay_staged(
     mut on_step: impl FnMut(&Judgement),
 ) -> ReplayOutcome {
     let evaluator = Evaluator::new(bundle, settings);
-    let context = FindingContext {
-        metrics: &bundle.metrics,
-        step_seconds: bundle.step_seconds,
-        first_deploy: bundle
-            .batches
-            .iter()
-            .map(|batch| batch.at)
-            .min()
-            .unwrap_or(bundle.start),
-    };
+    let context = FindingContext::of(bundle);
     let mut outcome = ReplayOutcome {
         id: bundle.id.clone(),
         verdict: Verdict::InsufficientData,

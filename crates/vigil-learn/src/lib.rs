@@ -52,16 +52,7 @@ impl Trace {
 
 /// Replays `bundle` through the funnel once and keeps what the learned stage would see.
 pub fn trace(bundle: &Bundle, label: Label, settings: &Settings) -> Trace {
-    let context = FindingContext {
-        metrics: &bundle.metrics,
-        step_seconds: bundle.step_seconds,
-        first_deploy: bundle
-            .batches
-            .iter()
-            .map(|batch| batch.at)
-            .min()
-            .unwrap_or(bundle.start),
-    };
+    let context = FindingContext::of(bundle);
     let mut steps = Vec::new();
     let mut paused = false;
     let mut tally = Tally::default();
@@ -118,17 +109,7 @@ pub fn evaluate(traces: &[Trace], model: Option<&LearnedModel>, on: &str) -> Mod
         .map(|trace| (trace.label.id.clone(), decide(trace, model)))
         .collect();
     let figures = score::score(&labels, &decisions).overall;
-    ModelScores {
-        on: on.to_owned(),
-        releases: figures.releases,
-        precision: figures.precision,
-        recall: figures.recall,
-        f1: figures.f1,
-        anomaly_recommended: figures.anomaly_recommended,
-        healthy_recommended: figures.healthy_recommended,
-        recommendation_precision: figures.recommendation_precision,
-        delay_min_median: figures.delay_min_median,
-    }
+    vigil_analysis::promotion::scores_of(on, &figures)
 }
 
 /// How a model is fitted.
