@@ -7,6 +7,7 @@ mod support;
 
 use serde_json::json;
 use support::{examples_dir, TestServer};
+use vigil_core::learned::{LearnedModel, MODEL_FORMAT};
 use vigil_core::{Bundle, HostGroup};
 
 /// Log lines that fall into template `text` (variables filled in), with a level header.
@@ -15,9 +16,36 @@ fn line_for(text: &str, level: &str, serial: usize) -> String {
     format!("2024-01-01 00:00:00,000 {level} [main] {filled}")
 }
 
+/// What a release fed live showed: the time of its pause and of its first recommendation.
+#[derive(Debug, Default, PartialEq)]
+struct Fed {
+    paused_at: Option<i64>,
+    recommended_at: Option<i64>,
+}
+
 /// Feeds `bundle` to a fresh server step by step and returns the time of the pause, if any.
 fn feed(bundle: &Bundle) -> Option<i64> {
+    feed_with(bundle, None).paused_at
+}
+
+/// Feeds `bundle` to a fresh server, with `model` promoted in its store, step by step.
+fn feed_with(bundle: &Bundle, model: Option<&LearnedModel>) -> Fed {
     let server = TestServer::start(bundle.start);
+    if let Some(model) = model {
+        let store = &server.state.store;
+        let version = store
+            .add_model(&vigil_store::NewModel {
+                created_at: bundle.start,
+                created_by: "trainer".to_owned(),
+                model: model.clone(),
+                training: vigil_core::TrainingSet::default(),
+                scores: Vec::new(),
+                note: String::new(),
+            })
+            .unwrap();
+        store.promote_model(version, "admin", bundle.start).unwrap();
+    }
+    let mut fed = Fed::default();
     let release_hosts: Vec<&str> = bundle
         .hosts
         .iter()
@@ -123,15 +151,22 @@ fn feed(bundle: &Bundle) -> Option<i64> {
             .set(at + server.state.guard.config().grace_seconds);
         server.state.guard.pass().expect("a guard pass");
         let (_, release) = server.get(&format!("/api/v1/releases/{}", bundle.id), &server.viewer);
+        let (_, findings) = server.get(
+            &format!("/api/v1/releases/{}/findings", bundle.id),
+            &server.viewer,
+        );
         if release["state"] == "paused" {
-            let (_, findings) = server.get(
-                &format!("/api/v1/releases/{}/findings", bundle.id),
-                &server.viewer,
-            );
-            return findings["latest"]["at"].as_i64();
+            fed.paused_at = findings["latest"]["at"].as_i64();
+            return fed;
+        }
+        let recommends = findings["latest"]["findings"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|finding| finding["severity"] == "anomaly"));
+        if recommends && fed.recommended_at.is_none() {
+            fed.recommended_at = findings["latest"]["at"].as_i64();
         }
     }
-    None
+    fed
 }
 
 #[test]
@@ -156,4 +191,54 @@ fn recorded_releases_fed_live_pause_when_replay_does() {
         pauses += usize::from(live.is_some());
     }
     assert!(pauses >= 5, "too few of the examples paused: {pauses}");
+}
+
+/// A promoted model applied by the live guard sets aside the recommendations a replay with it
+/// sets aside, at the same steps: it keeps a recommendation only once its signal was
+/// recommended at three steps, which the guard counts as a replay does.
+#[test]
+fn a_promoted_model_recommends_live_when_replay_with_it_does() {
+    let features = vigil_analysis::learned::FEATURES;
+    let mut model = LearnedModel {
+        format: MODEL_FORMAT.to_owned(),
+        features: features.iter().map(|name| (*name).to_owned()).collect(),
+        mean: vec![0.0; features.len()],
+        scale: vec![1.0; features.len()],
+        weights: vec![0.0; features.len()],
+        intercept: 0.0,
+        threshold: 0.5,
+        target_precision: 0.7,
+    };
+    // Feature 0 is ln(1 + steps recommended): positive from the third step on.
+    assert_eq!(features[0], "log_steps_recommended");
+    model.weights[0] = 10.0;
+    model.intercept = -10.0 * 2.5_f64.ln_1p();
+    let stage = vigil_analysis::Stage::new(
+        Some(vigil_analysis::StageModel {
+            version: 1,
+            model: model.clone(),
+        }),
+        Vec::new(),
+    )
+    .unwrap();
+    let settings = vigil_analysis::Settings::default();
+    let mut compared = 0;
+    for name in ["pub0003", "pub0077", "pub0104", "pub0183", "pub0217"] {
+        let bundle =
+            Bundle::read(&examples_dir().join(format!("releases/{name}.json.gz"))).unwrap();
+        let funnel = vigil_analysis::replay(&bundle, &settings);
+        let staged = vigil_analysis::replay_staged(&bundle, &settings, &stage, |_| {});
+        let live = feed_with(&bundle, Some(&model));
+        println!(
+            "{name}: replay recommended at {:?} (funnel alone {:?}), live at {:?}",
+            staged.recommended_at, funnel.recommended_at, live.recommended_at
+        );
+        assert_eq!(live.paused_at, staged.paused_at, "{name}");
+        assert_eq!(live.recommended_at, staged.recommended_at, "{name}");
+        compared += usize::from(funnel.recommended_at.is_some());
+    }
+    assert!(
+        compared >= 2,
+        "too few of the examples recommend: {compared}"
+    );
 }
