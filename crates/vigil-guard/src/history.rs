@@ -365,34 +365,7 @@ pub fn replay_history(
     request: &HistoryRequest,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<HistoryReport, GuardError> {
-    let mut releases = store.releases(&ReleaseFilter {
-        app: request.app.clone(),
-        ..ReleaseFilter::default()
-    })?;
-    // Oldest first, as the figures over time read.
-    releases.reverse();
-    let mut counts = HistoryCounts {
-        stored: releases.len(),
-        ..HistoryCounts::default()
-    };
-    let mut labelled = Vec::new();
-    for release in releases {
-        let transitions = store.transitions(&release.id)?;
-        let feedback = store.feedback(&release.id)?;
-        let verdicts = store.verdicts(&release.id)?;
-        match label_release(&release, &transitions, &feedback, &verdicts) {
-            Labelled::Running => counts.running += 1,
-            Labelled::Unlabelled => counts.unlabelled += 1,
-            Labelled::Labelled(label) => {
-                match (&label.kind, label.reviewed) {
-                    (HistoryKind::Fault, _) => counts.faults += 1,
-                    (HistoryKind::Healthy, true) => counts.healthy_reviewed += 1,
-                    (HistoryKind::Healthy, false) => counts.healthy_unreviewed += 1,
-                }
-                labelled.push((release, label));
-            }
-        }
-    }
+    let (labelled, mut counts) = labelled_history(store, request.app.clone())?;
     let total = labelled.len();
     progress(0, total);
     let mut rows = Vec::with_capacity(total);
@@ -424,6 +397,63 @@ pub fn replay_history(
     }
     let model_version = request.stage.model().map(|staged| staged.version);
     Ok(score_history(rows, counts, model_version))
+}
+
+/// The finished releases of `app` (every app's: none) that history labels, oldest first, and
+/// the counts of what it left out.
+pub fn labelled_history(
+    store: &dyn Store,
+    app: Option<String>,
+) -> Result<(Vec<(Release, HistoryLabel)>, HistoryCounts), GuardError> {
+    let mut releases = store.releases(&ReleaseFilter {
+        app,
+        ..ReleaseFilter::default()
+    })?;
+    // Oldest first, as the figures over time read.
+    releases.reverse();
+    let mut counts = HistoryCounts {
+        stored: releases.len(),
+        ..HistoryCounts::default()
+    };
+    let mut labelled = Vec::new();
+    for release in releases {
+        let transitions = store.transitions(&release.id)?;
+        let feedback = store.feedback(&release.id)?;
+        let verdicts = store.verdicts(&release.id)?;
+        match label_release(&release, &transitions, &feedback, &verdicts) {
+            Labelled::Running => counts.running += 1,
+            Labelled::Unlabelled => counts.unlabelled += 1,
+            Labelled::Labelled(label) => {
+                match (&label.kind, label.reviewed) {
+                    (HistoryKind::Fault, _) => counts.faults += 1,
+                    (HistoryKind::Healthy, true) => counts.healthy_reviewed += 1,
+                    (HistoryKind::Healthy, false) => counts.healthy_unreviewed += 1,
+                }
+                labelled.push((release, label));
+            }
+        }
+    }
+    Ok((labelled, counts))
+}
+
+/// A stored release as a bundle of its stored window, with its own settings, and its label
+/// as corpus labels are written: what `vigil train` learns from.
+pub fn stored_example(
+    guard: &Guard,
+    intake: &Intake,
+    release: &Release,
+    label: &HistoryLabel,
+) -> Result<(vigil_core::Bundle, vigil_analysis::Settings, Label), GuardError> {
+    let settings = release_settings(release)?;
+    let bundle = guard.window(release, intake)?;
+    let corpus_label = Label {
+        id: release.id.clone(),
+        label: label.kind.as_str().to_owned(),
+        cause: (label.kind == HistoryKind::Fault).then(|| label.cause.clone()),
+        onset: label.onset,
+        confounders: None,
+    };
+    Ok((bundle, settings, corpus_label))
 }
 
 /// One release replayed on its stored window with its own settings; the window is dropped

@@ -4,19 +4,35 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use std::sync::{Arc, RwLock};
+
 use anyhow::{bail, Context, Result};
 use vigil_analysis::score::Figures;
 use vigil_core::ModelScores;
+use vigil_core::{Clock, SystemClock};
+use vigil_guard::intake::Intake;
+use vigil_guard::{DataIndex, Guard, GuardConfig};
+use vigil_ingest::remote_write::RemoteWriteOptions;
 use vigil_learn::{FoldReport, Trace, TrainOptions};
+use vigil_store::Store;
 
 use crate::corpus::{bundle_files, map_bundles, read_labels, read_settings, ModelFile};
+use crate::progress::Progress;
 use crate::replay_cmd::jobs_or_cores;
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
     /// Corpus folders, each with `releases/` and `labels.jsonl`.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "database")]
     pub dirs: Vec<PathBuf>,
+    /// A server's store (a SQLite path or a postgres:// URL): its finished releases labelled
+    /// by their feedback and transitions are learned from too, and the model is added to it
+    /// as a candidate (`vigil model promote` then weighs it).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// With --database: only this app's releases.
+    #[arg(long, requires = "database")]
+    pub app: Option<String>,
     /// Where to write the model file (JSON: the model, its training set and its
     /// cross-validated scores), for `vigil replay --model` and `vigil model import`.
     #[arg(long, default_value = "model.json")]
@@ -47,6 +63,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
         traces.extend(traces_of(dir, &settings, jobs)?);
         sources.push(dir.display().to_string());
     }
+    let store = match &args.database {
+        Some(database) => {
+            let store: Arc<dyn Store> = vigil_store::open(database)?;
+            traces.extend(stored_traces(&store, args.app.clone())?);
+            sources.push(match &args.app {
+                Some(app) => format!("store (app {app})"),
+                None => "store".to_owned(),
+            });
+            Some(store)
+        }
+        None => None,
+    };
     let options = TrainOptions {
         target_precision: args.target_precision,
         ..TrainOptions::default()
@@ -87,6 +115,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let text = serde_json::to_string_pretty(&file)?;
     std::fs::write(&args.out, text + "\n")
         .with_context(|| format!("cannot write {}", args.out.display()))?;
+    if let Some(store) = &store {
+        let version = store.add_model(&vigil_store::NewModel {
+            created_at: SystemClock.now(),
+            created_by: std::env::var("USER").unwrap_or_else(|_| "vigil train".to_owned()),
+            model: file.model.clone(),
+            training: file.training.clone(),
+            scores: file.scores.clone(),
+            note: file.note.clone(),
+        })?;
+        report.push_str(&format!(
+            "stored as candidate model v{version}: `vigil model promote {version}` weighs it\n"
+        ));
+    }
     let in_sample = vigil_learn::evaluate(&traces, Some(&trained.model), "training set");
     report.push_str(&format!(
         "trained on {} releases ({} examples, {} from releases that mattered); threshold {:.3} \
@@ -218,4 +259,49 @@ fn pooled(folds: &[FoldReport], traces: &[Trace], learned: bool) -> Figures {
         })
         .collect();
     vigil_analysis::score::score(&labels, &decisions).overall
+}
+
+/// The finished releases of a server's store that history labels, each rebuilt from its
+/// stored window and traced with its own settings, one at a time.
+fn stored_traces(store: &Arc<dyn Store>, app: Option<String>) -> Result<Vec<Trace>> {
+    let (labelled, counts) = vigil_guard::history::labelled_history(store.as_ref(), app)?;
+    let index = Arc::new(RwLock::new(DataIndex::new()));
+    let intake = Intake::new(
+        Arc::clone(store),
+        Arc::clone(&index),
+        Arc::new(|| {}),
+        RemoteWriteOptions::default(),
+    );
+    let guard = Guard::new(
+        Arc::clone(store),
+        index,
+        Arc::new(SystemClock),
+        GuardConfig::default(),
+    );
+    let mut progress = Progress::new("tracing stored releases", labelled.len());
+    let mut traces = Vec::with_capacity(labelled.len());
+    for (release, label) in &labelled {
+        match vigil_guard::history::stored_example(&guard, &intake, release, label) {
+            Ok((bundle, settings, corpus_label)) => {
+                traces.push(vigil_learn::trace(&bundle, corpus_label, &settings));
+            }
+            Err(error) => {
+                tracing::warn!(release = %release.id, %error, "train skipped a stored release");
+            }
+        }
+        progress.advance();
+    }
+    progress.finish();
+    crate::say(&format!(
+        "stored releases: {} labelled ({} faults, {} healthy of which {} unreviewed), {} \
+         traced; left out: {} running, {} unlabelled",
+        labelled.len(),
+        counts.faults,
+        counts.healthy_reviewed + counts.healthy_unreviewed,
+        counts.healthy_unreviewed,
+        traces.len(),
+        counts.running,
+        counts.unlabelled,
+    ));
+    Ok(traces)
 }

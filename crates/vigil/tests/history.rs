@@ -122,6 +122,50 @@ fn replays_the_servers_history(database: &str, dir: &Dir) {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("the server answered 403"), "{stderr}");
+
+    // The stored releases, labelled the same way, train a model with the example corpus; it
+    // lands in the store as a candidate, which a replay of the history can then apply.
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let model_file = dir.0.join("model.json");
+    let output = vigil()
+        .arg("train")
+        .arg(&examples)
+        .args(["--database", database, "--folds", "0", "--out"])
+        .arg(&model_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "stored releases: 3 labelled (1 faults, 2 healthy of which 1 unreviewed), 3 traced"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("trained on 21 releases"), "{stdout}");
+    assert!(stdout.contains("stored as candidate model v1"), "{stdout}");
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(&model_file).unwrap()).unwrap();
+    assert_eq!(written["training"]["sources"][1], "store", "{written}");
+    let output = vigil()
+        .args([
+            "replay", "--server", &server, "--token", &operator, "--model", "1", "--out", "-",
+        ])
+        .output()
+        .unwrap();
+    // With `--out -` the rows go to standard output and the report to standard error.
+    let report = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{report}");
+    assert!(
+        report.starts_with(
+            "replayed 3 stored releases with model version 1: 1 paused, 0 recommended"
+        ),
+        "{report}"
+    );
 }
 
 #[test]
