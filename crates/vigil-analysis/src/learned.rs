@@ -121,11 +121,6 @@ pub fn features(finding: &Finding, context: &FindingContext, tally: &Tally) -> V
     };
     let recommended = tally.recommended(&finding.signal.label()).max(1) as f64;
     let steps = tally.steps().max(1) as f64;
-    let host_share = if finding.hosts_judged == 0 {
-        0.0
-    } else {
-        finding.hosts.len() as f64 / finding.hosts_judged as f64
-    };
     let effect = if finding.effect.is_finite() {
         finding.effect.abs().min(100.0)
     } else {
@@ -141,7 +136,7 @@ pub fn features(finding: &Finding, context: &FindingContext, tally: &Tally) -> V
         (recommended / steps).min(1.0),
         effect.ln_1p(),
         score / 10.0,
-        host_share,
+        finding.host_share(),
         flag(matches!(finding.signal, Signal::Log { .. })),
         flag(finding.evidence.starts_with(GROUP_SHIFT)),
         flag(meta.is_some_and(|meta| meta.critical)),

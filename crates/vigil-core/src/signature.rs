@@ -114,7 +114,7 @@ impl Signature {
                 min_effect: finding.effect.abs(),
                 max_effect: finding.effect.abs(),
                 max_score: finding.score,
-                max_host_share: host_share(finding),
+                max_host_share: finding.host_share(),
             },
             marks: Vec::new(),
             state: SignatureState::Learning,
@@ -146,7 +146,7 @@ impl Signature {
         self.shape.min_effect = self.shape.min_effect.min(finding.effect.abs());
         self.shape.max_effect = self.shape.max_effect.max(finding.effect.abs());
         self.shape.max_score = self.shape.max_score.max(finding.score);
-        self.shape.max_host_share = self.shape.max_host_share.max(host_share(finding));
+        self.shape.max_host_share = self.shape.max_host_share.max(finding.host_share());
         self.updated_at = self.updated_at.max(mark.at);
         let already = self
             .marks
@@ -182,11 +182,4 @@ impl Signature {
             self.releases_marked(),
         )
     }
-}
-
-fn host_share(finding: &Finding) -> f64 {
-    if finding.hosts_judged == 0 {
-        return 0.0;
-    }
-    finding.hosts.len() as f64 / finding.hosts_judged as f64
 }

@@ -100,6 +100,16 @@ pub struct Finding {
     pub explanation: String,
 }
 
+impl Finding {
+    /// Share of the judged release hosts that show it (0 when none was judged).
+    pub fn host_share(&self) -> f64 {
+        if self.hosts_judged == 0 {
+            return 0.0;
+        }
+        self.hosts.len() as f64 / self.hosts_judged as f64
+    }
+}
+
 /// The verdict at one step with its findings, most severe first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Judgement {

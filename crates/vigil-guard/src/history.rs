@@ -444,8 +444,7 @@ pub fn stored_example(
     release: &Release,
     label: &HistoryLabel,
 ) -> Result<(vigil_core::Bundle, vigil_analysis::Settings, Label), GuardError> {
-    let settings = release_settings(release)?;
-    let bundle = guard.window(release, intake)?;
+    let (bundle, settings) = stored_window(guard, intake, release)?;
     let corpus_label = Label {
         id: release.id.clone(),
         label: label.kind.as_str().to_owned(),
@@ -464,9 +463,19 @@ fn replay_release(
     release: &Release,
     stage: &Stage,
 ) -> Result<vigil_analysis::ReplayOutcome, GuardError> {
+    let (bundle, settings) = stored_window(guard, intake, release)?;
+    Ok(replay_staged(&bundle, &settings, stage, |_| {}))
+}
+
+/// A stored release's window as a bundle, with the release's own settings.
+fn stored_window(
+    guard: &Guard,
+    intake: &Intake,
+    release: &Release,
+) -> Result<(vigil_core::Bundle, vigil_analysis::Settings), GuardError> {
     let settings = release_settings(release)?;
     let bundle = guard.window(release, intake)?;
-    Ok(replay_staged(&bundle, &settings, stage, |_| {}))
+    Ok((bundle, settings))
 }
 
 #[cfg(test)]
