@@ -86,11 +86,22 @@ pub(super) fn staged(
     let Some(stage) = learned.filter(|found| !found.is_empty()) else {
         return judgement;
     };
-    let metrics: Vec<MetricMeta> = prepared
-        .metrics
-        .iter()
-        .map(|metric| metric.meta.clone())
-        .collect();
+    // Only the model's features read the metrics, and only a recommendation's: no copy of
+    // every metric's metadata at every step otherwise.
+    let scored = stage.model().is_some()
+        && judgement
+            .findings
+            .iter()
+            .any(|finding| finding.severity == vigil_core::Verdict::Anomaly);
+    let metrics: Vec<MetricMeta> = if scored {
+        prepared
+            .metrics
+            .iter()
+            .map(|metric| metric.meta.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let context = FindingContext {
         metrics: &metrics,
         step_seconds: prepared.step_seconds,
