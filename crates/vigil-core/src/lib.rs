@@ -4,6 +4,7 @@
 //! given.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod alert;
 pub mod bundle;
 pub mod clock;

@@ -8,15 +8,18 @@ use std::path::{Path, PathBuf};
 
 /// Each crate's layer: a crate (its tests and benches included) may depend only on crates of a
 /// lower layer.
-const LAYERS: [(&str, u32); 12] = [
+const LAYERS: [(&str, u32); 15] = [
     ("vigil-core", 0),
     ("vigil-analysis", 1),
     ("vigil-store", 1),
     ("vigil-ingest", 1),
     ("vigil-deploy", 1),
+    ("vigil-p2p", 1),
     ("vigil-guard", 2),
     ("vigil-learn", 2),
     ("vigil-notify", 2),
+    ("vigil-agent", 2),
+    ("vigil-executor", 3),
     ("vigil-onboarding", 3),
     ("vigil-web", 4),
     ("vigil-server", 5),

@@ -1,0 +1,2 @@
+//! Vigil's host agent (`vigil agent`).
+#![forbid(unsafe_code)]

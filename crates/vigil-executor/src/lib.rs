@@ -1,0 +1,2 @@
+//! Vigil's batch executor.
+#![forbid(unsafe_code)]

@@ -1,0 +1,29 @@
+//! Vigil's artifact distribution. The server cuts an uploaded artifact into pieces and signs
+//! its manifest ([`manifest`]); it is the tracker ([`tracker`], pure) and the origin
+//! ([`origin`], a bounded number of readers). Each agent runs a [`peer::PeerNode`] that serves
+//! the pieces it holds, and [`fetch::fetch`]es an artifact from a few peers, rarest pieces
+//! first, verifying every piece before it keeps or serves it, blocking a peer that sent a bad
+//! one, and falling back to the origin when no peer holds a piece.
+#![forbid(unsafe_code)]
+
+pub mod bitfield;
+pub mod fetch;
+pub mod manifest;
+pub mod origin;
+pub mod peer;
+pub mod tracker;
+
+/// Why a distribution step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum P2pError {
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("manifest: {0}")]
+    Manifest(String),
+    #[error("piece {index} failed its digest")]
+    BadPiece { index: u32 },
+    #[error("the whole file's sha-256 differs from the manifest's")]
+    BadFile,
+    #[error("coordinator: {0}")]
+    Coordinator(String),
+}
