@@ -1,2 +1,61 @@
-//! Vigil's host agent (`vigil agent`).
+//! Vigil's host agent (`vigil agent --server URL --token T`): registers the host with the
+//! server, polls for its tasks and runs them (deploy a version from its artifact, roll back to
+//! the version before, which stays on disk), reports each task's start, end and result, pushes
+//! the host's metrics and its log files' events, and fetches artifacts from its peers. What it
+//! sent and was not acknowledged is sent again after a server restart or a network cut.
+//!
+//! The host is reached through three parts, so that a simulated fleet (`vigil demo`) runs the
+//! same agent as a real host: a [`Probe`] (metrics; on a host, `/proc`), a [`LogSource`] (log
+//! lines; on a host, tailed files) and a [`Deployer`] (on a host, a command template).
 #![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use vigil_core::agent::HostTask;
+
+/// One metric sample of the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSample {
+    /// The metric's name (`cpu_utilization`, `memory_used_ratio`, `load1`, ...).
+    pub metric: String,
+    pub value: f64,
+}
+
+/// The host's metrics, sampled every `metrics_interval`.
+pub trait Probe: Send + 'static {
+    fn sample(&mut self, now_ms: i64) -> Vec<MetricSample>;
+}
+
+/// The host's log lines since the last read (whole lines, in order; continuation lines of a
+/// stack trace included, which the agent joins into one event).
+pub trait LogSource: Send + 'static {
+    fn read_lines(&mut self, now_ms: i64) -> Vec<String>;
+}
+
+/// What a task does on the host. `artifact` is the verified artifact file for a deploy (None
+/// for a rollback: the previous version is already on disk, under the agent's state
+/// directory). Ok carries the tail of the output, Err why it failed (exit status, output tail).
+pub trait Deployer: Send + 'static {
+    fn deploy(&mut self, task: &HostTask, artifact: Option<&Path>) -> Result<String, String>;
+    fn rollback(&mut self, task: &HostTask) -> Result<String, String>;
+}
+
+/// How an agent reaches its server and describes its host.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `http://host:port` of `vigil serve`.
+    pub server: String,
+    /// An ingest token.
+    pub token: String,
+    pub host: String,
+    pub app: String,
+    pub labels: BTreeMap<String, String>,
+    /// Where the agent keeps its versions, its pieces and what it has not yet had
+    /// acknowledged.
+    pub state_dir: PathBuf,
+    /// Where it serves artifact pieces to peers (`127.0.0.1:0` picks a port).
+    pub peer_listen: std::net::SocketAddr,
+    /// Seconds between metric samples.
+    pub metrics_interval_seconds: u64,
+}
