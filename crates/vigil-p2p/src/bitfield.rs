@@ -168,7 +168,10 @@ mod tests {
         assert_eq!(Bitfield::from_hex("fff0", 12).map(|f| f.count()), Some(12));
         assert_eq!(Bitfield::from_hex("fff8", 12), None, "a spare bit is set");
         assert_eq!(Bitfield::from_hex("FFF0", 12), None, "uppercase");
-        assert_eq!(Bitfield::from_hex("ff", 8).map(|f| f.is_complete()), Some(true));
+        assert_eq!(
+            Bitfield::from_hex("ff", 8).map(|f| f.is_complete()),
+            Some(true)
+        );
         assert_eq!(Bitfield::from_hex("", 0), Some(Bitfield::new(0)));
         assert_eq!(Bitfield::from_hex("zz", 8), None);
     }

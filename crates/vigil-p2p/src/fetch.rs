@@ -87,11 +87,7 @@ pub async fn fetch(node: &Arc<PeerNode>, request: Fetch) -> Result<PathBuf, P2pE
         pieces_held = held.have.count(),
         "artifact fetch started"
     );
-    let file = Arc::new(
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&held.path)?,
-    );
+    let file = Arc::new(std::fs::OpenOptions::new().write(true).open(&held.path)?);
     let mut run = Run::new(Arc::clone(node), request, held.have, file);
     let outcome = run.until_complete().await;
     run.tasks.abort_all();
@@ -130,8 +126,8 @@ pub async fn fetch(node: &Arc<PeerNode>, request: Fetch) -> Result<PathBuf, P2pE
 /// path of the data file.
 async fn prepare_files(dir: &Path, manifest: &Manifest) -> Result<PathBuf, P2pError> {
     let artifact = &manifest.sha256;
-    let manifest_bytes = serde_json::to_vec(manifest)
-        .map_err(|error| P2pError::Manifest(error.to_string()))?;
+    let manifest_bytes =
+        serde_json::to_vec(manifest).map_err(|error| P2pError::Manifest(error.to_string()))?;
     write_file_atomically(manifest_path(dir, artifact), manifest_bytes).await?;
     let part = part_path(dir, artifact);
     let whole = whole_path(dir, artifact);
@@ -338,12 +334,20 @@ impl Run {
         self.announcing = true;
         let coordinator = Arc::clone(&self.request.coordinator);
         let artifact = self.artifact().to_string();
-        let announce = announce_of(&self.node, &self.request.host, &self.have, &self.bad_reports);
+        let announce = announce_of(
+            &self.node,
+            &self.request.host,
+            &self.have,
+            &self.bad_reports,
+        );
         self.tasks.spawn(async move {
             let answered =
-                tokio::task::spawn_blocking(move || coordinator.announce(&artifact, &announce)).await;
+                tokio::task::spawn_blocking(move || coordinator.announce(&artifact, &announce))
+                    .await;
             Outcome::Announce(answered.unwrap_or_else(|error| {
-                Err(P2pError::Coordinator(format!("announce task failed: {error}")))
+                Err(P2pError::Coordinator(format!(
+                    "announce task failed: {error}"
+                )))
             }))
         });
     }
@@ -474,7 +478,9 @@ impl Run {
                 tokio::task::spawn_blocking(move || coordinator.origin_piece(&artifact, index))
                     .await;
             let result = answered.unwrap_or_else(|error| {
-                Err(P2pError::Coordinator(format!("origin task failed: {error}")))
+                Err(P2pError::Coordinator(format!(
+                    "origin task failed: {error}"
+                )))
             });
             if let Ok(Some(_)) = &result {
                 take(node.download_bucket(), length).await;
@@ -540,8 +546,8 @@ impl Run {
     }
 
     fn take_swarm(&mut self, swarm: Swarm) {
-        self.announce_interval = Duration::from_millis(u64::from(swarm.interval_ms))
-            .clamp(MIN_ANNOUNCE, MAX_ANNOUNCE);
+        self.announce_interval =
+            Duration::from_millis(u64::from(swarm.interval_ms)).clamp(MIN_ANNOUNCE, MAX_ANNOUNCE);
         let pieces = self.have.len();
         for peer in swarm.peers {
             if peer.host == self.request.host || self.blocked.contains(&peer.host) {
@@ -640,7 +646,8 @@ impl Run {
     fn peer_failed(&mut self, host: &str, error: &std::io::Error, now: Instant) {
         let failures = self.failures.get(host).map_or(0, |(count, _)| *count) + 1;
         let backoff = Duration::from_millis(250u64 << failures.min(6));
-        self.failures.insert(host.to_string(), (failures, now + backoff));
+        self.failures
+            .insert(host.to_string(), (failures, now + backoff));
         tracing::debug!(
             artifact = %self.artifact(),
             peer = %host,
@@ -713,7 +720,10 @@ async fn read_with_stall_timeout(
 }
 
 fn timed_out(what: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::TimedOut, format!("peer timed out {what}"))
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("peer timed out {what}"),
+    )
 }
 
 /// A reader that fails when it waits longer than its limit for the next bytes.

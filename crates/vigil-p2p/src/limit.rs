@@ -46,7 +46,9 @@ impl TokenBucket {
             Ok(state) => state,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let elapsed = now.saturating_duration_since(state.refilled_at).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(state.refilled_at)
+            .as_secs_f64();
         state.tokens = (state.tokens + elapsed * self.bytes_per_second).min(self.burst);
         state.refilled_at = now;
         state.tokens -= bytes as f64;

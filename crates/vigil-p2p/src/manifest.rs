@@ -190,7 +190,11 @@ pub fn verify_manifest(manifest: &Manifest, public_key_hex: &str) -> Result<(), 
             manifest.pieces.len()
         )));
     }
-    if let Some(position) = manifest.pieces.iter().position(|piece| !is_digest_hex(piece)) {
+    if let Some(position) = manifest
+        .pieces
+        .iter()
+        .position(|piece| !is_digest_hex(piece))
+    {
         return Err(P2pError::Manifest(format!(
             "pieces[{position}] is not 64 lowercase hex digits"
         )));
@@ -203,7 +207,9 @@ pub fn verify_manifest(manifest: &Manifest, public_key_hex: &str) -> Result<(), 
     };
     UnparsedPublicKey::new(&ED25519, public_key)
         .verify(&manifest.signed_bytes(), &signature)
-        .map_err(|_| P2pError::Manifest("the signature does not match the server's key".to_string()))
+        .map_err(|_| {
+            P2pError::Manifest("the signature does not match the server's key".to_string())
+        })
 }
 
 /// Whether `bytes` is piece `index` of the manifest (length and BLAKE3).
@@ -232,10 +238,8 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "vigil-p2p-manifest-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("vigil-p2p-manifest-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -299,7 +303,10 @@ mod tests {
         let mut corrupted = bytes[piece_size..2 * piece_size].to_vec();
         corrupted[100] ^= 1;
         assert!(!verify_piece(&manifest, 1, &corrupted));
-        assert!(!verify_piece(&manifest, 1, &bytes[..piece_size]), "piece 0 for 1");
+        assert!(
+            !verify_piece(&manifest, 1, &bytes[..piece_size]),
+            "piece 0 for 1"
+        );
         assert!(!verify_piece(&manifest, 3, &bytes[..10]), "past the end");
     }
 

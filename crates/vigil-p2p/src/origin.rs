@@ -119,7 +119,11 @@ impl OriginReaders {
         if !self.take_unless_recent(&manifest.sha256, index) {
             return Ok(None);
         }
-        let bytes = read_at(path, u64::from(index) * u64::from(manifest.piece_size), length)?;
+        let bytes = read_at(
+            path,
+            u64::from(index) * u64::from(manifest.piece_size),
+            length,
+        )?;
         // The origin's own disk is checked too: a damaged file is never sent on.
         if !verify_piece(manifest, index, &bytes) {
             return Err(P2pError::BadPiece { index });
@@ -166,9 +170,18 @@ mod tests {
 
         // A piece served moments ago is busy; others are not.
         let remembering = OriginReaders::new(2).with_repeat_window(Duration::from_secs(60));
-        assert!(remembering.read_piece(&path, &manifest, 1).unwrap().is_some());
-        assert!(remembering.read_piece(&path, &manifest, 1).unwrap().is_none());
-        assert!(remembering.read_piece(&path, &manifest, 0).unwrap().is_some());
+        assert!(remembering
+            .read_piece(&path, &manifest, 1)
+            .unwrap()
+            .is_some());
+        assert!(remembering
+            .read_piece(&path, &manifest, 1)
+            .unwrap()
+            .is_none());
+        assert!(remembering
+            .read_piece(&path, &manifest, 0)
+            .unwrap()
+            .is_some());
         let forgetful = OriginReaders::new(2).with_repeat_window(Duration::from_millis(30));
         assert!(forgetful.read_piece(&path, &manifest, 1).unwrap().is_some());
         std::thread::sleep(Duration::from_millis(60));

@@ -72,8 +72,8 @@ impl PeerNode {
             std::fs::create_dir_all(&scan_dir)?;
             load_held(&scan_dir)
         })
-            .await
-            .map_err(std::io::Error::other)??;
+        .await
+        .map_err(std::io::Error::other)??;
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
@@ -222,7 +222,11 @@ fn load_held(dir: &Path) -> std::io::Result<HashMap<String, Held>> {
         };
         let have = verify_on_disk(&manifest, &path);
         let whole_and_verified = verified && have.is_complete();
-        tracing::debug!(artifact, pieces_held = have.count(), "artifact found on disk");
+        tracing::debug!(
+            artifact,
+            pieces_held = have.count(),
+            "artifact found on disk"
+        );
         held.insert(
             artifact.to_string(),
             Held {
@@ -253,7 +257,11 @@ fn verify_on_disk(manifest: &Manifest, path: &Path) -> Bitfield {
     have
 }
 
-async fn accept_loop(node: Arc<PeerNode>, listener: TcpListener, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    node: Arc<PeerNode>,
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -304,7 +312,14 @@ async fn serve_requests(node: &PeerNode, stream: &mut TcpStream) -> std::io::Res
             Ok(Err(error)) => return Err(error),
         };
         let answer = answer_request(node, &request).await;
-        wire::write_response(stream, answer.status, answer.have.as_deref(), &answer.piece, node.upload.as_ref()).await?;
+        wire::write_response(
+            stream,
+            answer.status,
+            answer.have.as_deref(),
+            &answer.piece,
+            node.upload.as_ref(),
+        )
+        .await?;
         if answer.status == wire::PIECE {
             node.uploaded_bytes
                 .fetch_add(answer.piece.len() as u64, Ordering::Relaxed);
@@ -342,7 +357,14 @@ async fn answer_request(node: &PeerNode, request: &wire::Request) -> Answer {
     let index = request.index;
     let first_path = held.path.clone();
     // Read and checked again: a piece damaged on disk since is never sent on.
-    let mut read = read_checked(first_path.clone(), offset, length, Arc::clone(&manifest), index).await;
+    let mut read = read_checked(
+        first_path.clone(),
+        offset,
+        length,
+        Arc::clone(&manifest),
+        index,
+    )
+    .await;
     if matches!(read, Ok(Err(_))) {
         let moved = node
             .held(&request.artifact)
@@ -507,7 +529,11 @@ pub mod wire {
             take(download, chunk.len()).await;
             stream.read_exact(chunk).await?;
         }
-        Ok(Response { status, have, piece })
+        Ok(Response {
+            status,
+            have,
+            piece,
+        })
     }
 
     fn invalid(what: &str) -> std::io::Error {

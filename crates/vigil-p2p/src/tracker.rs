@@ -117,7 +117,9 @@ impl Tracker {
             swarm.progress.insert(announce.host.clone(), held);
         }
         let blocked = swarm.blocked.contains(&announce.host);
-        if !blocked && (swarm.peers.contains_key(&announce.host) || swarm.peers.len() < MAX_HOSTS_PER_ARTIFACT)
+        if !blocked
+            && (swarm.peers.contains_key(&announce.host)
+                || swarm.peers.len() < MAX_HOSTS_PER_ARTIFACT)
         {
             swarm.peers.insert(
                 announce.host.clone(),
@@ -131,7 +133,13 @@ impl Tracker {
         let peers = if have.is_complete() {
             Vec::new()
         } else {
-            choose_peers(swarm, &announce.host, &have, self.settings.peers_per_announce, now_ms)
+            choose_peers(
+                swarm,
+                &announce.host,
+                &have,
+                self.settings.peers_per_announce,
+                now_ms,
+            )
         };
         Swarm {
             peers,
@@ -198,7 +206,8 @@ fn choose_peers(
     // Seeds (and near seeds) are a bucket of their own; among the rest, the spread decides, so
     // that no peer is every asker's first choice.
     let pieces = swarm.pieces.max(1);
-    candidates.sort_by_key(|(useful, spread, _, _)| (std::cmp::Reverse(*useful * 4 / pieces), *spread));
+    candidates
+        .sort_by_key(|(useful, spread, _, _)| (std::cmp::Reverse(*useful * 4 / pieces), *spread));
     candidates
         .into_iter()
         .take(wanted)
@@ -287,8 +296,16 @@ mod tests {
         assert_eq!(
             progress,
             vec![
-                HostProgress { host: "me".to_string(), pieces_held: 0, pieces: 4 },
-                HostProgress { host: "quiet".to_string(), pieces_held: 2, pieces: 4 },
+                HostProgress {
+                    host: "me".to_string(),
+                    pieces_held: 0,
+                    pieces: 4
+                },
+                HostProgress {
+                    host: "quiet".to_string(),
+                    pieces_held: 2,
+                    pieces: 4
+                },
             ]
         );
         assert!(tracker.progress("unknown").is_empty());
@@ -318,6 +335,9 @@ mod tests {
         }
         assert!(first_choices.len() > 10, "{first_choices:?}");
         // A complete peer needs no one.
-        assert!(tracker.announce("a", 16, &announce("seed", &full), 200).peers.is_empty());
+        assert!(tracker
+            .announce("a", 16, &announce("seed", &full), 200)
+            .peers
+            .is_empty());
     }
 }

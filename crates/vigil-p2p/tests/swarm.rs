@@ -122,7 +122,10 @@ async fn eight_peers_fetch_one_artifact_and_all_hold_the_identical_file() {
             .unwrap()
             .unwrap_or_else(|error| panic!("peer {index}: {error}"));
         assert_eq!(path, nodes[index].dir().join(&origin.manifest.sha256));
-        assert!(std::fs::read(&path).unwrap() == origin.bytes, "peer {index}'s copy differs");
+        assert!(
+            std::fs::read(&path).unwrap() == origin.bytes,
+            "peer {index}'s copy differs"
+        );
     }
     let uploaded: u64 = nodes.iter().map(|node| node.uploaded_bytes()).sum();
     let origin_bytes = origin.coordinator.origin_bytes();
@@ -133,7 +136,10 @@ async fn eight_peers_fetch_one_artifact_and_all_hold_the_identical_file() {
         "the origin sent {origin_bytes} bytes of {} copies' worth",
         8 * size
     );
-    let progress = origin.coordinator.tracker().progress(&origin.manifest.sha256);
+    let progress = origin
+        .coordinator
+        .tracker()
+        .progress(&origin.manifest.sha256);
     assert_eq!(progress.len(), 8);
     assert!(progress
         .iter()
@@ -239,7 +245,10 @@ async fn a_peer_serving_corrupted_pieces_is_blocked_and_no_bad_piece_is_committe
                 let piece = ask_piece(node.addr(), &watched_manifest.sha256, index).await;
                 let start = index as usize * watched_manifest.piece_size as usize;
                 let expected = &watched_bytes[start..start + piece.len()];
-                assert!(piece == expected, "an honest peer served a bad piece {index}");
+                assert!(
+                    piece == expected,
+                    "an honest peer served a bad piece {index}"
+                );
                 checks += 1;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -253,7 +262,10 @@ async fn a_peer_serving_corrupted_pieces_is_blocked_and_no_bad_piece_is_committe
             .unwrap_or_else(|_| panic!("peer {index} did not finish"))
             .unwrap()
             .unwrap_or_else(|error| panic!("peer {index}: {error}"));
-        assert!(std::fs::read(&path).unwrap() == origin.bytes, "peer {index}'s copy differs");
+        assert!(
+            std::fs::read(&path).unwrap() == origin.bytes,
+            "peer {index}'s copy differs"
+        );
     }
     let checks = watcher.await.unwrap();
     assert!(checks > 0);
@@ -261,7 +273,10 @@ async fn a_peer_serving_corrupted_pieces_is_blocked_and_no_bad_piece_is_committe
     // Each peer asked the liar once at most, got a bad piece, blocked and reported it.
     let answers = liar_answers.load(Ordering::SeqCst);
     assert!(answers >= 1, "nobody asked the liar");
-    assert!(answers <= 6, "the liar was asked {answers} times by 6 peers");
+    assert!(
+        answers <= 6,
+        "the liar was asked {answers} times by 6 peers"
+    );
     let reports = origin.coordinator.bad_reports();
     assert!(!reports.is_empty());
     assert!(reports.iter().all(|(_, bad)| bad == "liar"), "{reports:?}");
@@ -295,7 +310,9 @@ async fn ask_piece(addr: SocketAddr, artifact: &str, index: u32) -> Vec<u8> {
         index,
     };
     wire::write_request(&mut stream, &request).await.unwrap();
-    let response = wire::read_response(&mut stream, 16 << 20, None).await.unwrap();
+    let response = wire::read_response(&mut stream, 16 << 20, None)
+        .await
+        .unwrap();
     assert_eq!(response.status, wire::PIECE);
     response.piece
 }
@@ -325,8 +342,14 @@ async fn killing_a_quarter_of_the_peers_mid_transfer_still_completes_every_survi
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let uploaded_before: u64 = doomed.iter().map(|index| nodes[*index].uploaded_bytes()).sum();
-    assert!(uploaded_before > 0, "the doomed peers served nothing before the kill");
+    let uploaded_before: u64 = doomed
+        .iter()
+        .map(|index| nodes[*index].uploaded_bytes())
+        .sum();
+    assert!(
+        uploaded_before > 0,
+        "the doomed peers served nothing before the kill"
+    );
     for index in doomed {
         nodes[index].shutdown();
         fetches[index].abort();
@@ -340,11 +363,17 @@ async fn killing_a_quarter_of_the_peers_mid_transfer_still_completes_every_survi
             .unwrap_or_else(|_| panic!("survivor {index} did not finish"))
             .unwrap()
             .unwrap_or_else(|error| panic!("survivor {index}: {error}"));
-        assert!(std::fs::read(&path).unwrap() == origin.bytes, "survivor {index}'s copy differs");
+        assert!(
+            std::fs::read(&path).unwrap() == origin.bytes,
+            "survivor {index}'s copy differs"
+        );
     }
     for index in doomed {
         let have = nodes[index].have(&origin.manifest.sha256).unwrap();
-        assert!(!have.is_complete(), "peer {index} was killed after it finished");
+        assert!(
+            !have.is_complete(),
+            "peer {index} was killed after it finished"
+        );
     }
     for node in &nodes {
         node.shutdown();

@@ -27,7 +27,7 @@ pub(crate) const SQLITE: Dialect = Dialect {
     bytes: "BLOB",
     serial_id: "INTEGER PRIMARY KEY AUTOINCREMENT",
     row_id: "INTEGER PRIMARY KEY",
-    extra: &["", "", "", "", ""],
+    extra: &["", "", "", "", "", ""],
 };
 
 pub(crate) const POSTGRES: Dialect = Dialect {
@@ -38,6 +38,7 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     // Bodies are compact binary already: keep them out of line without trying to compress them.
     extra: &[
         "ALTER TABLE data_chunks ALTER COLUMN body SET STORAGE EXTERNAL;",
+        "",
         "",
         "",
         "",
@@ -223,6 +224,17 @@ CREATE TABLE models (
     body TEXT NOT NULL
 );
 CREATE INDEX models_by_state ON models (state);
+"#,
+    r#"
+CREATE TABLE artifacts (
+    sha256 TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    size {integer} NOT NULL,
+    manifest TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at {integer} NOT NULL
+);
+CREATE INDEX artifacts_newest ON artifacts (created_at DESC, sha256);
 "#,
 ];
 

@@ -220,6 +220,7 @@ conformance! {
         rollbacks_walk_the_promotions_back_to_the_funnel_alone,
         racing_promotions_leave_one_model_promoted,
         scores_are_appended_to_a_model,
+        artifacts_are_kept_once_per_content_and_listed_newest_first,
     ],
     backends: [
         a_reopened_store_still_has_everything,
@@ -2421,4 +2422,42 @@ fn scores_are_appended_to_a_model(store: &dyn Store) {
         store.model(1).unwrap().unwrap().state,
         ModelState::Candidate
     );
+}
+
+// ---------------------------------------------------------------- artifacts
+
+fn artifact_record(name: &str, digit: char, created_by: &str) -> vigil_core::agent::ArtifactRecord {
+    vigil_core::agent::ArtifactRecord {
+        manifest: vigil_core::agent::Manifest {
+            sha256: digit.to_string().repeat(64),
+            name: name.to_string(),
+            size: 600_000,
+            piece_size: 262_144,
+            pieces: vec!["ab".repeat(32), "cd".repeat(32), "ef".repeat(32)],
+            created_at: 1_700_000_000,
+            signature: "12".repeat(64),
+        },
+        created_by: created_by.to_string(),
+    }
+}
+
+fn artifacts_are_kept_once_per_content_and_listed_newest_first(store: &dyn Store) {
+    assert!(store.artifacts().unwrap().is_empty());
+    assert_eq!(store.artifact(&"a".repeat(64)).unwrap(), None);
+    let first = artifact_record("shop-41.tar.gz", 'a', "ci");
+    let second = artifact_record("shop-42.tar.gz", 'b', "ci");
+    assert!(store.put_artifact(&first, 1_000).unwrap());
+    assert!(store.put_artifact(&second, 2_000).unwrap());
+    assert_eq!(
+        store.artifact(&"a".repeat(64)).unwrap(),
+        Some(first.clone())
+    );
+    // The same bytes uploaded again under another name keep the first record.
+    let again = artifact_record("renamed.tar.gz", 'a', "someone");
+    assert!(!store.put_artifact(&again, 3_000).unwrap());
+    assert_eq!(
+        store.artifact(&"a".repeat(64)).unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.artifacts().unwrap(), vec![second, first]);
 }

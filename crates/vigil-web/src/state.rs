@@ -65,6 +65,8 @@ pub struct AppState {
     pub pull_failures: Arc<vigil_guard::pull::PullFailures>,
     /// The replays of stored history, the running one and the last few finished.
     pub replays: Arc<crate::replay_runs::Replays>,
+    /// The artifacts' origin and tracker; None when the server distributes no artifacts.
+    pub artifacts: Option<Arc<crate::artifacts::Artifacts>>,
 }
 
 impl AppState {
@@ -92,7 +94,14 @@ impl AppState {
             budget: Arc::new(budget),
             pull_failures: Arc::default(),
             replays: Arc::default(),
+            artifacts: None,
         }
+    }
+
+    /// The same state, distributing artifacts from `artifacts`.
+    pub fn with_artifacts(mut self, artifacts: Arc<crate::artifacts::Artifacts>) -> AppState {
+        self.artifacts = Some(artifacts);
+        self
     }
 
     /// The token of a request, checked against `needed`.
