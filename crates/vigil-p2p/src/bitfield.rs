@@ -125,7 +125,7 @@ fn position(index: u32) -> (usize, u8) {
 
 /// Lowercase hex only; None for anything else.
 pub(crate) fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let digit = |byte: u8| match byte {

@@ -1,5 +1,6 @@
 //! Whole swarms in one process: peers fetch one artifact from each other and the origin; a
 //! peer that lies is blocked; peers that vanish mid-transfer leave the others to finish.
+#![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
