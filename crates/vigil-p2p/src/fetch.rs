@@ -1,12 +1,21 @@
 //! Fetching an artifact: announce to the tracker, fetch the rarest missing pieces from a few
 //! peers, verify each, fall back to the origin, and check the whole file at the end.
 
-use std::path::PathBuf;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use vigil_core::agent::{Announce, ArtifactProgress, Manifest, Swarm};
 
-use crate::peer::PeerNode;
+use crate::bitfield::Bitfield;
+use crate::limit::take;
+use crate::manifest::verify_piece;
+use crate::peer::{manifest_path, part_path, whole_path, wire, write_file_atomically, PeerNode};
 use crate::P2pError;
 
 /// The server's side of a fetch, as the fetching peer reaches it (over HTTP for an agent,
@@ -37,8 +46,731 @@ impl std::fmt::Debug for Fetch {
     }
 }
 
+/// Peers asked at once (the parents), one piece each at a time.
+pub const PARENTS: usize = 4;
+/// A connection to a peer that takes longer is given up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A peer's answer that stalls this long between two reads is given up.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A fetch that gains no piece for this long fails.
+const STALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// After the origin said it is busy, ask again after about this long.
+const ORIGIN_BUSY_WAIT: Duration = Duration::from_millis(100);
+const ORIGIN_ERROR_WAIT: Duration = Duration::from_secs(1);
+/// The tracker's interval is kept within these bounds.
+const MIN_ANNOUNCE: Duration = Duration::from_millis(100);
+const MAX_ANNOUNCE: Duration = Duration::from_secs(30);
+/// A peer that failed this many times in a row is dropped until the tracker hands it out again.
+const MAX_PEER_FAILURES: u32 = 3;
+/// The scheduler looks again at least this often.
+const TICK: Duration = Duration::from_millis(50);
+
 /// Fetches the artifact into `node`'s directory and returns the path of the whole, verified
 /// file; the pieces are served to other peers as they arrive.
 pub async fn fetch(node: &Arc<PeerNode>, request: Fetch) -> Result<PathBuf, P2pError> {
-    todo!("{node:?} {request:?}")
+    let artifact = request.manifest.sha256.clone();
+    let pieces = request.manifest.piece_count();
+    let dir = node.dir().to_path_buf();
+    if let Some(held) = node.held(&artifact) {
+        if held.verified && held.have.is_complete() {
+            report(&request, held.have.count(), true);
+            announce_once(node, &request, &held.have, &[]).await;
+            return Ok(held.path);
+        }
+    }
+    let data_path = prepare_files(&dir, &request.manifest).await?;
+    let held = node.hold(&request.manifest, data_path.clone());
+    tracing::debug!(
+        artifact = %artifact,
+        host = %request.host,
+        pieces,
+        pieces_held = held.have.count(),
+        "artifact fetch started"
+    );
+    let file = Arc::new(std::fs::OpenOptions::new().write(true).open(&held.path)?);
+    let mut run = Run::new(Arc::clone(node), request, held.have, file);
+    let outcome = run.until_complete().await;
+    run.tasks.abort_all();
+    outcome?;
+    let whole = whole_path(&dir, &artifact);
+    let check_path = held.path.clone();
+    let expected = run.request.manifest.sha256.clone();
+    let size = run.request.manifest.size;
+    let digest = tokio::task::spawn_blocking(move || sha256_of(&check_path, size))
+        .await
+        .map_err(|error| P2pError::Io(std::io::Error::other(error)))??;
+    if digest != expected {
+        tracing::warn!(artifact = %artifact, host = %run.request.host, "artifact whole-file check failed");
+        node.forget(&artifact);
+        return Err(P2pError::BadFile);
+    }
+    if held.path != whole {
+        std::fs::rename(&held.path, &whole)?;
+    }
+    node.complete(&artifact, whole.clone());
+    report(&run.request, pieces, true);
+    announce_once(node, &run.request, &run.have, &run.bad_reports).await;
+    tracing::info!(
+        artifact = %artifact,
+        host = %run.request.host,
+        pieces,
+        from_origin = run.from_origin,
+        from_peers = run.from_peers,
+        bad_pieces = run.bad_pieces,
+        "artifact fetched"
+    );
+    Ok(whole)
+}
+
+/// Writes the manifest beside the data file and makes the data file its full length; the
+/// path of the data file.
+async fn prepare_files(dir: &Path, manifest: &Manifest) -> Result<PathBuf, P2pError> {
+    let artifact = &manifest.sha256;
+    let manifest_bytes =
+        serde_json::to_vec(manifest).map_err(|error| P2pError::Manifest(error.to_string()))?;
+    write_file_atomically(manifest_path(dir, artifact), manifest_bytes).await?;
+    let part = part_path(dir, artifact);
+    let whole = whole_path(dir, artifact);
+    let size = manifest.size;
+    let data_path = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
+        if whole.exists() {
+            return Ok(whole);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&part)?;
+        if file.metadata()?.len() != size {
+            file.set_len(size)?;
+        }
+        Ok(part)
+    })
+    .await
+    .map_err(|error| P2pError::Io(std::io::Error::other(error)))??;
+    Ok(data_path)
+}
+
+fn sha256_of(path: &Path, size: u64) -> Result<String, P2pError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    if file.metadata()?.len() != size {
+        return Err(P2pError::BadFile);
+    }
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        context.update(&buffer[..read]);
+    }
+    Ok(vigil_core::text::hex(context.finish().as_ref()))
+}
+
+fn report(request: &Fetch, pieces_held: u32, verified: bool) {
+    if let Some(progress) = &request.progress {
+        progress(ArtifactProgress {
+            artifact: request.manifest.sha256.clone(),
+            pieces_held,
+            pieces: request.manifest.piece_count(),
+            verified,
+        });
+    }
+}
+
+async fn announce_once(node: &PeerNode, request: &Fetch, have: &Bitfield, bad: &[String]) {
+    let coordinator = Arc::clone(&request.coordinator);
+    let artifact = request.manifest.sha256.clone();
+    let announce = announce_of(node, &request.host, have, bad);
+    let answered =
+        tokio::task::spawn_blocking(move || coordinator.announce(&artifact, &announce)).await;
+    if let Ok(Err(error)) = answered {
+        tracing::warn!(artifact = %request.manifest.sha256, error = %error, "artifact announce failed");
+    }
+}
+
+fn announce_of(node: &PeerNode, host: &str, have: &Bitfield, bad: &[String]) -> Announce {
+    Announce {
+        host: host.to_string(),
+        addr: node.addr().to_string(),
+        have: have.to_hex(),
+        bad_peers: bad.to_vec(),
+    }
+}
+
+/// A peer this fetch may ask.
+#[derive(Debug)]
+struct Parent {
+    addr: SocketAddr,
+    have: Bitfield,
+    busy: bool,
+    /// An open connection, kept between requests.
+    connection: Option<TcpStream>,
+}
+
+/// What a finished task brings back to the scheduler.
+enum Outcome {
+    Peer {
+        host: String,
+        index: u32,
+        result: Result<PeerAnswer, std::io::Error>,
+    },
+    Origin {
+        index: u32,
+        result: Result<Option<Vec<u8>>, P2pError>,
+    },
+    Announce(Result<Swarm, P2pError>),
+}
+
+struct PeerAnswer {
+    response: wire::Response,
+    connection: TcpStream,
+}
+
+struct Run {
+    node: Arc<PeerNode>,
+    request: Fetch,
+    file: Arc<std::fs::File>,
+    have: Bitfield,
+    in_flight: BTreeSet<u32>,
+    parents: HashMap<String, Parent>,
+    /// Consecutive failures per peer, kept when a peer is dropped and handed out again.
+    failures: HashMap<String, (u32, Instant)>,
+    blocked: BTreeSet<String>,
+    bad_reports: Vec<String>,
+    tasks: JoinSet<Outcome>,
+    origin_busy: bool,
+    origin_next: Instant,
+    announcing: bool,
+    announce_next: Instant,
+    announce_interval: Duration,
+    last_gain: Instant,
+    random: u64,
+    from_origin: u32,
+    from_peers: u32,
+    bad_pieces: u32,
+}
+
+impl Run {
+    fn new(node: Arc<PeerNode>, request: Fetch, have: Bitfield, file: Arc<std::fs::File>) -> Run {
+        let now = Instant::now();
+        let seed = request
+            .host
+            .bytes()
+            .fold(0x9e37_79b9_7f4a_7c15u64, |state, byte| {
+                (state ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            })
+            ^ u64::from(node.addr().port());
+        Run {
+            node,
+            request,
+            file,
+            have,
+            in_flight: BTreeSet::new(),
+            parents: HashMap::new(),
+            failures: HashMap::new(),
+            blocked: BTreeSet::new(),
+            bad_reports: Vec::new(),
+            tasks: JoinSet::new(),
+            origin_busy: false,
+            origin_next: now,
+            announcing: false,
+            announce_next: now,
+            announce_interval: Duration::from_secs(1),
+            last_gain: now,
+            random: seed | 1,
+            from_origin: 0,
+            from_peers: 0,
+            bad_pieces: 0,
+        }
+    }
+
+    fn artifact(&self) -> &str {
+        &self.request.manifest.sha256
+    }
+
+    fn next_random(&mut self) -> u64 {
+        self.random ^= self.random << 13;
+        self.random ^= self.random >> 7;
+        self.random ^= self.random << 17;
+        self.random
+    }
+
+    async fn until_complete(&mut self) -> Result<(), P2pError> {
+        let mut stopped = self.node.stopped_signal();
+        loop {
+            if *stopped.borrow() {
+                return Err(P2pError::Coordinator("the peer was shut down".to_string()));
+            }
+            if self.have.is_complete() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now.saturating_duration_since(self.last_gain) > STALL_TIMEOUT {
+                return Err(P2pError::Coordinator(format!(
+                    "no peer nor the origin sent a piece for {} s",
+                    STALL_TIMEOUT.as_secs()
+                )));
+            }
+            if !self.announcing && now >= self.announce_next {
+                self.start_announce();
+            }
+            self.schedule_peers(now);
+            self.schedule_origin(now);
+            let outcome = tokio::select! {
+                joined = self.tasks.join_next(), if !self.tasks.is_empty() => joined,
+                _ = tokio::time::sleep(TICK) => None,
+                _ = stopped.changed() => None,
+            };
+            if let Some(Ok(outcome)) = outcome {
+                self.handle(outcome).await?;
+            }
+        }
+    }
+
+    fn start_announce(&mut self) {
+        self.announcing = true;
+        let coordinator = Arc::clone(&self.request.coordinator);
+        let artifact = self.artifact().to_string();
+        let announce = announce_of(
+            &self.node,
+            &self.request.host,
+            &self.have,
+            &self.bad_reports,
+        );
+        self.tasks.spawn(async move {
+            let answered =
+                tokio::task::spawn_blocking(move || coordinator.announce(&artifact, &announce))
+                    .await;
+            Outcome::Announce(answered.unwrap_or_else(|error| {
+                Err(P2pError::Coordinator(format!(
+                    "announce task failed: {error}"
+                )))
+            }))
+        });
+    }
+
+    /// Whether `host` may be asked now (not blocked, not waiting after a failure).
+    fn usable(&self, host: &str, now: Instant) -> bool {
+        if self.blocked.contains(host) {
+            return false;
+        }
+        match self.failures.get(host) {
+            Some((_, retry_at)) => now >= *retry_at,
+            None => true,
+        }
+    }
+
+    /// How many usable peers hold each piece.
+    fn availability(&self, now: Instant) -> Vec<u32> {
+        let mut counts = vec![0u32; self.have.len() as usize];
+        for (host, parent) in &self.parents {
+            if !self.usable(host, now) {
+                continue;
+            }
+            for (index, count) in counts.iter_mut().enumerate() {
+                if parent.have.has(index as u32) {
+                    *count += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    fn wanted(&self, index: u32) -> bool {
+        !self.have.has(index) && !self.in_flight.contains(&index)
+    }
+
+    /// Asks idle parents for the rarest pieces they hold, up to [`PARENTS`] at once.
+    fn schedule_peers(&mut self, now: Instant) {
+        let busy = self.parents.values().filter(|parent| parent.busy).count();
+        if busy >= PARENTS {
+            return;
+        }
+        let counts = self.availability(now);
+        for _ in busy..PARENTS {
+            let idle: Vec<String> = self
+                .parents
+                .iter()
+                .filter(|(host, parent)| !parent.busy && self.usable(host, now))
+                .map(|(host, _)| host.clone())
+                .collect();
+            // The rarest wanted piece some idle parent holds; ties broken at random, so that
+            // fetchers spread over different pieces.
+            let mut best: Option<(u32, u64, u32)> = None;
+            for index in 0..self.have.len() {
+                if !self.wanted(index) {
+                    continue;
+                }
+                let holders = idle
+                    .iter()
+                    .filter(|host| self.parents[*host].have.has(index))
+                    .count();
+                if holders == 0 {
+                    continue;
+                }
+                let tie = self.next_random();
+                let key = (counts[index as usize], tie, index);
+                if best.is_none_or(|current| (key.0, key.1) < (current.0, current.1)) {
+                    best = Some(key);
+                }
+            }
+            let Some((_, _, index)) = best else {
+                return;
+            };
+            let holders: Vec<&String> = idle
+                .iter()
+                .filter(|host| self.parents[*host].have.has(index))
+                .collect();
+            let pick = (self.next_random() % holders.len() as u64) as usize;
+            let host = holders[pick].clone();
+            self.ask_peer(host, index);
+        }
+    }
+
+    fn ask_peer(&mut self, host: String, index: u32) {
+        let Some(parent) = self.parents.get_mut(&host) else {
+            return;
+        };
+        parent.busy = true;
+        self.in_flight.insert(index);
+        let addr = parent.addr;
+        let connection = parent.connection.take();
+        let node = Arc::clone(&self.node);
+        let request = wire::Request {
+            artifact: self.request.manifest.sha256.clone(),
+            index,
+        };
+        let max_piece = self.request.manifest.piece_size;
+        self.tasks.spawn(async move {
+            let result = ask(&node, addr, connection, &request, max_piece).await;
+            Outcome::Peer {
+                host,
+                index,
+                result,
+            }
+        });
+    }
+
+    /// Asks the origin for a wanted piece no usable peer holds, one at a time.
+    fn schedule_origin(&mut self, now: Instant) {
+        if self.origin_busy || now < self.origin_next {
+            return;
+        }
+        let counts = self.availability(now);
+        let orphans: Vec<u32> = (0..self.have.len())
+            .filter(|index| self.wanted(*index) && counts[*index as usize] == 0)
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        let index = orphans[(self.next_random() % orphans.len() as u64) as usize];
+        self.origin_busy = true;
+        self.in_flight.insert(index);
+        let coordinator = Arc::clone(&self.request.coordinator);
+        let artifact = self.artifact().to_string();
+        let node = Arc::clone(&self.node);
+        let length = self.request.manifest.piece_len(index).unwrap_or(0) as usize;
+        self.tasks.spawn(async move {
+            let answered =
+                tokio::task::spawn_blocking(move || coordinator.origin_piece(&artifact, index))
+                    .await;
+            let result = answered.unwrap_or_else(|error| {
+                Err(P2pError::Coordinator(format!(
+                    "origin task failed: {error}"
+                )))
+            });
+            if let Ok(Some(_)) = &result {
+                take(node.download_bucket(), length).await;
+            }
+            Outcome::Origin { index, result }
+        });
+    }
+
+    async fn handle(&mut self, outcome: Outcome) -> Result<(), P2pError> {
+        let now = Instant::now();
+        match outcome {
+            Outcome::Announce(answered) => {
+                self.announcing = false;
+                match answered {
+                    Ok(swarm) => self.take_swarm(swarm),
+                    Err(error) => tracing::warn!(
+                        artifact = %self.artifact(),
+                        host = %self.request.host,
+                        error = %error,
+                        "artifact announce failed"
+                    ),
+                }
+                self.announce_next = now + self.announce_interval;
+            }
+            Outcome::Origin { index, result } => {
+                self.origin_busy = false;
+                self.in_flight.remove(&index);
+                match result {
+                    Ok(Some(bytes)) => {
+                        if !verify_piece(&self.request.manifest, index, &bytes) {
+                            tracing::warn!(artifact = %self.artifact(), piece = index, "origin piece failed its digest");
+                            return Err(P2pError::BadPiece { index });
+                        }
+                        self.from_origin += 1;
+                        self.keep(index, bytes).await?;
+                    }
+                    Ok(None) => {
+                        let jitter = Duration::from_millis(self.next_random() % 100);
+                        self.origin_next = now + ORIGIN_BUSY_WAIT + jitter;
+                    }
+                    Err(error) => {
+                        tracing::warn!(artifact = %self.artifact(), piece = index, error = %error, "origin piece failed");
+                        self.origin_next = now + ORIGIN_ERROR_WAIT;
+                    }
+                }
+            }
+            Outcome::Peer {
+                host,
+                index,
+                result,
+            } => {
+                self.in_flight.remove(&index);
+                if let Some(parent) = self.parents.get_mut(&host) {
+                    parent.busy = false;
+                }
+                match result {
+                    Ok(answer) => self.take_answer(&host, index, answer).await?,
+                    Err(error) => self.peer_failed(&host, &error, now),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn take_swarm(&mut self, swarm: Swarm) {
+        self.announce_interval =
+            Duration::from_millis(u64::from(swarm.interval_ms)).clamp(MIN_ANNOUNCE, MAX_ANNOUNCE);
+        let pieces = self.have.len();
+        for peer in swarm.peers {
+            if peer.host == self.request.host || self.blocked.contains(&peer.host) {
+                continue;
+            }
+            let Ok(addr) = peer.addr.parse::<SocketAddr>() else {
+                continue;
+            };
+            if addr == self.node.addr() {
+                continue;
+            }
+            let Some(have) = Bitfield::from_hex(&peer.have, pieces) else {
+                continue;
+            };
+            match self.parents.get_mut(&peer.host) {
+                Some(parent) => {
+                    if parent.addr != addr {
+                        parent.addr = addr;
+                        parent.connection = None;
+                    }
+                    parent.have = have;
+                }
+                None => {
+                    self.parents.insert(
+                        peer.host,
+                        Parent {
+                            addr,
+                            have,
+                            busy: false,
+                            connection: None,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    async fn take_answer(
+        &mut self,
+        host: &str,
+        index: u32,
+        answer: PeerAnswer,
+    ) -> Result<(), P2pError> {
+        let pieces = self.have.len();
+        let PeerAnswer {
+            response,
+            connection,
+        } = answer;
+        if let Some(parent) = self.parents.get_mut(host) {
+            if let Some(have) = Bitfield::from_bytes(&response.have, pieces) {
+                parent.have = have;
+            }
+            parent.connection = Some(connection);
+        }
+        match response.status {
+            wire::PIECE => {
+                if !verify_piece(&self.request.manifest, index, &response.piece) {
+                    self.block(host, index);
+                    return Ok(());
+                }
+                self.failures.remove(host);
+                self.from_peers += 1;
+                self.keep(index, response.piece).await
+            }
+            wire::NOT_HELD => {
+                if let Some(parent) = self.parents.get_mut(host) {
+                    parent.have.clear(index);
+                }
+                Ok(())
+            }
+            _ => {
+                self.parents.remove(host);
+                Ok(())
+            }
+        }
+    }
+
+    /// A peer sent a piece that failed its digest: never asked again, and reported.
+    fn block(&mut self, host: &str, index: u32) {
+        self.bad_pieces += 1;
+        self.parents.remove(host);
+        if self.blocked.insert(host.to_string()) {
+            self.bad_reports.push(host.to_string());
+        }
+        tracing::warn!(
+            artifact = %self.artifact(),
+            host = %self.request.host,
+            peer = %host,
+            piece = index,
+            "peer sent a bad piece and is blocked"
+        );
+        // Tell the tracker now.
+        self.announce_next = Instant::now();
+    }
+
+    fn peer_failed(&mut self, host: &str, error: &std::io::Error, now: Instant) {
+        let failures = self.failures.get(host).map_or(0, |(count, _)| *count) + 1;
+        let backoff = Duration::from_millis(250u64 << failures.min(6));
+        self.failures
+            .insert(host.to_string(), (failures, now + backoff));
+        tracing::debug!(
+            artifact = %self.artifact(),
+            peer = %host,
+            failures,
+            error = %error,
+            "peer request failed"
+        );
+        if failures >= MAX_PEER_FAILURES {
+            self.parents.remove(host);
+        } else if let Some(parent) = self.parents.get_mut(host) {
+            parent.connection = None;
+        }
+    }
+
+    /// Writes a verified piece and serves it from now on.
+    async fn keep(&mut self, index: u32, bytes: Vec<u8>) -> Result<(), P2pError> {
+        let file = Arc::clone(&self.file);
+        let offset = u64::from(index) * u64::from(self.request.manifest.piece_size);
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&bytes, offset)
+        })
+        .await
+        .map_err(|error| P2pError::Io(std::io::Error::other(error)))??;
+        self.have.set(index);
+        self.node.add_piece(self.artifact(), index);
+        self.last_gain = Instant::now();
+        report(&self.request, self.have.count(), false);
+        Ok(())
+    }
+}
+
+/// One piece request to a peer, on `connection` if it is still open, else on a new one.
+async fn ask(
+    node: &PeerNode,
+    addr: SocketAddr,
+    connection: Option<TcpStream>,
+    request: &wire::Request,
+    max_piece: u32,
+) -> Result<PeerAnswer, std::io::Error> {
+    let mut connection = match connection {
+        Some(connection) => connection,
+        None => {
+            let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                .await
+                .map_err(|_| timed_out("connecting"))??;
+            let _ = connected.set_nodelay(true);
+            connected
+        }
+    };
+    tokio::time::timeout(READ_TIMEOUT, wire::write_request(&mut connection, request))
+        .await
+        .map_err(|_| timed_out("sending a request"))??;
+    let response = read_with_stall_timeout(&mut connection, max_piece, node).await?;
+    Ok(PeerAnswer {
+        response,
+        connection,
+    })
+}
+
+/// Reads an answer; gives up when no byte arrives for [`READ_TIMEOUT`] (a peer that vanished
+/// without closing its connection).
+async fn read_with_stall_timeout(
+    connection: &mut TcpStream,
+    max_piece: u32,
+    node: &PeerNode,
+) -> Result<wire::Response, std::io::Error> {
+    let mut watched = StallGuard::new(connection, READ_TIMEOUT);
+    wire::read_response(&mut watched, max_piece, node.download_bucket()).await
+}
+
+fn timed_out(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("peer timed out {what}"),
+    )
+}
+
+/// A reader that fails when it waits longer than its limit for the next bytes.
+struct StallGuard<'a> {
+    inner: &'a mut TcpStream,
+    limit: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Whether the deadline counts the current wait (the time the caller spends between reads,
+    /// such as waiting on the download limit, is not counted).
+    armed: bool,
+}
+
+impl<'a> StallGuard<'a> {
+    fn new(inner: &'a mut TcpStream, limit: Duration) -> StallGuard<'a> {
+        StallGuard {
+            inner,
+            limit,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            armed: false,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for StallGuard<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        let this = &mut *self;
+        if !this.armed {
+            let deadline = Instant::now() + this.limit;
+            this.deadline.as_mut().reset(deadline);
+            this.armed = true;
+        }
+        match std::pin::Pin::new(&mut *this.inner).poll_read(context, buffer) {
+            std::task::Poll::Ready(result) => {
+                this.armed = false;
+                std::task::Poll::Ready(result)
+            }
+            std::task::Poll::Pending => match this.deadline.as_mut().poll(context) {
+                std::task::Poll::Ready(()) => {
+                    std::task::Poll::Ready(Err(timed_out("sending a piece")))
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            },
+        }
+    }
 }

@@ -8,6 +8,8 @@
 
 pub mod bitfield;
 pub mod fetch;
+pub mod limit;
+pub mod local;
 pub mod manifest;
 pub mod origin;
 pub mod peer;

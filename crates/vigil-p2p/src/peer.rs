@@ -1,9 +1,28 @@
 //! A peer: serves the verified pieces it holds to other peers over TCP, within its upload
 //! limit.
+//!
+//! The wire protocol ([`wire`]) is a request and its answer, repeated on one connection:
+//! the asker sends `VP`, an operation byte (1: a piece), the artifact id's length (one byte)
+//! and the id, and the piece index (u32, big-endian); the peer answers a status byte (0: the
+//! piece follows, 1: it does not hold that piece, 2: it does not know the artifact), its
+//! bitfield of the artifact (u32 length, then the packed bits), and the piece (u32 length,
+//! then the bytes; empty unless the status is 0).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use vigil_core::agent::Manifest;
+
+use crate::bitfield::Bitfield;
+use crate::limit::TokenBucket;
+use crate::manifest::{is_digest_hex, verify_piece};
+use crate::origin::read_at;
 
 /// Token-bucket limits of a peer, bytes per second; None is unlimited.
 #[derive(Debug, Clone, Copy, Default)]
@@ -12,10 +31,32 @@ pub struct Limits {
     pub down_bytes_per_second: Option<u64>,
 }
 
+/// How long a connection may sit idle before the peer closes it.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes written between two takes from the upload bucket.
+pub(crate) const CHUNK: usize = 16 * 1024;
+
 /// A running peer: its listener and the pieces it holds under `dir`.
 #[derive(Debug)]
 pub struct PeerNode {
-    _private: (),
+    addr: SocketAddr,
+    dir: PathBuf,
+    upload: Option<TokenBucket>,
+    download: Option<TokenBucket>,
+    held: Mutex<HashMap<String, Held>>,
+    stop: watch::Sender<bool>,
+    uploaded_bytes: AtomicU64,
+}
+
+/// An artifact this peer holds some of.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub(crate) manifest: Arc<Manifest>,
+    /// Verified pieces only.
+    pub(crate) have: Bitfield,
+    /// The data file: `<id>.part` until the whole file is verified, `<id>` after.
+    pub(crate) path: PathBuf,
+    pub(crate) verified: bool,
 }
 
 impl PeerNode {
@@ -26,15 +67,487 @@ impl PeerNode {
         dir: PathBuf,
         limits: Limits,
     ) -> std::io::Result<Arc<PeerNode>> {
-        todo!("{listen} {} {limits:?}", dir.display())
+        let scan_dir = dir.clone();
+        let held = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&scan_dir)?;
+            load_held(&scan_dir)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let node = Arc::new(PeerNode {
+            addr,
+            dir,
+            upload: limits.up_bytes_per_second.map(TokenBucket::new),
+            download: limits.down_bytes_per_second.map(TokenBucket::new),
+            held: Mutex::new(held),
+            stop,
+            uploaded_bytes: AtomicU64::new(0),
+        });
+        tracing::debug!(addr = %addr, "peer listening");
+        tokio::spawn(accept_loop(Arc::clone(&node), listener, stopped));
+        Ok(node)
     }
 
     pub fn addr(&self) -> SocketAddr {
-        todo!()
+        self.addr
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Stops serving; pieces stay on disk.
     pub fn shutdown(&self) {
-        todo!()
+        self.stop.send_replace(true);
     }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Bytes of pieces sent to other peers.
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.uploaded_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The verified pieces held of `artifact`, if any.
+    pub fn have(&self, artifact: &str) -> Option<Bitfield> {
+        self.lock_held().get(artifact).map(|held| held.have.clone())
+    }
+
+    pub(crate) fn download_bucket(&self) -> Option<&TokenBucket> {
+        self.download.as_ref()
+    }
+
+    pub(crate) fn stopped_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    fn lock_held(&self) -> MutexGuard<'_, HashMap<String, Held>> {
+        match self.held.lock() {
+            Ok(held) => held,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub(crate) fn held(&self, artifact: &str) -> Option<Held> {
+        self.lock_held().get(artifact).cloned()
+    }
+
+    /// Starts holding `manifest`'s artifact (nothing yet) unless it does already.
+    pub(crate) fn hold(&self, manifest: &Manifest, path: PathBuf) -> Held {
+        self.lock_held()
+            .entry(manifest.sha256.clone())
+            .or_insert_with(|| Held {
+                manifest: Arc::new(manifest.clone()),
+                have: Bitfield::new(manifest.piece_count()),
+                path,
+                verified: false,
+            })
+            .clone()
+    }
+
+    /// Piece `index` was verified and written: it may be served.
+    pub(crate) fn add_piece(&self, artifact: &str, index: u32) {
+        if let Some(held) = self.lock_held().get_mut(artifact) {
+            held.have.set(index);
+        }
+    }
+
+    fn drop_piece(&self, artifact: &str, index: u32) {
+        if let Some(held) = self.lock_held().get_mut(artifact) {
+            held.have.clear(index);
+        }
+    }
+
+    /// The whole file was verified and now lives at `path`.
+    pub(crate) fn complete(&self, artifact: &str, path: PathBuf) {
+        if let Some(held) = self.lock_held().get_mut(artifact) {
+            held.path = path;
+            held.verified = true;
+        }
+    }
+
+    /// Forgets `artifact` (its whole file failed its check).
+    pub(crate) fn forget(&self, artifact: &str) {
+        self.lock_held().remove(artifact);
+    }
+}
+
+pub(crate) fn manifest_path(dir: &Path, artifact: &str) -> PathBuf {
+    dir.join(format!("{artifact}.manifest.json"))
+}
+
+pub(crate) fn part_path(dir: &Path, artifact: &str) -> PathBuf {
+    dir.join(format!("{artifact}.part"))
+}
+
+pub(crate) fn whole_path(dir: &Path, artifact: &str) -> PathBuf {
+    dir.join(artifact)
+}
+
+/// The artifacts found under `dir`, every piece verified again.
+fn load_held(dir: &Path) -> std::io::Result<HashMap<String, Held>> {
+    let mut held = HashMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(artifact) = name.strip_suffix(".manifest.json") else {
+            continue;
+        };
+        if !is_digest_hex(artifact) {
+            continue;
+        }
+        let manifest: Manifest = match std::fs::read(entry.path())
+            .map_err(|error| error.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|error| error.to_string()))
+        {
+            Ok(manifest) => manifest,
+            Err(error) => {
+                tracing::warn!(artifact, error = %error, "artifact manifest on disk unreadable");
+                continue;
+            }
+        };
+        if manifest.sha256 != artifact {
+            continue;
+        }
+        let whole = whole_path(dir, artifact);
+        let (path, verified) = if whole.exists() {
+            (whole, true)
+        } else {
+            (part_path(dir, artifact), false)
+        };
+        let have = verify_on_disk(&manifest, &path);
+        let whole_and_verified = verified && have.is_complete();
+        tracing::debug!(
+            artifact,
+            pieces_held = have.count(),
+            "artifact found on disk"
+        );
+        held.insert(
+            artifact.to_string(),
+            Held {
+                manifest: Arc::new(manifest),
+                have,
+                path,
+                verified: whole_and_verified,
+            },
+        );
+    }
+    Ok(held)
+}
+
+/// The pieces of the file at `path` that match the manifest.
+fn verify_on_disk(manifest: &Manifest, path: &Path) -> Bitfield {
+    let mut have = Bitfield::new(manifest.piece_count());
+    for index in 0..manifest.piece_count() {
+        let Some(length) = manifest.piece_len(index) else {
+            continue;
+        };
+        let offset = u64::from(index) * u64::from(manifest.piece_size);
+        if let Ok(bytes) = read_at(path, offset, length) {
+            if verify_piece(manifest, index, &bytes) {
+                have.set(index);
+            }
+        }
+    }
+    have
+}
+
+async fn accept_loop(
+    node: Arc<PeerNode>,
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nodelay(true);
+                let connection_stopped = node.stopped_signal();
+                tokio::spawn(serve_connection(
+                    Arc::clone(&node),
+                    stream,
+                    remote,
+                    connection_stopped,
+                ));
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "peer accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::debug!(addr = %node.addr, "peer stopped");
+}
+
+async fn serve_connection(
+    node: Arc<PeerNode>,
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    mut stopped: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        result = serve_requests(&node, &mut stream) => {
+            if let Err(error) = result {
+                tracing::debug!(peer = %remote, error = %error, "peer connection ended");
+            }
+        }
+        _ = stopped.wait_for(|stop| *stop) => {}
+    }
+}
+
+async fn serve_requests(node: &PeerNode, stream: &mut TcpStream) -> std::io::Result<()> {
+    loop {
+        let request = match tokio::time::timeout(IDLE_TIMEOUT, wire::read_request(stream)).await {
+            Err(_) => return Ok(()),
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Ok(Some(request))) => request,
+            Ok(Err(error)) => return Err(error),
+        };
+        let answer = answer_request(node, &request).await;
+        wire::write_response(
+            stream,
+            answer.status,
+            answer.have.as_deref(),
+            &answer.piece,
+            node.upload.as_ref(),
+        )
+        .await?;
+        if answer.status == wire::PIECE {
+            node.uploaded_bytes
+                .fetch_add(answer.piece.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+struct Answer {
+    status: u8,
+    have: Option<Vec<u8>>,
+    piece: Vec<u8>,
+}
+
+async fn answer_request(node: &PeerNode, request: &wire::Request) -> Answer {
+    let Some(held) = node.held(&request.artifact) else {
+        return Answer {
+            status: wire::UNKNOWN_ARTIFACT,
+            have: None,
+            piece: Vec::new(),
+        };
+    };
+    let not_held = |have: &Bitfield| Answer {
+        status: wire::NOT_HELD,
+        have: Some(have.as_bytes().to_vec()),
+        piece: Vec::new(),
+    };
+    if !held.have.has(request.index) {
+        return not_held(&held.have);
+    }
+    let Some(length) = held.manifest.piece_len(request.index) else {
+        return not_held(&held.have);
+    };
+    let offset = u64::from(request.index) * u64::from(held.manifest.piece_size);
+    let manifest = Arc::clone(&held.manifest);
+    let index = request.index;
+    let first_path = held.path.clone();
+    // Read and checked again: a piece damaged on disk since is never sent on.
+    let mut read = read_checked(
+        first_path.clone(),
+        offset,
+        length,
+        Arc::clone(&manifest),
+        index,
+    )
+    .await;
+    if matches!(read, Ok(Err(_))) {
+        let moved = node
+            .held(&request.artifact)
+            .map(|now| now.path)
+            .filter(|path| *path != first_path);
+        if let Some(moved) = moved {
+            // The whole file was verified and renamed while this answer was read.
+            read = read_checked(moved, offset, length, manifest, index).await;
+        }
+    }
+    match read {
+        Ok(Ok((bytes, true))) => Answer {
+            status: wire::PIECE,
+            have: Some(held.have.as_bytes().to_vec()),
+            piece: bytes,
+        },
+        Ok(Ok((_, false))) => {
+            tracing::warn!(artifact = %request.artifact, piece = index, "held piece damaged on disk");
+            node.drop_piece(&request.artifact, index);
+            not_held(&held.have)
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(artifact = %request.artifact, piece = index, error = %error, "held piece unreadable");
+            not_held(&held.have)
+        }
+        Err(_) => not_held(&held.have),
+    }
+}
+
+async fn read_checked(
+    path: PathBuf,
+    offset: u64,
+    length: u32,
+    manifest: Arc<Manifest>,
+    index: u32,
+) -> Result<std::io::Result<(Vec<u8>, bool)>, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        read_at(&path, offset, length).map(|bytes| {
+            let intact = verify_piece(&manifest, index, &bytes);
+            (bytes, intact)
+        })
+    })
+    .await
+}
+
+/// The peers' wire protocol (see the module's documentation), for peers and tests alike.
+pub mod wire {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    use crate::limit::{take, TokenBucket};
+
+    use super::CHUNK;
+
+    pub const MAGIC: &[u8; 2] = b"VP";
+    pub const OP_PIECE: u8 = 1;
+    /// Status: the piece follows.
+    pub const PIECE: u8 = 0;
+    /// Status: the peer does not hold the piece.
+    pub const NOT_HELD: u8 = 1;
+    /// Status: the peer does not know the artifact.
+    pub const UNKNOWN_ARTIFACT: u8 = 2;
+    /// The largest piece and bitfield a peer accepts in an answer.
+    pub const MAX_PIECE_BYTES: u32 = crate::manifest::MAX_PIECE_SIZE;
+    pub const MAX_BITFIELD_BYTES: u32 = 1 << 20;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Request {
+        pub artifact: String,
+        pub index: u32,
+    }
+
+    /// The next request, or None when the asker closed the connection between requests.
+    pub async fn read_request<R: AsyncRead + Unpin>(
+        stream: &mut R,
+    ) -> std::io::Result<Option<Request>> {
+        let mut head = [0u8; 4];
+        match stream.read_exact(&mut head).await {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(error) => return Err(error),
+        }
+        if &head[..2] != MAGIC || head[2] != OP_PIECE || head[3] == 0 || head[3] > 64 {
+            return Err(invalid("a request that is not a piece request"));
+        }
+        let mut id = vec![0u8; usize::from(head[3])];
+        stream.read_exact(&mut id).await?;
+        let index = stream.read_u32().await?;
+        let artifact =
+            String::from_utf8(id).map_err(|_| invalid("an artifact id that is not text"))?;
+        Ok(Some(Request { artifact, index }))
+    }
+
+    pub async fn write_request<W: AsyncWrite + Unpin>(
+        stream: &mut W,
+        request: &Request,
+    ) -> std::io::Result<()> {
+        let id = request.artifact.as_bytes();
+        let id_length =
+            u8::try_from(id.len()).map_err(|_| invalid("an artifact id over 255 bytes"))?;
+        let mut bytes = Vec::with_capacity(8 + id.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.push(OP_PIECE);
+        bytes.push(id_length);
+        bytes.extend_from_slice(id);
+        bytes.extend_from_slice(&request.index.to_be_bytes());
+        stream.write_all(&bytes).await?;
+        stream.flush().await
+    }
+
+    /// Writes an answer, the piece in chunks taken from `upload` when there is one.
+    pub async fn write_response<W: AsyncWrite + Unpin>(
+        stream: &mut W,
+        status: u8,
+        have: Option<&[u8]>,
+        piece: &[u8],
+        upload: Option<&TokenBucket>,
+    ) -> std::io::Result<()> {
+        let have = have.unwrap_or_default();
+        let mut head = Vec::with_capacity(9 + have.len());
+        head.push(status);
+        head.extend_from_slice(&(have.len() as u32).to_be_bytes());
+        head.extend_from_slice(have);
+        head.extend_from_slice(&(piece.len() as u32).to_be_bytes());
+        stream.write_all(&head).await?;
+        for chunk in piece.chunks(CHUNK) {
+            take(upload, chunk.len()).await;
+            stream.write_all(chunk).await?;
+        }
+        stream.flush().await
+    }
+
+    #[derive(Debug)]
+    pub struct Response {
+        pub status: u8,
+        pub have: Vec<u8>,
+        pub piece: Vec<u8>,
+    }
+
+    /// Reads an answer, the piece in chunks taken from `download`; a piece longer than
+    /// `max_piece` is refused before it is read.
+    pub async fn read_response<R: AsyncRead + Unpin>(
+        stream: &mut R,
+        max_piece: u32,
+        download: Option<&TokenBucket>,
+    ) -> std::io::Result<Response> {
+        let status = stream.read_u8().await?;
+        if status > UNKNOWN_ARTIFACT {
+            return Err(invalid("an unknown status"));
+        }
+        let have_length = stream.read_u32().await?;
+        if have_length > MAX_BITFIELD_BYTES {
+            return Err(invalid("a bitfield over its bound"));
+        }
+        let mut have = vec![0u8; have_length as usize];
+        stream.read_exact(&mut have).await?;
+        let piece_length = stream.read_u32().await?;
+        if piece_length > max_piece.min(MAX_PIECE_BYTES) || (status != PIECE && piece_length > 0) {
+            return Err(invalid("a piece of the wrong length"));
+        }
+        let mut piece = vec![0u8; piece_length as usize];
+        for chunk in piece.chunks_mut(CHUNK) {
+            take(download, chunk.len()).await;
+            stream.read_exact(chunk).await?;
+        }
+        Ok(Response {
+            status,
+            have,
+            piece,
+        })
+    }
+
+    fn invalid(what: &str) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("peer sent {what}"))
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file, so a crash leaves the old file or the new.
+pub(crate) async fn write_file_atomically(path: PathBuf, bytes: Vec<u8>) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, &bytes)?;
+        std::fs::rename(&temporary, &path)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }

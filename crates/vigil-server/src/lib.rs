@@ -52,6 +52,15 @@ pub struct ServerConfig {
     pub replica: ReplicaSettings,
     /// An agent of a release Vigil ships, silent for longer, pauses it, in seconds.
     pub agent_timeout_seconds: i64,
+    /// Where uploaded artifacts and the key that signs their manifests
+    /// (`manifest-key.pk8`, mode 0600) are kept; empty: `vigil-artifacts` beside a SQLite
+    /// database file, in the working directory for PostgreSQL, a new temporary directory for
+    /// a database in memory.
+    pub artifact_dir: String,
+    /// Largest artifact an upload may carry, in bytes.
+    pub max_artifact_bytes: u64,
+    /// Artifact pieces the origin reads for agents at once (more wait: 503 with Retry-After).
+    pub origin_readers: usize,
 }
 
 /// How a server shares one PostgreSQL store with other replicas: each observing release is
@@ -109,7 +118,35 @@ impl Default for ServerConfig {
             imports_at_once: Limits::default().imports_at_once,
             replica: ReplicaSettings::default(),
             agent_timeout_seconds: vigil_executor::DEFAULT_AGENT_TIMEOUT_SECONDS,
+            artifact_dir: String::new(),
+            max_artifact_bytes: vigil_web::artifacts::DEFAULT_MAX_ARTIFACT_BYTES,
+            origin_readers: vigil_web::artifacts::DEFAULT_ORIGIN_READERS,
         }
+    }
+}
+
+/// Where the server keeps its artifacts (see [`ServerConfig::artifact_dir`]).
+pub fn artifact_dir(config: &ServerConfig, replica_name: &str) -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    if !config.artifact_dir.is_empty() {
+        return PathBuf::from(&config.artifact_dir);
+    }
+    let database = config.database.as_str();
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        return PathBuf::from("./vigil-artifacts");
+    }
+    if database == vigil_store::SQLITE_MEMORY {
+        return std::env::temp_dir().join(format!(
+            "vigil-artifacts-{replica_name}-{}",
+            std::process::id()
+        ));
+    }
+    let file = database.strip_prefix("sqlite:").unwrap_or(database);
+    let file = file.strip_prefix("//").unwrap_or(file);
+    let file = file.split('?').next().unwrap_or(file);
+    match Path::new(file).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.join("vigil-artifacts"),
+        _ => PathBuf::from("./vigil-artifacts"),
     }
 }
 
@@ -129,6 +166,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("invalid replica settings: {0}")]
     Replica(String),
+    #[error("cannot open the artifact directory: {0}")]
+    Artifacts(String),
 }
 
 /// A started server: its address and the state its parts share.
@@ -292,6 +331,26 @@ pub async fn start(
     );
     state.pull_failures = puller.failures();
     state.agent_timeout_seconds = config.agent_timeout_seconds;
+    let artifacts_dir = artifact_dir(config, &replica_name);
+    let max_artifact_bytes = config.max_artifact_bytes;
+    let origin_readers = config.origin_readers;
+    let artifacts = tokio::task::spawn_blocking(move || {
+        vigil_web::artifacts::Artifacts::open(
+            artifacts_dir,
+            max_artifact_bytes,
+            origin_readers,
+            vigil_p2p::tracker::TrackerSettings::default(),
+        )
+    })
+    .await
+    .map_err(|error| std::io::Error::other(error.to_string()))?
+    .map_err(|error| ServeError::Artifacts(error.to_string()))?;
+    tracing::info!(
+        path = %artifacts.dir().display(),
+        public_key = %artifacts.public_key_hex(),
+        "artifact directory opened"
+    );
+    state.artifacts = Some(Arc::new(artifacts));
     ReplicaStarted {
         replica: &replica_name,
         lease_seconds: config.replica.lease_seconds,

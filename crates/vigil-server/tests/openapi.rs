@@ -821,6 +821,108 @@ fn send_replay_routes(contract: &mut Contract) {
     );
 }
 
+/// An artifact uploaded (twice: the second answers the first record), listed, its manifest,
+/// the key, a piece from the origin and an announce to the tracker.
+fn send_artifact_routes(contract: &mut Contract) {
+    let admin = contract.server.admin.clone();
+    let ingest = contract.server.ingest.clone();
+    let viewer = contract.server.viewer.clone();
+    let bytes: Vec<u8> = (0..300_000u32).map(|index| (index % 253) as u8).collect();
+    let mut id = String::new();
+    for expected in [201, 200] {
+        let (status, answer) = contract.send_call(Call {
+            method: "POST",
+            template: "/api/v1/artifacts",
+            path: "/api/v1/artifacts?name=shop-42.tar.gz",
+            token: &admin,
+            body: Some(bytes.clone()),
+        });
+        assert_eq!(status, expected, "{answer}");
+        id = answer["manifest"]["sha256"].as_str().unwrap().to_string();
+    }
+    let (status, answer) = contract.send_call(Call {
+        method: "POST",
+        template: "/api/v1/artifacts",
+        path: "/api/v1/artifacts",
+        token: &admin,
+        body: Some(bytes),
+    });
+    assert_eq!(status, 400, "{answer}");
+    let (status, list) = contract.send(
+        "GET",
+        "/api/v1/artifacts",
+        "/api/v1/artifacts",
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let manifest = format!("/api/v1/artifacts/{id}/manifest");
+    let (status, answer) = contract.send(
+        "GET",
+        "/api/v1/artifacts/{id}/manifest",
+        &manifest,
+        &ingest,
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["pieces"].as_array().unwrap().len(), 2);
+    let (status, _) = contract.send(
+        "GET",
+        "/api/v1/artifacts/{id}/manifest",
+        "/api/v1/artifacts/not-hex/manifest",
+        &ingest,
+        None,
+    );
+    assert_eq!(status, 400);
+    let (status, key) = contract.send(
+        "GET",
+        "/api/v1/artifact-key",
+        "/api/v1/artifact-key",
+        &ingest,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(key["public_key"].as_str().unwrap().len(), 64);
+    let template = "/api/v1/artifacts/{id}/pieces/{index}";
+    let (status, _) = contract.send(
+        "GET",
+        template,
+        &format!("/api/v1/artifacts/{id}/pieces/1"),
+        &ingest,
+        None,
+    );
+    assert_eq!(status, 200);
+    let (status, _) = contract.send(
+        "GET",
+        template,
+        &format!("/api/v1/artifacts/{id}/pieces/2"),
+        &ingest,
+        None,
+    );
+    assert_eq!(status, 404);
+    let announce = format!("/api/v1/artifacts/{id}/announce");
+    let body = json!({"host": "a", "addr": "127.0.0.1:7001", "have": "c0"});
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/artifacts/{id}/announce",
+        &announce,
+        &ingest,
+        Some(body),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let body = json!({"host": "b", "addr": "127.0.0.1:7002", "have": "00"});
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/artifacts/{id}/announce",
+        &announce,
+        &ingest,
+        Some(body),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["peers"][0]["host"], "a");
+}
+
 #[test]
 fn every_route_answers_as_the_document_says() {
     let mut contract = Contract::new();
@@ -846,6 +948,7 @@ fn every_route_answers_as_the_document_says() {
     assert_eq!(status, 401);
     send_app_routes(&mut contract);
     send_ingestion(&mut contract);
+    send_artifact_routes(&mut contract);
     send_release_actions(&mut contract);
     send_import(&mut contract);
     send_token_routes(&mut contract);

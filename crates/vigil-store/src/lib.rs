@@ -8,6 +8,7 @@
 //! [`open`] picks the implementation from a URL and brings the schema up to date.
 #![forbid(unsafe_code)]
 
+mod artifacts;
 mod changes;
 mod codec;
 mod executions;
@@ -27,6 +28,7 @@ pub use crate::postgres_store::PostgresStore;
 pub use crate::sqlite_store::{SqliteStore, Synchronous};
 pub use crate::timed::TimedStore;
 
+use vigil_core::agent::ArtifactRecord;
 use vigil_core::agent::{
     AgentHello, AgentPoll, AgentRecord, ArtifactProgress, ExecutorSpec, HostTask, PlanStep,
     TaskKind,
@@ -677,6 +679,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         claim_until: i64,
         limit: usize,
     ) -> Result<Vec<OutboxItem>, StoreError>;
+
+    // ---- artifacts
+    /// Keeps an uploaded artifact's record (its signed manifest); true when it was new, false
+    /// when an artifact with the same SHA-256 was kept before (which stays as it was).
+    fn put_artifact(&self, record: &ArtifactRecord, at: i64) -> Result<bool, StoreError>;
+    /// The artifact whose SHA-256 (lowercase hex) is `id`.
+    fn artifact(&self, id: &str) -> Result<Option<ArtifactRecord>, StoreError>;
+    /// Every artifact, newest first.
+    fn artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError>;
 }
 
 /// The URL of a private in-memory SQLite database (tests).

@@ -20,6 +20,7 @@ use vigil_core::release::{
 };
 use vigil_core::LogTemplate;
 
+use crate::artifacts;
 use crate::changes::{self, Executor, Value};
 use crate::codec::{
     backend_error, enum_name, kind_name, migration_error, open_error, read_alert, read_app,
@@ -38,6 +39,7 @@ use crate::{
     Store, StoreError, StoredChunk,
 };
 use crate::{Execution, NewTask, PollAnswer, StoredAgent};
+use vigil_core::agent::ArtifactRecord;
 use vigil_core::agent::{AgentHello, AgentPoll, HostTask};
 use vigil_core::learned::{ModelRecord, ModelScores};
 
@@ -1274,5 +1276,47 @@ impl Store for PostgresStore {
         )?;
         claimed.sort_by_key(|item| item.id);
         Ok(claimed)
+    }
+
+    fn put_artifact(&self, record: &ArtifactRecord, at: i64) -> Result<bool, StoreError> {
+        let manifest = &record.manifest;
+        let size = i64::try_from(manifest.size)
+            .map_err(|_| StoreError::Corrupt("artifact size beyond 2^63 bytes".to_string()))?;
+        let manifest_json = to_json(manifest)?;
+        let mut session = self.connection()?;
+        let inserted = execute(
+            &mut session,
+            sql::INSERT_ARTIFACT,
+            &[
+                &manifest.sha256,
+                &manifest.name,
+                &size,
+                &manifest_json,
+                &record.created_by,
+                &at,
+            ],
+        )?;
+        Ok(inserted > 0)
+    }
+
+    fn artifact(&self, id: &str) -> Result<Option<ArtifactRecord>, StoreError> {
+        let mut session = self.connection()?;
+        let found = collect(
+            &mut session,
+            sql::SELECT_ARTIFACT,
+            &[&id],
+            artifacts::read_artifact,
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError> {
+        let mut session = self.connection()?;
+        collect(
+            &mut session,
+            sql::SELECT_ARTIFACTS,
+            &[],
+            artifacts::read_artifact,
+        )
     }
 }

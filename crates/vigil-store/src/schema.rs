@@ -261,6 +261,17 @@ CREATE TABLE tasks (
 );
 CREATE INDEX tasks_by_host ON tasks (host, state);
 "#,
+    r#"
+CREATE TABLE artifacts (
+    sha256 TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    size {integer} NOT NULL,
+    manifest TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at {integer} NOT NULL
+);
+CREATE INDEX artifacts_newest ON artifacts (created_at DESC, sha256);
+"#,
 ];
 
 /// The newest schema version this build knows.

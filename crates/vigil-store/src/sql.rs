@@ -207,6 +207,19 @@ pub(crate) const UPSERT_APP: &str = "INSERT INTO apps (name, config) VALUES ($1,
 
 pub(crate) const SELECT_APPS: &str = "SELECT name, config FROM apps ORDER BY name";
 
+// ---- artifacts
+
+/// An uploaded artifact, kept once per content: the same bytes again change nothing.
+pub(crate) const INSERT_ARTIFACT: &str =
+    "INSERT INTO artifacts (sha256, name, size, manifest, created_by, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256) DO NOTHING";
+
+pub(crate) const SELECT_ARTIFACT: &str =
+    "SELECT manifest, created_by FROM artifacts WHERE sha256 = $1";
+
+pub(crate) const SELECT_ARTIFACTS: &str =
+    "SELECT manifest, created_by FROM artifacts ORDER BY created_at DESC, sha256";
+
 // ---- alerts
 
 /// One occurrence of an alert, keyed by its fingerprint and start: a second receipt (a resend,
@@ -495,6 +508,9 @@ const ALL: &[&str] = &[
     SELECT_RELEASE_TASKS,
     SELECT_OPEN_HOST_TASKS,
     UPDATE_TASK,
+    INSERT_ARTIFACT,
+    SELECT_ARTIFACT,
+    SELECT_ARTIFACTS,
 ];
 
 /// The placeholders' numbers in the order they first appear.

@@ -25,6 +25,7 @@ use vigil_core::release::{
 };
 use vigil_core::LogTemplate;
 
+use crate::artifacts;
 use crate::changes::{self, Executor, Value};
 use crate::codec::{
     backend_error, enum_name, keep_ranges_json, kind_name, migration_error, open_error, read_alert,
@@ -43,6 +44,7 @@ use crate::{
     StoreError, StoredChunk,
 };
 use crate::{Execution, NewTask, PollAnswer, StoredAgent};
+use vigil_core::agent::ArtifactRecord;
 use vigil_core::agent::{AgentHello, AgentPoll, HostTask};
 use vigil_core::learned::{ModelRecord, ModelScores};
 
@@ -986,6 +988,44 @@ impl Store for SqliteStore {
         )?;
         claimed.sort_by_key(|item| item.id);
         Ok(claimed)
+    }
+
+    fn put_artifact(&self, record: &ArtifactRecord, at: i64) -> Result<bool, StoreError> {
+        let manifest = &record.manifest;
+        let size = i64::try_from(manifest.size)
+            .map_err(|_| StoreError::Corrupt("artifact size beyond 2^63 bytes".to_string()))?;
+        let connection = self.connection();
+        let inserted = connection
+            .prepare_cached(sql::INSERT_ARTIFACT)?
+            .execute(params![
+                manifest.sha256,
+                manifest.name,
+                size,
+                to_json(manifest)?,
+                record.created_by,
+                at
+            ])?;
+        Ok(inserted > 0)
+    }
+
+    fn artifact(&self, id: &str) -> Result<Option<ArtifactRecord>, StoreError> {
+        let connection = self.reader();
+        first(
+            &connection,
+            sql::SELECT_ARTIFACT,
+            [id],
+            artifacts::read_artifact,
+        )
+    }
+
+    fn artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            sql::SELECT_ARTIFACTS,
+            [],
+            artifacts::read_artifact,
+        )
     }
 }
 

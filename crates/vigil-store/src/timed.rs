@@ -17,6 +17,7 @@ use crate::{
     StoreError, StoredChunk,
 };
 use crate::{Execution, NewTask, PollAnswer, StoredAgent};
+use vigil_core::agent::ArtifactRecord;
 use vigil_core::agent::{AgentHello, AgentPoll, HostTask};
 use vigil_core::learned::{ModelRecord, ModelScores};
 
@@ -306,6 +307,18 @@ impl Store for TimedStore {
             self.inner
                 .claim_notifications(claimer, now, claim_until, limit)
         })
+    }
+
+    fn put_artifact(&self, record: &ArtifactRecord, at: i64) -> Result<bool, StoreError> {
+        timed("put_artifact", || self.inner.put_artifact(record, at))
+    }
+
+    fn artifact(&self, id: &str) -> Result<Option<ArtifactRecord>, StoreError> {
+        timed("artifact", || self.inner.artifact(id))
+    }
+
+    fn artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError> {
+        timed("artifacts", || self.inner.artifacts())
     }
 
     fn last_chunk_id(&self) -> Result<i64, StoreError> {

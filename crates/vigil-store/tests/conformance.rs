@@ -230,6 +230,7 @@ conformance! {
         tasks_created_racing_from_threads_are_one,
         polls_move_tasks_once_and_send_what_the_release_allows,
         a_poll_of_an_unknown_host_changes_nothing,
+        artifacts_are_kept_once_per_content_and_listed_newest_first,
     ],
     backends: [
         a_reopened_store_still_has_everything,
@@ -2680,4 +2681,42 @@ fn a_poll_of_an_unknown_host_changes_nothing(store: &dyn Store) {
     };
     assert_eq!(store.agent_poll("h9", &poll, 1_000).unwrap(), None);
     assert_eq!(store.agent("h9").unwrap(), None);
+}
+
+// ---------------------------------------------------------------- artifacts
+
+fn artifact_record(name: &str, digit: char, created_by: &str) -> vigil_core::agent::ArtifactRecord {
+    vigil_core::agent::ArtifactRecord {
+        manifest: vigil_core::agent::Manifest {
+            sha256: digit.to_string().repeat(64),
+            name: name.to_string(),
+            size: 600_000,
+            piece_size: 262_144,
+            pieces: vec!["ab".repeat(32), "cd".repeat(32), "ef".repeat(32)],
+            created_at: 1_700_000_000,
+            signature: "12".repeat(64),
+        },
+        created_by: created_by.to_string(),
+    }
+}
+
+fn artifacts_are_kept_once_per_content_and_listed_newest_first(store: &dyn Store) {
+    assert!(store.artifacts().unwrap().is_empty());
+    assert_eq!(store.artifact(&"a".repeat(64)).unwrap(), None);
+    let first = artifact_record("shop-41.tar.gz", 'a', "ci");
+    let second = artifact_record("shop-42.tar.gz", 'b', "ci");
+    assert!(store.put_artifact(&first, 1_000).unwrap());
+    assert!(store.put_artifact(&second, 2_000).unwrap());
+    assert_eq!(
+        store.artifact(&"a".repeat(64)).unwrap(),
+        Some(first.clone())
+    );
+    // The same bytes uploaded again under another name keep the first record.
+    let again = artifact_record("renamed.tar.gz", 'a', "someone");
+    assert!(!store.put_artifact(&again, 3_000).unwrap());
+    assert_eq!(
+        store.artifact(&"a".repeat(64)).unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.artifacts().unwrap(), vec![second, first]);
 }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod agents;
+pub mod artifacts;
 pub mod auth;
 pub mod budget;
 mod decoders;
@@ -115,6 +116,19 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/apps/{app}/onboarding/apply",
             post(onboarding::apply),
         )
+        .route(
+            "/api/v1/artifacts",
+            post(artifacts::upload)
+                .layer(DefaultBodyLimit::disable())
+                .get(artifacts::list),
+        )
+        .route("/api/v1/artifact-key", get(artifacts::key))
+        .route("/api/v1/artifacts/{id}/manifest", get(artifacts::manifest))
+        .route(
+            "/api/v1/artifacts/{id}/pieces/{index}",
+            get(artifacts::piece),
+        )
+        .route("/api/v1/artifacts/{id}/announce", post(artifacts::announce))
         .route("/api/v1/ingest/samples", post(ingest::samples))
         .route("/api/v1/ingest/prometheus", post(ingest::remote_write))
         .route("/api/v1/ingest/logs", post(ingest::logs))

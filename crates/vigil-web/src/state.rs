@@ -67,6 +67,8 @@ pub struct AppState {
     pub replays: Arc<crate::replay_runs::Replays>,
     /// An agent silent for longer is offline (the executor's timeout).
     pub agent_timeout_seconds: i64,
+    /// The artifacts' origin and tracker; None when the server distributes no artifacts.
+    pub artifacts: Option<Arc<crate::artifacts::Artifacts>>,
 }
 
 impl AppState {
@@ -95,7 +97,14 @@ impl AppState {
             pull_failures: Arc::default(),
             replays: Arc::default(),
             agent_timeout_seconds: vigil_executor::DEFAULT_AGENT_TIMEOUT_SECONDS,
+            artifacts: None,
         }
+    }
+
+    /// The same state, distributing artifacts from `artifacts`.
+    pub fn with_artifacts(mut self, artifacts: Arc<crate::artifacts::Artifacts>) -> AppState {
+        self.artifacts = Some(artifacts);
+        self
     }
 
     /// The token of a request, checked against `needed`.

@@ -1,0 +1,383 @@
+//! Whole swarms in one process: peers fetch one artifact from each other and the origin; a
+//! peer that lies is blocked; peers that vanish mid-transfer leave the others to finish.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use vigil_core::agent::{Announce, Manifest};
+use vigil_p2p::bitfield::Bitfield;
+use vigil_p2p::fetch::{fetch, Coordinator, Fetch};
+use vigil_p2p::local::LocalCoordinator;
+use vigil_p2p::manifest::{build_manifest, verify_manifest, ManifestKey};
+use vigil_p2p::peer::{wire, Limits, PeerNode};
+use vigil_p2p::tracker::TrackerSettings;
+
+const MB: u64 = 1_000_000;
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-p2p-swarm-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn pseudo_random_bytes(length: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005) | 1;
+    (0..length)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+struct Origin {
+    bytes: Vec<u8>,
+    manifest: Manifest,
+    coordinator: Arc<LocalCoordinator>,
+}
+
+fn origin(dir: &Path, size: usize, origin_limit: Option<u64>) -> Origin {
+    let bytes = pseudo_random_bytes(size, size as u64);
+    let path = dir.join("artifact.bin");
+    std::fs::write(&path, &bytes).unwrap();
+    let key = ManifestKey::generate().unwrap();
+    let manifest = build_manifest(&path, "artifact.bin", 1_700_000_000, &key).unwrap();
+    verify_manifest(&manifest, &key.public_key_hex()).unwrap();
+    let settings = TrackerSettings {
+        announce_interval_ms: 250,
+        ..TrackerSettings::default()
+    };
+    let coordinator = Arc::new(LocalCoordinator::new(
+        manifest.clone(),
+        path,
+        settings,
+        4,
+        origin_limit,
+    ));
+    Origin {
+        bytes,
+        manifest,
+        coordinator,
+    }
+}
+
+async fn start_peers(dir: &Path, count: usize, limits: Limits) -> Vec<Arc<PeerNode>> {
+    let mut nodes = Vec::new();
+    for index in 0..count {
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let node = PeerNode::start(listen, dir.join(format!("peer-{index}")), limits)
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    nodes
+}
+
+fn request(origin: &Origin, host: String) -> Fetch {
+    Fetch {
+        manifest: origin.manifest.clone(),
+        host,
+        coordinator: Arc::clone(&origin.coordinator) as Arc<dyn Coordinator>,
+        progress: None,
+    }
+}
+
+fn spawn_fetches(
+    origin: &Origin,
+    nodes: &[Arc<PeerNode>],
+) -> Vec<tokio::task::JoinHandle<Result<PathBuf, vigil_p2p::P2pError>>> {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| {
+            let node = Arc::clone(node);
+            let fetch_request = request(origin, format!("host-{index}"));
+            tokio::spawn(async move { fetch(&node, fetch_request).await })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_peers_fetch_one_artifact_and_all_hold_the_identical_file() {
+    let dir = fresh_dir("eight");
+    let size = 8 * 1024 * 1024 + 12_345;
+    let origin = origin(&dir, size, Some(8 * MB));
+    let limits = Limits {
+        up_bytes_per_second: Some(20 * MB),
+        down_bytes_per_second: Some(20 * MB),
+    };
+    let nodes = start_peers(&dir, 8, limits).await;
+    let fetches = spawn_fetches(&origin, &nodes);
+    for (index, handle) in fetches.into_iter().enumerate() {
+        let path = tokio::time::timeout(Duration::from_secs(60), handle)
+            .await
+            .unwrap_or_else(|_| panic!("peer {index} did not finish"))
+            .unwrap()
+            .unwrap_or_else(|error| panic!("peer {index}: {error}"));
+        assert_eq!(path, nodes[index].dir().join(&origin.manifest.sha256));
+        assert!(
+            std::fs::read(&path).unwrap() == origin.bytes,
+            "peer {index}'s copy differs"
+        );
+    }
+    let uploaded: u64 = nodes.iter().map(|node| node.uploaded_bytes()).sum();
+    let origin_bytes = origin.coordinator.origin_bytes();
+    // Eight copies left the swarm: most of them from the peers, not the origin.
+    assert_eq!(uploaded + origin_bytes, 8 * size as u64);
+    assert!(
+        origin_bytes < 4 * size as u64,
+        "the origin sent {origin_bytes} bytes of {} copies' worth",
+        8 * size
+    );
+    let progress = origin
+        .coordinator
+        .tracker()
+        .progress(&origin.manifest.sha256);
+    assert_eq!(progress.len(), 8);
+    assert!(progress
+        .iter()
+        .all(|host| host.pieces_held == origin.manifest.piece_count()));
+    assert!(origin.coordinator.bad_reports().is_empty());
+    for node in &nodes {
+        node.shutdown();
+    }
+    // A peer restarted on its directory holds the whole file again and serves it.
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let restarted = PeerNode::start(listen, nodes[0].dir().to_path_buf(), Limits::default())
+        .await
+        .unwrap();
+    let held = restarted.have(&origin.manifest.sha256).unwrap();
+    assert!(held.is_complete());
+    let path = fetch(&restarted, request(&origin, "host-0".to_string()))
+        .await
+        .unwrap();
+    assert!(std::fs::read(path).unwrap() == origin.bytes);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A peer that claims every piece and answers each request with the right piece, one byte
+/// flipped. Counts the requests it answered.
+async fn start_liar(origin: &Origin) -> (SocketAddr, Arc<AtomicU32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answered = Arc::new(AtomicU32::new(0));
+    let bytes = Arc::new(origin.bytes.clone());
+    let manifest = origin.manifest.clone();
+    let counter = Arc::clone(&answered);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let bytes = Arc::clone(&bytes);
+            let manifest = manifest.clone();
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let full = Bitfield::full(manifest.piece_count());
+                while let Ok(Some(request)) = wire::read_request(&mut stream).await {
+                    let start = request.index as usize * manifest.piece_size as usize;
+                    let length = manifest.piece_len(request.index).unwrap() as usize;
+                    let mut piece = bytes[start..start + length].to_vec();
+                    piece[length / 2] ^= 0x40;
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let written = wire::write_response(
+                        &mut stream,
+                        wire::PIECE,
+                        Some(full.as_bytes()),
+                        &piece,
+                        None,
+                    )
+                    .await;
+                    if written.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, answered)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_serving_corrupted_pieces_is_blocked_and_no_bad_piece_is_committed_anywhere() {
+    let dir = fresh_dir("liar");
+    let size = 6 * 1024 * 1024;
+    let origin = origin(&dir, size, Some(6 * MB));
+    let (liar_addr, liar_answers) = start_liar(&origin).await;
+    let liar_announce = Announce {
+        host: "liar".to_string(),
+        addr: liar_addr.to_string(),
+        have: Bitfield::full(origin.manifest.piece_count()).to_hex(),
+        bad_peers: Vec::new(),
+    };
+    origin
+        .coordinator
+        .announce(&origin.manifest.sha256, &liar_announce)
+        .unwrap();
+    let limits = Limits {
+        up_bytes_per_second: Some(20 * MB),
+        down_bytes_per_second: Some(20 * MB),
+    };
+    let nodes = start_peers(&dir, 6, limits).await;
+    let fetches = spawn_fetches(&origin, &nodes);
+
+    // While the transfer runs, every piece any honest peer serves is the origin's.
+    let watched_nodes = nodes.clone();
+    let watched_bytes = origin.bytes.clone();
+    let watched_manifest = origin.manifest.clone();
+    let watcher = tokio::spawn(async move {
+        let mut checks = 0u32;
+        for _ in 0..400 {
+            for node in &watched_nodes {
+                let Some(have) = node.have(&watched_manifest.sha256) else {
+                    continue;
+                };
+                let Some(index) = (0..have.len()).rev().find(|index| have.has(*index)) else {
+                    continue;
+                };
+                let piece = ask_piece(node.addr(), &watched_manifest.sha256, index).await;
+                let start = index as usize * watched_manifest.piece_size as usize;
+                let expected = &watched_bytes[start..start + piece.len()];
+                assert!(
+                    piece == expected,
+                    "an honest peer served a bad piece {index}"
+                );
+                checks += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        checks
+    });
+
+    for (index, handle) in fetches.into_iter().enumerate() {
+        let path = tokio::time::timeout(Duration::from_secs(60), handle)
+            .await
+            .unwrap_or_else(|_| panic!("peer {index} did not finish"))
+            .unwrap()
+            .unwrap_or_else(|error| panic!("peer {index}: {error}"));
+        assert!(
+            std::fs::read(&path).unwrap() == origin.bytes,
+            "peer {index}'s copy differs"
+        );
+    }
+    let checks = watcher.await.unwrap();
+    assert!(checks > 0);
+
+    // Each peer asked the liar once at most, got a bad piece, blocked and reported it.
+    let answers = liar_answers.load(Ordering::SeqCst);
+    assert!(answers >= 1, "nobody asked the liar");
+    assert!(
+        answers <= 6,
+        "the liar was asked {answers} times by 6 peers"
+    );
+    let reports = origin.coordinator.bad_reports();
+    assert!(!reports.is_empty());
+    assert!(reports.iter().all(|(_, bad)| bad == "liar"), "{reports:?}");
+    assert!(origin
+        .coordinator
+        .tracker()
+        .is_blocked(&origin.manifest.sha256, "liar"));
+    // The tracker hands the liar to no one any more.
+    let late = Announce {
+        host: "late".to_string(),
+        addr: "127.0.0.1:9".to_string(),
+        have: Bitfield::new(origin.manifest.piece_count()).to_hex(),
+        bad_peers: Vec::new(),
+    };
+    let swarm = origin
+        .coordinator
+        .announce(&origin.manifest.sha256, &late)
+        .unwrap();
+    assert!(swarm.peers.iter().all(|peer| peer.host != "liar"));
+    assert!(!swarm.peers.is_empty());
+    for node in &nodes {
+        node.shutdown();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn ask_piece(addr: SocketAddr, artifact: &str, index: u32) -> Vec<u8> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = wire::Request {
+        artifact: artifact.to_string(),
+        index,
+    };
+    wire::write_request(&mut stream, &request).await.unwrap();
+    let response = wire::read_response(&mut stream, 16 << 20, None)
+        .await
+        .unwrap();
+    assert_eq!(response.status, wire::PIECE);
+    response.piece
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_quarter_of_the_peers_mid_transfer_still_completes_every_survivor() {
+    let dir = fresh_dir("kill");
+    let size = 12 * 1024 * 1024;
+    let origin = origin(&dir, size, Some(4 * MB));
+    let limits = Limits {
+        up_bytes_per_second: Some(6 * MB),
+        down_bytes_per_second: Some(6 * MB),
+    };
+    let nodes = start_peers(&dir, 12, limits).await;
+    let fetches = spawn_fetches(&origin, &nodes);
+    let pieces = origin.manifest.piece_count();
+    // Mid-transfer: the swarm holds a third of its pieces, and the doomed peers serve.
+    let doomed = [1usize, 5, 9];
+    loop {
+        let held: u32 = nodes
+            .iter()
+            .filter_map(|node| node.have(&origin.manifest.sha256))
+            .map(|have| have.count())
+            .sum();
+        if held >= 12 * pieces / 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let uploaded_before: u64 = doomed
+        .iter()
+        .map(|index| nodes[*index].uploaded_bytes())
+        .sum();
+    assert!(
+        uploaded_before > 0,
+        "the doomed peers served nothing before the kill"
+    );
+    for index in doomed {
+        nodes[index].shutdown();
+        fetches[index].abort();
+    }
+    for (index, handle) in fetches.into_iter().enumerate() {
+        if doomed.contains(&index) {
+            continue;
+        }
+        let path = tokio::time::timeout(Duration::from_secs(90), handle)
+            .await
+            .unwrap_or_else(|_| panic!("survivor {index} did not finish"))
+            .unwrap()
+            .unwrap_or_else(|error| panic!("survivor {index}: {error}"));
+        assert!(
+            std::fs::read(&path).unwrap() == origin.bytes,
+            "survivor {index}'s copy differs"
+        );
+    }
+    for index in doomed {
+        let have = nodes[index].have(&origin.manifest.sha256).unwrap();
+        assert!(
+            !have.is_complete(),
+            "peer {index} was killed after it finished"
+        );
+    }
+    for node in &nodes {
+        node.shutdown();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
