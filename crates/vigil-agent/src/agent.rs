@@ -40,6 +40,13 @@ use crate::{AgentConfig, Deployer, LogSource, MetricSample, Probe};
 const MAX_EVENTS_PER_BATCH: usize = 1000;
 /// Fetch attempts of an artifact before a deploy task needing it fails.
 const FETCH_ATTEMPTS: u32 = 3;
+/// Reports in one poll at most (the oldest first; the rest go with the next polls).
+const MAX_REPORTS_PER_POLL: usize = 256;
+/// Artifacts whose progress one poll carries at most: those being fetched first.
+const MAX_ARTIFACTS_PER_POLL: usize = 16;
+/// Artifacts remembered as fetched at most; one forgotten is fetched again when needed (its
+/// pieces are still on disk).
+const MAX_READY_ARTIFACTS: usize = 64;
 
 /// The three parts through which the agent reaches its host.
 pub struct HostParts {
@@ -74,6 +81,36 @@ struct Downloads {
     fetching: BTreeSet<String>,
     /// Failed attempts, the last reason, and when to try again (Unix seconds).
     failures: BTreeMap<String, (u32, String, i64)>,
+}
+
+impl Downloads {
+    /// The progress a poll carries: downloads under way first, then the artifacts held.
+    fn reported(&self) -> Vec<ArtifactProgress> {
+        let (mut under_way, held): (Vec<ArtifactProgress>, Vec<ArtifactProgress>) = self
+            .progress
+            .values()
+            .cloned()
+            .partition(|progress| !progress.verified);
+        under_way.extend(held);
+        under_way.truncate(MAX_ARTIFACTS_PER_POLL);
+        under_way
+    }
+
+    /// Notes `artifact` fetched at `path`, forgetting the first others past the bound.
+    fn fetched(&mut self, artifact: String, path: PathBuf) {
+        if let Some(progress) = self.progress.get_mut(&artifact) {
+            progress.pieces_held = progress.pieces;
+            progress.verified = true;
+        }
+        self.failures.remove(&artifact);
+        self.ready.insert(artifact, path);
+        while self.ready.len() > MAX_READY_ARTIFACTS {
+            let Some((forgotten, _)) = self.ready.pop_first() else {
+                break;
+            };
+            self.progress.remove(&forgotten);
+        }
+    }
 }
 
 /// What the agent's tasks share.
@@ -435,8 +472,9 @@ async fn register(shared: &Arc<Shared>) -> Result<(), ClientError> {
 /// One poll: the reports not yet acknowledged and the downloads; forgets what was
 /// acknowledged.
 async fn poll(shared: &Arc<Shared>) -> Result<AgentOrders, ClientError> {
-    let sent = shared.ledger.reports();
-    let artifacts = lock(&shared.downloads).progress.values().cloned().collect();
+    let mut sent = shared.ledger.reports();
+    sent.truncate(MAX_REPORTS_PER_POLL);
+    let artifacts = lock(&shared.downloads).reported();
     let request = AgentPoll {
         reports: sent.clone(),
         artifacts,
@@ -666,12 +704,7 @@ fn start_fetch(shared: &Arc<Shared>, artifact: &str) {
             match fetched {
                 Ok(path) => {
                     tracing::info!(host = %fetching.config.host, artifact = %id, "artifact fetched");
-                    if let Some(progress) = downloads.progress.get_mut(&id) {
-                        progress.pieces_held = progress.pieces;
-                        progress.verified = true;
-                    }
-                    downloads.failures.remove(&id);
-                    downloads.ready.insert(id, path);
+                    downloads.fetched(id, path);
                 }
                 Err(reason) => {
                     let attempts = downloads.failures.get(&id).map_or(0, |failure| failure.0) + 1;

@@ -180,6 +180,19 @@ fn an_agent_pushes_proc_metrics_and_log_events_and_loses_nothing_over_a_server_r
         );
     }
 
+    // The host registered with its labels and polls.
+    let (status, agents) = call(port, "GET", "/api/v1/agents", &admin, None);
+    assert_eq!(status, 200, "{agents}");
+    let registered = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|agent| agent["host"] == HOST)
+        .unwrap_or_else(|| panic!("{HOST} is not registered: {agents}"));
+    assert_eq!(registered["app"], APP, "{registered}");
+    assert_eq!(registered["labels"]["zone"], "b", "{registered}");
+    assert_eq!(registered["online"], true, "{registered}");
+
     // The metrics sampled while the server was down arrived after its restart: every step of
     // the outage holds a value of the host's memory use, read from /proc.
     let (status, series) = call(
