@@ -28,7 +28,9 @@ use vigil_core::Clock;
 use vigil_p2p::fetch::Fetch;
 use vigil_p2p::peer::{Limits, PeerNode};
 
-use crate::artifacts::{is_artifact_id, trusted_key, verified_manifest, HttpCoordinator};
+use crate::artifacts::{
+    is_artifact_id, named_copy, trusted_key, verified_manifest, HttpCoordinator,
+};
 use crate::client::{Client, ClientError};
 use crate::events::{EventJoiner, LogEvent};
 use crate::outbox::{fnv1a, Backoff, Batch, BatchKind, Outbox};
@@ -759,15 +761,26 @@ async fn fetch_artifact(shared: &Arc<Shared>, artifact: &str) -> Result<PathBuf,
                 .insert(progress.artifact.clone(), progress);
         }
     });
+    let upload_name = manifest.name.clone();
     let request = Fetch {
         manifest,
         host: shared.config.host.clone(),
         coordinator: Arc::new(HttpCoordinator::new(shared.client.clone())),
         progress: Some(progress),
     };
-    vigil_p2p::fetch::fetch(&node, request)
+    let whole = vigil_p2p::fetch::fetch(&node, request)
         .await
-        .map_err(|error| error.to_string())
+        .map_err(|error| error.to_string())?;
+    let named_dir = shared
+        .ledger
+        .state()
+        .root()
+        .join("artifacts")
+        .join(artifact);
+    tokio::task::spawn_blocking(move || named_copy(&whole, &named_dir, &upload_name))
+        .await
+        .map_err(|error| format!("the artifact's thread failed: {error}"))?
+        .map_err(|error| format!("cannot name the fetched artifact: {error}"))
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! side of a fetch over HTTP ([`HttpCoordinator`]: the tracker's announce route and the
 //! origin's pieces route, a 503 being a busy origin).
 
+use std::path::{Path, PathBuf};
+
 use vigil_core::agent::{Announce, Manifest, Swarm};
 use vigil_p2p::fetch::Coordinator;
 use vigil_p2p::P2pError;
@@ -79,6 +81,35 @@ pub fn verified_manifest(client: &Client, artifact: &str, key: &str) -> Result<M
     Ok(manifest)
 }
 
+/// The artifact's upload name as a file name: its last path part, without control
+/// characters, not starting with a dot; `artifact` when nothing is left.
+pub fn file_name_of(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+    let trimmed = cleaned.trim().trim_start_matches('.');
+    if trimmed.is_empty() || trimmed.len() > 255 {
+        return "artifact".to_owned();
+    }
+    trimmed.to_owned()
+}
+
+/// The fetched file (named by its digest) under its upload name in `dir`: a hard link, or a
+/// copy where links cannot be made; made once.
+pub fn named_copy(whole: &Path, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let named = dir.join(file_name_of(name));
+    if named.is_file() {
+        return Ok(named);
+    }
+    std::fs::create_dir_all(dir)?;
+    let temporary = dir.join(".linking");
+    let _ = std::fs::remove_file(&temporary);
+    if std::fs::hard_link(whole, &temporary).is_err() {
+        std::fs::copy(whole, &temporary)?;
+    }
+    std::fs::rename(&temporary, &named)?;
+    Ok(named)
+}
+
 /// The server as tracker and origin, over HTTP.
 #[derive(Debug)]
 pub struct HttpCoordinator {
@@ -110,6 +141,28 @@ impl Coordinator for HttpCoordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fetched_artifact_gets_its_upload_name() {
+        assert_eq!(file_name_of("shop-42.tar.gz"), "shop-42.tar.gz");
+        assert_eq!(file_name_of("../../etc/passwd"), "passwd");
+        assert_eq!(file_name_of("..."), "artifact");
+        assert_eq!(file_name_of(".hidden"), "hidden");
+        assert_eq!(file_name_of("a\nb"), "ab");
+        let root = std::env::temp_dir().join(format!("vigil-agent-named-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let whole = root.join("ab".repeat(32));
+        std::fs::write(&whole, b"bytes").unwrap();
+        let named = named_copy(&whole, &root.join("named"), "shop-42.tar.gz").unwrap();
+        assert_eq!(named, root.join("named").join("shop-42.tar.gz"));
+        assert_eq!(std::fs::read(&named).unwrap(), b"bytes");
+        assert_eq!(
+            named_copy(&whole, &root.join("named"), "shop-42.tar.gz").unwrap(),
+            named
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn artifact_ids_are_lowercase_sha256_hex() {

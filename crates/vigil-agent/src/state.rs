@@ -5,7 +5,9 @@
 //!   when it stopped, and the reports not yet acknowledged;
 //! - `current`: the version the host runs (after a successful deploy or rollback);
 //! - `versions/<version>/`: each deployed version's artifact;
-//! - `server-key`: the server's manifest key, trusted on first use.
+//! - `server-key`: the server's manifest key, trusted on first use;
+//! - `pieces/`: the peer node's pieces and fetched artifacts (named by their digest), and
+//!   `artifacts/<sha256>/<upload name>`: each fetched artifact under its upload name.
 //!
 //! Every file is written atomically: a temporary file beside it, synced, then renamed.
 
