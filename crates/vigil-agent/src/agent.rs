@@ -512,6 +512,7 @@ async fn control_loop(
     let deployer = Arc::new(Mutex::new(deployer));
     let mut registered = false;
     let mut backoff = Backoff::new(fnv1a(&shared.config.host).rotate_left(17));
+    let mut unknown = Backoff::new(fnv1a(&shared.config.host).rotate_left(29));
     let mut job: Option<JoinHandle<()>> = None;
     loop {
         if shared.hello_changed.swap(false, Ordering::SeqCst) {
@@ -519,13 +520,17 @@ async fn control_loop(
         }
         let pause = if registered {
             match poll(&shared).await {
+                Ok(orders) if !orders.registered => {
+                    // Registering again at once; a server that keeps forgetting the host is
+                    // asked less and less often.
+                    tracing::info!(host = %shared.config.host, "server does not know the host, registering again");
+                    registered = false;
+                    backoff.reset();
+                    unknown.next_delay()
+                }
                 Ok(orders) => {
                     backoff.reset();
-                    if !orders.registered {
-                        tracing::info!(host = %shared.config.host, "server does not know the host, registering again");
-                        registered = false;
-                        continue;
-                    }
+                    unknown.reset();
                     let poll_every =
                         Duration::from_secs(u64::from(orders.poll_seconds.clamp(1, 60)));
                     for artifact in &orders.fetch {
