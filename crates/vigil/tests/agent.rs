@@ -238,3 +238,190 @@ fn an_agent_pushes_proc_metrics_and_log_events_and_loses_nothing_over_a_server_r
         assert_eq!(status, 200, "{metric}: {answer}");
     }
 }
+
+/// GET `path` until `ready` holds for the answer (at most `seconds`); the last answer.
+fn wait_for(
+    port: u16,
+    token: &str,
+    path: &str,
+    seconds: u64,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..seconds * 5 {
+        let (status, answer) = call(port, "GET", path, token, None);
+        if status == 200 && ready(&answer) {
+            return answer;
+        }
+        last = answer;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("GET {path} did not get there in {seconds} s: {last}");
+}
+
+/// Uploads `bytes` as an artifact named `name`; its id.
+fn upload(port: u16, token: &str, name: &str, bytes: &[u8]) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .post(&format!(
+            "http://127.0.0.1:{port}/api/v1/artifacts?name={name}"
+        ))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/octet-stream")
+        .send(bytes)
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    assert!(
+        status == 200 || status == 201,
+        "upload answered {status}: {text}"
+    );
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    record["manifest"]["sha256"].as_str().unwrap().to_owned()
+}
+
+#[test]
+#[ignore = "needs the artifact routes (upload, manifest, pieces, announce) of vigil-p2p's server side"]
+fn an_agent_deploys_a_release_from_its_artifact_and_rolls_it_back_to_the_version_on_its_disk() {
+    let dir = Dir::new("agent-deploy");
+    let database = dir.0.join("vigil.db");
+    let admin = create_token(&database, "admin");
+    let ingest = create_token(&database, "ingest");
+    let port = free_port();
+    let _server = serve(&database, port);
+
+    // The host ran version 1 before, deployed by this agent: it is on its disk.
+    let state = dir.0.join("agent-state");
+    let version_one = state.join("versions").join("1");
+    std::fs::create_dir_all(&version_one).unwrap();
+    std::fs::write(version_one.join("shop-1.txt"), b"version one").unwrap();
+    std::fs::write(version_one.join(".artifact"), b"shop-1.txt").unwrap();
+    std::fs::write(state.join("current"), b"1\n").unwrap();
+
+    let agent_log = std::fs::File::create(dir.0.join("agent.log")).unwrap();
+    let _agent = Agent(
+        vigil()
+            .args(["agent", "--server", &format!("http://127.0.0.1:{port}")])
+            .args(["--token", &ingest, "--app", APP, "--host", HOST])
+            .args(["--label", "role=web", "--metrics-interval", "1"])
+            .args(["--peer-listen", "127.0.0.1:0"])
+            .args([
+                "--deploy-command",
+                "cp {artifact} {dir}/installed && echo from {previous} to {version}",
+            ])
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(agent_log))
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(port, &admin, "/api/v1/agents", 20, |agents| {
+        agents.as_array().is_some_and(|list| {
+            list.iter()
+                .any(|agent| agent["host"] == HOST && agent["version"] == "1")
+        })
+    });
+
+    let artifact = upload(port, &admin, "shop-2.txt", b"version two");
+    post_ok(
+        port,
+        &admin,
+        "/api/v1/deployments",
+        json!({
+            "id": "deploy-2", "app": APP, "version": "2", "artifact": artifact,
+            "hosts": {"selector": "role=\"web\""},
+            "plan": [{"size": "100%", "observe_seconds": 600}],
+            "step_seconds": STEP,
+            "metrics": [{"name": "load1", "kind": "system", "direction": "increase",
+                         "critical": false}],
+        }),
+    );
+    let deployed = wait_for(
+        port,
+        &admin,
+        "/api/v1/releases/deploy-2/execution",
+        60,
+        |execution| {
+            execution["tasks"].as_array().is_some_and(|tasks| {
+                tasks
+                    .iter()
+                    .any(|task| task["kind"] == "deploy" && task["state"] == "succeeded")
+            })
+        },
+    );
+    println!("deployed: {}", deployed["tasks"]);
+    let version_two = state.join("versions").join("2");
+    assert_eq!(
+        std::fs::read(version_two.join("shop-2.txt")).unwrap(),
+        b"version two"
+    );
+    assert_eq!(
+        std::fs::read(version_two.join("installed")).unwrap(),
+        b"version two"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("current")).unwrap(),
+        "2\n"
+    );
+    let deploy_task = deployed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|task| task["kind"] == "deploy")
+        .unwrap()
+        .clone();
+    assert_eq!(deploy_task["message"], "from 1 to 2", "{deploy_task}");
+
+    post_ok(
+        port,
+        &admin,
+        "/api/v1/releases/deploy-2/rollback",
+        json!({"reason": "checking the rollback"}),
+    );
+    let rolled_back = wait_for(port, &admin, "/api/v1/releases/deploy-2", 60, |release| {
+        release["state"] == "rolled_back"
+    });
+    println!("rolled back: {}", rolled_back["reason"]);
+    assert_eq!(
+        std::fs::read_to_string(state.join("current")).unwrap(),
+        "1\n"
+    );
+    assert_eq!(
+        std::fs::read(version_one.join("installed")).unwrap(),
+        b"version one"
+    );
+    let (_, execution) = call(
+        port,
+        "GET",
+        "/api/v1/releases/deploy-2/execution",
+        &admin,
+        None,
+    );
+    let tasks = execution["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{execution}");
+    assert!(
+        tasks.iter().all(|task| task["state"] == "succeeded"),
+        "{execution}"
+    );
+    // The agent's own record: each task id ran once.
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("tasks.json")).unwrap()).unwrap();
+    let mut ran: Vec<i64> = ledger["ran"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_i64().unwrap())
+        .collect();
+    let mut ids: Vec<i64> = tasks
+        .iter()
+        .map(|task| task["id"].as_i64().unwrap())
+        .collect();
+    ran.sort_unstable();
+    ids.sort_unstable();
+    assert_eq!(ran, ids);
+}
