@@ -315,7 +315,7 @@ fn a_rollback_makes_rollback_tasks_and_ends_rolled_back() {
         rolled_back["reason"]
             .as_str()
             .unwrap()
-            .contains("rolled back on 1 hosts"),
+            .contains("rolled back on 1 host"),
         "{rolled_back}"
     );
     let tasks = tasks(&server);
