@@ -223,9 +223,9 @@ fn start_batch(
     };
     create_batch_tasks(store, release, execution, index, now)?;
     let reason = format!(
-        "deploying batch {index} ({} of {} hosts)",
+        "deploying batch {index} ({} of {})",
         batch.hosts.len(),
-        release.spec.hosts.names().len()
+        host_count(release.spec.hosts.names().len())
     );
     transition(store, release, Action::DeployBatch, now, reason, None)
 }
@@ -288,7 +288,7 @@ fn finish_batch(
         .unwrap_or(now)
         .min(now)
         .max(previous_at);
-    let reason = format!("batch {index} deployed to {} hosts", hosts.len());
+    let reason = format!("batch {index} deployed to {}", host_count(hosts.len()));
     let deployed = Batch { index, at, hosts };
     transition(
         store,
@@ -415,8 +415,16 @@ fn roll_back(
         );
         return transition(store, release, Action::Fail, now, reason, None);
     }
-    let reason = format!("rolled back on {} hosts", rollbacks.len());
+    let reason = format!("rolled back on {}", host_count(rollbacks.len()));
     transition(store, release, Action::RollbackDone, now, reason, None)
+}
+
+/// "1 host", "3 hosts".
+fn host_count(count: usize) -> String {
+    if count == 1 {
+        return "1 host".to_owned();
+    }
+    format!("{count} hosts")
 }
 
 /// A transition by the executor, through the release layer's rule and `Store::apply`.

@@ -425,6 +425,46 @@ mod tests {
     }
 
     #[test]
+    fn hosts_not_yet_deployed_are_the_reference_until_every_host_is_deployed() {
+        let index = DataIndex::new();
+        let mut shipped = release();
+        shipped.spec.hosts = ReleaseHosts::Names(vec!["a".into(), "b".into(), "c".into()]);
+        shipped.spec.batches = vec![
+            PlannedBatch {
+                hosts: vec!["a".into()],
+            },
+            PlannedBatch {
+                hosts: vec!["b".into(), "c".into()],
+            },
+        ];
+        shipped.spec.reference = ReferenceHosts::NotYetDeployed;
+        shipped.deployed = vec![vigil_core::Batch {
+            index: 0,
+            at: 100,
+            hosts: vec!["a".into()],
+        }];
+        let first = judged_release(&shipped, &index, 0, 200).unwrap();
+        assert_eq!(first.spec.hosts.names(), ["a"]);
+        assert_eq!(first.spec.batches.len(), 1);
+        assert_eq!(
+            first.spec.reference,
+            ReferenceHosts::Hosts {
+                hosts: vec!["b".into(), "c".into()]
+            }
+        );
+        assert_eq!(first.deployed, shipped.deployed);
+        shipped.deployed.push(vigil_core::Batch {
+            index: 1,
+            at: 300,
+            hosts: vec!["b".into(), "c".into()],
+        });
+        let all = judged_release(&shipped, &index, 0, 400).unwrap();
+        assert_eq!(all.spec.hosts.names(), ["a", "b", "c"]);
+        assert_eq!(all.spec.batches.len(), 2);
+        assert_eq!(all.spec.reference, ReferenceHosts::None);
+    }
+
+    #[test]
     fn a_release_that_names_its_hosts_is_judged_as_it_is() {
         let mut index = DataIndex::new();
         pods(&mut index, &[("a", "new", &[100])]);

@@ -710,3 +710,108 @@ fn a_viewer_reads_the_promoted_model_beside_the_funnel() {
     assert!(audit.contains("alice"), "{audit}");
     screenshot(&browser, "20-models");
 }
+
+/// Vigil's executor ships a release to three agents (played over the API); its first batch is
+/// deployed. An operator reads the progress bar and the per-host tasks on the release page,
+/// and goes to the Agents page from the header.
+#[test]
+fn an_operator_follows_the_executor_s_progress_and_its_agents() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    const NOW: i64 = 1_800_000_000;
+    let artifact = "ab".repeat(32);
+    let server = TestServer::start(NOW);
+    let hosts = ["a1", "a2", "a3"];
+    let poll = |host: &str, reports: serde_json::Value| -> serde_json::Value {
+        let (status, orders) = server.post(
+            &format!("/api/v1/agents/{host}/poll"),
+            &server.ingest,
+            &json!({"reports": reports, "artifacts": [{"artifact": artifact, "pieces_held": 8,
+                                                      "pieces": 8, "verified": true}]}),
+        );
+        assert_eq!(status, 200, "{orders}");
+        orders
+    };
+    for host in hosts {
+        let (status, answer) = server.post(
+            "/api/v1/agents",
+            &server.ingest,
+            &json!({"host": host, "app": "shop", "labels": {"zone": "b"}, "version": "1.0",
+                    "agent_version": "0.1"}),
+        );
+        assert_eq!(status, 200, "{answer}");
+        poll(host, json!([]));
+    }
+    let (status, created) = server.post(
+        "/api/v1/deployments",
+        &server.operator,
+        &json!({"id": "r1", "app": "shop", "version": "2.0", "artifact": artifact,
+                "hosts": hosts, "step_seconds": 30,
+                "plan": [{"size": "1", "observe_seconds": 600},
+                         {"size": "100%", "observe_seconds": 600}]}),
+    );
+    assert_eq!(status, 201, "{created}");
+    let mut task = serde_json::Value::Null;
+    for _ in 0..100 {
+        let orders = poll("a1", json!([]));
+        if let Some(first) = orders["tasks"].get(0) {
+            task = first.clone();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(task.is_object(), "a1 was never given its task");
+    poll(
+        "a1",
+        json!([{"task": task["id"], "state": "started", "at": NOW},
+               {"task": task["id"], "state": "succeeded", "at": NOW, "message": "switched to 2.0"}]),
+    );
+    for _ in 0..100 {
+        let (_, release) = server.get("/api/v1/releases/r1", &server.viewer);
+        if release["state"] == "observing" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    sign_in(&browser, &server, &server.operator);
+    browser
+        .goto(&format!("{}/releases/r1", server.base))
+        .unwrap();
+    let label = wait_for_text(
+        &browser,
+        "label[for='execution-progress']",
+        "1 of 3 hosts deployed",
+    );
+    assert!(label.contains("hosts deployed"), "{label}");
+    let bar = browser.find("progress#execution-progress").unwrap();
+    assert_eq!(
+        browser.attribute(&bar, "value").unwrap().as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        browser.attribute(&bar, "max").unwrap().as_deref(),
+        Some("3")
+    );
+    let shown: serde_json::Value = browser
+        .execute(
+            "const bar = document.getElementById('execution-progress'); \
+             const box = bar.getBoundingClientRect(); return [box.width, box.height];",
+            json!([]),
+        )
+        .unwrap();
+    assert!(shown[0].as_f64().unwrap() > 20.0, "{shown}");
+    assert!(shown[1].as_f64().unwrap() > 4.0, "{shown}");
+    let tasks = wait_for_text(&browser, "table.execution-hosts tbody", "a1");
+    assert!(tasks.contains("succeeded"), "{tasks}");
+    assert!(tasks.contains("switched to 2.0"), "{tasks}");
+    screenshot(&browser, "executor-progress");
+    let agents_link = browser.find("header nav a[href='/agents']").unwrap();
+    browser.type_text(&agents_link, ENTER).unwrap();
+    wait_for_text(&browser, "h1", "Agents");
+    let listed = wait_for_text(&browser, "table.agents tbody", "a3");
+    assert!(listed.contains("online"), "{listed}");
+    assert!(listed.contains("zone=b"), "{listed}");
+    screenshot(&browser, "executor-agents");
+}

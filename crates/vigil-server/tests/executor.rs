@@ -315,7 +315,7 @@ fn a_rollback_makes_rollback_tasks_and_ends_rolled_back() {
         rolled_back["reason"]
             .as_str()
             .unwrap()
-            .contains("rolled back on 1 hosts"),
+            .contains("rolled back on 1 host"),
         "{rolled_back}"
     );
     let tasks = tasks(&server);
@@ -369,4 +369,65 @@ fn a_server_restarted_mid_batch_goes_on_without_a_second_deploy_task() {
     );
     drop(second);
     drop(dir);
+}
+
+#[test]
+fn the_pages_show_the_progress_and_the_agents_and_the_pause_button_stops_dispatch() {
+    let server = TestServer::start(NOW);
+    fleet_with_deployment(&server, 600);
+    first_batch_deployed(&server);
+    let mut pages = support::PageClient::new(&server.base);
+    pages.sign_in(&server.operator);
+    let page = pages.get("/releases/r1");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let body = &page.body;
+    assert!(
+        body.contains("<h2 id=\"execution-title\">Executor</h2>"),
+        "{body}"
+    );
+    assert!(body.contains("1 of 3 hosts deployed"), "{body}");
+    assert!(
+        body.contains("<progress id=\"execution-progress\" value=\"1\" max=\"3\">"),
+        "{body}"
+    );
+    assert!(body.contains("data-batch-state=\"deployed\""), "{body}");
+    assert!(body.contains("data-batch-state=\"waiting\""), "{body}");
+    assert!(body.contains("deploy command ended: succeeded"), "{body}");
+    let agents = pages.get("/agents");
+    assert_eq!(agents.status, 200, "{}", agents.body);
+    for host in HOSTS {
+        assert!(
+            agents.body.contains(&format!("<td>{host}</td>")),
+            "{}",
+            agents.body
+        );
+    }
+    assert!(
+        agents.body.contains("3 of 3 agents online"),
+        "{}",
+        agents.body
+    );
+    assert!(agents.body.contains("href=\"/agents\""), "{}", agents.body);
+    // The page's pause button acts on the shipped release: nothing more is dispatched, even
+    // once its observation is over.
+    let form_key = support::input_value(&page.body, "form_key").unwrap();
+    let paused = pages.post_form(
+        "/releases/r1/actions",
+        &[
+            ("form_key", &form_key),
+            ("action", "pause"),
+            ("reason", "by hand"),
+        ],
+    );
+    assert!(
+        paused.status == 303 || paused.status == 200,
+        "{}",
+        paused.body
+    );
+    assert_eq!(release(&server)["state"], "paused");
+    server.clock.set(NOW + 700);
+    std::thread::sleep(Duration::from_millis(1500));
+    let given = everyone_polls(&server, &[]);
+    assert!(given.is_empty(), "{given:?}");
+    assert_eq!(tasks(&server).len(), 1);
 }

@@ -596,11 +596,12 @@ fn send_replica_routes(contract: &mut Contract) {
 }
 
 /// The executor's routes: an agent registers, polls and is listed; a deployment over it is
-/// created (and one naming an unknown host refused) and its progress read.
+/// created (and one naming an unknown host refused) and its progress read. The viewer's token
+/// is revoked by then: the operator reads.
 fn send_executor_routes(contract: &mut Contract) {
     let ingest = contract.server.ingest.clone();
     let operator = contract.server.operator.clone();
-    let viewer = contract.server.viewer.clone();
+    let viewer = operator.clone();
     let artifact = "ab".repeat(32);
     let (status, answer) = contract.send(
         "POST",

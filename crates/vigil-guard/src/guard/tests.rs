@@ -666,3 +666,51 @@ fn a_healthy_release_has_a_passing_row_for_every_metric_on_its_scorecard() {
     );
     assert_eq!(metric_rows[1].source, None);
 }
+
+/// Vigil's executor ships `r1` to all six hosts in two batches; batch 0 (h0..h2) is deployed
+/// and batch 1 deploys. The guard judges it all the same, its hosts not yet deployed (h3..h5)
+/// the reference, and pauses it on a fault of batch 0's hosts.
+#[test]
+fn a_release_whose_next_batch_deploys_is_judged_against_its_hosts_not_yet_deployed() {
+    let mut shipped = release();
+    let every_host: Vec<String> = HOSTS.iter().map(|host| host.to_string()).collect();
+    shipped.spec.hosts = every_host.clone().into();
+    shipped.spec.batches = vec![
+        PlannedBatch {
+            hosts: every_host[..3].to_vec(),
+        },
+        PlannedBatch {
+            hosts: every_host[3..].to_vec(),
+        },
+    ];
+    shipped.spec.reference = ReferenceHosts::NotYetDeployed;
+    shipped.state = ReleaseState::Deploying;
+    let setup = setup_with("guard-deploying", &shipped);
+    let mut states = Vec::new();
+    for step in 1..=20 {
+        let at = DEPLOY + step * STEP;
+        let mut held = setup.index.write().unwrap();
+        held.insert_metrics(&samples(at, &["h0", "h1", "h2"], 60.0));
+        held.insert_metrics(&samples(at, &["h3", "h4", "h5"], 0.0));
+        drop(held);
+        setup.clock.set(at + GuardConfig::default().grace_seconds);
+        setup.guard.pass().unwrap();
+        let state = setup.store.release("r1").unwrap().unwrap().state;
+        states.push(state);
+        if state == ReleaseState::Paused {
+            break;
+        }
+    }
+    assert_eq!(states.last(), Some(&ReleaseState::Paused), "{states:?}");
+    assert!(states[..states.len() - 1]
+        .iter()
+        .all(|state| *state == ReleaseState::Deploying));
+    let verdicts = setup.store.verdicts("r1").unwrap();
+    let fault = verdicts.last().unwrap();
+    assert_eq!(fault.verdict, Verdict::Fault);
+    assert!(
+        fault.explanation.contains("reference"),
+        "{}",
+        fault.explanation
+    );
+}
