@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod corpus;
+mod demo;
 mod gate_cmd;
 mod history_cmd;
 mod logging;
