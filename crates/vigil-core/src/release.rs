@@ -94,6 +94,10 @@ pub enum ReferenceHosts {
     EveryOtherHost,
     /// No reference group: each host is compared with its own history.
     None,
+    /// The release's own hosts not deployed yet (Vigil's executor's default): the group
+    /// shrinks as batches deploy; once every host is deployed, each host is compared with its
+    /// own history as with [`ReferenceHosts::None`].
+    NotYetDeployed,
 }
 
 /// The hosts that get the new version: named, or the app's hosts whose labels match a selector
@@ -234,6 +238,8 @@ impl Release {
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Create,
+    /// Vigil's executor starts deploying a batch (it sent the batch's hosts their tasks).
+    DeployBatch,
     BatchDeployed,
     Pause,
     Resume,
@@ -248,6 +254,7 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
+            Action::DeployBatch => "deploy_batch",
             Action::BatchDeployed => "batch_deployed",
             Action::Pause => "pause",
             Action::Resume => "resume",

@@ -2,8 +2,8 @@
 //! state allows, what a batch report must satisfy, and ([`spec`]) what a new release must.
 //!
 //! This crate holds the rules only; the store applies a transition atomically and the API and
-//! the guard ask here first. Batches are reported by an external pipeline (Vigil's own
-//! executor comes later), so `deploying` is not entered yet.
+//! the guard ask here first. Batches are reported by an external pipeline, or deployed by Vigil's
+//! own executor, which alone enters `deploying` (`DeployBatch`) while a batch's hosts deploy.
 #![forbid(unsafe_code)]
 
 pub mod requests;
@@ -164,6 +164,7 @@ pub fn next_state(state: ReleaseState, action: Action) -> Result<ReleaseState, D
     use ReleaseState as S;
     let next = match (action, state) {
         (Action::Create, _) => None,
+        (Action::DeployBatch, S::Pending | S::Observing) => Some(S::Deploying),
         (Action::BatchDeployed, S::Pending | S::Observing | S::Deploying) => Some(S::Observing),
         (Action::Pause, S::Pending | S::Deploying | S::Observing) => Some(S::Paused),
         (Action::Resume, S::Paused) => Some(S::Observing),
@@ -324,6 +325,35 @@ pub(crate) mod tests {
             Ok(ReleaseState::Observing)
         );
         assert!(check_batch_report(&release(ReleaseState::Observing, 1), 1).is_ok());
+    }
+
+    #[test]
+    fn the_executor_deploys_a_batch_from_pending_or_observing_only() {
+        for state in [ReleaseState::Pending, ReleaseState::Observing] {
+            assert_eq!(
+                next_state(state, Action::DeployBatch),
+                Ok(ReleaseState::Deploying)
+            );
+        }
+        for state in [
+            ReleaseState::Deploying,
+            ReleaseState::Paused,
+            ReleaseState::RollingBack,
+            ReleaseState::Succeeded,
+        ] {
+            assert!(matches!(
+                next_state(state, Action::DeployBatch),
+                Err(DeployError::NotAllowed { .. })
+            ));
+        }
+        assert_eq!(
+            next_state(ReleaseState::Deploying, Action::BatchDeployed),
+            Ok(ReleaseState::Observing)
+        );
+        assert_eq!(
+            next_state(ReleaseState::Deploying, Action::Pause),
+            Ok(ReleaseState::Paused)
+        );
     }
 
     #[test]

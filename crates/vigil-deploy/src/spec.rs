@@ -199,7 +199,9 @@ fn check_reference(
         ReferenceHosts::Selector { selector } => {
             return check_selector("reference.selector", selector)
         }
-        ReferenceHosts::EveryOtherHost | ReferenceHosts::None => return Ok(()),
+        ReferenceHosts::EveryOtherHost | ReferenceHosts::None | ReferenceHosts::NotYetDeployed => {
+            return Ok(())
+        }
     };
     if hosts.is_empty() {
         return Err(DeployError::EmptyReference);

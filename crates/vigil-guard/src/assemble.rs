@@ -70,7 +70,9 @@ pub fn window_start(release: &Release, baseline_seconds: i64) -> i64 {
 pub fn reference_hosts(release: &Release, index: &DataIndex, since_ms: i64) -> Vec<String> {
     match &release.spec.reference {
         ReferenceHosts::Hosts { hosts } => hosts.clone(),
-        ReferenceHosts::None | ReferenceHosts::Selector { .. } => Vec::new(),
+        ReferenceHosts::None | ReferenceHosts::Selector { .. } | ReferenceHosts::NotYetDeployed => {
+            Vec::new()
+        }
         ReferenceHosts::EveryOtherHost => {
             let release_hosts: BTreeSet<&str> = release
                 .spec
@@ -97,7 +99,9 @@ pub fn reference_hosts_among(
 ) -> Vec<String> {
     match &release.spec.reference {
         ReferenceHosts::Hosts { hosts } => hosts.clone(),
-        ReferenceHosts::None | ReferenceHosts::Selector { .. } => Vec::new(),
+        ReferenceHosts::None | ReferenceHosts::Selector { .. } | ReferenceHosts::NotYetDeployed => {
+            Vec::new()
+        }
         ReferenceHosts::EveryOtherHost => {
             let release_hosts: BTreeSet<&str> = release
                 .spec

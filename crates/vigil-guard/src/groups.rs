@@ -151,6 +151,11 @@ pub fn judged_release(
     since_ms: i64,
     step_time: i64,
 ) -> Option<Release> {
+    if release.spec.reference == ReferenceHosts::NotYetDeployed
+        && release.spec.hosts.selector().is_none()
+    {
+        return Some(judged_against_hosts_not_yet_deployed(release));
+    }
     if !release.spec.uses_selectors() {
         return None;
     }
@@ -213,8 +218,50 @@ pub fn judged_release(
             }
         }
         ReferenceHosts::Hosts { .. } | ReferenceHosts::None => release.spec.reference.clone(),
+        // Every pod a selector finds is deployed: none is left to compare with.
+        ReferenceHosts::NotYetDeployed => ReferenceHosts::None,
     };
     Some(judged)
+}
+
+/// A release whose reference group is its own hosts not yet deployed, as the guard judges it:
+/// its release group is the hosts its deployed batches hold, its batches those deployed, and
+/// its reference group the rest of its hosts; once every host is deployed it has none, and
+/// each host is compared with its own history ([`ReferenceHosts::None`]).
+fn judged_against_hosts_not_yet_deployed(release: &Release) -> Release {
+    let mut deployed_hosts: Vec<String> = Vec::new();
+    for batch in &release.deployed {
+        for host in &batch.hosts {
+            if !deployed_hosts.contains(host) {
+                deployed_hosts.push(host.clone());
+            }
+        }
+    }
+    let not_yet_deployed: Vec<String> = release
+        .spec
+        .hosts
+        .names()
+        .iter()
+        .filter(|host| !deployed_hosts.contains(host))
+        .cloned()
+        .collect();
+    let mut judged = release.clone();
+    judged.spec.batches = release
+        .deployed
+        .iter()
+        .map(|batch| PlannedBatch {
+            hosts: batch.hosts.clone(),
+        })
+        .collect();
+    judged.spec.hosts = ReleaseHosts::Names(deployed_hosts);
+    judged.spec.reference = if not_yet_deployed.is_empty() {
+        ReferenceHosts::None
+    } else {
+        ReferenceHosts::Hosts {
+            hosts: not_yet_deployed,
+        }
+    };
+    judged
 }
 
 /// A selector release whose release group finds no host is not covered: it holds, saying so,

@@ -178,7 +178,7 @@ impl Puller {
         &self,
     ) -> Result<HashMap<String, Vec<PullQuery>>, vigil_store::StoreError> {
         let observing = self.store.releases(&ReleaseFilter {
-            states: vec![ReleaseState::Observing],
+            states: vec![ReleaseState::Observing, ReleaseState::Deploying],
             ..ReleaseFilter::default()
         })?;
         let mut by_app: HashMap<String, Vec<PullQuery>> = HashMap::new();

@@ -20,6 +20,7 @@ use vigil_ingest::remote_write::RemoteWriteOptions;
 use vigil_notify::{Notifier, NotifyConfig};
 use vigil_store::{ReleaseFilter, Store, TimedStore};
 
+use vigil_executor::ExecutorSettings;
 use vigil_web::{AppState, IngestOptions, Limits};
 
 /// Everything `vigil serve` can be told, from flags and an optional JSON config file.
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub imports_at_once: usize,
     /// How this server shares its store with other `vigil serve` replicas.
     pub replica: ReplicaSettings,
+    /// An agent of a release Vigil ships, silent for longer, pauses it, in seconds.
+    pub agent_timeout_seconds: i64,
 }
 
 /// How a server shares one PostgreSQL store with other replicas: each observing release is
@@ -105,6 +108,7 @@ impl Default for ServerConfig {
             max_import_bytes: Limits::default().max_import_bytes,
             imports_at_once: Limits::default().imports_at_once,
             replica: ReplicaSettings::default(),
+            agent_timeout_seconds: vigil_executor::DEFAULT_AGENT_TIMEOUT_SECONDS,
         }
     }
 }
@@ -141,6 +145,7 @@ pub struct Started {
     retention: Retention,
     listener: tokio::net::TcpListener,
     wake: Arc<tokio::sync::Notify>,
+    executor: ExecutorSettings,
 }
 
 /// Opens the store, fills the data index from it and binds the listener.
@@ -286,6 +291,7 @@ pub async fn start(
         ingest_options,
     );
     state.pull_failures = puller.failures();
+    state.agent_timeout_seconds = config.agent_timeout_seconds;
     ReplicaStarted {
         replica: &replica_name,
         lease_seconds: config.replica.lease_seconds,
@@ -296,7 +302,7 @@ pub async fn start(
         state,
         notifier,
         puller,
-        replica_id: replica_name,
+        replica_id: replica_name.clone(),
         follower: Arc::new(Mutex::new(follower)),
         retention: Retention {
             recent_seconds: config.recent_seconds,
@@ -304,6 +310,10 @@ pub async fn start(
         },
         listener,
         wake,
+        executor: ExecutorSettings {
+            agent_timeout_seconds: config.agent_timeout_seconds,
+            replica: replica_name,
+        },
     })
 }
 
@@ -362,6 +372,11 @@ impl Started {
             Arc::clone(&state.clock),
             self.retention,
         ));
+        let executor_task = tokio::spawn(executor_loop(
+            Arc::clone(&state.store),
+            Arc::clone(&state.clock),
+            self.executor,
+        ));
         let guard = Arc::clone(&state.guard);
         let app = vigil_web::router(state);
         let served = axum::serve(self.listener, app)
@@ -372,6 +387,7 @@ impl Started {
         pull_task.abort();
         follow_task.abort();
         prune_task.abort();
+        executor_task.abort();
         // Stopping on purpose: the other replicas take this one's releases over at once
         // rather than when its leases expire.
         let stopping_guard = Arc::clone(&guard);
@@ -452,6 +468,26 @@ fn fetch_from_prometheus(
         tracing::warn!(app = %app, metric = %query.metric, series = result.without_host.len(), "pulled series without the host label were left out");
     }
     Ok(result.chunk)
+}
+
+/// Ships the releases Vigil's executor runs: a round every second on a blocking thread
+/// (`vigil_executor::tick`), everything read from and written to the store.
+async fn executor_loop(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: ExecutorSettings) {
+    loop {
+        let executing = Arc::clone(&store);
+        let now = clock.now();
+        let round = settings.clone();
+        match tokio::task::spawn_blocking(move || {
+            vigil_executor::tick(executing.as_ref(), &round, now)
+        })
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "executor round failed"),
+            Err(error) => tracing::error!(%error, "executor round panicked"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Pulls the apps' Prometheus queries when their step is due.

@@ -595,6 +595,110 @@ fn send_replica_routes(contract: &mut Contract) {
     assert_eq!(status, 401);
 }
 
+/// The executor's routes: an agent registers, polls and is listed; a deployment over it is
+/// created (and one naming an unknown host refused) and its progress read.
+fn send_executor_routes(contract: &mut Contract) {
+    let ingest = contract.server.ingest.clone();
+    let operator = contract.server.operator.clone();
+    let viewer = contract.server.viewer.clone();
+    let artifact = "ab".repeat(32);
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/agents",
+        "/api/v1/agents",
+        &ingest,
+        Some(
+            json!({"host": "agent-1", "app": "shop", "labels": {"role": "web"},
+                    "version": "1.0", "peer_addr": "127.0.0.1:7001", "agent_version": "0.1"}),
+        ),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/agents",
+        "/api/v1/agents",
+        &viewer,
+        Some(json!({"host": "agent-2", "app": "shop"})),
+    );
+    assert_eq!(status, 403, "{answer}");
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/agents/{host}/poll",
+        "/api/v1/agents/agent-1/poll",
+        &ingest,
+        Some(
+            json!({"reports": [], "artifacts": [{"artifact": artifact, "pieces_held": 2,
+                                                  "pieces": 2, "verified": true}]}),
+        ),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["registered"], true, "{answer}");
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/agents/{host}/poll",
+        "/api/v1/agents/nobody/poll",
+        &ingest,
+        Some(json!({})),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["registered"], false, "{answer}");
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/agents/{host}/poll",
+        "/api/v1/agents/agent-1/poll",
+        &ingest,
+        Some(json!({"reports": [{"task": 1, "state": "pending", "at": 0}]})),
+    );
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = contract.send("GET", "/api/v1/agents", "/api/v1/agents", &viewer, None);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer[0]["online"], true, "{answer}");
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/deployments",
+        "/api/v1/deployments",
+        &operator,
+        Some(
+            json!({"id": "d1", "app": "shop", "version": "2.0", "artifact": artifact,
+                    "hosts": ["agent-1", "ghost"]}),
+        ),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().starts_with("hosts[1]"),
+        "{answer}"
+    );
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/deployments",
+        "/api/v1/deployments",
+        &operator,
+        Some(
+            json!({"id": "d1", "app": "shop", "version": "2.0", "artifact": artifact,
+                    "hosts": {"selector": "role=\"web\""},
+                    "plan": [{"size": "100%", "observe_seconds": 60}]}),
+        ),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = contract.send(
+        "GET",
+        "/api/v1/releases/{id}/execution",
+        "/api/v1/releases/d1/execution",
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["distribution"][0]["verified"], true, "{answer}");
+    let (status, _) = contract.send(
+        "GET",
+        "/api/v1/releases/{id}/execution",
+        "/api/v1/releases/missing/execution",
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 404);
+}
+
 /// The models: one with held-out scores promoted through the gate, one without refused, a
 /// rollback to the funnel alone and one with nothing left to roll back.
 fn send_model_routes(contract: &mut Contract) {
@@ -749,6 +853,7 @@ fn every_route_answers_as_the_document_says() {
     send_model_routes(&mut contract);
     send_signature_routes(&mut contract);
     send_replay_routes(&mut contract);
+    send_executor_routes(&mut contract);
 
     let documented = operations(&contract.document);
     let unsent: Vec<&String> = documented.difference(&contract.sent).collect();

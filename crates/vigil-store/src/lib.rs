@@ -10,6 +10,7 @@
 
 mod changes;
 mod codec;
+mod executions;
 mod leases;
 mod models;
 pub mod postgres_store;
@@ -26,6 +27,10 @@ pub use crate::postgres_store::PostgresStore;
 pub use crate::sqlite_store::{SqliteStore, Synchronous};
 pub use crate::timed::TimedStore;
 
+use vigil_core::agent::{
+    AgentHello, AgentPoll, AgentRecord, ArtifactProgress, ExecutorSpec, HostTask, PlanStep,
+    TaskKind,
+};
 use vigil_core::learned::{LearnedModel, ModelRecord, ModelScores, TrainingSet};
 use vigil_core::release::{
     ApiToken, Feedback, NewNotification, OutboxItem, Release, ReleaseState, Role, Transition,
@@ -291,6 +296,50 @@ pub struct ModelPromotion {
     pub at: i64,
 }
 
+// ---- Vigil's executor
+
+/// How many artifacts' progress the store keeps per agent (the latest reported).
+pub const MAX_AGENT_ARTIFACTS: usize = 16;
+
+/// A registered agent and what it holds of each artifact it was asked to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAgent {
+    pub record: AgentRecord,
+    pub artifacts: Vec<ArtifactProgress>,
+}
+
+/// What Vigil's executor keeps beside a release it ships: the artifact and each batch's
+/// observation time, the plan as ordered, and the version each target host ran before it (for
+/// its rollback task), as its agent last said.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Execution {
+    pub spec: ExecutorSpec,
+    pub plan: Vec<PlanStep>,
+    #[serde(default)]
+    pub previous_versions: std::collections::BTreeMap<String, Option<String>>,
+}
+
+/// A task to create ([`Store::create_task`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    pub release: String,
+    pub host: String,
+    pub batch: u32,
+    pub kind: TaskKind,
+    pub version: String,
+    pub artifact: Option<String>,
+    pub created_at: i64,
+}
+
+/// What a poll did ([`Store::agent_poll`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollAnswer {
+    /// The task ids of the poll's reports, each once, ascending.
+    pub acknowledged: Vec<i64>,
+    /// The host's tasks to run, oldest first.
+    pub tasks: Vec<HostTask>,
+}
+
 /// The durable state of the server.
 pub trait Store: Send + Sync + std::fmt::Debug {
     // ---- releases
@@ -404,6 +453,40 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every promotion and rollback of every model, oldest first: the audit of which model the
     /// guard applied when, and who decided it.
     fn model_promotions(&self) -> Result<Vec<ModelPromotion>, StoreError>;
+
+    // ---- Vigil's executor: agents, executions and tasks (schema version 6)
+    /// Registers an agent, or updates the one of the same host (app, labels, version, peer
+    /// address, build), in one statement: `last_seen_at` = `at`; `registered_at` and its
+    /// artifacts' progress are kept from before. Returns the agent as stored.
+    fn register_agent(&self, hello: &AgentHello, at: i64) -> Result<StoredAgent, StoreError>;
+    /// The agent of a host, `None` when none registered.
+    fn agent(&self, host: &str) -> Result<Option<StoredAgent>, StoreError>;
+    /// Every registered agent, by host.
+    fn agents(&self) -> Result<Vec<StoredAgent>, StoreError>;
+    /// Stores a release shipped by Vigil's executor and its execution, as
+    /// [`Store::create_release`] does, in one transaction.
+    fn create_execution(&self, release: &Release, execution: &Execution) -> Result<(), StoreError>;
+    /// The execution of a release, `None` for a release Vigil does not ship.
+    fn execution(&self, release_id: &str) -> Result<Option<Execution>, StoreError>;
+    /// Creates a pending task and returns it; when the release already has a task of this
+    /// kind for the host (even one created at the same time by another caller), returns that
+    /// one and creates nothing. A database error when the release does not exist.
+    fn create_task(&self, task: &NewTask) -> Result<HostTask, StoreError>;
+    /// Every task of a release, by id.
+    fn release_tasks(&self, release_id: &str) -> Result<Vec<HostTask>, StoreError>;
+    /// An agent's poll, in one transaction: `last_seen_at` = `at`, the progress of the
+    /// artifacts it names replaced; each report moves its task (`started`, then `succeeded` or
+    /// `failed`, with the agent's message; at `at`) unless the task ended already, is in that
+    /// state already or is another host's, and every report's task id is acknowledged; the
+    /// host's tasks not yet ended are returned oldest first, except pending deploys of a
+    /// release not deploying and pending rollbacks of one not rolling back, and the pending
+    /// ones returned become sent. `None`, changing nothing, when the host is not registered.
+    fn agent_poll(
+        &self,
+        host: &str,
+        poll: &AgentPoll,
+        at: i64,
+    ) -> Result<Option<PollAnswer>, StoreError>;
 
     // ---- notification outbox
     /// Pending items whose `next_attempt_at` is at or before `now`, oldest first (in the

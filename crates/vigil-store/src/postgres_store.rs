@@ -27,6 +27,7 @@ use crate::codec::{
     read_stored_chunk, read_template, read_token, read_transition, read_verdict, release_columns,
     signature_state_and_body, to_json, Columns, FeedbackRow,
 };
+use crate::executions;
 use crate::leases;
 use crate::models;
 use crate::schema;
@@ -36,6 +37,8 @@ use crate::{
     LeaseFence, ModelPromotion, ModelRollback, NewModel, PageSession, ReleaseFilter, ReplicaRecord,
     Store, StoreError, StoredChunk,
 };
+use crate::{Execution, NewTask, PollAnswer, StoredAgent};
+use vigil_core::agent::{AgentHello, AgentPoll, HostTask};
 use vigil_core::learned::{ModelRecord, ModelScores};
 
 /// How long to wait for the server when the URL does not say (`connect_timeout=`).
@@ -1142,6 +1145,116 @@ impl Store for PostgresStore {
         changes::insert_verdict(&mut executor, record, notifications)?;
         transaction.commit()?;
         Ok(())
+    }
+
+    // ---- Vigil's executor
+    fn register_agent(&self, hello: &AgentHello, at: i64) -> Result<StoredAgent, StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let agent = executions::register_agent(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            hello,
+            at,
+        )?;
+        transaction.commit()?;
+        Ok(agent)
+    }
+
+    fn agent(&self, host: &str) -> Result<Option<StoredAgent>, StoreError> {
+        let mut session = self.connection()?;
+        let found = collect(
+            &mut session,
+            sql::SELECT_AGENT,
+            &[&host],
+            executions::read_agent,
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn agents(&self) -> Result<Vec<StoredAgent>, StoreError> {
+        let mut session = self.connection()?;
+        collect(
+            &mut session,
+            sql::SELECT_AGENTS,
+            &[],
+            executions::read_agent,
+        )
+    }
+
+    fn create_execution(&self, release: &Release, execution: &Execution) -> Result<(), StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let mut executor = PostgresExecutor {
+            statements,
+            client: &mut transaction,
+        };
+        changes::insert_release(&mut executor, release)?;
+        executions::insert_execution(&mut executor, &release.id, execution)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn execution(&self, release_id: &str) -> Result<Option<Execution>, StoreError> {
+        let mut session = self.connection()?;
+        let found = collect(
+            &mut session,
+            sql::SELECT_EXECUTION,
+            &[&release_id],
+            executions::read_execution,
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn create_task(&self, task: &NewTask) -> Result<HostTask, StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let stored = executions::create_task(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            task,
+        )?;
+        transaction.commit()?;
+        Ok(stored)
+    }
+
+    fn release_tasks(&self, release_id: &str) -> Result<Vec<HostTask>, StoreError> {
+        let mut session = self.connection()?;
+        collect(
+            &mut session,
+            sql::SELECT_RELEASE_TASKS,
+            &[&release_id],
+            executions::read_task,
+        )
+    }
+
+    fn agent_poll(
+        &self,
+        host: &str,
+        poll: &AgentPoll,
+        at: i64,
+    ) -> Result<Option<PollAnswer>, StoreError> {
+        let mut guard = self.connection()?;
+        let Session { client, statements } = &mut *guard;
+        let mut transaction = client.transaction()?;
+        let answer = executions::agent_poll(
+            &mut PostgresExecutor {
+                statements,
+                client: &mut transaction,
+            },
+            host,
+            poll,
+            at,
+        )?;
+        transaction.commit()?;
+        Ok(answer)
     }
 
     fn claim_notifications(

@@ -27,7 +27,7 @@ pub(crate) const SQLITE: Dialect = Dialect {
     bytes: "BLOB",
     serial_id: "INTEGER PRIMARY KEY AUTOINCREMENT",
     row_id: "INTEGER PRIMARY KEY",
-    extra: &["", "", "", "", ""],
+    extra: &["", "", "", "", "", ""],
 };
 
 pub(crate) const POSTGRES: Dialect = Dialect {
@@ -38,6 +38,7 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     // Bodies are compact binary already: keep them out of line without trying to compress them.
     extra: &[
         "ALTER TABLE data_chunks ALTER COLUMN body SET STORAGE EXTERNAL;",
+        "",
         "",
         "",
         "",
@@ -223,6 +224,42 @@ CREATE TABLE models (
     body TEXT NOT NULL
 );
 CREATE INDEX models_by_state ON models (state);
+"#,
+    r#"
+CREATE TABLE agents (
+    host TEXT PRIMARY KEY NOT NULL,
+    app TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    version TEXT,
+    peer_addr TEXT,
+    agent_version TEXT NOT NULL,
+    registered_at {integer} NOT NULL,
+    last_seen_at {integer} NOT NULL,
+    artifacts TEXT NOT NULL
+);
+CREATE INDEX agents_by_app ON agents (app);
+
+CREATE TABLE executions (
+    release_id TEXT PRIMARY KEY NOT NULL REFERENCES releases (id),
+    body TEXT NOT NULL
+);
+
+CREATE TABLE tasks (
+    id {serial_id},
+    release_id TEXT NOT NULL REFERENCES releases (id),
+    host TEXT NOT NULL,
+    batch {integer} NOT NULL,
+    kind TEXT NOT NULL,
+    version TEXT NOT NULL,
+    artifact TEXT,
+    state TEXT NOT NULL,
+    created_at {integer} NOT NULL,
+    started_at {integer},
+    ended_at {integer},
+    message TEXT NOT NULL,
+    UNIQUE (release_id, host, kind)
+);
+CREATE INDEX tasks_by_host ON tasks (host, state);
 "#,
 ];
 

@@ -354,6 +354,77 @@ pub(crate) const SELECT_MODELS_FOR_UPDATE: &str = concat!(
 pub(crate) const UPDATE_MODEL: &str =
     "UPDATE models SET state = $1, promoted_at = $2, body = $3 WHERE version = $4";
 
+// ---- Vigil's executor: agents, executions and tasks
+
+macro_rules! agent_columns {
+    () => {
+        "host, app, labels, version, peer_addr, agent_version, registered_at, last_seen_at, \
+         artifacts"
+    };
+}
+
+/// Registers an agent, or updates it keeping its first registration and its downloads.
+pub(crate) const UPSERT_AGENT: &str = "INSERT INTO agents (host, app, labels, version, \
+     peer_addr, agent_version, registered_at, last_seen_at, artifacts) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, '[]') \
+     ON CONFLICT (host) DO UPDATE SET app = excluded.app, labels = excluded.labels, \
+     version = excluded.version, peer_addr = excluded.peer_addr, \
+     agent_version = excluded.agent_version, last_seen_at = excluded.last_seen_at";
+
+pub(crate) const SELECT_AGENT: &str =
+    concat!("SELECT ", agent_columns!(), " FROM agents WHERE host = $1");
+
+pub(crate) const SELECT_AGENTS: &str =
+    concat!("SELECT ", agent_columns!(), " FROM agents ORDER BY host");
+
+pub(crate) const UPDATE_AGENT_SEEN: &str =
+    "UPDATE agents SET last_seen_at = $1, artifacts = $2 WHERE host = $3";
+
+pub(crate) const INSERT_EXECUTION: &str =
+    "INSERT INTO executions (release_id, body) VALUES ($1, $2)";
+
+pub(crate) const SELECT_EXECUTION: &str = "SELECT body FROM executions WHERE release_id = $1";
+
+macro_rules! task_columns {
+    () => {
+        "tasks.id, tasks.release_id, tasks.host, tasks.batch, tasks.kind, tasks.version, \
+         tasks.artifact, tasks.state, tasks.created_at, tasks.started_at, tasks.ended_at, \
+         tasks.message"
+    };
+}
+
+/// A new task; nothing when the release already has one of this kind for the host.
+pub(crate) const INSERT_TASK: &str = "INSERT INTO tasks (release_id, host, batch, kind, \
+     version, artifact, state, created_at, message) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, '') \
+     ON CONFLICT (release_id, host, kind) DO NOTHING";
+
+pub(crate) const SELECT_TASK_OF: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE release_id = $1 AND host = $2 AND kind = $3"
+);
+
+pub(crate) const SELECT_TASK: &str =
+    concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = $1");
+
+pub(crate) const SELECT_RELEASE_TASKS: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE release_id = $1 ORDER BY id"
+);
+
+/// A host's tasks not yet ended, with their release's state, oldest first.
+pub(crate) const SELECT_OPEN_HOST_TASKS: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    ", releases.state FROM tasks JOIN releases ON releases.id = tasks.release_id \
+     WHERE tasks.host = $1 AND tasks.state IN ('pending', 'sent', 'started') ORDER BY tasks.id"
+);
+
+pub(crate) const UPDATE_TASK: &str = "UPDATE tasks SET state = $1, started_at = $2, \
+     ended_at = $3, message = $4 WHERE id = $5";
+
 /// Every statement of this file, for the test.
 #[cfg(test)]
 const ALL: &[&str] = &[
@@ -412,6 +483,18 @@ const ALL: &[&str] = &[
     SELECT_PROMOTED_MODEL,
     SELECT_MODELS_FOR_UPDATE,
     UPDATE_MODEL,
+    UPSERT_AGENT,
+    SELECT_AGENT,
+    SELECT_AGENTS,
+    UPDATE_AGENT_SEEN,
+    INSERT_EXECUTION,
+    SELECT_EXECUTION,
+    INSERT_TASK,
+    SELECT_TASK_OF,
+    SELECT_TASK,
+    SELECT_RELEASE_TASKS,
+    SELECT_OPEN_HOST_TASKS,
+    UPDATE_TASK,
 ];
 
 /// The placeholders' numbers in the order they first appear.

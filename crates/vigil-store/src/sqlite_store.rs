@@ -32,6 +32,7 @@ use crate::codec::{
     read_signature, read_stored_chunk, read_template, read_token, read_transition, read_verdict,
     release_columns, signature_state_and_body, to_json, Columns, FeedbackRow, ReleaseRow,
 };
+use crate::executions;
 use crate::leases;
 use crate::models;
 use crate::schema;
@@ -41,6 +42,8 @@ use crate::{
     ModelPromotion, ModelRollback, NewModel, PageSession, ReleaseFilter, ReplicaRecord, Store,
     StoreError, StoredChunk,
 };
+use crate::{Execution, NewTask, PollAnswer, StoredAgent};
+use vigil_core::agent::{AgentHello, AgentPoll, HostTask};
 use vigil_core::learned::{ModelRecord, ModelScores};
 
 /// How long a statement waits for another process holding the database's write lock.
@@ -890,6 +893,80 @@ impl Store for SqliteStore {
         changes::insert_verdict(&mut executor, record, notifications)?;
         transaction.commit()?;
         Ok(())
+    }
+
+    // ---- Vigil's executor
+    fn register_agent(&self, hello: &AgentHello, at: i64) -> Result<StoredAgent, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let agent = executions::register_agent(&mut SqliteExecutor(&transaction), hello, at)?;
+        transaction.commit()?;
+        Ok(agent)
+    }
+
+    fn agent(&self, host: &str) -> Result<Option<StoredAgent>, StoreError> {
+        let connection = self.reader();
+        first(
+            &connection,
+            sql::SELECT_AGENT,
+            [host],
+            executions::read_agent,
+        )
+    }
+
+    fn agents(&self) -> Result<Vec<StoredAgent>, StoreError> {
+        let connection = self.reader();
+        collect(&connection, sql::SELECT_AGENTS, [], executions::read_agent)
+    }
+
+    fn create_execution(&self, release: &Release, execution: &Execution) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        changes::insert_release(&mut SqliteExecutor(&transaction), release)?;
+        executions::insert_execution(&mut SqliteExecutor(&transaction), &release.id, execution)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn execution(&self, release_id: &str) -> Result<Option<Execution>, StoreError> {
+        let connection = self.reader();
+        first(
+            &connection,
+            sql::SELECT_EXECUTION,
+            [release_id],
+            executions::read_execution,
+        )
+    }
+
+    fn create_task(&self, task: &NewTask) -> Result<HostTask, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored = executions::create_task(&mut SqliteExecutor(&transaction), task)?;
+        transaction.commit()?;
+        Ok(stored)
+    }
+
+    fn release_tasks(&self, release_id: &str) -> Result<Vec<HostTask>, StoreError> {
+        let connection = self.reader();
+        collect(
+            &connection,
+            sql::SELECT_RELEASE_TASKS,
+            [release_id],
+            executions::read_task,
+        )
+    }
+
+    fn agent_poll(
+        &self,
+        host: &str,
+        poll: &AgentPoll,
+        at: i64,
+    ) -> Result<Option<PollAnswer>, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let answer = executions::agent_poll(&mut SqliteExecutor(&transaction), host, poll, at)?;
+        transaction.commit()?;
+        Ok(answer)
     }
 
     fn claim_notifications(

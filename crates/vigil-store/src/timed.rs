@@ -16,6 +16,8 @@ use crate::{
     ModelPromotion, ModelRollback, NewModel, PageSession, ReleaseFilter, ReplicaRecord, Store,
     StoreError, StoredChunk,
 };
+use crate::{Execution, NewTask, PollAnswer, StoredAgent};
+use vigil_core::agent::{AgentHello, AgentPoll, HostTask};
 use vigil_core::learned::{ModelRecord, ModelScores};
 
 /// The store it wraps, each call timed.
@@ -251,6 +253,46 @@ impl Store for TimedStore {
         timed("prune_alerts", || {
             self.inner.prune_alerts(before, stale_seconds)
         })
+    }
+
+    // ---- Vigil's executor
+    fn register_agent(&self, hello: &AgentHello, at: i64) -> Result<StoredAgent, StoreError> {
+        timed("register_agent", || self.inner.register_agent(hello, at))
+    }
+
+    fn agent(&self, host: &str) -> Result<Option<StoredAgent>, StoreError> {
+        timed("agent", || self.inner.agent(host))
+    }
+
+    fn agents(&self) -> Result<Vec<StoredAgent>, StoreError> {
+        timed("agents", || self.inner.agents())
+    }
+
+    fn create_execution(&self, release: &Release, execution: &Execution) -> Result<(), StoreError> {
+        timed("create_execution", || {
+            self.inner.create_execution(release, execution)
+        })
+    }
+
+    fn execution(&self, release_id: &str) -> Result<Option<Execution>, StoreError> {
+        timed("execution", || self.inner.execution(release_id))
+    }
+
+    fn create_task(&self, task: &NewTask) -> Result<HostTask, StoreError> {
+        timed("create_task", || self.inner.create_task(task))
+    }
+
+    fn release_tasks(&self, release_id: &str) -> Result<Vec<HostTask>, StoreError> {
+        timed("release_tasks", || self.inner.release_tasks(release_id))
+    }
+
+    fn agent_poll(
+        &self,
+        host: &str,
+        poll: &AgentPoll,
+        at: i64,
+    ) -> Result<Option<PollAnswer>, StoreError> {
+        timed("agent_poll", || self.inner.agent_poll(host, poll, at))
     }
 
     fn claim_notifications(

@@ -8,6 +8,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier, Once};
 
+use vigil_core::agent::{
+    AgentHello, AgentPoll, ArtifactProgress, ExecutorSpec, PlanStep, TaskKind, TaskReport,
+    TaskState,
+};
 use vigil_core::learned::{LearnedModel, ModelScores, ModelState, TrainingSet, MODEL_FORMAT};
 use vigil_core::release::{
     Action, DeliveryState, Feedback, FeedbackKind, NewNotification, NotificationEvent,
@@ -16,8 +20,8 @@ use vigil_core::release::{
 use vigil_core::{Batch, Direction, Finding, LogTemplate, MetricKind, MetricMeta, Signal, Verdict};
 use vigil_store::testing::{ScratchPostgres, TempDir, POSTGRES_TEST_ENV};
 use vigil_store::{
-    Appended, Change, ChunkHead, DataChunk, DataKind, ImportedRelease, NewModel, PageSession,
-    PromotionAction, ReleaseFilter, Store, StoreError,
+    Appended, Change, ChunkHead, DataChunk, DataKind, Execution, ImportedRelease, NewModel,
+    NewTask, PageSession, PromotionAction, ReleaseFilter, Store, StoreError,
 };
 
 /// The store URL the child process of the kill test writes to.
@@ -220,6 +224,12 @@ conformance! {
         rollbacks_walk_the_promotions_back_to_the_funnel_alone,
         racing_promotions_leave_one_model_promoted,
         scores_are_appended_to_a_model,
+        agents_register_again_keeping_their_first_registration,
+        an_execution_is_stored_with_its_release,
+        a_task_created_twice_is_the_first_one,
+        tasks_created_racing_from_threads_are_one,
+        polls_move_tasks_once_and_send_what_the_release_allows,
+        a_poll_of_an_unknown_host_changes_nothing,
     ],
     backends: [
         a_reopened_store_still_has_everything,
@@ -2421,4 +2431,253 @@ fn scores_are_appended_to_a_model(store: &dyn Store) {
         store.model(1).unwrap().unwrap().state,
         ModelState::Candidate
     );
+}
+
+// ---------------------------------------------------------------- Vigil's executor
+
+fn hello(host: &str, version: Option<&str>) -> AgentHello {
+    AgentHello {
+        host: host.to_owned(),
+        app: "shop".to_owned(),
+        labels: [("zone".to_owned(), "b".to_owned())].into_iter().collect(),
+        version: version.map(str::to_owned),
+        peer_addr: Some("127.0.0.1:7000".to_owned()),
+        agent_version: "0.1.0".to_owned(),
+    }
+}
+
+fn execution() -> Execution {
+    Execution {
+        spec: ExecutorSpec {
+            artifact: "ab".repeat(32),
+            observe_seconds: vec![60, 300],
+        },
+        plan: vec![
+            PlanStep {
+                size: "1".to_owned(),
+                observe_seconds: 60,
+            },
+            PlanStep {
+                size: "100%".to_owned(),
+                observe_seconds: 300,
+            },
+        ],
+        previous_versions: [("h1".to_owned(), Some("1.2.2".to_owned()))]
+            .into_iter()
+            .collect(),
+    }
+}
+
+fn new_task(release_id: &str, host: &str, kind: TaskKind, at: i64) -> NewTask {
+    NewTask {
+        release: release_id.to_owned(),
+        host: host.to_owned(),
+        batch: 0,
+        kind,
+        version: "1.2.3".to_owned(),
+        artifact: Some("ab".repeat(32)),
+        created_at: at,
+    }
+}
+
+fn report(task: i64, state: TaskState, message: &str) -> TaskReport {
+    TaskReport {
+        task,
+        state,
+        at: 5,
+        message: message.to_owned(),
+    }
+}
+
+fn agents_register_again_keeping_their_first_registration(store: &dyn Store) {
+    let first = store.register_agent(&hello("h1", None), 1_000).unwrap();
+    assert_eq!(first.record.registered_at, 1_000);
+    assert_eq!(first.record.last_seen_at, 1_000);
+    assert!(first.artifacts.is_empty());
+    let progress = ArtifactProgress {
+        artifact: "ab".repeat(32),
+        pieces_held: 3,
+        pieces: 4,
+        verified: false,
+    };
+    let poll = AgentPoll {
+        reports: Vec::new(),
+        artifacts: vec![progress.clone()],
+    };
+    store.agent_poll("h1", &poll, 1_010).unwrap().unwrap();
+    let again = store
+        .register_agent(&hello("h1", Some("1.2.2")), 1_020)
+        .unwrap();
+    assert_eq!(again.record.registered_at, 1_000);
+    assert_eq!(again.record.last_seen_at, 1_020);
+    assert_eq!(again.record.version.as_deref(), Some("1.2.2"));
+    assert_eq!(again.artifacts, vec![progress]);
+    store.register_agent(&hello("h0", None), 1_030).unwrap();
+    let hosts: Vec<String> = store
+        .agents()
+        .unwrap()
+        .into_iter()
+        .map(|agent| agent.record.host)
+        .collect();
+    assert_eq!(hosts, ["h0", "h1"]);
+    assert_eq!(store.agent("h1").unwrap(), Some(again));
+    assert_eq!(store.agent("h9").unwrap(), None);
+}
+
+fn an_execution_is_stored_with_its_release(store: &dyn Store) {
+    let shipped = release("r1", "shop", 1_000);
+    store.create_execution(&shipped, &execution()).unwrap();
+    assert_eq!(store.release("r1").unwrap(), Some(shipped.clone()));
+    assert_eq!(store.execution("r1").unwrap(), Some(execution()));
+    let taken = store.create_execution(&shipped, &execution()).unwrap_err();
+    assert!(matches!(taken, StoreError::ReleaseExists { .. }), "{taken}");
+    store.create_release(&release("r2", "shop", 1_000)).unwrap();
+    assert_eq!(store.execution("r2").unwrap(), None);
+}
+
+fn a_task_created_twice_is_the_first_one(store: &dyn Store) {
+    store
+        .create_execution(&release("r1", "shop", 1_000), &execution())
+        .unwrap();
+    let first = store
+        .create_task(&new_task("r1", "h1", TaskKind::Deploy, 1_010))
+        .unwrap();
+    assert_eq!(first.state, TaskState::Pending);
+    assert_eq!(first.created_at, 1_010);
+    let again = store
+        .create_task(&new_task("r1", "h1", TaskKind::Deploy, 1_020))
+        .unwrap();
+    assert_eq!(again, first);
+    let rollback = store
+        .create_task(&new_task("r1", "h1", TaskKind::Rollback, 1_030))
+        .unwrap();
+    assert_ne!(rollback.id, first.id);
+    let other_host = store
+        .create_task(&new_task("r1", "h2", TaskKind::Deploy, 1_040))
+        .unwrap();
+    let ids: Vec<i64> = store
+        .release_tasks("r1")
+        .unwrap()
+        .iter()
+        .map(|task| task.id)
+        .collect();
+    assert_eq!(ids, [first.id, rollback.id, other_host.id]);
+    assert!(store
+        .create_task(&new_task("missing", "h1", TaskKind::Deploy, 1_050))
+        .is_err());
+}
+
+fn tasks_created_racing_from_threads_are_one(store: &dyn Store) {
+    store
+        .create_execution(&release("r1", "shop", 1_000), &execution())
+        .unwrap();
+    let racers = 8;
+    let barrier = Barrier::new(racers);
+    let created: Vec<i64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..racers)
+            .map(|racer| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    store
+                        .create_task(&new_task(
+                            "r1",
+                            "h1",
+                            TaskKind::Deploy,
+                            1_000 + racer as i64,
+                        ))
+                        .unwrap()
+                        .id
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    assert!(created.iter().all(|id| *id == created[0]), "{created:?}");
+    assert_eq!(store.release_tasks("r1").unwrap().len(), 1);
+}
+
+fn polls_move_tasks_once_and_send_what_the_release_allows(store: &dyn Store) {
+    let shipped = release("r1", "shop", 1_000);
+    store.create_execution(&shipped, &execution()).unwrap();
+    store.register_agent(&hello("h1", None), 1_000).unwrap();
+    let deploy = store
+        .create_task(&new_task("r1", "h1", TaskKind::Deploy, 1_001))
+        .unwrap();
+    // Pending: nothing is sent before the release deploys.
+    let idle = store
+        .agent_poll("h1", &AgentPoll::default(), 1_002)
+        .unwrap()
+        .unwrap();
+    assert!(idle.tasks.is_empty());
+    let mut deploying = change("r1", ReleaseState::Pending, ReleaseState::Deploying, 1_003);
+    deploying.action = Action::DeployBatch;
+    store.apply(&deploying).unwrap();
+    let sent = store
+        .agent_poll("h1", &AgentPoll::default(), 1_004)
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent.tasks.len(), 1);
+    assert_eq!(sent.tasks[0].state, TaskState::Sent);
+    assert_eq!(store.release_tasks("r1").unwrap()[0].state, TaskState::Sent);
+    let started = AgentPoll {
+        reports: vec![report(deploy.id, TaskState::Started, "")],
+        artifacts: Vec::new(),
+    };
+    let answer = store.agent_poll("h1", &started, 1_005).unwrap().unwrap();
+    assert_eq!(answer.acknowledged, [deploy.id]);
+    assert_eq!(answer.tasks[0].state, TaskState::Started);
+    assert_eq!(answer.tasks[0].started_at, Some(1_005));
+    let failed = AgentPoll {
+        reports: vec![
+            report(deploy.id, TaskState::Failed, "exit status 3"),
+            report(9_999, TaskState::Succeeded, ""),
+        ],
+        artifacts: Vec::new(),
+    };
+    let answer = store.agent_poll("h1", &failed, 1_006).unwrap().unwrap();
+    assert_eq!(answer.acknowledged, [deploy.id, 9_999]);
+    assert!(answer.tasks.is_empty());
+    // A repeated or late report changes nothing.
+    let late = AgentPoll {
+        reports: vec![report(deploy.id, TaskState::Succeeded, "ok")],
+        artifacts: Vec::new(),
+    };
+    store.agent_poll("h1", &late, 1_007).unwrap().unwrap();
+    let stored = &store.release_tasks("r1").unwrap()[0];
+    assert_eq!(stored.state, TaskState::Failed);
+    assert_eq!(stored.message, "exit status 3");
+    assert_eq!(stored.started_at, Some(1_005));
+    assert_eq!(stored.ended_at, Some(1_006));
+    // Another host's report is acknowledged and ignored.
+    store.register_agent(&hello("h2", None), 1_000).unwrap();
+    let rollback = store
+        .create_task(&new_task("r1", "h1", TaskKind::Rollback, 1_008))
+        .unwrap();
+    let foreign = AgentPoll {
+        reports: vec![report(rollback.id, TaskState::Started, "")],
+        artifacts: Vec::new(),
+    };
+    let answer = store.agent_poll("h2", &foreign, 1_009).unwrap().unwrap();
+    assert_eq!(answer.acknowledged, [rollback.id]);
+    assert_eq!(
+        store.release_tasks("r1").unwrap()[1].state,
+        TaskState::Pending
+    );
+    assert_eq!(
+        store.agent("h2").unwrap().unwrap().record.last_seen_at,
+        1_009
+    );
+}
+
+fn a_poll_of_an_unknown_host_changes_nothing(store: &dyn Store) {
+    let poll = AgentPoll {
+        reports: vec![report(1, TaskState::Started, "")],
+        artifacts: Vec::new(),
+    };
+    assert_eq!(store.agent_poll("h9", &poll, 1_000).unwrap(), None);
+    assert_eq!(store.agent("h9").unwrap(), None);
 }

@@ -5,9 +5,11 @@
 //! they never write SQL and hold no analysis logic. Store calls run on blocking threads.
 #![forbid(unsafe_code)]
 
+mod agents;
 pub mod auth;
 pub mod budget;
 mod decoders;
+mod deployments;
 pub mod error;
 mod ingest;
 mod metrics;
@@ -49,6 +51,18 @@ pub fn router(state: AppState) -> Router {
             post(releases::create).get(releases::list),
         )
         .route("/api/v1/releases/import", post(releases::import))
+        .route("/api/v1/deployments", post(deployments::create))
+        .route("/api/v1/releases/{id}/execution", get(deployments::show))
+        .route(
+            "/api/v1/agents",
+            post(agents::register)
+                .get(agents::list)
+                .layer(DefaultBodyLimit::max(agents::MAX_AGENT_BODY_BYTES)),
+        )
+        .route(
+            "/api/v1/agents/{host}/poll",
+            post(agents::poll).layer(DefaultBodyLimit::max(agents::MAX_AGENT_BODY_BYTES)),
+        )
         .route("/api/v1/releases/{id}", get(releases::show))
         .route("/api/v1/releases/{id}/verdict", get(releases::verdict))
         .route("/api/v1/releases/{id}/findings", get(releases::findings))

@@ -65,6 +65,8 @@ pub struct AppState {
     pub pull_failures: Arc<vigil_guard::pull::PullFailures>,
     /// The replays of stored history, the running one and the last few finished.
     pub replays: Arc<crate::replay_runs::Replays>,
+    /// An agent silent for longer is offline (the executor's timeout).
+    pub agent_timeout_seconds: i64,
 }
 
 impl AppState {
@@ -92,6 +94,7 @@ impl AppState {
             budget: Arc::new(budget),
             pull_failures: Arc::default(),
             replays: Arc::default(),
+            agent_timeout_seconds: vigil_executor::DEFAULT_AGENT_TIMEOUT_SECONDS,
         }
     }
 

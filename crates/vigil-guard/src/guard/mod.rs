@@ -211,10 +211,19 @@ impl Guard {
     pub fn pass(&self) -> Result<Vec<Judged>, GuardError> {
         let _one_pass_at_a_time = lock(&self.passing);
         let now = self.clock.now();
-        let every_observing = self.store.releases(&ReleaseFilter {
-            states: vec![ReleaseState::Observing],
-            ..ReleaseFilter::default()
-        })?;
+        // A release Vigil's executor ships is judged while its next batch deploys too, once
+        // a batch is deployed.
+        let every_observing: Vec<Release> = self
+            .store
+            .releases(&ReleaseFilter {
+                states: vec![ReleaseState::Observing, ReleaseState::Deploying],
+                ..ReleaseFilter::default()
+            })?
+            .into_iter()
+            .filter(|release| {
+                release.state == ReleaseState::Observing || !release.deployed.is_empty()
+            })
+            .collect();
         // Only the releases whose lease this replica holds are its to judge.
         for release_id in self
             .leases

@@ -18,6 +18,7 @@
 //! `crate::onboarding`), never the store's SQL. The stylesheet and the script are embedded in
 //! the binary.
 
+mod agents;
 mod apps;
 mod chart;
 mod detail;
@@ -63,6 +64,7 @@ pub fn router() -> Router<AppState> {
         .route("/releases/{id}/feedback", post(detail::feedback))
         .route("/apps", get(apps::list))
         .route("/models", get(models::page))
+        .route("/agents", get(agents::page))
         .route("/apps/{app}", get(apps::page))
         .route("/apps/{app}/apply", post(apps::apply))
         .route("/apps/{app}/queries", post(apps::add_query))
@@ -146,6 +148,7 @@ pub enum Section {
     Apps,
     Models,
     Replay,
+    Agents,
 }
 
 /// A whole page: the layout around `body`, with the headers every page gets.
@@ -191,6 +194,7 @@ fn navigation(section: Option<Section>) -> Markup {
             (Section::Apps, "/apps", "Apps"),
             (Section::Models, "/models", "Models"),
             (Section::Replay, "/replay", "Replay"),
+            (Section::Agents, "/agents", "Agents"),
         ] {
             @let current = (section == Some(link_section)).then_some("page");
             a href=(href) aria-current=[current] { (label) } " "

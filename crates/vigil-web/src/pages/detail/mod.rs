@@ -76,6 +76,7 @@ pub async fn page(
         Ok(bundle) => alert_evidence(&state, &record.release, bundle).await?,
         Err(_) => AlertEvidence::default(),
     };
+    let execution = crate::deployments::execution_of(&state, record.release.id.clone()).await?;
     let pull_failures = std::sync::Arc::clone(&state.pull_failures);
     let page = tokio::task::spawn_blocking(move || {
         let scorecard = match &bundle {
@@ -101,6 +102,7 @@ pub async fn page(
             notice,
             scorecard: scorecard.as_ref().map_err(String::as_str),
             order: RowOrder { sort, descending },
+            execution: execution.as_ref(),
         };
         view.page()
     })

@@ -20,6 +20,7 @@ use crate::pages::html::{
 use crate::pages::session::Session;
 use crate::pages::{html_page, Section};
 use crate::releases::{deciding_verdict, verdict_answer, ReleaseRecord, MAX_NOTE_BYTES};
+use vigil_executor::view::ExecutionView;
 
 /// Hosts named in full; longer lists are folded behind a disclosure.
 const HOSTS_SHOWN: usize = 12;
@@ -57,6 +58,8 @@ pub(super) struct Detail<'a> {
     /// The scorecard, sorted as asked, or why there is none.
     pub(super) scorecard: Result<&'a Scorecard, &'a str>,
     pub(super) order: RowOrder,
+    /// The executor's progress, for a release Vigil ships.
+    pub(super) execution: Option<&'a ExecutionView>,
 }
 
 /// The headings of the log templates' table.
@@ -114,6 +117,9 @@ impl Detail<'_> {
             }
             (self.summary())
             (self.batches())
+            @if let Some(execution) = self.execution {
+                (execution_progress(execution))
+            }
             (self.findings())
             (self.scorecard())
             (self.logs())
@@ -548,6 +554,112 @@ fn suppressed_findings(suppressed: &[vigil_core::Suppressed]) -> Markup {
                             td { (aside.finding.severity.as_str()) }
                             td { (Text(&effect_row(&aside.finding))) }
                             td { (Text(&aside.reason)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a task's state says to a person.
+fn task_words(state: vigil_core::agent::TaskState) -> &'static str {
+    use vigil_core::agent::TaskState;
+    match state {
+        TaskState::Pending => "waiting to be sent",
+        TaskState::Sent => "sent to the agent",
+        TaskState::Started => "running",
+        TaskState::Succeeded => "succeeded",
+        TaskState::Failed => "failed",
+    }
+}
+
+/// The executor's progress of a release it ships: hosts deployed out of all (a progress bar),
+/// each batch's state, each host's tasks with the agent's last words, and how far each host
+/// holds the artifact.
+fn execution_progress(execution: &ExecutionView) -> Markup {
+    let (deployed, total) = execution.deployed_share();
+    html! {
+        section id="execution" aria-labelledby="execution-title" {
+            h2 id="execution-title" { "Executor" }
+            p {
+                label for="execution-progress" {
+                    (deployed) " of " (total) " hosts deployed"
+                }
+                " "
+                progress id="execution-progress" value=(deployed) max=(total.max(1)) {
+                    (deployed) " of " (total)
+                }
+            }
+            p { "Artifact " code { (Text(&execution.artifact)) } }
+            table class="execution-batches" {
+                caption { "Batches as the executor runs them" }
+                thead {
+                    tr {
+                        th scope="col" { "Batch" }
+                        th scope="col" { "State" }
+                        th scope="col" { "Started" }
+                        th scope="col" { "Deployed" }
+                        th scope="col" { "Observed for" }
+                    }
+                }
+                tbody {
+                    @for batch in &execution.batches {
+                        tr data-batch-state=(batch.state) {
+                            td { (batch.index) }
+                            td { (batch.state) }
+                            td { @if let Some(at) = batch.started_at { (time_element(at)) } }
+                            td { @if let Some(at) = batch.deployed_at { (time_element(at)) } }
+                            td { (batch.observe_seconds) " s" }
+                        }
+                    }
+                }
+            }
+            table class="execution-hosts" {
+                caption { "Tasks per host, oldest first" }
+                thead {
+                    tr {
+                        th scope="col" { "Host" }
+                        th scope="col" { "Batch" }
+                        th scope="col" { "Task" }
+                        th scope="col" { "State" }
+                        th scope="col" { "Ended" }
+                        th scope="col" { "Message" }
+                    }
+                }
+                tbody {
+                    @for task in &execution.tasks {
+                        tr data-task-state=(task.state.as_str()) {
+                            td { (Text(&task.host)) }
+                            td { (task.batch) }
+                            td { (task.kind.as_str()) " " (Text(&task.version)) }
+                            td { (task_words(task.state)) }
+                            td { @if let Some(at) = task.ended_at { (time_element(at)) } }
+                            td { (Text(&task.message)) }
+                        }
+                    }
+                }
+            }
+            table class="execution-distribution" {
+                caption { "The artifact on each host" }
+                thead {
+                    tr {
+                        th scope="col" { "Host" }
+                        th scope="col" { "Pieces" }
+                        th scope="col" { "Verified" }
+                    }
+                }
+                tbody {
+                    @for host in &execution.distribution {
+                        tr {
+                            td { (Text(&host.host)) }
+                            td {
+                                progress value=(host.pieces_held) max=(host.pieces.max(1)) {
+                                    (host.pieces_held) " of " (host.pieces)
+                                }
+                                " " (host.pieces_held) " of " (host.pieces)
+                            }
+                            td { @if host.verified { "yes" } @else { "not yet" } }
                         }
                     }
                 }
