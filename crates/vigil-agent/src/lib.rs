@@ -9,10 +9,26 @@
 //! lines; on a host, tailed files) and a [`Deployer`] (on a host, a command template).
 #![forbid(unsafe_code)]
 
+pub mod agent;
+pub mod artifacts;
+pub mod client;
+pub mod command;
+pub mod events;
+pub mod outbox;
+pub mod procfs;
+pub mod state;
+pub mod tail;
+pub mod tasks;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use vigil_core::agent::HostTask;
+
+pub use agent::{run, AgentError, HostParts};
+pub use command::CommandDeployer;
+pub use procfs::ProcProbe;
+pub use tail::FileLogSource;
 
 /// One metric sample of the host.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,4 +74,38 @@ pub struct AgentConfig {
     pub peer_listen: std::net::SocketAddr,
     /// Seconds between metric samples.
     pub metrics_interval_seconds: u64,
+    /// The server's manifest key (Ed25519, hex) when pinned; None trusts the key the server
+    /// gives at the first download and keeps it in the state directory.
+    pub server_key: Option<String>,
+    /// Most bytes of metric and log batches kept while the server does not take them; past
+    /// it the oldest are dropped and counted.
+    pub queue_bytes: usize,
+    /// Timeout of one HTTP call, seconds.
+    pub request_timeout_seconds: u64,
+}
+
+impl AgentConfig {
+    /// A configuration with the defaults: no labels, peers served on `127.0.0.1:0`, metrics
+    /// every 10 s, the manifest key trusted on first use, a 32 MiB queue, 30 s calls.
+    pub fn new(
+        server: &str,
+        token: &str,
+        host: &str,
+        app: &str,
+        state_dir: PathBuf,
+    ) -> AgentConfig {
+        AgentConfig {
+            server: server.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            host: host.to_owned(),
+            app: app.to_owned(),
+            labels: BTreeMap::new(),
+            state_dir,
+            peer_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_interval_seconds: 10,
+            server_key: None,
+            queue_bytes: 32 << 20,
+            request_timeout_seconds: 30,
+        }
+    }
 }

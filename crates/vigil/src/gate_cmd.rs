@@ -70,7 +70,7 @@ something else; 64 a wrong invocation (a --server without http:// or https://, n
 
 /// Checks `--server` at once: an http or https URL with a host (a bare HOST:PORT would be
 /// retried until the timeout).
-fn server_url(text: &str) -> Result<String, String> {
+pub(crate) fn server_url(text: &str) -> Result<String, String> {
     let rest = text
         .strip_prefix("http://")
         .or_else(|| text.strip_prefix("https://"))

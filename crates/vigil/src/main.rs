@@ -2,6 +2,7 @@
 //! crates; no analysis logic lives here.
 #![forbid(unsafe_code)]
 
+mod agent_cmd;
 mod corpus;
 mod demo;
 mod gate_cmd;
@@ -48,6 +49,9 @@ enum Command {
     /// Wait for a release's outcome: exit 0 when it passed, 1 when it was stopped.
     #[command(after_help = gate_cmd::EXIT_CODES)]
     Gate(gate_cmd::GateArgs),
+    /// The host agent: registers the host, runs its deploy and rollback steps, pushes its
+    /// metrics and log events, fetches artifacts from its peers.
+    Agent(agent_cmd::AgentArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Command::Logs(args) => logs_cmd::run(args),
         Command::Token(args) => token_cmd::run(args),
         Command::Model(args) => model_cmd::run(args),
+        Command::Agent(args) => agent_cmd::run(args),
         Command::Gate(args) => match gate_cmd::run(args) {
             Ok(outcome) => return std::process::ExitCode::from(outcome.exit_code()),
             // It could not start (no token): a wrong invocation, not a stopped release.

@@ -80,7 +80,7 @@ async fn serve(config: ServerConfig, store: Arc<dyn vigil_store::Store>) -> anyh
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

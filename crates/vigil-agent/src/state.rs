@@ -1,0 +1,313 @@
+//! What the agent keeps in its state directory, so that a restarted agent never runs a task
+//! twice and resends the reports the server has not acknowledged:
+//!
+//! - `tasks.json`: the ids of the tasks it ran (the latest [`MAX_RAN_IDS`]), the task running
+//!   when it stopped, and the reports not yet acknowledged;
+//! - `current`: the version the host runs (after a successful deploy or rollback);
+//! - `versions/<version>/`: each deployed version's artifact;
+//! - `server-key`: the server's manifest key, trusted on first use;
+//! - `pieces/`: the peer node's pieces and fetched artifacts (named by their digest), and
+//!   `artifacts/<sha256>/<upload name>`: each fetched artifact under its upload name.
+//!
+//! Every file is written atomically: a temporary file beside it, synced, then renamed.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use vigil_core::agent::TaskReport;
+
+/// Task ids remembered; the server never hands out an old task again once it ended, so the
+/// latest ones are enough.
+pub const MAX_RAN_IDS: usize = 10_000;
+/// Reports kept while the server does not acknowledge them (three per task at most).
+pub const MAX_PENDING_REPORTS: usize = 3_000;
+
+/// The tasks' part of the state directory (`tasks.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLedger {
+    /// Ids of the tasks started, oldest first.
+    pub ran: VecDeque<i64>,
+    /// The task started and not yet ended; found at start, the agent stopped while it ran.
+    #[serde(default)]
+    pub running: Option<i64>,
+    /// Reports not yet acknowledged, in the order they were made.
+    #[serde(default)]
+    pub reports: Vec<TaskReport>,
+}
+
+impl TaskLedger {
+    pub fn has_run(&self, task: i64) -> bool {
+        self.ran.contains(&task)
+    }
+
+    /// Notes a task as started: remembered before it runs, so a crash never runs it again.
+    pub fn start(&mut self, report: TaskReport) {
+        if !self.has_run(report.task) {
+            self.ran.push_back(report.task);
+        }
+        while self.ran.len() > MAX_RAN_IDS {
+            self.ran.pop_front();
+        }
+        self.running = Some(report.task);
+        self.push_report(report);
+    }
+
+    /// Notes the end of the running task.
+    pub fn end(&mut self, report: TaskReport) {
+        if self.running == Some(report.task) {
+            self.running = None;
+        }
+        self.push_report(report);
+    }
+
+    fn push_report(&mut self, report: TaskReport) {
+        self.reports.push(report);
+        let excess = self.reports.len().saturating_sub(MAX_PENDING_REPORTS);
+        if excess > 0 {
+            self.reports.drain(..excess);
+        }
+    }
+
+    /// Forgets the reports that were sent (`sent`) and whose task the server acknowledged;
+    /// reports made after the poll was sent stay.
+    pub fn acknowledge(&mut self, sent: &[TaskReport], acknowledged: &[i64]) -> usize {
+        let before = self.reports.len();
+        self.reports
+            .retain(|report| !(acknowledged.contains(&report.task) && sent.contains(report)));
+        before - self.reports.len()
+    }
+}
+
+/// The agent's state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Creates the directory (and `versions/`) when missing.
+    pub fn open(root: &Path) -> std::io::Result<StateDir> {
+        std::fs::create_dir_all(root.join("versions"))?;
+        Ok(StateDir {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `versions/<version>/`; a version is a name checked by the caller.
+    pub fn version_dir(&self, version: &str) -> PathBuf {
+        self.root.join("versions").join(version)
+    }
+
+    /// Where the peer node keeps its pieces and whole artifacts.
+    pub fn pieces_dir(&self) -> PathBuf {
+        self.root.join("pieces")
+    }
+
+    /// The ledger, or an empty one when there is none yet.
+    pub fn load_ledger(&self) -> std::io::Result<TaskLedger> {
+        let path = self.root.join("tasks.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not a task ledger: {error}", path.display()),
+                )
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(TaskLedger::default()),
+            Err(error) => Err(error),
+        }
+    }
+
+    pub fn save_ledger(&self, ledger: &TaskLedger) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(ledger).map_err(std::io::Error::other)?;
+        write_atomic(&self.root.join("tasks.json"), &bytes)
+    }
+
+    /// The version the host runs, when one was deployed.
+    pub fn current_version(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.root.join("current")).ok()?;
+        let version = text.trim();
+        (!version.is_empty()).then(|| version.to_owned())
+    }
+
+    pub fn set_current_version(&self, version: &str) -> std::io::Result<()> {
+        write_atomic(
+            &self.root.join("current"),
+            format!("{version}\n").as_bytes(),
+        )
+    }
+
+    /// The server's manifest key trusted on first use, if one was kept.
+    pub fn server_key(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.root.join("server-key")).ok()?;
+        let key = text.trim();
+        (!key.is_empty()).then(|| key.to_owned())
+    }
+
+    pub fn set_server_key(&self, key_hex: &str) -> std::io::Result<()> {
+        write_atomic(
+            &self.root.join("server-key"),
+            format!("{key_hex}\n").as_bytes(),
+        )
+    }
+}
+
+/// Writes `bytes` to `path` so that a reader (or a crash) sees the old content or the new,
+/// never a part: a temporary file in the same directory, synced, renamed over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let file_name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("state");
+    let temporary = path.with_file_name(format!(".{file_name}.tmp"));
+    {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, path)?;
+    if let Some(parent) = path.parent() {
+        if let Ok(directory) = std::fs::File::open(parent) {
+            let _ = directory.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Whether `version` may name a directory: a name of the agent's own checks (no path
+/// separators, no `..`, printable, at most 128 bytes).
+pub fn check_version(version: &str) -> Result<(), String> {
+    if version.is_empty() || version.len() > 128 {
+        return Err(format!("version {version:?} must be 1 to 128 bytes"));
+    }
+    if version == "." || version == ".." || version.starts_with('.') {
+        return Err(format!("version {version:?} may not start with a dot"));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+');
+    if !version.chars().all(allowed) {
+        return Err(format!(
+            "version {version:?} may hold only letters, digits, '.', '-', '_' and '+'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::agent::TaskState;
+
+    fn report(task: i64, state: TaskState) -> TaskReport {
+        TaskReport {
+            task,
+            state,
+            at: 1_700_000_000,
+            message: String::new(),
+        }
+    }
+
+    fn scratch(label: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("vigil-agent-state-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        path
+    }
+
+    #[test]
+    fn the_ledger_survives_a_restart_of_the_agent() {
+        let root = scratch("ledger");
+        let state = StateDir::open(&root).unwrap();
+        assert_eq!(state.load_ledger().unwrap(), TaskLedger::default());
+        let mut ledger = TaskLedger::default();
+        ledger.start(report(7, TaskState::Started));
+        ledger.end(report(7, TaskState::Succeeded));
+        ledger.start(report(8, TaskState::Started));
+        state.save_ledger(&ledger).unwrap();
+
+        let reopened = StateDir::open(&root).unwrap().load_ledger().unwrap();
+        assert_eq!(reopened, ledger);
+        assert!(reopened.has_run(7) && reopened.has_run(8) && !reopened.has_run(9));
+        assert_eq!(reopened.running, Some(8));
+        assert_eq!(reopened.reports.len(), 3);
+        assert!(!root.join(".tasks.json.tmp").exists());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_broken_ledger_is_an_error_not_an_empty_one() {
+        let root = scratch("broken");
+        let state = StateDir::open(&root).unwrap();
+        std::fs::write(root.join("tasks.json"), b"{not json").unwrap();
+        let error = state.load_ledger().unwrap_err();
+        assert!(error.to_string().contains("not a task ledger"), "{error}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn acknowledging_forgets_only_the_reports_sent() {
+        let mut ledger = TaskLedger::default();
+        ledger.start(report(1, TaskState::Started));
+        let sent = ledger.reports.clone();
+        // The task ended while the poll was on its way.
+        ledger.end(report(1, TaskState::Succeeded));
+        assert_eq!(ledger.acknowledge(&sent, &[1]), 1);
+        assert_eq!(ledger.reports, vec![report(1, TaskState::Succeeded)]);
+        // An acknowledgement of another task forgets nothing.
+        let sent = ledger.reports.clone();
+        assert_eq!(ledger.acknowledge(&sent, &[2]), 0);
+        assert_eq!(ledger.acknowledge(&sent, &[1]), 1);
+        assert!(ledger.reports.is_empty());
+    }
+
+    #[test]
+    fn the_ledger_keeps_the_latest_ids_and_reports_only() {
+        let mut ledger = TaskLedger::default();
+        for task in 0..(MAX_RAN_IDS as i64 + 5) {
+            ledger.start(report(task, TaskState::Started));
+        }
+        assert_eq!(ledger.ran.len(), MAX_RAN_IDS);
+        assert!(!ledger.has_run(4) && ledger.has_run(5));
+        assert_eq!(ledger.reports.len(), MAX_PENDING_REPORTS);
+        assert_eq!(
+            ledger.reports.last().map(|report| report.task),
+            Some(MAX_RAN_IDS as i64 + 4)
+        );
+    }
+
+    #[test]
+    fn the_current_version_is_written_whole() {
+        let root = scratch("current");
+        let state = StateDir::open(&root).unwrap();
+        assert_eq!(state.current_version(), None);
+        state.set_current_version("1.2.3").unwrap();
+        assert_eq!(state.current_version().as_deref(), Some("1.2.3"));
+        state.set_current_version("1.2.4").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("current")).unwrap(),
+            "1.2.4\n"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn versions_that_would_leave_the_versions_folder_are_refused() {
+        assert!(check_version("2.4.1-rc1+build7").is_ok());
+        for bad in [
+            "",
+            "..",
+            "../etc",
+            "a/b",
+            ".hidden",
+            "a b",
+            &"x".repeat(129),
+        ] {
+            assert!(check_version(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! `vigil agent` against a real `vigil serve`: the built binary pushes the host's `/proc`
+//! metrics and the events of a followed log file (a multi-line stack trace counting as one
+//! event), and the server holds them. The server is killed with SIGKILL mid-run and started
+//! again on the same store: what the agent sent meanwhile, and what the dead server never
+//! acknowledged, arrives once, nothing lost and nothing counted twice.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use support::{call, create_token, free_port, now_seconds, post_ok, serve, vigil, Dir};
+
+const HOST: &str = "agent-host-1";
+const APP: &str = "shop";
+const STEP: i64 = 2;
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+/// Five plain lines and one error with a Java stack trace: six events, one an exception.
+fn write_events(path: &Path, round: u32, exception: &str) {
+    let mut text = String::new();
+    for order in 0..5 {
+        text.push_str(&format!(
+            "2026-12-07 10:00:0{order} INFO order {round}{order} placed for customer {order}\n"
+        ));
+    }
+    text.push_str(&format!(
+        "2026-12-07 10:00:09 ERROR order {round} failed\n\
+{exception}: stock is gone\n\
+\tat com.shop.OrderService.place(OrderService.java:42)\n\
+\tat com.shop.Api.post(Api.java:7)\n\
+\t... 12 more\n"
+    ));
+    append(path, &text);
+}
+
+/// The onboarding report's log counts of the host: (events, exception events), and the
+/// exception templates' texts.
+fn host_logs(port: u16, token: &str) -> (u64, u64, Vec<String>) {
+    let (status, report) = call(
+        port,
+        "GET",
+        &format!("/api/v1/apps/{APP}/onboarding"),
+        token,
+        None,
+    );
+    assert_eq!(status, 200, "{report}");
+    let host = report["logs"]["hosts"]
+        .as_array()
+        .and_then(|hosts| hosts.iter().find(|host| host["host"] == HOST).cloned());
+    let templates = report["logs"]["top_exceptions"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|template| template["text"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    match host {
+        Some(host) => (
+            host["lines"].as_u64().unwrap_or(0),
+            host["exception_lines"].as_u64().unwrap_or(0),
+            templates,
+        ),
+        None => (0, 0, templates),
+    }
+}
+
+#[test]
+fn an_agent_pushes_proc_metrics_and_log_events_and_loses_nothing_over_a_server_restart() {
+    let dir = Dir::new("agent");
+    let database = dir.0.join("vigil.db");
+    let admin = create_token(&database, "admin");
+    let ingest = create_token(&database, "ingest");
+    let port = free_port();
+    let first = serve(&database, port);
+    let start = now_seconds() as i64;
+
+    // A release of the host, for its series through the API.
+    post_ok(
+        port,
+        &admin,
+        "/api/v1/releases",
+        json!({
+            "id": "agent-1", "app": APP, "version": "2", "hosts": [HOST],
+            "reference": {"type": "none"}, "step_seconds": STEP, "observe_seconds": 3600,
+            "metrics": [{"name": "memory_used_ratio", "kind": "system", "direction": "increase",
+                         "critical": false}],
+        }),
+    );
+    post_ok(
+        port,
+        &admin,
+        "/api/v1/releases/agent-1/batches/0/deployed",
+        json!({"at": start}),
+    );
+
+    let log = dir.0.join("app.log");
+    append(
+        &log,
+        "2026-12-07 09:59:59 INFO written before the agent started\n",
+    );
+    let agent_log = std::fs::File::create(dir.0.join("agent.log")).unwrap();
+    let _agent = Agent(
+        vigil()
+            .args(["agent", "--server", &format!("http://127.0.0.1:{port}")])
+            .args(["--token", &ingest, "--app", APP, "--host", HOST])
+            .args(["--label", "zone=b", "--metrics-interval", "1"])
+            .arg("--state-dir")
+            .arg(dir.0.join("agent-state"))
+            .arg("--log-file")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(agent_log))
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    write_events(&log, 1, "java.lang.IllegalStateException");
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The server dies without warning; the agent keeps sampling and tailing.
+    let mut killed = first;
+    killed.0.kill().unwrap();
+    killed.0.wait().unwrap();
+    drop(killed);
+    let outage_start = now_seconds() as i64;
+    std::thread::sleep(Duration::from_secs(1));
+    write_events(&log, 2, "java.lang.ArithmeticException");
+    std::thread::sleep(Duration::from_secs(5));
+    let outage_end = now_seconds() as i64;
+    let _second = serve(&database, port);
+
+    // Every event arrives once: 12 events, 2 of them exceptions (each stack trace one event).
+    let mut counted = (0, 0, Vec::new());
+    for _ in 0..150 {
+        counted = host_logs(port, &admin);
+        if counted.0 >= 12 && counted.1 >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Late resends would show here: wait a little longer and count again.
+    std::thread::sleep(Duration::from_secs(3));
+    let (events, exceptions, templates) = host_logs(port, &admin);
+    println!(
+        "events {events} (first count {}), exceptions {exceptions}, templates {templates:?}",
+        counted.0
+    );
+    assert_eq!(events, 12, "{templates:?}");
+    assert_eq!(exceptions, 2, "{templates:?}");
+    for class in [
+        "java.lang.IllegalStateException",
+        "java.lang.ArithmeticException",
+    ] {
+        assert!(
+            templates.iter().any(|text| text.contains(class)),
+            "{class} not among {templates:?}"
+        );
+    }
+
+    // The host registered with its labels and polls.
+    let (status, agents) = call(port, "GET", "/api/v1/agents", &admin, None);
+    assert_eq!(status, 200, "{agents}");
+    let registered = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|agent| agent["host"] == HOST)
+        .unwrap_or_else(|| panic!("{HOST} is not registered: {agents}"));
+    assert_eq!(registered["app"], APP, "{registered}");
+    assert_eq!(registered["labels"]["zone"], "b", "{registered}");
+    assert_eq!(registered["online"], true, "{registered}");
+
+    // The metrics sampled while the server was down arrived after its restart: every step of
+    // the outage holds a value of the host's memory use, read from /proc.
+    let (status, series) = call(
+        port,
+        "GET",
+        "/api/v1/releases/agent-1/series?metric=memory_used_ratio",
+        &admin,
+        None,
+    );
+    assert_eq!(status, 200, "{series}");
+    let window_start = series["start"].as_i64().unwrap();
+    let step = series["step_seconds"].as_i64().unwrap();
+    let host = series["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|host| host["host"] == HOST)
+        .unwrap_or_else(|| panic!("no series of {HOST}: {series}"));
+    let values = host["values"].as_array().unwrap();
+    let mut outage_steps = 0;
+    for (index, value) in values.iter().enumerate() {
+        let at = window_start + index as i64 * step;
+        if at < outage_start || at + step > outage_end {
+            continue;
+        }
+        outage_steps += 1;
+        let ratio = value.as_f64().unwrap_or_else(|| {
+            panic!("no sample at {at} (outage {outage_start}..{outage_end}): {value}")
+        });
+        assert!((0.0..=1.0).contains(&ratio), "{ratio}");
+    }
+    println!("outage steps covered: {outage_steps}");
+    assert!(outage_steps >= 2, "the outage covered {outage_steps} steps");
+    // The other /proc metrics arrive too.
+    for metric in ["load1", "cpu_utilization"] {
+        let (status, answer) = call(
+            port,
+            "GET",
+            &format!("/api/v1/releases/agent-1/series?metric={metric}"),
+            &admin,
+            None,
+        );
+        assert_eq!(status, 200, "{metric}: {answer}");
+    }
+}
