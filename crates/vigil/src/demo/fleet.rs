@@ -150,6 +150,7 @@ impl SimHost {
     }
 
     /// The version the host runs (None: the one it ran before any deploy).
+    #[cfg(test)]
     pub fn version(&self) -> Option<String> {
         self.state().version.clone()
     }

@@ -273,11 +273,17 @@ fn is_settled(state: &str) -> bool {
 /// Orders the release and prints its progress until it settles; returns the release.
 fn ship(story: &Story, client: &Client, id: &str, order: &Value) -> anyhow::Result<Value> {
     let created = client.post_json("/api/v1/deployments", order)?;
-    let batches = created["batches"].as_array().map(Vec::len).unwrap_or(0);
+    let batches = created["spec"]["batches"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
     story.say(&format!(
         "{id}: release of version {} to {} hosts in {batches} batches ordered",
-        order["version"],
-        created["hosts"].as_array().map(Vec::len).unwrap_or(0),
+        order["version"].as_str().unwrap_or_default(),
+        created["spec"]["hosts"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0),
     ));
     let mut said: BTreeMap<String, String> = BTreeMap::new();
     let mut tell = |key: String, line: String| {
