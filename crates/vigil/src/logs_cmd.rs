@@ -63,7 +63,7 @@ fn header_format(args: &LogsArgs) -> Result<HeaderFormat> {
 /// Mines every event of `reader` (see [`Grouper`]) and writes the templates (most frequent
 /// first) or, with `ids`, the template id of each line. Invalid UTF-8 is read lossily. Ids
 /// are written once every line is mined, so that templates found to be one show under one id.
-fn mine(
+pub(crate) fn mine(
     mut reader: impl BufRead,
     format: &HeaderFormat,
     ids: bool,

@@ -4,6 +4,7 @@
 
 mod agent_cmd;
 mod corpus;
+mod demo;
 mod gate_cmd;
 mod history_cmd;
 mod logging;
@@ -32,6 +33,9 @@ struct Cli {
 enum Command {
     /// Run the live guard: the API, ingestion, the guard and notifications.
     Serve(serve_cmd::ServeArgs),
+    /// See Vigil at work: the server on a temporary store, a simulated fleet of agents, a
+    /// healthy release that completes and a faulty one that Vigil pauses.
+    Demo(demo::DemoArgs),
     /// Replay recorded releases through the analysis, step by step, and score them: a corpus
     /// folder, or with --server the server's own stored releases.
     Replay(replay_cmd::ReplayArgs),
@@ -60,6 +64,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => serve_cmd::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Replay(args) => replay_cmd::run(args),
         Command::Train(args) => train_cmd::run(args),
         Command::Logs(args) => logs_cmd::run(args),
