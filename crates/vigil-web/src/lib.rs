@@ -9,6 +9,7 @@ pub mod artifacts;
 pub mod auth;
 pub mod budget;
 mod decoders;
+mod distribution;
 pub mod error;
 mod ingest;
 mod metrics;

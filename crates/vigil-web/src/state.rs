@@ -66,7 +66,7 @@ pub struct AppState {
     /// The replays of stored history, the running one and the last few finished.
     pub replays: Arc<crate::replay_runs::Replays>,
     /// The artifacts' origin and tracker; None when the server distributes no artifacts.
-    pub artifacts: Option<Arc<crate::artifacts::Artifacts>>,
+    pub artifacts: Option<Arc<crate::distribution::Artifacts>>,
 }
 
 impl AppState {
@@ -99,7 +99,7 @@ impl AppState {
     }
 
     /// The same state, distributing artifacts from `artifacts`.
-    pub fn with_artifacts(mut self, artifacts: Arc<crate::artifacts::Artifacts>) -> AppState {
+    pub fn with_artifacts(mut self, artifacts: Arc<crate::distribution::Artifacts>) -> AppState {
         self.artifacts = Some(artifacts);
         self
     }
