@@ -27,7 +27,7 @@ pub(crate) const SQLITE: Dialect = Dialect {
     bytes: "BLOB",
     serial_id: "INTEGER PRIMARY KEY AUTOINCREMENT",
     row_id: "INTEGER PRIMARY KEY",
-    extra: &["", "", "", "", "", ""],
+    extra: &["", "", "", "", "", "", ""],
 };
 
 pub(crate) const POSTGRES: Dialect = Dialect {
@@ -38,6 +38,7 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     // Bodies are compact binary already: keep them out of line without trying to compress them.
     extra: &[
         "ALTER TABLE data_chunks ALTER COLUMN body SET STORAGE EXTERNAL;",
+        "",
         "",
         "",
         "",

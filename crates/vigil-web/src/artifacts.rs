@@ -4,11 +4,10 @@
 //! server's public key, announce what they hold to the tracker and fetch from the origin the
 //! pieces no peer holds (a bounded number of readers; 503 with `Retry-After` beyond).
 
-use std::collections::HashMap;
-use std::path::{Path as FilePath, PathBuf};
+use std::path::Path as FilePath;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Path, Query, State};
@@ -20,21 +19,18 @@ use vigil_core::agent::{Announce, ArtifactRecord, Manifest, Swarm};
 use vigil_core::release::{ApiToken, Role};
 use vigil_core::validate;
 use vigil_p2p::bitfield::Bitfield;
-use vigil_p2p::manifest::{build_manifest, is_digest_hex, ManifestKey};
-use vigil_p2p::origin::OriginReaders;
-use vigil_p2p::tracker::{HostProgress, Tracker, TrackerSettings};
+use vigil_p2p::manifest::{build_manifest, is_digest_hex};
+use vigil_p2p::tracker::HostProgress;
 use vigil_p2p::P2pError;
 
+use crate::distribution::lock;
+pub use crate::distribution::{
+    Artifacts, DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_ORIGIN_READERS, KEY_FILE,
+};
 use crate::error::ApiError;
 use crate::request::parse_request;
 use crate::state::AppState;
 
-/// The largest artifact an upload may carry by default: 2 GiB.
-pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
-/// Pieces read for the peers at once by default.
-pub const DEFAULT_ORIGIN_READERS: usize = 4;
-/// The signing key's file in the artifact directory.
-pub const KEY_FILE: &str = "manifest-key.pk8";
 /// Most peers one announce may report bad.
 const MAX_BAD_PEERS: usize = 1_000;
 /// Largest announce body.
@@ -43,66 +39,6 @@ const MAX_ANNOUNCE_BYTES: usize = 4 * 1024 * 1024;
 const CACHED_MANIFESTS: usize = 256;
 /// Bytes of an upload gathered before they are written out.
 const WRITE_CHUNK: usize = 1 << 20;
-
-/// The server's side of artifact distribution.
-#[derive(Debug)]
-pub struct Artifacts {
-    dir: PathBuf,
-    key: ManifestKey,
-    tracker: Mutex<Tracker>,
-    readers: OriginReaders,
-    max_upload_bytes: u64,
-    manifests: Mutex<HashMap<String, Arc<Manifest>>>,
-    uploads: AtomicU64,
-}
-
-impl Artifacts {
-    /// The artifacts kept in `dir` (made if missing), signed with the key kept there (made on
-    /// first use, mode 0600). Blocking.
-    pub fn open(
-        dir: PathBuf,
-        max_upload_bytes: u64,
-        origin_readers: usize,
-        tracker: TrackerSettings,
-    ) -> Result<Artifacts, P2pError> {
-        std::fs::create_dir_all(&dir)?;
-        let key = ManifestKey::load_or_create(&dir.join(KEY_FILE))?;
-        Ok(Artifacts {
-            dir,
-            key,
-            tracker: Mutex::new(Tracker::new(tracker)),
-            readers: OriginReaders::new(origin_readers),
-            max_upload_bytes,
-            manifests: Mutex::new(HashMap::new()),
-            uploads: AtomicU64::new(0),
-        })
-    }
-
-    pub fn dir(&self) -> &FilePath {
-        &self.dir
-    }
-
-    pub fn public_key_hex(&self) -> String {
-        self.key.public_key_hex()
-    }
-
-    /// Every host that announced `artifact` to this server's tracker, with the pieces it
-    /// held at its last announce.
-    pub fn progress(&self, artifact: &str) -> Vec<HostProgress> {
-        lock(&self.tracker).progress(artifact)
-    }
-
-    fn artifact_path(&self, artifact: &str) -> PathBuf {
-        self.dir.join(artifact)
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
 
 /// The distribution's progress of `artifact` as this server's tracker knows it (every host
 /// that announced it, with the pieces it held at its last announce); empty when the server

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod budget;
 mod decoders;
 mod deployments;
+mod distribution;
 pub mod error;
 mod ingest;
 mod metrics;

@@ -68,7 +68,7 @@ pub struct AppState {
     /// An agent silent for longer is offline (the executor's timeout).
     pub agent_timeout_seconds: i64,
     /// The artifacts' origin and tracker; None when the server distributes no artifacts.
-    pub artifacts: Option<Arc<crate::artifacts::Artifacts>>,
+    pub artifacts: Option<Arc<crate::distribution::Artifacts>>,
 }
 
 impl AppState {
@@ -102,7 +102,7 @@ impl AppState {
     }
 
     /// The same state, distributing artifacts from `artifacts`.
-    pub fn with_artifacts(mut self, artifacts: Arc<crate::artifacts::Artifacts>) -> AppState {
+    pub fn with_artifacts(mut self, artifacts: Arc<crate::distribution::Artifacts>) -> AppState {
         self.artifacts = Some(artifacts);
         self
     }
