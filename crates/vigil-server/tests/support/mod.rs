@@ -66,6 +66,16 @@ impl TestServer {
     ) -> TestServer {
         config.listen = "127.0.0.1:0".to_string();
         config.database = database.to_string();
+        // A server on PostgreSQL keeps its artifacts in the working directory by default: a
+        // test's go in a directory of its own, removed with it.
+        let kept_dir = match dir {
+            None if config.artifact_dir.is_empty() => {
+                let artifacts = TempDir::new("artifacts");
+                config.artifact_dir = artifacts.0.join("vigil-artifacts").display().to_string();
+                Some(artifacts)
+            }
+            given => given,
+        };
         let clock = Arc::new(ManualClock::new(now));
         let store = vigil_store::open(database).unwrap();
         let tokens: Vec<String> = [Role::Admin, Role::Ingest, Role::Viewer, Role::Operator]
@@ -111,7 +121,7 @@ impl TestServer {
             operator: tokens[3].clone(),
             shutdown: Some(shutdown),
             thread: Some(thread),
-            _dir: dir,
+            _dir: kept_dir,
         }
     }
 
