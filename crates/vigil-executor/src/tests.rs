@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use vigil_core::agent::{
     AgentHello, AgentOrders, AgentPoll, ArtifactProgress, PlanStep, TaskKind, TaskReport, TaskState,
 };
-use vigil_core::release::{Action, ReleaseHosts, ReleaseState, VerdictRecord};
+use vigil_core::release::{Action, NotificationEvent, ReleaseHosts, ReleaseState, VerdictRecord};
 use vigil_core::{Clock, ManualClock, Verdict};
 use vigil_store::{SqliteStore, Store};
 
@@ -43,10 +43,16 @@ impl Fleet {
                 )
                 .unwrap();
         }
+        // Pauses go to an on-call channel, as a person's do.
+        let mut settings = ExecutorSettings::default();
+        settings.guard.routes = vec![vigil_guard::Route {
+            channel: "oncall".to_owned(),
+            events: vec![NotificationEvent::Paused],
+        }];
         Fleet {
             store,
             clock,
-            settings: ExecutorSettings::default(),
+            settings,
         }
     }
 
@@ -255,6 +261,18 @@ fn a_failed_deploy_pauses_with_its_reason_and_a_resume_goes_on_without_a_second_
         "{}",
         release.reason
     );
+    let notified = fleet.store.notifications("r1").unwrap();
+    assert_eq!(notified.len(), 1, "{notified:?}");
+    assert_eq!(notified[0].notification.event, NotificationEvent::Paused);
+    assert_eq!(notified[0].notification.channel, "oncall");
+    assert!(
+        notified[0]
+            .notification
+            .text
+            .contains("failed on host h1: exit status 1"),
+        "{}",
+        notified[0].notification.text
+    );
     // Paused: nothing is sent, nothing moves.
     fleet.clock.advance(5);
     fleet.everyone_polls(&[]);
@@ -285,6 +303,13 @@ fn a_silent_agent_pauses_the_release_with_its_host() {
     assert_eq!(steps[0].to, ReleaseState::Paused);
     assert!(steps[0].reason.contains("host h2"), "{}", steps[0].reason);
     assert!(steps[0].reason.contains("silent"), "{}", steps[0].reason);
+    let notified = fleet.store.notifications("r1").unwrap();
+    assert_eq!(notified.len(), 1, "{notified:?}");
+    assert!(
+        notified[0].notification.text.contains("host h2"),
+        "{}",
+        notified[0].notification.text
+    );
 }
 
 #[test]

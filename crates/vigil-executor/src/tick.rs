@@ -9,17 +9,21 @@ use std::collections::BTreeMap;
 use vigil_core::agent::{HostTask, TaskKind, TaskState};
 use vigil_core::release::{Action, Release, ReleaseState};
 use vigil_core::Batch;
-use vigil_guard::guard::transition_change;
+use vigil_guard::guard::{transition_change, GuardConfig};
+use vigil_guard::requests::action_change;
 use vigil_store::{Execution, NewTask, ReleaseFilter, Store, StoreError, StoredAgent};
 
 /// The executor's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ExecutorSettings {
     /// An agent of a deploying or observing release silent for longer pauses it.
     pub agent_timeout_seconds: i64,
     /// The replica this executor runs in: a release whose guard lease another replica holds
     /// is that replica's to execute.
     pub replica: String,
+    /// The guard's notification routes and link base: the executor's pauses and rollbacks
+    /// notify as a person's do.
+    pub guard: GuardConfig,
 }
 
 impl Default for ExecutorSettings {
@@ -27,6 +31,7 @@ impl Default for ExecutorSettings {
         ExecutorSettings {
             agent_timeout_seconds: DEFAULT_AGENT_TIMEOUT_SECONDS,
             replica: String::new(),
+            guard: GuardConfig::default(),
         }
     }
 }
@@ -139,7 +144,7 @@ fn step_release(
         }
         ReleaseState::Deploying => {
             if let Some(reason) = pause_reason(store, settings, release, &tasks, agents, now)? {
-                return transition(store, release, Action::Pause, now, reason, None);
+                return pause(store, settings, release, now, reason);
             }
             let index = release.deployed.len() as u32;
             // Tasks of the batch being deployed exist once a round created them; a restart
@@ -150,7 +155,7 @@ fn step_release(
         }
         ReleaseState::Observing => {
             if let Some(reason) = pause_reason(store, settings, release, &tasks, agents, now)? {
-                return transition(store, release, Action::Pause, now, reason, None);
+                return pause(store, settings, release, now, reason);
             }
             let index = release.deployed.len();
             if index >= release.spec.batches.len() {
@@ -425,6 +430,32 @@ fn host_count(count: usize) -> String {
         return "1 host".to_owned();
     }
     format!("{count} hosts")
+}
+
+/// A pause by the executor (a failed deploy, a silent agent): the transition with the
+/// notifications a person's pause gives, on the guard's routes.
+fn pause(
+    store: &dyn Store,
+    settings: &ExecutorSettings,
+    release: &Release,
+    now: i64,
+    reason: String,
+) -> Result<Option<Step>, ExecutorError> {
+    let change = action_change(
+        &settings.guard,
+        release,
+        Action::Pause,
+        ACTOR,
+        Some(reason.clone()),
+        now,
+    )?;
+    let (moved, _) = store.apply(&change)?;
+    Ok(Some(Step {
+        release: moved.id,
+        action: Action::Pause,
+        to: moved.state,
+        reason,
+    }))
 }
 
 /// A transition by the executor, through the release layer's rule and `Store::apply`.

@@ -315,6 +315,8 @@ pub async fn start(
         "data index filled from the store"
     );
 
+    // The executor's pauses notify on the guard's routes.
+    let executor_guard_config = guard.config().clone();
     let mut state = AppState::new(
         store,
         guard,
@@ -372,6 +374,7 @@ pub async fn start(
         executor: ExecutorSettings {
             agent_timeout_seconds: config.agent_timeout_seconds,
             replica: replica_name,
+            guard: executor_guard_config,
         },
     })
 }
