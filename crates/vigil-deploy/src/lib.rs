@@ -95,6 +95,14 @@ pub enum DeployError {
     #[error("onset: release {release} has no deployed batch yet, so no fault began")]
     OnsetBeforeAnyBatch { release: String },
     #[error(
+        "release {release} is shipped by vigil's executor, which reports its batches and its \
+         rollback itself: {action} is not reported for it"
+    )]
+    ShippedByExecutor {
+        release: String,
+        action: &'static str,
+    },
+    #[error(
         "batch {index} was already reported deployed to hosts {hosts:?} at {at}: a repeated \
          report must give the same hosts and at"
     )]
@@ -116,6 +124,7 @@ impl DeployError {
                 | DeployError::BatchAlreadyDeployed { .. }
                 | DeployError::BatchOutOfOrder { .. }
                 | DeployError::ReportDiffers { .. }
+                | DeployError::ShippedByExecutor { .. }
         )
     }
 
@@ -123,7 +132,9 @@ impl DeployError {
     /// `state` for a conflict with the release's state.
     pub fn field(&self) -> String {
         match self {
-            DeployError::NotAllowed { .. } => "state".to_string(),
+            DeployError::NotAllowed { .. } | DeployError::ShippedByExecutor { .. } => {
+                "state".to_string()
+            }
             DeployError::UnknownBatch { .. }
             | DeployError::BatchAlreadyDeployed { .. }
             | DeployError::BatchOutOfOrder { .. }
@@ -262,6 +273,23 @@ pub fn repeats_report(
         .or(planned)
         .is_some_and(|hosts| as_set(hosts) == as_set(&reported.hosts))
         && at.is_none_or(|at| at == reported.at)
+}
+
+/// Refuses what a pipeline or a person reports of a release Vigil's executor ships: its batches
+/// deployed and its rollback done, which only the executor reports (a person still pauses,
+/// resumes, rolls back and cancels it).
+pub fn check_not_executor_report(
+    release: &Release,
+    shipped_by_executor: bool,
+    action: Action,
+) -> Result<(), DeployError> {
+    if shipped_by_executor && matches!(action, Action::BatchDeployed | Action::RollbackDone) {
+        return Err(DeployError::ShippedByExecutor {
+            release: release.id.clone(),
+            action: action.as_str(),
+        });
+    }
+    Ok(())
 }
 
 /// True when every planned batch has been reported deployed.
@@ -462,6 +490,26 @@ pub(crate) mod tests {
             for action in actions {
                 assert!(next_state(state, action).is_err(), "{state} {action:?}");
             }
+        }
+    }
+
+    #[test]
+    fn only_the_executor_reports_the_batches_and_the_rollback_of_a_release_it_ships() {
+        let shipped = release(ReleaseState::Observing, 1);
+        for action in [Action::BatchDeployed, Action::RollbackDone] {
+            let refused = check_not_executor_report(&shipped, true, action).unwrap_err();
+            assert!(refused.is_conflict());
+            assert_eq!(refused.field(), "state");
+            assert!(refused.to_string().contains("executor"), "{refused}");
+            assert!(check_not_executor_report(&shipped, false, action).is_ok());
+        }
+        for action in [
+            Action::Pause,
+            Action::Resume,
+            Action::Rollback,
+            Action::Cancel,
+        ] {
+            assert!(check_not_executor_report(&shipped, true, action).is_ok());
         }
     }
 }

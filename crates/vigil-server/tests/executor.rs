@@ -1,7 +1,7 @@
 //! Vigil's executor through the agent routes, as three agents drive it over HTTP: register,
 //! poll, report. A two-batch release gated by the guard's verdict completes; a failed deploy
 //! and a silent agent pause with their reason; a rollback runs on the deployed hosts and ends
-//! rolled back; a server restarted mid-batch on the same store goes on without a second
+//! rolled back (a pipeline's batch report or rollback report refused); a server restarted mid-batch on the same store goes on without a second
 //! deploy task. On SQLite, and on PostgreSQL when `VIGIL_TEST_POSTGRES` names a server.
 #![allow(clippy::unwrap_used)]
 
@@ -298,6 +298,18 @@ fn a_rollback_makes_rollback_tasks_and_ends_rolled_back() {
     let server = TestServer::start(NOW);
     fleet_with_deployment(&server, 600);
     first_batch_deployed(&server);
+    // The executor alone reports its batches and its rollback done: a pipeline's report is
+    // refused, naming why.
+    let (status, refused) = server.post(
+        "/api/v1/releases/r1/batches/1/deployed",
+        &server.operator,
+        &json!({}),
+    );
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("executor"),
+        "{refused}"
+    );
     let (status, answer) = server.post(
         "/api/v1/releases/r1/rollback",
         &server.operator,
@@ -325,6 +337,16 @@ fn a_rollback_makes_rollback_tasks_and_ends_rolled_back() {
         "succeeded".to_owned()
     )));
     assert_eq!(tasks.len(), 2, "{tasks:?}");
+    let (status, refused) = server.post(
+        "/api/v1/releases/r1/rolled-back",
+        &server.operator,
+        &json!({}),
+    );
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("executor"),
+        "{refused}"
+    );
 }
 
 #[test]

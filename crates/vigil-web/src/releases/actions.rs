@@ -38,6 +38,8 @@ pub async fn batch_deployed(
         parse_request(body).await?
     };
     let release = load(&state, id).await?;
+    let shipped_by_executor = is_shipped_by_executor(&state, &release.id).await?;
+    vigil_deploy::check_not_executor_report(&release, shipped_by_executor, Action::BatchDeployed)?;
     // A pipeline retries: the same report again changes nothing and answers the release.
     let hosts = request.hosts.as_deref();
     if vigil_deploy::requests::is_repeated_report(&release, index, hosts, request.at)? {
@@ -48,6 +50,14 @@ pub async fn batch_deployed(
         vigil_deploy::requests::reported_batch(&release, index, request.hosts, request.at, now);
     let change = vigil_guard::requests::batch_change(&release, batch, token.name, now)?;
     Ok(Json(apply(&state, change).await?))
+}
+
+/// Whether Vigil's executor ships the release (an execution is stored beside it).
+async fn is_shipped_by_executor(state: &AppState, release_id: &str) -> Result<bool, ApiError> {
+    let id = release_id.to_owned();
+    state
+        .blocking(move |store| Ok(store.execution(&id)?.is_some()))
+        .await
 }
 
 /// Stores a state change with its audit row and notifications; returns the release as stored.
@@ -97,6 +107,8 @@ pub(crate) async fn perform(
     crate::auth::require(token, Role::Operator)?;
     vigil_deploy::requests::check_reason(reason.as_deref())?;
     let release = load(state, id).await?;
+    let shipped_by_executor = is_shipped_by_executor(state, &release.id).await?;
+    vigil_deploy::check_not_executor_report(&release, shipped_by_executor, action)?;
     let change = vigil_guard::requests::action_change(
         state.guard.config(),
         &release,
