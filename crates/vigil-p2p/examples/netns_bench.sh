@@ -7,11 +7,13 @@
 # is routed to or from the machine's own interfaces.
 #
 #   sudo crates/vigil-p2p/examples/netns_bench.sh            # PEERS=32 SIZE_MIB=256 RATE_MBIT=100 RUNS=3
+#   LOGS=DIR keeps each run's origin log (its egress second by second) and the peers' lines.
 set -eu
 PEERS=${PEERS:-32}
 SIZE_MIB=${SIZE_MIB:-256}
 RATE_MBIT=${RATE_MBIT:-100}
 RUNS=${RUNS:-3}
+MTU=${MTU:-9000}
 if [ "$(id -u)" != 0 ]; then
     echo "SKIPPED: tier 2 needs root (ip netns, tc); run it as root" >&2
     exit 0
@@ -45,6 +47,8 @@ setup() {
         ip link set "vgs$index" netns $SWITCH
         ip -n "$ns" link set "vgp$index" name eth0
         ip -n "$ns" addr add "10.77.$((index / 200)).$((index % 200 + 1))/16" dev eth0
+        ip -n "$ns" link set eth0 mtu "$MTU"
+        ip -n $SWITCH link set "vgs$index" mtu "$MTU"
         ip -n "$ns" link set eth0 up
         ip -n "$ns" link set lo up
         ip -n $SWITCH link set "vgs$index" master br0
@@ -89,6 +93,9 @@ for run in $(seq 1 "$RUNS"); do
     EGRESS=$(ip netns exec vgp-0 "$BIN" egress "$ORIGIN")
     for pid in $(cat "$WORK/pids"); do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    if [ -n "${LOGS:-}" ]; then
+        mkdir -p "$LOGS/run-$run" && cp "$WORK"/origin.log "$WORK"/out-* "$LOGS/run-$run/"
+    fi
     awk -v start=$START -v first=$FIRST -v last=$LAST -v bound=$BOUND -v egress=$EGRESS -v s=$SIZE -v run=$run 'BEGIN {
         printf "run %d: first verified copy %.2f s, last verified copy %.2f s, ratio %.2f (goal <= 1.3), origin egress %.2f x S\n",
             run, first - start, last - start, (last - start) / bound, egress / s }' | tee -a "$WORK/results"

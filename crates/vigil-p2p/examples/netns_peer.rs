@@ -48,7 +48,7 @@ const FAILED: u8 = 2;
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("a runtime");
@@ -86,6 +86,20 @@ async fn origin(arguments: &[String]) -> Result<(), String> {
         .await
         .map_err(|error| error.to_string())?;
     println!("origin listening on {listen}");
+    // The origin's egress each second, to see whether it is kept busy.
+    let watched = Arc::clone(&coordinator);
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticks.tick().await;
+            println!(
+                "egress {:.1} s {} bytes",
+                started.elapsed().as_secs_f64(),
+                watched.origin_bytes()
+            );
+        }
+    });
     loop {
         let (stream, _) = listener.accept().await.map_err(|error| error.to_string())?;
         let _ = stream.set_nodelay(true);
@@ -223,6 +237,21 @@ async fn peer(arguments: &[String]) -> Result<(), String> {
         }),
         progress: None,
     };
+    // Pieces held and MiB uploaded each second, to see whether every link is kept busy.
+    let watched = Arc::clone(&node);
+    let artifact = request.manifest.sha256.clone();
+    let timeline = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticks.tick().await;
+            let held = watched.have(&artifact).map_or(0, |have| have.count());
+            println!(
+                "progress {:.0} s {held} pieces {} MiB up",
+                started.elapsed().as_secs_f64(),
+                watched.uploaded_bytes() >> 20
+            );
+        }
+    });
     let path = fetch(&node, request)
         .await
         .map_err(|error| error.to_string())?;
@@ -237,6 +266,7 @@ async fn peer(arguments: &[String]) -> Result<(), String> {
     );
     // Keep serving the others a while.
     tokio::time::sleep(Duration::from_secs(30)).await;
+    timeline.abort();
     node.shutdown();
     Ok(())
 }

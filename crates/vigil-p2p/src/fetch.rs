@@ -1,5 +1,9 @@
 //! Fetching an artifact: announce to the tracker, fetch the rarest missing pieces from a few
-//! peers, verify each, fall back to the origin, and check the whole file at the end.
+//! peers, verify each, and fall back to the origin.
+//!
+//! Every byte of the file lies in exactly one piece and every piece is checked against its
+//! BLAKE3 digest in the signed manifest before it is written, so a file whose pieces all
+//! passed is the file the server signed: the whole file is not read again.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -47,7 +51,7 @@ impl std::fmt::Debug for Fetch {
 }
 
 /// Peers asked at once (the parents), one piece each at a time.
-pub const PARENTS: usize = 4;
+pub const PARENTS: usize = 8;
 /// A connection to a peer that takes longer is given up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A peer's answer that stalls this long between two reads is given up.
@@ -60,6 +64,8 @@ const ORIGIN_ERROR_WAIT: Duration = Duration::from_secs(1);
 /// The tracker's interval is kept within these bounds.
 const MIN_ANNOUNCE: Duration = Duration::from_millis(100);
 const MAX_ANNOUNCE: Duration = Duration::from_secs(30);
+/// A peer that answered busy is asked again after about this long.
+const PEER_BUSY_WAIT: Duration = Duration::from_millis(40);
 /// A peer that failed this many times in a row is dropped until the tracker hands it out again.
 const MAX_PEER_FAILURES: u32 = 3;
 /// The scheduler looks again at least this often.
@@ -93,14 +99,9 @@ pub async fn fetch(node: &Arc<PeerNode>, request: Fetch) -> Result<PathBuf, P2pE
     run.tasks.abort_all();
     outcome?;
     let whole = whole_path(&dir, &artifact);
-    let check_path = held.path.clone();
-    let expected = run.request.manifest.sha256.clone();
-    let size = run.request.manifest.size;
-    let digest = tokio::task::spawn_blocking(move || sha256_of(&check_path, size))
-        .await
-        .map_err(|error| P2pError::Io(std::io::Error::other(error)))??;
-    if digest != expected {
-        tracing::warn!(artifact = %artifact, host = %run.request.host, "artifact whole-file check failed");
+    let written = run.file.metadata()?.len();
+    if written != run.request.manifest.size {
+        tracing::warn!(artifact = %artifact, host = %run.request.host, written, "artifact file has the wrong length");
         node.forget(&artifact);
         return Err(P2pError::BadFile);
     }
@@ -109,6 +110,7 @@ pub async fn fetch(node: &Arc<PeerNode>, request: Fetch) -> Result<PathBuf, P2pE
     }
     node.complete(&artifact, whole.clone());
     report(&run.request, pieces, true);
+    eprintln!("DBG {} origin {} peers {} busy {} notheld {} loops {} avg_inflight {:.2} noidle {} nocand {} parents {}", run.request.host, run.from_origin, run.from_peers, run.dbg_busy, run.dbg_notheld, run.dbg_loops, run.dbg_inflight_sum as f64 / run.dbg_loops.max(1) as f64, run.dbg_noidle, run.dbg_nocand, run.parents.len());
     announce_once(node, &run.request, &run.have, &run.bad_reports).await;
     tracing::info!(
         artifact = %artifact,
@@ -151,24 +153,6 @@ async fn prepare_files(dir: &Path, manifest: &Manifest) -> Result<PathBuf, P2pEr
     Ok(data_path)
 }
 
-fn sha256_of(path: &Path, size: u64) -> Result<String, P2pError> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    if file.metadata()?.len() != size {
-        return Err(P2pError::BadFile);
-    }
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        context.update(&buffer[..read]);
-    }
-    Ok(vigil_core::text::hex(context.finish().as_ref()))
-}
-
 fn report(request: &Fetch, pieces_held: u32, verified: bool) {
     if let Some(progress) = &request.progress {
         progress(ArtifactProgress {
@@ -206,6 +190,8 @@ struct Parent {
     addr: SocketAddr,
     have: Bitfield,
     busy: bool,
+    /// It answered busy: not asked again before this.
+    rest_until: Option<Instant>,
     /// An open connection, kept between requests.
     connection: Option<TcpStream>,
 }
@@ -234,8 +220,11 @@ struct Run {
     request: Fetch,
     file: Arc<std::fs::File>,
     have: Bitfield,
-    in_flight: BTreeSet<u32>,
+    /// Pieces asked of a peer or the origin and not answered yet.
+    in_flight: Bitfield,
     parents: HashMap<String, Parent>,
+    /// How many of `parents` hold each piece, kept as their bitfields change.
+    holders: Vec<u32>,
     /// Consecutive failures per peer, kept when a peer is dropped and handed out again.
     failures: HashMap<String, (u32, Instant)>,
     blocked: BTreeSet<String>,
@@ -250,6 +239,7 @@ struct Run {
     random: u64,
     from_origin: u32,
     from_peers: u32,
+    dbg_busy: u32, dbg_notheld: u32, dbg_loops: u64, dbg_inflight_sum: u64, dbg_noidle: u64, dbg_nocand: u64,
     bad_pieces: u32,
 }
 
@@ -263,13 +253,15 @@ impl Run {
                 (state ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
             })
             ^ u64::from(node.addr().port());
+        let pieces = have.len();
         Run {
             node,
             request,
             file,
             have,
-            in_flight: BTreeSet::new(),
+            in_flight: Bitfield::new(pieces),
             parents: HashMap::new(),
+            holders: vec![0; pieces as usize],
             failures: HashMap::new(),
             blocked: BTreeSet::new(),
             bad_reports: Vec::new(),
@@ -284,6 +276,7 @@ impl Run {
             from_origin: 0,
             from_peers: 0,
             bad_pieces: 0,
+            dbg_busy: 0, dbg_notheld: 0, dbg_loops: 0, dbg_inflight_sum: 0, dbg_noidle: 0, dbg_nocand: 0,
         }
     }
 
@@ -292,10 +285,7 @@ impl Run {
     }
 
     fn next_random(&mut self) -> u64 {
-        self.random ^= self.random << 13;
-        self.random ^= self.random >> 7;
-        self.random ^= self.random << 17;
-        self.random
+        xorshift(&mut self.random)
     }
 
     async fn until_complete(&mut self) -> Result<(), P2pError> {
@@ -319,6 +309,8 @@ impl Run {
             }
             self.schedule_peers(now);
             self.schedule_origin(now);
+            self.dbg_loops += 1;
+            self.dbg_inflight_sum += self.parents.values().filter(|p| p.busy).count() as u64;
             let outcome = tokio::select! {
                 joined = self.tasks.join_next(), if !self.tasks.is_empty() => joined,
                 _ = tokio::time::sleep(TICK) => None,
@@ -363,69 +355,92 @@ impl Run {
         }
     }
 
-    /// How many usable peers hold each piece.
-    fn availability(&self, now: Instant) -> Vec<u32> {
-        let mut counts = vec![0u32; self.have.len() as usize];
-        for (host, parent) in &self.parents {
-            if !self.usable(host, now) {
-                continue;
-            }
-            for (index, count) in counts.iter_mut().enumerate() {
-                if parent.have.has(index as u32) {
-                    *count += 1;
-                }
-            }
-        }
-        counts
-    }
-
     fn wanted(&self, index: u32) -> bool {
-        !self.have.has(index) && !self.in_flight.contains(&index)
+        !self.have.has(index) && !self.in_flight.has(index)
     }
 
-    /// Asks idle parents for the rarest pieces they hold, up to [`PARENTS`] at once.
+    /// Records what `host` holds now (a new parent when it was not one), keeping `holders`.
+    fn set_parent_have(&mut self, host: &str, addr: SocketAddr, have: Bitfield) {
+        let Some(parent) = self.parents.get_mut(host) else {
+            add_holdings(&mut self.holders, &have, 1);
+            self.parents.insert(
+                host.to_string(),
+                Parent {
+                    addr,
+                    have,
+                    busy: false,
+                    rest_until: None,
+                    connection: None,
+                },
+            );
+            return;
+        };
+        if parent.addr != addr {
+            parent.addr = addr;
+            parent.connection = None;
+        }
+        add_holdings(&mut self.holders, &parent.have, -1);
+        add_holdings(&mut self.holders, &have, 1);
+        parent.have = have;
+    }
+
+    fn remove_parent(&mut self, host: &str) {
+        if let Some(parent) = self.parents.remove(host) {
+            add_holdings(&mut self.holders, &parent.have, -1);
+        }
+    }
+
+    /// Asks idle parents for the rarest wanted pieces they hold, up to [`PARENTS`] requests
+    /// at once, each to a different parent.
     fn schedule_peers(&mut self, now: Instant) {
         let busy = self.parents.values().filter(|parent| parent.busy).count();
         if busy >= PARENTS {
             return;
         }
-        let counts = self.availability(now);
-        for _ in busy..PARENTS {
-            let idle: Vec<String> = self
-                .parents
-                .iter()
-                .filter(|(host, parent)| !parent.busy && self.usable(host, now))
-                .map(|(host, _)| host.clone())
-                .collect();
-            // The rarest wanted piece some idle parent holds; ties broken at random, so that
-            // fetchers spread over different pieces.
-            let mut best: Option<(u32, u64, u32)> = None;
-            for index in 0..self.have.len() {
-                if !self.wanted(index) {
-                    continue;
-                }
-                let holders = idle
-                    .iter()
-                    .filter(|host| self.parents[*host].have.has(index))
-                    .count();
-                if holders == 0 {
-                    continue;
-                }
-                let tie = self.next_random();
-                let key = (counts[index as usize], tie, index);
-                if best.is_none_or(|current| (key.0, key.1) < (current.0, current.1)) {
-                    best = Some(key);
-                }
+        let idle: Vec<(&String, &Bitfield)> = self
+            .parents
+            .iter()
+            .filter(|(host, parent)| {
+                !parent.busy
+                    && parent.rest_until.is_none_or(|until| now >= until)
+                    && self.usable(host, now)
+            })
+            .map(|(host, parent)| (host, &parent.have))
+            .collect();
+        if idle.is_empty() {
+            self.dbg_noidle += 1;
+            return;
+        }
+        let mut random = self.random;
+        // Rarest first; ties broken at random, so that fetchers spread over different pieces.
+        let mut candidates: Vec<(u32, u64, u32)> = (0..self.have.len())
+            .filter(|index| self.holders[*index as usize] > 0 && self.wanted(*index))
+            .map(|index| (self.holders[index as usize], xorshift(&mut random), index))
+            .collect();
+        candidates.sort_unstable();
+        let mut slots = PARENTS - busy;
+        let mut asked = vec![false; idle.len()];
+        let mut picks: Vec<(String, u32)> = Vec::new();
+        let mut able: Vec<usize> = Vec::new();
+        for (_, _, index) in candidates {
+            if slots == 0 || picks.len() == idle.len() {
+                break;
             }
-            let Some((_, _, index)) = best else {
-                return;
-            };
-            let holders: Vec<&String> = idle
-                .iter()
-                .filter(|host| self.parents[*host].have.has(index))
-                .collect();
-            let pick = (self.next_random() % holders.len() as u64) as usize;
-            let host = holders[pick].clone();
+            able.clear();
+            able.extend(
+                (0..idle.len()).filter(|position| !asked[*position] && idle[*position].1.has(index)),
+            );
+            if able.is_empty() {
+                continue;
+            }
+            let chosen = able[(xorshift(&mut random) % able.len() as u64) as usize];
+            asked[chosen] = true;
+            picks.push((idle[chosen].0.clone(), index));
+            slots -= 1;
+        }
+        self.random = random;
+        if picks.is_empty() { self.dbg_nocand += 1; }
+        for (host, index) in picks {
             self.ask_peer(host, index);
         }
     }
@@ -435,7 +450,7 @@ impl Run {
             return;
         };
         parent.busy = true;
-        self.in_flight.insert(index);
+        self.in_flight.set(index);
         let addr = parent.addr;
         let connection = parent.connection.take();
         let node = Arc::clone(&self.node);
@@ -459,16 +474,15 @@ impl Run {
         if self.origin_busy || now < self.origin_next {
             return;
         }
-        let counts = self.availability(now);
         let orphans: Vec<u32> = (0..self.have.len())
-            .filter(|index| self.wanted(*index) && counts[*index as usize] == 0)
+            .filter(|index| self.holders[*index as usize] == 0 && self.wanted(*index))
             .collect();
         if orphans.is_empty() {
             return;
         }
         let index = orphans[(self.next_random() % orphans.len() as u64) as usize];
         self.origin_busy = true;
-        self.in_flight.insert(index);
+        self.in_flight.set(index);
         let coordinator = Arc::clone(&self.request.coordinator);
         let artifact = self.artifact().to_string();
         let node = Arc::clone(&self.node);
@@ -507,7 +521,7 @@ impl Run {
             }
             Outcome::Origin { index, result } => {
                 self.origin_busy = false;
-                self.in_flight.remove(&index);
+                self.in_flight.clear(index);
                 match result {
                     Ok(Some(bytes)) => {
                         if !verify_piece(&self.request.manifest, index, &bytes) {
@@ -532,7 +546,7 @@ impl Run {
                 index,
                 result,
             } => {
-                self.in_flight.remove(&index);
+                self.in_flight.clear(index);
                 if let Some(parent) = self.parents.get_mut(&host) {
                     parent.busy = false;
                 }
@@ -562,26 +576,7 @@ impl Run {
             let Some(have) = Bitfield::from_hex(&peer.have, pieces) else {
                 continue;
             };
-            match self.parents.get_mut(&peer.host) {
-                Some(parent) => {
-                    if parent.addr != addr {
-                        parent.addr = addr;
-                        parent.connection = None;
-                    }
-                    parent.have = have;
-                }
-                None => {
-                    self.parents.insert(
-                        peer.host,
-                        Parent {
-                            addr,
-                            have,
-                            busy: false,
-                            connection: None,
-                        },
-                    );
-                }
-            }
+            self.set_parent_have(&peer.host, addr, have);
         }
     }
 
@@ -597,10 +592,11 @@ impl Run {
             connection,
         } = answer;
         if let Some(parent) = self.parents.get_mut(host) {
-            if let Some(have) = Bitfield::from_bytes(&response.have, pieces) {
-                parent.have = have;
-            }
             parent.connection = Some(connection);
+            let addr = parent.addr;
+            if let Some(have) = Bitfield::from_bytes(&response.have, pieces) {
+                self.set_parent_have(host, addr, have);
+            }
         }
         match response.status {
             wire::PIECE => {
@@ -612,14 +608,26 @@ impl Run {
                 self.from_peers += 1;
                 self.keep(index, response.piece).await
             }
-            wire::NOT_HELD => {
+            wire::BUSY => {
+                self.dbg_busy += 1;
+                let rest = PEER_BUSY_WAIT + Duration::from_millis(self.next_random() % 40);
                 if let Some(parent) = self.parents.get_mut(host) {
-                    parent.have.clear(index);
+                    parent.rest_until = Some(Instant::now() + rest);
+                }
+                Ok(())
+            }
+            wire::NOT_HELD => {
+                self.dbg_notheld += 1;
+                if let Some(parent) = self.parents.get_mut(host) {
+                    if parent.have.has(index) {
+                        parent.have.clear(index);
+                        self.holders[index as usize] -= 1;
+                    }
                 }
                 Ok(())
             }
             _ => {
-                self.parents.remove(host);
+                self.remove_parent(host);
                 Ok(())
             }
         }
@@ -628,7 +636,7 @@ impl Run {
     /// A peer sent a piece that failed its digest: never asked again, and reported.
     fn block(&mut self, host: &str, index: u32) {
         self.bad_pieces += 1;
-        self.parents.remove(host);
+        self.remove_parent(host);
         if self.blocked.insert(host.to_string()) {
             self.bad_reports.push(host.to_string());
         }
@@ -656,7 +664,7 @@ impl Run {
             "peer request failed"
         );
         if failures >= MAX_PEER_FAILURES {
-            self.parents.remove(host);
+            self.remove_parent(host);
         } else if let Some(parent) = self.parents.get_mut(host) {
             parent.connection = None;
         }
@@ -677,6 +685,27 @@ impl Run {
         self.last_gain = Instant::now();
         report(&self.request, self.have.count(), false);
         Ok(())
+    }
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Adds `sign` to the holder count of every piece `have` holds.
+fn add_holdings(holders: &mut [u32], have: &Bitfield, sign: i32) {
+    for (byte_index, byte) in have.as_bytes().iter().enumerate() {
+        let mut bits = *byte;
+        while bits != 0 {
+            let bit = bits.leading_zeros() as usize;
+            bits &= !(0x80u8 >> bit);
+            if let Some(count) = holders.get_mut(byte_index * 8 + bit) {
+                *count = count.saturating_add_signed(sign);
+            }
+        }
     }
 }
 

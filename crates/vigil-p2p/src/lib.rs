@@ -24,7 +24,7 @@ pub enum P2pError {
     Manifest(String),
     #[error("piece {index} failed its digest")]
     BadPiece { index: u32 },
-    #[error("the whole file's sha-256 differs from the manifest's")]
+    #[error("the fetched file's length differs from the manifest's")]
     BadFile,
     #[error("coordinator: {0}")]
     Coordinator(String),

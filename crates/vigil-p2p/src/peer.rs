@@ -4,14 +4,15 @@
 //! The wire protocol ([`wire`]) is a request and its answer, repeated on one connection:
 //! the asker sends `VP`, an operation byte (1: a piece), the artifact id's length (one byte)
 //! and the id, and the piece index (u32, big-endian); the peer answers a status byte (0: the
-//! piece follows, 1: it does not hold that piece, 2: it does not know the artifact), its
+//! piece follows, 1: it does not hold that piece, 2: it does not know the artifact, 3: every
+//! upload slot is taken, ask another peer or later), its
 //! bitfield of the artifact (u32 length, then the packed bits), and the piece (u32 length,
 //! then the bytes; empty unless the status is 0).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -31,6 +32,11 @@ pub struct Limits {
     pub down_bytes_per_second: Option<u64>,
 }
 
+/// Pieces sent at once; a request beyond them is answered busy at once, so that askers turn to
+/// other peers instead of sharing one peer's upload many ways (a peer that just got a rare
+/// piece would otherwise be asked for it by the whole swarm while the others sit idle).
+pub const UPLOAD_SLOTS: usize = 8;
+
 /// How long a connection may sit idle before the peer closes it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes written between two takes from the upload bucket.
@@ -46,6 +52,7 @@ pub struct PeerNode {
     held: Mutex<HashMap<String, Held>>,
     stop: watch::Sender<bool>,
     uploaded_bytes: AtomicU64,
+    uploading: AtomicUsize,
 }
 
 /// An artifact this peer holds some of.
@@ -85,6 +92,7 @@ impl PeerNode {
             held: Mutex::new(held),
             stop,
             uploaded_bytes: AtomicU64::new(0),
+            uploading: AtomicUsize::new(0),
         });
         tracing::debug!(addr = %addr, "peer listening");
         tokio::spawn(accept_loop(Arc::clone(&node), listener, stopped));
@@ -154,12 +162,6 @@ impl PeerNode {
     pub(crate) fn add_piece(&self, artifact: &str, index: u32) {
         if let Some(held) = self.lock_held().get_mut(artifact) {
             held.have.set(index);
-        }
-    }
-
-    fn drop_piece(&self, artifact: &str, index: u32) {
-        if let Some(held) = self.lock_held().get_mut(artifact) {
-            held.have.clear(index);
         }
     }
 
@@ -311,7 +313,11 @@ async fn serve_requests(node: &PeerNode, stream: &mut TcpStream) -> std::io::Res
             Ok(Ok(Some(request))) => request,
             Ok(Err(error)) => return Err(error),
         };
-        let answer = answer_request(node, &request).await;
+        let slot = node.take_upload_slot();
+        let answer = match &slot {
+            Some(_) => answer_request(node, &request).await,
+            None => busy_answer(node, &request),
+        };
         wire::write_response(
             stream,
             answer.status,
@@ -320,10 +326,42 @@ async fn serve_requests(node: &PeerNode, stream: &mut TcpStream) -> std::io::Res
             node.upload.as_ref(),
         )
         .await?;
+        drop(slot);
         if answer.status == wire::PIECE {
             node.uploaded_bytes
                 .fetch_add(answer.piece.len() as u64, Ordering::Relaxed);
         }
+    }
+}
+
+/// An upload slot, given back when dropped.
+struct UploadSlot<'a>(&'a AtomicUsize);
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl PeerNode {
+    fn take_upload_slot(&self) -> Option<UploadSlot<'_>> {
+        self.uploading
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < UPLOAD_SLOTS).then_some(taken + 1)
+            })
+            .ok()
+            .map(|_| UploadSlot(&self.uploading))
+    }
+}
+
+/// Every upload slot is taken: the asker learns what this peer holds, and asks elsewhere.
+fn busy_answer(node: &PeerNode, request: &wire::Request) -> Answer {
+    Answer {
+        status: wire::BUSY,
+        have: node
+            .held(&request.artifact)
+            .map(|held| held.have.as_bytes().to_vec()),
+        piece: Vec::new(),
     }
 }
 
@@ -353,39 +391,27 @@ async fn answer_request(node: &PeerNode, request: &wire::Request) -> Answer {
         return not_held(&held.have);
     };
     let offset = u64::from(request.index) * u64::from(held.manifest.piece_size);
-    let manifest = Arc::clone(&held.manifest);
     let index = request.index;
     let first_path = held.path.clone();
-    // Read and checked again: a piece damaged on disk since is never sent on.
-    let mut read = read_checked(
-        first_path.clone(),
-        offset,
-        length,
-        Arc::clone(&manifest),
-        index,
-    )
-    .await;
+    // Every held piece was checked against the manifest when it arrived (or when it was found
+    // on disk at start); the asker checks it again, and blocks a peer that sends it damaged.
+    let mut read = read_piece(first_path.clone(), offset, length).await;
     if matches!(read, Ok(Err(_))) {
         let moved = node
             .held(&request.artifact)
             .map(|now| now.path)
             .filter(|path| *path != first_path);
         if let Some(moved) = moved {
-            // The whole file was verified and renamed while this answer was read.
-            read = read_checked(moved, offset, length, manifest, index).await;
+            // The file was renamed to its final name while this answer was read.
+            read = read_piece(moved, offset, length).await;
         }
     }
     match read {
-        Ok(Ok((bytes, true))) => Answer {
+        Ok(Ok(bytes)) => Answer {
             status: wire::PIECE,
             have: Some(held.have.as_bytes().to_vec()),
             piece: bytes,
         },
-        Ok(Ok((_, false))) => {
-            tracing::warn!(artifact = %request.artifact, piece = index, "held piece damaged on disk");
-            node.drop_piece(&request.artifact, index);
-            not_held(&held.have)
-        }
         Ok(Err(error)) => {
             tracing::debug!(artifact = %request.artifact, piece = index, error = %error, "held piece unreadable");
             not_held(&held.have)
@@ -394,27 +420,19 @@ async fn answer_request(node: &PeerNode, request: &wire::Request) -> Answer {
     }
 }
 
-async fn read_checked(
+async fn read_piece(
     path: PathBuf,
     offset: u64,
     length: u32,
-    manifest: Arc<Manifest>,
-    index: u32,
-) -> Result<std::io::Result<(Vec<u8>, bool)>, tokio::task::JoinError> {
-    tokio::task::spawn_blocking(move || {
-        read_at(&path, offset, length).map(|bytes| {
-            let intact = verify_piece(&manifest, index, &bytes);
-            (bytes, intact)
-        })
-    })
-    .await
+) -> Result<std::io::Result<Vec<u8>>, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || read_at(&path, offset, length)).await
 }
 
 /// The peers' wire protocol (see the module's documentation), for peers and tests alike.
 pub mod wire {
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-    use crate::limit::{take, TokenBucket};
+    use crate::limit::TokenBucket;
 
     use super::CHUNK;
 
@@ -426,6 +444,8 @@ pub mod wire {
     pub const NOT_HELD: u8 = 1;
     /// Status: the peer does not know the artifact.
     pub const UNKNOWN_ARTIFACT: u8 = 2;
+    /// Status: every upload slot of the peer is taken.
+    pub const BUSY: u8 = 3;
     /// The largest piece and bitfield a peer accepts in an answer.
     pub const MAX_PIECE_BYTES: u32 = crate::manifest::MAX_PIECE_SIZE;
     pub const MAX_BITFIELD_BYTES: u32 = 1 << 20;
@@ -489,9 +509,15 @@ pub mod wire {
         head.extend_from_slice(have);
         head.extend_from_slice(&(piece.len() as u32).to_be_bytes());
         stream.write_all(&head).await?;
-        for chunk in piece.chunks(CHUNK) {
-            take(upload, chunk.len()).await;
-            stream.write_all(chunk).await?;
+        match upload {
+            // Unlimited: the whole piece in one call, the kernel cuts it.
+            None => stream.write_all(piece).await?,
+            Some(bucket) => {
+                for chunk in piece.chunks(CHUNK) {
+                    bucket.take(chunk.len()).await;
+                    stream.write_all(chunk).await?;
+                }
+            }
         }
         stream.flush().await
     }
@@ -511,7 +537,7 @@ pub mod wire {
         download: Option<&TokenBucket>,
     ) -> std::io::Result<Response> {
         let status = stream.read_u8().await?;
-        if status > UNKNOWN_ARTIFACT {
+        if status > BUSY {
             return Err(invalid("an unknown status"));
         }
         let have_length = stream.read_u32().await?;
@@ -525,9 +551,16 @@ pub mod wire {
             return Err(invalid("a piece of the wrong length"));
         }
         let mut piece = vec![0u8; piece_length as usize];
-        for chunk in piece.chunks_mut(CHUNK) {
-            take(download, chunk.len()).await;
-            stream.read_exact(chunk).await?;
+        match download {
+            None => {
+                stream.read_exact(&mut piece).await?;
+            }
+            Some(bucket) => {
+                for chunk in piece.chunks_mut(CHUNK) {
+                    bucket.take(chunk.len()).await;
+                    stream.read_exact(chunk).await?;
+                }
+            }
         }
         Ok(Response {
             status,
