@@ -3,8 +3,10 @@
 //!
 //! - `netns_peer origin LISTEN FILE MANIFEST_OUT`: cuts FILE into pieces, writes its manifest,
 //!   and serves the tracker and the origin over TCP on LISTEN until killed;
-//! - `netns_peer peer COORDINATOR LISTEN HOST MANIFEST DIR`: fetches the artifact from the
-//!   swarm and the origin, prints the seconds it took, and keeps serving for a grace time;
+//! - `netns_peer peer COORDINATOR LISTEN HOST MANIFEST DIR START_AT`: listens, waits for
+//!   START_AT (Unix seconds, so that every peer starts at once however long launching them
+//!   took), fetches the artifact from the swarm and the origin, prints the seconds it took,
+//!   and keeps serving for a grace time;
 //! - `netns_peer egress COORDINATOR`: prints the origin's egress in bytes.
 //!
 //! The coordinator's protocol: a JSON request on one line; the answer a status byte (0 ok,
@@ -47,6 +49,7 @@ const FAILED: u8 = 2;
 
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
+    // One worker each: 33 of these processes share the machine's cores.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -54,9 +57,9 @@ fn main() {
         .expect("a runtime");
     let outcome = match arguments.first().map(String::as_str) {
         Some("origin") if arguments.len() == 4 => runtime.block_on(origin(&arguments[1..])),
-        Some("peer") if arguments.len() == 6 => runtime.block_on(peer(&arguments[1..])),
+        Some("peer") if arguments.len() == 7 => runtime.block_on(peer(&arguments[1..])),
         Some("egress") if arguments.len() == 2 => egress(&arguments[1]),
-        _ => Err("usage: netns_peer origin LISTEN FILE MANIFEST_OUT | peer COORDINATOR LISTEN HOST MANIFEST DIR | egress COORDINATOR".to_string()),
+        _ => Err("usage: netns_peer origin LISTEN FILE MANIFEST_OUT | peer COORDINATOR LISTEN HOST MANIFEST DIR START_AT | egress COORDINATOR".to_string()),
     };
     if let Err(error) = outcome {
         eprintln!("netns_peer: {error}");
@@ -224,10 +227,17 @@ async fn peer(arguments: &[String]) -> Result<(), String> {
     let manifest: Manifest =
         serde_json::from_slice(&manifest_json).map_err(|error| error.to_string())?;
     let dir = PathBuf::from(&arguments[4]);
-    let started = Instant::now();
+    let start_at: f64 = arguments[5]
+        .parse()
+        .map_err(|_| "start_at: not unix seconds")?;
     let node = PeerNode::start(listen, dir, Limits::default())
         .await
         .map_err(|error| error.to_string())?;
+    let now = unix_seconds();
+    if start_at > now {
+        tokio::time::sleep(Duration::from_secs_f64(start_at - now)).await;
+    }
+    let started = Instant::now();
     let request = Fetch {
         manifest,
         host: host.clone(),
@@ -255,10 +265,7 @@ async fn peer(arguments: &[String]) -> Result<(), String> {
     let path = fetch(&node, request)
         .await
         .map_err(|error| error.to_string())?;
-    let finished_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|since| since.as_secs_f64())
-        .unwrap_or_default();
+    let finished_at = unix_seconds();
     println!(
         "{host} verified {} in {:.2} s, at {finished_at:.3}",
         path.display(),
@@ -279,4 +286,11 @@ fn egress(coordinator: &str) -> Result<(), String> {
     let (_, body) = exchange(&mut stream, &Request::Egress).map_err(|error| error.to_string())?;
     println!("{}", String::from_utf8_lossy(&body));
     Ok(())
+}
+
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_secs_f64())
+        .unwrap_or_default()
 }

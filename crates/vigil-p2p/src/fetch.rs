@@ -64,6 +64,9 @@ const ORIGIN_ERROR_WAIT: Duration = Duration::from_secs(1);
 /// The tracker's interval is kept within these bounds.
 const MIN_ANNOUNCE: Duration = Duration::from_millis(100);
 const MAX_ANNOUNCE: Duration = Duration::from_secs(30);
+/// When no peer sent a piece for this long, the origin serves any wanted piece, even one some
+/// peer claims (peers that are always busy, or slow, never starve a fetch).
+const PEERS_STARVED_AFTER: Duration = Duration::from_secs(2);
 /// A peer that answered busy is asked again after about this long.
 const PEER_BUSY_WAIT: Duration = Duration::from_millis(40);
 /// A peer that failed this many times in a row is dropped until the tracker hands it out again.
@@ -110,7 +113,6 @@ pub async fn fetch(node: &Arc<PeerNode>, request: Fetch) -> Result<PathBuf, P2pE
     }
     node.complete(&artifact, whole.clone());
     report(&run.request, pieces, true);
-    eprintln!("DBG {} origin {} peers {} busy {} notheld {} loops {} avg_inflight {:.2} noidle {} nocand {} parents {}", run.request.host, run.from_origin, run.from_peers, run.dbg_busy, run.dbg_notheld, run.dbg_loops, run.dbg_inflight_sum as f64 / run.dbg_loops.max(1) as f64, run.dbg_noidle, run.dbg_nocand, run.parents.len());
     announce_once(node, &run.request, &run.have, &run.bad_reports).await;
     tracing::info!(
         artifact = %artifact,
@@ -236,10 +238,10 @@ struct Run {
     announce_next: Instant,
     announce_interval: Duration,
     last_gain: Instant,
+    last_peer_gain: Instant,
     random: u64,
     from_origin: u32,
     from_peers: u32,
-    dbg_busy: u32, dbg_notheld: u32, dbg_loops: u64, dbg_inflight_sum: u64, dbg_noidle: u64, dbg_nocand: u64,
     bad_pieces: u32,
 }
 
@@ -272,11 +274,11 @@ impl Run {
             announce_next: now,
             announce_interval: Duration::from_secs(1),
             last_gain: now,
+            last_peer_gain: now,
             random: seed | 1,
             from_origin: 0,
             from_peers: 0,
             bad_pieces: 0,
-            dbg_busy: 0, dbg_notheld: 0, dbg_loops: 0, dbg_inflight_sum: 0, dbg_noidle: 0, dbg_nocand: 0,
         }
     }
 
@@ -309,8 +311,6 @@ impl Run {
             }
             self.schedule_peers(now);
             self.schedule_origin(now);
-            self.dbg_loops += 1;
-            self.dbg_inflight_sum += self.parents.values().filter(|p| p.busy).count() as u64;
             let outcome = tokio::select! {
                 joined = self.tasks.join_next(), if !self.tasks.is_empty() => joined,
                 _ = tokio::time::sleep(TICK) => None,
@@ -408,7 +408,6 @@ impl Run {
             .map(|(host, parent)| (host, &parent.have))
             .collect();
         if idle.is_empty() {
-            self.dbg_noidle += 1;
             return;
         }
         let mut random = self.random;
@@ -428,7 +427,8 @@ impl Run {
             }
             able.clear();
             able.extend(
-                (0..idle.len()).filter(|position| !asked[*position] && idle[*position].1.has(index)),
+                (0..idle.len())
+                    .filter(|position| !asked[*position] && idle[*position].1.has(index)),
             );
             if able.is_empty() {
                 continue;
@@ -439,7 +439,6 @@ impl Run {
             slots -= 1;
         }
         self.random = random;
-        if picks.is_empty() { self.dbg_nocand += 1; }
         for (host, index) in picks {
             self.ask_peer(host, index);
         }
@@ -469,13 +468,15 @@ impl Run {
         });
     }
 
-    /// Asks the origin for a wanted piece no usable peer holds, one at a time.
+    /// Asks the origin for a wanted piece no parent holds (any wanted piece once the peers
+    /// have sent nothing for [`PEERS_STARVED_AFTER`]), one at a time.
     fn schedule_origin(&mut self, now: Instant) {
         if self.origin_busy || now < self.origin_next {
             return;
         }
+        let starved = now.saturating_duration_since(self.last_peer_gain) > PEERS_STARVED_AFTER;
         let orphans: Vec<u32> = (0..self.have.len())
-            .filter(|index| self.holders[*index as usize] == 0 && self.wanted(*index))
+            .filter(|index| (starved || self.holders[*index as usize] == 0) && self.wanted(*index))
             .collect();
         if orphans.is_empty() {
             return;
@@ -606,10 +607,10 @@ impl Run {
                 }
                 self.failures.remove(host);
                 self.from_peers += 1;
+                self.last_peer_gain = Instant::now();
                 self.keep(index, response.piece).await
             }
             wire::BUSY => {
-                self.dbg_busy += 1;
                 let rest = PEER_BUSY_WAIT + Duration::from_millis(self.next_random() % 40);
                 if let Some(parent) = self.parents.get_mut(host) {
                     parent.rest_until = Some(Instant::now() + rest);
@@ -617,7 +618,6 @@ impl Run {
                 Ok(())
             }
             wire::NOT_HELD => {
-                self.dbg_notheld += 1;
                 if let Some(parent) = self.parents.get_mut(host) {
                     if parent.have.has(index) {
                         parent.have.clear(index);
@@ -674,14 +674,16 @@ impl Run {
     async fn keep(&mut self, index: u32, bytes: Vec<u8>) -> Result<(), P2pError> {
         let file = Arc::clone(&self.file);
         let offset = u64::from(index) * u64::from(self.request.manifest.piece_size);
+        let piece = Arc::new(bytes);
+        let written = Arc::clone(&piece);
         tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::FileExt;
-            file.write_all_at(&bytes, offset)
+            file.write_all_at(&written, offset)
         })
         .await
         .map_err(|error| P2pError::Io(std::io::Error::other(error)))??;
         self.have.set(index);
-        self.node.add_piece(self.artifact(), index);
+        self.node.add_piece(self.artifact(), index, piece);
         self.last_gain = Instant::now();
         report(&self.request, self.have.count(), false);
         Ok(())
@@ -801,5 +803,31 @@ impl tokio::io::AsyncRead for StallGuard<'_> {
                 std::task::Poll::Pending => std::task::Poll::Pending,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holder_counts_follow_bitfields_added_and_taken_away() {
+        let mut holders = vec![0u32; 11];
+        let mut first = Bitfield::new(11);
+        for index in [0, 7, 8, 10] {
+            first.set(index);
+        }
+        let mut second = Bitfield::new(11);
+        for index in [7, 9, 10] {
+            second.set(index);
+        }
+        add_holdings(&mut holders, &first, 1);
+        add_holdings(&mut holders, &second, 1);
+        assert_eq!(holders, vec![1, 0, 0, 0, 0, 0, 0, 2, 1, 1, 2]);
+        add_holdings(&mut holders, &first, -1);
+        assert_eq!(holders, vec![0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1]);
+        // Never below zero, whatever the order of updates.
+        add_holdings(&mut holders, &first, -1);
+        assert_eq!(holders, vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
     }
 }

@@ -35,7 +35,17 @@ pub struct Limits {
 /// Pieces sent at once; a request beyond them is answered busy at once, so that askers turn to
 /// other peers instead of sharing one peer's upload many ways (a peer that just got a rare
 /// piece would otherwise be asked for it by the whole swarm while the others sit idle).
-pub const UPLOAD_SLOTS: usize = 8;
+pub const UPLOAD_SLOTS: usize = 4;
+
+/// Bytes of the pieces that arrived last, kept in memory to serve on without reading them back:
+/// the swarm asks most for the pieces that are newest, hence rarest.
+pub const RECENT_PIECE_BYTES: usize = 32 * 1024 * 1024;
+
+/// The send buffer of each connection a peer serves. The kernel's own grows to megabytes, which
+/// would let a peer take every request at once and queue them all on its link, each answer
+/// then waiting behind the others; a buffer about one piece long keeps an upload slot taken
+/// until most of its answer has left.
+const SEND_BUFFER_BYTES: u32 = 256 * 1024;
 
 /// How long a connection may sit idle before the peer closes it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -53,6 +63,43 @@ pub struct PeerNode {
     stop: watch::Sender<bool>,
     uploaded_bytes: AtomicU64,
     uploading: AtomicUsize,
+    recent: Mutex<RecentPieces>,
+}
+
+/// The pieces that arrived last, oldest first, within [`RECENT_PIECE_BYTES`].
+#[derive(Debug, Default)]
+struct RecentPieces {
+    pieces: std::collections::VecDeque<(String, u32, Arc<Vec<u8>>)>,
+    bytes: usize,
+}
+
+impl RecentPieces {
+    fn insert(&mut self, artifact: &str, index: u32, piece: Arc<Vec<u8>>) {
+        self.bytes += piece.len();
+        self.pieces.push_back((artifact.to_string(), index, piece));
+        while self.bytes > RECENT_PIECE_BYTES {
+            let Some((_, _, oldest)) = self.pieces.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.len();
+        }
+    }
+
+    fn get(&self, artifact: &str, index: u32) -> Option<Arc<Vec<u8>>> {
+        self.pieces
+            .iter()
+            .rev()
+            .find(|(held_artifact, held_index, _)| {
+                *held_index == index && held_artifact == artifact
+            })
+            .map(|(_, _, piece)| Arc::clone(piece))
+    }
+
+    fn forget(&mut self, artifact: &str) {
+        self.pieces
+            .retain(|(held_artifact, _, _)| held_artifact != artifact);
+        self.bytes = self.pieces.iter().map(|(_, _, piece)| piece.len()).sum();
+    }
 }
 
 /// An artifact this peer holds some of.
@@ -81,7 +128,7 @@ impl PeerNode {
         })
         .await
         .map_err(std::io::Error::other)??;
-        let listener = TcpListener::bind(listen).await?;
+        let listener = listen_with_small_send_buffer(listen)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
         let node = Arc::new(PeerNode {
@@ -93,6 +140,7 @@ impl PeerNode {
             stop,
             uploaded_bytes: AtomicU64::new(0),
             uploading: AtomicUsize::new(0),
+            recent: Mutex::new(RecentPieces::default()),
         });
         tracing::debug!(addr = %addr, "peer listening");
         tokio::spawn(accept_loop(Arc::clone(&node), listener, stopped));
@@ -159,9 +207,17 @@ impl PeerNode {
     }
 
     /// Piece `index` was verified and written: it may be served.
-    pub(crate) fn add_piece(&self, artifact: &str, index: u32) {
+    pub(crate) fn add_piece(&self, artifact: &str, index: u32, piece: Arc<Vec<u8>>) {
+        self.lock_recent().insert(artifact, index, piece);
         if let Some(held) = self.lock_held().get_mut(artifact) {
             held.have.set(index);
+        }
+    }
+
+    fn lock_recent(&self) -> MutexGuard<'_, RecentPieces> {
+        match self.recent.lock() {
+            Ok(recent) => recent,
+            Err(poisoned) => poisoned.into_inner(),
         }
     }
 
@@ -175,8 +231,22 @@ impl PeerNode {
 
     /// Forgets `artifact` (its whole file failed its check).
     pub(crate) fn forget(&self, artifact: &str) {
+        self.lock_recent().forget(artifact);
         self.lock_held().remove(artifact);
     }
+}
+
+/// A listener whose accepted connections inherit [`SEND_BUFFER_BYTES`].
+fn listen_with_small_send_buffer(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(SEND_BUFFER_BYTES)?;
+    socket.bind(listen)?;
+    socket.listen(1024)
 }
 
 pub(crate) fn manifest_path(dir: &Path, artifact: &str) -> PathBuf {
@@ -361,14 +431,14 @@ fn busy_answer(node: &PeerNode, request: &wire::Request) -> Answer {
         have: node
             .held(&request.artifact)
             .map(|held| held.have.as_bytes().to_vec()),
-        piece: Vec::new(),
+        piece: Arc::default(),
     }
 }
 
 struct Answer {
     status: u8,
     have: Option<Vec<u8>>,
-    piece: Vec<u8>,
+    piece: Arc<Vec<u8>>,
 }
 
 async fn answer_request(node: &PeerNode, request: &wire::Request) -> Answer {
@@ -376,13 +446,13 @@ async fn answer_request(node: &PeerNode, request: &wire::Request) -> Answer {
         return Answer {
             status: wire::UNKNOWN_ARTIFACT,
             have: None,
-            piece: Vec::new(),
+            piece: Arc::default(),
         };
     };
     let not_held = |have: &Bitfield| Answer {
         status: wire::NOT_HELD,
         have: Some(have.as_bytes().to_vec()),
-        piece: Vec::new(),
+        piece: Arc::default(),
     };
     if !held.have.has(request.index) {
         return not_held(&held.have);
@@ -392,6 +462,13 @@ async fn answer_request(node: &PeerNode, request: &wire::Request) -> Answer {
     };
     let offset = u64::from(request.index) * u64::from(held.manifest.piece_size);
     let index = request.index;
+    if let Some(piece) = node.lock_recent().get(&request.artifact, index) {
+        return Answer {
+            status: wire::PIECE,
+            have: Some(held.have.as_bytes().to_vec()),
+            piece,
+        };
+    }
     let first_path = held.path.clone();
     // Every held piece was checked against the manifest when it arrived (or when it was found
     // on disk at start); the asker checks it again, and blocks a peer that sends it damaged.
@@ -410,7 +487,7 @@ async fn answer_request(node: &PeerNode, request: &wire::Request) -> Answer {
         Ok(Ok(bytes)) => Answer {
             status: wire::PIECE,
             have: Some(held.have.as_bytes().to_vec()),
-            piece: bytes,
+            piece: Arc::new(bytes),
         },
         Ok(Err(error)) => {
             tracing::debug!(artifact = %request.artifact, piece = index, error = %error, "held piece unreadable");
@@ -583,4 +660,30 @@ pub(crate) async fn write_file_atomically(path: PathBuf, bytes: Vec<u8>) -> std:
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_pieces_keep_the_newest_within_their_bound_and_forget_an_artifact() {
+        let piece = |byte: u8| Arc::new(vec![byte; 8 * 1024 * 1024]);
+        let mut recent = RecentPieces::default();
+        for index in 0..5u32 {
+            recent.insert("a", index, piece(index as u8));
+        }
+        // 5 pieces of 8 MiB against a bound of 32 MiB: the oldest one went.
+        assert!(recent.get("a", 0).is_none());
+        for index in 1..5u32 {
+            assert_eq!(recent.get("a", index).unwrap()[0], index as u8);
+        }
+        assert!(recent.get("b", 1).is_none());
+        assert!(recent.bytes <= RECENT_PIECE_BYTES);
+        recent.insert("b", 1, piece(9));
+        recent.forget("a");
+        assert!(recent.get("a", 4).is_none());
+        assert_eq!(recent.get("b", 1).unwrap()[0], 9);
+        assert_eq!(recent.bytes, 8 * 1024 * 1024);
+    }
 }

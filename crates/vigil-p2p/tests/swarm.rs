@@ -14,7 +14,7 @@ use vigil_p2p::bitfield::Bitfield;
 use vigil_p2p::fetch::{fetch, Coordinator, Fetch};
 use vigil_p2p::local::LocalCoordinator;
 use vigil_p2p::manifest::{build_manifest, verify_manifest, ManifestKey};
-use vigil_p2p::peer::{wire, Limits, PeerNode};
+use vigil_p2p::peer::{wire, Limits, PeerNode, UPLOAD_SLOTS};
 use vigil_p2p::tracker::TrackerSettings;
 
 const MB: u64 = 1_000_000;
@@ -304,18 +304,141 @@ async fn a_peer_serving_corrupted_pieces_is_blocked_and_no_bad_piece_is_committe
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Piece `index` from the peer at `addr`, asked again while the peer answers busy.
 async fn ask_piece(addr: SocketAddr, artifact: &str, index: u32) -> Vec<u8> {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = wire::Request {
         artifact: artifact.to_string(),
         index,
     };
-    wire::write_request(&mut stream, &request).await.unwrap();
-    let response = wire::read_response(&mut stream, 16 << 20, None)
+    loop {
+        wire::write_request(&mut stream, &request).await.unwrap();
+        let response = wire::read_response(&mut stream, 16 << 20, None)
+            .await
+            .unwrap();
+        if response.status == wire::BUSY {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        assert_eq!(response.status, wire::PIECE);
+        return response.piece;
+    }
+}
+
+/// A peer that claims every piece and answers every request busy.
+async fn start_always_busy(pieces: u32) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let full = Bitfield::full(pieces);
+                while let Ok(Some(_)) = wire::read_request(&mut stream).await {
+                    let written = wire::write_response(
+                        &mut stream,
+                        wire::BUSY,
+                        Some(full.as_bytes()),
+                        &[],
+                        None,
+                    )
+                    .await;
+                    if written.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_every_upload_slot_taken_answers_busy_and_askers_go_elsewhere() {
+    let dir = fresh_dir("busy");
+    let size = 2 * 1024 * 1024;
+    let origin = origin(&dir, size, None);
+    let artifact = origin.manifest.sha256.clone();
+    // A fetcher handed only a peer that claims every piece and is always busy turns to the
+    // origin, and reports no one.
+    let busy_addr = start_always_busy(origin.manifest.piece_count()).await;
+    let busy_announce = Announce {
+        host: "always-busy".to_string(),
+        addr: busy_addr.to_string(),
+        have: Bitfield::full(origin.manifest.piece_count()).to_hex(),
+        bad_peers: Vec::new(),
+    };
+    origin
+        .coordinator
+        .announce(&artifact, &busy_announce)
+        .unwrap();
+    let fetcher = start_peers(&dir.join("fetcher"), 1, Limits::default())
+        .await
+        .remove(0);
+    let path = tokio::time::timeout(
+        Duration::from_secs(30),
+        fetch(&fetcher, request(&origin, "fetcher".to_string())),
+    )
+    .await
+    .expect("the fetch finished")
+    .unwrap();
+    assert!(std::fs::read(path).unwrap() == origin.bytes);
+    assert!(origin.coordinator.bad_reports().is_empty());
+    fetcher.shutdown();
+    // A seed whose upload is slow enough that its slots stay taken for a while.
+    let seed_limits = Limits {
+        up_bytes_per_second: Some(MB / 2),
+        down_bytes_per_second: None,
+    };
+    let seed = start_peers(&dir, 1, seed_limits).await.remove(0);
+    fetch(&seed, request(&origin, "seed".to_string()))
         .await
         .unwrap();
-    assert_eq!(response.status, wire::PIECE);
-    response.piece
+    let mut takers = Vec::new();
+    for index in 0..UPLOAD_SLOTS as u32 {
+        let mut stream = tokio::net::TcpStream::connect(seed.addr()).await.unwrap();
+        let request = wire::Request {
+            artifact: artifact.clone(),
+            index,
+        };
+        wire::write_request(&mut stream, &request).await.unwrap();
+        takers.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut late = tokio::net::TcpStream::connect(seed.addr()).await.unwrap();
+    let late_request = wire::Request {
+        artifact: artifact.clone(),
+        index: 5,
+    };
+    wire::write_request(&mut late, &late_request).await.unwrap();
+    let refused = tokio::time::timeout(
+        Duration::from_millis(500),
+        wire::read_response(&mut late, 16 << 20, None),
+    )
+    .await
+    .expect("a busy answer comes at once")
+    .unwrap();
+    assert_eq!(refused.status, wire::BUSY);
+    assert!(refused.piece.is_empty());
+    // The answer still tells what the peer holds.
+    let have = Bitfield::from_bytes(&refused.have, origin.manifest.piece_count()).unwrap();
+    assert!(have.is_complete());
+    for mut taker in takers {
+        let answer = wire::read_response(&mut taker, 16 << 20, None)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, wire::PIECE);
+    }
+    // A freed slot serves again.
+    wire::write_request(&mut late, &late_request).await.unwrap();
+    let served = wire::read_response(&mut late, 16 << 20, None)
+        .await
+        .unwrap();
+    assert_eq!(served.status, wire::PIECE);
+    let start = 5 * origin.manifest.piece_size as usize;
+    assert!(served.piece == origin.bytes[start..start + served.piece.len()]);
+
+    seed.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
