@@ -78,10 +78,8 @@ async fn origin(arguments: &[String]) -> Result<(), String> {
     let coordinator = Arc::new(LocalCoordinator::new(
         manifest,
         file,
-        TrackerSettings {
-            announce_interval_ms: 250,
-            ..TrackerSettings::default()
-        },
+        // As the server's.
+        TrackerSettings::default(),
         4,
         None,
     ));
@@ -145,16 +143,21 @@ fn answer(coordinator: &LocalCoordinator, request: Request) -> (u8, Vec<u8>) {
     }
 }
 
-/// The coordinator over one TCP connection, one call at a time.
+/// The coordinator over TCP: announces on one connection and origin pieces on another, each
+/// one call at a time (as an agent's HTTP client does not hold an announce behind a piece).
 struct TcpCoordinator {
     addr: SocketAddr,
-    connection: Mutex<Option<TcpStream>>,
+    announces: Mutex<Option<TcpStream>>,
+    pieces: Mutex<Option<TcpStream>>,
 }
 
 impl TcpCoordinator {
     fn call(&self, request: &Request) -> Result<(u8, Vec<u8>), P2pError> {
-        let mut held = self
-            .connection
+        let connection = match request {
+            Request::Piece { .. } => &self.pieces,
+            _ => &self.announces,
+        };
+        let mut held = connection
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if held.is_none() {
@@ -243,7 +246,8 @@ async fn peer(arguments: &[String]) -> Result<(), String> {
         host: host.clone(),
         coordinator: Arc::new(TcpCoordinator {
             addr: coordinator_addr,
-            connection: Mutex::new(None),
+            announces: Mutex::new(None),
+            pieces: Mutex::new(None),
         }),
         progress: None,
     };

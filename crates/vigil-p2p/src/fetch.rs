@@ -64,6 +64,8 @@ const ORIGIN_ERROR_WAIT: Duration = Duration::from_secs(1);
 /// The tracker's interval is kept within these bounds.
 const MIN_ANNOUNCE: Duration = Duration::from_millis(100);
 const MAX_ANNOUNCE: Duration = Duration::from_secs(30);
+/// Once this few pieces are missing, a piece already asked of one parent may be asked of another.
+const ENDGAME_PIECES: u32 = 8;
 /// When no peer sent a piece for this long, the origin serves any wanted piece, even one some
 /// peer claims (peers that are always busy, or slow, never starve a fetch).
 const PEERS_STARVED_AFTER: Duration = Duration::from_secs(2);
@@ -224,6 +226,8 @@ struct Run {
     have: Bitfield,
     /// Pieces asked of a peer or the origin and not answered yet.
     in_flight: Bitfield,
+    /// Pieces asked of a second parent in the endgame.
+    asked_twice: Bitfield,
     parents: HashMap<String, Parent>,
     /// How many of `parents` hold each piece, kept as their bitfields change.
     holders: Vec<u32>,
@@ -262,6 +266,7 @@ impl Run {
             file,
             have,
             in_flight: Bitfield::new(pieces),
+            asked_twice: Bitfield::new(pieces),
             parents: HashMap::new(),
             holders: vec![0; pieces as usize],
             failures: HashMap::new(),
@@ -411,17 +416,33 @@ impl Run {
             return;
         }
         let mut random = self.random;
-        // Rarest first; ties broken at random, so that fetchers spread over different pieces.
-        let mut candidates: Vec<(u32, u64, u32)> = (0..self.have.len())
-            .filter(|index| self.holders[*index as usize] > 0 && self.wanted(*index))
-            .map(|index| (self.holders[index as usize], xorshift(&mut random), index))
+        // In the endgame a piece already asked of one parent may be asked of a second, so that
+        // the last pieces do not wait on one slow answer.
+        let endgame = self.have.len() - self.have.count() <= ENDGAME_PIECES;
+        let askable = |index: u32| {
+            self.holders[index as usize] > 0
+                && !self.have.has(index)
+                && (!self.in_flight.has(index) || (endgame && !self.asked_twice.has(index)))
+        };
+        // Pieces nobody was asked for first, then the rarest; ties broken at random, so that
+        // fetchers spread over different pieces.
+        let mut candidates: Vec<(bool, u32, u64, u32)> = (0..self.have.len())
+            .filter(|index| askable(*index))
+            .map(|index| {
+                (
+                    self.in_flight.has(index),
+                    self.holders[index as usize],
+                    xorshift(&mut random),
+                    index,
+                )
+            })
             .collect();
         candidates.sort_unstable();
         let mut slots = PARENTS - busy;
         let mut asked = vec![false; idle.len()];
         let mut picks: Vec<(String, u32)> = Vec::new();
         let mut able: Vec<usize> = Vec::new();
-        for (_, _, index) in candidates {
+        for (_, _, _, index) in candidates {
             if slots == 0 || picks.len() == idle.len() {
                 break;
             }
@@ -449,6 +470,9 @@ impl Run {
             return;
         };
         parent.busy = true;
+        if self.in_flight.has(index) {
+            self.asked_twice.set(index);
+        }
         self.in_flight.set(index);
         let addr = parent.addr;
         let connection = parent.connection.take();
@@ -601,6 +625,10 @@ impl Run {
         }
         match response.status {
             wire::PIECE => {
+                if self.have.has(index) {
+                    // The endgame's second answer.
+                    return Ok(());
+                }
                 if !verify_piece(&self.request.manifest, index, &response.piece) {
                     self.block(host, index);
                     return Ok(());
@@ -672,6 +700,9 @@ impl Run {
 
     /// Writes a verified piece and serves it from now on.
     async fn keep(&mut self, index: u32, bytes: Vec<u8>) -> Result<(), P2pError> {
+        if self.have.has(index) {
+            return Ok(());
+        }
         let file = Arc::clone(&self.file);
         let offset = u64::from(index) * u64::from(self.request.manifest.piece_size);
         let piece = Arc::new(bytes);

@@ -22,7 +22,10 @@ impl Default for TrackerSettings {
         TrackerSettings {
             peers_per_announce: 5,
             peer_timeout_ms: 30_000,
-            announce_interval_ms: 1_000,
+            // Fetching peers learn of each other's new pieces only through the tracker and
+            // the answers of the parents they ask: a second-old view of the swarm costs a
+            // 32-peer distribution about a tenth of its time. An announce is in memory only.
+            announce_interval_ms: 250,
         }
     }
 }
@@ -328,7 +331,10 @@ mod tests {
             let mut have = Bitfield::new(16);
             have.set(index % 16);
             let swarm = tracker.announce("a", 16, &announce(&asker, &have), 100);
-            assert_eq!(swarm.peers.len(), 5);
+            assert_eq!(
+                swarm.peers.len(),
+                TrackerSettings::default().peers_per_announce
+            );
             assert!(!hosts(&swarm).contains(&asker));
             assert_eq!(swarm.peers[0].host, "seed", "the seed holds most");
             first_choices.insert(swarm.peers[1].host.clone());
