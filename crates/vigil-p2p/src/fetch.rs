@@ -64,8 +64,9 @@ const ORIGIN_ERROR_WAIT: Duration = Duration::from_secs(1);
 /// The tracker's interval is kept within these bounds.
 const MIN_ANNOUNCE: Duration = Duration::from_millis(100);
 const MAX_ANNOUNCE: Duration = Duration::from_secs(30);
-/// Once this few pieces are missing, a piece already asked of one parent may be asked of another.
-const ENDGAME_PIECES: u32 = 8;
+/// Once this few pieces are missing (a hundredth of the artifact, at least one, at most this),
+/// a piece already asked of one parent may be asked of another.
+pub const ENDGAME_PIECES: u32 = 8;
 /// When no peer sent a piece for this long, the origin serves any wanted piece, even one some
 /// peer claims (peers that are always busy, or slow, never starve a fetch).
 const PEERS_STARVED_AFTER: Duration = Duration::from_secs(2);
@@ -418,7 +419,8 @@ impl Run {
         let mut random = self.random;
         // In the endgame a piece already asked of one parent may be asked of a second, so that
         // the last pieces do not wait on one slow answer.
-        let endgame = self.have.len() - self.have.count() <= ENDGAME_PIECES;
+        let endgame_pieces = ENDGAME_PIECES.min(self.have.len() / 100).max(1);
+        let endgame = self.have.len() - self.have.count() <= endgame_pieces;
         let askable = |index: u32| {
             self.holders[index as usize] > 0
                 && !self.have.has(index)

@@ -130,8 +130,14 @@ async fn eight_peers_fetch_one_artifact_and_all_hold_the_identical_file() {
     }
     let uploaded: u64 = nodes.iter().map(|node| node.uploaded_bytes()).sum();
     let origin_bytes = origin.coordinator.origin_bytes();
-    // Eight copies left the swarm: most of them from the peers, not the origin.
-    assert_eq!(uploaded + origin_bytes, 8 * size as u64);
+    // Eight copies left the swarm, and at most each peer's last piece twice (the endgame asks
+    // it of a second parent): most of them from the peers, not the origin.
+    let sent = uploaded + origin_bytes;
+    let piece_size = u64::from(origin.manifest.piece_size);
+    assert!(
+        (8 * size as u64..=8 * size as u64 + 8 * piece_size).contains(&sent),
+        "the swarm sent {sent} bytes for 8 copies of {size}"
+    );
     assert!(
         origin_bytes < 4 * size as u64,
         "the origin sent {origin_bytes} bytes of {} copies' worth",
@@ -350,6 +356,71 @@ async fn start_always_busy(pieces: u32) -> SocketAddr {
         }
     });
     addr
+}
+
+/// A peer that claims every piece and never answers (its connections stay open).
+async fn start_staller() -> (SocketAddr, Arc<AtomicU32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&asked);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            if let Ok(Some(_)) = wire::read_request(&mut stream).await {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            held.push(stream);
+        }
+    });
+    (addr, asked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_piece_asked_of_a_stalled_parent_is_asked_of_another() {
+    let dir = fresh_dir("endgame");
+    let size = 2 * 1024 * 1024;
+    let origin = origin(&dir, size, None);
+    let pieces = origin.manifest.piece_count();
+    let seed = start_peers(&dir, 1, Limits::default()).await.remove(0);
+    fetch(&seed, request(&origin, "seed".to_string()))
+        .await
+        .unwrap();
+    let (staller_addr, staller_asked) = start_staller().await;
+    origin
+        .coordinator
+        .announce(
+            &origin.manifest.sha256,
+            &Announce {
+                host: "staller".to_string(),
+                addr: staller_addr.to_string(),
+                have: Bitfield::full(pieces).to_hex(),
+                bad_peers: Vec::new(),
+            },
+        )
+        .unwrap();
+    let fetcher = start_peers(&dir.join("fetcher"), 1, Limits::default())
+        .await
+        .remove(0);
+    let started = std::time::Instant::now();
+    let path = fetch(&fetcher, request(&origin, "fetcher".to_string()))
+        .await
+        .unwrap();
+    assert!(std::fs::read(path).unwrap() == origin.bytes);
+    assert!(
+        staller_asked.load(Ordering::SeqCst) >= 1,
+        "the staller was never asked"
+    );
+    // The staller never answers: without the endgame the fetch would wait for the read
+    // timeout (5 s) on the piece it holds back.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the fetch waited {:?} on a stalled parent",
+        started.elapsed()
+    );
+    seed.shutdown();
+    fetcher.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
