@@ -402,7 +402,7 @@ async fn the_last_piece_asked_of_a_stalled_parent_is_asked_of_another() {
     let fetcher = start_peers(&dir.join("fetcher"), 1, Limits::default())
         .await
         .remove(0);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let path = fetch(&fetcher, request(&origin, "fetcher".to_string()))
         .await
         .unwrap();
