@@ -51,10 +51,8 @@ async fn run_once(run: usize) -> Figures {
     drop(bytes);
     let key = ManifestKey::generate().unwrap();
     let manifest = build_manifest(&path, "artifact.bin", 0, &key).unwrap();
-    let settings = TrackerSettings {
-        announce_interval_ms: 250,
-        ..TrackerSettings::default()
-    };
+    // As the server's.
+    let settings = TrackerSettings::default();
     let coordinator = Arc::new(LocalCoordinator::new(
         manifest.clone(),
         path,
