@@ -225,10 +225,8 @@ struct Run {
     request: Fetch,
     file: Arc<std::fs::File>,
     have: Bitfield,
-    /// Pieces asked of a peer or the origin and not answered yet.
-    in_flight: Bitfield,
-    /// Pieces asked of a second parent in the endgame.
-    asked_twice: Bitfield,
+    /// Requests out per piece, to a peer or the origin (two at most: the endgame's second).
+    requests_out: Vec<u8>,
     parents: HashMap<String, Parent>,
     /// How many of `parents` hold each piece, kept as their bitfields change.
     holders: Vec<u32>,
@@ -266,8 +264,7 @@ impl Run {
             request,
             file,
             have,
-            in_flight: Bitfield::new(pieces),
-            asked_twice: Bitfield::new(pieces),
+            requests_out: vec![0; pieces as usize],
             parents: HashMap::new(),
             holders: vec![0; pieces as usize],
             failures: HashMap::new(),
@@ -362,7 +359,16 @@ impl Run {
     }
 
     fn wanted(&self, index: u32) -> bool {
-        !self.have.has(index) && !self.in_flight.has(index)
+        !self.have.has(index) && self.requests_out[index as usize] == 0
+    }
+
+    fn request_sent(&mut self, index: u32) {
+        self.requests_out[index as usize] += 1;
+    }
+
+    fn request_answered(&mut self, index: u32) {
+        let out = &mut self.requests_out[index as usize];
+        *out = out.saturating_sub(1);
     }
 
     /// Records what `host` holds now (a new parent when it was not one), keeping `holders`.
@@ -421,18 +427,19 @@ impl Run {
         // the last pieces do not wait on one slow answer.
         let endgame_pieces = ENDGAME_PIECES.min(self.have.len() / 100).max(1);
         let endgame = self.have.len() - self.have.count() <= endgame_pieces;
+        let most_out = if endgame { 1 } else { 0 };
         let askable = |index: u32| {
             self.holders[index as usize] > 0
                 && !self.have.has(index)
-                && (!self.in_flight.has(index) || (endgame && !self.asked_twice.has(index)))
+                && self.requests_out[index as usize] <= most_out
         };
         // Pieces nobody was asked for first, then the rarest; ties broken at random, so that
         // fetchers spread over different pieces.
-        let mut candidates: Vec<(bool, u32, u64, u32)> = (0..self.have.len())
+        let mut candidates: Vec<(u8, u32, u64, u32)> = (0..self.have.len())
             .filter(|index| askable(*index))
             .map(|index| {
                 (
-                    self.in_flight.has(index),
+                    self.requests_out[index as usize],
                     self.holders[index as usize],
                     xorshift(&mut random),
                     index,
@@ -472,12 +479,9 @@ impl Run {
             return;
         };
         parent.busy = true;
-        if self.in_flight.has(index) {
-            self.asked_twice.set(index);
-        }
-        self.in_flight.set(index);
         let addr = parent.addr;
         let connection = parent.connection.take();
+        self.request_sent(index);
         let node = Arc::clone(&self.node);
         let request = wire::Request {
             artifact: self.request.manifest.sha256.clone(),
@@ -509,7 +513,7 @@ impl Run {
         }
         let index = orphans[(self.next_random() % orphans.len() as u64) as usize];
         self.origin_busy = true;
-        self.in_flight.set(index);
+        self.request_sent(index);
         let coordinator = Arc::clone(&self.request.coordinator);
         let artifact = self.artifact().to_string();
         let node = Arc::clone(&self.node);
@@ -548,7 +552,7 @@ impl Run {
             }
             Outcome::Origin { index, result } => {
                 self.origin_busy = false;
-                self.in_flight.clear(index);
+                self.request_answered(index);
                 match result {
                     Ok(Some(bytes)) => {
                         if !verify_piece(&self.request.manifest, index, &bytes) {
@@ -573,7 +577,7 @@ impl Run {
                 index,
                 result,
             } => {
-                self.in_flight.clear(index);
+                self.request_answered(index);
                 if let Some(parent) = self.parents.get_mut(&host) {
                     parent.busy = false;
                 }
