@@ -1,5 +1,7 @@
-//! Token buckets: a peer's upload and download limits, and the benchmark's origin.
+//! Token buckets (a peer's upload and download limits, and the benchmark's origin) and slots
+//! (the origin's concurrent readers, a peer's concurrent uploads).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -71,6 +73,46 @@ impl TokenBucket {
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
+    }
+}
+
+/// At most `max` holders at once; one more is refused rather than queued.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    max: usize,
+    taken: AtomicUsize,
+}
+
+/// A slot, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Slots {
+    pub(crate) fn new(max: usize) -> Slots {
+        Slots {
+            max: max.max(1),
+            taken: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A slot, or None when every one is taken.
+    pub(crate) fn try_take(&self) -> Option<Slot<'_>> {
+        self.taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < self.max).then_some(taken + 1)
+            })
+            .ok()
+            .map(|_| Slot(&self.taken))
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use tokio::time::Instant;
 
 use vigil_core::agent::Manifest;
 
+use crate::limit::Slots;
 use crate::manifest::verify_piece;
 use crate::P2pError;
 
@@ -25,26 +25,15 @@ const MAX_REMEMBERED: usize = 65_536;
 /// not take the origin's bandwidth for copies of one piece.
 #[derive(Debug)]
 pub struct OriginReaders {
-    max_readers: usize,
-    busy: AtomicUsize,
+    readers: Slots,
     repeat_window: Duration,
     served: Mutex<HashMap<(String, u32), Instant>>,
-}
-
-/// A reader's place, given back when dropped.
-struct ReaderSlot<'a>(&'a AtomicUsize);
-
-impl Drop for ReaderSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl OriginReaders {
     pub fn new(max_readers: usize) -> OriginReaders {
         OriginReaders {
-            max_readers: max_readers.max(1),
-            busy: AtomicUsize::new(0),
+            readers: Slots::new(max_readers),
             repeat_window: DEFAULT_REPEAT_WINDOW,
             served: Mutex::new(HashMap::new()),
         }
@@ -85,17 +74,7 @@ impl OriginReaders {
     }
 
     pub fn max_readers(&self) -> usize {
-        self.max_readers
-    }
-
-    /// Takes a reader's place, or None when every one is taken.
-    fn try_take(&self) -> Option<ReaderSlot<'_>> {
-        self.busy
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |busy| {
-                (busy < self.max_readers).then_some(busy + 1)
-            })
-            .ok()
-            .map(|_| ReaderSlot(&self.busy))
+        self.readers.max()
     }
 
     /// Piece `index` of the file at `path`, or None when every reader is busy (the route
@@ -113,7 +92,7 @@ impl OriginReaders {
                 manifest.piece_count()
             )));
         };
-        let Some(_slot) = self.try_take() else {
+        let Some(_slot) = self.readers.try_take() else {
             return Ok(None);
         };
         if !self.take_unless_recent(&manifest.sha256, index) {
@@ -161,8 +140,8 @@ mod tests {
         assert!(readers.read_piece(&path, &manifest, 2).unwrap().is_some());
         assert!(readers.read_piece(&path, &manifest, 3).is_err());
 
-        let first = readers.try_take().unwrap();
-        let second = readers.try_take().unwrap();
+        let first = readers.readers.try_take().unwrap();
+        let second = readers.readers.try_take().unwrap();
         assert!(readers.read_piece(&path, &manifest, 0).unwrap().is_none());
         drop(first);
         assert!(readers.read_piece(&path, &manifest, 0).unwrap().is_some());

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use vigil_core::agent::Manifest;
 
 use crate::bitfield::Bitfield;
-use crate::limit::TokenBucket;
+use crate::limit::{Slots, TokenBucket};
 use crate::manifest::{is_digest_hex, verify_piece};
 use crate::origin::read_at;
 
@@ -62,7 +62,7 @@ pub struct PeerNode {
     held: Mutex<HashMap<String, Held>>,
     stop: watch::Sender<bool>,
     uploaded_bytes: AtomicU64,
-    uploading: AtomicUsize,
+    uploads: Slots,
     recent: Mutex<RecentPieces>,
 }
 
@@ -139,7 +139,7 @@ impl PeerNode {
             held: Mutex::new(held),
             stop,
             uploaded_bytes: AtomicU64::new(0),
-            uploading: AtomicUsize::new(0),
+            uploads: Slots::new(UPLOAD_SLOTS),
             recent: Mutex::new(RecentPieces::default()),
         });
         tracing::debug!(addr = %addr, "peer listening");
@@ -383,7 +383,7 @@ async fn serve_requests(node: &PeerNode, stream: &mut TcpStream) -> std::io::Res
             Ok(Ok(Some(request))) => request,
             Ok(Err(error)) => return Err(error),
         };
-        let slot = node.take_upload_slot();
+        let slot = node.uploads.try_take();
         let answer = match &slot {
             Some(_) => answer_request(node, &request).await,
             None => busy_answer(node, &request),
@@ -401,26 +401,6 @@ async fn serve_requests(node: &PeerNode, stream: &mut TcpStream) -> std::io::Res
             node.uploaded_bytes
                 .fetch_add(answer.piece.len() as u64, Ordering::Relaxed);
         }
-    }
-}
-
-/// An upload slot, given back when dropped.
-struct UploadSlot<'a>(&'a AtomicUsize);
-
-impl Drop for UploadSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl PeerNode {
-    fn take_upload_slot(&self) -> Option<UploadSlot<'_>> {
-        self.uploading
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
-                (taken < UPLOAD_SLOTS).then_some(taken + 1)
-            })
-            .ok()
-            .map(|_| UploadSlot(&self.uploading))
     }
 }
 
