@@ -13,6 +13,7 @@ use vigil_p2p::fetch::{fetch, Coordinator, Fetch};
 use vigil_p2p::local::LocalCoordinator;
 use vigil_p2p::manifest::{build_manifest, ManifestKey};
 use vigil_p2p::peer::{Limits, PeerNode};
+use vigil_p2p::testing::{fresh_dir, pseudo_random_bytes};
 use vigil_p2p::tracker::TrackerSettings;
 
 const PEERS: usize = 16;
@@ -28,23 +29,8 @@ struct Figures {
     origin_egress: f64,
 }
 
-fn pseudo_random_bytes(length: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005) | 1;
-    let mut bytes = Vec::with_capacity(length);
-    while bytes.len() < length {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(length);
-    bytes
-}
-
 async fn run_once(run: usize) -> Figures {
-    let dir = std::env::temp_dir().join(format!("vigil-p2p-bench-{}-{run}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir(&format!("bench-{run}"));
     let path = dir.join("artifact.bin");
     let bytes = pseudo_random_bytes(SIZE, run as u64 + 7);
     std::fs::write(&path, &bytes).unwrap();

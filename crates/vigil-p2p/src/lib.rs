@@ -13,6 +13,8 @@ pub mod local;
 pub mod manifest;
 pub mod origin;
 pub mod peer;
+#[doc(hidden)]
+pub mod testing;
 pub mod tracker;
 
 /// Why a distribution step failed.

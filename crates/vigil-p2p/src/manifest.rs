@@ -236,26 +236,7 @@ pub fn verify_piece(manifest: &Manifest, index: u32, bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("vigil-p2p-manifest-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn pseudo_random_bytes(length: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed.wrapping_mul(6_364_136_223_846_793_005) | 1;
-        (0..length)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect()
-    }
+    use crate::testing::{fresh_dir, pseudo_random_bytes};
 
     #[test]
     fn piece_sizes_are_powers_of_two_aiming_at_a_thousand_pieces() {
@@ -273,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_built_manifest_verifies_and_every_tamper_fails() {
-        let dir = temp_dir("tamper");
+        let dir = fresh_dir("manifest-tamper");
         let path = dir.join("shop.tar.gz");
         let bytes = pseudo_random_bytes(600 * 1024 + 17, 3);
         std::fs::write(&path, &bytes).unwrap();
@@ -313,7 +294,7 @@ mod tests {
     #[test]
     fn the_key_file_is_private_and_read_back() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = temp_dir("key");
+        let dir = fresh_dir("manifest-key");
         let path = dir.join("keys").join("manifest.pk8");
         let first = ManifestKey::load_or_create(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();

@@ -15,28 +15,10 @@ use vigil_p2p::fetch::{fetch, Coordinator, Fetch};
 use vigil_p2p::local::LocalCoordinator;
 use vigil_p2p::manifest::{build_manifest, verify_manifest, ManifestKey};
 use vigil_p2p::peer::{wire, Limits, PeerNode, UPLOAD_SLOTS};
+use vigil_p2p::testing::{fresh_dir, pseudo_random_bytes};
 use vigil_p2p::tracker::TrackerSettings;
 
 const MB: u64 = 1_000_000;
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vigil-p2p-swarm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn pseudo_random_bytes(length: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005) | 1;
-    (0..length)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
 
 struct Origin {
     bytes: Vec<u8>,
@@ -107,7 +89,7 @@ fn spawn_fetches(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_peers_fetch_one_artifact_and_all_hold_the_identical_file() {
-    let dir = fresh_dir("eight");
+    let dir = fresh_dir("swarm-eight");
     let size = 8 * 1024 * 1024 + 12_345;
     let origin = origin(&dir, size, Some(8 * MB));
     let limits = Limits {
@@ -169,34 +151,46 @@ async fn eight_peers_fetch_one_artifact_and_all_hold_the_identical_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A peer that claims every piece and answers each request with the right piece, one byte
-/// flipped. Counts the requests it answered.
-async fn start_liar(origin: &Origin) -> (SocketAddr, Arc<AtomicU32>) {
+/// How a fake peer answers a request for a piece: a status and the bytes, or never (the
+/// connection is kept open and not read again).
+type FakeAnswer = Box<dyn Fn(u32) -> Option<(u8, Vec<u8>)> + Send + Sync>;
+
+/// A peer that claims every piece, announces itself to the tracker as `host`, and answers each
+/// request as `answer` says. Counts the requests it got.
+async fn start_fake_peer(origin: &Origin, host: &str, answer: FakeAnswer) -> Arc<AtomicU32> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let answered = Arc::new(AtomicU32::new(0));
-    let bytes = Arc::new(origin.bytes.clone());
-    let manifest = origin.manifest.clone();
-    let counter = Arc::clone(&answered);
+    let pieces = origin.manifest.piece_count();
+    origin
+        .coordinator
+        .announce(
+            &origin.manifest.sha256,
+            &Announce {
+                host: host.to_string(),
+                addr: addr.to_string(),
+                have: Bitfield::full(pieces).to_hex(),
+                bad_peers: Vec::new(),
+            },
+        )
+        .unwrap();
+    let asked = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&asked);
+    let answer = Arc::new(answer);
     tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let bytes = Arc::clone(&bytes);
-            let manifest = manifest.clone();
+        while let Ok((mut stream, _)) = listener.accept().await {
             let counter = Arc::clone(&counter);
+            let answer = Arc::clone(&answer);
             tokio::spawn(async move {
-                let full = Bitfield::full(manifest.piece_count());
+                let full = Bitfield::full(pieces);
                 while let Ok(Some(request)) = wire::read_request(&mut stream).await {
-                    let start = request.index as usize * manifest.piece_size as usize;
-                    let length = manifest.piece_len(request.index).unwrap() as usize;
-                    let mut piece = bytes[start..start + length].to_vec();
-                    piece[length / 2] ^= 0x40;
                     counter.fetch_add(1, Ordering::SeqCst);
+                    let Some((status, piece)) = answer(request.index) else {
+                        std::future::pending::<()>().await;
+                        return;
+                    };
                     let written = wire::write_response(
                         &mut stream,
-                        wire::PIECE,
+                        status,
                         Some(full.as_bytes()),
                         &piece,
                         None,
@@ -209,25 +203,28 @@ async fn start_liar(origin: &Origin) -> (SocketAddr, Arc<AtomicU32>) {
             });
         }
     });
-    (addr, answered)
+    asked
+}
+
+/// Answers each request with the right piece, one byte flipped.
+fn lying(origin: &Origin) -> FakeAnswer {
+    let bytes = origin.bytes.clone();
+    let manifest = origin.manifest.clone();
+    Box::new(move |index| {
+        let start = index as usize * manifest.piece_size as usize;
+        let length = manifest.piece_len(index).unwrap() as usize;
+        let mut piece = bytes[start..start + length].to_vec();
+        piece[length / 2] ^= 0x40;
+        Some((wire::PIECE, piece))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_serving_corrupted_pieces_is_blocked_and_no_bad_piece_is_committed_anywhere() {
-    let dir = fresh_dir("liar");
+    let dir = fresh_dir("swarm-liar");
     let size = 6 * 1024 * 1024;
     let origin = origin(&dir, size, Some(6 * MB));
-    let (liar_addr, liar_answers) = start_liar(&origin).await;
-    let liar_announce = Announce {
-        host: "liar".to_string(),
-        addr: liar_addr.to_string(),
-        have: Bitfield::full(origin.manifest.piece_count()).to_hex(),
-        bad_peers: Vec::new(),
-    };
-    origin
-        .coordinator
-        .announce(&origin.manifest.sha256, &liar_announce)
-        .unwrap();
+    let liar_answers = start_fake_peer(&origin, "liar", lying(&origin)).await;
     let limits = Limits {
         up_bytes_per_second: Some(20 * MB),
         down_bytes_per_second: Some(20 * MB),
@@ -331,74 +328,16 @@ async fn ask_piece(addr: SocketAddr, artifact: &str, index: u32) -> Vec<u8> {
     }
 }
 
-/// A peer that claims every piece and answers every request busy.
-async fn start_always_busy(pieces: u32) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let full = Bitfield::full(pieces);
-                while let Ok(Some(_)) = wire::read_request(&mut stream).await {
-                    let written = wire::write_response(
-                        &mut stream,
-                        wire::BUSY,
-                        Some(full.as_bytes()),
-                        &[],
-                        None,
-                    )
-                    .await;
-                    if written.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// A peer that claims every piece and never answers (its connections stay open).
-async fn start_staller() -> (SocketAddr, Arc<AtomicU32>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let asked = Arc::new(AtomicU32::new(0));
-    let counter = Arc::clone(&asked);
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((mut stream, _)) = listener.accept().await {
-            if let Ok(Some(_)) = wire::read_request(&mut stream).await {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-            held.push(stream);
-        }
-    });
-    (addr, asked)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_piece_asked_of_a_stalled_parent_is_asked_of_another() {
-    let dir = fresh_dir("endgame");
+    let dir = fresh_dir("swarm-endgame");
     let size = 2 * 1024 * 1024;
     let origin = origin(&dir, size, None);
-    let pieces = origin.manifest.piece_count();
     let seed = start_peers(&dir, 1, Limits::default()).await.remove(0);
     fetch(&seed, request(&origin, "seed".to_string()))
         .await
         .unwrap();
-    let (staller_addr, staller_asked) = start_staller().await;
-    origin
-        .coordinator
-        .announce(
-            &origin.manifest.sha256,
-            &Announce {
-                host: "staller".to_string(),
-                addr: staller_addr.to_string(),
-                have: Bitfield::full(pieces).to_hex(),
-                bad_peers: Vec::new(),
-            },
-        )
-        .unwrap();
+    let staller_asked = start_fake_peer(&origin, "staller", Box::new(|_| None)).await;
     let fetcher = start_peers(&dir.join("fetcher"), 1, Limits::default())
         .await
         .remove(0);
@@ -425,23 +364,18 @@ async fn the_last_piece_asked_of_a_stalled_parent_is_asked_of_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_every_upload_slot_taken_answers_busy_and_askers_go_elsewhere() {
-    let dir = fresh_dir("busy");
+    let dir = fresh_dir("swarm-busy");
     let size = 2 * 1024 * 1024;
     let origin = origin(&dir, size, None);
     let artifact = origin.manifest.sha256.clone();
     // A fetcher handed only a peer that claims every piece and is always busy turns to the
     // origin, and reports no one.
-    let busy_addr = start_always_busy(origin.manifest.piece_count()).await;
-    let busy_announce = Announce {
-        host: "always-busy".to_string(),
-        addr: busy_addr.to_string(),
-        have: Bitfield::full(origin.manifest.piece_count()).to_hex(),
-        bad_peers: Vec::new(),
-    };
-    origin
-        .coordinator
-        .announce(&artifact, &busy_announce)
-        .unwrap();
+    start_fake_peer(
+        &origin,
+        "always-busy",
+        Box::new(|_| Some((wire::BUSY, Vec::new()))),
+    )
+    .await;
     let fetcher = start_peers(&dir.join("fetcher"), 1, Limits::default())
         .await
         .remove(0);
@@ -514,7 +448,7 @@ async fn a_peer_with_every_upload_slot_taken_answers_busy_and_askers_go_elsewher
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_quarter_of_the_peers_mid_transfer_still_completes_every_survivor() {
-    let dir = fresh_dir("kill");
+    let dir = fresh_dir("swarm-kill");
     let size = 12 * 1024 * 1024;
     let origin = origin(&dir, size, Some(4 * MB));
     let limits = Limits {
