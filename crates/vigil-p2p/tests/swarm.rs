@@ -87,6 +87,25 @@ fn spawn_fetches(
         .collect()
 }
 
+/// Waits `within` for a fetch, and checks that the file it returns is the origin's.
+async fn identical_copy(
+    origin: &Origin,
+    handle: tokio::task::JoinHandle<Result<PathBuf, vigil_p2p::P2pError>>,
+    within: Duration,
+    who: &str,
+) -> PathBuf {
+    let path = tokio::time::timeout(within, handle)
+        .await
+        .unwrap_or_else(|_| panic!("{who} did not finish"))
+        .unwrap()
+        .unwrap_or_else(|error| panic!("{who}: {error}"));
+    assert!(
+        std::fs::read(&path).unwrap() == origin.bytes,
+        "{who}'s copy differs"
+    );
+    path
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_peers_fetch_one_artifact_and_all_hold_the_identical_file() {
     let dir = fresh_dir("swarm-eight");
@@ -99,16 +118,14 @@ async fn eight_peers_fetch_one_artifact_and_all_hold_the_identical_file() {
     let nodes = start_peers(&dir, 8, limits).await;
     let fetches = spawn_fetches(&origin, &nodes);
     for (index, handle) in fetches.into_iter().enumerate() {
-        let path = tokio::time::timeout(Duration::from_secs(60), handle)
-            .await
-            .unwrap_or_else(|_| panic!("peer {index} did not finish"))
-            .unwrap()
-            .unwrap_or_else(|error| panic!("peer {index}: {error}"));
+        let path = identical_copy(
+            &origin,
+            handle,
+            Duration::from_secs(60),
+            &format!("peer {index}"),
+        )
+        .await;
         assert_eq!(path, nodes[index].dir().join(&origin.manifest.sha256));
-        assert!(
-            std::fs::read(&path).unwrap() == origin.bytes,
-            "peer {index}'s copy differs"
-        );
     }
     let uploaded: u64 = nodes.iter().map(|node| node.uploaded_bytes()).sum();
     let origin_bytes = origin.coordinator.origin_bytes();
@@ -261,15 +278,13 @@ async fn a_peer_serving_corrupted_pieces_is_blocked_and_no_bad_piece_is_committe
     });
 
     for (index, handle) in fetches.into_iter().enumerate() {
-        let path = tokio::time::timeout(Duration::from_secs(60), handle)
-            .await
-            .unwrap_or_else(|_| panic!("peer {index} did not finish"))
-            .unwrap()
-            .unwrap_or_else(|error| panic!("peer {index}: {error}"));
-        assert!(
-            std::fs::read(&path).unwrap() == origin.bytes,
-            "peer {index}'s copy differs"
-        );
+        identical_copy(
+            &origin,
+            handle,
+            Duration::from_secs(60),
+            &format!("peer {index}"),
+        )
+        .await;
     }
     let checks = watcher.await.unwrap();
     assert!(checks > 0);
@@ -487,15 +502,13 @@ async fn killing_a_quarter_of_the_peers_mid_transfer_still_completes_every_survi
         if doomed.contains(&index) {
             continue;
         }
-        let path = tokio::time::timeout(Duration::from_secs(90), handle)
-            .await
-            .unwrap_or_else(|_| panic!("survivor {index} did not finish"))
-            .unwrap()
-            .unwrap_or_else(|error| panic!("survivor {index}: {error}"));
-        assert!(
-            std::fs::read(&path).unwrap() == origin.bytes,
-            "survivor {index}'s copy differs"
-        );
+        identical_copy(
+            &origin,
+            handle,
+            Duration::from_secs(90),
+            &format!("survivor {index}"),
+        )
+        .await;
     }
     for index in doomed {
         let have = nodes[index].have(&origin.manifest.sha256).unwrap();
