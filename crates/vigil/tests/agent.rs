@@ -13,7 +13,9 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use support::{call, create_token, free_port, now_seconds, post_ok, serve, vigil, Dir};
+use support::{
+    call, create_token, free_port, now_seconds, post_ok, serve, upload_artifact, vigil, Dir,
+};
 
 const HOST: &str = "agent-host-1";
 const APP: &str = "shop";
@@ -259,31 +261,6 @@ fn wait_for(
     panic!("GET {path} did not get there in {seconds} s: {last}");
 }
 
-/// Uploads `bytes` as an artifact named `name`; its id.
-fn upload(port: u16, token: &str, name: &str, bytes: &[u8]) -> String {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(20)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent
-        .post(&format!(
-            "http://127.0.0.1:{port}/api/v1/artifacts?name={name}"
-        ))
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("Content-Type", "application/octet-stream")
-        .send(bytes)
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
-    assert!(
-        status == 200 || status == 201,
-        "upload answered {status}: {text}"
-    );
-    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
-    record["manifest"]["sha256"].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn an_agent_deploys_a_release_from_its_artifact_and_rolls_it_back_to_the_version_on_its_disk() {
     let dir = Dir::new("agent-deploy");
@@ -326,7 +303,7 @@ fn an_agent_deploys_a_release_from_its_artifact_and_rolls_it_back_to_the_version
         })
     });
 
-    let artifact = upload(port, &admin, "shop-2.txt", b"version two");
+    let artifact = upload_artifact(port, &admin, "shop-2.txt", b"version two");
     post_ok(
         port,
         &admin,

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    call, create_token, free_port, now_seconds, scratch_postgres, serve_with_config, vigil, Dir,
-    Server,
+    call, create_token, free_port, now_seconds, scratch_postgres, serve_with_config,
+    upload_artifact, vigil, Dir, Server,
 };
 
 const APP: &str = "shop";
@@ -176,27 +176,6 @@ fn artifact(path: &Path, error_ratio: f64, salt: u64) -> Vec<u8> {
     }
     std::fs::write(path, &bytes).unwrap();
     bytes
-}
-
-fn upload(port: u16, token: &str, name: &str, path: &Path) -> String {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(60)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent
-        .post(&format!(
-            "http://127.0.0.1:{port}/api/v1/artifacts?name={name}"
-        ))
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("Content-Type", "application/octet-stream")
-        .send(std::fs::read(path).unwrap().as_slice())
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
-    assert_eq!(status, 201, "{text}");
-    let record: Value = serde_json::from_str(&text).unwrap();
-    record["manifest"]["sha256"].as_str().unwrap().to_string()
 }
 
 fn order(port: u16, token: &str, id: &str, version: &str, artifact: &str, plan: Value) {
@@ -369,11 +348,21 @@ fn ship_to_real_agents(dir: &Dir, database: &str) {
     let healthy = [2, 4, 5].map(|version| {
         let path = dir.0.join(format!("shop-{version}.bin"));
         artifact(&path, 0.0, version);
-        upload(port, &admin, &format!("shop-{version}.bin"), &path)
+        upload_artifact(
+            port,
+            &admin,
+            &format!("shop-{version}.bin"),
+            &std::fs::read(&path).unwrap(),
+        )
     });
     let faulty_path = dir.0.join("shop-3.bin");
     artifact(&faulty_path, 0.2, 3);
-    let faulty = upload(port, &admin, "shop-3.bin", &faulty_path);
+    let faulty = upload_artifact(
+        port,
+        &admin,
+        "shop-3.bin",
+        &std::fs::read(&faulty_path).unwrap(),
+    );
 
     // (a) Two batches, each watched, and the release completes on every host's disk.
     let began = now_seconds();

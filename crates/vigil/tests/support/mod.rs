@@ -250,6 +250,28 @@ pub fn replicas(
         .collect())
 }
 
+/// Uploads `bytes` as an artifact named `name` and asserts it was created; its id.
+pub fn upload_artifact(port: u16, token: &str, name: &str, bytes: &[u8]) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .post(&format!(
+            "http://127.0.0.1:{port}/api/v1/artifacts?name={name}"
+        ))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/octet-stream")
+        .send(bytes)
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    assert_eq!(status, 201, "upload of {name} answered {status}: {text}");
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    record["manifest"]["sha256"].as_str().unwrap().to_owned()
+}
+
 /// POSTs `body` and asserts it was taken (200 or 201), naming the port and the answer.
 pub fn post_ok(port: u16, token: &str, path: &str, body: serde_json::Value) {
     let (status, answer) = call(port, "POST", path, token, Some(body));
