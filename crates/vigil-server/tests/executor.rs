@@ -293,6 +293,16 @@ fn a_silent_agent_pauses_with_the_reason() {
     assert_eq!(online, [true, true, false]);
 }
 
+/// A pipeline's report on a release the executor ships is refused (409), naming the executor.
+fn pipeline_report_is_refused(server: &TestServer, path: &str) {
+    let (status, refused) = server.post(path, &server.operator, &json!({}));
+    assert_eq!(status, 409, "{path}: {refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("executor"),
+        "{path}: {refused}"
+    );
+}
+
 #[test]
 fn a_rollback_makes_rollback_tasks_and_ends_rolled_back() {
     let server = TestServer::start(NOW);
@@ -300,16 +310,7 @@ fn a_rollback_makes_rollback_tasks_and_ends_rolled_back() {
     first_batch_deployed(&server);
     // The executor alone reports its batches and its rollback done: a pipeline's report is
     // refused, naming why.
-    let (status, refused) = server.post(
-        "/api/v1/releases/r1/batches/1/deployed",
-        &server.operator,
-        &json!({}),
-    );
-    assert_eq!(status, 409, "{refused}");
-    assert!(
-        refused["error"].as_str().unwrap().contains("executor"),
-        "{refused}"
-    );
+    pipeline_report_is_refused(&server, "/api/v1/releases/r1/batches/1/deployed");
     let (status, answer) = server.post(
         "/api/v1/releases/r1/rollback",
         &server.operator,
@@ -337,16 +338,7 @@ fn a_rollback_makes_rollback_tasks_and_ends_rolled_back() {
         "succeeded".to_owned()
     )));
     assert_eq!(tasks.len(), 2, "{tasks:?}");
-    let (status, refused) = server.post(
-        "/api/v1/releases/r1/rolled-back",
-        &server.operator,
-        &json!({}),
-    );
-    assert_eq!(status, 409, "{refused}");
-    assert!(
-        refused["error"].as_str().unwrap().contains("executor"),
-        "{refused}"
-    );
+    pipeline_report_is_refused(&server, "/api/v1/releases/r1/rolled-back");
 }
 
 #[test]
