@@ -14,10 +14,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use vigil_core::agent::HostTask;
+use vigil_core::agent::{check_shipped_version, HostTask};
 use vigil_core::Clock;
 
-use crate::state::{check_version, StateDir};
+use crate::state::StateDir;
 use crate::Deployer;
 
 /// Bytes of a step's output kept in its report.
@@ -216,7 +216,7 @@ fn output_tail(path: &Path) -> String {
 
 impl Deployer for CommandDeployer {
     fn deploy(&mut self, task: &HostTask, artifact: Option<&Path>) -> Result<String, String> {
-        check_version(&task.version)?;
+        check_shipped_version(&task.version)?;
         let artifact = artifact.ok_or_else(|| {
             format!(
                 "deploy task {} of version {} names no artifact",
@@ -228,7 +228,7 @@ impl Deployer for CommandDeployer {
     }
 
     fn rollback(&mut self, task: &HostTask) -> Result<String, String> {
-        check_version(&task.version)?;
+        check_shipped_version(&task.version)?;
         let kept = self.kept_artifact(&task.version)?;
         self.run_step(&task.version, &kept)
     }

@@ -306,6 +306,26 @@ pub struct ExecutorSpec {
     pub observe_seconds: Vec<i64>,
 }
 
+/// Whether `version` may be shipped by Vigil's executor: it names a directory on every host
+/// (`<state>/versions/<version>/`), so no path separators, no leading dot, only letters, digits,
+/// `.`, `-`, `_` and `+`, at most 128 bytes. The server refuses an order whose version breaks
+/// this, and the agent checks it again before touching its disk.
+pub fn check_shipped_version(version: &str) -> Result<(), String> {
+    if version.is_empty() || version.len() > 128 {
+        return Err(format!("version {version:?} must be 1 to 128 bytes"));
+    }
+    if version.starts_with('.') {
+        return Err(format!("version {version:?} may not start with a dot"));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+');
+    if !version.chars().all(allowed) {
+        return Err(format!(
+            "version {version:?} may hold only letters, digits, '.', '-', '_' and '+'"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,5 +377,23 @@ mod tests {
         }
         assert_eq!(TaskKind::parse("rollback"), Some(TaskKind::Rollback));
         assert_eq!(TaskKind::parse("restart"), None);
+    }
+
+    #[test]
+    fn shipped_versions_that_would_leave_the_versions_folder_are_refused() {
+        assert!(check_shipped_version("2.4.1-rc1+build7").is_ok());
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../etc",
+            "a/b",
+            ".hidden",
+            "a b",
+            "caf\u{e9}",
+            &"x".repeat(129),
+        ] {
+            assert!(check_shipped_version(bad).is_err(), "{bad:?}");
+        }
     }
 }

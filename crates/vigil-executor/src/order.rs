@@ -77,6 +77,10 @@ pub fn resolve(
         .into());
     }
     vigil_deploy::spec::check_name("app", &order.app).map_err(vigil_deploy::DeployError::from)?;
+    vigil_core::agent::check_shipped_version(&order.version).map_err(|message| PlanError {
+        field: "version".to_owned(),
+        message,
+    })?;
     let hosts = resolve_hosts(&order.hosts, &order.app, agents)?;
     let (batches, observe_seconds) = cut_batches(&order.plan, &hosts)?;
     let last_observe = observe_seconds.last().copied().unwrap_or(0);

@@ -669,6 +669,23 @@ fn send_executor_routes(contract: &mut Contract) {
         answer["error"].as_str().unwrap().starts_with("hosts[1]"),
         "{answer}"
     );
+    // The version names a folder on every host: one that would leave it is refused here,
+    // not by each agent after the release started.
+    let (status, answer) = contract.send(
+        "POST",
+        "/api/v1/deployments",
+        "/api/v1/deployments",
+        &operator,
+        Some(
+            json!({"id": "d1", "app": "shop", "version": "../2.0", "artifact": artifact,
+                    "hosts": ["agent-1"]}),
+        ),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().starts_with("version: "),
+        "{answer}"
+    );
     let (status, answer) = contract.send(
         "POST",
         "/api/v1/deployments",
