@@ -53,8 +53,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the demo folder {}", dir.display()))?;
+    let database_file = dir.join("vigil.db");
+    if database_file.exists() {
+        // The story's release ids and the agents' installed versions are those of the run
+        // before: its releases would be refused as existing ones.
+        bail!(
+            "the demo folder {} already holds a demo's store: pass a new --dir, or remove that folder",
+            dir.display()
+        );
+    }
     crate::logging::init_with_default(tracing::Level::WARN);
-    let database = dir.join("vigil.db").display().to_string();
+    let database = database_file.display().to_string();
     let store =
         vigil_store::open(&database).with_context(|| format!("cannot open store {database}"))?;
     let clock: Arc<dyn Clock> = Arc::new(vigil_core::SystemClock);
