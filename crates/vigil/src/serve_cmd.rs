@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// Base URL of this server in links sent to people.
     #[arg(long)]
     public_url: Option<String>,
+    /// Folder of the uploaded artifacts and the manifest signing key [default: `vigil-artifacts`
+    /// beside a SQLite file, `./vigil-artifacts` on PostgreSQL].
+    #[arg(long)]
+    artifact_dir: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -42,6 +46,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(public_url) = args.public_url {
         config.public_url = public_url;
+    }
+    if let Some(artifact_dir) = args.artifact_dir {
+        config.artifact_dir = artifact_dir.display().to_string();
     }
     crate::logging::init();
     // The store is opened, and later dropped, outside the async runtime: the PostgreSQL client

@@ -59,12 +59,39 @@ pub fn serve(database: impl AsRef<OsStr>, port: u16) -> Server {
             &format!("127.0.0.1:{port}"),
             "--database",
         ])
-        .arg(database)
+        .arg(database.as_ref())
+        .args(artifact_dir_for(database.as_ref(), None))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_listening(Server(child), port)
+}
+
+/// `--artifact-dir` for a server on a PostgreSQL store whose settings name no folder: one in
+/// the temporary folder per database, instead of `./vigil-artifacts` in the test's working
+/// directory (the crate's source folder).
+fn artifact_dir_for(database: &OsStr, config: Option<&std::path::Path>) -> Vec<std::ffi::OsString> {
+    let database = database.to_string_lossy();
+    if !database.starts_with("postgres") {
+        return Vec::new();
+    }
+    if let Some(config) = config {
+        let settings: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
+        if settings.get("artifact_dir").is_some() {
+            return Vec::new();
+        }
+    }
+    let name: String = database
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let folder = std::env::temp_dir().join(format!("vigil-artifacts-{name}"));
+    vec!["--artifact-dir".into(), folder.into_os_string()]
 }
 
 /// A `vigil serve` on `database` with the settings file `config`, its log written to `log`,
@@ -85,7 +112,8 @@ pub fn serve_with_config(
             &format!("127.0.0.1:{port}"),
             "--database",
         ])
-        .arg(database)
+        .arg(database.as_ref())
+        .args(artifact_dir_for(database.as_ref(), Some(config)))
         .arg("--config")
         .arg(config)
         .stdout(Stdio::null())
