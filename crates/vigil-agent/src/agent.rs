@@ -2,7 +2,9 @@
 //!
 //! - **collect**: every `metrics_interval_seconds` a [`Probe`] sample, every second the
 //!   [`LogSource`]'s new lines grouped into events; each becomes a batch in the [`Outbox`]
-//!   with its idempotency key.
+//!   (and a file in the state directory's `outbox/`, until the server takes it) with its
+//!   idempotency key; then the log files' positions are saved, for a restarted agent to go on
+//!   from.
 //! - **send**: the oldest batch to the server's ingest route until it is taken, with
 //!   [`Backoff`] after a failure; a batch refused for its content is dropped (logged), anything
 //!   else is sent again, with the same key.
@@ -34,7 +36,8 @@ use crate::artifacts::{
 use crate::client::{Client, ClientError};
 use crate::events::{EventJoiner, LogEvent};
 use crate::outbox::{fnv1a, Backoff, Batch, BatchKind, Outbox};
-use crate::state::StateDir;
+use crate::state::{LogPositions, StateDir};
+use crate::tail::FilePosition;
 use crate::tasks::{run_task, Ledger};
 use crate::{AgentConfig, Deployer, LogSource, MetricSample, Probe};
 
@@ -200,6 +203,8 @@ pub async fn run(
         error,
     };
     let state = StateDir::open(&config.state_dir).map_err(state_error)?;
+    let outbox =
+        Outbox::open_spool(&state.outbox_dir(), config.queue_bytes).map_err(state_error)?;
     let ledger = Ledger::open(state, clock.now()).map_err(state_error)?;
     let client = Client::new(
         &config.server,
@@ -212,7 +217,6 @@ pub async fn run(
         clock.now(),
         std::process::id()
     );
-    let outbox = Outbox::with_capacity(config.queue_bytes);
     let shared = Arc::new(Shared {
         config,
         clock,
@@ -281,9 +285,19 @@ async fn collect_loop(
     let mut logs_tick = tokio::time::interval(Duration::from_secs(1));
     logs_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut joiner = EventJoiner::default();
+    let mut positions = PositionsSaver::default();
     loop {
         tokio::select! {
-            _ = stopped.changed() => break,
+            _ = stopped.changed() => {
+                // An event still open is whole now: queue it before its lines' position is
+                // saved past it.
+                if let Some(event) = joiner.finish() {
+                    let key = shared.next_key(BatchKind::Logs);
+                    shared.enqueue(BatchKind::Logs, logs_body(&shared.config, &[event], &key));
+                }
+                positions.save(&shared, lock(&logs).positions(), true);
+                break;
+            }
             _ = metrics_tick.tick() => {
                 let now = shared.clock.now();
                 let sampling = Arc::clone(&probe);
@@ -322,8 +336,53 @@ async fn collect_loop(
                     let key = shared.next_key(BatchKind::Logs);
                     shared.enqueue(BatchKind::Logs, logs_body(&shared.config, chunk, &key));
                 }
+                // Saved after the events are queued (and spooled), so a restarted agent goes
+                // on after them; the event still open is the one a kill may lose.
+                positions.save(&shared, lock(&logs).positions(), false);
             }
         }
+    }
+}
+
+/// Saves the log files' positions when they moved, and at least every
+/// [`POSITIONS_REFRESH_SECONDS`] (so that a quiet file's position stays fresh enough to be gone
+/// on from, see [`crate::state::LOG_RESUME_SECONDS`]).
+#[derive(Debug, Default)]
+struct PositionsSaver {
+    saved: Option<LogPositions>,
+    /// Whether saving failed since it last worked: the first failure is logged.
+    failing: bool,
+}
+
+/// Most seconds between two saves of unchanged log positions.
+const POSITIONS_REFRESH_SECONDS: i64 = 60;
+
+impl PositionsSaver {
+    fn save(&mut self, shared: &Shared, files: Vec<FilePosition>, always: bool) {
+        let now = shared.clock.now();
+        let due = match &self.saved {
+            None => !files.is_empty(),
+            Some(saved) => {
+                always || saved.files != files || now - saved.saved_at >= POSITIONS_REFRESH_SECONDS
+            }
+        };
+        if !due {
+            return;
+        }
+        let positions = LogPositions {
+            saved_at: now,
+            files,
+        };
+        match shared.ledger.state().save_log_positions(&positions) {
+            Ok(()) => self.failing = false,
+            Err(error) => {
+                if !self.failing {
+                    tracing::warn!(host = %shared.config.host, error = %error, "cannot save the log positions");
+                }
+                self.failing = true;
+            }
+        }
+        self.saved = Some(positions);
     }
 }
 

@@ -28,7 +28,7 @@ use vigil_core::agent::HostTask;
 pub use agent::{run, AgentError, HostParts};
 pub use command::CommandDeployer;
 pub use procfs::ProcProbe;
-pub use tail::FileLogSource;
+pub use tail::{FileLogSource, FilePosition};
 
 /// One metric sample of the host.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +47,12 @@ pub trait Probe: Send + 'static {
 /// stack trace included, which the agent joins into one event).
 pub trait LogSource: Send + 'static {
     fn read_lines(&mut self, now_ms: i64) -> Vec<String>;
+
+    /// Where each followed file was read to, saved so that the next run goes on from there
+    /// (see [`tail`]); a source without files has none.
+    fn positions(&self) -> Vec<FilePosition> {
+        Vec::new()
+    }
 }
 
 /// What a task does on the host. `artifact` is the verified artifact file for a deploy (None

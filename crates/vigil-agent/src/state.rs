@@ -6,10 +6,14 @@
 //! - `current`: the version the host runs (after a successful deploy or rollback);
 //! - `versions/<version>/`: each deployed version's artifact;
 //! - `server-key`: the server's manifest key, trusted on first use;
+//! - `logs.json`: where each followed log file was read to, and when (see [`crate::tail`]);
+//! - `outbox/`: the metric and log batches the server has not taken yet, a file each (see
+//!   [`crate::outbox`]);
 //! - `pieces/`: the peer node's pieces and fetched artifacts (named by their digest), and
 //!   `artifacts/<sha256>/<upload name>`: each fetched artifact under its upload name.
 //!
-//! Every file is written atomically: a temporary file beside it, synced, then renamed.
+//! Every file is written atomically: a temporary file beside it, then renamed; all but the
+//! outbox's batches and `logs.json` (rewritten every second while lines come) are synced first.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -18,11 +22,26 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use vigil_core::agent::TaskReport;
 
+use crate::tail::FilePosition;
+
 /// Task ids remembered; the server never hands out an old task again once it ended, so the
 /// latest ones are enough.
 pub const MAX_RAN_IDS: usize = 10_000;
 /// Reports kept while the server does not acknowledge them (three per task at most).
 pub const MAX_PENDING_REPORTS: usize = 3_000;
+
+/// Seconds an agent may have been down and still go on reading its log files from where it
+/// stopped. After a longer gap the backlog would be counted at the time it is read, not when
+/// it was written, piling hours of lines into one minute of a release's series: the files are
+/// read from their end instead.
+pub const LOG_RESUME_SECONDS: i64 = 300;
+
+/// `logs.json`: where the followed log files were read to, and when (Unix seconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPositions {
+    pub saved_at: i64,
+    pub files: Vec<FilePosition>,
+}
 
 /// The tasks' part of the state directory (`tasks.json`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +123,51 @@ impl StateDir {
         self.root.join("versions").join(version)
     }
 
+    /// The log positions saved at most [`LOG_RESUME_SECONDS`] before `now`, to go on from;
+    /// none when there are none, they are older (logged) or unreadable (logged).
+    pub fn resumable_log_positions(&self, now: i64) -> Vec<FilePosition> {
+        let path = self.root.join("logs.json");
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), error = %error, "cannot read the log positions, log files read from their end");
+                return Vec::new();
+            }
+        };
+        let saved: LogPositions = match serde_json::from_slice(&bytes) {
+            Ok(saved) => saved,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), error = %error, "log positions unreadable, log files read from their end");
+                return Vec::new();
+            }
+        };
+        let down_seconds = now - saved.saved_at;
+        if down_seconds > LOG_RESUME_SECONDS {
+            tracing::info!(
+                down_seconds,
+                most = LOG_RESUME_SECONDS,
+                "the agent was down too long to go on from its log positions, log files read from their end"
+            );
+            return Vec::new();
+        }
+        saved.files
+    }
+
+    /// Replaces `logs.json` (not synced: it is rewritten every second while lines come).
+    pub fn save_log_positions(&self, positions: &LogPositions) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(positions).map_err(std::io::Error::other)?;
+        let path = self.root.join("logs.json");
+        let temporary = self.root.join("logs.json.tmp");
+        std::fs::write(&temporary, &bytes)?;
+        std::fs::rename(&temporary, &path)
+    }
+
+    /// Where the batches not yet sent wait.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.root.join("outbox")
+    }
+
     /// Where the peer node keeps its pieces and whole artifacts.
     pub fn pieces_dir(&self) -> PathBuf {
         self.root.join("pieces")
@@ -176,24 +240,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         if let Ok(directory) = std::fs::File::open(parent) {
             let _ = directory.sync_all();
         }
-    }
-    Ok(())
-}
-
-/// Whether `version` may name a directory: a name of the agent's own checks (no path
-/// separators, no `..`, printable, at most 128 bytes).
-pub fn check_version(version: &str) -> Result<(), String> {
-    if version.is_empty() || version.len() > 128 {
-        return Err(format!("version {version:?} must be 1 to 128 bytes"));
-    }
-    if version == "." || version == ".." || version.starts_with('.') {
-        return Err(format!("version {version:?} may not start with a dot"));
-    }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+');
-    if !version.chars().all(allowed) {
-        return Err(format!(
-            "version {version:?} may hold only letters, digits, '.', '-', '_' and '+'"
-        ));
     }
     Ok(())
 }
@@ -281,6 +327,34 @@ mod tests {
     }
 
     #[test]
+    fn log_positions_are_gone_on_from_only_after_a_short_stop() {
+        let root = scratch("positions");
+        let state = StateDir::open(&root).unwrap();
+        assert!(state.resumable_log_positions(1_000).is_empty());
+        let files = vec![FilePosition {
+            path: PathBuf::from("/var/log/shop.log"),
+            inode: 7,
+            offset: 42,
+        }];
+        state
+            .save_log_positions(&LogPositions {
+                saved_at: 1_000,
+                files: files.clone(),
+            })
+            .unwrap();
+        assert_eq!(
+            state.resumable_log_positions(1_000 + LOG_RESUME_SECONDS),
+            files
+        );
+        assert!(state
+            .resumable_log_positions(1_001 + LOG_RESUME_SECONDS)
+            .is_empty());
+        std::fs::write(root.join("logs.json"), b"{not json").unwrap();
+        assert!(state.resumable_log_positions(1_000).is_empty());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
     fn the_current_version_is_written_whole() {
         let root = scratch("current");
         let state = StateDir::open(&root).unwrap();
@@ -293,21 +367,5 @@ mod tests {
             "1.2.4\n"
         );
         let _ = std::fs::remove_dir_all(&root);
-    }
-
-    #[test]
-    fn versions_that_would_leave_the_versions_folder_are_refused() {
-        assert!(check_version("2.4.1-rc1+build7").is_ok());
-        for bad in [
-            "",
-            "..",
-            "../etc",
-            "a/b",
-            ".hidden",
-            "a b",
-            &"x".repeat(129),
-        ] {
-            assert!(check_version(bad).is_err(), "{bad:?}");
-        }
     }
 }

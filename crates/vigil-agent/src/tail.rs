@@ -1,6 +1,8 @@
 //! [`FileLogSource`]: follows log files as `tail -F` does. A file is read from its end when the
 //! agent starts (what was written before is not the host's news), from its start when it
-//! appears later. A file that shrank was truncated: it is read again from its start. A file
+//! appears later. An agent started again shortly after it stopped goes on from where it read
+//! each file to ([`FileLogSource::resume`] with the [`FilePosition`]s it saved), so the lines
+//! written while it was down are not lost. A file that shrank was truncated: it is read again from its start. A file
 //! whose inode changed was rotated: the rest of the old file is read, then the new one from
 //! its start. Each read takes at most [`FileLogSource::max_bytes_per_read`] bytes of a file; a
 //! line longer than [`MAX_PARTIAL_LINE_BYTES`] without its end is given as it is.
@@ -10,7 +12,18 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 use crate::LogSource;
+
+/// Where a followed file was read to: its inode and the offset of the first byte not yet
+/// given as a line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePosition {
+    pub path: PathBuf,
+    pub inode: u64,
+    pub offset: u64,
+}
 
 /// A line without its end, held until its end arrives, at most.
 pub const MAX_PARTIAL_LINE_BYTES: usize = 64 << 10;
@@ -38,21 +51,40 @@ pub struct FileLogSource {
 impl FileLogSource {
     /// Follows `paths`, each from its current end (or from its start once it appears).
     pub fn new(paths: Vec<PathBuf>) -> FileLogSource {
+        FileLogSource::resume(paths, &[])
+    }
+
+    /// Follows `paths`, each from its position in `positions` when the file is still the one
+    /// read then (the same inode, not shorter than the position); a file rotated since is read
+    /// from its start, one without a position from its end.
+    pub fn resume(paths: Vec<PathBuf>, positions: &[FilePosition]) -> FileLogSource {
         let files = paths
             .into_iter()
             .map(|path| {
+                let saved = positions.iter().find(|position| position.path == path);
                 let mut followed = Followed {
                     path,
                     open: None,
                     offset: 0,
                     partial: Vec::new(),
                 };
-                if let Ok(file) = File::open(&followed.path) {
-                    if let Ok(metadata) = file.metadata() {
-                        followed.offset = metadata.len();
-                        followed.open = Some((file, metadata.ino()));
+                let Ok(file) = File::open(&followed.path) else {
+                    return followed;
+                };
+                let Ok(metadata) = file.metadata() else {
+                    return followed;
+                };
+                followed.offset = match saved {
+                    Some(saved)
+                        if saved.inode == metadata.ino() && saved.offset <= metadata.len() =>
+                    {
+                        saved.offset
                     }
-                }
+                    // Rotated (or truncated) while the agent was down: all of it is new.
+                    Some(_) => 0,
+                    None => metadata.len(),
+                };
+                followed.open = Some((file, metadata.ino()));
                 followed
             })
             .collect();
@@ -147,6 +179,23 @@ impl LogSource for FileLogSource {
         }
         lines
     }
+
+    /// The open files' positions; a line without its end yet is read again by the next run.
+    fn positions(&self) -> Vec<FilePosition> {
+        self.files
+            .iter()
+            .filter_map(|followed| {
+                let (_, inode) = followed.open.as_ref()?;
+                Some(FilePosition {
+                    path: followed.path.clone(),
+                    inode: *inode,
+                    offset: followed
+                        .offset
+                        .saturating_sub(followed.partial.len() as u64),
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +278,43 @@ mod tests {
         assert_eq!(source.read_lines(0), ["1234567"]);
         assert_eq!(source.read_lines(0), ["abcdefg"]);
         assert!(source.read_lines(0).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_source_resumed_from_its_positions_reads_what_was_written_meanwhile() {
+        let dir = scratch("resume");
+        let log = dir.join("app.log");
+        let rotated = dir.join("other.log");
+        append(&log, "old\n");
+        append(&rotated, "old\n");
+        let mut source = FileLogSource::new(vec![log.clone(), rotated.clone()]);
+        append(&log, "seen\nhalf a li");
+        append(&rotated, "seen\n");
+        assert_eq!(source.read_lines(0), ["seen", "seen"]);
+        let positions = source.positions();
+        assert_eq!(positions.len(), 2);
+        drop(source);
+
+        // While no agent ran: the first file grows, the second is rotated.
+        append(&log, "ne\nwritten while down\n");
+        std::fs::rename(&rotated, dir.join("other.log.1")).unwrap();
+        append(&rotated, "new file\n");
+        let mut resumed = FileLogSource::resume(vec![log.clone(), rotated.clone()], &positions);
+        assert_eq!(
+            resumed.read_lines(0),
+            ["half a line", "written while down", "new file"]
+        );
+        // A file without a position is read from its end, as by a new source.
+        let fresh = dir.join("fresh.log");
+        append(&fresh, "before\n");
+        let mut other = FileLogSource::resume(vec![fresh.clone()], &positions);
+        append(&fresh, "after\n");
+        assert_eq!(other.read_lines(0), ["after"]);
+        // A position past the file's end (truncated while down) starts it over.
+        std::fs::write(&log, "short\n").unwrap();
+        let mut truncated = FileLogSource::resume(vec![log.clone()], &resumed.positions());
+        assert_eq!(truncated.read_lines(0), ["short"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

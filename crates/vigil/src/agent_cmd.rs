@@ -129,9 +129,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             config.state_dir.display()
         )
     })?;
+    let positions = state.resumable_log_positions(clock.now());
     let parts = HostParts {
         probe: Box::new(ProcProbe::default()),
-        logs: Box::new(FileLogSource::new(args.log_files)),
+        logs: Box::new(FileLogSource::resume(args.log_files, &positions)),
         deployer: Box::new(CommandDeployer::new(
             state,
             args.deploy_command,

@@ -2,7 +2,9 @@
 //! metrics and the events of a followed log file (a multi-line stack trace counting as one
 //! event), and the server holds them. The server is killed with SIGKILL mid-run and started
 //! again on the same store: what the agent sent meanwhile, and what the dead server never
-//! acknowledged, arrives once, nothing lost and nothing counted twice.
+//! acknowledged, arrives once, nothing lost and nothing counted twice. An agent killed while
+//! the server is down sends, once started again, what it had queued (kept on disk) and the log
+//! lines written while it was not running.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod support;
@@ -89,23 +91,56 @@ fn host_logs(port: u16, token: &str) -> (u64, u64, Vec<String>) {
     }
 }
 
-#[test]
-fn an_agent_pushes_proc_metrics_and_log_events_and_loses_nothing_over_a_server_restart() {
-    let dir = Dir::new("agent");
+/// A server, a release watching the host, and an agent following `app.log`, which by now
+/// holds one round of events (6, one an exception) that the agent sent.
+struct Running {
+    dir: Dir,
+    database: std::path::PathBuf,
+    port: u16,
+    admin: String,
+    ingest: String,
+    server: support::Server,
+    log: std::path::PathBuf,
+    agent: Agent,
+}
+
+fn start_running(label: &str, release: &str) -> Running {
+    let dir = Dir::new(label);
     let database = dir.0.join("vigil.db");
     let admin = create_token(&database, "admin");
     let ingest = create_token(&database, "ingest");
     let port = free_port();
-    let first = serve(&database, port);
-    let start = now_seconds() as i64;
+    let server = serve(&database, port);
+    watch_host(port, &admin, release, now_seconds() as i64);
+    let log = dir.0.join("app.log");
+    append(
+        &log,
+        "2026-12-07 09:59:59 INFO written before the agent started\n",
+    );
+    let agent = start_agent(port, &ingest, &dir.0, &log, "agent.log");
+    std::thread::sleep(Duration::from_secs(2));
+    write_events(&log, 1, "java.lang.IllegalStateException");
+    std::thread::sleep(Duration::from_secs(3));
+    Running {
+        dir,
+        database,
+        port,
+        admin,
+        ingest,
+        server,
+        log,
+        agent,
+    }
+}
 
-    // A release of the host, for its series through the API.
+/// A release of the host, deployed at `start`, for the host's series through the API.
+fn watch_host(port: u16, admin: &str, release: &str, start: i64) {
     post_ok(
         port,
-        &admin,
+        admin,
         "/api/v1/releases",
         json!({
-            "id": "agent-1", "app": APP, "version": "2", "hosts": [HOST],
+            "id": release, "app": APP, "version": "2", "hosts": [HOST],
             "reference": {"type": "none"}, "step_seconds": STEP, "observe_seconds": 3600,
             "metrics": [{"name": "memory_used_ratio", "kind": "system", "direction": "increase",
                          "critical": false}],
@@ -113,34 +148,64 @@ fn an_agent_pushes_proc_metrics_and_log_events_and_loses_nothing_over_a_server_r
     );
     post_ok(
         port,
-        &admin,
-        "/api/v1/releases/agent-1/batches/0/deployed",
+        admin,
+        &format!("/api/v1/releases/{release}/batches/0/deployed"),
         json!({"at": start}),
     );
+}
 
-    let log = dir.0.join("app.log");
-    append(
-        &log,
-        "2026-12-07 09:59:59 INFO written before the agent started\n",
-    );
-    let agent_log = std::fs::File::create(dir.0.join("agent.log")).unwrap();
-    let _agent = Agent(
+/// `vigil agent` for the host, its state in `dir/agent-state`, following `log`, sampling every
+/// second, its own log in `dir/agent_log`.
+fn start_agent(port: u16, ingest: &str, dir: &Path, log: &Path, agent_log: &str) -> Agent {
+    let agent_log = std::fs::File::create(dir.join(agent_log)).unwrap();
+    Agent(
         vigil()
             .args(["agent", "--server", &format!("http://127.0.0.1:{port}")])
-            .args(["--token", &ingest, "--app", APP, "--host", HOST])
+            .args(["--token", ingest, "--app", APP, "--host", HOST])
             .args(["--label", "zone=b", "--metrics-interval", "1"])
             .arg("--state-dir")
-            .arg(dir.0.join("agent-state"))
+            .arg(dir.join("agent-state"))
             .arg("--log-file")
-            .arg(&log)
+            .arg(log)
             .stdout(Stdio::null())
             .stderr(Stdio::from(agent_log))
             .spawn()
             .unwrap(),
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    write_events(&log, 1, "java.lang.IllegalStateException");
+    )
+}
+
+/// The host's log counts once they reach `events` and `exceptions`, and again a few seconds
+/// later (when late resends would have counted twice).
+fn settled_logs(port: u16, admin: &str, events: u64, exceptions: u64) -> (u64, u64, Vec<String>) {
+    let mut counted = (0, 0, Vec::new());
+    for _ in 0..150 {
+        counted = host_logs(port, admin);
+        if counted.0 >= events && counted.1 >= exceptions {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     std::thread::sleep(Duration::from_secs(3));
+    let settled = host_logs(port, admin);
+    println!(
+        "events {} (first count {}), exceptions {}, templates {:?}",
+        settled.0, counted.0, settled.1, settled.2
+    );
+    settled
+}
+
+#[test]
+fn an_agent_pushes_proc_metrics_and_log_events_and_loses_nothing_over_a_server_restart() {
+    let Running {
+        dir: _dir,
+        database,
+        port,
+        admin,
+        server: first,
+        log,
+        agent: _agent,
+        ..
+    } = start_running("agent", "agent-1");
 
     // The server dies without warning; the agent keeps sampling and tailing.
     let mut killed = first;
@@ -155,21 +220,7 @@ fn an_agent_pushes_proc_metrics_and_log_events_and_loses_nothing_over_a_server_r
     let _second = serve(&database, port);
 
     // Every event arrives once: 12 events, 2 of them exceptions (each stack trace one event).
-    let mut counted = (0, 0, Vec::new());
-    for _ in 0..150 {
-        counted = host_logs(port, &admin);
-        if counted.0 >= 12 && counted.1 >= 2 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // Late resends would show here: wait a little longer and count again.
-    std::thread::sleep(Duration::from_secs(3));
-    let (events, exceptions, templates) = host_logs(port, &admin);
-    println!(
-        "events {events} (first count {}), exceptions {exceptions}, templates {templates:?}",
-        counted.0
-    );
+    let (events, exceptions, templates) = settled_logs(port, &admin, 12, 2);
     assert_eq!(events, 12, "{templates:?}");
     assert_eq!(exceptions, 2, "{templates:?}");
     for class in [
@@ -197,35 +248,7 @@ fn an_agent_pushes_proc_metrics_and_log_events_and_loses_nothing_over_a_server_r
 
     // The metrics sampled while the server was down arrived after its restart: every step of
     // the outage holds a value of the host's memory use, read from /proc.
-    let (status, series) = call(
-        port,
-        "GET",
-        "/api/v1/releases/agent-1/series?metric=memory_used_ratio",
-        &admin,
-        None,
-    );
-    assert_eq!(status, 200, "{series}");
-    let window_start = series["start"].as_i64().unwrap();
-    let step = series["step_seconds"].as_i64().unwrap();
-    let host = series["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|host| host["host"] == HOST)
-        .unwrap_or_else(|| panic!("no series of {HOST}: {series}"));
-    let values = host["values"].as_array().unwrap();
-    let mut outage_steps = 0;
-    for (index, value) in values.iter().enumerate() {
-        let at = window_start + index as i64 * step;
-        if at < outage_start || at + step > outage_end {
-            continue;
-        }
-        outage_steps += 1;
-        let ratio = value.as_f64().unwrap_or_else(|| {
-            panic!("no sample at {at} (outage {outage_start}..{outage_end}): {value}")
-        });
-        assert!((0.0..=1.0).contains(&ratio), "{ratio}");
-    }
+    let outage_steps = steps_sampled(port, &admin, "agent-1", outage_start, outage_end);
     println!("outage steps covered: {outage_steps}");
     assert!(outage_steps >= 2, "the outage covered {outage_steps} steps");
     // The other /proc metrics arrive too.
@@ -239,6 +262,92 @@ fn an_agent_pushes_proc_metrics_and_log_events_and_loses_nothing_over_a_server_r
         );
         assert_eq!(status, 200, "{metric}: {answer}");
     }
+}
+
+#[test]
+fn an_agent_killed_while_the_server_is_down_sends_what_it_had_queued_and_the_lines_written_meanwhile(
+) {
+    let Running {
+        dir,
+        database,
+        port,
+        admin,
+        ingest,
+        server: first,
+        log,
+        agent,
+    } = start_running("agent-killed", "agent-2");
+
+    // The server goes; the agent queues metrics and events; then the agent is killed too.
+    drop(first);
+    let outage_start = now_seconds() as i64;
+    std::thread::sleep(Duration::from_secs(1));
+    write_events(&log, 2, "java.lang.ArithmeticException");
+    std::thread::sleep(Duration::from_secs(5));
+    let mut killed = agent;
+    killed.0.kill().unwrap();
+    killed.0.wait().unwrap();
+    let agent_killed = now_seconds() as i64;
+    drop(killed);
+    // Lines the host writes while no agent runs.
+    write_events(&log, 3, "java.lang.NullPointerException");
+    std::thread::sleep(Duration::from_secs(1));
+
+    let _second = serve(&database, port);
+    let _again = start_agent(port, &ingest, &dir.0, &log, "agent-again.log");
+    let (events, exceptions, templates) = settled_logs(port, &admin, 18, 3);
+    assert_eq!(events, 18, "{templates:?}");
+    assert_eq!(exceptions, 3, "{templates:?}");
+    for class in [
+        "java.lang.IllegalStateException",
+        "java.lang.ArithmeticException",
+        "java.lang.NullPointerException",
+    ] {
+        assert!(
+            templates.iter().any(|text| text.contains(class)),
+            "{class} not among {templates:?}"
+        );
+    }
+    // Sampled while the server was down, queued on disk when the agent was killed, sent by
+    // the agent started again.
+    let queued_steps = steps_sampled(port, &admin, "agent-2", outage_start, agent_killed);
+    println!("steps sampled between the server's and the agent's death: {queued_steps}");
+    assert!(queued_steps >= 2, "only {queued_steps} steps");
+}
+
+/// How many steps of the release's host series lie in `from..until`, asserting each holds a
+/// sample of the host's memory use (a ratio, read from /proc).
+fn steps_sampled(port: u16, token: &str, release: &str, from: i64, until: i64) -> usize {
+    let (status, series) = call(
+        port,
+        "GET",
+        &format!("/api/v1/releases/{release}/series?metric=memory_used_ratio"),
+        token,
+        None,
+    );
+    assert_eq!(status, 200, "{series}");
+    let window_start = series["start"].as_i64().unwrap();
+    let step = series["step_seconds"].as_i64().unwrap();
+    let host = series["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|host| host["host"] == HOST)
+        .unwrap_or_else(|| panic!("no series of {HOST}: {series}"));
+    let values = host["values"].as_array().unwrap();
+    let mut steps = 0;
+    for (index, value) in values.iter().enumerate() {
+        let at = window_start + index as i64 * step;
+        if at < from || at + step > until {
+            continue;
+        }
+        steps += 1;
+        let ratio = value
+            .as_f64()
+            .unwrap_or_else(|| panic!("no sample at {at} (of {from}..{until}): {value}"));
+        assert!((0.0..=1.0).contains(&ratio), "{ratio}");
+    }
+    steps
 }
 
 /// GET `path` until `ready` holds for the answer (at most `seconds`); the last answer.
