@@ -177,11 +177,14 @@ impl Shared {
             .node
             .get_or_try_init(|| async {
                 let dir = self.ledger.state().pieces_dir();
-                let node = PeerNode::start(self.config.peer_listen, dir, Limits::default())
+                let listen = self.config.peer_listen;
+                let server = self.config.server.clone();
+                let advertised = tokio::task::spawn_blocking(move || advertised_peer_ip(listen, &server))
                     .await
-                    .map_err(|error| {
-                        format!("cannot serve peers on {}: {error}", self.config.peer_listen)
-                    })?;
+                    .map_err(|error| format!("cannot tell the peer address: {error}"))??;
+                let node = PeerNode::start_advertising(listen, advertised, dir, Limits::default())
+                    .await
+                    .map_err(|error| format!("cannot serve peers on {listen}: {error}"))?;
                 tracing::info!(host = %self.config.host, peer_addr = %node.addr(), "peer node started");
                 self.hello_changed.store(true, Ordering::SeqCst);
                 Ok::<_, String>(node)
@@ -189,6 +192,66 @@ impl Shared {
             .await?;
         Ok(Arc::clone(node))
     }
+}
+
+/// The address the other hosts reach this host's peer node at: `listen`'s own when it names
+/// one, else (listening on every interface) the address this host's traffic to `server` leaves
+/// from, found by connecting a UDP socket, which sends nothing.
+pub fn advertised_peer_ip(
+    listen: std::net::SocketAddr,
+    server: &str,
+) -> Result<std::net::IpAddr, String> {
+    use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+    if !listen.ip().is_unspecified() {
+        return Ok(listen.ip());
+    }
+    let (host, port) = server_host_port(server)
+        .ok_or_else(|| format!("cannot read the server's host in {server:?}"))?;
+    let server_addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve the server's host {host}: {error}"))?
+        .find(|addr| addr.is_ipv4() == listen.is_ipv4())
+        .ok_or_else(|| {
+            format!(
+                "the server's host {host} has no address of the peer listener's family ({listen})"
+            )
+        })?;
+    let unbound = SocketAddr::new(listen.ip(), 0);
+    let socket = UdpSocket::bind(unbound)
+        .and_then(|socket| socket.connect(server_addr).map(|()| socket))
+        .map_err(|error| format!("cannot find the route to the server {server_addr}: {error}"))?;
+    let local = socket
+        .local_addr()
+        .map_err(|error| format!("cannot find the route to the server {server_addr}: {error}"))?;
+    Ok(local.ip())
+}
+
+/// The host and port of an `http://` or `https://` URL (the scheme's port when it names none).
+fn server_host_port(url: &str) -> Option<(String, u16)> {
+    let (rest, default_port) = if let Some(rest) = url.strip_prefix("https://") {
+        (rest, 443)
+    } else {
+        (url.strip_prefix("http://")?, 80)
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => port.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        return Some((host.to_owned(), port));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (authority, default_port),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_owned(), port))
 }
 
 /// Runs the agent until `shutdown` completes; a task running then is let finish.
@@ -850,6 +913,43 @@ async fn fetch_artifact(shared: &Arc<Shared>, artifact: &str) -> Result<PathBuf,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_url_gives_its_host_and_port() {
+        for (url, expected) in [
+            ("http://10.0.0.5:7070", Some(("10.0.0.5", 7070))),
+            ("http://vigil.internal/", Some(("vigil.internal", 80))),
+            (
+                "https://vigil.internal/base?x=1",
+                Some(("vigil.internal", 443)),
+            ),
+            ("http://user:secret@vigil:81/", Some(("vigil", 81))),
+            ("http://[fd00::5]:7070/", Some(("fd00::5", 7070))),
+            ("http://[fd00::5]", Some(("fd00::5", 80))),
+            ("ftp://vigil", None),
+            ("http://:80", None),
+            ("http://vigil:port", None),
+            ("http://[fd00::5]x", None),
+        ] {
+            let found = server_host_port(url);
+            let expected = expected.map(|(host, port)| (host.to_owned(), port));
+            assert_eq!(found, expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_peer_listening_on_every_interface_is_advertised_at_the_address_toward_the_server() {
+        let every: std::net::SocketAddr = "0.0.0.0:7071".parse().unwrap();
+        assert_eq!(
+            advertised_peer_ip(every, "http://127.0.0.1:7070").unwrap(),
+            std::net::IpAddr::from([127, 0, 0, 1])
+        );
+        // A named listen address is advertised as it is, the server not consulted.
+        let named: std::net::SocketAddr = "10.1.2.3:7071".parse().unwrap();
+        assert_eq!(advertised_peer_ip(named, "not a url").unwrap(), named.ip());
+        let error = advertised_peer_ip(every, "not a url").unwrap_err();
+        assert!(error.contains("server's host"), "{error}");
+    }
 
     fn config() -> AgentConfig {
         let mut config = AgentConfig::new(

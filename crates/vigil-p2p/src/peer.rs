@@ -115,12 +115,31 @@ pub(crate) struct Held {
 
 impl PeerNode {
     /// Binds `listen` and serves the pieces held under `dir` (kept across restarts: pieces
-    /// found there are verified again before they are served).
+    /// found there are verified again before they are served). Peers are told `listen`'s own
+    /// address, which must then name one (see [`PeerNode::start_advertising`]).
     pub async fn start(
         listen: SocketAddr,
         dir: PathBuf,
         limits: Limits,
     ) -> std::io::Result<Arc<PeerNode>> {
+        PeerNode::start_advertising(listen, listen.ip(), dir, limits).await
+    }
+
+    /// As [`PeerNode::start`], the address announced to peers being `advertised_ip` with the
+    /// bound port: a node listening on every interface (`0.0.0.0`) is reached at one of them.
+    /// An unspecified `advertised_ip` is refused: no peer could connect to it.
+    pub async fn start_advertising(
+        listen: SocketAddr,
+        advertised_ip: std::net::IpAddr,
+        dir: PathBuf,
+        limits: Limits,
+    ) -> std::io::Result<Arc<PeerNode>> {
+        if advertised_ip.is_unspecified() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("peers cannot connect to {advertised_ip}: name the address they reach this host at"),
+            ));
+        }
         let scan_dir = dir.clone();
         let held = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&scan_dir)?;
@@ -129,7 +148,7 @@ impl PeerNode {
         .await
         .map_err(std::io::Error::other)??;
         let listener = listen_with_small_send_buffer(listen)?;
-        let addr = listener.local_addr()?;
+        let addr = SocketAddr::new(advertised_ip, listener.local_addr()?.port());
         let (stop, stopped) = watch::channel(false);
         let node = Arc::new(PeerNode {
             addr,
@@ -147,6 +166,7 @@ impl PeerNode {
         Ok(node)
     }
 
+    /// The address peers reach this node at (the advertised one).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -107,6 +107,49 @@ async fn identical_copy(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_listening_on_every_interface_are_announced_at_the_address_they_advertise() {
+    let dir = fresh_dir("swarm-advertised");
+    let size = 2 * 1024 * 1024 + 99;
+    // A slow origin: the peers' own pieces go between them.
+    let origin = origin(&dir, size, Some(2 * MB));
+    let every_interface: SocketAddr = "0.0.0.0:0".parse().unwrap();
+    // Told nothing better, peers could not connect to 0.0.0.0: refused.
+    let refused = PeerNode::start(every_interface, dir.join("unreachable"), Limits::default())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("0.0.0.0"), "{refused}");
+    let loopback = "127.0.0.1".parse().unwrap();
+    let mut nodes = Vec::new();
+    for index in 0..4 {
+        let node = PeerNode::start_advertising(
+            every_interface,
+            loopback,
+            dir.join(format!("peer-{index}")),
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(node.addr().ip(), loopback);
+        assert_ne!(node.addr().port(), 0);
+        nodes.push(node);
+    }
+    let fetches = spawn_fetches(&origin, &nodes);
+    for (index, handle) in fetches.into_iter().enumerate() {
+        identical_copy(
+            &origin,
+            handle,
+            Duration::from_secs(60),
+            &format!("peer {index}"),
+        )
+        .await;
+    }
+    // The pieces went between peers at the advertised addresses, not all from the origin.
+    let uploaded: u64 = nodes.iter().map(|node| node.uploaded_bytes()).sum();
+    assert!(uploaded > 0, "no peer served a piece");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_peers_fetch_one_artifact_and_all_hold_the_identical_file() {
     let dir = fresh_dir("swarm-eight");
     let size = 8 * 1024 * 1024 + 12_345;

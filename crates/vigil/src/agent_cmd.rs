@@ -43,7 +43,8 @@ pub struct AgentArgs {
     /// A log file to follow (repeat for several); events with stack traces count as one.
     #[arg(long = "log-file")]
     log_files: Vec<PathBuf>,
-    /// Where to serve artifact pieces to peers: an address they can reach.
+    /// Where to serve artifact pieces to peers: an address they can reach, or `0.0.0.0:PORT`
+    /// (every interface; peers are told the address this host reaches the server from).
     #[arg(long, default_value = "127.0.0.1:0")]
     peer_listen: SocketAddr,
     /// Seconds between two metric samples.

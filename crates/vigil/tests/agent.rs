@@ -393,7 +393,8 @@ fn an_agent_deploys_a_release_from_its_artifact_and_rolls_it_back_to_the_version
             .args(["agent", "--server", &format!("http://127.0.0.1:{port}")])
             .args(["--token", &ingest, "--app", APP, "--host", HOST])
             .args(["--label", "role=web", "--metrics-interval", "1"])
-            .args(["--peer-listen", "127.0.0.1:0"])
+            // Every interface: the peer address sent is the one toward the server.
+            .args(["--peer-listen", "0.0.0.0:0"])
             .args([
                 "--deploy-command",
                 "cp {artifact} {dir}/installed && echo from {previous} to {version}",
@@ -461,6 +462,14 @@ fn an_agent_deploys_a_release_from_its_artifact_and_rolls_it_back_to_the_version
         .unwrap()
         .clone();
     assert_eq!(deploy_task["message"], "from 1 to 2", "{deploy_task}");
+    let agents = wait_for(port, &admin, "/api/v1/agents", 20, |agents| {
+        agents.as_array().is_some_and(|list| {
+            list.iter()
+                .any(|agent| agent["host"] == HOST && !agent["peer_addr"].is_null())
+        })
+    });
+    let peer_addr = agents[0]["peer_addr"].as_str().unwrap_or_default();
+    assert!(peer_addr.starts_with("127.0.0.1:"), "{agents}");
 
     post_ok(
         port,
