@@ -106,6 +106,22 @@ async fn identical_copy(
     path
 }
 
+/// Waits a minute for each fetch, checking each returns the origin's file.
+async fn every_copy_identical(
+    origin: &Origin,
+    fetches: Vec<tokio::task::JoinHandle<Result<PathBuf, vigil_p2p::P2pError>>>,
+) {
+    for (index, handle) in fetches.into_iter().enumerate() {
+        identical_copy(
+            origin,
+            handle,
+            Duration::from_secs(60),
+            &format!("peer {index}"),
+        )
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_listening_on_every_interface_are_announced_at_the_address_they_advertise() {
     let dir = fresh_dir("swarm-advertised");
@@ -134,15 +150,7 @@ async fn peers_listening_on_every_interface_are_announced_at_the_address_they_ad
         nodes.push(node);
     }
     let fetches = spawn_fetches(&origin, &nodes);
-    for (index, handle) in fetches.into_iter().enumerate() {
-        identical_copy(
-            &origin,
-            handle,
-            Duration::from_secs(60),
-            &format!("peer {index}"),
-        )
-        .await;
-    }
+    every_copy_identical(&origin, fetches).await;
     // The pieces went between peers at the advertised addresses, not all from the origin.
     let uploaded: u64 = nodes.iter().map(|node| node.uploaded_bytes()).sum();
     assert!(uploaded > 0, "no peer served a piece");
@@ -320,15 +328,7 @@ async fn a_peer_serving_corrupted_pieces_is_blocked_and_no_bad_piece_is_committe
         checks
     });
 
-    for (index, handle) in fetches.into_iter().enumerate() {
-        identical_copy(
-            &origin,
-            handle,
-            Duration::from_secs(60),
-            &format!("peer {index}"),
-        )
-        .await;
-    }
+    every_copy_identical(&origin, fetches).await;
     let checks = watcher.await.unwrap();
     assert!(checks > 0);
 
