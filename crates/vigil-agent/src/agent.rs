@@ -34,7 +34,7 @@ use crate::artifacts::{
     is_artifact_id, named_copy, trusted_key, verified_manifest, HttpCoordinator,
 };
 use crate::client::{Client, ClientError};
-use crate::events::{EventJoiner, LogEvent};
+use crate::events::{LogEvent, StreamJoiners};
 use crate::outbox::{fnv1a, Backoff, Batch, BatchKind, Outbox};
 use crate::state::{LogPositions, StateDir};
 use crate::tail::FilePosition;
@@ -347,16 +347,17 @@ async fn collect_loop(
     metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut logs_tick = tokio::time::interval(Duration::from_secs(1));
     logs_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut joiner = EventJoiner::default();
+    let mut joiners = StreamJoiners::default();
     let mut positions = PositionsSaver::default();
     loop {
         tokio::select! {
             _ = stopped.changed() => {
-                // An event still open is whole now: queue it before its lines' position is
-                // saved past it.
-                if let Some(event) = joiner.finish() {
+                // Events still open are whole now: queue them before their lines' positions
+                // are saved past them.
+                let open = joiners.finish();
+                for chunk in open.chunks(MAX_EVENTS_PER_BATCH) {
                     let key = shared.next_key(BatchKind::Logs);
-                    shared.enqueue(BatchKind::Logs, logs_body(&shared.config, &[event], &key));
+                    shared.enqueue(BatchKind::Logs, logs_body(&shared.config, chunk, &key));
                 }
                 positions.save(&shared, lock(&logs).positions(), true);
                 break;
@@ -384,23 +385,23 @@ async fn collect_loop(
                 let now = shared.clock.now();
                 let reading = Arc::clone(&logs);
                 let read = tokio::task::spawn_blocking(move || {
-                    lock(&reading).read_lines(now.saturating_mul(1000))
+                    lock(&reading).read_streams(now.saturating_mul(1000))
                 })
                 .await;
-                let lines = match read {
-                    Ok(lines) => lines,
+                let streams = match read {
+                    Ok(streams) => streams,
                     Err(error) => {
                         tracing::error!(host = %shared.config.host, error = %error, "log source panicked");
                         break;
                     }
                 };
-                let events = joiner.push_lines(&lines, now);
+                let events = joiners.push_streams(&streams, now);
                 for chunk in events.chunks(MAX_EVENTS_PER_BATCH) {
                     let key = shared.next_key(BatchKind::Logs);
                     shared.enqueue(BatchKind::Logs, logs_body(&shared.config, chunk, &key));
                 }
                 // Saved after the events are queued (and spooled), so a restarted agent goes
-                // on after them; the event still open is the one a kill may lose.
+                // on after them; the events still open are what a kill may lose.
                 positions.save(&shared, lock(&logs).positions(), false);
             }
         }

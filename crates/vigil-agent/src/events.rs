@@ -95,6 +95,37 @@ impl EventJoiner {
     }
 }
 
+/// One [`EventJoiner`] per stream of lines (per followed file): a trace written to one file
+/// in two parts is not cut by the other files' lines read between them.
+#[derive(Debug, Default)]
+pub struct StreamJoiners {
+    joiners: Vec<EventJoiner>,
+}
+
+impl StreamJoiners {
+    /// Takes one read's streams (see [`crate::LogSource::read_streams`]); returns the events
+    /// they closed, stream by stream.
+    pub fn push_streams(&mut self, streams: &[Vec<String>], at: i64) -> Vec<LogEvent> {
+        if self.joiners.len() < streams.len() {
+            self.joiners
+                .resize_with(streams.len(), EventJoiner::default);
+        }
+        let mut closed = Vec::new();
+        for (joiner, lines) in self.joiners.iter_mut().zip(streams) {
+            closed.extend(joiner.push_lines(lines, at));
+        }
+        closed
+    }
+
+    /// Closes every stream's open event.
+    pub fn finish(&mut self) -> Vec<LogEvent> {
+        self.joiners
+            .iter_mut()
+            .filter_map(EventJoiner::finish)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +171,38 @@ java.lang.IllegalStateException: stock is gone\n\
         let second = joiner.push_lines(&lines("\tat a.B.d(B.java:2)\nINFO next"), 6);
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].text.lines().count(), 4);
+    }
+
+    #[test]
+    fn a_trace_split_over_two_reads_of_one_file_is_not_cut_by_another_files_lines() {
+        let mut joiners = StreamJoiners::default();
+        let first = joiners.push_streams(
+            &[
+                lines("ERROR boom\njava.lang.RuntimeException: x\n\tat a.B.c(B.java:1)"),
+                lines("INFO other file"),
+            ],
+            5,
+        );
+        assert!(first.is_empty(), "{first:?}");
+        let second = joiners.push_streams(&[lines("\tat a.B.d(B.java:2)"), Vec::new()], 6);
+        // The other file's read was empty: its event is whole.
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].text, "INFO other file");
+        let rest = joiners.finish();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].text.lines().count(), 4, "{rest:?}");
+        assert!(rest[0].text.starts_with("ERROR boom"));
+        // One joiner over both files would have joined the trace's end to the other file's line.
+        let mut one = EventJoiner::default();
+        one.push_lines(
+            &lines(
+                "ERROR boom\njava.lang.RuntimeException: x\n\tat a.B.c(B.java:1)\nINFO other file",
+            ),
+            5,
+        );
+        one.push_lines(&lines("\tat a.B.d(B.java:2)"), 6);
+        let mixed = one.finish().unwrap();
+        assert!(mixed.text.starts_with("INFO other file"), "{mixed:?}");
     }
 
     #[test]

@@ -48,6 +48,13 @@ pub trait Probe: Send + 'static {
 pub trait LogSource: Send + 'static {
     fn read_lines(&mut self, now_ms: i64) -> Vec<String>;
 
+    /// The same lines kept apart by stream (on a host, one per followed file, in a fixed
+    /// order), so that the lines of two files are never joined into one event. By default,
+    /// one stream.
+    fn read_streams(&mut self, now_ms: i64) -> Vec<Vec<String>> {
+        vec![self.read_lines(now_ms)]
+    }
+
     /// Where each followed file was read to, saved so that the next run goes on from there
     /// (see [`tail`]); a source without files has none.
     fn positions(&self) -> Vec<FilePosition> {

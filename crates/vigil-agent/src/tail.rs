@@ -172,12 +172,20 @@ fn take_line(buffer: &mut Vec<u8>) -> String {
 }
 
 impl LogSource for FileLogSource {
-    fn read_lines(&mut self, _now_ms: i64) -> Vec<String> {
-        let mut lines = Vec::new();
-        for followed in &mut self.files {
-            followed.read_into(self.max_bytes_per_read, &mut lines);
-        }
-        lines
+    fn read_lines(&mut self, now_ms: i64) -> Vec<String> {
+        self.read_streams(now_ms).into_iter().flatten().collect()
+    }
+
+    /// One stream per followed file, in the order the files were given.
+    fn read_streams(&mut self, _now_ms: i64) -> Vec<Vec<String>> {
+        self.files
+            .iter_mut()
+            .map(|followed| {
+                let mut lines = Vec::new();
+                followed.read_into(self.max_bytes_per_read, &mut lines);
+                lines
+            })
+            .collect()
     }
 
     /// The open files' positions; a line without its end yet is read again by the next run.
@@ -253,6 +261,24 @@ mod tests {
         assert_eq!(source.read_lines(0), ["c", "d", "e"]);
         append(&log, "f\n");
         assert_eq!(source.read_lines(0), ["f"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn each_file_is_a_stream_of_its_own_in_the_order_given() {
+        let dir = scratch("streams");
+        let first = dir.join("app.log");
+        let second = dir.join("error.log");
+        append(&first, "");
+        append(&second, "");
+        let mut source = FileLogSource::new(vec![first.clone(), second.clone()]);
+        append(&second, "to error\n");
+        append(&first, "to app\nagain\n");
+        assert_eq!(
+            source.read_streams(0),
+            [vec!["to app", "again"], vec!["to error"]]
+        );
+        assert_eq!(source.read_streams(0), [Vec::<String>::new(), Vec::new()]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
