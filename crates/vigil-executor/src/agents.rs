@@ -1,5 +1,8 @@
 //! What the agent routes answer: a poll's orders, and each agent's presence.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use vigil_core::agent::{AgentOrders, AgentPoll, AgentRecord};
 use vigil_core::release::ReleaseState;
 use vigil_store::{ReleaseFilter, Store, StoreError, StoredAgent};
@@ -15,11 +18,67 @@ const FETCHING_STATES: [ReleaseState; 4] = [
     ReleaseState::Paused,
 ];
 
+/// Artifacts by host: what each host's agent fetches ahead of its batches.
+type Wanted = BTreeMap<String, Vec<String>>;
+
+/// The artifacts of the executor's releases not yet ended, by host. Every poll needs them,
+/// and reading them means reading every unfinished release: a replica reads them at most once
+/// per second of its clock, however many agents poll in that second, so an order reaches the
+/// agents at most a second later (at once on the replica that took it, see
+/// [`FetchIndex::forget`]).
+#[derive(Debug, Default)]
+pub struct FetchIndex {
+    read: Mutex<Option<(i64, Arc<Wanted>)>>,
+}
+
+impl FetchIndex {
+    /// The index read at `now` (a concurrent poll waits for the read under way rather than
+    /// reading too).
+    fn wanted(&self, store: &dyn Store, now: i64) -> Result<Arc<Wanted>, StoreError> {
+        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((read_at, wanted)) = read.as_ref() {
+            if *read_at == now {
+                return Ok(Arc::clone(wanted));
+            }
+        }
+        let wanted = Arc::new(read_wanted(store)?);
+        *read = Some((now, Arc::clone(&wanted)));
+        Ok(wanted)
+    }
+
+    /// Reads the store again at the next poll (a release was just ordered here).
+    pub fn forget(&self) {
+        *self.read.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+/// Every host's artifacts to fetch, in the order of the releases.
+fn read_wanted(store: &dyn Store) -> Result<Wanted, StoreError> {
+    let mut wanted = Wanted::new();
+    for release in store.releases(&ReleaseFilter {
+        states: FETCHING_STATES.to_vec(),
+        ..ReleaseFilter::default()
+    })? {
+        let Some(execution) = store.execution(&release.id)? else {
+            continue;
+        };
+        for host in release.spec.hosts.names() {
+            let artifacts = wanted.entry(host.clone()).or_default();
+            if !artifacts.contains(&execution.spec.artifact) {
+                artifacts.push(execution.spec.artifact.clone());
+            }
+        }
+    }
+    Ok(wanted)
+}
+
 /// A poll of `host` at `now` stored ([`Store::agent_poll`]) and answered: the acknowledged
 /// reports, the tasks to run, and the artifacts of the host's releases not yet ended that it
-/// does not hold verified. An unknown host gets `registered: false` and nothing else.
+/// does not hold verified (from `fetches`). An unknown host gets `registered: false` and
+/// nothing else.
 pub fn poll(
     store: &dyn Store,
+    fetches: &FetchIndex,
     host: &str,
     poll: &AgentPoll,
     now: i64,
@@ -38,22 +97,17 @@ pub fn poll(
                 .collect()
         })
         .unwrap_or_default();
-    let mut fetch: Vec<String> = Vec::new();
-    for release in store.releases(&ReleaseFilter {
-        states: FETCHING_STATES.to_vec(),
-        ..ReleaseFilter::default()
-    })? {
-        if !release.spec.hosts.names().iter().any(|name| name == host) {
-            continue;
-        }
-        let Some(execution) = store.execution(&release.id)? else {
-            continue;
-        };
-        let artifact = execution.spec.artifact;
-        if !held.contains(&artifact) && !fetch.contains(&artifact) {
-            fetch.push(artifact);
-        }
-    }
+    let fetch: Vec<String> = fetches
+        .wanted(store, now)?
+        .get(host)
+        .map(|artifacts| {
+            artifacts
+                .iter()
+                .filter(|artifact| !held.contains(artifact))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(AgentOrders {
         acknowledged: answer.acknowledged,
         tasks: answer.tasks,

@@ -11,7 +11,7 @@ use vigil_core::release::{Action, NotificationEvent, ReleaseHosts, ReleaseState,
 use vigil_core::{Clock, ManualClock, Verdict};
 use vigil_store::{SqliteStore, Store};
 
-use crate::agents::poll;
+use crate::agents::{poll, FetchIndex};
 use crate::order::{resolve, CreateDeployment};
 use crate::tick::{tick, ExecutorSettings};
 
@@ -22,6 +22,7 @@ struct Fleet {
     store: SqliteStore,
     clock: ManualClock,
     settings: ExecutorSettings,
+    fetches: FetchIndex,
 }
 
 impl Fleet {
@@ -53,11 +54,19 @@ impl Fleet {
             store,
             clock,
             settings,
+            fetches: FetchIndex::default(),
         }
     }
 
-    /// A two-batch release: one host, then the other two, each observed `observe` seconds.
+    /// A two-batch release: one host, then the other two, each observed `observe` seconds,
+    /// ordered on this replica.
     fn order(&self, observe: i64) {
+        self.order_on_another_replica(observe);
+        self.fetches.forget();
+    }
+
+    /// The same release, ordered on another replica: this one learns of it from the store.
+    fn order_on_another_replica(&self, observe: i64) {
         let order = CreateDeployment {
             id: Some("r1".to_owned()),
             app: "shop".to_owned(),
@@ -108,7 +117,7 @@ impl Fleet {
             reports,
             artifacts: vec![progress],
         };
-        poll(&self.store, host, &request, self.clock.now()).unwrap()
+        poll(&self.store, &self.fetches, host, &request, self.clock.now()).unwrap()
     }
 
     /// Every agent polls; those named in `succeed` report their open tasks started and ended.
@@ -194,6 +203,27 @@ fn first_batch_deployed(fleet: &Fleet) {
     fleet.everyone_polls(&[("h1", TaskState::Succeeded)]);
     fleet.tick();
     assert_eq!(fleet.state(), ReleaseState::Observing);
+}
+
+#[test]
+fn the_artifacts_to_fetch_are_read_once_a_second_for_all_polls_and_at_once_after_an_order_here() {
+    let fleet = Fleet::new();
+    assert!(fleet.poll("h3", Vec::new(), false).fetch.is_empty());
+    // Ordered on another replica: this one's polls in the same second answer from its read...
+    fleet.order_on_another_replica(300);
+    assert!(fleet.poll("h3", Vec::new(), false).fetch.is_empty());
+    // ...and the next second's read has it, for every host of the release.
+    fleet.clock.advance(1);
+    assert_eq!(fleet.poll("h3", Vec::new(), false).fetch, [ARTIFACT]);
+    assert_eq!(fleet.poll("h2", Vec::new(), false).fetch, [ARTIFACT]);
+    // A host that holds it verified is not told again.
+    assert!(fleet.poll("h1", Vec::new(), true).fetch.is_empty());
+
+    // Ordered on this replica: the very next poll has it.
+    let here = Fleet::new();
+    assert!(here.poll("h3", Vec::new(), false).fetch.is_empty());
+    here.order(300);
+    assert_eq!(here.poll("h3", Vec::new(), false).fetch, [ARTIFACT]);
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! heartbeat, reports and downloads, answered with the host's orders) and `GET
 //! /api/v1/agents` (every agent, online or not). Agents hold ingest tokens.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -136,8 +138,13 @@ pub async fn poll(
     let request: AgentPoll = parse_request(body).await?;
     check_poll(&request)?;
     let now = state.clock.now();
+    let fetches = Arc::clone(&state.fetches);
     let orders = state
-        .blocking(move |store| Ok(vigil_executor::agents::poll(store, &host, &request, now)?))
+        .blocking(move |store| {
+            Ok(vigil_executor::agents::poll(
+                store, &fetches, &host, &request, now,
+            )?)
+        })
         .await?;
     Ok(Json(orders))
 }

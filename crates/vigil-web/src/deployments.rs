@@ -48,6 +48,8 @@ pub async fn create(
             Ok(release)
         })
         .await?;
+    // Its hosts learn of the artifact at their next poll here, not a second later.
+    state.fetches.forget();
     tracing::info!(release = %release.id, app = %release.spec.app, "deployment created");
     Ok((StatusCode::CREATED, Json(release)))
 }

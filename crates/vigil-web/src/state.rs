@@ -69,6 +69,8 @@ pub struct AppState {
     pub agent_timeout_seconds: i64,
     /// The artifacts' origin and tracker; None when the server distributes no artifacts.
     pub artifacts: Option<Arc<crate::distribution::Artifacts>>,
+    /// The artifacts each host fetches, read at most once a second for all agents' polls.
+    pub fetches: Arc<vigil_executor::agents::FetchIndex>,
 }
 
 impl AppState {
@@ -98,6 +100,7 @@ impl AppState {
             replays: Arc::default(),
             agent_timeout_seconds: vigil_executor::DEFAULT_AGENT_TIMEOUT_SECONDS,
             artifacts: None,
+            fetches: Arc::default(),
         }
     }
 
