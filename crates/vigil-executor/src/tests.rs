@@ -343,6 +343,43 @@ fn a_silent_agent_pauses_the_release_with_its_host() {
 }
 
 #[test]
+fn a_host_silent_before_the_artifact_reached_it_pauses_the_waiting_release_and_a_resume_still_waits_for_it(
+) {
+    let fleet = Fleet::new();
+    fleet.order(300);
+    // h3's agent fetched a piece, then fell silent: the release would wait for ever.
+    fleet.poll("h1", Vec::new(), true);
+    fleet.poll("h2", Vec::new(), true);
+    fleet.poll("h3", Vec::new(), false);
+    assert!(fleet.tick().is_empty());
+    for _ in 0..2 {
+        fleet.clock.advance(10);
+        fleet.poll("h1", Vec::new(), true);
+        fleet.poll("h2", Vec::new(), true);
+    }
+    let steps = fleet.tick();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(steps[0].to, ReleaseState::Paused);
+    assert!(
+        steps[0].reason.contains("host h3") && steps[0].reason.contains("before the artifact"),
+        "{}",
+        steps[0].reason
+    );
+    assert_eq!(fleet.store.notifications("r1").unwrap().len(), 1);
+
+    // The agent is back but still fetching; a person resumes: no host deploys before every
+    // host holds the artifact.
+    fleet.poll("h3", Vec::new(), false);
+    fleet.act(Action::Resume);
+    assert!(fleet.tick().is_empty());
+    assert!(fleet.tasks(TaskKind::Deploy).is_empty());
+    fleet.everyone_polls(&[]);
+    fleet.tick();
+    assert_eq!(fleet.tasks(TaskKind::Deploy).len(), 1);
+    assert_eq!(fleet.state(), ReleaseState::Deploying);
+}
+
+#[test]
 fn a_rollback_runs_on_the_deployed_hosts_and_ends_rolled_back() {
     let fleet = Fleet::new();
     fleet.order(300);

@@ -137,6 +137,12 @@ fn step_release(
     let tasks = store.release_tasks(&release.id)?;
     match release.state {
         ReleaseState::Pending => {
+            // A host whose agent fell silent would keep the release waiting for its artifact
+            // with no one told: it pauses, naming the host, as it would mid-batch.
+            if let Some(reason) = silent_agent(settings, release, agents, now) {
+                let reason = format!("{reason}, before the artifact reached every host");
+                return pause(store, settings, release, now, reason);
+            }
             if !artifact_everywhere(release, execution, agents) {
                 return Ok(None);
             }
@@ -159,6 +165,11 @@ fn step_release(
             }
             let index = release.deployed.len();
             if index >= release.spec.batches.len() {
+                return Ok(None);
+            }
+            // Resumed from a pause before its first batch: the artifact still goes to every
+            // host before any host deploys.
+            if index == 0 && !artifact_everywhere(release, execution, agents) {
                 return Ok(None);
             }
             let resumed_mid_batch = tasks
@@ -344,23 +355,29 @@ fn pause_reason(
             )));
         }
     }
-    for host in release.spec.hosts.names() {
-        let silent_seconds = agents
-            .get(host)
-            .map_or(i64::MAX, |agent| now - agent.record.last_seen_at);
-        if silent_seconds > settings.agent_timeout_seconds {
-            let reason = match agents.get(host) {
-                Some(_) => format!(
-                    "the agent of host {host} has been silent for {silent_seconds} s (more than \
-                     {} s)",
-                    settings.agent_timeout_seconds
-                ),
-                None => format!("host {host} has no registered agent"),
-            };
-            return Ok(Some(reason));
-        }
-    }
-    Ok(None)
+    Ok(silent_agent(settings, release, agents, now))
+}
+
+/// Why the release cannot go on for want of an agent: the first of its hosts whose agent has
+/// been silent for longer than the timeout, or that has none.
+fn silent_agent(
+    settings: &ExecutorSettings,
+    release: &Release,
+    agents: &BTreeMap<String, StoredAgent>,
+    now: i64,
+) -> Option<String> {
+    release.spec.hosts.names().iter().find_map(|host| {
+        let Some(agent) = agents.get(host) else {
+            return Some(format!("host {host} has no registered agent"));
+        };
+        let silent_seconds = now - agent.record.last_seen_at;
+        (silent_seconds > settings.agent_timeout_seconds).then(|| {
+            format!(
+                "the agent of host {host} has been silent for {silent_seconds} s (more than {} s)",
+                settings.agent_timeout_seconds
+            )
+        })
+    })
 }
 
 /// A rolling back release: one rollback task per host whose deploy started or succeeded; once
