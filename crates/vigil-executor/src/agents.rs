@@ -1,6 +1,7 @@
 //! What the agent routes answer: a poll's orders, and each agent's presence.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use vigil_core::agent::{AgentOrders, AgentPoll, AgentRecord};
@@ -29,6 +30,8 @@ type Wanted = BTreeMap<String, Vec<String>>;
 #[derive(Debug, Default)]
 pub struct FetchIndex {
     read: Mutex<Option<(i64, Arc<Wanted>)>>,
+    /// Set by [`FetchIndex::forget`]: the next poll reads again, even within the second.
+    stale: AtomicBool,
 }
 
 impl FetchIndex {
@@ -36,7 +39,9 @@ impl FetchIndex {
     /// reading too).
     fn wanted(&self, store: &dyn Store, now: i64) -> Result<Arc<Wanted>, StoreError> {
         let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((read_at, wanted)) = read.as_ref() {
+        // Taken before the read: an order committed during the read marks it stale again.
+        let stale = self.stale.swap(false, Ordering::SeqCst);
+        if let (false, Some((read_at, wanted))) = (stale, read.as_ref()) {
             if *read_at == now {
                 return Ok(Arc::clone(wanted));
             }
@@ -46,9 +51,10 @@ impl FetchIndex {
         Ok(wanted)
     }
 
-    /// Reads the store again at the next poll (a release was just ordered here).
+    /// Reads the store again at the next poll (a release was just ordered here). Does not
+    /// wait for a read under way.
     pub fn forget(&self) {
-        *self.read.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.stale.store(true, Ordering::SeqCst);
     }
 }
 
