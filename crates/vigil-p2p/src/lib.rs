@@ -17,6 +17,14 @@ pub mod peer;
 pub mod testing;
 pub mod tracker;
 
+/// Locks `mutex`, going on with its data when a holder panicked: every value kept behind
+/// one here stays whole between two statements.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Why a distribution step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum P2pError {

@@ -44,10 +44,7 @@ impl TokenBucket {
     /// Takes `bytes` and says how long to wait before using them.
     fn reserve(&self, bytes: usize) -> Duration {
         let now = Instant::now();
-        let mut state = match self.state.lock() {
-            Ok(state) => state,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut state = crate::lock(&self.state);
         let elapsed = now
             .saturating_duration_since(state.refilled_at)
             .as_secs_f64();

@@ -12,7 +12,7 @@ use crate::fetch::Coordinator;
 use crate::limit::TokenBucket;
 use crate::origin::OriginReaders;
 use crate::tracker::{Tracker, TrackerSettings};
-use crate::P2pError;
+use crate::{lock, P2pError};
 
 /// A tracker and an origin for one artifact.
 #[derive(Debug)]
@@ -60,13 +60,6 @@ impl LocalCoordinator {
 
     pub fn tracker(&self) -> MutexGuard<'_, Tracker> {
         lock(&self.tracker)
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

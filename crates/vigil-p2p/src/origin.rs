@@ -52,10 +52,7 @@ impl OriginReaders {
             return true;
         }
         let now = Instant::now();
-        let mut served = match self.served.lock() {
-            Ok(served) => served,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut served = crate::lock(&self.served);
         let key = (artifact.to_string(), index);
         if let Some(at) = served.get(&key) {
             if now.saturating_duration_since(*at) < self.repeat_window {

@@ -203,10 +203,7 @@ impl PeerNode {
     }
 
     fn lock_held(&self) -> MutexGuard<'_, HashMap<String, Held>> {
-        match self.held.lock() {
-            Ok(held) => held,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::lock(&self.held)
     }
 
     pub(crate) fn held(&self, artifact: &str) -> Option<Held> {
@@ -228,16 +225,9 @@ impl PeerNode {
 
     /// Piece `index` was verified and written: it may be served.
     pub(crate) fn add_piece(&self, artifact: &str, index: u32, piece: Arc<Vec<u8>>) {
-        self.lock_recent().insert(artifact, index, piece);
+        crate::lock(&self.recent).insert(artifact, index, piece);
         if let Some(held) = self.lock_held().get_mut(artifact) {
             held.have.set(index);
-        }
-    }
-
-    fn lock_recent(&self) -> MutexGuard<'_, RecentPieces> {
-        match self.recent.lock() {
-            Ok(recent) => recent,
-            Err(poisoned) => poisoned.into_inner(),
         }
     }
 
@@ -251,7 +241,7 @@ impl PeerNode {
 
     /// Forgets `artifact` (its whole file failed its check).
     pub(crate) fn forget(&self, artifact: &str) {
-        self.lock_recent().forget(artifact);
+        crate::lock(&self.recent).forget(artifact);
         self.lock_held().remove(artifact);
     }
 }
@@ -462,7 +452,7 @@ async fn answer_request(node: &PeerNode, request: &wire::Request) -> Answer {
     };
     let offset = u64::from(request.index) * u64::from(held.manifest.piece_size);
     let index = request.index;
-    if let Some(piece) = node.lock_recent().get(&request.artifact, index) {
+    if let Some(piece) = crate::lock(&node.recent).get(&request.artifact, index) {
         return Answer {
             status: wire::PIECE,
             have: Some(held.have.as_bytes().to_vec()),
