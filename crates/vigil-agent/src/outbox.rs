@@ -211,10 +211,8 @@ impl Outbox {
     fn write_file(&mut self, batch: &Batch) -> Option<u64> {
         let dir = self.spool.as_ref()?;
         let number = self.next_file;
-        let path = dir.join(spool_name(number, batch.kind));
-        let temporary = dir.join(format!("{number:016x}.tmp"));
-        let written = std::fs::write(&temporary, &batch.body)
-            .and_then(|()| std::fs::rename(&temporary, &path));
+        let written =
+            crate::state::write_unsynced(&dir.join(spool_name(number, batch.kind)), &batch.body);
         match written {
             Ok(()) => {
                 self.next_file += 1;
@@ -222,7 +220,6 @@ impl Outbox {
                 Some(number)
             }
             Err(error) => {
-                let _ = std::fs::remove_file(&temporary);
                 if !self.spool_failing {
                     self.spool_failing = true;
                     tracing::warn!(
@@ -424,7 +421,11 @@ mod tests {
         assert_eq!(outbox.dropped, 1);
         assert_eq!(files_in(&dir), 2);
         drop(outbox);
-        std::fs::write(dir.join("0000000000000009.tmp"), b"{\"key\": \"half").unwrap();
+        std::fs::write(
+            dir.join(".0000000000000009.samples.tmp"),
+            b"{\"key\": \"half",
+        )
+        .unwrap();
         std::fs::write(dir.join("000000000000000a.logs"), b"{}").unwrap();
         std::fs::write(dir.join("notes.txt"), b"hello").unwrap();
         // Opened with a smaller bound, the oldest are dropped, files and all.

@@ -157,10 +157,7 @@ impl StateDir {
     /// Replaces `logs.json` (not synced: it is rewritten every second while lines come).
     pub fn save_log_positions(&self, positions: &LogPositions) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(positions).map_err(std::io::Error::other)?;
-        let path = self.root.join("logs.json");
-        let temporary = self.root.join("logs.json.tmp");
-        std::fs::write(&temporary, &bytes)?;
-        std::fs::rename(&temporary, &path)
+        write_unsynced(&self.root.join("logs.json"), &bytes)
     }
 
     /// Where the batches not yet sent wait.
@@ -225,23 +222,42 @@ impl StateDir {
 /// Writes `bytes` to `path` so that a reader (or a crash) sees the old content or the new,
 /// never a part: a temporary file in the same directory, synced, renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let file_name = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or("state");
-    let temporary = path.with_file_name(format!(".{file_name}.tmp"));
-    {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temporary, path)?;
+    write_replacing(path, bytes, true)?;
     if let Some(parent) = path.parent() {
         if let Ok(directory) = std::fs::File::open(parent) {
             let _ = directory.sync_all();
         }
     }
     Ok(())
+}
+
+/// As [`write_atomic`] without syncing: the file outlives the agent's process, not a power cut
+/// (for files rewritten every second, such as the outbox's batches and `logs.json`).
+pub fn write_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_replacing(path, bytes, false)
+}
+
+/// `bytes` into `.<name>.tmp` beside `path` (synced when `sync`), renamed over `path`; the
+/// temporary file is removed when a step fails.
+fn write_replacing(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+    let file_name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("state");
+    let temporary = path.with_file_name(format!(".{file_name}.tmp"));
+    let written = std::fs::File::create(&temporary)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            if sync {
+                file.sync_all()?;
+            }
+            Ok(())
+        })
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 #[cfg(test)]
