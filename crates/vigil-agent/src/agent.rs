@@ -160,6 +160,14 @@ impl Shared {
         self.wake_sender.notify_one();
     }
 
+    /// Log events into batches of at most [`MAX_EVENTS_PER_BATCH`].
+    fn enqueue_events(&self, events: &[LogEvent]) {
+        for chunk in events.chunks(MAX_EVENTS_PER_BATCH) {
+            let key = self.next_key(BatchKind::Logs);
+            self.enqueue(BatchKind::Logs, logs_body(&self.config, chunk, &key));
+        }
+    }
+
     fn hello(&self) -> AgentHello {
         AgentHello {
             host: self.config.host.clone(),
@@ -354,11 +362,7 @@ async fn collect_loop(
             _ = stopped.changed() => {
                 // Events still open are whole now: queue them before their lines' positions
                 // are saved past them.
-                let open = joiners.finish();
-                for chunk in open.chunks(MAX_EVENTS_PER_BATCH) {
-                    let key = shared.next_key(BatchKind::Logs);
-                    shared.enqueue(BatchKind::Logs, logs_body(&shared.config, chunk, &key));
-                }
+                shared.enqueue_events(&joiners.finish());
                 positions.save(&shared, lock(&logs).positions(), true);
                 break;
             }
@@ -395,11 +399,7 @@ async fn collect_loop(
                         break;
                     }
                 };
-                let events = joiners.push_streams(&streams, now);
-                for chunk in events.chunks(MAX_EVENTS_PER_BATCH) {
-                    let key = shared.next_key(BatchKind::Logs);
-                    shared.enqueue(BatchKind::Logs, logs_body(&shared.config, chunk, &key));
-                }
+                shared.enqueue_events(&joiners.push_streams(&streams, now));
                 // Saved after the events are queued (and spooled), so a restarted agent goes
                 // on after them; the events still open are what a kill may lose.
                 positions.save(&shared, lock(&logs).positions(), false);
